@@ -1,0 +1,56 @@
+# weft: the two commands a newcomer needs are `make run` and `make test` (see README.md).
+#
+#   make build   release build in build/: build/weft, build/libweft.so, build/examples/*
+#   make run     install what is missing, build, start `weft serve` on embedded defaults
+#   make test    install what is missing, build with ASan+UBSan (clang, with fuzzers) in
+#                build-asan/, run unit tests, fuzz smoke runs, integration tests
+#   make bench   the benchmarks in bench/ (see bench/README.md)
+#   make format  clang-format every C file
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+PYTHON     ?= /usr/bin/python3
+WEFT_ARGS  ?=
+
+.PHONY: all build run test unit integration deps asan bench format clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+build:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: deps build
+	$(BUILD)/weft serve $(WEFT_ARGS)
+
+asan:
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+	  -DWEFT_SANITIZE=ON -DWEFT_FUZZ=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+# Sanitizer reports end the process with an error and fail the test that ran it.
+export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0:halt_on_error=1:strict_string_checks=1
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+
+unit: asan
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
+
+integration: asan
+	WEFT_BUILD=$(abspath $(ASAN_BUILD)) $(PYTHON) -m pytest -q tests/integration
+
+test: deps
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+bench: deps build
+	@scripts/install-deps --bench
+	bench/http
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,60 @@
+/**
+ * weft/common.h - what every weft module shares: error codes, string views, export marks.
+ *
+ * Errors: every function that can fail returns int, 0 on success or a negative code.
+ * Codes that match an errno value are that errno negated (WEFT_ENOMEM == -ENOMEM); the
+ * rest are weft's own, below -10000. weft_strerror() names any of them.
+ * A function that takes a callback and fails never runs the callback.
+ */
+#ifndef WEFT_COMMON_H
+#define WEFT_COMMON_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WEFT_EXTERN __attribute__((visibility("default")))
+
+#define WEFT_EINVAL     (-EINVAL)
+#define WEFT_ENOMEM     (-ENOMEM)
+#define WEFT_ERANGE     (-ERANGE)
+#define WEFT_ETIMEDOUT  (-ETIMEDOUT)
+#define WEFT_ENOENT     (-ENOENT)
+#define WEFT_EEXIST     (-EEXIST)
+#define WEFT_EAGAIN     (-EAGAIN)
+#define WEFT_ECANCELED  (-ECANCELED)
+#define WEFT_ECONNRESET (-ECONNRESET)
+#define WEFT_EPIPE      (-EPIPE)
+#define WEFT_ENOSPC     (-ENOSPC)
+#define WEFT_EPARSE     (-10001) /* malformed input */
+#define WEFT_ELIMIT     (-10002) /* a configured limit was reached */
+#define WEFT_ECLOSED    (-10003) /* the object was closed, or is closing */
+#define WEFT_ESTATE     (-10004) /* call not valid in the object's current state */
+#define WEFT_EUNSUPPORTED (-10005)
+
+/** The name of error code err ("ENOMEM", "EPARSE", ...); never NULL. */
+WEFT_EXTERN const char *weft_err_name(int err);
+/** A short description of error code err; never NULL. */
+WEFT_EXTERN const char *weft_strerror(int err);
+
+/** A read-only view of bytes owned by someone else; not NUL-terminated in general. */
+typedef struct weft_str_s {
+    const char *base;
+    size_t len;
+} weft_str_t;
+
+#define WEFT_STR(lit) ((weft_str_t){(lit), sizeof(lit) - 1})
+
+/** Nanoseconds on a monotonic clock. */
+WEFT_EXTERN uint64_t weft_now_ns(void);
+/** Nanoseconds since the Unix epoch (wall clock). */
+WEFT_EXTERN uint64_t weft_wall_ns(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
