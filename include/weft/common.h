@@ -49,6 +49,12 @@ typedef struct weft_str_s {
 
 #define WEFT_STR(lit) ((weft_str_t){(lit), sizeof(lit) - 1})
 
+/** One HTTP header as it appeared on the wire (name case preserved). */
+typedef struct weft_http_header_s {
+    weft_str_t name;
+    weft_str_t value;
+} weft_http_header_t;
+
 /** Nanoseconds on a monotonic clock. */
 WEFT_EXTERN uint64_t weft_now_ns(void);
 /** Nanoseconds since the Unix epoch (wall clock). */
