@@ -19,21 +19,21 @@ extern "C" {
 
 #define WEFT_EXTERN __attribute__((visibility("default")))
 
-#define WEFT_EINVAL     (-EINVAL)
-#define WEFT_ENOMEM     (-ENOMEM)
-#define WEFT_ERANGE     (-ERANGE)
-#define WEFT_ETIMEDOUT  (-ETIMEDOUT)
-#define WEFT_ENOENT     (-ENOENT)
-#define WEFT_EEXIST     (-EEXIST)
-#define WEFT_EAGAIN     (-EAGAIN)
-#define WEFT_ECANCELED  (-ECANCELED)
-#define WEFT_ECONNRESET (-ECONNRESET)
-#define WEFT_EPIPE      (-EPIPE)
-#define WEFT_ENOSPC     (-ENOSPC)
-#define WEFT_EPARSE     (-10001) /* malformed input */
-#define WEFT_ELIMIT     (-10002) /* a configured limit was reached */
-#define WEFT_ECLOSED    (-10003) /* the object was closed, or is closing */
-#define WEFT_ESTATE     (-10004) /* call not valid in the object's current state */
+#define WEFT_EINVAL       (-EINVAL)
+#define WEFT_ENOMEM       (-ENOMEM)
+#define WEFT_ERANGE       (-ERANGE)
+#define WEFT_ETIMEDOUT    (-ETIMEDOUT)
+#define WEFT_ENOENT       (-ENOENT)
+#define WEFT_EEXIST       (-EEXIST)
+#define WEFT_EAGAIN       (-EAGAIN)
+#define WEFT_ECANCELED    (-ECANCELED)
+#define WEFT_ECONNRESET   (-ECONNRESET)
+#define WEFT_EPIPE        (-EPIPE)
+#define WEFT_ENOSPC       (-ENOSPC)
+#define WEFT_EPARSE       (-10001) /* malformed input */
+#define WEFT_ELIMIT       (-10002) /* a configured limit was reached */
+#define WEFT_ECLOSED      (-10003) /* the object was closed, or is closing */
+#define WEFT_ESTATE       (-10004) /* call not valid in the object's current state */
 #define WEFT_EUNSUPPORTED (-10005)
 
 /** The name of error code err ("ENOMEM", "EPARSE", ...); never NULL. */

@@ -9,7 +9,7 @@
 #ifndef WEFT_LOG_H
 #define WEFT_LOG_H
 
-#include "common.h"
+#include "weft/common.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -33,8 +33,8 @@ WEFT_EXTERN int weft_log_level_parse(const char *s, weft_log_level_t *out);
  * Writes one line: level, component comp, message msg, then the printf-formatted kv
  * (may be NULL). Lines longer than 4 KiB are cut and end in `truncated=true`.
  */
-WEFT_EXTERN void weft_log(weft_log_level_t level, const char *comp, const char *msg,
-                          const char *kv, ...) __attribute__((format(printf, 4, 5)));
+WEFT_EXTERN void weft_log(weft_log_level_t level, const char *comp, const char *msg, const char *kv,
+                          ...) __attribute__((format(printf, 4, 5)));
 
 /**
  * Writes s (len bytes) as a logfmt value into out (size cap), quoted and escaped when
@@ -43,9 +43,9 @@ WEFT_EXTERN void weft_log(weft_log_level_t level, const char *comp, const char *
 WEFT_EXTERN char *weft_log_quote(char *out, size_t cap, const char *s, size_t len);
 
 #define WEFT_LOG_ENABLED(lvl) ((lvl) >= weft_log_get_level())
-#define weft_debug(comp, msg, ...)                                                       \
-    do {                                                                                 \
-        if (WEFT_LOG_ENABLED(WEFT_LOG_DEBUG)) weft_log(WEFT_LOG_DEBUG, comp, msg, __VA_ARGS__); \
+#define weft_debug(comp, msg, ...)                                                                 \
+    do {                                                                                           \
+        if (WEFT_LOG_ENABLED(WEFT_LOG_DEBUG)) weft_log(WEFT_LOG_DEBUG, comp, msg, __VA_ARGS__);    \
     } while (0)
 #define weft_info(comp, msg, ...)  weft_log(WEFT_LOG_INFO, comp, msg, __VA_ARGS__)
 #define weft_warn(comp, msg, ...)  weft_log(WEFT_LOG_WARN, comp, msg, __VA_ARGS__)

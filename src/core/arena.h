@@ -14,12 +14,12 @@
 typedef struct weft_arena_block_s weft_arena_block_t;
 
 typedef struct weft_arena_s {
-    char *cur;                 /* next free byte in head */
-    char *end;                 /* end of head's space */
-    weft_arena_block_t *head;  /* newest block; the first block is last in the chain */
-    size_t used;               /* bytes handed out since the last reset */
-    size_t limit;              /* weft_arena_alloc fails past this many bytes */
-    size_t block_size;         /* size of ordinary blocks */
+    char *cur;                /* next free byte in head */
+    char *end;                /* end of head's space */
+    weft_arena_block_t *head; /* newest block; the first block is last in the chain */
+    size_t used;              /* bytes handed out since the last reset */
+    size_t limit;             /* weft_arena_alloc fails past this many bytes */
+    size_t block_size;        /* size of ordinary blocks */
 } weft_arena_t;
 
 /* Sets up an arena whose ordinary blocks are block_size bytes and that hands out at most

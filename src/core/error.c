@@ -25,13 +25,27 @@ static const struct {
     int code;
     const char *name;
 } errnos[] = {
-    {EINVAL, "EINVAL"},       {ENOMEM, "ENOMEM"},       {ERANGE, "ERANGE"},
-    {ETIMEDOUT, "ETIMEDOUT"}, {ENOENT, "ENOENT"},       {EEXIST, "EEXIST"},
-    {EAGAIN, "EAGAIN"},       {ECANCELED, "ECANCELED"}, {ECONNRESET, "ECONNRESET"},
-    {EPIPE, "EPIPE"},         {ENOSPC, "ENOSPC"},       {ECONNREFUSED, "ECONNREFUSED"},
-    {EADDRINUSE, "EADDRINUSE"}, {EACCES, "EACCES"},     {EBADF, "EBADF"},
-    {EMFILE, "EMFILE"},       {ENOTCONN, "ENOTCONN"},   {EHOSTUNREACH, "EHOSTUNREACH"},
-    {EADDRNOTAVAIL, "EADDRNOTAVAIL"}, {EPROTO, "EPROTO"}, {EMSGSIZE, "EMSGSIZE"},
+    {EINVAL, "EINVAL"},
+    {ENOMEM, "ENOMEM"},
+    {ERANGE, "ERANGE"},
+    {ETIMEDOUT, "ETIMEDOUT"},
+    {ENOENT, "ENOENT"},
+    {EEXIST, "EEXIST"},
+    {EAGAIN, "EAGAIN"},
+    {ECANCELED, "ECANCELED"},
+    {ECONNRESET, "ECONNRESET"},
+    {EPIPE, "EPIPE"},
+    {ENOSPC, "ENOSPC"},
+    {ECONNREFUSED, "ECONNREFUSED"},
+    {EADDRINUSE, "EADDRINUSE"},
+    {EACCES, "EACCES"},
+    {EBADF, "EBADF"},
+    {EMFILE, "EMFILE"},
+    {ENOTCONN, "ENOTCONN"},
+    {EHOSTUNREACH, "EHOSTUNREACH"},
+    {EADDRNOTAVAIL, "EADDRNOTAVAIL"},
+    {EPROTO, "EPROTO"},
+    {EMSGSIZE, "EMSGSIZE"},
 };
 
 const char *weft_err_name(int err)

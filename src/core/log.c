@@ -18,7 +18,10 @@ static atomic_int log_level = WEFT_LOG_INFO;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error", "off"};
 
-void weft_log_set_level(weft_log_level_t level) { atomic_store(&log_level, (int)level); }
+void weft_log_set_level(weft_log_level_t level)
+{
+    atomic_store(&log_level, (int)level);
+}
 
 weft_log_level_t weft_log_get_level(void)
 {
@@ -96,8 +99,8 @@ void weft_log(weft_log_level_t level, const char *comp, const char *msg, const c
     weft_log_quote(qmsg, sizeof(qmsg), msg, strlen(msg));
     int n = snprintf(line, sizeof(line),
                      "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s comp=%s msg=%s",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, level_names[level], comp, qmsg);
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, level_names[level], comp, qmsg);
     if (n < 0) return;
     size_t len = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
     if (kv && *kv && len < sizeof(line) - 2) {
@@ -109,7 +112,9 @@ void weft_log(weft_log_level_t level, const char *comp, const char *msg, const c
         if (m > 0) len += (size_t)m < sizeof(line) - len ? (size_t)m : sizeof(line) - len - 1;
     }
     static const char cut[] = " truncated=true";
-    if (len >= sizeof(line) - 1) len = sizeof(line) - sizeof(cut) - 1, memcpy(line + len, cut, sizeof(cut) - 1), len += sizeof(cut) - 1;
+    if (len >= sizeof(line) - 1)
+        len = sizeof(line) - sizeof(cut) - 1, memcpy(line + len, cut, sizeof(cut) - 1),
+        len += sizeof(cut) - 1;
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;

@@ -1,0 +1,225 @@
+/**
+ * weft/http.h - the HTTP/1.1 server: listeners on worker loops, requests, responses.
+ *
+ * A weft_http_server_t holds the configuration, the routes and the hooks. It binds its
+ * sockets once (weft_http_server_bind, on any thread: errors come back at once), then each
+ * worker loop attaches to one of them (weft_http_server_attach, on that loop's thread) and
+ * serves its own connections: nothing on the request path is shared between loops.
+ *
+ * Requests: the server parses the head (llhttp), routes it, enforces the limits, reads the
+ * body (buffered up to the route's limit, or streamed to the handler), and calls the route's
+ * handler on the loop's thread. The handler answers with weft_http_respond() (one call) or
+ * weft_http_response_start/_write/_end (streamed), now or later from the same thread.
+ * Every request handed to a handler must be finished exactly once, by weft_http_respond or
+ * weft_http_response_end; until then it stays valid even if the client goes away (those
+ * calls then return WEFT_ECLOSED and release it). Responses on one connection go out in
+ * request order (pipelining).
+ *
+ * Malformed requests never reach a handler: the server answers 400/408/413/414/417/431/
+ * 501/505 with a short JSON body and `Connection: close`, then closes the connection
+ * without reading another request from it.
+ */
+#ifndef WEFT_HTTP_H
+#define WEFT_HTTP_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "weft/common.h"
+#include "weft/router.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_http_server_s weft_http_server_t;
+typedef struct weft_http_request_s weft_http_request_t;
+
+/** Handler of a route: runs on the loop thread that read the request. */
+typedef void (*weft_http_handler_fn)(weft_http_request_t *req, void *arg);
+
+/** Called with each piece of a streamed request body; len 0 marks the end of the body. */
+typedef void (*weft_http_body_fn)(weft_http_request_t *req, const char *data, size_t len);
+
+/** Called when a streamed response can take more data (its buffer fell below 64 KiB). */
+typedef void (*weft_http_drain_fn)(weft_http_request_t *req);
+
+/** Called once if the connection closes before the handler finished the response. */
+typedef void (*weft_http_abort_fn)(weft_http_request_t *req);
+
+/** A route: what runs for a method + path pattern. The server copies it. */
+typedef struct weft_http_route_s {
+    weft_http_handler_fn handler;
+    void *arg;
+    uint64_t max_body; /* request body limit in bytes; 0: the server's max_body */
+    bool stream_body;  /* call the handler at the end of the head; the body goes to
+                          req->on_body as it arrives, instead of being buffered */
+} weft_http_route_t;
+
+/** Limits and timeouts; weft_http_server_options_init fills the documented defaults. */
+typedef struct weft_http_server_options_s {
+    const char *host;                /* listen address, numeric IPv4 or IPv6; default 127.0.0.1 */
+    uint16_t port;                   /* 0 picks a free port (see weft_http_server_port) */
+    unsigned backlog;                /* listen backlog; default 511 */
+    size_t max_head;                 /* request line + headers; default 64 KiB (else 431) */
+    size_t max_target;               /* request target; default 8 KiB (else 414) */
+    unsigned max_headers;            /* header lines; default 100 (else 431) */
+    uint64_t max_body;               /* default request body limit; default 1 MiB (else 413) */
+    unsigned max_connections;        /* per loop; default 10000; past it: 503 and close */
+    uint64_t head_timeout_ms;        /* whole request head must arrive; default 10000 (408) */
+    uint64_t idle_timeout_ms;        /* idle keep-alive connection; default 60000 */
+    uint64_t body_timeout_ms;        /* between two reads of a body; default 30000 (408) */
+    uint64_t write_timeout_ms;       /* a write that makes no progress; default 30000 */
+    uint64_t shutdown_timeout_ms;    /* graceful shutdown deadline; default 10000 */
+    unsigned max_keepalive_requests; /* per connection; 0: no limit (the default) */
+} weft_http_server_options_t;
+
+/** Hooks run around every request on the loop thread (instrumentation, logging). */
+typedef struct weft_http_hooks_s {
+    /** After the head is parsed and routed (route may be NULL: 404/405), before the handler. */
+    void (*on_begin)(weft_http_request_t *req, void *arg);
+    /** When the response is complete (or the request aborted: status is what was sent or
+     *  would have been, aborted is true). Also runs for malformed requests (method and
+     *  path may then be empty). */
+    void (*on_end)(weft_http_request_t *req, int status, bool aborted, void *arg);
+    void *arg;
+} weft_http_hooks_t;
+
+/**
+ * A request. Fields are read-only for handlers except those marked "handler sets".
+ * Strings point into the connection's buffer or arena and live until the response ends.
+ */
+struct weft_http_request_s {
+    weft_str_t method;     /* "GET" */
+    weft_str_t target;     /* as sent: "/a/b?x=1" */
+    weft_str_t path;       /* target without the query: "/a/b" */
+    weft_str_t query;      /* after '?', without it; empty if none */
+    uint8_t version_minor; /* 0 or 1 (HTTP/1.x) */
+    bool keep_alive;       /* the connection stays open after this response */
+    bool is_head;          /* HEAD: the response body is not sent */
+    const weft_http_header_t *headers;
+    size_t nheaders;
+    uint64_t content_length;        /* UINT64_MAX when unknown (chunked) or absent */
+    weft_str_t body;                /* the whole body, for routes that buffer it */
+    const weft_http_route_t *route; /* NULL for 404/405 and malformed requests */
+    const char *route_pattern;      /* the matched pattern ("/orders/:id") or NULL */
+    weft_route_match_t match;       /* path parameters */
+    uint64_t start_ns;              /* weft_now_ns() when the head was complete */
+    uv_loop_t *loop;                /* the loop (thread) serving this request */
+    void *data;                     /* handler sets: anything */
+    void *hook_data;                /* hooks set: anything (the SDK keeps its span here) */
+    weft_http_body_fn on_body;      /* handler sets, for stream_body routes */
+    weft_http_drain_fn on_drain;    /* handler sets, for streamed responses */
+    weft_http_abort_fn on_abort;    /* handler sets */
+    int status;                     /* the status sent, once the response has started */
+};
+
+/** Fills *o with the defaults documented in weft_http_server_options_t. */
+WEFT_EXTERN void weft_http_server_options_init(weft_http_server_options_t *o);
+
+/**
+ * Creates a server with options o (copied; NULL for the defaults) for n_loops loops.
+ * Returns 0 and *out, or WEFT_EINVAL / WEFT_ENOMEM. No socket is opened yet.
+ */
+WEFT_EXTERN int weft_http_server_new(const weft_http_server_options_t *o, unsigned n_loops,
+                                     weft_http_server_t **out);
+
+/**
+ * Adds a route (before bind). method: a method token or "*"; pattern: see weft/router.h.
+ * Returns 0, WEFT_EINVAL, WEFT_EEXIST, WEFT_ELIMIT, WEFT_ENOMEM, WEFT_ESTATE after bind.
+ */
+WEFT_EXTERN int weft_http_server_route(weft_http_server_t *s, const char *method,
+                                       const char *pattern, const weft_http_route_t *route);
+
+/** Sets the hooks (before bind). */
+WEFT_EXTERN void weft_http_server_hooks(weft_http_server_t *s, const weft_http_hooks_t *h);
+
+/**
+ * Opens one SO_REUSEPORT listening socket per loop, on the calling thread, so that address
+ * errors are reported here: WEFT_EINVAL (bad host), -EADDRINUSE (also when another process
+ * already listens there, even with SO_REUSEPORT), -EACCES, ... On error nothing stays open.
+ * err_msg (may be NULL) receives a message naming the address.
+ */
+WEFT_EXTERN int weft_http_server_bind(weft_http_server_t *s, char *err_msg, size_t err_len);
+
+/** The bound port (useful when options asked for port 0). */
+WEFT_EXTERN uint16_t weft_http_server_port(const weft_http_server_t *s);
+
+/**
+ * Starts serving socket index on loop. Call on the loop's thread (or before it runs),
+ * once per index. Returns 0 or a libuv error.
+ */
+WEFT_EXTERN int weft_http_server_attach(weft_http_server_t *s, uv_loop_t *loop, unsigned index);
+
+/**
+ * Graceful shutdown of loop index's listener: stops accepting, closes idle connections,
+ * lets in-flight requests finish (their responses carry `Connection: close`), and after
+ * shutdown_timeout_ms closes whatever is left. on_done(arg) runs on the loop's thread when
+ * every handle of this listener is closed. Call on the loop's thread.
+ */
+WEFT_EXTERN void weft_http_server_shutdown(weft_http_server_t *s, unsigned index,
+                                           void (*on_done)(void *arg), void *arg);
+
+/** Frees the server; every attached loop must have finished its shutdown. */
+WEFT_EXTERN void weft_http_server_free(weft_http_server_t *s);
+
+/** Open connections on loop index right now (any thread; a relaxed read). */
+WEFT_EXTERN unsigned weft_http_server_connections(const weft_http_server_t *s, unsigned index);
+
+/* ---- requests ---- */
+
+/** The first header named name (ASCII case-insensitive); {NULL, 0} if absent. */
+WEFT_EXTERN weft_str_t weft_http_request_header(const weft_http_request_t *req, const char *name);
+
+/** The path parameter name (":id" -> "id", "*rest" -> "rest"); {NULL, 0} if absent. */
+WEFT_EXTERN weft_str_t weft_http_request_param(const weft_http_request_t *req, const char *name);
+
+/** n bytes from the request's arena, freed when the response ends; NULL if over the limit. */
+WEFT_EXTERN void *weft_http_request_alloc(weft_http_request_t *req, size_t n);
+
+/** Stops / resumes reading a streamed request body (backpressure). */
+WEFT_EXTERN void weft_http_request_pause(weft_http_request_t *req);
+WEFT_EXTERN void weft_http_request_resume(weft_http_request_t *req);
+
+/* ---- responses ---- */
+
+/**
+ * Adds a response header (before the response starts). name and value are copied.
+ * Must not contain CR, LF or NUL (WEFT_EINVAL). Content-Length, Transfer-Encoding, Date and
+ * Connection are the server's: WEFT_EINVAL. Returns 0, WEFT_ENOMEM, WEFT_ESTATE.
+ */
+WEFT_EXTERN int weft_http_response_header(weft_http_request_t *req, const char *name,
+                                          const char *value);
+
+/**
+ * Sends a whole response: status, Content-Type (may be NULL), body (copied) and
+ * Content-Length. Finishes the request. Returns 0, WEFT_ECLOSED (the client went away; the
+ * request is released all the same), WEFT_ESTATE (already responded).
+ */
+WEFT_EXTERN int weft_http_respond(weft_http_request_t *req, int status, const char *content_type,
+                                  const void *body, size_t len);
+
+/**
+ * Starts a streamed response. content_length: the body's size, or -1 for chunked encoding
+ * (on HTTP/1.0, -1 means the body ends when the connection closes).
+ */
+WEFT_EXTERN int weft_http_response_start(weft_http_request_t *req, int status,
+                                         const char *content_type, int64_t content_length);
+
+/**
+ * Appends body bytes (copied). Returns 0, WEFT_ECLOSED, WEFT_ESTATE. When more than 64 KiB
+ * wait to be sent, returns WEFT_EAGAIN after queueing the bytes: stop producing until
+ * req->on_drain runs.
+ */
+WEFT_EXTERN int weft_http_response_write(weft_http_request_t *req, const void *data, size_t len);
+
+/** Ends a streamed response and finishes the request. Returns 0 or WEFT_ECLOSED. */
+WEFT_EXTERN int weft_http_response_end(weft_http_request_t *req);
+
+/** The reason phrase of a status code ("Not Found"); "Unknown" for unlisted codes. */
+WEFT_EXTERN const char *weft_http_status_text(int status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

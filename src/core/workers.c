@@ -1,0 +1,245 @@
+/*
+ * workers.c - N threads, one libuv loop each (see weft/workers.h).
+ *
+ * Each worker owns a uv_loop_t and a uv_async_t through which other threads hand it work.
+ * Posted work sits in a per-worker bounded FIFO guarded by a mutex: posts are rare control
+ * traffic (start-up, shutdown, configuration pushes), never per request, so a lock is the
+ * simple, correct choice here; the hot path never touches it. Snapshots that workers read
+ * per request are published through RCU elsewhere, not through this queue.
+ *
+ * Threads: weft_workers_post and weft_workers_stop may be called from any thread; the
+ * worker fields `loop`, `async` are touched only by the worker's own thread after start.
+ * Start-up is a barrier: weft_workers_start returns after every init has run.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "weft/workers.h"
+
+#define POST_LIMIT 1024
+
+typedef struct post_s {
+    struct post_s *next;
+    weft_worker_fn fn;
+    void *arg;
+    int is_stop;
+} post_t;
+
+typedef struct worker_s {
+    weft_workers_t *group;
+    unsigned index;
+    uv_thread_t thread;
+    int started;
+    uv_loop_t loop;
+    uv_async_t async;
+    uv_mutex_t mu; /* guards head, tail, npost, closed */
+    post_t *head, *tail;
+    unsigned npost;
+    int closed; /* no more posts are taken */
+} worker_t;
+
+struct weft_workers_s {
+    unsigned n;
+    weft_worker_fn init;
+    void *init_arg;
+    uv_mutex_t mu; /* guards ready, stopping */
+    uv_cond_t cond;
+    unsigned ready;
+    int stopping;
+    worker_t workers[];
+};
+
+int weft_workers_new(unsigned n, weft_workers_t **out)
+{
+    if (n == 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (unsigned)c : 1;
+    }
+    if (n > WEFT_WORKERS_MAX) return WEFT_EINVAL;
+    weft_workers_t *w = calloc(1, sizeof(*w) + n * sizeof(worker_t));
+    if (!w) return WEFT_ENOMEM;
+    w->n = n;
+    if (uv_mutex_init(&w->mu) != 0) goto fail_mu;
+    if (uv_cond_init(&w->cond) != 0) goto fail_cond;
+    unsigned i;
+    for (i = 0; i < n; i++) {
+        w->workers[i].group = w;
+        w->workers[i].index = i;
+        if (uv_mutex_init(&w->workers[i].mu) != 0) break;
+    }
+    if (i < n) {
+        while (i-- > 0) uv_mutex_destroy(&w->workers[i].mu);
+        uv_cond_destroy(&w->cond);
+        goto fail_cond;
+    }
+    *out = w;
+    return 0;
+fail_cond:
+    uv_mutex_destroy(&w->mu);
+fail_mu:
+    free(w);
+    return WEFT_ENOMEM;
+}
+
+unsigned weft_workers_count(const weft_workers_t *w)
+{
+    return w->n;
+}
+
+/* Runs every post queued for this worker; after a stop post, closes the async handle. */
+static void on_async(uv_async_t *a)
+{
+    worker_t *wk = a->data;
+    uv_mutex_lock(&wk->mu);
+    post_t *p = wk->head;
+    wk->head = wk->tail = NULL;
+    wk->npost = 0;
+    uv_mutex_unlock(&wk->mu);
+    int stop = 0;
+    while (p) {
+        post_t *next = p->next;
+        if (p->fn) p->fn(&wk->loop, wk->index, p->arg);
+        stop |= p->is_stop;
+        free(p);
+        p = next;
+    }
+    if (stop && !uv_is_closing((uv_handle_t *)&wk->async))
+        uv_close((uv_handle_t *)&wk->async, NULL);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void worker_run(void *arg)
+{
+    worker_t *wk = arg;
+    weft_workers_t *w = wk->group;
+    if (w->init) w->init(&wk->loop, wk->index, w->init_arg);
+    uv_mutex_lock(&w->mu);
+    w->ready++;
+    uv_cond_broadcast(&w->cond);
+    uv_mutex_unlock(&w->mu);
+    uv_run(&wk->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&wk->loop) == UV_EBUSY) {
+        /* Handles left open by an owner: close them so the loop can be freed. */
+        uv_walk(&wk->loop, close_walk, NULL);
+        uv_run(&wk->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&wk->loop);
+    }
+}
+
+int weft_workers_start(weft_workers_t *w, weft_worker_fn init, void *arg)
+{
+    w->init = init;
+    w->init_arg = arg;
+    unsigned i;
+    int err = 0;
+    for (i = 0; i < w->n; i++) {
+        worker_t *wk = &w->workers[i];
+        if ((err = uv_loop_init(&wk->loop)) != 0) break;
+        if ((err = uv_async_init(&wk->loop, &wk->async, on_async)) != 0) {
+            uv_loop_close(&wk->loop);
+            break;
+        }
+        wk->async.data = wk;
+        if ((err = uv_thread_create(&wk->thread, worker_run, wk)) != 0) {
+            uv_close((uv_handle_t *)&wk->async, NULL);
+            uv_run(&wk->loop, UV_RUN_DEFAULT);
+            uv_loop_close(&wk->loop);
+            break;
+        }
+        wk->started = 1;
+    }
+    uv_mutex_lock(&w->mu);
+    while (w->ready < i) uv_cond_wait(&w->cond, &w->mu);
+    uv_mutex_unlock(&w->mu);
+    if (err != 0) {
+        weft_workers_stop(w, NULL, NULL);
+        weft_workers_join(w);
+        return err;
+    }
+    return 0;
+}
+
+static int post(worker_t *wk, weft_worker_fn fn, void *arg, int is_stop)
+{
+    post_t *p = malloc(sizeof(*p));
+    if (!p) return WEFT_ENOMEM;
+    p->next = NULL;
+    p->fn = fn;
+    p->arg = arg;
+    p->is_stop = is_stop;
+    uv_mutex_lock(&wk->mu);
+    int err = 0;
+    if (wk->closed || !wk->started)
+        err = WEFT_ECLOSED;
+    else if (wk->npost >= POST_LIMIT && !is_stop)
+        err = WEFT_ELIMIT;
+    if (err == 0) {
+        if (wk->tail)
+            wk->tail->next = p;
+        else
+            wk->head = p;
+        wk->tail = p;
+        wk->npost++;
+        if (is_stop) wk->closed = 1;
+        uv_async_send(&wk->async); /* under the lock: the handle is not closed yet */
+    }
+    uv_mutex_unlock(&wk->mu);
+    if (err != 0) free(p);
+    return err;
+}
+
+int weft_workers_post(weft_workers_t *w, unsigned index, weft_worker_fn fn, void *arg)
+{
+    if (index >= w->n) return WEFT_EINVAL;
+    return post(&w->workers[index], fn, arg, 0);
+}
+
+void weft_workers_stop(weft_workers_t *w, weft_worker_fn fn, void *arg)
+{
+    uv_mutex_lock(&w->mu);
+    int already = w->stopping;
+    w->stopping = 1;
+    uv_mutex_unlock(&w->mu);
+    if (already) return;
+    for (unsigned i = 0; i < w->n; i++) {
+        /* A stop post can only fail on allocation; retry briefly rather than hang a join. */
+        for (int tries = 0; tries < 100; tries++) {
+            int err = post(&w->workers[i], fn, arg, 1);
+            if (err != WEFT_ENOMEM) break;
+            uv_sleep(10);
+        }
+    }
+}
+
+void weft_workers_join(weft_workers_t *w)
+{
+    for (unsigned i = 0; i < w->n; i++) {
+        if (w->workers[i].started) {
+            uv_thread_join(&w->workers[i].thread);
+            w->workers[i].started = 0;
+        }
+    }
+}
+
+void weft_workers_free(weft_workers_t *w)
+{
+    if (!w) return;
+    for (unsigned i = 0; i < w->n; i++) {
+        post_t *p = w->workers[i].head;
+        while (p) {
+            post_t *next = p->next;
+            free(p);
+            p = next;
+        }
+        uv_mutex_destroy(&w->workers[i].mu);
+    }
+    uv_cond_destroy(&w->cond);
+    uv_mutex_destroy(&w->mu);
+    free(w);
+}

@@ -1,0 +1,1706 @@
+/*
+ * server.c - the HTTP/1.1 server engine: listeners, connections, parsing, responses.
+ *
+ * Threads. A server is configured and bound on one thread, then each worker loop attaches
+ * one listener (its own SO_REUSEPORT socket) and from then on every connection, buffer and
+ * timer of that listener is touched only by that loop's thread. The only cross-thread read
+ * is the connection count (an atomic) for metrics.
+ *
+ * Connections. Each connection has one read buffer (rbuf), one llhttp parser, one arena and
+ * two output buffers (obuf collects responses; wbuf is the one libuv is writing). Requests
+ * on a connection are handled one at a time: the parser pauses at the end of each message,
+ * the handler runs outside the parser, and parsing of pipelined bytes resumes only when the
+ * response is finished, so responses go out in order and a handler never runs inside
+ * llhttp. Responses produced while a read is being processed are written with one
+ * uv_try_write when the read's bytes are used up, so a pipelined batch costs one syscall.
+ *
+ * Buffer invariant. While a message's head is being parsed, its pieces are kept as offsets
+ * from msg_start, so rbuf may be compacted or grown between reads. Once the head is
+ * complete, the request's strings point into rbuf; from then on rbuf is neither moved nor
+ * compacted until the request is finished, except when the request has a body: then the head
+ * is copied into the arena first ("detached") and rbuf is reused for the body's bytes.
+ *
+ * Timeouts. No timer per connection: each connection carries a deadline and a 250 ms sweep
+ * per listener closes or answers 408 to the ones past it. Storing a deadline is all a
+ * request pays. The same sweep refreshes the cached Date header.
+ *
+ * Errors. Any malformed request is answered with a status and a JSON body, `Connection:
+ * close`, then the write side is shut down and the connection lingers (reading and
+ * discarding, at most 2 s) before it closes, so the client sees the answer and nothing that
+ * followed the bad request is ever parsed.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <llhttp.h>
+
+#include "core/arena.h"
+#include "weft/http.h"
+#include "weft/log.h"
+
+#define RBUF_INITIAL    4096
+#define RBUF_MIN_READ   2048
+#define OBUF_INITIAL    4096
+#define OBUF_HIGH_WATER (64 * 1024)  /* stop pipelining / ask producers to wait */
+#define OBUF_MAX        (256u << 20) /* a response never buffers more than this */
+#define INLINE_HEADERS  24
+#define ARENA_BLOCK     4096
+#define ARENA_LIMIT     (8u << 20)
+#define LINGER_MS       2000
+#define SWEEP_MS        250
+
+typedef enum {
+    C_IDLE,    /* between requests */
+    C_HEAD,    /* reading a request head */
+    C_BODY,    /* reading a body (handler may already run, for streamed bodies) */
+    C_HANDLER, /* message read; waiting for the handler's response */
+    C_LINGER,  /* answered and shut down; discarding input until EOF or timeout */
+} conn_state_t;
+
+typedef struct hdr_off_s {
+    uint32_t noff, nlen, voff, vlen;
+} hdr_off_t;
+
+typedef struct listener_s listener_t;
+
+typedef struct conn_s {
+    uv_tcp_t tcp;
+    listener_t *l;
+    struct conn_s *prev, *next;
+    llhttp_t parser;
+    conn_state_t state;
+
+    char *rbuf;
+    size_t rcap, rlen, rpos; /* bytes held; bytes parsed */
+    size_t msg_start;        /* where the current message began in rbuf */
+    uint32_t url_off, url_len;
+    uint32_t nhdr;
+    hdr_off_t *hoff; /* offsets of the head being parsed */
+    hdr_off_t hoff_inline[INLINE_HEADERS];
+    hdr_off_t *hoff_heap; /* when more than INLINE_HEADERS, up to max_headers */
+    bool in_value;        /* the last piece was a header value */
+    bool msg_begun;
+
+    weft_arena_t arena;
+    weft_http_request_t req;
+    weft_http_header_t hdr_inline[INLINE_HEADERS];
+    char *body;
+    size_t body_len, body_cap;
+    uint64_t body_limit;
+    bool body_discard; /* 404/405 with a body: read it, drop it */
+    bool head_detached;
+
+    char *obuf, *wbuf;
+    size_t olen, ocap, wcap;
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+    char *xhdr; /* extra response headers, serialized */
+    size_t xlen, xcap;
+
+    uint64_t deadline;  /* read-side deadline, uv_now ms; 0: none */
+    uint64_t wdeadline; /* write deadline while a write is pending */
+    unsigned served;
+    int err_status; /* status chosen inside a parser callback */
+    const char *err_msg;
+
+    bool processing;         /* conn_process is on the stack */
+    bool in_execute;         /* llhttp_execute is on the stack */
+    bool dispatch_pending;   /* message (or stream head) ready for its handler */
+    bool stream_end_pending; /* streamed body ended; tell the handler outside the parser */
+    bool handler_active;     /* a handler holds req and has not finished it */
+    bool message_done;       /* the whole request message has been read */
+    bool resp_started, resp_chunked, resp_done;
+    uint64_t resp_remaining; /* content-length mode */
+    bool close_after;        /* close once obuf is written */
+    bool writing;
+    bool reading;
+    bool peer_eof;
+    bool closing;      /* uv_close called */
+    bool aborted;      /* the handler was told the client went away */
+    bool free_pending; /* closed while a handler held req */
+    bool dispatched;   /* the handler has been called for this request */
+    bool user_paused;  /* weft_http_request_pause */
+    bool drain_wanted;
+} conn_t;
+
+struct listener_s {
+    weft_http_server_t *srv;
+    uv_loop_t *loop;
+    unsigned index;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    int open_handles;
+    bool attached, shutting_down;
+    uint64_t shutdown_deadline;
+    void (*on_done)(void *);
+    void *done_arg;
+    conn_t *conns;
+    _Atomic unsigned nconns;
+    char date[64]; /* "Date: ...\r\n" */
+    size_t date_len;
+};
+
+struct weft_http_server_s {
+    weft_http_server_options_t o;
+    char host[INET6_ADDRSTRLEN];
+    weft_router_t *router;
+    weft_http_route_t **routes;
+    size_t nroutes;
+    weft_http_hooks_t hooks;
+    unsigned n_loops;
+    int *fds;
+    uint16_t port;
+    bool bound;
+    listener_t *listeners;
+};
+
+static const llhttp_settings_t parser_settings;
+
+/* ------------------------------------------------------------------------------------ */
+/* small helpers                                                                        */
+
+static inline uint64_t loop_now(const conn_t *c)
+{
+    return uv_now(c->l->loop);
+}
+
+static size_t fmt_u64(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static bool ieq(const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+    if (alen != blen) return false;
+    for (size_t i = 0; i < alen; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x >= 'A' && x <= 'Z') x |= 0x20;
+        if (y >= 'A' && y <= 'Z') y |= 0x20;
+        if (x != y) return false;
+    }
+    return true;
+}
+
+/* RFC 9110 tchar, as a table: header names are checked byte by byte on every request. */
+static const uint8_t tchar_table[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
+    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,  ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,  ['N'] = 1, ['O'] = 1,
+    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1,
+    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,  ['d'] = 1, ['e'] = 1,
+    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1, ['m'] = 1,
+    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,  ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+static inline bool is_tchar(unsigned char ch)
+{
+    return tchar_table[ch] != 0;
+}
+
+const char *weft_http_status_text(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* output                                                                               */
+
+static void conn_close(conn_t *c);
+static void conn_process(conn_t *c);
+static void request_finish(conn_t *c);
+static void on_write(uv_write_t *w, int status);
+static void update_reading(conn_t *c);
+
+/* Makes room for n more bytes in obuf. */
+static int out_reserve(conn_t *c, size_t n)
+{
+    if (c->ocap - c->olen >= n) return 0;
+    size_t need = c->olen + n;
+    if (need > OBUF_MAX) return WEFT_ENOMEM;
+    size_t cap = c->ocap ? c->ocap : OBUF_INITIAL;
+    while (cap < need) cap *= 2;
+    char *p = realloc(c->obuf, cap);
+    if (!p) return WEFT_ENOMEM;
+    c->obuf = p;
+    c->ocap = cap;
+    return 0;
+}
+
+static inline void out_put(conn_t *c, const void *p, size_t n)
+{
+    memcpy(c->obuf + c->olen, p, n);
+    c->olen += n;
+}
+
+static void after_flush(conn_t *c);
+
+/* Writes obuf: first with uv_try_write, the rest with uv_write from wbuf. */
+static void flush(conn_t *c)
+{
+    if (c->writing || c->closing) return;
+    if (c->olen == 0) {
+        after_flush(c);
+        return;
+    }
+    uv_buf_t b = uv_buf_init(c->obuf, (unsigned)c->olen);
+    int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
+    if (r < 0) {
+        conn_close(c);
+        return;
+    }
+    if ((size_t)r == c->olen) {
+        c->olen = 0;
+        after_flush(c);
+        return;
+    }
+    /* Partial: hand the rest to libuv from wbuf; obuf keeps collecting. */
+    char *tmp = c->wbuf;
+    size_t tcap = c->wcap;
+    c->wbuf = c->obuf;
+    c->wcap = c->ocap;
+    c->obuf = tmp;
+    c->ocap = tcap;
+    size_t rest = c->olen - (size_t)r;
+    c->olen = 0;
+    uv_buf_t wb = uv_buf_init(c->wbuf + r, (unsigned)rest);
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &wb, 1, on_write) != 0) {
+        conn_close(c);
+        return;
+    }
+    c->writing = true;
+    c->wdeadline = loop_now(c) + c->l->srv->o.write_timeout_ms;
+}
+
+static void on_shutdown(uv_shutdown_t *s, int status)
+{
+    conn_t *c = s->data;
+    if (status < 0 || c->peer_eof) conn_close(c);
+}
+
+/* Nothing is waiting to be written: close if asked, tell a streaming producer. */
+static void after_flush(conn_t *c)
+{
+    if (c->close_after && c->state != C_LINGER) {
+        if (c->handler_active) return; /* the response is still streaming */
+        c->state = C_LINGER;
+        c->deadline = loop_now(c) + LINGER_MS;
+        c->sreq.data = c;
+        if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) conn_close(c);
+        return;
+    }
+    if (c->drain_wanted && c->handler_active && c->req.on_drain) {
+        c->drain_wanted = false;
+        c->req.on_drain(&c->req);
+    }
+}
+
+static void on_write(uv_write_t *w, int status)
+{
+    conn_t *c = w->handle->data;
+    c->writing = false;
+    c->wdeadline = 0;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->closing) return;
+    flush(c);
+    /* A pipelined batch paused on the high-water mark can go on now. */
+    if (!c->writing && c->olen == 0 && !c->closing && c->state != C_HANDLER) conn_process(c);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* responses                                                                            */
+
+static int write_head(conn_t *c, int status, const char *ctype, int64_t clen, bool chunked)
+{
+    weft_http_request_t *req = &c->req;
+    const char *reason = weft_http_status_text(status);
+    size_t rlen = strlen(reason), tlen = ctype ? strlen(ctype) : 0;
+    size_t need = 64 + rlen + c->l->date_len + tlen + c->xlen + 64;
+    if (out_reserve(c, need) != 0) return WEFT_ENOMEM;
+    if (c->l->shutting_down || (c->l->srv->o.max_keepalive_requests &&
+                                c->served + 1 >= c->l->srv->o.max_keepalive_requests))
+        req->keep_alive = false;
+
+    char *o = c->obuf + c->olen;
+    memcpy(o, "HTTP/1.1 ", 9);
+    o[9] = (char)('0' + status / 100 % 10);
+    o[10] = (char)('0' + status / 10 % 10);
+    o[11] = (char)('0' + status % 10);
+    o[12] = ' ';
+    o += 13;
+    memcpy(o, reason, rlen);
+    o += rlen;
+    *o++ = '\r';
+    *o++ = '\n';
+    memcpy(o, c->l->date, c->l->date_len);
+    o += c->l->date_len;
+    if (ctype) {
+        memcpy(o, "Content-Type: ", 14);
+        o += 14;
+        memcpy(o, ctype, tlen);
+        o += tlen;
+        *o++ = '\r';
+        *o++ = '\n';
+    }
+    bool no_body_status = status < 200 || status == 204 || status == 304;
+    if (chunked) {
+        memcpy(o, "Transfer-Encoding: chunked\r\n", 28);
+        o += 28;
+    } else if (clen >= 0 && !(no_body_status)) {
+        memcpy(o, "Content-Length: ", 16);
+        o += 16;
+        o += fmt_u64(o, (uint64_t)clen);
+        *o++ = '\r';
+        *o++ = '\n';
+    }
+    if (c->xlen) {
+        memcpy(o, c->xhdr, c->xlen);
+        o += c->xlen;
+    }
+    if (!req->keep_alive) {
+        memcpy(o, "Connection: close\r\n", 19);
+        o += 19;
+    } else if (req->version_minor == 0) {
+        memcpy(o, "Connection: keep-alive\r\n", 24);
+        o += 24;
+    }
+    *o++ = '\r';
+    *o++ = '\n';
+    c->olen = (size_t)(o - c->obuf);
+    req->status = status;
+    c->resp_started = true;
+    return 0;
+}
+
+static void conn_free(conn_t *c)
+{
+    weft_arena_free(&c->arena);
+    free(c->hoff_heap);
+    free(c->rbuf);
+    free(c->obuf);
+    free(c->wbuf);
+    free(c);
+}
+
+/* The handler of an aborted request gives up its hold; frees a connection closed meanwhile. */
+static bool release_if_aborted(conn_t *c)
+{
+    if (!c->aborted) return false;
+    c->handler_active = false;
+    if (c->free_pending) conn_free(c);
+    return true;
+}
+
+int weft_http_respond(weft_http_request_t *req, int status, const char *content_type,
+                      const void *body, size_t len)
+{
+    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
+    if (!c->handler_active) return WEFT_ESTATE;
+    if (release_if_aborted(c)) return WEFT_ECLOSED;
+    if (c->resp_started) return WEFT_ESTATE;
+    if (status < 100 || status > 999) status = 500;
+    if (write_head(c, status, content_type, (int64_t)len, false) != 0 ||
+        (!req->is_head && len && out_reserve(c, len) != 0)) {
+        c->olen = 0;
+        c->req.keep_alive = false;
+        c->close_after = true;
+        request_finish(c);
+        return WEFT_ENOMEM;
+    }
+    if (!req->is_head && len) out_put(c, body, len);
+    request_finish(c);
+    return 0;
+}
+
+int weft_http_response_start(weft_http_request_t *req, int status, const char *content_type,
+                             int64_t content_length)
+{
+    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
+    if (!c->handler_active || c->resp_started) return WEFT_ESTATE;
+    if (c->closing) return WEFT_ECLOSED;
+    bool chunked = content_length < 0 && req->version_minor >= 1;
+    if (content_length < 0 && !chunked) req->keep_alive = false; /* HTTP/1.0: close ends it */
+    if (write_head(c, status, content_type, content_length, chunked) != 0) return WEFT_ENOMEM;
+    c->resp_chunked = chunked;
+    c->resp_remaining = content_length < 0 ? UINT64_MAX : (uint64_t)content_length;
+    if (!c->processing) flush(c);
+    return 0;
+}
+
+int weft_http_response_write(weft_http_request_t *req, const void *data, size_t len)
+{
+    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
+    if (!c->handler_active || !c->resp_started || c->resp_done) return WEFT_ESTATE;
+    if (c->closing) return WEFT_ECLOSED;
+    if (len == 0 || req->is_head) return 0;
+    if (!c->resp_chunked && c->resp_remaining != UINT64_MAX) {
+        if (len > c->resp_remaining) return WEFT_ERANGE;
+        c->resp_remaining -= len;
+    }
+    if (out_reserve(c, len + 24) != 0) return WEFT_ENOMEM;
+    if (c->resp_chunked) {
+        char size[20];
+        int n = snprintf(size, sizeof(size), "%zx\r\n", len);
+        out_put(c, size, (size_t)n);
+    }
+    out_put(c, data, len);
+    if (c->resp_chunked) out_put(c, "\r\n", 2);
+    if (!c->processing) flush(c);
+    if (c->olen + (c->writing ? 1 : 0) > OBUF_HIGH_WATER) {
+        c->drain_wanted = true;
+        return WEFT_EAGAIN;
+    }
+    return 0;
+}
+
+int weft_http_response_end(weft_http_request_t *req)
+{
+    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
+    if (!c->handler_active) return WEFT_ESTATE;
+    if (release_if_aborted(c)) return WEFT_ECLOSED;
+    if (!c->resp_started) return weft_http_respond(req, 200, NULL, NULL, 0);
+    if (c->resp_chunked && !req->is_head) {
+        if (out_reserve(c, 5) != 0) {
+            c->close_after = true;
+        } else {
+            out_put(c, "0\r\n\r\n", 5);
+        }
+    } else if (c->resp_remaining != UINT64_MAX && c->resp_remaining != 0 && !req->is_head) {
+        /* Fewer bytes than announced: the framing is broken; only closing can say so. */
+        req->keep_alive = false;
+    }
+    request_finish(c);
+    return 0;
+}
+
+int weft_http_response_header(weft_http_request_t *req, const char *name, const char *value)
+{
+    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
+    if (!c->handler_active || c->resp_started) return WEFT_ESTATE;
+    size_t nl = strlen(name), vl = strlen(value);
+    if (nl == 0) return WEFT_EINVAL;
+    for (size_t i = 0; i < nl; i++)
+        if (!is_tchar((unsigned char)name[i])) return WEFT_EINVAL;
+    for (size_t i = 0; i < vl; i++)
+        if (value[i] == '\r' || value[i] == '\n') return WEFT_EINVAL;
+    if (ieq(name, nl, "content-length") || ieq(name, nl, "transfer-encoding") ||
+        ieq(name, nl, "date") || ieq(name, nl, "connection"))
+        return WEFT_EINVAL;
+    size_t need = c->xlen + nl + vl + 4;
+    if (need > c->xcap) {
+        size_t cap = c->xcap ? c->xcap * 2 : 256;
+        while (cap < need) cap *= 2;
+        char *p = weft_arena_alloc(&c->arena, cap);
+        if (!p) return WEFT_ENOMEM;
+        if (c->xlen) memcpy(p, c->xhdr, c->xlen);
+        c->xhdr = p;
+        c->xcap = cap;
+    }
+    memcpy(c->xhdr + c->xlen, name, nl);
+    c->xlen += nl;
+    c->xhdr[c->xlen++] = ':';
+    c->xhdr[c->xlen++] = ' ';
+    memcpy(c->xhdr + c->xlen, value, vl);
+    c->xlen += vl;
+    c->xhdr[c->xlen++] = '\r';
+    c->xhdr[c->xlen++] = '\n';
+    return 0;
+}
+
+static void abort_handler(conn_t *c, int status)
+{
+    if (!c->handler_active || c->resp_done || c->aborted) return;
+    c->aborted = true;
+    weft_http_hooks_t *hk = &c->l->srv->hooks;
+    if (hk->on_end) hk->on_end(&c->req, status, true, hk->arg);
+    if (c->req.on_abort) c->req.on_abort(&c->req);
+}
+
+/* Answers a request the server rejects, then closes. Works at any point of parsing; a
+ * handler holding the request (streamed body) is told through its abort callback. */
+static void send_error(conn_t *c, int status, const char *msg)
+{
+    if (c->closing || c->state == C_LINGER) return;
+    weft_http_request_t *req = &c->req;
+    c->close_after = true;
+    c->dispatch_pending = false;
+    bool was_active = c->handler_active;
+    abort_handler(c, status);
+    if (c->resp_started) return; /* too late to answer: the handler's response is going out */
+    req->keep_alive = false;
+    c->xlen = 0;
+    char body[256];
+    int n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d}\n", msg, status);
+    if (n < 0 || (size_t)n >= sizeof(body)) n = 0;
+    if (write_head(c, status, "application/json", n, false) == 0 && out_reserve(c, (size_t)n) == 0)
+        out_put(c, body, (size_t)n);
+    if (!was_active) {
+        weft_http_hooks_t *h = &c->l->srv->hooks;
+        if (h->on_end) h->on_end(req, status, false, h->arg);
+    }
+    if (!c->processing) flush(c);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* request life cycle                                                                   */
+
+/* Everything about the request that just ended is forgotten; rbuf keeps unparsed bytes. */
+static void request_reset(conn_t *c)
+{
+    weft_arena_reset(&c->arena);
+    memset(&c->req, 0, offsetof(weft_http_request_t, on_body));
+    c->req.on_body = NULL;
+    c->req.on_drain = NULL;
+    c->req.on_abort = NULL;
+    c->req.status = 0;
+    c->req.loop = c->l->loop;
+    c->nhdr = 0;
+    c->hoff = c->hoff_inline;
+    c->url_len = 0;
+    c->in_value = false;
+    c->msg_begun = false;
+    c->body = NULL;
+    c->body_len = c->body_cap = 0;
+    c->body_discard = false;
+    c->head_detached = false;
+    c->xhdr = NULL;
+    c->xlen = c->xcap = 0;
+    c->resp_started = c->resp_chunked = c->resp_done = false;
+    c->message_done = false;
+    c->dispatched = false;
+    c->stream_end_pending = false;
+    c->aborted = false;
+    c->msg_start = 0;
+    c->err_status = 0;
+    c->err_msg = NULL;
+    c->drain_wanted = false;
+}
+
+/* Moves the bytes still needed (a partial head, or unparsed bytes) to the front of rbuf.
+ * Only while no request string points into rbuf. */
+static void compact(conn_t *c)
+{
+    size_t from = c->msg_begun ? c->msg_start : c->rpos;
+    if (from == 0) return;
+    size_t rest = c->rlen - from;
+    if (rest) memmove(c->rbuf, c->rbuf + from, rest);
+    c->rlen = rest;
+    c->rpos -= from;
+    c->msg_start = 0;
+}
+
+/* The handler finished the response (or the server did, for errors and 404s). */
+static void request_finish(conn_t *c)
+{
+    weft_http_request_t *req = &c->req;
+    c->resp_done = true;
+    c->handler_active = false;
+    c->served++;
+    weft_http_hooks_t *h = &c->l->srv->hooks;
+    if (h->on_end && !c->aborted) h->on_end(req, req->status, false, h->arg);
+    if (!req->keep_alive || !c->message_done) {
+        /* Unread body bytes (an early answer) cannot be told apart from a next request. */
+        c->close_after = true;
+    }
+    if (c->close_after) {
+        if (!c->processing) flush(c);
+        return;
+    }
+    request_reset(c);
+    c->state = C_IDLE;
+    c->deadline = loop_now(c) + c->l->srv->o.idle_timeout_ms;
+    if (!c->processing) {
+        conn_process(c);
+    }
+}
+
+static void dispatch(conn_t *c)
+{
+    weft_http_request_t *req = &c->req;
+    weft_http_server_t *s = c->l->srv;
+    c->dispatch_pending = false;
+    c->dispatched = true;
+    c->handler_active = true;
+    if (s->hooks.on_begin) s->hooks.on_begin(req, s->hooks.arg);
+    if (req->route) {
+        req->route->handler(req, req->route->arg);
+        return;
+    }
+    /* No route: 404 or 405, decided again here to build the Allow header. */
+    char allow[128];
+    weft_route_match_t m;
+    weft_route_result_t r =
+        weft_router_match(s->router, req->method, req->path, &m, allow, sizeof(allow));
+    char body[160];
+    if (r == WEFT_ROUTE_METHOD_NOT_ALLOWED) {
+        weft_http_response_header(req, "Allow", allow);
+        int n = snprintf(body, sizeof(body),
+                         "{\"error\":\"method not allowed\",\"allow\":\"%s\"}\n", allow);
+        weft_http_respond(req, 405, "application/json", body, (size_t)n);
+    } else {
+        static const char nf[] = "{\"error\":\"not found\"}\n";
+        weft_http_respond(req, 404, "application/json", nf, sizeof(nf) - 1);
+    }
+}
+
+/* Copies the head's strings into the arena so that rbuf can be reused for the body. */
+static int detach_head(conn_t *c)
+{
+    if (c->head_detached) return 0;
+    weft_http_request_t *req = &c->req;
+    const char *lo = c->rbuf + c->msg_start;
+    size_t n = c->url_off + c->url_len; /* the head's extent: its last string's end */
+    for (uint32_t i = 0; i < c->nhdr; i++) {
+        size_t e = c->hoff[i].voff + c->hoff[i].vlen, f = c->hoff[i].noff + c->hoff[i].nlen;
+        if (e > n) n = e;
+        if (f > n) n = f;
+    }
+    const char *hi = lo + n;
+    char *copy = weft_arena_alloc(&c->arena, n ? n : 1);
+    if (!copy) return WEFT_ENOMEM;
+    memcpy(copy, lo, n);
+#define REBASE(s)                                                                                  \
+    do {                                                                                           \
+        if ((s).base >= lo && (s).base < hi) (s).base = copy + ((s).base - lo);                    \
+    } while (0)
+    REBASE(req->target);
+    REBASE(req->path);
+    REBASE(req->query);
+    weft_http_header_t *hs = (weft_http_header_t *)req->headers;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        REBASE(hs[i].name);
+        REBASE(hs[i].value);
+    }
+    for (unsigned i = 0; i < req->match.nparams; i++) {
+        REBASE(req->match.params[i].name);
+        REBASE(req->match.params[i].value);
+    }
+#undef REBASE
+    c->head_detached = true;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* parser callbacks (run inside llhttp_execute: no handler code, no rbuf moves)         */
+
+static int p_message_begin(llhttp_t *p)
+{
+    conn_t *c = p->data;
+    c->state = C_HEAD;
+    c->deadline = loop_now(c) + c->l->srv->o.head_timeout_ms;
+    return 0;
+}
+
+static inline void mark_start(conn_t *c, const char *at)
+{
+    if (!c->msg_begun) {
+        c->msg_begun = true;
+        c->msg_start = (size_t)(at - c->rbuf);
+    }
+}
+
+static int p_method(llhttp_t *p, const char *at, size_t len)
+{
+    mark_start(p->data, at);
+    return 0;
+}
+
+static int reject(conn_t *c, int status, const char *msg)
+{
+    c->err_status = status;
+    c->err_msg = msg;
+    return -1;
+}
+
+static int p_url(llhttp_t *p, const char *at, size_t len)
+{
+    conn_t *c = p->data;
+    mark_start(c, at);
+    if (c->url_len == 0) c->url_off = (uint32_t)(at - c->rbuf - c->msg_start);
+    if (c->url_len + len > c->l->srv->o.max_target)
+        return reject(c, 414, "request target longer than the limit (http.max_target_size)");
+    c->url_len += (uint32_t)len;
+    return 0;
+}
+
+static int p_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    conn_t *c = p->data;
+    if (c->nhdr == 0 || c->in_value) {
+        weft_http_server_t *s = c->l->srv;
+        if (c->nhdr >= s->o.max_headers)
+            return reject(c, 431, "more header lines than the limit (http.max_headers)");
+        if (c->nhdr == INLINE_HEADERS) {
+            if (!c->hoff_heap) {
+                c->hoff_heap = malloc(sizeof(hdr_off_t) * s->o.max_headers);
+                if (!c->hoff_heap) return reject(c, 503, "out of memory");
+            }
+            memcpy(c->hoff_heap, c->hoff_inline, sizeof(c->hoff_inline));
+            c->hoff = c->hoff_heap;
+        }
+        hdr_off_t *h = &c->hoff[c->nhdr++];
+        h->noff = (uint32_t)(at - c->rbuf - c->msg_start);
+        h->nlen = 0;
+        h->voff = 0;
+        h->vlen = 0;
+        c->in_value = false;
+    }
+    c->hoff[c->nhdr - 1].nlen += (uint32_t)len;
+    return 0;
+}
+
+static int p_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    conn_t *c = p->data;
+    hdr_off_t *h = &c->hoff[c->nhdr - 1];
+    if (h->vlen == 0) h->voff = (uint32_t)(at - c->rbuf - c->msg_start);
+    h->vlen += (uint32_t)len;
+    c->in_value = true;
+    return 0;
+}
+
+static int p_header_value_complete(llhttp_t *p)
+{
+    conn_t *c = p->data;
+    c->in_value = true;
+    return 0;
+}
+
+/* RFC 9112 6.1: the only coding weft decodes is chunked, once, last. */
+static int check_transfer_encoding(conn_t *c, const weft_http_header_t *hs, size_t n)
+{
+    int chunked_seen = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!ieq(hs[i].name.base, hs[i].name.len, "transfer-encoding")) continue;
+        const char *v = hs[i].value.base, *end = v + hs[i].value.len;
+        while (v < end) {
+            while (v < end && (*v == ' ' || *v == '\t' || *v == ',')) v++;
+            const char *t = v;
+            while (v < end && *v != ',' && *v != ' ' && *v != '\t' && *v != ';') v++;
+            if (v == t) continue;
+            if (v < end && *v == ';') return reject(c, 400, "transfer coding parameters");
+            if (ieq(t, (size_t)(v - t), "chunked")) {
+                if (chunked_seen) return reject(c, 400, "chunked applied more than once");
+                chunked_seen = 1;
+            } else {
+                if (chunked_seen) return reject(c, 400, "chunked is not the final coding");
+                return reject(c, 501, "unsupported transfer coding");
+            }
+        }
+    }
+    return 0;
+}
+
+static int p_headers_complete(llhttp_t *p)
+{
+    conn_t *c = p->data;
+    weft_http_server_t *s = c->l->srv;
+    weft_http_request_t *req = &c->req;
+    const char *base = c->rbuf + c->msg_start;
+
+    if (p->http_major != 1 || p->http_minor > 1)
+        return reject(c, 505, "HTTP version not supported");
+    req->version_minor = (uint8_t)p->http_minor;
+    const char *mname = llhttp_method_name((llhttp_method_t)p->method);
+    req->method = (weft_str_t){mname, strlen(mname)};
+    req->target = (weft_str_t){base + c->url_off, c->url_len};
+    if (req->target.len == 0) return reject(c, 400, "empty request target");
+    const char *q = memchr(req->target.base, '?', req->target.len);
+    if (q) {
+        req->path = (weft_str_t){req->target.base, (size_t)(q - req->target.base)};
+        req->query = (weft_str_t){q + 1, req->target.len - req->path.len - 1};
+    } else {
+        req->path = req->target;
+        req->query = (weft_str_t){req->target.base + req->target.len, 0};
+    }
+    for (size_t i = 0; i < req->target.len; i++) {
+        unsigned char ch = (unsigned char)req->target.base[i];
+        if (ch <= ' ' || ch == 0x7f) return reject(c, 400, "control character in the target");
+    }
+
+    weft_http_header_t *hs = c->nhdr <= INLINE_HEADERS
+                                 ? c->hdr_inline
+                                 : weft_arena_alloc(&c->arena, sizeof(*hs) * c->nhdr);
+    if (!hs) return reject(c, 503, "out of memory");
+    int hosts = 0;
+    bool expect_continue = false, has_te = false;
+    for (uint32_t i = 0; i < c->nhdr; i++) {
+        hdr_off_t *h = &c->hoff[i];
+        hs[i].name = (weft_str_t){base + h->noff, h->nlen};
+        const char *v = base + h->voff;
+        size_t vl = h->vlen;
+        /* llhttp hands over the raw value: trim trailing whitespace; reject folds/CR/NUL. */
+        while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) vl--;
+        for (size_t k = 0; k < vl; k++) {
+            unsigned char ch = (unsigned char)v[k];
+            if (ch == '\r' || ch == '\n' || ch == 0)
+                return reject(c, 400, "line folding or control character in a header value");
+        }
+        if (h->vlen == 0) v = base;
+        hs[i].value = (weft_str_t){v, vl};
+        if (h->nlen == 0) return reject(c, 400, "empty header name");
+        for (uint32_t k = 0; k < h->nlen; k++)
+            if (!is_tchar((unsigned char)hs[i].name.base[k]))
+                return reject(c, 400, "invalid character in a header name");
+        switch (h->nlen) {
+        case 4:
+            if (ieq(hs[i].name.base, 4, "host")) hosts++;
+            break;
+        case 6:
+            if (ieq(hs[i].name.base, 6, "expect")) {
+                if (!ieq(v, vl, "100-continue")) return reject(c, 417, "unsupported expectation");
+                expect_continue = true;
+            }
+            break;
+        case 17:
+            if (ieq(hs[i].name.base, 17, "transfer-encoding")) has_te = true;
+            break;
+        }
+    }
+    req->headers = hs;
+    req->nheaders = c->nhdr;
+    if (hosts > 1) return reject(c, 400, "more than one Host header");
+    if (hosts == 0 && req->version_minor == 1) return reject(c, 400, "missing Host header");
+    if (has_te && check_transfer_encoding(c, hs, c->nhdr) != 0) return -1;
+
+    bool chunked = (p->flags & F_CHUNKED) != 0;
+    req->content_length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : UINT64_MAX;
+    req->keep_alive = llhttp_should_keep_alive(p) != 0 && !p->upgrade; /* no upgrades: close */
+    req->is_head = p->method == HTTP_HEAD;
+    req->start_ns = weft_now_ns();
+    req->loop = c->l->loop;
+
+    weft_route_match_t *m = &req->match;
+    weft_route_result_t r = weft_router_match(s->router, req->method, req->path, m, NULL, 0);
+    if (r == WEFT_ROUTE_FOUND) {
+        req->route = m->value;
+        req->route_pattern = m->pattern;
+    } else {
+        req->route = NULL;
+        m->nparams = 0;
+    }
+    c->body_limit = req->route && req->route->max_body ? req->route->max_body : s->o.max_body;
+    bool has_body = chunked || (req->content_length != UINT64_MAX && req->content_length > 0);
+    if (req->content_length != UINT64_MAX && req->content_length > c->body_limit)
+        return reject(c, 413, "request body larger than the limit (http.max_body_size)");
+    if (has_body) {
+        if (detach_head(c) != 0) return reject(c, 503, "out of memory");
+        c->state = C_BODY;
+        c->deadline = loop_now(c) + s->o.body_timeout_ms;
+        c->body_discard = req->route == NULL;
+        if (expect_continue && req->version_minor >= 1 && out_reserve(c, 25) == 0) {
+            out_put(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+            flush(c);
+        }
+        if (req->route && req->route->stream_body) {
+            c->dispatch_pending = true;
+            return HPE_PAUSED;
+        }
+        if (!c->body_discard && !chunked) {
+            c->body = weft_arena_alloc(&c->arena, (size_t)req->content_length);
+            if (!c->body) return reject(c, 413, "request body does not fit in memory");
+            c->body_cap = (size_t)req->content_length;
+        }
+    }
+    return 0;
+}
+
+static int p_body(llhttp_t *p, const char *at, size_t len)
+{
+    conn_t *c = p->data;
+    c->deadline = loop_now(c) + c->l->srv->o.body_timeout_ms;
+    if (c->body_len + len > c->body_limit)
+        return reject(c, 413, "request body larger than the limit (http.max_body_size)");
+    weft_http_request_t *req = &c->req;
+    if (req->route && req->route->stream_body) {
+        c->body_len += len;
+        if (req->on_body && c->handler_active && !c->resp_done) req->on_body(req, at, len);
+        return 0;
+    }
+    if (c->body_discard) {
+        c->body_len += len;
+        return 0;
+    }
+    if (c->body_len + len > c->body_cap) {
+        size_t cap = c->body_cap ? c->body_cap * 2 : 4096;
+        while (cap < c->body_len + len) cap *= 2;
+        if (cap > c->body_limit) cap = (size_t)c->body_limit;
+        char *nb = weft_arena_alloc(&c->arena, cap);
+        if (!nb) return reject(c, 413, "request body does not fit in memory");
+        if (c->body_len) memcpy(nb, c->body, c->body_len);
+        c->body = nb;
+        c->body_cap = cap;
+    }
+    memcpy(c->body + c->body_len, at, len);
+    c->body_len += len;
+    return 0;
+}
+
+static int p_message_complete(llhttp_t *p)
+{
+    conn_t *c = p->data;
+    weft_http_request_t *req = &c->req;
+    c->message_done = true;
+    c->deadline = 0;
+    req->body = (weft_str_t){c->body ? c->body : "", c->body_len};
+    if (!c->dispatched) c->dispatch_pending = true;
+    if (req->route && req->route->stream_body) c->stream_end_pending = true;
+    c->state = C_HANDLER;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t parser_settings = {
+    .on_message_begin = p_message_begin,
+    .on_method = p_method,
+    .on_url = p_url,
+    .on_header_field = p_header_field,
+    .on_header_value = p_header_value,
+    .on_header_value_complete = p_header_value_complete,
+    .on_headers_complete = p_headers_complete,
+    .on_body = p_body,
+    .on_message_complete = p_message_complete,
+};
+
+/* Status and message for a parse error. */
+static int error_status(conn_t *c, llhttp_errno_t e, const char **msg)
+{
+    if (c->err_status) {
+        *msg = c->err_msg;
+        return c->err_status;
+    }
+    *msg = llhttp_errno_name(e);
+    const char *line = c->rbuf + (c->msg_begun ? c->msg_start : c->rpos);
+    const char *end = c->rbuf + c->rlen;
+    if (e == HPE_INVALID_METHOD) {
+        /* A well-formed token we do not know is 501; anything else is malformed. */
+        const char *t = line;
+        while (t < end && is_tchar((unsigned char)*t)) t++;
+        if (t > line && t < end && *t == ' ') {
+            *msg = "method not implemented";
+            return 501;
+        }
+        *msg = "malformed method";
+        return 400;
+    }
+    if (e == HPE_INVALID_VERSION) {
+        /* "HTTP/d.d" followed by CRLF is well-formed but unsupported. */
+        const char *eol = memchr(line, '\r', (size_t)(end - line));
+        if (eol && eol - line >= 9) {
+            const char *v = eol - 8;
+            if (memcmp(v, "HTTP/", 5) == 0 && v[5] >= '0' && v[5] <= '9' && v[6] == '.' &&
+                v[7] >= '0' && v[7] <= '9' && v[-1] == ' ') {
+                *msg = "HTTP version not supported";
+                return 505;
+            }
+        }
+        *msg = "malformed HTTP version";
+        return 400;
+    }
+    switch (e) {
+    case HPE_INVALID_HEADER_TOKEN:
+        *msg = "malformed header";
+        break;
+    case HPE_INVALID_CONTENT_LENGTH:
+        *msg = "malformed Content-Length";
+        break;
+    case HPE_UNEXPECTED_CONTENT_LENGTH:
+        *msg = "conflicting Content-Length or Content-Length with Transfer-Encoding";
+        break;
+    case HPE_INVALID_TRANSFER_ENCODING:
+        *msg = "malformed Transfer-Encoding";
+        break;
+    case HPE_INVALID_CHUNK_SIZE:
+        *msg = "malformed chunk size";
+        break;
+    case HPE_INVALID_URL:
+        *msg = "malformed request target";
+        break;
+    case HPE_STRICT:
+    case HPE_CR_EXPECTED:
+    case HPE_LF_EXPECTED:
+        *msg = "malformed line ending";
+        break;
+    default:
+        *msg = "malformed request";
+        break;
+    }
+    return 400;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* the read side                                                                        */
+
+/* Runs the parser over buffered bytes and the handlers it makes ready, until the bytes are
+ * used up, a handler holds a request, or the output backs up. Flushes once at the end. */
+static void conn_process(conn_t *c)
+{
+    if (c->processing) return;
+    c->processing = true;
+    weft_http_server_t *s = c->l->srv;
+    for (;;) {
+        if (c->closing || c->state == C_LINGER || c->close_after) break;
+        if (c->dispatch_pending) {
+            dispatch(c);
+            continue;
+        }
+        if (c->stream_end_pending && c->handler_active) {
+            c->stream_end_pending = false;
+            if (c->req.on_body && !c->resp_done) c->req.on_body(&c->req, NULL, 0);
+            continue;
+        }
+        if (c->state == C_HANDLER) break;
+        if (c->rpos >= c->rlen) break;
+        if (c->olen > OBUF_HIGH_WATER || c->writing) break;
+        const char *data = c->rbuf + c->rpos;
+        size_t n = c->rlen - c->rpos;
+        c->in_execute = true;
+        llhttp_errno_t e = llhttp_execute(&c->parser, data, n);
+        c->in_execute = false;
+        if (e == HPE_OK) {
+            c->rpos += n;
+            if (c->state == C_HEAD && c->rpos - c->msg_start > s->o.max_head) {
+                send_error(c, 431, "request head larger than the limit (http.max_head_size)");
+                break;
+            }
+            continue;
+        }
+        const char *stop = llhttp_get_error_pos(&c->parser);
+        if (stop < data || stop > data + n) stop = data + n;
+        c->rpos += (size_t)(stop - data);
+        if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+            if (e == HPE_PAUSED_UPGRADE) {
+                /* Upgrades are not supported: answer this request, then close. */
+                c->req.keep_alive = false;
+                llhttp_resume_after_upgrade(&c->parser);
+            } else {
+                llhttp_resume(&c->parser);
+            }
+            if (c->state == C_HEAD && c->rpos - c->msg_start > s->o.max_head) {
+                send_error(c, 431, "request head larger than the limit (http.max_head_size)");
+                break;
+            }
+            continue;
+        }
+        const char *msg;
+        int status = error_status(c, e, &msg);
+        send_error(c, status, msg);
+        break;
+    }
+    /* Body bytes already handed over need no room: reuse rbuf from the start. */
+    if (c->head_detached && c->rpos == c->rlen && !c->dispatch_pending)
+        c->rpos = c->rlen = 0;
+    else if (c->state == C_IDLE && !c->handler_active)
+        compact(c);
+    c->processing = false;
+    if (!c->closing) {
+        flush(c);
+        update_reading(c);
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    conn_t *c = h->data;
+    (void)suggested;
+    if (c->state == C_LINGER) {
+        /* Discard: reuse the whole buffer. */
+        c->rpos = c->rlen = 0;
+        *buf = uv_buf_init(c->rbuf, (unsigned)c->rcap);
+        return;
+    }
+    /* rbuf may move only while no request string points into it. */
+    bool movable = !c->handler_active && !c->dispatch_pending &&
+                   (c->state == C_IDLE || c->state == C_HEAD || c->head_detached);
+    if (c->rcap - c->rlen < RBUF_MIN_READ && movable) {
+        compact(c);
+        size_t limit = c->l->srv->o.max_head + RBUF_MIN_READ * 2;
+        if (c->rcap - c->rlen < RBUF_MIN_READ && c->rcap < limit) {
+            size_t cap = c->rcap * 2;
+            if (cap > limit) cap = limit;
+            char *nb = realloc(c->rbuf, cap);
+            if (nb) {
+                c->rbuf = nb;
+                c->rcap = cap;
+            }
+        }
+    }
+    *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = st->data;
+    (void)buf;
+    if (nread == 0) return;
+    if (nread == UV_ENOBUFS) { /* rbuf is full behind a request in progress */
+        uv_read_stop(st);
+        c->reading = false;
+        return;
+    }
+    if (nread < 0) {
+        if (nread == UV_EOF && !c->closing) {
+            c->peer_eof = true;
+            uv_read_stop(st);
+            c->reading = false;
+            /* The client finished sending: answer what it asked, then close. */
+            if (c->handler_active || c->dispatch_pending || c->state == C_HANDLER) {
+                c->close_after = true;
+                c->req.keep_alive = false;
+                return;
+            }
+            if (c->state == C_LINGER && !c->writing) {
+                conn_close(c);
+                return;
+            }
+            if (c->writing || c->olen) {
+                c->close_after = true;
+                return;
+            }
+        }
+        conn_close(c);
+        return;
+    }
+    if (c->state == C_LINGER) {
+        c->rpos = c->rlen = 0;
+        return;
+    }
+    c->rlen += (size_t)nread;
+    conn_process(c);
+}
+
+/* Reads while there is room for the bytes; pipelined bytes that wait behind a request in
+ * progress stop the reading once rbuf is full, and it resumes when that request ends. */
+static void update_reading(conn_t *c)
+{
+    if (c->closing || c->peer_eof) return;
+    bool want =
+        c->state == C_LINGER ||
+        (!c->user_paused && (c->rlen < c->rcap || (!c->handler_active && !c->dispatch_pending)));
+    if (want && !c->reading) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = true;
+    } else if (!want && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
+void weft_http_request_pause(weft_http_request_t *req)
+{
+    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
+    c->user_paused = true;
+    update_reading(c);
+}
+
+void weft_http_request_resume(weft_http_request_t *req)
+{
+    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
+    c->user_paused = false;
+    update_reading(c);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* connections                                                                          */
+
+static void listener_maybe_done(listener_t *l);
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    listener_t *l = c->l;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    atomic_fetch_sub_explicit(&l->nconns, 1, memory_order_relaxed);
+    if (c->handler_active)
+        c->free_pending = true; /* the handler's finishing call frees it */
+    else
+        conn_free(c);
+    listener_maybe_done(l);
+}
+
+static void conn_close(conn_t *c)
+{
+    if (c->closing) return;
+    c->closing = true;
+    abort_handler(c, c->req.status ? c->req.status : 499);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    listener_t *l = server->data;
+    if (status < 0) {
+        weft_warn("http", "accept failed", "err=%s", uv_err_name(status));
+        return;
+    }
+    conn_t *c = calloc(1, sizeof(*c));
+    if (!c) return;
+    c->rbuf = malloc(RBUF_INITIAL);
+    if (!c->rbuf || uv_tcp_init(l->loop, &c->tcp) != 0) {
+        free(c->rbuf);
+        free(c);
+        return;
+    }
+    c->rcap = RBUF_INITIAL;
+    c->l = l;
+    c->tcp.data = c;
+    c->next = l->conns;
+    if (l->conns) l->conns->prev = c;
+    l->conns = c;
+    atomic_fetch_add_explicit(&l->nconns, 1, memory_order_relaxed);
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    weft_arena_init(&c->arena, ARENA_BLOCK, ARENA_LIMIT);
+    llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
+    c->parser.data = c;
+    request_reset(c);
+    c->state = C_IDLE;
+    c->deadline = loop_now(c) + l->srv->o.head_timeout_ms;
+    if (atomic_load_explicit(&l->nconns, memory_order_relaxed) > l->srv->o.max_connections ||
+        l->shutting_down) {
+        static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
+                                   "application/json\r\nContent-Length: 61\r\nConnection: "
+                                   "close\r\n\r\n{\"error\":\"too many connections "
+                                   "(http.max_connections)\"}\n";
+        uv_buf_t b = uv_buf_init((char *)busy, sizeof(busy) - 1);
+        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+        conn_close(c);
+        return;
+    }
+    c->reading = true;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* listeners                                                                            */
+
+static void format_date(listener_t *l)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    l->date_len = strftime(l->date, sizeof(l->date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    listener_t *l = t->data;
+    format_date(l);
+    uint64_t now = uv_now(l->loop);
+    bool force = l->shutting_down && now >= l->shutdown_deadline;
+    conn_t *c = l->conns;
+    while (c) {
+        conn_t *next = c->next;
+        if (c->closing) {
+            c = next;
+            continue;
+        }
+        if (force || (c->wdeadline && now >= c->wdeadline)) {
+            conn_close(c);
+        } else if (c->deadline && now >= c->deadline) {
+            switch (c->state) {
+            case C_HEAD:
+                send_error(c, 408, "request head not received in time (http.head_timeout)");
+                break;
+            case C_BODY:
+                if (c->handler_active && c->resp_started)
+                    conn_close(c);
+                else
+                    send_error(c, 408, "request body not received in time (http.body_timeout)");
+                break;
+            case C_HANDLER:
+                c->deadline = 0;
+                break;
+            default:
+                conn_close(c);
+            }
+        }
+        c = next;
+    }
+}
+
+static void on_listener_handle_closed(uv_handle_t *h)
+{
+    listener_t *l = h->data;
+    l->open_handles--;
+    listener_maybe_done(l);
+}
+
+static void listener_maybe_done(listener_t *l)
+{
+    if (!l->shutting_down || l->conns) return;
+    if (!uv_is_closing((uv_handle_t *)&l->timer)) {
+        uv_close((uv_handle_t *)&l->timer, on_listener_handle_closed);
+        return;
+    }
+    if (l->open_handles == 0 && l->on_done) {
+        void (*cb)(void *) = l->on_done;
+        l->on_done = NULL;
+        cb(l->done_arg);
+    }
+}
+
+void weft_http_server_options_init(weft_http_server_options_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->host = "127.0.0.1";
+    o->port = 0;
+    o->backlog = 511;
+    o->max_head = 64 * 1024;
+    o->max_target = 8 * 1024;
+    o->max_headers = 100;
+    o->max_body = 1024 * 1024;
+    o->max_connections = 10000;
+    o->head_timeout_ms = 10000;
+    o->idle_timeout_ms = 60000;
+    o->body_timeout_ms = 30000;
+    o->write_timeout_ms = 30000;
+    o->shutdown_timeout_ms = 10000;
+}
+
+int weft_http_server_new(const weft_http_server_options_t *o, unsigned n_loops,
+                         weft_http_server_t **out)
+{
+    if (n_loops == 0 || n_loops > 1024) return WEFT_EINVAL;
+    weft_http_server_t *s = calloc(1, sizeof(*s));
+    if (!s) return WEFT_ENOMEM;
+    if (o)
+        s->o = *o;
+    else
+        weft_http_server_options_init(&s->o);
+    const char *host = s->o.host ? s->o.host : "127.0.0.1";
+    if (strlen(host) >= sizeof(s->host) || s->o.max_headers == 0 || s->o.max_head < 256 ||
+        s->o.max_target == 0 || s->o.max_connections == 0) {
+        free(s);
+        return WEFT_EINVAL;
+    }
+    strcpy(s->host, host);
+    s->o.host = s->host;
+    s->n_loops = n_loops;
+    s->router = weft_router_new();
+    s->fds = malloc(sizeof(int) * n_loops);
+    s->listeners = calloc(n_loops, sizeof(listener_t));
+    if (!s->router || !s->fds || !s->listeners) {
+        weft_http_server_free(s);
+        return WEFT_ENOMEM;
+    }
+    for (unsigned i = 0; i < n_loops; i++) s->fds[i] = -1;
+    *out = s;
+    return 0;
+}
+
+int weft_http_server_route(weft_http_server_t *s, const char *method, const char *pattern,
+                           const weft_http_route_t *route)
+{
+    if (s->bound) return WEFT_ESTATE;
+    if (!route || !route->handler) return WEFT_EINVAL;
+    weft_http_route_t *copy = malloc(sizeof(*copy));
+    weft_http_route_t **list = realloc(s->routes, sizeof(*list) * (s->nroutes + 1));
+    if (!copy || !list) {
+        free(copy);
+        if (list) s->routes = list;
+        return WEFT_ENOMEM;
+    }
+    s->routes = list;
+    *copy = *route;
+    int err = weft_router_add(s->router, method, pattern, copy);
+    if (err != 0) {
+        free(copy);
+        return err;
+    }
+    s->routes[s->nroutes++] = copy;
+    return 0;
+}
+
+void weft_http_server_hooks(weft_http_server_t *s, const weft_http_hooks_t *h)
+{
+    s->hooks = *h;
+}
+
+static int make_addr(const char *host, uint16_t port, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) return 0;
+    if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0) return 0;
+    return WEFT_EINVAL;
+}
+
+static int open_socket(const struct sockaddr_storage *ss, bool reuseport, unsigned backlog)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    if (ss->ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    socklen_t len =
+        ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, (int)backlog) != 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+int weft_http_server_bind(weft_http_server_t *s, char *err_msg, size_t err_len)
+{
+    if (s->bound) return WEFT_ESTATE;
+    struct sockaddr_storage ss;
+    if (make_addr(s->host, s->o.port, &ss) != 0) {
+        if (err_msg) snprintf(err_msg, err_len, "%s: not a numeric IP address", s->host);
+        return WEFT_EINVAL;
+    }
+    /* First a socket WITHOUT SO_REUSEPORT: it fails if anyone already listens there, even a
+     * process that set SO_REUSEPORT itself, so two servers never silently share a port.
+     * With port 0 it also picks the port that the worker sockets then share. */
+    int probe = open_socket(&ss, false, 1);
+    if (probe < 0) {
+        if (err_msg)
+            snprintf(err_msg, err_len, "cannot listen on %s:%u: %s", s->host, s->o.port,
+                     strerror(-probe));
+        return probe;
+    }
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof(bound);
+    getsockname(probe, (struct sockaddr *)&bound, &blen);
+    uint16_t port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                      : ((struct sockaddr_in *)&bound)->sin_port);
+    close(probe);
+    if (ss.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+    else
+        ((struct sockaddr_in *)&ss)->sin_port = htons(port);
+    for (unsigned i = 0; i < s->n_loops; i++) {
+        int fd = open_socket(&ss, true, s->o.backlog);
+        if (fd < 0) {
+            if (err_msg)
+                snprintf(err_msg, err_len, "cannot listen on %s:%u: %s", s->host, port,
+                         strerror(-fd));
+            for (unsigned k = 0; k < i; k++) {
+                close(s->fds[k]);
+                s->fds[k] = -1;
+            }
+            return fd;
+        }
+        s->fds[i] = fd;
+    }
+    s->port = port;
+    s->bound = true;
+    return 0;
+}
+
+uint16_t weft_http_server_port(const weft_http_server_t *s)
+{
+    return s->port;
+}
+
+int weft_http_server_attach(weft_http_server_t *s, uv_loop_t *loop, unsigned index)
+{
+    if (!s->bound || index >= s->n_loops || s->listeners[index].attached) return WEFT_ESTATE;
+    listener_t *l = &s->listeners[index];
+    l->srv = s;
+    l->loop = loop;
+    l->index = index;
+    int err = uv_tcp_init(loop, &l->tcp);
+    if (err) return err;
+    l->tcp.data = l;
+    l->open_handles++;
+    if ((err = uv_tcp_open(&l->tcp, s->fds[index])) != 0 ||
+        (err = uv_listen((uv_stream_t *)&l->tcp, (int)s->o.backlog, on_connection)) != 0) {
+        uv_close((uv_handle_t *)&l->tcp, NULL);
+        l->open_handles--;
+        return err;
+    }
+    s->fds[index] = -1; /* the handle owns it now */
+    uv_timer_init(loop, &l->timer);
+    l->timer.data = l;
+    l->open_handles++;
+    uv_timer_start(&l->timer, on_timer, SWEEP_MS, SWEEP_MS);
+    format_date(l);
+    l->attached = true;
+    return 0;
+}
+
+void weft_http_server_shutdown(weft_http_server_t *s, unsigned index, void (*on_done)(void *),
+                               void *arg)
+{
+    listener_t *l = &s->listeners[index];
+    if (!l->attached || l->shutting_down) {
+        if (!l->attached && on_done) on_done(arg);
+        return;
+    }
+    l->shutting_down = true;
+    l->on_done = on_done;
+    l->done_arg = arg;
+    l->shutdown_deadline = uv_now(l->loop) + s->o.shutdown_timeout_ms;
+    uv_close((uv_handle_t *)&l->tcp, on_listener_handle_closed);
+    for (conn_t *c = l->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->closing) continue;
+        if (c->state == C_IDLE && !c->handler_active && !c->writing && c->olen == 0 &&
+            c->rpos == c->rlen)
+            conn_close(c);
+        else
+            c->req.keep_alive = false; /* the response in progress will say close */
+    }
+    listener_maybe_done(l);
+}
+
+unsigned weft_http_server_connections(const weft_http_server_t *s, unsigned index)
+{
+    if (index >= s->n_loops) return 0;
+    return atomic_load_explicit(&s->listeners[index].nconns, memory_order_relaxed);
+}
+
+void weft_http_server_free(weft_http_server_t *s)
+{
+    if (!s) return;
+    if (s->fds)
+        for (unsigned i = 0; i < s->n_loops; i++)
+            if (s->fds[i] >= 0) close(s->fds[i]);
+    for (size_t i = 0; i < s->nroutes; i++) free(s->routes[i]);
+    free(s->routes);
+    if (s->router) weft_router_free(s->router);
+    free(s->fds);
+    free(s->listeners);
+    free(s);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* request accessors                                                                    */
+
+weft_str_t weft_http_request_header(const weft_http_request_t *req, const char *name)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < req->nheaders; i++)
+        if (req->headers[i].name.len == nl && ieq(req->headers[i].name.base, nl, name))
+            return req->headers[i].value;
+    return (weft_str_t){NULL, 0};
+}
+
+weft_str_t weft_http_request_param(const weft_http_request_t *req, const char *name)
+{
+    size_t nl = strlen(name);
+    for (unsigned i = 0; i < req->match.nparams; i++) {
+        const weft_route_param_t *p = &req->match.params[i];
+        if (p->name.len == nl && memcmp(p->name.base, name, nl) == 0) return p->value;
+    }
+    return (weft_str_t){NULL, 0};
+}
+
+void *weft_http_request_alloc(weft_http_request_t *req, size_t n)
+{
+    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
+    return weft_arena_alloc(&c->arena, n);
+}

@@ -1,0 +1,418 @@
+/*
+ * test_server.c - the HTTP server over real loopback sockets.
+ *
+ * One worker loop serves a server with a handful of routes (sync, async, echo, streamed
+ * body, streamed response); the test thread talks to it with blocking sockets and checks
+ * the bytes that come back. Each test ends with a graceful shutdown and the worker's loop
+ * closing with nothing left open.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "weft/http.h"
+#include "weft/workers.h"
+
+typedef struct {
+    weft_workers_t *w;
+    weft_http_server_t *srv;
+    uint16_t port;
+} fixture_t;
+
+/* ---- handlers ---- */
+
+static void h_hello(weft_http_request_t *req, void *arg)
+{
+    weft_http_respond(req, 200, "text/plain", "hello", 5);
+}
+
+static void h_name(weft_http_request_t *req, void *arg)
+{
+    weft_str_t n = weft_http_request_param(req, "name");
+    char buf[128];
+    int len = snprintf(buf, sizeof(buf), "hi %.*s", (int)n.len, n.base);
+    weft_http_respond(req, 200, "text/plain", buf, (size_t)len);
+}
+
+static void h_echo(weft_http_request_t *req, void *arg)
+{
+    weft_http_respond(req, 200, "application/octet-stream", req->body.base, req->body.len);
+}
+
+static void on_slow_timer(uv_timer_t *t)
+{
+    weft_http_request_t *req = t->data;
+    weft_http_response_header(req, "X-Slow", "yes");
+    weft_http_respond(req, 200, "text/plain", "slow", 4);
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+
+static void h_slow(weft_http_request_t *req, void *arg)
+{
+    uv_timer_t *t = malloc(sizeof(*t));
+    uv_timer_init(req->loop, t);
+    t->data = req;
+    uv_timer_start(t, on_slow_timer, 30, 0);
+}
+
+typedef struct {
+    size_t total;
+} count_t;
+
+static void count_body(weft_http_request_t *req, const char *data, size_t len)
+{
+    count_t *ct = req->data;
+    if (len == 0 && data == NULL) {
+        char out[64];
+        int n = snprintf(out, sizeof(out), "%zu", ct->total);
+        weft_http_respond(req, 200, "text/plain", out, (size_t)n);
+        return;
+    }
+    ct->total += len;
+}
+
+static void h_count(weft_http_request_t *req, void *arg)
+{
+    count_t *ct = weft_http_request_alloc(req, sizeof(*ct));
+    ct->total = 0;
+    req->data = ct;
+    req->on_body = count_body;
+}
+
+static void h_chunks(weft_http_request_t *req, void *arg)
+{
+    weft_http_response_start(req, 200, "text/plain", -1);
+    weft_http_response_write(req, "abc", 3);
+    weft_http_response_write(req, "defgh", 5);
+    weft_http_response_end(req);
+}
+
+/* ---- fixture ---- */
+
+static void attach(uv_loop_t *loop, unsigned i, void *arg)
+{
+    fixture_t *f = arg;
+    assert_int_equal(weft_http_server_attach(f->srv, loop, i), 0);
+}
+
+static void stop_one(uv_loop_t *loop, unsigned i, void *arg)
+{
+    fixture_t *f = arg;
+    weft_http_server_shutdown(f->srv, i, NULL, NULL);
+}
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    weft_http_server_options_t o;
+    weft_http_server_options_init(&o);
+    o.max_body = 1000;
+    o.head_timeout_ms = 1000;
+    o.shutdown_timeout_ms = 2000;
+    assert_int_equal(weft_http_server_new(&o, 1, &f->srv), 0);
+    weft_http_route_t r = {.handler = h_hello};
+    assert_int_equal(weft_http_server_route(f->srv, "GET", "/hello", &r), 0);
+    r.handler = h_name;
+    assert_int_equal(weft_http_server_route(f->srv, "GET", "/hello/:name", &r), 0);
+    r.handler = h_echo;
+    assert_int_equal(weft_http_server_route(f->srv, "POST", "/echo", &r), 0);
+    r.handler = h_slow;
+    assert_int_equal(weft_http_server_route(f->srv, "GET", "/slow", &r), 0);
+    r.handler = h_chunks;
+    assert_int_equal(weft_http_server_route(f->srv, "GET", "/chunks", &r), 0);
+    r = (weft_http_route_t){.handler = h_count, .stream_body = true, .max_body = 1 << 20};
+    assert_int_equal(weft_http_server_route(f->srv, "POST", "/count", &r), 0);
+    char err[256];
+    assert_int_equal(weft_http_server_bind(f->srv, err, sizeof(err)), 0);
+    f->port = weft_http_server_port(f->srv);
+    assert_true(f->port > 0);
+    assert_int_equal(weft_workers_new(1, &f->w), 0);
+    assert_int_equal(weft_workers_start(f->w, attach, f), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    weft_workers_stop(f->w, stop_one, f);
+    weft_workers_join(f->w);
+    weft_workers_free(f->w);
+    weft_http_server_free(f->srv);
+    free(f);
+    return 0;
+}
+
+/* ---- client ---- */
+
+static int dial(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+static void send_all(int fd, const char *s, size_t n)
+{
+    while (n) {
+        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+        assert_true(w > 0);
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Reads until the peer closes or nothing arrives for idle_ms; returns bytes read. */
+static size_t recv_all(int fd, char *buf, size_t cap, int idle_ms, int *closed)
+{
+    size_t n = 0;
+    *closed = 0;
+    while (n < cap - 1) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, idle_ms) <= 0) break;
+        ssize_t r = recv(fd, buf + n, cap - 1 - n, 0);
+        if (r <= 0) {
+            *closed = 1;
+            break;
+        }
+        n += (size_t)r;
+    }
+    buf[n] = 0;
+    return n;
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+    int k = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle)) k++;
+    return k;
+}
+
+static char *exchange(fixture_t *f, const char *req, int *closed)
+{
+    static char buf[65536];
+    int fd = dial(f->port);
+    send_all(fd, req, strlen(req));
+    recv_all(fd, buf, sizeof(buf), 300, closed);
+    close(fd);
+    return buf;
+}
+
+/* ---- tests ---- */
+
+static void test_get(void **state)
+{
+    int closed;
+    char *r = exchange(*state, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &closed);
+    assert_non_null(strstr(r, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(r, "\r\nContent-Length: 5\r\n"));
+    assert_non_null(strstr(r, "\r\nDate: "));
+    assert_non_null(strstr(r, "\r\n\r\nhello"));
+    assert_false(closed); /* keep-alive */
+}
+
+static void test_params_404_405(void **state)
+{
+    int closed;
+    char *r = exchange(*state, "GET /hello/bob HTTP/1.1\r\nHost: x\r\n\r\n", &closed);
+    assert_non_null(strstr(r, "\r\n\r\nhi bob"));
+    r = exchange(*state, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", &closed);
+    assert_non_null(strstr(r, "HTTP/1.1 404 Not Found\r\n"));
+    r = exchange(*state, "DELETE /hello HTTP/1.1\r\nHost: x\r\n\r\n", &closed);
+    assert_non_null(strstr(r, "HTTP/1.1 405 Method Not Allowed\r\n"));
+    assert_non_null(strstr(r, "\r\nAllow: GET, HEAD\r\n"));
+}
+
+static void test_pipelined_in_order(void **state)
+{
+    int closed;
+    char *r = exchange(*state,
+                       "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /hello/a HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /hello/b HTTP/1.1\r\nHost: x\r\n\r\n",
+                       &closed);
+    assert_int_equal(count_of(r, "HTTP/1.1 200 OK"), 4);
+    char *s1 = strstr(r, "slow"), *a = strstr(r, "hi a"), *b = strstr(r, "hi b");
+    assert_non_null(s1);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_true(s1 < a);
+    assert_true(a < strstr(a, "slow"));
+    assert_true(strstr(a, "slow") < b);
+}
+
+static void test_bodies(void **state)
+{
+    int closed;
+    char *r = exchange(*state, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\nabcdefg",
+                       &closed);
+    assert_non_null(strstr(r, "\r\nContent-Length: 7\r\n\r\nabcdefg"));
+    r = exchange(*state,
+                 "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n",
+                 &closed);
+    assert_non_null(strstr(r, "\r\nContent-Length: 5\r\n\r\nabcde"));
+    r = exchange(*state, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n", &closed);
+    assert_non_null(strstr(r, "HTTP/1.1 413 "));
+    assert_non_null(strstr(r, "Connection: close"));
+    assert_true(closed);
+}
+
+static void test_expect_continue_and_head(void **state)
+{
+    fixture_t *f = *state;
+    int fd = dial(f->port), closed;
+    char buf[4096];
+    const char *h =
+        "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
+    send_all(fd, h, strlen(h));
+    recv_all(fd, buf, sizeof(buf), 300, &closed);
+    assert_string_equal(buf, "HTTP/1.1 100 Continue\r\n\r\n");
+    send_all(fd, "xyz", 3);
+    recv_all(fd, buf, sizeof(buf), 300, &closed);
+    assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(buf, "\r\n\r\nxyz"));
+    close(fd);
+    char *r = exchange(f, "HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n", &closed);
+    assert_non_null(strstr(r, "\r\nContent-Length: 5\r\n"));
+    assert_null(strstr(r, "hello"));
+}
+
+static void test_streams(void **state)
+{
+    int closed;
+    char *r = exchange(*state, "GET /chunks HTTP/1.1\r\nHost: x\r\n\r\n", &closed);
+    assert_non_null(strstr(r, "Transfer-Encoding: chunked\r\n"));
+    assert_non_null(strstr(r, "\r\n\r\n3\r\nabc\r\n5\r\ndefgh\r\n0\r\n\r\n"));
+    /* A streamed request body larger than the buffered limit, in many pieces. */
+    fixture_t *f = *state;
+    int fd = dial(f->port);
+    const char *h = "POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n";
+    send_all(fd, h, strlen(h));
+    char chunk[10000];
+    memset(chunk, 'z', sizeof(chunk));
+    for (int i = 0; i < 20; i++) send_all(fd, chunk, sizeof(chunk));
+    char buf[4096];
+    recv_all(fd, buf, sizeof(buf), 500, &closed);
+    assert_non_null(strstr(buf, "\r\n\r\n200000"));
+    close(fd);
+}
+
+static void test_malformed_and_smuggling(void **state)
+{
+    static const struct {
+        const char *req;
+        const char *status;
+    } cases[] = {
+        {"GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+         "400"},
+        {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "0\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+         "400"},
+        {"GET /hello HTTP/1.1\r\n\r\n", "400"},
+        {"GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400"},
+        {"FOO /hello HTTP/1.1\r\nHost: x\r\n\r\n", "501"},
+        {"G@T /hello HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
+        {"GET /hello HTTP/2.0\r\nHost: x\r\n\r\n", "505"},
+        {"GET /hello HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n", "417"},
+        {"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+         "501"},
+        {"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "400"},
+        {"GET /hello HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", "400"},
+        {"GET /hello HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", "400"},
+    };
+    fixture_t *f = *state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int closed;
+        char *r = exchange(f, cases[i].req, &closed);
+        char want[32];
+        snprintf(want, sizeof(want), "HTTP/1.1 %s ", cases[i].status);
+        if (strncmp(r, want, strlen(want)) != 0)
+            fail_msg("case %zu: want %s, got: %.80s", i, cases[i].status, r);
+        assert_int_equal(count_of(r, "HTTP/1.1 "), 1);
+        assert_non_null(strstr(r, "Connection: close"));
+        assert_true(closed);
+    }
+    int closed;
+    char *r = exchange(f, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &closed);
+    assert_non_null(strstr(r, "HTTP/1.1 200 OK"));
+}
+
+static void test_head_limits(void **state)
+{
+    fixture_t *f = *state;
+    size_t big = 70 * 1024;
+    char *req = malloc(big + 128);
+    int n = sprintf(req, "GET /hello HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    memset(req + n, 'a', big);
+    strcpy(req + n + big, "\r\n\r\n");
+    int closed;
+    char *r = exchange(f, req, &closed);
+    assert_non_null(strstr(r, "HTTP/1.1 431 "));
+    n = sprintf(req, "GET /hello HTTP/1.1\r\nHost: x\r\n");
+    for (int i = 0; i < 101; i++) n += sprintf(req + n, "X-H%d: v\r\n", i);
+    strcpy(req + n, "\r\n");
+    r = exchange(f, req, &closed);
+    assert_non_null(strstr(r, "HTTP/1.1 431 "));
+    n = sprintf(req, "GET /");
+    memset(req + n, 'a', 9000);
+    strcpy(req + n + 9000, " HTTP/1.1\r\nHost: x\r\n\r\n");
+    r = exchange(f, req, &closed);
+    assert_non_null(strstr(r, "HTTP/1.1 414 "));
+    free(req);
+}
+
+static void test_head_timeout(void **state)
+{
+    fixture_t *f = *state;
+    int fd = dial(f->port), closed;
+    send_all(fd, "GET /hel", 8);
+    char buf[4096];
+    recv_all(fd, buf, sizeof(buf), 2500, &closed);
+    assert_non_null(strstr(buf, "HTTP/1.1 408 "));
+    assert_true(closed);
+    close(fd);
+}
+
+static void test_http10(void **state)
+{
+    int closed;
+    char *r = exchange(*state, "GET /hello HTTP/1.0\r\n\r\n", &closed);
+    assert_non_null(strstr(r, "HTTP/1.1 200 OK"));
+    assert_non_null(strstr(r, "Connection: close"));
+    assert_true(closed);
+    r = exchange(*state, "GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &closed);
+    assert_non_null(strstr(r, "Connection: keep-alive"));
+    assert_false(closed);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_params_404_405, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bodies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expect_continue_and_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_streams, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_and_smuggling, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_head_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_head_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http10, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
