@@ -1,0 +1,150 @@
+/*
+ * hello - a service built on libweft: the SDK's example and the benchmark subject.
+ *
+ *   hello --name NAME --port PORT [--host 127.0.0.1] [--workers N] [--log-level info]
+ *
+ * GET /hello          200 "hello, world\n"
+ * GET /hello/:name    200 "hello, NAME\n"
+ * POST /echo          200 with the request body (at most 1 MiB, else 413)
+ * GET /health, GET /metrics: from the SDK. Every request is counted, timed and traced.
+ * Handlers run on the worker threads and share nothing, so they need no locks.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "weft/weft.h"
+
+static void hello(weft_http_request_t *req, void *arg)
+{
+    static const char body[] = "hello, world\n";
+    weft_http_respond(req, 200, "text/plain", body, sizeof(body) - 1);
+}
+
+static void hello_name(weft_http_request_t *req, void *arg)
+{
+    weft_str_t name = weft_http_request_param(req, "name");
+    size_t cap = name.len + 16;
+    char *out = weft_http_request_alloc(req, cap);
+    if (!out) {
+        weft_http_respond(req, 503, "text/plain", "out of memory\n", 14);
+        return;
+    }
+    memcpy(out, "hello, ", 7);
+    memcpy(out + 7, name.base, name.len);
+    out[7 + name.len] = '\n';
+    weft_http_respond(req, 200, "text/plain", out, name.len + 8);
+}
+
+static void echo(weft_http_request_t *req, void *arg)
+{
+    weft_str_t ct = weft_http_request_header(req, "content-type");
+    char type[128] = "application/octet-stream";
+    if (ct.base && ct.len < sizeof(type)) {
+        memcpy(type, ct.base, ct.len);
+        type[ct.len] = 0;
+    }
+    weft_http_respond(req, 200, type, req->body.base, req->body.len);
+}
+
+typedef struct hello_conf_s {
+    char *name;
+    char *host;
+    uint64_t port;
+    uint64_t workers;
+    int log_level;
+} hello_conf_t;
+
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+
+static const weft_conf_option_t hello_options[] = {
+    {.key = "name",
+     .type = WEFT_CONF_STRING,
+     .offset = offsetof(hello_conf_t, name),
+     .def = "hello",
+     .flag = "name",
+     .env = "HELLO_NAME",
+     .help = "service name"},
+    {.key = "host",
+     .type = WEFT_CONF_STRING,
+     .offset = offsetof(hello_conf_t, host),
+     .def = "127.0.0.1",
+     .flag = "host",
+     .env = "HELLO_HOST",
+     .help = "listen address"},
+    {.key = "port",
+     .type = WEFT_CONF_UINT,
+     .offset = offsetof(hello_conf_t, port),
+     .def = "8081",
+     .min = 0,
+     .max = 65535,
+     .flag = "port",
+     .env = "HELLO_PORT",
+     .help = "listen port (0: any free port)"},
+    {.key = "workers",
+     .type = WEFT_CONF_UINT,
+     .offset = offsetof(hello_conf_t, workers),
+     .def = "0",
+     .min = 0,
+     .max = 256,
+     .flag = "workers",
+     .env = "HELLO_WORKERS",
+     .help = "worker threads (0: one per CPU)"},
+    {.key = "log_level",
+     .type = WEFT_CONF_ENUM,
+     .offset = offsetof(hello_conf_t, log_level),
+     .def = "info",
+     .choices = log_levels,
+     .flag = "log-level",
+     .env = "HELLO_LOG_LEVEL",
+     .help = "least level logged"},
+};
+
+int main(int argc, char **argv)
+{
+    hello_conf_t hc;
+    memset(&hc, 0, sizeof(hc));
+    weft_conf_section_t secs[] = {
+        {.name = "hello",
+         .opts = hello_options,
+         .n = sizeof(hello_options) / sizeof(hello_options[0]),
+         .target = &hc},
+    };
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: hello [flags]\n\n");
+            weft_conf_help(secs, 1, stdout);
+            return 0;
+        }
+    }
+    weft_conf_t conf;
+    char err[512];
+    if (weft_conf_load(&conf, secs, 1, NULL, argc, argv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "hello: %s\n", err);
+        return 2;
+    }
+    weft_log_set_level((weft_log_level_t)hc.log_level);
+
+    weft_service_options_t o;
+    weft_service_options_init(&o);
+    o.name = hc.name;
+    o.version = WEFT_VERSION;
+    o.host = hc.host;
+    o.port = (uint16_t)hc.port;
+    o.workers = (unsigned)hc.workers;
+    weft_service_t *svc;
+    int rc = weft_service_new(&o, &svc);
+    if (rc != 0) {
+        fprintf(stderr, "hello: %s\n", weft_strerror(rc));
+        weft_conf_free(&conf);
+        return 2;
+    }
+    weft_service_route(svc, "GET", "/hello", hello, NULL);
+    weft_service_route(svc, "GET", "/hello/:name", hello_name, NULL);
+    weft_http_route_t r = {.handler = echo, .max_body = 1 << 20};
+    weft_service_route_ex(svc, "POST", "/echo", &r);
+    rc = weft_service_run(svc);
+    weft_service_free(svc);
+    weft_conf_free(&conf);
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,118 @@
+/**
+ * weft/service.h - write a microservice in C: routes, /health, /metrics, tracing, shutdown.
+ *
+ *     weft_service_options_t o;
+ *     weft_service_options_init(&o);
+ *     o.name = "orders";
+ *     o.port = 8081;
+ *     weft_service_t *svc;
+ *     if (weft_service_new(&o, &svc) != 0) return 1;
+ *     weft_service_route(svc, "GET", "/orders/:id", get_order, NULL);
+ *     int rc = weft_service_run(svc);   // until SIGTERM/SIGINT, then a graceful shutdown
+ *     weft_service_free(svc);
+ *
+ * Every service answers GET /health (JSON: status, service, version, uptime, the results of
+ * its registered checks; 200 when passing or warning, 503 when critical) and GET /metrics
+ * (Prometheus text 0.0.4: http_requests_total{method,route,code},
+ * http_request_duration_seconds{method,route,code}, http_connections_active, process_*). Every
+ * request is counted, timed and traced: an incoming `traceparent` (or B3) is continued and a
+ * server span recorded. Handlers run on worker threads (o.workers of them, one libuv loop
+ * each), so they must not share mutable state without synchronisation.
+ */
+#ifndef WEFT_SERVICE_H
+#define WEFT_SERVICE_H
+
+#include "weft/common.h"
+#include "weft/http.h"
+#include "weft/metrics.h"
+#include "weft/trace.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_service_s weft_service_t;
+
+typedef struct weft_service_options_s {
+    const char *name;               /* required: [A-Za-z0-9_.-]{1,64} */
+    const char *version;            /* default "0.0.0" */
+    const char *host;               /* listen address; default 127.0.0.1 */
+    uint16_t port;                  /* default 8080; 0 picks a free port */
+    unsigned workers;               /* worker threads; 0 (default): one per CPU */
+    bool metrics;                   /* count and time every request, serve /metrics; default true */
+    bool tracing;                   /* trace every request; default true */
+    double sample_ratio;            /* for root spans (parent-based sampling); default 1.0 */
+    weft_span_exporter_t *exporter; /* where finished spans go; NULL: nowhere (spans are still
+                                       created and propagated; the service owns it after new) */
+    weft_http_server_options_t http; /* limits and timeouts (weft/http.h) */
+} weft_service_options_t;
+
+/** Fills *o with the defaults above. */
+WEFT_EXTERN void weft_service_options_init(weft_service_options_t *o);
+
+/** Creates a service (nothing listens yet). Returns 0 and *out, WEFT_EINVAL, WEFT_ENOMEM. */
+WEFT_EXTERN int weft_service_new(const weft_service_options_t *o, weft_service_t **out);
+
+/**
+ * Adds a route handled by handler(req, arg); see weft/http.h for how handlers answer.
+ * Returns 0, WEFT_EINVAL (bad pattern), WEFT_EEXIST, WEFT_ESTATE (the service runs).
+ */
+WEFT_EXTERN int weft_service_route(weft_service_t *svc, const char *method, const char *pattern,
+                                   weft_http_handler_fn handler, void *arg);
+
+/** Same, with the full route description (body limit, streamed body). */
+WEFT_EXTERN int weft_service_route_ex(weft_service_t *svc, const char *method, const char *pattern,
+                                      const weft_http_route_t *route);
+
+typedef enum {
+    WEFT_CHECK_PASSING = 0,
+    WEFT_CHECK_WARNING = 1,
+    WEFT_CHECK_CRITICAL = 2
+} weft_check_status_t;
+
+/** A health check: writes a short human-readable output (NUL-terminated, cap bytes). Runs on
+ *  the thread answering GET /health; must be quick and thread-safe. */
+typedef weft_check_status_t (*weft_check_fn)(void *arg, char *output, size_t cap);
+
+/** Registers a check reported by GET /health (at most 64). Returns 0, WEFT_ELIMIT, ... */
+WEFT_EXTERN int weft_service_check(weft_service_t *svc, const char *name, weft_check_fn fn,
+                                   void *arg);
+
+/** The service's metrics registry, to add the service's own metrics. */
+WEFT_EXTERN weft_metrics_registry_t *weft_service_metrics(weft_service_t *svc);
+
+/** The service's tracer, to start spans of its own (children of weft_service_span(req)). */
+WEFT_EXTERN weft_tracer_t *weft_service_tracer(weft_service_t *svc);
+
+/** The server span of a request being handled (NULL when tracing is off). */
+WEFT_EXTERN weft_span_t *weft_service_span(const weft_http_request_t *req);
+
+/**
+ * Binds the port (errors are returned here, with a message logged), starts the workers and
+ * serves until SIGTERM or SIGINT (or weft_service_stop), then shuts down gracefully: stops
+ * accepting, finishes in-flight requests within http.shutdown_timeout_ms, closes the rest.
+ * Returns 0 after a clean shutdown, or a negative error.
+ */
+WEFT_EXTERN int weft_service_run(weft_service_t *svc);
+
+/** Starts the graceful shutdown of a running service; any thread, any number of times. */
+WEFT_EXTERN void weft_service_stop(weft_service_t *svc);
+
+/** The port bound (after weft_service_run has bound it; useful with port 0). */
+WEFT_EXTERN uint16_t weft_service_port(const weft_service_t *svc);
+
+/** The control loop: runs on the thread that called weft_service_run (signals, timers, the
+ *  registry later). Valid while the service runs. */
+WEFT_EXTERN uv_loop_t *weft_service_loop(weft_service_t *svc);
+
+/** A function run on the control loop once the service listens (before serving begins). */
+WEFT_EXTERN void weft_service_on_start(weft_service_t *svc, void (*fn)(weft_service_t *, void *),
+                                       void *arg);
+
+/** Frees a service that is not running. */
+WEFT_EXTERN void weft_service_free(weft_service_t *svc);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

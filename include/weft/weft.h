@@ -1,0 +1,19 @@
+/**
+ * weft/weft.h - the umbrella header of libweft: include this one.
+ */
+#ifndef WEFT_WEFT_H
+#define WEFT_WEFT_H
+
+#include "weft/common.h"
+#include "weft/log.h"
+#include "weft/config.h"
+#include "weft/workers.h"
+#include "weft/router.h"
+#include "weft/http.h"
+#include "weft/metrics.h"
+#include "weft/trace.h"
+#include "weft/service.h"
+
+#define WEFT_VERSION "0.1.0"
+
+#endif

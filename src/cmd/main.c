@@ -1,0 +1,276 @@
+/*
+ * main.c - the weft command: `weft serve`, `weft version`, `weft config-docs`, help.
+ *
+ * `weft serve` runs the parts of the platform in one process. Today that is the HTTP API
+ * (`/health`, `/metrics`, `/v1/status/leader`), built on the SDK's service so that weft's
+ * own API is served, counted and traced exactly like a user's service; the registry,
+ * gateway and collector attach to it in later issues. Its configuration is the union of the
+ * modules' declaration tables (this file's, and the HTTP engine's limits), so one table per
+ * module drives the YAML file, the environment, the flags, `--help` and docs/config.md.
+ *
+ * Exit status: 0 after a clean shutdown, 1 on a runtime failure (a port in use), 2 on a
+ * usage or configuration error.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "weft/weft.h"
+
+typedef struct serve_conf_s {
+    uint64_t workers;
+    int log_level;
+    char *data_dir;
+    weft_conf_addr_t api, gateway, otlp, zipkin;
+} serve_conf_t;
+
+typedef struct http_conf_s {
+    uint64_t max_head, max_target, max_headers, max_body, max_connections;
+    uint64_t head_timeout, idle_timeout, body_timeout, write_timeout, shutdown_timeout;
+} http_conf_t;
+
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+
+static const weft_conf_option_t serve_options[] = {
+    {.key = "workers",
+     .type = WEFT_CONF_UINT,
+     .offset = offsetof(serve_conf_t, workers),
+     .def = "0",
+     .min = 0,
+     .max = WEFT_WORKERS_MAX,
+     .flag = "workers",
+     .env = "WEFT_WORKERS",
+     .help = "worker threads serving HTTP (0: one per CPU)"},
+    {.key = "log_level",
+     .type = WEFT_CONF_ENUM,
+     .offset = offsetof(serve_conf_t, log_level),
+     .def = "info",
+     .choices = log_levels,
+     .flag = "log-level",
+     .env = "WEFT_LOG_LEVEL",
+     .help = "least level logged (logfmt on stderr)"},
+    {.key = "data_dir",
+     .type = WEFT_CONF_STRING,
+     .offset = offsetof(serve_conf_t, data_dir),
+     .def = "./weft-data",
+     .flag = "data-dir",
+     .env = "WEFT_DATA_DIR",
+     .help = "directory for persistent state (created if missing)"},
+    {.key = "api.listen",
+     .type = WEFT_CONF_ADDR,
+     .offset = offsetof(serve_conf_t, api),
+     .def = "127.0.0.1:8500",
+     .flag = "api",
+     .env = "WEFT_API",
+     .help = "HTTP API address (Consul's port: Consul clients work unchanged)"},
+    {.key = "gateway.listen",
+     .type = WEFT_CONF_ADDR,
+     .offset = offsetof(serve_conf_t, gateway),
+     .def = "0.0.0.0:8080",
+     .flag = "gateway",
+     .env = "WEFT_GATEWAY",
+     .help = "gateway listener (the gateway is not built yet: validated, not opened)"},
+    {.key = "otlp.listen",
+     .type = WEFT_CONF_ADDR,
+     .offset = offsetof(serve_conf_t, otlp),
+     .def = "127.0.0.1:4318",
+     .flag = "otlp",
+     .env = "WEFT_OTLP",
+     .help = "OTLP/HTTP span ingest (the collector is not built yet: validated, not opened)"},
+    {.key = "zipkin.listen",
+     .type = WEFT_CONF_ADDR,
+     .offset = offsetof(serve_conf_t, zipkin),
+     .def = "127.0.0.1:9411",
+     .flag = "zipkin",
+     .env = "WEFT_ZIPKIN",
+     .help = "Zipkin v2 ingest and query (not built yet: validated, not opened)"},
+};
+
+#define HTTP_OPT(k, t, field, d, lo, hi, h)                                                        \
+    {                                                                                              \
+        .key = "http." k, .type = t, .offset = offsetof(http_conf_t, field), .def = d, .min = lo,  \
+        .max = hi, .help = h                                                                       \
+    }
+
+static const weft_conf_option_t http_options[] = {
+    HTTP_OPT("max_head_size", WEFT_CONF_SIZE, max_head, "64KiB", 1024, 1 << 20,
+             "request line + headers; larger heads get 431"),
+    HTTP_OPT("max_target_size", WEFT_CONF_SIZE, max_target, "8KiB", 256, 64 << 10,
+             "request target; longer gets 414"),
+    HTTP_OPT("max_headers", WEFT_CONF_UINT, max_headers, "100", 1, 1000,
+             "header lines per request; more gets 431"),
+    HTTP_OPT("max_body_size", WEFT_CONF_SIZE, max_body, "1MiB", 0, 1ull << 32,
+             "default request body limit per route; larger gets 413"),
+    HTTP_OPT("max_connections", WEFT_CONF_UINT, max_connections, "10000", 1, 1000000,
+             "open connections per worker; past it new ones get 503 and are closed"),
+    HTTP_OPT("head_timeout", WEFT_CONF_DURATION, head_timeout, "10s", 100, 3600000,
+             "the whole request head must arrive within this (else 408)"),
+    HTTP_OPT("idle_timeout", WEFT_CONF_DURATION, idle_timeout, "60s", 100, 3600000,
+             "an idle keep-alive connection is closed after this"),
+    HTTP_OPT("body_timeout", WEFT_CONF_DURATION, body_timeout, "30s", 100, 3600000,
+             "longest wait between two reads of a request body (else 408)"),
+    HTTP_OPT("write_timeout", WEFT_CONF_DURATION, write_timeout, "30s", 100, 3600000,
+             "a response write that makes no progress for this long closes the connection"),
+    HTTP_OPT("shutdown_timeout", WEFT_CONF_DURATION, shutdown_timeout, "10s", 0, 3600000,
+             "on SIGTERM/SIGINT, in-flight requests get this long to finish"),
+};
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "weft %s - service registry, gateway, tracing and metrics in one binary\n\n"
+            "usage: weft <command> [flags]\n\n"
+            "commands:\n"
+            "  serve         run the platform (see `weft serve --help`)\n"
+            "  version       print the version\n"
+            "  config-docs   print the configuration reference (Markdown)\n"
+            "  help          this text\n",
+            WEFT_VERSION);
+}
+
+static void leader(weft_http_request_t *req, void *arg)
+{
+    const char *addr = arg;
+    char out[128];
+    int n = snprintf(out, sizeof(out), "\"%s\"", addr);
+    weft_http_respond(req, 200, "application/json", out, (size_t)n);
+}
+
+static int make_dir(const char *path, char *err, size_t errlen)
+{
+    char tmp[4096];
+    if (strlen(path) >= sizeof(tmp)) {
+        snprintf(err, errlen, "data_dir: path too long");
+        return -1;
+    }
+    strcpy(tmp, path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0750) != 0 && errno != EEXIST) goto fail;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0750) != 0 && errno != EEXIST) goto fail;
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        goto fail;
+    }
+    return 0;
+fail:
+    snprintf(err, errlen, "data_dir: cannot create %s: %s", path, strerror(errno));
+    return -1;
+}
+
+static int serve(int argc, char **argv)
+{
+    serve_conf_t sc;
+    http_conf_t hc;
+    memset(&sc, 0, sizeof(sc));
+    memset(&hc, 0, sizeof(hc));
+    weft_conf_section_t secs[] = {
+        {.name = "weft", .opts = serve_options, .n = N(serve_options), .target = &sc},
+        {.name = "http", .opts = http_options, .n = N(http_options), .target = &hc},
+    };
+    const char *file = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: weft serve [--config FILE] [flags]\n\n"
+                   "Settings come from the defaults, then FILE (YAML), then the environment,\n"
+                   "then flags. Keys without a flag are set in the file.\n\n");
+            weft_conf_help(secs, N(secs), stdout);
+            return 0;
+        }
+    }
+    weft_conf_t conf;
+    char err[1024];
+    if (weft_conf_load(&conf, secs, N(secs), file, argc, argv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "weft: %s\n", err);
+        return 2;
+    }
+    weft_log_set_level((weft_log_level_t)sc.log_level);
+    if (make_dir(sc.data_dir, err, sizeof(err)) != 0) {
+        fprintf(stderr, "weft: %s\n", err);
+        weft_conf_free(&conf);
+        return 2;
+    }
+
+    weft_service_options_t o;
+    weft_service_options_init(&o);
+    o.name = "weft";
+    o.version = WEFT_VERSION;
+    o.host = sc.api.host;
+    o.port = sc.api.port;
+    o.workers = (unsigned)sc.workers;
+    o.http.max_head = hc.max_head;
+    o.http.max_target = hc.max_target;
+    o.http.max_headers = (unsigned)hc.max_headers;
+    o.http.max_body = hc.max_body;
+    o.http.max_connections = (unsigned)hc.max_connections;
+    o.http.head_timeout_ms = hc.head_timeout;
+    o.http.idle_timeout_ms = hc.idle_timeout;
+    o.http.body_timeout_ms = hc.body_timeout;
+    o.http.write_timeout_ms = hc.write_timeout;
+    o.http.shutdown_timeout_ms = hc.shutdown_timeout;
+    weft_service_t *svc;
+    int rc = weft_service_new(&o, &svc);
+    if (rc != 0) {
+        fprintf(stderr, "weft: cannot start: %s\n", weft_strerror(rc));
+        weft_conf_free(&conf);
+        return 2;
+    }
+    char api_addr[300];
+    snprintf(api_addr, sizeof(api_addr), "%s:%u", sc.api.host, sc.api.port);
+    weft_service_route(svc, "GET", "/v1/status/leader", leader, api_addr);
+    weft_info("weft", "starting", "version=%s data_dir=%s api=%s", WEFT_VERSION, sc.data_dir,
+              api_addr);
+    weft_info("weft", "parts not built yet are not started",
+              "gateway=%s:%u otlp=%s:%u zipkin=%s:%u", sc.gateway.host, sc.gateway.port,
+              sc.otlp.host, sc.otlp.port, sc.zipkin.host, sc.zipkin.port);
+    rc = weft_service_run(svc);
+    weft_service_free(svc);
+    weft_conf_free(&conf);
+    return rc == 0 ? 0 : 1;
+}
+
+static int config_docs(void)
+{
+    serve_conf_t sc;
+    http_conf_t hc;
+    weft_conf_section_t secs[] = {
+        {.name = "weft", .opts = serve_options, .n = N(serve_options), .target = &sc},
+        {.name = "http", .opts = http_options, .n = N(http_options), .target = &hc},
+    };
+    printf("# weft configuration reference\n\n"
+           "Generated by `weft config-docs` from the declaration tables in the source.\n"
+           "Precedence: defaults, then the YAML file (`--config`), then the environment,\n"
+           "then flags. Sizes take KiB/MiB/GiB suffixes; durations ms/s/m/h.\n\n");
+    weft_conf_markdown(secs, N(secs), stdout);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0) return serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("weft %s\n", WEFT_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "config-docs") == 0) return config_docs();
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "weft: unknown command \"%s\"\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

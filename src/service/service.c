@@ -1,0 +1,501 @@
+/*
+ * service.c - the SDK's service: an HTTP server with /health, /metrics, request metrics,
+ * request tracing, signal handling and graceful shutdown.
+ *
+ * Threads. weft_service_run runs the control loop on the caller's thread (signals, the stop
+ * request, on_start work) and N worker loops (weft/workers.h) that serve HTTP. Per-request
+ * instrumentation runs in the server's hooks on the worker thread that serves the request and
+ * touches only that worker's state (loop->data): a small cache of metric children, so the
+ * hot path resolves `http_requests_total{method,route,code}` with a few compares instead of
+ * a labelled lookup, and writes to the metrics module's per-thread shards.
+ *
+ * Memory policy: the SDK never aborts its host; allocation failures return WEFT_ENOMEM, and
+ * in the request path a failure to instrument is skipped rather than failing the request.
+ */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "weft/log.h"
+#include "weft/service.h"
+#include "weft/workers.h"
+
+#define MAX_CHECKS   64
+#define METRIC_CACHE 64 /* per worker, direct-mapped */
+
+typedef struct check_s {
+    char name[64];
+    weft_check_fn fn;
+    void *arg;
+} check_t;
+
+typedef struct metric_slot_s {
+    const char *route;  /* interned pattern pointer (or the "unmatched" literal) */
+    const char *method; /* llhttp's static method name */
+    int status;
+    weft_counter_t *requests;
+    weft_histogram_t *duration;
+} metric_slot_t;
+
+typedef struct worker_state_s {
+    weft_service_t *svc;
+    unsigned index;
+    metric_slot_t cache[METRIC_CACHE];
+} worker_state_t;
+
+struct weft_service_s {
+    weft_service_options_t o;
+    char name[65];
+    char version[65];
+    char host[64];
+    weft_http_server_t *http;
+    weft_workers_t *workers;
+    worker_state_t *wstate;
+    weft_metrics_registry_t *metrics;
+    weft_metrics_family_t *fam_requests;
+    weft_metrics_family_t *fam_duration;
+    weft_tracer_t *tracer;
+    check_t checks[MAX_CHECKS];
+    unsigned nchecks;
+    uint64_t start_ns;
+    double start_wall;
+    uv_loop_t loop;
+    bool loop_ready;
+    uv_signal_t sigterm, sigint;
+    uv_async_t stop_async;
+    atomic_bool running;
+    atomic_bool stopping;
+    atomic_uint workers_done;
+    uint16_t port;
+    void (*on_start)(weft_service_t *, void *);
+    void *on_start_arg;
+};
+
+static const char UNMATCHED[] = "unmatched";
+
+/* ------------------------------------------------------------------------------------ */
+/* built-in routes                                                                      */
+
+static size_t json_escape(char *out, size_t cap, const char *s)
+{
+    size_t o = 0;
+    for (; *s && o + 7 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)ch;
+        } else if (ch < 0x20) {
+            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", ch);
+        } else {
+            out[o++] = (char)ch;
+        }
+    }
+    out[o] = 0;
+    return o;
+}
+
+static void h_health(weft_http_request_t *req, void *arg)
+{
+    weft_service_t *svc = arg;
+    static const char *const names[] = {"passing", "warning", "critical"};
+    size_t cap = 512 + svc->nchecks * 700;
+    char *out = weft_http_request_alloc(req, cap);
+    if (!out) {
+        weft_http_respond(req, 503, "application/json", "{\"status\":\"critical\"}\n", 22);
+        return;
+    }
+    weft_check_status_t worst = WEFT_CHECK_PASSING;
+    char checks[MAX_CHECKS * 700 + 2];
+    size_t cl = 0;
+    checks[0] = 0;
+    for (unsigned i = 0; i < svc->nchecks; i++) {
+        char output[512] = "", esc[600], ename[140];
+        weft_check_status_t st = svc->checks[i].fn(svc->checks[i].arg, output, sizeof(output));
+        if (st > WEFT_CHECK_CRITICAL) st = WEFT_CHECK_CRITICAL;
+        if (st > worst) worst = st;
+        output[sizeof(output) - 1] = 0;
+        json_escape(esc, sizeof(esc), output);
+        json_escape(ename, sizeof(ename), svc->checks[i].name);
+        cl += (size_t)snprintf(checks + cl, sizeof(checks) - cl,
+                               "%s{\"name\":\"%s\",\"status\":\"%s\",\"output\":\"%s\"}",
+                               i ? "," : "", ename, names[st], esc);
+    }
+    double up = (double)(weft_now_ns() - svc->start_ns) / 1e9;
+    int n = snprintf(out, cap,
+                     "{\"status\":\"%s\",\"service\":\"%s\",\"version\":\"%s\","
+                     "\"uptime_seconds\":%.3f,\"checks\":[%s]}\n",
+                     names[worst], svc->name, svc->version, up, checks);
+    if (n < 0 || (size_t)n >= cap) n = (int)cap - 1;
+    weft_http_respond(req, worst == WEFT_CHECK_CRITICAL ? 503 : 200, "application/json", out,
+                      (size_t)n);
+}
+
+static void h_metrics(weft_http_request_t *req, void *arg)
+{
+    weft_service_t *svc = arg;
+    char *text = NULL;
+    size_t len = 0;
+    if (weft_metrics_write(svc->metrics, &text, &len) != 0) {
+        static const char err[] = "{\"error\":\"out of memory\"}\n";
+        weft_http_respond(req, 503, "application/json", err, sizeof(err) - 1);
+        return;
+    }
+    weft_http_respond(req, 200, WEFT_METRICS_CONTENT_TYPE, text, len);
+    free(text);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* instrumentation hooks (worker threads)                                               */
+
+static int get_header(void *arg, const char *name, const char **value, size_t *len)
+{
+    weft_str_t v = weft_http_request_header(arg, name);
+    if (!v.base) return 0;
+    *value = v.base;
+    *len = v.len;
+    return 1;
+}
+
+static void on_begin(weft_http_request_t *req, void *arg)
+{
+    weft_service_t *svc = arg;
+    if (!svc->tracer) return;
+    weft_trace_context_t parent;
+    int have = weft_trace_extract(get_header, req, &parent) == 0;
+    char name[160];
+    const char *route = req->route_pattern ? req->route_pattern : UNMATCHED;
+    int n = snprintf(name, sizeof(name), "%.*s %s", (int)req->method.len, req->method.base, route);
+    (void)n;
+    weft_span_t *span = weft_span_start(svc->tracer, name, WEFT_SPAN_SERVER, have ? &parent : NULL);
+    req->hook_data = span;
+}
+
+static metric_slot_t *metric_slot(weft_service_t *svc, worker_state_t *ws, const char *method,
+                                  const char *route, int status)
+{
+    uintptr_t h = ((uintptr_t)route >> 3) * 31u + ((uintptr_t)method >> 3) * 7u + (unsigned)status;
+    metric_slot_t *slot = &ws->cache[h % METRIC_CACHE];
+    if (slot->route == route && slot->method == method && slot->status == status) return slot;
+    char code[4] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
+                    (char)('0' + status % 10), 0};
+    const char *lv[3] = {method, route, code};
+    weft_counter_t *c = weft_metrics_counter_child(svc->fam_requests, lv);
+    weft_histogram_t *d = weft_metrics_histogram_child(svc->fam_duration, lv);
+    if (!c || !d) return NULL;
+    slot->route = route;
+    slot->method = method;
+    slot->status = status;
+    slot->requests = c;
+    slot->duration = d;
+    return slot;
+}
+
+static void on_end(weft_http_request_t *req, int status, bool aborted, void *arg)
+{
+    weft_service_t *svc = arg;
+    uint64_t now = weft_now_ns();
+    if (svc->fam_requests) {
+        worker_state_t *ws = req->loop ? req->loop->data : NULL;
+        const char *method = req->method.base ? req->method.base : "";
+        const char *route = req->route_pattern ? req->route_pattern : UNMATCHED;
+        if (!req->method.base) method = "";
+        metric_slot_t *slot = ws ? metric_slot(svc, ws, method, route, status) : NULL;
+        if (slot) {
+            weft_counter_inc(slot->requests);
+            if (req->start_ns)
+                weft_histogram_observe(slot->duration, (double)(now - req->start_ns) / 1e9);
+        }
+    }
+    weft_span_t *span = req->hook_data;
+    if (span) {
+        req->hook_data = NULL;
+        weft_span_set_attr_int(span, "http.response.status_code", status);
+        if (status >= 500 || aborted)
+            weft_span_set_status(span, WEFT_SPAN_STATUS_ERROR, aborted ? "aborted" : NULL);
+        weft_span_end(span);
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* life cycle                                                                           */
+
+void weft_service_options_init(weft_service_options_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->version = "0.0.0";
+    o->host = "127.0.0.1";
+    o->port = 8080;
+    o->metrics = true;
+    o->tracing = true;
+    o->sample_ratio = 1.0;
+    weft_http_server_options_init(&o->http);
+}
+
+static bool valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64) return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '_' || ch == '.'))
+            return false;
+    }
+    return true;
+}
+
+static double http_connections(void *arg)
+{
+    weft_service_t *svc = arg;
+    if (!svc->http || !svc->workers) return 0;
+    double n = 0;
+    for (unsigned i = 0; i < weft_workers_count(svc->workers); i++)
+        n += weft_http_server_connections(svc->http, i);
+    return n;
+}
+
+static double uptime_seconds(void *arg)
+{
+    weft_service_t *svc = arg;
+    return (double)(weft_now_ns() - svc->start_ns) / 1e9;
+}
+
+int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
+{
+    if (!o || !o->name || !valid_name(o->name)) return WEFT_EINVAL;
+    const char *version = o->version ? o->version : "0.0.0";
+    const char *host = o->host ? o->host : "127.0.0.1";
+    if (strlen(version) > 64 || strlen(host) >= 64) return WEFT_EINVAL;
+    if (o->sample_ratio < 0 || o->sample_ratio > 1) return WEFT_EINVAL;
+    weft_service_t *svc = calloc(1, sizeof(*svc));
+    if (!svc) return WEFT_ENOMEM;
+    svc->o = *o;
+    strcpy(svc->name, o->name);
+    strcpy(svc->version, version);
+    strcpy(svc->host, host);
+    svc->o.name = svc->name;
+    svc->o.version = svc->version;
+    svc->o.host = svc->host;
+    svc->start_ns = weft_now_ns();
+    int err = weft_workers_new(o->workers, &svc->workers);
+    if (err) goto fail;
+    unsigned n = weft_workers_count(svc->workers);
+    svc->wstate = calloc(n, sizeof(worker_state_t));
+    if (!svc->wstate) {
+        err = WEFT_ENOMEM;
+        goto fail;
+    }
+    weft_http_server_options_t ho = o->http;
+    ho.host = svc->host;
+    ho.port = o->port;
+    if ((err = weft_http_server_new(&ho, n, &svc->http)) != 0) goto fail;
+
+    svc->metrics = weft_metrics_registry_new();
+    if (!svc->metrics) {
+        err = WEFT_ENOMEM;
+        goto fail;
+    }
+    if (o->metrics) {
+        static const char *const lbl[] = {"method", "route", "code"};
+        if ((err = weft_metrics_counter_new(svc->metrics, "http_requests_total",
+                                            "HTTP requests served, by method, route and status.",
+                                            lbl, 3, &svc->fam_requests)) != 0 ||
+            (err = weft_metrics_histogram_new(
+                 svc->metrics, "http_request_duration_seconds",
+                 "Time from a complete request head to the end of the response.", lbl, 3, NULL, 0,
+                 &svc->fam_duration)) != 0 ||
+            (err = weft_metrics_gauge_fn(svc->metrics, "http_connections_active",
+                                         "Open HTTP connections.", http_connections, svc)) != 0 ||
+            (err = weft_metrics_gauge_fn(svc->metrics, "weft_service_uptime_seconds",
+                                         "Seconds since the service started.", uptime_seconds,
+                                         svc)) != 0 ||
+            (err = weft_metrics_register_process(svc->metrics)) != 0)
+            goto fail;
+    }
+    if (o->tracing) {
+        weft_tracer_options_t to;
+        weft_tracer_options_init(&to);
+        to.service_name = svc->name;
+        to.sampler = weft_sampler_parent_based(weft_sampler_ratio(o->sample_ratio));
+        to.exporter = o->exporter;
+        if ((err = weft_tracer_new(&to, &svc->tracer)) != 0) goto fail;
+    }
+    weft_http_hooks_t hooks = {.on_begin = on_begin, .on_end = on_end, .arg = svc};
+    weft_http_server_hooks(svc->http, &hooks);
+    weft_http_route_t r = {.handler = h_health, .arg = svc};
+    if ((err = weft_http_server_route(svc->http, "GET", "/health", &r)) != 0) goto fail;
+    if (o->metrics) {
+        r.handler = h_metrics;
+        if ((err = weft_http_server_route(svc->http, "GET", "/metrics", &r)) != 0) goto fail;
+    }
+    *out = svc;
+    return 0;
+fail:
+    weft_service_free(svc);
+    return err;
+}
+
+int weft_service_route_ex(weft_service_t *svc, const char *method, const char *pattern,
+                          const weft_http_route_t *route)
+{
+    if (atomic_load(&svc->running)) return WEFT_ESTATE;
+    return weft_http_server_route(svc->http, method, pattern, route);
+}
+
+int weft_service_route(weft_service_t *svc, const char *method, const char *pattern,
+                       weft_http_handler_fn handler, void *arg)
+{
+    weft_http_route_t r = {.handler = handler, .arg = arg};
+    return weft_service_route_ex(svc, method, pattern, &r);
+}
+
+int weft_service_check(weft_service_t *svc, const char *name, weft_check_fn fn, void *arg)
+{
+    if (!name || !fn || strlen(name) >= sizeof(svc->checks[0].name)) return WEFT_EINVAL;
+    if (atomic_load(&svc->running)) return WEFT_ESTATE;
+    if (svc->nchecks >= MAX_CHECKS) return WEFT_ELIMIT;
+    check_t *c = &svc->checks[svc->nchecks++];
+    strcpy(c->name, name);
+    c->fn = fn;
+    c->arg = arg;
+    return 0;
+}
+
+weft_metrics_registry_t *weft_service_metrics(weft_service_t *svc)
+{
+    return svc->metrics;
+}
+weft_tracer_t *weft_service_tracer(weft_service_t *svc)
+{
+    return svc->tracer;
+}
+weft_span_t *weft_service_span(const weft_http_request_t *req)
+{
+    return req->hook_data;
+}
+uint16_t weft_service_port(const weft_service_t *svc)
+{
+    return svc->port;
+}
+uv_loop_t *weft_service_loop(weft_service_t *svc)
+{
+    return &svc->loop;
+}
+
+void weft_service_on_start(weft_service_t *svc, void (*fn)(weft_service_t *, void *), void *arg)
+{
+    svc->on_start = fn;
+    svc->on_start_arg = arg;
+}
+
+static void worker_init(uv_loop_t *loop, unsigned index, void *arg)
+{
+    weft_service_t *svc = arg;
+    worker_state_t *ws = &svc->wstate[index];
+    ws->svc = svc;
+    ws->index = index;
+    loop->data = ws;
+    weft_metrics_thread_register();
+    int err = weft_http_server_attach(svc->http, loop, index);
+    if (err)
+        weft_error("service", "cannot serve on a worker", "worker=%u err=%s", index,
+                   uv_err_name(err));
+}
+
+static void worker_drained(void *arg)
+{
+    weft_service_t *svc = arg;
+    atomic_fetch_add(&svc->workers_done, 1);
+}
+
+static void worker_stop(uv_loop_t *loop, unsigned index, void *arg)
+{
+    weft_service_t *svc = arg;
+    weft_http_server_shutdown(svc->http, index, worker_drained, svc);
+}
+
+static void close_control(weft_service_t *svc)
+{
+    uv_close((uv_handle_t *)&svc->sigterm, NULL);
+    uv_close((uv_handle_t *)&svc->sigint, NULL);
+    uv_close((uv_handle_t *)&svc->stop_async, NULL);
+}
+
+static void begin_stop(weft_service_t *svc, const char *why)
+{
+    if (atomic_exchange(&svc->stopping, true)) return;
+    weft_info("service", "shutting down", "service=%s reason=%s deadline_ms=%llu", svc->name, why,
+              (unsigned long long)svc->o.http.shutdown_timeout_ms);
+    weft_workers_stop(svc->workers, worker_stop, svc);
+    close_control(svc);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    begin_stop(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void on_stop_async(uv_async_t *a)
+{
+    begin_stop(a->data, "stop");
+}
+
+void weft_service_stop(weft_service_t *svc)
+{
+    if (atomic_load(&svc->running) && svc->loop_ready) uv_async_send(&svc->stop_async);
+}
+
+int weft_service_run(weft_service_t *svc)
+{
+    if (atomic_exchange(&svc->running, true)) return WEFT_ESTATE;
+    char msg[256];
+    int err = weft_http_server_bind(svc->http, msg, sizeof(msg));
+    if (err) {
+        weft_error("service", "cannot listen", "service=%s error=\"%s\"", svc->name, msg);
+        atomic_store(&svc->running, false);
+        return err;
+    }
+    svc->port = weft_http_server_port(svc->http);
+    signal(SIGPIPE, SIG_IGN);
+    if ((err = uv_loop_init(&svc->loop)) != 0) goto out;
+    uv_signal_init(&svc->loop, &svc->sigterm);
+    uv_signal_init(&svc->loop, &svc->sigint);
+    uv_async_init(&svc->loop, &svc->stop_async, on_stop_async);
+    svc->sigterm.data = svc->sigint.data = svc->stop_async.data = svc;
+    uv_signal_start(&svc->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&svc->sigint, on_signal, SIGINT);
+    svc->loop_ready = true;
+    weft_metrics_thread_register();
+    if ((err = weft_workers_start(svc->workers, worker_init, svc)) != 0) {
+        close_control(svc);
+        uv_run(&svc->loop, UV_RUN_DEFAULT);
+        goto out_loop;
+    }
+    weft_info("service", "listening", "service=%s version=%s addr=%s:%u workers=%u", svc->name,
+              svc->version, svc->host, svc->port, weft_workers_count(svc->workers));
+    if (svc->on_start) svc->on_start(svc, svc->on_start_arg);
+    uv_run(&svc->loop, UV_RUN_DEFAULT);
+    weft_workers_join(svc->workers);
+    weft_info("service", "stopped", "service=%s", svc->name);
+out_loop:
+    svc->loop_ready = false;
+    if (uv_loop_close(&svc->loop) == UV_EBUSY) {
+        weft_warn("service", "control loop had open handles at exit", NULL);
+    }
+out:
+    atomic_store(&svc->running, false);
+    return err;
+}
+
+void weft_service_free(weft_service_t *svc)
+{
+    if (!svc) return;
+    if (svc->tracer) weft_tracer_free(svc->tracer);
+    if (svc->http) weft_http_server_free(svc->http);
+    if (svc->workers) weft_workers_free(svc->workers);
+    if (svc->metrics) weft_metrics_registry_free(svc->metrics);
+    free(svc->wstate);
+    free(svc);
+}
