@@ -864,10 +864,12 @@ static int p_header_value_complete(llhttp_t *p)
     return 0;
 }
 
-/* RFC 9112 6.1: the only coding weft decodes is chunked, once, last. */
+/* RFC 9112 6.1 and 6.3: chunked must be the final coding (else 400: the length cannot be
+ * known), applied once (else 400); any other coding before it is one weft does not
+ * implement (501). */
 static int check_transfer_encoding(conn_t *c, const weft_http_header_t *hs, size_t n)
 {
-    int chunked_seen = 0;
+    int chunked = 0, unknown = 0, last_chunked = 0;
     for (size_t i = 0; i < n; i++) {
         if (!ieq(hs[i].name.base, hs[i].name.len, "transfer-encoding")) continue;
         const char *v = hs[i].value.base, *end = v + hs[i].value.len;
@@ -877,15 +879,16 @@ static int check_transfer_encoding(conn_t *c, const weft_http_header_t *hs, size
             while (v < end && *v != ',' && *v != ' ' && *v != '\t' && *v != ';') v++;
             if (v == t) continue;
             if (v < end && *v == ';') return reject(c, 400, "transfer coding parameters");
-            if (ieq(t, (size_t)(v - t), "chunked")) {
-                if (chunked_seen) return reject(c, 400, "chunked applied more than once");
-                chunked_seen = 1;
-            } else {
-                if (chunked_seen) return reject(c, 400, "chunked is not the final coding");
-                return reject(c, 501, "unsupported transfer coding");
-            }
+            last_chunked = ieq(t, (size_t)(v - t), "chunked");
+            if (last_chunked)
+                chunked++;
+            else
+                unknown++;
         }
     }
+    if (!last_chunked) return reject(c, 400, "chunked is not the final transfer coding");
+    if (chunked > 1) return reject(c, 400, "chunked applied more than once");
+    if (unknown) return reject(c, 501, "unsupported transfer coding");
     return 0;
 }
 
@@ -896,6 +899,8 @@ static int p_headers_complete(llhttp_t *p)
     weft_http_request_t *req = &c->req;
     const char *base = c->rbuf + c->msg_start;
 
+    if (p->http_major == 0 && p->http_minor == 9)
+        return reject(c, 400, "missing HTTP version in the request line");
     if (p->http_major != 1 || p->http_minor > 1)
         return reject(c, 505, "HTTP version not supported");
     req->version_minor = (uint8_t)p->http_minor;
