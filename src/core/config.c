@@ -291,8 +291,12 @@ int weft_conf_parse_value(const weft_conf_option_t *o, const char *text, void *o
 
 static void fmt_bound(const weft_conf_option_t *o, double v, char *out, size_t n)
 {
-    uint64_t u = (uint64_t)v;
-    if (o->type == WEFT_CONF_DURATION) {
+    bool unit = (o->type == WEFT_CONF_DURATION || o->type == WEFT_CONF_SIZE) && v >= 0 &&
+                v < 18446744073709551616.0;
+    uint64_t u = unit ? (uint64_t)v : 0;
+    if (!unit) {
+        snprintf(out, n, "%.15g", v);
+    } else if (o->type == WEFT_CONF_DURATION) {
         if (u && u % 3600000 == 0)
             snprintf(out, n, "%lluh", (unsigned long long)(u / 3600000));
         else if (u && u % 60000 == 0)
