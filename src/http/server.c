@@ -877,8 +877,8 @@ static int check_transfer_encoding(conn_t *c, const weft_http_header_t *hs, size
             while (v < end && (*v == ' ' || *v == '\t' || *v == ',')) v++;
             const char *t = v;
             while (v < end && *v != ',' && *v != ' ' && *v != '\t' && *v != ';') v++;
-            if (v == t) continue;
             if (v < end && *v == ';') return reject(c, 400, "transfer coding parameters");
+            if (v == t) continue; /* only at the end: every other stop char was skipped */
             last_chunked = ieq(t, (size_t)(v - t), "chunked");
             if (last_chunked)
                 chunked++;
@@ -1245,8 +1245,10 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             c->peer_eof = true;
             uv_read_stop(st);
             c->reading = false;
-            /* The client finished sending: answer what it asked, then close. */
-            if (c->handler_active || c->dispatch_pending || c->state == C_HANDLER) {
+            /* The client finished sending: answer what it asked, then close. A request
+             * whose message is incomplete can never be answered: abort it now. */
+            if ((c->handler_active || c->dispatch_pending || c->state == C_HANDLER) &&
+                c->message_done) {
                 c->close_after = true;
                 c->req.keep_alive = false;
                 return;

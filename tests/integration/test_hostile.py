@@ -170,3 +170,11 @@ def test_expect_100_continue(hello):
     out, closed = raw_exchange(hello.port, b"POST /echo HTTP/1.1\r\nHost: x\r\n"
                                b"Expect: 100-continue\r\nContent-Length: 5000000\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 413 "), out[:100]
+
+
+def test_transfer_encoding_parameter_without_coding_does_not_hang(hello):
+    """Found by fuzz_server: a ';' where a coding should start once spun the worker forever."""
+    out, closed = raw_exchange(hello.port, b"POST /echo HTTP/1.1\r\nHost: x\r\n"
+                               b"Transfer-Encoding: ;x, chunked\r\n\r\n0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 ") and closed
+    assert get(hello.url + "/hello", timeout=3).status_code == 200
