@@ -48,10 +48,12 @@ static void h_echo(weft_http_request_t *req, void *arg)
     weft_http_respond(req, 200, "text/plain", out, (size_t)n);
 }
 
+static void release_on_abort(weft_http_request_t *req) { weft_http_response_end(req); }
+
 static void h_never(weft_http_request_t *req, void *arg)
 {
     /* answers only when the connection goes away */
-    req->on_abort = (weft_http_abort_fn)weft_http_response_end;
+    req->on_abort = release_on_abort;
 }
 
 static void attach(uv_loop_t *loop, unsigned i, void *arg)
