@@ -1,0 +1,120 @@
+/*
+ * test_core.c - arena, logfmt quoting, error names, and the worker-thread group.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/arena.h"
+#include "weft/log.h"
+#include "weft/workers.h"
+
+static void test_arena(void **state)
+{
+    weft_arena_t a;
+    weft_arena_init(&a, 1024, 8192);
+    char *p = weft_arena_alloc(&a, 10);
+    assert_non_null(p);
+    assert_int_equal((uintptr_t)p % 16, 0);
+    char *q = weft_arena_alloc(&a, 10);
+    assert_ptr_equal(q, p + 16);           /* bump, 16-aligned */
+    char *big = weft_arena_alloc(&a, 600); /* > block/4: a block of its own */
+    assert_non_null(big);
+    memset(big, 1, 600);
+    char *s = weft_arena_strndup(&a, "hello world", 5);
+    assert_string_equal(s, "hello");
+    assert_null(weft_arena_alloc(&a, 9000)); /* over the limit */
+    weft_arena_reset(&a);
+    char *again = weft_arena_alloc(&a, 10);
+    assert_ptr_equal(again, p); /* the first block is reused */
+    for (int i = 0; i < 400; i++) assert_non_null(weft_arena_alloc(&a, 16));
+    assert_null(weft_arena_alloc(&a, 16 * 200));
+    weft_arena_reset(&a);
+    assert_int_equal(a.used, 0);
+    weft_arena_free(&a);
+    /* an arena whose first allocation is outsized keeps nothing after reset */
+    weft_arena_init(&a, 256, 1 << 20);
+    assert_non_null(weft_arena_alloc(&a, 10000));
+    weft_arena_reset(&a);
+    assert_null(a.head);
+    weft_arena_free(&a);
+}
+
+static void test_log_quote_and_levels(void **state)
+{
+    char out[64];
+    assert_string_equal(weft_log_quote(out, sizeof(out), "plain", 5), "plain");
+    assert_string_equal(weft_log_quote(out, sizeof(out), "a b", 3), "\"a b\"");
+    assert_string_equal(weft_log_quote(out, sizeof(out), "q\"\\\n\x01", 5),
+                        "\"q\\\"\\\\\\n\\x01\"");
+    assert_string_equal(weft_log_quote(out, sizeof(out), "", 0), "\"\"");
+    assert_string_equal(weft_log_quote(out, sizeof(out), "k=v", 3), "\"k=v\"");
+    char tiny[6];
+    weft_log_quote(tiny, sizeof(tiny), "a long value with spaces", 23);
+    assert_true(strlen(tiny) < sizeof(tiny));
+    weft_log_level_t l;
+    assert_int_equal(weft_log_level_parse("warn", &l), 0);
+    assert_int_equal(l, WEFT_LOG_WARN);
+    assert_int_equal(weft_log_level_parse("loud", &l), WEFT_EINVAL);
+    assert_string_equal(weft_err_name(WEFT_EPARSE), "EPARSE");
+    assert_string_equal(weft_err_name(-ECONNREFUSED), "ECONNREFUSED");
+    assert_string_equal(weft_strerror(WEFT_ELIMIT), "limit reached");
+    assert_string_equal(weft_strerror(-ENOENT), "No such file or directory");
+    assert_true(weft_now_ns() > 0 && weft_wall_ns() > 1600000000000000000ull);
+}
+
+static atomic_int inits, posts, stops;
+
+static void on_init(uv_loop_t *loop, unsigned i, void *arg)
+{
+    atomic_fetch_add(&inits, 1);
+}
+static void on_post(uv_loop_t *loop, unsigned i, void *arg)
+{
+    assert_int_equal(i, (uintptr_t)arg);
+    atomic_fetch_add(&posts, 1);
+}
+static void on_stop(uv_loop_t *loop, unsigned i, void *arg)
+{
+    atomic_fetch_add(&stops, 1);
+}
+
+static void test_workers(void **state)
+{
+    weft_workers_t *w;
+    assert_int_equal(weft_workers_new(WEFT_WORKERS_MAX + 1, &w), WEFT_EINVAL);
+    assert_int_equal(weft_workers_new(3, &w), 0);
+    assert_int_equal(weft_workers_count(w), 3);
+    assert_int_equal(weft_workers_start(w, on_init, NULL), 0);
+    assert_int_equal(atomic_load(&inits), 3); /* start returns after every init */
+    for (uintptr_t i = 0; i < 3; i++)
+        assert_int_equal(weft_workers_post(w, i, on_post, (void *)i), 0);
+    assert_int_equal(weft_workers_post(w, 3, on_post, NULL), WEFT_EINVAL);
+    weft_workers_stop(w, on_stop, NULL);
+    weft_workers_stop(w, on_stop, NULL); /* twice: nothing more */
+    weft_workers_join(w);
+    assert_int_equal(atomic_load(&posts), 3);
+    assert_int_equal(atomic_load(&stops), 3);
+    assert_int_equal(weft_workers_post(w, 0, on_post, NULL), WEFT_ECLOSED);
+    weft_workers_free(w);
+    /* 0 means one per CPU */
+    assert_int_equal(weft_workers_new(0, &w), 0);
+    assert_true(weft_workers_count(w) >= 1);
+    weft_workers_free(w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_log_quote_and_levels),
+        cmocka_unit_test(test_workers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
