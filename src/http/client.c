@@ -228,21 +228,26 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(k->rbuf, sizeof(k->rbuf));
 }
 
+/* A pooled connection failed before any byte of the response: the server had closed it
+ * first (the keep-alive race). An idempotent call is retried once, on a fresh connection. */
+static bool retry_fresh(conn_t *k, call_t *call)
+{
+    if (!k->reused || k->got_bytes || !call->idempotent || call->retried) return false;
+    call->retried = true;
+    k->client->stats.retries++;
+    call->conn = NULL;
+    k->call = NULL;
+    conn_close(k);
+    dispatch(call->pool, call, true);
+    return true;
+}
+
 static void on_written(uv_write_t *w, int status)
 {
     conn_t *k = w->data;
     if (status < 0 && k->call && !k->closing) {
         call_t *call = k->call;
-        if (k->reused && !k->got_bytes && call->idempotent && !call->retried) {
-            /* the server closed the pooled connection first: one retry, fresh */
-            call->retried = true;
-            k->client->stats.retries++;
-            call->conn = NULL;
-            k->call = NULL;
-            conn_close(k);
-            dispatch(call->pool, call, true);
-            return;
-        }
+        if (retry_fresh(k, call)) return;
         fail(call, status == UV_ECANCELED ? WEFT_ECANCELED : WEFT_ECONNRESET);
     }
 }
@@ -547,15 +552,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread < 0) {
-        if (!k->got_bytes && k->reused && call->idempotent && !call->retried) {
-            call->retried = true;
-            k->client->stats.retries++;
-            call->conn = NULL;
-            k->call = NULL;
-            conn_close(k);
-            dispatch(call->pool, call, true);
-            return;
-        }
+        if (retry_fresh(k, call)) return;
         if (nread == UV_EOF && k->got_bytes) {
             /* read-until-close bodies end here */
             llhttp_errno_t e = llhttp_finish(&k->parser);

@@ -275,6 +275,23 @@ static route_t *pick(const node_t *n, weft_str_t method)
     return any;
 }
 
+static int walk(match_state_t *st, const node_t *n, const char *p, const char *end);
+
+/* Child c matched the segment ending at e (NULL: the last segment): finish the match there,
+ * or go on with the rest of the path. Remembers the first node whose path matched, for 405. */
+static int descend(match_state_t *st, const node_t *c, const char *e, const char *end)
+{
+    if (e) return walk(st, c, e + 1, end);
+    if (!c->nroutes) return 0;
+    route_t *rt = pick(c, st->method);
+    if (rt) {
+        st->found = rt;
+        return 1;
+    }
+    if (!st->allow_node) st->allow_node = c;
+    return 0;
+}
+
 /* Matches the rest of the path p..end starting at node n (p is just after a '/'). */
 static int walk(match_state_t *st, const node_t *n, const char *p, const char *end)
 {
@@ -283,18 +300,7 @@ static int walk(match_state_t *st, const node_t *n, const char *p, const char *e
     for (size_t i = 0; i < n->nlits; i++) {
         const node_t *c = n->lits[i];
         if (c->seg_len != len || memcmp(c->seg, p, len) != 0) continue;
-        if (!e) {
-            if (c->nroutes) {
-                route_t *rt = pick(c, st->method);
-                if (rt) {
-                    st->found = rt;
-                    return 1;
-                }
-                if (!st->allow_node) st->allow_node = c;
-            }
-        } else if (walk(st, c, e + 1, end)) {
-            return 1;
-        }
+        if (descend(st, c, e, end)) return 1;
         break;
     }
     weft_route_match_t *m = st->m;
@@ -303,18 +309,7 @@ static int walk(match_state_t *st, const node_t *n, const char *p, const char *e
         unsigned k = m->nparams++;
         m->params[k].name = (weft_str_t){c->seg, c->seg_len};
         m->params[k].value = (weft_str_t){p, len};
-        if (!e) {
-            if (c->nroutes) {
-                route_t *rt = pick(c, st->method);
-                if (rt) {
-                    st->found = rt;
-                    return 1;
-                }
-                if (!st->allow_node) st->allow_node = c;
-            }
-        } else if (walk(st, c, e + 1, end)) {
-            return 1;
-        }
+        if (descend(st, c, e, end)) return 1;
         m->nparams = k;
     }
     if (n->wild && n->wild->nroutes && m->nparams < WEFT_ROUTER_MAX_PARAMS) {

@@ -50,6 +50,17 @@ static int all_zero(const uint8_t *b, size_t n)
     return 1;
 }
 
+/* Stores a context parsed from a peer's headers (its tracestate comes separately). */
+static void set_remote(weft_trace_context_t *ctx, const uint8_t tid[16], const uint8_t sid[8],
+                       uint8_t flags)
+{
+    memcpy(ctx->trace_id, tid, 16);
+    memcpy(ctx->span_id, sid, 8);
+    ctx->flags = flags;
+    ctx->remote = true;
+    ctx->tracestate_len = 0;
+}
+
 int weft_traceparent_parse(const char *s, size_t len, weft_trace_context_t *ctx)
 {
     /* Surrounding whitespace is OWS in the header; strip it. */
@@ -66,11 +77,7 @@ int weft_traceparent_parse(const char *s, size_t len, weft_trace_context_t *ctx)
     if (unhex(s + 3, 32, tid) || unhex(s + 36, 16, sid) || unhex(s + 53, 2, &flags))
         return WEFT_EPARSE;
     if (all_zero(tid, 16) || all_zero(sid, 8)) return WEFT_EPARSE;
-    memcpy(ctx->trace_id, tid, 16);
-    memcpy(ctx->span_id, sid, 8);
-    ctx->flags = flags & WEFT_TRACE_FLAG_SAMPLED; /* other bits are not ours to keep */
-    ctx->remote = true;
-    ctx->tracestate_len = 0;
+    set_remote(ctx, tid, sid, flags & WEFT_TRACE_FLAG_SAMPLED); /* other bits are not ours */
     return 0;
 }
 
@@ -253,11 +260,7 @@ int weft_b3_parse(const char *s, size_t len, weft_trace_context_t *ctx)
             if (end - (d3 + 1) != 16 || unhex(d3 + 1, 16, parent)) return WEFT_EPARSE;
         }
     }
-    memcpy(ctx->trace_id, tid, 16);
-    memcpy(ctx->span_id, sid, 8);
-    ctx->flags = flags;
-    ctx->remote = true;
-    ctx->tracestate_len = 0;
+    set_remote(ctx, tid, sid, flags);
     return 0;
 }
 
@@ -292,11 +295,7 @@ int weft_trace_extract(weft_trace_getter_fn get, void *arg, weft_trace_context_t
             return WEFT_ENOENT;
     }
     if (get(arg, "x-b3-flags", &v, &n) && n == 1 && v[0] == '1') flags = WEFT_TRACE_FLAG_SAMPLED;
-    memcpy(ctx->trace_id, tid, 16);
-    memcpy(ctx->span_id, sid, 8);
-    ctx->flags = flags;
-    ctx->remote = true;
-    ctx->tracestate_len = 0;
+    set_remote(ctx, tid, sid, flags);
     return 0;
 }
 
