@@ -103,23 +103,25 @@ static const weft_conf_option_t hello_options[] = {
 int main(int argc, char **argv)
 {
     hello_conf_t hc;
+    weft_http_conf_t http;
     memset(&hc, 0, sizeof(hc));
     weft_conf_section_t secs[] = {
         {.name = "hello",
          .opts = hello_options,
          .n = sizeof(hello_options) / sizeof(hello_options[0]),
          .target = &hc},
+        weft_http_conf_section(&http), /* http.* limits, from a --config file */
     };
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("usage: hello [flags]\n\n");
-            weft_conf_help(secs, 1, stdout);
+            weft_conf_help(secs, 2, stdout);
             return 0;
         }
     }
     weft_conf_t conf;
     char err[512];
-    if (weft_conf_load(&conf, secs, 1, NULL, argc, argv, err, sizeof(err)) != 0) {
+    if (weft_conf_load(&conf, secs, 2, NULL, argc, argv, err, sizeof(err)) != 0) {
         fprintf(stderr, "hello: %s\n", err);
         return 2;
     }
@@ -132,6 +134,7 @@ int main(int argc, char **argv)
     o.host = hc.host;
     o.port = (uint16_t)hc.port;
     o.workers = (unsigned)hc.workers;
+    weft_http_conf_apply(&http, &o.http);
     weft_service_t *svc;
     int rc = weft_service_new(&o, &svc);
     if (rc != 0) {

@@ -26,6 +26,7 @@
 #include <uv.h>
 
 #include "weft/common.h"
+#include "weft/config.h"
 #include "weft/router.h"
 
 #ifdef __cplusplus
@@ -113,6 +114,23 @@ struct weft_http_request_s {
     weft_http_abort_fn on_abort;    /* handler sets */
     int status;                     /* the status sent, once the response has started */
 };
+
+/**
+ * The engine's limits as the configuration system sees them: keys http.max_head_size,
+ * http.max_target_size, http.max_headers, http.max_body_size, http.max_connections,
+ * http.head_timeout, http.idle_timeout, http.body_timeout, http.write_timeout,
+ * http.shutdown_timeout (sizes in bytes, durations in ms once loaded).
+ */
+typedef struct weft_http_conf_s {
+    uint64_t max_head, max_target, max_headers, max_body, max_connections;
+    uint64_t head_timeout, idle_timeout, body_timeout, write_timeout, shutdown_timeout;
+} weft_http_conf_t;
+
+/** A configuration section over the http.* declaration table, storing into *conf. */
+WEFT_EXTERN weft_conf_section_t weft_http_conf_section(weft_http_conf_t *conf);
+
+/** Copies loaded settings into server options (other fields of *o are left alone). */
+WEFT_EXTERN void weft_http_conf_apply(const weft_http_conf_t *conf, weft_http_server_options_t *o);
 
 /** Fills *o with the defaults documented in weft_http_server_options_t. */
 WEFT_EXTERN void weft_http_server_options_init(weft_http_server_options_t *o);

@@ -5,8 +5,8 @@
  * (`/health`, `/metrics`, `/v1/status/leader`), built on the SDK's service so that weft's
  * own API is served, counted and traced exactly like a user's service; the registry,
  * gateway and collector attach to it in later issues. Its configuration is the union of the
- * modules' declaration tables (this file's, and the HTTP engine's limits), so one table per
- * module drives the YAML file, the environment, the flags, `--help` and docs/config.md.
+ * modules' declaration tables (this file's, and the HTTP engine's in src/http/conf.c), so one table
+ * per module drives the YAML file, the environment, the flags, `--help` and docs/config.md.
  *
  * Exit status: 0 after a clean shutdown, 1 on a runtime failure (a port in use), 2 on a
  * usage or configuration error.
@@ -25,11 +25,6 @@ typedef struct serve_conf_s {
     char *data_dir;
     weft_conf_addr_t api, gateway, otlp, zipkin;
 } serve_conf_t;
-
-typedef struct http_conf_s {
-    uint64_t max_head, max_target, max_headers, max_body, max_connections;
-    uint64_t head_timeout, idle_timeout, body_timeout, write_timeout, shutdown_timeout;
-} http_conf_t;
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 
@@ -88,35 +83,6 @@ static const weft_conf_option_t serve_options[] = {
      .help = "Zipkin v2 ingest and query (not built yet: validated, not opened)"},
 };
 
-#define HTTP_OPT(k, t, field, d, lo, hi, h)                                                        \
-    {                                                                                              \
-        .key = "http." k, .type = t, .offset = offsetof(http_conf_t, field), .def = d, .min = lo,  \
-        .max = hi, .help = h                                                                       \
-    }
-
-static const weft_conf_option_t http_options[] = {
-    HTTP_OPT("max_head_size", WEFT_CONF_SIZE, max_head, "64KiB", 1024, 1 << 20,
-             "request line + headers; larger heads get 431"),
-    HTTP_OPT("max_target_size", WEFT_CONF_SIZE, max_target, "8KiB", 256, 64 << 10,
-             "request target; longer gets 414"),
-    HTTP_OPT("max_headers", WEFT_CONF_UINT, max_headers, "100", 1, 1000,
-             "header lines per request; more gets 431"),
-    HTTP_OPT("max_body_size", WEFT_CONF_SIZE, max_body, "1MiB", 0, 1ull << 32,
-             "default request body limit per route; larger gets 413"),
-    HTTP_OPT("max_connections", WEFT_CONF_UINT, max_connections, "10000", 1, 1000000,
-             "open connections per worker; past it new ones get 503 and are closed"),
-    HTTP_OPT("head_timeout", WEFT_CONF_DURATION, head_timeout, "10s", 100, 3600000,
-             "the whole request head must arrive within this (else 408)"),
-    HTTP_OPT("idle_timeout", WEFT_CONF_DURATION, idle_timeout, "60s", 100, 3600000,
-             "an idle keep-alive connection is closed after this"),
-    HTTP_OPT("body_timeout", WEFT_CONF_DURATION, body_timeout, "30s", 100, 3600000,
-             "longest wait between two reads of a request body (else 408)"),
-    HTTP_OPT("write_timeout", WEFT_CONF_DURATION, write_timeout, "30s", 100, 3600000,
-             "a response write that makes no progress for this long closes the connection"),
-    HTTP_OPT("shutdown_timeout", WEFT_CONF_DURATION, shutdown_timeout, "10s", 0, 3600000,
-             "on SIGTERM/SIGINT, in-flight requests get this long to finish"),
-};
-
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
 static void usage(FILE *f)
@@ -169,12 +135,12 @@ fail:
 static int serve(int argc, char **argv)
 {
     serve_conf_t sc;
-    http_conf_t hc;
+    weft_http_conf_t hc;
     memset(&sc, 0, sizeof(sc));
     memset(&hc, 0, sizeof(hc));
     weft_conf_section_t secs[] = {
         {.name = "weft", .opts = serve_options, .n = N(serve_options), .target = &sc},
-        {.name = "http", .opts = http_options, .n = N(http_options), .target = &hc},
+        weft_http_conf_section(&hc),
     };
     const char *file = NULL;
     for (int i = 1; i < argc; i++) {
@@ -206,16 +172,7 @@ static int serve(int argc, char **argv)
     o.host = sc.api.host;
     o.port = sc.api.port;
     o.workers = (unsigned)sc.workers;
-    o.http.max_head = hc.max_head;
-    o.http.max_target = hc.max_target;
-    o.http.max_headers = (unsigned)hc.max_headers;
-    o.http.max_body = hc.max_body;
-    o.http.max_connections = (unsigned)hc.max_connections;
-    o.http.head_timeout_ms = hc.head_timeout;
-    o.http.idle_timeout_ms = hc.idle_timeout;
-    o.http.body_timeout_ms = hc.body_timeout;
-    o.http.write_timeout_ms = hc.write_timeout;
-    o.http.shutdown_timeout_ms = hc.shutdown_timeout;
+    weft_http_conf_apply(&hc, &o.http);
     weft_service_t *svc;
     int rc = weft_service_new(&o, &svc);
     if (rc != 0) {
@@ -240,10 +197,10 @@ static int serve(int argc, char **argv)
 static int config_docs(void)
 {
     serve_conf_t sc;
-    http_conf_t hc;
+    weft_http_conf_t hc;
     weft_conf_section_t secs[] = {
         {.name = "weft", .opts = serve_options, .n = N(serve_options), .target = &sc},
-        {.name = "http", .opts = http_options, .n = N(http_options), .target = &hc},
+        weft_http_conf_section(&hc),
     };
     printf("# weft configuration reference\n\n"
            "Generated by `weft config-docs` from the declaration tables in the source.\n"
