@@ -194,6 +194,9 @@ WEFT_EXTERN void weft_tracer_free(weft_tracer_t *t);
  */
 WEFT_EXTERN weft_span_t *weft_span_start(weft_tracer_t *t, const char *name, weft_span_kind_t kind,
                                          const weft_trace_context_t *parent);
+/** Renames a recording span (name copied, cut to 127 bytes); OpenTelemetry's UpdateName.
+ *  Lets a caller skip building a name for spans that do not record. */
+WEFT_EXTERN void weft_span_set_name(weft_span_t *s, const char *name);
 /** The span's context, to start children or to inject into an outgoing request. */
 WEFT_EXTERN const weft_trace_context_t *weft_span_context(const weft_span_t *span);
 /** Whether the span records attributes and will be exported. */

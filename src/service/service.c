@@ -158,17 +158,41 @@ static int get_header(void *arg, const char *name, const char **value, size_t *l
     return 1;
 }
 
+/* One pass over the header names: could any be traceparent, b3 or X-B3-*? Most requests
+ * carry none, and this spares them three lookups by name. */
+static bool may_carry_context(const weft_http_request_t *req)
+{
+    for (size_t i = 0; i < req->nheaders; i++) {
+        size_t n = req->headers[i].name.len;
+        char c = (char)(req->headers[i].name.base[0] | 0x20);
+        if ((n == 11 && c == 't') || (n == 2 && c == 'b') || (n >= 11 && n <= 16 && c == 'x'))
+            return true;
+    }
+    return false;
+}
+
 static void on_begin(weft_http_request_t *req, void *arg)
 {
     weft_service_t *svc = arg;
     if (!svc->tracer) return;
     weft_trace_context_t parent;
-    int have = weft_trace_extract(get_header, req, &parent) == 0;
-    char name[160];
+    int have = may_carry_context(req) && weft_trace_extract(get_header, req, &parent) == 0;
     const char *route = req->route_pattern ? req->route_pattern : UNMATCHED;
-    int n = snprintf(name, sizeof(name), "%.*s %s", (int)req->method.len, req->method.base, route);
-    (void)n;
-    weft_span_t *span = weft_span_start(svc->tracer, name, WEFT_SPAN_SERVER, have ? &parent : NULL);
+    weft_span_t *span =
+        weft_span_start(svc->tracer, route, WEFT_SPAN_SERVER, have ? &parent : NULL);
+    if (weft_span_is_recording(span)) {
+        /* "GET /orders/:id", the HTTP semantic conventions' server span name; built only
+         * for spans that record, so unsampled traffic pays nothing for it. */
+        char name[WEFT_SPAN_NAME_MAX];
+        size_t ml = req->method.len < 16 ? req->method.len : 16, rl = strlen(route);
+        if (rl > sizeof(name) - ml - 2) rl = sizeof(name) - ml - 2;
+        memcpy(name, req->method.base ? req->method.base : "", ml);
+        name[ml] = ' ';
+        memcpy(name + ml + 1, route, rl);
+        name[ml + 1 + rl] = 0;
+        weft_span_set_name(span, name);
+        weft_span_set_attr_str(span, "http.route", route);
+    }
     req->hook_data = span;
 }
 

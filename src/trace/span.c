@@ -169,10 +169,7 @@ weft_span_t *weft_span_start(weft_tracer_t *t, const char *name, weft_span_kind_
     c->flags = sampled ? WEFT_TRACE_FLAG_SAMPLED : 0;
     s->recording = sampled && t->exporter != NULL;
     if (s->recording) {
-        size_t n = strlen(name);
-        if (n >= WEFT_SPAN_NAME_MAX) n = WEFT_SPAN_NAME_MAX - 1;
-        memcpy(d->name, name, n);
-        d->name[n] = 0;
+        weft_span_set_name(s, name);
         d->service_name = t->service_name;
         d->kind = kind;
         d->start_ns = weft_wall_ns();
@@ -183,6 +180,15 @@ weft_span_t *weft_span_start(weft_tracer_t *t, const char *name, weft_span_kind_
         d->nevents = d->dropped_events = 0;
     }
     return s;
+}
+
+void weft_span_set_name(weft_span_t *s, const char *name)
+{
+    if (!s || !s->recording || !name) return;
+    size_t n = strlen(name);
+    if (n >= WEFT_SPAN_NAME_MAX) n = WEFT_SPAN_NAME_MAX - 1;
+    memcpy(s->d.name, name, n);
+    s->d.name[n] = 0;
 }
 
 const weft_trace_context_t *weft_span_context(const weft_span_t *s)
