@@ -430,6 +430,7 @@ static void dispatch(pool_t *p, call_t *call, bool fresh)
 
 static int head_append(call_t *call, weft_http_client_t *c, const char *at, size_t len)
 {
+    if (len == 0) return 0; /* llhttp may report empty pieces; hbuf may still be NULL */
     if (call->hlen + len > c->o.max_response_head) return -1;
     if (call->hlen + len > call->hcap) {
         size_t cap = call->hcap ? call->hcap * 2 : 1024;
@@ -490,17 +491,18 @@ static int r_headers_complete(llhttp_t *p)
     if (!call) return -1;
     int status = p->status_code;
     if (status >= 100 && status < 200 && status != 101) {
-        call->interim = true; /* 100 Continue and friends: not the response */
-        return 0;
+        call->interim = true; /* 100 Continue and friends: not the response, and no body */
+        return 1;
     }
     call->interim = false;
     weft_http_header_t hs[128];
     weft_http_header_t *arr = call->nh <= 128 ? hs : malloc(sizeof(*arr) * call->nh);
     if (!arr) return -1;
+    const char *hb = call->hbuf ? call->hbuf : ""; /* empty names and values: no buffer yet */
     for (unsigned i = 0; i < call->nh; i++) {
         hoff_t *h = &call->hoffs[i];
-        arr[i].name = (weft_str_t){call->hbuf + h->noff, h->nlen};
-        arr[i].value = (weft_str_t){h->vlen ? call->hbuf + h->voff : "", h->vlen};
+        arr[i].name = (weft_str_t){h->nlen ? hb + h->noff : "", h->nlen};
+        arr[i].value = (weft_str_t){h->vlen ? hb + h->voff : "", h->vlen};
     }
     call->head_done = true;
     if (call->cbs.on_head) call->cbs.on_head(call, status, arr, call->nh, call->arg);
@@ -513,7 +515,7 @@ static int r_body(llhttp_t *p, const char *at, size_t len)
 {
     conn_t *k = p->data;
     call_t *call = k->call;
-    if (!call) return -1;
+    if (!call || !call->head_done) return -1; /* body bytes with no response head: malformed */
     if (call->cbs.on_body) call->cbs.on_body(call, at, len, call->arg);
     return k->call == call ? 0 : HPE_USER;
 }
