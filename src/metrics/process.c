@@ -1,9 +1,12 @@
 /*
  * process.c - the process_* metrics of the Prometheus client conventions, read from
  * /proc/self at scrape time (Linux). Each value is computed by a callback gauge/counter, so
- * nothing runs between scrapes. Any thread (the scraping one); reads only.
+ * nothing runs between scrapes and nothing is stored. A value that cannot be read (no
+ * /proc, a descriptor limit reached while opening it) is exposed as NaN rather than a
+ * plausible-looking 0. Runs on the scraping thread; reads only, no state.
  */
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,16 +25,17 @@ static int read_stat(double *utime, double *stime, double *start, double *vsize,
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (!p) return -1;
-    p += 2; /* field 3 */
-    unsigned long long v[30] = {0};
-    for (int i = 3; i <= 24 && *p; i++) {
-        v[i] = strtoull(p, &p, 10);
-        if (i == 3) v[i] = 0; /* state is a letter; strtoull leaves p there */
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    if (!p || p[1] != ' ') return -1;
+    p += 2; /* field 3, the state letter */
+    unsigned long long v[25] = {0};
+    int i;
+    for (i = 3; i <= 24 && *p; i++) {
+        if (i > 3) v[i] = strtoull(p, &p, 10);
         while (*p && *p != ' ') p++;
         while (*p == ' ') p++;
     }
+    if (i <= 24) return -1; /* short line */
     double tck = (double)sysconf(_SC_CLK_TCK);
     long page = sysconf(_SC_PAGESIZE);
     *utime = (double)v[14] / tck;
@@ -45,29 +49,29 @@ static int read_stat(double *utime, double *stime, double *start, double *vsize,
 static double cpu_seconds(void *arg)
 {
     double u, s, st, vs, rss;
-    return read_stat(&u, &s, &st, &vs, &rss) == 0 ? u + s : 0;
+    return read_stat(&u, &s, &st, &vs, &rss) == 0 ? u + s : NAN;
 }
 
 static double resident(void *arg)
 {
     double u, s, st, vs, rss;
-    return read_stat(&u, &s, &st, &vs, &rss) == 0 ? rss : 0;
+    return read_stat(&u, &s, &st, &vs, &rss) == 0 ? rss : NAN;
 }
 
 static double virtual_mem(void *arg)
 {
     double u, s, st, vs, rss;
-    return read_stat(&u, &s, &st, &vs, &rss) == 0 ? vs : 0;
+    return read_stat(&u, &s, &st, &vs, &rss) == 0 ? vs : NAN;
 }
 
 static double start_time(void *arg)
 {
     double u, s, st, vs, rss;
-    if (read_stat(&u, &s, &st, &vs, &rss) != 0) return 0;
+    if (read_stat(&u, &s, &st, &vs, &rss) != 0) return NAN;
     FILE *f = fopen("/proc/stat", "r");
-    if (!f) return 0;
+    if (!f) return NAN;
     char line[256];
-    double btime = 0;
+    double btime = NAN;
     while (fgets(line, sizeof(line), f))
         if (strncmp(line, "btime ", 6) == 0) btime = strtod(line + 6, NULL);
     fclose(f);
@@ -77,7 +81,7 @@ static double start_time(void *arg)
 static double open_fds(void *arg)
 {
     DIR *d = opendir("/proc/self/fd");
-    if (!d) return 0;
+    if (!d) return NAN;
     double n = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
@@ -89,8 +93,8 @@ static double open_fds(void *arg)
 static double max_fds(void *arg)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
-    return rl.rlim_cur == RLIM_INFINITY ? -1 : (double)rl.rlim_cur;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return NAN;
+    return rl.rlim_cur == RLIM_INFINITY ? INFINITY : (double)rl.rlim_cur;
 }
 
 int weft_metrics_register_process(weft_metrics_registry_t *reg)
