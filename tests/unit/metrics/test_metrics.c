@@ -683,9 +683,8 @@ static void test_scrape_while_busy(void **state)
     double last0 = 0;
     for (int k = 0; k < 50; k++) {
         char *out = expo(busy_reg);
-        const char *p = strstr(out, "busy_total{id=\"0\"} ");
-        if (p) { /* never goes down between scrapes */
-            double v = strtod(p + strlen("busy_total{id=\"0\"} "), NULL);
+        if (strstr(out, "busy_total{id=\"0\"} ")) { /* never goes down between scrapes */
+            double v = sample(out, "busy_total{id=\"0\"}");
             assert_true(v >= last0);
             last0 = v;
         }
