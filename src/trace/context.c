@@ -1,19 +1,28 @@
 /*
- * context.c - trace context propagation: W3C traceparent/tracestate, B3 single and multi
- * headers, random ids.
+ * context.c - trace context propagation: W3C traceparent, B3 single and multi headers, and
+ * the extract/inject helpers that choose between them.
  *
- * Parsing follows the W3C Trace Context Recommendation exactly: lowercase hex only, fixed
- * lengths for version 00, version ff invalid, all-zero ids invalid, future versions accepted
- * when their first 55 characters parse and the 56th (if any) is '-'. tracestate members are
- * validated against the key and value grammars; an invalid tracestate is dropped as a whole.
- * Nothing here allocates; all functions are pure except the id generator, whose state is
- * per thread (xoshiro256**, seeded from getrandom), so it needs no lock.
+ * traceparent follows the W3C Trace Context Recommendation and Level 2's rule for future
+ * versions: lowercase hex only, exactly 55 characters for version 00, version ff invalid,
+ * all-zero ids invalid, a higher version accepted when its first 55 characters parse and the
+ * 56th (if any) is '-'. Only the sampled flag is kept.
+ *
+ * B3 (openzipkin/b3-propagation): 16- or 32-hex trace ids (a 64-bit id is stored in the low
+ * half), sampling states accept/deny/debug/defer, and the sampling-only form (`b3: 0`) that
+ * carries a decision without ids. weft keeps debug as accept; a deferred decision sets
+ * ctx->deferred so that the local root sampler decides. The parent span id B3 may send is
+ * validated and not kept: like W3C, weft gives every span its own id and takes the sender's
+ * span id as the parent.
+ *
+ * Extraction order: a valid traceparent (then tracestate), else `b3`, else X-B3-*: W3C first
+ * because it is the standard, and B3 says its single header wins over the multi ones. An
+ * invalid traceparent is ignored (with its tracestate, as the spec requires), not an error.
+ *
+ * Nothing here allocates or keeps state; every function is pure and thread-safe.
  */
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
-#include "weft/trace.h"
+#include "trace/trace_int.h"
 
 static const char hexdig[] = "0123456789abcdef";
 
@@ -32,10 +41,9 @@ static inline int hexval(char c)
     return -1;
 }
 
-/* Lowercase hex only (W3C); B3 also only lowercase. */
-static int unhex(const char *s, size_t n, uint8_t *out)
+int weft__trace_unhex(const char *s, size_t n, uint8_t *out)
 {
-    for (size_t i = 0; i < n; i += 2) {
+    for (size_t i = 0; i + 1 < n; i += 2) {
         int hi = hexval(s[i]), lo = hexval(s[i + 1]);
         if (hi < 0 || lo < 0) return -1;
         out[i / 2] = (uint8_t)(hi << 4 | lo);
@@ -43,46 +51,61 @@ static int unhex(const char *s, size_t n, uint8_t *out)
     return 0;
 }
 
-static int all_zero(const uint8_t *b, size_t n)
+bool weft__trace_all_zero(const uint8_t *b, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (b[i]) return 0;
-    return 1;
+    uint8_t acc = 0;
+    for (size_t i = 0; i < n; i++) acc |= b[i];
+    return acc == 0;
 }
 
-/* Stores a context parsed from a peer's headers (its tracestate comes separately). */
+const char *weft__trace_trim(const char *s, size_t *len)
+{
+    size_t n = *len;
+    while (n && (*s == ' ' || *s == '\t')) s++, n--;
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
+    *len = n;
+    return s;
+}
+
+bool weft_trace_context_is_valid(const weft_trace_context_t *ctx)
+{
+    return !weft__trace_all_zero(ctx->trace_id, 16) && !weft__trace_all_zero(ctx->span_id, 8);
+}
+
+/* Stores ids and a decision from a peer's headers; its tracestate comes separately. */
 static void set_remote(weft_trace_context_t *ctx, const uint8_t tid[16], const uint8_t sid[8],
-                       uint8_t flags)
+                       bool sampled, bool deferred)
 {
     memcpy(ctx->trace_id, tid, 16);
     memcpy(ctx->span_id, sid, 8);
-    ctx->flags = flags;
+    ctx->flags = sampled ? WEFT_TRACE_FLAG_SAMPLED : 0;
     ctx->remote = true;
+    ctx->deferred = deferred;
     ctx->tracestate_len = 0;
 }
 
+/* ---- traceparent ---- */
+
 int weft_traceparent_parse(const char *s, size_t len, weft_trace_context_t *ctx)
 {
-    /* Surrounding whitespace is OWS in the header; strip it. */
-    while (len && (*s == ' ' || *s == '\t')) s++, len--;
-    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t')) len--;
+    s = weft__trace_trim(s, &len);
     if (len < WEFT_TRACEPARENT_LEN) return WEFT_EPARSE;
-    uint8_t version;
-    if (unhex(s, 2, &version) != 0 || version == 0xff) return WEFT_EPARSE;
+    uint8_t version, tid[16], sid[8], flags;
+    if (weft__trace_unhex(s, 2, &version) != 0 || version == 0xff) return WEFT_EPARSE;
     if (version == 0 && len != WEFT_TRACEPARENT_LEN) return WEFT_EPARSE;
-    if (version > 0 && len > WEFT_TRACEPARENT_LEN && s[WEFT_TRACEPARENT_LEN] != '-')
-        return WEFT_EPARSE;
+    if (len > WEFT_TRACEPARENT_LEN && s[WEFT_TRACEPARENT_LEN] != '-') return WEFT_EPARSE;
     if (s[2] != '-' || s[35] != '-' || s[52] != '-') return WEFT_EPARSE;
-    uint8_t tid[16], sid[8], flags;
-    if (unhex(s + 3, 32, tid) || unhex(s + 36, 16, sid) || unhex(s + 53, 2, &flags))
+    if (weft__trace_unhex(s + 3, 32, tid) || weft__trace_unhex(s + 36, 16, sid) ||
+        weft__trace_unhex(s + 53, 2, &flags))
         return WEFT_EPARSE;
-    if (all_zero(tid, 16) || all_zero(sid, 8)) return WEFT_EPARSE;
-    set_remote(ctx, tid, sid, flags & WEFT_TRACE_FLAG_SAMPLED); /* other bits are not ours */
+    if (weft__trace_all_zero(tid, 16) || weft__trace_all_zero(sid, 8)) return WEFT_EPARSE;
+    set_remote(ctx, tid, sid, flags & WEFT_TRACE_FLAG_SAMPLED, false);
     return 0;
 }
 
 size_t weft_traceparent_format(const weft_trace_context_t *ctx, char *out)
 {
+    if (!weft_trace_context_is_valid(ctx)) return 0;
     out[0] = '0';
     out[1] = '0';
     out[2] = '-';
@@ -95,216 +118,277 @@ size_t weft_traceparent_format(const weft_trace_context_t *ctx, char *out)
     return WEFT_TRACEPARENT_LEN;
 }
 
-/* ---- tracestate ---- */
-
-static int lcalpha(char c)
-{
-    return c >= 'a' && c <= 'z';
-}
-static int digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-static int keychar(char c)
-{
-    return lcalpha(c) || digit(c) || c == '_' || c == '-' || c == '*' || c == '/';
-}
-
-/* key = simple-key / multi-tenant-key (W3C Trace Context, 3.3.1.3.1). */
-static int valid_key(const char *k, size_t n)
-{
-    if (n == 0 || n > 256) return 0;
-    const char *at = memchr(k, '@', n);
-    if (!at) {
-        if (!lcalpha(k[0])) return 0;
-        for (size_t i = 1; i < n; i++)
-            if (!keychar(k[i])) return 0;
-        return 1;
-    }
-    size_t tn = (size_t)(at - k), sn = n - tn - 1;
-    if (tn == 0 || tn > 241 || sn == 0 || sn > 14) return 0;
-    if (!lcalpha(k[0]) && !digit(k[0])) return 0;
-    for (size_t i = 1; i < tn; i++)
-        if (!keychar(k[i])) return 0;
-    if (!lcalpha(at[1])) return 0;
-    for (size_t i = 2; i <= sn; i++)
-        if (!keychar(at[i])) return 0;
-    return 1;
-}
-
-/* value = 0*255(chr) nblk-chr; chr = %x20 / nblk-chr; nblk-chr = %x21-2B / %x2D-3C / %x3E-7E */
-static int valid_value(const char *v, size_t n)
-{
-    if (n == 0 || n > 256) return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)v[i];
-        if (c < 0x20 || c > 0x7e || c == ',' || c == '=') return 0;
-    }
-    return v[n - 1] != ' ';
-}
-
-int weft_tracestate_parse(const char *s, size_t len, weft_trace_context_t *ctx)
-{
-    char out[WEFT_TRACESTATE_MAX];
-    size_t o = 0;
-    struct {
-        const char *k;
-        size_t n;
-    } keys[WEFT_TRACESTATE_MEMBERS];
-    unsigned nkeys = 0;
-    const char *p = s, *end = s + len;
-    ctx->tracestate_len = 0;
-    while (p <= end) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        const char *m = p, *me = comma ? comma : end;
-        while (m < me && (*m == ' ' || *m == '\t')) m++;
-        while (me > m && (me[-1] == ' ' || me[-1] == '\t')) me--;
-        if (me > m) {
-            const char *eq = memchr(m, '=', (size_t)(me - m));
-            if (!eq || !valid_key(m, (size_t)(eq - m)) ||
-                !valid_value(eq + 1, (size_t)(me - eq - 1)))
-                return WEFT_EPARSE;
-            if (nkeys == WEFT_TRACESTATE_MEMBERS) return WEFT_EPARSE;
-            size_t kn = (size_t)(eq - m);
-            for (unsigned i = 0; i < nkeys; i++)
-                if (keys[i].n == kn && memcmp(keys[i].k, m, kn) == 0) return WEFT_EPARSE;
-            keys[nkeys].k = m;
-            keys[nkeys++].n = kn;
-            size_t mn = (size_t)(me - m);
-            if (o + mn + (o ? 1 : 0) > sizeof(out)) return WEFT_EPARSE;
-            if (o) out[o++] = ',';
-            memcpy(out + o, m, mn);
-            o += mn;
-        }
-        if (!comma) break;
-        p = comma + 1;
-    }
-    memcpy(ctx->tracestate, out, o);
-    ctx->tracestate_len = (uint16_t)o;
-    return 0;
-}
-
-int weft_tracestate_put(weft_trace_context_t *ctx, const char *key, const char *value)
-{
-    size_t kn = strlen(key), vn = strlen(value);
-    if (!valid_key(key, kn) || !valid_value(value, vn)) return WEFT_EINVAL;
-    char out[WEFT_TRACESTATE_MAX];
-    size_t o = kn + 1 + vn;
-    if (o > sizeof(out)) return WEFT_EINVAL;
-    memcpy(out, key, kn);
-    out[kn] = '=';
-    memcpy(out + kn + 1, value, vn);
-    unsigned members = 1;
-    const char *p = ctx->tracestate, *end = p + ctx->tracestate_len;
-    while (p < end) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        const char *me = comma ? comma : end;
-        size_t mn = (size_t)(me - p);
-        int same = mn > kn && p[kn] == '=' && memcmp(p, key, kn) == 0;
-        if (!same && mn) {
-            if (members == WEFT_TRACESTATE_MEMBERS || o + 1 + mn > sizeof(out)) break;
-            out[o++] = ',';
-            memcpy(out + o, p, mn);
-            o += mn;
-            members++;
-        }
-        p = comma ? comma + 1 : end;
-    }
-    memcpy(ctx->tracestate, out, o);
-    ctx->tracestate_len = (uint16_t)o;
-    return 0;
-}
-
 /* ---- B3 ---- */
 
-static int parse_b3_trace(const char *s, size_t n, uint8_t tid[16])
+/* A 16- or 32-hex trace id, not all zero. */
+static int b3_trace_id(const char *s, size_t n, uint8_t tid[16])
 {
     if (n == 16) {
         memset(tid, 0, 8);
-        if (unhex(s, 16, tid + 8)) return -1;
-    } else if (n == 32) {
-        if (unhex(s, 32, tid)) return -1;
-    } else {
+        if (weft__trace_unhex(s, 16, tid + 8)) return -1;
+    } else if (n != 32 || weft__trace_unhex(s, 32, tid)) {
         return -1;
     }
-    return all_zero(tid, 16) ? -1 : 0;
+    return weft__trace_all_zero(tid, 16) ? -1 : 0;
+}
+
+/* A 16-hex span id, not all zero. */
+static int b3_span_id(const char *s, size_t n, uint8_t sid[8])
+{
+    if (n != 16 || weft__trace_unhex(s, 16, sid)) return -1;
+    return weft__trace_all_zero(sid, 8) ? -1 : 0;
+}
+
+/* A sampling state character: 1 accept (or debug), 0 deny, -1 invalid. */
+static int b3_sampling(char c)
+{
+    return c == '1' || c == 'd' ? 1 : c == '0' ? 0 : -1;
+}
+
+/* A context that carries only a sampling decision. */
+static void set_decision_only(weft_trace_context_t *ctx, bool sampled)
+{
+    memset(ctx->trace_id, 0, 16);
+    memset(ctx->span_id, 0, 8);
+    ctx->flags = sampled ? WEFT_TRACE_FLAG_SAMPLED : 0;
+    ctx->remote = true;
+    ctx->deferred = false;
+    ctx->tracestate_len = 0;
 }
 
 int weft_b3_parse(const char *s, size_t len, weft_trace_context_t *ctx)
 {
-    while (len && (*s == ' ' || *s == '\t')) s++, len--;
-    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t')) len--;
-    if (len == 1 && (s[0] == '0' || s[0] == '1' || s[0] == 'd')) return WEFT_ENOENT;
-    const char *d1 = memchr(s, '-', len);
-    if (!d1) return WEFT_EPARSE;
-    uint8_t tid[16], sid[8];
-    if (parse_b3_trace(s, (size_t)(d1 - s), tid)) return WEFT_EPARSE;
-    const char *rest = d1 + 1, *end = s + len;
-    const char *d2 = memchr(rest, '-', (size_t)(end - rest));
-    const char *se = d2 ? d2 : end;
-    if (se - rest != 16 || unhex(rest, 16, sid) || all_zero(sid, 8)) return WEFT_EPARSE;
-    uint8_t flags = WEFT_TRACE_FLAG_SAMPLED; /* absent sampling state: defer; we sample */
-    if (d2) {
-        const char *f = d2 + 1;
-        const char *d3 = memchr(f, '-', (size_t)(end - f));
-        const char *fe = d3 ? d3 : end;
-        if (fe - f != 1) return WEFT_EPARSE;
-        if (*f == '0')
-            flags = 0;
-        else if (*f == '1' || *f == 'd')
-            flags = WEFT_TRACE_FLAG_SAMPLED;
-        else
-            return WEFT_EPARSE;
-        if (d3) {
-            uint8_t parent[8];
-            if (end - (d3 + 1) != 16 || unhex(d3 + 1, 16, parent)) return WEFT_EPARSE;
-        }
+    s = weft__trace_trim(s, &len);
+    if (len == 1) {
+        int st = b3_sampling(s[0]);
+        if (st < 0) return WEFT_EPARSE;
+        set_decision_only(ctx, st);
+        return 0;
     }
-    set_remote(ctx, tid, sid, flags);
+    const char *end = s + len, *d1 = memchr(s, '-', len);
+    if (!d1) return WEFT_EPARSE;
+    uint8_t tid[16], sid[8], parent[8];
+    if (b3_trace_id(s, (size_t)(d1 - s), tid)) return WEFT_EPARSE;
+    const char *sp = d1 + 1, *d2 = memchr(sp, '-', (size_t)(end - sp));
+    if (b3_span_id(sp, (size_t)((d2 ? d2 : end) - sp), sid)) return WEFT_EPARSE;
+    if (!d2) {
+        set_remote(ctx, tid, sid, false, true);
+        return 0;
+    }
+    const char *f = d2 + 1, *d3 = memchr(f, '-', (size_t)(end - f));
+    int st = (d3 ? d3 : end) - f == 1 ? b3_sampling(*f) : -1;
+    if (st < 0) return WEFT_EPARSE;
+    if (d3 && (end - (d3 + 1) != 16 || weft__trace_unhex(d3 + 1, 16, parent))) return WEFT_EPARSE;
+    set_remote(ctx, tid, sid, st, false);
     return 0;
+}
+
+/* The trace id as B3 writes it: 16 hex when the high half is zero. Returns the length. */
+static size_t b3_trace_hex(const weft_trace_context_t *ctx, char *out)
+{
+    if (weft__trace_all_zero(ctx->trace_id, 8)) {
+        weft_trace_hex(ctx->trace_id + 8, 8, out);
+        return 16;
+    }
+    weft_trace_hex(ctx->trace_id, 16, out);
+    return 32;
 }
 
 size_t weft_b3_format(const weft_trace_context_t *ctx, char *out)
 {
-    weft_trace_hex(ctx->trace_id, 16, out);
-    out[32] = '-';
-    weft_trace_hex(ctx->span_id, 8, out + 33);
-    out[49] = '-';
-    out[50] = (ctx->flags & WEFT_TRACE_FLAG_SAMPLED) ? '1' : '0';
-    return 51;
+    char sampled = (ctx->flags & WEFT_TRACE_FLAG_SAMPLED) ? '1' : '0';
+    if (!weft_trace_context_is_valid(ctx)) {
+        out[0] = sampled;
+        return 1;
+    }
+    size_t o = b3_trace_hex(ctx, out);
+    out[o++] = '-';
+    weft_trace_hex(ctx->span_id, 8, out + o);
+    o += 16;
+    if (!ctx->deferred) {
+        out[o++] = '-';
+        out[o++] = sampled;
+    }
+    return o;
+}
+
+/* ---- extraction ---- */
+
+/* The header values extraction looks at; base NULL when absent. */
+typedef struct found_s {
+    weft_str_t traceparent;
+    bool traceparent_twice;
+    weft_str_t tracestate[WEFT_TRACESTATE_MEMBERS * 2];
+    size_t ntracestate;
+    bool tracestate_overflow;
+    weft_str_t b3, trace_id, span_id, parent_id, sampled, flags;
+} found_t;
+
+static bool value_is(weft_str_t v, const char *lit)
+{
+    size_t n = strlen(lit);
+    return v.len == n && memcmp(v.base, lit, n) == 0;
+}
+
+/* X-B3-* headers. Returns 0 or WEFT_ENOENT. */
+static int b3_multi(found_t *f, weft_trace_context_t *ctx)
+{
+    int st = -1; /* -1: deferred */
+    if (f->sampled.base) {
+        weft_str_t v = f->sampled;
+        v.base = weft__trace_trim(v.base, &v.len);
+        /* "true"/"false": what tracers sent before the spec; B3 allows accepting them. */
+        if (value_is(v, "1") || value_is(v, "true"))
+            st = 1;
+        else if (value_is(v, "0") || value_is(v, "false"))
+            st = 0;
+        else
+            return WEFT_ENOENT;
+    }
+    if (f->flags.base) {
+        weft_str_t v = f->flags;
+        v.base = weft__trace_trim(v.base, &v.len);
+        if (value_is(v, "1")) st = 1; /* debug implies accept */
+    }
+    if (!f->trace_id.base) {
+        if (st < 0) return WEFT_ENOENT;
+        set_decision_only(ctx, st);
+        return 0;
+    }
+    uint8_t tid[16], sid[8], parent[8];
+    weft_str_t t = f->trace_id, s = f->span_id, p = f->parent_id;
+    t.base = weft__trace_trim(t.base, &t.len);
+    if (b3_trace_id(t.base, t.len, tid) || !s.base) return WEFT_ENOENT;
+    s.base = weft__trace_trim(s.base, &s.len);
+    if (b3_span_id(s.base, s.len, sid)) return WEFT_ENOENT;
+    if (p.base) {
+        p.base = weft__trace_trim(p.base, &p.len);
+        if (p.len != 16 || weft__trace_unhex(p.base, 16, parent)) return WEFT_ENOENT;
+    }
+    set_remote(ctx, tid, sid, st > 0, st < 0);
+    return 0;
+}
+
+static int decide(found_t *f, weft_trace_context_t *ctx)
+{
+    weft_trace_context_t tmp;
+    if (f->traceparent.base && !f->traceparent_twice &&
+        weft_traceparent_parse(f->traceparent.base, f->traceparent.len, &tmp) == 0) {
+        memcpy(ctx->trace_id, tmp.trace_id, 16);
+        memcpy(ctx->span_id, tmp.span_id, 8);
+        ctx->flags = tmp.flags;
+        ctx->remote = true;
+        ctx->deferred = false;
+        if (f->tracestate_overflow ||
+            weft_tracestate_parse_lines(f->tracestate, f->ntracestate, ctx) != 0)
+            ctx->tracestate_len = 0;
+        return 0;
+    }
+    if (f->b3.base && weft_b3_parse(f->b3.base, f->b3.len, ctx) == 0) return 0;
+    return b3_multi(f, ctx);
 }
 
 int weft_trace_extract(weft_trace_getter_fn get, void *arg, weft_trace_context_t *ctx)
 {
-    const char *v;
+    found_t f;
+    const char *p;
     size_t n;
-    if (get(arg, "traceparent", &v, &n) && weft_traceparent_parse(v, n, ctx) == 0) {
-        if (get(arg, "tracestate", &v, &n)) weft_tracestate_parse(v, n, ctx);
-        return 0;
+    memset(&f, 0, sizeof(f));
+    /* Lazily, in order of preference: most requests carry one format, or none. */
+    if (get(arg, "traceparent", &p, &n)) {
+        f.traceparent = (weft_str_t){p ? p : "", p ? n : 0};
+        if (get(arg, "tracestate", &p, &n))
+            f.tracestate[f.ntracestate++] = (weft_str_t){p ? p : "", p ? n : 0};
+        if (decide(&f, ctx) == 0) return 0;
+        f.traceparent.base = NULL; /* invalid: fall back to B3 */
     }
-    if (get(arg, "b3", &v, &n) && weft_b3_parse(v, n, ctx) == 0) return 0;
-    uint8_t tid[16], sid[8];
-    if (!get(arg, "x-b3-traceid", &v, &n) || parse_b3_trace(v, n, tid)) return WEFT_ENOENT;
-    if (!get(arg, "x-b3-spanid", &v, &n) || n != 16 || unhex(v, 16, sid) || all_zero(sid, 8))
-        return WEFT_ENOENT;
-    uint8_t flags = WEFT_TRACE_FLAG_SAMPLED;
-    if (get(arg, "x-b3-sampled", &v, &n)) {
-        if ((n == 1 && v[0] == '0') || (n == 5 && memcmp(v, "false", 5) == 0))
-            flags = 0;
-        else if (!((n == 1 && v[0] == '1') || (n == 4 && memcmp(v, "true", 4) == 0)))
-            return WEFT_ENOENT;
+    static const struct {
+        const char *name;
+        size_t off;
+    } b3[] = {
+        {"b3", offsetof(found_t, b3)},
+        {"X-B3-TraceId", offsetof(found_t, trace_id)},
+        {"X-B3-SpanId", offsetof(found_t, span_id)},
+        {"X-B3-ParentSpanId", offsetof(found_t, parent_id)},
+        {"X-B3-Sampled", offsetof(found_t, sampled)},
+        {"X-B3-Flags", offsetof(found_t, flags)},
+    };
+    for (size_t i = 0; i < sizeof(b3) / sizeof(b3[0]); i++) {
+        if (!get(arg, b3[i].name, &p, &n)) continue;
+        *(weft_str_t *)((char *)&f + b3[i].off) = (weft_str_t){p ? p : "", p ? n : 0};
+        if (i == 0 && weft_b3_parse(f.b3.base, f.b3.len, ctx) == 0) return 0;
     }
-    if (get(arg, "x-b3-flags", &v, &n) && n == 1 && v[0] == '1') flags = WEFT_TRACE_FLAG_SAMPLED;
-    set_remote(ctx, tid, sid, flags);
-    return 0;
+    return decide(&f, ctx);
 }
+
+/* ASCII case-insensitive comparison of a header name with a lowercase literal. */
+static bool name_is(weft_str_t name, const char *lower, size_t n)
+{
+    if (name.len != n) return false;
+    for (size_t i = 0; i < n; i++)
+        if ((char)(name.base[i] | (name.base[i] >= 'A' && name.base[i] <= 'Z' ? 0x20 : 0)) !=
+            lower[i])
+            return false;
+    return true;
+}
+
+#define NAME_IS(n, lit) name_is((n), lit, sizeof(lit) - 1)
+
+static void first(weft_str_t *slot, weft_str_t v)
+{
+    if (!slot->base) *slot = (weft_str_t){v.base ? v.base : "", v.len};
+}
+
+int weft_trace_extract_headers(const weft_http_header_t *headers, size_t n,
+                               weft_trace_context_t *ctx)
+{
+    found_t f;
+    memset(&f, 0, sizeof(f));
+    for (size_t i = 0; i < n; i++) {
+        weft_str_t name = headers[i].name, v = headers[i].value;
+        if (name.len < 2 || !name.base) continue;
+        switch (name.base[0] | 0x20) {
+        case 't':
+            if (NAME_IS(name, "traceparent")) {
+                if (f.traceparent.base) f.traceparent_twice = true;
+                first(&f.traceparent, v);
+            } else if (NAME_IS(name, "tracestate")) {
+                if (f.ntracestate == sizeof(f.tracestate) / sizeof(f.tracestate[0]))
+                    f.tracestate_overflow = true;
+                else
+                    f.tracestate[f.ntracestate++] = (weft_str_t){v.base ? v.base : "", v.len};
+            }
+            break;
+        case 'b':
+            if (NAME_IS(name, "b3")) first(&f.b3, v);
+            break;
+        case 'x':
+            if (name.len < 10 || !NAME_IS(((weft_str_t){name.base, 5}), "x-b3-")) break;
+            if (NAME_IS(name, "x-b3-traceid"))
+                first(&f.trace_id, v);
+            else if (NAME_IS(name, "x-b3-spanid"))
+                first(&f.span_id, v);
+            else if (NAME_IS(name, "x-b3-parentspanid"))
+                first(&f.parent_id, v);
+            else if (NAME_IS(name, "x-b3-sampled"))
+                first(&f.sampled, v);
+            else if (NAME_IS(name, "x-b3-flags"))
+                first(&f.flags, v);
+            break;
+        }
+    }
+    return decide(&f, ctx);
+}
+
+/* ---- injection ---- */
 
 int weft_trace_inject(const weft_trace_context_t *ctx, unsigned mask, weft_trace_setter_fn set,
                       void *arg)
 {
     char buf[64];
     int err;
-    if (mask & WEFT_PROPAGATE_W3C) {
+    bool valid = weft_trace_context_is_valid(ctx);
+    if ((mask & WEFT_PROPAGATE_W3C) && valid) {
         if ((err = set(arg, "traceparent", buf, weft_traceparent_format(ctx, buf))) != 0)
             return err;
         if (ctx->tracestate_len &&
@@ -314,58 +398,16 @@ int weft_trace_inject(const weft_trace_context_t *ctx, unsigned mask, weft_trace
     if (mask & WEFT_PROPAGATE_B3) {
         if ((err = set(arg, "b3", buf, weft_b3_format(ctx, buf))) != 0) return err;
     }
-    return 0;
-}
-
-/* ---- ids ---- */
-
-static _Thread_local uint64_t rng[4];
-static _Thread_local int rng_ready;
-
-static inline uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t next64(void)
-{
-    if (__builtin_expect(!rng_ready, 0)) {
-        if (getrandom(rng, sizeof(rng), 0) != (ssize_t)sizeof(rng)) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            rng[0] = (uint64_t)ts.tv_nsec ^ 0x9e3779b97f4a7c15ull;
-            rng[1] = (uint64_t)ts.tv_sec * 0xbf58476d1ce4e5b9ull;
-            rng[2] = (uint64_t)(uintptr_t)&rng_ready;
-            rng[3] = 0x94d049bb133111ebull;
+    if (mask & WEFT_PROPAGATE_B3_MULTI) {
+        if (valid) {
+            if ((err = set(arg, "X-B3-TraceId", buf, b3_trace_hex(ctx, buf))) != 0) return err;
+            weft_trace_hex(ctx->span_id, 8, buf);
+            if ((err = set(arg, "X-B3-SpanId", buf, 16)) != 0) return err;
         }
-        if (!(rng[0] | rng[1] | rng[2] | rng[3])) rng[0] = 1;
-        rng_ready = 1;
+        if (!(valid && ctx->deferred)) {
+            buf[0] = (ctx->flags & WEFT_TRACE_FLAG_SAMPLED) ? '1' : '0';
+            if ((err = set(arg, "X-B3-Sampled", buf, 1)) != 0) return err;
+        }
     }
-    uint64_t r = rotl(rng[1] * 5, 7) * 9, t = rng[1] << 17;
-    rng[2] ^= rng[0];
-    rng[3] ^= rng[1];
-    rng[1] ^= rng[2];
-    rng[0] ^= rng[3];
-    rng[2] ^= t;
-    rng[3] = rotl(rng[3], 45);
-    return r;
-}
-
-void weft_trace_random_trace_id(uint8_t id[16])
-{
-    uint64_t a, b;
-    do {
-        a = next64();
-        b = next64();
-    } while (!(a | b));
-    memcpy(id, &a, 8);
-    memcpy(id + 8, &b, 8);
-}
-
-void weft_trace_random_span_id(uint8_t id[8])
-{
-    uint64_t a;
-    do a = next64();
-    while (!a);
-    memcpy(id, &a, 8);
+    return 0;
 }

@@ -1,31 +1,45 @@
 /*
- * span.c - tracer, samplers, spans and the in-memory exporter.
+ * span.c - the tracer and its spans.
  *
- * Spans come from a per-thread free list (at most 64 kept per thread; the rest are freed),
- * so a server span per request allocates nothing in steady state. A span is used by one
- * thread only. A span records (keeps attributes and is exported) only when it is sampled
- * and its tracer has an exporter; otherwise it is a context holder whose setters return at
- * once, which keeps tracing nearly free where nobody collects spans.
+ * A span is one fixed-size block: the exported data (weft_span_data_t) plus a string area of
+ * WEFT_SPAN_STRINGS bytes that attribute keys, string values, event names and the status
+ * message are copied into. Nothing else is allocated per span; whatever does not fit the
+ * fixed limits is dropped and counted (dropped_attrs, dropped_events, an event's
+ * dropped_attrs), as OpenTelemetry's span limits do.
  *
- * Attribute keys and string values are copied into a fixed per-span string area
- * (WEFT_SPAN_STRINGS bytes); what does not fit is dropped and counted.
+ * Memory: blocks come from a per-thread free list (at most FREELIST_MAX kept per thread, the
+ * rest freed), so a server span per request allocates nothing in steady state. A thread's
+ * list is freed by a pthread key destructor when the thread exits. A span ended on another
+ * thread than the one that started it goes to the ending thread's list; that is fine, the
+ * blocks are plain malloc memory.
  *
- * The memory exporter keeps deep copies in a ring under a mutex: any thread may end spans
- * and read them back.
+ * Recording: a span records (keeps data and is exported) only when it is sampled and its
+ * tracer has an exporter. Otherwise weft_span_start fills in the context only, and every
+ * setter returns at once, so unsampled traffic costs an id, a sampler decision and a list pop.
+ *
+ * Export: weft_span_end calls the exporter synchronously, on the ending thread, with a batch
+ * of one. A failed export is counted in the tracer's dropped counter (a relaxed atomic, so
+ * the hot path writes nothing shared while exports succeed).
+ *
+ * Threads: a tracer is shared read-only by every thread after weft_tracer_new; a span is used
+ * by one thread at a time (the one that started it, normally).
  */
-#include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "weft/trace.h"
+#include "trace/trace_int.h"
 
 #define FREELIST_MAX 64
+#define SERVICE_MAX  128
 
 struct weft_tracer_s {
-    char service_name[128];
+    char service_name[SERVICE_MAX];
     weft_sampler_t sampler;
-    weft_span_exporter_t *exporter;
+    weft_span_exporter_t exporter;
+    bool has_exporter;
+    _Atomic uint64_t dropped;
 };
 
 struct weft_span_s {
@@ -39,8 +53,10 @@ struct weft_span_s {
 
 static _Thread_local struct weft_span_s *free_spans;
 static _Thread_local unsigned nfree;
+static _Thread_local bool free_armed;
 static pthread_key_t free_key;
 static pthread_once_t free_once = PTHREAD_ONCE_INIT;
+static bool free_key_ok;
 
 /* Frees a thread's cached spans when the thread exits. */
 static void free_list_destructor(void *unused)
@@ -52,58 +68,12 @@ static void free_list_destructor(void *unused)
         free_spans = n;
     }
     nfree = 0;
+    free_armed = false;
 }
 
 static void make_key(void)
 {
-    pthread_key_create(&free_key, free_list_destructor);
-}
-
-/* ---- samplers ---- */
-
-weft_sampler_t weft_sampler_always_on(void)
-{
-    return (weft_sampler_t){.root = WEFT_SAMPLER_ALWAYS_ON, .ratio = 1};
-}
-
-weft_sampler_t weft_sampler_always_off(void)
-{
-    return (weft_sampler_t){.root = WEFT_SAMPLER_ALWAYS_OFF, .ratio = 0};
-}
-
-weft_sampler_t weft_sampler_ratio(double ratio)
-{
-    if (!(ratio >= 0)) ratio = 0;
-    if (ratio > 1) ratio = 1;
-    return (weft_sampler_t){.root = WEFT_SAMPLER_RATIO, .ratio = ratio};
-}
-
-weft_sampler_t weft_sampler_parent_based(weft_sampler_t root)
-{
-    root.parent_based = true;
-    return root;
-}
-
-bool weft_sampler_should_sample(const weft_sampler_t *s, const weft_trace_context_t *parent,
-                                const uint8_t trace_id[16])
-{
-    if (s->parent_based && parent) return (parent->flags & WEFT_TRACE_FLAG_SAMPLED) != 0;
-    switch (s->root) {
-    case WEFT_SAMPLER_ALWAYS_ON:
-        return true;
-    case WEFT_SAMPLER_ALWAYS_OFF:
-        return false;
-    case WEFT_SAMPLER_RATIO: {
-        if (s->ratio >= 1) return true;
-        if (s->ratio <= 0) return false;
-        uint64_t v = 0;
-        for (int i = 8; i < 16; i++) v = v << 8 | trace_id[i];
-        /* ratio * 2^64, computed in floating point; 2^64 itself is excluded above */
-        double bound = ldexp(s->ratio, 64);
-        return (double)v < bound;
-    }
-    }
-    return false;
+    free_key_ok = pthread_key_create(&free_key, free_list_destructor) == 0;
 }
 
 /* ---- tracer ---- */
@@ -117,21 +87,57 @@ void weft_tracer_options_init(weft_tracer_options_t *o)
 
 int weft_tracer_new(const weft_tracer_options_t *o, weft_tracer_t **out)
 {
-    if (!o || !o->service_name || strlen(o->service_name) >= 128) return WEFT_EINVAL;
+    if (!o || !out || !o->service_name) return WEFT_EINVAL;
+    size_t n = strlen(o->service_name);
+    if (n == 0 || n >= SERVICE_MAX) return WEFT_EINVAL;
+    if (o->exporter && !o->exporter->export_spans) return WEFT_EINVAL;
     weft_tracer_t *t = calloc(1, sizeof(*t));
     if (!t) return WEFT_ENOMEM;
-    strcpy(t->service_name, o->service_name);
+    memcpy(t->service_name, o->service_name, n + 1);
     t->sampler = o->sampler;
-    t->exporter = o->exporter;
+    if (o->exporter) {
+        t->exporter = *o->exporter;
+        t->has_exporter = true;
+    }
+    atomic_init(&t->dropped, 0);
     *out = t;
     return 0;
+}
+
+uint64_t weft_tracer_dropped(const weft_tracer_t *t)
+{
+    return t ? atomic_load_explicit(&((weft_tracer_t *)t)->dropped, memory_order_relaxed) : 0;
 }
 
 void weft_tracer_free(weft_tracer_t *t)
 {
     if (!t) return;
-    if (t->exporter && t->exporter->shutdown) t->exporter->shutdown(t->exporter);
+    if (t->has_exporter && t->exporter.shutdown) t->exporter.shutdown(t->exporter.arg);
     free(t);
+}
+
+/* ---- strings ---- */
+
+/* The length of s cut to at most max bytes without splitting a UTF-8 sequence. */
+static size_t utf8_cut(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max + 1);
+    if (n <= max) return n;
+    n = max;
+    /* back up over continuation bytes (10xxxxxx) to the start of the cut sequence */
+    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80) n--;
+    return n;
+}
+
+/* Copies n bytes of str plus a NUL into the span's string area; NULL when it is full. */
+static const char *store(struct weft_span_s *s, const char *str, size_t n)
+{
+    if (s->strings_used + n + 1 > WEFT_SPAN_STRINGS) return NULL;
+    char *p = s->strings + s->strings_used;
+    memcpy(p, str, n);
+    p[n] = 0;
+    s->strings_used += n + 1;
+    return p;
 }
 
 /* ---- spans ---- */
@@ -139,6 +145,7 @@ void weft_tracer_free(weft_tracer_t *t)
 weft_span_t *weft_span_start(weft_tracer_t *t, const char *name, weft_span_kind_t kind,
                              const weft_trace_context_t *parent)
 {
+    if (!t) return NULL;
     struct weft_span_s *s = free_spans;
     if (s) {
         free_spans = s->next_free;
@@ -150,7 +157,7 @@ weft_span_t *weft_span_start(weft_tracer_t *t, const char *name, weft_span_kind_
     s->strings_used = 0;
     weft_span_data_t *d = &s->d;
     weft_trace_context_t *c = &d->context;
-    if (parent) {
+    if (parent && weft_trace_context_is_valid(parent)) {
         memcpy(c->trace_id, parent->trace_id, 16);
         memcpy(d->parent_span_id, parent->span_id, 8);
         c->tracestate_len = parent->tracestate_len;
@@ -165,10 +172,12 @@ weft_span_t *weft_span_start(weft_tracer_t *t, const char *name, weft_span_kind_
     }
     weft_trace_random_span_id(c->span_id);
     c->remote = false;
+    c->deferred = false;
     bool sampled = weft_sampler_should_sample(&t->sampler, parent, c->trace_id);
     c->flags = sampled ? WEFT_TRACE_FLAG_SAMPLED : 0;
-    s->recording = sampled && t->exporter != NULL;
+    s->recording = sampled && t->has_exporter;
     if (s->recording) {
+        d->name[0] = 0;
         weft_span_set_name(s, name);
         d->service_name = t->service_name;
         d->kind = kind;
@@ -178,6 +187,7 @@ weft_span_t *weft_span_start(weft_tracer_t *t, const char *name, weft_span_kind_
         d->status_message = NULL;
         d->nattrs = d->dropped_attrs = 0;
         d->nevents = d->dropped_events = 0;
+        d->nevent_attrs = 0;
     }
     return s;
 }
@@ -185,15 +195,14 @@ weft_span_t *weft_span_start(weft_tracer_t *t, const char *name, weft_span_kind_
 void weft_span_set_name(weft_span_t *s, const char *name)
 {
     if (!s || !s->recording || !name) return;
-    size_t n = strlen(name);
-    if (n >= WEFT_SPAN_NAME_MAX) n = WEFT_SPAN_NAME_MAX - 1;
+    size_t n = utf8_cut(name, WEFT_SPAN_NAME_MAX - 1);
     memcpy(s->d.name, name, n);
     s->d.name[n] = 0;
 }
 
 const weft_trace_context_t *weft_span_context(const weft_span_t *s)
 {
-    return &s->d.context;
+    return s ? &s->d.context : NULL;
 }
 
 bool weft_span_is_recording(const weft_span_t *s)
@@ -201,226 +210,125 @@ bool weft_span_is_recording(const weft_span_t *s)
     return s && s->recording;
 }
 
-static const char *store(struct weft_span_s *s, const char *str)
+/*
+ * Sets attribute *in among the n attributes at attrs (room for cap), copying its strings.
+ * Returns false when it had to be dropped (no slot, or no string space); then nothing changed.
+ */
+static bool put_attr(struct weft_span_s *s, weft_attr_t *attrs, unsigned *n, unsigned cap,
+                     const weft_attr_t *in)
 {
-    size_t n = strlen(str) + 1;
-    if (s->strings_used + n > WEFT_SPAN_STRINGS) return NULL;
-    char *p = s->strings + s->strings_used;
-    memcpy(p, str, n);
-    s->strings_used += n;
-    return p;
-}
-
-/* The attribute slot for key: the existing one, or a new one; NULL when full. */
-static weft_attr_t *attr_slot(struct weft_span_s *s, const char *key)
-{
-    weft_span_data_t *d = &s->d;
-    for (unsigned i = 0; i < d->nattrs; i++)
-        if (strcmp(d->attrs[i].key, key) == 0) return &d->attrs[i];
-    if (d->nattrs == WEFT_SPAN_MAX_ATTRS) return NULL;
-    const char *k = store(s, key);
-    if (!k) return NULL;
-    weft_attr_t *a = &d->attrs[d->nattrs++];
-    a->key = k;
-    return a;
-}
-
-#define ATTR_BEGIN(s, key)                                                                         \
-    if (!(s) || !(s)->recording || !(key)) return;                                                 \
-    weft_attr_t *a = attr_slot(s, key);                                                            \
-    if (!a) {                                                                                      \
-        (s)->d.dropped_attrs++;                                                                    \
-        return;                                                                                    \
+    weft_attr_t *slot = NULL;
+    for (unsigned i = 0; i < *n; i++)
+        if (strcmp(attrs[i].key, in->key) == 0) {
+            slot = &attrs[i];
+            break;
+        }
+    if (!slot && *n == cap) return false;
+    size_t kn = slot ? 0 : strlen(in->key);
+    const char *sv = in->type == WEFT_ATTR_STRING && in->v.s ? in->v.s : "";
+    size_t vn = in->type == WEFT_ATTR_STRING ? utf8_cut(sv, WEFT_SPAN_VALUE_MAX - 1) : 0;
+    size_t need = (slot ? 0 : kn + 1) + (in->type == WEFT_ATTR_STRING ? vn + 1 : 0);
+    if (s->strings_used + need > WEFT_SPAN_STRINGS) return false;
+    if (!slot) {
+        slot = &attrs[(*n)++];
+        slot->key = store(s, in->key, kn);
     }
+    slot->type = in->type;
+    slot->v = in->v;
+    if (in->type == WEFT_ATTR_STRING) slot->v.s = store(s, sv, vn);
+    return true;
+}
+
+static void set_attr(weft_span_t *s, const weft_attr_t *a)
+{
+    if (!s || !s->recording || !a->key) return;
+    if (!put_attr(s, s->d.attrs, &s->d.nattrs, WEFT_SPAN_MAX_ATTRS, a)) s->d.dropped_attrs++;
+}
 
 void weft_span_set_attr_str(weft_span_t *s, const char *key, const char *value)
 {
-    ATTR_BEGIN(s, key);
-    const char *v = store(s, value ? value : "");
-    if (!v) {
-        /* the key stays with an empty value rather than a dangling one */
-        a->type = WEFT_ATTR_STRING;
-        a->v.s = "";
-        s->d.dropped_attrs++;
-        return;
-    }
-    a->type = WEFT_ATTR_STRING;
-    a->v.s = v;
+    set_attr(s, &WEFT_ATTR_STR(key, value));
 }
 
 void weft_span_set_attr_int(weft_span_t *s, const char *key, int64_t value)
 {
-    ATTR_BEGIN(s, key);
-    a->type = WEFT_ATTR_INT;
-    a->v.i = value;
+    set_attr(s, &WEFT_ATTR_INT(key, value));
 }
 
 void weft_span_set_attr_double(weft_span_t *s, const char *key, double value)
 {
-    ATTR_BEGIN(s, key);
-    a->type = WEFT_ATTR_DOUBLE;
-    a->v.d = value;
+    set_attr(s, &WEFT_ATTR_DOUBLE(key, value));
 }
 
 void weft_span_set_attr_bool(weft_span_t *s, const char *key, bool value)
 {
-    ATTR_BEGIN(s, key);
-    a->type = WEFT_ATTR_BOOL;
-    a->v.b = value;
+    set_attr(s, &WEFT_ATTR_BOOL(key, value));
 }
 
-void weft_span_add_event(weft_span_t *s, const char *name)
+void weft_span_set_attrs(weft_span_t *s, const weft_attr_t *attrs, size_t n)
+{
+    if (!s || !s->recording || !attrs) return;
+    for (size_t i = 0; i < n; i++) set_attr(s, &attrs[i]);
+}
+
+void weft_span_add_event(weft_span_t *s, const char *name, const weft_attr_t *attrs, size_t n)
 {
     if (!s || !s->recording || !name) return;
     weft_span_data_t *d = &s->d;
-    const char *n = d->nevents < WEFT_SPAN_MAX_EVENTS ? store(s, name) : NULL;
-    if (!n) {
+    const char *nm = NULL;
+    if (d->nevents < WEFT_SPAN_MAX_EVENTS)
+        nm = store(s, name, utf8_cut(name, WEFT_SPAN_NAME_MAX - 1));
+    if (!nm) {
         d->dropped_events++;
         return;
     }
-    d->events[d->nevents].name = n;
-    d->events[d->nevents++].time_ns = weft_wall_ns();
+    weft_span_event_t *e = &d->events[d->nevents++];
+    e->name = nm;
+    e->time_ns = weft_wall_ns();
+    /* This event's attributes are the pool's tail from here on: events are added in order. */
+    weft_attr_t *mine = d->event_attrs + d->nevent_attrs;
+    unsigned cap = WEFT_SPAN_MAX_EVENT_ATTRS - d->nevent_attrs;
+    e->attrs = mine;
+    e->nattrs = e->dropped_attrs = 0;
+    for (size_t i = 0; attrs && i < n; i++) {
+        if (!attrs[i].key) continue;
+        if (!put_attr(s, mine, &e->nattrs, cap, &attrs[i])) e->dropped_attrs++;
+    }
+    d->nevent_attrs += e->nattrs;
 }
 
 void weft_span_set_status(weft_span_t *s, weft_span_status_t status, const char *message)
 {
     if (!s || !s->recording) return;
-    /* OK is final; ERROR may be replaced only by OK (OpenTelemetry's rule). */
-    if (s->d.status == WEFT_SPAN_STATUS_OK) return;
+    if (status != WEFT_SPAN_STATUS_OK && status != WEFT_SPAN_STATUS_ERROR) return; /* UNSET */
+    if (s->d.status == WEFT_SPAN_STATUS_OK) return;                                /* final */
     s->d.status = status;
-    s->d.status_message = status == WEFT_SPAN_STATUS_ERROR && message ? store(s, message) : NULL;
+    s->d.status_message = NULL;
+    if (status == WEFT_SPAN_STATUS_ERROR && message)
+        s->d.status_message = store(s, message, utf8_cut(message, WEFT_SPAN_VALUE_MAX - 1));
 }
 
 void weft_span_end(weft_span_t *s)
 {
     if (!s) return;
     if (s->recording) {
+        weft_tracer_t *t = s->tracer;
         s->d.end_ns = weft_wall_ns();
-        if (s->d.end_ns < s->d.start_ns) s->d.end_ns = s->d.start_ns;
-        weft_span_exporter_t *e = s->tracer->exporter;
-        e->export_span(e, &s->d);
+        if (s->d.end_ns < s->d.start_ns) s->d.end_ns = s->d.start_ns; /* the clock stepped */
+        const weft_span_data_t *batch[1] = {&s->d};
+        if (t->exporter.export_spans(batch, 1, t->exporter.arg) != 0)
+            atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
     }
-    if (nfree < FREELIST_MAX) {
-        if (!free_spans) {
-            pthread_once(&free_once, make_key);
-            pthread_setspecific(free_key, (void *)1); /* arms the destructor */
-        }
+    if (!free_armed && nfree < FREELIST_MAX) {
+        /* arms the destructor that frees this thread's list when it exits */
+        pthread_once(&free_once, make_key);
+        free_armed = free_key_ok && pthread_setspecific(free_key, (void *)1) == 0;
+    }
+    if (free_armed && nfree < FREELIST_MAX) {
         s->next_free = free_spans;
         free_spans = s;
         nfree++;
     } else {
         free(s);
     }
-}
-
-/* ---- in-memory exporter ---- */
-
-typedef struct held_s {
-    weft_span_data_t d;
-    char strings[WEFT_SPAN_STRINGS];
-} held_t;
-
-typedef struct memory_exporter_s {
-    weft_span_exporter_t base;
-    pthread_mutex_t mu;
-    held_t *ring;
-    size_t cap, start, count;
-} memory_exporter_t;
-
-/* Deep copy: pointers into the source span's storage are rebased onto dst->strings. */
-static void copy_span(held_t *dst, const weft_span_data_t *src)
-{
-    dst->d = *src;
-    size_t o = 0;
-#define COPY_STR(field)                                                                            \
-    do {                                                                                           \
-        if (field) {                                                                               \
-            size_t n_ = strlen(field) + 1;                                                         \
-            if (o + n_ > sizeof(dst->strings)) n_ = 0;                                             \
-            if (n_) {                                                                              \
-                memcpy(dst->strings + o, field, n_);                                               \
-                field = dst->strings + o;                                                          \
-                o += n_;                                                                           \
-            } else {                                                                               \
-                field = "";                                                                        \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
-    COPY_STR(dst->d.status_message);
-    for (unsigned i = 0; i < dst->d.nattrs; i++) {
-        COPY_STR(dst->d.attrs[i].key);
-        if (dst->d.attrs[i].type == WEFT_ATTR_STRING) COPY_STR(dst->d.attrs[i].v.s);
-    }
-    for (unsigned i = 0; i < dst->d.nevents; i++) COPY_STR(dst->d.events[i].name);
-#undef COPY_STR
-}
-
-static void mem_export(weft_span_exporter_t *self, const weft_span_data_t *span)
-{
-    memory_exporter_t *m = (memory_exporter_t *)self;
-    pthread_mutex_lock(&m->mu);
-    size_t slot;
-    if (m->count < m->cap) {
-        slot = (m->start + m->count++) % m->cap;
-    } else {
-        slot = m->start;
-        m->start = (m->start + 1) % m->cap;
-    }
-    copy_span(&m->ring[slot], span);
-    pthread_mutex_unlock(&m->mu);
-}
-
-static void mem_shutdown(weft_span_exporter_t *self)
-{
-    memory_exporter_t *m = (memory_exporter_t *)self;
-    pthread_mutex_destroy(&m->mu);
-    free(m->ring);
-    free(m);
-}
-
-weft_span_exporter_t *weft_trace_memory_exporter_new(size_t capacity)
-{
-    if (capacity == 0 || capacity > 1000000) return NULL;
-    memory_exporter_t *m = calloc(1, sizeof(*m));
-    if (!m) return NULL;
-    m->ring = calloc(capacity, sizeof(held_t));
-    if (!m->ring) {
-        free(m);
-        return NULL;
-    }
-    m->cap = capacity;
-    pthread_mutex_init(&m->mu, NULL);
-    m->base.export_span = mem_export;
-    m->base.shutdown = mem_shutdown;
-    return &m->base;
-}
-
-size_t weft_trace_memory_exporter_count(weft_span_exporter_t *e)
-{
-    memory_exporter_t *m = (memory_exporter_t *)e;
-    pthread_mutex_lock(&m->mu);
-    size_t n = m->count;
-    pthread_mutex_unlock(&m->mu);
-    return n;
-}
-
-int weft_trace_memory_exporter_get(weft_span_exporter_t *e, size_t i, weft_span_data_t *out)
-{
-    memory_exporter_t *m = (memory_exporter_t *)e;
-    pthread_mutex_lock(&m->mu);
-    int err = WEFT_ERANGE;
-    if (i < m->count) {
-        *out = m->ring[(m->start + i) % m->cap].d;
-        err = 0;
-    }
-    pthread_mutex_unlock(&m->mu);
-    return err;
-}
-
-void weft_trace_memory_exporter_clear(weft_span_exporter_t *e)
-{
-    memory_exporter_t *m = (memory_exporter_t *)e;
-    pthread_mutex_lock(&m->mu);
-    m->start = m->count = 0;
-    pthread_mutex_unlock(&m->mu);
 }

@@ -1,0 +1,114 @@
+/*
+ * sampler.c - OpenTelemetry's built-in samplers: AlwaysOn, AlwaysOff, TraceIdRatioBased and
+ * ParentBased, as small values rather than objects.
+ *
+ * TraceIdRatioBased uses the consistent-probability rule of the current OpenTelemetry
+ * specification (which builds on W3C Trace Context Level 2's 56 random bits): the randomness
+ * R is the trace id's rightmost 7 bytes, or an explicit `rv` sub-key of the `ot` tracestate
+ * member when the parent carries one; the rejection threshold is T = 2^56 - round(p * 2^56);
+ * a trace is sampled when R >= T. So p = 1 gives T = 0 (all), p = 0 gives T = 2^56 (none,
+ * since R < 2^56), every service with the same p decides the same for a trace, and any trace
+ * sampled at p is sampled at every p' > p. weft's own trace ids come from a uniform generator,
+ * so the 56 bits are random as the rule presumes.
+ *
+ * ParentBased uses the specification's default delegates: a parent (remote or local) that
+ * is sampled gives AlwaysOn, one that is not gives AlwaysOff; no parent gives the root
+ * sampler. A B3 parent that deferred its decision counts as no decision: the root sampler
+ * decides on the parent's trace id.
+ *
+ * Pure functions; any thread.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "trace/trace_int.h"
+
+#define TWO56 (1ull << 56)
+
+weft_sampler_t weft_sampler_always_on(void)
+{
+    return (weft_sampler_t){.root = WEFT_SAMPLER_ALWAYS_ON, .ratio = 1};
+}
+
+weft_sampler_t weft_sampler_always_off(void)
+{
+    return (weft_sampler_t){.root = WEFT_SAMPLER_ALWAYS_OFF, .ratio = 0};
+}
+
+weft_sampler_t weft_sampler_ratio(double ratio)
+{
+    if (!(ratio >= 0)) ratio = 0; /* NaN too */
+    if (ratio > 1) ratio = 1;
+    return (weft_sampler_t){.root = WEFT_SAMPLER_RATIO, .ratio = ratio};
+}
+
+weft_sampler_t weft_sampler_parent_based(weft_sampler_t root)
+{
+    root.parent_based = true;
+    return root;
+}
+
+/* The rejection threshold for ratio p, in [0, 2^56]. */
+static uint64_t threshold(double p)
+{
+    if (!(p > 0)) return TWO56;
+    if (p >= 1) return 0;
+    /* p * 2^56 is exact in a double up to its 53-bit mantissa; round to the nearest. */
+    uint64_t accept = (uint64_t)llround(ldexp(p, 56));
+    return accept >= TWO56 ? 0 : TWO56 - accept;
+}
+
+/* An explicit randomness value: tracestate "ot=...;rv:<14 hex>;...". */
+static bool explicit_rv(const weft_trace_context_t *parent, uint64_t *rv)
+{
+    weft_str_t ot;
+    if (!parent || !parent->tracestate_len ||
+        !weft__tracestate_find(parent->tracestate, parent->tracestate_len, "ot", 2, &ot))
+        return false;
+    const char *p = ot.base, *end = ot.base + ot.len;
+    while (p < end) {
+        const char *semi = memchr(p, ';', (size_t)(end - p));
+        const char *e = semi ? semi : end;
+        if (e - p == 17 && p[0] == 'r' && p[1] == 'v' && p[2] == ':') {
+            uint8_t b[8] = {0};
+            char hex[16] = {'0', '0'};
+            memcpy(hex + 2, p + 3, 14);
+            if (weft__trace_unhex(hex, 16, b) != 0) return false;
+            uint64_t v = 0;
+            for (int i = 0; i < 8; i++) v = v << 8 | b[i];
+            *rv = v;
+            return true;
+        }
+        p = semi ? semi + 1 : end;
+    }
+    return false;
+}
+
+static bool ratio_sample(double p, const weft_trace_context_t *parent, const uint8_t tid[16])
+{
+    uint64_t t = threshold(p);
+    if (t == 0) return true;
+    if (t >= TWO56) return false;
+    uint64_t r;
+    if (!explicit_rv(parent, &r)) {
+        r = 0;
+        for (int i = 9; i < 16; i++) r = r << 8 | tid[i];
+    }
+    return r >= t;
+}
+
+bool weft_sampler_should_sample(const weft_sampler_t *s, const weft_trace_context_t *parent,
+                                const uint8_t trace_id[16])
+{
+    if (s->parent_based && parent && !parent->deferred)
+        return (parent->flags & WEFT_TRACE_FLAG_SAMPLED) != 0;
+    switch (s->root) {
+    case WEFT_SAMPLER_ALWAYS_ON:
+        return true;
+    case WEFT_SAMPLER_ALWAYS_OFF:
+        return false;
+    case WEFT_SAMPLER_RATIO:
+        return ratio_sample(s->ratio, parent, trace_id);
+    }
+    return false;
+}
