@@ -43,7 +43,8 @@ typedef struct weft_service_options_s {
     bool tracing;                   /* trace every request; default true */
     double sample_ratio;            /* for root spans (parent-based sampling); default 1.0 */
     weft_span_exporter_t *exporter; /* where finished spans go; NULL: nowhere (spans are still
-                                       created and propagated; the service owns it after new) */
+                                       created and propagated). weft_service_new takes it over,
+                                       even when it fails: it is shut down with the service. */
     weft_http_server_options_t http; /* limits and timeouts (weft/http.h) */
 } weft_service_options_t;
 

@@ -57,6 +57,7 @@ struct weft_service_s {
     weft_metrics_family_t *fam_requests;
     weft_metrics_family_t *fam_duration;
     weft_tracer_t *tracer;
+    weft_span_exporter_t *orphan; /* an exporter no tracer took: shut down at free */
     check_t checks[MAX_CHECKS];
     unsigned nchecks;
     uint64_t start_ns;
@@ -149,34 +150,14 @@ static void h_metrics(weft_http_request_t *req, void *arg)
 /* ------------------------------------------------------------------------------------ */
 /* instrumentation hooks (worker threads)                                               */
 
-static int get_header(void *arg, const char *name, const char **value, size_t *len)
-{
-    weft_str_t v = weft_http_request_header(arg, name);
-    if (!v.base) return 0;
-    *value = v.base;
-    *len = v.len;
-    return 1;
-}
-
-/* One pass over the header names: could any be traceparent, b3 or X-B3-*? Most requests
- * carry none, and this spares them three lookups by name. */
-static bool may_carry_context(const weft_http_request_t *req)
-{
-    for (size_t i = 0; i < req->nheaders; i++) {
-        size_t n = req->headers[i].name.len;
-        char c = (char)(req->headers[i].name.base[0] | 0x20);
-        if ((n == 11 && c == 't') || (n == 2 && c == 'b') || (n >= 11 && n <= 16 && c == 'x'))
-            return true;
-    }
-    return false;
-}
-
 static void on_begin(weft_http_request_t *req, void *arg)
 {
     weft_service_t *svc = arg;
     if (!svc->tracer) return;
     weft_trace_context_t parent;
-    int have = may_carry_context(req) && weft_trace_extract(get_header, req, &parent) == 0;
+    /* One pass over the headers: every traceparent/tracestate line is seen (a duplicated
+     * traceparent is invalid; tracestate lines are joined), which a lookup by name is not. */
+    int have = weft_trace_extract_headers(req->headers, req->nheaders, &parent) == 0;
     const char *route = req->route_pattern ? req->route_pattern : UNMATCHED;
     weft_span_t *span =
         weft_span_start(svc->tracer, route, WEFT_SPAN_SERVER, have ? &parent : NULL);
@@ -286,15 +267,22 @@ static double uptime_seconds(void *arg)
     return (double)(weft_now_ns() - svc->start_ns) / 1e9;
 }
 
+/* weft_service_new failed before a service held the exporter: it still takes it over. */
+static int refuse(const weft_service_options_t *o, int err)
+{
+    if (o && o->exporter && o->exporter->shutdown) o->exporter->shutdown(o->exporter->arg);
+    return err;
+}
+
 int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
 {
-    if (!o || !o->name || !valid_name(o->name)) return WEFT_EINVAL;
+    if (!o || !o->name || !valid_name(o->name)) return refuse(o, WEFT_EINVAL);
     const char *version = o->version ? o->version : "0.0.0";
     const char *host = o->host ? o->host : "127.0.0.1";
-    if (strlen(version) > 64 || strlen(host) >= 64) return WEFT_EINVAL;
-    if (o->sample_ratio < 0 || o->sample_ratio > 1) return WEFT_EINVAL;
+    if (strlen(version) > 64 || strlen(host) >= 64) return refuse(o, WEFT_EINVAL);
+    if (o->sample_ratio < 0 || o->sample_ratio > 1) return refuse(o, WEFT_EINVAL);
     weft_service_t *svc = calloc(1, sizeof(*svc));
-    if (!svc) return WEFT_ENOMEM;
+    if (!svc) return refuse(o, WEFT_ENOMEM);
     svc->o = *o;
     strcpy(svc->name, o->name);
     strcpy(svc->version, version);
@@ -303,6 +291,7 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
     svc->o.version = svc->version;
     svc->o.host = svc->host;
     svc->start_ns = weft_now_ns();
+    svc->orphan = o->exporter; /* owned from here on, whatever happens below */
     int err = weft_workers_new(o->workers, &svc->workers);
     if (err) goto fail;
     unsigned n = weft_workers_count(svc->workers);
@@ -345,6 +334,7 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
         to.sampler = weft_sampler_parent_based(weft_sampler_ratio(o->sample_ratio));
         to.exporter = o->exporter;
         if ((err = weft_tracer_new(&to, &svc->tracer)) != 0) goto fail;
+        svc->orphan = NULL; /* the tracer owns it now */
     }
     weft_http_hooks_t hooks = {.on_begin = on_begin, .on_end = on_end, .arg = svc};
     weft_http_server_hooks(svc->http, &hooks);
@@ -517,6 +507,7 @@ void weft_service_free(weft_service_t *svc)
 {
     if (!svc) return;
     if (svc->tracer) weft_tracer_free(svc->tracer);
+    if (svc->orphan && svc->orphan->shutdown) svc->orphan->shutdown(svc->orphan->arg);
     if (svc->http) weft_http_server_free(svc->http);
     if (svc->workers) weft_workers_free(svc->workers);
     if (svc->metrics) weft_metrics_registry_free(svc->metrics);

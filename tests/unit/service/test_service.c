@@ -182,6 +182,7 @@ static void test_bad_options(void **state)
     assert_int_equal(weft_service_new(&o, &s), WEFT_EINVAL);
     o.name = "ok";
     o.sample_ratio = 2;
+    o.exporter = weft_trace_memory_exporter_new(4); /* taken over even on failure: no leak */
     assert_int_equal(weft_service_new(&o, &s), WEFT_EINVAL);
 }
 
