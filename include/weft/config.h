@@ -5,13 +5,38 @@
  * path), type, where the value goes (offset into the module's struct), default, bounds,
  * flag, environment variable and help. The same tables drive YAML parsing (libyaml),
  * environment overrides, command-line flags, validation, `--help` and the Markdown
- * reference. Precedence: defaults, then the file, then the environment, then flags.
+ * reference. Precedence: defaults, then the file, then the environment, then flags; a
+ * later source replaces what an earlier one set.
  *
- * Errors name where the bad value came from, in one line:
+ * Errors are one line, naming where the bad value came from and which key it is for:
  *   weft.yaml:7:12: http.max_headers: 5000 is above the maximum 1000
+ *   weft.yaml:3:1: htpp: unknown key (did you mean "http"?)
  *   WEFT_WORKERS: expected a whole number, got "many"
- *   --api: expected HOST:PORT, got "localhost"
- * and callers exit with status 2.
+ *   --api: expected HOST:PORT (port 0-65535, [v6]:port), got "localhost"
+ * FILE:LINE:COLUMN is 1-based and points at the offending value (at the key for unknown
+ * and duplicate keys). Values quoted in messages are escaped and cut to 64 bytes, so a
+ * message never spans lines. Callers print it and exit with status 2.
+ *
+ * Value syntax, the same in defaults, the file, the environment and flags:
+ *   BOOL      true/false, yes/no, on/off, 1/0 (any case)
+ *   INT, UINT decimal digits with an optional sign ("-" only for INT); no junk, no overflow
+ *   DOUBLE    decimal, optional fraction and exponent ("0.25", "-1e3"); not inf or nan
+ *   STRING    any text without NUL bytes; min/max, when set, bound its length in bytes
+ *   DURATION  number+unit groups from the largest unit down: "250ms", "10s", "1m30s",
+ *             "1.5h", "7d" (units d h m s ms); "0" alone is zero; whole milliseconds
+ *   SIZE      number with an optional unit: "512", "512B", "64KiB", "1.5MiB", "2GiB",
+ *             "1TiB" (powers of 1024) or "10KB", "5MB", "1GB", "1TB" (powers of 1000);
+ *             units in any case; whole bytes
+ *   ADDR      "host:port" (host: letters, digits, '.', '-', '_') or "[v6addr]:port";
+ *             port 0-65535
+ *   ENUM      one of choices, exactly
+ *   LOGLEVEL  debug, info, warn (or warning), error, off
+ * In the file, a key with no value (`key:`, `key: ~`, `key: null`) is an error; quote a
+ * string to set it to "" or "null". Keys may be nested (`http: {max_headers: 5}`) or
+ * dotted (`http.max_headers: 5`); setting one key twice either way is an error. Anchors and
+ * aliases of single values work; merge keys (`<<`) and aliases of mappings do not. The
+ * file may hold one YAML document (an empty second one is ignored), nested at most
+ * WEFT_CONF_MAX_DEPTH levels. An environment variable that is set, even to "", is a value.
  */
 #ifndef WEFT_CONFIG_H
 #define WEFT_CONFIG_H
@@ -25,74 +50,121 @@
 extern "C" {
 #endif
 
-#define WEFT_CONF_MAX_FILE (1u << 20) /* bytes of YAML read at most */
+#define WEFT_CONF_MAX_FILE  (1u << 20) /* bytes of YAML read at most */
+#define WEFT_CONF_MAX_DEPTH 16         /* components of a key, levels of nested mappings */
+#define WEFT_CONF_MAX_KEY   255        /* bytes of a dotted key */
 
 typedef enum {
-    WEFT_CONF_BOOL,     /* bool: true/false, yes/no, on/off */
+    WEFT_CONF_BOOL,     /* bool */
     WEFT_CONF_INT,      /* int64_t */
     WEFT_CONF_UINT,     /* uint64_t */
     WEFT_CONF_DOUBLE,   /* double */
-    WEFT_CONF_STRING,   /* char *, owned by the weft_conf_t */
-    WEFT_CONF_DURATION, /* uint64_t milliseconds, from "250ms", "10s", "5m", "1h", "1m30s" */
-    WEFT_CONF_SIZE,     /* uint64_t bytes, from "512", "64KiB", "1MiB", "2GiB", "10KB" */
-    WEFT_CONF_ADDR,     /* weft_conf_addr_t, from "host:port" or "[v6]:port" */
+    WEFT_CONF_STRING,   /* char *, owned by the weft_conf_t; NULL when no default */
+    WEFT_CONF_DURATION, /* uint64_t milliseconds */
+    WEFT_CONF_SIZE,     /* uint64_t bytes */
+    WEFT_CONF_ADDR,     /* weft_conf_addr_t */
     WEFT_CONF_ENUM,     /* int: index into choices */
+    WEFT_CONF_LOGLEVEL, /* weft_log_level_t (weft/log.h) */
 } weft_conf_type_t;
 
 typedef struct weft_conf_addr_s {
-    char host[256];
+    char host[256]; /* without brackets: "127.0.0.1", "::1", "localhost" */
     uint16_t port;
 } weft_conf_addr_t;
 
+/**
+ * One setting. Bounds are inclusive and apply to INT, UINT, DOUBLE, DURATION (in ms), SIZE
+ * (in bytes) and STRING (length in bytes); min == max == 0 means unbounded, and INFINITY /
+ * -INFINITY (<math.h>) leave one side open. Integers are compared exactly, not as doubles.
+ */
 typedef struct weft_conf_option_s {
-    const char *key; /* dotted path in the YAML file, e.g. "http.max_headers" */
+    const char *key; /* dotted path in the YAML file, e.g. "http.max_headers"; letters,
+                        digits, '_' and '-' between dots */
     weft_conf_type_t type;
     size_t offset;              /* where the value goes in the section's struct */
-    const char *def;            /* default, in the file's syntax; NULL: zero/empty */
-    double min, max;            /* inclusive bounds for numbers, durations (ms), sizes;
-                                   both 0: unbounded */
-    const char *flag;           /* long flag without dashes, or NULL */
-    const char *env;            /* environment variable, or NULL */
-    const char *const *choices; /* WEFT_CONF_ENUM: NULL-terminated */
-    const char *help;
+    const char *def;            /* default, in the file's syntax; NULL: zero (strings NULL) */
+    double min, max;            /* inclusive bounds, see above */
+    const char *flag;           /* long flag without dashes, e.g. "log-level", or NULL */
+    const char *env;            /* environment variable, e.g. "WEFT_WORKERS", or NULL */
+    const char *const *choices; /* WEFT_CONF_ENUM: NULL-terminated, at least one */
+    const char *help;           /* one line, for --help and the reference */
 } weft_conf_option_t;
 
+/** A module's table and the struct its offsets refer to. */
 typedef struct weft_conf_section_s {
-    const char *name;
+    const char *name; /* the module, e.g. "http"; names the table in table errors */
     const weft_conf_option_t *opts;
     size_t n;
     void *target; /* the struct the offsets refer to */
 } weft_conf_section_t;
 
-/** Owns what loading allocated (strings); free with weft_conf_free. */
+/** What a load produced and owns: the string values. Free with weft_conf_free. */
 typedef struct weft_conf_s {
-    char **owned;
+    char **owned; /* strings currently stored in targets */
     size_t nowned, capowned;
+    const char *file; /* the YAML file that was read (argv's --config or the file
+                         argument), or NULL; points into argv or at the argument */
 } weft_conf_t;
 
 /**
- * Loads the settings of secs into their targets: defaults, then the YAML file (file, or the
- * `--config FILE` flag when file is NULL), then environment variables, then flags from
- * argv[1..argc-1] (`--flag value`, `--flag=value`, `--flag`/`--no-flag` for booleans).
- * Positional arguments and unknown flags are errors. On error, writes one line (without
- * the trailing newline) into err and returns WEFT_EINVAL (bad value, unknown key or flag)
- * or WEFT_ENOENT (the file cannot be read) or WEFT_ENOMEM; conf holds nothing to free then.
+ * Fills the targets of secs: every option first gets its default, then values from the
+ * YAML file, then from environment variables, then from flags in argv[1..argc-1]:
+ *   --name value, --name=value; booleans: --name, --no-name, --name=false
+ *   --config FILE, --config=FILE: the YAML file to read (replaces the file argument)
+ * A flag's value may not start with "--" unless written --name=value. Positional
+ * arguments (not starting with "--") and `--` are errors here; see weft_conf_load_args.
+ * `--help` is not handled: callers look for it before loading (it is an unknown flag).
+ *
+ * conf: filled on success (any previous contents are ignored, not freed).
+ * file: the YAML file to read when argv has no --config; NULL for none.
+ * err:  receives one line without a newline on failure (may be NULL when errlen is 0).
+ * Returns 0, or WEFT_EINVAL (a bad value, key, flag or table; err says which),
+ * WEFT_ENOENT (the file cannot be read) or WEFT_ENOMEM. On failure conf owns nothing,
+ * string fields of the targets are NULL and other fields may hold partial values.
+ * Reads the environment; call at start-up, not concurrently with setenv.
  */
 WEFT_EXTERN int weft_conf_load(weft_conf_t *conf, const weft_conf_section_t *secs, size_t nsecs,
                                const char *file, int argc, char **argv, char *err, size_t errlen);
 
-/** Frees what weft_conf_load allocated (the string values in the targets). */
+/**
+ * Like weft_conf_load, but flags end at the first argument that does not start with "--"
+ * or after an argument `--`; *argi receives the index of the first argument left for the
+ * caller (argc when none), e.g. a subcommand or file names. Flags after it are not read.
+ */
+WEFT_EXTERN int weft_conf_load_args(weft_conf_t *conf, const weft_conf_section_t *secs,
+                                    size_t nsecs, const char *file, int argc, char **argv,
+                                    int *argi, char *err, size_t errlen);
+
+/** Frees what a load allocated; string fields of the targets dangle afterwards. */
 WEFT_EXTERN void weft_conf_free(weft_conf_t *conf);
 
-/** Prints every option: flag (or key), type, default, environment variable, bounds, help. */
+/**
+ * Checks the tables themselves: keys well-formed and unique (no key is also the parent of
+ * another), flags and environment variables well-formed and unique, choices present for
+ * ENUM, bounds ordered and meaningful for the type, every default valid and in bounds.
+ * Returns 0 or WEFT_EINVAL with "SECTION: KEY: problem" in err. Loading runs it first;
+ * call it from a unit test to catch a broken table without loading.
+ */
+WEFT_EXTERN int weft_conf_check(const weft_conf_section_t *secs, size_t nsecs, char *err,
+                                size_t errlen);
+
+/**
+ * Prints a `--help` block for every option: flag (or key for file-only settings) and
+ * type, help, then key, default, environment variable, range or choices. Starts with the
+ * --config line. Writes to out; allocates nothing.
+ */
 WEFT_EXTERN void weft_conf_help(const weft_conf_section_t *secs, size_t nsecs, FILE *out);
 
-/** Prints a Markdown table of every option. */
+/**
+ * Prints the Markdown reference: one table row per option (key, type, default, flag,
+ * environment, range or choices, description), then the syntax of each type used.
+ */
 WEFT_EXTERN void weft_conf_markdown(const weft_conf_section_t *secs, size_t nsecs, FILE *out);
 
 /**
- * Parses one value of type t as the table would (no bounds check). For tests and for
- * callers that take values from elsewhere. Returns 0 or WEFT_EINVAL with a reason in why.
+ * Parses one value of opt's type as the table would, without the bounds check. out points
+ * at storage of the option's type; for STRING it receives text itself (not a copy).
+ * Returns 0 or WEFT_EINVAL with the reason in why ("expected a whole number, got \"x\"").
  */
 WEFT_EXTERN int weft_conf_parse_value(const weft_conf_option_t *opt, const char *text, void *out,
                                       char *why, size_t whylen);

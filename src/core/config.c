@@ -1,15 +1,29 @@
 /*
- * config.c - declaration tables to settings: YAML file, environment, flags, help, docs.
+ * config.c - declaration tables to settings: defaults, YAML file, environment, flags.
  *
- * Loading runs four passes over the same tables: defaults (parsed from the table's text, so
- * defaults and files share one syntax), the YAML file, the environment, the flags. The YAML
- * file is read with libyaml's document API: each mapping key extends a dotted path; a path
- * equal to an option key takes a scalar value, a path that prefixes option keys takes a
- * mapping, anything else is an unknown key (with a "did you mean" from edit distance).
- * Errors carry libyaml's marks (0-based) printed 1-based as FILE:LINE:COLUMN of the value.
+ * A load is four passes over the same tables, each replacing what the one before set:
+ * defaults (parsed from the table's text, so defaults and files share one syntax), the
+ * YAML file, the environment, the flags. Before any of them the tables are checked
+ * (weft_conf_check) and the flags are scanned, because `--config FILE` names the file;
+ * flag values are applied last.
  *
- * Runs at start-up on one thread; no global state. Strings set in targets are owned by the
- * weft_conf_t and replaced (freed) when a later pass sets them again.
+ * The file is read whole (at most WEFT_CONF_MAX_FILE bytes) and parsed twice as libyaml's
+ * event stream, never as a document tree. The first pass checks only YAML syntax and
+ * nesting (at most WEFT_CONF_MAX_DEPTH levels), so a broken file is reported as broken
+ * YAML wherever the break is. The second walks the events against the tables, and the
+ * first problem in file order is the one reported: a key path equal to an option's key
+ * takes a scalar, a path that is a parent of option keys takes a mapping, anything else is
+ * an unknown key (with a "did you mean" by edit distance). Anchors of single values are
+ * kept (at most MAX_ANCHORS) so aliases to them work; aliases of mappings would re-walk
+ * shared structure and are refused.
+ *
+ * Invariants: every error is one line in the caller's buffer (keys and values from the
+ * input are escaped) and stops the load; a key set twice in the file is an error even when
+ * written once nested and once dotted (the option's first position is kept); strings in
+ * targets are always NULL or owned by the weft_conf_t, and NULL again after a failed load.
+ * Memory: out of memory is returned as WEFT_ENOMEM, never an abort.
+ *
+ * Runs at start-up on the caller's thread; no global state (reads the environment).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -20,27 +34,71 @@
 
 #include <yaml.h>
 
-#include "weft/config.h"
+#include "weft/log.h"
+#include "core/config_int.h"
 
-#define MAX_DEPTH 16
+#define MAX_ANCHORS 64 /* anchors kept per file; more is an error */
+
+typedef struct anchor_s {
+    char *name;
+    char *value; /* NULL for an anchor of a mapping or list */
+    size_t len;
+    bool null; /* a plain empty/~/null scalar */
+} anchor_t;
+
+typedef struct flagval_s {
+    size_t opt;        /* global option index */
+    const char *value; /* points into argv, or "true"/"false" */
+    int arg;           /* argv index of the flag, for the message */
+} flagval_t;
 
 typedef struct loader_s {
     weft_conf_t *conf;
     const weft_conf_section_t *secs;
-    size_t nsecs;
+    size_t nsecs, nopts;
     char *err;
     size_t errlen;
+    char fname[512]; /* the file's name, escaped for messages */
+    const char *buf; /* the file's bytes while it is walked */
+    size_t buflen;
+    yaml_parser_t parser;
+    size_t *set_line; /* per option: the line where the file set it (0: not set) */
+    anchor_t anchors[MAX_ANCHORS];
+    size_t nanchors;
 } loader_t;
 
 static int fail(loader_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(loader_t *l, const char *fmt, ...)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(l->err, l->errlen, fmt, ap);
-    va_end(ap);
+    if (l->err && l->errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(l->err, l->errlen, fmt, ap);
+        va_end(ap);
+    }
     return WEFT_EINVAL;
 }
+
+static int oom(loader_t *l)
+{
+    fail(l, "out of memory");
+    return WEFT_ENOMEM;
+}
+
+static const weft_conf_option_t *opt_at(const loader_t *l, size_t g,
+                                        const weft_conf_section_t **sec)
+{
+    for (size_t s = 0; s < l->nsecs; s++) {
+        if (g < l->secs[s].n) {
+            if (sec) *sec = &l->secs[s];
+            return &l->secs[s].opts[g];
+        }
+        g -= l->secs[s].n;
+    }
+    return NULL;
+}
+
+/* ---- ownership ---- */
 
 static int own(weft_conf_t *conf, char *s)
 {
@@ -68,300 +126,50 @@ static void disown(weft_conf_t *conf, char *s)
 
 void weft_conf_free(weft_conf_t *conf)
 {
+    if (!conf) return;
     for (size_t i = 0; i < conf->nowned; i++) free(conf->owned[i]);
     free(conf->owned);
     memset(conf, 0, sizeof(*conf));
 }
 
-/* ---- value parsing ---- */
-
-static int why(char *w, size_t wl, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int why(char *w, size_t wl, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(w, wl, fmt, ap);
-    va_end(ap);
-    return WEFT_EINVAL;
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-    if (!*s) return -1;
-    uint64_t v = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9') return -1;
-        unsigned d = (unsigned)(*p - '0');
-        if (v > (UINT64_MAX - d) / 10) return -2;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_bool(const char *s, bool *out)
-{
-    static const char *const yes[] = {"true", "yes", "on", "1"};
-    static const char *const no[] = {"false", "no", "off", "0"};
-    for (int i = 0; i < 4; i++) {
-        if (strcasecmp(s, yes[i]) == 0) return *out = true, 0;
-        if (strcasecmp(s, no[i]) == 0) return *out = false, 0;
-    }
-    return -1;
-}
-
-/* "1h30m", "250ms", "10s" -> milliseconds. */
-static int parse_duration(const char *s, uint64_t *ms)
-{
-    static const struct {
-        const char *unit;
-        uint64_t ms;
-    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
-    if (!*s) return -1;
-    uint64_t total = 0;
-    const char *p = s;
-    while (*p) {
-        uint64_t v = 0;
-        const char *d = p;
-        while (*p >= '0' && *p <= '9') {
-            if (v > UINT64_MAX / 10 - 9) return -2;
-            v = v * 10 + (uint64_t)(*p++ - '0');
-        }
-        if (p == d) return -1;
-        const char *u = p;
-        while (*p && !(*p >= '0' && *p <= '9')) p++;
-        size_t ul = (size_t)(p - u);
-        size_t k;
-        for (k = 0; k < 4; k++)
-            if (strlen(units[k].unit) == ul && memcmp(units[k].unit, u, ul) == 0) break;
-        if (k == 4) return -1;
-        if (v > (UINT64_MAX - total) / units[k].ms) return -2;
-        total += v * units[k].ms;
-    }
-    *ms = total;
-    return 0;
-}
-
-static int parse_size(const char *s, uint64_t *bytes)
-{
-    static const struct {
-        const char *unit;
-        uint64_t mul;
-    } units[] = {{"", 1},           {"B", 1},     {"KiB", 1024},   {"MiB", 1 << 20},
-                 {"GiB", 1u << 30}, {"KB", 1000}, {"MB", 1000000}, {"GB", 1000000000}};
-    const char *p = s;
-    uint64_t v = 0;
-    if (!(*p >= '0' && *p <= '9')) return -1;
-    while (*p >= '0' && *p <= '9') {
-        if (v > UINT64_MAX / 10 - 9) return -2;
-        v = v * 10 + (uint64_t)(*p++ - '0');
-    }
-    for (size_t k = 0; k < sizeof(units) / sizeof(units[0]); k++) {
-        if (strcmp(p, units[k].unit) == 0) {
-            if (units[k].mul && v > UINT64_MAX / units[k].mul) return -2;
-            *bytes = v * units[k].mul;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-static int parse_addr(const char *s, weft_conf_addr_t *a)
-{
-    const char *colon;
-    size_t hl;
-    const char *host = s;
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':') return -1;
-        host = s + 1;
-        hl = (size_t)(close - host);
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon) return -1;
-        hl = (size_t)(colon - s);
-        if (memchr(s, ':', hl)) return -1; /* a bare IPv6 address needs brackets */
-    }
-    if (hl == 0 || hl >= sizeof(a->host)) return -1;
-    for (size_t i = 0; i < hl; i++)
-        if (isspace((unsigned char)host[i])) return -1;
-    uint64_t port;
-    if (parse_u64(colon + 1, &port) != 0 || port > 65535) return -1;
-    memcpy(a->host, host, hl);
-    a->host[hl] = 0;
-    a->port = (uint16_t)port;
-    return 0;
-}
-
-static const char *type_name(weft_conf_type_t t)
+static size_t storage_size(weft_conf_type_t t)
 {
     switch (t) {
     case WEFT_CONF_BOOL:
-        return "bool";
+        return sizeof(bool);
     case WEFT_CONF_INT:
-        return "int";
+        return sizeof(int64_t);
     case WEFT_CONF_UINT:
-        return "uint";
+    case WEFT_CONF_DURATION:
+    case WEFT_CONF_SIZE:
+        return sizeof(uint64_t);
     case WEFT_CONF_DOUBLE:
-        return "number";
+        return sizeof(double);
     case WEFT_CONF_STRING:
-        return "string";
-    case WEFT_CONF_DURATION:
-        return "duration";
-    case WEFT_CONF_SIZE:
-        return "size";
+        return sizeof(char *);
     case WEFT_CONF_ADDR:
-        return "host:port";
+        return sizeof(weft_conf_addr_t);
     case WEFT_CONF_ENUM:
-        return "enum";
+        return sizeof(int);
+    case WEFT_CONF_LOGLEVEL:
+        return sizeof(weft_log_level_t);
     }
-    return "?";
+    return 0;
 }
 
-/* Parses text into *out (a scratch of the option's storage type). */
-int weft_conf_parse_value(const weft_conf_option_t *o, const char *text, void *out, char *w,
-                          size_t wl)
-{
-    int r;
-    switch (o->type) {
-    case WEFT_CONF_BOOL:
-        if (parse_bool(text, out) != 0)
-            return why(w, wl, "expected true or false, got \"%s\"", text);
-        return 0;
-    case WEFT_CONF_INT: {
-        const char *p = text[0] == '-' ? text + 1 : text;
-        uint64_t v;
-        r = parse_u64(p, &v);
-        if (r == -1) return why(w, wl, "expected a whole number, got \"%s\"", text);
-        if (r == -2 || v > (uint64_t)INT64_MAX + (p != text))
-            return why(w, wl, "%s is out of range", text);
-        *(int64_t *)out = p != text ? (int64_t)(0 - v) : (int64_t)v;
-        return 0;
-    }
-    case WEFT_CONF_UINT:
-        r = parse_u64(text, out);
-        if (r == -1) return why(w, wl, "expected a whole number, got \"%s\"", text);
-        if (r == -2) return why(w, wl, "%s is out of range", text);
-        return 0;
-    case WEFT_CONF_DOUBLE: {
-        char *end;
-        errno = 0;
-        double d = strtod(text, &end);
-        if (!*text || *end || errno || !isfinite(d))
-            return why(w, wl, "expected a number, got \"%s\"", text);
-        *(double *)out = d;
-        return 0;
-    }
-    case WEFT_CONF_STRING:
-        *(const char **)out = text;
-        return 0;
-    case WEFT_CONF_DURATION:
-        r = parse_duration(text, out);
-        if (r == -1) return why(w, wl, "expected a duration like 10s or 250ms, got \"%s\"", text);
-        if (r == -2) return why(w, wl, "%s is out of range", text);
-        return 0;
-    case WEFT_CONF_SIZE:
-        r = parse_size(text, out);
-        if (r == -1) return why(w, wl, "expected a size like 512, 64KiB or 1MiB, got \"%s\"", text);
-        if (r == -2) return why(w, wl, "%s is out of range", text);
-        return 0;
-    case WEFT_CONF_ADDR:
-        if (parse_addr(text, out) != 0)
-            return why(w, wl, "expected HOST:PORT (port 0-65535, [v6]:port), got \"%s\"", text);
-        return 0;
-    case WEFT_CONF_ENUM:
-        for (int i = 0; o->choices && o->choices[i]; i++) {
-            if (strcmp(o->choices[i], text) == 0) {
-                *(int *)out = i;
-                return 0;
-            }
-        }
-        {
-            char list[256] = "";
-            for (int i = 0; o->choices && o->choices[i]; i++) {
-                if (i) strncat(list, ", ", sizeof(list) - strlen(list) - 1);
-                strncat(list, o->choices[i], sizeof(list) - strlen(list) - 1);
-            }
-            return why(w, wl, "expected one of %s, got \"%s\"", list, text);
-        }
-    }
-    return why(w, wl, "unknown type");
-}
+/* ---- one value ---- */
 
-static void fmt_bound(const weft_conf_option_t *o, double v, char *out, size_t n)
+/* Parses, checks bounds and stores one value of option g. where: "file:l:c: key",
+ * "--flag", "ENV" (already escaped). */
+static int set_value(loader_t *l, size_t g, const char *text, size_t len, const char *where)
 {
-    bool unit = (o->type == WEFT_CONF_DURATION || o->type == WEFT_CONF_SIZE) && v >= 0 &&
-                v < 18446744073709551616.0;
-    uint64_t u = unit ? (uint64_t)v : 0;
-    if (!unit) {
-        snprintf(out, n, "%.15g", v);
-    } else if (o->type == WEFT_CONF_DURATION) {
-        if (u && u % 3600000 == 0)
-            snprintf(out, n, "%lluh", (unsigned long long)(u / 3600000));
-        else if (u && u % 60000 == 0)
-            snprintf(out, n, "%llum", (unsigned long long)(u / 60000));
-        else if (u && u % 1000 == 0)
-            snprintf(out, n, "%llus", (unsigned long long)(u / 1000));
-        else
-            snprintf(out, n, "%llums", (unsigned long long)u);
-    } else if (o->type == WEFT_CONF_SIZE) {
-        if (u && u % (1u << 30) == 0)
-            snprintf(out, n, "%lluGiB", (unsigned long long)(u >> 30));
-        else if (u && u % (1u << 20) == 0)
-            snprintf(out, n, "%lluMiB", (unsigned long long)(u >> 20));
-        else if (u && u % 1024 == 0)
-            snprintf(out, n, "%lluKiB", (unsigned long long)(u >> 10));
-        else
-            snprintf(out, n, "%llu", (unsigned long long)u);
-    } else {
-        snprintf(out, n, "%.15g", v);
-    }
-}
-
-/* Parses, checks bounds and stores one value. where: "file:l:c: key" or "--flag" etc. */
-static int set_value(loader_t *l, const weft_conf_section_t *sec, const weft_conf_option_t *o,
-                     const char *text, const char *where)
-{
-    union {
-        bool b;
-        int64_t i;
-        uint64_t u;
-        double d;
-        const char *s;
-        int e;
-        weft_conf_addr_t a;
-    } v;
+    const weft_conf_section_t *sec;
+    const weft_conf_option_t *o = opt_at(l, g, &sec);
+    weft__conf_value_t v;
     char w[512];
-    if (weft_conf_parse_value(o, text, &v, w, sizeof(w)) != 0) return fail(l, "%s: %s", where, w);
-    double num = 0;
-    int numeric = 1;
-    switch (o->type) {
-    case WEFT_CONF_INT:
-        num = (double)v.i;
-        break;
-    case WEFT_CONF_UINT:
-    case WEFT_CONF_DURATION:
-    case WEFT_CONF_SIZE:
-        num = (double)v.u;
-        break;
-    case WEFT_CONF_DOUBLE:
-        num = v.d;
-        break;
-    default:
-        numeric = 0;
-    }
-    if (numeric && (o->min != 0 || o->max != 0)) {
-        char b[64];
-        if (num < o->min) {
-            fmt_bound(o, o->min, b, sizeof(b));
-            return fail(l, "%s: %s is below the minimum %s", where, text, b);
-        }
-        if (num > o->max) {
-            fmt_bound(o, o->max, b, sizeof(b));
-            return fail(l, "%s: %s is above the maximum %s", where, text, b);
-        }
-    }
+    if (weft__conf_parse(o, text, len, &v, w, sizeof(w)) != 0 ||
+        weft__conf_check_bounds(o, &v, text, len, w, sizeof(w)) != 0)
+        return fail(l, "%s: %s", where, w);
     char *dst = (char *)sec->target + o->offset;
     switch (o->type) {
     case WEFT_CONF_BOOL:
@@ -381,14 +189,20 @@ static int set_value(loader_t *l, const weft_conf_section_t *sec, const weft_con
     case WEFT_CONF_ENUM:
         *(int *)dst = v.e;
         break;
+    case WEFT_CONF_LOGLEVEL:
+        *(weft_log_level_t *)dst = (weft_log_level_t)v.e;
+        break;
     case WEFT_CONF_ADDR:
         *(weft_conf_addr_t *)dst = v.a;
         break;
     case WEFT_CONF_STRING: {
-        char *copy = strdup(text);
-        if (!copy || own(l->conf, copy) != 0) {
+        char *copy = malloc(len + 1);
+        if (!copy) return oom(l);
+        memcpy(copy, text, len);
+        copy[len] = 0;
+        if (own(l->conf, copy) != 0) {
             free(copy);
-            return fail(l, "out of memory");
+            return oom(l);
         }
         char **slot = (char **)dst;
         if (*slot) disown(l->conf, *slot);
@@ -399,359 +213,820 @@ static int set_value(loader_t *l, const weft_conf_section_t *sec, const weft_con
     return 0;
 }
 
-/* ---- the file ---- */
+/* ---- table lookups ---- */
 
-static const weft_conf_option_t *find_key(loader_t *l, const char *key,
-                                          const weft_conf_section_t **sec)
+static bool find_key(const loader_t *l, const char *key, size_t *g)
 {
+    size_t i = 0;
     for (size_t s = 0; s < l->nsecs; s++)
-        for (size_t i = 0; i < l->secs[s].n; i++)
-            if (strcmp(l->secs[s].opts[i].key, key) == 0) {
-                *sec = &l->secs[s];
-                return &l->secs[s].opts[i];
+        for (size_t k = 0; k < l->secs[s].n; k++, i++)
+            if (strcmp(l->secs[s].opts[k].key, key) == 0) {
+                *g = i;
+                return true;
             }
-    return NULL;
+    return false;
 }
 
-static int is_prefix(loader_t *l, const char *path)
+static bool is_parent(const loader_t *l, const char *path)
 {
     size_t n = strlen(path);
     for (size_t s = 0; s < l->nsecs; s++)
-        for (size_t i = 0; i < l->secs[s].n; i++) {
-            const char *k = l->secs[s].opts[i].key;
-            if (strncmp(k, path, n) == 0 && k[n] == '.') return 1;
+        for (size_t k = 0; k < l->secs[s].n; k++) {
+            const char *key = l->secs[s].opts[k].key;
+            if (strncmp(key, path, n) == 0 && key[n] == '.') return true;
         }
-    return 0;
+    return false;
 }
 
-static size_t edit_distance(const char *a, const char *b)
+/*
+ * A suggestion for an unknown key: name under prefix, path the two joined. Tries, in
+ * order: the closest name at the same level ("timout" -> "timeout"), the closest whole key
+ * ("net.tmeout" -> "net.timeout"), the key of an option whose last part is close to name's
+ * last part (a setting put at the wrong level: "listen" -> "net.listen"). Writes "" when
+ * nothing is close.
+ */
+static void suggest_key(const loader_t *l, const char *prefix, const char *name, size_t nl,
+                        const char *path, char *out, size_t n)
 {
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 64 || lb > 64) return 99;
-    size_t d[65][65];
-    for (size_t i = 0; i <= la; i++) d[i][0] = i;
-    for (size_t j = 0; j <= lb; j++) d[0][j] = j;
-    for (size_t i = 1; i <= la; i++)
-        for (size_t j = 1; j <= lb; j++) {
-            size_t c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
-            d[i][j] = c;
-        }
-    return d[la][lb];
-}
-
-/* The closest known name at the same level as path (the last component), or NULL. */
-static void suggest(loader_t *l, const char *prefix, const char *name, char *out, size_t n)
-{
-    size_t best = 3, pl = strlen(prefix);
+    size_t pl = strlen(prefix);
+    const char *last = strrchr(name, '.');
+    last = last ? last + 1 : name;
     out[0] = 0;
-    for (size_t s = 0; s < l->nsecs; s++)
-        for (size_t i = 0; i < l->secs[s].n; i++) {
-            const char *k = l->secs[s].opts[i].key;
-            if (pl && (strncmp(k, prefix, pl) != 0 || k[pl] != '.')) continue;
-            const char *rest = pl ? k + pl + 1 : k;
-            char comp[128];
-            size_t cl = strcspn(rest, ".");
-            if (cl >= sizeof(comp)) continue;
-            memcpy(comp, rest, cl);
-            comp[cl] = 0;
-            size_t dist = edit_distance(name, comp);
-            if (dist < best) {
-                best = dist;
-                snprintf(out, n, "%s", comp);
+    for (int pass = 0; pass < 3 && !out[0]; pass++) {
+        size_t best = (size_t)-1;
+        for (size_t s = 0; s < l->nsecs; s++)
+            for (size_t k = 0; k < l->secs[s].n; k++) {
+                const char *key = l->secs[s].opts[k].key, *mine = name, *theirs = key;
+                size_t ml = nl, tl;
+                if (pass == 0) {
+                    if (pl && (strncmp(key, prefix, pl) != 0 || key[pl] != '.')) continue;
+                    theirs = pl ? key + pl + 1 : key;
+                    tl = strcspn(theirs, ".");
+                } else if (pass == 1) {
+                    mine = path;
+                    ml = strlen(path);
+                    tl = strlen(key);
+                } else {
+                    mine = last;
+                    ml = strlen(last);
+                    theirs = strrchr(key, '.');
+                    theirs = theirs ? theirs + 1 : key;
+                    tl = strlen(theirs);
+                }
+                size_t d = weft__conf_distance(mine, ml, theirs, tl);
+                if (d < best && weft__conf_close(d, ml)) {
+                    best = d;
+                    if (pass == 0)
+                        snprintf(out, n, "%.*s", (int)tl, theirs);
+                    else
+                        snprintf(out, n, "%s", key);
+                }
             }
-        }
+    }
 }
 
-static int walk_mapping(loader_t *l, yaml_document_t *doc, yaml_node_t *map, const char *prefix,
-                        const char *file, int depth)
+/* ---- the file ---- */
+
+/* Line and column (1-based, in characters) of byte offset off in the file. */
+static void offset_mark(const loader_t *l, size_t off, size_t *line, size_t *col)
 {
-    if (depth > MAX_DEPTH)
-        return fail(l, "%s:%zu:%zu: nesting deeper than %d levels", file, map->start_mark.line + 1,
-                    map->start_mark.column + 1, MAX_DEPTH);
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-         p++) {
-        yaml_node_t *k = yaml_document_get_node(doc, p->key);
-        yaml_node_t *v = yaml_document_get_node(doc, p->value);
-        if (!k || !v) continue;
-        size_t kl = k->start_mark.line + 1, kc = k->start_mark.column + 1;
-        if (k->type != YAML_SCALAR_NODE)
-            return fail(l, "%s:%zu:%zu: keys must be plain names", file, kl, kc);
-        const char *name = (const char *)k->data.scalar.value;
-        for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
-            yaml_node_t *k2 = yaml_document_get_node(doc, q->key);
-            if (k2 && k2->type == YAML_SCALAR_NODE &&
-                strcmp((const char *)k2->data.scalar.value, name) == 0)
-                return fail(l, "%s:%zu:%zu: %s%s%s: duplicate key", file, kl, kc, prefix,
-                            *prefix ? "." : "", name);
-        }
-        char path[512];
-        if (snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", name) >=
-            (int)sizeof(path))
-            return fail(l, "%s:%zu:%zu: key too long", file, kl, kc);
-        const weft_conf_section_t *sec;
-        const weft_conf_option_t *o = find_key(l, path, &sec);
-        size_t vl = v->start_mark.line + 1, vc = v->start_mark.column + 1;
-        if (o) {
-            if (v->type != YAML_SCALAR_NODE)
-                return fail(l, "%s:%zu:%zu: %s: expected a single %s value, got a %s", file, vl, vc,
-                            path, type_name(o->type),
-                            v->type == YAML_MAPPING_NODE ? "mapping" : "list");
-            char where[700];
-            snprintf(where, sizeof(where), "%s:%zu:%zu: %s", file, vl, vc, path);
-            int err = set_value(l, sec, o, (const char *)v->data.scalar.value, where);
-            if (err) return err;
-        } else if (is_prefix(l, path)) {
-            if (v->type != YAML_MAPPING_NODE)
-                return fail(l, "%s:%zu:%zu: %s: expected a mapping of settings", file, vl, vc,
-                            path);
-            int err = walk_mapping(l, doc, v, path, file, depth + 1);
-            if (err) return err;
-        } else {
-            char s[128];
-            suggest(l, prefix, name, s, sizeof(s));
-            if (s[0])
-                return fail(l, "%s:%zu:%zu: %s: unknown key (did you mean \"%s\"?)", file, kl, kc,
-                            path, s);
-            return fail(l, "%s:%zu:%zu: %s: unknown key", file, kl, kc, path);
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off && i < l->buflen; i++) {
+        unsigned char c = (unsigned char)l->buf[i];
+        if (c == '\n') {
+            ++*line;
+            *col = 1;
+        } else if ((c & 0xC0) != 0x80) {
+            ++*col;
         }
     }
+}
+
+static int yaml_error(loader_t *l)
+{
+    yaml_parser_t *p = &l->parser;
+    if (p->error == YAML_MEMORY_ERROR) return oom(l);
+    const char *problem = p->problem ? p->problem : "syntax error";
+    if (p->error == YAML_READER_ERROR) {
+        size_t line, col;
+        offset_mark(l, p->problem_offset, &line, &col);
+        if (p->problem_value >= 0)
+            return fail(l, "%s:%zu:%zu: invalid YAML: %s (byte 0x%02x)", l->fname, line, col,
+                        problem, (unsigned)p->problem_value & 0xff);
+        return fail(l, "%s:%zu:%zu: invalid YAML: %s", l->fname, line, col, problem);
+    }
+    size_t line = p->problem_mark.line + 1, col = p->problem_mark.column + 1;
+    if (p->context && (p->context_mark.line != p->problem_mark.line ||
+                       p->context_mark.column != p->problem_mark.column))
+        return fail(l, "%s:%zu:%zu: invalid YAML: %s %s (which started at %zu:%zu)", l->fname, line,
+                    col, problem, p->context, p->context_mark.line + 1, p->context_mark.column + 1);
+    if (p->context)
+        return fail(l, "%s:%zu:%zu: invalid YAML: %s %s", l->fname, line, col, problem, p->context);
+    return fail(l, "%s:%zu:%zu: invalid YAML: %s", l->fname, line, col, problem);
+}
+
+static bool plain_null(const yaml_event_t *ev)
+{
+    if (ev->type != YAML_SCALAR_EVENT || ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
+        ev->data.scalar.tag)
+        return false;
+    const char *v = (const char *)ev->data.scalar.value;
+    return ev->data.scalar.length == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+           strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+}
+
+static char *dup_bytes(const void *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, p, n);
+        s[n] = 0;
+    }
+    return s;
+}
+
+/* Remembers the anchor an event defines, if any. */
+static int keep_anchor(loader_t *l, const yaml_event_t *ev)
+{
+    const yaml_char_t *name = NULL;
+    if (ev->type == YAML_SCALAR_EVENT)
+        name = ev->data.scalar.anchor;
+    else if (ev->type == YAML_MAPPING_START_EVENT)
+        name = ev->data.mapping_start.anchor;
+    else if (ev->type == YAML_SEQUENCE_START_EVENT)
+        name = ev->data.sequence_start.anchor;
+    if (!name) return 0;
+    if (l->nanchors == MAX_ANCHORS)
+        return fail(l, "%s:%zu:%zu: more than %d anchors", l->fname, ev->start_mark.line + 1,
+                    ev->start_mark.column + 1, MAX_ANCHORS);
+    anchor_t *a = &l->anchors[l->nanchors];
+    memset(a, 0, sizeof(*a));
+    a->name = dup_bytes(name, strlen((const char *)name));
+    if (!a->name) return oom(l);
+    if (ev->type == YAML_SCALAR_EVENT) {
+        a->value = dup_bytes(ev->data.scalar.value, ev->data.scalar.length);
+        if (!a->value) {
+            free(a->name);
+            return oom(l);
+        }
+        a->len = ev->data.scalar.length;
+        a->null = plain_null(ev);
+    }
+    l->nanchors++;
     return 0;
+}
+
+static void drop_anchors(loader_t *l)
+{
+    for (size_t i = 0; i < l->nanchors; i++) {
+        free(l->anchors[i].name);
+        free(l->anchors[i].value);
+    }
+    l->nanchors = 0;
+}
+
+/* The latest anchor named like an alias event's, or NULL. */
+static const anchor_t *find_anchor(const loader_t *l, const yaml_event_t *ev)
+{
+    const char *name = (const char *)ev->data.alias.anchor;
+    for (size_t i = l->nanchors; i > 0; i--)
+        if (strcmp(l->anchors[i - 1].name, name) == 0) return &l->anchors[i - 1];
+    return NULL;
+}
+
+static int next_event(loader_t *l, yaml_event_t *ev)
+{
+    if (!yaml_parser_parse(&l->parser, ev)) return yaml_error(l);
+    int rc = keep_anchor(l, ev);
+    if (rc) yaml_event_delete(ev);
+    return rc;
+}
+
+static const char *kind_name(yaml_event_type_t t)
+{
+    return t == YAML_MAPPING_START_EVENT ? "a mapping" : "a list";
+}
+
+typedef struct seen_s {
+    char *name;
+    size_t line;
+} seen_t;
+
+static int walk_mapping(loader_t *l, const char *prefix, yaml_mark_t at, int depth);
+
+/* One key (event k) and its value of a mapping under prefix; seen: parents so far. */
+static int walk_pair(loader_t *l, const char *prefix, int depth, yaml_event_t *k, seen_t **seen,
+                     size_t *nseen)
+{
+    size_t kl = k->start_mark.line + 1, kc = k->start_mark.column + 1;
+    if (k->type != YAML_SCALAR_EVENT)
+        return fail(l, "%s:%zu:%zu: keys must be names, not %s", l->fname, kl, kc,
+                    k->type == YAML_ALIAS_EVENT ? "aliases" : kind_name(k->type));
+    const char *name = (const char *)k->data.scalar.value;
+    size_t nl = k->data.scalar.length;
+    /* path: prefix.name, kept byte for byte (NULs too) up to the buffer, for messages */
+    char path[2 * WEFT_CONF_MAX_KEY + 2], shown[WEFT__CONF_SHOW * 4 + 8];
+    size_t pl = strlen(prefix), pn = pl + (pl ? 1 : 0) + nl, cut = pn;
+    if (cut >= sizeof(path)) cut = sizeof(path) - 1;
+    memcpy(path, prefix, pl);
+    if (pl) path[pl] = '.';
+    memcpy(path + pl + (pl ? 1 : 0), name, cut - pl - (pl ? 1 : 0));
+    path[cut] = 0;
+    weft__conf_escape(shown, sizeof(shown), path, cut, WEFT__CONF_SHOW);
+    if (strlen(name) != nl)
+        return fail(l, "%s:%zu:%zu: %s: a key with a NUL byte", l->fname, kl, kc, shown);
+    if (pn > WEFT_CONF_MAX_KEY)
+        return fail(l, "%s:%zu:%zu: %s: unknown key (longer than any key)", l->fname, kl, kc,
+                    shown);
+    if (k->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && strcmp(name, "<<") == 0)
+        return fail(l, "%s:%zu:%zu: %s: merge keys are not supported; write the settings out",
+                    l->fname, kl, kc, shown);
+    size_t g;
+    bool leaf = find_key(l, path, &g), parent = !leaf && is_parent(l, path);
+    if (!leaf && !parent) {
+        char s[WEFT_CONF_MAX_KEY + 1];
+        suggest_key(l, prefix, name, nl, path, s, sizeof(s));
+        if (s[0])
+            return fail(l, "%s:%zu:%zu: %s: unknown key (did you mean \"%s\"?)", l->fname, kl, kc,
+                        shown, s);
+        return fail(l, "%s:%zu:%zu: %s: unknown key", l->fname, kl, kc, shown);
+    }
+    if (leaf && l->set_line[g])
+        return fail(l, "%s:%zu:%zu: %s: duplicate key (first at line %zu)", l->fname, kl, kc, shown,
+                    l->set_line[g]);
+    if (parent) {
+        for (size_t i = 0; i < *nseen; i++)
+            if (strcmp((*seen)[i].name, name) == 0)
+                return fail(l, "%s:%zu:%zu: %s: duplicate key (first at line %zu)", l->fname, kl,
+                            kc, shown, (*seen)[i].line);
+    }
+
+    yaml_event_t v;
+    int rc = next_event(l, &v);
+    if (rc) return rc;
+    size_t vl = v.start_mark.line + 1, vc = v.start_mark.column + 1;
+    const char *text = NULL;
+    size_t len = 0;
+    bool null = false, collection = false;
+    if (v.type == YAML_SCALAR_EVENT) {
+        text = (const char *)v.data.scalar.value;
+        len = v.data.scalar.length;
+        null = plain_null(&v);
+    } else if (v.type == YAML_ALIAS_EVENT) {
+        const anchor_t *a = find_anchor(l, &v);
+        if (!a) {
+            char an[WEFT__CONF_SHOW * 4 + 8];
+            const char *n = (const char *)v.data.alias.anchor;
+            weft__conf_escape(an, sizeof(an), n, strlen(n), WEFT__CONF_SHOW);
+            rc = fail(l, "%s:%zu:%zu: %s: alias *%s has no anchor before it", l->fname, vl, vc,
+                      shown, an);
+            goto out;
+        }
+        text = a->value;
+        len = a->len;
+        null = a->null;
+        collection = !a->value;
+    }
+
+    if (leaf) {
+        const weft_conf_option_t *o = opt_at(l, g, NULL);
+        if (v.type == YAML_MAPPING_START_EVENT || v.type == YAML_SEQUENCE_START_EVENT) {
+            rc = fail(l, "%s:%zu:%zu: %s: expected a single %s value, got %s", l->fname, vl, vc,
+                      shown, weft__conf_type_name(o->type), kind_name(v.type));
+        } else if (collection) {
+            rc = fail(l,
+                      "%s:%zu:%zu: %s: expected a single %s value, got an alias of a mapping "
+                      "or list",
+                      l->fname, vl, vc, shown, weft__conf_type_name(o->type));
+        } else if (null) {
+            rc = fail(l, "%s:%zu:%zu: %s: no value (write one, or remove the key for the default)",
+                      l->fname, vl, vc, shown);
+        } else {
+            char where[sizeof(l->fname) + sizeof(shown) + 48];
+            snprintf(where, sizeof(where), "%s:%zu:%zu: %s", l->fname, vl, vc, shown);
+            rc = set_value(l, g, text, len, where);
+            if (!rc) l->set_line[g] = kl;
+        }
+    } else if (v.type == YAML_MAPPING_START_EVENT) {
+        seen_t *ns = realloc(*seen, (*nseen + 1) * sizeof(**seen));
+        char *copy = ns ? dup_bytes(name, nl) : NULL;
+        if (ns) *seen = ns;
+        if (!copy) {
+            rc = oom(l);
+            goto out;
+        }
+        (*seen)[(*nseen)++] = (seen_t){.name = copy, .line = kl};
+        rc = walk_mapping(l, path, v.start_mark, depth + 1);
+    } else if (collection) {
+        rc = fail(l,
+                  "%s:%zu:%zu: %s: aliases of mappings are not supported; write the settings "
+                  "out",
+                  l->fname, vl, vc, shown);
+    } else {
+        rc = fail(l, "%s:%zu:%zu: %s: expected a mapping of settings", l->fname, vl, vc, shown);
+    }
+out:
+    yaml_event_delete(&v);
+    return rc;
+}
+
+/* Walks the pairs of a mapping whose start event has been read, up to its end event. */
+static int walk_mapping(loader_t *l, const char *prefix, yaml_mark_t at, int depth)
+{
+    if (depth > WEFT_CONF_MAX_DEPTH)
+        return fail(l, "%s:%zu:%zu: mappings nested deeper than %d levels", l->fname, at.line + 1,
+                    at.column + 1, WEFT_CONF_MAX_DEPTH);
+    seen_t *seen = NULL;
+    size_t nseen = 0;
+    int rc = 0;
+    for (;;) {
+        yaml_event_t k;
+        rc = next_event(l, &k);
+        if (rc) break;
+        if (k.type == YAML_MAPPING_END_EVENT) {
+            yaml_event_delete(&k);
+            break;
+        }
+        rc = walk_pair(l, prefix, depth, &k, &seen, &nseen);
+        yaml_event_delete(&k);
+        if (rc) break;
+    }
+    for (size_t i = 0; i < nseen; i++) free(seen[i].name);
+    free(seen);
+    return rc;
+}
+
+/* Reads a document's root (its start event already read) and its end event. second:
+ * this is a document after the first, which may only be empty. */
+static int walk_document(loader_t *l, bool second)
+{
+    yaml_event_t root;
+    int rc = next_event(l, &root);
+    if (rc) return rc;
+    size_t line = root.start_mark.line + 1, col = root.start_mark.column + 1;
+    if (plain_null(&root)) {
+        /* an empty document sets nothing */
+    } else if (second) {
+        rc = fail(l, "%s:%zu:%zu: a second YAML document; only one is read", l->fname, line, col);
+    } else if (root.type == YAML_MAPPING_START_EVENT) {
+        rc = walk_mapping(l, "", root.start_mark, 1);
+    } else {
+        rc = fail(l, "%s:%zu:%zu: expected a mapping of settings at the top", l->fname, line, col);
+    }
+    yaml_event_delete(&root);
+    if (rc) return rc;
+    yaml_event_t end;
+    rc = next_event(l, &end); /* the document end, as the parser guarantees */
+    if (!rc) yaml_event_delete(&end);
+    return rc;
+}
+
+static int walk_stream(loader_t *l)
+{
+    yaml_event_t ev;
+    int rc = next_event(l, &ev); /* stream start */
+    if (rc) return rc;
+    yaml_event_delete(&ev);
+    for (int docs = 0;; docs++) {
+        rc = next_event(l, &ev);
+        if (rc) return rc;
+        yaml_event_type_t t = ev.type;
+        yaml_event_delete(&ev);
+        if (t == YAML_STREAM_END_EVENT) return 0;
+        rc = walk_document(l, docs > 0);
+        if (rc) return rc;
+    }
+}
+
+static int read_file(loader_t *l, const char *file, char **out, size_t *outlen)
+{
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        fail(l, "%s: cannot read: %s", l->fname, strerror(errno));
+        return WEFT_ENOENT;
+    }
+    size_t cap = 0, n = 0;
+    char *buf = NULL;
+    for (;;) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 8192;
+            if (ncap > WEFT_CONF_MAX_FILE + 1) ncap = WEFT_CONF_MAX_FILE + 1;
+            if (ncap == cap) break; /* read one byte past the limit: too large */
+            char *nb = realloc(buf, ncap + 1);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return oom(l);
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (r == 0) break;
+    }
+    int bad = ferror(f), e = errno;
+    fclose(f);
+    if (bad) {
+        free(buf);
+        fail(l, "%s: cannot read: %s", l->fname, strerror(e));
+        return WEFT_ENOENT;
+    }
+    if (n > WEFT_CONF_MAX_FILE) {
+        free(buf);
+        return fail(l, "%s: larger than the limit of %u bytes", l->fname, WEFT_CONF_MAX_FILE);
+    }
+    if (!buf) buf = calloc(1, 1);
+    if (!buf) return oom(l);
+    buf[n] = 0;
+    *out = buf;
+    *outlen = n;
+    return 0;
+}
+
+/* The syntax pass: every event of the stream, checking YAML syntax and nesting depth
+ * only, so that a broken file is reported as broken YAML before anything in it is judged
+ * by the tables. Needs l->parser set up on the file's bytes. */
+static int check_syntax(loader_t *l)
+{
+    int depth = 0;
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&l->parser, &ev)) return yaml_error(l);
+        yaml_event_type_t t = ev.type;
+        yaml_mark_t m = ev.start_mark;
+        yaml_event_delete(&ev);
+        if (t == YAML_STREAM_END_EVENT) return 0;
+        if (t == YAML_MAPPING_END_EVENT || t == YAML_SEQUENCE_END_EVENT) depth--;
+        if ((t == YAML_MAPPING_START_EVENT || t == YAML_SEQUENCE_START_EVENT) &&
+            ++depth > WEFT_CONF_MAX_DEPTH)
+            return fail(l, "%s:%zu:%zu: nested deeper than %d levels", l->fname, m.line + 1,
+                        m.column + 1, WEFT_CONF_MAX_DEPTH);
+    }
+}
+
+/* Runs pass (check_syntax or walk_stream) with a fresh parser over the file's bytes. */
+static int parse_pass(loader_t *l, int (*pass)(loader_t *))
+{
+    if (!yaml_parser_initialize(&l->parser)) return oom(l);
+    yaml_parser_set_input_string(&l->parser, (const unsigned char *)l->buf, l->buflen);
+    int rc = pass(l);
+    yaml_parser_delete(&l->parser);
+    return rc;
 }
 
 static int load_file(loader_t *l, const char *file)
 {
-    FILE *f = fopen(file, "rb");
-    if (!f) {
-        snprintf(l->err, l->errlen, "%s: cannot read: %s", file, strerror(errno));
-        return WEFT_ENOENT;
-    }
-    char *buf = malloc(WEFT_CONF_MAX_FILE + 1);
-    if (!buf) {
-        fclose(f);
-        return fail(l, "out of memory");
-    }
-    size_t n = fread(buf, 1, WEFT_CONF_MAX_FILE + 1, f);
-    fclose(f);
-    if (n > WEFT_CONF_MAX_FILE) {
-        free(buf);
-        return fail(l, "%s: larger than %u bytes", file, WEFT_CONF_MAX_FILE);
-    }
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    if (!yaml_parser_initialize(&parser)) {
-        free(buf);
-        return fail(l, "out of memory");
-    }
-    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, n);
-    int err = 0;
-    if (!yaml_parser_load(&parser, &doc)) {
-        yaml_mark_t m = parser.problem_mark;
-        err = fail(l, "%s:%zu:%zu: invalid YAML: %s%s%s", file, m.line + 1, m.column + 1,
-                   parser.problem ? parser.problem : "syntax error", parser.context ? " " : "",
-                   parser.context ? parser.context : "");
-        yaml_parser_delete(&parser);
-        free(buf);
-        return err;
-    }
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (root) {
-        if (root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0) {
-            /* an empty document: nothing set */
-        } else if (root->type != YAML_MAPPING_NODE) {
-            err = fail(l, "%s:%zu:%zu: expected a mapping of settings at the top", file,
-                       root->start_mark.line + 1, root->start_mark.column + 1);
-        } else {
-            err = walk_mapping(l, &doc, root, "", file, 0);
-        }
-    }
-    yaml_document_delete(&doc);
-    /* A second document in the same file is almost certainly a mistake. */
-    if (!err) {
-        yaml_document_t extra;
-        if (yaml_parser_load(&parser, &extra)) {
-            yaml_node_t *r2 = yaml_document_get_root_node(&extra);
-            if (r2)
-                err = fail(l, "%s:%zu:%zu: only one YAML document is read", file,
-                           r2->start_mark.line + 1, r2->start_mark.column + 1);
-            yaml_document_delete(&extra);
-        }
-    }
-    yaml_parser_delete(&parser);
+    weft__conf_escape(l->fname, sizeof(l->fname), file, strlen(file), 400);
+    char *buf;
+    size_t n;
+    int rc = read_file(l, file, &buf, &n);
+    if (rc) return rc;
+    l->buf = buf;
+    l->buflen = n;
+    l->set_line = calloc(l->nopts + 1, sizeof(size_t));
+    if (!l->set_line) rc = oom(l);
+    if (!rc) rc = parse_pass(l, check_syntax);
+    if (!rc) rc = parse_pass(l, walk_stream);
+    drop_anchors(l);
+    free(l->set_line);
+    l->set_line = NULL;
+    l->buf = NULL;
     free(buf);
-    return err;
+    return rc;
 }
 
 /* ---- flags ---- */
 
-static const weft_conf_option_t *find_flag(loader_t *l, const char *name, size_t n,
-                                           const weft_conf_section_t **sec)
+static bool find_flag(const loader_t *l, const char *name, size_t n, size_t *g)
 {
+    size_t i = 0;
     for (size_t s = 0; s < l->nsecs; s++)
-        for (size_t i = 0; i < l->secs[s].n; i++) {
-            const char *f = l->secs[s].opts[i].flag;
+        for (size_t k = 0; k < l->secs[s].n; k++, i++) {
+            const char *f = l->secs[s].opts[k].flag;
             if (f && strlen(f) == n && memcmp(f, name, n) == 0) {
-                *sec = &l->secs[s];
-                return &l->secs[s].opts[i];
+                *g = i;
+                return true;
             }
         }
-    return NULL;
+    return false;
 }
 
-static int load_flags(loader_t *l, int argc, char **argv)
+/*
+ * An unknown flag's message: the closest flag ("did you mean --workers?"), else the option
+ * whose key is close to the name with '-' read as '_' (a file-only setting, or one asked
+ * for by its key: --max-headers, --http.max_headers).
+ */
+static int unknown_flag(loader_t *l, const char *where, const char *name, size_t nl)
 {
-    for (int i = 1; i < argc; i++) {
+    size_t best = (size_t)-1, found = 0, g = 0;
+    char norm[WEFT_CONF_MAX_KEY + 1];
+    size_t ml = nl < WEFT_CONF_MAX_KEY ? nl : WEFT_CONF_MAX_KEY;
+    for (size_t i = 0; i < ml; i++) norm[i] = name[i] == '-' ? '_' : name[i];
+    norm[ml] = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        g = 0;
+        for (size_t s = 0; s < l->nsecs; s++)
+            for (size_t k = 0; k < l->secs[s].n; k++, g++) {
+                const weft_conf_option_t *o = &l->secs[s].opts[k];
+                size_t d;
+                if (pass == 0) {
+                    if (!o->flag) continue;
+                    d = weft__conf_distance(name, nl, o->flag, strlen(o->flag));
+                } else {
+                    const char *last = strrchr(o->key, '.');
+                    last = last ? last + 1 : o->key;
+                    d = weft__conf_distance(norm, ml, o->key, strlen(o->key));
+                    size_t d2 = weft__conf_distance(norm, ml, last, strlen(last));
+                    if (d2 < d) d = d2;
+                }
+                if (d < best && weft__conf_close(d, nl)) {
+                    best = d;
+                    found = g + 1;
+                }
+            }
+    }
+    if (!found) return fail(l, "%s: unknown flag (see --help)", where);
+    const weft_conf_option_t *o = opt_at(l, found - 1, NULL);
+    if (o->flag) return fail(l, "%s: unknown flag (did you mean --%s?)", where, o->flag);
+    if (o->env)
+        return fail(l, "%s: unknown flag; %s is set in the config file or with %s", where, o->key,
+                    o->env);
+    return fail(l, "%s: unknown flag; %s is set in the config file", where, o->key);
+}
+
+static bool dashdash(const char *a)
+{
+    return a[0] == '-' && a[1] == '-';
+}
+
+/*
+ * Reads argv's flags into vals (not applied yet) and the --config file into *cfg. Stops at
+ * the first positional argument or after `--` when argi is given (*argi: where it stopped);
+ * without argi both are errors.
+ */
+static int scan_flags(loader_t *l, int argc, char **argv, int *argi, flagval_t *vals, size_t *nvals,
+                      const char **cfg)
+{
+    *nvals = 0;
+    int i;
+    for (i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strncmp(a, "--", 2) != 0 || a[2] == 0)
-            return fail(l, "%s: unexpected argument (flags look like --name value)", a);
+        char where[WEFT__CONF_SHOW * 4 + 16];
+        bool end = strcmp(a, "--") == 0;
+        if (end || !dashdash(a)) {
+            if (end) i++; /* skip the "--" */
+            if (argi || i >= argc) break;
+            a = argv[i]; /* without argi, a positional argument is a mistake */
+            weft__conf_escape(where, sizeof(where), a, strlen(a), WEFT__CONF_SHOW);
+            return fail(l, "%s: unexpected argument (flags look like --name value)", where);
+        }
+        int at = i;
         const char *name = a + 2, *eq = strchr(name, '=');
         size_t nl = eq ? (size_t)(eq - name) : strlen(name);
+        char shown[WEFT__CONF_SHOW * 4 + 8];
+        weft__conf_escape(shown, sizeof(shown), name, nl, WEFT__CONF_SHOW);
+        snprintf(where, sizeof(where), "--%s", shown);
+        const char *value = eq ? eq + 1 : NULL;
         if (nl == 6 && memcmp(name, "config", 6) == 0) {
-            if (!eq) i++;
-            continue; /* handled before the file pass */
+            if (!value && i + 1 < argc && !dashdash(argv[i + 1])) value = argv[++i];
+            if (!value || !*value) return fail(l, "--config: needs a file name");
+            *cfg = value;
+            continue;
         }
-        const weft_conf_section_t *sec;
-        const weft_conf_option_t *o = find_flag(l, name, nl, &sec);
+        size_t g;
         bool negated = false;
-        if (!o && nl > 3 && memcmp(name, "no-", 3) == 0) {
-            o = find_flag(l, name + 3, nl - 3, &sec);
-            negated = o && o->type == WEFT_CONF_BOOL;
-            if (!negated) o = NULL;
+        if (!find_flag(l, name, nl, &g)) {
+            if (nl > 3 && memcmp(name, "no-", 3) == 0 && find_flag(l, name + 3, nl - 3, &g) &&
+                opt_at(l, g, NULL)->type == WEFT_CONF_BOOL)
+                negated = true;
+            else
+                return unknown_flag(l, where, name, nl);
         }
-        char where[160];
-        snprintf(where, sizeof(where), "--%.*s", (int)nl, name);
-        if (!o) return fail(l, "%s: unknown flag (see --help)", where);
-        const char *value;
-        if (o->type == WEFT_CONF_BOOL && !eq) {
+        if (opt_at(l, g, NULL)->type == WEFT_CONF_BOOL && !value) {
             value = negated ? "false" : "true";
-        } else if (eq) {
-            if (negated) return fail(l, "%s: takes no value", where);
-            value = eq + 1;
-        } else {
-            if (i + 1 >= argc) return fail(l, "%s: needs a value", where);
+        } else if (negated) {
+            return fail(l, "%s: takes no value", where);
+        } else if (!value) {
+            if (i + 1 >= argc || dashdash(argv[i + 1]))
+                return fail(l, "%s: needs a value (--%s=VALUE for one that starts with --)", where,
+                            shown);
             value = argv[++i];
         }
-        int err = set_value(l, sec, o, value, where);
-        if (err) return err;
+        vals[(*nvals)++] = (flagval_t){.opt = g, .value = value, .arg = at};
     }
+    if (argi) *argi = i < argc ? i : argc;
     return 0;
 }
 
-static const char *config_flag(int argc, char **argv, char *err, size_t errlen, int *bad)
+/* The flag of argv[fv->arg] as written, for messages: "--workers", "--no-tls". */
+static void flag_where(char **argv, const flagval_t *fv, char *out, size_t n)
 {
-    const char *file = NULL;
-    *bad = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--config") == 0) {
-            if (i + 1 >= argc) {
-                snprintf(err, errlen, "--config: needs a file name");
-                *bad = 1;
-                return NULL;
-            }
-            file = argv[++i];
-        } else if (strncmp(argv[i], "--config=", 9) == 0) {
-            file = argv[i] + 9;
-        }
+    const char *name = argv[fv->arg] + 2;
+    size_t nl = strcspn(name, "=");
+    char shown[WEFT__CONF_SHOW * 4 + 8];
+    weft__conf_escape(shown, sizeof(shown), name, nl, WEFT__CONF_SHOW);
+    snprintf(out, n, "--%s", shown);
+}
+
+/* ---- load ---- */
+
+int weft_conf_load_args(weft_conf_t *conf, const weft_conf_section_t *secs, size_t nsecs,
+                        const char *file, int argc, char **argv, int *argi, char *err,
+                        size_t errlen)
+{
+    if (err && errlen) err[0] = 0;
+    if (argi) *argi = argc > 0 ? argc : 0;
+    if (!conf) return WEFT_EINVAL;
+    memset(conf, 0, sizeof(*conf));
+    loader_t l = {.conf = conf, .secs = secs, .nsecs = nsecs, .err = err, .errlen = errlen};
+    if (argc < 0 || (argc > 0 && !argv)) return fail(&l, "no arguments (argc %d)", argc);
+    int rc = weft_conf_check(secs, nsecs, err, errlen);
+    if (rc) return rc;
+    for (size_t s = 0; s < nsecs; s++) l.nopts += secs[s].n;
+
+    flagval_t *vals = malloc(((size_t)argc + 1) * sizeof(*vals));
+    if (!vals) return oom(&l);
+    size_t nvals = 0;
+    const char *cfg = NULL;
+    rc = scan_flags(&l, argc, argv, argi, vals, &nvals, &cfg);
+    if (rc) {
+        free(vals);
+        return rc;
     }
-    return file;
+
+    /* defaults: every field is written, so none keeps what the caller left in it */
+    for (size_t g = 0; g < l.nopts; g++) {
+        const weft_conf_section_t *sec;
+        const weft_conf_option_t *o = opt_at(&l, g, &sec);
+        memset((char *)sec->target + o->offset, 0, storage_size(o->type));
+    }
+    for (size_t g = 0; g < l.nopts && !rc; g++) {
+        const weft_conf_option_t *o = opt_at(&l, g, NULL);
+        if (!o->def) continue;
+        char where[WEFT_CONF_MAX_KEY + 32];
+        snprintf(where, sizeof(where), "default of %s", o->key);
+        rc = set_value(&l, g, o->def, strlen(o->def), where);
+    }
+
+    if (cfg) file = cfg;
+    if (!rc && file) {
+        rc = load_file(&l, file);
+        if (!rc) conf->file = file;
+    }
+
+    for (size_t g = 0; g < l.nopts && !rc; g++) {
+        const weft_conf_option_t *o = opt_at(&l, g, NULL);
+        const char *v = o->env ? getenv(o->env) : NULL;
+        if (v) rc = set_value(&l, g, v, strlen(v), o->env);
+    }
+
+    for (size_t i = 0; i < nvals && !rc; i++) {
+        char where[WEFT__CONF_SHOW * 4 + 16];
+        flag_where(argv, &vals[i], where, sizeof(where));
+        rc = set_value(&l, vals[i].opt, vals[i].value, strlen(vals[i].value), where);
+    }
+    free(vals);
+
+    if (rc) {
+        for (size_t g = 0; g < l.nopts; g++) {
+            const weft_conf_section_t *sec;
+            const weft_conf_option_t *o = opt_at(&l, g, &sec);
+            if (o->type == WEFT_CONF_STRING) *(char **)((char *)sec->target + o->offset) = NULL;
+        }
+        weft_conf_free(conf);
+        if (argi) *argi = argc;
+    }
+    return rc;
 }
 
 int weft_conf_load(weft_conf_t *conf, const weft_conf_section_t *secs, size_t nsecs,
                    const char *file, int argc, char **argv, char *err, size_t errlen)
 {
-    memset(conf, 0, sizeof(*conf));
-    loader_t l = {.conf = conf, .secs = secs, .nsecs = nsecs, .err = err, .errlen = errlen};
-    int rc = 0;
-    /* defaults */
-    for (size_t s = 0; s < nsecs && !rc; s++) {
-        for (size_t i = 0; i < secs[s].n && !rc; i++) {
-            const weft_conf_option_t *o = &secs[s].opts[i];
-            if (o->type == WEFT_CONF_STRING) *(char **)((char *)secs[s].target + o->offset) = NULL;
+    return weft_conf_load_args(conf, secs, nsecs, file, argc, argv, NULL, err, errlen);
+}
+
+/* ---- checking the tables ---- */
+
+static bool name_ok(const char *s, size_t max, bool dots, bool dashes)
+{
+    size_t n = strlen(s), comps = 1;
+    if (n == 0 || n > max) return false;
+    if (!isalnum((unsigned char)s[0]) && s[0] != '_') return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (isalnum(c) || c == '_') continue;
+        if (c == '-' && dashes) continue;
+        if (c == '.' && dots && i + 1 < n && s[i + 1] != '.') {
+            comps++;
+            continue;
+        }
+        return false;
+    }
+    return comps <= WEFT_CONF_MAX_DEPTH;
+}
+
+/* True when a is b's parent ("net" and "net.port"). */
+static bool parent_of(const char *a, const char *b)
+{
+    size_t n = strlen(a);
+    return strncmp(a, b, n) == 0 && b[n] == '.';
+}
+
+int weft_conf_check(const weft_conf_section_t *secs, size_t nsecs, char *err, size_t errlen)
+{
+    loader_t l = {.secs = secs, .nsecs = nsecs, .err = err, .errlen = errlen};
+    if (nsecs && !secs) return fail(&l, "no sections");
+    for (size_t s = 0; s < nsecs; s++) {
+        const weft_conf_section_t *sec = &secs[s];
+        const char *sn = sec->name ? sec->name : "(unnamed)";
+        if (sec->n && (!sec->opts || !sec->target))
+            return fail(&l, "%s: no options or no target struct", sn);
+        for (size_t i = 0; i < sec->n; i++) {
+            const weft_conf_option_t *o = &sec->opts[i];
+            if (!o->key) return fail(&l, "%s: option %zu: no key", sn, i);
+            const char *k = o->key;
+            if (!name_ok(k, WEFT_CONF_MAX_KEY, true, true))
+                return fail(&l,
+                            "%s: %s: a key is names of letters, digits, '_' and '-' joined "
+                            "by dots, at most %d levels and %d bytes",
+                            sn, k, WEFT_CONF_MAX_DEPTH, WEFT_CONF_MAX_KEY);
+            if ((unsigned)o->type > WEFT_CONF_LOGLEVEL)
+                return fail(&l, "%s: %s: unknown type %d", sn, k, (int)o->type);
+            if (o->type == WEFT_CONF_ENUM) {
+                if (!o->choices || !o->choices[0])
+                    return fail(&l, "%s: %s: an enum needs choices", sn, k);
+                for (int c = 0; o->choices[c]; c++) {
+                    if (c >= 64) return fail(&l, "%s: %s: more than 64 choices", sn, k);
+                    if (!o->choices[c][0]) return fail(&l, "%s: %s: an empty choice", sn, k);
+                    for (int d = 0; d < c; d++)
+                        if (strcmp(o->choices[c], o->choices[d]) == 0)
+                            return fail(&l, "%s: %s: choice \"%s\" twice", sn, k, o->choices[c]);
+                }
+            } else if (o->choices) {
+                return fail(&l, "%s: %s: choices are for enum options", sn, k);
+            }
+            if (isnan(o->min) || isnan(o->max)) return fail(&l, "%s: %s: a bound is NaN", sn, k);
+            if (weft__conf_bounded(o)) {
+                switch (o->type) {
+                case WEFT_CONF_BOOL:
+                case WEFT_CONF_ADDR:
+                case WEFT_CONF_ENUM:
+                case WEFT_CONF_LOGLEVEL:
+                    return fail(&l, "%s: %s: bounds do not apply to a %s", sn, k,
+                                weft__conf_type_name(o->type));
+                default:
+                    break;
+                }
+                if (o->min > o->max) return fail(&l, "%s: %s: min is above max", sn, k);
+                if (o->type != WEFT_CONF_INT && o->type != WEFT_CONF_DOUBLE && o->max < 0)
+                    return fail(&l, "%s: %s: max is below 0 for a %s", sn, k,
+                                weft__conf_type_name(o->type));
+            }
+            if (o->flag && (!name_ok(o->flag, 64, false, true) || strcmp(o->flag, "config") == 0 ||
+                            strcmp(o->flag, "help") == 0))
+                return fail(&l,
+                            "%s: %s: flag \"%s\": letters, digits, '_' and '-', at most 64 "
+                            "bytes, not config or help",
+                            sn, k, o->flag);
+            if (o->env &&
+                (!name_ok(o->env, 128, false, false) || isdigit((unsigned char)o->env[0])))
+                return fail(&l, "%s: %s: environment variable \"%s\": letters, digits and '_'", sn,
+                            k, o->env);
             if (o->def) {
-                char where[300];
-                snprintf(where, sizeof(where), "default of %s", o->key);
-                rc = set_value(&l, &secs[s], o, o->def, where);
+                weft__conf_value_t v;
+                char w[512];
+                size_t dl = strlen(o->def);
+                if (weft__conf_parse(o, o->def, dl, &v, w, sizeof(w)) != 0 ||
+                    weft__conf_check_bounds(o, &v, o->def, dl, w, sizeof(w)) != 0)
+                    return fail(&l, "%s: %s: default: %s", sn, k, w);
             }
-        }
-    }
-    if (!rc && !file) {
-        int bad;
-        file = config_flag(argc, argv, err, errlen, &bad);
-        if (bad) rc = WEFT_EINVAL;
-    }
-    if (!rc && file) rc = load_file(&l, file);
-    /* environment */
-    for (size_t s = 0; s < nsecs && !rc; s++) {
-        for (size_t i = 0; i < secs[s].n && !rc; i++) {
-            const weft_conf_option_t *o = &secs[s].opts[i];
-            const char *v = o->env ? getenv(o->env) : NULL;
-            if (v) rc = set_value(&l, &secs[s], o, v, o->env);
-        }
-    }
-    if (!rc) rc = load_flags(&l, argc, argv);
-    if (rc) weft_conf_free(conf);
-    return rc;
-}
-
-/* ---- help and docs ---- */
-
-static void bounds_text(const weft_conf_option_t *o, char *out, size_t n)
-{
-    out[0] = 0;
-    if (o->min == 0 && o->max == 0) return;
-    char a[64], b[64];
-    fmt_bound(o, o->min, a, sizeof(a));
-    fmt_bound(o, o->max, b, sizeof(b));
-    snprintf(out, n, "%s..%s", a, b);
-}
-
-void weft_conf_help(const weft_conf_section_t *secs, size_t nsecs, FILE *out)
-{
-    fprintf(out, "  --config FILE            YAML file with the settings below (by key)\n");
-    for (size_t s = 0; s < nsecs; s++) {
-        for (size_t i = 0; i < secs[s].n; i++) {
-            const weft_conf_option_t *o = &secs[s].opts[i];
-            char left[96], bounds[140];
-            if (o->flag)
-                snprintf(left, sizeof(left), "--%s %s", o->flag,
-                         o->type == WEFT_CONF_BOOL ? "" : type_name(o->type));
-            else
-                snprintf(left, sizeof(left), "%s: %s", o->key, type_name(o->type));
-            bounds_text(o, bounds, sizeof(bounds));
-            fprintf(out, "  %-24s %s\n", left, o->help ? o->help : "");
-            fprintf(out, "  %-24s   key %s, default %s", "", o->key, o->def ? o->def : "(none)");
-            if (o->env) fprintf(out, ", env %s", o->env);
-            if (bounds[0]) fprintf(out, ", range %s", bounds);
-            if (o->type == WEFT_CONF_ENUM && o->choices) {
-                fprintf(out, ", one of");
-                for (int k = 0; o->choices[k]; k++) fprintf(out, " %s", o->choices[k]);
-            }
-            fprintf(out, "\n");
-        }
-    }
-}
-
-void weft_conf_markdown(const weft_conf_section_t *secs, size_t nsecs, FILE *out)
-{
-    fprintf(out, "| key | type | default | flag | environment | range | description |\n");
-    fprintf(out, "| --- | --- | --- | --- | --- | --- | --- |\n");
-    for (size_t s = 0; s < nsecs; s++) {
-        for (size_t i = 0; i < secs[s].n; i++) {
-            const weft_conf_option_t *o = &secs[s].opts[i];
-            char bounds[140];
-            bounds_text(o, bounds, sizeof(bounds));
-            if (o->type == WEFT_CONF_ENUM && o->choices) {
-                bounds[0] = 0;
-                for (int k = 0; o->choices[k]; k++) {
-                    if (k) strncat(bounds, ", ", sizeof(bounds) - strlen(bounds) - 1);
-                    strncat(bounds, o->choices[k], sizeof(bounds) - strlen(bounds) - 1);
+            /* against every option before this one, in any section */
+            for (size_t s2 = 0; s2 <= s; s2++) {
+                for (size_t j = 0; j < (s2 == s ? i : secs[s2].n); j++) {
+                    const weft_conf_option_t *p = &secs[s2].opts[j];
+                    if (strcmp(p->key, k) == 0)
+                        return fail(&l, "%s: %s: key declared twice", sn, k);
+                    if (parent_of(p->key, k) || parent_of(k, p->key))
+                        return fail(&l, "%s: %s: a key cannot also be the parent of another (%s)",
+                                    sn, k, p->key);
+                    if (o->flag && p->flag) {
+                        if (strcmp(o->flag, p->flag) == 0)
+                            return fail(&l, "%s: %s: flag --%s declared twice", sn, k, o->flag);
+                        const weft_conf_option_t *b = o->type == WEFT_CONF_BOOL ? o : p;
+                        const weft_conf_option_t *x = b == o ? p : o;
+                        if (b->type == WEFT_CONF_BOOL && strncmp(x->flag, "no-", 3) == 0 &&
+                            strcmp(x->flag + 3, b->flag) == 0)
+                            return fail(&l, "%s: %s: flag --%s is also the negation of --%s", sn, k,
+                                        x->flag, b->flag);
+                    }
+                    if (o->env && p->env && strcmp(o->env, p->env) == 0)
+                        return fail(&l, "%s: %s: environment variable %s declared twice", sn, k,
+                                    o->env);
                 }
             }
-            fprintf(out, "| `%s` | %s | `%s` | %s%s%s | %s%s%s | %s | %s |\n", o->key,
-                    type_name(o->type), o->def ? o->def : "", o->flag ? "`--" : "",
-                    o->flag ? o->flag : "", o->flag ? "`" : "", o->env ? "`" : "",
-                    o->env ? o->env : "", o->env ? "`" : "", bounds, o->help ? o->help : "");
         }
     }
+    return 0;
 }

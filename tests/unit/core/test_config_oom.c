@@ -1,0 +1,122 @@
+/*
+ * test_config_oom.c - fault injection for the config loader (STYLE.md: the SDK never aborts
+ * its host). config.c is compiled into this test with malloc, calloc and realloc that fail
+ * on their Nth call; one load that touches every allocation site (flags, the file buffer,
+ * per-key state, anchors, parent keys, strings from defaults, file, environment and flags)
+ * is run with N = 1, 2, ... until it gets through. Every failing run must return
+ * WEFT_ENOMEM with "out of memory", leave no string in the target and leak nothing
+ * (LeakSanitizer checks at exit). libyaml's own allocations are not intercepted.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static long fi_calls, fi_fail_at; /* fail the fi_fail_at-th allocation; 0: never */
+
+static bool fi_fail(void)
+{
+    return ++fi_calls == fi_fail_at;
+}
+
+static void *fi_malloc(size_t n)
+{
+    return fi_fail() ? NULL : malloc(n);
+}
+
+static void *fi_calloc(size_t n, size_t m)
+{
+    return fi_fail() ? NULL : calloc(n, m);
+}
+
+static void *fi_realloc(void *p, size_t n)
+{
+    return fi_fail() ? NULL : realloc(p, n);
+}
+
+#define malloc(n)     fi_malloc(n)
+#define calloc(n, m)  fi_calloc(n, m)
+#define realloc(p, n) fi_realloc(p, n)
+#include "../../../src/core/config.c"
+#undef malloc
+#undef calloc
+#undef realloc
+
+#include <cmocka.h>
+
+typedef struct {
+    bool flag;
+    char *name, *note, *extra;
+    uint64_t timeout;
+} oom_t;
+
+static const weft_conf_option_t opts[] = {
+    {.key = "flag", .type = WEFT_CONF_BOOL, .offset = offsetof(oom_t, flag), .flag = "flag"},
+    {.key = "name",
+     .type = WEFT_CONF_STRING,
+     .offset = offsetof(oom_t, name),
+     .def = "default",
+     .env = "T_OOM_NAME"},
+    {.key = "note", .type = WEFT_CONF_STRING, .offset = offsetof(oom_t, note), .flag = "note"},
+    {.key = "net.extra", .type = WEFT_CONF_STRING, .offset = offsetof(oom_t, extra)},
+    {.key = "net.timeout",
+     .type = WEFT_CONF_DURATION,
+     .offset = offsetof(oom_t, timeout),
+     .def = "1s"},
+};
+
+static void test_every_allocation_fails_once(void **state)
+{
+    char path[] = "/tmp/weft-test-config-oom-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *text = "name: &a from-file\nnet:\n  timeout: 2s\n  extra: *a\nnote: n1\n";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    setenv("T_OOM_NAME", "from-env", 1);
+    char *argv[] = {"prog", "--note", "from-flag", "--flag"};
+    oom_t t;
+    weft_conf_section_t sec = {.name = "oom", .opts = opts, .n = 5, .target = &t};
+    long n;
+    for (n = 1; n < 1000; n++) {
+        weft_conf_t conf;
+        char err[256] = "";
+        memset(&t, 0, sizeof(t));
+        fi_calls = 0;
+        fi_fail_at = n;
+        int rc = weft_conf_load(&conf, &sec, 1, path, 4, argv, err, sizeof(err));
+        fi_fail_at = 0;
+        if (rc == 0) {
+            assert_true(fi_calls < n); /* got through because nothing failed */
+            assert_string_equal(t.name, "from-env");
+            assert_string_equal(t.note, "from-flag");
+            assert_string_equal(t.extra, "from-file");
+            assert_true(t.flag);
+            assert_int_equal(t.timeout, 2000);
+            weft_conf_free(&conf);
+            break;
+        }
+        assert_int_equal(rc, WEFT_ENOMEM);
+        assert_string_equal(err, "out of memory");
+        assert_null(t.name);
+        assert_null(t.note);
+        assert_null(t.extra);
+        assert_null(conf.owned);
+    }
+    assert_true(n > 8); /* the load allocates at every site named above */
+    unlink(path);
+    unsetenv("T_OOM_NAME");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_allocation_fails_once)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
