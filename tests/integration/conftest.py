@@ -23,23 +23,56 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
                    "UndefinedBehaviorSanitizer")
 
 
+def sanitizer_env(extra=None):
+    """The environment for a started binary: sanitizer reports end the process with an
+    error (the Makefile exports the same settings; these are the defaults without it)."""
+    e = dict(os.environ)
+    e.setdefault("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1")
+    e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    if extra:
+        e.update(extra)
+    return e
+
+
+def assert_no_sanitizer_report(text, what):
+    for mark in SANITIZER_MARKS:
+        assert mark not in text, f"sanitizer report from {what}:\n{text[-4000:]}"
+
+
+def run_cli(binary, *args, timeout=20, env=None):
+    """Runs a short-lived command (weft version, a config error...) to completion and fails
+    the test if it left a sanitizer report. Returns the CompletedProcess (text mode)."""
+    r = subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout, env=env if env is not None else sanitizer_env())
+    assert_no_sanitizer_report(r.stderr, f"{binary} {' '.join(map(str, args))}")
+    return r
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def wait_port(port, proc, log, timeout=15.0):
+def wait_port(port, proc, log, timeout=10.0):
+    """Waits until the process answers HTTP on the loopback port: a GET /health that gets
+    any HTTP response (a bare TCP connect is not enough: the servers bind a short-lived probe
+    socket before their real listeners, and a connection that lands on it is reset).
+    Raises with the tail of the process's stderr if it exits or nothing answers in time."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode}: {tail(log)}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          b"Connection: close\r\n\r\n")
+                if s.recv(16).startswith(b"HTTP/1."):
+                    return
         except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listened on {port} within {timeout}s: {tail(log)}")
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"no HTTP answer on port {port} within {timeout}s: {tail(log)}")
 
 
 def tail(path, n=2000):
@@ -60,39 +93,42 @@ class Proc:
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.logf,
                                      env=env, start_new_session=True)
         self.exit_code = None
+        self.expect_exit = 0  # the status teardown expects (a test may expect a failure)
 
-    def stop(self, timeout=15):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                self.logf.close()
-                raise AssertionError(f"did not exit within {timeout}s of SIGTERM")
-        self.exit_code = self.proc.returncode
-        self.logf.close()
-        return self.exit_code
+    def stop(self, timeout=10):
+        """SIGTERM (unless the process already ended), up to `timeout` seconds for it to
+        exit, then SIGKILL. Returns the exit status, or raises AssertionError when the
+        process had to be killed."""
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+                    raise AssertionError(f"{self.log}: did not exit within {timeout}s of "
+                                         f"SIGTERM; killed: {tail(self.log)}")
+            self.exit_code = self.proc.returncode
+            return self.exit_code
+        finally:
+            self.logf.close()
 
     def check_clean(self):
-        text = tail(self.log, 1 << 20)
-        for mark in SANITIZER_MARKS:
-            assert mark not in text, f"sanitizer report in {self.log}:\n{text[-4000:]}"
+        assert_no_sanitizer_report(tail(self.log, 1 << 24), self.log)
 
 
 @pytest.fixture
 def spawn(tmp_path):
+    """spawn(args, port, name=...) starts a binary with stderr in tmp_path/<name>-<n>.log and
+    waits (10 s at most) until it accepts connections on the loopback port. At teardown
+    every started process gets SIGTERM; the test fails if one needed SIGKILL, exited with a
+    non-zero status, or left a sanitizer report."""
     started = []
 
     def _spawn(args, port, name="proc", wait=True, env=None):
         log = tmp_path / f"{name}-{len(started)}.log"
-        e = dict(os.environ)
-        e.setdefault("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1")
-        e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-        if env:
-            e.update(env)
-        p = Proc([str(a) for a in args], port, log, env=e)
+        p = Proc([str(a) for a in args], port, log, env=sanitizer_env(env))
         started.append(p)
         if wait:
             wait_port(port, p.proc, log)
@@ -103,8 +139,11 @@ def spawn(tmp_path):
     for p in started:
         try:
             code = p.stop()
-            if code not in (0, None) and not getattr(p, "expect_failure", False):
+            if code != p.expect_exit:
                 errors.append(f"{p.log}: exit status {code} after SIGTERM: {tail(p.log)}")
+        except AssertionError as e:
+            errors.append(str(e))
+        try:
             p.check_clean()
         except AssertionError as e:
             errors.append(str(e))
@@ -125,33 +164,116 @@ def weft(spawn, tmp_path):
                   "--workers", "2", "--log-level", "warn"], port, name="weft")
 
 
+def read_until_closed(s, timeout):
+    """Every byte the peer sends on socket s until it closes the connection or `timeout`
+    seconds pass. Returns (bytes, closed_by_server); a reset counts as closed."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return out, False
+        s.settimeout(left)
+        try:
+            b = s.recv(65536)
+        except socket.timeout:
+            return out, False
+        except ConnectionResetError:
+            return out, True
+        if not b:
+            return out, True
+        out += b
+
+
 def raw_exchange(port, data, timeout=3.0, chunks=None):
-    """Sends data on a new connection and returns every byte until the server closes it
-    (or timeout passes with nothing more). Returns (bytes, closed_by_server)."""
+    """Sends data (or the list `chunks`, 50 ms apart) on a new connection and returns every
+    byte until the server closes it or `timeout` passes. Returns (bytes, closed_by_server).
+    A server that stops reading and closes early (an error answered before the whole request
+    was sent) is fine: the send error is ignored and the answer is still read."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
-        if chunks:
-            for c in chunks:
-                s.sendall(c)
-                time.sleep(0.05)
-        else:
-            s.sendall(data)
-        out = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            s.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                b = s.recv(65536)
-            except socket.timeout:
-                return out, False
-            except ConnectionResetError:
-                return out, True
-            if not b:
-                return out, True
-            out += b
-        return out, False
+        try:
+            if chunks:
+                for c in chunks:
+                    s.sendall(c)
+                    time.sleep(0.05)
+            else:
+                s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            pass
+        return read_until_closed(s, timeout)
     finally:
         s.close()
+
+
+class Response:
+    """One HTTP/1.x response parsed from raw bytes: status, headers (lower-case names, in
+    order, repeats kept), body (de-chunked when the response was chunked)."""
+
+    def __init__(self, version, status, reason, headers, body, raw_head):
+        self.version, self.status, self.reason = version, status, reason
+        self.headers, self.body, self.raw_head = headers, body, raw_head
+
+    def header(self, name):
+        vals = [v for n, v in self.headers if n == name.lower()]
+        assert len(vals) <= 1, f"{name} repeated: {vals}"
+        return vals[0] if vals else None
+
+
+def parse_responses(data, head_request=False):
+    """Splits `data` (everything read from one connection) into responses, strictly: each
+    must have a status line, CRLF-terminated header lines, and Content-Length or chunked
+    framing (1xx and, when head_request, HEAD responses have no body). Returns
+    (responses, leftover bytes that do not form a complete response)."""
+    out = []
+    while data:
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            break
+        raw_head = data[:end]
+        lines = raw_head.split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            break
+        headers = []
+        for ln in lines[1:]:
+            name, sep, value = ln.partition(b":")
+            assert sep, f"header line without a colon in a response: {ln!r}"
+            headers.append((name.decode("latin-1").lower(), value.strip().decode("latin-1")))
+        r = Response(parts[0].decode(), int(parts[1]),
+                     parts[2].decode("latin-1") if len(parts) > 2 else "", headers, b"",
+                     raw_head)
+        rest = data[end + 4:]
+        if 100 <= r.status < 200 or head_request:
+            out.append(r)
+            data = rest
+            continue
+        te = r.header("transfer-encoding")
+        if te is not None:
+            assert te.lower() == "chunked", te
+            body = b""
+            while True:
+                eol = rest.find(b"\r\n")
+                if eol < 0:
+                    return out, data
+                size = int(rest[:eol].split(b";")[0], 16)
+                if len(rest) < eol + 2 + size + 2:
+                    return out, data
+                body += rest[eol + 2:eol + 2 + size]
+                rest = rest[eol + 2 + size + 2:]
+                if size == 0:
+                    break
+            r.body = body
+        else:
+            cl = r.header("content-length")
+            assert cl is not None, f"response without Content-Length or chunked: {raw_head!r}"
+            n = int(cl)
+            if len(rest) < n:
+                break
+            r.body, rest = rest[:n], rest[n:]
+        out.append(r)
+        data = rest
+    return out, data
 
 
 def get(url, **kw):
