@@ -1,18 +1,16 @@
 """The weft command: serve, version, help, configuration errors, limits, a real Prometheus."""
-import pathlib
 import socket
 import subprocess
 import time
 
 import requests
 
-from conftest import WEFT, free_port, get, raw_exchange
+from conftest import WEFT, free_port, get, parse_responses, raw_exchange, run_cli
 from test_service import promtool_check
 
 
-def run(*args, timeout=20):
-    return subprocess.run([str(WEFT), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+def run(*args, timeout=20, env=None):
+    return run_cli(WEFT, *args, timeout=timeout, env=env)
 
 
 def test_version_and_help():
@@ -25,6 +23,8 @@ def test_version_and_help():
     for flag in ("--api", "--gateway", "--otlp", "--zipkin", "--workers", "--log-level",
                  "--data-dir", "--config", "http.max_head_size", "WEFT_API"):
         assert flag in r.stdout, flag
+    r = run("help")
+    assert r.returncode == 0 and "serve" in r.stdout
     r = run("frobnicate")
     assert r.returncode == 2 and "unknown command" in r.stderr
     r = run()
@@ -73,8 +73,7 @@ def test_config_errors(tmp_path):
     assert r.returncode == 2 and "--nope: unknown flag" in r.stderr
     r = run("serve", "--config", tmp_path / "missing.yaml")
     assert r.returncode == 2 and "cannot read" in r.stderr
-    r = subprocess.run([str(WEFT), "serve"], capture_output=True, text=True, timeout=20,
-                       env={"WEFT_WORKERS": "-1", "PATH": "/usr/bin:/bin"})
+    r = run("serve", env={"WEFT_WORKERS": "-1", "PATH": "/usr/bin:/bin"})
     assert r.returncode == 2 and 'WEFT_WORKERS: expected a whole number, got "-1"' in r.stderr
 
 
@@ -114,16 +113,32 @@ def test_connection_limit(spawn, tmp_path):
     out, closed = raw_exchange(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 503 ") and closed
     assert b"max_connections" in out
+    rs, rest = parse_responses(out)
+    assert rs, f"not one complete response (does Content-Length match the body?): {out!r}"
+    assert [r.status for r in rs] == [503] and not rest, out
+    assert rs[0].header("date"), out
     for s in held:
         s.close()
     time.sleep(0.3)
     assert get(p.url + "/health").status_code == 200
 
 
-def test_second_server_on_same_port_fails(weft, tmp_path):
-    r = run("serve", "--api", f"127.0.0.1:{weft.port}", "--data-dir", tmp_path / "d2")
-    assert r.returncode != 0
-    assert f"127.0.0.1:{weft.port}" in r.stderr and "in use" in r.stderr
+def test_second_server_on_same_port_fails(spawn, weft, tmp_path):
+    """Two weft processes on one API port: the second must fail clearly (SO_REUSEPORT between
+    processes of one user would otherwise let it share the port silently)."""
+    second = spawn([WEFT, "serve", "--api", f"127.0.0.1:{weft.port}", "--data-dir",
+                    tmp_path / "d2", "--workers", "1"], weft.port, name="second", wait=False)
+    try:
+        code = second.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        code = None
+    assert code is not None, "the second server kept running on the same port"
+    assert code != 0
+    second.expect_exit = code  # the failure is the expected outcome, checked here
+    log = second.log.read_text()
+    assert f"127.0.0.1:{weft.port}" in log and "in use" in log, log
+    # the first one is unharmed
+    assert get(weft.url + "/health").status_code == 200
 
 
 def test_prometheus_scrapes_weft(spawn, weft, tmp_path):
@@ -137,11 +152,11 @@ scrape_configs:
     static_configs:
       - targets: ['127.0.0.1:{weft.port}']
 """)
-    p = spawn(["/usr/bin/prometheus", f"--config.file={cfg}",
-               f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-               f"--web.listen-address=127.0.0.1:{prom_port}"], prom_port, name="prometheus")
+    spawn(["/usr/bin/prometheus", f"--config.file={cfg}",
+           f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+           f"--web.listen-address=127.0.0.1:{prom_port}"], prom_port, name="prometheus")
     base = f"http://127.0.0.1:{prom_port}"
-    deadline = time.monotonic() + 40
+    deadline = time.monotonic() + 30
     up, sample = False, None
     while time.monotonic() < deadline and not (up and sample):
         get(weft.url + "/health")
@@ -158,4 +173,3 @@ scrape_configs:
         time.sleep(0.5)
     assert up, "Prometheus never saw the target up"
     assert sample and sample["metric"]["code"] == "200" and float(sample["value"][1]) >= 1
-    p.expect_failure = False

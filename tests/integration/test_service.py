@@ -1,14 +1,28 @@
 """The SDK's service, through examples/hello: routes, keep-alive, pipelining, bodies, HEAD,
 /health, /metrics (checked by promtool), tracing headers, graceful shutdown."""
 import re
+import signal
 import socket
 import subprocess
 import threading
 import time
 
+import pytest
 import requests
 
-from conftest import HELLO, free_port, get, raw_exchange
+from conftest import (HELLO, free_port, get, parse_responses, raw_exchange,
+                      read_until_closed)
+
+
+def start_hello(spawn, tmp_path, config=None, workers=1, name="hello"):
+    """hello on a free port with one worker, optionally with a YAML config file."""
+    port = free_port()
+    args = [HELLO, "--name", name, "--port", port, "--workers", workers, "--log-level", "warn"]
+    if config is not None:
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(config)
+        args += ["--config", cfg]
+    return spawn(args, port, name=name)
 
 
 def test_routes(hello):
@@ -17,36 +31,88 @@ def test_routes(hello):
     assert r.status_code == 200 and r.text == "hello, ada\n"
     assert r.headers["Content-Type"] == "text/plain"
     assert "Date" in r.headers
+    # the name exactly as given in the path
+    r = get(hello.url + "/hello/a%20b")
+    assert r.status_code == 200 and r.text == "hello, a%20b\n"
     r = get(hello.url + "/nope")
-    assert r.status_code == 404 and r.json()["error"] == "not found"
+    assert r.status_code == 404 and r.json()["error"] == "not found" and "Date" in r.headers
+    r = get(hello.url + "/hello/a/b")
+    assert r.status_code == 404
     r = requests.delete(hello.url + "/hello", timeout=5)
-    assert r.status_code == 405
+    assert r.status_code == 405 and "Date" in r.headers
     assert r.headers["Allow"] == "GET, HEAD"
+    r = requests.post(hello.url + "/hello/ada", data=b"x", timeout=5)
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD"
+    r = get(hello.url + "/echo")
+    assert r.status_code == 405 and r.headers["Allow"] == "POST"
     r = requests.post(hello.url + "/echo", data=b"x" * 100000, timeout=5)
     assert r.status_code == 200 and r.content == b"x" * 100000
+    r = requests.post(hello.url + "/echo", data=b"", timeout=5)
+    assert r.status_code == 200 and r.content == b"" and r.headers["Content-Length"] == "0"
+    r = requests.post(hello.url + "/echo", data=b"y" * ((1 << 20) + 1), timeout=10)
+    assert r.status_code == 413
     r = requests.head(hello.url + "/hello", timeout=5)
     assert r.status_code == 200 and r.headers["Content-Length"] == "13" and r.content == b""
+    assert "Date" in r.headers
+    r = requests.head(hello.url + "/hello/ada", timeout=5)
+    assert r.status_code == 200 and r.headers["Content-Length"] == "11" and r.content == b""
+
+
+def test_head_has_no_body_on_a_kept_alive_connection(hello):
+    """HEAD, then GET, pipelined: the HEAD answer carries the GET's Content-Length and no
+    body, so the GET's answer follows it directly."""
+    out, closed = raw_exchange(hello.port, b"HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+                               b"GET /hello/b HTTP/1.1\r\nHost: x\r\n\r\n", timeout=1)
+    assert not closed
+    head_end = out.index(b"\r\n\r\n") + 4
+    head, rest = parse_responses(out[:head_end], head_request=True)
+    assert len(head) == 1 and not rest
+    assert head[0].status == 200 and head[0].header("content-length") == "13"
+    rs, rest = parse_responses(out[head_end:])
+    assert [(r.status, r.body) for r in rs] == [(200, b"hello, b\n")] and not rest
 
 
 def test_keepalive_and_pipelining(hello):
     reqs = b"".join(b"GET /hello/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(50))
     out, closed = raw_exchange(hello.port, reqs, timeout=1.5)
-    bodies = re.findall(rb"hello, (\d+)\n", out)
-    assert [int(b) for b in bodies] == list(range(50))
+    rs, rest = parse_responses(out)
+    assert [r.body for r in rs] == [b"hello, %d\n" % i for i in range(50)] and not rest
+    assert all(r.status == 200 and r.header("date") for r in rs)
     assert not closed
+    # bodies of both framings between requests, answered in order
+    out, closed = raw_exchange(hello.port,
+                               b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none"
+                               b"GET /hello/two HTTP/1.1\r\nHost: x\r\n\r\n"
+                               b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                               b"\r\n2\r\nth\r\n3\r\nree\r\n0\r\n\r\n"
+                               b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+                               b"GET /hello/five HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                               timeout=2)
+    rs, rest = parse_responses(out)
+    assert [(r.status, r.body) for r in rs[:3]] == [(200, b"one"), (200, b"hello, two\n"),
+                                                    (200, b"three")], out
+    assert [r.status for r in rs[3:]] == [404, 200] and rs[4].body == b"hello, five\n"
+    assert not rest and closed
     # HTTP/1.0 closes unless asked to keep alive
     out, closed = raw_exchange(hello.port, b"GET /hello HTTP/1.0\r\n\r\n")
-    assert b"Connection: close" in out and closed
-    out, closed = raw_exchange(hello.port, b"GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    rs, rest = parse_responses(out)
+    assert len(rs) == 1 and rs[0].header("connection").lower() == "close" and closed
+    out, closed = raw_exchange(hello.port, b"GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                               b"GET /hello/again HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
                                timeout=1)
-    assert b"Connection: keep-alive" in out and not closed
+    rs, rest = parse_responses(out)
+    assert [r.body for r in rs] == [b"hello, world\n", b"hello, again\n"] and not rest
+    assert rs[0].header("connection").lower() == "keep-alive" and not closed
 
 
 def test_chunked_request_body(hello):
-    out, _ = raw_exchange(hello.port, b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
-                          b"\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nTrailer: t\r\n\r\n", timeout=1)
-    assert out.startswith(b"HTTP/1.1 200 ")
-    assert out.endswith(b"\r\n\r\nhello world")
+    """Chunks with an extension and a trailer field; the body is the chunks joined."""
+    out, closed = raw_exchange(hello.port, b"POST /echo HTTP/1.1\r\nHost: x\r\n"
+                               b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+                               b"6;x=y\r\n world\r\n0\r\nTrailer: t\r\n\r\n", timeout=1)
+    rs, rest = parse_responses(out)
+    assert [(r.status, r.body) for r in rs] == [(200, b"hello world")] and not rest, out
+    assert not closed
 
 
 def test_health(hello):
@@ -75,6 +141,16 @@ def test_metrics(hello):
     assert 'http_requests_total{method="GET",route="unmatched",code="404"} 1\n' in t
     assert ('http_request_duration_seconds_count{method="GET",route="/hello/:name",code="200"} 3\n'
             in t)
+    # the buckets are cumulative, end at +Inf with the count, and the sum is positive
+    lbl = 'method="GET",route="/hello/:name",code="200"'
+    buckets = [(le, int(v)) for le, v in re.findall(
+        r'^http_request_duration_seconds_bucket\{' + re.escape(lbl) + r',le="([^"]+)"\} (\d+)$',
+        t, re.M)]
+    assert len(buckets) >= 2 and buckets[-1] == ("+Inf", 3), buckets
+    assert all(a[1] <= b[1] for a, b in zip(buckets, buckets[1:])), buckets
+    assert [float(le) for le, _ in buckets[:-1]] == sorted(float(le) for le, _ in buckets[:-1])
+    m = re.search(r"^http_request_duration_seconds_sum\{" + re.escape(lbl) + r"\} (\S+)$", t, re.M)
+    assert m and float(m.group(1)) > 0
     m = re.search(r"^http_connections_active (\d+)$", t, re.M)
     assert m and int(m.group(1)) >= 1
     for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
@@ -98,45 +174,171 @@ def test_traceparent_is_accepted(hello):
     assert r.status_code == 200
 
 
-def test_graceful_shutdown_finishes_in_flight(spawn):
-    port = free_port()
-    p = spawn([HELLO, "--port", port, "--workers", "1", "--log-level", "info"], port, name="drain")
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+def test_graceful_shutdown_finishes_in_flight(spawn, tmp_path):
+    """SIGTERM while a request body is still arriving: the listener closes at once (new
+    connections refused), the request completes with Connection: close, exit status 0."""
+    p = start_hello(spawn, tmp_path, name="drain")
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
     s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
     time.sleep(0.3)
-    p.proc.send_signal(15)
+    start = time.monotonic()
+    p.proc.send_signal(signal.SIGTERM)
     time.sleep(0.5)
-    # the listener is closed: new connections are refused
-    refused = False
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        refused = True
-    assert refused
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", p.port), timeout=1).close()
     s.sendall(b"world")
-    out = b""
-    while True:
-        b = s.recv(4096)
-        if not b:
-            break
-        out += b
+    out, closed = read_until_closed(s, 10)
     s.close()
-    assert out.startswith(b"HTTP/1.1 200 ")
-    assert b"Connection: close" in out and out.endswith(b"helloworld")
+    rs, rest = parse_responses(out)
+    assert len(rs) == 1 and not rest and closed, out
+    assert rs[0].status == 200 and rs[0].body == b"helloworld"
+    assert rs[0].header("connection").lower() == "close"
     assert p.proc.wait(timeout=10) == 0
+    assert time.monotonic() - start < 10  # well within the 10 s default deadline
 
 
 def test_shutdown_deadline_closes_stuck_connections(spawn, tmp_path):
-    port = free_port()
-    p = spawn([HELLO, "--port", port, "--workers", "1"], port, name="deadline")
-    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    """A request that never completes holds the shutdown for http.shutdown_timeout, no
+    longer; the exit status is still 0."""
+    p = start_hello(spawn, tmp_path, "http:\n  shutdown_timeout: 2s\n", name="deadline")
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=20)
     s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhel")
     time.sleep(0.2)
     start = time.monotonic()
-    p.proc.send_signal(15)
-    assert p.proc.wait(timeout=15) == 0
-    assert 9 <= time.monotonic() - start <= 12.5  # the 10 s default shutdown deadline
+    p.proc.send_signal(signal.SIGTERM)
+    assert p.proc.wait(timeout=10) == 0
+    assert 1.8 <= time.monotonic() - start <= 4.5
+    out, closed = read_until_closed(s, 2)
+    assert closed
     s.close()
+
+
+def test_idle_keepalive_connection_is_closed(spawn, tmp_path):
+    p = start_hello(spawn, tmp_path, "http:\n  idle_timeout: 500ms\n", name="idle")
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+    out = b""
+    while b"hello, world\n" not in out:
+        b = s.recv(4096)
+        assert b, out
+        out += b
+    start = time.monotonic()
+    rest, closed = read_until_closed(s, 5)
+    elapsed = time.monotonic() - start
+    s.close()
+    assert closed and rest == b"", rest
+    assert 0.3 <= elapsed <= 2.5, elapsed
+    # a connection kept busy is not closed: three requests 300 ms apart
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    for i in range(3):
+        s.sendall(b"GET /hello/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+        out = b""
+        while b"hello, %d\n" % i not in out:
+            b = s.recv(4096)
+            assert b, (i, out)
+            out += b
+        time.sleep(0.3)
+    s.close()
+
+
+def test_head_timeout_from_config(spawn, tmp_path):
+    p = start_hello(spawn, tmp_path, "http:\n  head_timeout: 1s\n", name="headto")
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    start = time.monotonic()
+    s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n")
+    out, closed = read_until_closed(s, 5)
+    elapsed = time.monotonic() - start
+    s.close()
+    rs, rest = parse_responses(out)
+    assert [r.status for r in rs] == [408] and not rest and closed, out
+    assert 0.9 <= elapsed <= 2.5, elapsed
+
+
+def test_body_timeout_from_config(spawn, tmp_path):
+    """A body that stops arriving gets 408 after http.body_timeout, and the connection
+    closes."""
+    p = start_hello(spawn, tmp_path, "http:\n  body_timeout: 500ms\n", name="bodyto")
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+    start = time.monotonic()
+    out, closed = read_until_closed(s, 5)
+    elapsed = time.monotonic() - start
+    s.close()
+    rs, rest = parse_responses(out)
+    assert [r.status for r in rs] == [408] and not rest and closed, out
+    assert 0.4 <= elapsed <= 2.5, elapsed
+    assert get(p.url + "/hello").status_code == 200
+
+
+def test_connection_limit_per_worker(spawn, tmp_path):
+    """With http.max_connections 3 and one worker, a fourth connection is answered 503 (or
+    closed) while three are open; once they close, new connections are served again."""
+    p = start_hello(spawn, tmp_path, "http:\n  max_connections: 3\n", name="connlimit")
+    held = []
+    for i in range(3):
+        c = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+        c.sendall(b"GET /hello/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+        assert c.recv(4096).startswith(b"HTTP/1.1 200 ")  # accepted and served
+        held.append(c)
+    out, closed = raw_exchange(p.port, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert closed, out
+    if out:
+        rs, rest = parse_responses(out)
+        assert rs, f"not one complete response (does Content-Length match the body?): {out!r}"
+        assert [r.status for r in rs] == [503] and not rest, out
+        assert rs[0].header("date") and rs[0].header("connection").lower() == "close"
+    for c in held:
+        c.close()
+    deadline = time.monotonic() + 5
+    while True:
+        out, _ = raw_exchange(p.port, b"GET /hello HTTP/1.1\r\nHost: x\r\n"
+                              b"Connection: close\r\n\r\n")
+        if out.startswith(b"HTTP/1.1 200 ") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert out.startswith(b"HTTP/1.1 200 "), out[:200]
+
+
+def test_prometheus_scrapes_hello(spawn, hello, tmp_path):
+    """The real Prometheus scrapes hello's /metrics every second: the target is up and
+    http_requests_total can be queried with its route label."""
+    prom_port = free_port()
+    cfg = tmp_path / "prometheus.yml"
+    cfg.write_text(f"""global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: hello
+    static_configs:
+      - targets: ['127.0.0.1:{hello.port}']
+""")
+    spawn(["/usr/bin/prometheus", f"--config.file={cfg}",
+           f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+           f"--web.listen-address=127.0.0.1:{prom_port}"], prom_port, name="prometheus")
+    base = f"http://127.0.0.1:{prom_port}"
+    for i in range(3):
+        assert get(f"{hello.url}/hello/p{i}").status_code == 200
+    deadline = time.monotonic() + 30
+    targets, sample = [], None
+    while time.monotonic() < deadline:
+        try:
+            targets = requests.get(base + "/api/v1/targets", timeout=2).json()["data"][
+                "activeTargets"]
+            q = requests.get(base + "/api/v1/query", params={"query": "http_requests_total"},
+                             timeout=2).json()
+            found = [r for r in q["data"]["result"]
+                     if r["metric"].get("route") == "/hello/:name"]
+            if any(t["health"] == "up" for t in targets) and found:
+                sample = found[0]
+                break
+        except (requests.RequestException, KeyError, ValueError):
+            pass
+        time.sleep(0.5)
+    assert sample, f"no sample within 30 s; targets: {targets}"
+    assert [t["health"] for t in targets] == ["up"], targets
+    assert sample["metric"]["method"] == "GET" and sample["metric"]["code"] == "200"
+    assert sample["metric"]["job"] == "hello"
+    assert float(sample["value"][1]) == 3
 
 
 def test_concurrent_clients(hello):
