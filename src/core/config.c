@@ -163,7 +163,7 @@ static size_t storage_size(weft_conf_type_t t)
  * "--flag", "ENV" (already escaped). */
 static int set_value(loader_t *l, size_t g, const char *text, size_t len, const char *where)
 {
-    const weft_conf_section_t *sec;
+    const weft_conf_section_t *sec = NULL;
     const weft_conf_option_t *o = opt_at(l, g, &sec);
     weft__conf_value_t v;
     char w[512];
@@ -442,7 +442,7 @@ static int walk_pair(loader_t *l, const char *prefix, int depth, yaml_event_t *k
     if (k->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && strcmp(name, "<<") == 0)
         return fail(l, "%s:%zu:%zu: %s: merge keys are not supported; write the settings out",
                     l->fname, kl, kc, shown);
-    size_t g;
+    size_t g = 0;
     bool leaf = find_key(l, path, &g), parent = !leaf && is_parent(l, path);
     if (!leaf && !parent) {
         char s[WEFT_CONF_MAX_KEY + 1];
@@ -679,8 +679,8 @@ static int parse_pass(loader_t *l, int (*pass)(loader_t *))
 static int load_file(loader_t *l, const char *file)
 {
     weft__conf_escape(l->fname, sizeof(l->fname), file, strlen(file), 400);
-    char *buf;
-    size_t n;
+    char *buf = NULL;
+    size_t n = 0;
     int rc = read_file(l, file, &buf, &n);
     if (rc) return rc;
     l->buf = buf;
@@ -795,7 +795,7 @@ static int scan_flags(loader_t *l, int argc, char **argv, int *argi, flagval_t *
             *cfg = value;
             continue;
         }
-        size_t g;
+        size_t g = 0;
         bool negated = false;
         if (!find_flag(l, name, nl, &g)) {
             if (nl > 3 && memcmp(name, "no-", 3) == 0 && find_flag(l, name + 3, nl - 3, &g) &&
