@@ -127,6 +127,12 @@ typedef struct conn_s {
     bool free_pending; /* closed while a handler held req */
     bool dispatched;   /* the handler has been called for this request */
     bool user_paused;  /* weft_http_request_pause */
+    const char *exec_base; /* the bytes llhttp_execute is parsing now */
+    uint64_t exec_off;     /* bytes parsed on this connection before exec_base */
+    uint64_t data_end;     /* stream position after the head, or after the last chunk data */
+    uint32_t chunk_ext;    /* bytes of chunk extensions in this message */
+    uint32_t chunk_ext_now; /* of them, in the chunk being started */
+    bool chunk_start;      /* the next body bytes begin a chunk */
     bool drain_wanted;
 } conn_t;
 
@@ -781,6 +787,14 @@ static int detach_head(conn_t *c)
 /* ------------------------------------------------------------------------------------ */
 /* parser callbacks (run inside llhttp_execute: no handler code, no rbuf moves)         */
 
+#define CHUNK_EXT_MAX  4096 /* chunk extension bytes per message (CVE-2024-22019's class) */
+#define CHUNK_SIZE_MAX 16   /* hex digits of a chunk size, leading zeros included */
+
+static inline uint64_t pos_of(const conn_t *c, const char *at)
+{
+    return c->exec_off + (uint64_t)(at - c->exec_base);
+}
+
 static int p_message_begin(llhttp_t *p)
 {
     conn_t *c = p->data;
@@ -824,6 +838,12 @@ static int p_url(llhttp_t *p, const char *at, size_t len)
 static int p_header_field(llhttp_t *p, const char *at, size_t len)
 {
     conn_t *c = p->data;
+    if (c->state == C_BODY) { /* a trailer: checked here, not kept */
+        for (size_t i = 0; i < len; i++)
+            if (!is_tchar((unsigned char)at[i]))
+                return reject(c, 400, "invalid character in a trailer name");
+        return 0;
+    }
     if (c->nhdr == 0 || c->in_value) {
         weft_http_server_t *s = c->l->srv;
         if (c->nhdr >= s->o.max_headers)
@@ -850,6 +870,12 @@ static int p_header_field(llhttp_t *p, const char *at, size_t len)
 static int p_header_value(llhttp_t *p, const char *at, size_t len)
 {
     conn_t *c = p->data;
+    if (c->state == C_BODY) {
+        for (size_t i = 0; i < len; i++)
+            if (at[i] == '\r' || at[i] == '\n' || at[i] == 0)
+                return reject(c, 400, "control character in a trailer value");
+        return 0;
+    }
     hdr_off_t *h = &c->hoff[c->nhdr - 1];
     if (h->vlen == 0) h->voff = (uint32_t)(at - c->rbuf - c->msg_start);
     h->vlen += (uint32_t)len;
@@ -860,6 +886,7 @@ static int p_header_value(llhttp_t *p, const char *at, size_t len)
 static int p_header_value_complete(llhttp_t *p)
 {
     conn_t *c = p->data;
+    if (c->state == C_BODY) return 0;
     c->in_value = true;
     return 0;
 }
@@ -899,8 +926,36 @@ static int p_headers_complete(llhttp_t *p)
     weft_http_request_t *req = &c->req;
     const char *base = c->rbuf + c->msg_start;
 
-    if (p->http_major == 0 && p->http_minor == 9)
+    /* Request line: exactly "METHOD SP target SP HTTP/x.y" (llhttp lets extra spaces by). */
+    size_t mlen = strlen(llhttp_method_name((llhttp_method_t)p->method));
+    const char *after_url = base + c->url_off + c->url_len;
+    if (c->url_off != mlen + 1) return reject(c, 400, "malformed request line");
+    if (p->http_major == 0 && p->http_minor == 9 && *after_url != ' ')
         return reject(c, 400, "missing HTTP version in the request line");
+    if (*after_url != ' ' || after_url[1] != 'H') return reject(c, 400, "malformed request line");
+    {
+        /* The end of the head: every CR is followed by LF, and the size is within limit
+         * even when the whole head came in one read. */
+        size_t hi = c->url_off + c->url_len;
+        for (uint32_t i = 0; i < c->nhdr; i++) {
+            size_t e = c->hoff[i].voff + c->hoff[i].vlen, f = c->hoff[i].noff + c->hoff[i].nlen;
+            if (e > hi) hi = e;
+            if (f > hi) hi = f;
+        }
+        const char *q = base + hi, *lim = c->rbuf + c->rlen;
+        int lfs = 0;
+        while (q < lim && lfs < 2) {
+            if (*q == '\r' && (q + 1 >= lim || q[1] != '\n'))
+                return reject(c, 400, "bare CR in the request head");
+            if (*q == '\n') lfs++;
+            q++;
+        }
+        if ((size_t)(q - base) > c->l->srv->o.max_head)
+            return reject(c, 431, "request head larger than the limit (http.max_head_size)");
+        c->data_end = pos_of(c, q);
+        c->chunk_start = true;
+        c->chunk_ext = c->chunk_ext_now = 0;
+    }
     if (p->http_major != 1 || p->http_minor > 1)
         return reject(c, 505, "HTTP version not supported");
     req->version_minor = (uint8_t)p->http_minor;
@@ -1011,6 +1066,18 @@ static int p_headers_complete(llhttp_t *p)
 static int p_body(llhttp_t *p, const char *at, size_t len)
 {
     conn_t *c = p->data;
+    if (p->flags & F_CHUNKED) {
+        uint64_t here = pos_of(c, at);
+        if (c->chunk_start) {
+            /* Between the last data (or the head) and this chunk's data: CRLF, the size,
+             * extensions, CRLF. Anything longer is a size with too many digits. */
+            if (here - c->data_end > c->chunk_ext_now + CHUNK_SIZE_MAX + 4)
+                return reject(c, 400, "chunk size longer than 16 hex digits");
+            c->chunk_start = false;
+            c->chunk_ext_now = 0;
+        }
+        c->data_end = here + len;
+    }
     c->deadline = loop_now(c) + c->l->srv->o.body_timeout_ms;
     if (c->body_len + len > c->body_limit)
         return reject(c, 413, "request body larger than the limit (http.max_body_size)");
@@ -1039,6 +1106,22 @@ static int p_body(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+static int p_chunk_header(llhttp_t *p)
+{
+    ((conn_t *)p->data)->chunk_start = true;
+    return 0;
+}
+
+static int p_chunk_ext(llhttp_t *p, const char *at, size_t len)
+{
+    conn_t *c = p->data;
+    c->chunk_ext += (uint32_t)len + 2; /* with the ';' and '=' around it, roughly */
+    c->chunk_ext_now += (uint32_t)len + 2;
+    if (c->chunk_ext > CHUNK_EXT_MAX)
+        return reject(c, 400, "chunk extensions longer than 4096 bytes");
+    return 0;
+}
+
 static int p_message_complete(llhttp_t *p)
 {
     conn_t *c = p->data;
@@ -1062,6 +1145,9 @@ static const llhttp_settings_t parser_settings = {
     .on_headers_complete = p_headers_complete,
     .on_body = p_body,
     .on_message_complete = p_message_complete,
+    .on_chunk_header = p_chunk_header,
+    .on_chunk_extension_name = p_chunk_ext,
+    .on_chunk_extension_value = p_chunk_ext,
 };
 
 /* Status and message for a parse error. */
@@ -1091,7 +1177,8 @@ static int error_status(conn_t *c, llhttp_errno_t e, const char **msg)
         if (eol && eol - line >= 9) {
             const char *v = eol - 8;
             if (memcmp(v, "HTTP/", 5) == 0 && v[5] >= '0' && v[5] <= '9' && v[6] == '.' &&
-                v[7] >= '0' && v[7] <= '9' && v[-1] == ' ') {
+                v[7] >= '0' && v[7] <= '9' && v[-1] == ' ' && eol + 1 < end && eol[1] == '\n' &&
+                !(v[5] == '1' && (v[7] == '0' || v[7] == '1'))) {
                 *msg = "HTTP version not supported";
                 return 505;
             }
@@ -1157,9 +1244,11 @@ static void conn_process(conn_t *c)
         const char *data = c->rbuf + c->rpos;
         size_t n = c->rlen - c->rpos;
         c->in_execute = true;
+        c->exec_base = data;
         llhttp_errno_t e = llhttp_execute(&c->parser, data, n);
         c->in_execute = false;
         if (e == HPE_OK) {
+            c->exec_off += n;
             c->rpos += n;
             if (c->state == C_HEAD && c->rpos - c->msg_start > s->o.max_head) {
                 send_error(c, 431, "request head larger than the limit (http.max_head_size)");
@@ -1170,6 +1259,7 @@ static void conn_process(conn_t *c)
         const char *stop = llhttp_get_error_pos(&c->parser);
         if (stop < data || stop > data + n) stop = data + n;
         c->rpos += (size_t)(stop - data);
+        c->exec_off += (uint64_t)(stop - data);
         if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
             if (e == HPE_PAUSED_UPGRADE) {
                 /* Upgrades are not supported: answer this request, then close. */
@@ -1367,11 +1457,13 @@ static void on_connection(uv_stream_t *server, int status)
     c->deadline = loop_now(c) + l->srv->o.head_timeout_ms;
     if (atomic_load_explicit(&l->nconns, memory_order_relaxed) > l->srv->o.max_connections ||
         l->shutting_down) {
-        static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
-                                   "application/json\r\nContent-Length: 61\r\nConnection: "
-                                   "close\r\n\r\n{\"error\":\"too many connections "
-                                   "(http.max_connections)\"}\n";
-        uv_buf_t b = uv_buf_init((char *)busy, sizeof(busy) - 1);
+        static const char body[] = "{\"error\":\"too many connections (http.max_connections)\"}\n";
+        char busy[256];
+        int n = snprintf(busy, sizeof(busy),
+                         "HTTP/1.1 503 Service Unavailable\r\n%.*sContent-Type: application/json\r\n"
+                         "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                         (int)l->date_len, l->date, sizeof(body) - 1, body);
+        uv_buf_t b = uv_buf_init(busy, (unsigned)n);
         uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         conn_close(c);
         return;
@@ -1552,7 +1644,8 @@ static int open_socket(const struct sockaddr_storage *ss, bool reuseport, unsign
     if (ss->ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     socklen_t len =
         ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    if (bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, (int)backlog) != 0) {
+    if (bind(fd, (const struct sockaddr *)ss, len) != 0 ||
+        (backlog && listen(fd, (int)backlog) != 0)) {
         int err = -errno;
         close(fd);
         return err;
@@ -1571,7 +1664,7 @@ int weft_http_server_bind(weft_http_server_t *s, char *err_msg, size_t err_len)
     /* First a socket WITHOUT SO_REUSEPORT: it fails if anyone already listens there, even a
      * process that set SO_REUSEPORT itself, so two servers never silently share a port.
      * With port 0 it also picks the port that the worker sockets then share. */
-    int probe = open_socket(&ss, false, 1);
+    int probe = open_socket(&ss, false, 0); /* bind only: nobody can connect to it */
     if (probe < 0) {
         if (err_msg)
             snprintf(err_msg, err_len, "cannot listen on %s:%u: %s", s->host, s->o.port,
