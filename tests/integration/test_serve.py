@@ -1,4 +1,5 @@
 """The weft command: serve, version, help, configuration errors, limits, a real Prometheus."""
+import pathlib
 import socket
 import subprocess
 import time
@@ -11,6 +12,14 @@ from test_service import promtool_check
 
 def run(*args, timeout=20, env=None):
     return run_cli(WEFT, *args, timeout=timeout, env=env)
+
+
+def test_config_docs_match_the_committed_reference():
+    """docs/config.md is generated from the option tables; it must not go stale."""
+    r = run("config-docs")
+    assert r.returncode == 0
+    committed = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text()
+    assert r.stdout == committed, "docs/config.md is stale: run `build/weft config-docs > docs/config.md`"
 
 
 def test_version_and_help():
