@@ -3,16 +3,18 @@
 #   make build   release build in build/: build/weft, build/libweft.so, build/examples/*
 #   make run     install what is missing, build, start `weft serve` on embedded defaults
 #   make test    install what is missing, build with ASan+UBSan (clang, with fuzzers) in
-#                build-asan/, run unit tests, fuzz smoke runs, integration tests
+#                build-asan/, run unit tests, fuzz smoke runs, integration tests; then
+#                the unit tests again under ThreadSanitizer (build-tsan/)
 #   make bench   the benchmarks in bench/ (see bench/README.md)
 #   make format  clang-format every C file
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc)
 PYTHON     ?= /usr/bin/python3
 WEFT_ARGS  ?=
 
-.PHONY: all build run test unit integration deps asan bench format clean
+.PHONY: all build run test unit integration deps asan tsan tsan-unit bench format clean
 
 all: build
 
@@ -31,12 +33,23 @@ asan:
 	  -DWEFT_SANITIZE=ON -DWEFT_FUZZ=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
+# ThreadSanitizer cannot share a tree with ASan; the unit tests (worker threads, metric
+# shards, the MPSC queue, RCU snapshots, servers with several loops) run here too.
+tsan:
+	@cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+	  -DWEFT_TSAN=ON >/dev/null
+	@cmake --build $(TSAN_BUILD) -j $(JOBS)
+
 # Sanitizer reports end the process with an error and fail the test that ran it.
 export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0:halt_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+export TSAN_OPTIONS ?= halt_on_error=1:second_deadlock_stack=1
 
 unit: asan
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
+
+tsan-unit: tsan
+	cd $(TSAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L unit
 
 integration: asan
 	WEFT_BUILD=$(abspath $(ASAN_BUILD)) $(PYTHON) -m pytest -q tests/integration
@@ -44,6 +57,7 @@ integration: asan
 test: deps
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory tsan-unit
 
 bench: deps build
 	@scripts/install-deps --bench
@@ -53,4 +67,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

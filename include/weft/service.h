@@ -99,7 +99,7 @@ WEFT_EXTERN int weft_service_run(weft_service_t *svc);
 /** Starts the graceful shutdown of a running service; any thread, any number of times. */
 WEFT_EXTERN void weft_service_stop(weft_service_t *svc);
 
-/** The port bound (after weft_service_run has bound it; useful with port 0). */
+/** The port bound: 0 until weft_service_run has bound it (useful with port 0); any thread. */
 WEFT_EXTERN uint16_t weft_service_port(const weft_service_t *svc);
 
 /** The control loop: runs on the thread that called weft_service_run (signals, timers, the

@@ -69,7 +69,7 @@ struct weft_service_s {
     atomic_bool running;
     atomic_bool stopping;
     atomic_uint workers_done;
-    uint16_t port;
+    _Atomic uint16_t port; /* 0 until bound; read from any thread */
     void (*on_start)(weft_service_t *, void *);
     void *on_start_arg;
 };
@@ -391,7 +391,7 @@ weft_span_t *weft_service_span(const weft_http_request_t *req)
 }
 uint16_t weft_service_port(const weft_service_t *svc)
 {
-    return svc->port;
+    return atomic_load_explicit(&svc->port, memory_order_acquire);
 }
 uv_loop_t *weft_service_loop(weft_service_t *svc)
 {
@@ -471,7 +471,7 @@ int weft_service_run(weft_service_t *svc)
         atomic_store(&svc->running, false);
         return err;
     }
-    svc->port = weft_http_server_port(svc->http);
+    atomic_store_explicit(&svc->port, weft_http_server_port(svc->http), memory_order_release);
     signal(SIGPIPE, SIG_IGN);
     if ((err = uv_loop_init(&svc->loop)) != 0) goto out;
     uv_signal_init(&svc->loop, &svc->sigterm);
@@ -488,7 +488,7 @@ int weft_service_run(weft_service_t *svc)
         goto out_loop;
     }
     weft_info("service", "listening", "service=%s version=%s addr=%s:%u workers=%u", svc->name,
-              svc->version, svc->host, svc->port, weft_workers_count(svc->workers));
+              svc->version, svc->host, weft_service_port(svc), weft_workers_count(svc->workers));
     if (svc->on_start) svc->on_start(svc, svc->on_start_arg);
     uv_run(&svc->loop, UV_RUN_DEFAULT);
     weft_workers_join(svc->workers);
