@@ -122,17 +122,17 @@ typedef struct conn_s {
     bool writing;
     bool reading;
     bool peer_eof;
-    bool closing;      /* uv_close called */
-    bool aborted;      /* the handler was told the client went away */
-    bool free_pending; /* closed while a handler held req */
-    bool dispatched;   /* the handler has been called for this request */
-    bool user_paused;  /* weft_http_request_pause */
-    const char *exec_base; /* the bytes llhttp_execute is parsing now */
-    uint64_t exec_off;     /* bytes parsed on this connection before exec_base */
-    uint64_t data_end;     /* stream position after the head, or after the last chunk data */
-    uint32_t chunk_ext;    /* bytes of chunk extensions in this message */
+    bool closing;           /* uv_close called */
+    bool aborted;           /* the handler was told the client went away */
+    bool free_pending;      /* closed while a handler held req */
+    bool dispatched;        /* the handler has been called for this request */
+    bool user_paused;       /* weft_http_request_pause */
+    const char *exec_base;  /* the bytes llhttp_execute is parsing now */
+    uint64_t exec_off;      /* bytes parsed on this connection before exec_base */
+    uint64_t data_end;      /* stream position after the head, or after the last chunk data */
+    uint32_t chunk_ext;     /* bytes of chunk extensions in this message */
     uint32_t chunk_ext_now; /* of them, in the chunk being started */
-    bool chunk_start;      /* the next body bytes begin a chunk */
+    bool chunk_start;       /* the next body bytes begin a chunk */
     bool drain_wanted;
 } conn_t;
 
@@ -189,15 +189,74 @@ static size_t fmt_u64(char *out, uint64_t v)
     return n;
 }
 
-static bool ieq(const char *a, size_t alen, const char *b)
+/* ASCII case-insensitive a == b (blen bytes). */
+static bool ieqn(const char *a, size_t alen, const char *b, size_t blen)
 {
-    size_t blen = strlen(b);
     if (alen != blen) return false;
     for (size_t i = 0; i < alen; i++) {
         unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
         if (x >= 'A' && x <= 'Z') x |= 0x20;
         if (y >= 'A' && y <= 'Z') y |= 0x20;
         if (x != y) return false;
+    }
+    return true;
+}
+
+static bool ieq(const char *a, size_t alen, const char *b)
+{
+    return ieqn(a, alen, b, strlen(b));
+}
+
+/* The same with a string literal: its length is known at compile time. */
+#define IEQ_LIT(a, alen, lit) ieqn((a), (alen), (lit), sizeof(lit) - 1)
+
+/* Eight bytes at a time (SWAR): the target and every header value are scanned for
+ * control characters on each request. word_below is exact as a yes/no answer for
+ * lim <= 128 (a borrow only propagates out of a byte that is itself below lim). */
+#define ONES  0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+static inline uint64_t load8(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline bool word_below(uint64_t v, unsigned lim)
+{
+    return ((v - ONES * lim) & ~v & HIGHS) != 0;
+}
+
+static inline bool word_has(uint64_t v, unsigned char b)
+{
+    return word_below(v ^ (ONES * b), 1);
+}
+
+/* A request target: no byte <= SP, no DEL. */
+static bool target_clean(const char *p, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v = load8(p + i);
+        if (word_below(v, 0x21) || word_has(v, 0x7f)) return false;
+    }
+    for (; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch <= ' ' || ch == 0x7f) return false;
+    }
+    return true;
+}
+
+/* A header value: no CR, LF or NUL (bytes below 0x0e are looked at one by one). */
+static bool value_clean(const char *p, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        if (word_below(load8(p + i), 0x0e)) break;
+    for (; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch == '\r' || ch == '\n' || ch == 0) return false;
     }
     return true;
 }
@@ -927,7 +986,8 @@ static int p_headers_complete(llhttp_t *p)
     const char *base = c->rbuf + c->msg_start;
 
     /* Request line: exactly "METHOD SP target SP HTTP/x.y" (llhttp lets extra spaces by). */
-    size_t mlen = strlen(llhttp_method_name((llhttp_method_t)p->method));
+    const char *mname = llhttp_method_name((llhttp_method_t)p->method);
+    size_t mlen = strlen(mname);
     const char *after_url = base + c->url_off + c->url_len;
     if (c->url_off != mlen + 1) return reject(c, 400, "malformed request line");
     if (p->http_major == 0 && p->http_minor == 9 && *after_url != ' ')
@@ -959,8 +1019,7 @@ static int p_headers_complete(llhttp_t *p)
     if (p->http_major != 1 || p->http_minor > 1)
         return reject(c, 505, "HTTP version not supported");
     req->version_minor = (uint8_t)p->http_minor;
-    const char *mname = llhttp_method_name((llhttp_method_t)p->method);
-    req->method = (weft_str_t){mname, strlen(mname)};
+    req->method = (weft_str_t){mname, mlen};
     req->target = (weft_str_t){base + c->url_off, c->url_len};
     if (req->target.len == 0) return reject(c, 400, "empty request target");
     const char *q = memchr(req->target.base, '?', req->target.len);
@@ -971,10 +1030,8 @@ static int p_headers_complete(llhttp_t *p)
         req->path = req->target;
         req->query = (weft_str_t){req->target.base + req->target.len, 0};
     }
-    for (size_t i = 0; i < req->target.len; i++) {
-        unsigned char ch = (unsigned char)req->target.base[i];
-        if (ch <= ' ' || ch == 0x7f) return reject(c, 400, "control character in the target");
-    }
+    if (!target_clean(req->target.base, req->target.len))
+        return reject(c, 400, "control character in the target");
 
     weft_http_header_t *hs = c->nhdr <= INLINE_HEADERS
                                  ? c->hdr_inline
@@ -989,11 +1046,8 @@ static int p_headers_complete(llhttp_t *p)
         size_t vl = h->vlen;
         /* llhttp hands over the raw value: trim trailing whitespace; reject folds/CR/NUL. */
         while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) vl--;
-        for (size_t k = 0; k < vl; k++) {
-            unsigned char ch = (unsigned char)v[k];
-            if (ch == '\r' || ch == '\n' || ch == 0)
-                return reject(c, 400, "line folding or control character in a header value");
-        }
+        if (!value_clean(v, vl))
+            return reject(c, 400, "line folding or control character in a header value");
         if (h->vlen == 0) v = base;
         hs[i].value = (weft_str_t){v, vl};
         if (h->nlen == 0) return reject(c, 400, "empty header name");
@@ -1002,16 +1056,17 @@ static int p_headers_complete(llhttp_t *p)
                 return reject(c, 400, "invalid character in a header name");
         switch (h->nlen) {
         case 4:
-            if (ieq(hs[i].name.base, 4, "host")) hosts++;
+            if (IEQ_LIT(hs[i].name.base, 4, "host")) hosts++;
             break;
         case 6:
-            if (ieq(hs[i].name.base, 6, "expect")) {
-                if (!ieq(v, vl, "100-continue")) return reject(c, 417, "unsupported expectation");
+            if (IEQ_LIT(hs[i].name.base, 6, "expect")) {
+                if (!IEQ_LIT(v, vl, "100-continue"))
+                    return reject(c, 417, "unsupported expectation");
                 expect_continue = true;
             }
             break;
         case 17:
-            if (ieq(hs[i].name.base, 17, "transfer-encoding")) has_te = true;
+            if (IEQ_LIT(hs[i].name.base, 17, "transfer-encoding")) has_te = true;
             break;
         }
     }
@@ -1459,10 +1514,11 @@ static void on_connection(uv_stream_t *server, int status)
         l->shutting_down) {
         static const char body[] = "{\"error\":\"too many connections (http.max_connections)\"}\n";
         char busy[256];
-        int n = snprintf(busy, sizeof(busy),
-                         "HTTP/1.1 503 Service Unavailable\r\n%.*sContent-Type: application/json\r\n"
-                         "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                         (int)l->date_len, l->date, sizeof(body) - 1, body);
+        int n =
+            snprintf(busy, sizeof(busy),
+                     "HTTP/1.1 503 Service Unavailable\r\n%.*sContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                     (int)l->date_len, l->date, sizeof(body) - 1, body);
         uv_buf_t b = uv_buf_init(busy, (unsigned)n);
         uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         conn_close(c);

@@ -20,6 +20,7 @@
  *
  * Nothing here allocates or keeps state; every function is pure and thread-safe.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "trace/trace_int.h"
@@ -218,11 +219,19 @@ size_t weft_b3_format(const weft_trace_context_t *ctx, char *out)
 typedef struct found_s {
     weft_str_t traceparent;
     bool traceparent_twice;
-    weft_str_t tracestate[WEFT_TRACESTATE_MEMBERS * 2];
     size_t ntracestate;
     bool tracestate_overflow;
     weft_str_t b3, trace_id, span_id, parent_id, sampled, flags;
+    /* Last, and not cleared (found_clear): only the first ntracestate are ever read. */
+    weft_str_t tracestate[WEFT_TRACESTATE_MEMBERS * 2];
 } found_t;
+
+/* Clears everything but the tracestate array (1 KiB: clearing it was a quarter of the
+ * cost of extracting from a request without any trace header). */
+static inline void found_clear(found_t *f)
+{
+    memset(f, 0, offsetof(found_t, tracestate));
+}
 
 static bool value_is(weft_str_t v, const char *lit)
 {
@@ -293,7 +302,7 @@ int weft_trace_extract(weft_trace_getter_fn get, void *arg, weft_trace_context_t
     found_t f;
     const char *p;
     size_t n;
-    memset(&f, 0, sizeof(f));
+    found_clear(&f);
     /* Lazily, in order of preference: most requests carry one format, or none. */
     if (get(arg, "traceparent", &p, &n)) {
         f.traceparent = (weft_str_t){p ? p : "", p ? n : 0};
@@ -343,7 +352,7 @@ int weft_trace_extract_headers(const weft_http_header_t *headers, size_t n,
                                weft_trace_context_t *ctx)
 {
     found_t f;
-    memset(&f, 0, sizeof(f));
+    found_clear(&f);
     for (size_t i = 0; i < n; i++) {
         weft_str_t name = headers[i].name, v = headers[i].value;
         if (name.len < 2 || !name.base) continue;

@@ -352,6 +352,45 @@ static void test_malformed_and_smuggling(void **state)
     assert_non_null(strstr(r, "HTTP/1.1 200 OK"));
 }
 
+/* The target and header values are scanned eight bytes at a time: put one byte at every
+ * position of a 24-byte piece, so it lands in each lane of a word and in the tail. Bytes
+ * >= 0x80 must pass (no false alarm from the word tricks); DEL in the target and a bare CR
+ * in a value must be caught wherever they are. */
+static void test_scan_every_position(void **state)
+{
+    fixture_t *f = *state;
+    char req[256];
+    for (int k = 0; k < 24; k++) {
+        char piece[25];
+        memset(piece, 'a', 24);
+        piece[24] = 0;
+        static const struct {
+            int in_target;
+            char byte;
+            const char *status;
+        } cases[] = {{1, (char)0xc3, "200"},
+                     {1, 0x7f, "400"},
+                     {0, (char)0xc3, "200"},
+                     {0, (char)0xff, "200"},
+                     {0, '\r', "400"}};
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+            piece[k] = cases[i].byte;
+            if (cases[i].in_target)
+                snprintf(req, sizeof(req), "GET /hello/%s HTTP/1.1\r\nHost: x\r\n\r\n", piece);
+            else
+                snprintf(req, sizeof(req), "GET /hello HTTP/1.1\r\nHost: x\r\nX-V: %s\r\n\r\n",
+                         piece);
+            piece[k] = 'a';
+            int closed;
+            char *r = exchange(f, req, &closed);
+            char want[32];
+            snprintf(want, sizeof(want), "HTTP/1.1 %s ", cases[i].status);
+            if (strncmp(r, want, strlen(want)) != 0)
+                fail_msg("position %d, case %zu: want %s, got: %.80s", k, i, cases[i].status, r);
+        }
+    }
+}
+
 static void test_head_limits(void **state)
 {
     fixture_t *f = *state;
@@ -410,6 +449,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expect_continue_and_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_and_smuggling, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scan_every_position, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http10, setup, teardown),
