@@ -9,6 +9,10 @@
  * worker thread, waits for all of them) -> ... weft_workers_post to run functions on a
  * worker ... -> weft_workers_stop (runs a stop function on every worker; each worker's loop
  * then ends once the handles it holds are closed) -> weft_workers_join -> weft_workers_free.
+ *
+ * Every worker thread is registered as an RCU reader of weft's snapshots (route tables,
+ * instance sets) for its whole life, init and stop functions included, so code running on
+ * a worker may read them without registering. Threads not made here register themselves.
  */
 #ifndef WEFT_WORKERS_H
 #define WEFT_WORKERS_H

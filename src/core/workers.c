@@ -9,12 +9,15 @@
  *
  * Threads: weft_workers_post and weft_workers_stop may be called from any thread; the
  * worker fields `loop`, `async` are touched only by the worker's own thread after start.
- * Start-up is a barrier: weft_workers_start returns after every init has run.
+ * Start-up is a barrier: weft_workers_start returns after every init has run. Each worker
+ * thread is a registered snapshot reader (core/snapshot.h) from before its init function
+ * until its loop has been closed, so everything run on it may read snapshots.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "core/snapshot.h"
 #include "weft/workers.h"
 
 #define POST_LIMIT 1024
@@ -118,6 +121,7 @@ static void worker_run(void *arg)
 {
     worker_t *wk = arg;
     weft_workers_t *w = wk->group;
+    weft_snap_thread_register();
     if (w->init) w->init(&wk->loop, wk->index, w->init_arg);
     uv_mutex_lock(&w->mu);
     w->ready++;
@@ -130,6 +134,7 @@ static void worker_run(void *arg)
         uv_run(&wk->loop, UV_RUN_DEFAULT);
         uv_loop_close(&wk->loop);
     }
+    weft_snap_thread_unregister();
 }
 
 int weft_workers_start(weft_workers_t *w, weft_worker_fn init, void *arg)
