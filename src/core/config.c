@@ -171,45 +171,19 @@ static int set_value(loader_t *l, size_t g, const char *text, size_t len, const 
         weft__conf_check_bounds(o, &v, text, len, w, sizeof(w)) != 0)
         return fail(l, "%s: %s", where, w);
     char *dst = (char *)sec->target + o->offset;
-    switch (o->type) {
-    case WEFT_CONF_BOOL:
-        *(bool *)dst = v.b;
-        break;
-    case WEFT_CONF_INT:
-        *(int64_t *)dst = v.i;
-        break;
-    case WEFT_CONF_UINT:
-    case WEFT_CONF_DURATION:
-    case WEFT_CONF_SIZE:
-        *(uint64_t *)dst = v.u;
-        break;
-    case WEFT_CONF_DOUBLE:
-        *(double *)dst = v.d;
-        break;
-    case WEFT_CONF_ENUM:
-        *(int *)dst = v.e;
-        break;
-    case WEFT_CONF_LOGLEVEL:
-        *(weft_log_level_t *)dst = (weft_log_level_t)v.e;
-        break;
-    case WEFT_CONF_ADDR:
-        *(weft_conf_addr_t *)dst = v.a;
-        break;
-    case WEFT_CONF_STRING: {
-        char *copy = malloc(len + 1);
-        if (!copy) return oom(l);
-        memcpy(copy, text, len);
-        copy[len] = 0;
-        if (own(l->conf, copy) != 0) {
-            free(copy);
-            return oom(l);
-        }
-        char **slot = (char **)dst;
-        if (*slot) disown(l->conf, *slot);
-        *slot = copy;
-        break;
+    if (weft__conf_store(o, &v, dst)) return 0;
+    /* A string: an owned copy, freed with the configuration. */
+    char *copy = malloc(len + 1);
+    if (!copy) return oom(l);
+    memcpy(copy, text, len);
+    copy[len] = 0;
+    if (own(l->conf, copy) != 0) {
+        free(copy);
+        return oom(l);
     }
-    }
+    char **slot = (char **)dst;
+    if (*slot) disown(l->conf, *slot);
+    *slot = copy;
     return 0;
 }
 

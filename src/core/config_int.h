@@ -34,6 +34,10 @@ int weft__conf_parse(const weft_conf_option_t *o, const char *text, size_t len,
 int weft__conf_check_bounds(const weft_conf_option_t *o, const weft__conf_value_t *v,
                             const char *text, size_t len, char *why, size_t whylen);
 
+/* Stores *v at dst as o's C type. Returns false for WEFT_CONF_STRING, whose storage
+ * (a borrowed or an owned copy) is the caller's choice; true otherwise. */
+bool weft__conf_store(const weft_conf_option_t *o, const weft__conf_value_t *v, void *dst);
+
 /* True when o has bounds to check (not min == max == 0). */
 bool weft__conf_bounded(const weft_conf_option_t *o);
 

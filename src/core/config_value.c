@@ -663,6 +663,38 @@ int weft__conf_parse(const weft_conf_option_t *o, const char *text, size_t len,
     return why(w, wl, "the table gives an unknown type %d", (int)o->type);
 }
 
+bool weft__conf_store(const weft_conf_option_t *o, const weft__conf_value_t *v, void *dst)
+{
+    switch (o->type) {
+    case WEFT_CONF_BOOL:
+        *(bool *)dst = v->b;
+        return true;
+    case WEFT_CONF_INT:
+        *(int64_t *)dst = v->i;
+        return true;
+    case WEFT_CONF_UINT:
+    case WEFT_CONF_DURATION:
+    case WEFT_CONF_SIZE:
+        *(uint64_t *)dst = v->u;
+        return true;
+    case WEFT_CONF_DOUBLE:
+        *(double *)dst = v->d;
+        return true;
+    case WEFT_CONF_ADDR:
+        *(weft_conf_addr_t *)dst = v->a;
+        return true;
+    case WEFT_CONF_ENUM:
+        *(int *)dst = v->e;
+        return true;
+    case WEFT_CONF_LOGLEVEL:
+        *(weft_log_level_t *)dst = (weft_log_level_t)v->e;
+        return true;
+    case WEFT_CONF_STRING:
+        return false;
+    }
+    return false;
+}
+
 int weft_conf_parse_value(const weft_conf_option_t *o, const char *text, void *out, char *w,
                           size_t wl)
 {
@@ -670,33 +702,6 @@ int weft_conf_parse_value(const weft_conf_option_t *o, const char *text, void *o
     weft__conf_value_t v;
     int rc = weft__conf_parse(o, text, strlen(text), &v, w, wl);
     if (rc) return rc;
-    switch (o->type) {
-    case WEFT_CONF_BOOL:
-        *(bool *)out = v.b;
-        break;
-    case WEFT_CONF_INT:
-        *(int64_t *)out = v.i;
-        break;
-    case WEFT_CONF_UINT:
-    case WEFT_CONF_DURATION:
-    case WEFT_CONF_SIZE:
-        *(uint64_t *)out = v.u;
-        break;
-    case WEFT_CONF_DOUBLE:
-        *(double *)out = v.d;
-        break;
-    case WEFT_CONF_STRING:
-        *(const char **)out = text;
-        break;
-    case WEFT_CONF_ADDR:
-        *(weft_conf_addr_t *)out = v.a;
-        break;
-    case WEFT_CONF_ENUM:
-        *(int *)out = v.e;
-        break;
-    case WEFT_CONF_LOGLEVEL:
-        *(weft_log_level_t *)out = (weft_log_level_t)v.e;
-        break;
-    }
+    if (!weft__conf_store(o, &v, out) && o->type == WEFT_CONF_STRING) *(const char **)out = text;
     return 0;
 }
