@@ -20,39 +20,7 @@
 
 #include <cmocka.h>
 
-static long alloc_countdown = -1; /* fail when it reaches 0; -1: never */
-static long alloc_failures;
-
-static bool should_fail(void)
-{
-    if (alloc_countdown < 0) return false;
-    if (alloc_countdown-- == 0) {
-        alloc_failures++;
-        return true;
-    }
-    return false;
-}
-
-static void *oom_malloc(size_t n)
-{
-    return should_fail() ? NULL : malloc(n);
-}
-static void *oom_calloc(size_t a, size_t b)
-{
-    return should_fail() ? NULL : calloc(a, b);
-}
-static void *oom_realloc(void *p, size_t n)
-{
-    return should_fail() ? NULL : realloc(p, n);
-}
-static void *oom_aligned_alloc(size_t a, size_t n)
-{
-    return should_fail() ? NULL : aligned_alloc(a, n);
-}
-static char *oom_strdup(const char *s)
-{
-    return should_fail() ? NULL : strdup(s);
-}
+#include "fault_alloc.h"
 
 #define malloc        oom_malloc
 #define calloc        oom_calloc
