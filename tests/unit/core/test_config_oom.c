@@ -19,31 +19,11 @@
 #include <string.h>
 #include <unistd.h>
 
-static long fi_calls, fi_fail_at; /* fail the fi_fail_at-th allocation; 0: never */
+#include "fault_alloc.h"
 
-static bool fi_fail(void)
-{
-    return ++fi_calls == fi_fail_at;
-}
-
-static void *fi_malloc(size_t n)
-{
-    return fi_fail() ? NULL : malloc(n);
-}
-
-static void *fi_calloc(size_t n, size_t m)
-{
-    return fi_fail() ? NULL : calloc(n, m);
-}
-
-static void *fi_realloc(void *p, size_t n)
-{
-    return fi_fail() ? NULL : realloc(p, n);
-}
-
-#define malloc(n)     fi_malloc(n)
-#define calloc(n, m)  fi_calloc(n, m)
-#define realloc(p, n) fi_realloc(p, n)
+#define malloc(n)     oom_malloc(n)
+#define calloc(n, m)  oom_calloc(n, m)
+#define realloc(p, n) oom_realloc(p, n)
 #include "../../../src/core/config.c"
 #undef malloc
 #undef calloc
@@ -89,12 +69,12 @@ static void test_every_allocation_fails_once(void **state)
         weft_conf_t conf;
         char err[256] = "";
         memset(&t, 0, sizeof(t));
-        fi_calls = 0;
-        fi_fail_at = n;
+        alloc_failures = 0;
+        alloc_countdown = n - 1; /* the n-th allocation fails */
         int rc = weft_conf_load(&conf, &sec, 1, path, 4, argv, err, sizeof(err));
-        fi_fail_at = 0;
+        alloc_countdown = -1;
         if (rc == 0) {
-            assert_true(fi_calls < n); /* got through because nothing failed */
+            assert_int_equal(alloc_failures, 0); /* got through because nothing failed */
             assert_string_equal(t.name, "from-env");
             assert_string_equal(t.note, "from-flag");
             assert_string_equal(t.extra, "from-file");
