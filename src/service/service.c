@@ -173,6 +173,8 @@ static void on_begin(weft_http_request_t *req, void *arg)
         name[ml + 1 + rl] = 0;
         weft_span_set_name(span, name);
         weft_span_set_attr_str(span, "http.route", route);
+        /* method.base is llhttp's static, NUL-terminated method name */
+        if (req->method.base) weft_span_set_attr_str(span, "http.request.method", req->method.base);
     }
     req->hook_data = span;
 }
