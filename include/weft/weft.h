@@ -14,6 +14,7 @@
 #include "weft/metrics.h"
 #include "weft/trace.h"
 #include "weft/service.h"
+#include "weft/otlp.h"
 
 #define WEFT_VERSION "0.1.0"
 

@@ -1,0 +1,88 @@
+/**
+ * weft/otlp.h - a span exporter that sends spans to an OTLP/HTTP receiver (JSON encoding).
+ *
+ *     weft_otlp_options_t oo;
+ *     weft_otlp_options_init(&oo);
+ *     oo.service_name = "orders";                  // resource attribute service.name
+ *     char err[256];
+ *     weft_span_exporter_t *e = weft_otlp_exporter_new(&oo, err, sizeof(err));
+ *     if (!e) { fprintf(stderr, "%s\n", err); return 2; }
+ *     so.exporter = e;                             // weft_service_options_t: it takes it over
+ *
+ * Spans are POSTed to http://host:port/path as an ExportTraceServiceRequest in the OTLP/JSON
+ * encoding (Content-Type: application/json): ids as lowercase hex, times as decimal strings,
+ * enums as integers. Ending a span never blocks and never does I/O: the span is copied into
+ * a bounded queue and sent from the exporter's own thread, in batches of at most max_batch
+ * spans, one request at a time. A batch goes out when it is full or flush_interval_ms after
+ * its oldest span was queued. Nothing is retried: a batch that gets a non-2xx answer, a
+ * connection error or a timeout is dropped and counted, and one warning is logged per run of
+ * failures (comp=otlp), one info line when sending works again.
+ *
+ * Shutdown (weft_tracer_free, or e->shutdown(e->arg) for an exporter no tracer took) stops
+ * taking spans, sends what is queued, waits at most shutdown_timeout_ms for that, then
+ * cancels what is left, joins the thread and frees the exporter.
+ */
+#ifndef WEFT_OTLP_H
+#define WEFT_OTLP_H
+
+#include "weft/common.h"
+#include "weft/trace.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WEFT_OTLP_MAX_QUEUE   1000000 /* max_queue at most */
+#define WEFT_OTLP_MAX_BATCH   100000  /* max_batch at most */
+#define WEFT_OTLP_MAX_TIMEOUT 3600000 /* any of the *_ms options at most (one hour) */
+
+/** Options; weft_otlp_options_init fills the defaults. Strings are copied by _new. */
+typedef struct weft_otlp_options_s {
+    const char *host;             /* numeric IPv4 or IPv6 address; default "127.0.0.1" */
+    uint16_t port;                /* 1-65535; default 4318 */
+    const char *path;             /* request target, starting with '/'; default "/v1/traces" */
+    const char *service_name;     /* required: resource attribute service.name, 1-255 bytes */
+    size_t max_queue;             /* spans held (queued, batched, not yet encoded), 1..1000000;
+                                     default 2048. More are dropped (dropped_queue_full) */
+    size_t max_batch;             /* spans per request, 1..100000; default 512 */
+    uint64_t flush_interval_ms;   /* longest wait of a queued span before its batch is sent,
+                                     1..3600000; default 1000 */
+    uint64_t timeout_ms;          /* per request (connect included), 1..3600000; default 10000 */
+    uint64_t shutdown_timeout_ms; /* how long shutdown sends what is queued, 0..3600000;
+                                     default 5000. 0: what is queued is dropped */
+} weft_otlp_options_t;
+
+/** Counters since creation (monotonic). */
+typedef struct weft_otlp_stats_s {
+    uint64_t exported;           /* spans in batches the receiver answered with 2xx */
+    uint64_t dropped_queue_full; /* spans refused because max_queue were held (or after
+                                    shutdown began) */
+    uint64_t dropped_failed;     /* spans in batches that failed, or that shutdown could not
+                                    send in time */
+    uint64_t batches_sent;       /* requests answered with 2xx */
+    uint64_t batches_failed;     /* requests that failed (non-2xx, timeout, connection error) */
+} weft_otlp_stats_t;
+
+/** Fills *o with the defaults above (service_name NULL: set it). */
+WEFT_EXTERN void weft_otlp_options_init(weft_otlp_options_t *o);
+
+/**
+ * Validates o and starts an exporter: its thread, loop and HTTP client (no connection is
+ * made until there is something to send). Returns the exporter, to be handed to a tracer or
+ * a service (which then own it), or NULL with one line in err (errlen bytes, NUL-terminated;
+ * err may be NULL when errlen is 0) naming the bad option ("max_batch: must be 1..100000,
+ * got 0"), or saying what failed (out of memory, thread creation).
+ */
+WEFT_EXTERN weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options_t *o, char *err,
+                                                         size_t errlen);
+
+/**
+ * The exporter's counters now (any thread; relaxed reads), until it is shut down. Returns 0,
+ * or WEFT_EINVAL when e is not an OTLP exporter (*out unchanged).
+ */
+WEFT_EXTERN int weft_otlp_exporter_stats(const weft_span_exporter_t *e, weft_otlp_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,622 @@
+/*
+ * test_otlp.c - the OTLP/HTTP span exporter (service/otlp.c) against a fake receiver.
+ *
+ * There is no real OTLP receiver packaged in Debian here (weft's own collector comes later),
+ * so the receiver is a small HTTP/1.1 server on a loopback port, in a thread of this test:
+ * it records each request's line, Content-Type and body, and answers with a status the test
+ * chooses. The bodies are parsed with jansson and checked against the OTLP/JSON encoding
+ * (opentelemetry-proto's JSON mapping: lowerCamelCase names, hex ids, decimal-string
+ * int64 and times, integer enums). Also: option validation, queue-full drops, failed batches
+ * (non-2xx, receiver down, receiver that never answers) counted, and shutdown within its
+ * timeout.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "weft/otlp.h"
+#include "weft/trace.h"
+
+/* ---- the fake receiver ---- */
+
+#define MAX_BODIES 64
+
+typedef struct receiver_s {
+    int lfd;
+    uint16_t port;
+    pthread_t th;
+    bool started;
+    atomic_int stop;
+    atomic_int status; /* what it answers */
+    pthread_mutex_t mu;
+    char *bodies[MAX_BODIES];
+    int nbodies;
+    char request_line[128];
+    char content_type[64];
+} receiver_t;
+
+static receiver_t rcv;
+
+static int listen_loopback(uint16_t *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    socklen_t al = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &al);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* Waits for fd to be readable, 50 ms at a time, until stop: 1 readable, 0 stopping. */
+static int wait_readable(receiver_t *r, int fd)
+{
+    while (!atomic_load(&r->stop)) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 50) > 0) return 1;
+    }
+    return 0;
+}
+
+static void serve_conn(receiver_t *r, int fd)
+{
+    size_t cap = 1 << 20, n = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    for (;;) {
+        char *end;
+        while (!(end = memmem(buf, n, "\r\n\r\n", 4))) {
+            if (n == cap || !wait_readable(r, fd)) goto out;
+            ssize_t k = recv(fd, buf + n, cap - n, 0);
+            if (k <= 0) goto out;
+            n += (size_t)k;
+        }
+        size_t head = (size_t)(end - buf) + 4, clen = 0;
+        buf[head - 1] = 0;
+        char *line = buf, *ctype = NULL;
+        for (char *p = strstr(buf, "\r\n"); p && p < end; p = strstr(p + 2, "\r\n")) {
+            if (strncasecmp(p + 2, "content-length:", 15) == 0) clen = strtoul(p + 17, NULL, 10);
+            if (strncasecmp(p + 2, "content-type:", 13) == 0) ctype = p + 15;
+        }
+        assert_true(head + clen <= cap);
+        while (n < head + clen) {
+            if (!wait_readable(r, fd)) goto out;
+            ssize_t k = recv(fd, buf + n, cap - n, 0);
+            if (k <= 0) goto out;
+            n += (size_t)k;
+        }
+        char *body = malloc(clen + 1);
+        memcpy(body, buf + head, clen);
+        body[clen] = 0;
+        pthread_mutex_lock(&r->mu);
+        snprintf(r->request_line, sizeof(r->request_line), "%.*s",
+                 (int)(strstr(line, "\r\n") - line), line);
+        if (ctype) {
+            while (*ctype == ' ') ctype++;
+            snprintf(r->content_type, sizeof(r->content_type), "%.*s", (int)strcspn(ctype, "\r"),
+                     ctype);
+        }
+        if (r->nbodies < MAX_BODIES)
+            r->bodies[r->nbodies++] = body;
+        else
+            free(body);
+        pthread_mutex_unlock(&r->mu);
+        char resp[128];
+        int rl = snprintf(resp, sizeof(resp), "HTTP/1.1 %d X\r\nContent-Length: 2\r\n\r\n{}",
+                          atomic_load(&r->status));
+        send(fd, resp, (size_t)rl, MSG_NOSIGNAL);
+        memmove(buf, buf + head + clen, n - head - clen);
+        n -= head + clen;
+    }
+out:
+    free(buf);
+    close(fd);
+}
+
+static void *receiver_run(void *arg)
+{
+    receiver_t *r = arg;
+    while (wait_readable(r, r->lfd)) {
+        int fd = accept(r->lfd, NULL, NULL);
+        if (fd >= 0) serve_conn(r, fd);
+    }
+    return NULL;
+}
+
+/* accept: false for a receiver that listens but never accepts (requests never answered). */
+static void receiver_start(bool accept_conns)
+{
+    memset(&rcv, 0, sizeof(rcv));
+    pthread_mutex_init(&rcv.mu, NULL);
+    atomic_store(&rcv.status, 200);
+    rcv.lfd = listen_loopback(&rcv.port);
+    if (accept_conns) {
+        assert_int_equal(pthread_create(&rcv.th, NULL, receiver_run, &rcv), 0);
+        rcv.started = true;
+    }
+}
+
+static void receiver_stop(void)
+{
+    atomic_store(&rcv.stop, 1);
+    if (rcv.started) pthread_join(rcv.th, NULL);
+    close(rcv.lfd);
+    for (int i = 0; i < rcv.nbodies; i++) free(rcv.bodies[i]);
+    pthread_mutex_destroy(&rcv.mu);
+}
+
+/* A loopback port nothing listens on. */
+static uint16_t closed_port(void)
+{
+    uint16_t port;
+    close(listen_loopback(&port));
+    return port;
+}
+
+static uint64_t ms_now(void)
+{
+    return weft_now_ns() / 1000000u;
+}
+
+/* ---- helpers ---- */
+
+static weft_span_exporter_t *new_exporter(uint16_t port, size_t max_queue, size_t max_batch,
+                                          uint64_t flush_ms, uint64_t shutdown_ms)
+{
+    weft_otlp_options_t o;
+    weft_otlp_options_init(&o);
+    o.port = port;
+    o.service_name = "otlp-unit";
+    o.max_queue = max_queue;
+    o.max_batch = max_batch;
+    o.flush_interval_ms = flush_ms;
+    o.shutdown_timeout_ms = shutdown_ms;
+    char err[256] = "";
+    weft_span_exporter_t *e = weft_otlp_exporter_new(&o, err, sizeof(err));
+    if (!e) fail_msg("weft_otlp_exporter_new: %s", err);
+    return e;
+}
+
+static weft_tracer_t *new_tracer(weft_span_exporter_t *e)
+{
+    weft_tracer_options_t to;
+    weft_tracer_options_init(&to);
+    to.service_name = "tracer-name"; /* the exporter's service_name is what is sent */
+    to.exporter = e;
+    weft_tracer_t *t;
+    assert_int_equal(weft_tracer_new(&to, &t), 0);
+    return t;
+}
+
+static weft_otlp_stats_t stats(weft_span_exporter_t *e)
+{
+    weft_otlp_stats_t s;
+    assert_int_equal(weft_otlp_exporter_stats(e, &s), 0);
+    return s;
+}
+
+static void end_spans(weft_tracer_t *t, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "span-%d", i);
+        weft_span_end(weft_span_start(t, name, WEFT_SPAN_INTERNAL, NULL));
+    }
+}
+
+/* Spans received so far, over all bodies. */
+static size_t received_spans(void)
+{
+    size_t total = 0;
+    pthread_mutex_lock(&rcv.mu);
+    for (int i = 0; i < rcv.nbodies; i++) {
+        json_t *root = json_loads(rcv.bodies[i], 0, NULL);
+        assert_non_null(root);
+        json_t *rs = json_object_get(root, "resourceSpans");
+        for (size_t a = 0; a < json_array_size(rs); a++) {
+            json_t *ss = json_object_get(json_array_get(rs, a), "scopeSpans");
+            for (size_t b = 0; b < json_array_size(ss); b++)
+                total += json_array_size(json_object_get(json_array_get(ss, b), "spans"));
+        }
+        json_decref(root);
+    }
+    pthread_mutex_unlock(&rcv.mu);
+    return total;
+}
+
+static bool wait_for(bool (*cond)(void *), void *arg, uint64_t ms)
+{
+    uint64_t deadline = ms_now() + ms;
+    while (ms_now() < deadline) {
+        if (cond(arg)) return true;
+        usleep(5000);
+    }
+    return cond(arg);
+}
+
+static bool have_spans(void *arg)
+{
+    return received_spans() >= *(size_t *)arg;
+}
+static bool have_failed_batch(void *arg)
+{
+    weft_otlp_stats_t s;
+    weft_otlp_exporter_stats(arg, &s);
+    return s.batches_failed >= 1;
+}
+static bool have_exported(void *arg)
+{
+    weft_otlp_stats_t s;
+    weft_otlp_exporter_stats(arg, &s);
+    return s.exported >= 1;
+}
+
+/* ---- option validation ---- */
+
+static void expect_bad(const weft_otlp_options_t *o, const char *option)
+{
+    char err[256] = "";
+    weft_span_exporter_t *e = weft_otlp_exporter_new(o, err, sizeof(err));
+    if (e) {
+        e->shutdown(e->arg);
+        fail_msg("options with a bad %s were accepted", option);
+    }
+    if (strncmp(err, option, strlen(option)) != 0 || err[strlen(option)] != ':')
+        fail_msg("error for %s does not name it: \"%s\"", option, err);
+    assert_null(strchr(err, '\n'));
+}
+
+static void test_options(void **state)
+{
+    weft_otlp_options_t d;
+    weft_otlp_options_init(&d);
+    assert_string_equal(d.host, "127.0.0.1");
+    assert_int_equal(d.port, 4318);
+    assert_string_equal(d.path, "/v1/traces");
+    assert_null(d.service_name);
+    assert_int_equal(d.max_queue, 2048);
+    assert_int_equal(d.max_batch, 512);
+    assert_int_equal(d.flush_interval_ms, 1000);
+    assert_int_equal(d.timeout_ms, 10000);
+    assert_int_equal(d.shutdown_timeout_ms, 5000);
+    d.service_name = "svc";
+
+    weft_otlp_options_t o;
+#define BAD(field, value, name)                                                                    \
+    do {                                                                                           \
+        o = d;                                                                                     \
+        o.field = value;                                                                           \
+        expect_bad(&o, name);                                                                      \
+    } while (0)
+    BAD(host, NULL, "host");
+    BAD(host, "localhost", "host");
+    BAD(host, "1.2.3.4:80", "host");
+    BAD(port, 0, "port");
+    BAD(path, NULL, "path");
+    BAD(path, "v1/traces", "path");
+    BAD(path, "/v1 traces", "path");
+    BAD(service_name, NULL, "service_name");
+    BAD(service_name, "", "service_name");
+    BAD(max_queue, 0, "max_queue");
+    BAD(max_queue, WEFT_OTLP_MAX_QUEUE + 1, "max_queue");
+    BAD(max_batch, 0, "max_batch");
+    BAD(max_batch, WEFT_OTLP_MAX_BATCH + 1, "max_batch");
+    BAD(flush_interval_ms, 0, "flush_interval_ms");
+    BAD(timeout_ms, 0, "timeout_ms");
+    BAD(timeout_ms, WEFT_OTLP_MAX_TIMEOUT + 1, "timeout_ms");
+    BAD(shutdown_timeout_ms, WEFT_OTLP_MAX_TIMEOUT + 1, "shutdown_timeout_ms");
+#undef BAD
+    char longname[300];
+    memset(longname, 'a', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = 0;
+    o = d;
+    o.service_name = longname;
+    expect_bad(&o, "service_name");
+    assert_null(weft_otlp_exporter_new(NULL, NULL, 0));
+
+    /* good options (IPv6 host, shutdown timeout 0) start and stop with nothing sent */
+    o = d;
+    o.host = "::1";
+    o.shutdown_timeout_ms = 0;
+    char err[256];
+    weft_span_exporter_t *e = weft_otlp_exporter_new(&o, err, sizeof(err));
+    assert_non_null(e);
+    weft_otlp_stats_t s = stats(e);
+    assert_int_equal(s.exported + s.dropped_queue_full + s.dropped_failed, 0);
+    e->shutdown(e->arg);
+
+    /* the stats getter refuses another kind of exporter */
+    weft_span_exporter_t *mem = weft_trace_memory_exporter_new(1);
+    assert_int_equal(weft_otlp_exporter_stats(mem, &s), WEFT_EINVAL);
+    assert_int_equal(weft_otlp_exporter_stats(NULL, &s), WEFT_EINVAL);
+    mem->shutdown(mem->arg);
+}
+
+/* ---- the JSON ---- */
+
+static json_t *find_span(json_t *spans, const char *name)
+{
+    for (size_t i = 0; i < json_array_size(spans); i++) {
+        json_t *s = json_array_get(spans, i);
+        if (strcmp(json_string_value(json_object_get(s, "name")), name) == 0) return s;
+    }
+    fail_msg("span %s not received", name);
+    return NULL;
+}
+
+static const char *str_of(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    if (!json_is_string(v)) fail_msg("%s is not a string", key);
+    return json_string_value(v);
+}
+
+static json_t *attr_value(json_t *attrs, const char *key)
+{
+    assert_true(json_is_array(attrs));
+    for (size_t i = 0; i < json_array_size(attrs); i++) {
+        json_t *kv = json_array_get(attrs, i);
+        if (strcmp(str_of(kv, "key"), key) == 0) {
+            json_t *v = json_object_get(kv, "value");
+            assert_true(json_is_object(v));
+            assert_int_equal(json_object_size(v), 1); /* exactly one of the oneof */
+            return v;
+        }
+    }
+    fail_msg("attribute %s missing", key);
+    return NULL;
+}
+
+static void assert_hex(const char *s, size_t len)
+{
+    assert_int_equal(strlen(s), len);
+    for (size_t i = 0; i < len; i++) assert_non_null(strchr("0123456789abcdef", s[i]));
+}
+
+static uint64_t assert_decimal(const char *s)
+{
+    assert_true(s[0] != 0);
+    for (const char *p = s; *p; p++) assert_true(*p >= '0' && *p <= '9');
+    return strtoull(s, NULL, 10);
+}
+
+static void test_json(void **state)
+{
+    receiver_start(true);
+    weft_span_exporter_t *e = new_exporter(rcv.port, 2048, 512, 200, 5000);
+    weft_tracer_t *t = new_tracer(e);
+
+    weft_trace_context_t parent;
+    const char *tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const char *ts = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
+    assert_int_equal(weft_traceparent_parse(tp, strlen(tp), &parent), 0);
+    assert_int_equal(weft_tracestate_parse(ts, strlen(ts), &parent), 0);
+
+    uint64_t before = weft_wall_ns();
+    char server_id[17] = "", client_id[17] = "", root_trace[33] = "";
+    weft_span_t *server = weft_span_start(t, "server-op", WEFT_SPAN_SERVER, &parent);
+    assert_true(weft_span_is_recording(server));
+    weft_trace_hex(weft_span_context(server)->span_id, 8, server_id);
+    weft_span_t *client =
+        weft_span_start(t, "client-op", WEFT_SPAN_CLIENT, weft_span_context(server));
+    weft_trace_hex(weft_span_context(client)->span_id, 8, client_id);
+    weft_span_set_attr_str(client, "peer.service", "db \"main\"");
+    weft_span_set_attr_int(client, "retries", -42);
+    weft_span_set_attr_int(client, "big", INT64_C(9007199254740993)); /* not a double */
+    weft_span_set_attr_double(client, "ratio", 0.25);
+    weft_span_set_attr_bool(client, "cached", true);
+    weft_span_set_attr_bool(client, "stale", false);
+    weft_attr_t ev[] = {WEFT_ATTR_INT("attempt", 2), WEFT_ATTR_STR("reason", "timeout")};
+    weft_span_add_event(client, "retry", ev, 2);
+    weft_span_set_status(client, WEFT_SPAN_STATUS_ERROR, "boom");
+    weft_span_end(client);
+    weft_span_end(server);
+    weft_span_t *root = weft_span_start(t, "root-op", WEFT_SPAN_INTERNAL, NULL);
+    weft_trace_hex(weft_span_context(root)->trace_id, 16, root_trace);
+    weft_span_set_status(root, WEFT_SPAN_STATUS_OK, NULL);
+    weft_span_end(root);
+    uint64_t after = weft_wall_ns();
+
+    size_t want = 3;
+    assert_true(wait_for(have_spans, &want, 5000));
+    weft_otlp_stats_t s = stats(e);
+    assert_int_equal(s.exported, 3);
+    assert_true(s.batches_sent >= 1);
+    assert_int_equal(s.batches_failed + s.dropped_failed + s.dropped_queue_full, 0);
+
+    pthread_mutex_lock(&rcv.mu);
+    assert_string_equal(rcv.request_line, "POST /v1/traces HTTP/1.1");
+    assert_string_equal(rcv.content_type, "application/json");
+    /* all three in one body: the flush interval started with the first */
+    assert_int_equal(rcv.nbodies, 1);
+    json_error_t jerr;
+    json_t *body = json_loads(rcv.bodies[0], JSON_REJECT_DUPLICATES, &jerr);
+    pthread_mutex_unlock(&rcv.mu);
+    if (!body) fail_msg("body is not JSON: %s", jerr.text);
+
+    assert_int_equal(json_object_size(body), 1);
+    json_t *rs = json_object_get(body, "resourceSpans");
+    assert_int_equal(json_array_size(rs), 1);
+    json_t *r0 = json_array_get(rs, 0);
+    json_t *rattrs = json_object_get(json_object_get(r0, "resource"), "attributes");
+    assert_string_equal(str_of(attr_value(rattrs, "service.name"), "stringValue"), "otlp-unit");
+    json_t *ss = json_object_get(r0, "scopeSpans");
+    assert_int_equal(json_array_size(ss), 1);
+    json_t *ss0 = json_array_get(ss, 0);
+    assert_string_equal(str_of(json_object_get(ss0, "scope"), "name"), "weft");
+    json_t *spans = json_object_get(ss0, "spans");
+    assert_int_equal(json_array_size(spans), 3);
+
+    /* the server span: child of a remote parent, tracestate carried */
+    json_t *sv = find_span(spans, "server-op");
+    assert_string_equal(str_of(sv, "traceId"), "0af7651916cd43dd8448eb211c80319c");
+    assert_string_equal(str_of(sv, "spanId"), server_id);
+    assert_hex(server_id, 16);
+    assert_string_equal(str_of(sv, "parentSpanId"), "b7ad6b7169203331");
+    assert_string_equal(str_of(sv, "traceState"), ts);
+    assert_int_equal(json_integer_value(json_object_get(sv, "kind")), 2);
+    /* sampled, parent remoteness known (0x100) and remote (0x200) */
+    assert_int_equal(json_integer_value(json_object_get(sv, "flags")), 0x301);
+    uint64_t st = assert_decimal(str_of(sv, "startTimeUnixNano"));
+    uint64_t en = assert_decimal(str_of(sv, "endTimeUnixNano"));
+    assert_true(before <= st && st <= en && en <= after);
+    assert_null(json_object_get(sv, "status")); /* UNSET: omitted */
+    assert_null(json_object_get(sv, "events"));
+
+    /* the client span: every attribute type, an event, an error status */
+    json_t *cl = find_span(spans, "client-op");
+    assert_string_equal(str_of(cl, "traceId"), "0af7651916cd43dd8448eb211c80319c");
+    assert_string_equal(str_of(cl, "spanId"), client_id);
+    assert_string_equal(str_of(cl, "parentSpanId"), server_id);
+    assert_string_equal(str_of(cl, "traceState"), ts); /* inherited */
+    assert_int_equal(json_integer_value(json_object_get(cl, "kind")), 3);
+    assert_int_equal(json_integer_value(json_object_get(cl, "flags")), 0x101);
+    json_t *ca = json_object_get(cl, "attributes");
+    assert_string_equal(str_of(attr_value(ca, "peer.service"), "stringValue"), "db \"main\"");
+    assert_string_equal(str_of(attr_value(ca, "retries"), "intValue"), "-42");
+    assert_string_equal(str_of(attr_value(ca, "big"), "intValue"), "9007199254740993");
+    json_t *ratio = json_object_get(attr_value(ca, "ratio"), "doubleValue");
+    assert_true(json_is_number(ratio));
+    assert_true(json_number_value(ratio) == 0.25);
+    assert_true(json_is_true(json_object_get(attr_value(ca, "cached"), "boolValue")));
+    assert_true(json_is_false(json_object_get(attr_value(ca, "stale"), "boolValue")));
+    json_t *evs = json_object_get(cl, "events");
+    assert_int_equal(json_array_size(evs), 1);
+    json_t *e0 = json_array_get(evs, 0);
+    assert_string_equal(str_of(e0, "name"), "retry");
+    uint64_t et = assert_decimal(str_of(e0, "timeUnixNano"));
+    assert_true(before <= et && et <= after);
+    json_t *ea = json_object_get(e0, "attributes");
+    assert_int_equal(json_array_size(ea), 2);
+    assert_string_equal(str_of(attr_value(ea, "attempt"), "intValue"), "2");
+    assert_string_equal(str_of(attr_value(ea, "reason"), "stringValue"), "timeout");
+    json_t *cst = json_object_get(cl, "status");
+    assert_int_equal(json_integer_value(json_object_get(cst, "code")), 2);
+    assert_string_equal(str_of(cst, "message"), "boom");
+
+    /* the root span: a new trace, no parentSpanId, no traceState, status OK */
+    json_t *rt = find_span(spans, "root-op");
+    assert_string_equal(str_of(rt, "traceId"), root_trace);
+    assert_hex(str_of(rt, "traceId"), 32);
+    assert_hex(str_of(rt, "spanId"), 16);
+    assert_null(json_object_get(rt, "parentSpanId"));
+    assert_null(json_object_get(rt, "traceState"));
+    assert_int_equal(json_integer_value(json_object_get(rt, "kind")), 1);
+    assert_int_equal(json_integer_value(json_object_get(rt, "flags")), 0x101);
+    json_t *rst = json_object_get(rt, "status");
+    assert_int_equal(json_integer_value(json_object_get(rst, "code")), 1);
+    assert_null(json_object_get(rst, "message"));
+    assert_int_equal(json_array_size(json_object_get(rt, "attributes")), 0);
+    json_decref(body);
+
+    uint64_t t0 = ms_now();
+    weft_tracer_free(t); /* nothing queued: returns at once */
+    assert_true(ms_now() - t0 < 1000);
+    receiver_stop();
+}
+
+/* ---- bounds, failures, shutdown ---- */
+
+static void test_queue_full(void **state)
+{
+    receiver_start(true);
+    /* batches never fill and the flush interval is long: nothing leaves before shutdown */
+    weft_span_exporter_t *e = new_exporter(rcv.port, 4, 100, 600000, 5000);
+    weft_tracer_t *t = new_tracer(e);
+    end_spans(t, 10);
+    weft_otlp_stats_t s = stats(e);
+    assert_int_equal(s.dropped_queue_full, 6);
+    assert_int_equal(weft_tracer_dropped(t), 6);
+    assert_int_equal(s.exported + s.batches_sent + s.batches_failed, 0);
+    uint64_t t0 = ms_now();
+    weft_tracer_free(t); /* sends the four queued spans */
+    assert_true(ms_now() - t0 < 2000);
+    assert_int_equal(received_spans(), 4);
+    receiver_stop();
+}
+
+static void test_non_2xx(void **state)
+{
+    receiver_start(true);
+    atomic_store(&rcv.status, 503);
+    weft_span_exporter_t *e = new_exporter(rcv.port, 2048, 512, 20, 5000);
+    weft_tracer_t *t = new_tracer(e);
+    end_spans(t, 2);
+    assert_true(wait_for(have_failed_batch, e, 5000));
+    weft_otlp_stats_t s = stats(e);
+    assert_int_equal(s.batches_failed, 1);
+    assert_int_equal(s.dropped_failed, 2);
+    assert_int_equal(s.exported, 0);
+    /* the receiver recovers: the next batch goes through (nothing is retried) */
+    atomic_store(&rcv.status, 200);
+    end_spans(t, 1);
+    assert_true(wait_for(have_exported, e, 5000));
+    s = stats(e);
+    assert_int_equal(s.exported, 1);
+    assert_int_equal(s.batches_sent, 1);
+    assert_int_equal(s.batches_failed, 1);
+    weft_tracer_free(t);
+    assert_int_equal(received_spans(), 3);
+    receiver_stop();
+}
+
+static void test_receiver_down(void **state)
+{
+    weft_span_exporter_t *e = new_exporter(closed_port(), 2048, 512, 20, 500);
+    weft_tracer_t *t = new_tracer(e);
+    end_spans(t, 3);
+    assert_true(wait_for(have_failed_batch, e, 5000));
+    weft_otlp_stats_t s = stats(e);
+    assert_int_equal(s.dropped_failed, 3);
+    assert_int_equal(s.exported + s.batches_sent, 0);
+    /* more spans, then shutdown at once: they fail too, well within the timeout */
+    end_spans(t, 5);
+    uint64_t t0 = ms_now();
+    weft_tracer_free(t);
+    uint64_t took = ms_now() - t0;
+    if (took >= 500) fail_msg("shutdown took %llu ms", (unsigned long long)took);
+}
+
+static void test_receiver_never_answers(void **state)
+{
+    receiver_start(false); /* connections complete in the kernel's backlog; nothing answers */
+    weft_span_exporter_t *e = new_exporter(rcv.port, 2048, 512, 10, 300);
+    weft_tracer_t *t = new_tracer(e);
+    end_spans(t, 2);
+    usleep(100000); /* the batch is in flight, waiting for an answer */
+    end_spans(t, 2);
+    uint64_t t0 = ms_now();
+    weft_tracer_free(t); /* waits 300 ms, then cancels */
+    uint64_t took = ms_now() - t0;
+    if (took < 250 || took > 300 + 400) fail_msg("shutdown took %llu ms", (unsigned long long)took);
+    receiver_stop();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_options),       cmocka_unit_test(test_json),
+        cmocka_unit_test(test_queue_full),    cmocka_unit_test(test_non_2xx),
+        cmocka_unit_test(test_receiver_down), cmocka_unit_test(test_receiver_never_answers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
