@@ -2,11 +2,14 @@
  * hello - a service built on libweft: the SDK's example and the benchmark subject.
  *
  *   hello --name NAME --port PORT [--host 127.0.0.1] [--workers N] [--log-level info]
+ *         [--otlp 127.0.0.1:4318]
  *
  * GET /hello          200 "hello, world\n"
  * GET /hello/:name    200 "hello, NAME\n"
  * POST /echo          200 with the request body (at most 1 MiB, else 413)
  * GET /health, GET /metrics: from the SDK. Every request is counted, timed and traced.
+ * With --otlp HOST:PORT (a numeric address) the server spans are sent to that OTLP/HTTP
+ * receiver (POST /v1/traces, JSON, service.name = --name); without it they go nowhere.
  * Handlers run on the worker threads and share nothing, so they need no locks.
  */
 #include <stdio.h>
@@ -53,6 +56,7 @@ typedef struct hello_conf_s {
     uint64_t port;
     uint64_t workers;
     int log_level;
+    weft_conf_addr_t otlp;
 } hello_conf_t;
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -98,6 +102,13 @@ static const weft_conf_option_t hello_options[] = {
      .flag = "log-level",
      .env = "HELLO_LOG_LEVEL",
      .help = "least level logged"},
+    {.key = "otlp",
+     .type = WEFT_CONF_ADDR,
+     .offset = offsetof(hello_conf_t, otlp),
+     .def = NULL,
+     .flag = "otlp",
+     .env = "HELLO_OTLP",
+     .help = "send spans to this OTLP/HTTP receiver (numeric host:port)"},
 };
 
 int main(int argc, char **argv)
@@ -135,6 +146,19 @@ int main(int argc, char **argv)
     o.port = (uint16_t)hc.port;
     o.workers = (unsigned)hc.workers;
     weft_http_conf_apply(&http, &o.http);
+    if (hc.otlp.host[0]) {
+        weft_otlp_options_t oo;
+        weft_otlp_options_init(&oo);
+        oo.host = hc.otlp.host;
+        oo.port = hc.otlp.port;
+        oo.service_name = hc.name;
+        o.exporter = weft_otlp_exporter_new(&oo, err, sizeof(err));
+        if (!o.exporter) {
+            fprintf(stderr, "hello: --otlp: %s\n", err);
+            weft_conf_free(&conf);
+            return 2;
+        }
+    }
     weft_service_t *svc;
     int rc = weft_service_new(&o, &svc);
     if (rc != 0) {
