@@ -324,6 +324,23 @@ static void close_client(uv_loop_t *loop, weft_http_client_t *c)
     assert_int_equal(uv_loop_close(loop), 0);
 }
 
+/* A loop and a client on it with options o (NULL: the defaults). */
+static weft_http_client_t *client_on(uv_loop_t *loop, const weft_http_client_options_t *o)
+{
+    assert_int_equal(uv_loop_init(loop), 0);
+    weft_http_client_t *c = NULL;
+    assert_int_equal(weft_http_client_new(loop, o, &c), 0);
+    return c;
+}
+
+/* A scripted raw server, not started yet; the test fills nconns and script. */
+static raw_t *raw_new(void)
+{
+    raw_t *s = calloc(1, sizeof(*s));
+    assert_non_null(s);
+    return s;
+}
+
 static weft_http_client_req_t get_to(uint16_t p, const char *target)
 {
     return (weft_http_client_req_t){
@@ -349,9 +366,7 @@ static void exchange(uv_loop_t *loop, weft_http_client_t *c, const weft_http_cli
 static void test_framings_and_reuse(void **state)
 {
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    weft_http_client_t *c;
-    assert_int_equal(weft_http_client_new(&loop, NULL, &c), 0);
+    weft_http_client_t *c = client_on(&loop, NULL);
     result_t *r = new_result();
     for (int i = 0; i < 5; i++) {
         memset(r, 0, sizeof(*r));
@@ -443,12 +458,10 @@ static void test_framings_and_reuse(void **state)
 static void test_errors(void **state)
 {
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    weft_http_client_t *c;
     weft_http_client_options_t o;
     weft_http_client_options_init(&o);
     o.request_timeout_ms = 300;
-    assert_int_equal(weft_http_client_new(&loop, &o, &c), 0);
+    weft_http_client_t *c = client_on(&loop, &o);
     result_t *r = new_result();
 
     /* refused: a port nobody listens on */
@@ -555,8 +568,7 @@ static void test_errors(void **state)
 
 static void test_garbage_and_until_close(void **state)
 {
-    raw_t *s = calloc(1, sizeof(*s));
-    assert_non_null(s);
+    raw_t *s = raw_new();
     s->nconns = 4;
     s->script[0][0] = "HTTP/1.0 200 OK\r\n\r\nuntil close";
     s->script[0][1] = R_CLOSE;
@@ -566,9 +578,7 @@ static void test_garbage_and_until_close(void **state)
     s->script[3][0] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA";
     raw_start(s);
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    weft_http_client_t *c;
-    assert_int_equal(weft_http_client_new(&loop, NULL, &c), 0);
+    weft_http_client_t *c = client_on(&loop, NULL);
     result_t *r = new_result();
     weft_http_client_req_t q = get_to(s->port, "/");
     exchange(&loop, c, &q, r);
@@ -603,8 +613,7 @@ static void test_garbage_and_until_close(void **state)
 
 static void test_interim_and_bodiless(void **state)
 {
-    raw_t *s = calloc(1, sizeof(*s));
-    assert_non_null(s);
+    raw_t *s = raw_new();
     s->nconns = 1;
     s->script[0][0] = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
                       "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Final: 1\r\n\r\nok";
@@ -615,9 +624,7 @@ static void test_interim_and_bodiless(void **state)
     s->script[0][4] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"; /* answer to HEAD */
     raw_start(s);
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    weft_http_client_t *c;
-    assert_int_equal(weft_http_client_new(&loop, NULL, &c), 0);
+    weft_http_client_t *c = client_on(&loop, NULL);
     result_t *r = new_result();
     weft_http_client_req_t q = get_to(s->port, "/");
     exchange(&loop, c, &q, r);
@@ -651,8 +658,7 @@ static void test_interim_and_bodiless(void **state)
 
 static void test_keepalive_race_retry(void **state)
 {
-    raw_t *s = calloc(1, sizeof(*s));
-    assert_non_null(s);
+    raw_t *s = raw_new();
     const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
     s->nconns = 3;
     s->script[0][0] = ok;
@@ -663,9 +669,7 @@ static void test_keepalive_race_retry(void **state)
     s->script[2][1] = R_CLOSE;
     raw_start(s);
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    weft_http_client_t *c;
-    assert_int_equal(weft_http_client_new(&loop, NULL, &c), 0);
+    weft_http_client_t *c = client_on(&loop, NULL);
     result_t *r = new_result();
     weft_http_client_req_t q = get_to(s->port, "/");
     exchange(&loop, c, &q, r);
@@ -701,8 +705,7 @@ static void test_keepalive_race_retry(void **state)
 
 static void test_idle_connections(void **state)
 {
-    raw_t *s = calloc(1, sizeof(*s));
-    assert_non_null(s);
+    raw_t *s = raw_new();
     const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
     s->nconns = 3;
     s->script[0][0] = ok;
@@ -713,12 +716,10 @@ static void test_idle_connections(void **state)
     s->script[2][1] = R_CLOSE;
     raw_start(s);
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    weft_http_client_t *c;
     weft_http_client_options_t o;
     weft_http_client_options_init(&o);
     o.idle_timeout_ms = 150;
-    assert_int_equal(weft_http_client_new(&loop, &o, &c), 0);
+    weft_http_client_t *c = client_on(&loop, &o);
     result_t *r = new_result();
     weft_http_client_req_t q = get_to(s->port, "/");
     exchange(&loop, c, &q, r);
@@ -757,15 +758,13 @@ static void test_idle_connections(void **state)
 static void test_pool_limits(void **state)
 {
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    weft_http_client_t *c;
     weft_http_client_options_t o;
     weft_http_client_options_init(&o);
     o.max_conns_per_host = 2;
     o.max_queue = 3;
     o.max_idle_per_host = 1;
     o.max_hosts = 2;
-    assert_int_equal(weft_http_client_new(&loop, &o, &c), 0);
+    weft_http_client_t *c = client_on(&loop, &o);
     result_t *r = calloc(6, sizeof(*r));
     assert_non_null(r);
     weft_http_client_req_t q = get_req("/text");
@@ -812,12 +811,10 @@ static void test_queue_after_connect_failure(void **state)
     /* one connection allowed; when it fails, the queued calls get connections at once
        instead of waiting for their deadline */
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    weft_http_client_t *c;
     weft_http_client_options_t o;
     weft_http_client_options_init(&o);
     o.max_conns_per_host = 1;
-    assert_int_equal(weft_http_client_new(&loop, &o, &c), 0);
+    weft_http_client_t *c = client_on(&loop, &o);
     result_t *r = calloc(3, sizeof(*r));
     assert_non_null(r);
     weft_http_client_req_t q = get_to(dead_port(), "/");
@@ -857,12 +854,10 @@ static void test_connect_timeout(void **state)
     }
     assert_true(full);
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    weft_http_client_t *c;
     weft_http_client_options_t o;
     weft_http_client_options_init(&o);
     o.connect_timeout_ms = 200;
-    assert_int_equal(weft_http_client_new(&loop, &o, &c), 0);
+    weft_http_client_t *c = client_on(&loop, &o);
     result_t *r = new_result();
     weft_http_client_req_t q = get_to(p, "/");
     uint64_t t0 = uv_now(&loop);
@@ -883,12 +878,10 @@ static void test_connect_timeout(void **state)
 static void test_streamed_request_body(void **state)
 {
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    weft_http_client_t *c;
     weft_http_client_options_t o;
     weft_http_client_options_init(&o);
     o.max_body_buffer = 64;
-    assert_int_equal(weft_http_client_new(&loop, &o, &c), 0);
+    weft_http_client_t *c = client_on(&loop, &o);
     result_t *r = new_result();
     weft_http_client_call_t *call;
 
@@ -1003,9 +996,7 @@ static void on_resume_timer(uv_timer_t *t)
 static void test_pause_resume(void **state)
 {
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    weft_http_client_t *c;
-    assert_int_equal(weft_http_client_new(&loop, NULL, &c), 0);
+    weft_http_client_t *c = client_on(&loop, NULL);
     result_t *r = new_result();
     r->pause_at = 1;
     resumer_t z = {.r = r};
@@ -1062,9 +1053,7 @@ static void close_in_done(weft_http_client_call_t *call, int err, void *arg)
 static void test_close_from_callback(void **state)
 {
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    weft_http_client_t *c;
-    assert_int_equal(weft_http_client_new(&loop, NULL, &c), 0);
+    weft_http_client_t *c = client_on(&loop, NULL);
     result_t *others = calloc(2, sizeof(*others));
     assert_non_null(others);
     closer_t x = {.c = c, .others = others};
@@ -1100,9 +1089,7 @@ static void on_got(int err, int status, const char *body, size_t len, void *arg)
 static void test_get_helper(void **state)
 {
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    weft_http_client_t *c;
-    assert_int_equal(weft_http_client_new(&loop, NULL, &c), 0);
+    weft_http_client_t *c = client_on(&loop, NULL);
     char url[128];
     got_t g = {0};
     snprintf(url, sizeof(url), "http://127.0.0.1:%u/text#frag", port);
@@ -1166,21 +1153,18 @@ static void test_options(void **state)
 
 static void test_response_limits(void **state)
 {
-    raw_t *s = calloc(1, sizeof(*s));
-    assert_non_null(s);
+    raw_t *s = raw_new();
     s->nconns = 2;
     s->script[0][0] = "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\nContent-Length: 0\r\n\r\n";
     s->script[1][0] = "HTTP/1.1 200 OK\r\nX-Long: 0123456789012345678901234567890123456789\r\n"
                       "Content-Length: 0\r\n\r\n";
     raw_start(s);
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    weft_http_client_t *c;
     weft_http_client_options_t o;
     weft_http_client_options_init(&o);
     o.max_headers = 3;
     o.max_response_head = 32;
-    assert_int_equal(weft_http_client_new(&loop, &o, &c), 0);
+    weft_http_client_t *c = client_on(&loop, &o);
     result_t *r = new_result();
     weft_http_client_req_t q = get_to(s->port, "/");
     exchange(&loop, c, &q, r);
