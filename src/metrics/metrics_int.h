@@ -71,5 +71,7 @@ double weft__child_sum(const struct weft_metric_child_s *c, uint64_t *buckets);
 
 /* Length (1..4) of the valid UTF-8 sequence starting s (n bytes available), or 0. */
 size_t weft__utf8_seq(const unsigned char *s, size_t n);
+/* True when s (n bytes) is well-formed UTF-8 (weft__utf8_seq at every step). */
+bool weft__utf8_valid(const char *s, size_t n);
 
 #endif

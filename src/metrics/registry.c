@@ -220,7 +220,7 @@ size_t weft__utf8_seq(const unsigned char *s, size_t n)
     return len;
 }
 
-static bool utf8_valid(const char *s, size_t n)
+bool weft__utf8_valid(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
@@ -329,7 +329,8 @@ static int family_new(weft_metrics_registry_t *reg, weft__mtype_t type, const ch
     if (type == WEFT__COUNTER && !ends_with(name, "_total")) return WEFT_EINVAL;
     if (!help) help = "";
     size_t help_len = strlen(help);
-    if (help_len > WEFT_METRICS_MAX_HELP_LEN || !utf8_valid(help, help_len)) return WEFT_EINVAL;
+    if (help_len > WEFT_METRICS_MAX_HELP_LEN || !weft__utf8_valid(help, help_len))
+        return WEFT_EINVAL;
     for (size_t i = 0; i < nlabels; i++) {
         if (!valid_name(labels[i], false)) return WEFT_EINVAL;
         if (type == WEFT__HISTOGRAM && strcmp(labels[i], "le") == 0) return WEFT_EINVAL;
@@ -541,7 +542,7 @@ static struct weft_metric_child_s *child_get(weft_metrics_family_t *f, weft__mty
             goto out;
         }
         v[i] = values[i];
-        if (!utf8_valid(values[i], n)) {
+        if (!weft__utf8_valid(values[i], n)) {
             if (!(fixed[i] = utf8_fix(values[i], n))) goto out;
             v[i] = fixed[i];
         }

@@ -41,17 +41,6 @@ typedef struct series_s {
     double value;
 } series_t;
 
-static bool utf8_ok(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        size_t k = weft__utf8_seq(p + i, n - i);
-        if (!k) return false;
-        i += k;
-    }
-    return true;
-}
-
 static bool name_ok(const char *s, size_t n, bool metric)
 {
     if (n == 0) return false;
@@ -88,7 +77,7 @@ static bool unescape(const char *s, size_t n, char *out, size_t cap, bool quote,
     }
     out[o] = 0;
     *used = i;
-    return closed && utf8_ok(out, o);
+    return closed && weft__utf8_valid(out, o);
 }
 
 static double parse_value(const char *s, size_t n)
@@ -242,7 +231,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *help = buf; /* up to the first NUL */
     size_t help_len = strlen(help);
     int err = weft_metrics_counter_new(reg, "fz_total", help, lbl, 2, &fc);
-    bool help_ok = help_len <= WEFT_METRICS_MAX_HELP_LEN && utf8_ok(help, help_len);
+    bool help_ok = help_len <= WEFT_METRICS_MAX_HELP_LEN && weft__utf8_valid(help, help_len);
     if (help_ok ? err != 0 : err != WEFT_EINVAL) abort();
     if (err) {
         help = "fallback";
@@ -289,8 +278,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (!g || !h || too_long) abort();
         /* a valid value is kept as is */
-        if (utf8_ok(a, strlen(a)) && strcmp(c->values[0], a)) abort();
-        if (utf8_ok(b, strlen(b)) && strcmp(c->values[1], b)) abort();
+        if (weft__utf8_valid(a, strlen(a)) && strcmp(c->values[0], a)) abort();
+        if (weft__utf8_valid(b, strlen(b)) && strcmp(c->values[1], b)) abort();
         model_t *m = NULL;
         for (size_t i = 0; i < nmodel; i++)
             if (model[i].c == c) m = &model[i];
