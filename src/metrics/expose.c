@@ -25,61 +25,18 @@
  * Names and label values are known valid (names checked at registration, values made
  * valid UTF-8 at child creation), so nothing else needs escaping.
  *
- * Threads: any thread; concurrent scrapes are independent. The output buffer grows by
- * doubling; its size is bounded by the families' child limits.
+ * Threads: any thread; concurrent scrapes are independent. The output is a weft_buf_t
+ * (core/buf.h) that grows by doubling from 4 KiB; its size is bounded by the families'
+ * child limits. Its failure flag is sticky, so the writers below never check it except to
+ * stop early, and an allocation failure anywhere is one WEFT_ENOMEM at the end.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "metrics/metrics_int.h"
-
-typedef struct buf_s {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} buf_t;
-
-static void put(buf_t *b, const char *s, size_t n)
-{
-    if (b->oom) return;
-    if (n + 1 > b->cap - b->len) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (n + 1 > cap - b->len) {
-            if (cap > SIZE_MAX / 2) {
-                b->oom = true;
-                return;
-            }
-            cap *= 2;
-        }
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void puts_(buf_t *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
-
-static void put_u64(buf_t *b, uint64_t v)
-{
-    char tmp[24], *p = tmp + sizeof(tmp);
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    put(b, p, (size_t)(tmp + sizeof(tmp) - p));
-}
 
 /* Formats v into tmp (at least 32 bytes) as described at the top; returns tmp. */
 static const char *fmt_double(char *tmp, size_t cap, double v)
@@ -97,14 +54,14 @@ static const char *fmt_double(char *tmp, size_t cap, double v)
     return tmp;
 }
 
-static void put_double(buf_t *b, double v)
+static void put_double(weft_buf_t *b, double v)
 {
     char tmp[40];
-    puts_(b, fmt_double(tmp, sizeof(tmp), v));
+    weft_buf_puts(b, fmt_double(tmp, sizeof(tmp), v));
 }
 
 /* Escapes backslash and newline, and the double quote when quote is set. */
-static void put_escaped(buf_t *b, const char *s, bool quote)
+static void put_escaped(weft_buf_t *b, const char *s, bool quote)
 {
     const char *run = s;
     for (; *s; s++) {
@@ -113,53 +70,53 @@ static void put_escaped(buf_t *b, const char *s, bool quote)
                           : quote && *s == '"' ? "\\\""
                                                : NULL;
         if (!esc) continue;
-        put(b, run, (size_t)(s - run));
-        put(b, esc, 2);
+        weft_buf_put(b, run, (size_t)(s - run));
+        weft_buf_put(b, esc, 2);
         run = s + 1;
     }
-    put(b, run, (size_t)(s - run));
+    weft_buf_put(b, run, (size_t)(s - run));
 }
 
 /* One sample line: name suffix{labels[,le="le"]} value. labels is the child's escaped
  * l1="v1",... text (empty for none). */
-static void put_sample(buf_t *b, const weft_metrics_family_t *f, const char *suffix,
-                       const buf_t *labels, const char *le)
+static void put_sample(weft_buf_t *b, const weft_metrics_family_t *f, const char *suffix,
+                       const weft_buf_t *labels, const char *le)
 {
-    puts_(b, f->name);
-    puts_(b, suffix);
+    weft_buf_puts(b, f->name);
+    weft_buf_puts(b, suffix);
     if (labels->len || le) {
-        put(b, "{", 1);
-        put(b, labels->p, labels->len);
+        weft_buf_putc(b, '{');
+        weft_buf_put(b, labels->p, labels->len);
         if (le) {
-            if (labels->len) put(b, ",", 1);
-            puts_(b, "le=\"");
-            puts_(b, le);
-            put(b, "\"", 1);
+            if (labels->len) weft_buf_putc(b, ',');
+            weft_buf_puts(b, "le=\"");
+            weft_buf_puts(b, le);
+            weft_buf_putc(b, '"');
         }
-        put(b, "}", 1);
+        weft_buf_putc(b, '}');
     }
-    put(b, " ", 1);
+    weft_buf_putc(b, ' ');
 }
 
-static void write_child(buf_t *b, const weft_metrics_family_t *f,
-                        const struct weft_metric_child_s *c, buf_t *labels, char les[][40])
+static void write_child(weft_buf_t *b, const weft_metrics_family_t *f,
+                        const struct weft_metric_child_s *c, weft_buf_t *labels, char les[][40])
 {
-    labels->len = 0;
+    weft_buf_reset(labels);
     for (size_t i = 0; i < f->nlabels; i++) {
-        if (i) put(labels, ",", 1);
-        puts_(labels, f->labels[i]);
-        put(labels, "=\"", 2);
+        if (i) weft_buf_putc(labels, ',');
+        weft_buf_puts(labels, f->labels[i]);
+        weft_buf_put(labels, "=\"", 2);
         put_escaped(labels, c->values[i], true);
-        put(labels, "\"", 1);
+        weft_buf_putc(labels, '"');
     }
-    if (labels->oom) {
-        b->oom = true;
+    if (labels->failed) {
+        b->failed = true;
         return;
     }
     if (f->type != WEFT__HISTOGRAM) {
         put_sample(b, f, "", labels, NULL);
         put_double(b, weft__child_sum(c, NULL));
-        put(b, "\n", 1);
+        weft_buf_putc(b, '\n');
         return;
     }
     uint64_t buckets[WEFT_METRICS_MAX_BOUNDS + 1];
@@ -168,34 +125,34 @@ static void write_child(buf_t *b, const weft_metrics_family_t *f,
     for (size_t j = 0; j <= f->nbounds; j++) {
         cum += buckets[j];
         put_sample(b, f, "_bucket", labels, j == f->nbounds ? "+Inf" : les[j]);
-        put_u64(b, cum);
-        put(b, "\n", 1);
+        weft_buf_put_u64(b, cum);
+        weft_buf_putc(b, '\n');
     }
     put_sample(b, f, "_sum", labels, NULL);
     put_double(b, sum);
-    put(b, "\n", 1);
+    weft_buf_putc(b, '\n');
     put_sample(b, f, "_count", labels, NULL);
-    put_u64(b, cum);
-    put(b, "\n", 1);
+    weft_buf_put_u64(b, cum);
+    weft_buf_putc(b, '\n');
 }
 
-static void write_family(buf_t *b, weft_metrics_family_t *f, buf_t *labels)
+static void write_family(weft_buf_t *b, weft_metrics_family_t *f, weft_buf_t *labels)
 {
     static const char *const type_names[] = {"counter", "gauge", "histogram"};
-    puts_(b, "# HELP ");
-    puts_(b, f->name);
-    put(b, " ", 1);
+    weft_buf_puts(b, "# HELP ");
+    weft_buf_puts(b, f->name);
+    weft_buf_putc(b, ' ');
     put_escaped(b, f->help, false);
-    puts_(b, "\n# TYPE ");
-    puts_(b, f->name);
-    put(b, " ", 1);
-    puts_(b, type_names[f->type]);
-    put(b, "\n", 1);
+    weft_buf_puts(b, "\n# TYPE ");
+    weft_buf_puts(b, f->name);
+    weft_buf_putc(b, ' ');
+    weft_buf_puts(b, type_names[f->type]);
+    weft_buf_putc(b, '\n');
     if (f->fn) {
-        puts_(b, f->name);
-        put(b, " ", 1);
+        weft_buf_puts(b, f->name);
+        weft_buf_putc(b, ' ');
         put_double(b, f->fn(f->fn_arg));
-        put(b, "\n", 1);
+        weft_buf_putc(b, '\n');
         return;
     }
     char les[WEFT_METRICS_MAX_BOUNDS][40];
@@ -210,30 +167,32 @@ static void write_family(buf_t *b, weft_metrics_family_t *f, buf_t *labels)
     if (n == 0) return;
     struct weft_metric_child_s **order = malloc(n * sizeof(*order));
     if (!order) {
-        b->oom = true;
+        b->failed = true;
         return;
     }
     size_t k = n;
     for (struct weft_metric_child_s *c = head; c; c = c->next) order[--k] = c;
-    for (size_t i = 0; i < n && !b->oom; i++) write_child(b, f, order[i], labels, les);
+    for (size_t i = 0; i < n && !b->failed; i++) write_child(b, f, order[i], labels, les);
     free(order);
 }
 
 int weft_metrics_write(weft_metrics_registry_t *reg, char **out, size_t *len)
 {
     if (!reg || !out || !len) return WEFT_EINVAL;
-    buf_t b = {0}, labels = {0};
-    put(&b, "", 0); /* an empty registry still gives a valid (empty) string */
-    put(&labels, "", 0);
+    weft_buf_t b, labels;
+    weft_buf_init(&b, 0);
+    weft_buf_init(&labels, 0);
+    weft_buf_reserve(&b, 4095);   /* 4 KiB to start with: most scrapes need no more */
+    weft_buf_put(&labels, "", 0); /* labels.p is a valid (empty) string from here on */
     for (weft_metrics_family_t *f = atomic_load_explicit(&reg->first, memory_order_acquire);
-         f && !b.oom; f = atomic_load_explicit(&f->next, memory_order_acquire))
+         f && !b.failed; f = atomic_load_explicit(&f->next, memory_order_acquire))
         write_family(&b, f, &labels);
-    free(labels.p);
-    if (b.oom) {
-        free(b.p);
-        return WEFT_ENOMEM;
-    }
-    *out = b.p;
-    *len = b.len;
+    weft_buf_free(&labels);
+    /* An empty registry still gives a valid (empty) string; NULL: out of memory. */
+    size_t n;
+    char *text = weft_buf_take(&b, &n);
+    if (!text) return WEFT_ENOMEM; /* *out and *len untouched, as documented */
+    *out = text;
+    *len = n;
     return 0;
 }

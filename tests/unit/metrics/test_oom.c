@@ -27,6 +27,7 @@
 #define realloc       oom_realloc
 #define aligned_alloc oom_aligned_alloc
 #define strdup        oom_strdup
+#include "../../../src/core/buf.c" /* the exposition buffer grows here */
 #include "../../../src/metrics/expose.c"
 #include "../../../src/metrics/registry.c"
 #undef malloc
