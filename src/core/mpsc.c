@@ -35,7 +35,8 @@ static inline void link_node(weft_mpsc_t *q, weft_mpsc_node_t *n)
     atomic_store_explicit(&prev->next, n, memory_order_release);
 }
 
-int weft_mpsc_push(weft_mpsc_t *q, weft_mpsc_node_t *n)
+/* The push; *waiting gets the number of items waiting just after it (this one included). */
+static inline int push_counted(weft_mpsc_t *q, weft_mpsc_node_t *n, size_t *waiting)
 {
     size_t before = atomic_fetch_add_explicit(&q->count, 1, memory_order_relaxed);
     if (before >= q->limit) {
@@ -43,7 +44,14 @@ int weft_mpsc_push(weft_mpsc_t *q, weft_mpsc_node_t *n)
         return WEFT_ELIMIT;
     }
     link_node(q, n);
+    *waiting = before + 1;
     return 0;
+}
+
+int weft_mpsc_push(weft_mpsc_t *q, weft_mpsc_node_t *n)
+{
+    size_t waiting;
+    return push_counted(q, n, &waiting);
 }
 
 static inline weft_mpsc_node_t *taken(weft_mpsc_t *q, weft_mpsc_node_t *n)
@@ -94,7 +102,7 @@ static void on_wake(uv_async_t *a)
     if (in->closing) return;
     for (unsigned i = 0; i < in->batch; i++) {
         weft_mpsc_node_t *n = weft_mpsc_pop(&in->q);
-        if (!n) return; /* empty, or a post is half done: its own wake-up follows it */
+        if (!n) return; /* empty, or a post is half done: its wake-up (or the next poll) follows */
         in->on_item(in, n, in->arg);
         if (in->closing) return; /* closed from on_item */
     }
@@ -112,6 +120,7 @@ int weft_inbox_init(weft_inbox_t *in, uv_loop_t *loop, size_t limit, unsigned ba
     in->on_closed = NULL;
     in->arg = arg;
     in->batch = batch;
+    in->wake_at = 1;
     atomic_store_explicit(&in->posted, 0, memory_order_relaxed);
     atomic_store_explicit(&in->dropped, 0, memory_order_relaxed);
     in->closing = 0;
@@ -123,13 +132,28 @@ int weft_inbox_init(weft_inbox_t *in, uv_loop_t *loop, size_t limit, unsigned ba
 
 int weft_inbox_post(weft_inbox_t *in, weft_mpsc_node_t *n)
 {
-    if (weft_mpsc_push(&in->q, n) != 0) {
+    size_t waiting;
+    if (push_counted(&in->q, n, &waiting) != 0) {
         atomic_fetch_add_explicit(&in->dropped, 1, memory_order_relaxed);
         return WEFT_ELIMIT;
     }
     atomic_fetch_add_explicit(&in->posted, 1, memory_order_relaxed);
-    uv_async_send(&in->async);
+    /* Counts move by one per push and pop, so a rise through wake_at is always a push that
+     * brings the count to exactly wake_at: that push wakes the loop. */
+    if (in->wake_at == 1 || waiting == in->wake_at) uv_async_send(&in->async);
     return 0;
+}
+
+void weft_inbox_set_wake(weft_inbox_t *in, size_t threshold)
+{
+    if (threshold < 1) threshold = 1;
+    if (threshold > in->q.limit) threshold = in->q.limit;
+    in->wake_at = threshold;
+}
+
+void weft_inbox_poll(weft_inbox_t *in)
+{
+    on_wake(&in->async);
 }
 
 static void inbox_closed(uv_handle_t *h)

@@ -66,6 +66,8 @@ struct weft_inbox_s {
     void (*on_closed)(weft_inbox_t *in, void *arg);
     void *arg;
     unsigned batch;        /* items per loop iteration */
+    size_t wake_at;        /* a post wakes the loop when it brings the count to this (1: every
+                              post); set before producers start */
     atomic_ullong posted;  /* accepted by weft_inbox_post */
     atomic_ullong dropped; /* refused with WEFT_ELIMIT */
     int closing;
@@ -80,6 +82,17 @@ int weft_inbox_init(weft_inbox_t *in, uv_loop_t *loop, size_t limit, unsigned ba
 /* Any thread. Returns 0 (on_item will run for n on the loop), or WEFT_ELIMIT (full: n is
  * still the caller's; counted in dropped). */
 int weft_inbox_post(weft_inbox_t *in, weft_mpsc_node_t *n);
+/* On the loop's thread, before any producer posts: from now on a post wakes the loop only
+ * when it brings the number of waiting items to threshold (clamped to 1..limit), instead of
+ * after every post. Items below the threshold, and items whose push was half done when the
+ * loop last looked, wait until the owner calls weft_inbox_poll: a consumer that sets a
+ * threshold must poll from a timer, whose period then bounds how long an item waits. For
+ * consumers that want batches anyway (an exporter), this turns one wake-up per item (an
+ * eventfd write by the producer, a context switch to the consumer) into one per threshold. */
+void weft_inbox_set_wake(weft_inbox_t *in, size_t threshold);
+/* On the loop's thread: handles what is waiting now, as a wake-up does (at most batch items
+ * this iteration, the rest on the next ones). */
+void weft_inbox_poll(weft_inbox_t *in);
 /* On the loop's thread, once no producer can post any more: every item still queued goes
  * to on_discard (or is left alone if it is NULL), the handle is closed, and on_closed(in,
  * arg) runs from the loop when in's memory may be freed (on_closed may be NULL). */

@@ -241,13 +241,52 @@ static void test_inbox_full_and_discard(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A wake threshold: posts below it do not wake the loop, the post that reaches it does,
+ * and weft_inbox_poll picks up what waits below it. */
+static void test_inbox_wake_threshold(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    sink_t s = {.want = 1000};
+    weft_inbox_t in;
+    assert_int_equal(weft_inbox_init(&in, &loop, 16, 64, on_item, on_discard, &s), 0);
+    weft_inbox_set_wake(&in, 5);
+    item_t it[12];
+    for (int i = 0; i < 12; i++) it[i] = (item_t){.seq = (unsigned)i};
+    for (int i = 0; i < 4; i++) assert_int_equal(weft_inbox_post(&in, &it[i].node), 0);
+    assert_int_equal(uv_run(&loop, UV_RUN_NOWAIT), 1);
+    assert_int_equal(s.t.got, 0); /* four waiting, no wake-up */
+    assert_int_equal(weft_inbox_post(&in, &it[4].node), 0);
+    assert_int_equal(uv_run(&loop, UV_RUN_NOWAIT), 1);
+    assert_int_equal(s.t.got, 5); /* the fifth woke the loop: all five handled */
+    for (int i = 5; i < 8; i++) assert_int_equal(weft_inbox_post(&in, &it[i].node), 0);
+    assert_int_equal(uv_run(&loop, UV_RUN_NOWAIT), 1);
+    assert_int_equal(s.t.got, 5);
+    weft_inbox_poll(&in);
+    assert_int_equal(s.t.got, 8); /* the poll took the three below the threshold */
+    /* the count falls back under the threshold after a drain, so reaching it again wakes */
+    for (int i = 8; i < 12; i++) assert_int_equal(weft_inbox_post(&in, &it[i].node), 0);
+    assert_int_equal(uv_run(&loop, UV_RUN_NOWAIT), 1);
+    assert_int_equal(s.t.got, 8);
+    weft_inbox_set_wake(&in, 100); /* clamped to the limit, 16 */
+    assert_int_equal(in.wake_at, 16);
+    weft_inbox_set_wake(&in, 0); /* 0 means every post */
+    assert_int_equal(in.wake_at, 1);
+    weft_inbox_close(&in, on_closed_only);
+    assert_int_equal(s.discarded, 4);
+    assert_false(s.t.bad);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_true(s.closed);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fifo_and_bound),
-        cmocka_unit_test(test_many_producers),
-        cmocka_unit_test(test_inbox_many_producers),
-        cmocka_unit_test(test_inbox_full_and_discard),
+        cmocka_unit_test(test_fifo_and_bound),       cmocka_unit_test(test_many_producers),
+        cmocka_unit_test(test_inbox_many_producers), cmocka_unit_test(test_inbox_full_and_discard),
+        cmocka_unit_test(test_inbox_wake_threshold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
