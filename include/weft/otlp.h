@@ -26,6 +26,7 @@
 #define WEFT_OTLP_H
 
 #include "weft/common.h"
+#include "weft/metrics.h"
 #include "weft/trace.h"
 
 #ifdef __cplusplus
@@ -81,6 +82,17 @@ WEFT_EXTERN weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options
  * or WEFT_EINVAL when e is not an OTLP exporter (*out unchanged).
  */
 WEFT_EXTERN int weft_otlp_exporter_stats(const weft_span_exporter_t *e, weft_otlp_stats_t *out);
+
+/**
+ * Counts the exporter's work in reg from now on, as the counters
+ * weft_otlp_spans_exported_total, weft_otlp_spans_dropped_total{reason="queue_full"|"failed"}
+ * and weft_otlp_batches_total{result="sent"|"failed"} (what the stats counted before this
+ * call is carried over). Call once, before spans flow (a service does it for the exporter
+ * it is given); reg must outlive the exporter. Returns 0; WEFT_EINVAL when e is not an OTLP
+ * exporter or reg is NULL; WEFT_EEXIST when reg already has these names (one OTLP exporter
+ * per registry); WEFT_ENOMEM.
+ */
+WEFT_EXTERN int weft_otlp_exporter_metrics(weft_span_exporter_t *e, weft_metrics_registry_t *reg);
 
 #ifdef __cplusplus
 }

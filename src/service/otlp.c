@@ -6,12 +6,19 @@
  * service module already links http, metrics and trace.
  *
  * Threads. export_spans runs on whichever thread ended the span (worker loops, possibly
- * several at once). It deep-copies the span into one malloc'd item (the span data plus a
- * string area sized for what the span points to) and posts it to the exporter's inbox
- * (core/mpsc.h): a lock-free push and a uv_async_send, never a wait. Everything else runs on
- * the exporter's own thread and uv loop: the inbox hands items over, they join a pending
- * FIFO, and batches are encoded with jansson and sent with the loop's weft_http_client.
- * The stats are relaxed atomics, read from any thread.
+ * several at once). It copies what OTLP needs of the span into one malloc'd item sized for
+ * it (the fixed fields, then the attribute and event arrays and the strings they point to:
+ * a few hundred bytes for a server span, not the ~3 KB of weft_span_data_t's fixed arrays)
+ * and posts it to the exporter's inbox (core/mpsc.h): a lock-free push, never a wait.
+ * Posts do not wake the exporter one by one: the inbox wakes it when max_batch are waiting,
+ * and a tick timer (every flush_interval_ms / 2) picks up the rest. Waking per span cost an
+ * eventfd write on the worker and a context switch of the exporter thread for nearly every
+ * span, which on a 2-core machine competed with the worker itself (bench/otlp).
+ * Everything else runs on the exporter's own thread and uv loop: items join a pending FIFO,
+ * and batches are written as OTLP/JSON straight into one reused buffer (core/buf.h,
+ * core/json_write.h: no tree of JSON values, no allocation per value) and sent with the
+ * loop's weft_http_client. The stats are relaxed atomics, read from any thread; with
+ * weft_otlp_exporter_metrics they also go to a metrics registry.
  *
  * Bound. `held` counts the items that exist (in the inbox, pending, not yet encoded); a
  * producer reserves one before copying and gives up (dropped_queue_full) when max_queue are
@@ -20,13 +27,13 @@
  * it never refuses a reserved item (the refusal is handled anyway).
  *
  * Sending. One request at a time. A batch (at most max_batch spans from the pending FIFO's
- * head) goes when max_batch are pending, when the oldest pending span has waited
- * flush_interval_ms (a one-shot timer armed for that instant), or at once while shutting
- * down. Items are freed as soon as they are encoded. A batch that fails (non-2xx, timeout,
- * connection error, encoding out of memory) is dropped and counted, never retried: a down
- * receiver costs one failed request per batch, and the queue bound does the rest. The first
- * failure after a success logs one warning; the first success after failures logs one info
- * line with the number of failed batches.
+ * head) goes when max_batch are pending, when the oldest span has waited flush_interval_ms
+ * (at most one tick in the inbox, then a one-shot timer armed for the rest), or at once
+ * while shutting down. Items are freed as soon as they are encoded. A batch that fails
+ * (non-2xx, timeout, connection error, encoding out of memory) is dropped and counted, never
+ * retried: a down receiver costs one failed request per batch, and the queue bound does the
+ * rest. The first failure after a success logs one warning; the first success after
+ * failures logs one info line with the number of failed batches.
  *
  * Shutdown (the tracer's thread): `accepting` goes false, an async wakes the exporter thread,
  * which drains (sends pending batches back to back) with a shutdown_timeout_ms timer. When
@@ -38,7 +45,6 @@
  */
 #include <arpa/inet.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -48,20 +54,38 @@
 #include <string.h>
 #include <uv.h>
 
+#include "core/buf.h"
+#include "core/json_write.h"
 #include "core/mpsc.h"
 #include "weft/client.h"
 #include "weft/log.h"
+#include "weft/metrics.h"
 #include "weft/otlp.h"
 #include "weft/weft.h"
 
 #define INBOX_BATCH 64 /* items the inbox hands over per loop iteration */
 
+/* A finished span as the exporter keeps it: the fields OTLP needs, and one data area for
+ * the arrays and strings, sized for this span (a few hundred bytes for a server span,
+ * where weft_span_data_t's fixed arrays take about 3 KB). */
 typedef struct item_s {
     weft_mpsc_node_t node;
     struct item_s *next; /* pending FIFO (exporter thread) */
     uint64_t queued_ms;  /* uv_now of the exporter loop when it arrived there */
-    weft_span_data_t d;  /* pointers rebased into strings[] */
-    char strings[];
+    uint64_t start_ns, end_ns;
+    uint8_t trace_id[16], span_id[8], parent_span_id[8];
+    uint8_t flags; /* W3C trace flags */
+    bool parent_remote;
+    uint8_t kind;   /* weft_span_kind_t */
+    uint8_t status; /* weft_span_status_t */
+    uint16_t tracestate_len;
+    uint16_t nattrs, nevents, nevent_attrs;
+    unsigned dropped_attrs, dropped_events;
+    const char *name, *tracestate, *status_message; /* into data; status_message may be NULL */
+    weft_attr_t *attrs;                             /* nattrs, into data */
+    weft_span_event_t *events;                      /* nevents, into data */
+    weft_attr_t *event_attrs;                       /* nevent_attrs, into data */
+    _Alignas(8) char data[];
 } item_t;
 
 typedef struct otlp_s {
@@ -70,22 +94,26 @@ typedef struct otlp_s {
     uint16_t port;
     size_t max_queue, max_batch;
     uint64_t flush_ms, timeout_ms, shutdown_ms;
+    uint64_t tick_ms; /* how often the exporter looks at its inbox */
 
     /* any thread */
     atomic_bool accepting;
     atomic_size_t held;
     atomic_ullong exported, dropped_queue_full, dropped_failed, batches_sent, batches_failed;
+    /* metrics (weft_otlp_exporter_metrics): set before spans flow, then only read */
+    _Atomic(weft_counter_t *) m_exported, m_dropped_full, m_dropped_failed, m_sent, m_failed;
 
     /* exporter thread */
     uv_thread_t thread;
     uv_loop_t loop;
     weft_inbox_t inbox;
     uv_async_t stop_async;
-    uv_timer_t flush_timer, shutdown_timer;
+    uv_timer_t flush_timer, shutdown_timer, tick_timer;
     weft_http_client_t *client;
     bool have_loop, have_inbox, have_async, have_timers;
     item_t *head, *tail; /* pending FIFO */
     size_t npending;
+    weft_buf_t body; /* the request body being encoded; its memory is reused */
     weft_http_client_call_t *inflight;
     size_t inflight_spans;
     int inflight_status;
@@ -93,6 +121,14 @@ typedef struct otlp_s {
     bool failing;          /* the last batch failed: no warning until one succeeds */
     uint64_t burst_failed; /* batches failed since the last warning */
 } otlp_t;
+
+/* Adds v to a stat and to its counter in the metrics registry, if there is one. */
+static void count(atomic_ullong *stat, _Atomic(weft_counter_t *) *metric, uint64_t v)
+{
+    atomic_fetch_add_explicit(stat, v, memory_order_relaxed);
+    weft_counter_t *c = atomic_load_explicit(metric, memory_order_acquire);
+    if (c) weft_counter_add(c, (double)v);
+}
 
 /* ------------------------------------------------------------------------------------ */
 /* copying a span (any thread)                                                          */
@@ -122,46 +158,75 @@ static const char *put(char **p, const char *s)
     return d;
 }
 
-static void put_attrs(char **p, weft_attr_t *a, unsigned n)
+static void put_attrs(char **p, weft_attr_t *d, const weft_attr_t *s, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
-        a[i].key = put(p, a[i].key);
-        if (a[i].type == WEFT_ATTR_STRING) a[i].v.s = put(p, a[i].v.s);
+        d[i] = s[i];
+        d[i].key = put(p, s[i].key);
+        if (s[i].type == WEFT_ATTR_STRING) d[i].v.s = put(p, s[i].v.s);
     }
 }
 
-/* One malloc'd item holding a deep copy of src, or NULL (out of memory). */
+/* One malloc'd item holding what OTLP needs of src, or NULL (out of memory). */
 static item_t *copy_span(const weft_span_data_t *src)
 {
     unsigned na = src->nattrs < WEFT_SPAN_MAX_ATTRS ? src->nattrs : WEFT_SPAN_MAX_ATTRS;
     unsigned ne = src->nevents < WEFT_SPAN_MAX_EVENTS ? src->nevents : WEFT_SPAN_MAX_EVENTS;
     unsigned nea = src->nevent_attrs < WEFT_SPAN_MAX_EVENT_ATTRS ? src->nevent_attrs
                                                                  : WEFT_SPAN_MAX_EVENT_ATTRS;
-    size_t need =
-        slen(src->status_message) + attrs_len(src->attrs, na) + attrs_len(src->event_attrs, nea);
+    size_t namelen = strnlen(src->name, sizeof(src->name));
+    size_t tslen = src->context.tracestate_len < sizeof(src->context.tracestate)
+                       ? src->context.tracestate_len
+                       : sizeof(src->context.tracestate);
+    size_t arrays = (na + nea) * sizeof(weft_attr_t) + ne * sizeof(weft_span_event_t);
+    size_t need = arrays + namelen + 1 + tslen + 1 + slen(src->status_message) +
+                  attrs_len(src->attrs, na) + attrs_len(src->event_attrs, nea);
     for (unsigned i = 0; i < ne; i++) need += slen(src->events[i].name);
-    item_t *it = malloc(offsetof(item_t, strings) + need);
+    item_t *it = malloc(offsetof(item_t, data) + need);
     if (!it) return NULL;
     it->next = NULL;
     it->queued_ms = 0;
-    it->d = *src;
-    weft_span_data_t *d = &it->d;
-    d->nattrs = na;
-    d->nevents = ne;
-    d->nevent_attrs = nea;
-    char *p = it->strings;
-    d->service_name = NULL; /* the resource carries it */
-    d->status_message = put(&p, src->status_message);
-    put_attrs(&p, d->attrs, na);
-    put_attrs(&p, d->event_attrs, nea);
+    it->start_ns = src->start_ns;
+    it->end_ns = src->end_ns;
+    memcpy(it->trace_id, src->context.trace_id, 16);
+    memcpy(it->span_id, src->context.span_id, 8);
+    memcpy(it->parent_span_id, src->parent_span_id, 8);
+    it->flags = src->context.flags;
+    it->parent_remote = src->parent_remote;
+    it->kind = (uint8_t)src->kind;
+    it->status = (uint8_t)src->status;
+    it->tracestate_len = (uint16_t)tslen;
+    it->nattrs = (uint16_t)na;
+    it->nevents = (uint16_t)ne;
+    it->nevent_attrs = (uint16_t)nea;
+    it->dropped_attrs = src->dropped_attrs;
+    it->dropped_events = src->dropped_events;
+    /* the arrays first (pointer-aligned: data is, and the element sizes are multiples of
+     * 8), then the strings */
+    it->attrs = (weft_attr_t *)(void *)it->data;
+    it->event_attrs = it->attrs + na;
+    it->events = (weft_span_event_t *)(void *)(it->event_attrs + nea);
+    char *p = it->data + arrays;
+    memcpy(p, src->name, namelen);
+    p[namelen] = 0;
+    it->name = p;
+    p += namelen + 1;
+    memcpy(p, src->context.tracestate, tslen);
+    p[tslen] = 0;
+    it->tracestate = p;
+    p += tslen + 1;
+    it->status_message = put(&p, src->status_message);
+    put_attrs(&p, it->attrs, src->attrs, na);
+    put_attrs(&p, it->event_attrs, src->event_attrs, nea);
     for (unsigned i = 0; i < ne; i++) {
-        weft_span_event_t *e = &d->events[i];
+        weft_span_event_t *e = &it->events[i];
+        *e = src->events[i];
         e->name = put(&p, e->name);
         /* the event's attributes are a slice of src's event_attrs: take the same slice of
          * ours; anything else (an exporter fed by hand) loses its attributes */
         if (e->attrs && e->attrs >= src->event_attrs &&
             e->attrs + e->nattrs <= src->event_attrs + nea)
-            e->attrs = d->event_attrs + (e->attrs - src->event_attrs);
+            e->attrs = it->event_attrs + (e->attrs - src->event_attrs);
         else
             e->attrs = NULL, e->nattrs = 0;
     }
@@ -200,181 +265,170 @@ static int otlp_export(const weft_span_data_t *const *spans, size_t n, void *arg
             refused++;
         }
     }
-    if (refused) atomic_fetch_add_explicit(&x->dropped_queue_full, refused, memory_order_relaxed);
+    if (refused) count(&x->dropped_queue_full, &x->m_dropped_full, refused);
     return refused ? WEFT_ENOSPC : 0;
 }
 
 /* ------------------------------------------------------------------------------------ */
 /* OTLP/JSON encoding (exporter thread)                                                 */
 
-/* A JSON string for s; bytes that are not valid UTF-8 become U+FFFD (jansson refuses
- * invalid UTF-8, and a receiver would too). NULL only when out of memory. */
-static json_t *jstr(const char *s)
+/* Writes straight into x->body: no tree of JSON values, no allocation once the buffer has
+ * grown to a batch's size. Strings go through weft_json_put_str, which escapes them and
+ * replaces bytes that are not valid UTF-8 with U+FFFD (a receiver would refuse the whole
+ * batch otherwise). */
+
+static void put_cstr(weft_buf_t *b, const char *s)
 {
-    json_t *j = json_string(s);
-    if (j) return j;
-    size_t n = strlen(s);
-    char *o = malloc(n * 3 + 1), *q = o;
-    if (!o) return NULL;
-    const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        size_t len = u[i] < 0x80             ? 1
-                     : (u[i] & 0xe0) == 0xc0 ? 2
-                     : (u[i] & 0xf0) == 0xe0 ? 3
-                     : (u[i] & 0xf8) == 0xf0 ? 4
-                                             : 0;
-        bool ok = len > 0 && i + len <= n;
-        for (size_t k = 1; ok && k < len; k++) ok = (u[i + k] & 0xc0) == 0x80;
-        if (ok && len > 1) { /* overlong forms, surrogates, beyond U+10FFFF */
-            unsigned c = u[i] & (0xff >> (len + 1));
-            for (size_t k = 1; k < len; k++) c = (c << 6) | (u[i + k] & 0x3f);
-            ok = !(c < (len == 2   ? 0x80u
-                        : len == 3 ? 0x800u
-                                   : 0x10000u)) &&
-                 !(c >= 0xd800 && c <= 0xdfff) && c <= 0x10ffff;
-        }
-        if (ok) {
-            memcpy(q, u + i, len);
-            q += len;
-            i += len;
-        } else {
-            memcpy(q, "\xef\xbf\xbd", 3);
-            q += 3;
-            i++;
-        }
-    }
-    *q = 0;
-    j = json_string(o);
-    free(o);
-    return j;
+    weft_json_put_str(b, s, strlen(s));
 }
 
-static json_t *jhex(const uint8_t *b, size_t n)
+/* A decimal string, as proto3 JSON writes 64-bit integers and OTLP its times. */
+static void put_dec(weft_buf_t *b, uint64_t v)
 {
-    char h[33];
-    weft_trace_hex(b, n, h);
-    return json_stringn(h, 2 * n);
+    weft_buf_putc(b, '"');
+    weft_buf_put_u64(b, v);
+    weft_buf_putc(b, '"');
 }
 
-static json_t *jdec(uint64_t v)
+static void put_hex(weft_buf_t *b, const uint8_t *id, size_t n)
 {
-    char b[24];
-    int n = snprintf(b, sizeof(b), "%" PRIu64, v);
-    return json_stringn(b, (size_t)n);
+    weft_buf_putc(b, '"');
+    weft_buf_put_hex(b, id, n);
+    weft_buf_putc(b, '"');
 }
 
 /* AnyValue: int64 as a decimal string, doubles that JSON cannot hold as proto3 JSON's
  * "NaN", "Infinity", "-Infinity". */
-static json_t *any_value(const weft_attr_t *a)
+static void put_any_value(weft_buf_t *b, const weft_attr_t *a)
 {
-    char b[24];
     switch (a->type) {
     case WEFT_ATTR_STRING:
-        return json_pack("{s:o}", "stringValue", jstr(a->v.s ? a->v.s : ""));
+        weft_buf_puts(b, "{\"stringValue\":");
+        put_cstr(b, a->v.s ? a->v.s : "");
+        break;
     case WEFT_ATTR_INT:
-        snprintf(b, sizeof(b), "%" PRId64, a->v.i);
-        return json_pack("{s:s}", "intValue", b);
+        weft_buf_puts(b, "{\"intValue\":\"");
+        weft_buf_put_i64(b, a->v.i);
+        weft_buf_putc(b, '"');
+        break;
     case WEFT_ATTR_DOUBLE:
-        if (isnan(a->v.d)) return json_pack("{s:s}", "doubleValue", "NaN");
-        if (isinf(a->v.d))
-            return json_pack("{s:s}", "doubleValue", a->v.d > 0 ? "Infinity" : "-Infinity");
-        return json_pack("{s:f}", "doubleValue", a->v.d);
+        weft_buf_puts(b, "{\"doubleValue\":");
+        if (!weft_json_put_double(b, a->v.d))
+            weft_buf_puts(b, isnan(a->v.d) ? "\"NaN\""
+                             : a->v.d > 0  ? "\"Infinity\""
+                                           : "\"-Infinity\"");
+        break;
     case WEFT_ATTR_BOOL:
-        return json_pack("{s:b}", "boolValue", (int)a->v.b);
+        weft_buf_puts(b, a->v.b ? "{\"boolValue\":true" : "{\"boolValue\":false");
+        break;
+    default:
+        weft_buf_puts(b, "{"); /* an unknown type: an empty AnyValue */
+        break;
     }
-    return NULL;
+    weft_buf_putc(b, '}');
 }
 
-/* KeyValue list; NULL when out of memory. */
-static json_t *key_values(const weft_attr_t *a, unsigned n)
+/* "attributes":[KeyValue...] */
+static void put_attributes(weft_buf_t *b, const weft_attr_t *a, unsigned n)
 {
-    json_t *arr = json_array();
-    for (unsigned i = 0; arr && i < n; i++) {
-        json_t *kv = json_pack("{s:o,s:o}", "key", jstr(a[i].key ? a[i].key : ""), "value",
-                               any_value(&a[i]));
-        if (!kv || json_array_append_new(arr, kv) != 0) {
-            json_decref(arr);
-            return NULL;
-        }
+    weft_buf_puts(b, "\"attributes\":[");
+    for (unsigned i = 0; i < n; i++) {
+        if (i) weft_buf_putc(b, ',');
+        weft_buf_puts(b, "{\"key\":");
+        put_cstr(b, a[i].key ? a[i].key : "");
+        weft_buf_puts(b, ",\"value\":");
+        put_any_value(b, &a[i]);
+        weft_buf_putc(b, '}');
     }
-    return arr;
+    weft_buf_putc(b, ']');
 }
 
-/* Sets key to v (a new reference) on o; false (v released) when v is NULL or on OOM. */
-static bool set(json_t *o, const char *key, json_t *v)
+static void put_count(weft_buf_t *b, const char *key, uint64_t v)
 {
-    return v && json_object_set_new(o, key, v) == 0;
+    if (!v) return;
+    weft_buf_putc(b, ',');
+    weft_json_put_key(b, key);
+    weft_buf_put_u64(b, v);
 }
 
-static json_t *encode_span(const weft_span_data_t *d)
+static void encode_span(weft_buf_t *b, const item_t *d)
 {
     static const uint8_t zero[8];
-    json_t *s = json_object();
-    if (!s) return NULL;
     /* SpanFlags: W3C trace flags in bits 0-7; bit 8 says bit 9 (parent is remote) is known */
-    uint32_t flags = (d->context.flags & 0xffu) | 0x100u | (d->parent_remote ? 0x200u : 0);
-    bool ok =
-        set(s, "traceId", jhex(d->context.trace_id, 16)) &&
-        set(s, "spanId", jhex(d->context.span_id, 8)) &&
-        (memcmp(d->parent_span_id, zero, 8) == 0 ||
-         set(s, "parentSpanId", jhex(d->parent_span_id, 8))) &&
-        (d->context.tracestate_len == 0 ||
-         set(s, "traceState", json_stringn(d->context.tracestate, d->context.tracestate_len))) &&
-        set(s, "flags", json_integer(flags)) && set(s, "name", jstr(d->name)) &&
-        set(s, "kind", json_integer((json_int_t)d->kind + 1)) && /* SPAN_KIND_* */
-        set(s, "startTimeUnixNano", jdec(d->start_ns)) &&
-        set(s, "endTimeUnixNano", jdec(d->end_ns)) &&
-        set(s, "attributes", key_values(d->attrs, d->nattrs)) &&
-        (d->dropped_attrs == 0 ||
-         set(s, "droppedAttributesCount", json_integer(d->dropped_attrs))) &&
-        (d->dropped_events == 0 || set(s, "droppedEventsCount", json_integer(d->dropped_events)));
-    if (ok && d->nevents) {
-        json_t *evs = json_array();
-        ok = set(s, "events", evs);
-        for (unsigned i = 0; ok && i < d->nevents; i++) {
+    uint32_t flags = (d->flags & 0xffu) | 0x100u | (d->parent_remote ? 0x200u : 0);
+    weft_buf_puts(b, "{\"traceId\":");
+    put_hex(b, d->trace_id, 16);
+    weft_buf_puts(b, ",\"spanId\":");
+    put_hex(b, d->span_id, 8);
+    if (memcmp(d->parent_span_id, zero, 8) != 0) {
+        weft_buf_puts(b, ",\"parentSpanId\":");
+        put_hex(b, d->parent_span_id, 8);
+    }
+    if (d->tracestate_len) {
+        weft_buf_puts(b, ",\"traceState\":");
+        weft_json_put_str(b, d->tracestate, d->tracestate_len);
+    }
+    weft_buf_puts(b, ",\"flags\":");
+    weft_buf_put_u64(b, flags);
+    weft_buf_puts(b, ",\"name\":");
+    put_cstr(b, d->name);
+    weft_buf_puts(b, ",\"kind\":"); /* SPAN_KIND_*: weft's kinds in proto order, from 1 */
+    weft_buf_put_u64(b, (uint64_t)d->kind + 1);
+    weft_buf_puts(b, ",\"startTimeUnixNano\":");
+    put_dec(b, d->start_ns);
+    weft_buf_puts(b, ",\"endTimeUnixNano\":");
+    put_dec(b, d->end_ns);
+    weft_buf_putc(b, ',');
+    put_attributes(b, d->attrs, d->nattrs);
+    put_count(b, "droppedAttributesCount", d->dropped_attrs);
+    put_count(b, "droppedEventsCount", d->dropped_events);
+    if (d->nevents) {
+        weft_buf_puts(b, ",\"events\":[");
+        for (unsigned i = 0; i < d->nevents; i++) {
             const weft_span_event_t *e = &d->events[i];
-            json_t *ev = json_object();
-            ok = ev && json_array_append_new(evs, ev) == 0 &&
-                 set(ev, "timeUnixNano", jdec(e->time_ns)) &&
-                 set(ev, "name", jstr(e->name ? e->name : "")) &&
-                 set(ev, "attributes", key_values(e->attrs, e->attrs ? e->nattrs : 0)) &&
-                 (e->dropped_attrs == 0 ||
-                  set(ev, "droppedAttributesCount", json_integer(e->dropped_attrs)));
+            if (i) weft_buf_putc(b, ',');
+            weft_buf_puts(b, "{\"timeUnixNano\":");
+            put_dec(b, e->time_ns);
+            weft_buf_puts(b, ",\"name\":");
+            put_cstr(b, e->name ? e->name : "");
+            weft_buf_putc(b, ',');
+            put_attributes(b, e->attrs, e->attrs ? e->nattrs : 0);
+            put_count(b, "droppedAttributesCount", e->dropped_attrs);
+            weft_buf_putc(b, '}');
         }
+        weft_buf_putc(b, ']');
     }
-    if (ok && d->status != WEFT_SPAN_STATUS_UNSET) {
-        json_t *st = json_pack("{s:i}", "code", (int)d->status); /* STATUS_CODE_OK 1, ERROR 2 */
-        ok = set(s, "status", st) && (!d->status_message || !d->status_message[0] ||
-                                      set(st, "message", jstr(d->status_message)));
+    if (d->status != WEFT_SPAN_STATUS_UNSET) { /* STATUS_CODE_OK 1, ERROR 2 */
+        weft_buf_puts(b, ",\"status\":{\"code\":");
+        weft_buf_put_u64(b, d->status);
+        if (d->status_message && d->status_message[0]) {
+            weft_buf_puts(b, ",\"message\":");
+            put_cstr(b, d->status_message);
+        }
+        weft_buf_putc(b, '}');
     }
-    if (!ok) {
-        json_decref(s);
-        return NULL;
-    }
-    return s;
+    weft_buf_putc(b, '}');
 }
 
-/* The ExportTraceServiceRequest for the first n pending items; NULL when out of memory. */
-static char *encode_batch(otlp_t *x, item_t *first, size_t n, size_t *len)
+/* The ExportTraceServiceRequest for the first n pending items, in x->body; false when out
+ * of memory (or over the buffer's limit). */
+static bool encode_batch(otlp_t *x, item_t *first, size_t n)
 {
-    json_t *spans = json_array();
-    json_t *root = json_pack("{s:[{s:{s:[{s:s,s:{s:o}}]},s:[{s:{s:s,s:s},s:o}]}]}", "resourceSpans",
-                             "resource", "attributes", "key", "service.name", "value",
-                             "stringValue", jstr(x->service_name), "scopeSpans", "scope", "name",
-                             "weft", "version", WEFT_VERSION, "spans", spans);
-    if (!root) return NULL; /* json_pack released spans */
+    weft_buf_t *b = &x->body;
+    weft_buf_reset(b);
+    weft_buf_puts(b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\","
+                     "\"value\":{\"stringValue\":");
+    put_cstr(b, x->service_name);
+    weft_buf_puts(b,
+                  "}}]},\"scopeSpans\":[{\"scope\":{\"name\":\"weft\",\"version\":\"" WEFT_VERSION
+                  "\"},\"spans\":[");
     item_t *it = first;
     for (size_t i = 0; i < n; i++, it = it->next) {
-        json_t *s = encode_span(&it->d);
-        if (!s || json_array_append_new(spans, s) != 0) {
-            json_decref(root);
-            return NULL;
-        }
+        if (i) weft_buf_putc(b, ',');
+        encode_span(b, it);
     }
-    char *body = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    if (body) *len = strlen(body);
-    return body;
+    weft_buf_puts(b, "]}]}]}");
+    return !b->failed;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -385,8 +439,8 @@ static void check_done(otlp_t *x);
 
 static void batch_failed(otlp_t *x, size_t n, const char *why)
 {
-    atomic_fetch_add_explicit(&x->batches_failed, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&x->dropped_failed, n, memory_order_relaxed);
+    count(&x->batches_failed, &x->m_failed, 1);
+    count(&x->dropped_failed, &x->m_dropped_failed, n);
     x->burst_failed++;
     if (x->failing || x->closing) return;
     x->failing = true;
@@ -396,8 +450,8 @@ static void batch_failed(otlp_t *x, size_t n, const char *why)
 
 static void batch_sent(otlp_t *x, size_t n)
 {
-    atomic_fetch_add_explicit(&x->batches_sent, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&x->exported, n, memory_order_relaxed);
+    count(&x->batches_sent, &x->m_sent, 1);
+    count(&x->exported, &x->m_exported, n);
     if (x->failing)
         weft_info("otlp", "export recovered", "endpoint=%s:%u%s failed_batches=%" PRIu64, x->host,
                   x->port, x->path, x->burst_failed);
@@ -435,8 +489,7 @@ static void on_done(weft_http_client_call_t *call, int err, void *arg)
 static void send_batch(otlp_t *x)
 {
     size_t n = x->npending < x->max_batch ? x->npending : x->max_batch;
-    size_t len = 0;
-    char *body = encode_batch(x, x->head, n, &len);
+    bool encoded = encode_batch(x, x->head, n);
     for (size_t i = 0; i < n; i++) {
         item_t *it = x->head;
         x->head = it->next;
@@ -444,7 +497,8 @@ static void send_batch(otlp_t *x)
     }
     if (!x->head) x->tail = NULL;
     x->npending -= n;
-    if (!body) {
+    if (!encoded) {
+        weft_buf_free(&x->body); /* whatever it grew to, it did not fit */
         batch_failed(x, n, "ENOMEM");
         return;
     }
@@ -457,14 +511,13 @@ static void send_batch(otlp_t *x)
                                 .target = x->path,
                                 .headers = hdr,
                                 .nheaders = 1,
-                                .body = body,
-                                .body_len = len,
+                                .body = x->body.p,
+                                .body_len = x->body.len,
                                 .timeout_ms = x->timeout_ms};
     static const weft_http_client_cbs_t cbs = {.on_head = on_head, .on_done = on_done};
     x->inflight_spans = n;
     x->inflight_status = 0;
-    int err = weft_http_client_request(x->client, &r, &cbs, x, &x->inflight);
-    free(body);
+    int err = weft_http_client_request(x->client, &r, &cbs, x, &x->inflight); /* copies it */
     if (err != 0) {
         x->inflight = NULL;
         x->inflight_spans = 0;
@@ -478,13 +531,22 @@ static void on_flush(uv_timer_t *t)
     maybe_send(x);
 }
 
+/* Posts wake the loop only when max_batch are waiting (weft_inbox_set_wake); this timer
+ * picks up the rest every tick_ms. */
+static void on_tick(uv_timer_t *t)
+{
+    otlp_t *x = t->data;
+    weft_inbox_poll(&x->inbox);
+}
+
 /* Sends every batch that is due, while no request is in flight; otherwise arms the flush
  * timer for the moment the oldest pending span is due. While draining, finishes once
  * everything is sent. */
 static void maybe_send(otlp_t *x)
 {
     while (!x->closing && !x->inflight && x->head) {
-        uint64_t now = uv_now(&x->loop), due = x->head->queued_ms + x->flush_ms;
+        /* a span reached the pending FIFO at most tick_ms after it was queued */
+        uint64_t now = uv_now(&x->loop), due = x->head->queued_ms + x->flush_ms - x->tick_ms;
         if (x->npending < x->max_batch && !x->draining && now < due) {
             uv_timer_start(&x->flush_timer, on_flush, due - now, 0);
             return;
@@ -514,7 +576,7 @@ static void on_item(weft_inbox_t *in, weft_mpsc_node_t *n, void *arg)
 static void on_discard(weft_inbox_t *in, weft_mpsc_node_t *n, void *arg)
 {
     otlp_t *x = arg;
-    atomic_fetch_add_explicit(&x->dropped_failed, 1, memory_order_relaxed);
+    count(&x->dropped_failed, &x->m_dropped_failed, 1);
     release(x, WEFT_MPSC_ITEM(n, item_t, node));
 }
 
@@ -530,7 +592,7 @@ static void finish(otlp_t *x)
     while (x->head) {
         item_t *it = x->head;
         x->head = it->next;
-        atomic_fetch_add_explicit(&x->dropped_failed, 1, memory_order_relaxed);
+        count(&x->dropped_failed, &x->m_dropped_failed, 1);
         release(x, it);
     }
     x->tail = NULL;
@@ -540,6 +602,7 @@ static void finish(otlp_t *x)
     if (x->have_timers) {
         uv_close((uv_handle_t *)&x->flush_timer, NULL);
         uv_close((uv_handle_t *)&x->shutdown_timer, NULL);
+        uv_close((uv_handle_t *)&x->tick_timer, NULL);
     }
     if (x->client) weft_http_client_close(x->client, NULL, NULL);
 }
@@ -573,6 +636,7 @@ static void on_stop(uv_async_t *a)
     otlp_t *x = a->data;
     if (x->draining) return;
     x->draining = true;
+    weft_inbox_poll(&x->inbox); /* what waits below the wake threshold */
     if (x->shutdown_ms == 0) {
         abort_all(x);
         return;
@@ -584,7 +648,9 @@ static void on_stop(uv_async_t *a)
 static void run(void *arg)
 {
     otlp_t *x = arg;
+    weft_metrics_thread_register();
     uv_run(&x->loop, UV_RUN_DEFAULT);
+    weft_buf_free(&x->body);
 }
 
 /* The tracer's thread: no producer is left (weft_tracer_free's contract). */
@@ -683,6 +749,11 @@ weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options_t *o, char 
     x->flush_ms = o->flush_interval_ms;
     x->timeout_ms = o->timeout_ms;
     x->shutdown_ms = o->shutdown_timeout_ms;
+    /* half the flush interval: a span then waits at most one tick in the inbox and
+     * flush_ms - tick_ms in the pending FIFO */
+    x->tick_ms = o->flush_interval_ms / 2 ? o->flush_interval_ms / 2 : 1;
+    if (x->tick_ms > o->flush_interval_ms) x->tick_ms = o->flush_interval_ms;
+    weft_buf_init(&x->body, 0);
     atomic_init(&x->accepting, true);
     atomic_init(&x->held, 0);
     atomic_init(&x->exported, 0);
@@ -690,6 +761,11 @@ weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options_t *o, char 
     atomic_init(&x->dropped_failed, 0);
     atomic_init(&x->batches_sent, 0);
     atomic_init(&x->batches_failed, 0);
+    atomic_init(&x->m_exported, NULL);
+    atomic_init(&x->m_dropped_full, NULL);
+    atomic_init(&x->m_dropped_failed, NULL);
+    atomic_init(&x->m_sent, NULL);
+    atomic_init(&x->m_failed, NULL);
     x->base.export_spans = otlp_export;
     x->base.shutdown = otlp_shutdown;
     x->base.arg = x;
@@ -722,14 +798,17 @@ weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options_t *o, char 
                              x)) != 0)
         goto out;
     x->have_inbox = true;
+    weft_inbox_set_wake(&x->inbox, x->max_batch);
     what = "uv_async_init";
     if ((e = uv_async_init(&x->loop, &x->stop_async, on_stop)) != 0) goto out;
     x->stop_async.data = x;
     x->have_async = true;
     uv_timer_init(&x->loop, &x->flush_timer);
     uv_timer_init(&x->loop, &x->shutdown_timer);
-    x->flush_timer.data = x->shutdown_timer.data = x;
+    uv_timer_init(&x->loop, &x->tick_timer);
+    x->flush_timer.data = x->shutdown_timer.data = x->tick_timer.data = x;
     x->have_timers = true;
+    uv_timer_start(&x->tick_timer, on_tick, x->tick_ms, x->tick_ms);
     what = "uv_thread_create";
     if ((e = uv_thread_create(&x->thread, run, x)) != 0) goto out;
     return &x->base;
@@ -757,5 +836,51 @@ int weft_otlp_exporter_stats(const weft_span_exporter_t *e, weft_otlp_stats_t *o
     out->dropped_failed = atomic_load_explicit(&x->dropped_failed, memory_order_relaxed);
     out->batches_sent = atomic_load_explicit(&x->batches_sent, memory_order_relaxed);
     out->batches_failed = atomic_load_explicit(&x->batches_failed, memory_order_relaxed);
+    return 0;
+}
+
+int weft_otlp_exporter_metrics(weft_span_exporter_t *e, weft_metrics_registry_t *reg)
+{
+    if (!e || e->export_spans != otlp_export || !reg) return WEFT_EINVAL;
+    otlp_t *x = e->arg;
+    static const char *const reason[] = {"reason"}, *const result[] = {"result"};
+    weft_metrics_family_t *spans, *dropped, *batches;
+    int err;
+    if ((err = weft_metrics_counter_new(reg, "weft_otlp_spans_exported_total",
+                                        "Spans the OTLP receiver accepted (2xx).", NULL, 0,
+                                        &spans)) != 0 ||
+        (err = weft_metrics_counter_new(reg, "weft_otlp_spans_dropped_total",
+                                        "Spans not exported: queue_full (max_queue spans were "
+                                        "held) or failed (their batch failed, or shutdown ran "
+                                        "out of time).",
+                                        reason, 1, &dropped)) != 0 ||
+        (err = weft_metrics_counter_new(reg, "weft_otlp_batches_total",
+                                        "Export requests by result: sent (2xx) or failed "
+                                        "(other status, timeout, connection error).",
+                                        result, 1, &batches)) != 0)
+        return err;
+    weft_counter_t *c[5] = {
+        weft_metrics_counter_child(spans, NULL),
+        weft_metrics_counter_child(dropped, (const char *const[]){"queue_full"}),
+        weft_metrics_counter_child(dropped, (const char *const[]){"failed"}),
+        weft_metrics_counter_child(batches, (const char *const[]){"sent"}),
+        weft_metrics_counter_child(batches, (const char *const[]){"failed"}),
+    };
+    for (int i = 0; i < 5; i++)
+        if (!c[i]) return WEFT_ENOMEM;
+    /* What was counted before starts the counters, so they equal the stats from here on
+     * (up to updates racing with this call, which may be counted in one but not the
+     * other). */
+    weft_counter_add(c[0], (double)atomic_load_explicit(&x->exported, memory_order_relaxed));
+    weft_counter_add(c[1],
+                     (double)atomic_load_explicit(&x->dropped_queue_full, memory_order_relaxed));
+    weft_counter_add(c[2], (double)atomic_load_explicit(&x->dropped_failed, memory_order_relaxed));
+    weft_counter_add(c[3], (double)atomic_load_explicit(&x->batches_sent, memory_order_relaxed));
+    weft_counter_add(c[4], (double)atomic_load_explicit(&x->batches_failed, memory_order_relaxed));
+    atomic_store_explicit(&x->m_exported, c[0], memory_order_release);
+    atomic_store_explicit(&x->m_dropped_full, c[1], memory_order_release);
+    atomic_store_explicit(&x->m_dropped_failed, c[2], memory_order_release);
+    atomic_store_explicit(&x->m_sent, c[3], memory_order_release);
+    atomic_store_explicit(&x->m_failed, c[4], memory_order_release);
     return 0;
 }

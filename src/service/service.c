@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "weft/log.h"
+#include "weft/otlp.h"
 #include "weft/service.h"
 #include "weft/workers.h"
 
@@ -328,6 +329,12 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
                                          svc)) != 0 ||
             (err = weft_metrics_register_process(svc->metrics)) != 0)
             goto fail;
+        /* an OTLP exporter's counters go with the service's (the registry outlives it:
+         * weft_service_free shuts the exporter down first); other exporters: EINVAL */
+        if (o->exporter && (err = weft_otlp_exporter_metrics(o->exporter, svc->metrics)) != 0 &&
+            err != WEFT_EINVAL)
+            goto fail;
+        err = 0;
     }
     if (o->tracing) {
         weft_tracer_options_t to;

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from conftest import HELLO, free_port, get
+from test_service import promtool_check
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -127,6 +128,32 @@ def test_hello_sends_server_spans(spawn, receiver):
         roots = [s for _, s, _ in receiver.spans() if s["name"] == "GET /health"]
         time.sleep(0.05)
     assert roots and "parentSpanId" not in roots[0]
+
+    # the exporter's counters are on /metrics, and they agree with what the receiver got
+    # (each scrape is a span too, sent later: compare with what had arrived at that moment)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        posts = len(receiver.posts)
+        spans = len(receiver.spans())
+        text = get(p.url + "/metrics").text
+        exported = metric(text, "weft_otlp_spans_exported_total")
+        if exported == spans and len(receiver.posts) == posts:
+            break
+        time.sleep(0.05)
+    assert exported == spans and spans >= 2, text
+    assert metric(text, 'weft_otlp_batches_total{result="sent"}') == posts
+    assert metric(text, 'weft_otlp_batches_total{result="failed"}') == 0
+    assert metric(text, 'weft_otlp_spans_dropped_total{reason="queue_full"}') == 0
+    assert metric(text, 'weft_otlp_spans_dropped_total{reason="failed"}') == 0
+    promtool_check(text)
+
+
+def metric(text, series):
+    """The value of one series (name with its labels, as written) in an exposition."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{series} missing from:\n{text}")
 
 
 def test_hello_exits_promptly_when_the_receiver_is_gone(spawn, receiver):

@@ -11,6 +11,7 @@
  * timeout.
  */
 #include <arpa/inet.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -28,6 +29,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "weft/metrics.h"
 #include "weft/otlp.h"
 #include "weft/trace.h"
 
@@ -534,6 +536,85 @@ static void test_json(void **state)
     receiver_stop();
 }
 
+/* Values JSON cannot carry as they are, limits that drop data, and the metrics counters. */
+static void test_edge_values(void **state)
+{
+    receiver_start(true);
+    weft_span_exporter_t *e = new_exporter(rcv.port, 2048, 512, 50, 5000);
+    weft_metrics_registry_t *reg = weft_metrics_registry_new();
+    assert_non_null(reg);
+    assert_int_equal(weft_otlp_exporter_metrics(e, reg), 0);
+    assert_int_equal(weft_otlp_exporter_metrics(e, reg), WEFT_EEXIST); /* one per registry */
+    assert_int_equal(weft_otlp_exporter_metrics(e, NULL), WEFT_EINVAL);
+    weft_tracer_t *t = new_tracer(e);
+
+    weft_span_t *sp = weft_span_start(t, "edge", WEFT_SPAN_INTERNAL, NULL);
+    weft_span_set_attr_double(sp, "nan", NAN);
+    weft_span_set_attr_double(sp, "pinf", INFINITY);
+    weft_span_set_attr_double(sp, "ninf", -INFINITY);
+    weft_span_set_attr_double(sp, "tiny", 5e-324);
+    weft_span_set_attr_str(sp, "bad-utf8",
+                           "a\xff"
+                           "b\xc0\xaf"
+                           "c");
+    weft_span_set_attr_str(sp, "ctl", "tab\there\nnew\x01");
+    for (int i = 0; i < WEFT_SPAN_MAX_ATTRS; i++) { /* 26 fit under the limit, 6 are dropped */
+        char k[16];
+        snprintf(k, sizeof(k), "k%02d", i);
+        weft_span_set_attr_int(sp, k, i);
+    }
+    for (int i = 0; i < WEFT_SPAN_MAX_EVENTS + 2; i++) weft_span_add_event(sp, "ev", NULL, 0);
+    weft_span_set_status(sp, WEFT_SPAN_STATUS_ERROR, "quote \" and \\ backslash");
+    weft_span_end(sp);
+
+    size_t want = 1;
+    assert_true(wait_for(have_spans, &want, 5000));
+    assert_true(wait_for(have_exported, e, 5000)); /* the 2xx is counted after the body arrives */
+    pthread_mutex_lock(&rcv.mu);
+    json_error_t jerr;
+    json_t *body = json_loads(rcv.bodies[0], 0, &jerr);
+    pthread_mutex_unlock(&rcv.mu);
+    if (!body) fail_msg("body is not JSON: %s", jerr.text);
+    json_t *spans = json_object_get(
+        json_array_get(json_object_get(json_array_get(json_object_get(body, "resourceSpans"), 0),
+                                       "scopeSpans"),
+                       0),
+        "spans");
+    json_t *d = find_span(spans, "edge");
+    json_t *a = json_object_get(d, "attributes");
+    assert_int_equal(json_array_size(a), WEFT_SPAN_MAX_ATTRS);
+    assert_string_equal(str_of(attr_value(a, "nan"), "doubleValue"), "NaN");
+    assert_string_equal(str_of(attr_value(a, "pinf"), "doubleValue"), "Infinity");
+    assert_string_equal(str_of(attr_value(a, "ninf"), "doubleValue"), "-Infinity");
+    assert_true(json_real_value(json_object_get(attr_value(a, "tiny"), "doubleValue")) == 5e-324);
+    /* each byte that is not valid UTF-8 is one U+FFFD */
+    assert_string_equal(str_of(attr_value(a, "bad-utf8"), "stringValue"),
+                        "a\xef\xbf\xbd"
+                        "b\xef\xbf\xbd\xef\xbf\xbd"
+                        "c");
+    assert_string_equal(str_of(attr_value(a, "ctl"), "stringValue"), "tab\there\nnew\x01");
+    assert_int_equal(json_integer_value(json_object_get(d, "droppedAttributesCount")), 6);
+    assert_int_equal(json_array_size(json_object_get(d, "events")), WEFT_SPAN_MAX_EVENTS);
+    assert_int_equal(json_integer_value(json_object_get(d, "droppedEventsCount")), 2);
+    assert_string_equal(str_of(json_object_get(d, "status"), "message"),
+                        "quote \" and \\ backslash");
+    json_decref(body);
+
+    /* the counters in the registry match the stats */
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(weft_metrics_write(reg, &text, &len), 0);
+    assert_non_null(strstr(text, "\nweft_otlp_spans_exported_total 1\n"));
+    assert_non_null(strstr(text, "\nweft_otlp_batches_total{result=\"sent\"} 1\n"));
+    assert_non_null(strstr(text, "\nweft_otlp_batches_total{result=\"failed\"} 0\n"));
+    assert_non_null(strstr(text, "\nweft_otlp_spans_dropped_total{reason=\"queue_full\"} 0\n"));
+    assert_non_null(strstr(text, "\nweft_otlp_spans_dropped_total{reason=\"failed\"} 0\n"));
+    free(text);
+    weft_tracer_free(t);
+    weft_metrics_registry_free(reg); /* after the exporter, as documented */
+    receiver_stop();
+}
+
 /* ---- bounds, failures, shutdown ---- */
 
 static void test_queue_full(void **state)
@@ -614,9 +695,13 @@ static void test_receiver_never_answers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_options),       cmocka_unit_test(test_json),
-        cmocka_unit_test(test_queue_full),    cmocka_unit_test(test_non_2xx),
-        cmocka_unit_test(test_receiver_down), cmocka_unit_test(test_receiver_never_answers),
+        cmocka_unit_test(test_options),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_edge_values),
+        cmocka_unit_test(test_queue_full),
+        cmocka_unit_test(test_non_2xx),
+        cmocka_unit_test(test_receiver_down),
+        cmocka_unit_test(test_receiver_never_answers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
