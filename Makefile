@@ -62,6 +62,7 @@ test: deps
 bench: deps build
 	@scripts/install-deps --bench
 	bench/http
+	bench/otlp
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
