@@ -265,11 +265,17 @@ static bool have_failed_batch(void *arg)
     weft_otlp_exporter_stats(arg, &s);
     return s.batches_failed >= 1;
 }
+/* The receiver has a body before the exporter reads the 2xx and counts it: wait for both. */
+typedef struct {
+    weft_span_exporter_t *e;
+    uint64_t n;
+} want_exported_t;
 static bool have_exported(void *arg)
 {
+    want_exported_t *w = arg;
     weft_otlp_stats_t s;
-    weft_otlp_exporter_stats(arg, &s);
-    return s.exported >= 1;
+    weft_otlp_exporter_stats(w->e, &s);
+    return s.exported >= w->n;
 }
 
 /* ---- option validation ---- */
@@ -440,6 +446,7 @@ static void test_json(void **state)
 
     size_t want = 3;
     assert_true(wait_for(have_spans, &want, 5000));
+    assert_true(wait_for(have_exported, &(want_exported_t){e, 3}, 5000));
     weft_otlp_stats_t s = stats(e);
     assert_int_equal(s.exported, 3);
     assert_true(s.batches_sent >= 1);
@@ -569,7 +576,7 @@ static void test_edge_values(void **state)
 
     size_t want = 1;
     assert_true(wait_for(have_spans, &want, 5000));
-    assert_true(wait_for(have_exported, e, 5000)); /* the 2xx is counted after the body arrives */
+    assert_true(wait_for(have_exported, &(want_exported_t){e, 1}, 5000));
     pthread_mutex_lock(&rcv.mu);
     json_error_t jerr;
     json_t *body = json_loads(rcv.bodies[0], 0, &jerr);
@@ -650,7 +657,7 @@ static void test_non_2xx(void **state)
     /* the receiver recovers: the next batch goes through (nothing is retried) */
     atomic_store(&rcv.status, 200);
     end_spans(t, 1);
-    assert_true(wait_for(have_exported, e, 5000));
+    assert_true(wait_for(have_exported, &(want_exported_t){e, 1}, 5000));
     s = stats(e);
     assert_int_equal(s.exported, 1);
     assert_int_equal(s.batches_sent, 1);
