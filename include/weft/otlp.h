@@ -83,6 +83,40 @@ WEFT_EXTERN weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options
  */
 WEFT_EXTERN int weft_otlp_exporter_stats(const weft_span_exporter_t *e, weft_otlp_stats_t *out);
 
+/** What weft_otlp_options_from_env fills: the options and the storage their strings use. */
+typedef struct weft_otlp_env_s {
+    weft_otlp_options_t o;
+    char host[64];
+    char path[2049];
+    char service_name[256];
+} weft_otlp_env_t;
+
+/**
+ * The OTLP trace exporter OpenTelemetry's environment variables ask for, so that a weft
+ * service deployed beside OpenTelemetry SDKs takes the same settings:
+ *   OTEL_SDK_DISABLED=true, or OTEL_TRACES_EXPORTER=none: no exporter;
+ *   OTEL_TRACES_EXPORTER: otlp (or unset); any other exporter is refused;
+ *   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: the URL spans go to, as it is (an empty path is "/");
+ *   else OTEL_EXPORTER_OTLP_ENDPOINT: a base URL, "v1/traces" is appended to its path;
+ *     URLs are http://HOST[:PORT][/PATH], HOST a numeric IPv4 address, [IPv6] or localhost
+ *     (127.0.0.1), PORT default 80; https and names to resolve are refused (not yet built);
+ *     when neither is set, an exporter is wanted only if OTEL_TRACES_EXPORTER=otlp says so,
+ *     and then at http://localhost:4318/v1/traces (OpenTelemetry's default);
+ *   OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL: http/json; also
+ *     http/protobuf, with a warning that JSON is sent (OTLP/HTTP receivers take both on the
+ *     same path); grpc is refused;
+ *   OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES, else
+ *     default_service_name;
+ *   OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, else OTEL_EXPORTER_OTLP_TIMEOUT: timeout_ms;
+ *   OTEL_BSP_SCHEDULE_DELAY: flush_interval_ms; OTEL_BSP_MAX_QUEUE_SIZE: max_queue;
+ *   OTEL_BSP_MAX_EXPORT_BATCH_SIZE: max_batch (whole numbers, milliseconds for times).
+ * Unset or empty variables keep weft_otlp_options_init's defaults. Returns 1 when an
+ * exporter is wanted (env->o is ready for weft_otlp_exporter_new, which checks the bounds),
+ * 0 when none is, WEFT_EINVAL with one line in err naming the variable and what is wrong.
+ */
+WEFT_EXTERN int weft_otlp_options_from_env(weft_otlp_env_t *env, const char *default_service_name,
+                                           char *err, size_t errlen);
+
 /**
  * Counts the exporter's work in reg from now on, as the counters
  * weft_otlp_spans_exported_total, weft_otlp_spans_dropped_total{reason="queue_full"|"failed"}

@@ -203,6 +203,15 @@ WEFT_EXTERN weft_sampler_t weft_sampler_ratio(double ratio);
 /** ParentBased(root) with the default delegates: a parent's sampled flag decides (remote or
  *  local); a root span, or a B3 parent that deferred its decision, goes to root. */
 WEFT_EXTERN weft_sampler_t weft_sampler_parent_based(weft_sampler_t root);
+/**
+ * The sampler OpenTelemetry's environment variables ask for: OTEL_TRACES_SAMPLER, one of
+ * always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off,
+ * parentbased_traceidratio; for the ratio ones OTEL_TRACES_SAMPLER_ARG, a decimal from 0 to
+ * 1 (default 1). Returns 1 with *s set; 0 when OTEL_TRACES_SAMPLER is unset or empty (*s
+ * unchanged); WEFT_EINVAL with one line in err naming the variable, when a value is not one
+ * of these (OpenTelemetry SDKs log and fall back; weft refuses, as for any bad setting).
+ */
+WEFT_EXTERN int weft_sampler_from_env(weft_sampler_t *s, char *err, size_t errlen);
 /** The decision for a new span of trace_id under parent (NULL for a root). */
 WEFT_EXTERN bool weft_sampler_should_sample(const weft_sampler_t *s,
                                             const weft_trace_context_t *parent,

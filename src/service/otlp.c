@@ -52,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <uv.h>
 
 #include "core/buf.h"
@@ -883,4 +884,191 @@ int weft_otlp_exporter_metrics(weft_span_exporter_t *e, weft_metrics_registry_t 
     atomic_store_explicit(&x->m_sent, c[3], memory_order_release);
     atomic_store_explicit(&x->m_failed, c[4], memory_order_release);
     return 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* OpenTelemetry's environment variables (weft_otlp_options_from_env)                   */
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    return v && v[0] ? v : NULL;
+}
+
+static int env_fail(char *err, size_t errlen, const char *var, const char *val, const char *why)
+{
+    fail(err, errlen, "%s: %s, got \"%.80s\"", var, why, val);
+    return WEFT_EINVAL;
+}
+
+/* A whole number 0..max into *out; false when v is anything else. */
+static bool env_uint(const char *v, uint64_t max, uint64_t *out)
+{
+    uint64_t n = 0;
+    if (!*v) return false;
+    for (; *v; v++) {
+        if (*v < '0' || *v > '9' || n > (max - (uint64_t)(*v - '0')) / 10) return false;
+        n = n * 10 + (uint64_t)(*v - '0');
+    }
+    *out = n;
+    return true;
+}
+
+/* http://HOST[:PORT][/PATH] into env's host, port and path (suffix appended to the path).
+ * Returns NULL, or what is wrong. */
+static const char *parse_url(weft_otlp_env_t *e, const char *url, const char *suffix)
+{
+    if (strncasecmp(url, "https://", 8) == 0) return "https is not supported yet; use http://";
+    if (strncasecmp(url, "http://", 7) != 0) return "expected http://HOST[:PORT][/PATH]";
+    const char *h = url + 7, *hend, *p;
+    if (*h == '[') {
+        hend = strchr(h, ']');
+        if (!hend) return "expected ']' after an IPv6 address";
+        p = hend + 1;
+        h++;
+    } else {
+        hend = h + strcspn(h, ":/?#");
+        p = hend;
+    }
+    size_t hl = (size_t)(hend - h);
+    if (hl == 0 || hl >= sizeof(e->host)) return "expected a host";
+    memcpy(e->host, h, hl);
+    e->host[hl] = 0;
+    if (strcasecmp(e->host, "localhost") == 0) strcpy(e->host, "127.0.0.1");
+    unsigned char addr[16];
+    if (inet_pton(AF_INET, e->host, addr) != 1 && inet_pton(AF_INET6, e->host, addr) != 1)
+        return "the host must be a numeric address or localhost (weft does not resolve names "
+               "yet)";
+    e->o.port = 80;
+    if (*p == ':') {
+        char digits[8];
+        size_t n = strcspn(p + 1, "/?#");
+        uint64_t port;
+        if (n == 0 || n >= sizeof(digits)) return "expected a port from 1 to 65535";
+        memcpy(digits, p + 1, n);
+        digits[n] = 0;
+        if (!env_uint(digits, 65535, &port) || port == 0) return "expected a port from 1 to 65535";
+        e->o.port = (uint16_t)port;
+        p += 1 + n;
+    }
+    if (*p && *p != '/') return "expected '/' after the host and port";
+    if (strchr(p, '#')) return "a fragment ('#') has no meaning here";
+    const char *q = strchr(p, '?'); /* a suffix goes into the path, before any query */
+    size_t pl = q ? (size_t)(q - p) : strlen(p), ql = q ? strlen(q) : 0;
+    bool slash = pl > 0 && p[pl - 1] == '/';
+    int n = snprintf(e->path, sizeof(e->path), "%s%.*s%s%s%.*s", pl ? "" : "/", (int)pl, p,
+                     suffix && !slash && pl ? "/" : "", suffix ? suffix : "", (int)ql, q ? q : "");
+    if (n < 0 || (size_t)n >= sizeof(e->path)) return "the path is longer than 2048 bytes";
+    if (!path_ok(e->path)) return "the path must be printable ASCII without spaces";
+    return NULL;
+}
+
+/* service.name=VALUE in a W3C-baggage-like list "k=v,k=v" (values may be %-encoded). */
+static bool resource_service_name(const char *attrs, char *out, size_t cap)
+{
+    for (const char *p = attrs; *p;) {
+        const char *end = p + strcspn(p, ","), *eq = memchr(p, '=', (size_t)(end - p));
+        const char *k = p;
+        while (k < end && *k == ' ') k++;
+        if (eq && (size_t)(eq - k) >= 12 && strncmp(k, "service.name", 12) == 0 &&
+            strspn(k + 12, " ") == (size_t)(eq - k - 12)) {
+            size_t o = 0;
+            for (const char *v = eq + 1; v < end && o + 1 < cap; v++) {
+                unsigned hi, lo;
+                if (*v == '%' && end - v >= 3 && sscanf(v + 1, "%1x%1x", &hi, &lo) == 2) {
+                    out[o++] = (char)(hi << 4 | lo);
+                    v += 2;
+                } else {
+                    out[o++] = *v;
+                }
+            }
+            while (o && out[o - 1] == ' ') o--;
+            out[o] = 0;
+            return o > 0;
+        }
+        p = *end ? end + 1 : end;
+    }
+    return false;
+}
+
+int weft_otlp_options_from_env(weft_otlp_env_t *e, const char *default_service_name, char *err,
+                               size_t errlen)
+{
+    memset(e, 0, sizeof(*e));
+    weft_otlp_options_init(&e->o);
+    const char *v;
+    if ((v = env("OTEL_SDK_DISABLED")) && strcasecmp(v, "true") == 0) return 0;
+    const char *exporter = env("OTEL_TRACES_EXPORTER");
+    if (exporter && strcmp(exporter, "none") == 0) return 0;
+    if (exporter && strcmp(exporter, "otlp") != 0)
+        return env_fail(err, errlen, "OTEL_TRACES_EXPORTER", exporter,
+                        "weft exports spans with otlp only (or none)");
+    const char *url, *var = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", *suffix = NULL;
+    if (!(url = env(var))) {
+        var = "OTEL_EXPORTER_OTLP_ENDPOINT";
+        suffix = "v1/traces";
+        if (!(url = env(var))) {
+            if (!exporter) return 0; /* nothing asks for an exporter */
+            url = "http://localhost:4318";
+        }
+    }
+    const char *why = parse_url(e, url, suffix);
+    if (why) return env_fail(err, errlen, var, url, why);
+    e->o.host = e->host;
+    e->o.path = e->path;
+
+    var = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+    if (!(v = env(var))) v = env(var = "OTEL_EXPORTER_OTLP_PROTOCOL");
+    if (v && strcmp(v, "http/protobuf") == 0) {
+        weft_warn("otlp", "sending OTLP/HTTP JSON: weft does not encode protobuf",
+                  "%s=http/protobuf", var);
+    } else if (v && strcmp(v, "http/json") != 0) {
+        return env_fail(err, errlen, var, v, "weft sends http/json (http/protobuf is taken too)");
+    }
+
+    const char *name = env("OTEL_SERVICE_NAME");
+    if (name) {
+        if (strlen(name) >= sizeof(e->service_name))
+            return env_fail(err, errlen, "OTEL_SERVICE_NAME", name, "longer than 255 bytes");
+        strcpy(e->service_name, name);
+    } else if (!((v = env("OTEL_RESOURCE_ATTRIBUTES")) &&
+                 resource_service_name(v, e->service_name, sizeof(e->service_name)))) {
+        snprintf(e->service_name, sizeof(e->service_name), "%s",
+                 default_service_name ? default_service_name : "");
+    }
+    e->o.service_name = e->service_name;
+
+    static const struct {
+        const char *var;
+        size_t off;
+        bool size; /* size_t, else uint64_t */
+        uint64_t min, max;
+    } nums[] = {
+        {"OTEL_EXPORTER_OTLP_TIMEOUT", offsetof(weft_otlp_options_t, timeout_ms), false, 1,
+         WEFT_OTLP_MAX_TIMEOUT},
+        {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", offsetof(weft_otlp_options_t, timeout_ms), false, 1,
+         WEFT_OTLP_MAX_TIMEOUT},
+        {"OTEL_BSP_SCHEDULE_DELAY", offsetof(weft_otlp_options_t, flush_interval_ms), false, 1,
+         WEFT_OTLP_MAX_TIMEOUT},
+        {"OTEL_BSP_MAX_QUEUE_SIZE", offsetof(weft_otlp_options_t, max_queue), true, 1,
+         WEFT_OTLP_MAX_QUEUE},
+        {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", offsetof(weft_otlp_options_t, max_batch), true, 1,
+         WEFT_OTLP_MAX_BATCH},
+    };
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        uint64_t n;
+        if (!(v = env(nums[i].var))) continue;
+        if (!env_uint(v, nums[i].max, &n) || n < nums[i].min) {
+            char range[80];
+            snprintf(range, sizeof(range), "expected a whole number%s from %" PRIu64 " to %" PRIu64,
+                     nums[i].size ? "" : " of milliseconds", nums[i].min, nums[i].max);
+            return env_fail(err, errlen, nums[i].var, v, range);
+        }
+        char *field = (char *)&e->o + nums[i].off;
+        if (nums[i].size)
+            *(size_t *)(void *)field = (size_t)n;
+        else
+            *(uint64_t *)(void *)field = n;
+    }
+    return 1;
 }

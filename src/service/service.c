@@ -238,6 +238,7 @@ void weft_service_options_init(weft_service_options_t *o)
     o->metrics = true;
     o->tracing = true;
     o->sample_ratio = 1.0;
+    o->otel_env = true;
     weft_http_server_options_init(&o->http);
 }
 
@@ -277,6 +278,28 @@ static int refuse(const weft_service_options_t *o, int err)
     return err;
 }
 
+/* OpenTelemetry's environment variables: the sampler, and an OTLP exporter when the
+ * service was given none. A bad value is logged (naming the variable) and refused. */
+static int otel_env(weft_service_t *svc, weft_sampler_t *sampler)
+{
+    char why[384], q[512];
+    if (weft_sampler_from_env(sampler, why, sizeof(why)) < 0) goto bad;
+    if (svc->orphan) return 0; /* an exporter from code wins */
+    weft_otlp_env_t oe;
+    int r = weft_otlp_options_from_env(&oe, svc->name, why, sizeof(why));
+    if (r < 0) goto bad;
+    if (r == 0) return 0;
+    if (!(svc->orphan = weft_otlp_exporter_new(&oe.o, why, sizeof(why)))) goto bad;
+    weft_info("service", "exporting spans over OTLP/HTTP (OTEL_* environment)",
+              "endpoint=%s:%u%s service_name=%s", oe.o.host, oe.o.port, oe.o.path,
+              oe.o.service_name);
+    return 0;
+bad:
+    weft_error("service", "cannot use the OpenTelemetry environment", "error=%s",
+               weft_log_quote(q, sizeof(q), why, strlen(why)));
+    return WEFT_EINVAL;
+}
+
 int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
 {
     if (!o || !o->name || !valid_name(o->name)) return refuse(o, WEFT_EINVAL);
@@ -295,7 +318,10 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
     svc->o.host = svc->host;
     svc->start_ns = weft_now_ns();
     svc->orphan = o->exporter; /* owned from here on, whatever happens below */
-    int err = weft_workers_new(o->workers, &svc->workers);
+    weft_sampler_t sampler = weft_sampler_parent_based(weft_sampler_ratio(o->sample_ratio));
+    int err = 0;
+    if (o->tracing && o->otel_env && (err = otel_env(svc, &sampler)) != 0) goto fail;
+    err = weft_workers_new(o->workers, &svc->workers);
     if (err) goto fail;
     unsigned n = weft_workers_count(svc->workers);
     svc->wstate = calloc(n, sizeof(worker_state_t));
@@ -331,7 +357,7 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
             goto fail;
         /* an OTLP exporter's counters go with the service's (the registry outlives it:
          * weft_service_free shuts the exporter down first); other exporters: EINVAL */
-        if (o->exporter && (err = weft_otlp_exporter_metrics(o->exporter, svc->metrics)) != 0 &&
+        if (svc->orphan && (err = weft_otlp_exporter_metrics(svc->orphan, svc->metrics)) != 0 &&
             err != WEFT_EINVAL)
             goto fail;
         err = 0;
@@ -340,8 +366,8 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
         weft_tracer_options_t to;
         weft_tracer_options_init(&to);
         to.service_name = svc->name;
-        to.sampler = weft_sampler_parent_based(weft_sampler_ratio(o->sample_ratio));
-        to.exporter = o->exporter;
+        to.sampler = sampler;
+        to.exporter = svc->orphan;
         if ((err = weft_tracer_new(&to, &svc->tracer)) != 0) goto fail;
         svc->orphan = NULL; /* the tracer owns it now */
     }

@@ -18,7 +18,10 @@
  *
  * Pure functions; any thread.
  */
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "trace/trace_int.h"
@@ -111,4 +114,47 @@ bool weft_sampler_should_sample(const weft_sampler_t *s, const weft_trace_contex
         return ratio_sample(s->ratio, parent, trace_id);
     }
     return false;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* OTEL_TRACES_SAMPLER                                                                  */
+
+static int env_fail(char *err, size_t errlen, const char *var, const char *val, const char *why)
+{
+    if (err && errlen) snprintf(err, errlen, "%s: %s, got \"%.64s\"", var, why, val);
+    return WEFT_EINVAL;
+}
+
+int weft_sampler_from_env(weft_sampler_t *s, char *err, size_t errlen)
+{
+    static const char SAMPLER[] = "OTEL_TRACES_SAMPLER", ARG[] = "OTEL_TRACES_SAMPLER_ARG";
+    const char *name = getenv(SAMPLER);
+    if (!name || !name[0]) return 0;
+    bool parent = strncmp(name, "parentbased_", 12) == 0;
+    const char *root = parent ? name + 12 : name;
+    weft_sampler_t r;
+    if (strcmp(root, "always_on") == 0) {
+        r = weft_sampler_always_on();
+    } else if (strcmp(root, "always_off") == 0) {
+        r = weft_sampler_always_off();
+    } else if (strcmp(root, "traceidratio") == 0) {
+        double ratio = 1.0; /* the specification's default */
+        const char *arg = getenv(ARG);
+        if (arg && arg[0]) {
+            char *end;
+            errno = 0;
+            ratio = strtod(arg, &end);
+            /* a plain decimal only: no hex floats, inf or nan, nothing after it */
+            bool plain = strspn(arg, "0123456789.eE+-") == strlen(arg);
+            if (!plain || *end || errno || !(ratio >= 0 && ratio <= 1))
+                return env_fail(err, errlen, ARG, arg, "expected a number from 0 to 1");
+        }
+        r = weft_sampler_ratio(ratio);
+    } else {
+        return env_fail(err, errlen, SAMPLER, name,
+                        "expected always_on, always_off, traceidratio, parentbased_always_on, "
+                        "parentbased_always_off or parentbased_traceidratio");
+    }
+    *s = parent ? weft_sampler_parent_based(r) : r;
+    return 1;
 }

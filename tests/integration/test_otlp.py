@@ -183,3 +183,60 @@ def test_bad_otlp_address_is_a_config_error(tmp_path):
     assert "--otlp" in r.stderr and "host" in r.stderr and "\n" == r.stderr[-1]
     r = run_cli(HELLO, "--otlp", "127.0.0.1:0", "--port", "0")
     assert r.returncode == 2 and "port" in r.stderr
+
+
+def test_hello_takes_the_opentelemetry_environment(spawn, receiver):
+    """OTEL_* variables set an exporter up without code or flags, as OpenTelemetry SDKs do."""
+    port = free_port()
+    p = spawn([HELLO, "--name", "hello-env", "--port", port, "--workers", "1",
+               "--log-level", "warn"], port, name="hello-env",
+              env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://localhost:{receiver.port}",
+                   "OTEL_SERVICE_NAME": "from-env", "OTEL_BSP_SCHEDULE_DELAY": "100",
+                   "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+    r = get(p.url + "/hello/env", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+    assert r.status_code == 200
+    deadline = time.monotonic() + 5
+    found = []
+    while time.monotonic() < deadline and not found:
+        found = [x for x in receiver.spans() if x[1]["traceId"] == TRACE_ID]
+        time.sleep(0.02)
+    assert len(found) == 1, receiver.spans()
+    rattrs, span, _ = found[0]
+    assert attr(rattrs, "service.name") == {"stringValue": "from-env"}
+    assert span["parentSpanId"] == PARENT_ID
+    assert receiver.posts[0][0] == "/v1/traces"
+
+
+def test_opentelemetry_sampler_from_the_environment(spawn, receiver):
+    port = free_port()
+    p = spawn([HELLO, "--name", "hello-off", "--port", port, "--workers", "1",
+               "--log-level", "warn"], port, name="hello-off",
+              env={"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT":
+                   f"http://127.0.0.1:{receiver.port}/v1/traces",
+                   "OTEL_TRACES_SAMPLER": "always_off", "OTEL_BSP_SCHEDULE_DELAY": "50"})
+    for i in range(5):  # a sampled parent does not matter to always_off (not parent-based)
+        h = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"} if i % 2 else {}
+        assert get(p.url + f"/hello/{i}", headers=h).status_code == 200
+    time.sleep(0.5)  # ten flush intervals
+    assert receiver.spans() == []
+    text = get(p.url + "/metrics").text
+    assert metric(text, "weft_otlp_spans_exported_total") == 0  # the exporter exists
+
+
+@pytest.mark.parametrize("var,value,says", [
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:4318", "https"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318", "numeric address"),
+    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:99999/v1/traces", "port"),
+    ("OTEL_TRACES_EXPORTER", "jaeger", "otlp only"),
+    ("OTEL_TRACES_SAMPLER", "sometimes", "always_on"),
+    ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0", "whole number"),
+])
+def test_bad_opentelemetry_environment_is_refused(var, value, says):
+    from conftest import run_cli, sanitizer_env
+    env = {var: value}
+    if var.startswith("OTEL_BSP"):
+        env["OTEL_TRACES_EXPORTER"] = "otlp"
+    r = run_cli(HELLO, "--port", "0", env=sanitizer_env(env))
+    assert r.returncode == 2, r.stderr
+    line = [x for x in r.stderr.splitlines() if "OpenTelemetry" in x]
+    assert len(line) == 1 and var in line[0] and says in line[0], r.stderr

@@ -622,6 +622,185 @@ static void test_edge_values(void **state)
     receiver_stop();
 }
 
+/* ---- OpenTelemetry's environment variables ---- */
+
+static const char *const otel_vars[] = {"OTEL_SDK_DISABLED",
+                                        "OTEL_TRACES_EXPORTER",
+                                        "OTEL_EXPORTER_OTLP_ENDPOINT",
+                                        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                                        "OTEL_EXPORTER_OTLP_PROTOCOL",
+                                        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                                        "OTEL_SERVICE_NAME",
+                                        "OTEL_RESOURCE_ATTRIBUTES",
+                                        "OTEL_EXPORTER_OTLP_TIMEOUT",
+                                        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+                                        "OTEL_BSP_SCHEDULE_DELAY",
+                                        "OTEL_BSP_MAX_QUEUE_SIZE",
+                                        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                                        "OTEL_TRACES_SAMPLER",
+                                        "OTEL_TRACES_SAMPLER_ARG"};
+
+static void otel_clear(void)
+{
+    for (size_t i = 0; i < sizeof(otel_vars) / sizeof(otel_vars[0]); i++) unsetenv(otel_vars[i]);
+}
+
+/* from_env with only the given NAME=VALUE variables set: its result, env filled, err. */
+static int otel_with(weft_otlp_env_t *e, char *err, size_t errlen, int n, ...)
+{
+    otel_clear();
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n; i++) {
+        const char *name = va_arg(ap, const char *);
+        setenv(name, va_arg(ap, const char *), 1);
+    }
+    va_end(ap);
+    err[0] = 0;
+    return weft_otlp_options_from_env(e, "svc-default", err, errlen);
+}
+
+static void expect_env_bad(const char *var, const char *value, const char *want_in_err)
+{
+    weft_otlp_env_t e;
+    char err[256];
+    assert_int_equal(otel_with(&e, err, sizeof(err), 1, var, value), WEFT_EINVAL);
+    if (strncmp(err, var, strlen(var)) != 0 || !strstr(err, want_in_err))
+        fail_msg("%s=%s: error \"%s\" should name the variable and say \"%s\"", var, value, err,
+                 want_in_err);
+}
+
+static void test_env(void **state)
+{
+    weft_otlp_env_t e;
+    char err[256];
+    /* nothing asks for an exporter */
+    assert_int_equal(otel_with(&e, err, sizeof(err), 0), 0);
+    assert_int_equal(otel_with(&e, err, sizeof(err), 1, "OTEL_SERVICE_NAME", "x"), 0);
+    /* a base endpoint gets v1/traces; localhost is 127.0.0.1 */
+    assert_int_equal(
+        otel_with(&e, err, sizeof(err), 1, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
+        1);
+    assert_string_equal(e.o.host, "127.0.0.1");
+    assert_int_equal(e.o.port, 4318);
+    assert_string_equal(e.o.path, "/v1/traces");
+    assert_string_equal(e.o.service_name, "svc-default");
+    assert_int_equal(e.o.max_batch, 512); /* the defaults stay */
+    assert_int_equal(
+        otel_with(&e, err, sizeof(err), 1, "OTEL_EXPORTER_OTLP_ENDPOINT", "HTTP://10.1.2.3/otel/"),
+        1);
+    assert_string_equal(e.o.host, "10.1.2.3");
+    assert_int_equal(e.o.port, 80);
+    assert_string_equal(e.o.path, "/otel/v1/traces");
+    assert_int_equal(otel_with(&e, err, sizeof(err), 1, "OTEL_EXPORTER_OTLP_ENDPOINT",
+                               "http://127.0.0.1:9/otel?k=v"),
+                     1);
+    assert_string_equal(e.o.path, "/otel/v1/traces?k=v");
+    /* the traces endpoint is used as it is, and wins over the base */
+    assert_int_equal(otel_with(&e, err, sizeof(err), 2, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                               "http://[::1]:4318", "OTEL_EXPORTER_OTLP_ENDPOINT",
+                               "http://127.0.0.1:1"),
+                     1);
+    assert_string_equal(e.o.host, "::1");
+    assert_int_equal(e.o.port, 4318);
+    assert_string_equal(e.o.path, "/");
+    /* OTEL_TRACES_EXPORTER=otlp alone: OpenTelemetry's default endpoint */
+    assert_int_equal(otel_with(&e, err, sizeof(err), 1, "OTEL_TRACES_EXPORTER", "otlp"), 1);
+    assert_int_equal(e.o.port, 4318);
+    assert_string_equal(e.o.path, "/v1/traces");
+    /* switched off */
+    assert_int_equal(otel_with(&e, err, sizeof(err), 2, "OTEL_TRACES_EXPORTER", "none",
+                               "OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1"),
+                     0);
+    assert_int_equal(otel_with(&e, err, sizeof(err), 2, "OTEL_SDK_DISABLED", "TRUE",
+                               "OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1"),
+                     0);
+    /* names, settings */
+    assert_int_equal(otel_with(&e, err, sizeof(err), 7, "OTEL_EXPORTER_OTLP_ENDPOINT",
+                               "http://127.0.0.1:1", "OTEL_RESOURCE_ATTRIBUTES",
+                               "deployment.environment=prod, service.name=ord%20ers ,x=y",
+                               "OTEL_EXPORTER_OTLP_TIMEOUT", "100",
+                               "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "250",
+                               "OTEL_BSP_SCHEDULE_DELAY", "5000", "OTEL_BSP_MAX_QUEUE_SIZE", "4096",
+                               "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64"),
+                     1);
+    assert_string_equal(e.o.service_name, "ord ers");
+    assert_int_equal(e.o.timeout_ms, 250); /* the traces variable wins */
+    assert_int_equal(e.o.flush_interval_ms, 5000);
+    assert_int_equal(e.o.max_queue, 4096);
+    assert_int_equal(e.o.max_batch, 64);
+    assert_int_equal(otel_with(&e, err, sizeof(err), 3, "OTEL_EXPORTER_OTLP_ENDPOINT",
+                               "http://127.0.0.1:1", "OTEL_SERVICE_NAME", "named",
+                               "OTEL_RESOURCE_ATTRIBUTES", "service.name=other"),
+                     1);
+    assert_string_equal(e.o.service_name, "named");
+    assert_int_equal(otel_with(&e, err, sizeof(err), 2, "OTEL_EXPORTER_OTLP_ENDPOINT",
+                               "http://127.0.0.1:1", "OTEL_EXPORTER_OTLP_PROTOCOL",
+                               "http/protobuf"),
+                     1); /* JSON is sent, with a warning */
+    /* refusals name the variable */
+    expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:4318", "https");
+    expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318", "http://");
+    expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318", "numeric address");
+    expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:0", "port");
+    expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:65536", "port");
+    expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:x", "port");
+    expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "http://[::1:4318", "']'");
+    expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1/a b", "printable");
+    expect_env_bad("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1/#f", "fragment");
+    expect_env_bad("OTEL_TRACES_EXPORTER", "zipkin", "otlp only");
+    static const char *const nums[] = {"OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                                       "OTEL_BSP_SCHEDULE_DELAY", "OTEL_EXPORTER_OTLP_TIMEOUT"};
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        weft_otlp_env_t x;
+        assert_int_equal(
+            otel_with(&x, err, sizeof(err), 2, "OTEL_TRACES_EXPORTER", "otlp", nums[i], "0"),
+            WEFT_EINVAL);
+        assert_non_null(strstr(err, nums[i]));
+        assert_int_equal(
+            otel_with(&x, err, sizeof(err), 2, "OTEL_TRACES_EXPORTER", "otlp", nums[i], "12abc"),
+            WEFT_EINVAL);
+        assert_int_equal(otel_with(&x, err, sizeof(err), 2, "OTEL_TRACES_EXPORTER", "otlp", nums[i],
+                                   "99999999999999999999999"),
+                         WEFT_EINVAL);
+    }
+    assert_int_equal(otel_with(&e, err, sizeof(err), 2, "OTEL_TRACES_EXPORTER", "otlp",
+                               "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                     WEFT_EINVAL);
+    assert_non_null(strstr(err, "OTEL_EXPORTER_OTLP_PROTOCOL"));
+
+    /* the sampler */
+    weft_sampler_t sm = weft_sampler_always_off();
+    otel_clear();
+    assert_int_equal(weft_sampler_from_env(&sm, err, sizeof(err)), 0);
+    assert_int_equal(sm.root, WEFT_SAMPLER_ALWAYS_OFF); /* unchanged */
+    setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio", 1);
+    setenv("OTEL_TRACES_SAMPLER_ARG", "0.25", 1);
+    assert_int_equal(weft_sampler_from_env(&sm, err, sizeof(err)), 1);
+    assert_int_equal(sm.root, WEFT_SAMPLER_RATIO);
+    assert_true(sm.ratio == 0.25 && sm.parent_based);
+    setenv("OTEL_TRACES_SAMPLER", "always_on", 1);
+    assert_int_equal(weft_sampler_from_env(&sm, err, sizeof(err)), 1);
+    assert_true(sm.root == WEFT_SAMPLER_ALWAYS_ON && !sm.parent_based);
+    setenv("OTEL_TRACES_SAMPLER", "parentbased_always_off", 1);
+    assert_int_equal(weft_sampler_from_env(&sm, err, sizeof(err)), 1);
+    assert_true(sm.root == WEFT_SAMPLER_ALWAYS_OFF && sm.parent_based);
+    setenv("OTEL_TRACES_SAMPLER", "traceidratio", 1);
+    unsetenv("OTEL_TRACES_SAMPLER_ARG");
+    assert_int_equal(weft_sampler_from_env(&sm, err, sizeof(err)), 1);
+    assert_true(sm.root == WEFT_SAMPLER_RATIO && sm.ratio == 1.0 && !sm.parent_based);
+    static const char *const bad_args[] = {"1.5", "-0.1", "nan", "0x1p-2", "0.5x", "inf"};
+    for (size_t i = 0; i < sizeof(bad_args) / sizeof(bad_args[0]); i++) {
+        setenv("OTEL_TRACES_SAMPLER_ARG", bad_args[i], 1);
+        assert_int_equal(weft_sampler_from_env(&sm, err, sizeof(err)), WEFT_EINVAL);
+        assert_non_null(strstr(err, "OTEL_TRACES_SAMPLER_ARG"));
+    }
+    setenv("OTEL_TRACES_SAMPLER", "jaeger_remote", 1);
+    assert_int_equal(weft_sampler_from_env(&sm, err, sizeof(err)), WEFT_EINVAL);
+    assert_non_null(strstr(err, "OTEL_TRACES_SAMPLER:"));
+    otel_clear();
+}
+
 /* ---- bounds, failures, shutdown ---- */
 
 static void test_queue_full(void **state)
@@ -702,13 +881,10 @@ static void test_receiver_never_answers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_options),
-        cmocka_unit_test(test_json),
-        cmocka_unit_test(test_edge_values),
-        cmocka_unit_test(test_queue_full),
-        cmocka_unit_test(test_non_2xx),
-        cmocka_unit_test(test_receiver_down),
-        cmocka_unit_test(test_receiver_never_answers),
+        cmocka_unit_test(test_options),       cmocka_unit_test(test_json),
+        cmocka_unit_test(test_edge_values),   cmocka_unit_test(test_env),
+        cmocka_unit_test(test_queue_full),    cmocka_unit_test(test_non_2xx),
+        cmocka_unit_test(test_receiver_down), cmocka_unit_test(test_receiver_never_answers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
