@@ -22,18 +22,10 @@
 
 #include "fault_alloc.h"
 
-#define malloc        oom_malloc
-#define calloc        oom_calloc
-#define realloc       oom_realloc
-#define aligned_alloc oom_aligned_alloc
-#define strdup        oom_strdup
+#include "fault_alloc_begin.h"
 #include "../../../src/core/buf.c"
 #include "../../../src/core/json_write.c"
-#undef malloc
-#undef calloc
-#undef realloc
-#undef aligned_alloc
-#undef strdup
+#include "fault_alloc_end.h"
 
 #define FFFD "\xef\xbf\xbd"
 

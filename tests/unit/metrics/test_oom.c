@@ -22,19 +22,11 @@
 
 #include "fault_alloc.h"
 
-#define malloc        oom_malloc
-#define calloc        oom_calloc
-#define realloc       oom_realloc
-#define aligned_alloc oom_aligned_alloc
-#define strdup        oom_strdup
+#include "fault_alloc_begin.h"
 #include "../../../src/core/buf.c" /* the exposition buffer grows here */
 #include "../../../src/metrics/expose.c"
 #include "../../../src/metrics/registry.c"
-#undef malloc
-#undef calloc
-#undef realloc
-#undef aligned_alloc
-#undef strdup
+#include "fault_alloc_end.h"
 
 static weft_counter_t *thread_counter;
 
