@@ -28,7 +28,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +35,7 @@
 
 #include "weft/log.h"
 #include "core/config_int.h"
+#include "core/errbuf.h"
 
 #define MAX_ANCHORS 64 /* anchors kept per file; more is an error */
 
@@ -67,17 +67,7 @@ typedef struct loader_s {
     size_t nanchors;
 } loader_t;
 
-static int fail(loader_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(loader_t *l, const char *fmt, ...)
-{
-    if (l->err && l->errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(l->err, l->errlen, fmt, ap);
-        va_end(ap);
-    }
-    return WEFT_EINVAL;
-}
+#define fail(l, ...) weft__errf((l)->err, (l)->errlen, WEFT_EINVAL, __VA_ARGS__)
 
 static int oom(loader_t *l)
 {

@@ -19,27 +19,17 @@
 #include <errno.h>
 #include <locale.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "weft/log.h"
 #include "core/config_int.h"
+#include "core/errbuf.h"
 
 static const char *const log_level_names[] = {"debug", "info", "warn", "error", "off", NULL};
 
-static int why(char *w, size_t wl, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int why(char *w, size_t wl, const char *fmt, ...)
-{
-    if (w && wl) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(w, wl, fmt, ap);
-        va_end(ap);
-    }
-    return WEFT_EINVAL;
-}
+#define why(w, wl, ...) weft__errf(w, wl, WEFT_EINVAL, __VA_ARGS__)
 
 /* ---- message text ---- */
 

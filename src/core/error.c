@@ -2,11 +2,14 @@
  * error.c - names and descriptions of weft's error codes.
  *
  * Codes are negative errno values or weft's own (below -10000, see weft/common.h).
- * Pure functions over constant tables; any thread.
+ * Pure functions over constant tables; any thread. Also weft__errf (core/errbuf.h).
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "core/errbuf.h"
 #include "weft/common.h"
 
 static const struct {
@@ -79,4 +82,15 @@ uint64_t weft_wall_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int weft__errf(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
 }

@@ -46,7 +46,6 @@
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -56,6 +55,7 @@
 #include <uv.h>
 
 #include "core/buf.h"
+#include "core/errbuf.h"
 #include "core/json_write.h"
 #include "core/mpsc.h"
 #include "weft/client.h"
@@ -685,19 +685,9 @@ void weft_otlp_options_init(weft_otlp_options_t *o)
     o->shutdown_timeout_ms = 5000;
 }
 
-static weft_span_exporter_t *fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static weft_span_exporter_t *fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return NULL;
-}
+/* One line in err; evaluates to NULL, for `return fail(...)` from weft_otlp_exporter_new. */
+#define fail(err, errlen, ...)                                                                     \
+    (weft__errf(err, errlen, 0, __VA_ARGS__), (weft_span_exporter_t *)NULL)
 
 static bool path_ok(const char *p)
 {
@@ -815,7 +805,7 @@ weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options_t *o, char 
     return &x->base;
 
 out:
-    fail(err, errlen, "otlp exporter: %s: %s", what, weft_strerror(e));
+    weft__errf(err, errlen, e, "otlp exporter: %s: %s", what, weft_strerror(e));
     if (x->have_loop) {
         finish(x);
         uv_run(&x->loop, UV_RUN_DEFAULT);
@@ -897,8 +887,7 @@ static const char *env(const char *name)
 
 static int env_fail(char *err, size_t errlen, const char *var, const char *val, const char *why)
 {
-    fail(err, errlen, "%s: %s, got \"%.80s\"", var, why, val);
-    return WEFT_EINVAL;
+    return weft__errf(err, errlen, WEFT_EINVAL, "%s: %s, got \"%.80s\"", var, why, val);
 }
 
 /* A whole number 0..max into *out; false when v is anything else. */

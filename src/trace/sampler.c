@@ -20,10 +20,10 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/errbuf.h"
 #include "trace/trace_int.h"
 
 #define TWO56 (1ull << 56)
@@ -121,8 +121,7 @@ bool weft_sampler_should_sample(const weft_sampler_t *s, const weft_trace_contex
 
 static int env_fail(char *err, size_t errlen, const char *var, const char *val, const char *why)
 {
-    if (err && errlen) snprintf(err, errlen, "%s: %s, got \"%.64s\"", var, why, val);
-    return WEFT_EINVAL;
+    return weft__errf(err, errlen, WEFT_EINVAL, "%s: %s, got \"%.64s\"", var, why, val);
 }
 
 int weft_sampler_from_env(weft_sampler_t *s, char *err, size_t errlen)
