@@ -8,7 +8,7 @@
  * GET /hello/:name    200 "hello, NAME\n"
  * POST /echo          200 with the request body (at most 1 MiB, else 413)
  * GET /health, GET /metrics: from the SDK. Every request is counted, timed and traced.
- * With --otlp HOST:PORT (a numeric address) the server spans are sent to that OTLP/HTTP
+ * With --otlp HOST:PORT the server spans are sent to that OTLP/HTTP
  * receiver (POST /v1/traces, JSON, service.name = --name); without it they go nowhere.
  * Handlers run on the worker threads and share nothing, so they need no locks.
  */
@@ -108,7 +108,7 @@ static const weft_conf_option_t hello_options[] = {
      .def = NULL,
      .flag = "otlp",
      .env = "HELLO_OTLP",
-     .help = "send spans to this OTLP/HTTP receiver (numeric host:port)"},
+     .help = "send spans to this OTLP/HTTP receiver (host:port)"},
 };
 
 int main(int argc, char **argv)

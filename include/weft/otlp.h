@@ -39,7 +39,8 @@ extern "C" {
 
 /** Options; weft_otlp_options_init fills the defaults. Strings are copied by _new. */
 typedef struct weft_otlp_options_s {
-    const char *host;             /* numeric IPv4 or IPv6 address; default "127.0.0.1" */
+    const char *host;             /* numeric IPv4 or IPv6 address, or a host name (looked up
+                                     for each new connection); default "127.0.0.1" */
     uint16_t port;                /* 1-65535; default 4318 */
     const char *path;             /* request target, starting with '/'; default "/v1/traces" */
     const char *service_name;     /* required: resource attribute service.name, 1-255 bytes */
@@ -86,7 +87,7 @@ WEFT_EXTERN int weft_otlp_exporter_stats(const weft_span_exporter_t *e, weft_otl
 /** What weft_otlp_options_from_env fills: the options and the storage their strings use. */
 typedef struct weft_otlp_env_s {
     weft_otlp_options_t o;
-    char host[64];
+    char host[256];
     char path[2049];
     char service_name[256];
 } weft_otlp_env_t;
@@ -98,8 +99,8 @@ typedef struct weft_otlp_env_s {
  *   OTEL_TRACES_EXPORTER: otlp (or unset); any other exporter is refused;
  *   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: the URL spans go to, as it is (an empty path is "/");
  *   else OTEL_EXPORTER_OTLP_ENDPOINT: a base URL, "v1/traces" is appended to its path;
- *     URLs are http://HOST[:PORT][/PATH], HOST a numeric IPv4 address, [IPv6] or localhost
- *     (127.0.0.1), PORT default 80; https and names to resolve are refused (not yet built);
+ *     URLs are http://HOST[:PORT][/PATH], HOST a numeric IPv4 address, [IPv6] or a host
+ *     name, PORT default 80; https is refused (not yet built);
  *     when neither is set, an exporter is wanted only if OTEL_TRACES_EXPORTER=otlp says so,
  *     and then at http://localhost:4318/v1/traces (OpenTelemetry's default);
  *   OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL: http/json; also

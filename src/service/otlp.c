@@ -44,6 +44,7 @@
  * Memory: the SDK never aborts; an allocation failure drops the span or batch and counts it.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -697,13 +698,37 @@ static bool path_ok(const char *p)
     return true;
 }
 
-weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options_t *o, char *err, size_t errlen)
+/* A numeric IPv4 or IPv6 address, or a DNS name: dot-separated labels of 1..63 letters,
+ * digits, '-' (not first or last) or '_' (container and compose service names use it),
+ * at most 253 bytes, one trailing dot allowed. */
+static bool host_ok(const char *h)
 {
     unsigned char addr[16];
+    if (inet_pton(AF_INET, h, addr) == 1 || inet_pton(AF_INET6, h, addr) == 1) return true;
+    size_t n = strlen(h);
+    if (n > 0 && h[n - 1] == '.') n--;
+    if (n == 0 || n > 253) return false;
+    size_t label = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = h[i];
+        if (c == '.') {
+            if (label == 0 || h[i - 1] == '-') return false;
+            label = 0;
+        } else if (isalnum((unsigned char)c) || c == '_' || (c == '-' && label > 0)) {
+            if (++label > 63) return false;
+        } else {
+            return false;
+        }
+    }
+    return h[n - 1] != '-';
+}
+
+weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options_t *o, char *err, size_t errlen)
+{
     if (!o) return fail(err, errlen, "options: NULL");
-    if (!o->host ||
-        (inet_pton(AF_INET, o->host, addr) != 1 && inet_pton(AF_INET6, o->host, addr) != 1))
-        return fail(err, errlen, "host: expected a numeric IPv4 or IPv6 address, got \"%.64s\"",
+    if (!o->host || !host_ok(o->host))
+        return fail(err, errlen,
+                    "host: expected a numeric IPv4 or IPv6 address or a host name, got \"%.64s\"",
                     o->host ? o->host : "(null)");
     if (o->port == 0) return fail(err, errlen, "port: must be 1..65535, got 0");
     if (!o->path || !path_ok(o->path))
@@ -910,7 +935,8 @@ static const char *parse_url(weft_otlp_env_t *e, const char *url, const char *su
     if (strncasecmp(url, "https://", 8) == 0) return "https is not supported yet; use http://";
     if (strncasecmp(url, "http://", 7) != 0) return "expected http://HOST[:PORT][/PATH]";
     const char *h = url + 7, *hend, *p;
-    if (*h == '[') {
+    bool bracketed = *h == '[';
+    if (bracketed) {
         hend = strchr(h, ']');
         if (!hend) return "expected ']' after an IPv6 address";
         p = hend + 1;
@@ -923,11 +949,10 @@ static const char *parse_url(weft_otlp_env_t *e, const char *url, const char *su
     if (hl == 0 || hl >= sizeof(e->host)) return "expected a host";
     memcpy(e->host, h, hl);
     e->host[hl] = 0;
-    if (strcasecmp(e->host, "localhost") == 0) strcpy(e->host, "127.0.0.1");
     unsigned char addr[16];
-    if (inet_pton(AF_INET, e->host, addr) != 1 && inet_pton(AF_INET6, e->host, addr) != 1)
-        return "the host must be a numeric address or localhost (weft does not resolve names "
-               "yet)";
+    if (bracketed ? inet_pton(AF_INET6, e->host, addr) != 1 : !host_ok(e->host))
+        return bracketed ? "expected an IPv6 address between '[' and ']'"
+                         : "expected a numeric address or a host name";
     e->o.port = 80;
     if (*p == ':') {
         char digits[8];

@@ -316,8 +316,48 @@ static void test_options(void **state)
         expect_bad(&o, name);                                                                      \
     } while (0)
     BAD(host, NULL, "host");
-    BAD(host, "localhost", "host");
     BAD(host, "1.2.3.4:80", "host");
+    BAD(host, "", "host");
+    BAD(host, ".", "host");
+    BAD(host, "-collector", "host");
+    BAD(host, "collector-", "host");
+    BAD(host, "a..b", "host");
+    BAD(host, "a.-b", "host");
+    BAD(host, "a b", "host");
+    BAD(host, "col/lector", "host");
+    BAD(host, "[::1]", "host");
+    char label64[70], name254[260];
+    memset(label64, 'a', 64);
+    label64[64] = 0;
+    BAD(host, label64, "host");
+    for (size_t i = 0; i < 254; i++) name254[i] = i % 2 ? '.' : 'a';
+    name254[253] = 'b';
+    name254[254] = 0;
+    BAD(host, name254, "host");
+    /* numeric addresses and names are taken (a name is looked up when connecting), up to
+     * a 63-byte label and a 253-byte name */
+    char label63[64], name253[254];
+    memcpy(label63, label64, 63);
+    label63[63] = 0;
+    memcpy(name253, name254, 253);
+    name253[253] = 0;
+    const char *const good[] = {"127.0.0.1",
+                                "::1",
+                                "localhost",
+                                "otel-collector",
+                                "otel_collector.observability.svc.cluster.local.",
+                                "a.b-c.d1",
+                                label63,
+                                name253};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char err[256] = "";
+        o = d;
+        o.host = good[i];
+        weft_span_exporter_t *e = weft_otlp_exporter_new(&o, err, sizeof(err));
+        if (!e)
+            fail_msg("host \"%.40s\" (%zu bytes) was refused: %s", good[i], strlen(good[i]), err);
+        e->shutdown(e->arg);
+    }
     BAD(port, 0, "port");
     BAD(path, NULL, "path");
     BAD(path, "v1/traces", "path");
@@ -677,11 +717,11 @@ static void test_env(void **state)
     /* nothing asks for an exporter */
     assert_int_equal(otel_with(&e, err, sizeof(err), 0), 0);
     assert_int_equal(otel_with(&e, err, sizeof(err), 1, "OTEL_SERVICE_NAME", "x"), 0);
-    /* a base endpoint gets v1/traces; localhost is 127.0.0.1 */
+    /* a base endpoint gets v1/traces; a host name is kept, to be looked up */
     assert_int_equal(
         otel_with(&e, err, sizeof(err), 1, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
         1);
-    assert_string_equal(e.o.host, "127.0.0.1");
+    assert_string_equal(e.o.host, "localhost");
     assert_int_equal(e.o.port, 4318);
     assert_string_equal(e.o.path, "/v1/traces");
     assert_string_equal(e.o.service_name, "svc-default");
@@ -741,7 +781,13 @@ static void test_env(void **state)
     /* refusals name the variable */
     expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:4318", "https");
     expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318", "http://");
-    expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318", "numeric address");
+    assert_int_equal(otel_with(&e, err, sizeof(err), 1, "OTEL_EXPORTER_OTLP_ENDPOINT",
+                               "http://otel-collector.monitoring:4318"),
+                     1);
+    assert_string_equal(e.o.host, "otel-collector.monitoring");
+    expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "http://coll_ector-:4318", "host name");
+    expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a..b:4318", "host name");
+    expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "http://[collector]:4318", "IPv6");
     expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:0", "port");
     expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:65536", "port");
     expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:x", "port");
