@@ -11,7 +11,9 @@
 #include <stddef.h>
 
 /* Formats fmt into err (errlen bytes, always NUL-terminated, cut to fit; nothing when err is
- * NULL or errlen 0) and returns code, so that callers can `return weft__errf(...)`. */
+ * NULL or errlen 0) and returns code, so that callers can `return weft__errf(...)`. Control
+ * characters in the result (from quoted input: a value holding '\n') become '?', so the
+ * message stays one line. */
 int weft__errf(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "core/arena.h"
+#include "core/errbuf.h"
 #include "weft/log.h"
 #include "weft/workers.h"
 
@@ -109,12 +110,27 @@ static void test_workers(void **state)
     weft_workers_free(w);
 }
 
+/* weft__errf: formatted, cut to fit, one line whatever the input held, code returned. */
+static void test_errf(void **state)
+{
+    (void)state;
+    char err[16];
+    assert_int_equal(weft__errf(err, sizeof(err), -7, "x: %d", 42), -7);
+    assert_string_equal(err, "x: 42");
+    assert_int_equal(weft__errf(err, sizeof(err), 0, "got \"%s\"", "a\nb\r\x7f\x01c"), 0);
+    assert_string_equal(err, "got \"a?b???c\"");
+    weft__errf(err, 8, 0, "%s", "0123456789");
+    assert_string_equal(err, "0123456");
+    assert_int_equal(weft__errf(NULL, 0, 3, "%s", "nothing written"), 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_arena),
         cmocka_unit_test(test_log_quote_and_levels),
         cmocka_unit_test(test_workers),
+        cmocka_unit_test(test_errf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
