@@ -9,7 +9,8 @@
  * POST /echo          200 with the request body (at most 1 MiB, else 413)
  * GET /health, GET /metrics: from the SDK. Every request is counted, timed and traced.
  * With --otlp HOST:PORT the server spans are sent to that OTLP/HTTP
- * receiver (POST /v1/traces, JSON, service.name = --name); without it they go nowhere.
+ * receiver (POST /v1/traces, JSON, service.name = --name, more resource attributes from
+ * OTEL_RESOURCE_ATTRIBUTES); without it they go nowhere.
  * Handlers run on the worker threads and share nothing, so they need no locks.
  */
 #include <stdio.h>
@@ -152,6 +153,8 @@ int main(int argc, char **argv)
         oo.host = hc.otlp.host;
         oo.port = hc.otlp.port;
         oo.service_name = hc.name;
+        oo.service_version = WEFT_VERSION;
+        oo.resource_attributes = getenv("OTEL_RESOURCE_ATTRIBUTES"); /* as OTel SDKs do */
         o.exporter = weft_otlp_exporter_new(&oo, err, sizeof(err));
         if (!o.exporter) {
             fprintf(stderr, "hello: --otlp: %s\n", err);

@@ -33,25 +33,39 @@
 extern "C" {
 #endif
 
-#define WEFT_OTLP_MAX_QUEUE   1000000 /* max_queue at most */
-#define WEFT_OTLP_MAX_BATCH   100000  /* max_batch at most */
-#define WEFT_OTLP_MAX_TIMEOUT 3600000 /* any of the *_ms options at most (one hour) */
+#define WEFT_OTLP_MAX_QUEUE          1000000 /* max_queue at most */
+#define WEFT_OTLP_MAX_BATCH          100000  /* max_batch at most */
+#define WEFT_OTLP_MAX_TIMEOUT        3600000 /* any of the *_ms options at most (one hour) */
+#define WEFT_OTLP_MAX_RESOURCE_ATTRS 64      /* resource_attributes: pairs at most */
+#define WEFT_OTLP_MAX_RESOURCE_BYTES 4096    /* resource_attributes: bytes at most */
 
 /** Options; weft_otlp_options_init fills the defaults. Strings are copied by _new. */
 typedef struct weft_otlp_options_s {
-    const char *host;             /* numeric IPv4 or IPv6 address, or a host name (looked up
-                                     for each new connection); default "127.0.0.1" */
-    uint16_t port;                /* 1-65535; default 4318 */
-    const char *path;             /* request target, starting with '/'; default "/v1/traces" */
-    const char *service_name;     /* required: resource attribute service.name, 1-255 bytes */
-    size_t max_queue;             /* spans held (queued, batched, not yet encoded), 1..1000000;
-                                     default 2048. More are dropped (dropped_queue_full) */
-    size_t max_batch;             /* spans per request, 1..100000; default 512 */
-    uint64_t flush_interval_ms;   /* longest wait of a queued span before its batch is sent,
-                                     1..3600000; default 1000 */
-    uint64_t timeout_ms;          /* per request (connect included), 1..3600000; default 10000 */
-    uint64_t shutdown_timeout_ms; /* how long shutdown sends what is queued, 0..3600000;
-                                     default 5000. 0: what is queued is dropped */
+    const char *host;                /* numeric IPv4 or IPv6 address, or a host name (looked up
+                                        for each new connection); default "127.0.0.1" */
+    uint16_t port;                   /* 1-65535; default 4318 */
+    const char *path;                /* request target, starting with '/'; default "/v1/traces" */
+    const char *service_name;        /* required: resource attribute service.name, 1-255 bytes */
+    const char *service_version;     /* resource attribute service.version (unless
+                                        resource_attributes has it); NULL or "": none; at most
+                                        255 bytes */
+    const char *resource_attributes; /* more resource attributes, as OpenTelemetry's
+                                     OTEL_RESOURCE_ATTRIBUTES writes them: "key=value,..."
+                                     (blanks around keys and values dropped, values
+                                     %-decoded; at most 64 pairs and 4096 bytes; a key given
+                                     twice keeps its last value). NULL: none. service.name
+                                     in it is ignored (service_name is the name); the
+                                     exporter adds telemetry.sdk.name "weft",
+                                     telemetry.sdk.language "c" and telemetry.sdk.version
+                                     unless it has them */
+    size_t max_queue;                /* spans held (queued, batched, not yet encoded), 1..1000000;
+                                        default 2048. More are dropped (dropped_queue_full) */
+    size_t max_batch;                /* spans per request, 1..100000; default 512 */
+    uint64_t flush_interval_ms;      /* longest wait of a queued span before its batch is sent,
+                                        1..3600000; default 1000 */
+    uint64_t timeout_ms;             /* per request (connect included), 1..3600000; default 10000 */
+    uint64_t shutdown_timeout_ms;    /* how long shutdown sends what is queued, 0..3600000;
+                                        default 5000. 0: what is queued is dropped */
 } weft_otlp_options_t;
 
 /** Counters since creation (monotonic). */
@@ -90,6 +104,7 @@ typedef struct weft_otlp_env_s {
     char host[256];
     char path[2049];
     char service_name[256];
+    char resource[WEFT_OTLP_MAX_RESOURCE_BYTES + 1];
 } weft_otlp_env_t;
 
 /**
@@ -108,6 +123,8 @@ typedef struct weft_otlp_env_s {
  *     same path); grpc is refused;
  *   OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES, else
  *     default_service_name;
+ *   OTEL_RESOURCE_ATTRIBUTES: resource_attributes (its form and limits there; a bad list is
+ *     refused, where OpenTelemetry SDKs would log it and drop it);
  *   OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, else OTEL_EXPORTER_OTLP_TIMEOUT: timeout_ms;
  *   OTEL_BSP_SCHEDULE_DELAY: flush_interval_ms; OTEL_BSP_MAX_QUEUE_SIZE: max_queue;
  *   OTEL_BSP_MAX_EXPORT_BATCH_SIZE: max_batch (whole numbers, milliseconds for times).

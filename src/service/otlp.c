@@ -92,7 +92,8 @@ typedef struct item_s {
 
 typedef struct otlp_s {
     weft_span_exporter_t base; /* handed out; base.arg points back here */
-    char *host, *path, *service_name;
+    char *host, *path;
+    char *resource; /* the resource attributes, encoded once as JSON array members */
     uint16_t port;
     size_t max_queue, max_batch;
     uint64_t flush_ms, timeout_ms, shutdown_ms;
@@ -418,12 +419,10 @@ static bool encode_batch(otlp_t *x, item_t *first, size_t n)
 {
     weft_buf_t *b = &x->body;
     weft_buf_reset(b);
-    weft_buf_puts(b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\","
-                     "\"value\":{\"stringValue\":");
-    put_cstr(b, x->service_name);
-    weft_buf_puts(b,
-                  "}}]},\"scopeSpans\":[{\"scope\":{\"name\":\"weft\",\"version\":\"" WEFT_VERSION
-                  "\"},\"spans\":[");
+    weft_buf_puts(b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+    weft_buf_puts(b, x->resource);
+    weft_buf_puts(b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"weft\",\"version\":\"" WEFT_VERSION
+                     "\"},\"spans\":[");
     item_t *it = first;
     for (size_t i = 0; i < n; i++, it = it->next) {
         if (i) weft_buf_putc(b, ',');
@@ -665,7 +664,7 @@ static void otlp_shutdown(void *arg)
     uv_loop_close(&x->loop);
     free(x->host);
     free(x->path);
-    free(x->service_name);
+    free(x->resource);
     free(x);
 }
 
@@ -696,6 +695,116 @@ static bool path_ok(const char *p)
     for (; *p; p++)
         if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) return false;
     return true;
+}
+
+/* resource_attributes and OTEL_RESOURCE_ATTRIBUTES: "key=value,key=value", like W3C
+ * baggage. Blanks around keys and values are dropped, values are %-decoded, empty members
+ * are skipped. Keys and decoded values are copied into text (never longer than the list);
+ * a key given twice keeps its last value. */
+typedef struct resource_s {
+    size_t n;
+    const char *key[WEFT_OTLP_MAX_RESOURCE_ATTRS], *value[WEFT_OTLP_MAX_RESOURCE_ATTRS];
+    char text[WEFT_OTLP_MAX_RESOURCE_BYTES + 2];
+} resource_t;
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static bool blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* NULL, or what is wrong with s (NULL and "" are empty lists). */
+static const char *parse_resource(const char *s, resource_t *r)
+{
+    r->n = 0;
+    if (!s) return NULL;
+    if (strlen(s) > WEFT_OTLP_MAX_RESOURCE_BYTES) return "longer than 4096 bytes";
+    char *o = r->text;
+    for (const char *p = s, *end; *p; p = *end ? end + 1 : end) {
+        end = p + strcspn(p, ",");
+        const char *k = p, *ke, *v, *ve = end;
+        while (k < end && blank(*k)) k++;
+        if (k == end) continue; /* an empty member */
+        const char *eq = memchr(k, '=', (size_t)(end - k));
+        if (!eq) return "expected key=value between commas";
+        for (ke = eq; ke > k && blank(ke[-1]);) ke--;
+        if (ke == k) return "a key is empty";
+        for (const char *c = k; c < ke; c++)
+            if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f)
+                return "keys are printable ASCII without blanks";
+        for (v = eq + 1; v < ve && blank(*v);) v++;
+        while (ve > v && blank(ve[-1])) ve--;
+        if (r->n == WEFT_OTLP_MAX_RESOURCE_ATTRS) return "more than 64 attributes";
+        r->key[r->n] = o;
+        memcpy(o, k, (size_t)(ke - k));
+        o += ke - k;
+        *o++ = 0;
+        r->value[r->n++] = o;
+        for (const char *c = v; c < ve; c++) {
+            if (*c == '%') {
+                if (ve - c < 3 || hexval(c[1]) < 0 || hexval(c[2]) < 0)
+                    return "'%' must start an escape of two hex digits";
+                char d = (char)(hexval(c[1]) << 4 | hexval(c[2]));
+                if (d == 0) return "a value holds %00";
+                *o++ = d;
+                c += 2;
+            } else if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+                return "a value holds a control character (%-encode it)";
+            } else {
+                *o++ = *c;
+            }
+        }
+        *o++ = 0;
+    }
+    return NULL;
+}
+
+static bool resource_has(const resource_t *r, const char *key)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->key[i], key) == 0) return true;
+    return false;
+}
+
+static void put_string_attr(weft_buf_t *b, const char *key, const char *value)
+{
+    if (b->len) weft_buf_putc(b, ',');
+    weft_buf_puts(b, "{\"key\":");
+    put_cstr(b, key);
+    weft_buf_puts(b, ",\"value\":{\"stringValue\":");
+    put_cstr(b, value);
+    weft_buf_puts(b, "}}");
+}
+
+/* The resource's attributes as JSON array members (malloc'd), and frees r; NULL when out
+ * of memory. service.name is service_name's; the telemetry.sdk.* defaults and
+ * service.version give way to the same keys in resource_attributes. */
+static char *encode_resource(const weft_otlp_options_t *o, resource_t *r)
+{
+    weft_buf_t b;
+    weft_buf_init(&b, 0);
+    put_string_attr(&b, "service.name", o->service_name);
+    static const char *const sdk[][2] = {{"telemetry.sdk.name", "weft"},
+                                         {"telemetry.sdk.language", "c"},
+                                         {"telemetry.sdk.version", WEFT_VERSION}};
+    for (size_t i = 0; i < sizeof(sdk) / sizeof(sdk[0]); i++)
+        if (!resource_has(r, sdk[i][0])) put_string_attr(&b, sdk[i][0], sdk[i][1]);
+    if (o->service_version && o->service_version[0] && !resource_has(r, "service.version"))
+        put_string_attr(&b, "service.version", o->service_version);
+    for (size_t i = 0; i < r->n; i++) {
+        bool later = false; /* the last of a key wins */
+        for (size_t j = i + 1; j < r->n && !later; j++) later = strcmp(r->key[i], r->key[j]) == 0;
+        if (!later && strcmp(r->key[i], "service.name") != 0)
+            put_string_attr(&b, r->key[i], r->value[i]);
+    }
+    free(r);
+    return weft_buf_take(&b, NULL);
 }
 
 /* A numeric IPv4 or IPv6 address, or a DNS name: dot-separated labels of 1..63 letters,
@@ -753,12 +862,24 @@ weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options_t *o, char 
     if (o->shutdown_timeout_ms > WEFT_OTLP_MAX_TIMEOUT)
         return fail(err, errlen, "shutdown_timeout_ms: must be 0..%u, got %" PRIu64,
                     WEFT_OTLP_MAX_TIMEOUT, o->shutdown_timeout_ms);
+    if (o->service_version && strlen(o->service_version) > 255)
+        return fail(err, errlen, "service_version: at most 255 bytes");
+    resource_t *rs = malloc(sizeof(*rs));
+    if (!rs) return fail(err, errlen, "otlp exporter: out of memory");
+    const char *why = parse_resource(o->resource_attributes, rs);
+    if (why) { /* a constant string: rs can go first */
+        free(rs);
+        return fail(err, errlen, "resource_attributes: %s", why);
+    }
 
     otlp_t *x = calloc(1, sizeof(*x));
-    if (!x) return fail(err, errlen, "otlp exporter: out of memory");
+    if (!x) {
+        free(rs);
+        return fail(err, errlen, "otlp exporter: out of memory");
+    }
     x->host = strdup(o->host);
     x->path = strdup(o->path);
-    x->service_name = strdup(o->service_name);
+    x->resource = encode_resource(o, rs);
     x->port = o->port;
     x->max_queue = o->max_queue;
     x->max_batch = o->max_batch;
@@ -790,7 +911,7 @@ weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options_t *o, char 
      * before its first read); from then on only the exporter thread touches the loop. */
     int e = 0;
     const char *what = "out of memory";
-    if (!x->host || !x->path || !x->service_name) {
+    if (!x->host || !x->path || !x->resource) {
         e = WEFT_ENOMEM;
         goto out;
     }
@@ -838,7 +959,7 @@ out:
     }
     free(x->host);
     free(x->path);
-    free(x->service_name);
+    free(x->resource);
     free(x);
     return NULL;
 }
@@ -977,34 +1098,6 @@ static const char *parse_url(weft_otlp_env_t *e, const char *url, const char *su
     return NULL;
 }
 
-/* service.name=VALUE in a W3C-baggage-like list "k=v,k=v" (values may be %-encoded). */
-static bool resource_service_name(const char *attrs, char *out, size_t cap)
-{
-    for (const char *p = attrs; *p;) {
-        const char *end = p + strcspn(p, ","), *eq = memchr(p, '=', (size_t)(end - p));
-        const char *k = p;
-        while (k < end && *k == ' ') k++;
-        if (eq && (size_t)(eq - k) >= 12 && strncmp(k, "service.name", 12) == 0 &&
-            strspn(k + 12, " ") == (size_t)(eq - k - 12)) {
-            size_t o = 0;
-            for (const char *v = eq + 1; v < end && o + 1 < cap; v++) {
-                unsigned hi, lo;
-                if (*v == '%' && end - v >= 3 && sscanf(v + 1, "%1x%1x", &hi, &lo) == 2) {
-                    out[o++] = (char)(hi << 4 | lo);
-                    v += 2;
-                } else {
-                    out[o++] = *v;
-                }
-            }
-            while (o && out[o - 1] == ' ') o--;
-            out[o] = 0;
-            return o > 0;
-        }
-        p = *end ? end + 1 : end;
-    }
-    return false;
-}
-
 int weft_otlp_options_from_env(weft_otlp_env_t *e, const char *default_service_name, char *err,
                                size_t errlen)
 {
@@ -1040,13 +1133,24 @@ int weft_otlp_options_from_env(weft_otlp_env_t *e, const char *default_service_n
         return env_fail(err, errlen, var, v, "weft sends http/json (http/protobuf is taken too)");
     }
 
-    const char *name = env("OTEL_SERVICE_NAME");
+    const char *name = env("OTEL_SERVICE_NAME"), *attrs = env("OTEL_RESOURCE_ATTRIBUTES");
+    if (attrs) {
+        resource_t *rs = malloc(sizeof(*rs));
+        if (!rs) return weft__errf(err, errlen, WEFT_ENOMEM, "out of memory");
+        const char *bad = parse_resource(attrs, rs);
+        for (size_t i = 0; !bad && !name && i < rs->n; i++) /* the last one wins */
+            if (strcmp(rs->key[i], "service.name") == 0 && rs->value[i][0])
+                snprintf(e->service_name, sizeof(e->service_name), "%s", rs->value[i]);
+        free(rs);
+        if (bad) return env_fail(err, errlen, "OTEL_RESOURCE_ATTRIBUTES", attrs, bad);
+        strcpy(e->resource, attrs); /* parse_resource checked its length */
+        e->o.resource_attributes = e->resource;
+    }
     if (name) {
         if (strlen(name) >= sizeof(e->service_name))
             return env_fail(err, errlen, "OTEL_SERVICE_NAME", name, "longer than 255 bytes");
         strcpy(e->service_name, name);
-    } else if (!((v = env("OTEL_RESOURCE_ATTRIBUTES")) &&
-                 resource_service_name(v, e->service_name, sizeof(e->service_name)))) {
+    } else if (!e->service_name[0]) {
         snprintf(e->service_name, sizeof(e->service_name), "%s",
                  default_service_name ? default_service_name : "");
     }

@@ -289,6 +289,7 @@ static int otel_env(weft_service_t *svc, weft_sampler_t *sampler)
     int r = weft_otlp_options_from_env(&oe, svc->name, why, sizeof(why));
     if (r < 0) goto bad;
     if (r == 0) return 0;
+    oe.o.service_version = svc->version;
     if (!(svc->orphan = weft_otlp_exporter_new(&oe.o, why, sizeof(why)))) goto bad;
     weft_info("service", "exporting spans over OTLP/HTTP (OTEL_* environment)",
               "endpoint=%s:%u%s service_name=%s", oe.o.host, oe.o.port, oe.o.path,

@@ -104,6 +104,9 @@ def test_hello_sends_server_spans(spawn, receiver):
     path, ctype, _ = receiver.posts[0]
     assert path == "/v1/traces" and ctype == "application/json"
     assert attr(rattrs, "service.name") == {"stringValue": "otlp-test"}
+    assert attr(rattrs, "telemetry.sdk.name") == {"stringValue": "weft"}
+    version = get(p.url + "/health").json()["version"]
+    assert attr(rattrs, "service.version") == {"stringValue": version}
     assert scope["name"] == "weft"
     assert span["name"] == "GET /hello/:name"
     assert span["parentSpanId"] == PARENT_ID
@@ -193,6 +196,8 @@ def test_hello_takes_the_opentelemetry_environment(spawn, receiver):
                "--log-level", "warn"], port, name="hello-env",
               env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://localhost:{receiver.port}",
                    "OTEL_SERVICE_NAME": "from-env", "OTEL_BSP_SCHEDULE_DELAY": "100",
+                   "OTEL_RESOURCE_ATTRIBUTES":
+                       "deployment.environment=staging, team=a%2Cb ,service.name=not-this",
                    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
     r = get(p.url + "/hello/env", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
     assert r.status_code == 200
@@ -204,6 +209,9 @@ def test_hello_takes_the_opentelemetry_environment(spawn, receiver):
     assert len(found) == 1, receiver.spans()
     rattrs, span, _ = found[0]
     assert attr(rattrs, "service.name") == {"stringValue": "from-env"}
+    assert attr(rattrs, "deployment.environment") == {"stringValue": "staging"}
+    assert attr(rattrs, "team") == {"stringValue": "a,b"}
+    assert attr(rattrs, "telemetry.sdk.language") == {"stringValue": "c"}
     assert span["parentSpanId"] == PARENT_ID
     assert receiver.posts[0][0] == "/v1/traces"
 
@@ -229,13 +237,14 @@ def test_opentelemetry_sampler_from_the_environment(spawn, receiver):
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector-:4318", "host name"),
     ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:99999/v1/traces", "port"),
     ("OTEL_TRACES_EXPORTER", "jaeger", "otlp only"),
+    ("OTEL_RESOURCE_ATTRIBUTES", "team", "key=value"),
     ("OTEL_TRACES_SAMPLER", "sometimes", "always_on"),
     ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0", "whole number"),
 ])
 def test_bad_opentelemetry_environment_is_refused(var, value, says):
     from conftest import run_cli, sanitizer_env
     env = {var: value}
-    if var.startswith("OTEL_BSP"):
+    if var.startswith(("OTEL_BSP", "OTEL_RESOURCE")):  # read only when exporting
         env["OTEL_TRACES_EXPORTER"] = "otlp"
     r = run_cli(HELLO, "--port", "0", env=sanitizer_env(env))
     assert r.returncode == 2, r.stderr

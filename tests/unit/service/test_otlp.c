@@ -32,6 +32,7 @@
 #include "weft/metrics.h"
 #include "weft/otlp.h"
 #include "weft/trace.h"
+#include "weft/weft.h"
 
 /* ---- the fake receiver ---- */
 
@@ -181,6 +182,14 @@ static uint64_t ms_now(void)
 
 /* ---- helpers ---- */
 
+static weft_span_exporter_t *exporter_from(const weft_otlp_options_t *o)
+{
+    char err[256] = "";
+    weft_span_exporter_t *e = weft_otlp_exporter_new(o, err, sizeof(err));
+    if (!e) fail_msg("weft_otlp_exporter_new: %s", err);
+    return e;
+}
+
 static weft_span_exporter_t *new_exporter(uint16_t port, size_t max_queue, size_t max_batch,
                                           uint64_t flush_ms, uint64_t shutdown_ms)
 {
@@ -192,10 +201,7 @@ static weft_span_exporter_t *new_exporter(uint16_t port, size_t max_queue, size_
     o.max_batch = max_batch;
     o.flush_interval_ms = flush_ms;
     o.shutdown_timeout_ms = shutdown_ms;
-    char err[256] = "";
-    weft_span_exporter_t *e = weft_otlp_exporter_new(&o, err, sizeof(err));
-    if (!e) fail_msg("weft_otlp_exporter_new: %s", err);
-    return e;
+    return exporter_from(&o);
 }
 
 static weft_tracer_t *new_tracer(weft_span_exporter_t *e)
@@ -358,6 +364,29 @@ static void test_options(void **state)
             fail_msg("host \"%.40s\" (%zu bytes) was refused: %s", good[i], strlen(good[i]), err);
         e->shutdown(e->arg);
     }
+    BAD(resource_attributes, "k", "resource_attributes");
+    BAD(resource_attributes, "a=1,k", "resource_attributes");
+    BAD(resource_attributes, "=v", "resource_attributes");
+    BAD(resource_attributes, " =v", "resource_attributes");
+    BAD(resource_attributes, "k y=v", "resource_attributes");
+    BAD(resource_attributes, "k\xc3\xa9=v", "resource_attributes");
+    BAD(resource_attributes, "k=%zz", "resource_attributes");
+    BAD(resource_attributes, "k=%4", "resource_attributes");
+    BAD(resource_attributes, "k=a%00b", "resource_attributes");
+    BAD(resource_attributes, "k=a\x01", "resource_attributes");
+    char many[WEFT_OTLP_MAX_RESOURCE_BYTES + 2];
+    size_t m = 0;
+    for (unsigned i = 0; i <= WEFT_OTLP_MAX_RESOURCE_ATTRS; i++)
+        m += (size_t)snprintf(many + m, sizeof(many) - m, "%sk%u=v", i ? "," : "", i);
+    BAD(resource_attributes, many, "resource_attributes"); /* 65 pairs */
+    memset(many, 'x', sizeof(many) - 1);
+    memcpy(many, "k=", 2);
+    many[WEFT_OTLP_MAX_RESOURCE_BYTES + 1] = 0;
+    BAD(resource_attributes, many, "resource_attributes"); /* 4097 bytes */
+    char longv[300];
+    memset(longv, 'v', 256);
+    longv[256] = 0;
+    BAD(service_version, longv, "service_version");
     BAD(port, 0, "port");
     BAD(path, NULL, "path");
     BAD(path, "v1/traces", "path");
@@ -700,6 +729,49 @@ static int otel_with(weft_otlp_env_t *e, char *err, size_t errlen, int n, ...)
     return weft_otlp_options_from_env(e, "svc-default", err, errlen);
 }
 
+/* service.name, the telemetry.sdk.* defaults, service.version and resource_attributes in the
+ * batch's resource; the list's own keys win over the defaults, the last of a key wins. */
+static void test_resource(void **state)
+{
+    receiver_start(true);
+    weft_otlp_options_t o;
+    weft_otlp_options_init(&o);
+    o.port = rcv.port;
+    o.service_name = "orders";
+    o.service_version = "1.2.3";
+    o.flush_interval_ms = 50;
+    o.resource_attributes = " deployment.environment = prod ,, k=a%2Cb%20c , service.name=no,"
+                            "telemetry.sdk.language=cpp,k=last\xc3\xa9,empty=";
+    weft_span_exporter_t *e = exporter_from(&o);
+    weft_tracer_t *t = new_tracer(e);
+    weft_span_end(weft_span_start(t, "op", WEFT_SPAN_INTERNAL, NULL));
+    size_t want = 1;
+    assert_true(wait_for(have_spans, &want, 5000));
+    pthread_mutex_lock(&rcv.mu);
+    json_error_t jerr;
+    json_t *body = json_loads(rcv.bodies[0], JSON_REJECT_DUPLICATES, &jerr);
+    pthread_mutex_unlock(&rcv.mu);
+    assert_non_null(body);
+    json_t *r0 = json_array_get(json_object_get(body, "resourceSpans"), 0);
+    json_t *rattrs = json_object_get(json_object_get(r0, "resource"), "attributes");
+    static const char *const want_attrs[][2] = {{"service.name", "orders"},
+                                                {"telemetry.sdk.name", "weft"},
+                                                {"telemetry.sdk.language", "cpp"},
+                                                {"telemetry.sdk.version", WEFT_VERSION},
+                                                {"service.version", "1.2.3"},
+                                                {"deployment.environment", "prod"},
+                                                {"k", "last\xc3\xa9"},
+                                                {"empty", ""}};
+    size_t n = sizeof(want_attrs) / sizeof(want_attrs[0]);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(str_of(attr_value(rattrs, want_attrs[i][0]), "stringValue"),
+                            want_attrs[i][1]);
+    assert_int_equal(json_array_size(rattrs), n); /* no key twice, service.name=no dropped */
+    json_decref(body);
+    weft_tracer_free(t);
+    receiver_stop();
+}
+
 static void expect_env_bad(const char *var, const char *value, const char *want_in_err)
 {
     weft_otlp_env_t e;
@@ -765,6 +837,8 @@ static void test_env(void **state)
                                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64"),
                      1);
     assert_string_equal(e.o.service_name, "ord ers");
+    assert_string_equal(e.o.resource_attributes,
+                        "deployment.environment=prod, service.name=ord%20ers ,x=y");
     assert_int_equal(e.o.timeout_ms, 250); /* the traces variable wins */
     assert_int_equal(e.o.flush_interval_ms, 5000);
     assert_int_equal(e.o.max_queue, 4096);
@@ -795,6 +869,14 @@ static void test_env(void **state)
     expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1/a b", "printable");
     expect_env_bad("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1/#f", "fragment");
     expect_env_bad("OTEL_TRACES_EXPORTER", "zipkin", "otlp only");
+    static const char *const bad_attrs[][2] = {{"a=1,b", "key=value"}, {"a=%g0", "hex"}};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(otel_with(&e, err, sizeof(err), 2, "OTEL_TRACES_EXPORTER", "otlp",
+                                   "OTEL_RESOURCE_ATTRIBUTES", bad_attrs[i][0]),
+                         WEFT_EINVAL);
+        if (strncmp(err, "OTEL_RESOURCE_ATTRIBUTES", 24) != 0 || !strstr(err, bad_attrs[i][1]))
+            fail_msg("OTEL_RESOURCE_ATTRIBUTES=%s: %s", bad_attrs[i][0], err);
+    }
     static const char *const nums[] = {"OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
                                        "OTEL_BSP_SCHEDULE_DELAY", "OTEL_EXPORTER_OTLP_TIMEOUT"};
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
@@ -927,10 +1009,15 @@ static void test_receiver_never_answers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_options),       cmocka_unit_test(test_json),
-        cmocka_unit_test(test_edge_values),   cmocka_unit_test(test_env),
-        cmocka_unit_test(test_queue_full),    cmocka_unit_test(test_non_2xx),
-        cmocka_unit_test(test_receiver_down), cmocka_unit_test(test_receiver_never_answers),
+        cmocka_unit_test(test_options),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_resource),
+        cmocka_unit_test(test_edge_values),
+        cmocka_unit_test(test_env),
+        cmocka_unit_test(test_queue_full),
+        cmocka_unit_test(test_non_2xx),
+        cmocka_unit_test(test_receiver_down),
+        cmocka_unit_test(test_receiver_never_answers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
