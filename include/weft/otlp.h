@@ -126,6 +126,7 @@ typedef struct weft_otlp_env_s {
  *   OTEL_RESOURCE_ATTRIBUTES: resource_attributes (its form and limits there; a bad list is
  *     refused, where OpenTelemetry SDKs would log it and drop it);
  *   OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, else OTEL_EXPORTER_OTLP_TIMEOUT: timeout_ms;
+ *   OTEL_BSP_EXPORT_TIMEOUT: a ceiling on timeout_ms (an export is one request: no retries);
  *   OTEL_BSP_SCHEDULE_DELAY: flush_interval_ms; OTEL_BSP_MAX_QUEUE_SIZE: max_queue;
  *   OTEL_BSP_MAX_EXPORT_BATCH_SIZE: max_batch (whole numbers, milliseconds for times).
  * Unset or empty variables keep weft_otlp_options_init's defaults. Returns 1 when an

@@ -1161,6 +1161,7 @@ int weft_otlp_options_from_env(weft_otlp_env_t *e, const char *default_service_n
         size_t off;
         bool size; /* size_t, else uint64_t */
         uint64_t min, max;
+        bool cap; /* lowers the field to the value, never raises it */
     } nums[] = {
         {"OTEL_EXPORTER_OTLP_TIMEOUT", offsetof(weft_otlp_options_t, timeout_ms), false, 1,
          WEFT_OTLP_MAX_TIMEOUT},
@@ -1172,6 +1173,10 @@ int weft_otlp_options_from_env(weft_otlp_env_t *e, const char *default_service_n
          WEFT_OTLP_MAX_QUEUE},
         {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", offsetof(weft_otlp_options_t, max_batch), true, 1,
          WEFT_OTLP_MAX_BATCH},
+        /* the most an export may take; weft sends each batch once (no retries), so it is a
+         * ceiling on the request timeout above */
+        {"OTEL_BSP_EXPORT_TIMEOUT", offsetof(weft_otlp_options_t, timeout_ms), false, 1,
+         WEFT_OTLP_MAX_TIMEOUT, true},
     };
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         uint64_t n;
@@ -1185,7 +1190,7 @@ int weft_otlp_options_from_env(weft_otlp_env_t *e, const char *default_service_n
         char *field = (char *)&e->o + nums[i].off;
         if (nums[i].size)
             *(size_t *)(void *)field = (size_t)n;
-        else
+        else if (!nums[i].cap || n < *(uint64_t *)(void *)field)
             *(uint64_t *)(void *)field = n;
     }
     return 1;

@@ -22,6 +22,7 @@ static const char *const vars[] = {
     "OTEL_RESOURCE_ATTRIBUTES",    "OTEL_SERVICE_NAME",
     "OTEL_TRACES_EXPORTER",        "OTEL_EXPORTER_OTLP_PROTOCOL",
     "OTEL_BSP_MAX_QUEUE_SIZE",     "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_BSP_EXPORT_TIMEOUT",
 };
 #define NVARS (sizeof(vars) / sizeof(vars[0]))
 

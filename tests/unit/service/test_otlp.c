@@ -706,6 +706,7 @@ static const char *const otel_vars[] = {"OTEL_SDK_DISABLED",
                                         "OTEL_BSP_SCHEDULE_DELAY",
                                         "OTEL_BSP_MAX_QUEUE_SIZE",
                                         "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                                        "OTEL_BSP_EXPORT_TIMEOUT",
                                         "OTEL_TRACES_SAMPLER",
                                         "OTEL_TRACES_SAMPLER_ARG"};
 
@@ -840,6 +841,16 @@ static void test_env(void **state)
     assert_string_equal(e.o.resource_attributes,
                         "deployment.environment=prod, service.name=ord%20ers ,x=y");
     assert_int_equal(e.o.timeout_ms, 250); /* the traces variable wins */
+    /* OTEL_BSP_EXPORT_TIMEOUT lowers the request timeout, never raises it */
+    assert_int_equal(otel_with(&e, err, sizeof(err), 3, "OTEL_TRACES_EXPORTER", "otlp",
+                               "OTEL_EXPORTER_OTLP_TIMEOUT", "2000", "OTEL_BSP_EXPORT_TIMEOUT",
+                               "500"),
+                     1);
+    assert_int_equal(e.o.timeout_ms, 500);
+    assert_int_equal(otel_with(&e, err, sizeof(err), 2, "OTEL_TRACES_EXPORTER", "otlp",
+                               "OTEL_BSP_EXPORT_TIMEOUT", "30000"),
+                     1);
+    assert_int_equal(e.o.timeout_ms, 10000);
     assert_int_equal(e.o.flush_interval_ms, 5000);
     assert_int_equal(e.o.max_queue, 4096);
     assert_int_equal(e.o.max_batch, 64);
@@ -878,7 +889,8 @@ static void test_env(void **state)
             fail_msg("OTEL_RESOURCE_ATTRIBUTES=%s: %s", bad_attrs[i][0], err);
     }
     static const char *const nums[] = {"OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-                                       "OTEL_BSP_SCHEDULE_DELAY", "OTEL_EXPORTER_OTLP_TIMEOUT"};
+                                       "OTEL_BSP_SCHEDULE_DELAY", "OTEL_EXPORTER_OTLP_TIMEOUT",
+                                       "OTEL_BSP_EXPORT_TIMEOUT"};
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         weft_otlp_env_t x;
         assert_int_equal(
