@@ -117,7 +117,10 @@ static void test_errf(void **state)
     char err[16];
     assert_int_equal(weft__errf(err, sizeof(err), -7, "x: %d", 42), -7);
     assert_string_equal(err, "x: 42");
-    assert_int_equal(weft__errf(err, sizeof(err), 0, "got \"%s\"", "a\nb\r\x7f\x01c"), 0);
+    assert_int_equal(weft__errf(err, sizeof(err), 0, "got \"%s\"",
+                                "a\nb\r\x7f\x01"
+                                "c"),
+                     0);
     assert_string_equal(err, "got \"a?b???c\"");
     weft__errf(err, 8, 0, "%s", "0123456789");
     assert_string_equal(err, "0123456");
