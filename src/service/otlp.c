@@ -1164,15 +1164,15 @@ int weft_otlp_options_from_env(weft_otlp_env_t *e, const char *default_service_n
         bool cap; /* lowers the field to the value, never raises it */
     } nums[] = {
         {"OTEL_EXPORTER_OTLP_TIMEOUT", offsetof(weft_otlp_options_t, timeout_ms), false, 1,
-         WEFT_OTLP_MAX_TIMEOUT},
+         WEFT_OTLP_MAX_TIMEOUT, false},
         {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", offsetof(weft_otlp_options_t, timeout_ms), false, 1,
-         WEFT_OTLP_MAX_TIMEOUT},
+         WEFT_OTLP_MAX_TIMEOUT, false},
         {"OTEL_BSP_SCHEDULE_DELAY", offsetof(weft_otlp_options_t, flush_interval_ms), false, 1,
-         WEFT_OTLP_MAX_TIMEOUT},
+         WEFT_OTLP_MAX_TIMEOUT, false},
         {"OTEL_BSP_MAX_QUEUE_SIZE", offsetof(weft_otlp_options_t, max_queue), true, 1,
-         WEFT_OTLP_MAX_QUEUE},
+         WEFT_OTLP_MAX_QUEUE, false},
         {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", offsetof(weft_otlp_options_t, max_batch), true, 1,
-         WEFT_OTLP_MAX_BATCH},
+         WEFT_OTLP_MAX_BATCH, false},
         /* the most an export may take; weft sends each batch once (no retries), so it is a
          * ceiling on the request timeout above */
         {"OTEL_BSP_EXPORT_TIMEOUT", offsetof(weft_otlp_options_t, timeout_ms), false, 1,

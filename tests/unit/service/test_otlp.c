@@ -841,6 +841,9 @@ static void test_env(void **state)
     assert_string_equal(e.o.resource_attributes,
                         "deployment.environment=prod, service.name=ord%20ers ,x=y");
     assert_int_equal(e.o.timeout_ms, 250); /* the traces variable wins */
+    assert_int_equal(e.o.flush_interval_ms, 5000);
+    assert_int_equal(e.o.max_queue, 4096);
+    assert_int_equal(e.o.max_batch, 64);
     /* OTEL_BSP_EXPORT_TIMEOUT lowers the request timeout, never raises it */
     assert_int_equal(otel_with(&e, err, sizeof(err), 3, "OTEL_TRACES_EXPORTER", "otlp",
                                "OTEL_EXPORTER_OTLP_TIMEOUT", "2000", "OTEL_BSP_EXPORT_TIMEOUT",
@@ -851,9 +854,6 @@ static void test_env(void **state)
                                "OTEL_BSP_EXPORT_TIMEOUT", "30000"),
                      1);
     assert_int_equal(e.o.timeout_ms, 10000);
-    assert_int_equal(e.o.flush_interval_ms, 5000);
-    assert_int_equal(e.o.max_queue, 4096);
-    assert_int_equal(e.o.max_batch, 64);
     assert_int_equal(otel_with(&e, err, sizeof(err), 3, "OTEL_EXPORTER_OTLP_ENDPOINT",
                                "http://127.0.0.1:1", "OTEL_SERVICE_NAME", "named",
                                "OTEL_RESOURCE_ATTRIBUTES", "service.name=other"),
