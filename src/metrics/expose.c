@@ -36,28 +36,16 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/json_write.h"
 #include "metrics/metrics_int.h"
 
 /* Formats v into tmp (at least 32 bytes) as described at the top; returns tmp. */
-static const char *fmt_double(char *tmp, size_t cap, double v)
-{
-    if (isnan(v)) return "NaN";
-    if (isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-    if (v == floor(v) && fabs(v) < 9007199254740992.0) {
-        snprintf(tmp, cap, "%.0f", v);
-        return tmp;
-    }
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(tmp, cap, "%.*g", prec, v);
-        if (strtod(tmp, NULL) == v) break;
-    }
-    return tmp;
-}
-
+/* Shortest text that reads back as v, '.' as the decimal point whatever the locale (a
+ * program using libweft may have called setlocale); NaN and +Inf/-Inf as Prometheus
+ * writes them. */
 static void put_double(weft_buf_t *b, double v)
 {
-    char tmp[40];
-    weft_buf_puts(b, fmt_double(tmp, sizeof(tmp), v));
+    if (!weft_json_put_double(b, v)) weft_buf_puts(b, isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
 }
 
 /* Escapes backslash and newline, and the double quote when quote is set. */
@@ -99,7 +87,8 @@ static void put_sample(weft_buf_t *b, const weft_metrics_family_t *f, const char
 }
 
 static void write_child(weft_buf_t *b, const weft_metrics_family_t *f,
-                        const struct weft_metric_child_s *c, weft_buf_t *labels, char les[][40])
+                        const struct weft_metric_child_s *c, weft_buf_t *labels,
+                        const char *const *les)
 {
     weft_buf_reset(labels);
     for (size_t i = 0; i < f->nlabels; i++) {
@@ -155,25 +144,37 @@ static void write_family(weft_buf_t *b, weft_metrics_family_t *f, weft_buf_t *la
         weft_buf_putc(b, '\n');
         return;
     }
-    char les[WEFT_METRICS_MAX_BOUNDS][40];
+    /* The bounds' le="..." texts, written once per family into one buffer. */
+    weft_buf_t letext;
+    weft_buf_init(&letext, 0);
+    size_t leoff[WEFT_METRICS_MAX_BOUNDS];
+    const char *les[WEFT_METRICS_MAX_BOUNDS];
     for (size_t j = 0; j < f->nbounds; j++) {
-        const char *s = fmt_double(les[j], sizeof(les[j]), f->bounds[j]);
-        if (s != les[j]) snprintf(les[j], sizeof(les[j]), "%s", s);
+        leoff[j] = letext.len;
+        put_double(&letext, f->bounds[j]);
+        weft_buf_putc(&letext, 0);
     }
+    if (letext.failed) {
+        weft_buf_free(&letext);
+        b->failed = true;
+        return;
+    }
+    for (size_t j = 0; j < f->nbounds; j++) les[j] = letext.p + leoff[j];
     /* Snapshot the head once: the nodes behind it never change. Print oldest first. */
     struct weft_metric_child_s *head = atomic_load_explicit(&f->children, memory_order_acquire);
     size_t n = 0;
     for (struct weft_metric_child_s *c = head; c; c = c->next) n++;
-    if (n == 0) return;
-    struct weft_metric_child_s **order = malloc(n * sizeof(*order));
+    struct weft_metric_child_s **order = n ? malloc(n * sizeof(*order)) : NULL;
+    if (n && !order) b->failed = true;
     if (!order) {
-        b->failed = true;
+        weft_buf_free(&letext);
         return;
     }
     size_t k = n;
     for (struct weft_metric_child_s *c = head; c; c = c->next) order[--k] = c;
     for (size_t i = 0; i < n && !b->failed; i++) write_child(b, f, order[i], labels, les);
     free(order);
+    weft_buf_free(&letext);
 }
 
 int weft_metrics_write(weft_metrics_registry_t *reg, char **out, size_t *len)

@@ -3,6 +3,7 @@
  * recycling, exposition text (exact), escaping, number formatting, callbacks, process
  * metrics, and promtool's verdict on a registry with every kind of metric.
  */
+#include <locale.h>
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -241,6 +243,43 @@ static void test_numbers(void **state)
         free(out);
         weft_metrics_registry_free(reg);
     }
+}
+
+/* A program using libweft may switch to a locale whose decimal point is ',' (here de_DE,
+ * built with localedef from Debian's locales package into a temporary LOCPATH): the
+ * exposition still writes '.', in sample values and in le labels. */
+static void test_locale(void **state)
+{
+    char dir[] = "/tmp/weft-locale-XXXXXX", cmd[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(cmd, sizeof(cmd), "localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 >/dev/null 2>&1", dir);
+    int rc = system(cmd); /* 1: written with warnings */
+    assert_true(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) <= 1);
+    setenv("LOCPATH", dir, 1);
+    assert_non_null(setlocale(LC_NUMERIC, "de_DE.UTF-8"));
+    char t[16];
+    snprintf(t, sizeof(t), "%.2f", 0.25);
+    assert_string_equal(t, "0,25"); /* the locale is really in effect */
+
+    weft_metrics_registry_t *reg = weft_metrics_registry_new();
+    weft_metrics_family_t *g, *h;
+    assert_int_equal(weft_metrics_gauge_new(reg, "v", "V.", NULL, 0, &g), 0);
+    weft_gauge_set(weft_metrics_gauge_child(g, NULL), 0.25);
+    const double bounds[] = {0.005, 1.5};
+    assert_int_equal(weft_metrics_histogram_new(reg, "d", "D.", NULL, 0, bounds, 2, &h), 0);
+    weft_histogram_observe(weft_metrics_histogram_child(h, NULL), 0.125);
+    char *out = expo(reg);
+    setlocale(LC_NUMERIC, "C");
+    unsetenv("LOCPATH");
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_non_null(strstr(out, "\nv 0.25\n"));
+    assert_non_null(strstr(out, "\nd_bucket{le=\"0.005\"} 0\n"));
+    assert_non_null(strstr(out, "\nd_bucket{le=\"1.5\"} 1\n"));
+    assert_non_null(strstr(out, "\nd_sum 0.125\n"));
+    assert_null(strchr(out, ','));
+    free(out);
+    weft_metrics_registry_free(reg);
 }
 
 static void test_utf8_values(void **state)
@@ -768,19 +807,13 @@ static void test_promtool(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names),
-        cmocka_unit_test(test_exposition_exact),
-        cmocka_unit_test(test_numbers),
-        cmocka_unit_test(test_utf8_values),
-        cmocka_unit_test(test_histogram_buckets),
-        cmocka_unit_test(test_gauges),
-        cmocka_unit_test(test_threads_sum_exactly),
-        cmocka_unit_test(test_slot_recycling),
-        cmocka_unit_test(test_child_limit),
-        cmocka_unit_test(test_callbacks),
-        cmocka_unit_test(test_process),
-        cmocka_unit_test(test_default),
-        cmocka_unit_test(test_scrape_while_busy),
+        cmocka_unit_test(test_names),          cmocka_unit_test(test_exposition_exact),
+        cmocka_unit_test(test_numbers),        cmocka_unit_test(test_locale),
+        cmocka_unit_test(test_utf8_values),    cmocka_unit_test(test_histogram_buckets),
+        cmocka_unit_test(test_gauges),         cmocka_unit_test(test_threads_sum_exactly),
+        cmocka_unit_test(test_slot_recycling), cmocka_unit_test(test_child_limit),
+        cmocka_unit_test(test_callbacks),      cmocka_unit_test(test_process),
+        cmocka_unit_test(test_default),        cmocka_unit_test(test_scrape_while_busy),
         cmocka_unit_test(test_promtool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
