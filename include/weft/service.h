@@ -42,12 +42,17 @@ typedef struct weft_service_options_s {
     bool metrics;                   /* count and time every request, serve /metrics; default true */
     bool tracing;                   /* trace every request; default true */
     double sample_ratio;            /* for root spans (parent-based sampling); default 1.0 */
+    unsigned propagators;           /* trace context formats read from requests
+                                       (WEFT_PROPAGATE_*, weft/trace.h); default
+                                       WEFT_PROPAGATE_ALL. B3 or B3_MULTI reads both B3
+                                       forms, as OpenTelemetry's B3 propagator does */
     weft_span_exporter_t *exporter; /* where finished spans go; NULL: nowhere (spans are still
                                        created and propagated). weft_service_new takes it over,
                                        even when it fails: it is shut down with the service. */
     bool otel_env; /* default true: with tracing on, OpenTelemetry's environment variables
                       apply: OTEL_TRACES_SAMPLER (weft_sampler_from_env) replaces the
-                      sample_ratio sampler, and when exporter is NULL, OTEL_EXPORTER_OTLP_*
+                      sample_ratio sampler, OTEL_PROPAGATORS (weft_propagators_from_env)
+                      replaces propagators, and when exporter is NULL, OTEL_EXPORTER_OTLP_*
                       and friends may ask for an OTLP exporter (weft_otlp_options_from_env;
                       service_name defaults to name). A bad value makes weft_service_new
                       fail with WEFT_EINVAL and an error line naming the variable. */

@@ -156,6 +156,22 @@ WEFT_EXTERN int weft_trace_extract_headers(const weft_http_header_t *headers, si
 #define WEFT_PROPAGATE_W3C      1u /* traceparent, and tracestate when not empty */
 #define WEFT_PROPAGATE_B3       2u /* the single `b3` header */
 #define WEFT_PROPAGATE_B3_MULTI 4u /* X-B3-TraceId, X-B3-SpanId, X-B3-Sampled */
+#define WEFT_PROPAGATE_ALL      (WEFT_PROPAGATE_W3C | WEFT_PROPAGATE_B3 | WEFT_PROPAGATE_B3_MULTI)
+
+/** weft_trace_extract_headers looking only at the formats in mask (WEFT_PROPAGATE_*): the
+ *  headers of the others are ignored, as if absent. A mask of 0 finds nothing. */
+WEFT_EXTERN int weft_trace_extract_headers_mask(const weft_http_header_t *headers, size_t n,
+                                                unsigned mask, weft_trace_context_t *ctx);
+
+/**
+ * The propagation formats OTEL_PROPAGATORS asks for, a comma-separated list (blanks around
+ * names ignored): tracecontext (WEFT_PROPAGATE_W3C), b3 (WEFT_PROPAGATE_B3), b3multi
+ * (WEFT_PROPAGATE_B3_MULTI); baggage and none are accepted and add nothing (weft does not
+ * carry baggage). Returns 1 with *mask set; 0 when the variable is unset or empty (*mask
+ * unchanged); WEFT_EINVAL with one line in err naming the variable for any other name
+ * (jaeger, xray, ottrace: not built).
+ */
+WEFT_EXTERN int weft_propagators_from_env(unsigned *mask, char *err, size_t errlen);
 
 /**
  * Writes ctx in the formats of mask through set. A sampling-only context writes no W3C

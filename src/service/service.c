@@ -58,6 +58,7 @@ struct weft_service_s {
     weft_metrics_family_t *fam_requests;
     weft_metrics_family_t *fam_duration;
     weft_tracer_t *tracer;
+    unsigned extract_mask;        /* the trace context formats read from requests */
     weft_span_exporter_t *orphan; /* an exporter no tracer took: shut down at free */
     check_t checks[MAX_CHECKS];
     unsigned nchecks;
@@ -158,7 +159,8 @@ static void on_begin(weft_http_request_t *req, void *arg)
     weft_trace_context_t parent;
     /* One pass over the headers: every traceparent/tracestate line is seen (a duplicated
      * traceparent is invalid; tracestate lines are joined), which a lookup by name is not. */
-    int have = weft_trace_extract_headers(req->headers, req->nheaders, &parent) == 0;
+    int have = weft_trace_extract_headers_mask(req->headers, req->nheaders, svc->extract_mask,
+                                               &parent) == 0;
     const char *route = req->route_pattern ? req->route_pattern : UNMATCHED;
     weft_span_t *span =
         weft_span_start(svc->tracer, route, WEFT_SPAN_SERVER, have ? &parent : NULL);
@@ -238,6 +240,7 @@ void weft_service_options_init(weft_service_options_t *o)
     o->metrics = true;
     o->tracing = true;
     o->sample_ratio = 1.0;
+    o->propagators = WEFT_PROPAGATE_ALL;
     o->otel_env = true;
     weft_http_server_options_init(&o->http);
 }
@@ -284,6 +287,7 @@ static int otel_env(weft_service_t *svc, weft_sampler_t *sampler)
 {
     char why[384], q[512];
     if (weft_sampler_from_env(sampler, why, sizeof(why)) < 0) goto bad;
+    if (weft_propagators_from_env(&svc->o.propagators, why, sizeof(why)) < 0) goto bad;
     if (svc->orphan) return 0; /* an exporter from code wins */
     weft_otlp_env_t oe;
     int r = weft_otlp_options_from_env(&oe, svc->name, why, sizeof(why));
@@ -322,6 +326,9 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
     weft_sampler_t sampler = weft_sampler_parent_based(weft_sampler_ratio(o->sample_ratio));
     int err = 0;
     if (o->tracing && o->otel_env && (err = otel_env(svc, &sampler)) != 0) goto fail;
+    svc->extract_mask = svc->o.propagators & WEFT_PROPAGATE_W3C;
+    if (svc->o.propagators & (WEFT_PROPAGATE_B3 | WEFT_PROPAGATE_B3_MULTI))
+        svc->extract_mask |= WEFT_PROPAGATE_B3 | WEFT_PROPAGATE_B3_MULTI;
     err = weft_workers_new(o->workers, &svc->workers);
     if (err) goto fail;
     unsigned n = weft_workers_count(svc->workers);

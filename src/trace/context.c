@@ -351,6 +351,13 @@ static void first(weft_str_t *slot, weft_str_t v)
 int weft_trace_extract_headers(const weft_http_header_t *headers, size_t n,
                                weft_trace_context_t *ctx)
 {
+    return weft_trace_extract_headers_mask(
+        headers, n, WEFT_PROPAGATE_W3C | WEFT_PROPAGATE_B3 | WEFT_PROPAGATE_B3_MULTI, ctx);
+}
+
+int weft_trace_extract_headers_mask(const weft_http_header_t *headers, size_t n, unsigned mask,
+                                    weft_trace_context_t *ctx)
+{
     found_t f;
     found_clear(&f);
     for (size_t i = 0; i < n; i++) {
@@ -386,6 +393,16 @@ int weft_trace_extract_headers(const weft_http_header_t *headers, size_t n,
             break;
         }
     }
+    /* Formats left out are treated as absent (found_clear zeroed them before the loop). */
+    if (!(mask & WEFT_PROPAGATE_W3C)) {
+        f.traceparent = (weft_str_t){0};
+        f.traceparent_twice = false;
+        f.ntracestate = 0;
+        f.tracestate_overflow = false;
+    }
+    if (!(mask & WEFT_PROPAGATE_B3)) f.b3 = (weft_str_t){0};
+    if (!(mask & WEFT_PROPAGATE_B3_MULTI))
+        f.trace_id = f.span_id = f.parent_id = f.sampled = f.flags = (weft_str_t){0};
     return decide(&f, ctx);
 }
 

@@ -157,3 +157,39 @@ int weft_sampler_from_env(weft_sampler_t *s, char *err, size_t errlen)
     *s = parent ? weft_sampler_parent_based(r) : r;
     return 1;
 }
+
+/* ------------------------------------------------------------------------------------ */
+/* OTEL_PROPAGATORS                                                                     */
+
+int weft_propagators_from_env(unsigned *mask, char *err, size_t errlen)
+{
+    static const char VAR[] = "OTEL_PROPAGATORS";
+    static const struct {
+        const char *name;
+        unsigned bits;
+    } known[] = {{"tracecontext", WEFT_PROPAGATE_W3C},
+                 {"b3", WEFT_PROPAGATE_B3},
+                 {"b3multi", WEFT_PROPAGATE_B3_MULTI},
+                 {"baggage", 0},
+                 {"none", 0}};
+    const char *v = getenv(VAR);
+    if (!v || !v[0]) return 0;
+    unsigned m = 0;
+    for (const char *p = v, *end; *p; p = *end ? end + 1 : end) {
+        end = p + strcspn(p, ",");
+        const char *a = p, *b = end;
+        while (a < b && (*a == ' ' || *a == '\t')) a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
+        if (a == b) continue; /* an empty member */
+        size_t i = 0, n = sizeof(known) / sizeof(known[0]);
+        while (i < n && !(strlen(known[i].name) == (size_t)(b - a) &&
+                          memcmp(known[i].name, a, (size_t)(b - a)) == 0))
+            i++;
+        if (i == n)
+            return env_fail(err, errlen, VAR, v,
+                            "expected a list of tracecontext, baggage, b3, b3multi or none");
+        m |= known[i].bits;
+    }
+    *mask = m;
+    return 1;
+}

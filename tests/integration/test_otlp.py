@@ -216,6 +216,31 @@ def test_hello_takes_the_opentelemetry_environment(spawn, receiver):
     assert receiver.posts[0][0] == "/v1/traces"
 
 
+def test_opentelemetry_propagators_from_the_environment(spawn, receiver):
+    """OTEL_PROPAGATORS=b3: a traceparent from the client is not trusted, a b3 header is."""
+    port = free_port()
+    p = spawn([HELLO, "--name", "hello-b3", "--port", port, "--workers", "1",
+               "--log-level", "warn"], port, name="hello-b3",
+              env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
+                   "OTEL_PROPAGATORS": "b3", "OTEL_BSP_SCHEDULE_DELAY": "50"})
+    b3_trace = "80f198ee56343ba864fe8b2a57d3eff7"
+    assert get(p.url + "/hello/w3c",
+               headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}).status_code == 200
+    assert get(p.url + "/hello/b3",
+               headers={"b3": f"{b3_trace}-e457b5a2e4d86bd1-1"}).status_code == 200
+    deadline = time.monotonic() + 5
+    got = []
+    while time.monotonic() < deadline and len(got) < 2:
+        got = [s for _, s, _ in receiver.spans() if s["name"] == "GET /hello/:name"]
+        time.sleep(0.02)
+    assert len(got) == 2, got
+    assert all(s["traceId"] != TRACE_ID for s in got)  # the traceparent was ignored
+    w3c = [s for s in got if s["traceId"] != b3_trace]
+    b3 = [s for s in got if s["traceId"] == b3_trace]
+    assert len(w3c) == 1 and "parentSpanId" not in w3c[0]  # a new root
+    assert len(b3) == 1 and b3[0]["parentSpanId"] == "e457b5a2e4d86bd1"
+
+
 def test_opentelemetry_sampler_from_the_environment(spawn, receiver):
     port = free_port()
     p = spawn([HELLO, "--name", "hello-off", "--port", port, "--workers", "1",
@@ -239,6 +264,7 @@ def test_opentelemetry_sampler_from_the_environment(spawn, receiver):
     ("OTEL_TRACES_EXPORTER", "jaeger", "otlp only"),
     ("OTEL_RESOURCE_ATTRIBUTES", "team", "key=value"),
     ("OTEL_TRACES_SAMPLER", "sometimes", "always_on"),
+    ("OTEL_PROPAGATORS", "jaeger", "tracecontext"),
     ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0", "whole number"),
 ])
 def test_bad_opentelemetry_environment_is_refused(var, value, says):

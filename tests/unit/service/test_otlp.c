@@ -708,7 +708,8 @@ static const char *const otel_vars[] = {"OTEL_SDK_DISABLED",
                                         "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
                                         "OTEL_BSP_EXPORT_TIMEOUT",
                                         "OTEL_TRACES_SAMPLER",
-                                        "OTEL_TRACES_SAMPLER_ARG"};
+                                        "OTEL_TRACES_SAMPLER_ARG",
+                                        "OTEL_PROPAGATORS"};
 
 static void otel_clear(void)
 {
@@ -938,6 +939,33 @@ static void test_env(void **state)
     setenv("OTEL_TRACES_SAMPLER", "jaeger_remote", 1);
     assert_int_equal(weft_sampler_from_env(&sm, err, sizeof(err)), WEFT_EINVAL);
     assert_non_null(strstr(err, "OTEL_TRACES_SAMPLER:"));
+    otel_clear();
+
+    /* the propagators */
+    unsigned mask = 99;
+    assert_int_equal(weft_propagators_from_env(&mask, err, sizeof(err)), 0);
+    assert_int_equal(mask, 99); /* unchanged */
+    static const struct {
+        const char *v;
+        unsigned mask;
+    } props[] = {
+        {"tracecontext,baggage", WEFT_PROPAGATE_W3C},
+        {" b3 , tracecontext ,", WEFT_PROPAGATE_B3 | WEFT_PROPAGATE_W3C},
+        {"b3multi", WEFT_PROPAGATE_B3_MULTI},
+        {"none", 0},
+        {"baggage", 0},
+    };
+    for (size_t i = 0; i < sizeof(props) / sizeof(props[0]); i++) {
+        setenv("OTEL_PROPAGATORS", props[i].v, 1);
+        assert_int_equal(weft_propagators_from_env(&mask, err, sizeof(err)), 1);
+        assert_int_equal(mask, props[i].mask);
+    }
+    static const char *const bad_props[] = {"jaeger", "tracecontext,xray", "b3 multi", "B3"};
+    for (size_t i = 0; i < sizeof(bad_props) / sizeof(bad_props[0]); i++) {
+        setenv("OTEL_PROPAGATORS", bad_props[i], 1);
+        assert_int_equal(weft_propagators_from_env(&mask, err, sizeof(err)), WEFT_EINVAL);
+        assert_non_null(strstr(err, "OTEL_PROPAGATORS:"));
+    }
     otel_clear();
 }
 

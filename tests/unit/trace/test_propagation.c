@@ -668,6 +668,41 @@ static void test_extract_headers_lines(void **state)
     assert_int_equal(weft_trace_extract_headers(near, 3, &c), WEFT_ENOENT);
 }
 
+/* weft_trace_extract_headers_mask: the formats left out of the mask are not looked at. */
+static void test_extract_headers_mask(void **state)
+{
+    weft_trace_context_t c;
+    weft_http_header_t all[] = {
+        {WEFT_STR("traceparent"), WEFT_STR(TP)},
+        {WEFT_STR("tracestate"), WEFT_STR("foo=1")},
+        {WEFT_STR("b3"), WEFT_STR("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")},
+        {WEFT_STR("X-B3-TraceId"), WEFT_STR("463ac35c9f6413ad48485a3953bb6124")},
+        {WEFT_STR("X-B3-SpanId"), WEFT_STR("a2fb4a1d1a96d312")},
+        {WEFT_STR("X-B3-Sampled"), WEFT_STR("1")},
+    };
+    assert_int_equal(weft_trace_extract_headers_mask(all, 6, WEFT_PROPAGATE_ALL, &c), 0);
+    assert_int_equal(c.trace_id[0], 0x12); /* W3C first */
+    assert_ts(&c, "foo=1");
+    assert_int_equal(
+        weft_trace_extract_headers_mask(all, 6, WEFT_PROPAGATE_B3 | WEFT_PROPAGATE_B3_MULTI, &c),
+        0);
+    assert_int_equal(c.trace_id[0], 0x80); /* then b3 */
+    assert_int_equal(c.tracestate_len, 0);
+    assert_int_equal(weft_trace_extract_headers_mask(all, 6, WEFT_PROPAGATE_B3_MULTI, &c), 0);
+    assert_int_equal(c.trace_id[0], 0x46); /* then X-B3-* */
+    assert_int_equal(weft_trace_extract_headers_mask(all + 2, 4, WEFT_PROPAGATE_W3C, &c),
+                     WEFT_ENOENT);
+    assert_int_equal(weft_trace_extract_headers_mask(all, 6, 0, &c), WEFT_ENOENT);
+    /* a duplicated traceparent does not spoil B3 when W3C is left out */
+    weft_http_header_t dup[] = {
+        {WEFT_STR("traceparent"), WEFT_STR(TP)},
+        {WEFT_STR("traceparent"), WEFT_STR(TP)},
+        {WEFT_STR("b3"), WEFT_STR("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")},
+    };
+    assert_int_equal(weft_trace_extract_headers_mask(dup, 3, WEFT_PROPAGATE_B3, &c), 0);
+    assert_int_equal(c.trace_id[0], 0x80);
+}
+
 static void test_inject(void **state)
 {
     weft_trace_context_t c;
@@ -735,6 +770,7 @@ int main(void)
         cmocka_unit_test(test_b3_single),
         cmocka_unit_test(test_extract),
         cmocka_unit_test(test_extract_headers_lines),
+        cmocka_unit_test(test_extract_headers_mask),
         cmocka_unit_test(test_inject),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
