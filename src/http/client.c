@@ -41,6 +41,7 @@
 
 #include <llhttp.h>
 
+#include "http/url.h"
 #include "weft/client.h"
 
 #define SWEEP_MS         50
@@ -1478,54 +1479,16 @@ static void get_done(weft_http_client_call_t *call, int err, void *arg)
     free(g);
 }
 
-/* Splits url into host (written to host[256]), port and target (a pointer into url). */
-static int parse_url(const char *url, char *host, uint16_t *port, const char **target)
-{
-    const char *s = url;
-    const char *colon = strstr(s, "://");
-    if (colon) {
-        if ((size_t)(colon - s) != 4 || strncasecmp(s, "http", 4) != 0) return WEFT_EUNSUPPORTED;
-        s = colon + 3;
-    }
-    const char *hs = s, *he;
-    if (*s == '[') {
-        hs = s + 1;
-        he = strchr(hs, ']');
-        if (!he) return WEFT_EINVAL;
-        s = he + 1;
-    } else {
-        he = s + strcspn(s, ":/?#");
-        s = he;
-    }
-    if (he == hs || (size_t)(he - hs) > 255) return WEFT_EINVAL;
-    memcpy(host, hs, (size_t)(he - hs));
-    host[he - hs] = 0;
-    *port = 80;
-    if (*s == ':') {
-        unsigned long v = 0;
-        s++;
-        if (*s < '0' || *s > '9') return WEFT_EINVAL;
-        while (*s >= '0' && *s <= '9') {
-            v = v * 10 + (unsigned long)(*s++ - '0');
-            if (v > 65535) return WEFT_EINVAL;
-        }
-        if (v == 0) return WEFT_EINVAL;
-        *port = (uint16_t)v;
-    }
-    if (*s && *s != '/') return WEFT_EINVAL; /* "?q" without a path, "#frag", junk */
-    *target = *s ? s : "/";
-    return 0;
-}
-
 int weft_http_client_get(weft_http_client_t *c, const char *url, size_t max_body,
                          weft_http_client_get_cb cb, void *arg, weft_http_client_call_t **out)
 {
     if (!c || !url || !cb) return WEFT_EINVAL;
-    char host[256];
-    uint16_t port;
-    const char *target;
-    int err = parse_url(url, host, &port, &target);
-    if (err) return err;
+    weft__url_t u;
+    const char *bad = weft__url_split(url, &u);
+    if (u.scheme && !(u.scheme_len == 4 && strncasecmp(u.scheme, "http", 4) == 0))
+        return WEFT_EUNSUPPORTED;
+    if (bad) return WEFT_EINVAL;
+    const char *target = u.rest[0] ? u.rest : "/";
     char *hash = strchr(target, '#'); /* a fragment is not sent */
     char tbuf[2048];
     if (hash) {
@@ -1539,9 +1502,10 @@ int weft_http_client_get(weft_http_client_t *c, const char *url, size_t max_body
     g->cb = cb;
     g->arg = arg;
     g->max = max_body ? max_body : GET_BODY_DEFAULT;
-    weft_http_client_req_t r = {.method = "GET", .host = host, .port = port, .target = target};
+    weft_http_client_req_t r = {
+        .method = "GET", .host = u.host, .port = u.port ? u.port : 80, .target = target};
     static const weft_http_client_cbs_t gcbs = {get_head, get_body, get_done, NULL};
-    err = weft_http_client_request(c, &r, &gcbs, g, out);
+    int err = weft_http_client_request(c, &r, &gcbs, g, out);
     if (err) free(g);
     return err;
 }

@@ -59,6 +59,7 @@
 #include "core/errbuf.h"
 #include "core/json_write.h"
 #include "core/mpsc.h"
+#include "http/url.h"
 #include "weft/client.h"
 #include "weft/log.h"
 #include "weft/metrics.h"
@@ -1053,40 +1054,21 @@ static bool env_uint(const char *v, uint64_t max, uint64_t *out)
  * Returns NULL, or what is wrong. */
 static const char *parse_url(weft_otlp_env_t *e, const char *url, const char *suffix)
 {
-    if (strncasecmp(url, "https://", 8) == 0) return "https is not supported yet; use http://";
-    if (strncasecmp(url, "http://", 7) != 0) return "expected http://HOST[:PORT][/PATH]";
-    const char *h = url + 7, *hend, *p;
-    bool bracketed = *h == '[';
-    if (bracketed) {
-        hend = strchr(h, ']');
-        if (!hend) return "expected ']' after an IPv6 address";
-        p = hend + 1;
-        h++;
-    } else {
-        hend = h + strcspn(h, ":/?#");
-        p = hend;
-    }
-    size_t hl = (size_t)(hend - h);
-    if (hl == 0 || hl >= sizeof(e->host)) return "expected a host";
-    memcpy(e->host, h, hl);
-    e->host[hl] = 0;
+    weft__url_t u;
+    const char *bad = weft__url_split(url, &u);
+    if (u.scheme && u.scheme_len == 5 && strncasecmp(u.scheme, "https", 5) == 0)
+        return "https is not supported yet; use http://";
+    if (!u.scheme || u.scheme_len != 4 || strncasecmp(u.scheme, "http", 4) != 0)
+        return "expected http://HOST[:PORT][/PATH]";
+    if (bad) return bad;
     unsigned char addr[16];
-    if (bracketed ? inet_pton(AF_INET6, e->host, addr) != 1 : !host_ok(e->host))
-        return bracketed ? "expected an IPv6 address between '[' and ']'"
-                         : "expected a numeric address or a host name";
-    e->o.port = 80;
-    if (*p == ':') {
-        char digits[8];
-        size_t n = strcspn(p + 1, "/?#");
-        uint64_t port;
-        if (n == 0 || n >= sizeof(digits)) return "expected a port from 1 to 65535";
-        memcpy(digits, p + 1, n);
-        digits[n] = 0;
-        if (!env_uint(digits, 65535, &port) || port == 0) return "expected a port from 1 to 65535";
-        e->o.port = (uint16_t)port;
-        p += 1 + n;
-    }
-    if (*p && *p != '/') return "expected '/' after the host and port";
+    if (u.bracketed ? inet_pton(AF_INET6, u.host, addr) != 1 : !host_ok(u.host))
+        return u.bracketed ? "expected an IPv6 address between '[' and ']'"
+                           : "expected a numeric address or a host name";
+    _Static_assert(sizeof(e->host) == sizeof(u.host), "weft_otlp_env_t.host holds a URL's host");
+    strcpy(e->host, u.host);
+    e->o.port = u.port ? u.port : 80;
+    const char *p = u.rest;
     if (strchr(p, '#')) return "a fragment ('#') has no meaning here";
     const char *q = strchr(p, '?'); /* a suffix goes into the path, before any query */
     size_t pl = q ? (size_t)(q - p) : strlen(p), ql = q ? strlen(q) : 0;
