@@ -3,11 +3,13 @@
  * input is split at NUL bytes, the pieces go to the variables of `vars` in order (an empty
  * piece leaves the variable unset).
  *
- * Properties: no crash; weft_otlp_options_from_env returns 0, 1 or WEFT_EINVAL; a refusal is
- * one line naming an OTEL_ variable; accepted options have a host, a port, a path starting
- * with '/', a service name of 1..255 bytes and resource attributes within 4096 bytes; and
- * weft_otlp_exporter_new takes every host, path and resource list from_env accepted (it may
- * refuse only a number out of its bounds).
+ * Properties: no crash. weft_sampler_from_env and weft_propagators_from_env return 0, 1 or
+ * WEFT_EINVAL, refuse in one line naming their variable, and give a ratio in [0, 1] and a
+ * mask within WEFT_PROPAGATE_ALL. weft_otlp_options_from_env returns 0, 1 or WEFT_EINVAL;
+ * its refusal is one line naming an OTEL_ variable; the options it accepts have a host, a
+ * port, a path starting with '/', a service name of 1..255 bytes and resource attributes
+ * within 4096 bytes; and weft_otlp_exporter_new takes every host, path and resource list
+ * from_env accepted (it may refuse only a number out of its bounds).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -16,13 +18,15 @@
 
 #include "weft/log.h"
 #include "weft/otlp.h"
+#include "weft/trace.h"
 
 static const char *const vars[] = {
     "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_RESOURCE_ATTRIBUTES",    "OTEL_SERVICE_NAME",
     "OTEL_TRACES_EXPORTER",        "OTEL_EXPORTER_OTLP_PROTOCOL",
     "OTEL_BSP_MAX_QUEUE_SIZE",     "OTEL_EXPORTER_OTLP_TIMEOUT",
-    "OTEL_BSP_EXPORT_TIMEOUT",
+    "OTEL_BSP_EXPORT_TIMEOUT",     "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",     "OTEL_PROPAGATORS",
 };
 #define NVARS (sizeof(vars) / sizeof(vars[0]))
 
@@ -50,6 +54,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     weft_otlp_env_t e;
     char err[512];
+    weft_sampler_t sm = weft_sampler_always_off();
+    int rs = weft_sampler_from_env(&sm, err, sizeof(err));
+    if (rs == WEFT_EINVAL ? strncmp(err, "OTEL_TRACES_SAMPLER", 19) != 0 || strchr(err, '\n')
+                          : rs != 0 && rs != 1)
+        abort();
+    if (rs == 1 && !(sm.ratio >= 0 && sm.ratio <= 1)) abort();
+    unsigned mask = 0;
+    int rp = weft_propagators_from_env(&mask, err, sizeof(err));
+    if (rp == WEFT_EINVAL ? strncmp(err, "OTEL_PROPAGATORS:", 17) != 0 || strchr(err, '\n')
+                          : (rp != 0 && rp != 1) || (mask & ~WEFT_PROPAGATE_ALL))
+        abort();
     int r = weft_otlp_options_from_env(&e, "svc", err, sizeof(err));
     if (r == WEFT_EINVAL) {
         if (strncmp(err, "OTEL_", 5) != 0 || strchr(err, '\n')) abort();
