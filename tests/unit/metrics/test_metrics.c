@@ -39,6 +39,17 @@ static char *expo(weft_metrics_registry_t *reg)
     return out;
 }
 
+/* Fails unless every line of the NULL-terminated list is a whole line of text (not the
+ * first: exposition starts with a # HELP line). */
+static void assert_lines(const char *text, const char *const *lines)
+{
+    for (; *lines; lines++) {
+        char want[256];
+        snprintf(want, sizeof(want), "\n%s\n", *lines);
+        if (!strstr(text, want)) fail_msg("no line \"%s\" in:\n%s", *lines, text);
+    }
+}
+
 /* The value on the line that starts with prefix (which ends before the value). */
 static double sample(const char *text, const char *prefix)
 {
@@ -273,10 +284,8 @@ static void test_locale(void **state)
     unsetenv("LOCPATH");
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
-    assert_non_null(strstr(out, "\nv 0.25\n"));
-    assert_non_null(strstr(out, "\nd_bucket{le=\"0.005\"} 0\n"));
-    assert_non_null(strstr(out, "\nd_bucket{le=\"1.5\"} 1\n"));
-    assert_non_null(strstr(out, "\nd_sum 0.125\n"));
+    assert_lines(out, (const char *const[]){"v 0.25", "d_bucket{le=\"0.005\"} 0",
+                                            "d_bucket{le=\"1.5\"} 1", "d_sum 0.125", NULL});
     assert_null(strchr(out, ','));
     free(out);
     weft_metrics_registry_free(reg);
@@ -464,12 +473,11 @@ static void test_threads_sum_exactly(void **state)
     assert_int_equal(count, 800000);
     assert_true(fabs(sum - 400000 * 0.503) < 1e-3);
     char *out = expo(reg);
-    assert_non_null(strstr(out, "\nd_seconds_bucket{le=\"0.0025\"} 0\n"));
-    assert_non_null(strstr(out, "\nd_seconds_bucket{le=\"0.005\"} 400000\n"));
-    assert_non_null(strstr(out, "\nd_seconds_bucket{le=\"0.25\"} 400000\n"));
-    assert_non_null(strstr(out, "\nd_seconds_bucket{le=\"0.5\"} 800000\n"));
-    assert_non_null(strstr(out, "\nd_seconds_count 800000\n"));
-    assert_non_null(strstr(out, "\nn_total 800000\n"));
+    assert_lines(out, (const char *const[]){"d_seconds_bucket{le=\"0.0025\"} 0",
+                                            "d_seconds_bucket{le=\"0.005\"} 400000",
+                                            "d_seconds_bucket{le=\"0.25\"} 400000",
+                                            "d_seconds_bucket{le=\"0.5\"} 800000",
+                                            "d_seconds_count 800000", "n_total 800000", NULL});
     free(out);
     weft_metrics_registry_free(reg);
 }
