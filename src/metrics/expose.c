@@ -19,8 +19,9 @@
  * whose bucket was read before it landed (Prometheus tolerates that skew).
  *
  * Numbers: integers below 2^53 print without exponent or decimals ("42"), other finite
- * values in the shortest %g form that reads back as the same double, and the special
- * values as +Inf, -Inf and NaN - all of which promtool and the Go parser accept.
+ * values in the shortest %g form that reads back as the same double, always with '.' as
+ * the decimal point whatever the locale (weft_json_put_double, core/json_write.h), and the
+ * special values as +Inf, -Inf and NaN - all of which promtool and the Go parser accept.
  * Escaping: in help, backslash and newline; in label values also the double quote.
  * Names and label values are known valid (names checked at registration, values made
  * valid UTF-8 at child creation), so nothing else needs escaping.
@@ -39,7 +40,6 @@
 #include "core/json_write.h"
 #include "metrics/metrics_int.h"
 
-/* Formats v into tmp (at least 32 bytes) as described at the top; returns tmp. */
 /* Shortest text that reads back as v, '.' as the decimal point whatever the locale (a
  * program using libweft may have called setlocale); NaN and +Inf/-Inf as Prometheus
  * writes them. */
