@@ -4,7 +4,7 @@
 #   make run     install what is missing, build, start `weft serve` on embedded defaults
 #   make test    install what is missing, build with ASan+UBSan (clang, with fuzzers) in
 #                build-asan/, run unit tests, fuzz smoke runs, integration tests; then
-#                the unit tests again under ThreadSanitizer (build-tsan/)
+#                the unit and integration tests again under ThreadSanitizer (build-tsan/)
 #   make bench   the benchmarks in bench/ (see bench/README.md)
 #   make format  clang-format every C file
 BUILD      ?= build
@@ -14,7 +14,8 @@ JOBS       ?= $(shell nproc)
 PYTHON     ?= /usr/bin/python3
 WEFT_ARGS  ?=
 
-.PHONY: all build run test unit integration deps asan tsan tsan-unit bench format clean
+.PHONY: all build run test unit integration deps asan tsan tsan-unit tsan-integration bench \
+        format clean
 
 all: build
 
@@ -54,10 +55,16 @@ tsan-unit: tsan
 integration: asan
 	WEFT_BUILD=$(abspath $(ASAN_BUILD)) $(PYTHON) -m pytest -q tests/integration
 
+# The real binaries with several worker threads, under ThreadSanitizer: a race report
+# ends the process and fails the test (conftest.py looks for every sanitizer's mark).
+tsan-integration: tsan
+	WEFT_BUILD=$(abspath $(TSAN_BUILD)) $(PYTHON) -m pytest -q tests/integration
+
 test: deps
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory tsan-unit
+	@$(MAKE) --no-print-directory tsan-integration
 
 bench: deps build
 	@scripts/install-deps --bench

@@ -20,7 +20,7 @@ WEFT = BUILD / "weft"
 HELLO = BUILD / "examples" / "hello"
 
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                   "UndefinedBehaviorSanitizer")
+                   "UndefinedBehaviorSanitizer", "WARNING: ThreadSanitizer")
 
 
 def sanitizer_env(extra=None):
