@@ -10,7 +10,8 @@
  * GET /health, GET /metrics: from the SDK. Every request is counted, timed and traced.
  * With --otlp HOST:PORT the server spans are sent to that OTLP/HTTP
  * receiver (POST /v1/traces, JSON, service.name = --name, more resource attributes from
- * OTEL_RESOURCE_ATTRIBUTES); without it they go nowhere.
+ * OTEL_RESOURCE_ATTRIBUTES, headers from OTEL_EXPORTER_OTLP_[TRACES_]HEADERS); without it
+ * they go nowhere.
  * Handlers run on the worker threads and share nothing, so they need no locks.
  */
 #include <stdio.h>
@@ -154,7 +155,10 @@ int main(int argc, char **argv)
         oo.port = hc.otlp.port;
         oo.service_name = hc.name;
         oo.service_version = WEFT_VERSION;
-        oo.resource_attributes = getenv("OTEL_RESOURCE_ATTRIBUTES"); /* as OTel SDKs do */
+        /* what an OpenTelemetry SDK reads even when code sets its exporter up */
+        oo.resource_attributes = getenv("OTEL_RESOURCE_ATTRIBUTES");
+        oo.headers = getenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS");
+        if (!oo.headers) oo.headers = getenv("OTEL_EXPORTER_OTLP_HEADERS");
         o.exporter = weft_otlp_exporter_new(&oo, err, sizeof(err));
         if (!o.exporter) {
             fprintf(stderr, "hello: --otlp: %s\n", err);

@@ -38,6 +38,8 @@ extern "C" {
 #define WEFT_OTLP_MAX_TIMEOUT        3600000 /* any of the *_ms options at most (one hour) */
 #define WEFT_OTLP_MAX_RESOURCE_ATTRS 64      /* resource_attributes: pairs at most */
 #define WEFT_OTLP_MAX_RESOURCE_BYTES 4096    /* resource_attributes: bytes at most */
+#define WEFT_OTLP_MAX_HEADERS        64      /* headers: pairs at most */
+#define WEFT_OTLP_MAX_HEADER_BYTES   4096    /* headers: bytes at most */
 
 /** Options; weft_otlp_options_init fills the defaults. Strings are copied by _new. */
 typedef struct weft_otlp_options_s {
@@ -50,14 +52,22 @@ typedef struct weft_otlp_options_s {
                                         resource_attributes has it); NULL or "": none; at most
                                         255 bytes */
     const char *resource_attributes; /* more resource attributes, as OpenTelemetry's
-                                     OTEL_RESOURCE_ATTRIBUTES writes them: "key=value,..."
-                                     (blanks around keys and values dropped, values
-                                     %-decoded; at most 64 pairs and 4096 bytes; a key given
-                                     twice keeps its last value). NULL: none. service.name
-                                     in it is ignored (service_name is the name); the
-                                     exporter adds telemetry.sdk.name "weft",
-                                     telemetry.sdk.language "c" and telemetry.sdk.version
-                                     unless it has them */
+                                        OTEL_RESOURCE_ATTRIBUTES writes them: "key=value,..."
+                                        (blanks around keys and values dropped, values
+                                        %-decoded; at most 64 pairs and 4096 bytes; a key
+                                        given twice keeps its last value). NULL: none.
+                                        service.name in it is ignored (service_name is the
+                                        name); the exporter adds telemetry.sdk.name "weft",
+                                        telemetry.sdk.language "c" and telemetry.sdk.version
+                                        unless it has them */
+    const char *headers;             /* extra request headers, as OTEL_EXPORTER_OTLP_HEADERS
+                                        writes them: "name=value,..." (the form and limits of
+                                        resource_attributes; names are tokens, and not
+                                        Content-Type, Content-Length or Transfer-Encoding;
+                                        decoded values hold no control character but tab; a
+                                        name given twice, in any case, keeps its last value).
+                                        Error messages never quote a value: headers carry API
+                                        keys. NULL: none */
     size_t max_queue;                /* spans held (queued, batched, not yet encoded), 1..1000000;
                                         default 2048. More are dropped (dropped_queue_full) */
     size_t max_batch;                /* spans per request, 1..100000; default 512 */
@@ -105,6 +115,7 @@ typedef struct weft_otlp_env_s {
     char path[2049];
     char service_name[256];
     char resource[WEFT_OTLP_MAX_RESOURCE_BYTES + 1];
+    char headers[WEFT_OTLP_MAX_HEADER_BYTES + 1];
 } weft_otlp_env_t;
 
 /**
@@ -125,6 +136,8 @@ typedef struct weft_otlp_env_s {
  *     default_service_name;
  *   OTEL_RESOURCE_ATTRIBUTES: resource_attributes (its form and limits there; a bad list is
  *     refused, where OpenTelemetry SDKs would log it and drop it);
+ *   OTEL_EXPORTER_OTLP_TRACES_HEADERS, else OTEL_EXPORTER_OTLP_HEADERS: headers (a bad
+ *     list is refused without quoting it);
  *   OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, else OTEL_EXPORTER_OTLP_TIMEOUT: timeout_ms;
  *   OTEL_BSP_EXPORT_TIMEOUT: a ceiling on timeout_ms (an export is one request: no retries);
  *   OTEL_BSP_SCHEDULE_DELAY: flush_interval_ms; OTEL_BSP_MAX_QUEUE_SIZE: max_queue;

@@ -94,7 +94,10 @@ typedef struct item_s {
 typedef struct otlp_s {
     weft_span_exporter_t base; /* handed out; base.arg points back here */
     char *host, *path;
-    char *resource; /* the resource attributes, encoded once as JSON array members */
+    char *resource;           /* the resource attributes, encoded once as JSON array members */
+    weft_http_header_t *hdrs; /* nhdrs request headers: Content-Type, then options.headers */
+    size_t nhdrs;
+    struct kvlist_s *hdr_list; /* what hdrs point into */
     uint16_t port;
     size_t max_queue, max_batch;
     uint64_t flush_ms, timeout_ms, shutdown_ms;
@@ -504,15 +507,12 @@ static void send_batch(otlp_t *x)
         batch_failed(x, n, "ENOMEM");
         return;
     }
-    static const weft_http_header_t hdr[] = {
-        {{"Content-Type", 12}, {"application/json", 16}},
-    };
     weft_http_client_req_t r = {.method = "POST",
                                 .host = x->host,
                                 .port = x->port,
                                 .target = x->path,
-                                .headers = hdr,
-                                .nheaders = 1,
+                                .headers = x->hdrs,
+                                .nheaders = x->nhdrs,
                                 .body = x->body.p,
                                 .body_len = x->body.len,
                                 .timeout_ms = x->timeout_ms};
@@ -666,6 +666,8 @@ static void otlp_shutdown(void *arg)
     free(x->host);
     free(x->path);
     free(x->resource);
+    free(x->hdrs);
+    free(x->hdr_list);
     free(x);
 }
 
@@ -698,15 +700,19 @@ static bool path_ok(const char *p)
     return true;
 }
 
-/* resource_attributes and OTEL_RESOURCE_ATTRIBUTES: "key=value,key=value", like W3C
- * baggage. Blanks around keys and values are dropped, values are %-decoded, empty members
- * are skipped. Keys and decoded values are copied into text (never longer than the list);
- * a key given twice keeps its last value. */
-typedef struct resource_s {
+/* resource_attributes and headers (OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS):
+ * "key=value,key=value", like W3C baggage. Blanks around keys and values are dropped,
+ * values are %-decoded, empty members are skipped. Keys and decoded values are copied into
+ * text (never longer than the list); a key given twice keeps its last value (the users
+ * skip the earlier ones). */
+_Static_assert(WEFT_OTLP_MAX_HEADERS == WEFT_OTLP_MAX_RESOURCE_ATTRS &&
+                   WEFT_OTLP_MAX_HEADER_BYTES == WEFT_OTLP_MAX_RESOURCE_BYTES,
+               "one list type holds both");
+typedef struct kvlist_s {
     size_t n;
     const char *key[WEFT_OTLP_MAX_RESOURCE_ATTRS], *value[WEFT_OTLP_MAX_RESOURCE_ATTRS];
     char text[WEFT_OTLP_MAX_RESOURCE_BYTES + 2];
-} resource_t;
+} kvlist_t;
 
 static int hexval(char c)
 {
@@ -721,7 +727,7 @@ static bool blank(char c)
 }
 
 /* NULL, or what is wrong with s (NULL and "" are empty lists). */
-static const char *parse_resource(const char *s, resource_t *r)
+static const char *parse_kvlist(const char *s, kvlist_t *r)
 {
     r->n = 0;
     if (!s) return NULL;
@@ -741,7 +747,7 @@ static const char *parse_resource(const char *s, resource_t *r)
                 return "keys are printable ASCII without blanks";
         for (v = eq + 1; v < ve && blank(*v);) v++;
         while (ve > v && blank(ve[-1])) ve--;
-        if (r->n == WEFT_OTLP_MAX_RESOURCE_ATTRS) return "more than 64 attributes";
+        if (r->n == WEFT_OTLP_MAX_RESOURCE_ATTRS) return "more than 64 pairs";
         r->key[r->n] = o;
         memcpy(o, k, (size_t)(ke - k));
         o += ke - k;
@@ -766,7 +772,15 @@ static const char *parse_resource(const char *s, resource_t *r)
     return NULL;
 }
 
-static bool resource_has(const resource_t *r, const char *key)
+/* Whether key i is given again later in the list (the later one wins). */
+static bool kvlist_overridden(const kvlist_t *r, size_t i, bool nocase)
+{
+    for (size_t j = i + 1; j < r->n; j++)
+        if ((nocase ? strcasecmp : strcmp)(r->key[i], r->key[j]) == 0) return true;
+    return false;
+}
+
+static bool kvlist_has(const kvlist_t *r, const char *key)
 {
     for (size_t i = 0; i < r->n; i++)
         if (strcmp(r->key[i], key) == 0) return true;
@@ -786,7 +800,7 @@ static void put_string_attr(weft_buf_t *b, const char *key, const char *value)
 /* The resource's attributes as JSON array members (malloc'd), and frees r; NULL when out
  * of memory. service.name is service_name's; the telemetry.sdk.* defaults and
  * service.version give way to the same keys in resource_attributes. */
-static char *encode_resource(const weft_otlp_options_t *o, resource_t *r)
+static char *encode_resource(const weft_otlp_options_t *o, kvlist_t *r)
 {
     weft_buf_t b;
     weft_buf_init(&b, 0);
@@ -795,17 +809,52 @@ static char *encode_resource(const weft_otlp_options_t *o, resource_t *r)
                                          {"telemetry.sdk.language", "c"},
                                          {"telemetry.sdk.version", WEFT_VERSION}};
     for (size_t i = 0; i < sizeof(sdk) / sizeof(sdk[0]); i++)
-        if (!resource_has(r, sdk[i][0])) put_string_attr(&b, sdk[i][0], sdk[i][1]);
-    if (o->service_version && o->service_version[0] && !resource_has(r, "service.version"))
+        if (!kvlist_has(r, sdk[i][0])) put_string_attr(&b, sdk[i][0], sdk[i][1]);
+    if (o->service_version && o->service_version[0] && !kvlist_has(r, "service.version"))
         put_string_attr(&b, "service.version", o->service_version);
-    for (size_t i = 0; i < r->n; i++) {
-        bool later = false; /* the last of a key wins */
-        for (size_t j = i + 1; j < r->n && !later; j++) later = strcmp(r->key[i], r->key[j]) == 0;
-        if (!later && strcmp(r->key[i], "service.name") != 0)
+    for (size_t i = 0; i < r->n; i++)
+        if (!kvlist_overridden(r, i, false) && strcmp(r->key[i], "service.name") != 0)
             put_string_attr(&b, r->key[i], r->value[i]);
-    }
     free(r);
     return weft_buf_take(&b, NULL);
+}
+
+/* NULL, or what is wrong with the headers of h: names are tokens (RFC 9110), and not the
+ * exporter's own (Content-Type) or the client's (Content-Length, Transfer-Encoding);
+ * values hold no control characters but tab (a %-decoded value could). */
+static const char *headers_check(const kvlist_t *h)
+{
+    static const char *const own[] = {"content-type", "content-length", "transfer-encoding"};
+    for (size_t i = 0; i < h->n; i++) {
+        const char *k = h->key[i];
+        if (strspn(k, "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                      "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(k))
+            return "a header name is not a token";
+        for (size_t j = 0; j < sizeof(own) / sizeof(own[0]); j++)
+            if (strcasecmp(k, own[j]) == 0)
+                return "Content-Type, Content-Length and "
+                       "Transfer-Encoding are the exporter's";
+        for (const char *c = h->value[i]; *c; c++)
+            if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f)
+                return "a header value holds a control character";
+    }
+    return NULL;
+}
+
+/* Content-Type, then the headers of h (the last of a name wins), into x->hdrs, which
+ * points into h (kept in x->hdr_list); false when out of memory. */
+static bool headers_build(otlp_t *x, kvlist_t *h)
+{
+    x->hdr_list = h;
+    x->hdrs = malloc((1 + h->n) * sizeof(*x->hdrs));
+    if (!x->hdrs) return false;
+    x->hdrs[0] = (weft_http_header_t){{"Content-Type", 12}, {"application/json", 16}};
+    x->nhdrs = 1;
+    for (size_t i = 0; i < h->n; i++)
+        if (!kvlist_overridden(h, i, true))
+            x->hdrs[x->nhdrs++] = (weft_http_header_t){{h->key[i], strlen(h->key[i])},
+                                                       {h->value[i], strlen(h->value[i])}};
+    return true;
 }
 
 /* A numeric IPv4 or IPv6 address, or a DNS name: dot-separated labels of 1..63 letters,
@@ -865,22 +914,32 @@ weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options_t *o, char 
                     WEFT_OTLP_MAX_TIMEOUT, o->shutdown_timeout_ms);
     if (o->service_version && strlen(o->service_version) > 255)
         return fail(err, errlen, "service_version: at most 255 bytes");
-    resource_t *rs = malloc(sizeof(*rs));
+    kvlist_t *rs = malloc(sizeof(*rs));
     if (!rs) return fail(err, errlen, "otlp exporter: out of memory");
-    const char *why = parse_resource(o->resource_attributes, rs);
+    const char *why = parse_kvlist(o->resource_attributes, rs);
     if (why) { /* a constant string: rs can go first */
         free(rs);
         return fail(err, errlen, "resource_attributes: %s", why);
+    }
+    kvlist_t *hs = malloc(sizeof(*hs));
+    why = !hs ? "out of memory" : parse_kvlist(o->headers, hs);
+    if (!why) why = headers_check(hs);
+    if (why) { /* values may be secrets (API keys): the message never quotes them */
+        free(rs);
+        free(hs);
+        return fail(err, errlen, "headers: %s", why);
     }
 
     otlp_t *x = calloc(1, sizeof(*x));
     if (!x) {
         free(rs);
+        free(hs);
         return fail(err, errlen, "otlp exporter: out of memory");
     }
     x->host = strdup(o->host);
     x->path = strdup(o->path);
     x->resource = encode_resource(o, rs);
+    bool have_headers = headers_build(x, hs);
     x->port = o->port;
     x->max_queue = o->max_queue;
     x->max_batch = o->max_batch;
@@ -912,7 +971,7 @@ weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options_t *o, char 
      * before its first read); from then on only the exporter thread touches the loop. */
     int e = 0;
     const char *what = "out of memory";
-    if (!x->host || !x->path || !x->resource) {
+    if (!x->host || !x->path || !x->resource || !have_headers) {
         e = WEFT_ENOMEM;
         goto out;
     }
@@ -961,6 +1020,8 @@ out:
     free(x->host);
     free(x->path);
     free(x->resource);
+    free(x->hdrs);
+    free(x->hdr_list);
     free(x);
     return NULL;
 }
@@ -1115,17 +1176,31 @@ int weft_otlp_options_from_env(weft_otlp_env_t *e, const char *default_service_n
         return env_fail(err, errlen, var, v, "weft sends http/json (http/protobuf is taken too)");
     }
 
+    var = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
+    if (!(v = env(var))) v = env(var = "OTEL_EXPORTER_OTLP_HEADERS");
+    if (v) {
+        kvlist_t *hs = malloc(sizeof(*hs));
+        if (!hs) return weft__errf(err, errlen, WEFT_ENOMEM, "out of memory");
+        const char *bad = parse_kvlist(v, hs);
+        if (!bad) bad = headers_check(hs);
+        free(hs);
+        /* no value in the message: headers carry API keys */
+        if (bad) return weft__errf(err, errlen, WEFT_EINVAL, "%s: %s", var, bad);
+        strcpy(e->headers, v); /* parse_kvlist checked its length */
+        e->o.headers = e->headers;
+    }
+
     const char *name = env("OTEL_SERVICE_NAME"), *attrs = env("OTEL_RESOURCE_ATTRIBUTES");
     if (attrs) {
-        resource_t *rs = malloc(sizeof(*rs));
+        kvlist_t *rs = malloc(sizeof(*rs));
         if (!rs) return weft__errf(err, errlen, WEFT_ENOMEM, "out of memory");
-        const char *bad = parse_resource(attrs, rs);
+        const char *bad = parse_kvlist(attrs, rs);
         for (size_t i = 0; !bad && !name && i < rs->n; i++) /* the last one wins */
             if (strcmp(rs->key[i], "service.name") == 0 && rs->value[i][0])
                 snprintf(e->service_name, sizeof(e->service_name), "%s", rs->value[i]);
         free(rs);
         if (bad) return env_fail(err, errlen, "OTEL_RESOURCE_ATTRIBUTES", attrs, bad);
-        strcpy(e->resource, attrs); /* parse_resource checked its length */
+        strcpy(e->resource, attrs); /* parse_kvlist checked its length */
         e->o.resource_attributes = e->resource;
     }
     if (name) {

@@ -22,10 +22,12 @@ PARENT_ID = "00f067aa0ba902b7"
 
 
 class Receiver:
-    """A fake OTLP/HTTP receiver: records (path, content type, parsed JSON body) per POST."""
+    """A fake OTLP/HTTP receiver: records (path, content type, parsed JSON body) per POST,
+    and the request headers of each in heads."""
 
     def __init__(self):
         self.posts = []
+        self.heads = []
         self.lock = threading.Lock()
         outer = self
 
@@ -36,6 +38,7 @@ class Receiver:
                 with outer.lock:
                     outer.posts.append((self.path, self.headers.get("Content-Type"),
                                         json.loads(body)))
+                    outer.heads.append(dict(self.headers))
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", "2")
@@ -198,6 +201,7 @@ def test_hello_takes_the_opentelemetry_environment(spawn, receiver):
                    "OTEL_SERVICE_NAME": "from-env", "OTEL_BSP_SCHEDULE_DELAY": "100",
                    "OTEL_RESOURCE_ATTRIBUTES":
                        "deployment.environment=staging, team=a%2Cb ,service.name=not-this",
+                   "OTEL_EXPORTER_OTLP_HEADERS": "Authorization=Bearer%20t0k,x-team=core",
                    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
     r = get(p.url + "/hello/env", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
     assert r.status_code == 200
@@ -212,6 +216,8 @@ def test_hello_takes_the_opentelemetry_environment(spawn, receiver):
     assert attr(rattrs, "deployment.environment") == {"stringValue": "staging"}
     assert attr(rattrs, "team") == {"stringValue": "a,b"}
     assert attr(rattrs, "telemetry.sdk.language") == {"stringValue": "c"}
+    assert receiver.heads[0]["Authorization"] == "Bearer t0k"
+    assert receiver.heads[0]["x-team"] == "core"
     assert span["parentSpanId"] == PARENT_ID
     assert receiver.posts[0][0] == "/v1/traces"
 
@@ -265,12 +271,14 @@ def test_opentelemetry_sampler_from_the_environment(spawn, receiver):
     ("OTEL_RESOURCE_ATTRIBUTES", "team", "key=value"),
     ("OTEL_TRACES_SAMPLER", "sometimes", "always_on"),
     ("OTEL_PROPAGATORS", "jaeger", "tracecontext"),
+    ("OTEL_EXPORTER_OTLP_HEADERS", "content-type=text/plain", "exporter's"),
     ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0", "whole number"),
 ])
 def test_bad_opentelemetry_environment_is_refused(var, value, says):
     from conftest import run_cli, sanitizer_env
     env = {var: value}
-    if var.startswith(("OTEL_BSP", "OTEL_RESOURCE")):  # read only when exporting
+    if var.startswith(("OTEL_BSP", "OTEL_RESOURCE", "OTEL_EXPORTER_OTLP_HEADERS")):
+        # read only when exporting
         env["OTEL_TRACES_EXPORTER"] = "otlp"
     r = run_cli(HELLO, "--port", "0", env=sanitizer_env(env))
     assert r.returncode == 2, r.stderr

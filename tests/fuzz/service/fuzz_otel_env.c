@@ -8,8 +8,8 @@
  * mask within WEFT_PROPAGATE_ALL. weft_otlp_options_from_env returns 0, 1 or WEFT_EINVAL;
  * its refusal is one line naming an OTEL_ variable; the options it accepts have a host, a
  * port, a path starting with '/', a service name of 1..255 bytes and resource attributes
- * within 4096 bytes; and weft_otlp_exporter_new takes every host, path and resource list
- * from_env accepted (it may refuse only a number out of its bounds).
+ * within 4096 bytes; and weft_otlp_exporter_new takes every host, path, resource list and
+ * header list from_env accepted (it may refuse only a number out of its bounds).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +27,7 @@ static const char *const vars[] = {
     "OTEL_BSP_MAX_QUEUE_SIZE",     "OTEL_EXPORTER_OTLP_TIMEOUT",
     "OTEL_BSP_EXPORT_TIMEOUT",     "OTEL_TRACES_SAMPLER",
     "OTEL_TRACES_SAMPLER_ARG",     "OTEL_PROPAGATORS",
+    "OTEL_EXPORTER_OTLP_HEADERS",
 };
 #define NVARS (sizeof(vars) / sizeof(vars[0]))
 

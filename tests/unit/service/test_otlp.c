@@ -50,6 +50,7 @@ typedef struct receiver_s {
     int nbodies;
     char request_line[128];
     char content_type[64];
+    char head[2048]; /* the last request's head */
 } receiver_t;
 
 static receiver_t rcv;
@@ -113,6 +114,7 @@ static void serve_conn(receiver_t *r, int fd)
         pthread_mutex_lock(&r->mu);
         snprintf(r->request_line, sizeof(r->request_line), "%.*s",
                  (int)(strstr(line, "\r\n") - line), line);
+        snprintf(r->head, sizeof(r->head), "%s", buf); /* NUL-terminated inside the head */
         if (ctype) {
             while (*ctype == ' ') ctype++;
             snprintf(r->content_type, sizeof(r->content_type), "%.*s", (int)strcspn(ctype, "\r"),
@@ -383,6 +385,22 @@ static void test_options(void **state)
     memcpy(many, "k=", 2);
     many[WEFT_OTLP_MAX_RESOURCE_BYTES + 1] = 0;
     BAD(resource_attributes, many, "resource_attributes"); /* 4097 bytes */
+    BAD(headers, "x", "headers");
+    BAD(headers, "content-type=text/plain", "headers");
+    BAD(headers, "Content-Length=1", "headers");
+    BAD(headers, "transfer-encoding=chunked", "headers");
+    BAD(headers, "a(b=x", "headers");
+    BAD(headers, "x-key=ab%0D%0Aevil: 1", "headers");
+    BAD(headers, "x-key=%7F", "headers");
+    /* a refusal never quotes a value: headers carry API keys */
+    {
+        char err[256] = "";
+        o = d;
+        o.headers = "x-api-key=s3cr3t%0a";
+        assert_null(weft_otlp_exporter_new(&o, err, sizeof(err)));
+        assert_non_null(strstr(err, "control character"));
+        assert_null(strstr(err, "s3cr3t"));
+    }
     char longv[300];
     memset(longv, 'v', 256);
     longv[256] = 0;
@@ -709,7 +727,9 @@ static const char *const otel_vars[] = {"OTEL_SDK_DISABLED",
                                         "OTEL_BSP_EXPORT_TIMEOUT",
                                         "OTEL_TRACES_SAMPLER",
                                         "OTEL_TRACES_SAMPLER_ARG",
-                                        "OTEL_PROPAGATORS"};
+                                        "OTEL_PROPAGATORS",
+                                        "OTEL_EXPORTER_OTLP_HEADERS",
+                                        "OTEL_EXPORTER_OTLP_TRACES_HEADERS"};
 
 static void otel_clear(void)
 {
@@ -770,6 +790,35 @@ static void test_resource(void **state)
                             want_attrs[i][1]);
     assert_int_equal(json_array_size(rattrs), n); /* no key twice, service.name=no dropped */
     json_decref(body);
+    weft_tracer_free(t);
+    receiver_stop();
+}
+
+/* headers: sent with each batch after Content-Type; the last of a name (in any case) wins. */
+static void test_headers(void **state)
+{
+    receiver_start(true);
+    weft_otlp_options_t o;
+    weft_otlp_options_init(&o);
+    o.port = rcv.port;
+    o.service_name = "orders";
+    o.flush_interval_ms = 50;
+    o.headers = "x-api-key=first, Authorization = Bearer%20t0k ,X-Api-Key=last,x-tab=a%09b";
+    weft_span_exporter_t *e = exporter_from(&o);
+    weft_tracer_t *t = new_tracer(e);
+    weft_span_end(weft_span_start(t, "op", WEFT_SPAN_INTERNAL, NULL));
+    size_t want = 1;
+    assert_true(wait_for(have_spans, &want, 5000));
+    pthread_mutex_lock(&rcv.mu);
+    char head[sizeof(rcv.head)];
+    memcpy(head, rcv.head, sizeof(head));
+    pthread_mutex_unlock(&rcv.mu);
+    assert_non_null(strstr(head, "\r\nContent-Type: application/json\r\n"));
+    assert_non_null(strstr(head, "\r\nAuthorization: Bearer t0k\r\n"));
+    assert_non_null(strstr(head, "\r\nX-Api-Key: last\r\n"));
+    assert_non_null(strstr(head, "\r\nx-tab: a\tb\r\n"));
+    assert_null(strstr(head, "first"));
+    assert_null(strcasestr(strstr(head, "X-Api-Key") + 1, "x-api-key")); /* once */
     weft_tracer_free(t);
     receiver_stop();
 }
@@ -881,6 +930,17 @@ static void test_env(void **state)
     expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1/a b", "printable");
     expect_env_bad("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1/#f", "fragment");
     expect_env_bad("OTEL_TRACES_EXPORTER", "zipkin", "otlp only");
+    /* headers: the traces variable wins; a refusal names the variable, never the value */
+    assert_int_equal(otel_with(&e, err, sizeof(err), 3, "OTEL_TRACES_EXPORTER", "otlp",
+                               "OTEL_EXPORTER_OTLP_HEADERS", "a=1",
+                               "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "api-key=k%20v"),
+                     1);
+    assert_string_equal(e.o.headers, "api-key=k%20v");
+    assert_int_equal(otel_with(&e, err, sizeof(err), 2, "OTEL_TRACES_EXPORTER", "otlp",
+                               "OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cr3t%0d"),
+                     WEFT_EINVAL);
+    assert_non_null(strstr(err, "OTEL_EXPORTER_OTLP_HEADERS:"));
+    assert_null(strstr(err, "s3cr3t"));
     static const char *const bad_attrs[][2] = {{"a=1,b", "key=value"}, {"a=%g0", "hex"}};
     for (size_t i = 0; i < 2; i++) {
         assert_int_equal(otel_with(&e, err, sizeof(err), 2, "OTEL_TRACES_EXPORTER", "otlp",
@@ -1049,15 +1109,11 @@ static void test_receiver_never_answers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_options),
-        cmocka_unit_test(test_json),
-        cmocka_unit_test(test_resource),
-        cmocka_unit_test(test_edge_values),
-        cmocka_unit_test(test_env),
-        cmocka_unit_test(test_queue_full),
-        cmocka_unit_test(test_non_2xx),
-        cmocka_unit_test(test_receiver_down),
-        cmocka_unit_test(test_receiver_never_answers),
+        cmocka_unit_test(test_options),       cmocka_unit_test(test_json),
+        cmocka_unit_test(test_resource),      cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_edge_values),   cmocka_unit_test(test_env),
+        cmocka_unit_test(test_queue_full),    cmocka_unit_test(test_non_2xx),
+        cmocka_unit_test(test_receiver_down), cmocka_unit_test(test_receiver_never_answers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
