@@ -751,24 +751,31 @@ static int otel_with(weft_otlp_env_t *e, char *err, size_t errlen, int n, ...)
     return weft_otlp_options_from_env(e, "svc-default", err, errlen);
 }
 
+/* Starts the receiver and an exporter with o (to the receiver, service "orders", flushing
+ * every 50 ms), ends one span and waits until the receiver has it. Returns the tracer. */
+static weft_tracer_t *export_one_span(weft_otlp_options_t *o)
+{
+    receiver_start(true);
+    o->port = rcv.port;
+    o->service_name = "orders";
+    o->flush_interval_ms = 50;
+    weft_tracer_t *t = new_tracer(exporter_from(o));
+    weft_span_end(weft_span_start(t, "op", WEFT_SPAN_INTERNAL, NULL));
+    size_t want = 1;
+    assert_true(wait_for(have_spans, &want, 5000));
+    return t;
+}
+
 /* service.name, the telemetry.sdk.* defaults, service.version and resource_attributes in the
  * batch's resource; the list's own keys win over the defaults, the last of a key wins. */
 static void test_resource(void **state)
 {
-    receiver_start(true);
     weft_otlp_options_t o;
     weft_otlp_options_init(&o);
-    o.port = rcv.port;
-    o.service_name = "orders";
     o.service_version = "1.2.3";
-    o.flush_interval_ms = 50;
     o.resource_attributes = " deployment.environment = prod ,, k=a%2Cb%20c , service.name=no,"
                             "telemetry.sdk.language=cpp,k=last\xc3\xa9,empty=";
-    weft_span_exporter_t *e = exporter_from(&o);
-    weft_tracer_t *t = new_tracer(e);
-    weft_span_end(weft_span_start(t, "op", WEFT_SPAN_INTERNAL, NULL));
-    size_t want = 1;
-    assert_true(wait_for(have_spans, &want, 5000));
+    weft_tracer_t *t = export_one_span(&o);
     pthread_mutex_lock(&rcv.mu);
     json_error_t jerr;
     json_t *body = json_loads(rcv.bodies[0], JSON_REJECT_DUPLICATES, &jerr);
@@ -797,18 +804,10 @@ static void test_resource(void **state)
 /* headers: sent with each batch after Content-Type; the last of a name (in any case) wins. */
 static void test_headers(void **state)
 {
-    receiver_start(true);
     weft_otlp_options_t o;
     weft_otlp_options_init(&o);
-    o.port = rcv.port;
-    o.service_name = "orders";
-    o.flush_interval_ms = 50;
     o.headers = "x-api-key=first, Authorization = Bearer%20t0k ,X-Api-Key=last,x-tab=a%09b";
-    weft_span_exporter_t *e = exporter_from(&o);
-    weft_tracer_t *t = new_tracer(e);
-    weft_span_end(weft_span_start(t, "op", WEFT_SPAN_INTERNAL, NULL));
-    size_t want = 1;
-    assert_true(wait_for(have_spans, &want, 5000));
+    weft_tracer_t *t = export_one_span(&o);
     pthread_mutex_lock(&rcv.mu);
     char head[sizeof(rcv.head)];
     memcpy(head, rcv.head, sizeof(head));
