@@ -655,6 +655,17 @@ static void run(void *arg)
     weft_buf_free(&x->body);
 }
 
+/* What weft_otlp_exporter_new allocated besides the loop and the thread. */
+static void otlp_free(otlp_t *x)
+{
+    free(x->host);
+    free(x->path);
+    free(x->resource);
+    free(x->hdrs);
+    free(x->hdr_list);
+    free(x);
+}
+
 /* The tracer's thread: no producer is left (weft_tracer_free's contract). */
 static void otlp_shutdown(void *arg)
 {
@@ -663,12 +674,7 @@ static void otlp_shutdown(void *arg)
     uv_async_send(&x->stop_async);
     uv_thread_join(&x->thread);
     uv_loop_close(&x->loop);
-    free(x->host);
-    free(x->path);
-    free(x->resource);
-    free(x->hdrs);
-    free(x->hdr_list);
-    free(x);
+    otlp_free(x);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -1017,12 +1023,7 @@ out:
         uv_run(&x->loop, UV_RUN_DEFAULT);
         uv_loop_close(&x->loop);
     }
-    free(x->host);
-    free(x->path);
-    free(x->resource);
-    free(x->hdrs);
-    free(x->hdr_list);
-    free(x);
+    otlp_free(x);
     return NULL;
 }
 
