@@ -178,11 +178,33 @@ for name, rows in ((a, w), (b, n)):
     p99 = med([r[1] for r in rows])
     p99 = f"{p99:>10.3f}" if p99 >= 0 else f"{'-':>10}"
     print(f"{name:8}{med([r[0] for r in rows]):>10.0f}{p99}{med([r[2] for r in rows]):>12.2f}")
+def ratios(i):
+    return sorted(x[i] / y[i] for x, y in zip(w, n) if y[i] > 0 and x[i] >= 0)
 def ratio(i):
-    rs = [x[i] / y[i] for x, y in zip(w, n) if y[i] > 0 and x[i] >= 0]
+    rs = ratios(i)
     return f"{med(rs):.2f}x" if rs else "n/a"
 print(f"{a + '/' + b:12} req/s {ratio(0)}   p99 {ratio(1)}   cpu/req {ratio(2)}"
       f"   (median of per-round ratios; req/s above 1 and p99, cpu below 1 favour {a})")
+# How far the median ratio can be trusted: a distribution-free confidence interval for
+# the median from order statistics (the k-th smallest and k-th largest ratio, where
+# P(Binomial(N, 1/2) < k) <= 2.5% on each side), and in how many rounds each was better.
+def interval(rs):
+    N, k, tail = len(rs), 0, 0.0
+    from math import comb
+    while k < N and tail + comb(N, k) / 2**N <= 0.025:
+        tail += comb(N, k) / 2**N
+        k += 1
+    if k == 0:
+        return "no confidence interval (it needs 6 or more rounds)"
+    return f"median ratio within {rs[k - 1]:.2f}x..{rs[N - k]:.2f}x ({100 * (1 - 2 * tail):.0f}% confidence)"
+for i, what, higher in ((0, "req/s", True), (1, "p99", False), (2, "cpu/req", False)):
+    rs = ratios(i)
+    if not rs:
+        continue
+    better = sum(1 for r in rs if (r > 1 if higher else r < 1))
+    ties = sum(1 for r in rs if r == 1)
+    print(f"  {what:8} {interval(rs)}; {a} better in {better} of {len(rs)} rounds"
+          + (f", equal in {ties}" if ties else ""))
 errs = sum(r[3] for r in w + n)
 if errs:
     print(f"WARNING: {errs:.0f} non-2xx responses or socket errors in the runs above")
