@@ -157,9 +157,15 @@ WEFT_EXTERN int weft_trace_extract_headers(const weft_http_header_t *headers, si
 #define WEFT_PROPAGATE_B3       2u /* the single `b3` header */
 #define WEFT_PROPAGATE_B3_MULTI 4u /* X-B3-TraceId, X-B3-SpanId, X-B3-Sampled */
 #define WEFT_PROPAGATE_ALL      (WEFT_PROPAGATE_W3C | WEFT_PROPAGATE_B3 | WEFT_PROPAGATE_B3_MULTI)
+/* Not a format: when a request carries both a valid traceparent and a valid B3 context (ids,
+ * not a sampling decision alone), extraction takes B3's. OpenTelemetry's composite
+ * propagator lets the last propagator in OTEL_PROPAGATORS that finds a context win, so
+ * "tracecontext,b3" prefers B3; weft_propagators_from_env sets this bit for such a list. */
+#define WEFT_PROPAGATE_B3_WINS 8u
 
 /** weft_trace_extract_headers looking only at the formats in mask (WEFT_PROPAGATE_*): the
- *  headers of the others are ignored, as if absent. A mask of 0 finds nothing. */
+ *  headers of the others are ignored, as if absent. A mask of 0 finds nothing. Without
+ *  WEFT_PROPAGATE_B3_WINS a valid traceparent is preferred to B3, as in weft_trace_extract. */
 WEFT_EXTERN int weft_trace_extract_headers_mask(const weft_http_header_t *headers, size_t n,
                                                 unsigned mask, weft_trace_context_t *ctx);
 
@@ -167,9 +173,11 @@ WEFT_EXTERN int weft_trace_extract_headers_mask(const weft_http_header_t *header
  * The propagation formats OTEL_PROPAGATORS asks for, a comma-separated list (blanks around
  * names ignored): tracecontext (WEFT_PROPAGATE_W3C), b3 (WEFT_PROPAGATE_B3), b3multi
  * (WEFT_PROPAGATE_B3_MULTI); baggage and none are accepted and add nothing (weft does not
- * carry baggage). Returns 1 with *mask set; 0 when the variable is unset or empty (*mask
- * unchanged); WEFT_EINVAL with one line in err naming the variable for any other name
- * (jaeger, xray, ottrace: not built).
+ * carry baggage). When a b3 or b3multi member comes after the last tracecontext member, the
+ * mask has WEFT_PROPAGATE_B3_WINS too (OpenTelemetry's last-one-wins extraction order).
+ * Returns 1 with *mask set; 0 when the variable is unset or empty (*mask unchanged);
+ * WEFT_EINVAL with one line in err naming the variable for any other name (jaeger, xray,
+ * ottrace: not built).
  */
 WEFT_EXTERN int weft_propagators_from_env(unsigned *mask, char *err, size_t errlen);
 

@@ -328,7 +328,8 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
     if (o->tracing && o->otel_env && (err = otel_env(svc, &sampler)) != 0) goto fail;
     svc->extract_mask = svc->o.propagators & WEFT_PROPAGATE_W3C;
     if (svc->o.propagators & (WEFT_PROPAGATE_B3 | WEFT_PROPAGATE_B3_MULTI))
-        svc->extract_mask |= WEFT_PROPAGATE_B3 | WEFT_PROPAGATE_B3_MULTI;
+        svc->extract_mask |= WEFT_PROPAGATE_B3 | WEFT_PROPAGATE_B3_MULTI |
+                             (svc->o.propagators & WEFT_PROPAGATE_B3_WINS);
     err = weft_workers_new(o->workers, &svc->workers);
     if (err) goto fail;
     unsigned n = weft_workers_count(svc->workers);

@@ -278,9 +278,26 @@ static int b3_multi(found_t *f, weft_trace_context_t *ctx)
     return 0;
 }
 
-static int decide(found_t *f, weft_trace_context_t *ctx)
+/* B3: the single header when it parses, else the multi headers. */
+static int b3_any(found_t *f, weft_trace_context_t *ctx)
+{
+    if (f->b3.base && weft_b3_parse(f->b3.base, f->b3.len, ctx) == 0) return 0;
+    return b3_multi(f, ctx);
+}
+
+static int decide(found_t *f, bool b3_wins, weft_trace_context_t *ctx)
 {
     weft_trace_context_t tmp;
+    if (b3_wins && f->traceparent.base) {
+        /* Only B3 ids override a traceparent, not a B3 sampling decision alone. */
+        memset(tmp.trace_id, 0, sizeof(tmp.trace_id));
+        memset(tmp.span_id, 0, sizeof(tmp.span_id));
+        if (b3_any(f, &tmp) == 0 && weft_trace_context_is_valid(&tmp)) {
+            set_remote(ctx, tmp.trace_id, tmp.span_id, tmp.flags & WEFT_TRACE_FLAG_SAMPLED,
+                       tmp.deferred);
+            return 0;
+        }
+    }
     if (f->traceparent.base && !f->traceparent_twice &&
         weft_traceparent_parse(f->traceparent.base, f->traceparent.len, &tmp) == 0) {
         memcpy(ctx->trace_id, tmp.trace_id, 16);
@@ -293,8 +310,7 @@ static int decide(found_t *f, weft_trace_context_t *ctx)
             ctx->tracestate_len = 0;
         return 0;
     }
-    if (f->b3.base && weft_b3_parse(f->b3.base, f->b3.len, ctx) == 0) return 0;
-    return b3_multi(f, ctx);
+    return b3_any(f, ctx);
 }
 
 int weft_trace_extract(weft_trace_getter_fn get, void *arg, weft_trace_context_t *ctx)
@@ -308,7 +324,7 @@ int weft_trace_extract(weft_trace_getter_fn get, void *arg, weft_trace_context_t
         f.traceparent = (weft_str_t){p ? p : "", p ? n : 0};
         if (get(arg, "tracestate", &p, &n))
             f.tracestate[f.ntracestate++] = (weft_str_t){p ? p : "", p ? n : 0};
-        if (decide(&f, ctx) == 0) return 0;
+        if (decide(&f, false, ctx) == 0) return 0;
         f.traceparent.base = NULL; /* invalid: fall back to B3 */
     }
     static const struct {
@@ -327,7 +343,7 @@ int weft_trace_extract(weft_trace_getter_fn get, void *arg, weft_trace_context_t
         *(weft_str_t *)((char *)&f + b3[i].off) = (weft_str_t){p ? p : "", p ? n : 0};
         if (i == 0 && weft_b3_parse(f.b3.base, f.b3.len, ctx) == 0) return 0;
     }
-    return decide(&f, ctx);
+    return decide(&f, false, ctx);
 }
 
 /* ASCII case-insensitive comparison of a header name with a lowercase literal. */
@@ -403,7 +419,7 @@ int weft_trace_extract_headers_mask(const weft_http_header_t *headers, size_t n,
     if (!(mask & WEFT_PROPAGATE_B3)) f.b3 = (weft_str_t){0};
     if (!(mask & WEFT_PROPAGATE_B3_MULTI))
         f.trace_id = f.span_id = f.parent_id = f.sampled = f.flags = (weft_str_t){0};
-    return decide(&f, ctx);
+    return decide(&f, (mask & WEFT_PROPAGATE_B3_WINS) != 0, ctx);
 }
 
 /* ---- injection ---- */

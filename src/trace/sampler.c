@@ -174,7 +174,7 @@ int weft_propagators_from_env(unsigned *mask, char *err, size_t errlen)
                  {"none", 0}};
     const char *v = getenv(VAR);
     if (!v || !v[0]) return 0;
-    unsigned m = 0;
+    unsigned m = 0, last = 0; /* last: the last of the trace context formats listed */
     for (const char *p = v, *end; *p; p = *end ? end + 1 : end) {
         end = p + strcspn(p, ",");
         const char *a = p, *b = end;
@@ -189,7 +189,9 @@ int weft_propagators_from_env(unsigned *mask, char *err, size_t errlen)
             return env_fail(err, errlen, VAR, v,
                             "expected a list of tracecontext, baggage, b3, b3multi or none");
         m |= known[i].bits;
+        if (known[i].bits) last = known[i].bits;
     }
+    if ((m & WEFT_PROPAGATE_W3C) && last != WEFT_PROPAGATE_W3C) m |= WEFT_PROPAGATE_B3_WINS;
     *mask = m;
     return 1;
 }

@@ -247,6 +247,29 @@ def test_opentelemetry_propagators_from_the_environment(spawn, receiver):
     assert len(b3) == 1 and b3[0]["parentSpanId"] == "e457b5a2e4d86bd1"
 
 
+@pytest.mark.parametrize("propagators,winner", [("tracecontext,b3", "b3"),
+                                                 ("b3,tracecontext", "w3c")])
+def test_opentelemetry_propagators_order(spawn, receiver, propagators, winner):
+    """Both a traceparent and a b3 header: the format listed last wins, as in OpenTelemetry."""
+    port = free_port()
+    p = spawn([HELLO, "--name", "hello-order", "--port", port, "--workers", "1",
+               "--log-level", "warn"], port, name="hello-order",
+              env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
+                   "OTEL_PROPAGATORS": propagators, "OTEL_BSP_SCHEDULE_DELAY": "50"})
+    b3_trace, b3_span = "80f198ee56343ba864fe8b2a57d3eff7", "e457b5a2e4d86bd1"
+    assert get(p.url + "/hello/both",
+               headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01",
+                        "b3": f"{b3_trace}-{b3_span}-1"}).status_code == 200
+    deadline = time.monotonic() + 5
+    got = []
+    while time.monotonic() < deadline and not got:
+        got = [s for _, s, _ in receiver.spans() if s["name"] == "GET /hello/:name"]
+        time.sleep(0.02)
+    assert len(got) == 1, got
+    want = (b3_trace, b3_span) if winner == "b3" else (TRACE_ID, PARENT_ID)
+    assert (got[0]["traceId"], got[0]["parentSpanId"]) == want
+
+
 def test_opentelemetry_sampler_from_the_environment(spawn, receiver):
     port = free_port()
     p = spawn([HELLO, "--name", "hello-off", "--port", port, "--workers", "1",

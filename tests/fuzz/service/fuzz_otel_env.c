@@ -63,8 +63,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rs == 1 && !(sm.ratio >= 0 && sm.ratio <= 1)) abort();
     unsigned mask = 0;
     int rp = weft_propagators_from_env(&mask, err, sizeof(err));
-    if (rp == WEFT_EINVAL ? strncmp(err, "OTEL_PROPAGATORS:", 17) != 0 || strchr(err, '\n')
-                          : (rp != 0 && rp != 1) || (mask & ~WEFT_PROPAGATE_ALL))
+    if (rp == WEFT_EINVAL
+            ? strncmp(err, "OTEL_PROPAGATORS:", 17) != 0 || strchr(err, '\n')
+            : (rp != 0 && rp != 1) || (mask & ~(WEFT_PROPAGATE_ALL | WEFT_PROPAGATE_B3_WINS)))
+        abort();
+    /* B3 can win over W3C only when both were asked for */
+    if ((mask & WEFT_PROPAGATE_B3_WINS) &&
+        (!(mask & WEFT_PROPAGATE_W3C) || !(mask & (WEFT_PROPAGATE_B3 | WEFT_PROPAGATE_B3_MULTI))))
         abort();
     int r = weft_otlp_options_from_env(&e, "svc", err, sizeof(err));
     if (r == WEFT_EINVAL) {

@@ -1010,6 +1010,13 @@ static void test_env(void **state)
     } props[] = {
         {"tracecontext,baggage", WEFT_PROPAGATE_W3C},
         {" b3 , tracecontext ,", WEFT_PROPAGATE_B3 | WEFT_PROPAGATE_W3C},
+        /* the last context format listed wins extraction, as in OpenTelemetry's composite */
+        {"tracecontext,b3", WEFT_PROPAGATE_W3C | WEFT_PROPAGATE_B3 | WEFT_PROPAGATE_B3_WINS},
+        {"tracecontext,b3multi,baggage",
+         WEFT_PROPAGATE_W3C | WEFT_PROPAGATE_B3_MULTI | WEFT_PROPAGATE_B3_WINS},
+        {"b3,tracecontext,b3", WEFT_PROPAGATE_W3C | WEFT_PROPAGATE_B3 | WEFT_PROPAGATE_B3_WINS},
+        {"b3multi,tracecontext,baggage", WEFT_PROPAGATE_W3C | WEFT_PROPAGATE_B3_MULTI},
+        {"b3,b3multi", WEFT_PROPAGATE_B3 | WEFT_PROPAGATE_B3_MULTI},
         {"b3multi", WEFT_PROPAGATE_B3_MULTI},
         {"none", 0},
         {"baggage", 0},

@@ -703,6 +703,60 @@ static void test_extract_headers_mask(void **state)
     assert_int_equal(c.trace_id[0], 0x80);
 }
 
+/* WEFT_PROPAGATE_B3_WINS: B3 ids override a valid traceparent (OpenTelemetry's order for
+ * "tracecontext,b3"); a B3 sampling decision alone or a bad B3 context does not. */
+static void test_extract_b3_wins(void **state)
+{
+    (void)state;
+    weft_trace_context_t c;
+    const unsigned wins = WEFT_PROPAGATE_ALL | WEFT_PROPAGATE_B3_WINS;
+    weft_http_header_t both[] = {
+        {WEFT_STR("traceparent"), WEFT_STR(TP)},
+        {WEFT_STR("tracestate"), WEFT_STR("foo=1")},
+        {WEFT_STR("b3"), WEFT_STR("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-0")},
+    };
+    assert_int_equal(weft_trace_extract_headers_mask(both, 3, WEFT_PROPAGATE_ALL, &c), 0);
+    assert_int_equal(c.trace_id[0], 0x12); /* without the bit: W3C */
+    assert_int_equal(weft_trace_extract_headers_mask(both, 3, wins, &c), 0);
+    assert_int_equal(c.trace_id[0], 0x80);
+    assert_int_equal(c.span_id[0], 0xe4);
+    assert_int_equal(c.flags, 0);          /* b3's "0", not traceparent's sampled flag */
+    assert_int_equal(c.tracestate_len, 0); /* tracestate belongs to the traceparent */
+    assert_true(c.remote);
+    assert_false(c.deferred);
+    /* the multi headers, with no sampling decision: deferred */
+    weft_http_header_t multi[] = {
+        {WEFT_STR("traceparent"), WEFT_STR(TP)},
+        {WEFT_STR("X-B3-TraceId"), WEFT_STR("463ac35c9f6413ad48485a3953bb6124")},
+        {WEFT_STR("X-B3-SpanId"), WEFT_STR("a2fb4a1d1a96d312")},
+    };
+    assert_int_equal(weft_trace_extract_headers_mask(multi, 3, wins, &c), 0);
+    assert_int_equal(c.trace_id[0], 0x46);
+    assert_true(c.deferred);
+    /* without B3 in the mask the bit changes nothing */
+    assert_int_equal(
+        weft_trace_extract_headers_mask(multi, 3, WEFT_PROPAGATE_W3C | WEFT_PROPAGATE_B3_WINS, &c),
+        0);
+    assert_int_equal(c.trace_id[0], 0x12);
+    /* not enough to override: a sampling decision alone, a malformed b3 */
+    static const char *const weak[] = {"0", "1", "d", "80f198ee56343ba8-e457b5a2e4d86bd1-x",
+                                       "00000000000000000000000000000000-e457b5a2e4d86bd1-1"};
+    for (size_t i = 0; i < sizeof(weak) / sizeof(weak[0]); i++) {
+        weft_http_header_t h[] = {
+            {WEFT_STR("traceparent"), WEFT_STR(TP)},
+            {WEFT_STR("b3"), {weak[i], strlen(weak[i])}},
+        };
+        assert_int_equal(weft_trace_extract_headers_mask(h, 2, wins, &c), 0);
+        assert_int_equal(c.trace_id[0], 0x12);
+        assert_int_equal(c.flags, WEFT_TRACE_FLAG_SAMPLED);
+    }
+    /* no traceparent: B3 as always, a sampling decision included */
+    weft_http_header_t only[] = {{WEFT_STR("b3"), WEFT_STR("0")}};
+    assert_int_equal(weft_trace_extract_headers_mask(only, 1, wins, &c), 0);
+    assert_false(weft_trace_context_is_valid(&c));
+    assert_int_equal(c.flags, 0);
+}
+
 static void test_inject(void **state)
 {
     weft_trace_context_t c;
@@ -771,6 +825,7 @@ int main(void)
         cmocka_unit_test(test_extract),
         cmocka_unit_test(test_extract_headers_lines),
         cmocka_unit_test(test_extract_headers_mask),
+        cmocka_unit_test(test_extract_b3_wins),
         cmocka_unit_test(test_inject),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
