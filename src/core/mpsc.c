@@ -12,6 +12,14 @@
  * producers order among themselves. The bound is a separate counter: incremented before
  * the push (and undone when over the limit), decremented after a pop; it can briefly
  * over-count by the pushes in flight, never under-count, so the limit holds.
+ *
+ * Why not liburcu's wfcqueue, which DESIGN.md names for MPSC queues: its enqueue is this
+ * same exchange-then-link, but its atomics are inline assembly (urcu/uatomic/x86.h) that
+ * ThreadSanitizer cannot see, so `make test`'s TSan pass would report every hand-off of an
+ * item between threads as a race unless each push and pop were annotated by hand (as
+ * core/snapshot.c has to do for liburcu's grace periods). Written with C11 atomics, the
+ * queue's ordering is checked by TSan in the stress tests instead of asserted by
+ * annotations. The bound, which wfcqueue does not have, needs the counter either way.
  */
 #include "core/mpsc.h"
 
