@@ -92,9 +92,15 @@ typedef struct weft_http_hooks_s {
  */
 struct weft_http_request_s {
     weft_str_t method;     /* "GET" */
-    weft_str_t target;     /* as sent: "/a/b?x=1" */
-    weft_str_t path;       /* target without the query: "/a/b" */
+    weft_str_t target;     /* as sent: "/a/b?x=1" (or "http://host/a/b?x=1") */
+    weft_str_t path;       /* target without the query (and without an absolute-form
+                              target's scheme and authority: "/" when it has no path):
+                              "/a/b" */
     weft_str_t query;      /* after '?', without it; empty if none */
+    weft_str_t authority;  /* the host the request is for: from an absolute-form target
+                              ("GET http://api.example:8080/a"; RFC 9112 3.2.2: the Host
+                              header is then ignored), else the Host header; may be empty
+                              for HTTP/1.0 */
     uint8_t version_minor; /* 0 or 1 (HTTP/1.x) */
     bool keep_alive;       /* the connection stays open after this response */
     bool is_head;          /* HEAD: the response body is not sent */

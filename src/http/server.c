@@ -248,6 +248,34 @@ static bool target_clean(const char *p, size_t n)
     return true;
 }
 
+/* A target that is not origin-form ("/path?query"), RFC 9112 3.2: an absolute http(s) URI
+ * is routed on its path, its authority replacing the Host header; authority-form (CONNECT)
+ * and asterisk-form (OPTIONS *) are left for the router, which knows no such route. Returns
+ * NULL, or the reason for a 400. */
+static const char *other_target_form(weft_http_request_t *req, uint8_t method)
+{
+    const char *t = req->target.base, *end = t + req->target.len;
+    if (method == HTTP_CONNECT) return NULL;
+    if (req->target.len == 1 && t[0] == '*')
+        return method == HTTP_OPTIONS ? NULL : "the target '*' is only for OPTIONS";
+    size_t n = req->target.len, skip = 0;
+    if (n > 7 && IEQ_LIT(t, 7, "http://")) skip = 7;
+    if (n > 8 && IEQ_LIT(t, 8, "https://")) skip = 8;
+    if (!skip) return "the target must be a path ('/...') or an absolute http(s) URI";
+    const char *a = t + skip, *ae = a;
+    while (ae < end && *ae != '/' && *ae != '?' && *ae != '#') ae++;
+    if (ae == a) return "no host in the absolute target";
+    if (memchr(a, '@', (size_t)(ae - a))) return "user information in the target";
+    req->authority = (weft_str_t){a, (size_t)(ae - a)};
+    /* path: from the authority's end to the query (req->path ends there already) */
+    const char *pe = req->path.base + req->path.len;
+    if (ae < pe && *ae == '/')
+        req->path = (weft_str_t){ae, (size_t)(pe - ae)};
+    else
+        req->path = (weft_str_t){"/", 1};
+    return NULL;
+}
+
 /* A header value: no CR, LF or NUL (bytes below 0x0e are looked at one by one). */
 static bool value_clean(const char *p, size_t n)
 {
@@ -829,6 +857,7 @@ static int detach_head(conn_t *c)
     REBASE(req->target);
     REBASE(req->path);
     REBASE(req->query);
+    REBASE(req->authority);
     weft_http_header_t *hs = (weft_http_header_t *)req->headers;
     for (size_t i = 0; i < req->nheaders; i++) {
         REBASE(hs[i].name);
@@ -1032,13 +1061,18 @@ static int p_headers_complete(llhttp_t *p)
     }
     if (!target_clean(req->target.base, req->target.len))
         return reject(c, 400, "control character in the target");
+    req->authority = (weft_str_t){base, 0};
+    if (req->target.base[0] != '/') {
+        const char *why = other_target_form(req, p->method);
+        if (why) return reject(c, 400, why);
+    }
 
     weft_http_header_t *hs = c->nhdr <= INLINE_HEADERS
                                  ? c->hdr_inline
                                  : weft_arena_alloc(&c->arena, sizeof(*hs) * c->nhdr);
     if (!hs) return reject(c, 503, "out of memory");
     int hosts = 0;
-    bool expect_continue = false, has_te = false;
+    bool expect_continue = false, has_te = false, absolute = req->authority.len > 0;
     for (uint32_t i = 0; i < c->nhdr; i++) {
         hdr_off_t *h = &c->hoff[i];
         hs[i].name = (weft_str_t){base + h->noff, h->nlen};
@@ -1056,7 +1090,10 @@ static int p_headers_complete(llhttp_t *p)
                 return reject(c, 400, "invalid character in a header name");
         switch (h->nlen) {
         case 4:
-            if (IEQ_LIT(hs[i].name.base, 4, "host")) hosts++;
+            if (IEQ_LIT(hs[i].name.base, 4, "host")) {
+                hosts++;
+                if (!absolute) req->authority = hs[i].value;
+            }
             break;
         case 6:
             if (IEQ_LIT(hs[i].name.base, 6, "expect")) {

@@ -34,6 +34,12 @@ CASES = [
     ("request-line-tab", b"GET\t/hello HTTP/1.1\r\n" + H + b"\r\n", 400),
     ("request-line-no-target", b"GET HTTP/1.1\r\n" + H + b"\r\n", 400),
     ("request-line-bare-cr", b"GET /hello HTTP/1.1\r" + H + b"\r\n", 400),
+    # target forms (RFC 9112 3.2)
+    ("target-absolute-userinfo", b"GET http://u:p@x/hello HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("target-absolute-no-host", b"GET http:///hello HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("target-absolute-other-scheme", b"GET ftp://x/hello HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("target-asterisk-not-options", b"GET * HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("target-relative", b"GET hello HTTP/1.1\r\n" + H + b"\r\n", 400),
     # version
     ("version-short", b"GET /hello HTTP/1\r\n" + H + b"\r\n", 400),
     ("version-extra", b"GET /hello HTTP/1.1.1\r\n" + H + b"\r\n", 400),
@@ -207,6 +213,17 @@ def test_hostile_request(server, data, status):
     out, closed = raw_exchange(server.port, data)
     assert_one_error_then_close(out, closed, status)
     assert_still_serves(server)
+
+
+def test_absolute_form_target_is_routed_on_its_path(server):
+    """RFC 9112 3.2.2: a server must accept "GET http://host/path"; nginx does too."""
+    for target in (b"http://api.example" + server.ok_path.encode(),
+                   b"HTTP://api.example:8080" + server.ok_path.encode() + b"?a=1"):
+        out, _ = raw_exchange(server.port, b"GET " + target + b" HTTP/1.1\r\n" + H +
+                              b"Connection: close\r\n\r\n")
+        rs, _ = parse_responses(out)
+        assert [r.status for r in rs] == [200], out
+        assert rs[0].body == server.ok_body
 
 
 def test_pipelined_requests_after_an_error_are_not_answered(server):

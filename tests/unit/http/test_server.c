@@ -50,6 +50,16 @@ static void h_echo(weft_http_request_t *req, void *arg)
     weft_http_respond(req, 200, "application/octet-stream", req->body.base, req->body.len);
 }
 
+/* "authority|path|query" of the request, to see how each target form was taken apart. */
+static void h_where(weft_http_request_t *req, void *arg)
+{
+    char buf[512];
+    int len =
+        snprintf(buf, sizeof(buf), "%.*s|%.*s|%.*s", (int)req->authority.len, req->authority.base,
+                 (int)req->path.len, req->path.base, (int)req->query.len, req->query.base);
+    weft_http_respond(req, 200, "text/plain", buf, (size_t)len);
+}
+
 static void on_slow_timer(uv_timer_t *t)
 {
     weft_http_request_t *req = t->data;
@@ -131,6 +141,9 @@ static int setup(void **state)
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/slow", &r), 0);
     r.handler = h_chunks;
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/chunks", &r), 0);
+    r.handler = h_where;
+    assert_int_equal(weft_http_server_route(f->srv, "GET", "/", &r), 0);
+    assert_int_equal(weft_http_server_route(f->srv, "GET", "/where/*rest", &r), 0);
     r = (weft_http_route_t){.handler = h_count, .stream_body = true, .max_body = 1 << 20};
     assert_int_equal(weft_http_server_route(f->srv, "POST", "/count", &r), 0);
     char err[256];
@@ -439,6 +452,37 @@ static void test_http10(void **state)
     assert_false(closed);
 }
 
+/* RFC 9112 3.2: origin-form, absolute-form (routed on its path; its authority replaces the
+ * Host header), asterisk-form only for OPTIONS, anything else a 400. */
+static void test_target_forms(void **state)
+{
+    static const struct {
+        const char *req;
+        const char *want; /* in the response */
+    } cases[] = {
+        {"GET /where/a?x=1 HTTP/1.1\r\nHost: h.example:81\r\n\r\n",
+         "\r\n\r\nh.example:81|/where/a|x=1"},
+        {"GET http://api.example:8080/where/b?y=2 HTTP/1.1\r\nHost: other\r\n\r\n",
+         "\r\n\r\napi.example:8080|/where/b|y=2"},
+        {"GET HTTPS://[::1]:8443/where/c HTTP/1.1\r\nHost: other\r\n\r\n",
+         "\r\n\r\n[::1]:8443|/where/c|"},
+        {"GET http://api.example HTTP/1.1\r\nHost: api.example\r\n\r\n", "\r\n\r\napi.example|/|"},
+        {"GET http://api.example?z=3 HTTP/1.1\r\nHost: api.example\r\n\r\n",
+         "\r\n\r\napi.example|/|z=3"},
+        {"GET /where/d HTTP/1.0\r\n\r\n", "\r\n\r\n|/where/d|"},
+        {"GET http://u:p@api.example/where HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400 "},
+        {"GET http:///where HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400 "},
+        {"GET ftp://api.example/where HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400 "},
+        {"GET * HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400 "},
+        {"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 404 "},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int closed;
+        char *r = exchange(*state, cases[i].req, &closed);
+        if (!strstr(r, cases[i].want)) fail_msg("%s\n-> %s", cases[i].req, r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -453,6 +497,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_head_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http10, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_target_forms, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
