@@ -29,9 +29,14 @@ static void h_hello(weft_http_request_t *req, void *arg)
     weft_http_respond(req, 200, "text/plain", "hello", 5);
 }
 
+/* The authority (the Host header's, or an absolute-form target's) read after the body, when
+ * the head has been copied out of the read buffer, then the body. */
 static void h_echo(weft_http_request_t *req, void *arg)
 {
-    weft_http_respond(req, 200, NULL, req->body.base, req->body.len);
+    weft_http_response_start(req, 200, NULL, (int64_t)(req->authority.len + req->body.len));
+    weft_http_response_write(req, req->authority.base, req->authority.len);
+    weft_http_response_write(req, req->body.base, req->body.len);
+    weft_http_response_end(req);
 }
 
 static void stream_body(weft_http_request_t *req, const char *d, size_t n)
