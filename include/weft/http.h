@@ -110,7 +110,7 @@ struct weft_http_request_s {
     weft_str_t body;                /* the whole body, for routes that buffer it */
     const weft_http_route_t *route; /* NULL for 404/405 and malformed requests */
     const char *route_pattern;      /* the matched pattern ("/orders/:id") or NULL */
-    weft_route_match_t match;       /* path parameters */
+    weft_route_match_t match;       /* path parameters, percent-decoded */
     uint64_t start_ns;              /* weft_now_ns() when the head was complete */
     uv_loop_t *loop;                /* the loop (thread) serving this request */
     void *data;                     /* handler sets: anything */
@@ -195,7 +195,10 @@ WEFT_EXTERN unsigned weft_http_server_connections(const weft_http_server_t *s, u
 /** The first header named name (ASCII case-insensitive); {NULL, 0} if absent. */
 WEFT_EXTERN weft_str_t weft_http_request_header(const weft_http_request_t *req, const char *name);
 
-/** The path parameter name (":id" -> "id", "*rest" -> "rest"); {NULL, 0} if absent. */
+/** The path parameter name (":id" -> "id", "*rest" -> "rest"), percent-decoded
+ *  ("/hello/J%C3%BCrgen%20B" -> "Jürgen B"; "%2F" gives a '/' inside the value, while the
+ *  route matched the path as sent); {NULL, 0} if absent. A request whose parameter holds a
+ *  bad escape or %00 gets 400 before any handler runs. req->path stays as sent. */
 WEFT_EXTERN weft_str_t weft_http_request_param(const weft_http_request_t *req, const char *name);
 
 /** n bytes from the request's arena, freed when the response ends; NULL if over the limit. */

@@ -276,6 +276,43 @@ static const char *other_target_form(weft_http_request_t *req, uint8_t method)
     return NULL;
 }
 
+static int hex_digit(char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    ch |= 0x20;
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* The router matched the path as sent; handlers get parameter values percent-decoded
+ * ("/hello/J%C3%BCrgen%20B" -> "Jürgen B", "a%2Fb" -> "a/b" within one segment), copied
+ * into the arena when they hold a '%'. Returns NULL, or the reason for a 400 (a '%' not
+ * followed by two hex digits; %00, which a handler treating the value as a C string
+ * would cut short), or "out of memory" (503). */
+static const char *decode_params(conn_t *c, weft_route_match_t *m)
+{
+    for (unsigned i = 0; i < m->nparams; i++) {
+        weft_str_t *v = &m->params[i].value;
+        if (v->len == 0 || !memchr(v->base, '%', v->len)) continue;
+        char *out = weft_arena_alloc(&c->arena, v->len);
+        if (!out) return "out of memory";
+        size_t o = 0;
+        for (size_t k = 0; k < v->len; k++) {
+            char ch = v->base[k];
+            if (ch == '%') {
+                int hi = k + 2 < v->len ? hex_digit(v->base[k + 1]) : -1;
+                int lo = hi >= 0 ? hex_digit(v->base[k + 2]) : -1;
+                if (lo < 0) return "invalid percent-encoding in a path parameter";
+                if (hi == 0 && lo == 0) return "%00 in a path parameter";
+                ch = (char)(hi << 4 | lo);
+                k += 2;
+            }
+            out[o++] = ch;
+        }
+        *v = (weft_str_t){out, o};
+    }
+    return NULL;
+}
+
 /* A header value: no CR, LF or NUL (bytes below 0x0e are looked at one by one). */
 static bool value_clean(const char *p, size_t n)
 {
@@ -1125,6 +1162,8 @@ static int p_headers_complete(llhttp_t *p)
     if (r == WEFT_ROUTE_FOUND) {
         req->route = m->value;
         req->route_pattern = m->pattern;
+        const char *why = decode_params(c, m);
+        if (why) return reject(c, strcmp(why, "out of memory") == 0 ? 503 : 400, why);
     } else {
         req->route = NULL;
         m->nparams = 0;

@@ -31,9 +31,16 @@ def test_routes(hello):
     assert r.status_code == 200 and r.text == "hello, ada\n"
     assert r.headers["Content-Type"] == "text/plain"
     assert "Date" in r.headers
-    # the name exactly as given in the path
+    # path parameters are percent-decoded, as Express, Go's ServeMux and Flask give them
     r = get(hello.url + "/hello/a%20b")
-    assert r.status_code == 200 and r.text == "hello, a%20b\n"
+    assert r.status_code == 200 and r.text == "hello, a b\n"
+    r = get(hello.url + "/hello/J%C3%BCrgen%2F2")
+    assert r.status_code == 200 and r.content == "hello, Jürgen/2\n".encode()
+    for bad in (b"a%zz", b"a%2", b"a%00b"):  # sent raw: requests would re-encode the '%'
+        out, closed = raw_exchange(hello.port, b"GET /hello/" + bad + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        rs, _ = parse_responses(out)
+        assert [r.status for r in rs] == [400] and closed, out
+        assert b"path parameter" in rs[0].body
     r = get(hello.url + "/nope")
     assert r.status_code == 404 and r.json()["error"] == "not found" and "Date" in r.headers
     r = get(hello.url + "/hello/a/b")

@@ -24,9 +24,11 @@
 static weft_http_server_t *srv;
 static uint16_t port;
 
+/* Answers with the name parameter, percent-decoded by the server. */
 static void h_hello(weft_http_request_t *req, void *arg)
 {
-    weft_http_respond(req, 200, "text/plain", "hello", 5);
+    weft_str_t name = weft_http_request_param(req, "name");
+    weft_http_respond(req, 200, "text/plain", name.base, name.len);
 }
 
 /* The authority (the Host header's, or an absolute-form target's) read after the body, when
