@@ -248,6 +248,43 @@ static bool target_clean(const char *p, size_t n)
     return true;
 }
 
+static int hex_digit(char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    ch |= 0x20;
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* RFC 3986 authority without user information, as Host carries it (RFC 9110 7.2): a
+ * reg-name (unreserved, sub-delims, '%') or a bracketed IP literal, then ":port" with at
+ * most 5 digits (RFC 3986 allows an empty port). An empty value is valid (a Host for a URI
+ * without authority); a port without a host is not. Host is what a gateway routes on and
+ * handlers build links from, so a value with '/', '@', blanks or quotes is refused. */
+static bool authority_valid(const char *p, size_t n)
+{
+    size_t i = 0;
+    if (n == 0) return true;
+    if (p[0] == '[') {
+        for (i = 1; i < n && p[i] != ']'; i++)
+            if (hex_digit(p[i]) < 0 && p[i] != ':' && p[i] != '.') return false;
+        if (i == n || i == 1) return false;
+        i++;
+    } else {
+        /* bit c of the pair: c is a reg-name byte (ALPHA DIGIT -._~ !$&'()*+,;= and '%') */
+        static const uint64_t REGNAME[2] = {0x2bff7ff200000000ull, 0x47fffffe87fffffeull};
+        for (; i < n && p[i] != ':'; i++) {
+            unsigned char ch = (unsigned char)p[i];
+            if (ch >= 128 || !(REGNAME[ch >> 6] >> (ch & 63) & 1)) return false;
+        }
+        if (i == 0) return false;
+    }
+    if (i == n) return true;
+    if (p[i] != ':' || n - i - 1 > 5) return false;
+    for (i++; i < n; i++)
+        if (p[i] < '0' || p[i] > '9') return false;
+    return true;
+}
+
 /* A target that is not origin-form ("/path?query"), RFC 9112 3.2: an absolute http(s) URI
  * is routed on its path, its authority replacing the Host header; authority-form (CONNECT)
  * and asterisk-form (OPTIONS *) are left for the router, which knows no such route. Returns
@@ -266,6 +303,7 @@ static const char *other_target_form(weft_http_request_t *req, uint8_t method)
     while (ae < end && *ae != '/' && *ae != '?' && *ae != '#') ae++;
     if (ae == a) return "no host in the absolute target";
     if (memchr(a, '@', (size_t)(ae - a))) return "user information in the target";
+    if (!authority_valid(a, (size_t)(ae - a))) return "invalid host or port in the target";
     req->authority = (weft_str_t){a, (size_t)(ae - a)};
     /* path: from the authority's end to the query (req->path ends there already) */
     const char *pe = req->path.base + req->path.len;
@@ -274,13 +312,6 @@ static const char *other_target_form(weft_http_request_t *req, uint8_t method)
     else
         req->path = (weft_str_t){"/", 1};
     return NULL;
-}
-
-static int hex_digit(char ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    ch |= 0x20;
-    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
 }
 
 /* The router matched the path as sent; handlers get parameter values percent-decoded
@@ -1129,6 +1160,7 @@ static int p_headers_complete(llhttp_t *p)
         case 4:
             if (IEQ_LIT(hs[i].name.base, 4, "host")) {
                 hosts++;
+                if (!authority_valid(v, vl)) return reject(c, 400, "invalid Host header");
                 if (!absolute) req->authority = hs[i].value;
             }
             break;

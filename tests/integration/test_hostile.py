@@ -40,6 +40,9 @@ CASES = [
     ("target-absolute-other-scheme", b"GET ftp://x/hello HTTP/1.1\r\n" + H + b"\r\n", 400),
     ("target-asterisk-not-options", b"GET * HTTP/1.1\r\n" + H + b"\r\n", 400),
     ("target-relative", b"GET hello HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("host-with-slash", b"GET /hello HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+    ("host-with-userinfo", b"GET /hello HTTP/1.1\r\nHost: evil@x\r\n\r\n", 400),
+    ("host-bad-port", b"GET /hello HTTP/1.1\r\nHost: x:8o\r\n\r\n", 400),
     # version
     ("version-short", b"GET /hello HTTP/1\r\n" + H + b"\r\n", 400),
     ("version-extra", b"GET /hello HTTP/1.1.1\r\n" + H + b"\r\n", 400),

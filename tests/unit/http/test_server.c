@@ -475,6 +475,21 @@ static void test_target_forms(void **state)
         {"GET ftp://api.example/where HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400 "},
         {"GET * HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400 "},
         {"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 404 "},
+        /* Host (and an absolute target's authority) must be a host[:port] */
+        {"GET /where/h HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", "\r\n\r\n[::1]:8080|/where/h|"},
+        {"GET /where/h HTTP/1.1\r\nHost: a-b.c_d~e:\r\n\r\n", "\r\n\r\na-b.c_d~e:|/where/h|"},
+        {"GET /where/h HTTP/1.1\r\nHost:\r\n\r\n", "\r\n\r\n|/where/h|"},
+        {"GET /where/h HTTP/1.1\r\nHost: a/b\r\n\r\n", "HTTP/1.1 400 "},
+        {"GET /where/h HTTP/1.1\r\nHost: a b\r\n\r\n", "HTTP/1.1 400 "},
+        {"GET /where/h HTTP/1.1\r\nHost: u@h\r\n\r\n", "HTTP/1.1 400 "},
+        {"GET /where/h HTTP/1.1\r\nHost: :80\r\n\r\n", "HTTP/1.1 400 "},
+        {"GET /where/h HTTP/1.1\r\nHost: h:123456\r\n\r\n", "HTTP/1.1 400 "},
+        {"GET /where/h HTTP/1.1\r\nHost: h:8o\r\n\r\n", "HTTP/1.1 400 "},
+        {"GET /where/h HTTP/1.1\r\nHost: [zz]\r\n\r\n", "HTTP/1.1 400 "},
+        {"GET /where/h HTTP/1.1\r\nHost: []\r\n\r\n", "HTTP/1.1 400 "},
+        {"GET /where/h HTTP/1.1\r\nHost: [::1\r\n\r\n", "HTTP/1.1 400 "},
+        {"GET /where/h HTTP/1.1\r\nHost: h\"x\r\n\r\n", "HTTP/1.1 400 "},
+        {"GET http://a<b/where HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400 "},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int closed;
