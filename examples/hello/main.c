@@ -58,6 +58,7 @@ typedef struct hello_conf_s {
     uint64_t port;
     uint64_t workers;
     int log_level;
+    bool access_log;
     weft_conf_addr_t otlp;
 } hello_conf_t;
 
@@ -104,6 +105,13 @@ static const weft_conf_option_t hello_options[] = {
      .flag = "log-level",
      .env = "HELLO_LOG_LEVEL",
      .help = "least level logged"},
+    {.key = "access_log",
+     .type = WEFT_CONF_BOOL,
+     .offset = offsetof(hello_conf_t, access_log),
+     .def = "false",
+     .flag = "access-log",
+     .env = "HELLO_ACCESS_LOG",
+     .help = "log one line per request (comp=access), whatever the log level"},
     {.key = "otlp",
      .type = WEFT_CONF_ADDR,
      .offset = offsetof(hello_conf_t, otlp),
@@ -147,6 +155,7 @@ int main(int argc, char **argv)
     o.host = hc.host;
     o.port = (uint16_t)hc.port;
     o.workers = (unsigned)hc.workers;
+    o.access_log = hc.access_log;
     weft_http_conf_apply(&http, &o.http);
     if (hc.otlp.host[0]) {
         weft_otlp_options_t oo;

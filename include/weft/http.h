@@ -201,6 +201,11 @@ WEFT_EXTERN weft_str_t weft_http_request_header(const weft_http_request_t *req, 
  *  bad escape or %00 gets 400 before any handler runs. req->path stays as sent. */
 WEFT_EXTERN weft_str_t weft_http_request_param(const weft_http_request_t *req, const char *name);
 
+/** The client's address as "ip:port" ("[::1]:51234" for IPv6), looked up once per
+ *  connection (one getpeername) and kept; "-" when it cannot be had. The string lives as
+ *  long as the connection. Loop thread only. */
+WEFT_EXTERN const char *weft_http_request_peer(weft_http_request_t *req);
+
 /** n bytes from the request's arena, freed when the response ends; NULL if over the limit. */
 WEFT_EXTERN void *weft_http_request_alloc(weft_http_request_t *req, size_t n);
 

@@ -37,6 +37,13 @@ WEFT_EXTERN void weft_log(weft_log_level_t level, const char *comp, const char *
                           ...) __attribute__((format(printf, 4, 5)));
 
 /**
+ * The same line at level info, written whatever the least level is: for logs that have
+ * their own switch, such as the access log (comp=access), which `--log-level warn` must
+ * not silence when it was asked for.
+ */
+WEFT_EXTERN void weft_log_always(const char *comp, const char *msg, const char *kv, ...)
+    __attribute__((format(printf, 3, 4)));
+/**
  * Writes s (len bytes) as a logfmt value into out (size cap), quoted and escaped when
  * needed; returns out. Output is cut to fit and always NUL-terminated.
  */

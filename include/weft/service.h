@@ -49,13 +49,18 @@ typedef struct weft_service_options_s {
     weft_span_exporter_t *exporter; /* where finished spans go; NULL: nowhere (spans are still
                                        created and propagated). weft_service_new takes it over,
                                        even when it fails: it is shut down with the service. */
-    bool otel_env; /* default true: with tracing on, OpenTelemetry's environment variables
-                      apply: OTEL_TRACES_SAMPLER (weft_sampler_from_env) replaces the
-                      sample_ratio sampler, OTEL_PROPAGATORS (weft_propagators_from_env)
-                      replaces propagators, and when exporter is NULL, OTEL_EXPORTER_OTLP_*
-                      and friends may ask for an OTLP exporter (weft_otlp_options_from_env;
-                      service_name defaults to name). A bad value makes weft_service_new
-                      fail with WEFT_EINVAL and an error line naming the variable. */
+    bool otel_env;   /* default true: with tracing on, OpenTelemetry's environment variables
+                        apply: OTEL_TRACES_SAMPLER (weft_sampler_from_env) replaces the
+                        sample_ratio sampler, OTEL_PROPAGATORS (weft_propagators_from_env)
+                        replaces propagators, and when exporter is NULL, OTEL_EXPORTER_OTLP_*
+                        and friends may ask for an OTLP exporter (weft_otlp_options_from_env;
+                        service_name defaults to name). A bad value makes weft_service_new
+                        fail with WEFT_EINVAL and an error line naming the variable. */
+    bool access_log; /* default false: one logfmt line per request on stderr (comp=access:
+                        peer, method, path, query when present, route, status, duration_ms,
+                        trace_id and span_id when traced, aborted=true when cut off),
+                        written whatever the log level; each line is one write(2), as
+                        NGINX's unbuffered access_log */
     weft_http_server_options_t http; /* limits and timeouts (weft/http.h) */
 } weft_service_options_t;
 

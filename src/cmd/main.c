@@ -22,6 +22,7 @@
 typedef struct serve_conf_s {
     uint64_t workers;
     int log_level;
+    bool access_log;
     char *data_dir;
     weft_conf_addr_t api, gateway, otlp, zipkin;
 } serve_conf_t;
@@ -46,6 +47,13 @@ static const weft_conf_option_t serve_options[] = {
      .flag = "log-level",
      .env = "WEFT_LOG_LEVEL",
      .help = "least level logged (logfmt on stderr)"},
+    {.key = "access_log",
+     .type = WEFT_CONF_BOOL,
+     .offset = offsetof(serve_conf_t, access_log),
+     .def = "false",
+     .flag = "access-log",
+     .env = "WEFT_ACCESS_LOG",
+     .help = "log one line per request (comp=access), whatever the log level"},
     {.key = "data_dir",
      .type = WEFT_CONF_STRING,
      .offset = offsetof(serve_conf_t, data_dir),
@@ -172,6 +180,7 @@ static int serve(int argc, char **argv)
     o.host = sc.api.host;
     o.port = sc.api.port;
     o.workers = (unsigned)sc.workers;
+    o.access_log = sc.access_log;
     weft_http_conf_apply(&hc, &o.http);
     weft_service_t *svc;
     int rc = weft_service_new(&o, &svc);

@@ -87,9 +87,9 @@ char *weft_log_quote(char *out, size_t cap, const char *s, size_t len)
     return out;
 }
 
-void weft_log(weft_log_level_t level, const char *comp, const char *msg, const char *kv, ...)
+static void emit(weft_log_level_t level, const char *comp, const char *msg, const char *kv,
+                 va_list ap)
 {
-    if (level < weft_log_get_level() || level >= WEFT_LOG_OFF) return;
     char line[4096];
     struct timespec ts;
     struct tm tm;
@@ -105,10 +105,7 @@ void weft_log(weft_log_level_t level, const char *comp, const char *msg, const c
     size_t len = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
     if (kv && *kv && len < sizeof(line) - 2) {
         line[len++] = ' ';
-        va_list ap;
-        va_start(ap, kv);
         int m = vsnprintf(line + len, sizeof(line) - len, kv, ap);
-        va_end(ap);
         if (m > 0) len += (size_t)m < sizeof(line) - len ? (size_t)m : sizeof(line) - len - 1;
     }
     static const char cut[] = " truncated=true";
@@ -118,4 +115,21 @@ void weft_log(weft_log_level_t level, const char *comp, const char *msg, const c
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
+}
+
+void weft_log(weft_log_level_t level, const char *comp, const char *msg, const char *kv, ...)
+{
+    if (level < weft_log_get_level() || level >= WEFT_LOG_OFF) return;
+    va_list ap;
+    va_start(ap, kv);
+    emit(level, comp, msg, kv, ap);
+    va_end(ap);
+}
+
+void weft_log_always(const char *comp, const char *msg, const char *kv, ...)
+{
+    va_list ap;
+    va_start(ap, kv);
+    emit(WEFT_LOG_INFO, comp, msg, kv, ap);
+    va_end(ap);
 }

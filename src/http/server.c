@@ -104,6 +104,7 @@ typedef struct conn_s {
     char *xhdr; /* extra response headers, serialized */
     size_t xlen, xcap;
 
+    char peer[56];      /* "ip:port" once weft_http_request_peer asked; "" before */
     uint64_t deadline;  /* read-side deadline, uv_now ms; 0: none */
     uint64_t wdeadline; /* write deadline while a write is pending */
     unsigned served;
@@ -1961,6 +1962,28 @@ weft_str_t weft_http_request_param(const weft_http_request_t *req, const char *n
         if (p->name.len == nl && memcmp(p->name.base, name, nl) == 0) return p->value;
     }
     return (weft_str_t){NULL, 0};
+}
+
+const char *weft_http_request_peer(weft_http_request_t *req)
+{
+    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
+    if (c->peer[0]) return c->peer;
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN] = "";
+    int port = -1;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+            if (uv_ip4_name(a, ip, sizeof(ip)) == 0) port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+            if (uv_ip6_name(a, ip, sizeof(ip)) == 0) port = ntohs(a->sin6_port);
+        }
+    }
+    if (port < 0) return "-"; /* not kept: the next call may succeed */
+    snprintf(c->peer, sizeof(c->peer), ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
+    return c->peer;
 }
 
 void *weft_http_request_alloc(weft_http_request_t *req, size_t n)

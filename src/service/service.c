@@ -202,6 +202,35 @@ static metric_slot_t *metric_slot(weft_service_t *svc, worker_state_t *ws, const
     return slot;
 }
 
+/* One access log line (weft_service_options_t.access_log). Runs before the span ends, while
+ * its context can still be read; the path and route are quoted when logfmt needs it. */
+static void access_line(weft_http_request_t *req, int status, bool aborted, weft_span_t *span,
+                        uint64_t now)
+{
+    char path[1100], route[600], ids[80] = "";
+    weft_log_quote(path, sizeof(path), req->path.base ? req->path.base : "", req->path.len);
+    const char *r = req->route_pattern ? req->route_pattern : UNMATCHED;
+    weft_log_quote(route, sizeof(route), r, strlen(r));
+    const weft_trace_context_t *ctx = span ? weft_span_context(span) : NULL;
+    if (ctx && weft_trace_context_is_valid(ctx)) {
+        memcpy(ids, " trace_id=", 10);
+        weft_trace_hex(ctx->trace_id, 16, ids + 10);
+        memcpy(ids + 42, " span_id=", 9);
+        weft_trace_hex(ctx->span_id, 8, ids + 51);
+        ids[67] = 0;
+    }
+    char query[1100] = "";
+    if (req->query.len) {
+        memcpy(query, " query=", 7);
+        weft_log_quote(query + 7, sizeof(query) - 7, req->query.base, req->query.len);
+    }
+    double ms = req->start_ns ? (double)(now - req->start_ns) / 1e6 : 0;
+    weft_log_always("access", "request",
+                    "peer=%s method=%s path=%s%s route=%s status=%d duration_ms=%.3f%s%s",
+                    weft_http_request_peer(req), req->method.base ? req->method.base : "-", path,
+                    query, route, status, ms, ids, aborted ? " aborted=true" : "");
+}
+
 static void on_end(weft_http_request_t *req, int status, bool aborted, void *arg)
 {
     weft_service_t *svc = arg;
@@ -219,6 +248,7 @@ static void on_end(weft_http_request_t *req, int status, bool aborted, void *arg
         }
     }
     weft_span_t *span = req->hook_data;
+    if (svc->o.access_log) access_line(req, status, aborted, span, now);
     if (span) {
         req->hook_data = NULL;
         weft_span_set_attr_int(span, "http.response.status_code", status);

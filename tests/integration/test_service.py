@@ -371,3 +371,34 @@ def test_concurrent_clients(hello):
     total = sum(int(v) for v in re.findall(
         r'^http_requests_total\{method="GET",route="/hello/:name",code="200"\} (\d+)$', t, re.M))
     assert total == 400
+
+
+def test_access_log(spawn):
+    """--access-log: one logfmt line per request, also under --log-level warn, with the
+    client's address, the path as sent, the query, the route, the status and the trace ids."""
+    port = free_port()
+    p = spawn([HELLO, "--name", "hello-acc", "--port", port, "--workers", "1",
+               "--log-level", "warn", "--access-log"], port, name="hello-acc")
+    tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert get(p.url + "/hello/a%20b?x=1&y=2", headers={"traceparent": tp}).status_code == 200
+    assert get(p.url + "/no=pe").status_code == 404
+    p.stop()
+    lines = [l for l in p.log.read_text().splitlines()
+             if "comp=access" in l and "path=/health " not in l]  # the fixture's readiness probes
+    assert len(lines) == 2, lines
+    first = dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)', lines[0]))
+    assert first["level"] == "info" and first["method"] == "GET"
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", first["peer"]), first
+    assert first["path"] == "/hello/a%20b" and first["query"] == '"x=1&y=2"'
+    assert first["route"] == "/hello/:name" and first["status"] == "200"
+    assert first["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert re.fullmatch(r"[0-9a-f]{16}", first["span_id"]) and float(first["duration_ms"]) >= 0
+    assert 'path="/no=pe"' in lines[1] and "status=404" in lines[1]  # quoted: it holds '='
+
+    assert "route=unmatched" in lines[1] and "query=" not in lines[1]
+
+
+def test_no_access_log_by_default(hello):
+    assert get(hello.url + "/hello").status_code == 200
+    hello.stop()
+    assert "comp=access" not in hello.log.read_text()
