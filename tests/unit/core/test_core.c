@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -70,6 +71,48 @@ static void test_log_quote_and_levels(void **state)
     assert_true(weft_now_ns() > 0 && weft_wall_ns() > 1600000000000000000ull);
 }
 
+/* What weft_log and weft_log_always write to stderr while f runs (up to cap - 1 bytes). */
+static void capture_stderr(void (*f)(void), char *out, size_t cap)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(fds[1], STDERR_FILENO) >= 0);
+    f();
+    assert_true(dup2(saved, STDERR_FILENO) >= 0);
+    close(saved);
+    close(fds[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n < cap - 1 && (r = read(fds[0], out + n, cap - 1 - n)) > 0) n += (size_t)r;
+    out[n] = 0;
+    close(fds[0]);
+}
+
+static void log_some(void)
+{
+    weft_log_set_level(WEFT_LOG_WARN);
+    weft_log(WEFT_LOG_INFO, "test", "hidden", "k=%d", 1);
+    weft_log_always("access", "request", "path=%s status=%d", "/x", 200);
+    weft_log(WEFT_LOG_WARN, "test", "shown", NULL);
+    weft_log_set_level(WEFT_LOG_INFO);
+}
+
+/* weft_log obeys the level; weft_log_always writes an info line whatever it is. */
+static void test_log_always(void **state)
+{
+    char out[1024];
+    capture_stderr(log_some, out, sizeof(out));
+    assert_null(strstr(out, "hidden"));
+    const char *a = strstr(out, " level=info comp=access msg=request path=/x status=200\n");
+    const char *w = strstr(out, " level=warn comp=test msg=shown\n");
+    assert_non_null(a);
+    assert_non_null(w);
+    assert_true(a < w);
+    assert_int_equal(strncmp(out, "ts=", 3), 0);
+}
+
 static atomic_int inits, posts, stops;
 
 static void on_init(uv_loop_t *loop, unsigned i, void *arg)
@@ -130,9 +173,8 @@ static void test_errf(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_arena),
-        cmocka_unit_test(test_log_quote_and_levels),
-        cmocka_unit_test(test_workers),
+        cmocka_unit_test(test_arena),      cmocka_unit_test(test_log_quote_and_levels),
+        cmocka_unit_test(test_log_always), cmocka_unit_test(test_workers),
         cmocka_unit_test(test_errf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
