@@ -59,8 +59,8 @@ typedef struct weft_service_options_s {
     bool access_log; /* default false: one logfmt line per request on stderr (comp=access:
                         peer, method, path, query when present, route, status, duration_ms,
                         trace_id and span_id when traced, aborted=true when cut off),
-                        written whatever the log level; each line is one write(2), as
-                        NGINX's unbuffered access_log */
+                        written whatever the log level; a worker writes the lines of one
+                        loop iteration together, so no line waits past its iteration */
     weft_http_server_options_t http; /* limits and timeouts (weft/http.h) */
 } weft_service_options_t;
 

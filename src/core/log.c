@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/logline.h"
 #include "weft/log.h"
 
 static atomic_int log_level = WEFT_LOG_INFO;
@@ -87,32 +88,40 @@ char *weft_log_quote(char *out, size_t cap, const char *s, size_t len)
     return out;
 }
 
-static void emit(weft_log_level_t level, const char *comp, const char *msg, const char *kv,
-                 va_list ap)
+size_t weft__log_vformat(char *line, weft_log_level_t level, const char *comp, const char *msg,
+                         const char *kv, va_list ap)
 {
-    char line[4096];
+    const size_t cap = WEFT_LOG_LINE_MAX;
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     char qmsg[1024];
     weft_log_quote(qmsg, sizeof(qmsg), msg, strlen(msg));
-    int n = snprintf(line, sizeof(line),
-                     "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s comp=%s msg=%s",
+    int n = snprintf(line, cap, "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s comp=%s msg=%s",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                      ts.tv_nsec / 1000000, level_names[level], comp, qmsg);
-    if (n < 0) return;
-    size_t len = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
-    if (kv && *kv && len < sizeof(line) - 2) {
+    if (n < 0) return 0;
+    size_t len = (size_t)n < cap ? (size_t)n : cap - 1;
+    if (kv && *kv && len < cap - 2) {
         line[len++] = ' ';
-        int m = vsnprintf(line + len, sizeof(line) - len, kv, ap);
-        if (m > 0) len += (size_t)m < sizeof(line) - len ? (size_t)m : sizeof(line) - len - 1;
+        int m = vsnprintf(line + len, cap - len, kv, ap);
+        if (m > 0) len += (size_t)m < cap - len ? (size_t)m : cap - len - 1;
     }
     static const char cut[] = " truncated=true";
-    if (len >= sizeof(line) - 1)
-        len = sizeof(line) - sizeof(cut) - 1, memcpy(line + len, cut, sizeof(cut) - 1),
+    if (len >= cap - 1)
+        len = cap - sizeof(cut) - 1, memcpy(line + len, cut, sizeof(cut) - 1),
         len += sizeof(cut) - 1;
     line[len++] = '\n';
+    return len;
+}
+
+static void emit(weft_log_level_t level, const char *comp, const char *msg, const char *kv,
+                 va_list ap)
+{
+    char line[WEFT_LOG_LINE_MAX];
+    size_t len = weft__log_vformat(line, level, comp, msg, kv, ap);
+    if (len == 0) return;
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
 }

@@ -9,15 +9,27 @@
  * hot path resolves `http_requests_total{method,route,code}` with a few compares instead of
  * a labelled lookup, and writes to the metrics module's per-thread shards.
  *
+ * Access log (options.access_log). Each request's line is formatted when it ends and kept
+ * in its worker's 4 KiB buffer; a check handle writes the buffer once per loop iteration,
+ * after the I/O callbacks, so a busy worker writes the lines of a whole batch of requests
+ * in one write(2) (one per request when it is idle), no line waits past the iteration in
+ * which its request ended, and each write stays within PIPE_BUF (atomic on a pipe, lines of
+ * different workers never interleave). A full buffer is written at once; the drained
+ * worker writes what is left. A write that fails drops those lines.
+ *
  * Memory policy: the SDK never aborts its host; allocation failures return WEFT_ENOMEM, and
  * in the request path a failure to instrument is skipped rather than failing the request.
  */
+#include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "core/logline.h"
 #include "weft/log.h"
 #include "weft/otlp.h"
 #include "weft/service.h"
@@ -44,6 +56,12 @@ typedef struct worker_state_s {
     weft_service_t *svc;
     unsigned index;
     metric_slot_t cache[METRIC_CACHE];
+    /* access log lines of this loop iteration, written by acheck after the I/O callbacks;
+     * at most PIPE_BUF bytes, so each write to a pipe is atomic */
+    bool alog_on;
+    size_t alen;
+    uv_check_t acheck;
+    char alog[4096];
 } worker_state_t;
 
 struct weft_service_s {
@@ -202,6 +220,34 @@ static metric_slot_t *metric_slot(weft_service_t *svc, worker_state_t *ws, const
     return slot;
 }
 
+static size_t access_format(char *out, const char *kv, ...) __attribute__((format(printf, 2, 3)));
+
+static size_t access_format(char *out, const char *kv, ...)
+{
+    va_list ap;
+    va_start(ap, kv);
+    size_t n = weft__log_vformat(out, WEFT_LOG_INFO, "access", "request", kv, ap);
+    va_end(ap);
+    return n;
+}
+
+static void alog_write(const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return; /* stderr is gone or full: the lines are dropped, not retried */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void alog_flush(worker_state_t *ws)
+{
+    alog_write(ws->alog, ws->alen);
+    ws->alen = 0;
+}
+
 /* One access log line (weft_service_options_t.access_log). Runs before the span ends, while
  * its context can still be read; the path and route are quoted when logfmt needs it. */
 static void access_line(weft_http_request_t *req, int status, bool aborted, weft_span_t *span,
@@ -225,10 +271,31 @@ static void access_line(weft_http_request_t *req, int status, bool aborted, weft
         weft_log_quote(query + 7, sizeof(query) - 7, req->query.base, req->query.len);
     }
     double ms = req->start_ns ? (double)(now - req->start_ns) / 1e6 : 0;
-    weft_log_always("access", "request",
-                    "peer=%s method=%s path=%s%s route=%s status=%d duration_ms=%.3f%s%s",
-                    weft_http_request_peer(req), req->method.base ? req->method.base : "-", path,
-                    query, route, status, ms, ids, aborted ? " aborted=true" : "");
+    char line[WEFT_LOG_LINE_MAX];
+    size_t n =
+        access_format(line, "peer=%s method=%s path=%s%s route=%s status=%d duration_ms=%.3f%s%s",
+                      weft_http_request_peer(req), req->method.base ? req->method.base : "-", path,
+                      query, route, status, ms, ids, aborted ? " aborted=true" : "");
+    worker_state_t *ws = req->loop ? req->loop->data : NULL;
+    if (!ws || !ws->alog_on) {
+        alog_write(line, n);
+        return;
+    }
+    if (ws->alen + n > sizeof(ws->alog)) alog_flush(ws);
+    if (n > sizeof(ws->alog)) {
+        alog_write(line, n);
+        return;
+    }
+    memcpy(ws->alog + ws->alen, line, n);
+    ws->alen += n;
+}
+
+/* Once per loop iteration, after the I/O callbacks: the lines of the requests that ended in
+ * it, in one write. */
+static void on_alog_check(uv_check_t *h)
+{
+    worker_state_t *ws = h->data;
+    if (ws->alen) alog_flush(ws);
 }
 
 static void on_end(weft_http_request_t *req, int status, bool aborted, void *arg)
@@ -485,6 +552,12 @@ static void worker_init(uv_loop_t *loop, unsigned index, void *arg)
     ws->svc = svc;
     ws->index = index;
     loop->data = ws;
+    if (svc->o.access_log && uv_check_init(loop, &ws->acheck) == 0) {
+        ws->acheck.data = ws;
+        uv_check_start(&ws->acheck, on_alog_check);
+        uv_unref((uv_handle_t *)&ws->acheck); /* closed with the loop's leftovers */
+        ws->alog_on = true;
+    }
     weft_metrics_thread_register();
     int err = weft_http_server_attach(svc->http, loop, index);
     if (err)
@@ -492,16 +565,18 @@ static void worker_init(uv_loop_t *loop, unsigned index, void *arg)
                    uv_err_name(err));
 }
 
+/* On the worker's thread, when its server has drained. */
 static void worker_drained(void *arg)
 {
-    weft_service_t *svc = arg;
-    atomic_fetch_add(&svc->workers_done, 1);
+    worker_state_t *ws = arg;
+    if (ws->alen) alog_flush(ws); /* requests that ended after the last check phase */
+    atomic_fetch_add(&ws->svc->workers_done, 1);
 }
 
 static void worker_stop(uv_loop_t *loop, unsigned index, void *arg)
 {
     weft_service_t *svc = arg;
-    weft_http_server_shutdown(svc->http, index, worker_drained, svc);
+    weft_http_server_shutdown(svc->http, index, worker_drained, &svc->wstate[index]);
 }
 
 static void close_control(weft_service_t *svc)
