@@ -108,6 +108,12 @@ static void h_chunks(weft_http_request_t *req, void *arg)
     weft_http_response_end(req);
 }
 
+static void h_peer(weft_http_request_t *req, void *arg)
+{
+    const char *peer = weft_http_request_peer(req);
+    weft_http_respond(req, 200, "text/plain", peer, strlen(peer));
+}
+
 /* ---- fixture ---- */
 
 static void attach(uv_loop_t *loop, unsigned i, void *arg)
@@ -141,6 +147,8 @@ static int setup(void **state)
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/slow", &r), 0);
     r.handler = h_chunks;
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/chunks", &r), 0);
+    r.handler = h_peer;
+    assert_int_equal(weft_http_server_route(f->srv, "GET", "/peer", &r), 0);
     r.handler = h_where;
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/", &r), 0);
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/where/*rest", &r), 0);
@@ -524,6 +532,60 @@ static void test_params_decoded(void **state)
     }
 }
 
+/* weft_http_request_peer: the client's "ip:port", the same on every request of a
+ * connection; IPv6 in brackets. */
+static void test_peer(void **state)
+{
+    fixture_t *f = *state;
+    int fd = dial(f->port), closed;
+    struct sockaddr_in me;
+    socklen_t ml = sizeof(me);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &ml), 0);
+    char want[64], buf[4096];
+    snprintf(want, sizeof(want), "\r\n\r\n127.0.0.1:%u", (unsigned)ntohs(me.sin_port));
+    for (int i = 0; i < 2; i++) { /* the second answer comes from the kept string */
+        static const char req[] = "GET /peer HTTP/1.1\r\nHost: x\r\n\r\n";
+        send_all(fd, req, sizeof(req) - 1);
+        recv_all(fd, buf, sizeof(buf), 300, &closed);
+        if (!strstr(buf, want)) fail_msg("want %s in %s", want + 4, buf);
+    }
+    close(fd);
+
+    /* a server of its own on ::1 */
+    weft_http_server_options_t o;
+    weft_http_server_options_init(&o);
+    o.host = "::1";
+    weft_http_server_t *srv;
+    assert_int_equal(weft_http_server_new(&o, 1, &srv), 0);
+    weft_http_route_t r = {.handler = h_peer};
+    assert_int_equal(weft_http_server_route(srv, "GET", "/peer", &r), 0);
+    char err[256];
+    if (weft_http_server_bind(srv, err, sizeof(err)) != 0) { /* no IPv6 loopback here */
+        weft_http_server_free(srv);
+        return;
+    }
+    fixture_t f6 = {.srv = srv, .port = weft_http_server_port(srv)};
+    assert_int_equal(weft_workers_new(1, &f6.w), 0);
+    assert_int_equal(weft_workers_start(f6.w, attach, &f6), 0);
+    fd = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(f6.port)};
+    inet_pton(AF_INET6, "::1", &a.sin6_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    struct sockaddr_in6 me6;
+    ml = sizeof(me6);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&me6, &ml), 0);
+    snprintf(want, sizeof(want), "\r\n\r\n[::1]:%u", (unsigned)ntohs(me6.sin6_port));
+    static const char req[] = "GET /peer HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n";
+    send_all(fd, req, sizeof(req) - 1);
+    recv_all(fd, buf, sizeof(buf), 1000, &closed);
+    close(fd);
+    if (!strstr(buf, want)) fail_msg("want %s in %s", want + 4, buf);
+    weft_workers_stop(f6.w, stop_one, &f6);
+    weft_workers_join(f6.w);
+    weft_workers_free(f6.w);
+    weft_http_server_free(srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -540,6 +602,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_http10, setup, teardown),
         cmocka_unit_test_setup_teardown(test_target_forms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_params_decoded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
