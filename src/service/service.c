@@ -61,7 +61,7 @@ typedef struct worker_state_s {
     bool alog_on;
     size_t alen;
     uv_check_t acheck;
-    char alog[4096];
+    char alog[WEFT_LOG_LINE_MAX];
 } worker_state_t;
 
 struct weft_service_s {
@@ -281,11 +281,8 @@ static void access_line(weft_http_request_t *req, int status, bool aborted, weft
         alog_write(line, n);
         return;
     }
+    /* n <= WEFT_LOG_LINE_MAX == sizeof(ws->alog): a line always fits an emptied buffer */
     if (ws->alen + n > sizeof(ws->alog)) alog_flush(ws);
-    if (n > sizeof(ws->alog)) {
-        alog_write(line, n);
-        return;
-    }
     memcpy(ws->alog + ws->alen, line, n);
     ws->alen += n;
 }
