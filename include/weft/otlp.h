@@ -14,13 +14,26 @@
  * enums as integers. Ending a span never blocks and never does I/O: the span is copied into
  * a bounded queue and sent from the exporter's own thread, in batches of at most max_batch
  * spans, one request at a time. A batch goes out when it is full or flush_interval_ms after
- * its oldest span was queued. Nothing is retried: a batch that gets a non-2xx answer, a
- * connection error or a timeout is dropped and counted, and one warning is logged per run of
- * failures (comp=otlp), one info line when sending works again.
+ * its oldest span was queued.
+ *
+ * Retries, as OTLP/HTTP asks of exporters: a batch whose request fails transiently (429,
+ * 502, 503 or 504, a timeout, a refused or reset connection, a name not found) is sent again,
+ * up to max_attempts requests in all, after an exponential backoff with jitter
+ * (retry_initial_backoff_ms, times 1.5 per attempt, at most retry_max_backoff_ms, each
+ * wait drawn within ±20% of that), or after the wait a Retry-After header asks for (seconds
+ * or an HTTP date). A Retry-After longer than retry_max_backoff_ms ends the batch's retries:
+ * the exporter does not hold a batch longer than that between attempts. Other answers
+ * (other statuses, a malformed response) are not retried. While a batch waits for its next
+ * attempt nothing else is sent, so batches go in order; spans that arrive meanwhile queue
+ * up to max_queue. A batch that runs out of attempts, or fails for good, is dropped and
+ * counted. One warning is logged per run of failures (comp=otlp), one info line when sending
+ * works again. While shutting down, a batch is retried only when its wait ends before the
+ * shutdown deadline and the receiver was reachable (a refused connection or a host not
+ * found is not retried then): a service does not linger on exit for a receiver that is gone.
  *
  * Shutdown (weft_tracer_free, or e->shutdown(e->arg) for an exporter no tracer took) stops
- * taking spans, sends what is queued, waits at most shutdown_timeout_ms for that, then
- * cancels what is left, joins the thread and frees the exporter.
+ * taking spans, sends what is queued (retrying as above), waits at most shutdown_timeout_ms
+ * for that, then cancels what is left, joins the thread and frees the exporter.
  */
 #ifndef WEFT_OTLP_H
 #define WEFT_OTLP_H
@@ -36,6 +49,7 @@ extern "C" {
 #define WEFT_OTLP_MAX_QUEUE          1000000 /* max_queue at most */
 #define WEFT_OTLP_MAX_BATCH          100000  /* max_batch at most */
 #define WEFT_OTLP_MAX_TIMEOUT        3600000 /* any of the *_ms options at most (one hour) */
+#define WEFT_OTLP_MAX_ATTEMPTS       100     /* max_attempts at most */
 #define WEFT_OTLP_MAX_RESOURCE_ATTRS 64      /* resource_attributes: pairs at most */
 #define WEFT_OTLP_MAX_RESOURCE_BYTES 4096    /* resource_attributes: bytes at most */
 #define WEFT_OTLP_MAX_HEADERS        64      /* headers: pairs at most */
@@ -76,6 +90,10 @@ typedef struct weft_otlp_options_s {
     uint64_t timeout_ms;             /* per request (connect included), 1..3600000; default 10000 */
     uint64_t shutdown_timeout_ms;    /* how long shutdown sends what is queued, 0..3600000;
                                         default 5000. 0: what is queued is dropped */
+    unsigned max_attempts;           /* requests per batch, the first included, 1..100; default 5
+                                        (OpenTelemetry's SDKs). 1: never retried */
+    uint64_t retry_initial_backoff_ms; /* wait before the first retry, 1..3600000; default 1000 */
+    uint64_t retry_max_backoff_ms;     /* longest wait between attempts, 1..3600000; default 5000 */
 } weft_otlp_options_t;
 
 /** Counters since creation (monotonic). */
@@ -83,10 +101,14 @@ typedef struct weft_otlp_stats_s {
     uint64_t exported;           /* spans in batches the receiver answered with 2xx */
     uint64_t dropped_queue_full; /* spans refused because max_queue were held (or after
                                     shutdown began) */
-    uint64_t dropped_failed;     /* spans in batches that failed, or that shutdown could not
-                                    send in time */
+    uint64_t dropped_failed;     /* spans in batches that failed for good, or that shutdown
+                                    could not send in time */
     uint64_t batches_sent;       /* requests answered with 2xx */
-    uint64_t batches_failed;     /* requests that failed (non-2xx, timeout, connection error) */
+    uint64_t batches_failed;     /* batches dropped: their last request failed (non-2xx,
+                                    timeout, connection error) and no attempt was left, or the
+                                    failure is not one to retry */
+    uint64_t retries;            /* requests that failed and whose batch was sent again: every
+                                    failed request is counted here or in batches_failed */
 } weft_otlp_stats_t;
 
 /** Fills *o with the defaults above (service_name NULL: set it). */
@@ -139,7 +161,7 @@ typedef struct weft_otlp_env_s {
  *   OTEL_EXPORTER_OTLP_TRACES_HEADERS, else OTEL_EXPORTER_OTLP_HEADERS: headers (a bad
  *     list is refused without quoting it);
  *   OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, else OTEL_EXPORTER_OTLP_TIMEOUT: timeout_ms;
- *   OTEL_BSP_EXPORT_TIMEOUT: a ceiling on timeout_ms (an export is one request: no retries);
+ *   OTEL_BSP_EXPORT_TIMEOUT: a ceiling on timeout_ms (per request; retries are not in it);
  *   OTEL_BSP_SCHEDULE_DELAY: flush_interval_ms; OTEL_BSP_MAX_QUEUE_SIZE: max_queue;
  *   OTEL_BSP_MAX_EXPORT_BATCH_SIZE: max_batch (whole numbers, milliseconds for times).
  * Unset or empty variables keep weft_otlp_options_init's defaults. Returns 1 when an
@@ -152,7 +174,7 @@ WEFT_EXTERN int weft_otlp_options_from_env(weft_otlp_env_t *env, const char *def
 /**
  * Counts the exporter's work in reg from now on, as the counters
  * weft_otlp_spans_exported_total, weft_otlp_spans_dropped_total{reason="queue_full"|"failed"}
- * and weft_otlp_batches_total{result="sent"|"failed"} (what the stats counted before this
+ * and weft_otlp_batches_total{result="sent"|"retried"|"failed"} (what the stats counted before this
  * call is carried over). Call once, before spans flow (a service does it for the exporter
  * it is given); reg must outlive the exporter. Returns 0; WEFT_EINVAL when e is not an OTLP
  * exporter or reg is NULL; WEFT_EEXIST when reg already has these names (one OTLP exporter

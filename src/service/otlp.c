@@ -29,11 +29,18 @@
  * Sending. One request at a time. A batch (at most max_batch spans from the pending FIFO's
  * head) goes when max_batch are pending, when the oldest span has waited flush_interval_ms
  * (at most one tick in the inbox, then a one-shot timer armed for the rest), or at once
- * while shutting down. Items are freed as soon as they are encoded. A batch that fails
- * (non-2xx, timeout, connection error, encoding out of memory) is dropped and counted, never
- * retried: a down receiver costs one failed request per batch, and the queue bound does the
- * rest. The first failure after a success logs one warning; the first success after
- * failures logs one info line with the number of failed batches.
+ * while shutting down. Items are freed as soon as they are encoded.
+ *
+ * Retries. The encoded body of the batch stays in `body` until the batch is done, so a
+ * retry sends the same bytes again without re-encoding. A failed request is retried when
+ * OTLP/HTTP calls the failure transient (429, 502, 503, 504; a timeout or a connection that
+ * failed or closed early) and the batch has attempts left: the batch then waits on
+ * retry_timer, for what Retry-After asks or for the jittered exponential backoff, and
+ * nothing else is sent meanwhile (batches stay in order, one at a time; the queue bound
+ * holds what arrives). A batch that fails for good (other status, malformed answer,
+ * out of attempts, a Retry-After longer than retry_max_backoff_ms, encoding out of memory)
+ * is dropped and counted. The first failed request after a success logs one warning; the
+ * first success after failures logs one info line with the number of dropped batches.
  *
  * Shutdown (the tracer's thread): `accepting` goes false, an async wakes the exporter thread,
  * which drains (sends pending batches back to back) with a shutdown_timeout_ms timer. When
@@ -45,6 +52,7 @@
  */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -53,6 +61,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <uv.h>
 
 #include "core/buf.h"
@@ -60,6 +69,7 @@
 #include "core/json_write.h"
 #include "core/mpsc.h"
 #include "http/url.h"
+#include "service/otlp_int.h"
 #include "weft/client.h"
 #include "weft/log.h"
 #include "weft/metrics.h"
@@ -102,31 +112,39 @@ typedef struct otlp_s {
     size_t max_queue, max_batch;
     uint64_t flush_ms, timeout_ms, shutdown_ms;
     uint64_t tick_ms; /* how often the exporter looks at its inbox */
+    unsigned max_attempts;
+    uint64_t backoff_initial_ms, backoff_max_ms;
 
     /* any thread */
     atomic_bool accepting;
     atomic_size_t held;
-    atomic_ullong exported, dropped_queue_full, dropped_failed, batches_sent, batches_failed;
+    atomic_ullong exported, dropped_queue_full, dropped_failed, batches_sent, batches_failed,
+        retries;
     /* metrics (weft_otlp_exporter_metrics): set before spans flow, then only read */
-    _Atomic(weft_counter_t *) m_exported, m_dropped_full, m_dropped_failed, m_sent, m_failed;
+    _Atomic(weft_counter_t *) m_exported, m_dropped_full, m_dropped_failed, m_sent, m_failed,
+        m_retried;
 
     /* exporter thread */
     uv_thread_t thread;
     uv_loop_t loop;
     weft_inbox_t inbox;
     uv_async_t stop_async;
-    uv_timer_t flush_timer, shutdown_timer, tick_timer;
+    uv_timer_t flush_timer, shutdown_timer, tick_timer, retry_timer;
     weft_http_client_t *client;
     bool have_loop, have_inbox, have_async, have_timers;
     item_t *head, *tail; /* pending FIFO */
     size_t npending;
-    weft_buf_t body; /* the request body being encoded; its memory is reused */
+    weft_buf_t body; /* the current batch, encoded; its memory is reused */
     weft_http_client_call_t *inflight;
-    size_t inflight_spans;
-    int inflight_status;
+    size_t batch_spans;  /* spans in the current batch (in flight or waiting to be retried) */
+    unsigned attempts;   /* requests made for the current batch */
+    bool retry_waiting;  /* the current batch waits on retry_timer */
+    int inflight_status; /* of the request in flight, from on_head; 0 before */
+    int64_t retry_after; /* its Retry-After in ms, or -1 (none, or not understood) */
     bool draining, closing, finished;
-    bool failing;          /* the last batch failed: no warning until one succeeds */
-    uint64_t burst_failed; /* batches failed since the last warning */
+    uint64_t deadline;     /* while draining: uv_now when the shutdown timer fires */
+    bool failing;          /* a request failed since the last success: no more warnings */
+    uint64_t burst_failed; /* batches dropped since the last warning */
 } otlp_t;
 
 /* Adds v to a stat and to its counter in the metrics registry, if there is one. */
@@ -442,55 +460,163 @@ static bool encode_batch(otlp_t *x, item_t *first, size_t n)
 static void maybe_send(otlp_t *x);
 static void check_done(otlp_t *x);
 
-static void batch_failed(otlp_t *x, size_t n, const char *why)
+/* Logs the first failed request of a run of failures. */
+static void warn_failing(otlp_t *x, const char *why, const char *action)
 {
-    count(&x->batches_failed, &x->m_failed, 1);
-    count(&x->dropped_failed, &x->m_dropped_failed, n);
-    x->burst_failed++;
     if (x->failing || x->closing) return;
     x->failing = true;
-    weft_warn("otlp", "export failing; dropping batches until it works again",
-              "endpoint=%s:%u%s reason=%s spans=%zu", x->host, x->port, x->path, why, n);
+    weft_warn("otlp", "export failing", "endpoint=%s:%u%s reason=%s spans=%zu attempt=%u action=%s",
+              x->host, x->port, x->path, why, x->batch_spans, x->attempts, action);
 }
 
-static void batch_sent(otlp_t *x, size_t n)
+/* The current batch is dropped: its spans count as failed. */
+static void batch_failed(otlp_t *x, const char *why)
+{
+    warn_failing(x, why, "drop");
+    count(&x->batches_failed, &x->m_failed, 1);
+    count(&x->dropped_failed, &x->m_dropped_failed, x->batch_spans);
+    x->burst_failed++;
+    x->batch_spans = 0;
+}
+
+static void batch_sent(otlp_t *x)
 {
     count(&x->batches_sent, &x->m_sent, 1);
-    count(&x->exported, &x->m_exported, n);
+    count(&x->exported, &x->m_exported, x->batch_spans);
+    x->batch_spans = 0;
     if (x->failing)
-        weft_info("otlp", "export recovered", "endpoint=%s:%u%s failed_batches=%" PRIu64, x->host,
+        weft_info("otlp", "export recovered", "endpoint=%s:%u%s dropped_batches=%" PRIu64, x->host,
                   x->port, x->path, x->burst_failed);
     x->failing = false;
     x->burst_failed = 0;
 }
 
+/* Failures OTLP/HTTP calls transient: worth the same request again later. */
+static bool transient(int err, int status)
+{
+    if (err == 0) return status == 429 || status == 502 || status == 503 || status == 504;
+    return err != WEFT_EPARSE && err != WEFT_ELIMIT && err != WEFT_ECANCELED &&
+           err != WEFT_ENOMEM && err != WEFT_EINVAL && err != WEFT_ECLOSED;
+}
+
+/* Connection failures that mean nothing listens there (or no such host). */
+static bool unreachable(int err)
+{
+    return err == -ECONNREFUSED || err == -ENETUNREACH || err == -EHOSTUNREACH ||
+           err == WEFT_ENOENT;
+}
+
+/* The wait before the next attempt of the current batch (attempts made so far >= 1):
+ * initial * 1.5^(attempts - 1), at most max, then within ±20% of that (at most max). */
+static uint64_t backoff_ms(const otlp_t *x)
+{
+    double b = (double)x->backoff_initial_ms;
+    for (unsigned i = 1; i < x->attempts && b < (double)x->backoff_max_ms; i++) b *= 1.5;
+    if (b > (double)x->backoff_max_ms) b = (double)x->backoff_max_ms;
+    uint8_t r[8];
+    weft_trace_random_span_id(r); /* any 8 random bytes */
+    uint32_t u = (uint32_t)r[0] | (uint32_t)r[1] << 8 | (uint32_t)r[2] << 16 | (uint32_t)r[3] << 24;
+    b *= 0.8 + 0.4 * ((double)u / 4294967296.0);
+    if (b > (double)x->backoff_max_ms) b = (double)x->backoff_max_ms;
+    return b < 1 ? 1 : (uint64_t)b;
+}
+
+static void send_body(otlp_t *x);
+
+static void on_retry(uv_timer_t *t)
+{
+    otlp_t *x = t->data;
+    x->retry_waiting = false;
+    send_body(x);
+    if (!x->inflight && !x->retry_waiting) maybe_send(x); /* failed at once, for good */
+}
+
+/* The request of the current batch failed (err, or a status that is not 2xx): retries it
+ * later, or drops it. */
+static void attempt_failed(otlp_t *x, int err, int status, int64_t retry_after)
+{
+    char why[32];
+    if (err == 0)
+        snprintf(why, sizeof(why), "http_%d", status);
+    else
+        snprintf(why, sizeof(why), "%s", weft_err_name(err));
+    if (x->closing || !transient(err, status) || x->attempts >= x->max_attempts) {
+        batch_failed(x, why);
+        return;
+    }
+    uint64_t wait = backoff_ms(x);
+    if (retry_after >= 0) {
+        if ((uint64_t)retry_after > x->backoff_max_ms) {
+            batch_failed(x, "retry_after_too_long");
+            return;
+        }
+        wait = (uint64_t)retry_after;
+    }
+    /* Shutting down: a wait that outlasts the deadline would only delay the exit, and a
+     * receiver that nothing answers for is not coming back within it. */
+    if (x->draining && (uv_now(&x->loop) + wait >= x->deadline || unreachable(err))) {
+        batch_failed(x, why);
+        return;
+    }
+    warn_failing(x, why, "retry");
+    count(&x->retries, &x->m_retried, 1);
+    x->retry_waiting = true;
+    uv_timer_start(&x->retry_timer, on_retry, wait, 0);
+}
+
 static void on_head(weft_http_client_call_t *call, int status, const weft_http_header_t *h,
                     size_t n, void *arg)
 {
-    ((otlp_t *)arg)->inflight_status = status;
+    otlp_t *x = arg;
+    x->inflight_status = status;
+    x->retry_after = -1;
+    if (status < 300) return;
+    for (size_t i = 0; i < n; i++)
+        if (h[i].name.len == 11 && strncasecmp(h[i].name.base, "retry-after", 11) == 0) {
+            uint64_t ms;
+            if (weft__otlp_retry_after(h[i].value.base, h[i].value.len, time(NULL), &ms))
+                x->retry_after = ms > INT64_MAX ? INT64_MAX : (int64_t)ms;
+            break;
+        }
 }
 
 static void on_done(weft_http_client_call_t *call, int err, void *arg)
 {
     otlp_t *x = arg;
-    size_t n = x->inflight_spans;
     int status = x->inflight_status;
     x->inflight = NULL;
-    x->inflight_spans = 0;
-    if (err == 0 && status >= 200 && status < 300) {
-        batch_sent(x, n);
-    } else if (err == 0) {
-        char why[16];
-        snprintf(why, sizeof(why), "http_%d", status);
-        batch_failed(x, n, why);
-    } else {
-        batch_failed(x, n, weft_err_name(err));
-    }
+    if (err == 0 && status >= 200 && status < 300)
+        batch_sent(x);
+    else
+        attempt_failed(x, err, err == 0 ? status : 0, err == 0 ? x->retry_after : -1);
     if (x->closing) return; /* cancelled by abort_all, which carries on */
     maybe_send(x);
 }
 
-/* Encodes and sends the first max_batch pending spans (freeing them). */
+/* Sends the current batch (x->body, x->batch_spans) once more. */
+static void send_body(otlp_t *x)
+{
+    weft_http_client_req_t r = {.method = "POST",
+                                .host = x->host,
+                                .port = x->port,
+                                .target = x->path,
+                                .headers = x->hdrs,
+                                .nheaders = x->nhdrs,
+                                .body = x->body.p,
+                                .body_len = x->body.len,
+                                .timeout_ms = x->timeout_ms};
+    static const weft_http_client_cbs_t cbs = {.on_head = on_head, .on_done = on_done};
+    x->attempts++;
+    x->inflight_status = 0;
+    x->retry_after = -1;
+    int err = weft_http_client_request(x->client, &r, &cbs, x, &x->inflight); /* copies it */
+    if (err != 0) {
+        x->inflight = NULL;
+        attempt_failed(x, err, 0, -1);
+    }
+}
+
+/* Encodes the first max_batch pending spans (freeing them) and sends them. */
 static void send_batch(otlp_t *x)
 {
     size_t n = x->npending < x->max_batch ? x->npending : x->max_batch;
@@ -502,29 +628,14 @@ static void send_batch(otlp_t *x)
     }
     if (!x->head) x->tail = NULL;
     x->npending -= n;
+    x->batch_spans = n;
+    x->attempts = 0;
     if (!encoded) {
         weft_buf_free(&x->body); /* whatever it grew to, it did not fit */
-        batch_failed(x, n, "ENOMEM");
+        batch_failed(x, "ENOMEM");
         return;
     }
-    weft_http_client_req_t r = {.method = "POST",
-                                .host = x->host,
-                                .port = x->port,
-                                .target = x->path,
-                                .headers = x->hdrs,
-                                .nheaders = x->nhdrs,
-                                .body = x->body.p,
-                                .body_len = x->body.len,
-                                .timeout_ms = x->timeout_ms};
-    static const weft_http_client_cbs_t cbs = {.on_head = on_head, .on_done = on_done};
-    x->inflight_spans = n;
-    x->inflight_status = 0;
-    int err = weft_http_client_request(x->client, &r, &cbs, x, &x->inflight); /* copies it */
-    if (err != 0) {
-        x->inflight = NULL;
-        x->inflight_spans = 0;
-        batch_failed(x, n, weft_err_name(err));
-    }
+    send_body(x);
 }
 
 static void on_flush(uv_timer_t *t)
@@ -546,7 +657,7 @@ static void on_tick(uv_timer_t *t)
  * everything is sent. */
 static void maybe_send(otlp_t *x)
 {
-    while (!x->closing && !x->inflight && x->head) {
+    while (!x->closing && !x->inflight && !x->retry_waiting && x->head) {
         /* a span reached the pending FIFO at most tick_ms after it was queued */
         uint64_t now = uv_now(&x->loop), due = x->head->queued_ms + x->flush_ms - x->tick_ms;
         if (x->npending < x->max_batch && !x->draining && now < due) {
@@ -605,6 +716,7 @@ static void finish(otlp_t *x)
         uv_close((uv_handle_t *)&x->flush_timer, NULL);
         uv_close((uv_handle_t *)&x->shutdown_timer, NULL);
         uv_close((uv_handle_t *)&x->tick_timer, NULL);
+        uv_close((uv_handle_t *)&x->retry_timer, NULL);
     }
     if (x->client) weft_http_client_close(x->client, NULL, NULL);
 }
@@ -614,22 +726,27 @@ static void abort_all(otlp_t *x)
 {
     x->closing = true;
     if (x->inflight) weft_http_client_cancel(x->inflight); /* on_done counts it */
+    if (x->retry_waiting) {
+        x->retry_waiting = false;
+        batch_failed(x, "shutdown");
+    }
     finish(x);
 }
 
 static void check_done(otlp_t *x)
 {
-    if (x->draining && !x->closing && !x->inflight && !x->head && weft_mpsc_size(&x->inbox.q) == 0)
+    if (x->draining && !x->closing && !x->inflight && !x->retry_waiting && !x->head &&
+        weft_mpsc_size(&x->inbox.q) == 0)
         finish(x);
 }
 
 static void on_shutdown_timer(uv_timer_t *t)
 {
     otlp_t *x = t->data;
-    if (x->head || x->inflight)
+    if (x->head || x->inflight || x->retry_waiting)
         weft_warn("otlp", "shutdown timed out; dropping what was not sent",
                   "endpoint=%s:%u%s spans=%zu timeout_ms=%" PRIu64, x->host, x->port, x->path,
-                  x->npending + x->inflight_spans, x->shutdown_ms);
+                  x->npending + x->batch_spans, x->shutdown_ms);
     abort_all(x);
 }
 
@@ -637,13 +754,22 @@ static void on_stop(uv_async_t *a)
 {
     otlp_t *x = a->data;
     if (x->draining) return;
+    /* what waits below the wake threshold joins the pending FIFO first, so that it leaves
+     * in full batches rather than one span at a time as each arrives */
+    weft_inbox_poll(&x->inbox);
     x->draining = true;
-    weft_inbox_poll(&x->inbox); /* what waits below the wake threshold */
     if (x->shutdown_ms == 0) {
         abort_all(x);
         return;
     }
     uv_timer_start(&x->shutdown_timer, on_shutdown_timer, x->shutdown_ms, 0);
+    x->deadline = uv_now(&x->loop) + x->shutdown_ms;
+    /* a retry due after the deadline would never be made: the batch is dropped now */
+    if (x->retry_waiting && uv_timer_get_due_in(&x->retry_timer) >= x->shutdown_ms) {
+        uv_timer_stop(&x->retry_timer);
+        x->retry_waiting = false;
+        batch_failed(x, "shutdown");
+    }
     maybe_send(x); /* finishes at once when nothing is queued */
 }
 
@@ -692,6 +818,9 @@ void weft_otlp_options_init(weft_otlp_options_t *o)
     o->flush_interval_ms = 1000;
     o->timeout_ms = 10000;
     o->shutdown_timeout_ms = 5000;
+    o->max_attempts = 5;
+    o->retry_initial_backoff_ms = 1000;
+    o->retry_max_backoff_ms = 5000;
 }
 
 /* One line in err; evaluates to NULL, for `return fail(...)` from weft_otlp_exporter_new. */
@@ -918,6 +1047,15 @@ weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options_t *o, char 
     if (o->shutdown_timeout_ms > WEFT_OTLP_MAX_TIMEOUT)
         return fail(err, errlen, "shutdown_timeout_ms: must be 0..%u, got %" PRIu64,
                     WEFT_OTLP_MAX_TIMEOUT, o->shutdown_timeout_ms);
+    if (o->max_attempts < 1 || o->max_attempts > WEFT_OTLP_MAX_ATTEMPTS)
+        return fail(err, errlen, "max_attempts: must be 1..%u, got %u", WEFT_OTLP_MAX_ATTEMPTS,
+                    o->max_attempts);
+    if (o->retry_initial_backoff_ms < 1 || o->retry_initial_backoff_ms > WEFT_OTLP_MAX_TIMEOUT)
+        return fail(err, errlen, "retry_initial_backoff_ms: must be 1..%u, got %" PRIu64,
+                    WEFT_OTLP_MAX_TIMEOUT, o->retry_initial_backoff_ms);
+    if (o->retry_max_backoff_ms < 1 || o->retry_max_backoff_ms > WEFT_OTLP_MAX_TIMEOUT)
+        return fail(err, errlen, "retry_max_backoff_ms: must be 1..%u, got %" PRIu64,
+                    WEFT_OTLP_MAX_TIMEOUT, o->retry_max_backoff_ms);
     if (o->service_version && strlen(o->service_version) > 255)
         return fail(err, errlen, "service_version: at most 255 bytes");
     kvlist_t *rs = malloc(sizeof(*rs));
@@ -952,6 +1090,9 @@ weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options_t *o, char 
     x->flush_ms = o->flush_interval_ms;
     x->timeout_ms = o->timeout_ms;
     x->shutdown_ms = o->shutdown_timeout_ms;
+    x->max_attempts = o->max_attempts;
+    x->backoff_initial_ms = o->retry_initial_backoff_ms;
+    x->backoff_max_ms = o->retry_max_backoff_ms;
     /* half the flush interval: a span then waits at most one tick in the inbox and
      * flush_ms - tick_ms in the pending FIFO */
     x->tick_ms = o->flush_interval_ms / 2 ? o->flush_interval_ms / 2 : 1;
@@ -964,11 +1105,13 @@ weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options_t *o, char 
     atomic_init(&x->dropped_failed, 0);
     atomic_init(&x->batches_sent, 0);
     atomic_init(&x->batches_failed, 0);
+    atomic_init(&x->retries, 0);
     atomic_init(&x->m_exported, NULL);
     atomic_init(&x->m_dropped_full, NULL);
     atomic_init(&x->m_dropped_failed, NULL);
     atomic_init(&x->m_sent, NULL);
     atomic_init(&x->m_failed, NULL);
+    atomic_init(&x->m_retried, NULL);
     x->base.export_spans = otlp_export;
     x->base.shutdown = otlp_shutdown;
     x->base.arg = x;
@@ -1009,7 +1152,8 @@ weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options_t *o, char 
     uv_timer_init(&x->loop, &x->flush_timer);
     uv_timer_init(&x->loop, &x->shutdown_timer);
     uv_timer_init(&x->loop, &x->tick_timer);
-    x->flush_timer.data = x->shutdown_timer.data = x->tick_timer.data = x;
+    uv_timer_init(&x->loop, &x->retry_timer);
+    x->flush_timer.data = x->shutdown_timer.data = x->tick_timer.data = x->retry_timer.data = x;
     x->have_timers = true;
     uv_timer_start(&x->tick_timer, on_tick, x->tick_ms, x->tick_ms);
     what = "uv_thread_create";
@@ -1036,6 +1180,7 @@ int weft_otlp_exporter_stats(const weft_span_exporter_t *e, weft_otlp_stats_t *o
     out->dropped_failed = atomic_load_explicit(&x->dropped_failed, memory_order_relaxed);
     out->batches_sent = atomic_load_explicit(&x->batches_sent, memory_order_relaxed);
     out->batches_failed = atomic_load_explicit(&x->batches_failed, memory_order_relaxed);
+    out->retries = atomic_load_explicit(&x->retries, memory_order_relaxed);
     return 0;
 }
 
@@ -1055,18 +1200,19 @@ int weft_otlp_exporter_metrics(weft_span_exporter_t *e, weft_metrics_registry_t 
                                         "out of time).",
                                         reason, 1, &dropped)) != 0 ||
         (err = weft_metrics_counter_new(reg, "weft_otlp_batches_total",
-                                        "Export requests by result: sent (2xx) or failed "
-                                        "(other status, timeout, connection error).",
+                                        "Export requests by result: sent (2xx), retried (failed, "
+                                        "sent again later) or failed (failed, batch dropped).",
                                         result, 1, &batches)) != 0)
         return err;
-    weft_counter_t *c[5] = {
+    weft_counter_t *c[6] = {
         weft_metrics_counter_child(spans, NULL),
         weft_metrics_counter_child(dropped, (const char *const[]){"queue_full"}),
         weft_metrics_counter_child(dropped, (const char *const[]){"failed"}),
         weft_metrics_counter_child(batches, (const char *const[]){"sent"}),
         weft_metrics_counter_child(batches, (const char *const[]){"failed"}),
+        weft_metrics_counter_child(batches, (const char *const[]){"retried"}),
     };
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 6; i++)
         if (!c[i]) return WEFT_ENOMEM;
     /* What was counted before starts the counters, so they equal the stats from here on
      * (up to updates racing with this call, which may be counted in one but not the
@@ -1077,11 +1223,13 @@ int weft_otlp_exporter_metrics(weft_span_exporter_t *e, weft_metrics_registry_t 
     weft_counter_add(c[2], (double)atomic_load_explicit(&x->dropped_failed, memory_order_relaxed));
     weft_counter_add(c[3], (double)atomic_load_explicit(&x->batches_sent, memory_order_relaxed));
     weft_counter_add(c[4], (double)atomic_load_explicit(&x->batches_failed, memory_order_relaxed));
+    weft_counter_add(c[5], (double)atomic_load_explicit(&x->retries, memory_order_relaxed));
     atomic_store_explicit(&x->m_exported, c[0], memory_order_release);
     atomic_store_explicit(&x->m_dropped_full, c[1], memory_order_release);
     atomic_store_explicit(&x->m_dropped_failed, c[2], memory_order_release);
     atomic_store_explicit(&x->m_sent, c[3], memory_order_release);
     atomic_store_explicit(&x->m_failed, c[4], memory_order_release);
+    atomic_store_explicit(&x->m_retried, c[5], memory_order_release);
     return 0;
 }
 

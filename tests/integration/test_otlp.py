@@ -5,7 +5,8 @@ issue), so the receiver is a fake: a Python http.server on a free loopback port,
 that records every POST and answers 200. The test checks the bodies against the documented
 OTLP/JSON encoding (opentelemetry-proto's JSON mapping: hex ids, decimal-string times and
 int64, integer enums), then that hello still exits 0 promptly on SIGTERM after the receiver
-went away (the spans it could not send are dropped; nothing hangs).
+went away (the spans it could not send are dropped; nothing hangs), and that it retries
+when the receiver answers 503 or 429.
 """
 import http.server
 import json
@@ -23,11 +24,15 @@ PARENT_ID = "00f067aa0ba902b7"
 
 class Receiver:
     """A fake OTLP/HTTP receiver: records (path, content type, parsed JSON body) per POST,
-    and the request headers of each in heads."""
+    and the request headers of each in heads. While `fail` holds (status, Retry-After or
+    None) pairs, it answers the next POST with the first of them instead of 200 and records
+    that body in `rejected`."""
 
     def __init__(self):
         self.posts = []
         self.heads = []
+        self.fail = []
+        self.rejected = []
         self.lock = threading.Lock()
         outer = self
 
@@ -36,10 +41,16 @@ class Receiver:
                 n = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(n)
                 with outer.lock:
-                    outer.posts.append((self.path, self.headers.get("Content-Type"),
-                                        json.loads(body)))
-                    outer.heads.append(dict(self.headers))
-                self.send_response(200)
+                    answer = outer.fail.pop(0) if outer.fail else None
+                    if answer:
+                        outer.rejected.append(body)
+                    else:
+                        outer.posts.append((self.path, self.headers.get("Content-Type"),
+                                            json.loads(body)))
+                        outer.heads.append(dict(self.headers))
+                self.send_response(answer[0] if answer else 200)
+                if answer and answer[1] is not None:
+                    self.send_header("Retry-After", answer[1])
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -180,6 +191,40 @@ def test_hello_exits_promptly_when_the_receiver_is_gone(spawn, receiver):
     # one warning for the run of failures, not one per batch or span
     log = p.log.read_text()
     assert log.count("export failing") == 1, log
+
+
+def test_hello_retries_when_the_receiver_asks(spawn, receiver):
+    """A receiver that answers 503 with Retry-After, then 429, then takes the batch: the
+    spans arrive once, after the wait it asked for, and /metrics counts the retries."""
+    receiver.fail = [(503, "1"), (429, None)]
+    port = free_port()
+    p = spawn([HELLO, "--name", "otlp-retry", "--port", port, "--workers", "1",
+               "--log-level", "info", "--otlp", f"127.0.0.1:{receiver.port}"], port,
+              name="hello-otlp-retry")
+    t0 = time.monotonic()
+    r = get(p.url + "/hello/r", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+    assert r.status_code == 200
+    deadline = time.monotonic() + 10
+    found = []
+    while time.monotonic() < deadline and not found:
+        found = [s for _, s, _ in receiver.spans() if s["traceId"] == TRACE_ID]
+        time.sleep(0.02)
+    took = time.monotonic() - t0
+    assert len(found) == 1, receiver.spans()
+    # the flush (0.5-1 s after the span), Retry-After (1 s), then the second backoff
+    # (1.5 s +-20%)
+    assert took >= 2.5, f"the batch arrived after {took:.2f}s"
+    assert len(receiver.rejected) == 2
+    assert all(b == receiver.rejected[0] for b in receiver.rejected)
+    text = get(p.url + "/metrics").text
+    assert metric(text, 'weft_otlp_batches_total{result="retried"}') == 2
+    assert metric(text, 'weft_otlp_batches_total{result="failed"}') == 0
+    assert metric(text, 'weft_otlp_spans_dropped_total{reason="failed"}') == 0
+    promtool_check(text)
+    assert p.stop(timeout=10) == 0
+    log = p.log.read_text()
+    assert log.count("export failing") == 1 and "action=retry" in log, log
+    assert log.count("export recovered") == 1, log
 
 
 def test_bad_otlp_address_is_a_config_error(tmp_path):

@@ -29,6 +29,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "service/otlp_int.h"
 #include "weft/metrics.h"
 #include "weft/otlp.h"
 #include "weft/trace.h"
@@ -44,7 +45,11 @@ typedef struct receiver_s {
     pthread_t th;
     bool started;
     atomic_int stop;
-    atomic_int status; /* what it answers */
+    atomic_int status;    /* what it answers */
+    atomic_int fail_left; /* while > 0, answers fail_status instead (and counts down) */
+    atomic_int fail_status;
+    char retry_after[48]; /* a Retry-After header on the fail_status answers, if set */
+    atomic_int requests;  /* requests answered */
     pthread_mutex_t mu;
     char *bodies[MAX_BODIES];
     int nbodies;
@@ -55,13 +60,14 @@ typedef struct receiver_s {
 
 static receiver_t rcv;
 
+/* *port 0: a free port, written back; else that port. */
 static int listen_loopback(uint16_t *port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in a = {.sin_family = AF_INET};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(*port)};
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
     assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     assert_int_equal(listen(fd, 16), 0);
@@ -125,9 +131,16 @@ static void serve_conn(receiver_t *r, int fd)
         else
             free(body);
         pthread_mutex_unlock(&r->mu);
-        char resp[128];
-        int rl = snprintf(resp, sizeof(resp), "HTTP/1.1 %d X\r\nContent-Length: 2\r\n\r\n{}",
-                          atomic_load(&r->status));
+        char resp[192];
+        int status = atomic_load(&r->status), rl;
+        if (atomic_fetch_sub(&r->fail_left, 1) > 0)
+            rl = snprintf(resp, sizeof(resp), "HTTP/1.1 %d X\r\n%s%s%sContent-Length: 2\r\n\r\n{}",
+                          atomic_load(&r->fail_status), r->retry_after[0] ? "Retry-After: " : "",
+                          r->retry_after, r->retry_after[0] ? "\r\n" : "");
+        else
+            rl = snprintf(resp, sizeof(resp), "HTTP/1.1 %d X\r\nContent-Length: 2\r\n\r\n{}",
+                          status);
+        atomic_fetch_add(&r->requests, 1);
         send(fd, resp, (size_t)rl, MSG_NOSIGNAL);
         memmove(buf, buf + head + clen, n - head - clen);
         n -= head + clen;
@@ -147,17 +160,35 @@ static void *receiver_run(void *arg)
     return NULL;
 }
 
-/* accept: false for a receiver that listens but never accepts (requests never answered). */
-static void receiver_start(bool accept_conns)
+/* accept: false for a receiver that listens but never accepts (requests never answered).
+ * port 0: any free port; else that one. Its first fail_left requests are answered with
+ * fail_status (and a Retry-After header when retry_after is not NULL), the rest with 200.
+ * All of it is set before the receiver's thread starts. */
+static void receiver_start_with(bool accept_conns, uint16_t port, int fail_status, int fail_left,
+                                const char *retry_after)
 {
     memset(&rcv, 0, sizeof(rcv));
     pthread_mutex_init(&rcv.mu, NULL);
     atomic_store(&rcv.status, 200);
+    atomic_store(&rcv.fail_status, fail_status);
+    atomic_store(&rcv.fail_left, fail_left);
+    if (retry_after) snprintf(rcv.retry_after, sizeof(rcv.retry_after), "%s", retry_after);
+    rcv.port = port;
     rcv.lfd = listen_loopback(&rcv.port);
     if (accept_conns) {
         assert_int_equal(pthread_create(&rcv.th, NULL, receiver_run, &rcv), 0);
         rcv.started = true;
     }
+}
+
+static void receiver_start(bool accept_conns)
+{
+    receiver_start_with(accept_conns, 0, 0, 0, NULL);
+}
+
+static void receiver_start_failing(int status, int left, const char *retry_after)
+{
+    receiver_start_with(true, 0, status, left, retry_after);
 }
 
 static void receiver_stop(void)
@@ -172,7 +203,7 @@ static void receiver_stop(void)
 /* A loopback port nothing listens on. */
 static uint16_t closed_port(void)
 {
-    uint16_t port;
+    uint16_t port = 0;
     close(listen_loopback(&port));
     return port;
 }
@@ -192,17 +223,35 @@ static weft_span_exporter_t *exporter_from(const weft_otlp_options_t *o)
     return e;
 }
 
+static void test_options_for(weft_otlp_options_t *o, uint16_t port, size_t max_queue,
+                             size_t max_batch, uint64_t flush_ms, uint64_t shutdown_ms)
+{
+    weft_otlp_options_init(o);
+    o->port = port;
+    o->service_name = "otlp-unit";
+    o->max_queue = max_queue;
+    o->max_batch = max_batch;
+    o->flush_interval_ms = flush_ms;
+    o->shutdown_timeout_ms = shutdown_ms;
+}
+
 static weft_span_exporter_t *new_exporter(uint16_t port, size_t max_queue, size_t max_batch,
                                           uint64_t flush_ms, uint64_t shutdown_ms)
 {
     weft_otlp_options_t o;
-    weft_otlp_options_init(&o);
-    o.port = port;
-    o.service_name = "otlp-unit";
-    o.max_queue = max_queue;
-    o.max_batch = max_batch;
-    o.flush_interval_ms = flush_ms;
-    o.shutdown_timeout_ms = shutdown_ms;
+    test_options_for(&o, port, max_queue, max_batch, flush_ms, shutdown_ms);
+    return exporter_from(&o);
+}
+
+/* Retries after 20..50 ms: the tests do not wait for the default backoff. */
+static weft_span_exporter_t *new_retrying_exporter(uint16_t port, unsigned max_attempts,
+                                                   uint64_t shutdown_ms)
+{
+    weft_otlp_options_t o;
+    test_options_for(&o, port, 2048, 512, 20, shutdown_ms);
+    o.max_attempts = max_attempts;
+    o.retry_initial_backoff_ms = 20;
+    o.retry_max_backoff_ms = 50;
     return exporter_from(&o);
 }
 
@@ -285,6 +334,13 @@ static bool have_exported(void *arg)
     weft_otlp_exporter_stats(w->e, &s);
     return s.exported >= w->n;
 }
+static bool have_retries(void *arg)
+{
+    want_exported_t *w = arg;
+    weft_otlp_stats_t s;
+    weft_otlp_exporter_stats(w->e, &s);
+    return s.retries >= w->n;
+}
 
 /* ---- option validation ---- */
 
@@ -314,6 +370,9 @@ static void test_options(void **state)
     assert_int_equal(d.flush_interval_ms, 1000);
     assert_int_equal(d.timeout_ms, 10000);
     assert_int_equal(d.shutdown_timeout_ms, 5000);
+    assert_int_equal(d.max_attempts, 5);
+    assert_int_equal(d.retry_initial_backoff_ms, 1000);
+    assert_int_equal(d.retry_max_backoff_ms, 5000);
     d.service_name = "svc";
 
     weft_otlp_options_t o;
@@ -419,6 +478,12 @@ static void test_options(void **state)
     BAD(timeout_ms, 0, "timeout_ms");
     BAD(timeout_ms, WEFT_OTLP_MAX_TIMEOUT + 1, "timeout_ms");
     BAD(shutdown_timeout_ms, WEFT_OTLP_MAX_TIMEOUT + 1, "shutdown_timeout_ms");
+    BAD(max_attempts, 0, "max_attempts");
+    BAD(max_attempts, WEFT_OTLP_MAX_ATTEMPTS + 1, "max_attempts");
+    BAD(retry_initial_backoff_ms, 0, "retry_initial_backoff_ms");
+    BAD(retry_initial_backoff_ms, WEFT_OTLP_MAX_TIMEOUT + 1, "retry_initial_backoff_ms");
+    BAD(retry_max_backoff_ms, 0, "retry_max_backoff_ms");
+    BAD(retry_max_backoff_ms, WEFT_OTLP_MAX_TIMEOUT + 1, "retry_max_backoff_ms");
 #undef BAD
     char longname[300];
     memset(longname, 'a', sizeof(longname) - 1);
@@ -1057,17 +1122,21 @@ static void test_queue_full(void **state)
 
 static void test_non_2xx(void **state)
 {
+    /* 400 is not a transient failure: the batch is dropped after one request */
     receiver_start(true);
-    atomic_store(&rcv.status, 503);
-    weft_span_exporter_t *e = new_exporter(rcv.port, 2048, 512, 20, 5000);
+    atomic_store(&rcv.status, 400);
+    weft_span_exporter_t *e = new_retrying_exporter(rcv.port, 5, 5000);
     weft_tracer_t *t = new_tracer(e);
     end_spans(t, 2);
     assert_true(wait_for(have_failed_batch, e, 5000));
     weft_otlp_stats_t s = stats(e);
     assert_int_equal(s.batches_failed, 1);
     assert_int_equal(s.dropped_failed, 2);
+    assert_int_equal(s.retries, 0);
     assert_int_equal(s.exported, 0);
-    /* the receiver recovers: the next batch goes through (nothing is retried) */
+    usleep(150000); /* three backoffs: no retry comes */
+    assert_int_equal(atomic_load(&rcv.requests), 1);
+    /* the receiver recovers: the next batch goes through */
     atomic_store(&rcv.status, 200);
     end_spans(t, 1);
     assert_true(wait_for(have_exported, &(want_exported_t){e, 1}, 5000));
@@ -1080,21 +1149,234 @@ static void test_non_2xx(void **state)
     receiver_stop();
 }
 
+/* The same bytes every time: a retry resends the batch, it does not re-encode it. */
+static void assert_bodies_equal(int n)
+{
+    pthread_mutex_lock(&rcv.mu);
+    assert_int_equal(rcv.nbodies, n);
+    for (int i = 1; i < n; i++) assert_string_equal(rcv.bodies[i], rcv.bodies[0]);
+    pthread_mutex_unlock(&rcv.mu);
+}
+
+static void test_retry_transient(void **state)
+{
+    /* 503, 429, 502 and 504 are retried, with the same body, until one is accepted */
+    static const int statuses[] = {503, 429, 502, 504};
+    for (size_t i = 0; i < 4; i++) {
+        receiver_start_failing(statuses[i], 2, NULL);
+        weft_span_exporter_t *e = new_retrying_exporter(rcv.port, 3, 5000);
+        weft_tracer_t *t = new_tracer(e);
+        end_spans(t, 4);
+        if (!wait_for(have_exported, &(want_exported_t){e, 4}, 5000))
+            fail_msg("status %d: the batch was not retried to success", statuses[i]);
+        weft_otlp_stats_t s = stats(e);
+        assert_int_equal(s.retries, 2);
+        assert_int_equal(s.batches_sent, 1);
+        assert_int_equal(s.batches_failed + s.dropped_failed, 0);
+        assert_bodies_equal(3);
+        weft_tracer_free(t);
+        receiver_stop();
+    }
+
+    /* out of attempts: max_attempts requests, then the batch is dropped; the next batch
+     * starts its own count */
+    receiver_start_failing(503, 3, NULL);
+    weft_span_exporter_t *e = new_retrying_exporter(rcv.port, 3, 5000);
+    weft_tracer_t *t = new_tracer(e);
+    end_spans(t, 2);
+    assert_true(wait_for(have_failed_batch, e, 5000));
+    weft_otlp_stats_t s = stats(e);
+    assert_int_equal(s.retries, 2);
+    assert_int_equal(s.batches_failed, 1);
+    assert_int_equal(s.dropped_failed, 2);
+    assert_int_equal(atomic_load(&rcv.requests), 3);
+    end_spans(t, 1);
+    assert_true(wait_for(have_exported, &(want_exported_t){e, 1}, 5000));
+    weft_tracer_free(t);
+    receiver_stop();
+}
+
+static void test_retry_after(void **state)
+{
+    /* Retry-After in seconds is waited for, instead of the backoff */
+    receiver_start_failing(429, 1, "1");
+    weft_otlp_options_t o;
+    test_options_for(&o, rcv.port, 2048, 512, 10, 5000);
+    o.retry_initial_backoff_ms = 10;
+    o.retry_max_backoff_ms = 3000;
+    weft_span_exporter_t *e = exporter_from(&o);
+    weft_tracer_t *t = new_tracer(e);
+    uint64_t t0 = ms_now();
+    end_spans(t, 1);
+    assert_true(wait_for(have_exported, &(want_exported_t){e, 1}, 5000));
+    uint64_t took = ms_now() - t0;
+    if (took < 950)
+        fail_msg("retried after %llu ms, not after Retry-After: 1", (unsigned long long)took);
+    assert_int_equal(stats(e).retries, 1);
+    weft_tracer_free(t);
+    receiver_stop();
+
+    /* a Retry-After longer than retry_max_backoff_ms ends the batch's retries at once */
+    receiver_start_failing(503, 1, "Fri, 31 Dec 2100 23:59:59 GMT");
+    o.port = rcv.port;
+    e = exporter_from(&o);
+    t = new_tracer(e);
+    end_spans(t, 3);
+    assert_true(wait_for(have_failed_batch, e, 5000));
+    weft_otlp_stats_t s = stats(e);
+    assert_int_equal(s.retries, 0);
+    assert_int_equal(s.dropped_failed, 3);
+    assert_int_equal(atomic_load(&rcv.requests), 1);
+    weft_tracer_free(t);
+    receiver_stop();
+
+    /* one that is not understood is ignored: the backoff applies */
+    receiver_start_failing(503, 1, "soon");
+    o.port = rcv.port;
+    e = exporter_from(&o);
+    t = new_tracer(e);
+    t0 = ms_now();
+    end_spans(t, 1);
+    assert_true(wait_for(have_exported, &(want_exported_t){e, 1}, 5000));
+    took = ms_now() - t0;
+    if (took >= 900)
+        fail_msg("retried after %llu ms, not after the 10 ms backoff", (unsigned long long)took);
+    assert_int_equal(stats(e).retries, 1);
+    weft_tracer_free(t);
+    receiver_stop();
+}
+
+static void test_retry_after_values(void **state)
+{
+    uint64_t ms = 7;
+    const time_t now = 784111777; /* Sun, 06 Nov 1994 08:49:37 GMT */
+#define OK(v, want)                                                                                \
+    do {                                                                                           \
+        ms = 7;                                                                                    \
+        if (!weft__otlp_retry_after(v, strlen(v), now, &ms) || ms != (want))                       \
+            fail_msg("\"%s\": got %llu", v, (unsigned long long)ms);                               \
+    } while (0)
+#define NO(v)                                                                                      \
+    do {                                                                                           \
+        ms = 7;                                                                                    \
+        if (weft__otlp_retry_after(v, strlen(v), now, &ms) || ms != 7)                             \
+            fail_msg("\"%s\" was taken", v);                                                       \
+    } while (0)
+    OK("0", 0);
+    OK("120", 120000);
+    OK(" 3\t", 3000);
+    OK("0000000000000000000000007", 7000);
+    OK("99999999999999999999999999", 4294967296000ULL);
+    OK("Sun, 06 Nov 1994 08:49:37 GMT", 0);
+    OK("Sun, 06 Nov 1994 08:50:37 GMT", 60000);
+    OK("Sat, 05 Nov 1994 08:49:37 GMT", 0); /* past: at once */
+    OK("Mon, 07 Nov 1994 08:49:37 GMT", 86400000);
+    OK("Thu, 29 Feb 1996 00:00:00 GMT", (uint64_t)(825552000 - now) * 1000);
+    OK("Sat, 01 Jan 2000 00:00:00 GMT", (uint64_t)(946684800 - now) * 1000);
+    OK("Sun, 06 Nov 1994 08:49:60 GMT", 23000); /* a leap second */
+    NO("");
+    NO(" ");
+    NO("-1");
+    NO("1.5");
+    NO("1s");
+    NO("0x10");
+    NO("soon");
+    NO("Sunday, 06-Nov-94 08:49:37 GMT"); /* RFC 850 */
+    NO("Sun Nov  6 08:49:37 1994");       /* asctime */
+    NO("Sun, 06 Nov 1994 08:49:37 UTC");
+    NO("Sun, 6 Nov 1994 08:49:37 GMT");
+    NO("Sun, 06 nov 1994 08:49:37 GMT");
+    NO("Xyz, 06 Nov 1994 08:49:37 GMT");
+    NO("Sun, 31 Nov 1994 08:49:37 GMT");
+    NO("Sun, 29 Feb 1900 08:49:37 GMT");
+    NO("Sun, 00 Nov 1994 08:49:37 GMT");
+    NO("Sun, 06 Nov 1994 24:00:00 GMT");
+    NO("Sun, 06 Nov 1994 08:60:00 GMT");
+    NO("Sun, 06 Nov 1994 08:49:61 GMT");
+    NO("Sun, 06 Nov 19a4 08:49:37 GMT");
+    NO("Sun, 06 Nov 1994 08:49:37 GMTx");
+#undef OK
+#undef NO
+    /* not NUL-terminated: only n bytes are read */
+    assert_true(weft__otlp_retry_after("12345", 2, now, &ms));
+    assert_int_equal(ms, 12000);
+}
+
 static void test_receiver_down(void **state)
 {
-    weft_span_exporter_t *e = new_exporter(closed_port(), 2048, 512, 20, 500);
+    uint16_t port = closed_port();
+    weft_span_exporter_t *e = new_retrying_exporter(port, 3, 500);
     weft_tracer_t *t = new_tracer(e);
     end_spans(t, 3);
     assert_true(wait_for(have_failed_batch, e, 5000));
     weft_otlp_stats_t s = stats(e);
     assert_int_equal(s.dropped_failed, 3);
+    assert_int_equal(s.retries, 2); /* refused three times */
     assert_int_equal(s.exported + s.batches_sent, 0);
-    /* more spans, then shutdown at once: they fail too, well within the timeout */
+
+    /* the receiver comes up while a batch is being retried: nothing is lost */
+    end_spans(t, 4);
+    assert_true(wait_for(have_retries, &(want_exported_t){e, s.retries + 1}, 5000));
+    receiver_start_with(true, port, 0, 0, NULL);
+    assert_true(wait_for(have_exported, &(want_exported_t){e, 4}, 5000));
+    s = stats(e);
+    assert_int_equal(s.dropped_failed, 3);
+    assert_int_equal(received_spans(), 4);
+    receiver_stop();
+
+    /* more spans, then shutdown at once: a refused connection is not retried while shutting
+     * down, so they fail well within the timeout */
     end_spans(t, 5);
     uint64_t t0 = ms_now();
     weft_tracer_free(t);
     uint64_t took = ms_now() - t0;
     if (took >= 500) fail_msg("shutdown took %llu ms", (unsigned long long)took);
+}
+
+static void test_retry_at_shutdown(void **state)
+{
+    /* shutting down: a 503 is retried while the wait fits before the deadline (nothing is
+     * sent before shutdown, which sends the three spans as one batch) */
+    receiver_start_failing(503, 2, NULL);
+    weft_otlp_options_t o;
+    test_options_for(&o, rcv.port, 2048, 512, 600000, 2000);
+    o.retry_initial_backoff_ms = 20;
+    o.retry_max_backoff_ms = 50;
+    weft_span_exporter_t *e = exporter_from(&o);
+    weft_tracer_t *t = new_tracer(e);
+    end_spans(t, 3);
+    weft_tracer_free(t);
+    assert_int_equal(received_spans(), 9); /* three requests of the same three spans */
+    receiver_stop();
+
+    /* a Retry-After beyond the deadline: dropped at once, shutdown does not wait for it */
+    receiver_start_failing(503, 1, "2");
+    test_options_for(&o, rcv.port, 2048, 512, 600000, 1000);
+    o.retry_max_backoff_ms = 5000;
+    e = exporter_from(&o);
+    t = new_tracer(e);
+    end_spans(t, 2);
+    uint64_t t0 = ms_now();
+    weft_tracer_free(t);
+    uint64_t took = ms_now() - t0;
+    if (took >= 500) fail_msg("shutdown took %llu ms", (unsigned long long)took);
+    assert_int_equal(atomic_load(&rcv.requests), 1);
+    receiver_stop();
+
+    /* a batch already waiting for a retry due after the deadline is dropped when shutdown
+     * begins */
+    receiver_start_failing(503, 1, "3");
+    test_options_for(&o, rcv.port, 2048, 512, 10, 1000);
+    e = exporter_from(&o);
+    t = new_tracer(e);
+    end_spans(t, 2);
+    assert_true(wait_for(have_retries, &(want_exported_t){e, 1}, 5000));
+    t0 = ms_now();
+    weft_tracer_free(t);
+    took = ms_now() - t0;
+    if (took >= 500) fail_msg("shutdown took %llu ms", (unsigned long long)took);
+    assert_int_equal(atomic_load(&rcv.requests), 1);
+    receiver_stop();
 }
 
 static void test_receiver_never_answers(void **state)
@@ -1115,11 +1397,20 @@ static void test_receiver_never_answers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_options),       cmocka_unit_test(test_json),
-        cmocka_unit_test(test_resource),      cmocka_unit_test(test_headers),
-        cmocka_unit_test(test_edge_values),   cmocka_unit_test(test_env),
-        cmocka_unit_test(test_queue_full),    cmocka_unit_test(test_non_2xx),
-        cmocka_unit_test(test_receiver_down), cmocka_unit_test(test_receiver_never_answers),
+        cmocka_unit_test(test_options),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_resource),
+        cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_edge_values),
+        cmocka_unit_test(test_env),
+        cmocka_unit_test(test_queue_full),
+        cmocka_unit_test(test_non_2xx),
+        cmocka_unit_test(test_receiver_down),
+        cmocka_unit_test(test_receiver_never_answers),
+        cmocka_unit_test(test_retry_transient),
+        cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_retry_after_values),
+        cmocka_unit_test(test_retry_at_shutdown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
