@@ -163,8 +163,22 @@ WEFT_EXTERN void weft_http_server_hooks(weft_http_server_t *s, const weft_http_h
  * errors are reported here: WEFT_EINVAL (bad host), -EADDRINUSE (also when another process
  * already listens there, even with SO_REUSEPORT), -EACCES, ... On error nothing stays open.
  * err_msg (may be NULL) receives a message naming the address.
+ *
+ * Open files. Every connection is one, so the first bind in a process raises the soft
+ * RLIMIT_NOFILE to the hard limit, as Go's runtime does (Debian's soft default of 1024 holds
+ * a tenth of max_connections on one loop), and logs it (comp=http, info). Then, when the
+ * limit still cannot hold max_connections on every loop, besides the descriptors open now
+ * and 64 kept for everything else, each loop takes (limit - open - 64) / loops at most and
+ * the log says so (a warning when that is under 1024, else info): past that, a new connection gets
+ * the same 503 as past max_connections, whose body names the open-file limit, instead of being
+ * closed without a word when accept() fails. weft_http_server_max_connections tells what was
+ * decided.
  */
 WEFT_EXTERN int weft_http_server_bind(weft_http_server_t *s, char *err_msg, size_t err_len);
+
+/** Connections each loop takes (after bind): max_connections, or fewer when the open-file
+ *  limit cannot hold that many (see weft_http_server_bind). */
+WEFT_EXTERN unsigned weft_http_server_max_connections(const weft_http_server_t *s);
 
 /** The bound port (useful when options asked for port 0). */
 WEFT_EXTERN uint16_t weft_http_server_port(const weft_http_server_t *s);

@@ -25,7 +25,8 @@ static const weft_conf_option_t options[] = {
     OPT("max_body_size", WEFT_CONF_SIZE, max_body, "1MiB", 0, 1ull << 32,
         "default request body limit per route; larger gets 413"),
     OPT("max_connections", WEFT_CONF_UINT, max_connections, "10000", 1, 1000000,
-        "open connections per worker; past it new ones get 503 and are closed"),
+        "open connections per worker (fewer when the open-file limit cannot hold them); "
+        "past it new ones get 503 and are closed"),
     OPT("head_timeout", WEFT_CONF_DURATION, head_timeout, "10s", 100, 3600000,
         "the whole request head must arrive within this (else 408)"),
     OPT("idle_timeout", WEFT_CONF_DURATION, idle_timeout, "60s", 100, 3600000,

@@ -30,11 +30,13 @@
  * followed the bad request is ever parsed.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -165,6 +167,8 @@ struct weft_http_server_s {
     int *fds;
     uint16_t port;
     bool bound;
+    unsigned conn_cap;  /* connections per loop: max_connections, or fewer (fit_conn_cap) */
+    bool cap_by_nofile; /* conn_cap is the open-file limit's, not max_connections */
     listener_t *listeners;
 };
 
@@ -1619,15 +1623,18 @@ static void on_connection(uv_stream_t *server, int status)
     request_reset(c);
     c->state = C_IDLE;
     c->deadline = loop_now(c) + l->srv->o.head_timeout_ms;
-    if (atomic_load_explicit(&l->nconns, memory_order_relaxed) > l->srv->o.max_connections ||
+    if (atomic_load_explicit(&l->nconns, memory_order_relaxed) > l->srv->conn_cap ||
         l->shutting_down) {
-        static const char body[] = "{\"error\":\"too many connections (http.max_connections)\"}\n";
+        const char *body =
+            l->srv->cap_by_nofile
+                ? "{\"error\":\"too many connections (open-file limit: ulimit -n)\"}\n"
+                : "{\"error\":\"too many connections (http.max_connections)\"}\n";
         char busy[256];
         int n =
             snprintf(busy, sizeof(busy),
                      "HTTP/1.1 503 Service Unavailable\r\n%.*sContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                     (int)l->date_len, l->date, sizeof(body) - 1, body);
+                     (int)l->date_len, l->date, strlen(body), body);
         uv_buf_t b = uv_buf_init(busy, (unsigned)n);
         uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         conn_close(c);
@@ -1818,6 +1825,60 @@ static int open_socket(const struct sockaddr_storage *ss, bool reuseport, unsign
     return fd;
 }
 
+#define FD_RESERVE 64 /* descriptors left for everything but the server's connections */
+
+static uv_once_t nofile_once = UV_ONCE_INIT;
+
+/* Once per process: the soft open-file limit up to the hard one (see weft_http_server_bind). */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == rl.rlim_max) return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    weft_info("http", "raised the open-file limit", "from=%llu to=%llu", (unsigned long long)was,
+              (unsigned long long)rl.rlim_max);
+}
+
+/* Descriptors open now; FD_RESERVE when /proc cannot tell. */
+static unsigned long fds_open(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return FD_RESERVE;
+    unsigned long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the directory stream's own */
+}
+
+/* s->conn_cap: max_connections, unless the open-file limit holds fewer on every loop. */
+static void fit_conn_cap(weft_http_server_t *s)
+{
+    s->conn_cap = s->o.max_connections;
+    s->cap_by_nofile = false;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return;
+    unsigned long open = fds_open(), limit = (unsigned long)rl.rlim_cur;
+    unsigned long spare = limit > open + FD_RESERVE ? limit - open - FD_RESERVE : 0;
+    unsigned long per_loop = spare / s->n_loops;
+    if (per_loop >= s->o.max_connections) return;
+    s->conn_cap = per_loop > 0 ? (unsigned)per_loop : 1;
+    s->cap_by_nofile = true;
+    /* a warning when it is few enough to bite; 10000 on 2 loops under a limit of 20000 is
+     * not news at every start */
+    weft_log(s->conn_cap < 1024 ? WEFT_LOG_WARN : WEFT_LOG_INFO, "http",
+             "the open-file limit caps connections per worker; raise ulimit -n",
+             "nofile=%lu open=%lu reserved=%d workers=%u max_connections=%u per_worker=%u", limit,
+             open, FD_RESERVE, s->n_loops, s->o.max_connections, s->conn_cap);
+}
+
+unsigned weft_http_server_max_connections(const weft_http_server_t *s)
+{
+    return s->conn_cap;
+}
+
 int weft_http_server_bind(weft_http_server_t *s, char *err_msg, size_t err_len)
 {
     if (s->bound) return WEFT_ESTATE;
@@ -1862,6 +1923,8 @@ int weft_http_server_bind(weft_http_server_t *s, char *err_msg, size_t err_len)
     }
     s->port = port;
     s->bound = true;
+    uv_once(&nofile_once, raise_nofile);
+    fit_conn_cap(s);
     return 0;
 }
 

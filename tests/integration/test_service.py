@@ -306,6 +306,63 @@ def test_connection_limit_per_worker(spawn, tmp_path):
     assert out.startswith(b"HTTP/1.1 200 "), out[:200]
 
 
+def test_open_file_limit_is_raised_to_the_hard_limit(spawn):
+    """Started with a soft RLIMIT_NOFILE of 1024 under a hard one of 4096 (Debian's login
+    defaults are 1024 soft), hello raises the soft limit, as Go's runtime does, and says so."""
+    port = free_port()
+    p = spawn(["prlimit", "--nofile=1024:4096", "--", HELLO, "--name", "nofile", "--port", port,
+               "--workers", "2", "--log-level", "info"], port, name="nofile")
+    limits = open(f"/proc/{p.proc.pid}/limits").read()
+    line = [x for x in limits.splitlines() if x.startswith("Max open files")][0]
+    assert line.split()[3:5] == ["4096", "4096"], line
+    log = p.log.read_text()
+    assert 'msg="raised the open-file limit" from=1024 to=4096' in log, log
+    # 4096 cannot hold 2 x 10000 connections: the cap is what fits, split between the loops
+    m = re.search(r"caps connections per worker.* nofile=4096 open=(\d+) reserved=64 workers=2 "
+                  r"max_connections=10000 per_worker=(\d+)", log)
+    assert m and int(m.group(2)) == (4096 - int(m.group(1)) - 64) // 2, log
+    assert get(p.url + "/hello").status_code == 200
+
+
+def test_open_file_limit_caps_connections_with_a_503(spawn):
+    """When the open-file limit cannot hold max_connections, the server takes what it can
+    hold and answers the next connection 503 naming the limit, instead of having accept()
+    fail and the connection dropped without a word; it serves again once they close."""
+    port = free_port()
+    p = spawn(["prlimit", "--nofile=100:100", "--", HELLO, "--name", "fdcap", "--port", port,
+               "--workers", "1", "--log-level", "info"], port, name="fdcap")
+    log = p.log.read_text()
+    m = re.search(r"caps connections per worker.* nofile=100 open=(\d+) reserved=64 workers=1 "
+                  r"max_connections=10000 per_worker=(\d+)", log)
+    assert m, log
+    cap = int(m.group(2))
+    assert cap == 100 - int(m.group(1)) - 64 and 10 <= cap <= 40, log
+    held, statuses, body = [], [], b""
+    try:
+        for i in range(cap + 5):
+            c = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+            held.append(c)
+            c.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            out = c.recv(4096)
+            statuses.append(int(out.split(b" ")[1]))
+            if statuses[-1] == 503:
+                body = out.split(b"\r\n\r\n", 1)[1]
+        # the wait_port probe may still be closing: allow the first 503 one early
+        assert statuses.count(200) in (cap, cap - 1) and statuses[-5:] == [503] * 5, statuses
+        assert body == b'{"error":"too many connections (open-file limit: ulimit -n)"}\n', body
+    finally:
+        for c in held:
+            c.close()
+    deadline = time.monotonic() + 5
+    while True:
+        out, _ = raw_exchange(p.port, b"GET /hello HTTP/1.1\r\nHost: x\r\n"
+                              b"Connection: close\r\n\r\n")
+        if out.startswith(b"HTTP/1.1 200 ") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert out.startswith(b"HTTP/1.1 200 "), out[:200]
+
+
 def test_prometheus_scrapes_hello(spawn, hello, tmp_path):
     """The real Prometheus scrapes hello's /metrics every second: the target is up and
     http_requests_total can be queried with its route label."""
