@@ -10,8 +10,9 @@
  * GET /health, GET /metrics: from the SDK. Every request is counted, timed and traced.
  * With --otlp HOST:PORT the server spans are sent to that OTLP/HTTP
  * receiver (POST /v1/traces, JSON, service.name = --name, more resource attributes from
- * OTEL_RESOURCE_ATTRIBUTES, headers from OTEL_EXPORTER_OTLP_[TRACES_]HEADERS); without it
- * they go nowhere.
+ * OTEL_RESOURCE_ATTRIBUTES, headers from OTEL_EXPORTER_OTLP_[TRACES_]HEADERS, gzip when
+ * OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION=gzip); without it, the OTEL_* variables alone
+ * may set an exporter up (weft_otlp_options_from_env), else spans go nowhere.
  * Handlers run on the worker threads and share nothing, so they need no locks.
  */
 #include <stdio.h>
@@ -168,6 +169,14 @@ int main(int argc, char **argv)
         oo.resource_attributes = getenv("OTEL_RESOURCE_ATTRIBUTES");
         oo.headers = getenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS");
         if (!oo.headers) oo.headers = getenv("OTEL_EXPORTER_OTLP_HEADERS");
+        const char *zvar = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", *z = getenv(zvar);
+        if (!z || !z[0]) z = getenv(zvar = "OTEL_EXPORTER_OTLP_COMPRESSION");
+        if (z && z[0] && strcmp(z, "gzip") != 0 && strcmp(z, "none") != 0) {
+            fprintf(stderr, "hello: %s: expected gzip or none\n", zvar);
+            weft_conf_free(&conf);
+            return 2;
+        }
+        oo.gzip = z && strcmp(z, "gzip") == 0;
         o.exporter = weft_otlp_exporter_new(&oo, err, sizeof(err));
         if (!o.exporter) {
             fprintf(stderr, "hello: --otlp: %s\n", err);

@@ -11,7 +11,8 @@
  *
  * Spans are POSTed to http://host:port/path as an ExportTraceServiceRequest in the OTLP/JSON
  * encoding (Content-Type: application/json): ids as lowercase hex, times as decimal strings,
- * enums as integers. Ending a span never blocks and never does I/O: the span is copied into
+ * enums as integers; with gzip, compressed (Content-Encoding: gzip), which OTLP/HTTP
+ * receivers must accept. Ending a span never blocks and never does I/O: the span is copied into
  * a bounded queue and sent from the exporter's own thread, in batches of at most max_batch
  * spans, one request at a time. A batch goes out when it is full or flush_interval_ms after
  * its oldest span was queued.
@@ -77,7 +78,8 @@ typedef struct weft_otlp_options_s {
     const char *headers;             /* extra request headers, as OTEL_EXPORTER_OTLP_HEADERS
                                         writes them: "name=value,..." (the form and limits of
                                         resource_attributes; names are tokens, and not
-                                        Content-Type, Content-Length or Transfer-Encoding;
+                                        Content-Type, Content-Encoding, Content-Length or
+                                        Transfer-Encoding;
                                         decoded values hold no control character but tab; a
                                         name given twice, in any case, keeps its last value).
                                         Error messages never quote a value: headers carry API
@@ -94,6 +96,9 @@ typedef struct weft_otlp_options_s {
                                         (OpenTelemetry's SDKs). 1: never retried */
     uint64_t retry_initial_backoff_ms; /* wait before the first retry, 1..3600000; default 1000 */
     uint64_t retry_max_backoff_ms;     /* longest wait between attempts, 1..3600000; default 5000 */
+    bool gzip; /* compress request bodies (Content-Encoding: gzip, zlib level 1); default
+                  false, as in OpenTelemetry's SDKs. Server spans shrink about 7x, for CPU
+                  on the exporter's thread (bench/README.md, bench/otlp --gzip) */
 } weft_otlp_options_t;
 
 /** Counters since creation (monotonic). */
@@ -160,6 +165,8 @@ typedef struct weft_otlp_env_s {
  *     refused, where OpenTelemetry SDKs would log it and drop it);
  *   OTEL_EXPORTER_OTLP_TRACES_HEADERS, else OTEL_EXPORTER_OTLP_HEADERS: headers (a bad
  *     list is refused without quoting it);
+ *   OTEL_EXPORTER_OTLP_TRACES_COMPRESSION, else OTEL_EXPORTER_OTLP_COMPRESSION: gzip or
+ *     none;
  *   OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, else OTEL_EXPORTER_OTLP_TIMEOUT: timeout_ms;
  *   OTEL_BSP_EXPORT_TIMEOUT: a ceiling on timeout_ms (per request; retries are not in it);
  *   OTEL_BSP_SCHEDULE_DELAY: flush_interval_ms; OTEL_BSP_MAX_QUEUE_SIZE: max_queue;

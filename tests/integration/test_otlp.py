@@ -8,6 +8,7 @@ int64, integer enums), then that hello still exits 0 promptly on SIGTERM after t
 went away (the spans it could not send are dropped; nothing hangs), and that it retries
 when the receiver answers 503 or 429.
 """
+import gzip
 import http.server
 import json
 import threading
@@ -40,6 +41,8 @@ class Receiver:
             def do_POST(self):
                 n = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(n)
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
                 with outer.lock:
                     answer = outer.fail.pop(0) if outer.fail else None
                     if answer:
@@ -72,6 +75,16 @@ class Receiver:
             self.server.shutdown()
             self.server.server_close()
             self.thread.join(timeout=5)
+
+    def wait_trace(self, trace_id, timeout):
+        """(resource attributes, span, scope) of the spans of trace_id, once at least one
+        has arrived or `timeout` seconds have passed (then an empty list)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [x for x in self.spans() if x[1]["traceId"] == trace_id]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
 
     def spans(self):
         """(resource attributes, span) for every span received so far."""
@@ -108,11 +121,7 @@ def test_hello_sends_server_spans(spawn, receiver):
     assert r.status_code == 200
 
     # the flush interval is 1 s: the span arrives well within 5 s
-    deadline = time.monotonic() + 5
-    found = []
-    while time.monotonic() < deadline and not found:
-        found = [x for x in receiver.spans() if x[1]["traceId"] == TRACE_ID]
-        time.sleep(0.05)
+    found = receiver.wait_trace(TRACE_ID, 5)
     assert len(found) == 1, receiver.spans()
     rattrs, span, scope = found[0]
     path, ctype, _ = receiver.posts[0]
@@ -204,11 +213,7 @@ def test_hello_retries_when_the_receiver_asks(spawn, receiver):
     t0 = time.monotonic()
     r = get(p.url + "/hello/r", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
     assert r.status_code == 200
-    deadline = time.monotonic() + 10
-    found = []
-    while time.monotonic() < deadline and not found:
-        found = [s for _, s, _ in receiver.spans() if s["traceId"] == TRACE_ID]
-        time.sleep(0.02)
+    found = [s for _, s, _ in receiver.wait_trace(TRACE_ID, 10)]
     took = time.monotonic() - t0
     assert len(found) == 1, receiver.spans()
     # the flush (0.5-1 s after the span), Retry-After (1 s), then the second backoff
@@ -225,6 +230,22 @@ def test_hello_retries_when_the_receiver_asks(spawn, receiver):
     log = p.log.read_text()
     assert log.count("export failing") == 1 and "action=retry" in log, log
     assert log.count("export recovered") == 1, log
+
+
+def test_hello_compresses_with_gzip_when_asked(spawn, receiver):
+    """OTEL_EXPORTER_OTLP_COMPRESSION=gzip, as with OpenTelemetry's SDKs: bodies go with
+    Content-Encoding: gzip, and what they inflate to is the usual OTLP/JSON."""
+    port = free_port()
+    p = spawn([HELLO, "--name", "hello-gzip", "--port", port, "--workers", "1",
+               "--log-level", "warn"], port, name="hello-gzip",
+              env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
+                   "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip", "OTEL_BSP_SCHEDULE_DELAY": "50"})
+    r = get(p.url + "/hello/gz", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+    assert r.status_code == 200
+    found = [s for _, s, _ in receiver.wait_trace(TRACE_ID, 5)]
+    assert len(found) == 1 and found[0]["parentSpanId"] == PARENT_ID, receiver.spans()
+    assert receiver.heads[0]["Content-Encoding"] == "gzip"
+    assert receiver.heads[0]["Content-Type"] == "application/json"
 
 
 def test_bad_otlp_address_is_a_config_error(tmp_path):
@@ -250,11 +271,7 @@ def test_hello_takes_the_opentelemetry_environment(spawn, receiver):
                    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
     r = get(p.url + "/hello/env", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
     assert r.status_code == 200
-    deadline = time.monotonic() + 5
-    found = []
-    while time.monotonic() < deadline and not found:
-        found = [x for x in receiver.spans() if x[1]["traceId"] == TRACE_ID]
-        time.sleep(0.02)
+    found = receiver.wait_trace(TRACE_ID, 5)
     assert len(found) == 1, receiver.spans()
     rattrs, span, _ = found[0]
     assert attr(rattrs, "service.name") == {"stringValue": "from-env"}

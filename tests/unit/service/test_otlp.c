@@ -28,6 +28,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <zlib.h>
 
 #include "service/otlp_int.h"
 #include "weft/metrics.h"
@@ -52,6 +53,7 @@ typedef struct receiver_s {
     atomic_int requests;  /* requests answered */
     pthread_mutex_t mu;
     char *bodies[MAX_BODIES];
+    size_t body_lens[MAX_BODIES];
     int nbodies;
     char request_line[128];
     char content_type[64];
@@ -126,9 +128,10 @@ static void serve_conn(receiver_t *r, int fd)
             snprintf(r->content_type, sizeof(r->content_type), "%.*s", (int)strcspn(ctype, "\r"),
                      ctype);
         }
-        if (r->nbodies < MAX_BODIES)
+        if (r->nbodies < MAX_BODIES) {
+            r->body_lens[r->nbodies] = clen;
             r->bodies[r->nbodies++] = body;
-        else
+        } else
             free(body);
         pthread_mutex_unlock(&r->mu);
         char resp[192];
@@ -448,6 +451,7 @@ static void test_options(void **state)
     BAD(headers, "content-type=text/plain", "headers");
     BAD(headers, "Content-Length=1", "headers");
     BAD(headers, "transfer-encoding=chunked", "headers");
+    BAD(headers, "Content-Encoding=gzip", "headers");
     BAD(headers, "a(b=x", "headers");
     BAD(headers, "x-key=ab%0D%0Aevil: 1", "headers");
     BAD(headers, "x-key=%7F", "headers");
@@ -794,7 +798,9 @@ static const char *const otel_vars[] = {"OTEL_SDK_DISABLED",
                                         "OTEL_TRACES_SAMPLER_ARG",
                                         "OTEL_PROPAGATORS",
                                         "OTEL_EXPORTER_OTLP_HEADERS",
-                                        "OTEL_EXPORTER_OTLP_TRACES_HEADERS"};
+                                        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                                        "OTEL_EXPORTER_OTLP_COMPRESSION",
+                                        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"};
 
 static void otel_clear(void)
 {
@@ -884,6 +890,65 @@ static void test_headers(void **state)
     assert_null(strstr(head, "first"));
     assert_null(strcasestr(strstr(head, "X-Api-Key") + 1, "x-api-key")); /* once */
     weft_tracer_free(t);
+    receiver_stop();
+}
+
+/* The gzip member in b[0..n) inflated, NUL-terminated (malloc'd), or NULL. */
+static char *gunzip(const char *b, size_t n)
+{
+    z_stream z = {0};
+    if (inflateInit2(&z, 15 + 16) != Z_OK) return NULL; /* a gzip wrapper only */
+    size_t cap = 1 << 20;
+    char *out = malloc(cap);
+    z.next_in = (Bytef *)b;
+    z.avail_in = (uInt)n;
+    z.next_out = (Bytef *)out;
+    z.avail_out = (uInt)cap - 1;
+    int r = inflate(&z, Z_FINISH);
+    size_t len = cap - 1 - z.avail_out;
+    inflateEnd(&z);
+    if (r != Z_STREAM_END || z.avail_in != 0) {
+        free(out);
+        return NULL;
+    }
+    out[len] = 0;
+    return out;
+}
+
+/* gzip: Content-Encoding: gzip, and the body inflates to the JSON of the batch; a retry
+ * resends the same compressed bytes. */
+static void test_gzip(void **state)
+{
+    receiver_start_failing(503, 1, "0");
+    weft_otlp_options_t o;
+    test_options_for(&o, rcv.port, 2048, 512, 600000, 5000);
+    o.gzip = true;
+    weft_span_exporter_t *e = exporter_from(&o);
+    weft_tracer_t *t = new_tracer(e);
+    end_spans(t, 300);
+    weft_tracer_free(t); /* one batch of 300: refused once, then taken */
+    pthread_mutex_lock(&rcv.mu);
+    assert_int_equal(rcv.nbodies, 2);
+    assert_non_null(strstr(rcv.head, "\r\nContent-Type: application/json\r\n"));
+    assert_non_null(strstr(rcv.head, "\r\nContent-Encoding: gzip\r\n"));
+    assert_int_equal(rcv.body_lens[0], rcv.body_lens[1]);
+    assert_memory_equal(rcv.bodies[0], rcv.bodies[1], rcv.body_lens[0]);
+    char *json = gunzip(rcv.bodies[1], rcv.body_lens[1]);
+    size_t zlen = rcv.body_lens[1];
+    pthread_mutex_unlock(&rcv.mu);
+    assert_non_null(json);
+    json_error_t jerr;
+    json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) fail_msg("inflated body is not JSON: %s", jerr.text);
+    json_t *rs = json_array_get(json_object_get(root, "resourceSpans"), 0);
+    json_t *spans = json_object_get(json_array_get(json_object_get(rs, "scopeSpans"), 0), "spans");
+    assert_int_equal(json_array_size(spans), 300);
+    assert_non_null(find_span(spans, "span-299"));
+    /* 300 similar spans: under a third of the JSON (their random ids do not compress) */
+    if (zlen * 3 > strlen(json))
+        fail_msg("gzip body %zu bytes for %zu bytes of JSON", zlen, strlen(json));
+    json_decref(root);
+    free(json);
     receiver_stop();
 }
 
@@ -994,6 +1059,29 @@ static void test_env(void **state)
     expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1/a b", "printable");
     expect_env_bad("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1/#f", "fragment");
     expect_env_bad("OTEL_TRACES_EXPORTER", "zipkin", "otlp only");
+    /* compression: gzip or none, the traces variable wins */
+    assert_int_equal(otel_with(&e, err, sizeof(err), 2, "OTEL_TRACES_EXPORTER", "otlp",
+                               "OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+                     1);
+    assert_true(e.o.gzip);
+    assert_int_equal(otel_with(&e, err, sizeof(err), 3, "OTEL_TRACES_EXPORTER", "otlp",
+                               "OTEL_EXPORTER_OTLP_COMPRESSION", "gzip",
+                               "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
+                     1);
+    assert_false(e.o.gzip);
+    assert_int_equal(otel_with(&e, err, sizeof(err), 1, "OTEL_TRACES_EXPORTER", "otlp"), 1);
+    assert_false(e.o.gzip); /* the default, as in OpenTelemetry's SDKs */
+    static const char *const bad_compression[][2] = {
+        {"OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"},
+        {"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "GZIP"}};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(otel_with(&e, err, sizeof(err), 2, "OTEL_TRACES_EXPORTER", "otlp",
+                                   bad_compression[i][0], bad_compression[i][1]),
+                         WEFT_EINVAL);
+        if (strncmp(err, bad_compression[i][0], strlen(bad_compression[i][0])) != 0 ||
+            !strstr(err, "gzip or none"))
+            fail_msg("%s: error \"%s\"", bad_compression[i][0], err);
+    }
     /* headers: the traces variable wins; a refusal names the variable, never the value */
     assert_int_equal(otel_with(&e, err, sizeof(err), 3, "OTEL_TRACES_EXPORTER", "otlp",
                                "OTEL_EXPORTER_OTLP_HEADERS", "a=1",
@@ -1411,6 +1499,7 @@ int main(void)
         cmocka_unit_test(test_retry_after),
         cmocka_unit_test(test_retry_after_values),
         cmocka_unit_test(test_retry_at_shutdown),
+        cmocka_unit_test(test_gzip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
