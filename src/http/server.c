@@ -292,7 +292,8 @@ static bool authority_valid(const char *p, size_t n)
 
 /* A target that is not origin-form ("/path?query"), RFC 9112 3.2: an absolute http(s) URI
  * is routed on its path, its authority replacing the Host header; authority-form (CONNECT)
- * and asterisk-form (OPTIONS *) are left for the router, which knows no such route. Returns
+ * is left for the router, which knows no such route (404), and asterisk-form (OPTIONS *)
+ * gets 200 with an empty body from dispatch. Returns
  * NULL, or the reason for a 400. */
 static const char *other_target_form(weft_http_request_t *req, uint8_t method)
 {
@@ -888,6 +889,12 @@ static void dispatch(conn_t *c)
     if (s->hooks.on_begin) s->hooks.on_begin(req, s->hooks.arg);
     if (req->route) {
         req->route->handler(req, req->route->arg);
+        return;
+    }
+    /* OPTIONS * asks about the server as a whole (RFC 9110 9.3.7): it is up. Load balancers
+     * use it as a health check (HAProxy's "option httpchk OPTIONS *"), and want a 2xx. */
+    if (req->target.len == 1 && req->target.base[0] == '*') {
+        weft_http_respond(req, 200, NULL, NULL, 0);
         return;
     }
     /* No route: 404 or 405, decided again here to build the Allow header. */

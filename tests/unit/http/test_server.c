@@ -482,7 +482,8 @@ static void test_target_forms(void **state)
         {"GET http:///where HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400 "},
         {"GET ftp://api.example/where HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400 "},
         {"GET * HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400 "},
-        {"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 404 "},
+        {"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200 "},
+        {"CONNECT api.example:443 HTTP/1.1\r\nHost: api.example:443\r\n\r\n", "HTTP/1.1 404 "},
         /* Host (and an absolute target's authority) must be a host[:port] */
         {"GET /where/h HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", "\r\n\r\n[::1]:8080|/where/h|"},
         {"GET /where/h HTTP/1.1\r\nHost: a-b.c_d~e:\r\n\r\n", "\r\n\r\na-b.c_d~e:|/where/h|"},
