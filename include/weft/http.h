@@ -204,6 +204,11 @@ WEFT_EXTERN void weft_http_server_free(weft_http_server_t *s);
 /** Open connections on loop index right now (any thread; a relaxed read). */
 WEFT_EXTERN unsigned weft_http_server_connections(const weft_http_server_t *s, unsigned index);
 
+/** Connections answered 503 and closed at accept because their loop was at its cap
+ *  (max_connections or the open-file limit; not those refused while shutting down), summed
+ *  over the loops since bind (any thread; relaxed reads). */
+WEFT_EXTERN uint64_t weft_http_server_rejected(const weft_http_server_t *s);
+
 /* ---- requests ---- */
 
 /** The first header named name (ASCII case-insensitive); {NULL, 0} if absent. */

@@ -152,7 +152,8 @@ struct listener_s {
     void *done_arg;
     conn_t *conns;
     _Atomic unsigned nconns;
-    char date[64]; /* "Date: ...\r\n" */
+    _Atomic uint64_t rejected; /* connections refused at the cap (written by this loop only) */
+    char date[64];             /* "Date: ...\r\n" */
     size_t date_len;
 };
 
@@ -1630,8 +1631,12 @@ static void on_connection(uv_stream_t *server, int status)
     request_reset(c);
     c->state = C_IDLE;
     c->deadline = loop_now(c) + l->srv->o.head_timeout_ms;
-    if (atomic_load_explicit(&l->nconns, memory_order_relaxed) > l->srv->conn_cap ||
-        l->shutting_down) {
+    bool over = atomic_load_explicit(&l->nconns, memory_order_relaxed) > l->srv->conn_cap;
+    if (over || l->shutting_down) {
+        if (over && !l->shutting_down)
+            atomic_store_explicit(&l->rejected,
+                                  atomic_load_explicit(&l->rejected, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
         const char *body =
             l->srv->cap_by_nofile
                 ? "{\"error\":\"too many connections (open-file limit: ulimit -n)\"}\n"
@@ -1990,6 +1995,14 @@ void weft_http_server_shutdown(weft_http_server_t *s, unsigned index, void (*on_
             c->req.keep_alive = false; /* the response in progress will say close */
     }
     listener_maybe_done(l);
+}
+
+uint64_t weft_http_server_rejected(const weft_http_server_t *s)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < s->n_loops; i++)
+        n += atomic_load_explicit(&s->listeners[i].rejected, memory_order_relaxed);
+    return n;
 }
 
 unsigned weft_http_server_connections(const weft_http_server_t *s, unsigned index)

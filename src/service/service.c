@@ -362,6 +362,12 @@ static double http_connections(void *arg)
     return n;
 }
 
+static double http_rejected(void *arg)
+{
+    weft_service_t *svc = arg;
+    return svc->http ? (double)weft_http_server_rejected(svc->http) : 0;
+}
+
 static double uptime_seconds(void *arg)
 {
     weft_service_t *svc = arg;
@@ -453,6 +459,11 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
                  &svc->fam_duration)) != 0 ||
             (err = weft_metrics_gauge_fn(svc->metrics, "http_connections_active",
                                          "Open HTTP connections.", http_connections, svc)) != 0 ||
+            (err = weft_metrics_counter_fn(
+                 svc->metrics, "http_connections_rejected_total",
+                 "Connections answered 503 and closed at accept: the worker was at "
+                 "http.max_connections or at what the open-file limit holds.",
+                 http_rejected, svc)) != 0 ||
             (err = weft_metrics_gauge_fn(svc->metrics, "weft_service_uptime_seconds",
                                          "Seconds since the service started.", uptime_seconds,
                                          svc)) != 0 ||
