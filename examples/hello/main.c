@@ -60,6 +60,7 @@ typedef struct hello_conf_s {
     uint64_t workers;
     int log_level;
     bool access_log;
+    char *access_log_file;
     weft_conf_addr_t otlp;
 } hello_conf_t;
 
@@ -113,6 +114,14 @@ static const weft_conf_option_t hello_options[] = {
      .flag = "access-log",
      .env = "HELLO_ACCESS_LOG",
      .help = "log one line per request (comp=access), whatever the log level"},
+    {.key = "access_log_file",
+     .type = WEFT_CONF_STRING,
+     .offset = offsetof(hello_conf_t, access_log_file),
+     .def = "",
+     .flag = "access-log-file",
+     .env = "HELLO_ACCESS_LOG_FILE",
+     .help = "append the access log to this file instead of stderr (turns it on); SIGUSR1 "
+             "reopens it"},
     {.key = "otlp",
      .type = WEFT_CONF_ADDR,
      .offset = offsetof(hello_conf_t, otlp),
@@ -157,6 +166,7 @@ int main(int argc, char **argv)
     o.port = (uint16_t)hc.port;
     o.workers = (unsigned)hc.workers;
     o.access_log = hc.access_log;
+    o.access_log_file = hc.access_log_file;
     weft_http_conf_apply(&http, &o.http);
     if (hc.otlp.host[0]) {
         weft_otlp_options_t oo;

@@ -61,6 +61,11 @@ typedef struct weft_service_options_s {
                         trace_id and span_id when traced, aborted=true when cut off),
                         written whatever the log level; a worker writes the lines of one
                         loop iteration together, so no line waits past its iteration */
+    const char *access_log_file;     /* NULL or "": the access log goes to stderr. Else the file
+                            its lines are appended to (created 0644 if missing; opening it
+                            is part of weft_service_new, which fails with the errno and an error
+                            line naming the path), which turns access_log on; SIGUSR1 reopens
+                            it, as NGINX's does, for logrotate (rename, then kill -USR1) */
     weft_http_server_options_t http; /* limits and timeouts (weft/http.h) */
 } weft_service_options_t;
 
@@ -108,7 +113,8 @@ WEFT_EXTERN weft_span_t *weft_service_span(const weft_http_request_t *req);
  * Binds the port (errors are returned here, with a message logged), starts the workers and
  * serves until SIGTERM or SIGINT (or weft_service_stop), then shuts down gracefully: stops
  * accepting, finishes in-flight requests within http.shutdown_timeout_ms, closes the rest.
- * Returns 0 after a clean shutdown, or a negative error.
+ * While it runs, SIGUSR1 reopens the access log file (and is otherwise logged and ignored,
+ * rather than ending the process). Returns 0 after a clean shutdown, or a negative error.
  */
 WEFT_EXTERN int weft_service_run(weft_service_t *svc);
 

@@ -23,6 +23,7 @@ typedef struct serve_conf_s {
     uint64_t workers;
     int log_level;
     bool access_log;
+    char *access_log_file;
     char *data_dir;
     weft_conf_addr_t api, gateway, otlp, zipkin;
 } serve_conf_t;
@@ -54,6 +55,14 @@ static const weft_conf_option_t serve_options[] = {
      .flag = "access-log",
      .env = "WEFT_ACCESS_LOG",
      .help = "log one line per request (comp=access), whatever the log level"},
+    {.key = "access_log_file",
+     .type = WEFT_CONF_STRING,
+     .offset = offsetof(serve_conf_t, access_log_file),
+     .def = "",
+     .flag = "access-log-file",
+     .env = "WEFT_ACCESS_LOG_FILE",
+     .help = "append the access log to this file instead of stderr (turns it on); SIGUSR1 "
+             "reopens it"},
     {.key = "data_dir",
      .type = WEFT_CONF_STRING,
      .offset = offsetof(serve_conf_t, data_dir),
@@ -181,6 +190,7 @@ static int serve(int argc, char **argv)
     o.port = sc.api.port;
     o.workers = (unsigned)sc.workers;
     o.access_log = sc.access_log;
+    o.access_log_file = sc.access_log_file;
     weft_http_conf_apply(&hc, &o.http);
     weft_service_t *svc;
     int rc = weft_service_new(&o, &svc);

@@ -15,12 +15,17 @@
  * in one write(2) (one per request when it is idle), no line waits past the iteration in
  * which its request ended, and each write stays within PIPE_BUF (atomic on a pipe, lines of
  * different workers never interleave). A full buffer is written at once; the drained
- * worker writes what is left. A write that fails drops those lines.
+ * worker writes what is left. A write that fails drops those lines. With access_log_file
+ * the lines go to that file (O_APPEND: each write lands whole at its end) through one
+ * descriptor, alog_fd, that never changes number: SIGUSR1 opens the path again and dup3s
+ * the new file onto alog_fd, so a worker writing at that moment writes wholly to the old
+ * file or wholly to the new one, with no lock and no descriptor closed under it.
  *
  * Memory policy: the SDK never aborts its host; allocation failures return WEFT_ENOMEM, and
  * in the request path a failure to instrument is skipped rather than failing the request.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -84,8 +89,10 @@ struct weft_service_s {
     double start_wall;
     uv_loop_t loop;
     bool loop_ready;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sigusr1;
     uv_async_t stop_async;
+    int alog_fd;     /* where access log lines go: STDERR_FILENO, or access_log_file's */
+    char *alog_path; /* access_log_file, copied; NULL for stderr */
     atomic_bool running;
     atomic_bool stopping;
     atomic_uint workers_done;
@@ -231,12 +238,12 @@ static size_t access_format(char *out, const char *kv, ...)
     return n;
 }
 
-static void alog_write(const char *p, size_t n)
+static void alog_write(int fd, const char *p, size_t n)
 {
     while (n > 0) {
-        ssize_t w = write(STDERR_FILENO, p, n);
+        ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return; /* stderr is gone or full: the lines are dropped, not retried */
+        if (w <= 0) return; /* gone or full: the lines are dropped, not retried */
         p += w;
         n -= (size_t)w;
     }
@@ -244,14 +251,14 @@ static void alog_write(const char *p, size_t n)
 
 static void alog_flush(worker_state_t *ws)
 {
-    alog_write(ws->alog, ws->alen);
+    alog_write(ws->svc->alog_fd, ws->alog, ws->alen);
     ws->alen = 0;
 }
 
 /* One access log line (weft_service_options_t.access_log). Runs before the span ends, while
  * its context can still be read; the path and route are quoted when logfmt needs it. */
-static void access_line(weft_http_request_t *req, int status, bool aborted, weft_span_t *span,
-                        uint64_t now)
+static void access_line(weft_service_t *svc, weft_http_request_t *req, int status, bool aborted,
+                        weft_span_t *span, uint64_t now)
 {
     char path[1100], route[600], ids[80] = "";
     weft_log_quote(path, sizeof(path), req->path.base ? req->path.base : "", req->path.len);
@@ -278,7 +285,7 @@ static void access_line(weft_http_request_t *req, int status, bool aborted, weft
                       query, route, status, ms, ids, aborted ? " aborted=true" : "");
     worker_state_t *ws = req->loop ? req->loop->data : NULL;
     if (!ws || !ws->alog_on) {
-        alog_write(line, n);
+        alog_write(svc->alog_fd, line, n);
         return;
     }
     /* n <= WEFT_LOG_LINE_MAX == sizeof(ws->alog): a line always fits an emptied buffer */
@@ -312,7 +319,7 @@ static void on_end(weft_http_request_t *req, int status, bool aborted, void *arg
         }
     }
     weft_span_t *span = req->hook_data;
-    if (svc->o.access_log) access_line(req, status, aborted, span, now);
+    if (svc->o.access_log) access_line(svc, req, status, aborted, span, now);
     if (span) {
         req->hook_data = NULL;
         weft_span_set_attr_int(span, "http.response.status_code", status);
@@ -423,6 +430,7 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
     svc->o.host = svc->host;
     svc->start_ns = weft_now_ns();
     svc->orphan = o->exporter; /* owned from here on, whatever happens below */
+    svc->alog_fd = STDERR_FILENO;
     weft_sampler_t sampler = weft_sampler_parent_based(weft_sampler_ratio(o->sample_ratio));
     int err = 0;
     if (o->tracing && o->otel_env && (err = otel_env(svc, &sampler)) != 0) goto fail;
@@ -430,6 +438,22 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
     if (svc->o.propagators & (WEFT_PROPAGATE_B3 | WEFT_PROPAGATE_B3_MULTI))
         svc->extract_mask |= WEFT_PROPAGATE_B3 | WEFT_PROPAGATE_B3_MULTI |
                              (svc->o.propagators & WEFT_PROPAGATE_B3_WINS);
+    if (o->access_log_file && o->access_log_file[0]) {
+        if (!(svc->alog_path = strdup(o->access_log_file))) {
+            err = WEFT_ENOMEM;
+            goto fail;
+        }
+        int fd = open(svc->alog_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            err = -errno;
+            weft_error("service", "cannot open the access log", "path=%s error=\"%s\"",
+                       svc->alog_path, strerror(errno));
+            goto fail;
+        }
+        svc->alog_fd = fd;
+        svc->o.access_log = true;
+    }
+    svc->o.access_log_file = svc->alog_path;
     err = weft_workers_new(o->workers, &svc->workers);
     if (err) goto fail;
     unsigned n = weft_workers_count(svc->workers);
@@ -591,6 +615,7 @@ static void close_control(weft_service_t *svc)
 {
     uv_close((uv_handle_t *)&svc->sigterm, NULL);
     uv_close((uv_handle_t *)&svc->sigint, NULL);
+    uv_close((uv_handle_t *)&svc->sigusr1, NULL);
     uv_close((uv_handle_t *)&svc->stop_async, NULL);
 }
 
@@ -606,6 +631,25 @@ static void begin_stop(weft_service_t *svc, const char *why)
 static void on_signal(uv_signal_t *s, int signum)
 {
     begin_stop(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* SIGUSR1: the access log file again, at its path (logrotate renamed the old one). */
+static void on_reopen(uv_signal_t *s, int signum)
+{
+    weft_service_t *svc = s->data;
+    if (!svc->alog_path) {
+        weft_info("service", "SIGUSR1: no access log file to reopen", "service=%s", svc->name);
+        return;
+    }
+    int fd = open(svc->alog_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || dup3(fd, svc->alog_fd, O_CLOEXEC) < 0) {
+        weft_error("service", "cannot reopen the access log; still writing the old file",
+                   "path=%s error=\"%s\"", svc->alog_path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return;
+    }
+    close(fd);
+    weft_info("service", "access log reopened", "path=%s", svc->alog_path);
 }
 
 static void on_stop_async(uv_async_t *a)
@@ -633,10 +677,12 @@ int weft_service_run(weft_service_t *svc)
     if ((err = uv_loop_init(&svc->loop)) != 0) goto out;
     uv_signal_init(&svc->loop, &svc->sigterm);
     uv_signal_init(&svc->loop, &svc->sigint);
+    uv_signal_init(&svc->loop, &svc->sigusr1);
     uv_async_init(&svc->loop, &svc->stop_async, on_stop_async);
-    svc->sigterm.data = svc->sigint.data = svc->stop_async.data = svc;
+    svc->sigterm.data = svc->sigint.data = svc->sigusr1.data = svc->stop_async.data = svc;
     uv_signal_start(&svc->sigterm, on_signal, SIGTERM);
     uv_signal_start(&svc->sigint, on_signal, SIGINT);
+    uv_signal_start(&svc->sigusr1, on_reopen, SIGUSR1);
     svc->loop_ready = true;
     weft_metrics_thread_register();
     if ((err = weft_workers_start(svc->workers, worker_init, svc)) != 0) {
@@ -668,6 +714,10 @@ void weft_service_free(weft_service_t *svc)
     if (svc->http) weft_http_server_free(svc->http);
     if (svc->workers) weft_workers_free(svc->workers);
     if (svc->metrics) weft_metrics_registry_free(svc->metrics);
+    if (svc->alog_path) {
+        if (svc->alog_fd > STDERR_FILENO) close(svc->alog_fd);
+        free(svc->alog_path);
+    }
     free(svc->wstate);
     free(svc);
 }

@@ -495,6 +495,67 @@ def test_access_log_under_concurrent_load(spawn):
     assert sorted(names) == sorted(f"c{k}-{i}" for k in range(clients) for i in range(per_client))
 
 
+def test_access_log_file_reopened_on_sigusr1(spawn, tmp_path):
+    """--access-log-file: lines go to the file, not stderr. Rotated as logrotate does it
+    (rename, then SIGUSR1) three times while four clients keep requests going on two
+    workers: every request is in exactly one of the files, whole, and the file written last
+    is the one at the path."""
+    port = free_port()
+    path = tmp_path / "access.log"
+    p = spawn([HELLO, "--name", "hello-accf", "--port", port, "--workers", "2",
+               "--log-level", "info", "--access-log-file", path], port, name="hello-accf")
+    stop = threading.Event()
+    sent, errors = [], []
+
+    def client(k):
+        i = 0
+        with requests.Session() as s:
+            while not stop.is_set():
+                try:
+                    assert s.get(f"{p.url}/hello/f{k}-{i}", timeout=5).status_code == 200
+                    sent.append(f"f{k}-{i}")
+                except Exception as e:  # noqa: BLE001 - reported below
+                    errors.append(repr(e))
+                    return
+                i += 1
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for n in range(1, 4):
+        time.sleep(0.3)
+        path.rename(tmp_path / f"access.log.{n}")
+        p.proc.send_signal(signal.SIGUSR1)
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, errors[:3]
+    p.stop()
+    log = p.log.read_text()
+    assert log.count('msg="access log reopened"') == 3, log
+    assert "comp=access msg=request" not in log  # not on stderr
+    pat = re.compile(r"ts=\S+ level=info comp=access msg=request peer=127\.0\.0\.1:\d+ "
+                     r"method=GET path=/(?:hello/(f\d+-\d+)|health) route=\S+ status=200 "
+                     r"duration_ms=[\d.]+ trace_id=[0-9a-f]{32} span_id=[0-9a-f]{16}")
+    names, per_file = [], []
+    for f in [tmp_path / f"access.log.{n}" for n in (1, 2, 3)] + [path]:
+        lines = f.read_text().splitlines()
+        bad = [l for l in lines if not pat.fullmatch(l)]
+        assert not bad, (f, bad[:3])
+        got = [m.group(1) for m in map(pat.fullmatch, lines) if m.group(1)]
+        per_file.append(len(got))
+        names += got
+    assert sorted(names) == sorted(sent), (len(names), len(sent))
+    assert all(n > 0 for n in per_file), per_file  # each file took part of the traffic
+
+
+def test_access_log_file_that_cannot_be_opened(tmp_path):
+    from conftest import run_cli
+    r = run_cli(HELLO, "--port", "0", "--access-log-file", tmp_path / "no" / "such" / "dir.log")
+    assert r.returncode == 2
+    assert "cannot open the access log" in r.stderr and "no/such/dir.log" in r.stderr, r.stderr
+
+
 def test_no_access_log_by_default(hello):
     assert get(hello.url + "/hello").status_code == 200
     hello.stop()
