@@ -168,6 +168,7 @@ WEFT_EXTERN void weft_http_server_hooks(weft_http_server_t *s, const weft_http_h
  * RLIMIT_NOFILE to the hard limit, as Go's runtime does (Debian's soft default of 1024 holds
  * a tenth of max_connections on one loop), and logs it (comp=http, info). Then, when the
  * limit still cannot hold max_connections on every loop, besides the descriptors open now
+ * (about: the highest listening descriptor + 1)
  * and 64 kept for everything else, each loop takes (limit - open - 64) / loops at most and
  * the log says so (a warning when that is under 1024, else info): past that, a new connection gets
  * the same 503 as past max_connections, whose body names the open-file limit, instead of being
