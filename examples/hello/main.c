@@ -11,7 +11,8 @@
  * With --otlp HOST:PORT the server spans are sent to that OTLP/HTTP
  * receiver (POST /v1/traces, JSON, service.name = --name, more resource attributes from
  * OTEL_RESOURCE_ATTRIBUTES, headers from OTEL_EXPORTER_OTLP_[TRACES_]HEADERS, gzip when
- * OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION=gzip); without it, the OTEL_* variables alone
+ * OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION=gzip, protobuf when
+ * OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL=http/protobuf); without it, the OTEL_* variables alone
  * may set an exporter up (weft_otlp_options_from_env), else spans go nowhere.
  * Handlers run on the worker threads and share nothing, so they need no locks.
  */
@@ -131,6 +132,23 @@ static const weft_conf_option_t hello_options[] = {
      .help = "send spans to this OTLP/HTTP receiver (host:port)"},
 };
 
+/* OTEL_EXPORTER_OTLP_TRACES_<what>, else OTEL_EXPORTER_OTLP_<what>: 0 when unset or a, 1
+ * for b, -1 (with a message) for anything else. */
+static int otel_choice(const char *what, const char *a, const char *b)
+{
+    char var[64];
+    snprintf(var, sizeof(var), "OTEL_EXPORTER_OTLP_TRACES_%s", what);
+    const char *v = getenv(var);
+    if (!v || !v[0]) {
+        snprintf(var, sizeof(var), "OTEL_EXPORTER_OTLP_%s", what);
+        v = getenv(var);
+    }
+    if (!v || !v[0] || strcmp(v, a) == 0) return 0;
+    if (strcmp(v, b) == 0) return 1;
+    fprintf(stderr, "hello: %s: expected %s or %s\n", var, a, b);
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     hello_conf_t hc;
@@ -179,14 +197,14 @@ int main(int argc, char **argv)
         oo.resource_attributes = getenv("OTEL_RESOURCE_ATTRIBUTES");
         oo.headers = getenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS");
         if (!oo.headers) oo.headers = getenv("OTEL_EXPORTER_OTLP_HEADERS");
-        const char *zvar = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", *z = getenv(zvar);
-        if (!z || !z[0]) z = getenv(zvar = "OTEL_EXPORTER_OTLP_COMPRESSION");
-        if (z && z[0] && strcmp(z, "gzip") != 0 && strcmp(z, "none") != 0) {
-            fprintf(stderr, "hello: %s: expected gzip or none\n", zvar);
+        int z = otel_choice("COMPRESSION", "none", "gzip");
+        int pr = otel_choice("PROTOCOL", "http/json", "http/protobuf");
+        if (z < 0 || pr < 0) {
             weft_conf_free(&conf);
             return 2;
         }
-        oo.gzip = z && strcmp(z, "gzip") == 0;
+        oo.gzip = z == 1;
+        oo.protocol = pr == 1 ? WEFT_OTLP_HTTP_PROTOBUF : WEFT_OTLP_HTTP_JSON;
         o.exporter = weft_otlp_exporter_new(&oo, err, sizeof(err));
         if (!o.exporter) {
             fprintf(stderr, "hello: --otlp: %s\n", err);

@@ -11,11 +11,12 @@
  *
  * Spans are POSTed to http://host:port/path as an ExportTraceServiceRequest in the OTLP/JSON
  * encoding (Content-Type: application/json): ids as lowercase hex, times as decimal strings,
- * enums as integers; with gzip, compressed (Content-Encoding: gzip), which OTLP/HTTP
- * receivers must accept. Ending a span never blocks and never does I/O: the span is copied into
- * a bounded queue and sent from the exporter's own thread, in batches of at most max_batch
- * spans, one request at a time. A batch goes out when it is full or flush_interval_ms after
- * its oldest span was queued.
+ * enums as integers; or, with protocol WEFT_OTLP_HTTP_PROTOBUF, in protobuf's binary wire
+ * format (Content-Type: application/x-protobuf), smaller and cheaper to write; with gzip,
+ * compressed (Content-Encoding: gzip), which OTLP/HTTP receivers must accept. Ending a span never
+ * blocks and never does I/O: the span is copied into a bounded queue and sent from the exporter's
+ * own thread, in batches of at most max_batch spans, one request at a time. A batch goes out when
+ * it is full or flush_interval_ms after its oldest span was queued.
  *
  * Retries, as OTLP/HTTP asks of exporters: a batch whose request fails transiently (429,
  * 502, 503 or 504, a timeout, a refused or reset connection, a name not found) is sent again,
@@ -55,6 +56,12 @@ extern "C" {
 #define WEFT_OTLP_MAX_RESOURCE_BYTES 4096    /* resource_attributes: bytes at most */
 #define WEFT_OTLP_MAX_HEADERS        64      /* headers: pairs at most */
 #define WEFT_OTLP_MAX_HEADER_BYTES   4096    /* headers: bytes at most */
+
+/** How spans are encoded: OTLP/HTTP's two encodings, on the same path. */
+typedef enum weft_otlp_protocol_e {
+    WEFT_OTLP_HTTP_JSON = 0,    /* Content-Type: application/json (the default) */
+    WEFT_OTLP_HTTP_PROTOBUF = 1 /* Content-Type: application/x-protobuf */
+} weft_otlp_protocol_t;
 
 /** Options; weft_otlp_options_init fills the defaults. Strings are copied by _new. */
 typedef struct weft_otlp_options_s {
@@ -96,6 +103,7 @@ typedef struct weft_otlp_options_s {
                                         (OpenTelemetry's SDKs). 1: never retried */
     uint64_t retry_initial_backoff_ms; /* wait before the first retry, 1..3600000; default 1000 */
     uint64_t retry_max_backoff_ms;     /* longest wait between attempts, 1..3600000; default 5000 */
+    weft_otlp_protocol_t protocol;     /* default WEFT_OTLP_HTTP_JSON */
     bool gzip; /* compress request bodies (Content-Encoding: gzip, zlib level 1); default
                   false, as in OpenTelemetry's SDKs. Server spans shrink about 7x, for CPU
                   on the exporter's thread (bench/README.md, bench/otlp --gzip) */
@@ -156,9 +164,9 @@ typedef struct weft_otlp_env_s {
  *     name, PORT default 80; https is refused (not yet built);
  *     when neither is set, an exporter is wanted only if OTEL_TRACES_EXPORTER=otlp says so,
  *     and then at http://localhost:4318/v1/traces (OpenTelemetry's default);
- *   OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL: http/json; also
- *     http/protobuf, with a warning that JSON is sent (OTLP/HTTP receivers take both on the
- *     same path); grpc is refused;
+ *   OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL: http/json or
+ *     http/protobuf (unset: http/json, where OpenTelemetry's SDKs default to http/protobuf;
+ *     receivers take both on the same path); grpc is refused;
  *   OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES, else
  *     default_service_name;
  *   OTEL_RESOURCE_ATTRIBUTES: resource_attributes (its form and limits there; a bad list is

@@ -144,6 +144,24 @@ void weft_json_put_str(weft_buf_t *b, const char *s, size_t n)
     weft_buf_putc(b, '"');
 }
 
+void weft_buf_put_utf8(weft_buf_t *b, const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, run = 0, k;
+    while (i < n) {
+        if (u[i] < 0x80) {
+            i++;
+        } else if ((k = utf8_seq(u + i, n - i)) != 0) {
+            i += k;
+        } else {
+            weft_buf_put(b, u + run, i - run);
+            weft_buf_put(b, "\xef\xbf\xbd", 3); /* U+FFFD */
+            run = ++i;
+        }
+    }
+    weft_buf_put(b, u + run, n - run);
+}
+
 void weft_json_put_key(weft_buf_t *b, const char *key)
 {
     weft_buf_putc(b, '"');

@@ -25,6 +25,10 @@
  * and invalid UTF-8 included): controls are escaped, each byte that does not start a valid
  * UTF-8 sequence becomes U+FFFD, so the result is always a valid JSON string. */
 void weft_json_put_str(weft_buf_t *b, const char *s, size_t n);
+/* Appends the n bytes at s as UTF-8, unquoted and unescaped: each byte that does not start a
+ * well-formed sequence becomes U+FFFD, as in weft_json_put_str (protobuf's string fields,
+ * which receivers refuse whole requests for, must be valid UTF-8). */
+void weft_buf_put_utf8(weft_buf_t *b, const char *s, size_t n);
 /* Appends "key": for a key that needs no escaping (a plain ASCII literal; not checked). */
 void weft_json_put_key(weft_buf_t *b, const char *key);
 /* Appends finite v as a JSON number that reads back (strtod) as exactly v. Returns false

@@ -79,33 +79,13 @@
 
 #define INBOX_BATCH 64 /* items the inbox hands over per loop iteration */
 
-/* A finished span as the exporter keeps it: the fields OTLP needs, and one data area for
- * the arrays and strings, sized for this span (a few hundred bytes for a server span,
- * where weft_span_data_t's fixed arrays take about 3 KB). */
-typedef struct item_s {
-    weft_mpsc_node_t node;
-    struct item_s *next; /* pending FIFO (exporter thread) */
-    uint64_t queued_ms;  /* uv_now of the exporter loop when it arrived there */
-    uint64_t start_ns, end_ns;
-    uint8_t trace_id[16], span_id[8], parent_span_id[8];
-    uint8_t flags; /* W3C trace flags */
-    bool parent_remote;
-    uint8_t kind;   /* weft_span_kind_t */
-    uint8_t status; /* weft_span_status_t */
-    uint16_t tracestate_len;
-    uint16_t nattrs, nevents, nevent_attrs;
-    unsigned dropped_attrs, dropped_events;
-    const char *name, *tracestate, *status_message; /* into data; status_message may be NULL */
-    weft_attr_t *attrs;                             /* nattrs, into data */
-    weft_span_event_t *events;                      /* nevents, into data */
-    weft_attr_t *event_attrs;                       /* nevent_attrs, into data */
-    _Alignas(8) char data[];
-} item_t;
-
 typedef struct otlp_s {
     weft_span_exporter_t base; /* handed out; base.arg points back here */
     char *host, *path;
-    char *resource;           /* the resource attributes, encoded once as JSON array members */
+    char *resource; /* the resource attributes, encoded once: JSON array members,
+                       or (pb) Resource's KeyValue fields */
+    size_t resource_len;
+    bool pb;                  /* protocol http/protobuf */
     weft_http_header_t *hdrs; /* nhdrs request headers: Content-Type, then options.headers */
     size_t nhdrs;
     struct kvlist_s *hdr_list; /* what hdrs point into */
@@ -446,6 +426,22 @@ static bool encode_batch(otlp_t *x, item_t *first, size_t n)
 {
     weft_buf_t *b = &x->body;
     weft_buf_reset(b);
+    if (x->pb) {
+        /* ExportTraceServiceRequest { 1 ResourceSpans { 1 Resource { 1 attributes },
+         * 2 ScopeSpans { 1 InstrumentationScope { 1 name, 2 version }, 2 spans } } } */
+        size_t rs = weft__pb_open(b, 1);
+        weft__pb_bytes(b, 1, x->resource, x->resource_len);
+        size_t ss = weft__pb_open(b, 2);
+        size_t scope = weft__pb_open(b, 1);
+        weft__pb_bytes(b, 1, "weft", 4);
+        weft__pb_bytes(b, 2, WEFT_VERSION, strlen(WEFT_VERSION));
+        weft__pb_close(b, scope);
+        item_t *it = first;
+        for (size_t i = 0; i < n; i++, it = it->next) weft__otlp_pb_span(b, it);
+        weft__pb_close(b, ss);
+        weft__pb_close(b, rs);
+        return !b->failed;
+    }
     weft_buf_puts(b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
     weft_buf_puts(b, x->resource);
     weft_buf_puts(b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"weft\",\"version\":\"" WEFT_VERSION
@@ -953,8 +949,12 @@ static bool kvlist_has(const kvlist_t *r, const char *key)
     return false;
 }
 
-static void put_string_attr(weft_buf_t *b, const char *key, const char *value)
+static void put_string_attr(weft_buf_t *b, const char *key, const char *value, bool pb)
 {
+    if (pb) {
+        weft__pb_string_kv(b, 1, key, value); /* Resource.attributes */
+        return;
+    }
     if (b->len) weft_buf_putc(b, ',');
     weft_buf_puts(b, "{\"key\":");
     put_cstr(b, key);
@@ -963,26 +963,27 @@ static void put_string_attr(weft_buf_t *b, const char *key, const char *value)
     weft_buf_puts(b, "}}");
 }
 
-/* The resource's attributes as JSON array members (malloc'd), and frees r; NULL when out
- * of memory. service.name is service_name's; the telemetry.sdk.* defaults and
- * service.version give way to the same keys in resource_attributes. */
-static char *encode_resource(const weft_otlp_options_t *o, kvlist_t *r)
+/* The resource's attributes (malloc'd, *len bytes) as JSON array members, or with pb as
+ * the KeyValue fields of a protobuf Resource; frees r; NULL when out of memory.
+ * service.name is service_name's; the telemetry.sdk.* defaults and service.version give way
+ * to the same keys in resource_attributes. */
+static char *encode_resource(const weft_otlp_options_t *o, kvlist_t *r, bool pb, size_t *len)
 {
     weft_buf_t b;
     weft_buf_init(&b, 0);
-    put_string_attr(&b, "service.name", o->service_name);
+    put_string_attr(&b, "service.name", o->service_name, pb);
     static const char *const sdk[][2] = {{"telemetry.sdk.name", "weft"},
                                          {"telemetry.sdk.language", "c"},
                                          {"telemetry.sdk.version", WEFT_VERSION}};
     for (size_t i = 0; i < sizeof(sdk) / sizeof(sdk[0]); i++)
-        if (!kvlist_has(r, sdk[i][0])) put_string_attr(&b, sdk[i][0], sdk[i][1]);
+        if (!kvlist_has(r, sdk[i][0])) put_string_attr(&b, sdk[i][0], sdk[i][1], pb);
     if (o->service_version && o->service_version[0] && !kvlist_has(r, "service.version"))
-        put_string_attr(&b, "service.version", o->service_version);
+        put_string_attr(&b, "service.version", o->service_version, pb);
     for (size_t i = 0; i < r->n; i++)
         if (!kvlist_overridden(r, i, false) && strcmp(r->key[i], "service.name") != 0)
-            put_string_attr(&b, r->key[i], r->value[i]);
+            put_string_attr(&b, r->key[i], r->value[i], pb);
     free(r);
-    return weft_buf_take(&b, NULL);
+    return weft_buf_take(&b, len);
 }
 
 /* NULL, or what is wrong with the headers of h: names are tokens (RFC 9110), and not the
@@ -1015,7 +1016,8 @@ static bool headers_build(otlp_t *x, kvlist_t *h, bool gzip)
     x->hdr_list = h;
     x->hdrs = malloc((2 + h->n) * sizeof(*x->hdrs));
     if (!x->hdrs) return false;
-    x->hdrs[0] = (weft_http_header_t){{"Content-Type", 12}, {"application/json", 16}};
+    x->hdrs[0] = x->pb ? (weft_http_header_t){{"Content-Type", 12}, {"application/x-protobuf", 22}}
+                       : (weft_http_header_t){{"Content-Type", 12}, {"application/json", 16}};
     x->nhdrs = 1;
     if (gzip) x->hdrs[x->nhdrs++] = (weft_http_header_t){{"Content-Encoding", 16}, {"gzip", 4}};
     for (size_t i = 0; i < h->n; i++)
@@ -1080,6 +1082,9 @@ weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options_t *o, char 
     if (o->shutdown_timeout_ms > WEFT_OTLP_MAX_TIMEOUT)
         return fail(err, errlen, "shutdown_timeout_ms: must be 0..%u, got %" PRIu64,
                     WEFT_OTLP_MAX_TIMEOUT, o->shutdown_timeout_ms);
+    if (o->protocol != WEFT_OTLP_HTTP_JSON && o->protocol != WEFT_OTLP_HTTP_PROTOBUF)
+        return fail(err, errlen, "protocol: must be WEFT_OTLP_HTTP_JSON or _PROTOBUF, got %d",
+                    (int)o->protocol);
     if (o->max_attempts < 1 || o->max_attempts > WEFT_OTLP_MAX_ATTEMPTS)
         return fail(err, errlen, "max_attempts: must be 1..%u, got %u", WEFT_OTLP_MAX_ATTEMPTS,
                     o->max_attempts);
@@ -1115,7 +1120,8 @@ weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options_t *o, char 
     }
     x->host = strdup(o->host);
     x->path = strdup(o->path);
-    x->resource = encode_resource(o, rs);
+    x->pb = o->protocol == WEFT_OTLP_HTTP_PROTOBUF;
+    x->resource = encode_resource(o, rs, x->pb, &x->resource_len);
     bool have_headers = headers_build(x, hs, o->gzip);
     x->port = o->port;
     x->max_queue = o->max_queue;
@@ -1361,12 +1367,10 @@ int weft_otlp_options_from_env(weft_otlp_env_t *e, const char *default_service_n
 
     var = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
     if (!(v = env(var))) v = env(var = "OTEL_EXPORTER_OTLP_PROTOCOL");
-    if (v && strcmp(v, "http/protobuf") == 0) {
-        weft_warn("otlp", "sending OTLP/HTTP JSON: weft does not encode protobuf",
-                  "%s=http/protobuf", var);
-    } else if (v && strcmp(v, "http/json") != 0) {
-        return env_fail(err, errlen, var, v, "weft sends http/json (http/protobuf is taken too)");
-    }
+    if (v && strcmp(v, "http/protobuf") == 0)
+        e->o.protocol = WEFT_OTLP_HTTP_PROTOBUF;
+    else if (v && strcmp(v, "http/json") != 0)
+        return env_fail(err, errlen, var, v, "expected http/json or http/protobuf (not grpc)");
 
     var = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION";
     if (!(v = env(var))) v = env(var = "OTEL_EXPORTER_OTLP_COMPRESSION");

@@ -11,6 +11,7 @@ when the receiver answers 503 or 429.
 import gzip
 import http.server
 import json
+import pathlib
 import threading
 import time
 
@@ -34,6 +35,7 @@ class Receiver:
         self.heads = []
         self.fail = []
         self.rejected = []
+        self.protobuf = []  # raw http/protobuf bodies (not in posts)
         self.lock = threading.Lock()
         outer = self
 
@@ -47,6 +49,9 @@ class Receiver:
                     answer = outer.fail.pop(0) if outer.fail else None
                     if answer:
                         outer.rejected.append(body)
+                    elif self.headers.get("Content-Type") == "application/x-protobuf":
+                        outer.protobuf.append(body)
+                        outer.heads.append(dict(self.headers))
                     else:
                         outer.posts.append((self.path, self.headers.get("Content-Type"),
                                             json.loads(body)))
@@ -246,6 +251,67 @@ def test_hello_compresses_with_gzip_when_asked(spawn, receiver):
     assert len(found) == 1 and found[0]["parentSpanId"] == PARENT_ID, receiver.spans()
     assert receiver.heads[0]["Content-Encoding"] == "gzip"
     assert receiver.heads[0]["Content-Type"] == "application/json"
+
+
+def otlp_pb(tmp_path):
+    """The module protoc makes of otlp_trace.proto (the OTLP trace messages)."""
+    import importlib
+    import subprocess
+    import sys
+    here = pathlib.Path(__file__).resolve().parent
+    subprocess.run(["protoc", f"--proto_path={here}", f"--python_out={tmp_path}",
+                    str(here / "otlp_trace.proto")], check=True)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        return importlib.import_module("otlp_trace_pb2")
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def test_hello_sends_protobuf_when_asked(spawn, receiver, tmp_path):
+    """OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf: bodies in protobuf's wire format
+    (Content-Type: application/x-protobuf) that the protobuf runtime reads as an
+    ExportTraceServiceRequest holding the same span the JSON encoding would."""
+    pb = otlp_pb(tmp_path)
+    port = free_port()
+    p = spawn([HELLO, "--name", "hello-pb", "--port", port, "--workers", "1",
+               "--log-level", "warn"], port, name="hello-pb",
+              env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
+                   "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                   "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=staging",
+                   "OTEL_BSP_SCHEDULE_DELAY": "50"})
+    r = get(p.url + "/hello/pb?q=1", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+    assert r.status_code == 200
+    deadline = time.monotonic() + 5
+    found = []
+    while time.monotonic() < deadline and not found:
+        with receiver.lock:
+            bodies = list(receiver.protobuf)
+        for body in bodies:
+            req = pb.ExportTraceServiceRequest.FromString(body)
+            for rs in req.resource_spans:
+                for ss in rs.scope_spans:
+                    found += [(rs.resource, ss.scope, s) for s in ss.spans
+                              if s.trace_id.hex() == TRACE_ID]
+        time.sleep(0.02)
+    assert len(found) == 1 and not receiver.posts, (found, receiver.posts)
+    res, scope, span = found[0]
+    assert receiver.heads[0]["Content-Type"] == "application/x-protobuf"
+    rattrs = {kv.key: kv.value.string_value for kv in res.attributes}
+    assert rattrs["service.name"] == "hello-pb" and rattrs["telemetry.sdk.language"] == "c"
+    assert rattrs["deployment.environment"] == "staging"
+    assert scope.name == "weft" and scope.version
+    assert span.parent_span_id.hex() == PARENT_ID and len(span.span_id) == 8
+    assert span.name == "GET /hello/:name" and span.kind == 2  # SPAN_KIND_SERVER
+    assert span.flags == 0x301  # sampled; the parent is known to be remote
+    assert 0 < span.start_time_unix_nano <= span.end_time_unix_nano
+    assert abs(span.start_time_unix_nano / 1e9 - time.time()) < 60
+    attrs = {kv.key: kv.value for kv in span.attributes}
+    assert attrs["http.request.method"].string_value == "GET"
+    assert attrs["http.route"].string_value == "/hello/:name"
+    assert attrs["http.response.status_code"].WhichOneof("value") == "int_value"
+    assert attrs["http.response.status_code"].int_value == 200
+    assert not span.HasField("status")  # 200: unset
 
 
 def test_bad_otlp_address_is_a_config_error(tmp_path):

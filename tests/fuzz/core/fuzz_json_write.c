@@ -9,7 +9,8 @@
  * surrogate and too large ones; each byte that starts no sequence becomes U+FFFD): the
  * input itself when the input is valid UTF-8, otherwise valid UTF-8 no longer than 3 times
  * the input. The limit is exact: a buffer limited to the output's length gives the same
- * output, one byte less fails, having written a prefix of it.
+ * output, one byte less fails, having written a prefix of it. weft_buf_put_utf8 must give
+ * exactly the reference's decoded value.
  *
  * Numbers: the first 8 input bytes (and the next three 8-byte chunks, when there) as a
  * double. put_double must return false, writing nothing, exactly for NaN and infinities;
@@ -125,6 +126,12 @@ static void fuzz_string(const uint8_t *data, size_t size)
         CHECK(utf8_valid(got, got_len) && got_len <= 3 * size);
     }
     CHECK(got_len == want_len && memcmp(got, want, want_len) == 0);
+    /* weft_buf_put_utf8 gives the same text, unquoted and unescaped */
+    weft_buf_t u;
+    weft_buf_init(&u, 0);
+    weft_buf_put_utf8(&u, (const char *)data, size);
+    CHECK(!u.failed && u.len == want_len && memcmp(u.p ? u.p : "", want, want_len) == 0);
+    weft_buf_free(&u);
     free(want);
     json_decref(j);
 

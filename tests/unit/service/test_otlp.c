@@ -285,13 +285,174 @@ static void end_spans(weft_tracer_t *t, int n)
     }
 }
 
+/* ---- OTLP protobuf, read back into the OTLP/JSON shape ---- */
+
+/* A protobuf message as the JSON encoder writes it: for each field number its JSON name and
+ * how to show it. Kinds: 's' string, 'h' bytes as lowercase hex, 'u' varint as an integer,
+ * 'i' int64 varint as a decimal string, 'b' bool, 'd' double (fixed64), 'x' fixed64 as a
+ * decimal string, 'f' fixed32 as an integer, 'm' message (sub), 'r' repeated message. */
+typedef struct pb_field_s {
+    unsigned num;
+    const char *name;
+    char kind;
+    const struct pb_msg_s *sub;
+} pb_field_t;
+typedef struct pb_msg_s {
+    const pb_field_t *f;
+    size_t n;
+} pb_msg_t;
+#define PB_MSG(fields)                                                                             \
+    {                                                                                              \
+        fields, sizeof(fields) / sizeof(fields[0])                                                 \
+    }
+static const pb_field_t any_f[] = {{1, "stringValue", 's', NULL},
+                                   {2, "boolValue", 'b', NULL},
+                                   {3, "intValue", 'i', NULL},
+                                   {4, "doubleValue", 'd', NULL}};
+static const pb_msg_t any_m = PB_MSG(any_f);
+static const pb_field_t kv_f[] = {{1, "key", 's', NULL}, {2, "value", 'm', &any_m}};
+static const pb_msg_t kv_m = PB_MSG(kv_f);
+static const pb_field_t status_f[] = {{2, "message", 's', NULL}, {3, "code", 'u', NULL}};
+static const pb_msg_t status_m = PB_MSG(status_f);
+static const pb_field_t event_f[] = {{1, "timeUnixNano", 'x', NULL},
+                                     {2, "name", 's', NULL},
+                                     {3, "attributes", 'r', &kv_m},
+                                     {4, "droppedAttributesCount", 'u', NULL}};
+static const pb_msg_t event_m = PB_MSG(event_f);
+static const pb_field_t span_f[] = {{1, "traceId", 'h', NULL},
+                                    {2, "spanId", 'h', NULL},
+                                    {3, "traceState", 's', NULL},
+                                    {4, "parentSpanId", 'h', NULL},
+                                    {5, "name", 's', NULL},
+                                    {6, "kind", 'u', NULL},
+                                    {7, "startTimeUnixNano", 'x', NULL},
+                                    {8, "endTimeUnixNano", 'x', NULL},
+                                    {9, "attributes", 'r', &kv_m},
+                                    {10, "droppedAttributesCount", 'u', NULL},
+                                    {11, "events", 'r', &event_m},
+                                    {12, "droppedEventsCount", 'u', NULL},
+                                    {15, "status", 'm', &status_m},
+                                    {16, "flags", 'f', NULL}};
+static const pb_msg_t span_m = PB_MSG(span_f);
+static const pb_field_t scope_f[] = {{1, "name", 's', NULL}, {2, "version", 's', NULL}};
+static const pb_msg_t scope_m = PB_MSG(scope_f);
+static const pb_field_t scope_spans_f[] = {{1, "scope", 'm', &scope_m}, {2, "spans", 'r', &span_m}};
+static const pb_msg_t scope_spans_m = PB_MSG(scope_spans_f);
+static const pb_field_t resource_f[] = {{1, "attributes", 'r', &kv_m}};
+static const pb_msg_t resource_m = PB_MSG(resource_f);
+static const pb_field_t resource_spans_f[] = {{1, "resource", 'm', &resource_m},
+                                              {2, "scopeSpans", 'r', &scope_spans_m}};
+static const pb_msg_t resource_spans_m = PB_MSG(resource_spans_f);
+static const pb_field_t request_f[] = {{1, "resourceSpans", 'r', &resource_spans_m}};
+static const pb_msg_t request_m = PB_MSG(request_f);
+
+static uint64_t pb_varint(const uint8_t **p, const uint8_t *end)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (*p >= end) fail_msg("protobuf: varint runs past its message");
+        uint8_t c = *(*p)++;
+        v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) return v;
+    }
+    fail_msg("protobuf: varint longer than 10 bytes");
+    return 0;
+}
+
+static uint64_t pb_le(const uint8_t **p, const uint8_t *end, unsigned n)
+{
+    if ((size_t)(end - *p) < n) fail_msg("protobuf: fixed field runs past its message");
+    uint64_t v = 0;
+    for (unsigned i = 0; i < n; i++) v |= (uint64_t)(*p)[i] << (8 * i);
+    *p += n;
+    return v;
+}
+
+/* The message at p[0..n) as a JSON object; fails the test on anything malformed, unknown,
+ * or of the wrong wire type. */
+static json_t *pb_to_json(const uint8_t *p, size_t n, const pb_msg_t *m)
+{
+    const uint8_t *end = p + n;
+    json_t *o = json_object();
+    while (p < end) {
+        uint64_t key = pb_varint(&p, end);
+        unsigned num = (unsigned)(key >> 3), wt = (unsigned)(key & 7);
+        const pb_field_t *f = NULL;
+        for (size_t i = 0; i < m->n; i++)
+            if (m->f[i].num == num) f = &m->f[i];
+        if (!f) fail_msg("protobuf: unexpected field %u", num);
+        unsigned want = strchr("shmr", f->kind)            ? 2
+                        : f->kind == 'd' || f->kind == 'x' ? 1
+                        : f->kind == 'f'                   ? 5
+                                                           : 0;
+        if (wt != want) fail_msg("protobuf: field %s has wire type %u, not %u", f->name, wt, want);
+        json_t *v = NULL;
+        char tmp[64];
+        if (wt == 2) {
+            uint64_t len = pb_varint(&p, end);
+            if (len > (uint64_t)(end - p)) fail_msg("protobuf: %s runs past its message", f->name);
+            if (f->kind == 's') {
+                v = json_stringn((const char *)p, (size_t)len);
+                if (!v) fail_msg("protobuf: %s is not UTF-8", f->name);
+            } else if (f->kind == 'h') {
+                char hex[2 * 64 + 1];
+                if (len > 64) fail_msg("protobuf: %s too long", f->name);
+                for (size_t i = 0; i < len; i++) snprintf(hex + 2 * i, 3, "%02x", p[i]);
+                hex[2 * len] = 0;
+                v = json_string(hex);
+            } else {
+                v = pb_to_json(p, (size_t)len, f->sub);
+            }
+            p += len;
+        } else if (wt == 0) {
+            uint64_t u = pb_varint(&p, end);
+            if (f->kind == 'b') {
+                if (u > 1) fail_msg("protobuf: bool %s is %llu", f->name, (unsigned long long)u);
+                v = json_boolean(u);
+            } else if (f->kind == 'i') {
+                snprintf(tmp, sizeof(tmp), "%lld", (long long)(int64_t)u);
+                v = json_string(tmp);
+            } else {
+                v = json_integer((json_int_t)u);
+            }
+        } else if (wt == 1) {
+            uint64_t u = pb_le(&p, end, 8);
+            if (f->kind == 'd') {
+                double d;
+                memcpy(&d, &u, 8);
+                /* as OTLP/JSON writes what JSON numbers cannot hold */
+                v = isfinite(d) ? json_real(d)
+                                : json_string(isnan(d) ? "NaN"
+                                              : d > 0  ? "Infinity"
+                                                       : "-Infinity");
+            } else {
+                snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)u);
+                v = json_string(tmp);
+            }
+        } else {
+            v = json_integer((json_int_t)pb_le(&p, end, 4));
+        }
+        if (f->kind == 'r') {
+            json_t *a = json_object_get(o, f->name);
+            if (!a) json_object_set_new(o, f->name, a = json_array());
+            json_array_append_new(a, v);
+        } else {
+            if (json_object_get(o, f->name)) fail_msg("protobuf: %s given twice", f->name);
+            json_object_set_new(o, f->name, v);
+        }
+    }
+    return o;
+}
+
 /* Spans received so far, over all bodies. */
 static size_t received_spans(void)
 {
     size_t total = 0;
     pthread_mutex_lock(&rcv.mu);
     for (int i = 0; i < rcv.nbodies; i++) {
-        json_t *root = json_loads(rcv.bodies[i], 0, NULL);
+        json_t *root = rcv.bodies[i][0] == '{' ? json_loads(rcv.bodies[i], 0, NULL)
+                                               : pb_to_json((const uint8_t *)rcv.bodies[i],
+                                                            rcv.body_lens[i], &request_m);
         assert_non_null(root);
         json_t *rs = json_object_get(root, "resourceSpans");
         for (size_t a = 0; a < json_array_size(rs); a++) {
@@ -482,6 +643,7 @@ static void test_options(void **state)
     BAD(timeout_ms, 0, "timeout_ms");
     BAD(timeout_ms, WEFT_OTLP_MAX_TIMEOUT + 1, "timeout_ms");
     BAD(shutdown_timeout_ms, WEFT_OTLP_MAX_TIMEOUT + 1, "shutdown_timeout_ms");
+    BAD(protocol, (weft_otlp_protocol_t)2, "protocol");
     BAD(max_attempts, 0, "max_attempts");
     BAD(max_attempts, WEFT_OTLP_MAX_ATTEMPTS + 1, "max_attempts");
     BAD(retry_initial_backoff_ms, 0, "retry_initial_backoff_ms");
@@ -563,10 +725,16 @@ static uint64_t assert_decimal(const char *s)
     return strtoull(s, NULL, 10);
 }
 
-static void test_json(void **state)
+/* Spans of every shape (remote parent with tracestate, every attribute type, an event, each
+ * status) through an exporter with the given protocol; the body, read back as OTLP/JSON
+ * (protobuf through pb_to_json), says the same either way. */
+static void rich_batch(weft_otlp_protocol_t protocol)
 {
     receiver_start(true);
-    weft_span_exporter_t *e = new_exporter(rcv.port, 2048, 512, 200, 5000);
+    weft_otlp_options_t o;
+    test_options_for(&o, rcv.port, 2048, 512, 200, 5000);
+    o.protocol = protocol;
+    weft_span_exporter_t *e = exporter_from(&o);
     weft_tracer_t *t = new_tracer(e);
 
     weft_trace_context_t parent;
@@ -610,13 +778,19 @@ static void test_json(void **state)
 
     pthread_mutex_lock(&rcv.mu);
     assert_string_equal(rcv.request_line, "POST /v1/traces HTTP/1.1");
-    assert_string_equal(rcv.content_type, "application/json");
     /* all three in one body: the flush interval started with the first */
     assert_int_equal(rcv.nbodies, 1);
-    json_error_t jerr;
-    json_t *body = json_loads(rcv.bodies[0], JSON_REJECT_DUPLICATES, &jerr);
+    json_t *body;
+    if (protocol == WEFT_OTLP_HTTP_PROTOBUF) {
+        assert_string_equal(rcv.content_type, "application/x-protobuf");
+        body = pb_to_json((const uint8_t *)rcv.bodies[0], rcv.body_lens[0], &request_m);
+    } else {
+        assert_string_equal(rcv.content_type, "application/json");
+        json_error_t jerr;
+        body = json_loads(rcv.bodies[0], JSON_REJECT_DUPLICATES, &jerr);
+        if (!body) fail_msg("body is not JSON: %s", jerr.text);
+    }
     pthread_mutex_unlock(&rcv.mu);
-    if (!body) fail_msg("body is not JSON: %s", jerr.text);
 
     assert_int_equal(json_object_size(body), 1);
     json_t *rs = json_object_get(body, "resourceSpans");
@@ -696,6 +870,78 @@ static void test_json(void **state)
     uint64_t t0 = ms_now();
     weft_tracer_free(t); /* nothing queued: returns at once */
     assert_true(ms_now() - t0 < 1000);
+    receiver_stop();
+}
+
+static void test_json(void **state)
+{
+    rich_batch(WEFT_OTLP_HTTP_JSON);
+}
+
+static void test_protobuf(void **state)
+{
+    rich_batch(WEFT_OTLP_HTTP_PROTOBUF);
+}
+
+/* protobuf's strings must be UTF-8 (receivers refuse the whole request otherwise): each
+ * byte that starts no valid sequence is one U+FFFD, in names, keys, values, events and
+ * status messages, as in JSON; pb_to_json fails on any string that is not UTF-8. Doubles
+ * JSON cannot write go as they are, and a long span (over 127 bytes of content, nested in
+ * messages whose lengths need several bytes) reads back whole. */
+static void test_protobuf_edge_values(void **state)
+{
+    receiver_start(true);
+    weft_otlp_options_t o;
+    test_options_for(&o, rcv.port, 2048, 512, 50, 5000);
+    o.protocol = WEFT_OTLP_HTTP_PROTOBUF;
+    o.resource_attributes = "bad=x%c3"; /* values are %-decoded */
+    weft_tracer_t *t = new_tracer(exporter_from(&o));
+    weft_span_t *sp = weft_span_start(t, "na\xffme", WEFT_SPAN_INTERNAL, NULL);
+    weft_span_set_attr_str(sp, "bad-utf8",
+                           "a\xff"
+                           "b\xc0\xaf"
+                           "c");
+    weft_span_set_attr_str(sp, "k\xed\xa0\x80", "surrogate key");
+    weft_span_set_attr_double(sp, "nan", NAN);
+    weft_span_set_attr_double(sp, "ninf", -INFINITY);
+    char longv[WEFT_SPAN_VALUE_MAX]; /* 255 bytes: a two-byte length */
+    memset(longv, 'v', sizeof(longv) - 1);
+    longv[sizeof(longv) - 1] = 0;
+    weft_span_set_attr_str(sp, "long", longv);
+    weft_attr_t ev[] = {WEFT_ATTR_STR("why", "\xf5")};
+    weft_span_add_event(sp, "ev\xc3", ev, 1);
+    weft_span_set_status(sp, WEFT_SPAN_STATUS_ERROR, "bo\xe2\x82om");
+    weft_span_end(sp);
+    size_t want = 1;
+    assert_true(wait_for(have_spans, &want, 5000));
+    pthread_mutex_lock(&rcv.mu);
+    json_t *body = pb_to_json((const uint8_t *)rcv.bodies[0], rcv.body_lens[0], &request_m);
+    pthread_mutex_unlock(&rcv.mu);
+    json_t *r0 = json_array_get(json_object_get(body, "resourceSpans"), 0);
+    json_t *rattrs = json_object_get(json_object_get(r0, "resource"), "attributes");
+    assert_string_equal(str_of(attr_value(rattrs, "bad"), "stringValue"), "x\xef\xbf\xbd");
+    json_t *ss0 = json_array_get(json_object_get(r0, "scopeSpans"), 0);
+    json_t *d = json_array_get(json_object_get(ss0, "spans"), 0);
+    assert_string_equal(str_of(d, "name"), "na\xef\xbf\xbdme");
+    json_t *a = json_object_get(d, "attributes");
+    assert_string_equal(str_of(attr_value(a, "bad-utf8"), "stringValue"),
+                        "a\xef\xbf\xbd"
+                        "b\xef\xbf\xbd\xef\xbf\xbd"
+                        "c");
+    assert_string_equal(
+        str_of(attr_value(a, "k\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"), "stringValue"),
+        "surrogate key");
+    assert_string_equal(str_of(attr_value(a, "nan"), "doubleValue"), "NaN");
+    assert_string_equal(str_of(attr_value(a, "ninf"), "doubleValue"), "-Infinity");
+    assert_string_equal(str_of(attr_value(a, "long"), "stringValue"), longv);
+    json_t *e0 = json_array_get(json_object_get(d, "events"), 0);
+    assert_string_equal(str_of(e0, "name"), "ev\xef\xbf\xbd");
+    assert_string_equal(str_of(attr_value(json_object_get(e0, "attributes"), "why"), "stringValue"),
+                        "\xef\xbf\xbd");
+    assert_string_equal(str_of(json_object_get(d, "status"), "message"),
+                        "bo\xef\xbf\xbd\xef\xbf\xbdom");
+    json_decref(body);
+    weft_tracer_free(t);
     receiver_stop();
 }
 
@@ -1041,7 +1287,16 @@ static void test_env(void **state)
     assert_int_equal(otel_with(&e, err, sizeof(err), 2, "OTEL_EXPORTER_OTLP_ENDPOINT",
                                "http://127.0.0.1:1", "OTEL_EXPORTER_OTLP_PROTOCOL",
                                "http/protobuf"),
-                     1); /* JSON is sent, with a warning */
+                     1);
+    assert_int_equal(e.o.protocol, WEFT_OTLP_HTTP_PROTOBUF);
+    assert_int_equal(otel_with(&e, err, sizeof(err), 3, "OTEL_EXPORTER_OTLP_ENDPOINT",
+                               "http://127.0.0.1:1", "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf",
+                               "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+                     1);
+    assert_int_equal(e.o.protocol, WEFT_OTLP_HTTP_JSON); /* the traces variable wins */
+    assert_int_equal(
+        otel_with(&e, err, sizeof(err), 1, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1"), 1);
+    assert_int_equal(e.o.protocol, WEFT_OTLP_HTTP_JSON); /* weft's default */
     /* refusals name the variable */
     expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:4318", "https");
     expect_env_bad("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318", "http://");
@@ -1500,6 +1755,8 @@ int main(void)
         cmocka_unit_test(test_retry_after_values),
         cmocka_unit_test(test_retry_at_shutdown),
         cmocka_unit_test(test_gzip),
+        cmocka_unit_test(test_protobuf),
+        cmocka_unit_test(test_protobuf_edge_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
