@@ -268,16 +268,19 @@ def otlp_pb(tmp_path):
         sys.path.remove(str(tmp_path))
 
 
-def test_hello_sends_protobuf_when_asked(spawn, receiver, tmp_path):
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_hello_sends_protobuf_when_asked(spawn, receiver, tmp_path, compression):
     """OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf: bodies in protobuf's wire format
     (Content-Type: application/x-protobuf) that the protobuf runtime reads as an
-    ExportTraceServiceRequest holding the same span the JSON encoding would."""
+    ExportTraceServiceRequest holding the same span the JSON encoding would; also
+    gzip-compressed (the receiver inflates first, as collectors do)."""
     pb = otlp_pb(tmp_path)
     port = free_port()
     p = spawn([HELLO, "--name", "hello-pb", "--port", port, "--workers", "1",
                "--log-level", "warn"], port, name="hello-pb",
               env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
                    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                   "OTEL_EXPORTER_OTLP_COMPRESSION": compression,
                    "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=staging",
                    "OTEL_BSP_SCHEDULE_DELAY": "50"})
     r = get(p.url + "/hello/pb?q=1", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
@@ -297,6 +300,7 @@ def test_hello_sends_protobuf_when_asked(spawn, receiver, tmp_path):
     assert len(found) == 1 and not receiver.posts, (found, receiver.posts)
     res, scope, span = found[0]
     assert receiver.heads[0]["Content-Type"] == "application/x-protobuf"
+    assert receiver.heads[0].get("Content-Encoding") == ("gzip" if compression == "gzip" else None)
     rattrs = {kv.key: kv.value.string_value for kv in res.attributes}
     assert rattrs["service.name"] == "hello-pb" and rattrs["telemetry.sdk.language"] == "c"
     assert rattrs["deployment.environment"] == "staging"
