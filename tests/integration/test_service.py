@@ -277,6 +277,19 @@ def test_body_timeout_from_config(spawn, tmp_path):
     assert get(p.url + "/hello").status_code == 200
 
 
+def assert_serves_again(port, timeout=5):
+    """Once the connections that filled the cap are closed, a new one is served (within
+    `timeout` seconds: the server notices the closes on its next loop iteration)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out, _ = raw_exchange(port, b"GET /hello HTTP/1.1\r\nHost: x\r\n"
+                              b"Connection: close\r\n\r\n")
+        if out.startswith(b"HTTP/1.1 200 ") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert out.startswith(b"HTTP/1.1 200 "), out[:200]
+
+
 def test_connection_limit_per_worker(spawn, tmp_path):
     """With http.max_connections 3 and one worker, a fourth connection is answered 503 (or
     closed) while three are open; once they close, new connections are served again."""
@@ -296,14 +309,7 @@ def test_connection_limit_per_worker(spawn, tmp_path):
         assert rs[0].header("date") and rs[0].header("connection").lower() == "close"
     for c in held:
         c.close()
-    deadline = time.monotonic() + 5
-    while True:
-        out, _ = raw_exchange(p.port, b"GET /hello HTTP/1.1\r\nHost: x\r\n"
-                              b"Connection: close\r\n\r\n")
-        if out.startswith(b"HTTP/1.1 200 ") or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert out.startswith(b"HTTP/1.1 200 "), out[:200]
+    assert_serves_again(p.port)
 
 
 def test_open_file_limit_is_raised_to_the_hard_limit(spawn):
@@ -366,14 +372,7 @@ def test_open_file_limit_caps_connections_with_a_503(spawn):
             refused_scrapes += 1
             time.sleep(0.1)
     assert rejected == statuses.count(503) + refused_scrapes, (rejected, statuses)
-    deadline = time.monotonic() + 5
-    while True:
-        out, _ = raw_exchange(p.port, b"GET /hello HTTP/1.1\r\nHost: x\r\n"
-                              b"Connection: close\r\n\r\n")
-        if out.startswith(b"HTTP/1.1 200 ") or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert out.startswith(b"HTTP/1.1 200 "), out[:200]
+    assert_serves_again(p.port)
 
 
 def test_prometheus_scrapes_hello(spawn, hello, tmp_path):
