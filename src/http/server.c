@@ -1640,12 +1640,14 @@ static void on_connection(uv_stream_t *server, int status)
             l->srv->cap_by_nofile
                 ? "{\"error\":\"too many connections (open-file limit: ulimit -n)\"}\n"
                 : "{\"error\":\"too many connections (http.max_connections)\"}\n";
+        /* Retry-After (RFC 9110 10.2.3): a client, or a proxy's retry policy, may come back
+         * in a second, when connections have likely closed, rather than at once */
         char busy[256];
-        int n =
-            snprintf(busy, sizeof(busy),
-                     "HTTP/1.1 503 Service Unavailable\r\n%.*sContent-Type: application/json\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                     (int)l->date_len, l->date, strlen(body), body);
+        int n = snprintf(busy, sizeof(busy),
+                         "HTTP/1.1 503 Service Unavailable\r\n%.*sRetry-After: 1\r\n"
+                         "Content-Type: application/json\r\n"
+                         "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                         (int)l->date_len, l->date, strlen(body), body);
         uv_buf_t b = uv_buf_init(busy, (unsigned)n);
         uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         conn_close(c);

@@ -307,6 +307,7 @@ def test_connection_limit_per_worker(spawn, tmp_path):
         assert rs, f"not one complete response (does Content-Length match the body?): {out!r}"
         assert [r.status for r in rs] == [503] and not rest, out
         assert rs[0].header("date") and rs[0].header("connection").lower() == "close"
+        assert rs[0].header("retry-after") == "1"
     for c in held:
         c.close()
     assert_serves_again(p.port)
@@ -352,6 +353,7 @@ def test_open_file_limit_caps_connections_with_a_503(spawn):
             out = c.recv(4096)
             statuses.append(int(out.split(b" ")[1]))
             if statuses[-1] == 503:
+                assert b"\r\nRetry-After: 1\r\n" in out, out
                 body = out.split(b"\r\n\r\n", 1)[1]
         # the wait_port probe may still be closing: allow the first 503 one early
         assert statuses.count(200) in (cap, cap - 1) and statuses[-5:] == [503] * 5, statuses
