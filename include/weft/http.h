@@ -72,6 +72,9 @@ typedef struct weft_http_server_options_s {
     uint64_t body_timeout_ms;        /* between two reads of a body; default 30000 (408) */
     uint64_t write_timeout_ms;       /* a write that makes no progress; default 30000 */
     uint64_t shutdown_timeout_ms;    /* graceful shutdown deadline; default 10000 */
+    uint64_t shutdown_delay_ms;      /* for weft_service (the server does not read it): on
+                                        SIGTERM, keep serving this long, /health answering 503
+                                        "draining", before the shutdown starts; default 0 */
     unsigned max_keepalive_requests; /* per connection; 0: no limit (the default) */
 } weft_http_server_options_t;
 
@@ -130,6 +133,7 @@ struct weft_http_request_s {
 typedef struct weft_http_conf_s {
     uint64_t max_head, max_target, max_headers, max_body, max_connections;
     uint64_t head_timeout, idle_timeout, body_timeout, write_timeout, shutdown_timeout;
+    uint64_t shutdown_delay;
 } weft_http_conf_t;
 
 /** A configuration section over the http.* declaration table, storing into *conf. */

@@ -37,6 +37,10 @@ static const weft_conf_option_t options[] = {
         "a response write that makes no progress for this long closes the connection"),
     OPT("shutdown_timeout", WEFT_CONF_DURATION, shutdown_timeout, "10s", 0, 3600000,
         "on SIGTERM/SIGINT, in-flight requests get this long to finish"),
+    OPT("shutdown_delay", WEFT_CONF_DURATION, shutdown_delay, "0s", 0, 3600000,
+        "on SIGTERM/SIGINT, first keep serving this long with /health answering 503 "
+        "(draining), so that load balancers and Kubernetes stop sending traffic; a second "
+        "signal skips the rest"),
 };
 
 weft_conf_section_t weft_http_conf_section(weft_http_conf_t *conf)
@@ -57,4 +61,5 @@ void weft_http_conf_apply(const weft_http_conf_t *c, weft_http_server_options_t 
     o->body_timeout_ms = c->body_timeout;
     o->write_timeout_ms = c->write_timeout;
     o->shutdown_timeout_ms = c->shutdown_timeout;
+    o->shutdown_delay_ms = c->shutdown_delay;
 }

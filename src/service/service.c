@@ -91,8 +91,11 @@ struct weft_service_s {
     bool loop_ready;
     uv_signal_t sigterm, sigint, sigusr1;
     uv_async_t stop_async;
-    int alog_fd;     /* where access log lines go: STDERR_FILENO, or access_log_file's */
-    char *alog_path; /* access_log_file, copied; NULL for stderr */
+    uv_timer_t delay_timer; /* http.shutdown_delay: when the draining /health ends */
+    bool delaying;          /* control loop: the delay runs */
+    atomic_bool draining;   /* /health answers 503 "draining" (any worker reads it) */
+    int alog_fd;            /* where access log lines go: STDERR_FILENO, or access_log_file's */
+    char *alog_path;        /* access_log_file, copied; NULL for stderr */
     atomic_bool running;
     atomic_bool stopping;
     atomic_uint workers_done;
@@ -132,6 +135,11 @@ static void h_health(weft_http_request_t *req, void *arg)
     char *out = weft_http_request_alloc(req, cap);
     if (!out) {
         weft_http_respond(req, 503, "application/json", "{\"status\":\"critical\"}\n", 22);
+        return;
+    }
+    if (atomic_load_explicit(&svc->draining, memory_order_relaxed)) {
+        static const char d[] = "{\"status\":\"draining\"}\n";
+        weft_http_respond(req, 503, "application/json", d, sizeof(d) - 1);
         return;
     }
     weft_check_status_t worst = WEFT_CHECK_PASSING;
@@ -617,15 +625,48 @@ static void close_control(weft_service_t *svc)
     uv_close((uv_handle_t *)&svc->sigint, NULL);
     uv_close((uv_handle_t *)&svc->sigusr1, NULL);
     uv_close((uv_handle_t *)&svc->stop_async, NULL);
+    uv_close((uv_handle_t *)&svc->delay_timer, NULL);
 }
 
-static void begin_stop(weft_service_t *svc, const char *why)
+static void shut_down(weft_service_t *svc, const char *why)
 {
-    if (atomic_exchange(&svc->stopping, true)) return;
     weft_info("service", "shutting down", "service=%s reason=%s deadline_ms=%llu", svc->name, why,
               (unsigned long long)svc->o.http.shutdown_timeout_ms);
     weft_workers_stop(svc->workers, worker_stop, svc);
     close_control(svc);
+}
+
+static void on_delay_over(uv_timer_t *t)
+{
+    weft_service_t *svc = t->data;
+    svc->delaying = false;
+    shut_down(svc, "shutdown_delay");
+}
+
+/* With http.shutdown_delay, the first stop only drains /health (load balancers take the
+ * instance out while it still serves); the shutdown starts when the delay is over, or at
+ * once on a second stop. */
+static void begin_stop(weft_service_t *svc, const char *why)
+{
+    if (atomic_exchange(&svc->stopping, true)) {
+        if (svc->delaying) {
+            svc->delaying = false;
+            uv_timer_stop(&svc->delay_timer);
+            shut_down(svc, why);
+        }
+        return;
+    }
+    uint64_t delay = svc->o.http.shutdown_delay_ms;
+    if (delay == 0) {
+        shut_down(svc, why);
+        return;
+    }
+    atomic_store_explicit(&svc->draining, true, memory_order_relaxed);
+    svc->delaying = true;
+    uv_timer_start(&svc->delay_timer, on_delay_over, delay, 0);
+    weft_info("service", "draining: /health answers 503, requests are still served",
+              "service=%s reason=%s shutdown_delay_ms=%llu", svc->name, why,
+              (unsigned long long)delay);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -679,7 +720,9 @@ int weft_service_run(weft_service_t *svc)
     uv_signal_init(&svc->loop, &svc->sigint);
     uv_signal_init(&svc->loop, &svc->sigusr1);
     uv_async_init(&svc->loop, &svc->stop_async, on_stop_async);
+    uv_timer_init(&svc->loop, &svc->delay_timer);
     svc->sigterm.data = svc->sigint.data = svc->sigusr1.data = svc->stop_async.data = svc;
+    svc->delay_timer.data = svc;
     uv_signal_start(&svc->sigterm, on_signal, SIGTERM);
     uv_signal_start(&svc->sigint, on_signal, SIGINT);
     uv_signal_start(&svc->sigusr1, on_reopen, SIGUSR1);

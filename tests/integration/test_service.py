@@ -220,6 +220,36 @@ def test_shutdown_deadline_closes_stuck_connections(spawn, tmp_path):
     s.close()
 
 
+def test_shutdown_delay_drains_health_first(spawn, tmp_path):
+    """http.shutdown_delay: after SIGTERM, /health answers 503 "draining" while requests,
+    on new connections too, are still served, for the delay; then the usual shutdown, exit
+    0. A second SIGTERM skips the rest of the delay."""
+    p = start_hello(spawn, tmp_path, "http:\n  shutdown_delay: 1500ms\n", name="delay")
+    assert get(p.url + "/health").status_code == 200
+    start = time.monotonic()
+    p.proc.send_signal(signal.SIGTERM)
+    deadline = start + 1
+    while get(p.url + "/health").status_code != 503:
+        assert time.monotonic() < deadline, "/health never started draining"
+        time.sleep(0.02)
+    h = get(p.url + "/health")
+    assert h.status_code == 503 and h.json() == {"status": "draining"}
+    r = get(p.url + "/hello/still")  # a new connection: still accepted and served
+    assert r.status_code == 200 and r.text == "hello, still\n"
+    assert p.proc.wait(timeout=10) == 0
+    assert 1.4 <= time.monotonic() - start <= 4.5
+
+    q = start_hello(spawn, tmp_path, "http:\n  shutdown_delay: 60s\n", name="delay2")
+    start = time.monotonic()
+    q.proc.send_signal(signal.SIGTERM)
+    while get(q.url + "/health").status_code != 503:
+        assert time.monotonic() - start < 5
+        time.sleep(0.02)
+    q.proc.send_signal(signal.SIGTERM)
+    assert q.proc.wait(timeout=10) == 0
+    assert time.monotonic() - start < 5
+
+
 def test_idle_keepalive_connection_is_closed(spawn, tmp_path):
     p = start_hello(spawn, tmp_path, "http:\n  idle_timeout: 500ms\n", name="idle")
     s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
