@@ -209,6 +209,11 @@ WEFT_EXTERN void weft_http_server_free(weft_http_server_t *s);
 /** Open connections on loop index right now (any thread; a relaxed read). */
 WEFT_EXTERN unsigned weft_http_server_connections(const weft_http_server_t *s, unsigned index);
 
+/** From now on every response says Connection: close and its connection closes after it
+ *  (any thread): kept-alive clients reconnect, and a load balancer that is taking this
+ *  instance out of rotation sends them elsewhere. New connections are still accepted. */
+WEFT_EXTERN void weft_http_server_drain(weft_http_server_t *s);
+
 /** Connections answered 503 and closed at accept because their loop was at its cap
  *  (max_connections or the open-file limit; not those refused while shutting down), summed
  *  over the loops since bind (any thread; relaxed reads). */

@@ -120,8 +120,8 @@ WEFT_EXTERN int weft_service_run(weft_service_t *svc);
 
 /** Starts the graceful shutdown of a running service; any thread, any number of times.
  *  With http.shutdown_delay_ms, the first call (or SIGTERM/SIGINT) only turns /health to 503
- *  "draining" for that long while requests are still served; a second one skips the rest
- *  of the delay. */
+ *  "draining" for that long while requests are still served, each response with
+ *  Connection: close (weft_http_server_drain); a second one skips the rest of the delay. */
 WEFT_EXTERN void weft_service_stop(weft_service_t *svc);
 
 /** The port bound: 0 until weft_service_run has bound it (useful with port 0); any thread. */

@@ -167,8 +167,9 @@ struct weft_http_server_s {
     int *fds;
     uint16_t port;
     bool bound;
-    unsigned conn_cap;  /* connections per loop: max_connections, or fewer (fit_conn_cap) */
-    bool cap_by_nofile; /* conn_cap is the open-file limit's, not max_connections */
+    unsigned conn_cap;    /* connections per loop: max_connections, or fewer (fit_conn_cap) */
+    atomic_bool draining; /* weft_http_server_drain: every response says Connection: close */
+    bool cap_by_nofile;   /* conn_cap is the open-file limit's, not max_connections */
     listener_t *listeners;
 };
 
@@ -582,8 +583,10 @@ static int write_head(conn_t *c, int status, const char *ctype, int64_t clen, bo
     size_t rlen = strlen(reason), tlen = ctype ? strlen(ctype) : 0;
     size_t need = 64 + rlen + c->l->date_len + tlen + c->xlen + 64;
     if (out_reserve(c, need) != 0) return WEFT_ENOMEM;
-    if (c->l->shutting_down || (c->l->srv->o.max_keepalive_requests &&
-                                c->served + 1 >= c->l->srv->o.max_keepalive_requests))
+    if (c->l->shutting_down ||
+        (c->l->srv->o.max_keepalive_requests &&
+         c->served + 1 >= c->l->srv->o.max_keepalive_requests) ||
+        atomic_load_explicit(&c->l->srv->draining, memory_order_relaxed))
         req->keep_alive = false;
 
     char *o = c->obuf + c->olen;
@@ -1997,6 +2000,11 @@ void weft_http_server_shutdown(weft_http_server_t *s, unsigned index, void (*on_
             c->req.keep_alive = false; /* the response in progress will say close */
     }
     listener_maybe_done(l);
+}
+
+void weft_http_server_drain(weft_http_server_t *s)
+{
+    atomic_store_explicit(&s->draining, true, memory_order_relaxed);
 }
 
 uint64_t weft_http_server_rejected(const weft_http_server_t *s)

@@ -662,9 +662,11 @@ static void begin_stop(weft_service_t *svc, const char *why)
         return;
     }
     atomic_store_explicit(&svc->draining, true, memory_order_relaxed);
+    weft_http_server_drain(svc->http); /* kept-alive clients reconnect, elsewhere if routed so */
     svc->delaying = true;
     uv_timer_start(&svc->delay_timer, on_delay_over, delay, 0);
-    weft_info("service", "draining: /health answers 503, requests are still served",
+    weft_info("service",
+              "draining: /health answers 503, requests are still served, with Connection: close",
               "service=%s reason=%s shutdown_delay_ms=%llu", svc->name, why,
               (unsigned long long)delay);
 }

@@ -222,10 +222,18 @@ def test_shutdown_deadline_closes_stuck_connections(spawn, tmp_path):
 
 def test_shutdown_delay_drains_health_first(spawn, tmp_path):
     """http.shutdown_delay: after SIGTERM, /health answers 503 "draining" while requests,
-    on new connections too, are still served, for the delay; then the usual shutdown, exit
-    0. A second SIGTERM skips the rest of the delay."""
+    on new connections too, are still served, for the delay, each with Connection: close
+    (a kept-alive client reconnects, elsewhere once the load balancer has taken this
+    instance out); then the usual shutdown, exit 0. A second SIGTERM skips the rest of the
+    delay."""
     p = start_hello(spawn, tmp_path, "http:\n  shutdown_delay: 1500ms\n", name="delay")
     assert get(p.url + "/health").status_code == 200
+    kept = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    kept.sendall(b"GET /hello/a HTTP/1.1\r\nHost: x\r\n\r\n")
+    out = b""
+    while not out.endswith(b"hello, a\n"):
+        out += kept.recv(4096)
+    assert b"Connection: close" not in out  # kept alive
     start = time.monotonic()
     p.proc.send_signal(signal.SIGTERM)
     deadline = start + 1
@@ -236,6 +244,14 @@ def test_shutdown_delay_drains_health_first(spawn, tmp_path):
     assert h.status_code == 503 and h.json() == {"status": "draining"}
     r = get(p.url + "/hello/still")  # a new connection: still accepted and served
     assert r.status_code == 200 and r.text == "hello, still\n"
+    assert r.headers["Connection"] == "close"
+    # the connection kept alive from before: answered, with Connection: close, then closed
+    kept.sendall(b"GET /hello/b HTTP/1.1\r\nHost: x\r\n\r\n")
+    out, closed = read_until_closed(kept, 3)
+    kept.close()
+    rs, rest = parse_responses(out)
+    assert [r.status for r in rs] == [200] and not rest and closed, out
+    assert rs[0].header("connection") == "close"
     assert p.proc.wait(timeout=10) == 0
     assert 1.4 <= time.monotonic() - start <= 4.5
 
