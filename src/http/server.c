@@ -30,6 +30,7 @@
  * followed the bad request is ever parsed.
  */
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -152,6 +153,9 @@ struct listener_s {
     conn_t *conns;
     _Atomic unsigned nconns;
     _Atomic uint64_t rejected; /* connections refused at the cap (written by this loop only) */
+    bool accept_stalled;       /* a connection is pending: memory for it ran out (on_timer) */
+    uint64_t accept_warned_at; /* loop time of the last "accept failed" warning */
+    uint64_t accept_errors;    /* accept errors since that warning */
     char date[64];             /* "Date: ...\r\n" */
     size_t date_len;
 };
@@ -1601,21 +1605,43 @@ static void conn_close(conn_t *c)
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
+/* An accept error other than EMFILE (ENOBUFS, ENOMEM, EPERM from a firewall...): libuv calls
+ * back once per failed accept and tries the next at once, so the warning is logged at most
+ * once a second, with how many were left out. */
+static void accept_failed(listener_t *l, int status)
+{
+    uint64_t now = uv_now(l->loop);
+    l->accept_errors++;
+    if (l->accept_warned_at && now - l->accept_warned_at < 1000) return;
+    weft_warn("http", "accept failed", "err=%s worker=%u errors_not_logged=%" PRIu64,
+              uv_err_name(status), l->index, l->accept_errors - 1);
+    l->accept_warned_at = now ? now : 1;
+    l->accept_errors = 0;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     listener_t *l = server->data;
     if (status < 0) {
-        weft_warn("http", "accept failed", "err=%s", uv_err_name(status));
+        accept_failed(l, status);
         return;
     }
     conn_t *c = calloc(1, sizeof(*c));
-    if (!c) return;
-    c->rbuf = malloc(RBUF_INITIAL);
-    if (!c->rbuf || uv_tcp_init(l->loop, &c->tcp) != 0) {
-        free(c->rbuf);
+    char *rbuf = c ? malloc(RBUF_INITIAL) : NULL;
+    if (!rbuf) {
+        /* libuv holds the connection and stops polling the listener until it is accepted:
+         * returning without a word would leave this worker deaf for good. on_timer tries
+         * again (within SWEEP_MS); the connection waits in the meantime. */
         free(c);
+        if (!l->accept_stalled)
+            weft_warn("http", "out of memory for a new connection, retrying", "worker=%u",
+                      l->index);
+        l->accept_stalled = true;
         return;
     }
+    l->accept_stalled = false;
+    c->rbuf = rbuf;
+    uv_tcp_init(l->loop, &c->tcp); /* no socket is created here: it cannot fail */
     c->rcap = RBUF_INITIAL;
     c->l = l;
     c->tcp.data = c;
@@ -1679,6 +1705,7 @@ static void on_timer(uv_timer_t *t)
 {
     listener_t *l = t->data;
     format_date(l);
+    if (l->accept_stalled && !l->shutting_down) on_connection((uv_stream_t *)&l->tcp, 0);
     uint64_t now = uv_now(l->loop);
     bool force = l->shutting_down && now >= l->shutdown_deadline;
     conn_t *c = l->conns;

@@ -1,0 +1,250 @@
+/*
+ * test_server_oom.c - the server when memory for a new connection runs out.
+ *
+ * server.c is compiled into this test with its allocations going through fault_alloc.h,
+ * and its loop runs on the test thread. libuv keeps a connection that the accept callback
+ * did not take and stops polling the listener until it is taken, so a server that merely
+ * returned on a failed allocation would never accept again. Each case makes one of the
+ * allocations of a new connection fail (and, in one, the retry as well), then checks that
+ * the request on that connection is still answered, that later connections are served at
+ * once, and that the graceful shutdown leaves nothing open. Last, accept errors: logged at
+ * most once a second.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fault_alloc.h"
+
+#include "fault_alloc_begin.h"
+#include "../../../src/http/server.c"
+#include "fault_alloc_end.h"
+
+typedef struct {
+    uv_loop_t loop;
+    weft_http_server_t *srv;
+    uint16_t port;
+    bool done;
+} fx_t;
+
+static void h_hello(weft_http_request_t *req, void *arg)
+{
+    weft_http_respond(req, 200, "text/plain", "hello", 5);
+}
+
+static int setup(void **state)
+{
+    fx_t *f = calloc(1, sizeof(*f));
+    weft_http_server_options_t o;
+    weft_http_server_options_init(&o);
+    assert_int_equal(weft_http_server_new(&o, 1, &f->srv), 0);
+    weft_http_route_t r = {.handler = h_hello};
+    assert_int_equal(weft_http_server_route(f->srv, "GET", "/hello", &r), 0);
+    char err[256];
+    assert_int_equal(weft_http_server_bind(f->srv, err, sizeof(err)), 0);
+    f->port = weft_http_server_port(f->srv);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    assert_int_equal(weft_http_server_attach(f->srv, &f->loop, 0), 0);
+    *state = f;
+    return 0;
+}
+
+static void on_done(void *arg)
+{
+    ((fx_t *)arg)->done = true;
+}
+
+static int teardown(void **state)
+{
+    fx_t *f = *state;
+    alloc_countdown = -1;
+    if (!f->done) weft_http_server_shutdown(f->srv, 0, on_done, f);
+    for (int i = 0; i < 1000 && !f->done; i++) uv_run(&f->loop, UV_RUN_ONCE);
+    assert_true(f->done);
+    uv_run(&f->loop, UV_RUN_DEFAULT); /* the handles' close callbacks */
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    weft_http_server_free(f->srv);
+    free(f);
+    return 0;
+}
+
+static int dial(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    /* the kernel completes the handshake from the listen backlog: no loop run needed */
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+/* Sends GET /hello, then runs the loop until a whole response is in (at most ~2 s of loop
+ * time); returns how long that took, in ms of loop time. */
+static uint64_t ask(fx_t *f, int fd)
+{
+    static const char req[] = "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_int_equal(send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL), (ssize_t)(sizeof(req) - 1));
+    uv_update_time(&f->loop);
+    uint64_t t0 = uv_now(&f->loop);
+    char buf[1024];
+    size_t n = 0;
+    while (uv_now(&f->loop) - t0 < 2000) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 5) == 1) {
+            ssize_t r = recv(fd, buf + n, sizeof(buf) - 1 - n, 0);
+            assert_true(r > 0);
+            n += (size_t)r;
+            buf[n] = 0;
+            if (strstr(buf, "\r\n\r\nhello")) break;
+        }
+        uv_update_time(&f->loop);
+    }
+    buf[n] = 0;
+    assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(buf, "\r\n\r\nhello"));
+    return uv_now(&f->loop) - t0;
+}
+
+/* Runs the loop until the listener has tried to take the pending connection. */
+static void until_stalled(fx_t *f)
+{
+    listener_t *l = &f->srv->listeners[0];
+    for (int i = 0; i < 200 && !l->accept_stalled; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    assert_true(l->accept_stalled);
+}
+
+static void stalled_then_served(void **state, long countdown, int failures)
+{
+    fx_t *f = *state;
+    listener_t *l = &f->srv->listeners[0];
+    alloc_failures = 0;
+    alloc_countdown = countdown; /* the connection's calloc is 0, its read buffer 1 */
+    int a = dial(f->port);
+    until_stalled(f);
+    assert_int_equal(alloc_failures, 1);
+    assert_int_equal(atomic_load(&l->nconns), 0);
+    for (int k = 1; k < failures; k++) { /* the retry fails too */
+        alloc_countdown = 0;
+        for (int i = 0; i < 200 && alloc_failures == k; i++) {
+            uv_run(&f->loop, UV_RUN_ONCE);
+        }
+        assert_int_equal(alloc_failures, k + 1);
+        assert_true(l->accept_stalled);
+    }
+    alloc_countdown = -1;
+    /* answered once the sweep timer retries: within one SWEEP_MS and some slack */
+    uint64_t ms = ask(f, a);
+    assert_true(ms <= SWEEP_MS + 500);
+    assert_false(l->accept_stalled);
+    /* the listener polls again: a new connection is answered without waiting for a timer */
+    int b = dial(f->port);
+    assert_true(ask(f, b) < SWEEP_MS);
+    assert_true(ask(f, a) < SWEEP_MS); /* and the first one stays usable */
+    assert_int_equal(atomic_load(&l->nconns), 2);
+    close(a);
+    close(b);
+}
+
+static void test_conn_alloc_fails(void **state)
+{
+    stalled_then_served(state, 0, 1);
+}
+
+static void test_rbuf_alloc_fails(void **state)
+{
+    stalled_then_served(state, 1, 1);
+}
+
+static void test_retry_fails_too(void **state)
+{
+    stalled_then_served(state, 0, 3);
+}
+
+/* Shutting down with a connection still pending: it is closed with the listener. */
+static void test_shutdown_while_stalled(void **state)
+{
+    fx_t *f = *state;
+    alloc_countdown = 0;
+    int a = dial(f->port);
+    until_stalled(f);
+    alloc_countdown = -1;
+    weft_http_server_shutdown(f->srv, 0, on_done, f);
+    for (int i = 0; i < 1000 && !f->done; i++) uv_run(&f->loop, UV_RUN_ONCE);
+    assert_true(f->done);
+    char c;
+    struct pollfd p = {.fd = a, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    assert_true(recv(a, &c, 1, 0) <= 0); /* closed, never served */
+    close(a);
+}
+
+/* Accept errors (ENOBUFS here) come back at once, one callback each: one warning a second,
+ * which says how many were left out. */
+static size_t count_lines(FILE *fp, const char *needle, char *last, size_t cap)
+{
+    char line[512];
+    size_t n = 0;
+    rewind(fp);
+    while (fgets(line, sizeof(line), fp))
+        if (strstr(line, needle)) {
+            n++;
+            snprintf(last, cap, "%s", line);
+        }
+    return n;
+}
+
+static void test_accept_errors_rate_limited(void **state)
+{
+    fx_t *f = *state;
+    listener_t *l = &f->srv->listeners[0];
+    FILE *fp = tmpfile();
+    assert_non_null(fp);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(dup2(fileno(fp), 2) == 2);
+    uv_update_time(&f->loop);
+    for (int i = 0; i < 1000; i++) on_connection((uv_stream_t *)&l->tcp, UV_ENOBUFS);
+    usleep(1100 * 1000); /* past the second: the next error is logged, with the count */
+    uv_update_time(&f->loop);
+    on_connection((uv_stream_t *)&l->tcp, UV_ENOBUFS);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char last[512] = "";
+    assert_int_equal(count_lines(fp, "accept failed", last, sizeof(last)), 2);
+    assert_non_null(strstr(last, "err=ENOBUFS"));
+    assert_non_null(strstr(last, "errors_not_logged=999"));
+    fclose(fp);
+    assert_int_equal(atomic_load(&l->nconns), 0);
+    /* and the listener still serves */
+    int a = dial(f->port);
+    assert_true(ask(f, a) < SWEEP_MS);
+    close(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_conn_alloc_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rbuf_alloc_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_fails_too, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown_while_stalled, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accept_errors_rate_limited, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
