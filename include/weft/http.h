@@ -76,6 +76,11 @@ typedef struct weft_http_server_options_s {
                                         SIGTERM, keep serving this long, /health answering 503
                                         "draining", before the shutdown starts; default 0 */
     unsigned max_keepalive_requests; /* per connection; 0: no limit (the default) */
+    unsigned busy_poll_us;           /* for weft_service (the server does not read it): the
+                                        workers' busy polling (weft_workers_set_busy_poll),
+                                        longest spin; default 30; 0: off */
+    unsigned busy_poll_share;        /* for weft_service: the most a worker spins, in percent
+                                        of the time it spends working; default 25 */
 } weft_http_server_options_t;
 
 /** Hooks run around every request on the loop thread (instrumentation, logging). */
@@ -128,12 +133,14 @@ struct weft_http_request_s {
  * The engine's limits as the configuration system sees them: keys http.max_head_size,
  * http.max_target_size, http.max_headers, http.max_body_size, http.max_connections,
  * http.head_timeout, http.idle_timeout, http.body_timeout, http.write_timeout,
- * http.shutdown_timeout (sizes in bytes, durations in ms once loaded).
+ * http.shutdown_timeout, http.shutdown_delay, http.busy_poll_us, http.busy_poll_share (sizes
+ * in bytes, durations in ms once loaded).
  */
 typedef struct weft_http_conf_s {
     uint64_t max_head, max_target, max_headers, max_body, max_connections;
     uint64_t head_timeout, idle_timeout, body_timeout, write_timeout, shutdown_timeout;
     uint64_t shutdown_delay;
+    uint64_t busy_poll_us, busy_poll_share;
 } weft_http_conf_t;
 
 /** A configuration section over the http.* declaration table, storing into *conf. */

@@ -12,7 +12,19 @@
  * Start-up is a barrier: weft_workers_start returns after every init has run. Each worker
  * thread is a registered snapshot reader (core/snapshot.h) from before its init function
  * until its loop has been closed, so everything run on it may read snapshots.
+ *
+ * Busy polling (weft_workers_set_busy_poll). A worker that finds nothing to do blocks in
+ * epoll_wait; the next event must then wake its thread, and on a virtual machine whose idle
+ * vCPU halts, that wake-up costs the waker a VM exit and the request tens of microseconds.
+ * Under load the wait is short, so a worker may instead poll its loop's epoll descriptor
+ * without blocking for a while before it blocks. To keep that from costing an idle or
+ * lightly loaded service anything, the spinning is paid from a budget: each loop iteration
+ * adds share_pct% of the time it spent working (wall time in uv_run minus the time libuv
+ * spent blocked, UV_METRICS_IDLE_TIME), a spin draws on it, and it never exceeds max. An
+ * idle worker has no budget and never spins; a worker busy a fraction f of the time spins at
+ * most f * share_pct% of it. Measured in bench/README.md ("Busy polling").
  */
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -50,6 +62,8 @@ struct weft_workers_s {
     uv_cond_t cond;
     unsigned ready;
     int stopping;
+    uint64_t spin_max_ns; /* busy polling: longest spin; 0: off */
+    unsigned spin_share;  /* busy polling: percent of working time a spin may take */
     worker_t workers[];
 };
 
@@ -117,6 +131,39 @@ static void close_walk(uv_handle_t *h, void *arg)
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+/* Polls the loop's epoll descriptor without blocking until it has an event or the spin
+ * allowed by *budget (ns) is used up; takes the time spent from *budget. */
+static void spin(uv_loop_t *loop, uint64_t *budget)
+{
+    if (*budget == 0 || uv_backend_timeout(loop) == 0) return; /* work is pending already */
+    struct pollfd p = {.fd = uv_backend_fd(loop), .events = POLLIN};
+    uint64_t t0 = uv_hrtime(), spent = 0;
+    while (spent < *budget) {
+        if (poll(&p, 1, 0) != 0) break;
+        spent = uv_hrtime() - t0;
+    }
+    *budget = spent < *budget ? *budget - spent : 0;
+}
+
+/* uv_run(UV_RUN_DEFAULT), with busy polling between iterations when it is on. */
+static void run_loop(weft_workers_t *w, uv_loop_t *loop)
+{
+    if (w->spin_max_ns == 0) {
+        uv_run(loop, UV_RUN_DEFAULT);
+        return;
+    }
+    uint64_t budget = 0;
+    for (;;) {
+        uint64_t t0 = uv_hrtime(), idle0 = uv_metrics_idle_time(loop);
+        int alive = uv_run(loop, UV_RUN_ONCE);
+        if (!alive) return;
+        uint64_t wall = uv_hrtime() - t0, idle = uv_metrics_idle_time(loop) - idle0;
+        if (wall > idle) budget += (wall - idle) * w->spin_share / 100;
+        if (budget > w->spin_max_ns) budget = w->spin_max_ns;
+        spin(loop, &budget);
+    }
+}
+
 static void worker_run(void *arg)
 {
     worker_t *wk = arg;
@@ -127,7 +174,7 @@ static void worker_run(void *arg)
     w->ready++;
     uv_cond_broadcast(&w->cond);
     uv_mutex_unlock(&w->mu);
-    uv_run(&wk->loop, UV_RUN_DEFAULT);
+    run_loop(w, &wk->loop);
     if (uv_loop_close(&wk->loop) == UV_EBUSY) {
         /* Handles left open by an owner: close them so the loop can be freed. */
         uv_walk(&wk->loop, close_walk, NULL);
@@ -146,6 +193,7 @@ int weft_workers_start(weft_workers_t *w, weft_worker_fn init, void *arg)
     for (i = 0; i < w->n; i++) {
         worker_t *wk = &w->workers[i];
         if ((err = uv_loop_init(&wk->loop)) != 0) break;
+        if (w->spin_max_ns) uv_loop_configure(&wk->loop, UV_METRICS_IDLE_TIME);
         if ((err = uv_async_init(&wk->loop, &wk->async, on_async)) != 0) {
             uv_loop_close(&wk->loop);
             break;
@@ -168,6 +216,13 @@ int weft_workers_start(weft_workers_t *w, weft_worker_fn init, void *arg)
         return err;
     }
     return 0;
+}
+
+void weft_workers_set_busy_poll(weft_workers_t *w, uint64_t max_us, unsigned share_pct)
+{
+    if (share_pct > 100) share_pct = 100;
+    w->spin_max_ns = share_pct ? max_us * 1000 : 0;
+    w->spin_share = share_pct;
 }
 
 static int post(worker_t *wk, weft_worker_fn fn, void *arg, int is_stop)

@@ -41,6 +41,12 @@ static const weft_conf_option_t options[] = {
         "on SIGTERM/SIGINT, first keep serving this long with /health answering 503 "
         "(draining), so that load balancers and Kubernetes stop sending traffic; a second "
         "signal skips the rest"),
+    OPT("busy_poll_us", WEFT_CONF_UINT, busy_poll_us, "30", 0, 1000,
+        "a worker with nothing to do polls for this many microseconds before it sleeps, "
+        "which spares requests under load the wake-up of a sleeping thread; 0: off"),
+    OPT("busy_poll_share", WEFT_CONF_UINT, busy_poll_share, "25", 0, 100,
+        "the most a worker spends busy polling, in percent of the time it spends working "
+        "(an idle worker never polls); 0: off"),
 };
 
 weft_conf_section_t weft_http_conf_section(weft_http_conf_t *conf)
@@ -62,4 +68,6 @@ void weft_http_conf_apply(const weft_http_conf_t *c, weft_http_server_options_t 
     o->write_timeout_ms = c->write_timeout;
     o->shutdown_timeout_ms = c->shutdown_timeout;
     o->shutdown_delay_ms = c->shutdown_delay;
+    o->busy_poll_us = (unsigned)c->busy_poll_us;
+    o->busy_poll_share = (unsigned)c->busy_poll_share;
 }

@@ -464,6 +464,7 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
     svc->o.access_log_file = svc->alog_path;
     err = weft_workers_new(o->workers, &svc->workers);
     if (err) goto fail;
+    weft_workers_set_busy_poll(svc->workers, o->http.busy_poll_us, o->http.busy_poll_share);
     unsigned n = weft_workers_count(svc->workers);
     svc->wstate = calloc(n, sizeof(worker_state_t));
     if (!svc->wstate) {

@@ -1,5 +1,6 @@
 /*
- * test_core.c - arena, logfmt quoting, error names, and the worker-thread group.
+ * test_core.c - arena, logfmt quoting, error names, and the worker-thread group (with its
+ * busy polling: bounded by the share of working time, none when idle).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -153,6 +155,96 @@ static void test_workers(void **state)
     weft_workers_free(w);
 }
 
+/* Busy polling. A worker's timer fires every 2 ms and works (busy-waits) 400 us each time,
+ * 20% of the wall time; ticks 25 to 225 are measured with the thread's CPU clock. Spinning
+ * adds at most share% of the working time: with a 1 ms cap, share 100 spins after each tick
+ * until its 400 us budget is spent (about 40% CPU in all), share 25 adds at most 5%, and
+ * off adds nothing. Between runs, an idle worker with share 100 must not spin at all. */
+typedef struct {
+    uv_timer_t t;
+    int ticks;
+    uint64_t cpu0, wall0;
+    double ratio; /* thread CPU / wall time over the measured ticks */
+    uint64_t idle_cpu;
+} spin_probe_t;
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    spin_probe_t *p = t->data;
+    uint64_t t0 = uv_hrtime();
+    while (uv_hrtime() - t0 < 400000) {
+    }
+    if (++p->ticks == 25) {
+        p->cpu0 = thread_cpu_ns();
+        p->wall0 = uv_hrtime();
+    } else if (p->ticks == 225) {
+        p->ratio = (double)(thread_cpu_ns() - p->cpu0) / (double)(uv_hrtime() - p->wall0);
+        uv_close((uv_handle_t *)t, NULL);
+    }
+}
+
+static void spin_init(uv_loop_t *loop, unsigned i, void *arg)
+{
+    spin_probe_t *p = arg;
+    uv_timer_init(loop, &p->t);
+    p->t.data = p;
+    uv_timer_start(&p->t, on_tick, 2, 2);
+}
+
+static void idle_cpu(uv_loop_t *loop, unsigned i, void *arg)
+{
+    ((spin_probe_t *)arg)->idle_cpu = thread_cpu_ns() - ((spin_probe_t *)arg)->idle_cpu;
+}
+
+static void idle_start(uv_loop_t *loop, unsigned i, void *arg)
+{
+    ((spin_probe_t *)arg)->idle_cpu = thread_cpu_ns();
+}
+
+static double spin_run(unsigned share, uint64_t *idle)
+{
+    spin_probe_t p = {0};
+    weft_workers_t *w;
+    assert_int_equal(weft_workers_new(1, &w), 0);
+    weft_workers_set_busy_poll(w, 1000, share);
+    assert_int_equal(weft_workers_start(w, spin_init, &p), 0);
+    for (int i = 0; i < 300 && p.ratio == 0; i++) usleep(10000); /* the ticks, ~450 ms */
+    usleep(20000);
+    assert_true(p.ratio > 0);
+    /* idle: nothing but the async handle is left on the loop */
+    assert_int_equal(weft_workers_post(w, 0, idle_start, &p), 0);
+    usleep(200000);
+    assert_int_equal(weft_workers_post(w, 0, idle_cpu, &p), 0);
+    usleep(20000);
+    weft_workers_stop(w, NULL, NULL);
+    weft_workers_join(w);
+    weft_workers_free(w);
+    *idle = p.idle_cpu;
+    return p.ratio;
+}
+
+static void test_workers_busy_poll(void **state)
+{
+    uint64_t idle;
+    double off = spin_run(0, &idle), quarter, full;
+    assert_true(off < 0.30);
+    full = spin_run(100, &idle);
+    assert_true(idle < 20000000); /* 200 ms idle: under 20 ms of CPU (no spinning) */
+    quarter = spin_run(25, &idle);
+    print_message("busy polling: CPU/wall %.2f off, %.2f at 25%%, %.2f at 100%%\n", off, quarter,
+                  full);
+    assert_true(full > off * 1.4); /* it does spin (about 2x: 0.2 + 0.2) */
+    assert_true(full < 0.50);
+    assert_true(quarter < 0.33); /* at most 20% + 5%, with slack for the clocks */
+}
+
 /* weft__errf: formatted, cut to fit, one line whatever the input held, code returned. */
 static void test_errf(void **state)
 {
@@ -175,7 +267,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_arena),      cmocka_unit_test(test_log_quote_and_levels),
         cmocka_unit_test(test_log_always), cmocka_unit_test(test_workers),
-        cmocka_unit_test(test_errf),
+        cmocka_unit_test(test_errf),       cmocka_unit_test(test_workers_busy_poll),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
