@@ -53,9 +53,11 @@ WEFT_EXTERN int weft_workers_start(weft_workers_t *w, weft_worker_fn init, void 
 /**
  * Busy polling, off unless set, and set only before weft_workers_start: a worker about to
  * block for events first polls for them without blocking, for at most max_us, and in all
- * for at most share_pct% of the time it spent working (an idle worker never spins). Under
- * load this spares each request the wake-up of a sleeping thread (tens of microseconds on a
- * virtual machine); the cost is CPU, bounded by share_pct. max_us 0 or share_pct 0: off.
+ * for at most share_pct% of the time it spent working, and only while it was busy at least
+ * 75% of its last few milliseconds (idle and moderately loaded workers never spin). Near
+ * saturation this spares requests the wake-up of a sleeping thread (tens of microseconds on
+ * a virtual machine) and the pile-up behind it; the cost is CPU, bounded by share_pct.
+ * max_us 0 or share_pct 0: off.
  */
 WEFT_EXTERN void weft_workers_set_busy_poll(weft_workers_t *w, uint64_t max_us, unsigned share_pct);
 

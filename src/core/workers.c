@@ -18,11 +18,14 @@
  * vCPU halts, that wake-up costs the waker a VM exit and the request tens of microseconds.
  * Under load the wait is short, so a worker may instead poll its loop's epoll descriptor
  * without blocking for a while before it blocks. To keep that from costing an idle or
- * lightly loaded service anything, the spinning is paid from a budget: each loop iteration
- * adds share_pct% of the time it spent working (wall time in uv_run minus the time libuv
- * spent blocked, UV_METRICS_IDLE_TIME), a spin draws on it, and it never exceeds max. An
- * idle worker has no budget and never spins; a worker busy a fraction f of the time spins at
- * most f * share_pct% of it. Measured in bench/README.md ("Busy polling").
+ * lightly loaded service anything, a worker spins only while it was busy at least 75% of
+ * its recent time (SPIN_MIN_BUSY_PCT), and pays for the spinning from a budget: each loop
+ * iteration adds share_pct% of the time it spent working (wall time in uv_run minus the
+ * time libuv spent blocked, UV_METRICS_IDLE_TIME), a spin draws on it, and it never exceeds
+ * max. An idle or moderately loaded worker never spins; a busy one spins at most
+ * share_pct% of its working time. Measured in bench/README.md ("Busy polling"). Off by
+ * default: the idle-time metric it needs makes libuv poll once without blocking before each
+ * blocking poll, which at light load costs an extra system call per loop iteration.
  */
 #include <poll.h>
 #include <stdlib.h>
@@ -33,6 +36,11 @@
 #include "weft/workers.h"
 
 #define POST_LIMIT 1024
+/* Busy polling only while the worker worked at least this share of its recent time (about
+ * the last SPIN_WINDOW_NS): near saturation, where a sleeping worker lets requests pile up.
+ * Below it, spinning measured no gain and cost latency and CPU (bench/README.md). */
+#define SPIN_MIN_BUSY_PCT 75
+#define SPIN_WINDOW_NS    2000000
 
 typedef struct post_s {
     struct post_s *next;
@@ -152,15 +160,23 @@ static void run_loop(weft_workers_t *w, uv_loop_t *loop)
         uv_run(loop, UV_RUN_DEFAULT);
         return;
     }
-    uint64_t budget = 0;
+    uint64_t budget = 0, busy_sum = 0, wall_sum = 0;
     for (;;) {
         uint64_t t0 = uv_hrtime(), idle0 = uv_metrics_idle_time(loop);
         int alive = uv_run(loop, UV_RUN_ONCE);
         if (!alive) return;
         uint64_t wall = uv_hrtime() - t0, idle = uv_metrics_idle_time(loop) - idle0;
-        if (wall > idle) budget += (wall - idle) * w->spin_share / 100;
+        uint64_t busy = wall > idle ? wall - idle : 0;
+        budget += busy * w->spin_share / 100;
         if (budget > w->spin_max_ns) budget = w->spin_max_ns;
-        spin(loop, &budget);
+        /* How busy the worker was lately: sums that halve once they span SPIN_WINDOW_NS. */
+        busy_sum += busy;
+        wall_sum += wall;
+        if (wall_sum > SPIN_WINDOW_NS) {
+            busy_sum /= 2;
+            wall_sum /= 2;
+        }
+        if (busy_sum * 100 >= wall_sum * SPIN_MIN_BUSY_PCT) spin(loop, &budget);
     }
 }
 

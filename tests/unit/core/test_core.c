@@ -155,16 +155,17 @@ static void test_workers(void **state)
     weft_workers_free(w);
 }
 
-/* Busy polling. A worker's timer fires every 2 ms and works (busy-waits) 400 us each time,
- * 20% of the wall time; ticks 25 to 225 are measured with the thread's CPU clock. Spinning
- * adds at most share% of the working time: with a 1 ms cap, share 100 spins after each tick
- * until its 400 us budget is spent (about 40% CPU in all), share 25 adds at most 5%, and
- * off adds nothing. Between runs, an idle worker with share 100 must not spin at all. */
+/* Busy polling. A worker's timer fires every 2 ms and works (busy-waits) for a set time
+ * each tick; ticks 25 to 225 are measured with the thread's CPU clock (CPU / wall time).
+ * At 20% busy the worker is below the 75% threshold and must not spin, even with share 100.
+ * At ~80% busy it spins: share 10 may add at most 10% of the working time, share 100
+ * fills the gaps between ticks. An idle worker must not spin at all. */
 typedef struct {
     uv_timer_t t;
+    uint64_t work_ns;
     int ticks;
-    uint64_t cpu0, wall0;
-    double ratio; /* thread CPU / wall time over the measured ticks */
+    uint64_t cpu0, wall0, work;
+    double ratio, busy; /* thread CPU / wall time; of it, in the timer callbacks */
     uint64_t idle_cpu;
 } spin_probe_t;
 
@@ -178,14 +179,17 @@ static uint64_t thread_cpu_ns(void)
 static void on_tick(uv_timer_t *t)
 {
     spin_probe_t *p = t->data;
-    uint64_t t0 = uv_hrtime();
-    while (uv_hrtime() - t0 < 400000) {
+    uint64_t t0 = uv_hrtime(), c0 = thread_cpu_ns();
+    while (uv_hrtime() - t0 < p->work_ns) {
     }
+    if (p->ticks > 25) p->work += thread_cpu_ns() - c0;
     if (++p->ticks == 25) {
         p->cpu0 = thread_cpu_ns();
         p->wall0 = uv_hrtime();
     } else if (p->ticks == 225) {
-        p->ratio = (double)(thread_cpu_ns() - p->cpu0) / (double)(uv_hrtime() - p->wall0);
+        double wall = (double)(uv_hrtime() - p->wall0);
+        p->ratio = (double)(thread_cpu_ns() - p->cpu0) / wall;
+        p->busy = (double)p->work / wall;
         uv_close((uv_handle_t *)t, NULL);
     }
 }
@@ -198,19 +202,22 @@ static void spin_init(uv_loop_t *loop, unsigned i, void *arg)
     uv_timer_start(&p->t, on_tick, 2, 2);
 }
 
-static void idle_cpu(uv_loop_t *loop, unsigned i, void *arg)
-{
-    ((spin_probe_t *)arg)->idle_cpu = thread_cpu_ns() - ((spin_probe_t *)arg)->idle_cpu;
-}
-
 static void idle_start(uv_loop_t *loop, unsigned i, void *arg)
 {
     ((spin_probe_t *)arg)->idle_cpu = thread_cpu_ns();
 }
 
-static double spin_run(unsigned share, uint64_t *idle)
+static void idle_end(uv_loop_t *loop, unsigned i, void *arg)
 {
-    spin_probe_t p = {0};
+    spin_probe_t *p = arg;
+    p->idle_cpu = thread_cpu_ns() - p->idle_cpu;
+}
+
+/* Runs the probe; returns the CPU spent outside the callbacks, as a share of wall time
+ * (the spinning, plus a little loop overhead), and the busy share in *busy. */
+static double spin_run(uint64_t work_us, unsigned share, double *busy, uint64_t *idle)
+{
+    spin_probe_t p = {.work_ns = work_us * 1000};
     weft_workers_t *w;
     assert_int_equal(weft_workers_new(1, &w), 0);
     weft_workers_set_busy_poll(w, 1000, share);
@@ -221,28 +228,33 @@ static double spin_run(unsigned share, uint64_t *idle)
     /* idle: nothing but the async handle is left on the loop */
     assert_int_equal(weft_workers_post(w, 0, idle_start, &p), 0);
     usleep(200000);
-    assert_int_equal(weft_workers_post(w, 0, idle_cpu, &p), 0);
+    assert_int_equal(weft_workers_post(w, 0, idle_end, &p), 0);
     usleep(20000);
     weft_workers_stop(w, NULL, NULL);
     weft_workers_join(w);
     weft_workers_free(w);
     *idle = p.idle_cpu;
-    return p.ratio;
+    *busy = p.busy;
+    return p.ratio - p.busy;
 }
 
 static void test_workers_busy_poll(void **state)
 {
     uint64_t idle;
-    double off = spin_run(0, &idle), quarter, full;
-    assert_true(off < 0.30);
-    full = spin_run(100, &idle);
-    assert_true(idle < 20000000); /* 200 ms idle: under 20 ms of CPU (no spinning) */
-    quarter = spin_run(25, &idle);
-    print_message("busy polling: CPU/wall %.2f off, %.2f at 25%%, %.2f at 100%%\n", off, quarter,
-                  full);
-    assert_true(full > off * 1.4); /* it does spin (about 2x: 0.2 + 0.2) */
-    assert_true(full < 0.50);
-    assert_true(quarter < 0.33); /* at most 20% + 5%, with slack for the clocks */
+    double b_low, b_tenth, b_full;
+    double low = spin_run(400, 100, &b_low, &idle);
+    assert_true(idle < 20000000); /* 200 ms idle after it: under 20 ms of CPU */
+    double tenth = spin_run(1600, 10, &b_tenth, &idle);
+    double full = spin_run(1600, 100, &b_full, &idle);
+    assert_true(idle < 20000000);
+    print_message("busy polling, CPU outside the work / wall time: %.3f at %.0f%% busy "
+                  "(share 100); %.3f at %.0f%% busy (share 10), %.3f at %.0f%% (share 100)\n",
+                  low, 100 * b_low, tenth, 100 * b_tenth, full, 100 * b_full);
+    /* (a spin does not see timers: with a 1 ms cap, full spinning delays the ticks) */
+    assert_true(b_low < 0.5 && b_tenth > 0.7 && b_full > 0.6);
+    assert_true(low < 0.04);                    /* below the threshold: no spinning */
+    assert_true(tenth < 0.10 * b_tenth + 0.03); /* at most 10% of the working time */
+    assert_true(full > 0.10);                   /* it does spin: the gaps, about 0.2 */
 }
 
 /* weft__errf: formatted, cut to fit, one line whatever the input held, code returned. */
