@@ -78,7 +78,7 @@ typedef struct weft_http_server_options_s {
     unsigned max_keepalive_requests; /* per connection; 0: no limit (the default) */
     unsigned busy_poll_us;           /* for weft_service (the server does not read it): the
                                         workers' busy polling (weft_workers_set_busy_poll),
-                                        longest spin; default 0: off */
+                                        longest spin; default 30; 0: off */
     unsigned busy_poll_share;        /* for weft_service: the most a worker spins, in percent
                                         of the time it spends working; default 25 */
 } weft_http_server_options_t;

@@ -53,8 +53,9 @@ WEFT_EXTERN int weft_workers_start(weft_workers_t *w, weft_worker_fn init, void 
 /**
  * Busy polling, off unless set, and set only before weft_workers_start: a worker about to
  * block for events first polls for them without blocking, for at most max_us, and in all
- * for at most share_pct% of the time it spent working, and only while it was busy at least
- * 75% of its last few milliseconds (idle and moderately loaded workers never spin). Near
+ * for at most share_pct% of the time it spent working, and only while its thread's CPU
+ * time shows it busy at least 75% of its last 2 ms (idle and moderately loaded workers
+ * never spin). weft_service turns it on by default (http.busy_poll_us, 30). Near
  * saturation this spares requests the wake-up of a sleeping thread (tens of microseconds on
  * a virtual machine) and the pile-up behind it; the cost is CPU, bounded by share_pct.
  * max_us 0 or share_pct 0: off.

@@ -18,18 +18,24 @@
  * vCPU halts, that wake-up costs the waker a VM exit and the request tens of microseconds.
  * Under load the wait is short, so a worker may instead poll its loop's epoll descriptor
  * without blocking for a while before it blocks. To keep that from costing an idle or
- * lightly loaded service anything, a worker spins only while it was busy at least 75% of
- * its recent time (SPIN_MIN_BUSY_PCT), and pays for the spinning from a budget: each loop
- * iteration adds share_pct% of the time it spent working (wall time in uv_run minus the
- * time libuv spent blocked, UV_METRICS_IDLE_TIME), a spin draws on it, and it never exceeds
- * max. An idle or moderately loaded worker never spins; a busy one spins at most
- * share_pct% of its working time. Measured in bench/README.md ("Busy polling"). Off by
- * default: the idle-time metric it needs makes libuv poll once without blocking before each
- * blocking poll, which at light load costs an extra system call per loop iteration.
+ * lightly loaded service anything, the loop runs in windows of about 2 ms
+ * (SPIN_WINDOW_NS); at the end of each it reads its thread's CPU clock once, and the
+ * worker spins in the next window only if it worked (CPU time, less the time it spun) at
+ * least 75% of this one (SPIN_MIN_BUSY_PCT). While it spins, each loop iteration adds to
+ * a budget share_pct% of the working share of its wall time, a spin draws on the budget,
+ * and the budget never exceeds max. So an idle or moderately loaded worker never spins,
+ * and a busy one spins at most share_pct% of its working time. Time lost to preemption
+ * counts as idle: a worker that does not get its CPU does not spin. Costs per loop
+ * iteration: two reads of the vDSO clock, and uv_run(UV_RUN_ONCE) in place of
+ * UV_RUN_DEFAULT. (A first version took the working time from libuv's
+ * UV_METRICS_IDLE_TIME, which makes libuv poll without blocking before each blocking poll:
+ * a system call more per iteration at light load.) Measured in bench/README.md ("Busy
+ * polling").
  */
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/snapshot.h"
@@ -140,10 +146,10 @@ static void close_walk(uv_handle_t *h, void *arg)
 }
 
 /* Polls the loop's epoll descriptor without blocking until it has an event or the spin
- * allowed by *budget (ns) is used up; takes the time spent from *budget. */
-static void spin(uv_loop_t *loop, uint64_t *budget)
+ * allowed by *budget (ns) is used up; takes the time spent from *budget and returns it. */
+static uint64_t spin(uv_loop_t *loop, uint64_t *budget)
 {
-    if (*budget == 0 || uv_backend_timeout(loop) == 0) return; /* work is pending already */
+    if (*budget == 0 || uv_backend_timeout(loop) == 0) return 0; /* work is pending already */
     struct pollfd p = {.fd = uv_backend_fd(loop), .events = POLLIN};
     uint64_t t0 = uv_hrtime(), spent = 0;
     while (spent < *budget) {
@@ -151,6 +157,15 @@ static void spin(uv_loop_t *loop, uint64_t *budget)
         spent = uv_hrtime() - t0;
     }
     *budget = spent < *budget ? *budget - spent : 0;
+    return spent;
+}
+
+/* CPU time of the calling thread, in ns (a system call: read once per window). */
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* uv_run(UV_RUN_DEFAULT), with busy polling between iterations when it is on. */
@@ -160,23 +175,34 @@ static void run_loop(weft_workers_t *w, uv_loop_t *loop)
         uv_run(loop, UV_RUN_DEFAULT);
         return;
     }
-    uint64_t budget = 0, busy_sum = 0, wall_sum = 0;
+    /* The window: its start (wall, thread CPU) and the time spun in it so far. */
+    uint64_t win_t0 = uv_hrtime(), win_cpu0 = thread_cpu_ns(), win_spun = 0;
+    uint64_t budget = 0;
+    uint64_t rate = 0; /* budget per ns of wall time, in millionths: share x the last
+                          window's working share; 0: that window was not busy enough */
     for (;;) {
-        uint64_t t0 = uv_hrtime(), idle0 = uv_metrics_idle_time(loop);
-        int alive = uv_run(loop, UV_RUN_ONCE);
-        if (!alive) return;
-        uint64_t wall = uv_hrtime() - t0, idle = uv_metrics_idle_time(loop) - idle0;
-        uint64_t busy = wall > idle ? wall - idle : 0;
-        budget += busy * w->spin_share / 100;
-        if (budget > w->spin_max_ns) budget = w->spin_max_ns;
-        /* How busy the worker was lately: sums that halve once they span SPIN_WINDOW_NS. */
-        busy_sum += busy;
-        wall_sum += wall;
-        if (wall_sum > SPIN_WINDOW_NS) {
-            busy_sum /= 2;
-            wall_sum /= 2;
+        uint64_t t0 = uv_hrtime();
+        if (!uv_run(loop, UV_RUN_ONCE)) return;
+        uint64_t now = uv_hrtime();
+        if (now - win_t0 >= SPIN_WINDOW_NS) {
+            uint64_t cpu = thread_cpu_ns(), wall = now - win_t0;
+            uint64_t used = cpu > win_cpu0 ? cpu - win_cpu0 : 0;
+            uint64_t work = used > win_spun ? used - win_spun : 0;
+            if (work > wall) work = wall;
+            rate = work * 100 >= wall * SPIN_MIN_BUSY_PCT
+                       ? (uint64_t)((double)work / (double)wall * w->spin_share * 10000)
+                       : 0;
+            win_t0 = now;
+            win_cpu0 = cpu;
+            win_spun = 0;
+            if (rate == 0) budget = 0;
         }
-        if (busy_sum * 100 >= wall_sum * SPIN_MIN_BUSY_PCT) spin(loop, &budget);
+        if (rate == 0) continue;
+        uint64_t iter = now - t0;
+        if (iter > SPIN_WINDOW_NS) iter = SPIN_WINDOW_NS;
+        budget += iter * rate / 1000000;
+        if (budget > w->spin_max_ns) budget = w->spin_max_ns;
+        win_spun += spin(loop, &budget);
     }
 }
 
@@ -209,7 +235,6 @@ int weft_workers_start(weft_workers_t *w, weft_worker_fn init, void *arg)
     for (i = 0; i < w->n; i++) {
         worker_t *wk = &w->workers[i];
         if ((err = uv_loop_init(&wk->loop)) != 0) break;
-        if (w->spin_max_ns) uv_loop_configure(&wk->loop, UV_METRICS_IDLE_TIME);
         if ((err = uv_async_init(&wk->loop, &wk->async, on_async)) != 0) {
             uv_loop_close(&wk->loop);
             break;

@@ -41,11 +41,11 @@ static const weft_conf_option_t options[] = {
         "on SIGTERM/SIGINT, first keep serving this long with /health answering 503 "
         "(draining), so that load balancers and Kubernetes stop sending traffic; a second "
         "signal skips the rest"),
-    OPT("busy_poll_us", WEFT_CONF_UINT, busy_poll_us, "0", 0, 1000,
-        "a worker that has been busy at least 75% of its last milliseconds and has nothing "
-        "to do polls for up to this many microseconds before it sleeps, which spares "
-        "requests near saturation the wake-up of a sleeping thread (30 is a good start); "
-        "costs every loop iteration an extra non-blocking poll; 0: off"),
+    OPT("busy_poll_us", WEFT_CONF_UINT, busy_poll_us, "30", 0, 1000,
+        "a worker that has been busy at least 75% of its last 2 ms (by its thread's CPU "
+        "time) and has nothing to do polls for up to this many microseconds before it "
+        "sleeps, which spares requests near saturation the wake-up of a sleeping thread; "
+        "an idle or moderately loaded worker never polls; 0: off"),
     OPT("busy_poll_share", WEFT_CONF_UINT, busy_poll_share, "25", 0, 100,
         "the most a worker spends busy polling, in percent of the time it spends working "
         "(an idle worker never polls); 0: off"),

@@ -1776,7 +1776,7 @@ void weft_http_server_options_init(weft_http_server_options_t *o)
     o->body_timeout_ms = 30000;
     o->write_timeout_ms = 30000;
     o->shutdown_timeout_ms = 10000;
-    o->busy_poll_us = 0;
+    o->busy_poll_us = 30;
     o->busy_poll_share = 25;
 }
 
