@@ -1,6 +1,6 @@
 # bench/lib.sh - what the bench scripts share; sourced, not run. The sourcing script sets
-# BENCH (its name, for messages) first and may set THREADS, CONNS, PIPELINE (wrk settings,
-# default 1, 50, 1) before calling wrk_run or measure.
+# BENCH (its name, for messages) first and may set THREADS, CONNS, PIPELINE, DELAY (wrk
+# settings, default 1, 50, 1, 0) before calling wrk_run or measure.
 #
 # Every server process a script starts goes into PIDS and is stopped by PID on exit (TERM,
 # then KILL after 5 s), also on Ctrl-C, SIGTERM or failure. wrk and other tools run under
@@ -9,7 +9,7 @@
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-THREADS=${THREADS:-1} CONNS=${CONNS:-50} PIPELINE=${PIPELINE:-1}
+THREADS=${THREADS:-1} CONNS=${CONNS:-50} PIPELINE=${PIPELINE:-1} DELAY=${DELAY:-0}
 die() { echo "$BENCH: $*" >&2; exit 1; }
 usage() { echo "$BENCH: $*" >&2; exit 2; } # a bad option
 posint() { [[ $2 =~ ^[1-9][0-9]*$ ]] || usage "$1 wants a positive integer, not '$2'"; }
@@ -105,9 +105,15 @@ NGX
 
 # wrk, bounded: it stops itself after -d, timeout catches a wrk that does not.
 # With PIPELINE > 1, each write wrk makes carries that many requests (wrk counts every
-# response), from a Lua script.
+# response), from a Lua script. With DELAY > 0, each connection waits that many ms after a
+# response before it sends the next request (a Lua script too): a load below saturation.
 SCRIPT=()
 wrk_setup() {
+  if [ "$DELAY" -gt 0 ]; then
+    echo "delay = function() return $DELAY end" >"$T/delay.lua"
+    SCRIPT=(-s "$T/delay.lua")
+    return 0
+  fi
   [ "$PIPELINE" -gt 1 ] || return 0
   cat >"$T/pipeline.lua" <<LUA
 init = function(args)
