@@ -21,6 +21,8 @@
 
 #include <cmocka.h>
 
+#include "loopback.h"
+
 #include "weft/http.h"
 #include "weft/workers.h"
 
@@ -177,15 +179,6 @@ static int teardown(void **state)
 
 /* ---- client ---- */
 
-static int dial(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    return fd;
-}
-
 static void send_all(int fd, const char *s, size_t n)
 {
     while (n) {
@@ -225,7 +218,7 @@ static int count_of(const char *hay, const char *needle)
 static char *exchange(fixture_t *f, const char *req, int *closed)
 {
     static char buf[65536];
-    int fd = dial(f->port);
+    int fd = test_dial(f->port);
     send_all(fd, req, strlen(req));
     recv_all(fd, buf, sizeof(buf), 300, closed);
     close(fd);
@@ -296,7 +289,7 @@ static void test_bodies(void **state)
 static void test_expect_continue_and_head(void **state)
 {
     fixture_t *f = *state;
-    int fd = dial(f->port), closed;
+    int fd = test_dial(f->port), closed;
     char buf[4096];
     const char *h =
         "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
@@ -321,7 +314,7 @@ static void test_streams(void **state)
     assert_non_null(strstr(r, "\r\n\r\n3\r\nabc\r\n5\r\ndefgh\r\n0\r\n\r\n"));
     /* A streamed request body larger than the buffered limit, in many pieces. */
     fixture_t *f = *state;
-    int fd = dial(f->port);
+    int fd = test_dial(f->port);
     const char *h = "POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n";
     send_all(fd, h, strlen(h));
     char chunk[10000];
@@ -439,7 +432,7 @@ static void test_head_limits(void **state)
 static void test_head_timeout(void **state)
 {
     fixture_t *f = *state;
-    int fd = dial(f->port), closed;
+    int fd = test_dial(f->port), closed;
     send_all(fd, "GET /hel", 8);
     char buf[4096];
     recv_all(fd, buf, sizeof(buf), 2500, &closed);
@@ -538,7 +531,7 @@ static void test_params_decoded(void **state)
 static void test_peer(void **state)
 {
     fixture_t *f = *state;
-    int fd = dial(f->port), closed;
+    int fd = test_dial(f->port), closed;
     struct sockaddr_in me;
     socklen_t ml = sizeof(me);
     assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &ml), 0);

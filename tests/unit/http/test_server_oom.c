@@ -25,6 +25,8 @@
 
 #include <cmocka.h>
 
+#include "loopback.h"
+
 #include "fault_alloc.h"
 
 #include "fault_alloc_begin.h"
@@ -79,16 +81,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static int dial(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    /* the kernel completes the handshake from the listen backlog: no loop run needed */
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    return fd;
-}
-
 /* Sends GET /hello, then runs the loop until a whole response is in (at most ~2 s of loop
  * time); returns how long that took, in ms of loop time. */
 static uint64_t ask(fx_t *f, int fd)
@@ -134,7 +126,7 @@ static void stalled_then_served(void **state, long countdown, int failures)
     listener_t *l = &f->srv->listeners[0];
     alloc_failures = 0;
     alloc_countdown = countdown; /* the connection's calloc is 0, its read buffer 1 */
-    int a = dial(f->port);
+    int a = test_dial(f->port);
     until_stalled(f);
     assert_int_equal(alloc_failures, 1);
     assert_int_equal(atomic_load(&l->nconns), 0);
@@ -152,7 +144,7 @@ static void stalled_then_served(void **state, long countdown, int failures)
     assert_true(ms <= SWEEP_MS + 500);
     assert_false(l->accept_stalled);
     /* the listener polls again: a new connection is answered without waiting for a timer */
-    int b = dial(f->port);
+    int b = test_dial(f->port);
     assert_true(ask(f, b) < SWEEP_MS);
     assert_true(ask(f, a) < SWEEP_MS); /* and the first one stays usable */
     assert_int_equal(atomic_load(&l->nconns), 2);
@@ -180,7 +172,7 @@ static void test_shutdown_while_stalled(void **state)
 {
     fx_t *f = *state;
     alloc_countdown = 0;
-    int a = dial(f->port);
+    int a = test_dial(f->port);
     until_stalled(f);
     alloc_countdown = -1;
     weft_http_server_shutdown(f->srv, 0, on_done, f);
@@ -232,7 +224,7 @@ static void test_accept_errors_rate_limited(void **state)
     fclose(fp);
     assert_int_equal(atomic_load(&l->nconns), 0);
     /* and the listener still serves */
-    int a = dial(f->port);
+    int a = test_dial(f->port);
     assert_true(ask(f, a) < SWEEP_MS);
     close(a);
 }

@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "loopback.h"
+
 #include "weft/service.h"
 
 static weft_service_t *svc;
@@ -50,10 +52,7 @@ static void *run(void *arg)
 static char *exchange(const char *req)
 {
     static char buf[65536];
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(weft_service_port(svc))};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    int fd = test_dial(weft_service_port(svc));
     send(fd, req, strlen(req), 0);
     size_t n = 0;
     ssize_t r;
