@@ -24,12 +24,21 @@
  * per listener closes or answers 408 to the ones past it. Storing a deadline is all a
  * request pays. The same sweep refreshes the cached Date header.
  *
+ * Accept errors. libuv retries a failed accept at once and calls back once per failure, so
+ * an error that persists (ENOMEM, ENOBUFS, EMFILE without a spare descriptor) would keep the
+ * loop in its accept loop for good. After ACCEPT_RETRIES failures in a row the listener
+ * pauses: its handle is closed (which ends libuv's loop) while a duplicate of the socket,
+ * held since attach, keeps it listening, so waiting connections stay queued; the next sweep
+ * opens a handle on it again. As NGINX does on EMFILE, clients wait instead of being reset.
+ *
  * Errors. Any malformed request is answered with a status and a JSON body, `Connection:
  * close`, then the write side is shut down and the connection lingers (reading and
  * discarding, at most 2 s) before it closes, so the client sees the answer and nothing that
  * followed the bad request is ever parsed.
  */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
@@ -57,6 +66,7 @@
 #define ARENA_LIMIT     (8u << 20)
 #define LINGER_MS       2000
 #define SWEEP_MS        250
+#define ACCEPT_RETRIES  8 /* failed accepts in a row that pause the listener until a sweep */
 
 typedef enum {
     C_IDLE,    /* between requests */
@@ -156,6 +166,11 @@ struct listener_s {
     bool accept_stalled;       /* a connection is pending: memory for it ran out (on_timer) */
     uint64_t accept_warned_at; /* loop time of the last "accept failed" warning */
     uint64_t accept_errors;    /* accept errors since that warning */
+    unsigned accept_failures;  /* failed accepts since the last success (ACCEPT_RETRIES) */
+    unsigned accept_pauses;    /* pauses since the last success: only the first is logged */
+    bool accept_paused;        /* tcp is closed (or closing) after too many; a sweep reopens */
+    bool tcp_closed;           /* tcp's close callback has run: it may be initialized again */
+    int spare_fd;              /* a duplicate of the listening socket, -1 before attach */
     char date[64];             /* "Date: ...\r\n" */
     size_t date_len;
 };
@@ -1619,12 +1634,21 @@ static void accept_failed(listener_t *l, int status)
     l->accept_errors = 0;
 }
 
+static void listener_pause(listener_t *l, int status);
+
 static void on_connection(uv_stream_t *server, int status)
 {
     listener_t *l = server->data;
     if (status < 0) {
         accept_failed(l, status);
+        if (++l->accept_failures >= ACCEPT_RETRIES && !l->accept_paused && !l->shutting_down)
+            listener_pause(l, status);
         return;
+    }
+    l->accept_failures = 0;
+    if (l->accept_pauses) {
+        weft_info("http", "accepting again", "worker=%u pauses=%u", l->index, l->accept_pauses);
+        l->accept_pauses = 0;
     }
     conn_t *c = calloc(1, sizeof(*c));
     char *rbuf = c ? malloc(RBUF_INITIAL) : NULL;
@@ -1701,10 +1725,13 @@ static void format_date(listener_t *l)
     l->date_len = strftime(l->date, sizeof(l->date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
 }
 
+static void listener_resume(listener_t *l);
+
 static void on_timer(uv_timer_t *t)
 {
     listener_t *l = t->data;
     format_date(l);
+    if (l->accept_paused && l->tcp_closed && !l->shutting_down) listener_resume(l);
     if (l->accept_stalled && !l->shutting_down) on_connection((uv_stream_t *)&l->tcp, 0);
     uint64_t now = uv_now(l->loop);
     bool force = l->shutting_down && now >= l->shutdown_deadline;
@@ -1742,6 +1769,7 @@ static void on_timer(uv_timer_t *t)
 static void on_listener_handle_closed(uv_handle_t *h)
 {
     listener_t *l = h->data;
+    if (h == (uv_handle_t *)&l->tcp) l->tcp_closed = true;
     l->open_handles--;
     listener_maybe_done(l);
 }
@@ -1806,7 +1834,10 @@ int weft_http_server_new(const weft_http_server_options_t *o, unsigned n_loops,
         weft_http_server_free(s);
         return WEFT_ENOMEM;
     }
-    for (unsigned i = 0; i < n_loops; i++) s->fds[i] = -1;
+    for (unsigned i = 0; i < n_loops; i++) {
+        s->fds[i] = -1;
+        s->listeners[i].spare_fd = -1;
+    }
     *out = s;
     return 0;
 }
@@ -1979,6 +2010,47 @@ uint16_t weft_http_server_port(const weft_http_server_t *s)
     return s->port;
 }
 
+/* Opens l->tcp on the listening socket fd and listens. fd is the handle's from here on: on
+ * failure it is closed with the handle (tcp_closed tells when that is done). */
+static int listener_open(listener_t *l, int fd)
+{
+    int err = uv_tcp_init(l->loop, &l->tcp);
+    if (err) {
+        close(fd);
+        return err;
+    }
+    l->tcp.data = l;
+    l->tcp_closed = false;
+    l->open_handles++;
+    if ((err = uv_tcp_open(&l->tcp, fd)) != 0)
+        close(fd); /* refused: not the handle's yet */
+    else
+        err = uv_listen((uv_stream_t *)&l->tcp, (int)l->srv->o.backlog, on_connection);
+    if (err) uv_close((uv_handle_t *)&l->tcp, on_listener_handle_closed);
+    return err;
+}
+
+static void listener_pause(listener_t *l, int status)
+{
+    if (!l->accept_pauses++)
+        weft_warn("http", "accept paused", "err=%s worker=%u failures=%u retry_every_ms=%d",
+                  uv_err_name(status), l->index, l->accept_failures, SWEEP_MS);
+    l->accept_paused = true;
+    l->accept_failures = 0;
+    uv_close((uv_handle_t *)&l->tcp, on_listener_handle_closed); /* the socket stays open */
+}
+
+/* A sweep after a pause: a new handle on a new duplicate of the socket. If that fails (no
+ * descriptor left, say), the listener stays paused and the next sweep tries again. */
+static void listener_resume(listener_t *l)
+{
+    int fd = fcntl(l->spare_fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return;
+    if (listener_open(l, fd) != 0) return; /* tcp_closed is set again once it has closed */
+    l->accept_paused = false;
+    l->accept_failures = 0;
+}
+
 int weft_http_server_attach(weft_http_server_t *s, uv_loop_t *loop, unsigned index)
 {
     if (!s->bound || index >= s->n_loops || s->listeners[index].attached) return WEFT_ESTATE;
@@ -1986,17 +2058,15 @@ int weft_http_server_attach(weft_http_server_t *s, uv_loop_t *loop, unsigned ind
     l->srv = s;
     l->loop = loop;
     l->index = index;
-    int err = uv_tcp_init(loop, &l->tcp);
-    if (err) return err;
-    l->tcp.data = l;
-    l->open_handles++;
-    if ((err = uv_tcp_open(&l->tcp, s->fds[index])) != 0 ||
-        (err = uv_listen((uv_stream_t *)&l->tcp, (int)s->o.backlog, on_connection)) != 0) {
-        uv_close((uv_handle_t *)&l->tcp, NULL);
-        l->open_handles--;
+    int spare = fcntl(s->fds[index], F_DUPFD_CLOEXEC, 0);
+    if (spare < 0) return uv_translate_sys_error(errno);
+    int err = listener_open(l, s->fds[index]);
+    s->fds[index] = -1; /* the handle's now, or closed */
+    if (err) {
+        close(spare);
         return err;
     }
-    s->fds[index] = -1; /* the handle owns it now */
+    l->spare_fd = spare;
     uv_timer_init(loop, &l->timer);
     l->timer.data = l;
     l->open_handles++;
@@ -2018,7 +2088,9 @@ void weft_http_server_shutdown(weft_http_server_t *s, unsigned index, void (*on_
     l->on_done = on_done;
     l->done_arg = arg;
     l->shutdown_deadline = uv_now(l->loop) + s->o.shutdown_timeout_ms;
-    uv_close((uv_handle_t *)&l->tcp, on_listener_handle_closed);
+    if (!l->accept_paused) uv_close((uv_handle_t *)&l->tcp, on_listener_handle_closed);
+    close(l->spare_fd); /* the last descriptor of the socket: its queued connections are reset */
+    l->spare_fd = -1;
     for (conn_t *c = l->conns, *next; c; c = next) {
         next = c->next;
         if (c->closing) continue;
@@ -2056,6 +2128,9 @@ void weft_http_server_free(weft_http_server_t *s)
     if (s->fds)
         for (unsigned i = 0; i < s->n_loops; i++)
             if (s->fds[i] >= 0) close(s->fds[i]);
+    if (s->listeners)
+        for (unsigned i = 0; i < s->n_loops; i++)
+            if (s->listeners[i].spare_fd >= 0) close(s->listeners[i].spare_fd);
     for (size_t i = 0; i < s->nroutes; i++) free(s->routes[i]);
     free(s->routes);
     if (s->router) weft_router_free(s->router);

@@ -8,9 +8,12 @@
  * allocations of a new connection fail (and, in one, the retry as well), then checks that
  * the request on that connection is still answered, that later connections are served at
  * once, and that the graceful shutdown leaves nothing open. Last, accept errors: logged at
- * most once a second.
+ * most once a second, and an error that persists pauses the listener instead of holding the
+ * loop in libuv's accept loop (accept4 is replaced below for libuv's calls).
  */
 #include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -32,6 +35,23 @@
 #include "fault_alloc_begin.h"
 #include "../../../src/http/server.c"
 #include "fault_alloc_end.h"
+
+/* libuv's accept4 (this definition comes first in the lookup): fails with accept_errno
+ * while that is set, counting the failures, else the C library's. */
+static int accept_errno, accept_failed_calls;
+
+__attribute__((visibility("default"))) int accept4(int fd, struct sockaddr *addr, socklen_t *len,
+                                                   int flags)
+{
+    static int (*real)(int, struct sockaddr *, socklen_t *, int);
+    if (accept_errno) {
+        accept_failed_calls++;
+        errno = accept_errno;
+        return -1;
+    }
+    if (!real) *(void **)&real = dlsym(RTLD_NEXT, "accept4");
+    return real(fd, addr, len, flags);
+}
 
 typedef struct {
     uv_loop_t loop;
@@ -71,6 +91,7 @@ static int teardown(void **state)
 {
     fx_t *f = *state;
     alloc_countdown = -1;
+    accept_errno = 0;
     if (!f->done) weft_http_server_shutdown(f->srv, 0, on_done, f);
     for (int i = 0; i < 1000 && !f->done; i++) uv_run(&f->loop, UV_RUN_ONCE);
     assert_true(f->done);
@@ -223,10 +244,84 @@ static void test_accept_errors_rate_limited(void **state)
     assert_non_null(strstr(last, "errors_not_logged=999"));
     fclose(fp);
     assert_int_equal(atomic_load(&l->nconns), 0);
-    /* and the listener still serves */
+    /* and the listener still serves, once the sweep has ended the pause those errors caused */
+    assert_true(l->accept_paused);
     int a = test_dial(f->port);
-    assert_true(ask(f, a) < SWEEP_MS);
+    assert_true(ask(f, a) <= SWEEP_MS + 500);
+    assert_false(l->accept_paused);
     close(a);
+}
+
+/* Runs the loop until the listener pauses (each uv_run returning is the point: libuv alone
+ * would retry the failing accept forever inside the first). */
+static void until_paused(fx_t *f)
+{
+    listener_t *l = &f->srv->listeners[0];
+    for (int i = 0; i < 200 && !l->accept_paused; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    assert_true(l->accept_paused);
+}
+
+/* accept4 fails with ENOMEM for 0.6 s while a client waits: the loop goes on running, the
+ * listener tries again at each sweep (ACCEPT_RETRIES failures each time), and once
+ * accept works the waiting client is answered: it stayed queued on the socket. */
+static void test_persistent_accept_error_pauses(void **state)
+{
+    fx_t *f = *state;
+    listener_t *l = &f->srv->listeners[0];
+    alarm(60); /* a loop stuck in accept would hang the test: kill it instead */
+    accept_errno = ENOMEM;
+    accept_failed_calls = 0;
+    int a = test_dial(f->port);
+    until_paused(f);
+    assert_int_equal(accept_failed_calls, ACCEPT_RETRIES);
+    uv_update_time(&f->loop);
+    uint64_t t0 = uv_now(&f->loop);
+    while (uv_now(&f->loop) - t0 < 600) {
+        uv_run(&f->loop, UV_RUN_ONCE); /* returns at each sweep at the latest */
+        uv_update_time(&f->loop);
+    }
+    /* two or three sweeps in 0.6 s, each one more round of failures */
+    assert_true(accept_failed_calls >= 2 * ACCEPT_RETRIES);
+    assert_true(accept_failed_calls <= 4 * ACCEPT_RETRIES);
+    assert_int_equal(atomic_load(&l->nconns), 0);
+    accept_errno = 0;
+    assert_true(ask(f, a) <= SWEEP_MS + 500);
+    assert_false(l->accept_paused);
+    int b = test_dial(f->port);
+    assert_true(ask(f, b) < SWEEP_MS);
+    assert_int_equal(atomic_load(&l->nconns), 2);
+    close(a);
+    close(b);
+    alarm(0);
+}
+
+/* Shutting down while paused: the socket's last descriptor is closed with the listener, so
+ * the waiting client is reset and new ones are refused. */
+static void test_shutdown_while_paused(void **state)
+{
+    fx_t *f = *state;
+    alarm(60);
+    accept_errno = EMFILE;
+    int a = test_dial(f->port);
+    until_paused(f);
+    weft_http_server_shutdown(f->srv, 0, on_done, f);
+    for (int i = 0; i < 1000 && !f->done; i++) uv_run(&f->loop, UV_RUN_ONCE);
+    assert_true(f->done);
+    char c;
+    struct pollfd p = {.fd = a, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    assert_true(recv(a, &c, 1, 0) <= 0);
+    close(a);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(f->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof(sa)), -1);
+    assert_int_equal(errno, ECONNREFUSED);
+    close(s);
+    alarm(0);
 }
 
 int main(void)
@@ -237,6 +332,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry_fails_too, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_while_stalled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accept_errors_rate_limited, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_persistent_accept_error_pauses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown_while_paused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
