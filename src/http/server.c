@@ -2058,15 +2058,15 @@ int weft_http_server_attach(weft_http_server_t *s, uv_loop_t *loop, unsigned ind
     l->srv = s;
     l->loop = loop;
     l->index = index;
-    int spare = fcntl(s->fds[index], F_DUPFD_CLOEXEC, 0);
-    if (spare < 0) return uv_translate_sys_error(errno);
-    int err = listener_open(l, s->fds[index]);
-    s->fds[index] = -1; /* the handle's now, or closed */
-    if (err) {
-        close(spare);
-        return err;
-    }
-    l->spare_fd = spare;
+    /* libuv gets a duplicate and the socket made at bind stays the spare: libuv closes its
+     * descriptors with a raw syscall that ThreadSanitizer does not see, so a number it closed
+     * and this thread then reused and closed itself would look like a race on the number */
+    int fd = fcntl(s->fds[index], F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return uv_translate_sys_error(errno);
+    int err = listener_open(l, fd);
+    if (err) return err;
+    l->spare_fd = s->fds[index];
+    s->fds[index] = -1;
     uv_timer_init(loop, &l->timer);
     l->timer.data = l;
     l->open_handles++;
