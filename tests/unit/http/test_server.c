@@ -269,6 +269,24 @@ static void test_pipelined_in_order(void **state)
     assert_true(strstr(a, "slow") < b);
 }
 
+/* More pipelined bytes than the read buffer holds arrive behind a slow request: reading
+ * stops with the rest still in the socket and resumes when that request ends, without new
+ * bytes to announce them (the connection's reads are edge-triggered: server.c, do_read). */
+static void test_pipelined_beyond_the_read_buffer(void **state)
+{
+    static char req[32768];
+    size_t n = (size_t)snprintf(req, sizeof(req), "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (int i = 0; i < 400; i++)
+        n += (size_t)snprintf(req + n, sizeof(req) - n, "GET /hello/%d HTTP/1.1\r\nHost: x\r\n\r\n",
+                              i);
+    assert_true(n > 3 * 4096 && n < sizeof(req) - 1); /* 4096: server.c RBUF_INITIAL */
+    int closed;
+    char *r = exchange(*state, req, &closed);
+    assert_int_equal(count_of(r, "HTTP/1.1 200 OK"), 401);
+    assert_non_null(strstr(r, "\r\n\r\nhi 399"));
+    assert_false(closed);
+}
+
 static void test_bodies(void **state)
 {
     int closed;
@@ -586,6 +604,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_params_404_405, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_beyond_the_read_buffer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expect_continue_and_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_streams, setup, teardown),
