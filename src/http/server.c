@@ -137,6 +137,7 @@ typedef struct conn_s {
     bool reading;
     bool rready; /* the socket may hold unread bytes: edge-triggered, see do_read */
     bool kicked; /* on the listener's kick list */
+    bool rdhup;  /* the peer's FIN (or an error) was reported: read until 0, not a short read */
     struct conn_s *kick_next;
     int fd;
     bool peer_eof;
@@ -1597,7 +1598,9 @@ static void do_read(conn_t *c)
             c->rready = false;
             return;
         }
-        if (n <= 0 || (size_t)n < b.len) c->rready = false; /* drained, or EOF, or an error */
+        /* drained, EOF or an error; but a FIN that came with the last bytes has no edge of
+         * its own: after EPOLLRDHUP, read on until read returns 0 */
+        if (n <= 0 || ((size_t)n < b.len && !c->rdhup)) c->rready = false;
         on_read((uv_stream_t *)&c->tcp, n < 0 ? uv_translate_sys_error(errno) : n ? n : UV_EOF, &b);
         if (n <= 0) return;
     }
@@ -1651,6 +1654,7 @@ static void on_ep(uv_poll_t *h, int status, int events)
         conn_t *c = ev[i].data.ptr;
         if (c->closing) continue; /* closed earlier in this batch; freed after it */
         c->rready = true;
+        if (ev[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->rdhup = true;
         do_read(c);
     }
 }

@@ -287,6 +287,25 @@ static void test_pipelined_beyond_the_read_buffer(void **state)
     assert_false(closed);
 }
 
+/* Requests and the client's FIN arrive together: both are answered, then the server
+ * closes. The FIN has no edge of its own after the bytes it came with (do_read). */
+static void test_requests_then_half_close(void **state)
+{
+    fixture_t *f = *state;
+    static const char req[] = "GET /hello/a HTTP/1.1\r\nHost: x\r\n\r\n"
+                              "GET /hello/b HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (int i = 0; i < 20; i++) {
+        static char buf[4096];
+        int closed, fd = test_dial(f->port);
+        send_all(fd, req, sizeof(req) - 1);
+        shutdown(fd, SHUT_WR);
+        recv_all(fd, buf, sizeof(buf), 1000, &closed);
+        close(fd);
+        assert_int_equal(count_of(buf, "HTTP/1.1 200 OK"), 2);
+        assert_true(closed);
+    }
+}
+
 static void test_bodies(void **state)
 {
     int closed;
@@ -605,6 +624,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_params_404_405, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_beyond_the_read_buffer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_requests_then_half_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expect_continue_and_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_streams, setup, teardown),
