@@ -130,15 +130,20 @@ static uint64_t ask(fx_t *f, int fd)
     return uv_now(&f->loop) - t0;
 }
 
-/* Runs the loop until the listener has tried to take the pending connection. */
-static void until_stalled(fx_t *f)
+/* Runs the loop (at most 200 turns, 1 ms apart) until *flag is set. */
+static void run_until(fx_t *f, const bool *flag)
 {
-    listener_t *l = &f->srv->listeners[0];
-    for (int i = 0; i < 200 && !l->accept_stalled; i++) {
+    for (int i = 0; i < 200 && !*flag; i++) {
         uv_run(&f->loop, UV_RUN_NOWAIT);
         usleep(1000);
     }
-    assert_true(l->accept_stalled);
+    assert_true(*flag);
+}
+
+/* Runs the loop until the listener has tried to take the pending connection. */
+static void until_stalled(fx_t *f)
+{
+    run_until(f, &f->srv->listeners[0].accept_stalled);
 }
 
 static void stalled_then_served(void **state, long countdown, int failures)
@@ -256,12 +261,7 @@ static void test_accept_errors_rate_limited(void **state)
  * would retry the failing accept forever inside the first). */
 static void until_paused(fx_t *f)
 {
-    listener_t *l = &f->srv->listeners[0];
-    for (int i = 0; i < 200 && !l->accept_paused; i++) {
-        uv_run(&f->loop, UV_RUN_NOWAIT);
-        usleep(1000);
-    }
-    assert_true(l->accept_paused);
+    run_until(f, &f->srv->listeners[0].accept_paused);
 }
 
 /* accept4 fails with ENOMEM for 0.6 s while a client waits: the loop goes on running, the
