@@ -193,6 +193,19 @@ static void test_retry_fails_too(void **state)
     stalled_then_served(state, 0, 3);
 }
 
+/* Shuts the listener down and checks that client a, never served, is closed. */
+static void shutdown_then_closed(fx_t *f, int a)
+{
+    weft_http_server_shutdown(f->srv, 0, on_done, f);
+    for (int i = 0; i < 1000 && !f->done; i++) uv_run(&f->loop, UV_RUN_ONCE);
+    assert_true(f->done);
+    char c;
+    struct pollfd p = {.fd = a, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    assert_true(recv(a, &c, 1, 0) <= 0);
+    close(a);
+}
+
 /* Shutting down with a connection still pending: it is closed with the listener. */
 static void test_shutdown_while_stalled(void **state)
 {
@@ -201,14 +214,7 @@ static void test_shutdown_while_stalled(void **state)
     int a = test_dial(f->port);
     until_stalled(f);
     alloc_countdown = -1;
-    weft_http_server_shutdown(f->srv, 0, on_done, f);
-    for (int i = 0; i < 1000 && !f->done; i++) uv_run(&f->loop, UV_RUN_ONCE);
-    assert_true(f->done);
-    char c;
-    struct pollfd p = {.fd = a, .events = POLLIN};
-    assert_int_equal(poll(&p, 1, 2000), 1);
-    assert_true(recv(a, &c, 1, 0) <= 0); /* closed, never served */
-    close(a);
+    shutdown_then_closed(f, a);
 }
 
 /* Accept errors (ENOBUFS here) come back at once, one callback each: one warning a second,
@@ -307,14 +313,7 @@ static void test_shutdown_while_paused(void **state)
     accept_errno = EMFILE;
     int a = test_dial(f->port);
     until_paused(f);
-    weft_http_server_shutdown(f->srv, 0, on_done, f);
-    for (int i = 0; i < 1000 && !f->done; i++) uv_run(&f->loop, UV_RUN_ONCE);
-    assert_true(f->done);
-    char c;
-    struct pollfd p = {.fd = a, .events = POLLIN};
-    assert_int_equal(poll(&p, 1, 2000), 1);
-    assert_true(recv(a, &c, 1, 0) <= 0);
-    close(a);
+    shutdown_then_closed(f, a);
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(f->port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
