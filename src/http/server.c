@@ -27,9 +27,10 @@
  * Accept errors. libuv retries a failed accept at once and calls back once per failure, so
  * an error that persists (ENOMEM, ENOBUFS, EMFILE without a spare descriptor) would keep the
  * loop in its accept loop for good. After ACCEPT_RETRIES failures in a row the listener
- * pauses: its handle is closed (which ends libuv's loop) while a duplicate of the socket,
- * held since attach, keeps it listening, so waiting connections stay queued; the next sweep
- * opens a handle on it again. As NGINX does on EMFILE, clients wait instead of being reset.
+ * pauses: its handle is closed (which ends libuv's loop) while the socket made at bind,
+ * kept as the spare (libuv's handle has a duplicate), keeps it listening, so waiting
+ * connections stay queued; the next sweep opens a handle on a new duplicate. As NGINX does on
+ * EMFILE, clients wait instead of being reset.
  *
  * Errors. Any malformed request is answered with a status and a JSON body, `Connection:
  * close`, then the write side is shut down and the connection lingers (reading and
@@ -180,7 +181,7 @@ struct listener_s {
     unsigned accept_pauses;    /* pauses since the last success: only the first is logged */
     bool accept_paused;        /* tcp is closed (or closing) after too many; a sweep reopens */
     bool tcp_closed;           /* tcp's close callback has run: it may be initialized again */
-    int spare_fd;              /* a duplicate of the listening socket, -1 before attach */
+    int spare_fd;              /* the listening socket made at bind; tcp has a duplicate */
     char date[64];             /* "Date: ...\r\n" */
     size_t date_len;
 };
