@@ -1,10 +1,11 @@
 /**
  * weft/http.h - the HTTP/1.1 server: listeners on worker loops, requests, responses.
  *
- * A weft_http_server_t holds the configuration, the routes and the hooks. It binds its
- * sockets once (weft_http_server_bind, on any thread: errors come back at once), then each
- * worker loop attaches to one of them (weft_http_server_attach, on that loop's thread) and
- * serves its own connections: nothing on the request path is shared between loops.
+ * A weft_http_server_t holds the configuration, the routes and the filters (its request
+ * pipeline: weft_http_filter_t). It binds its sockets once (weft_http_server_bind, on any
+ * thread: errors come back at once), then each worker loop attaches to one of them
+ * (weft_http_server_attach, on that loop's thread) and serves its own connections: nothing on the
+ * request path is shared between loops.
  *
  * Requests: the server parses the head (llhttp), routes it, enforces the limits, reads the
  * body (buffered up to the route's limit, or streamed to the handler), and calls the route's
@@ -13,7 +14,9 @@
  * Every request handed to a handler must be finished exactly once, by weft_http_respond or
  * weft_http_response_end; until then it stays valid even if the client goes away (those
  * calls then return WEFT_ECLOSED and release it). Responses on one connection go out in
- * request order (pipelining).
+ * request order (pipelining). A handler that holds a request for long (a blocking query,
+ * a stream) sets req->on_event to learn at once when the client closes the connection,
+ * when the server begins to shut down, and when the request's timer fires.
  *
  * Malformed requests never reach a handler: the server answers 400/408/413/414/417/431/
  * 501/505 with a short JSON body and `Connection: close`, then closes the connection
@@ -83,16 +86,51 @@ typedef struct weft_http_server_options_s {
                                         of the time it spends working; default 25 */
 } weft_http_server_options_t;
 
-/** Hooks run around every request on the loop thread (instrumentation, logging). */
-typedef struct weft_http_hooks_s {
-    /** After the head is parsed and routed (route may be NULL: 404/405), before the handler. */
-    void (*on_begin)(weft_http_request_t *req, void *arg);
-    /** When the response is complete (or the request aborted: status is what was sent or
-     *  would have been, aborted is true). Also runs for malformed requests (method and
-     *  path may then be empty). */
+/** What a filter's on_request returns. */
+typedef enum weft_http_filter_result_e {
+    WEFT_HTTP_NEXT = 0, /* go on: the next filter, then the route's handler */
+    WEFT_HTTP_DONE = 1  /* the filter answered the request (or holds it, and will): neither
+                           the filters after it nor the handler run */
+} weft_http_filter_result_t;
+
+/**
+ * A filter: one link of a server's request pipeline, as in H2O (handlers produce a
+ * response, filters change it, loggers record it). A server runs its filters in the order
+ * they were added: on_request before the handler (after the head is parsed and routed;
+ * route may be NULL for 404/405); on_head, in reverse order, just before a response head is
+ * written (it may add headers with weft_http_response_header; not called for the engine's
+ * own error answers to malformed requests); on_end, in reverse order, once the response is
+ * complete or the request aborted (status is what was sent or would have been; aborted is
+ * true when the client went away first). on_end also runs for malformed requests (method
+ * and path may then be empty) and for requests a filter answered, so loggers see every
+ * request. Every callback is optional and runs on the loop thread that serves the request.
+ * Filters know nothing of each other: metrics, tracing, the access log, token checks, rate
+ * limits and proxying each add their own.
+ */
+typedef struct weft_http_filter_s {
+    const char *name; /* for logs; copied */
+    weft_http_filter_result_t (*on_request)(weft_http_request_t *req, void *arg);
+    void (*on_head)(weft_http_request_t *req, int status, void *arg);
     void (*on_end)(weft_http_request_t *req, int status, bool aborted, void *arg);
     void *arg;
-} weft_http_hooks_t;
+} weft_http_filter_t;
+
+/** The most filters one server has. */
+#define WEFT_HTTP_FILTERS_MAX 16
+
+/** Why a handler that holds a request is told something (weft_http_request_t.on_event). */
+typedef enum weft_http_event_e {
+    WEFT_HTTP_EVENT_CLIENT_CLOSED = 1, /* the client closed its side of the connection (its
+                                          FIN arrived): nobody may be waiting any more. The
+                                          request stays valid and must still be finished;
+                                          a reset connection is reported by on_abort */
+    WEFT_HTTP_EVENT_SHUTDOWN = 2,      /* the server began its graceful shutdown: answer now
+                                          rather than at http.shutdown_timeout */
+    WEFT_HTTP_EVENT_TIMER = 3          /* the request's timer (weft_http_request_timer) fired */
+} weft_http_event_t;
+
+/** Called on the loop thread for a request a handler holds; see weft_http_event_t. */
+typedef void (*weft_http_event_fn)(weft_http_request_t *req, weft_http_event_t ev);
 
 /**
  * A request. Fields are read-only for handlers except those marked "handler sets".
@@ -122,10 +160,14 @@ struct weft_http_request_s {
     uint64_t start_ns;              /* weft_now_ns() when the head was complete */
     uv_loop_t *loop;                /* the loop (thread) serving this request */
     void *data;                     /* handler sets: anything */
-    void *hook_data;                /* hooks set: anything (the SDK keeps its span here) */
+    void *hook_data;                /* filters set: the SDK's tracing filter keeps the
+                                       request's server span here (weft_service_span) */
     weft_http_body_fn on_body;      /* handler sets, for stream_body routes */
     weft_http_drain_fn on_drain;    /* handler sets, for streamed responses */
-    weft_http_abort_fn on_abort;    /* handler sets */
+    weft_http_abort_fn on_abort;    /* handler sets: the connection closed (reset, error,
+                                       timeout) before the response was finished */
+    weft_http_event_fn on_event;    /* handler sets, for requests it holds (long polls,
+                                       streams): client closed, shutdown, timer */
     int status;                     /* the status sent, once the response has started */
 };
 
@@ -166,8 +208,11 @@ WEFT_EXTERN int weft_http_server_new(const weft_http_server_options_t *o, unsign
 WEFT_EXTERN int weft_http_server_route(weft_http_server_t *s, const char *method,
                                        const char *pattern, const weft_http_route_t *route);
 
-/** Sets the hooks (before bind). */
-WEFT_EXTERN void weft_http_server_hooks(weft_http_server_t *s, const weft_http_hooks_t *h);
+/**
+ * Appends a filter to the server's pipeline (before bind; copied). Returns 0, WEFT_EINVAL
+ * (no callback at all), WEFT_ELIMIT (WEFT_HTTP_FILTERS_MAX reached), WEFT_ESTATE after bind.
+ */
+WEFT_EXTERN int weft_http_server_filter(weft_http_server_t *s, const weft_http_filter_t *f);
 
 /**
  * Opens one SO_REUSEPORT listening socket per loop, on the calling thread, so that address
@@ -244,6 +289,15 @@ WEFT_EXTERN const char *weft_http_request_peer(weft_http_request_t *req);
 
 /** n bytes from the request's arena, freed when the response ends; NULL if over the limit. */
 WEFT_EXTERN void *weft_http_request_alloc(weft_http_request_t *req, size_t n);
+
+/**
+ * Arms the request's one timer (again, replacing an earlier setting): after ms
+ * milliseconds req->on_event(req, WEFT_HTTP_EVENT_TIMER) runs on the loop, unless the
+ * request was finished or aborted first. For a handler that holds a request: a blocking
+ * query's wait, an SSE keep-alive. Returns 0, WEFT_ESTATE (no handler holds req, or no
+ * on_event is set), WEFT_ENOMEM. Loop thread only.
+ */
+WEFT_EXTERN int weft_http_request_timer(weft_http_request_t *req, uint64_t ms);
 
 /** Stops / resumes reading a streamed request body (backpressure). */
 WEFT_EXTERN void weft_http_request_pause(weft_http_request_t *req);

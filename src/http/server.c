@@ -154,6 +154,8 @@ typedef struct conn_s {
     uint32_t chunk_ext_now; /* of them, in the chunk being started */
     bool chunk_start;       /* the next body bytes begin a chunk */
     bool drain_wanted;
+    bool client_closed_told; /* on_event(CLIENT_CLOSED) ran for this request */
+    uv_timer_t *rtimer;      /* weft_http_request_timer's; NULL until first armed */
 } conn_t;
 
 struct listener_s {
@@ -192,7 +194,9 @@ struct weft_http_server_s {
     weft_router_t *router;
     weft_http_route_t **routes;
     size_t nroutes;
-    weft_http_hooks_t hooks;
+    weft_http_filter_t filters[WEFT_HTTP_FILTERS_MAX];
+    unsigned nfilters;
+    unsigned nfilters_head; /* filters with an on_head: write_head skips the loop when 0 */
     unsigned n_loops;
     int *fds;
     uint16_t port;
@@ -605,11 +609,46 @@ static void on_write(uv_write_t *w, int status)
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* the pipeline: filters around every request                                           */
+
+/* The loggers: every filter's on_end, in reverse order, once per request. */
+static void filters_end(conn_t *c, int status, bool aborted)
+{
+    weft_http_server_t *s = c->l->srv;
+    for (unsigned i = s->nfilters; i-- > 0;) {
+        const weft_http_filter_t *f = &s->filters[i];
+        if (f->on_end) f->on_end(&c->req, status, aborted, f->arg);
+    }
+}
+
+/* Before the handler: each on_request in order; true when one of them took the request. */
+static bool filters_request(conn_t *c)
+{
+    weft_http_server_t *s = c->l->srv;
+    for (unsigned i = 0; i < s->nfilters; i++) {
+        const weft_http_filter_t *f = &s->filters[i];
+        if (f->on_request && f->on_request(&c->req, f->arg) == WEFT_HTTP_DONE) return true;
+    }
+    return false;
+}
+
+/* Just before a handler's response head is written: each on_head, in reverse order. */
+static void filters_head(conn_t *c, int status)
+{
+    weft_http_server_t *s = c->l->srv;
+    for (unsigned i = s->nfilters; i-- > 0;) {
+        const weft_http_filter_t *f = &s->filters[i];
+        if (f->on_head) f->on_head(&c->req, status, f->arg);
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* responses                                                                            */
 
 static int write_head(conn_t *c, int status, const char *ctype, int64_t clen, bool chunked)
 {
     weft_http_request_t *req = &c->req;
+    if (c->l->srv->nfilters_head && c->handler_active) filters_head(c, status);
     const char *reason = weft_http_status_text(status);
     size_t rlen = strlen(reason), tlen = ctype ? strlen(ctype) : 0;
     size_t need = 64 + rlen + c->l->date_len + tlen + c->xlen + 64;
@@ -810,8 +849,8 @@ static void abort_handler(conn_t *c, int status)
 {
     if (!c->handler_active || c->resp_done || c->aborted) return;
     c->aborted = true;
-    weft_http_hooks_t *hk = &c->l->srv->hooks;
-    if (hk->on_end) hk->on_end(&c->req, status, true, hk->arg);
+    if (c->rtimer) uv_timer_stop(c->rtimer);
+    filters_end(c, status, true);
     if (c->req.on_abort) c->req.on_abort(&c->req);
 }
 
@@ -833,10 +872,7 @@ static void send_error(conn_t *c, int status, const char *msg)
     if (n < 0 || (size_t)n >= sizeof(body)) n = 0;
     if (write_head(c, status, "application/json", n, false) == 0 && out_reserve(c, (size_t)n) == 0)
         out_put(c, body, (size_t)n);
-    if (!was_active) {
-        weft_http_hooks_t *h = &c->l->srv->hooks;
-        if (h->on_end) h->on_end(req, status, false, h->arg);
-    }
+    if (!was_active) filters_end(c, status, false);
     if (!c->processing) flush(c);
 }
 
@@ -851,6 +887,7 @@ static void request_reset(conn_t *c)
     c->req.on_body = NULL;
     c->req.on_drain = NULL;
     c->req.on_abort = NULL;
+    c->req.on_event = NULL;
     c->req.status = 0;
     c->req.loop = c->l->loop;
     c->nhdr = 0;
@@ -873,6 +910,7 @@ static void request_reset(conn_t *c)
     c->err_status = 0;
     c->err_msg = NULL;
     c->drain_wanted = false;
+    c->client_closed_told = false;
 }
 
 /* Moves the bytes still needed (a partial head, or unparsed bytes) to the front of rbuf.
@@ -895,8 +933,8 @@ static void request_finish(conn_t *c)
     c->resp_done = true;
     c->handler_active = false;
     c->served++;
-    weft_http_hooks_t *h = &c->l->srv->hooks;
-    if (h->on_end && !c->aborted) h->on_end(req, req->status, false, h->arg);
+    if (c->rtimer) uv_timer_stop(c->rtimer);
+    if (!c->aborted) filters_end(c, req->status, false);
     if (!req->keep_alive || !c->message_done) {
         /* Unread body bytes (an early answer) cannot be told apart from a next request. */
         c->close_after = true;
@@ -920,7 +958,7 @@ static void dispatch(conn_t *c)
     c->dispatch_pending = false;
     c->dispatched = true;
     c->handler_active = true;
-    if (s->hooks.on_begin) s->hooks.on_begin(req, s->hooks.arg);
+    if (s->nfilters && filters_request(c)) return;
     if (req->route) {
         req->route->handler(req, req->route->arg);
         return;
@@ -1427,6 +1465,54 @@ static int error_status(conn_t *c, llhttp_errno_t e, const char **msg)
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* requests held by their handler: events                                               */
+
+/* Whether a handler holds the request and has not finished or lost it. */
+static inline bool held(const conn_t *c)
+{
+    return c->handler_active && c->dispatched && !c->resp_done && !c->aborted && !c->closing;
+}
+
+static void tell(conn_t *c, weft_http_event_t ev)
+{
+    if (held(c) && c->req.on_event) c->req.on_event(&c->req, ev);
+}
+
+/* The client's FIN arrived (or epoll reported it) while a handler holds the request. */
+static void client_closed(conn_t *c)
+{
+    if (c->client_closed_told || !held(c)) return;
+    c->client_closed_told = true;
+    tell(c, WEFT_HTTP_EVENT_CLIENT_CLOSED);
+}
+
+static void on_request_timer(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    tell(c, WEFT_HTTP_EVENT_TIMER);
+}
+
+static void on_rtimer_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+int weft_http_request_timer(weft_http_request_t *req, uint64_t ms)
+{
+    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
+    if (!held(c) || !req->on_event) return WEFT_ESTATE;
+    if (!c->rtimer) {
+        uv_timer_t *t = malloc(sizeof(*t));
+        if (!t) return WEFT_ENOMEM;
+        uv_timer_init(c->l->loop, t);
+        t->data = c;
+        c->rtimer = t;
+    }
+    uv_timer_start(c->rtimer, on_request_timer, ms, 0);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* the read side                                                                        */
 
 /* Runs the parser over buffered bytes and the handlers it makes ready, until the bytes are
@@ -1548,6 +1634,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
                 c->message_done) {
                 c->close_after = true;
                 c->req.keep_alive = false;
+                client_closed(c); /* may finish the request */
                 return;
             }
             if (c->state == C_LINGER && !c->writing) {
@@ -1655,7 +1742,12 @@ static void on_ep(uv_poll_t *h, int status, int events)
         conn_t *c = ev[i].data.ptr;
         if (c->closing) continue; /* closed earlier in this batch; freed after it */
         c->rready = true;
-        if (ev[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->rdhup = true;
+        if (ev[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+            c->rdhup = true;
+            /* A handler holding a request while reading is off (rbuf full of pipelined
+             * bytes) still learns at once that its client is going. */
+            if (!c->reading) client_closed(c);
+        }
         do_read(c);
     }
 }
@@ -1718,6 +1810,10 @@ static void conn_close(conn_t *c)
     if (c->closing) return;
     c->closing = true;
     abort_handler(c, c->req.status ? c->req.status : 499);
+    if (c->rtimer) {
+        uv_close((uv_handle_t *)c->rtimer, on_rtimer_closed);
+        c->rtimer = NULL;
+    }
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
@@ -1977,9 +2073,16 @@ int weft_http_server_route(weft_http_server_t *s, const char *method, const char
     return 0;
 }
 
-void weft_http_server_hooks(weft_http_server_t *s, const weft_http_hooks_t *h)
+int weft_http_server_filter(weft_http_server_t *s, const weft_http_filter_t *f)
 {
-    s->hooks = *h;
+    if (!f || (!f->on_request && !f->on_head && !f->on_end)) return WEFT_EINVAL;
+    if (s->bound) return WEFT_ESTATE;
+    if (s->nfilters >= WEFT_HTTP_FILTERS_MAX) return WEFT_ELIMIT;
+    s->filters[s->nfilters] = *f;
+    s->filters[s->nfilters].name = NULL; /* only used in logs, which copy it: not kept */
+    s->nfilters++;
+    if (f->on_head) s->nfilters_head++;
+    return 0;
 }
 
 static int make_addr(const char *host, uint16_t port, struct sockaddr_storage *ss)
@@ -2228,6 +2331,12 @@ void weft_http_server_shutdown(weft_http_server_t *s, unsigned index, void (*on_
             conn_close(c);
         else
             c->req.keep_alive = false; /* the response in progress will say close */
+    }
+    /* Handlers that hold requests (long polls) may answer now rather than at the deadline.
+     * One may finish its request, and the connection may close: only c itself can go. */
+    for (conn_t *c = l->conns, *next; c; c = next) {
+        next = c->next;
+        tell(c, WEFT_HTTP_EVENT_SHUTDOWN);
     }
     listener_maybe_done(l);
 }

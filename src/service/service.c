@@ -185,10 +185,10 @@ static void h_metrics(weft_http_request_t *req, void *arg)
 /* ------------------------------------------------------------------------------------ */
 /* instrumentation hooks (worker threads)                                               */
 
-static void on_begin(weft_http_request_t *req, void *arg)
+/* The tracing filter: a server span per request, continuing an incoming context. */
+static weft_http_filter_result_t trace_request(weft_http_request_t *req, void *arg)
 {
     weft_service_t *svc = arg;
-    if (!svc->tracer) return;
     weft_trace_context_t parent;
     /* One pass over the headers: every traceparent/tracestate line is seen (a duplicated
      * traceparent is invalid; tracestate lines are joined), which a lookup by name is not. */
@@ -213,6 +213,20 @@ static void on_begin(weft_http_request_t *req, void *arg)
         if (req->method.base) weft_span_set_attr_str(span, "http.request.method", req->method.base);
     }
     req->hook_data = span;
+    return WEFT_HTTP_NEXT;
+}
+
+/* The tracing filter's end: the span takes the status and ends. Runs after the access log
+ * (filters end in reverse order), which reads the span's ids. */
+static void trace_end(weft_http_request_t *req, int status, bool aborted, void *arg)
+{
+    weft_span_t *span = req->hook_data;
+    if (!span) return;
+    req->hook_data = NULL;
+    weft_span_set_attr_int(span, "http.response.status_code", status);
+    if (status >= 500 || aborted)
+        weft_span_set_status(span, WEFT_SPAN_STATUS_ERROR, aborted ? "aborted" : NULL);
+    weft_span_end(span);
 }
 
 static metric_slot_t *metric_slot(weft_service_t *svc, worker_state_t *ws, const char *method,
@@ -310,31 +324,25 @@ static void on_alog_check(uv_check_t *h)
     if (ws->alen) alog_flush(ws);
 }
 
-static void on_end(weft_http_request_t *req, int status, bool aborted, void *arg)
+/* The metrics filter: http_requests_total and http_request_duration_seconds. */
+static void metrics_end(weft_http_request_t *req, int status, bool aborted, void *arg)
 {
     weft_service_t *svc = arg;
-    uint64_t now = weft_now_ns();
-    if (svc->fam_requests) {
-        worker_state_t *ws = req->loop ? req->loop->data : NULL;
-        const char *method = req->method.base ? req->method.base : "";
-        const char *route = req->route_pattern ? req->route_pattern : UNMATCHED;
-        if (!req->method.base) method = "";
-        metric_slot_t *slot = ws ? metric_slot(svc, ws, method, route, status) : NULL;
-        if (slot) {
-            weft_counter_inc(slot->requests);
-            if (req->start_ns)
-                weft_histogram_observe(slot->duration, (double)(now - req->start_ns) / 1e9);
-        }
+    worker_state_t *ws = req->loop ? req->loop->data : NULL;
+    const char *method = req->method.base ? req->method.base : "";
+    const char *route = req->route_pattern ? req->route_pattern : UNMATCHED;
+    metric_slot_t *slot = ws ? metric_slot(svc, ws, method, route, status) : NULL;
+    if (slot) {
+        weft_counter_inc(slot->requests);
+        if (req->start_ns)
+            weft_histogram_observe(slot->duration, (double)(weft_now_ns() - req->start_ns) / 1e9);
     }
-    weft_span_t *span = req->hook_data;
-    if (svc->o.access_log) access_line(svc, req, status, aborted, span, now);
-    if (span) {
-        req->hook_data = NULL;
-        weft_span_set_attr_int(span, "http.response.status_code", status);
-        if (status >= 500 || aborted)
-            weft_span_set_status(span, WEFT_SPAN_STATUS_ERROR, aborted ? "aborted" : NULL);
-        weft_span_end(span);
-    }
+}
+
+/* The access log filter: one line per request. */
+static void access_end(weft_http_request_t *req, int status, bool aborted, void *arg)
+{
+    access_line(arg, req, status, aborted, req->hook_data, weft_now_ns());
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -518,8 +526,14 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
         if ((err = weft_tracer_new(&to, &svc->tracer)) != 0) goto fail;
         svc->orphan = NULL; /* the tracer owns it now */
     }
-    weft_http_hooks_t hooks = {.on_begin = on_begin, .on_end = on_end, .arg = svc};
-    weft_http_server_hooks(svc->http, &hooks);
+    /* The pipeline: tracing first, so that its span is open while the others end */
+    weft_http_filter_t f = {
+        .name = "tracing", .on_request = trace_request, .on_end = trace_end, .arg = svc};
+    if (svc->tracer && (err = weft_http_server_filter(svc->http, &f)) != 0) goto fail;
+    f = (weft_http_filter_t){.name = "metrics", .on_end = metrics_end, .arg = svc};
+    if (svc->fam_requests && (err = weft_http_server_filter(svc->http, &f)) != 0) goto fail;
+    f = (weft_http_filter_t){.name = "access_log", .on_end = access_end, .arg = svc};
+    if (svc->o.access_log && (err = weft_http_server_filter(svc->http, &f)) != 0) goto fail;
     weft_http_route_t r = {.handler = h_health, .arg = svc};
     if ((err = weft_http_server_route(svc->http, "GET", "/health", &r)) != 0) goto fail;
     if (o->metrics) {
