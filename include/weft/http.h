@@ -258,6 +258,9 @@ WEFT_EXTERN void weft_http_server_shutdown(weft_http_server_t *s, unsigned index
 /** Frees the server; every attached loop must have finished its shutdown. */
 WEFT_EXTERN void weft_http_server_free(weft_http_server_t *s);
 
+/** The number of loops the server was made for (weft_http_server_new's n_loops). */
+WEFT_EXTERN unsigned weft_http_server_loops(const weft_http_server_t *s);
+
 /** Open connections on loop index right now (any thread; a relaxed read). */
 WEFT_EXTERN unsigned weft_http_server_connections(const weft_http_server_t *s, unsigned index);
 

@@ -23,6 +23,7 @@
 #define WEFT_SERVICE_H
 
 #include "weft/common.h"
+#include "weft/host.h"
 #include "weft/http.h"
 #include "weft/metrics.h"
 #include "weft/trace.h"
@@ -130,6 +131,11 @@ WEFT_EXTERN uint16_t weft_service_port(const weft_service_t *svc);
 /** The control loop: runs on the thread that called weft_service_run (signals, timers, the
  *  registry later). Valid while the service runs. */
 WEFT_EXTERN uv_loop_t *weft_service_loop(weft_service_t *svc);
+
+/** The host the service runs on (weft/host.h): add listeners (a second HTTP server with
+ *  routes and filters of its own, UDP sockets) and parts to it before weft_service_run, and
+ *  they are served by the same workers and shut down with the service. */
+WEFT_EXTERN weft_host_t *weft_service_host(weft_service_t *svc);
 
 /** A function run on the control loop once the service listens (before serving begins). */
 WEFT_EXTERN void weft_service_on_start(weft_service_t *svc, void (*fn)(weft_service_t *, void *),

@@ -10,6 +10,7 @@
 #include "weft/workers.h"
 #include "weft/router.h"
 #include "weft/http.h"
+#include "weft/host.h"
 #include "weft/client.h"
 #include "weft/metrics.h"
 #include "weft/trace.h"

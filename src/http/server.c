@@ -2354,6 +2354,11 @@ uint64_t weft_http_server_rejected(const weft_http_server_t *s)
     return n;
 }
 
+unsigned weft_http_server_loops(const weft_http_server_t *s)
+{
+    return s->n_loops;
+}
+
 unsigned weft_http_server_connections(const weft_http_server_t *s, unsigned index)
 {
     if (index >= s->n_loops) return 0;

@@ -1,13 +1,16 @@
 /*
  * service.c - the SDK's service: an HTTP server with /health, /metrics, request metrics,
- * request tracing, signal handling and graceful shutdown.
+ * request tracing, signal handling and graceful shutdown, on a host (weft/host.h).
  *
- * Threads. weft_service_run runs the control loop on the caller's thread (signals, the stop
- * request, on_start work) and N worker loops (weft/workers.h) that serve HTTP. Per-request
- * instrumentation runs in the server's hooks on the worker thread that serves the request and
- * touches only that worker's state (loop->data): a small cache of metric children, so the
- * hot path resolves `http_requests_total{method,route,code}` with a few compares instead of
- * a labelled lookup, and writes to the metrics module's per-thread shards.
+ * Threads. The service is a part of its host: weft_service_run runs the host, whose control
+ * loop is the caller's thread (signals, the stop request, on_start work) and whose N worker
+ * loops serve the service's HTTP listener and any other listener added to the host
+ * (weft_service_host). Per-request instrumentation is three filters of the server's
+ * pipeline (tracing, metrics, access log) that run on the worker thread serving the request
+ * and touch only that worker's state (the part's per-worker state, weft_host_state): a
+ * small cache of metric children, so the hot path resolves
+ * `http_requests_total{method,route,code}` with a few compares instead of a labelled lookup,
+ * and writes to the metrics module's per-thread shards.
  *
  * Access log (options.access_log). Each request's line is formatted when it ends and kept
  * in its worker's 4 KiB buffer; a check handle writes the buffer once per loop iteration,
@@ -34,11 +37,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/buf.h"
+#include "core/json_write.h"
 #include "core/logline.h"
+#include "weft/host.h"
 #include "weft/log.h"
 #include "weft/otlp.h"
 #include "weft/service.h"
-#include "weft/workers.h"
 
 #define MAX_CHECKS   64
 #define METRIC_CACHE 64 /* per worker, direct-mapped */
@@ -73,10 +78,10 @@ struct weft_service_s {
     weft_service_options_t o;
     char name[65];
     char version[65];
-    char host[64];
-    weft_http_server_t *http;
-    weft_workers_t *workers;
-    worker_state_t *wstate;
+    char host_addr[64];
+    weft_http_server_t *http; /* the host's, which frees it */
+    weft_host_t *host;
+    int part; /* the service's part of the host: its per-worker state is worker_state_t */
     weft_metrics_registry_t *metrics;
     weft_metrics_family_t *fam_requests;
     weft_metrics_family_t *fam_duration;
@@ -86,19 +91,10 @@ struct weft_service_s {
     check_t checks[MAX_CHECKS];
     unsigned nchecks;
     uint64_t start_ns;
-    double start_wall;
-    uv_loop_t loop;
-    bool loop_ready;
-    uv_signal_t sigterm, sigint, sigusr1;
-    uv_async_t stop_async;
-    uv_timer_t delay_timer; /* http.shutdown_delay: when the draining /health ends */
-    bool delaying;          /* control loop: the delay runs */
-    atomic_bool draining;   /* /health answers 503 "draining" (any worker reads it) */
-    int alog_fd;            /* where access log lines go: STDERR_FILENO, or access_log_file's */
-    char *alog_path;        /* access_log_file, copied; NULL for stderr */
+    atomic_bool draining; /* /health answers 503 "draining" (any worker reads it) */
+    int alog_fd;          /* where access log lines go: STDERR_FILENO, or access_log_file's */
+    char *alog_path;      /* access_log_file, copied; NULL for stderr */
     atomic_bool running;
-    atomic_bool stopping;
-    atomic_uint workers_done;
     _Atomic uint16_t port; /* 0 until bound; read from any thread */
     void (*on_start)(weft_service_t *, void *);
     void *on_start_arg;
@@ -109,63 +105,62 @@ static const char UNMATCHED[] = "unmatched";
 /* ------------------------------------------------------------------------------------ */
 /* built-in routes                                                                      */
 
-static size_t json_escape(char *out, size_t cap, const char *s)
-{
-    size_t o = 0;
-    for (; *s && o + 7 < cap; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)ch;
-        } else if (ch < 0x20) {
-            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", ch);
-        } else {
-            out[o++] = (char)ch;
-        }
-    }
-    out[o] = 0;
-    return o;
-}
-
 static void h_health(weft_http_request_t *req, void *arg)
 {
     weft_service_t *svc = arg;
     static const char *const names[] = {"passing", "warning", "critical"};
-    size_t cap = 512 + svc->nchecks * 700;
-    char *out = weft_http_request_alloc(req, cap);
-    if (!out) {
-        weft_http_respond(req, 503, "application/json", "{\"status\":\"critical\"}\n", 22);
-        return;
-    }
     if (atomic_load_explicit(&svc->draining, memory_order_relaxed)) {
         static const char d[] = "{\"status\":\"draining\"}\n";
         weft_http_respond(req, 503, "application/json", d, sizeof(d) - 1);
         return;
     }
     weft_check_status_t worst = WEFT_CHECK_PASSING;
-    char checks[MAX_CHECKS * 700 + 2];
-    size_t cl = 0;
-    checks[0] = 0;
+    weft_buf_t checks, b;
+    weft_buf_init(&checks, 1u << 20);
+    weft_buf_init(&b, 1u << 20);
     for (unsigned i = 0; i < svc->nchecks; i++) {
-        char output[512] = "", esc[600], ename[140];
+        char output[512] = "";
         weft_check_status_t st = svc->checks[i].fn(svc->checks[i].arg, output, sizeof(output));
         if (st > WEFT_CHECK_CRITICAL) st = WEFT_CHECK_CRITICAL;
         if (st > worst) worst = st;
         output[sizeof(output) - 1] = 0;
-        json_escape(esc, sizeof(esc), output);
-        json_escape(ename, sizeof(ename), svc->checks[i].name);
-        cl += (size_t)snprintf(checks + cl, sizeof(checks) - cl,
-                               "%s{\"name\":\"%s\",\"status\":\"%s\",\"output\":\"%s\"}",
-                               i ? "," : "", ename, names[st], esc);
+        weft_buf_puts(&checks, i ? ",{" : "{");
+        weft_json_put_key(&checks, "name");
+        weft_json_put_str(&checks, svc->checks[i].name, strlen(svc->checks[i].name));
+        weft_buf_putc(&checks, ',');
+        weft_json_put_key(&checks, "status");
+        weft_json_put_str(&checks, names[st], strlen(names[st]));
+        weft_buf_putc(&checks, ',');
+        weft_json_put_key(&checks, "output");
+        weft_json_put_str(&checks, output, strlen(output));
+        weft_buf_putc(&checks, '}');
     }
-    double up = (double)(weft_now_ns() - svc->start_ns) / 1e9;
-    int n = snprintf(out, cap,
-                     "{\"status\":\"%s\",\"service\":\"%s\",\"version\":\"%s\","
-                     "\"uptime_seconds\":%.3f,\"checks\":[%s]}\n",
-                     names[worst], svc->name, svc->version, up, checks);
-    if (n < 0 || (size_t)n >= cap) n = (int)cap - 1;
-    weft_http_respond(req, worst == WEFT_CHECK_CRITICAL ? 503 : 200, "application/json", out,
-                      (size_t)n);
+    weft_buf_putc(&b, '{');
+    weft_json_put_key(&b, "status");
+    weft_json_put_str(&b, names[worst], strlen(names[worst]));
+    weft_buf_putc(&b, ',');
+    weft_json_put_key(&b, "service");
+    weft_json_put_str(&b, svc->name, strlen(svc->name));
+    weft_buf_putc(&b, ',');
+    weft_json_put_key(&b, "version");
+    weft_json_put_str(&b, svc->version, strlen(svc->version));
+    weft_buf_putc(&b, ',');
+    weft_json_put_key(&b, "uptime_seconds");
+    weft_json_put_double(&b, (double)((weft_now_ns() - svc->start_ns) / 1000000) / 1e3);
+    weft_buf_putc(&b, ',');
+    weft_json_put_key(&b, "checks");
+    weft_buf_putc(&b, '[');
+    if (checks.len) weft_buf_put(&b, checks.p, checks.len);
+    weft_buf_puts(&b, "]}\n");
+    if (checks.failed || b.failed) {
+        static const char err[] = "{\"status\":\"critical\",\"error\":\"out of memory\"}\n";
+        weft_http_respond(req, 503, "application/json", err, sizeof(err) - 1);
+    } else {
+        weft_http_respond(req, worst == WEFT_CHECK_CRITICAL ? 503 : 200, "application/json", b.p,
+                          b.len);
+    }
+    weft_buf_free(&checks);
+    weft_buf_free(&b);
 }
 
 static void h_metrics(weft_http_request_t *req, void *arg)
@@ -305,8 +300,8 @@ static void access_line(weft_service_t *svc, weft_http_request_t *req, int statu
         access_format(line, "peer=%s method=%s path=%s%s route=%s status=%d duration_ms=%.3f%s%s",
                       weft_http_request_peer(req), req->method.base ? req->method.base : "-", path,
                       query, route, status, ms, ids, aborted ? " aborted=true" : "");
-    worker_state_t *ws = req->loop ? req->loop->data : NULL;
-    if (!ws || !ws->alog_on) {
+    worker_state_t *ws = weft_host_state(req->loop, svc->part);
+    if (!ws->alog_on) {
         alog_write(svc->alog_fd, line, n);
         return;
     }
@@ -328,10 +323,10 @@ static void on_alog_check(uv_check_t *h)
 static void metrics_end(weft_http_request_t *req, int status, bool aborted, void *arg)
 {
     weft_service_t *svc = arg;
-    worker_state_t *ws = req->loop ? req->loop->data : NULL;
+    worker_state_t *ws = weft_host_state(req->loop, svc->part);
     const char *method = req->method.base ? req->method.base : "";
     const char *route = req->route_pattern ? req->route_pattern : UNMATCHED;
-    metric_slot_t *slot = ws ? metric_slot(svc, ws, method, route, status) : NULL;
+    metric_slot_t *slot = metric_slot(svc, ws, method, route, status);
     if (slot) {
         weft_counter_inc(slot->requests);
         if (req->start_ns)
@@ -378,9 +373,9 @@ static bool valid_name(const char *s)
 static double http_connections(void *arg)
 {
     weft_service_t *svc = arg;
-    if (!svc->http || !svc->workers) return 0;
+    if (!svc->http) return 0;
     double n = 0;
-    for (unsigned i = 0; i < weft_workers_count(svc->workers); i++)
+    for (unsigned i = 0; i < weft_http_server_loops(svc->http); i++)
         n += weft_http_server_connections(svc->http, i);
     return n;
 }
@@ -428,6 +423,69 @@ bad:
     return WEFT_EINVAL;
 }
 
+/* ------------------------------------------------------------------------------------ */
+/* the service's part of its host                                                       */
+
+static void worker_init(weft_host_t *h, uv_loop_t *loop, unsigned index, void *state, void *arg)
+{
+    weft_service_t *svc = arg;
+    worker_state_t *ws = state;
+    ws->svc = svc;
+    ws->index = index;
+    if (svc->o.access_log && uv_check_init(loop, &ws->acheck) == 0) {
+        ws->acheck.data = ws;
+        uv_check_start(&ws->acheck, on_alog_check);
+        uv_unref((uv_handle_t *)&ws->acheck);
+        ws->alog_on = true;
+    }
+    weft_metrics_thread_register();
+}
+
+/* On the worker's thread, once its listeners have drained. */
+static void worker_stop(weft_host_t *h, uv_loop_t *loop, unsigned index, void *state, void *arg)
+{
+    worker_state_t *ws = state;
+    if (ws->alen) alog_flush(ws); /* requests that ended after the last check phase */
+    if (ws->alog_on) uv_close((uv_handle_t *)&ws->acheck, NULL);
+    ws->alog_on = false;
+}
+
+/* Control loop: every worker serves. */
+static void on_host_start(weft_host_t *h, void *arg)
+{
+    weft_service_t *svc = arg;
+    atomic_store_explicit(&svc->port, weft_http_server_port(svc->http), memory_order_release);
+    weft_info("service", "listening", "service=%s version=%s addr=%s:%u workers=%u", svc->name,
+              svc->version, svc->host_addr, weft_service_port(svc), weft_host_workers(h));
+    if (svc->on_start) svc->on_start(svc, svc->on_start_arg);
+}
+
+/* http.shutdown_delay: /health answers 503 "draining" while requests are still served. */
+static void on_drain(weft_host_t *h, void *arg)
+{
+    weft_service_t *svc = arg;
+    atomic_store_explicit(&svc->draining, true, memory_order_relaxed);
+}
+
+/* SIGUSR1: the access log file again, at its path (logrotate renamed the old one). */
+static void on_reopen(weft_host_t *h, void *arg)
+{
+    weft_service_t *svc = arg;
+    if (!svc->alog_path) {
+        weft_info("service", "SIGUSR1: no access log file to reopen", "service=%s", svc->name);
+        return;
+    }
+    int fd = open(svc->alog_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || dup3(fd, svc->alog_fd, O_CLOEXEC) < 0) {
+        weft_error("service", "cannot reopen the access log; still writing the old file",
+                   "path=%s error=\"%s\"", svc->alog_path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return;
+    }
+    close(fd);
+    weft_info("service", "access log reopened", "path=%s", svc->alog_path);
+}
+
 int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
 {
     if (!o || !o->name || !valid_name(o->name)) return refuse(o, WEFT_EINVAL);
@@ -440,10 +498,10 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
     svc->o = *o;
     strcpy(svc->name, o->name);
     strcpy(svc->version, version);
-    strcpy(svc->host, host);
+    strcpy(svc->host_addr, host);
     svc->o.name = svc->name;
     svc->o.version = svc->version;
-    svc->o.host = svc->host;
+    svc->o.host = svc->host_addr;
     svc->start_ns = weft_now_ns();
     svc->orphan = o->exporter; /* owned from here on, whatever happens below */
     svc->alog_fd = STDERR_FILENO;
@@ -470,19 +528,36 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
         svc->o.access_log = true;
     }
     svc->o.access_log_file = svc->alog_path;
-    err = weft_workers_new(o->workers, &svc->workers);
-    if (err) goto fail;
-    weft_workers_set_busy_poll(svc->workers, o->http.busy_poll_us, o->http.busy_poll_share);
-    unsigned n = weft_workers_count(svc->workers);
-    svc->wstate = calloc(n, sizeof(worker_state_t));
-    if (!svc->wstate) {
-        err = WEFT_ENOMEM;
+    weft_host_options_t hopt;
+    weft_host_options_init(&hopt);
+    hopt.name = svc->name;
+    hopt.workers = o->workers;
+    hopt.busy_poll_us = o->http.busy_poll_us;
+    hopt.busy_poll_share = o->http.busy_poll_share;
+    hopt.shutdown_delay_ms = o->http.shutdown_delay_ms;
+    if ((err = weft_host_new(&hopt, &svc->host)) != 0) goto fail;
+    weft_host_part_t part = {.name = "service",
+                             .state_size = sizeof(worker_state_t),
+                             .worker_init = worker_init,
+                             .worker_stop = worker_stop,
+                             .start = on_host_start,
+                             .drain = on_drain,
+                             .reopen = on_reopen,
+                             .arg = svc};
+    if ((svc->part = weft_host_add_part(svc->host, &part)) < 0) {
+        err = svc->part;
         goto fail;
     }
     weft_http_server_options_t ho = o->http;
-    ho.host = svc->host;
+    ho.host = svc->host_addr;
     ho.port = o->port;
-    if ((err = weft_http_server_new(&ho, n, &svc->http)) != 0) goto fail;
+    weft_http_server_t *http;
+    if ((err = weft_http_server_new(&ho, weft_host_workers(svc->host), &http)) != 0) goto fail;
+    if ((err = weft_host_add_http(svc->host, http)) != 0) {
+        weft_http_server_free(http);
+        goto fail;
+    }
+    svc->http = http;
 
     svc->metrics = weft_metrics_registry_new();
     if (!svc->metrics) {
@@ -589,10 +664,6 @@ uint16_t weft_service_port(const weft_service_t *svc)
 {
     return atomic_load_explicit(&svc->port, memory_order_acquire);
 }
-uv_loop_t *weft_service_loop(weft_service_t *svc)
-{
-    return &svc->loop;
-}
 
 void weft_service_on_start(weft_service_t *svc, void (*fn)(weft_service_t *, void *), void *arg)
 {
@@ -600,168 +671,26 @@ void weft_service_on_start(weft_service_t *svc, void (*fn)(weft_service_t *, voi
     svc->on_start_arg = arg;
 }
 
-static void worker_init(uv_loop_t *loop, unsigned index, void *arg)
+uv_loop_t *weft_service_loop(weft_service_t *svc)
 {
-    weft_service_t *svc = arg;
-    worker_state_t *ws = &svc->wstate[index];
-    ws->svc = svc;
-    ws->index = index;
-    loop->data = ws;
-    if (svc->o.access_log && uv_check_init(loop, &ws->acheck) == 0) {
-        ws->acheck.data = ws;
-        uv_check_start(&ws->acheck, on_alog_check);
-        uv_unref((uv_handle_t *)&ws->acheck); /* closed with the loop's leftovers */
-        ws->alog_on = true;
-    }
-    weft_metrics_thread_register();
-    int err = weft_http_server_attach(svc->http, loop, index);
-    if (err)
-        weft_error("service", "cannot serve on a worker", "worker=%u err=%s", index,
-                   uv_err_name(err));
+    return weft_host_loop(svc->host);
 }
 
-/* On the worker's thread, when its server has drained. */
-static void worker_drained(void *arg)
+weft_host_t *weft_service_host(weft_service_t *svc)
 {
-    worker_state_t *ws = arg;
-    if (ws->alen) alog_flush(ws); /* requests that ended after the last check phase */
-    atomic_fetch_add(&ws->svc->workers_done, 1);
-}
-
-static void worker_stop(uv_loop_t *loop, unsigned index, void *arg)
-{
-    weft_service_t *svc = arg;
-    weft_http_server_shutdown(svc->http, index, worker_drained, &svc->wstate[index]);
-}
-
-static void close_control(weft_service_t *svc)
-{
-    uv_close((uv_handle_t *)&svc->sigterm, NULL);
-    uv_close((uv_handle_t *)&svc->sigint, NULL);
-    uv_close((uv_handle_t *)&svc->sigusr1, NULL);
-    uv_close((uv_handle_t *)&svc->stop_async, NULL);
-    uv_close((uv_handle_t *)&svc->delay_timer, NULL);
-}
-
-static void shut_down(weft_service_t *svc, const char *why)
-{
-    weft_info("service", "shutting down", "service=%s reason=%s deadline_ms=%llu", svc->name, why,
-              (unsigned long long)svc->o.http.shutdown_timeout_ms);
-    weft_workers_stop(svc->workers, worker_stop, svc);
-    close_control(svc);
-}
-
-static void on_delay_over(uv_timer_t *t)
-{
-    weft_service_t *svc = t->data;
-    svc->delaying = false;
-    shut_down(svc, "shutdown_delay");
-}
-
-/* With http.shutdown_delay, the first stop only drains /health (load balancers take the
- * instance out while it still serves); the shutdown starts when the delay is over, or at
- * once on a second stop. */
-static void begin_stop(weft_service_t *svc, const char *why)
-{
-    if (atomic_exchange(&svc->stopping, true)) {
-        if (svc->delaying) {
-            svc->delaying = false;
-            uv_timer_stop(&svc->delay_timer);
-            shut_down(svc, why);
-        }
-        return;
-    }
-    uint64_t delay = svc->o.http.shutdown_delay_ms;
-    if (delay == 0) {
-        shut_down(svc, why);
-        return;
-    }
-    atomic_store_explicit(&svc->draining, true, memory_order_relaxed);
-    weft_http_server_drain(svc->http); /* kept-alive clients reconnect, elsewhere if routed so */
-    svc->delaying = true;
-    uv_timer_start(&svc->delay_timer, on_delay_over, delay, 0);
-    weft_info("service",
-              "draining: /health answers 503, requests are still served, with Connection: close",
-              "service=%s reason=%s shutdown_delay_ms=%llu", svc->name, why,
-              (unsigned long long)delay);
-}
-
-static void on_signal(uv_signal_t *s, int signum)
-{
-    begin_stop(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
-}
-
-/* SIGUSR1: the access log file again, at its path (logrotate renamed the old one). */
-static void on_reopen(uv_signal_t *s, int signum)
-{
-    weft_service_t *svc = s->data;
-    if (!svc->alog_path) {
-        weft_info("service", "SIGUSR1: no access log file to reopen", "service=%s", svc->name);
-        return;
-    }
-    int fd = open(svc->alog_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0 || dup3(fd, svc->alog_fd, O_CLOEXEC) < 0) {
-        weft_error("service", "cannot reopen the access log; still writing the old file",
-                   "path=%s error=\"%s\"", svc->alog_path, strerror(errno));
-        if (fd >= 0) close(fd);
-        return;
-    }
-    close(fd);
-    weft_info("service", "access log reopened", "path=%s", svc->alog_path);
-}
-
-static void on_stop_async(uv_async_t *a)
-{
-    begin_stop(a->data, "stop");
+    return svc->host;
 }
 
 void weft_service_stop(weft_service_t *svc)
 {
-    if (atomic_load(&svc->running) && svc->loop_ready) uv_async_send(&svc->stop_async);
+    if (atomic_load(&svc->running)) weft_host_stop(svc->host);
 }
 
 int weft_service_run(weft_service_t *svc)
 {
     if (atomic_exchange(&svc->running, true)) return WEFT_ESTATE;
-    char msg[256];
-    int err = weft_http_server_bind(svc->http, msg, sizeof(msg));
-    if (err) {
-        weft_error("service", "cannot listen", "service=%s error=\"%s\"", svc->name, msg);
-        atomic_store(&svc->running, false);
-        return err;
-    }
-    atomic_store_explicit(&svc->port, weft_http_server_port(svc->http), memory_order_release);
-    signal(SIGPIPE, SIG_IGN);
-    if ((err = uv_loop_init(&svc->loop)) != 0) goto out;
-    uv_signal_init(&svc->loop, &svc->sigterm);
-    uv_signal_init(&svc->loop, &svc->sigint);
-    uv_signal_init(&svc->loop, &svc->sigusr1);
-    uv_async_init(&svc->loop, &svc->stop_async, on_stop_async);
-    uv_timer_init(&svc->loop, &svc->delay_timer);
-    svc->sigterm.data = svc->sigint.data = svc->sigusr1.data = svc->stop_async.data = svc;
-    svc->delay_timer.data = svc;
-    uv_signal_start(&svc->sigterm, on_signal, SIGTERM);
-    uv_signal_start(&svc->sigint, on_signal, SIGINT);
-    uv_signal_start(&svc->sigusr1, on_reopen, SIGUSR1);
-    svc->loop_ready = true;
-    weft_metrics_thread_register();
-    if ((err = weft_workers_start(svc->workers, worker_init, svc)) != 0) {
-        close_control(svc);
-        uv_run(&svc->loop, UV_RUN_DEFAULT);
-        goto out_loop;
-    }
-    weft_info("service", "listening", "service=%s version=%s addr=%s:%u workers=%u", svc->name,
-              svc->version, svc->host, weft_service_port(svc), weft_workers_count(svc->workers));
-    if (svc->on_start) svc->on_start(svc, svc->on_start_arg);
-    uv_run(&svc->loop, UV_RUN_DEFAULT);
-    weft_workers_join(svc->workers);
-    weft_info("service", "stopped", "service=%s", svc->name);
-out_loop:
-    svc->loop_ready = false;
-    if (uv_loop_close(&svc->loop) == UV_EBUSY) {
-        weft_warn("service", "control loop had open handles at exit", NULL);
-    }
-out:
+    int err = weft_host_run(svc->host);
+    if (err == 0) weft_info("service", "stopped", "service=%s", svc->name);
     atomic_store(&svc->running, false);
     return err;
 }
@@ -771,13 +700,11 @@ void weft_service_free(weft_service_t *svc)
     if (!svc) return;
     if (svc->tracer) weft_tracer_free(svc->tracer);
     if (svc->orphan && svc->orphan->shutdown) svc->orphan->shutdown(svc->orphan->arg);
-    if (svc->http) weft_http_server_free(svc->http);
-    if (svc->workers) weft_workers_free(svc->workers);
+    weft_host_free(svc->host); /* and the server */
     if (svc->metrics) weft_metrics_registry_free(svc->metrics);
     if (svc->alog_path) {
         if (svc->alog_fd > STDERR_FILENO) close(svc->alog_fd);
         free(svc->alog_path);
     }
-    free(svc->wstate);
     free(svc);
 }

@@ -1,0 +1,235 @@
+/*
+ * udp.c - UDP listeners of a host: one SO_REUSEPORT socket per worker (see weft/host.h).
+ *
+ * For protocols that are not HTTP; the registry's DNS interface is the first. The kernel
+ * spreads datagrams over the workers' sockets by a hash of the sender's address, so one
+ * client's queries all reach one worker, and nothing here is shared between workers: each
+ * has its own uv_udp_t, its own receive buffer (max_datagram bytes, allocated at attach)
+ * and its own counters.
+ *
+ * Sending is uv_udp_try_send: a datagram is sent now or dropped (-EAGAIN when the socket's
+ * send buffer is full), never queued, so a flood of answers cannot grow memory. A datagram
+ * longer than max_datagram arrives cut (UV_UDP_PARTIAL); it is counted and dropped, since a
+ * protocol cannot parse half a message.
+ *
+ * Threads: made and bound on the thread that builds and runs the host; each slot (handle,
+ * buffer, counters' writes) touched only by its worker's thread after attach; the counters
+ * are atomics that any thread may read.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "host/host_int.h"
+
+typedef struct uslot_s {
+    weft_udp_t *u;
+    unsigned index;
+    uv_udp_t udp;
+    int fd;        /* bound socket, handed to udp at attach; -1 once it is */
+    bool attached; /* udp holds fd */
+    char *buf;
+    void (*on_done)(void *);
+    void *done_arg;
+    _Atomic uint64_t received, sent, send_errors, truncated;
+} uslot_t;
+
+struct weft_udp_s {
+    weft_udp_options_t o;
+    char host[64];
+    _Atomic uint16_t port;
+    unsigned n;
+    uslot_t *slots;
+};
+
+void weft_udp_options_init(weft_udp_options_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->host = "127.0.0.1";
+    o->max_datagram = 4096;
+}
+
+int weft_host_add_udp(weft_host_t *h, const weft_udp_options_t *o, weft_udp_t **out)
+{
+    if (!o || !o->on_recv || o->max_datagram == 0 || o->max_datagram > 65535) return WEFT_EINVAL;
+    const char *host = o->host ? o->host : "127.0.0.1";
+    struct in6_addr a6;
+    struct in_addr a4;
+    if (strlen(host) >= 64 ||
+        (inet_pton(AF_INET, host, &a4) != 1 && inet_pton(AF_INET6, host, &a6) != 1))
+        return WEFT_EINVAL;
+    weft_udp_t *u = calloc(1, sizeof(*u));
+    if (!u) return WEFT_ENOMEM;
+    u->o = *o;
+    strcpy(u->host, host);
+    u->o.host = u->host;
+    int err = weft__host_add_udp(h, u);
+    if (err) {
+        free(u);
+        return err;
+    }
+    *out = u;
+    return 0;
+}
+
+uint16_t weft_udp_port(const weft_udp_t *u)
+{
+    return atomic_load_explicit(&((weft_udp_t *)u)->port, memory_order_acquire);
+}
+
+static int udp_socket(const weft_udp_t *u, uint16_t port, uint16_t *bound)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t len;
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, u->host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(port);
+        len = sizeof(*s4);
+    } else if (inet_pton(AF_INET6, u->host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(port);
+        len = sizeof(*s6);
+    } else {
+        return WEFT_EINVAL;
+    }
+    int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        (ss.ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
+        bind(fd, (struct sockaddr *)&ss, len) != 0 ||
+        getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    *bound = ntohs(ss.ss_family == AF_INET ? s4->sin_port : s6->sin6_port);
+    return fd;
+}
+
+int weft__udp_bind(weft_udp_t *u, unsigned n_loops, char *err, size_t errlen)
+{
+    if (u->slots) return 0;
+    u->slots = calloc(n_loops, sizeof(uslot_t));
+    if (!u->slots) return WEFT_ENOMEM;
+    u->n = n_loops;
+    uint16_t port = u->o.port;
+    for (unsigned i = 0; i < n_loops; i++) u->slots[i].fd = -1;
+    for (unsigned i = 0; i < n_loops; i++) {
+        uint16_t got = 0;
+        int fd = udp_socket(u, port, &got);
+        if (fd < 0) {
+            snprintf(err, errlen, "udp %s:%u: %s", u->host, port, weft_strerror(fd));
+            for (unsigned j = 0; j < i; j++) close(u->slots[j].fd);
+            free(u->slots);
+            u->slots = NULL;
+            return fd;
+        }
+        port = got; /* port 0: the others join the port the first one got */
+        u->slots[i] = (uslot_t){.u = u, .index = i, .fd = fd};
+    }
+    atomic_store_explicit(&u->port, port, memory_order_release);
+    return 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    uslot_t *s = h->data;
+    *buf = uv_buf_init(s->buf, (unsigned)s->u->o.max_datagram);
+}
+
+static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
+                    unsigned flags)
+{
+    uslot_t *s = h->data;
+    if (nread <= 0 || !from) return; /* nothing more now, or a transient error */
+    if (flags & UV_UDP_PARTIAL) {
+        atomic_fetch_add_explicit(&s->truncated, 1, memory_order_relaxed);
+        return;
+    }
+    atomic_fetch_add_explicit(&s->received, 1, memory_order_relaxed);
+    s->u->o.on_recv(s->u, s->index, buf->base, (size_t)nread, from, s->u->o.arg);
+}
+
+int weft__udp_attach(weft_udp_t *u, uv_loop_t *loop, unsigned index)
+{
+    uslot_t *s = &u->slots[index];
+    if (!(s->buf = malloc(u->o.max_datagram))) return UV_ENOMEM;
+    int err = uv_udp_init(loop, &s->udp);
+    if (err) return err;
+    s->udp.data = s;
+    if ((err = uv_udp_open(&s->udp, s->fd)) != 0) {
+        uv_close((uv_handle_t *)&s->udp, NULL);
+        return err;
+    }
+    s->fd = -1; /* the handle's now */
+    s->attached = true;
+    return uv_udp_recv_start(&s->udp, on_alloc, on_recv);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    uslot_t *s = h->data;
+    s->attached = false;
+    if (s->on_done) s->on_done(s->done_arg);
+}
+
+void weft__udp_close(weft_udp_t *u, unsigned index, void (*on_done)(void *), void *arg)
+{
+    uslot_t *s = &u->slots[index];
+    if (!s->attached || uv_is_closing((uv_handle_t *)&s->udp)) {
+        on_done(arg);
+        return;
+    }
+    s->on_done = on_done;
+    s->done_arg = arg;
+    uv_close((uv_handle_t *)&s->udp, on_closed);
+}
+
+int weft_udp_send(weft_udp_t *u, unsigned worker, const void *data, size_t len,
+                  const struct sockaddr *to)
+{
+    if (worker >= u->n || !to) return WEFT_EINVAL;
+    uslot_t *s = &u->slots[worker];
+    if (!s->attached || uv_is_closing((uv_handle_t *)&s->udp)) return WEFT_ESTATE;
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    int r = uv_udp_try_send(&s->udp, &b, 1, to);
+    if (r < 0) {
+        atomic_fetch_add_explicit(&s->send_errors, 1, memory_order_relaxed);
+        return r;
+    }
+    atomic_fetch_add_explicit(&s->sent, 1, memory_order_relaxed);
+    return 0;
+}
+
+weft_udp_stats_t weft_udp_stats(const weft_udp_t *u)
+{
+    weft_udp_stats_t st = {0};
+    for (unsigned i = 0; u->slots && i < u->n; i++) {
+        uslot_t *s = &u->slots[i];
+        st.received += atomic_load_explicit(&s->received, memory_order_relaxed);
+        st.sent += atomic_load_explicit(&s->sent, memory_order_relaxed);
+        st.send_errors += atomic_load_explicit(&s->send_errors, memory_order_relaxed);
+        st.truncated += atomic_load_explicit(&s->truncated, memory_order_relaxed);
+    }
+    return st;
+}
+
+void weft__udp_free(weft_udp_t *u)
+{
+    for (unsigned i = 0; u->slots && i < u->n; i++) {
+        if (u->slots[i].fd >= 0) close(u->slots[i].fd);
+        free(u->slots[i].buf);
+    }
+    free(u->slots);
+    free(u);
+}
