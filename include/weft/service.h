@@ -129,7 +129,7 @@ WEFT_EXTERN uint16_t weft_service_port(const weft_service_t *svc);
 
 /** The control loop: runs on the thread that called weft_service_run (signals, timers, the
  *  registry later). Valid while the service runs. */
-WEFT_EXTERN uv_loop_t *weft_service_loop(weft_service_t *svc);
+WEFT_EXTERN struct uv_loop_s *weft_service_loop(weft_service_t *svc);
 
 /** A function run on the control loop once the service listens (before serving begins). */
 WEFT_EXTERN void weft_service_on_start(weft_service_t *svc, void (*fn)(weft_service_t *, void *),
