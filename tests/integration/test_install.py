@@ -54,13 +54,15 @@ def run(args, cwd=None, env=None, timeout=300):
 
 def readme_example():
     """(greeter.c's text, the README's compile command as a list, the run command's words):
-    the C block that includes <weft/weft.h>, and the `cc ... greeter.c ...` line after it."""
+    the C block that includes <weft/weft.h>, and the `cc ... greeter.c -Lbuild ...` line (the
+    one that uses the build tree; lines with pkg-config may follow it)."""
     text = README.read_text()
     blocks = [b for b in re.findall(r"^```c\n(.*?)^```", text, re.S | re.M)
               if "#include <weft/weft.h>" in b and "int main" in b]
     assert blocks, "README.md has no ```c block with #include <weft/weft.h> and main()"
-    lines = re.findall(r"^cc .*\bgreeter\.c\b.*$", text, re.M)
-    assert len(lines) == 1, f"README.md should show one `cc ... greeter.c` line: {lines}"
+    lines = [ln for ln in re.findall(r"^cc .*\bgreeter\.c\b.*$", text, re.M)
+             if "-Lbuild" in ln]
+    assert len(lines) == 1, f"README.md should show one `cc ... greeter.c -Lbuild` line: {lines}"
     build, _, start = lines[0].partition("&&")
     return blocks[0], shlex.split(build), shlex.split(start)
 
