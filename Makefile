@@ -5,6 +5,8 @@
 #   make test    install what is missing, build with ASan+UBSan (clang, with fuzzers) in
 #                build-asan/, run unit tests, fuzz smoke runs, integration tests; then
 #                the unit and integration tests again under ThreadSanitizer (build-tsan/)
+#   make install libweft (headers, libweft.so, libweft.a, weft.pc) into PREFIX (default
+#                /usr/local), staged under DESTDIR when set; built in BUILD (Release)
 #   make bench   the benchmarks in bench/ (see bench/README.md)
 #   make format  clang-format every C file
 BUILD      ?= build
@@ -13,9 +15,11 @@ TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc)
 PYTHON     ?= /usr/bin/python3
 WEFT_ARGS  ?=
+PREFIX     ?= /usr/local
+DESTDIR    ?=
 
-.PHONY: all build run test unit integration deps asan tsan tsan-unit tsan-integration bench \
-        format clean
+.PHONY: all build install run test unit integration deps asan tsan tsan-unit tsan-integration \
+        bench format clean
 
 all: build
 
@@ -25,6 +29,12 @@ deps:
 build:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
+
+# Builds only what it installs (the two libraries): quick, and enough for a service's build.
+install:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target weft_shared weft_static
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 run: deps build
 	$(BUILD)/weft serve $(WEFT_ARGS)

@@ -26,8 +26,6 @@
 #ifndef WEFT_CLIENT_H
 #define WEFT_CLIENT_H
 
-#include <uv.h>
-
 #include "weft/common.h"
 
 #ifdef __cplusplus
@@ -144,7 +142,7 @@ WEFT_EXTERN void weft_http_client_options_init(weft_http_client_options_t *o);
  * connections do (they are read to notice a server closing them) until they time out.
  * The caller owns the client until weft_http_client_close.
  */
-WEFT_EXTERN int weft_http_client_new(uv_loop_t *loop, const weft_http_client_options_t *o,
+WEFT_EXTERN int weft_http_client_new(struct uv_loop_s *loop, const weft_http_client_options_t *o,
                                      weft_http_client_t **out);
 
 /**

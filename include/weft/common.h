@@ -19,6 +19,18 @@ extern "C" {
 
 #define WEFT_EXTERN __attribute__((visibility("default")))
 
+/*
+ * libuv's loop, declared here and not by including <uv.h>: uv.h needs POSIX types (such as
+ * pthread_rwlock_t) that a plain -std=c11 compilation hides, and a program that only calls
+ * weft should not need libuv's headers at all. weft's headers spell the type
+ * `struct uv_loop_s *`, which is exactly what uv.h's uv_loop_t names, so a program that does
+ * include <uv.h> passes and receives its uv_loop_t * unchanged. They do not repeat uv.h's
+ * typedef: a repeated typedef is valid C11 and C++, but an error in C99, and the name belongs
+ * to libuv. The declaration is at file scope so that a prototype mentioning the struct refers
+ * to this type, not to a new one scoped to the prototype.
+ */
+struct uv_loop_s;
+
 #define WEFT_EINVAL       (-EINVAL)
 #define WEFT_ENOMEM       (-ENOMEM)
 #define WEFT_ERANGE       (-ERANGE)

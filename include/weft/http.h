@@ -26,7 +26,6 @@
 #define WEFT_HTTP_H
 
 #include <stdbool.h>
-#include <uv.h>
 
 #include "weft/common.h"
 #include "weft/config.h"
@@ -158,7 +157,7 @@ struct weft_http_request_s {
     const char *route_pattern;      /* the matched pattern ("/orders/:id") or NULL */
     weft_route_match_t match;       /* path parameters, percent-decoded */
     uint64_t start_ns;              /* weft_now_ns() when the head was complete */
-    uv_loop_t *loop;                /* the loop (thread) serving this request */
+    struct uv_loop_s *loop;         /* the loop (thread) serving this request */
     void *data;                     /* handler sets: anything */
     void *hook_data;                /* filters set: the SDK's tracing filter keeps the
                                        request's server span here (weft_service_span) */
@@ -244,7 +243,8 @@ WEFT_EXTERN uint16_t weft_http_server_port(const weft_http_server_t *s);
  * Starts serving socket index on loop. Call on the loop's thread (or before it runs),
  * once per index. Returns 0 or a libuv error.
  */
-WEFT_EXTERN int weft_http_server_attach(weft_http_server_t *s, uv_loop_t *loop, unsigned index);
+WEFT_EXTERN int weft_http_server_attach(weft_http_server_t *s, struct uv_loop_s *loop,
+                                        unsigned index);
 
 /**
  * Graceful shutdown of loop index's listener: stops accepting, closes idle connections,

@@ -130,7 +130,7 @@ WEFT_EXTERN uint16_t weft_service_port(const weft_service_t *svc);
 
 /** The control loop: runs on the thread that called weft_service_run (signals, timers, the
  *  registry later). Valid while the service runs. */
-WEFT_EXTERN uv_loop_t *weft_service_loop(weft_service_t *svc);
+WEFT_EXTERN struct uv_loop_s *weft_service_loop(weft_service_t *svc);
 
 /** The host the service runs on (weft/host.h): add listeners (a second HTTP server with
  *  routes and filters of its own, UDP sockets) and parts to it before weft_service_run, and

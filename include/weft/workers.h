@@ -17,8 +17,6 @@
 #ifndef WEFT_WORKERS_H
 #define WEFT_WORKERS_H
 
-#include <uv.h>
-
 #include "weft/common.h"
 
 #ifdef __cplusplus
@@ -31,7 +29,7 @@ extern "C" {
 typedef struct weft_workers_s weft_workers_t;
 
 /** A function run on a worker thread, with that worker's loop and index (0..n-1). */
-typedef void (*weft_worker_fn)(uv_loop_t *loop, unsigned index, void *arg);
+typedef void (*weft_worker_fn)(struct uv_loop_s *loop, unsigned index, void *arg);
 
 /**
  * Creates a group of n threads (0 means one per online CPU; at most WEFT_WORKERS_MAX).

@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include <cmocka.h>
 
