@@ -62,7 +62,7 @@ typedef struct weft_host_options_s {
 } weft_host_options_t;
 
 /** A function run on a worker (index 0..n-1) or on the control loop (index ~0u). */
-typedef void (*weft_host_fn)(weft_host_t *h, uv_loop_t *loop, unsigned index, void *arg);
+typedef void (*weft_host_fn)(weft_host_t *h, struct uv_loop_s *loop, unsigned index, void *arg);
 
 /**
  * A part: a subsystem living in the host. Every hook is optional; all get arg.
@@ -73,10 +73,12 @@ typedef struct weft_host_part_s {
     const char *name; /* for logs; copied */
     size_t state_size;
     /** On each worker's thread before it serves (before any listener is attached). */
-    void (*worker_init)(weft_host_t *h, uv_loop_t *loop, unsigned index, void *state, void *arg);
+    void (*worker_init)(weft_host_t *h, struct uv_loop_s *loop, unsigned index, void *state,
+                        void *arg);
     /** On each worker's thread at shutdown, once its listeners are done: close the handles
      *  the part put on that loop (the loop ends when none is left). */
-    void (*worker_stop)(weft_host_t *h, uv_loop_t *loop, unsigned index, void *state, void *arg);
+    void (*worker_stop)(weft_host_t *h, struct uv_loop_s *loop, unsigned index, void *state,
+                        void *arg);
     /** On the control loop once every worker serves (before the on_start callback). */
     void (*start)(weft_host_t *h, void *arg);
     /** On the control loop when the shutdown delay begins (still serving, draining). */
@@ -119,13 +121,13 @@ WEFT_EXTERN int weft_host_add_part(weft_host_t *h, const weft_host_part_t *p);
 
 /** On a worker thread of a running host: that worker's state of part id (NULL if the part
  *  has none). loop is the worker's loop (a request's req->loop). */
-WEFT_EXTERN void *weft_host_state(const uv_loop_t *loop, int id);
+WEFT_EXTERN void *weft_host_state(const struct uv_loop_s *loop, int id);
 
 /** The worker index of a worker's loop (0..n-1); ~0u for a loop that is not a worker's. */
-WEFT_EXTERN unsigned weft_host_worker_index(const uv_loop_t *loop);
+WEFT_EXTERN unsigned weft_host_worker_index(const struct uv_loop_s *loop);
 
 /** The control loop (valid while weft_host_run runs; use it on that thread only). */
-WEFT_EXTERN uv_loop_t *weft_host_loop(weft_host_t *h);
+WEFT_EXTERN struct uv_loop_s *weft_host_loop(weft_host_t *h);
 
 /** Runs fn(h, loop, index, arg) on worker index, soon. Any thread. Returns 0,
  *  WEFT_ECLOSED (not running, or stopping), WEFT_ELIMIT (1024 posts wait), WEFT_ENOMEM; on
