@@ -68,7 +68,8 @@ typedef enum {
 } weft_conf_type_t;
 
 typedef struct weft_conf_addr_s {
-    char host[256]; /* without brackets: "127.0.0.1", "::1", "localhost" */
+    char host[256]; /* without brackets: "127.0.0.1", "::1", or a name ("localhost")
+                       unless the option resolves names (weft_conf_option_t.resolve) */
     uint16_t port;
 } weft_conf_addr_t;
 
@@ -88,6 +89,13 @@ typedef struct weft_conf_option_s {
     const char *env;            /* environment variable, e.g. "WEFT_WORKERS", or NULL */
     const char *const *choices; /* WEFT_CONF_ENUM: NULL-terminated, at least one */
     const char *help;           /* one line, for --help and the reference */
+    bool resolve;               /* WEFT_CONF_ADDR: a host name is looked up when the value
+                                   is loaded (getaddrinfo; an IPv4 address first) and stored
+                                   as the numeric address, so a name that does not resolve is
+                                   a configuration error naming the key, not a failure to bind
+                                   later. Without it a name is kept as written (for
+                                   addresses a client looks up when it connects). Listen
+                                   addresses set it ("localhost:8500") */
 } weft_conf_option_t;
 
 /** A module's table and the struct its offsets refer to. */

@@ -73,6 +73,7 @@ static const weft_conf_option_t serve_options[] = {
     {.key = "api.listen",
      .type = WEFT_CONF_ADDR,
      .offset = offsetof(serve_conf_t, api),
+     .resolve = true,
      .def = "127.0.0.1:8500",
      .flag = "api",
      .env = "WEFT_API",
@@ -80,6 +81,7 @@ static const weft_conf_option_t serve_options[] = {
     {.key = "gateway.listen",
      .type = WEFT_CONF_ADDR,
      .offset = offsetof(serve_conf_t, gateway),
+     .resolve = true,
      .def = "0.0.0.0:8080",
      .flag = "gateway",
      .env = "WEFT_GATEWAY",
@@ -87,6 +89,7 @@ static const weft_conf_option_t serve_options[] = {
     {.key = "otlp.listen",
      .type = WEFT_CONF_ADDR,
      .offset = offsetof(serve_conf_t, otlp),
+     .resolve = true,
      .def = "127.0.0.1:4318",
      .flag = "otlp",
      .env = "WEFT_OTLP",
@@ -94,6 +97,7 @@ static const weft_conf_option_t serve_options[] = {
     {.key = "zipkin.listen",
      .type = WEFT_CONF_ADDR,
      .offset = offsetof(serve_conf_t, zipkin),
+     .resolve = true,
      .def = "127.0.0.1:9411",
      .flag = "zipkin",
      .env = "WEFT_ZIPKIN",
@@ -115,11 +119,20 @@ static void usage(FILE *f)
             WEFT_VERSION);
 }
 
+typedef struct api_s {
+    weft_service_t *svc;
+    const char *host; /* numeric: the configuration resolves listen addresses */
+} api_t;
+
+/* GET /v1/status/leader: this node's API address in Consul's form, "127.0.0.1:8500" or
+ * "[::1]:8500", with the port bound (port 0 picks one). */
 static void leader(weft_http_request_t *req, void *arg)
 {
-    const char *addr = arg;
-    char out[128];
-    int n = snprintf(out, sizeof(out), "\"%s\"", addr);
+    const api_t *api = arg;
+    bool v6 = strchr(api->host, ':') != NULL;
+    char out[300];
+    int n = snprintf(out, sizeof(out), "\"%s%s%s:%u\"", v6 ? "[" : "", api->host, v6 ? "]" : "",
+                     weft_service_port(api->svc));
     weft_http_respond(req, 200, "application/json", out, (size_t)n);
 }
 
@@ -199,11 +212,10 @@ static int serve(int argc, char **argv)
         weft_conf_free(&conf);
         return 2;
     }
-    char api_addr[300];
-    snprintf(api_addr, sizeof(api_addr), "%s:%u", sc.api.host, sc.api.port);
-    weft_service_route(svc, "GET", "/v1/status/leader", leader, api_addr);
-    weft_info("weft", "starting", "version=%s data_dir=%s api=%s", WEFT_VERSION, sc.data_dir,
-              api_addr);
+    api_t api = {.svc = svc, .host = sc.api.host};
+    weft_service_route(svc, "GET", "/v1/status/leader", leader, &api);
+    weft_info("weft", "starting", "version=%s data_dir=%s api=%s:%u", WEFT_VERSION, sc.data_dir,
+              sc.api.host, sc.api.port);
     weft_info("weft", "parts not built yet are not started",
               "gateway=%s:%u otlp=%s:%u zipkin=%s:%u", sc.gateway.host, sc.gateway.port,
               sc.otlp.host, sc.otlp.port, sc.zipkin.host, sc.zipkin.port);

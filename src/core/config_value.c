@@ -15,10 +15,13 @@
  * Pure functions over their arguments: no allocation, no global mutable state. Called at
  * start-up; localeconv() makes double parsing unsafe against a concurrent setlocale().
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <locale.h>
 #include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -504,6 +507,37 @@ static int parse_addr(const char *s, size_t len, weft_conf_addr_t *a)
     return 0;
 }
 
+/* weft_conf_option_t.resolve: a host name becomes the first address it resolves to (IPv4 first, as
+ * "localhost" means 127.0.0.1 to most users), so that every consumer gets a numeric address and a
+ * name that does not resolve is a configuration error, not a failure to bind or connect later.
+ * Numeric addresses are left as written. 0 or a getaddrinfo error (EAI_*). */
+static bool numeric_host(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1 ||
+           strchr(host, '%'); /* [fe80::1%eth0]: parse_addr checked its syntax */
+}
+
+static int resolve_host(weft_conf_addr_t *a)
+{
+    if (numeric_host(a->host)) return 0;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    int r = getaddrinfo(a->host, NULL, &hints, &res);
+    if (r != 0) return r;
+    const struct addrinfo *pick = res;
+    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        if (ai->ai_family == AF_INET) {
+            pick = ai;
+            break;
+        }
+    const void *src = pick->ai_family == AF_INET
+                          ? (const void *)&((const struct sockaddr_in *)pick->ai_addr)->sin_addr
+                          : (const void *)&((const struct sockaddr_in6 *)pick->ai_addr)->sin6_addr;
+    r = inet_ntop(pick->ai_family, src, a->host, sizeof(a->host)) ? 0 : EAI_FAIL;
+    freeaddrinfo(res);
+    return r;
+}
+
 /* Strict decimal grammar, then strtod with the locale's decimal point. 0, -1, -2. */
 static int parse_double(const char *s, size_t len, double *out)
 {
@@ -631,6 +665,8 @@ int weft__conf_parse(const weft_conf_option_t *o, const char *text, size_t len,
     case WEFT_CONF_ADDR:
         if (parse_addr(text, len, &v->a) != 0)
             return why(w, wl, "expected HOST:PORT (port 0-65535, [v6]:port), got \"%s\"", t);
+        if (o->resolve && (r = resolve_host(&v->a)) != 0)
+            return why(w, wl, "cannot resolve the host of \"%s\": %s", t, gai_strerror(r));
         return 0;
     case WEFT_CONF_ENUM:
         if (!o->choices) return why(w, wl, "the table gives no choices");

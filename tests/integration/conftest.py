@@ -55,7 +55,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, proc, log, timeout=10.0):
+def wait_port(port, proc, log, timeout=10.0, host="127.0.0.1"):
     """Waits until the process answers HTTP on the loopback port: a GET /health that gets
     any HTTP response (a bare TCP connect is not enough: the servers bind a short-lived probe
     socket before their real listeners, and a connection that lands on it is reset).
@@ -65,7 +65,7 @@ def wait_port(port, proc, log, timeout=10.0):
         if proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode}: {tail(log)}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            with socket.create_connection((host, port), timeout=0.5) as s:
                 s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                           b"Connection: close\r\n\r\n")
                 if s.recv(16).startswith(b"HTTP/1."):
@@ -127,12 +127,12 @@ def spawn(tmp_path):
     non-zero status, or left a sanitizer report."""
     started = []
 
-    def _spawn(args, port, name="proc", wait=True, env=None):
+    def _spawn(args, port, name="proc", wait=True, env=None, host="127.0.0.1"):
         log = tmp_path / f"{name}-{len(started)}.log"
         p = Proc([str(a) for a in args], port, log, env=sanitizer_env(env))
         started.append(p)
         if wait:
-            wait_port(port, p.proc, log)
+            wait_port(port, p.proc, log, host=host)
         return p
 
     yield _spawn

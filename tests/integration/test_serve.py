@@ -50,6 +50,21 @@ def test_api(weft):
     promtool_check(t)
 
 
+def test_api_address_forms(spawn, tmp_path):
+    """A host name in a listen address is resolved when the configuration loads, and the
+    leader address is written as Consul writes it: brackets around an IPv6 host."""
+    port = free_port()
+    p = spawn([WEFT, "serve", "--api", f"localhost:{port}", "--data-dir", tmp_path / "d"],
+              port, name="byname")
+    assert get(p.url + "/v1/status/leader").json() == f"127.0.0.1:{port}"
+    p.stop()
+    port = free_port()
+    p = spawn([WEFT, "serve", "--api", f"[::1]:{port}", "--data-dir", tmp_path / "d"], port,
+              name="v6", host="::1")
+    r = requests.get(f"http://[::1]:{port}/v1/status/leader", timeout=5)
+    assert r.status_code == 200 and r.json() == f"[::1]:{port}"
+
+
 def test_config_errors(tmp_path):
     bad = tmp_path / "weft.yaml"
     cases = [

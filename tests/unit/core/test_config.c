@@ -4,7 +4,11 @@
  * (file, environment, flags, tables), precedence, positional arguments, --help and the
  * Markdown reference.
  */
+#include <arpa/inet.h>
+#include <dlfcn.h>
 #include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -225,6 +229,62 @@ static const weft_conf_option_t *opt(const char *key)
         if (strcmp(opts[i].key, key) == 0) return &opts[i];
     fail_msg("no option %s", key);
     return NULL;
+}
+
+/* getaddrinfo, interposed: "db.test" resolves to an IPv6 and then an IPv4 address,
+ * "nowhere.test" to nothing, without asking any name server; other names go to the C
+ * library's (only "localhost" is used, which /etc/hosts answers). */
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res)
+{
+    if (node && strcmp(node, "nowhere.test") == 0) return EAI_NONAME;
+    if (node && strcmp(node, "db.test") == 0) {
+        /* as glibc lays them out: the address in the same block, so its freeaddrinfo works */
+        struct addrinfo *a6 = calloc(1, sizeof(*a6) + sizeof(struct sockaddr_in6));
+        struct addrinfo *a4 = calloc(1, sizeof(*a4) + sizeof(struct sockaddr_in));
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(a6 + 1);
+        struct sockaddr_in *s4 = (struct sockaddr_in *)(a4 + 1);
+        s6->sin6_family = AF_INET6;
+        inet_pton(AF_INET6, "2001:db8::7", &s6->sin6_addr);
+        s4->sin_family = AF_INET;
+        inet_pton(AF_INET, "192.0.2.7", &s4->sin_addr);
+        *a6 = (struct addrinfo){.ai_family = AF_INET6,
+                                .ai_socktype = SOCK_STREAM,
+                                .ai_addrlen = sizeof(*s6),
+                                .ai_addr = (struct sockaddr *)s6,
+                                .ai_next = a4};
+        *a4 = (struct addrinfo){.ai_family = AF_INET,
+                                .ai_socktype = SOCK_STREAM,
+                                .ai_addrlen = sizeof(*s4),
+                                .ai_addr = (struct sockaddr *)s4};
+        *res = a6;
+        return 0;
+    }
+    int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **) =
+        (int (*)(const char *, const char *, const struct addrinfo *, struct addrinfo **))dlsym(
+            RTLD_NEXT, "getaddrinfo");
+    return real(node, service, hints, res);
+}
+
+/* A listen address (resolve): a name becomes its numeric address, IPv4 first, at load; a
+ * name that does not resolve is an error naming it. Numeric hosts are not looked up. */
+static void test_addr_resolve(void **state)
+{
+    weft_conf_option_t o = *opt("net.listen");
+    o.resolve = true;
+    weft_conf_addr_t a;
+    parses(&o, "localhost:8500", &a);
+    assert_string_equal(a.host, "127.0.0.1");
+    assert_int_equal(a.port, 8500);
+    parses(&o, "db.test:80", &a);
+    assert_string_equal(a.host, "192.0.2.7");
+    parses(&o, "[::1]:80", &a);
+    assert_string_equal(a.host, "::1");
+    rejects(&o, "nowhere.test:80",
+            "cannot resolve the host of \"nowhere.test:80\": Name or service not known");
+    /* without resolve, a name is kept for whoever connects to it */
+    parses(opt("net.listen"), "nowhere.test:80", &a);
+    assert_string_equal(a.host, "nowhere.test");
 }
 
 static void test_bool(void **state)
@@ -1093,6 +1153,7 @@ int main(void)
         cmocka_unit_test(test_duration),
         cmocka_unit_test(test_size),
         cmocka_unit_test(test_addr),
+        cmocka_unit_test(test_addr_resolve),
         cmocka_unit_test(test_enum_and_level),
         cmocka_unit_test(test_string_and_escaping),
         cmocka_unit_test(test_defaults),
