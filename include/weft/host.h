@@ -208,6 +208,62 @@ typedef struct weft_udp_stats_s {
 } weft_udp_stats_t;
 WEFT_EXTERN weft_udp_stats_t weft_udp_stats(const weft_udp_t *u);
 
+/* ---- TCP listeners (protocols that are not HTTP) ---- */
+
+typedef struct weft_tcp_s weft_tcp_t;
+typedef struct weft_tcp_conn_s weft_tcp_conn_t;
+
+/**
+ * A TCP listener for a framed protocol (DNS over TCP: a 2-byte length, then the message).
+ * Callbacks run on the worker thread that accepted the connection.
+ */
+typedef struct weft_tcp_options_s {
+    const char *host;         /* numeric IPv4 or IPv6 address; default 127.0.0.1 */
+    uint16_t port;            /* 0 picks a free port (see weft_tcp_port) */
+    unsigned max_connections; /* per worker; past it a new connection is closed; default 1024 */
+    size_t max_buffer;        /* bytes received and not yet consumed, per connection; a
+                                 message that needs more closes the connection; default 65536 */
+    size_t max_pending;       /* bytes written and not yet sent, per connection; past it
+                                 weft_tcp_write fails; default 1 MiB */
+    uint64_t idle_timeout_ms; /* a connection that receives nothing this long is closed;
+                                 default 60000; 0: never */
+    /** A connection opened (may be NULL). */
+    void (*on_open)(weft_tcp_conn_t *c, void *arg);
+    /** Bytes arrived: data holds every byte not consumed yet. Returns how many it consumed
+     *  (0: a message is not complete yet, keep them), or -1 to close the connection. Runs
+     *  again while it consumes and bytes remain. Required. */
+    long (*on_data)(weft_tcp_conn_t *c, const char *data, size_t len, void *arg);
+    /** The connection is closing (the peer closed, an error, a timeout, weft_tcp_close, the
+     *  shutdown); c is valid until this returns (may be NULL). */
+    void (*on_close)(weft_tcp_conn_t *c, void *arg);
+    void *arg;
+} weft_tcp_options_t;
+
+/** Fills *o with the defaults above. */
+WEFT_EXTERN void weft_tcp_options_init(weft_tcp_options_t *o);
+
+/**
+ * Adds a TCP listener (before weft_host_run; o copied): one SO_REUSEPORT socket per worker,
+ * bound by weft_host_run. Returns 0 and *out (owned by the host), WEFT_EINVAL (no on_data,
+ * bad host or limits), WEFT_ELIMIT, WEFT_ESTATE, WEFT_ENOMEM. At shutdown the listener stops
+ * accepting and its connections are closed once their pending writes are sent (at most 2 s).
+ */
+WEFT_EXTERN int weft_host_add_tcp(weft_host_t *h, const weft_tcp_options_t *o, weft_tcp_t **out);
+
+/** The bound port (0 before weft_host_run bound it). Any thread. */
+WEFT_EXTERN uint16_t weft_tcp_port(const weft_tcp_t *t);
+
+/** Queues len bytes (copied) on the connection; worker thread only. Returns 0, WEFT_ECLOSED
+ *  (closing), WEFT_ELIMIT (over max_pending: nothing queued), WEFT_ENOMEM. */
+WEFT_EXTERN int weft_tcp_write(weft_tcp_conn_t *c, const void *data, size_t len);
+
+/** Closes the connection once what was written is sent; on_close runs then. */
+WEFT_EXTERN void weft_tcp_close(weft_tcp_conn_t *c);
+
+/** The worker serving the connection, and a pointer the caller may set. */
+WEFT_EXTERN unsigned weft_tcp_conn_worker(const weft_tcp_conn_t *c);
+WEFT_EXTERN void **weft_tcp_conn_data(weft_tcp_conn_t *c);
+
 #ifdef __cplusplus
 }
 #endif

@@ -73,8 +73,11 @@ struct weft_host_s {
     size_t state_stride;
     weft_http_server_t *http[WEFT_HOST_LISTENERS_MAX];
     unsigned nhttp;
-    weft_udp_t *udp[WEFT_HOST_LISTENERS_MAX];
-    unsigned nudp;
+    struct {
+        const weft__listener_ops_t *ops;
+        void *l;
+    } other[WEFT_HOST_LISTENERS_MAX]; /* UDP and TCP listeners */
+    unsigned nother;
     part_t parts[WEFT_HOST_PARTS_MAX];
     unsigned nparts;
     void (*on_start)(weft_host_t *, void *);
@@ -152,11 +155,12 @@ int weft_host_add_http(weft_host_t *h, weft_http_server_t *srv)
     return 0;
 }
 
-int weft__host_add_udp(weft_host_t *h, weft_udp_t *u)
+int weft__host_add_listener(weft_host_t *h, const weft__listener_ops_t *ops, void *l)
 {
     if (atomic_load(&h->running)) return WEFT_ESTATE;
-    if (h->nudp >= WEFT_HOST_LISTENERS_MAX) return WEFT_ELIMIT;
-    h->udp[h->nudp++] = u;
+    if (h->nother >= WEFT_HOST_LISTENERS_MAX) return WEFT_ELIMIT;
+    h->other[h->nother].ops = ops;
+    h->other[h->nother++].l = l;
     return 0;
 }
 
@@ -294,11 +298,12 @@ static void worker_init(uv_loop_t *loop, unsigned index, void *arg)
             weft_error("host", "cannot serve on a worker", "host=%s worker=%u port=%u err=%s",
                        h->name, index, weft_http_server_port(h->http[i]), uv_err_name(err));
     }
-    for (unsigned i = 0; i < h->nudp; i++) {
-        int err = weft__udp_attach(h->udp[i], loop, index);
+    for (unsigned i = 0; i < h->nother; i++) {
+        int err = h->other[i].ops->attach(h->other[i].l, loop, index);
         if (err)
-            weft_error("host", "cannot receive on a worker", "host=%s worker=%u port=%u err=%s",
-                       h->name, index, weft_udp_port(h->udp[i]), uv_err_name(err));
+            weft_error("host", "cannot serve on a worker", "host=%s worker=%u %s_port=%u err=%s",
+                       h->name, index, h->other[i].ops->kind, h->other[i].ops->port(h->other[i].l),
+                       uv_err_name(err));
     }
 }
 
@@ -326,10 +331,11 @@ static void worker_stop(uv_loop_t *loop, unsigned index, void *arg)
 {
     weft_host_t *h = arg;
     hworker_t *hw = &h->hw[index];
-    hw->left = h->nhttp + h->nudp + 1; /* + 1: none can finish the worker before the loops end */
+    hw->left = h->nhttp + h->nother + 1; /* + 1: none finishes the worker before the loops end */
     for (unsigned i = 0; i < h->nhttp; i++)
         weft_http_server_shutdown(h->http[i], index, listener_done, hw);
-    for (unsigned i = 0; i < h->nudp; i++) weft__udp_close(h->udp[i], index, listener_done, hw);
+    for (unsigned i = 0; i < h->nother; i++)
+        h->other[i].ops->close(h->other[i].l, index, listener_done, hw);
     listener_done(hw);
 }
 
@@ -454,8 +460,8 @@ static int bind_all(weft_host_t *h)
             return err;
         }
     }
-    for (unsigned i = 0; i < h->nudp; i++) {
-        int err = weft__udp_bind(h->udp[i], h->n, msg, sizeof(msg));
+    for (unsigned i = 0; i < h->nother; i++) {
+        int err = h->other[i].ops->bind(h->other[i].l, h->n, msg, sizeof(msg));
         if (err) {
             weft_error("host", "cannot listen", "host=%s error=\"%s\"", h->name, msg);
             return err;
@@ -536,7 +542,7 @@ void weft_host_free(weft_host_t *h)
 {
     if (!h) return;
     for (unsigned i = 0; i < h->nhttp; i++) weft_http_server_free(h->http[i]);
-    for (unsigned i = 0; i < h->nudp; i++) weft__udp_free(h->udp[i]);
+    for (unsigned i = 0; i < h->nother; i++) h->other[i].ops->free(h->other[i].l);
     weft_workers_free(h->workers);
     uv_mutex_destroy(&h->calls_mu);
     free(h->state_mem);

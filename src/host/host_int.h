@@ -1,11 +1,13 @@
 /*
- * host_int.h - what host.c and udp.c tell each other (internal).
+ * host_int.h - what the host and its listeners that are not HTTP tell each other
+ * (internal).
  *
- * A UDP listener is made by weft_host_add_udp (udp.c), which hands it to the host with
- * weft__host_add_udp; the host binds it (weft__udp_bind, on weft_host_run's thread, before
- * any worker runs), attaches it on each worker (weft__udp_attach, on that worker's thread),
- * closes it there at shutdown (weft__udp_close, on_done on the same thread once its handle
- * is closed), and frees it with itself (weft__udp_free).
+ * A UDP or TCP listener is made by weft_host_add_udp / _tcp, which hands it to the host
+ * with its operations (weft__host_add_listener). The host binds it (bind, on
+ * weft_host_run's thread, before any worker runs: one socket per worker), attaches it on
+ * each worker (attach, on that worker's thread), closes it there at shutdown (close;
+ * on_done runs on the same thread once its handles are closed), and frees it with itself
+ * (free). core/listen.h makes their sockets.
  */
 #ifndef WEFT_HOST_INT_H
 #define WEFT_HOST_INT_H
@@ -14,10 +16,16 @@
 
 #include "weft/host.h"
 
-int weft__host_add_udp(weft_host_t *h, weft_udp_t *u);
-int weft__udp_bind(weft_udp_t *u, unsigned n_loops, char *err, size_t errlen);
-int weft__udp_attach(weft_udp_t *u, uv_loop_t *loop, unsigned index);
-void weft__udp_close(weft_udp_t *u, unsigned index, void (*on_done)(void *), void *arg);
-void weft__udp_free(weft_udp_t *u);
+typedef struct weft__listener_ops_s {
+    const char *kind; /* "udp", "tcp": for logs */
+    int (*bind)(void *l, unsigned n_loops, char *err, size_t errlen);
+    int (*attach)(void *l, uv_loop_t *loop, unsigned index);
+    void (*close)(void *l, unsigned index, void (*on_done)(void *), void *arg);
+    void (*free)(void *l);
+    uint16_t (*port)(const void *l);
+} weft__listener_ops_t;
+
+/* Before weft_host_run: WEFT_ESTATE after, WEFT_ELIMIT past WEFT_HOST_LISTENERS_MAX. */
+int weft__host_add_listener(weft_host_t *h, const weft__listener_ops_t *ops, void *l);
 
 #endif

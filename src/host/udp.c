@@ -16,15 +16,14 @@
  * buffer, counters' writes) touched only by its worker's thread after attach; the counters
  * are atomics that any thread may read.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "core/listen.h"
 #include "host/host_int.h"
 
 typedef struct uslot_s {
@@ -54,21 +53,19 @@ void weft_udp_options_init(weft_udp_options_t *o)
     o->max_datagram = 4096;
 }
 
+static const weft__listener_ops_t udp_ops;
+
 int weft_host_add_udp(weft_host_t *h, const weft_udp_options_t *o, weft_udp_t **out)
 {
     if (!o || !o->on_recv || o->max_datagram == 0 || o->max_datagram > 65535) return WEFT_EINVAL;
     const char *host = o->host ? o->host : "127.0.0.1";
-    struct in6_addr a6;
-    struct in_addr a4;
-    if (strlen(host) >= 64 ||
-        (inet_pton(AF_INET, host, &a4) != 1 && inet_pton(AF_INET6, host, &a6) != 1))
-        return WEFT_EINVAL;
+    if (strlen(host) >= 64 || !weft__listen_numeric(host)) return WEFT_EINVAL;
     weft_udp_t *u = calloc(1, sizeof(*u));
     if (!u) return WEFT_ENOMEM;
     u->o = *o;
     strcpy(u->host, host);
     u->o.host = u->host;
-    int err = weft__host_add_udp(h, u);
+    int err = weft__host_add_listener(h, &udp_ops, u);
     if (err) {
         free(u);
         return err;
@@ -82,63 +79,36 @@ uint16_t weft_udp_port(const weft_udp_t *u)
     return atomic_load_explicit(&((weft_udp_t *)u)->port, memory_order_acquire);
 }
 
-static int udp_socket(const weft_udp_t *u, uint16_t port, uint16_t *bound)
+static uint16_t udp_port(const void *l)
 {
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    socklen_t len;
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, u->host, &s4->sin_addr) == 1) {
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons(port);
-        len = sizeof(*s4);
-    } else if (inet_pton(AF_INET6, u->host, &s6->sin6_addr) == 1) {
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(port);
-        len = sizeof(*s6);
-    } else {
-        return WEFT_EINVAL;
-    }
-    int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
-        (ss.ss_family == AF_INET6 &&
-         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
-        bind(fd, (struct sockaddr *)&ss, len) != 0 ||
-        getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
-        int e = -errno;
-        close(fd);
-        return e;
-    }
-    *bound = ntohs(ss.ss_family == AF_INET ? s4->sin_port : s6->sin6_port);
-    return fd;
+    return weft_udp_port(l);
 }
 
-int weft__udp_bind(weft_udp_t *u, unsigned n_loops, char *err, size_t errlen)
+static int udp_bind(void *l, unsigned n_loops, char *err, size_t errlen)
 {
+    weft_udp_t *u = l;
     if (u->slots) return 0;
     u->slots = calloc(n_loops, sizeof(uslot_t));
-    if (!u->slots) return WEFT_ENOMEM;
-    u->n = n_loops;
-    uint16_t port = u->o.port;
-    for (unsigned i = 0; i < n_loops; i++) u->slots[i].fd = -1;
-    for (unsigned i = 0; i < n_loops; i++) {
-        uint16_t got = 0;
-        int fd = udp_socket(u, port, &got);
-        if (fd < 0) {
-            snprintf(err, errlen, "udp %s:%u: %s", u->host, port, weft_strerror(fd));
-            for (unsigned j = 0; j < i; j++) close(u->slots[j].fd);
-            free(u->slots);
-            u->slots = NULL;
-            return fd;
-        }
-        port = got; /* port 0: the others join the port the first one got */
-        u->slots[i] = (uslot_t){.u = u, .index = i, .fd = fd};
+    int *fds = calloc(n_loops, sizeof(int));
+    if (!u->slots || !fds) {
+        free(u->slots);
+        free(fds);
+        u->slots = NULL;
+        return WEFT_ENOMEM;
     }
-    atomic_store_explicit(&u->port, port, memory_order_release);
-    return 0;
+    uint16_t port = 0;
+    int r = weft__listen_open(u->host, u->o.port, SOCK_DGRAM, 0, n_loops, fds, &port, err, errlen);
+    if (r == 0) {
+        u->n = n_loops;
+        for (unsigned i = 0; i < n_loops; i++)
+            u->slots[i] = (uslot_t){.u = u, .index = i, .fd = fds[i]};
+        atomic_store_explicit(&u->port, port, memory_order_release);
+    } else {
+        free(u->slots);
+        u->slots = NULL;
+    }
+    free(fds);
+    return r;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -160,8 +130,9 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     s->u->o.on_recv(s->u, s->index, buf->base, (size_t)nread, from, s->u->o.arg);
 }
 
-int weft__udp_attach(weft_udp_t *u, uv_loop_t *loop, unsigned index)
+static int udp_attach(void *l, uv_loop_t *loop, unsigned index)
 {
+    weft_udp_t *u = l;
     uslot_t *s = &u->slots[index];
     if (!(s->buf = malloc(u->o.max_datagram))) return UV_ENOMEM;
     int err = uv_udp_init(loop, &s->udp);
@@ -183,8 +154,9 @@ static void on_closed(uv_handle_t *h)
     if (s->on_done) s->on_done(s->done_arg);
 }
 
-void weft__udp_close(weft_udp_t *u, unsigned index, void (*on_done)(void *), void *arg)
+static void udp_close(void *l, unsigned index, void (*on_done)(void *), void *arg)
 {
+    weft_udp_t *u = l;
     uslot_t *s = &u->slots[index];
     if (!s->attached || uv_is_closing((uv_handle_t *)&s->udp)) {
         on_done(arg);
@@ -224,8 +196,9 @@ weft_udp_stats_t weft_udp_stats(const weft_udp_t *u)
     return st;
 }
 
-void weft__udp_free(weft_udp_t *u)
+static void udp_free(void *l)
 {
+    weft_udp_t *u = l;
     for (unsigned i = 0; u->slots && i < u->n; i++) {
         if (u->slots[i].fd >= 0) close(u->slots[i].fd);
         free(u->slots[i].buf);
@@ -233,3 +206,10 @@ void weft__udp_free(weft_udp_t *u)
     free(u->slots);
     free(u);
 }
+
+static const weft__listener_ops_t udp_ops = {.kind = "udp",
+                                             .bind = udp_bind,
+                                             .attach = udp_attach,
+                                             .close = udp_close,
+                                             .free = udp_free,
+                                             .port = udp_port};

@@ -54,11 +54,13 @@ typedef struct wstate_s {
 static weft_host_t *host;
 static weft_http_server_t *srv_a, *srv_b;
 static weft_udp_t *udp;
+static weft_tcp_t *tcp;
 static int part;
 static weft_snap_cell_t cell;
 static pthread_t runner;
 static int run_rc = -1;
-static uint16_t port_a, port_b, port_u;
+static uint16_t port_a, port_b, port_u, port_t;
+static atomic_uint tcp_closed;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
@@ -271,6 +273,27 @@ static void on_datagram(weft_udp_t *u, unsigned worker, const char *data, size_t
     weft_udp_send(u, worker, out, (size_t)n, from);
 }
 
+/* ---- TCP: DNS-like framing (a 2-byte length, then the message), answered reversed ---- */
+
+static long on_tcp_data(weft_tcp_conn_t *c, const char *data, size_t len, void *arg)
+{
+    if (len < 2) return 0;
+    size_t n = ((size_t)(unsigned char)data[0] << 8) | (unsigned char)data[1];
+    if (n == 0) return -1; /* a protocol error: the connection is closed */
+    if (len < 2 + n) return 0;
+    char out[2 + 65535];
+    out[0] = data[0];
+    out[1] = data[1];
+    for (size_t i = 0; i < n; i++) out[2 + i] = data[2 + n - 1 - i];
+    CHECK(weft_tcp_write(c, out, 2 + n) == 0);
+    return (long)(2 + n);
+}
+
+static void on_tcp_close(weft_tcp_conn_t *c, void *arg)
+{
+    atomic_fetch_add(&tcp_closed, 1);
+}
+
 /* ---- running it ---- */
 
 static void on_start(weft_host_t *h, void *arg)
@@ -345,6 +368,13 @@ static int setup(void **state)
     weft_udp_t *bad;
     assert_int_equal(weft_host_add_udp(host, &uo, &bad), WEFT_EINVAL);
 
+    weft_tcp_options_t to;
+    weft_tcp_options_init(&to);
+    to.max_buffer = 64;
+    to.on_data = on_tcp_data;
+    to.on_close = on_tcp_close;
+    assert_int_equal(weft_host_add_tcp(host, &to, &tcp), 0);
+
     assert_int_equal(weft_host_call(host, publish_next, NULL), WEFT_ECLOSED); /* not running */
     weft_host_on_start(host, on_start, NULL);
     pthread_create(&runner, NULL, run, NULL);
@@ -355,7 +385,8 @@ static int setup(void **state)
     port_a = weft_http_server_port(srv_a);
     port_b = weft_http_server_port(srv_b);
     port_u = weft_udp_port(udp);
-    assert_true(port_a && port_b && port_u && port_a != port_b);
+    port_t = weft_tcp_port(tcp);
+    assert_true(port_a && port_b && port_u && port_t && port_a != port_b);
     assert_int_equal(weft_host_add_part(host, &p), WEFT_ESTATE);
     return 0;
 }
@@ -497,6 +528,34 @@ static void test_udp(void **state)
     assert_int_equal(weft_udp_stats(udp).received, 1);
 }
 
+static void test_tcp(void **state)
+{
+    int fd = dial(port_t);
+    /* two messages in one write, the second split over two more */
+    send(fd, "\0\3abc\0\4de", 9, MSG_NOSIGNAL);
+    send(fd, "fg", 2, MSG_NOSIGNAL);
+    char buf[64];
+    size_t n = 0;
+    while (n < 11) {
+        ssize_t r = recv(fd, buf + n, sizeof(buf) - n, 0);
+        assert_true(r > 0);
+        n += (size_t)r;
+    }
+    assert_memory_equal(buf, "\0\3cba\0\4gfed", 11);
+    /* a message over max_buffer (64) closes the connection */
+    send(fd, "\0\xc8", 2, MSG_NOSIGNAL);
+    char big[100];
+    memset(big, 'x', sizeof(big));
+    send(fd, big, sizeof(big), MSG_NOSIGNAL);
+    assert_true(recv(fd, buf, sizeof(buf), 0) <= 0);
+    close(fd);
+    uint64_t deadline = now_ns() + 5000000000u;
+    while (atomic_load(&tcp_closed) != 1) {
+        assert_true(now_ns() < deadline);
+        sched_yield();
+    }
+}
+
 /* (a) released by a change published from the control loop */
 static void test_park_change(void **state)
 {
@@ -589,6 +648,7 @@ int main(void)
         cmocka_unit_test(test_workers_state_and_snapshot),
         cmocka_unit_test(test_second_listener),
         cmocka_unit_test(test_udp),
+        cmocka_unit_test(test_tcp),
         cmocka_unit_test(test_park_change),
         cmocka_unit_test(test_park_timeout),
         cmocka_unit_test(test_park_client_close),
