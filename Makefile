@@ -1,10 +1,15 @@
 # weft: the two commands a newcomer needs are `make run` and `make test` (see README.md).
 #
 #   make build   release build in build/: build/weft, build/libweft.so, build/examples/*
+#                (no unit tests unless BUILD_TESTS=ON: building needs no cmocka)
 #   make run     install what is missing, build, start `weft serve` on embedded defaults
-#   make test    install what is missing, build with ASan+UBSan (clang, with fuzzers) in
+#   make test    install what is missing; the release build (gcc, -Werror) with its unit
+#                tests, run there; build with ASan+UBSan (clang, with fuzzers) in
 #                build-asan/, run unit tests, fuzz smoke runs, integration tests; then
-#                the unit and integration tests again under ThreadSanitizer (build-tsan/)
+#                the unit and integration tests again under ThreadSanitizer (build-tsan/).
+#                A step that runs no test at all fails (ctest --no-tests=error; pytest
+#                exits 5), and so does an integration test whose tool is missing when CI
+#                is set (tests/integration/conftest.py, need_tool).
 #   make install libweft (headers, libweft.so, libweft.a, weft.pc) into PREFIX (default
 #                /usr/local), staged under DESTDIR when set; built in BUILD (Release)
 #   make bench   the benchmarks in bench/ (see bench/README.md)
@@ -17,8 +22,10 @@ PYTHON     ?= /usr/bin/python3
 WEFT_ARGS  ?=
 PREFIX     ?= /usr/local
 DESTDIR    ?=
+BUILD_TESTS ?= OFF
 
-.PHONY: all build install run test unit integration deps asan tsan tsan-unit tsan-integration \
+.PHONY: all build install release run test unit integration deps asan tsan tsan-unit \
+        tsan-integration \
         bench format clean
 
 all: build
@@ -27,14 +34,20 @@ deps:
 	@scripts/install-deps
 
 build:
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DWEFT_TESTS=$(BUILD_TESTS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
 # Builds only what it installs (the two libraries): quick, and enough for a service's build.
 install:
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DWEFT_TESTS=$(BUILD_TESTS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS) --target weft_shared weft_static
 	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
+
+# The tree `make build` makes (gcc, -Werror: its warnings fail here, not on a user's
+# machine), with the unit tests built and run on that optimised code.
+release:
+	@$(MAKE) --no-print-directory build BUILD_TESTS=ON
+	cd $(BUILD) && ctest --output-on-failure --no-tests=error -j $(JOBS) -L unit
 
 run: deps build
 	$(BUILD)/weft serve $(WEFT_ARGS)
@@ -57,20 +70,21 @@ export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 export TSAN_OPTIONS ?= halt_on_error=1:second_deadlock_stack=1
 
 unit: asan
-	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
+	cd $(ASAN_BUILD) && ctest --output-on-failure --no-tests=error -j $(JOBS)
 
 tsan-unit: tsan
-	cd $(TSAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L unit
+	cd $(TSAN_BUILD) && ctest --output-on-failure --no-tests=error -j $(JOBS) -L unit
 
 integration: asan
-	WEFT_BUILD=$(abspath $(ASAN_BUILD)) $(PYTHON) -m pytest -q tests/integration
+	WEFT_BUILD=$(abspath $(ASAN_BUILD)) $(PYTHON) -m pytest -q -rs tests/integration
 
 # The real binaries with several worker threads, under ThreadSanitizer: a race report
 # ends the process and fails the test (conftest.py looks for every sanitizer's mark).
 tsan-integration: tsan
-	WEFT_BUILD=$(abspath $(TSAN_BUILD)) $(PYTHON) -m pytest -q tests/integration
+	WEFT_BUILD=$(abspath $(TSAN_BUILD)) $(PYTHON) -m pytest -q -rs tests/integration
 
 test: deps
+	@$(MAKE) --no-print-directory release
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory tsan-unit

@@ -3,9 +3,20 @@
 Every process started here has its stderr captured to a file; at teardown the test fails if
 the process left a sanitizer report, or exited with a non-zero status on SIGTERM.
 WEFT_BUILD names the build directory (default: build-asan beside this repository).
+
+Tests wait for events, never for a guessed time or for silence: a port that answers, a log
+line, a response read to the end of its framing, a connection the server closes, or a
+condition polled until it holds (wait_for). Each wait is bounded by WAIT seconds, a guard
+that turns a hang into a failure and is never the expected outcome. Some tests also bound
+how long a timeout under test takes; they rely on running one at a time (no pytest-xdist).
+
+A test that needs a program from outside weft (Prometheus, HAProxy, protoc...) asks for it
+with need_tool: missing, it fails under CI (the CI environment variable set, as CI systems
+and .ci/run do) and is skipped, saying so, elsewhere.
 """
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,8 +30,60 @@ BUILD = pathlib.Path(os.environ.get("WEFT_BUILD", ROOT / "build-asan"))
 WEFT = BUILD / "weft"
 HELLO = BUILD / "examples" / "hello"
 
+# Seconds any wait for an event may take before the test fails (see above).
+WAIT = 10.0
+
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                    "UndefinedBehaviorSanitizer", "WARNING: ThreadSanitizer")
+
+
+def pytest_configure(config):
+    """The timing bounds some tests assert hold only for tests that run one at a time."""
+    if getattr(config.option, "numprocesses", None):
+        raise pytest.UsageError("tests/integration must run serially (no pytest-xdist -n): "
+                                "some tests bound how long a timeout takes")
+
+
+def in_ci():
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def missing(what):
+    """A test cannot run because `what` is missing: under CI that fails it (every test must
+    run there), elsewhere it is skipped with the reason."""
+    msg = f"{what} is missing (scripts/install-deps installs it)"
+    if in_ci():
+        pytest.fail(f"{msg}; CI is set, so this fails instead of skipping", pytrace=False)
+    pytest.skip(f"{msg}; skipped (it would fail with CI set)")
+
+
+def need_tool(name):
+    """The path of the program `name` (on PATH, or an absolute path); see missing()."""
+    path = shutil.which(name)
+    if path is None:
+        missing(f"the program {name}")
+    return path
+
+
+def need_module(name):
+    """The Python module `name`, imported; see missing()."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        missing(f"the Python module {name}")
+
+
+def wait_for(cond, what, timeout=WAIT, interval=0.02):
+    """Polls cond() until it returns something true, and returns that; fails the test with
+    `what` when `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(interval)
 
 
 def sanitizer_env(extra=None):
@@ -55,10 +118,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, proc, log, timeout=10.0, host="127.0.0.1"):
+def wait_port(port, proc, log, timeout=WAIT, host="127.0.0.1"):
     """Waits until the process answers HTTP on the loopback port: a GET /health that gets
     any HTTP response (a bare TCP connect is not enough: the servers bind a short-lived probe
-    socket before their real listeners, and a connection that lands on it is reset).
+    socket before their real listeners, and a connection that lands on it is reset). The
+    answer is read until the server closes the connection, so this probe no longer counts
+    among the server's connections when a test begins.
     Raises with the tail of the process's stderr if it exits or nothing answers in time."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -69,6 +134,12 @@ def wait_port(port, proc, log, timeout=10.0, host="127.0.0.1"):
                 s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                           b"Connection: close\r\n\r\n")
                 if s.recv(16).startswith(b"HTTP/1."):
+                    s.settimeout(timeout)
+                    try:
+                        while s.recv(65536):
+                            pass
+                    except socket.timeout:
+                        pass  # a server that keeps it open after Connection: close
                     return
         except OSError:
             pass
@@ -165,6 +236,62 @@ def weft(spawn, tmp_path):
                   "--workers", "2", "--log-level", "warn"], port, name="weft")
 
 
+def read_until(s, done, timeout=WAIT):
+    """Reads from socket s until done(bytes read so far) holds or the peer closes the
+    connection. Returns (bytes, closed_by_server); a reset counts as closed. `timeout`
+    seconds with neither fail the test."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while not done(out):
+        left = deadline - time.monotonic()
+        assert left > 0, f"neither the expected bytes nor a close within {timeout} s: {out[:300]!r}"
+        s.settimeout(left)
+        try:
+            b = s.recv(65536)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            return out, True
+        if not b:
+            return out, True
+        out += b
+    return out, False
+
+
+def has_responses(n, head_request=False):
+    """A read_until condition: `n` complete responses (parse_responses's framing) are in."""
+    return lambda out: len(parse_responses(out, head_request)[0]) >= n
+
+
+PROBE = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+def probe(s, timeout=WAIT):
+    """Once every answer expected on connection s has been read: one more request (GET
+    /health, Connection: close), and the responses that come back before the server closes.
+    One 200 says the server kept the connection open and sent nothing else; none, that it
+    had closed it. Tells "kept alive" by an answer, not by waiting for silence."""
+    try:
+        s.sendall(PROBE)
+    except (BrokenPipeError, ConnectionResetError):
+        return []
+    out, closed = read_until_closed(s, timeout)
+    assert closed, f"no close after Connection: close: {out[:300]!r}"
+    rs, rest = parse_responses(out)
+    assert not rest, out
+    return rs
+
+
+def exchange_kept_alive(port, data, done, timeout=WAIT):
+    """Sends data on a new connection, reads until done(bytes) holds (has_responses(n), say),
+    then probes the connection. Returns (bytes, the probe's responses: see probe)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        out, closed = read_until(s, done, timeout)
+        assert not closed, f"closed before the answers were complete: {out[:300]!r}"
+        return out, probe(s, timeout)
+
+
 def read_until_closed(s, timeout):
     """Every byte the peer sends on socket s until it closes the connection or `timeout`
     seconds pass. Returns (bytes, closed_by_server); a reset counts as closed."""
@@ -186,20 +313,16 @@ def read_until_closed(s, timeout):
         out += b
 
 
-def raw_exchange(port, data, timeout=3.0, chunks=None):
-    """Sends data (or the list `chunks`, 50 ms apart) on a new connection and returns every
-    byte until the server closes it or `timeout` passes. Returns (bytes, closed_by_server).
+def raw_exchange(port, data, timeout=WAIT):
+    """Sends data on a new connection and returns every byte until the server closes it or
+    `timeout` passes. Returns (bytes, closed_by_server). For exchanges the server ends by
+    closing (errors, Connection: close); one it keeps alive takes exchange_kept_alive.
     A server that stops reading and closes early (an error answered before the whole request
     was sent) is fine: the send error is ignored and the answer is still read."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
         try:
-            if chunks:
-                for c in chunks:
-                    s.sendall(c)
-                    time.sleep(0.05)
-            else:
-                s.sendall(data)
+            s.sendall(data)
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
             pass
         return read_until_closed(s, timeout)
@@ -278,5 +401,15 @@ def parse_responses(data, head_request=False):
 
 
 def get(url, **kw):
-    kw.setdefault("timeout", 5)
+    kw.setdefault("timeout", WAIT)
     return requests.get(url, **kw)
+
+
+def assert_serves_again(port, path="/hello", timeout=WAIT):
+    """Once the connections that filled a connection cap are closed, a new one is served:
+    polled, since the server notices the closes on a later loop iteration."""
+    def served():
+        out, _ = raw_exchange(port, b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                              b"Connection: close\r\n\r\n")
+        return out.startswith(b"HTTP/1.1 200 ")
+    wait_for(served, "served again after the connections closed", timeout, interval=0.05)

@@ -4,7 +4,7 @@ marks it UP only on a 2xx/3xx answer, and proxies to it. weft answered OPTIONS *
 before, and HAProxy then kept a healthy service DOWN."""
 import time
 
-from conftest import HELLO, free_port, get
+from conftest import HELLO, free_port, get, need_tool
 
 
 def server_status(stats_port):
@@ -54,7 +54,7 @@ listen stats
   stats enable
   stats uri /stats
 """)
-    hap = spawn(["haproxy", "-db", "-f", cfg], fport, name="haproxy", wait=False)
+    hap = spawn([need_tool("haproxy"), "-db", "-f", cfg], fport, name="haproxy", wait=False)
     hap.expect_exit = -15  # HAProxy's hard stop on SIGTERM: it ends by the signal
     assert wait_status(sport, "UP") == "UP", hap.log.read_text()
     r = get(f"http://127.0.0.1:{fport}/hello/proxied")

@@ -6,7 +6,8 @@ import time
 
 import requests
 
-from conftest import WEFT, free_port, get, parse_responses, raw_exchange, run_cli
+from conftest import (WAIT, WEFT, assert_serves_again, free_port, get, has_responses,
+                      need_tool, parse_responses, raw_exchange, read_until, run_cli)
 from test_service import promtool_check
 
 
@@ -115,11 +116,10 @@ def test_config_file_env_and_flag_precedence(spawn, tmp_path):
                           b"".join(b"X-%d: v\r\n" % i for i in range(5)) + b"\r\n")
     assert out.startswith(b"HTTP/1.1 431 ")
     # idle keep-alive connections are closed after idle_timeout
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
     s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-    s.recv(4096)
+    read_until(s, has_responses(1))
     start = time.monotonic()
-    s.settimeout(5)
     assert s.recv(4096) == b""
     assert time.monotonic() - start < 2.5
     s.close()
@@ -131,9 +131,15 @@ def test_connection_limit(spawn, tmp_path):
     cfg.write_text("http:\n  max_connections: 3\n")
     p = spawn([WEFT, "serve", "--config", cfg, "--api", f"127.0.0.1:{port}", "--workers", "1",
                "--data-dir", tmp_path / "d"], port, name="limit")
-    time.sleep(0.2)
-    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
-    time.sleep(0.2)
+    # three connections, each known to be accepted (and counted) by its answer; the
+    # readiness probe is closed on the server's side (wait_port)
+    held = []
+    for _ in range(3):
+        c = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        c.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        out, _ = read_until(c, has_responses(1))
+        assert out.startswith(b"HTTP/1.1 200 "), out
+        held.append(c)
     out, closed = raw_exchange(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 503 ") and closed
     assert b"max_connections" in out
@@ -143,8 +149,7 @@ def test_connection_limit(spawn, tmp_path):
     assert rs[0].header("date"), out
     for s in held:
         s.close()
-    time.sleep(0.3)
-    assert get(p.url + "/health").status_code == 200
+    assert_serves_again(port, "/health")
 
 
 def test_second_server_on_same_port_fails(spawn, weft, tmp_path):
@@ -153,7 +158,7 @@ def test_second_server_on_same_port_fails(spawn, weft, tmp_path):
     second = spawn([WEFT, "serve", "--api", f"127.0.0.1:{weft.port}", "--data-dir",
                     tmp_path / "d2", "--workers", "1"], weft.port, name="second", wait=False)
     try:
-        code = second.proc.wait(timeout=10)
+        code = second.proc.wait(timeout=WAIT)
     except subprocess.TimeoutExpired:
         code = None
     assert code is not None, "the second server kept running on the same port"
@@ -176,7 +181,7 @@ scrape_configs:
     static_configs:
       - targets: ['127.0.0.1:{weft.port}']
 """)
-    spawn(["/usr/bin/prometheus", f"--config.file={cfg}",
+    spawn([need_tool("prometheus"), f"--config.file={cfg}",
            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
            f"--web.listen-address=127.0.0.1:{prom_port}"], prom_port, name="prometheus")
     base = f"http://127.0.0.1:{prom_port}"

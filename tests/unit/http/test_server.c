@@ -7,15 +7,18 @@
  * closing with nothing left open.
  */
 #include <arpa/inet.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -190,23 +193,91 @@ static void send_all(int fd, const char *s, size_t n)
     }
 }
 
-/* Reads until the peer closes or nothing arrives for idle_ms; returns bytes read. */
-static size_t recv_all(int fd, char *buf, size_t cap, int idle_ms, int *closed)
+/* The client reads each response by its framing, as an HTTP client does, never until the
+ * line goes quiet: a slow server makes a test slower, not wrong. WAIT_MS without a byte
+ * fails the test; it only turns a hang into a failure and is never the expected outcome. */
+#define WAIT_MS 10000
+
+/* The length of the response at the start of buf (n bytes) once it is complete, else 0. A
+ * 1xx, 204 or 304 response, or one to HEAD (head), ends with its head; otherwise
+ * Content-Length or the chunked coding (chunks, trailer fields, empty line) says where the
+ * body ends. A response with neither ends when the server closes: 0 here. */
+static size_t response_len(const char *buf, size_t n, bool head)
+{
+    const char *end = memmem(buf, n, "\r\n\r\n", 4);
+    if (!end || n < 12) return 0;
+    size_t hlen = (size_t)(end - buf) + 4;
+    int status = atoi(buf + 9); /* "HTTP/1.1 200" */
+    if (head || (status >= 100 && status < 200) || status == 204 || status == 304) return hlen;
+    long long cl = -1;
+    bool chunked = false;
+    for (const char *line = strstr(buf, "\r\n") + 2; line < end;) {
+        const char *eol = memmem(line, (size_t)(end + 2 - line), "\r\n", 2);
+        if (strncasecmp(line, "Content-Length:", 15) == 0)
+            cl = strtoll(line + 15, NULL, 10);
+        else if (strncasecmp(line, "Transfer-Encoding:", 18) == 0 &&
+                 memmem(line, (size_t)(eol - line), "chunked", 7))
+            chunked = true;
+        line = eol + 2;
+    }
+    if (chunked) {
+        size_t p = hlen;
+        for (;;) { /* chunk-size line, data, CRLF; the last chunk has size 0 */
+            const char *eol = memmem(buf + p, n - p, "\r\n", 2);
+            if (!eol) return 0;
+            size_t size = strtoul(buf + p, NULL, 16);
+            p = (size_t)(eol - buf) + 2;
+            if (size == 0) break;
+            if (n - p < size + 2) return 0;
+            p += size + 2;
+        }
+        for (;;) { /* trailer fields up to the empty line */
+            const char *eol = memmem(buf + p, n - p, "\r\n", 2);
+            if (!eol) return 0;
+            bool empty = eol == buf + p;
+            p = (size_t)(eol - buf) + 2;
+            if (empty) return p;
+        }
+    }
+    if (cl >= 0) return n - hlen >= (size_t)cl ? hlen + (size_t)cl : 0;
+    return 0;
+}
+
+/* How many complete responses buf (n bytes) holds, one after the other. */
+static int responses_in(const char *buf, size_t n, bool head)
+{
+    int k = 0;
+    for (size_t len; n && (len = response_len(buf, n, head)) != 0; buf += len, n -= len) k++;
+    return k;
+}
+
+/* Reads into buf until it holds `want` complete responses (all to HEAD when head) or the
+ * server closes (*closed = 1); returns the bytes read, buf NUL-terminated. */
+static size_t recv_responses(int fd, char *buf, size_t cap, int want, bool head, int *closed)
 {
     size_t n = 0;
     *closed = 0;
-    while (n < cap - 1) {
+    for (;;) {
+        buf[n] = 0;
+        if (responses_in(buf, n, head) >= want) return n;
+        assert_true(n < cap - 1); /* the buffer holds what the test expects */
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, idle_ms) <= 0) break;
+        if (poll(&p, 1, WAIT_MS) != 1)
+            fail_msg("nothing from the server for %d ms; so far: %.300s", WAIT_MS, buf);
         ssize_t r = recv(fd, buf + n, cap - 1 - n, 0);
         if (r <= 0) {
             *closed = 1;
-            break;
+            return n;
         }
         n += (size_t)r;
     }
-    buf[n] = 0;
-    return n;
+}
+
+/* Reads into buf until the server closes the connection. */
+static size_t recv_to_close(int fd, char *buf, size_t cap)
+{
+    int closed;
+    return recv_responses(fd, buf, cap, INT_MAX, false, &closed);
 }
 
 static int count_of(const char *hay, const char *needle)
@@ -216,14 +287,45 @@ static int count_of(const char *hay, const char *needle)
     return k;
 }
 
-static char *exchange(fixture_t *f, const char *req, int *closed)
+/* After the answers in buf have been read from fd: *closed says whether the server closed
+ * the connection. A response that says Connection: close must be followed by the close, and
+ * anything sent before it is appended to buf (a test counting responses sees it); else one
+ * more request must be answered on the connection, 200 and nothing besides. */
+static void after_answers(int fd, char *buf, size_t n, size_t cap, int *closed)
+{
+    if (*closed) return;
+    if (strcasestr(buf, "\r\nConnection: close\r\n")) {
+        recv_to_close(fd, buf + n, cap - n);
+        *closed = 1;
+        return;
+    }
+    static const char probe[] = "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    char got[4096];
+    got[0] = 0;
+    if (send(fd, probe, sizeof(probe) - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof(probe) - 1))
+        recv_to_close(fd, got, sizeof(got));
+    *closed = got[0] == 0;
+    if (!*closed && (responses_in(got, strlen(got), false) != 1 || !strstr(got, "\r\n\r\nhello")))
+        fail_msg("a request after the answers got: %.300s", got);
+}
+
+/* Sends req on a new connection and reads `want` responses (to HEAD when head); *closed as
+ * after_answers says. The buffer is reused by the next call. */
+static char *exchange_n(fixture_t *f, const char *req, int want, bool head, int *closed)
 {
     static char buf[65536];
     int fd = test_dial(f->port);
     send_all(fd, req, strlen(req));
-    recv_all(fd, buf, sizeof(buf), 300, closed);
+    size_t n = recv_responses(fd, buf, sizeof(buf), want, head, closed);
+    after_answers(fd, buf, n, sizeof(buf), closed);
     close(fd);
     return buf;
+}
+
+/* One request, one response. */
+static char *exchange(fixture_t *f, const char *req, int *closed)
+{
+    return exchange_n(f, req, 1, false, closed);
 }
 
 /* ---- tests ---- */
@@ -254,12 +356,12 @@ static void test_params_404_405(void **state)
 static void test_pipelined_in_order(void **state)
 {
     int closed;
-    char *r = exchange(*state,
-                       "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
-                       "GET /hello/a HTTP/1.1\r\nHost: x\r\n\r\n"
-                       "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
-                       "GET /hello/b HTTP/1.1\r\nHost: x\r\n\r\n",
-                       &closed);
+    char *r = exchange_n(*state,
+                         "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+                         "GET /hello/a HTTP/1.1\r\nHost: x\r\n\r\n"
+                         "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+                         "GET /hello/b HTTP/1.1\r\nHost: x\r\n\r\n",
+                         4, false, &closed);
     assert_int_equal(count_of(r, "HTTP/1.1 200 OK"), 4);
     char *s1 = strstr(r, "slow"), *a = strstr(r, "hi a"), *b = strstr(r, "hi b");
     assert_non_null(s1);
@@ -282,7 +384,7 @@ static void test_pipelined_beyond_the_read_buffer(void **state)
                               i);
     assert_true(n > 3 * 4096 && n < sizeof(req) - 1); /* 4096: server.c RBUF_INITIAL */
     int closed;
-    char *r = exchange(*state, req, &closed);
+    char *r = exchange_n(*state, req, 401, false, &closed);
     assert_int_equal(count_of(r, "HTTP/1.1 200 OK"), 401);
     assert_non_null(strstr(r, "\r\n\r\nhi 399"));
     assert_false(closed);
@@ -300,7 +402,7 @@ static void test_requests_then_half_close(void **state)
         int closed, fd = test_dial(f->port);
         send_all(fd, req, sizeof(req) - 1);
         shutdown(fd, SHUT_WR);
-        recv_all(fd, buf, sizeof(buf), 1000, &closed);
+        recv_responses(fd, buf, sizeof(buf), INT_MAX, false, &closed); /* to the close */
         close(fd);
         assert_int_equal(count_of(buf, "HTTP/1.1 200 OK"), 2);
         assert_true(closed);
@@ -332,14 +434,14 @@ static void test_expect_continue_and_head(void **state)
     const char *h =
         "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
     send_all(fd, h, strlen(h));
-    recv_all(fd, buf, sizeof(buf), 300, &closed);
+    recv_responses(fd, buf, sizeof(buf), 1, false, &closed);
     assert_string_equal(buf, "HTTP/1.1 100 Continue\r\n\r\n");
     send_all(fd, "xyz", 3);
-    recv_all(fd, buf, sizeof(buf), 300, &closed);
+    recv_responses(fd, buf, sizeof(buf), 1, false, &closed);
     assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
     assert_non_null(strstr(buf, "\r\n\r\nxyz"));
     close(fd);
-    char *r = exchange(f, "HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n", &closed);
+    char *r = exchange_n(f, "HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n", 1, true, &closed);
     assert_non_null(strstr(r, "\r\nContent-Length: 5\r\n"));
     assert_null(strstr(r, "hello"));
 }
@@ -359,7 +461,7 @@ static void test_streams(void **state)
     memset(chunk, 'z', sizeof(chunk));
     for (int i = 0; i < 20; i++) send_all(fd, chunk, sizeof(chunk));
     char buf[4096];
-    recv_all(fd, buf, sizeof(buf), 500, &closed);
+    recv_responses(fd, buf, sizeof(buf), 1, false, &closed);
     assert_non_null(strstr(buf, "\r\n\r\n200000"));
     close(fd);
 }
@@ -473,7 +575,7 @@ static void test_head_timeout(void **state)
     int fd = test_dial(f->port), closed;
     send_all(fd, "GET /hel", 8);
     char buf[4096];
-    recv_all(fd, buf, sizeof(buf), 2500, &closed);
+    recv_responses(fd, buf, sizeof(buf), INT_MAX, false, &closed); /* after head_timeout_ms */
     assert_non_null(strstr(buf, "HTTP/1.1 408 "));
     assert_true(closed);
     close(fd);
@@ -578,7 +680,7 @@ static void test_peer(void **state)
     for (int i = 0; i < 2; i++) { /* the second answer comes from the kept string */
         static const char req[] = "GET /peer HTTP/1.1\r\nHost: x\r\n\r\n";
         send_all(fd, req, sizeof(req) - 1);
-        recv_all(fd, buf, sizeof(buf), 300, &closed);
+        recv_responses(fd, buf, sizeof(buf), 1, false, &closed);
         if (!strstr(buf, want)) fail_msg("want %s in %s", want + 4, buf);
     }
     close(fd);
@@ -609,7 +711,7 @@ static void test_peer(void **state)
     snprintf(want, sizeof(want), "\r\n\r\n[::1]:%u", (unsigned)ntohs(me6.sin6_port));
     static const char req[] = "GET /peer HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n";
     send_all(fd, req, sizeof(req) - 1);
-    recv_all(fd, buf, sizeof(buf), 1000, &closed);
+    recv_to_close(fd, buf, sizeof(buf));
     close(fd);
     if (!strstr(buf, want)) fail_msg("want %s in %s", want + 4, buf);
     weft_workers_stop(f6.w, stop_one, &f6);

@@ -9,11 +9,13 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -28,6 +30,11 @@ static pthread_t runner;
 static int run_rc = -1;
 static int check_state = WEFT_CHECK_PASSING;
 
+/* Set by on_start, on the control loop, once every worker serves. */
+static pthread_mutex_t start_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t start_cv = PTHREAD_COND_INITIALIZER;
+static bool started;
+
 static void h_ok(weft_http_request_t *req, void *arg)
 {
     weft_http_respond(req, 200, NULL, "ok", 2);
@@ -41,6 +48,14 @@ static weft_check_status_t check(void *arg, char *out, size_t cap)
 {
     snprintf(out, cap, "state \"%d\"", check_state);
     return (weft_check_status_t)check_state;
+}
+
+static void on_start(weft_service_t *s, void *arg)
+{
+    pthread_mutex_lock(&start_mu);
+    started = true;
+    pthread_cond_signal(&start_cv);
+    pthread_mutex_unlock(&start_mu);
 }
 
 static void *run(void *arg)
@@ -75,10 +90,20 @@ static int setup(void **state)
     assert_int_equal(weft_service_route(svc, "GET", "/fail", h_fail, NULL), 0);
     assert_int_equal(weft_service_check(svc, "db", check, NULL), 0);
     assert_int_equal(weft_service_route(svc, "GET", "/ok/:id", h_ok, NULL), WEFT_EEXIST);
+    weft_service_on_start(svc, on_start, NULL);
     pthread_create(&runner, NULL, run, NULL);
-    for (int i = 0; i < 500 && weft_service_port(svc) == 0; i++) usleep(10000);
+    /* on_start runs once the workers attached: requests are served from then on. The
+     * deadline only turns a service that never starts into a failure instead of a hang. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 30;
+    pthread_mutex_lock(&start_mu);
+    while (!started && pthread_cond_timedwait(&start_cv, &start_mu, &deadline) == 0) {
+    }
+    bool ok = started;
+    pthread_mutex_unlock(&start_mu);
+    assert_true(ok);
     assert_true(weft_service_port(svc) > 0);
-    usleep(100000); /* the workers attach after the bind */
     return 0;
 }
 
