@@ -575,7 +575,7 @@ static void on_head(weft_http_client_call_t *call, int status, const weft_http_h
     for (size_t i = 0; i < n; i++)
         if (h[i].name.len == 11 && strncasecmp(h[i].name.base, "retry-after", 11) == 0) {
             uint64_t ms;
-            if (weft__otlp_retry_after(h[i].value.base, h[i].value.len, time(NULL), &ms))
+            if (weft_http_retry_after_parse(h[i].value.base, h[i].value.len, time(NULL), &ms) == 0)
                 x->retry_after = ms > INT64_MAX ? INT64_MAX : (int64_t)ms;
             break;
         }
