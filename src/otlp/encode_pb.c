@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "core/json_write.h"
-#include "service/otlp_int.h"
+#include "otlp/otlp_int.h"
 
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 

@@ -70,7 +70,7 @@
 #include "core/json_write.h"
 #include "core/mpsc.h"
 #include "http/url.h"
-#include "service/otlp_int.h"
+#include "otlp/otlp_int.h"
 #include "weft/client.h"
 #include "weft/log.h"
 #include "weft/metrics.h"

@@ -1,5 +1,5 @@
 /*
- * test_otlp.c - the OTLP/HTTP span exporter (service/otlp.c) against a fake receiver.
+ * test_otlp.c - the OTLP/HTTP span exporter (src/otlp/) against a fake receiver.
  *
  * There is no real OTLP receiver packaged in Debian here (weft's own collector comes later),
  * so the receiver is a small HTTP/1.1 server on a loopback port, in a thread of this test:
