@@ -1,23 +1,26 @@
 /*
- * otlp.c - the OTLP/HTTP span exporter (see weft/otlp.h): worker threads hand finished spans
- * to an exporter thread that batches them, encodes them as OTLP/JSON and POSTs them.
+ * exporter.c - the OTLP/HTTP span exporter (see weft/otlp.h): worker threads hand finished
+ * spans to an exporter thread that batches them, encodes them (OTLP/JSON or protobuf),
+ * optionally gzips them and POSTs them, retrying what fails transiently.
  *
- * Why here: it needs the HTTP client, and the trace module must not depend on http; the
- * service module already links http, metrics and trace.
+ * The module (src/otlp/) is its own because it needs the HTTP client, and the trace module
+ * must not depend on http; the service module links it. Its seams: span.c copies a span,
+ * encode_json.c and encode_pb.c write requests, options.c checks options and builds the
+ * resource, env.c reads OpenTelemetry's environment; this file is the thread, the queue,
+ * the batching, the requests, the retries and the shutdown.
  *
  * Threads. export_spans runs on whichever thread ended the span (worker loops, possibly
  * several at once). It copies what OTLP needs of the span into one malloc'd item sized for
- * it (the fixed fields, then the attribute and event arrays and the strings they point to:
- * a few hundred bytes for a server span, not the ~3 KB of weft_span_data_t's fixed arrays)
- * and posts it to the exporter's inbox (core/mpsc.h): a lock-free push, never a wait.
- * Posts do not wake the exporter one by one: the inbox wakes it when max_batch are waiting,
- * and a tick timer (every flush_interval_ms / 2) picks up the rest. Waking per span cost an
- * eventfd write on the worker and a context switch of the exporter thread for nearly every
- * span, which on a 2-core machine competed with the worker itself (bench/otlp).
- * Everything else runs on the exporter's own thread and uv loop: items join a pending FIFO,
- * and batches are written as OTLP/JSON straight into one reused buffer (core/buf.h,
- * core/json_write.h: no tree of JSON values, no allocation per value) and sent with the
- * loop's weft_http_client. The stats are relaxed atomics, read from any thread; with
+ * it (span.c: a few hundred bytes for a server span, not the ~3 KB of weft_span_data_t's
+ * fixed arrays) and posts it to the exporter's inbox (core/mpsc.h): a lock-free push, never
+ * a wait. Posts do not wake the exporter one by one: the inbox wakes it when max_batch are
+ * waiting, and a tick timer (every flush_interval_ms / 2) picks up the rest. Waking per
+ * span cost an eventfd write on the worker and a context switch of the exporter thread for
+ * nearly every span, which on a 2-core machine competed with the worker itself
+ * (bench/otlp). Everything else runs on the exporter's own thread and uv loop: items join a
+ * pending FIFO, and batches are encoded straight into one reused buffer (encode_json.c,
+ * encode_pb.c: no tree of values, no allocation per value) and sent with the loop's
+ * weft_http_client. The stats are relaxed atomics, read from any thread; with
  * weft_otlp_exporter_metrics they also go to a metrics registry.
  *
  * Bound. `held` counts the items that exist (in the inbox, pending, not yet encoded); a
@@ -50,11 +53,8 @@
  *
  * Memory: the SDK never aborts; an allocation failure drops the span or batch and counts it.
  */
-#include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -67,9 +67,7 @@
 
 #include "core/buf.h"
 #include "core/errbuf.h"
-#include "core/json_write.h"
 #include "core/mpsc.h"
-#include "http/url.h"
 #include "otlp/otlp_int.h"
 #include "weft/client.h"
 #include "weft/log.h"
@@ -140,109 +138,6 @@ static void count(atomic_ullong *stat, _Atomic(weft_counter_t *) *metric, uint64
     if (c) weft_counter_add(c, (double)v);
 }
 
-/* ------------------------------------------------------------------------------------ */
-/* copying a span (any thread)                                                          */
-
-static size_t slen(const char *s)
-{
-    return s ? strlen(s) + 1 : 0;
-}
-
-static size_t attrs_len(const weft_attr_t *a, unsigned n)
-{
-    size_t t = 0;
-    for (unsigned i = 0; i < n; i++) {
-        t += slen(a[i].key);
-        if (a[i].type == WEFT_ATTR_STRING) t += slen(a[i].v.s);
-    }
-    return t;
-}
-
-static const char *put(char **p, const char *s)
-{
-    if (!s) return NULL;
-    size_t n = strlen(s) + 1;
-    char *d = *p;
-    memcpy(d, s, n);
-    *p += n;
-    return d;
-}
-
-static void put_attrs(char **p, weft_attr_t *d, const weft_attr_t *s, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++) {
-        d[i] = s[i];
-        d[i].key = put(p, s[i].key);
-        if (s[i].type == WEFT_ATTR_STRING) d[i].v.s = put(p, s[i].v.s);
-    }
-}
-
-/* One malloc'd item holding what OTLP needs of src, or NULL (out of memory). */
-static item_t *copy_span(const weft_span_data_t *src)
-{
-    unsigned na = src->nattrs < WEFT_SPAN_MAX_ATTRS ? src->nattrs : WEFT_SPAN_MAX_ATTRS;
-    unsigned ne = src->nevents < WEFT_SPAN_MAX_EVENTS ? src->nevents : WEFT_SPAN_MAX_EVENTS;
-    unsigned nea = src->nevent_attrs < WEFT_SPAN_MAX_EVENT_ATTRS ? src->nevent_attrs
-                                                                 : WEFT_SPAN_MAX_EVENT_ATTRS;
-    size_t namelen = strnlen(src->name, sizeof(src->name));
-    size_t tslen = src->context.tracestate_len < sizeof(src->context.tracestate)
-                       ? src->context.tracestate_len
-                       : sizeof(src->context.tracestate);
-    size_t arrays = (na + nea) * sizeof(weft_attr_t) + ne * sizeof(weft_span_event_t);
-    size_t need = arrays + namelen + 1 + tslen + 1 + slen(src->status_message) +
-                  attrs_len(src->attrs, na) + attrs_len(src->event_attrs, nea);
-    for (unsigned i = 0; i < ne; i++) need += slen(src->events[i].name);
-    item_t *it = malloc(offsetof(item_t, data) + need);
-    if (!it) return NULL;
-    it->next = NULL;
-    it->queued_ms = 0;
-    it->start_ns = src->start_ns;
-    it->end_ns = src->end_ns;
-    memcpy(it->trace_id, src->context.trace_id, 16);
-    memcpy(it->span_id, src->context.span_id, 8);
-    memcpy(it->parent_span_id, src->parent_span_id, 8);
-    it->flags = src->context.flags;
-    it->parent_remote = src->parent_remote;
-    it->kind = (uint8_t)src->kind;
-    it->status = (uint8_t)src->status;
-    it->tracestate_len = (uint16_t)tslen;
-    it->nattrs = (uint16_t)na;
-    it->nevents = (uint16_t)ne;
-    it->nevent_attrs = (uint16_t)nea;
-    it->dropped_attrs = src->dropped_attrs;
-    it->dropped_events = src->dropped_events;
-    /* the arrays first (pointer-aligned: data is, and the element sizes are multiples of
-     * 8), then the strings */
-    it->attrs = (weft_attr_t *)(void *)it->data;
-    it->event_attrs = it->attrs + na;
-    it->events = (weft_span_event_t *)(void *)(it->event_attrs + nea);
-    char *p = it->data + arrays;
-    memcpy(p, src->name, namelen);
-    p[namelen] = 0;
-    it->name = p;
-    p += namelen + 1;
-    memcpy(p, src->context.tracestate, tslen);
-    p[tslen] = 0;
-    it->tracestate = p;
-    p += tslen + 1;
-    it->status_message = put(&p, src->status_message);
-    put_attrs(&p, it->attrs, src->attrs, na);
-    put_attrs(&p, it->event_attrs, src->event_attrs, nea);
-    for (unsigned i = 0; i < ne; i++) {
-        weft_span_event_t *e = &it->events[i];
-        *e = src->events[i];
-        e->name = put(&p, e->name);
-        /* the event's attributes are a slice of src's event_attrs: take the same slice of
-         * ours; anything else (an exporter fed by hand) loses its attributes */
-        if (e->attrs && e->attrs >= src->event_attrs &&
-            e->attrs + e->nattrs <= src->event_attrs + nea)
-            e->attrs = it->event_attrs + (e->attrs - src->event_attrs);
-        else
-            e->attrs = NULL, e->nattrs = 0;
-    }
-    return it;
-}
-
 static void release(otlp_t *x, item_t *it)
 {
     free(it);
@@ -264,7 +159,7 @@ static int otlp_export(const weft_span_data_t *const *spans, size_t n, void *arg
             refused++;
             continue;
         }
-        item_t *it = copy_span(spans[i]);
+        item_t *it = weft__otlp_item_new(spans[i]);
         if (!it) {
             atomic_fetch_sub_explicit(&x->held, 1, memory_order_relaxed);
             refused++;
@@ -279,179 +174,16 @@ static int otlp_export(const weft_span_data_t *const *spans, size_t n, void *arg
     return refused ? WEFT_ENOSPC : 0;
 }
 
-/* ------------------------------------------------------------------------------------ */
-/* OTLP/JSON encoding (exporter thread)                                                 */
-
-/* Writes straight into x->body: no tree of JSON values, no allocation once the buffer has
- * grown to a batch's size. Strings go through weft_json_put_str, which escapes them and
- * replaces bytes that are not valid UTF-8 with U+FFFD (a receiver would refuse the whole
- * batch otherwise). */
-
-static void put_cstr(weft_buf_t *b, const char *s)
-{
-    weft_json_put_str(b, s, strlen(s));
-}
-
-/* A decimal string, as proto3 JSON writes 64-bit integers and OTLP its times. */
-static void put_dec(weft_buf_t *b, uint64_t v)
-{
-    weft_buf_putc(b, '"');
-    weft_buf_put_u64(b, v);
-    weft_buf_putc(b, '"');
-}
-
-static void put_hex(weft_buf_t *b, const uint8_t *id, size_t n)
-{
-    weft_buf_putc(b, '"');
-    weft_buf_put_hex(b, id, n);
-    weft_buf_putc(b, '"');
-}
-
-/* AnyValue: int64 as a decimal string, doubles that JSON cannot hold as proto3 JSON's
- * "NaN", "Infinity", "-Infinity". */
-static void put_any_value(weft_buf_t *b, const weft_attr_t *a)
-{
-    switch (a->type) {
-    case WEFT_ATTR_STRING:
-        weft_buf_puts(b, "{\"stringValue\":");
-        put_cstr(b, a->v.s ? a->v.s : "");
-        break;
-    case WEFT_ATTR_INT:
-        weft_buf_puts(b, "{\"intValue\":\"");
-        weft_buf_put_i64(b, a->v.i);
-        weft_buf_putc(b, '"');
-        break;
-    case WEFT_ATTR_DOUBLE:
-        weft_buf_puts(b, "{\"doubleValue\":");
-        if (!weft_json_put_double(b, a->v.d))
-            weft_buf_puts(b, isnan(a->v.d) ? "\"NaN\""
-                             : a->v.d > 0  ? "\"Infinity\""
-                                           : "\"-Infinity\"");
-        break;
-    case WEFT_ATTR_BOOL:
-        weft_buf_puts(b, a->v.b ? "{\"boolValue\":true" : "{\"boolValue\":false");
-        break;
-    default:
-        weft_buf_puts(b, "{"); /* an unknown type: an empty AnyValue */
-        break;
-    }
-    weft_buf_putc(b, '}');
-}
-
-/* "attributes":[KeyValue...] */
-static void put_attributes(weft_buf_t *b, const weft_attr_t *a, unsigned n)
-{
-    weft_buf_puts(b, "\"attributes\":[");
-    for (unsigned i = 0; i < n; i++) {
-        if (i) weft_buf_putc(b, ',');
-        weft_buf_puts(b, "{\"key\":");
-        put_cstr(b, a[i].key ? a[i].key : "");
-        weft_buf_puts(b, ",\"value\":");
-        put_any_value(b, &a[i]);
-        weft_buf_putc(b, '}');
-    }
-    weft_buf_putc(b, ']');
-}
-
-static void put_count(weft_buf_t *b, const char *key, uint64_t v)
-{
-    if (!v) return;
-    weft_buf_putc(b, ',');
-    weft_json_put_key(b, key);
-    weft_buf_put_u64(b, v);
-}
-
-static void encode_span(weft_buf_t *b, const item_t *d)
-{
-    static const uint8_t zero[8];
-    /* SpanFlags: W3C trace flags in bits 0-7; bit 8 says bit 9 (parent is remote) is known */
-    uint32_t flags = (d->flags & 0xffu) | 0x100u | (d->parent_remote ? 0x200u : 0);
-    weft_buf_puts(b, "{\"traceId\":");
-    put_hex(b, d->trace_id, 16);
-    weft_buf_puts(b, ",\"spanId\":");
-    put_hex(b, d->span_id, 8);
-    if (memcmp(d->parent_span_id, zero, 8) != 0) {
-        weft_buf_puts(b, ",\"parentSpanId\":");
-        put_hex(b, d->parent_span_id, 8);
-    }
-    if (d->tracestate_len) {
-        weft_buf_puts(b, ",\"traceState\":");
-        weft_json_put_str(b, d->tracestate, d->tracestate_len);
-    }
-    weft_buf_puts(b, ",\"flags\":");
-    weft_buf_put_u64(b, flags);
-    weft_buf_puts(b, ",\"name\":");
-    put_cstr(b, d->name);
-    weft_buf_puts(b, ",\"kind\":"); /* SPAN_KIND_*: weft's kinds in proto order, from 1 */
-    weft_buf_put_u64(b, (uint64_t)d->kind + 1);
-    weft_buf_puts(b, ",\"startTimeUnixNano\":");
-    put_dec(b, d->start_ns);
-    weft_buf_puts(b, ",\"endTimeUnixNano\":");
-    put_dec(b, d->end_ns);
-    weft_buf_putc(b, ',');
-    put_attributes(b, d->attrs, d->nattrs);
-    put_count(b, "droppedAttributesCount", d->dropped_attrs);
-    put_count(b, "droppedEventsCount", d->dropped_events);
-    if (d->nevents) {
-        weft_buf_puts(b, ",\"events\":[");
-        for (unsigned i = 0; i < d->nevents; i++) {
-            const weft_span_event_t *e = &d->events[i];
-            if (i) weft_buf_putc(b, ',');
-            weft_buf_puts(b, "{\"timeUnixNano\":");
-            put_dec(b, e->time_ns);
-            weft_buf_puts(b, ",\"name\":");
-            put_cstr(b, e->name ? e->name : "");
-            weft_buf_putc(b, ',');
-            put_attributes(b, e->attrs, e->attrs ? e->nattrs : 0);
-            put_count(b, "droppedAttributesCount", e->dropped_attrs);
-            weft_buf_putc(b, '}');
-        }
-        weft_buf_putc(b, ']');
-    }
-    if (d->status != WEFT_SPAN_STATUS_UNSET) { /* STATUS_CODE_OK 1, ERROR 2 */
-        weft_buf_puts(b, ",\"status\":{\"code\":");
-        weft_buf_put_u64(b, d->status);
-        if (d->status_message && d->status_message[0]) {
-            weft_buf_puts(b, ",\"message\":");
-            put_cstr(b, d->status_message);
-        }
-        weft_buf_putc(b, '}');
-    }
-    weft_buf_putc(b, '}');
-}
-
 /* The ExportTraceServiceRequest for the first n pending items, in x->body; false when out
  * of memory (or over the buffer's limit). */
 static bool encode_batch(otlp_t *x, item_t *first, size_t n)
 {
     weft_buf_t *b = &x->body;
     weft_buf_reset(b);
-    if (x->pb) {
-        /* ExportTraceServiceRequest { 1 ResourceSpans { 1 Resource { 1 attributes },
-         * 2 ScopeSpans { 1 InstrumentationScope { 1 name, 2 version }, 2 spans } } } */
-        size_t rs = weft__pb_open(b, 1);
-        weft__pb_bytes(b, 1, x->resource, x->resource_len);
-        size_t ss = weft__pb_open(b, 2);
-        size_t scope = weft__pb_open(b, 1);
-        weft__pb_bytes(b, 1, "weft", 4);
-        weft__pb_bytes(b, 2, WEFT_VERSION, strlen(WEFT_VERSION));
-        weft__pb_close(b, scope);
-        item_t *it = first;
-        for (size_t i = 0; i < n; i++, it = it->next) weft__otlp_pb_span(b, it);
-        weft__pb_close(b, ss);
-        weft__pb_close(b, rs);
-        return !b->failed;
-    }
-    weft_buf_puts(b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
-    weft_buf_puts(b, x->resource);
-    weft_buf_puts(b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"weft\",\"version\":\"" WEFT_VERSION
-                     "\"},\"spans\":[");
-    item_t *it = first;
-    for (size_t i = 0; i < n; i++, it = it->next) {
-        if (i) weft_buf_putc(b, ',');
-        encode_span(b, it);
-    }
-    weft_buf_puts(b, "]}]}]}");
+    if (x->pb)
+        weft__otlp_pb_batch(b, x->resource, x->resource_len, first, n);
+    else
+        weft__otlp_json_batch(b, x->resource, first, n);
     return !b->failed;
 }
 
@@ -831,183 +563,7 @@ static void otlp_shutdown(void *arg)
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* options and creation                                                                 */
-
-void weft_otlp_options_init(weft_otlp_options_t *o)
-{
-    memset(o, 0, sizeof(*o));
-    o->host = "127.0.0.1";
-    o->port = 4318;
-    o->path = "/v1/traces";
-    o->service_name = NULL;
-    o->max_queue = 2048;
-    o->max_batch = 512;
-    o->flush_interval_ms = 1000;
-    o->timeout_ms = 10000;
-    o->shutdown_timeout_ms = 5000;
-    o->max_attempts = 5;
-    o->retry_initial_backoff_ms = 1000;
-    o->retry_max_backoff_ms = 5000;
-}
-
-/* One line in err; evaluates to NULL, for `return fail(...)` from weft_otlp_exporter_new. */
-#define fail(err, errlen, ...)                                                                     \
-    (weft__errf(err, errlen, 0, __VA_ARGS__), (weft_span_exporter_t *)NULL)
-
-static bool path_ok(const char *p)
-{
-    if (p[0] != '/' || strlen(p) > 2048) return false;
-    for (; *p; p++)
-        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) return false;
-    return true;
-}
-
-/* resource_attributes and headers (OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS):
- * "key=value,key=value", like W3C baggage. Blanks around keys and values are dropped,
- * values are %-decoded, empty members are skipped. Keys and decoded values are copied into
- * text (never longer than the list); a key given twice keeps its last value (the users
- * skip the earlier ones). */
-_Static_assert(WEFT_OTLP_MAX_HEADERS == WEFT_OTLP_MAX_RESOURCE_ATTRS &&
-                   WEFT_OTLP_MAX_HEADER_BYTES == WEFT_OTLP_MAX_RESOURCE_BYTES,
-               "one list type holds both");
-typedef struct kvlist_s {
-    size_t n;
-    const char *key[WEFT_OTLP_MAX_RESOURCE_ATTRS], *value[WEFT_OTLP_MAX_RESOURCE_ATTRS];
-    char text[WEFT_OTLP_MAX_RESOURCE_BYTES + 2];
-} kvlist_t;
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    c = (char)(c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-static bool blank(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-/* NULL, or what is wrong with s (NULL and "" are empty lists). */
-static const char *parse_kvlist(const char *s, kvlist_t *r)
-{
-    r->n = 0;
-    if (!s) return NULL;
-    if (strlen(s) > WEFT_OTLP_MAX_RESOURCE_BYTES) return "longer than 4096 bytes";
-    char *o = r->text;
-    for (const char *p = s, *end; *p; p = *end ? end + 1 : end) {
-        end = p + strcspn(p, ",");
-        const char *k = p, *ke, *v, *ve = end;
-        while (k < end && blank(*k)) k++;
-        if (k == end) continue; /* an empty member */
-        const char *eq = memchr(k, '=', (size_t)(end - k));
-        if (!eq) return "expected key=value between commas";
-        for (ke = eq; ke > k && blank(ke[-1]);) ke--;
-        if (ke == k) return "a key is empty";
-        for (const char *c = k; c < ke; c++)
-            if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f)
-                return "keys are printable ASCII without blanks";
-        for (v = eq + 1; v < ve && blank(*v);) v++;
-        while (ve > v && blank(ve[-1])) ve--;
-        if (r->n == WEFT_OTLP_MAX_RESOURCE_ATTRS) return "more than 64 pairs";
-        r->key[r->n] = o;
-        memcpy(o, k, (size_t)(ke - k));
-        o += ke - k;
-        *o++ = 0;
-        r->value[r->n++] = o;
-        for (const char *c = v; c < ve; c++) {
-            if (*c == '%') {
-                if (ve - c < 3 || hexval(c[1]) < 0 || hexval(c[2]) < 0)
-                    return "'%' must start an escape of two hex digits";
-                char d = (char)(hexval(c[1]) << 4 | hexval(c[2]));
-                if (d == 0) return "a value holds %00";
-                *o++ = d;
-                c += 2;
-            } else if ((unsigned char)*c < 0x20 || *c == 0x7f) {
-                return "a value holds a control character (%-encode it)";
-            } else {
-                *o++ = *c;
-            }
-        }
-        *o++ = 0;
-    }
-    return NULL;
-}
-
-/* Whether key i is given again later in the list (the later one wins). */
-static bool kvlist_overridden(const kvlist_t *r, size_t i, bool nocase)
-{
-    for (size_t j = i + 1; j < r->n; j++)
-        if ((nocase ? strcasecmp : strcmp)(r->key[i], r->key[j]) == 0) return true;
-    return false;
-}
-
-static bool kvlist_has(const kvlist_t *r, const char *key)
-{
-    for (size_t i = 0; i < r->n; i++)
-        if (strcmp(r->key[i], key) == 0) return true;
-    return false;
-}
-
-static void put_string_attr(weft_buf_t *b, const char *key, const char *value, bool pb)
-{
-    if (pb) {
-        weft__pb_string_kv(b, 1, key, value); /* Resource.attributes */
-        return;
-    }
-    if (b->len) weft_buf_putc(b, ',');
-    weft_buf_puts(b, "{\"key\":");
-    put_cstr(b, key);
-    weft_buf_puts(b, ",\"value\":{\"stringValue\":");
-    put_cstr(b, value);
-    weft_buf_puts(b, "}}");
-}
-
-/* The resource's attributes (malloc'd, *len bytes) as JSON array members, or with pb as
- * the KeyValue fields of a protobuf Resource; frees r; NULL when out of memory.
- * service.name is service_name's; the telemetry.sdk.* defaults and service.version give way
- * to the same keys in resource_attributes. */
-static char *encode_resource(const weft_otlp_options_t *o, kvlist_t *r, bool pb, size_t *len)
-{
-    weft_buf_t b;
-    weft_buf_init(&b, 0);
-    put_string_attr(&b, "service.name", o->service_name, pb);
-    static const char *const sdk[][2] = {{"telemetry.sdk.name", "weft"},
-                                         {"telemetry.sdk.language", "c"},
-                                         {"telemetry.sdk.version", WEFT_VERSION}};
-    for (size_t i = 0; i < sizeof(sdk) / sizeof(sdk[0]); i++)
-        if (!kvlist_has(r, sdk[i][0])) put_string_attr(&b, sdk[i][0], sdk[i][1], pb);
-    if (o->service_version && o->service_version[0] && !kvlist_has(r, "service.version"))
-        put_string_attr(&b, "service.version", o->service_version, pb);
-    for (size_t i = 0; i < r->n; i++)
-        if (!kvlist_overridden(r, i, false) && strcmp(r->key[i], "service.name") != 0)
-            put_string_attr(&b, r->key[i], r->value[i], pb);
-    free(r);
-    return weft_buf_take(&b, len);
-}
-
-/* NULL, or what is wrong with the headers of h: names are tokens (RFC 9110), and not the
- * exporter's own (Content-Type) or the client's (Content-Length, Transfer-Encoding);
- * values hold no control characters but tab (a %-decoded value could). */
-static const char *headers_check(const kvlist_t *h)
-{
-    static const char *const own[] = {"content-type", "content-encoding", "content-length",
-                                      "transfer-encoding"};
-    for (size_t i = 0; i < h->n; i++) {
-        const char *k = h->key[i];
-        if (strspn(k, "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
-                      "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(k))
-            return "a header name is not a token";
-        for (size_t j = 0; j < sizeof(own) / sizeof(own[0]); j++)
-            if (strcasecmp(k, own[j]) == 0)
-                return "Content-Type, Content-Encoding, Content-Length and "
-                       "Transfer-Encoding are the exporter's";
-        for (const char *c = h->value[i]; *c; c++)
-            if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f)
-                return "a header value holds a control character";
-    }
-    return NULL;
-}
+/* creation                                                                             */
 
 /* Content-Type (and Content-Encoding with gzip), then the headers of h (the last of a name
  * wins), into x->hdrs, which points into h (kept in x->hdr_list); false when out of memory. */
@@ -1021,107 +577,27 @@ static bool headers_build(otlp_t *x, kvlist_t *h, bool gzip)
     x->nhdrs = 1;
     if (gzip) x->hdrs[x->nhdrs++] = (weft_http_header_t){{"Content-Encoding", 16}, {"gzip", 4}};
     for (size_t i = 0; i < h->n; i++)
-        if (!kvlist_overridden(h, i, true))
+        if (!weft__otlp_kvlist_overridden(h, i, true))
             x->hdrs[x->nhdrs++] = (weft_http_header_t){{h->key[i], strlen(h->key[i])},
                                                        {h->value[i], strlen(h->value[i])}};
     return true;
 }
 
-/* A numeric IPv4 or IPv6 address, or a DNS name: dot-separated labels of 1..63 letters,
- * digits, '-' (not first or last) or '_' (container and compose service names use it),
- * at most 253 bytes, one trailing dot allowed. */
-static bool host_ok(const char *h)
-{
-    unsigned char addr[16];
-    if (inet_pton(AF_INET, h, addr) == 1 || inet_pton(AF_INET6, h, addr) == 1) return true;
-    size_t n = strlen(h);
-    if (n > 0 && h[n - 1] == '.') n--;
-    if (n == 0 || n > 253) return false;
-    size_t label = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = h[i];
-        if (c == '.') {
-            if (label == 0 || h[i - 1] == '-') return false;
-            label = 0;
-        } else if (isalnum((unsigned char)c) || c == '_' || (c == '-' && label > 0)) {
-            if (++label > 63) return false;
-        } else {
-            return false;
-        }
-    }
-    return h[n - 1] != '-';
-}
-
 weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options_t *o, char *err, size_t errlen)
 {
-    if (!o) return fail(err, errlen, "options: NULL");
-    if (!o->host || !host_ok(o->host))
-        return fail(err, errlen,
-                    "host: expected a numeric IPv4 or IPv6 address or a host name, got \"%.64s\"",
-                    o->host ? o->host : "(null)");
-    if (o->port == 0) return fail(err, errlen, "port: must be 1..65535, got 0");
-    if (!o->path || !path_ok(o->path))
-        return fail(err, errlen,
-                    "path: expected '/' then printable ASCII without spaces (at most 2048 "
-                    "bytes), got \"%.64s\"",
-                    o->path ? o->path : "(null)");
-    if (!o->service_name || !o->service_name[0] || strlen(o->service_name) > 255)
-        return fail(err, errlen, "service_name: required, 1..255 bytes");
-    if (o->max_queue < 1 || o->max_queue > WEFT_OTLP_MAX_QUEUE)
-        return fail(err, errlen, "max_queue: must be 1..%u, got %zu", WEFT_OTLP_MAX_QUEUE,
-                    o->max_queue);
-    if (o->max_batch < 1 || o->max_batch > WEFT_OTLP_MAX_BATCH)
-        return fail(err, errlen, "max_batch: must be 1..%u, got %zu", WEFT_OTLP_MAX_BATCH,
-                    o->max_batch);
-    if (o->flush_interval_ms < 1 || o->flush_interval_ms > WEFT_OTLP_MAX_TIMEOUT)
-        return fail(err, errlen, "flush_interval_ms: must be 1..%u, got %" PRIu64,
-                    WEFT_OTLP_MAX_TIMEOUT, o->flush_interval_ms);
-    if (o->timeout_ms < 1 || o->timeout_ms > WEFT_OTLP_MAX_TIMEOUT)
-        return fail(err, errlen, "timeout_ms: must be 1..%u, got %" PRIu64, WEFT_OTLP_MAX_TIMEOUT,
-                    o->timeout_ms);
-    if (o->shutdown_timeout_ms > WEFT_OTLP_MAX_TIMEOUT)
-        return fail(err, errlen, "shutdown_timeout_ms: must be 0..%u, got %" PRIu64,
-                    WEFT_OTLP_MAX_TIMEOUT, o->shutdown_timeout_ms);
-    if (o->protocol != WEFT_OTLP_HTTP_JSON && o->protocol != WEFT_OTLP_HTTP_PROTOBUF)
-        return fail(err, errlen, "protocol: must be WEFT_OTLP_HTTP_JSON or _PROTOBUF, got %d",
-                    (int)o->protocol);
-    if (o->max_attempts < 1 || o->max_attempts > WEFT_OTLP_MAX_ATTEMPTS)
-        return fail(err, errlen, "max_attempts: must be 1..%u, got %u", WEFT_OTLP_MAX_ATTEMPTS,
-                    o->max_attempts);
-    if (o->retry_initial_backoff_ms < 1 || o->retry_initial_backoff_ms > WEFT_OTLP_MAX_TIMEOUT)
-        return fail(err, errlen, "retry_initial_backoff_ms: must be 1..%u, got %" PRIu64,
-                    WEFT_OTLP_MAX_TIMEOUT, o->retry_initial_backoff_ms);
-    if (o->retry_max_backoff_ms < 1 || o->retry_max_backoff_ms > WEFT_OTLP_MAX_TIMEOUT)
-        return fail(err, errlen, "retry_max_backoff_ms: must be 1..%u, got %" PRIu64,
-                    WEFT_OTLP_MAX_TIMEOUT, o->retry_max_backoff_ms);
-    if (o->service_version && strlen(o->service_version) > 255)
-        return fail(err, errlen, "service_version: at most 255 bytes");
-    kvlist_t *rs = malloc(sizeof(*rs));
-    if (!rs) return fail(err, errlen, "otlp exporter: out of memory");
-    const char *why = parse_kvlist(o->resource_attributes, rs);
-    if (why) { /* a constant string: rs can go first */
-        free(rs);
-        return fail(err, errlen, "resource_attributes: %s", why);
-    }
-    kvlist_t *hs = malloc(sizeof(*hs));
-    why = !hs ? "out of memory" : parse_kvlist(o->headers, hs);
-    if (!why) why = headers_check(hs);
-    if (why) { /* values may be secrets (API keys): the message never quotes them */
-        free(rs);
-        free(hs);
-        return fail(err, errlen, "headers: %s", why);
-    }
-
+    kvlist_t *rs, *hs;
+    if (weft__otlp_options_check(o, &rs, &hs, err, errlen) != 0) return NULL;
     otlp_t *x = calloc(1, sizeof(*x));
     if (!x) {
         free(rs);
         free(hs);
-        return fail(err, errlen, "otlp exporter: out of memory");
+        weft__errf(err, errlen, WEFT_ENOMEM, "otlp exporter: out of memory");
+        return NULL;
     }
     x->host = strdup(o->host);
     x->path = strdup(o->path);
     x->pb = o->protocol == WEFT_OTLP_HTTP_PROTOBUF;
-    x->resource = encode_resource(o, rs, x->pb, &x->resource_len);
+    x->resource = weft__otlp_resource_encode(o, rs, x->pb, &x->resource_len);
     bool have_headers = headers_build(x, hs, o->gzip);
     x->port = o->port;
     x->max_queue = o->max_queue;
@@ -1280,178 +756,4 @@ int weft_otlp_exporter_metrics(weft_span_exporter_t *e, weft_metrics_registry_t 
     atomic_store_explicit(&x->m_failed, c[4], memory_order_release);
     atomic_store_explicit(&x->m_retried, c[5], memory_order_release);
     return 0;
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* OpenTelemetry's environment variables (weft_otlp_options_from_env)                   */
-
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    return v && v[0] ? v : NULL;
-}
-
-static int env_fail(char *err, size_t errlen, const char *var, const char *val, const char *why)
-{
-    return weft__errf(err, errlen, WEFT_EINVAL, "%s: %s, got \"%.80s\"", var, why, val);
-}
-
-/* A whole number 0..max into *out; false when v is anything else. */
-static bool env_uint(const char *v, uint64_t max, uint64_t *out)
-{
-    uint64_t n = 0;
-    if (!*v) return false;
-    for (; *v; v++) {
-        if (*v < '0' || *v > '9' || n > (max - (uint64_t)(*v - '0')) / 10) return false;
-        n = n * 10 + (uint64_t)(*v - '0');
-    }
-    *out = n;
-    return true;
-}
-
-/* http://HOST[:PORT][/PATH] into env's host, port and path (suffix appended to the path).
- * Returns NULL, or what is wrong. */
-static const char *parse_url(weft_otlp_env_t *e, const char *url, const char *suffix)
-{
-    weft__url_t u;
-    const char *bad = weft__url_split(url, &u);
-    if (u.scheme && u.scheme_len == 5 && strncasecmp(u.scheme, "https", 5) == 0)
-        return "https is not supported yet; use http://";
-    if (!u.scheme || u.scheme_len != 4 || strncasecmp(u.scheme, "http", 4) != 0)
-        return "expected http://HOST[:PORT][/PATH]";
-    if (bad) return bad;
-    unsigned char addr[16];
-    if (u.bracketed ? inet_pton(AF_INET6, u.host, addr) != 1 : !host_ok(u.host))
-        return u.bracketed ? "expected an IPv6 address between '[' and ']'"
-                           : "expected a numeric address or a host name";
-    _Static_assert(sizeof(e->host) == sizeof(u.host), "weft_otlp_env_t.host holds a URL's host");
-    strcpy(e->host, u.host);
-    e->o.port = u.port ? u.port : 80;
-    const char *p = u.rest;
-    if (strchr(p, '#')) return "a fragment ('#') has no meaning here";
-    const char *q = strchr(p, '?'); /* a suffix goes into the path, before any query */
-    size_t pl = q ? (size_t)(q - p) : strlen(p), ql = q ? strlen(q) : 0;
-    bool slash = pl > 0 && p[pl - 1] == '/';
-    int n = snprintf(e->path, sizeof(e->path), "%s%.*s%s%s%.*s", pl ? "" : "/", (int)pl, p,
-                     suffix && !slash && pl ? "/" : "", suffix ? suffix : "", (int)ql, q ? q : "");
-    if (n < 0 || (size_t)n >= sizeof(e->path)) return "the path is longer than 2048 bytes";
-    if (!path_ok(e->path)) return "the path must be printable ASCII without spaces";
-    return NULL;
-}
-
-int weft_otlp_options_from_env(weft_otlp_env_t *e, const char *default_service_name, char *err,
-                               size_t errlen)
-{
-    memset(e, 0, sizeof(*e));
-    weft_otlp_options_init(&e->o);
-    const char *v;
-    if ((v = env("OTEL_SDK_DISABLED")) && strcasecmp(v, "true") == 0) return 0;
-    const char *exporter = env("OTEL_TRACES_EXPORTER");
-    if (exporter && strcmp(exporter, "none") == 0) return 0;
-    if (exporter && strcmp(exporter, "otlp") != 0)
-        return env_fail(err, errlen, "OTEL_TRACES_EXPORTER", exporter,
-                        "weft exports spans with otlp only (or none)");
-    const char *url, *var = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", *suffix = NULL;
-    if (!(url = env(var))) {
-        var = "OTEL_EXPORTER_OTLP_ENDPOINT";
-        suffix = "v1/traces";
-        if (!(url = env(var))) {
-            if (!exporter) return 0; /* nothing asks for an exporter */
-            url = "http://localhost:4318";
-        }
-    }
-    const char *why = parse_url(e, url, suffix);
-    if (why) return env_fail(err, errlen, var, url, why);
-    e->o.host = e->host;
-    e->o.path = e->path;
-
-    var = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
-    if (!(v = env(var))) v = env(var = "OTEL_EXPORTER_OTLP_PROTOCOL");
-    if (v && strcmp(v, "http/protobuf") == 0)
-        e->o.protocol = WEFT_OTLP_HTTP_PROTOBUF;
-    else if (v && strcmp(v, "http/json") != 0)
-        return env_fail(err, errlen, var, v, "expected http/json or http/protobuf (not grpc)");
-
-    var = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION";
-    if (!(v = env(var))) v = env(var = "OTEL_EXPORTER_OTLP_COMPRESSION");
-    if (v && strcmp(v, "gzip") == 0)
-        e->o.gzip = true;
-    else if (v && strcmp(v, "none") != 0)
-        return env_fail(err, errlen, var, v, "expected gzip or none");
-
-    var = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
-    if (!(v = env(var))) v = env(var = "OTEL_EXPORTER_OTLP_HEADERS");
-    if (v) {
-        kvlist_t *hs = malloc(sizeof(*hs));
-        if (!hs) return weft__errf(err, errlen, WEFT_ENOMEM, "out of memory");
-        const char *bad = parse_kvlist(v, hs);
-        if (!bad) bad = headers_check(hs);
-        free(hs);
-        /* no value in the message: headers carry API keys */
-        if (bad) return weft__errf(err, errlen, WEFT_EINVAL, "%s: %s", var, bad);
-        strcpy(e->headers, v); /* parse_kvlist checked its length */
-        e->o.headers = e->headers;
-    }
-
-    const char *name = env("OTEL_SERVICE_NAME"), *attrs = env("OTEL_RESOURCE_ATTRIBUTES");
-    if (attrs) {
-        kvlist_t *rs = malloc(sizeof(*rs));
-        if (!rs) return weft__errf(err, errlen, WEFT_ENOMEM, "out of memory");
-        const char *bad = parse_kvlist(attrs, rs);
-        for (size_t i = 0; !bad && !name && i < rs->n; i++) /* the last one wins */
-            if (strcmp(rs->key[i], "service.name") == 0 && rs->value[i][0])
-                snprintf(e->service_name, sizeof(e->service_name), "%s", rs->value[i]);
-        free(rs);
-        if (bad) return env_fail(err, errlen, "OTEL_RESOURCE_ATTRIBUTES", attrs, bad);
-        strcpy(e->resource, attrs); /* parse_kvlist checked its length */
-        e->o.resource_attributes = e->resource;
-    }
-    if (name) {
-        if (strlen(name) >= sizeof(e->service_name))
-            return env_fail(err, errlen, "OTEL_SERVICE_NAME", name, "longer than 255 bytes");
-        strcpy(e->service_name, name);
-    } else if (!e->service_name[0]) {
-        snprintf(e->service_name, sizeof(e->service_name), "%s",
-                 default_service_name ? default_service_name : "");
-    }
-    e->o.service_name = e->service_name;
-
-    static const struct {
-        const char *var;
-        size_t off;
-        bool size; /* size_t, else uint64_t */
-        uint64_t min, max;
-        bool cap; /* lowers the field to the value, never raises it */
-    } nums[] = {
-        {"OTEL_EXPORTER_OTLP_TIMEOUT", offsetof(weft_otlp_options_t, timeout_ms), false, 1,
-         WEFT_OTLP_MAX_TIMEOUT, false},
-        {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", offsetof(weft_otlp_options_t, timeout_ms), false, 1,
-         WEFT_OTLP_MAX_TIMEOUT, false},
-        {"OTEL_BSP_SCHEDULE_DELAY", offsetof(weft_otlp_options_t, flush_interval_ms), false, 1,
-         WEFT_OTLP_MAX_TIMEOUT, false},
-        {"OTEL_BSP_MAX_QUEUE_SIZE", offsetof(weft_otlp_options_t, max_queue), true, 1,
-         WEFT_OTLP_MAX_QUEUE, false},
-        {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", offsetof(weft_otlp_options_t, max_batch), true, 1,
-         WEFT_OTLP_MAX_BATCH, false},
-        /* the most an export may take: here a ceiling on each request's timeout above
-         * (the waits between retries are not in it) */
-        {"OTEL_BSP_EXPORT_TIMEOUT", offsetof(weft_otlp_options_t, timeout_ms), false, 1,
-         WEFT_OTLP_MAX_TIMEOUT, true},
-    };
-    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
-        uint64_t n;
-        if (!(v = env(nums[i].var))) continue;
-        if (!env_uint(v, nums[i].max, &n) || n < nums[i].min) {
-            char range[80];
-            snprintf(range, sizeof(range), "expected a whole number%s from %" PRIu64 " to %" PRIu64,
-                     nums[i].size ? "" : " of milliseconds", nums[i].min, nums[i].max);
-            return env_fail(err, errlen, nums[i].var, v, range);
-        }
-        char *field = (char *)&e->o + nums[i].off;
-        if (nums[i].size)
-            *(size_t *)(void *)field = (size_t)n;
-        else if (!nums[i].cap || n < *(uint64_t *)(void *)field)
-            *(uint64_t *)(void *)field = n;
-    }
-    return 1;
 }
