@@ -81,33 +81,9 @@ static const char *parse_url(weft_otlp_env_t *e, const char *url, const char *su
     return NULL;
 }
 
-int weft_otlp_options_from_env(weft_otlp_env_t *e, const char *default_service_name, char *err,
-                               size_t errlen)
+int weft__otlp_env_extras(weft_otlp_env_t *e, char *err, size_t errlen)
 {
-    memset(e, 0, sizeof(*e));
-    weft_otlp_options_init(&e->o);
-    const char *v;
-    if ((v = env("OTEL_SDK_DISABLED")) && strcasecmp(v, "true") == 0) return 0;
-    const char *exporter = env("OTEL_TRACES_EXPORTER");
-    if (exporter && strcmp(exporter, "none") == 0) return 0;
-    if (exporter && strcmp(exporter, "otlp") != 0)
-        return env_fail(err, errlen, "OTEL_TRACES_EXPORTER", exporter,
-                        "weft exports spans with otlp only (or none)");
-    const char *url, *var = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", *suffix = NULL;
-    if (!(url = env(var))) {
-        var = "OTEL_EXPORTER_OTLP_ENDPOINT";
-        suffix = "v1/traces";
-        if (!(url = env(var))) {
-            if (!exporter) return 0; /* nothing asks for an exporter */
-            url = "http://localhost:4318";
-        }
-    }
-    const char *why = parse_url(e, url, suffix);
-    if (why) return env_fail(err, errlen, var, url, why);
-    e->o.host = e->host;
-    e->o.path = e->path;
-
-    var = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+    const char *v, *var = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
     if (!(v = env(var))) v = env(var = "OTEL_EXPORTER_OTLP_PROTOCOL");
     if (v && strcmp(v, "http/protobuf") == 0)
         e->o.protocol = WEFT_OTLP_HTTP_PROTOBUF;
@@ -135,12 +111,12 @@ int weft_otlp_options_from_env(weft_otlp_env_t *e, const char *default_service_n
         e->o.headers = e->headers;
     }
 
-    const char *name = env("OTEL_SERVICE_NAME"), *attrs = env("OTEL_RESOURCE_ATTRIBUTES");
+    const char *attrs = env("OTEL_RESOURCE_ATTRIBUTES");
     if (attrs) {
         kvlist_t *rs = malloc(sizeof(*rs));
         if (!rs) return weft__errf(err, errlen, WEFT_ENOMEM, "out of memory");
         const char *bad = weft__otlp_kvlist_parse(attrs, rs);
-        for (size_t i = 0; !bad && !name && i < rs->n; i++) /* the last one wins */
+        for (size_t i = 0; !bad && i < rs->n; i++) /* the last one wins */
             if (strcmp(rs->key[i], "service.name") == 0 && rs->value[i][0])
                 snprintf(e->service_name, sizeof(e->service_name), "%s", rs->value[i]);
         free(rs);
@@ -148,6 +124,39 @@ int weft_otlp_options_from_env(weft_otlp_env_t *e, const char *default_service_n
         strcpy(e->resource, attrs); /* parse_kvlist checked its length */
         e->o.resource_attributes = e->resource;
     }
+    return 0;
+}
+
+int weft_otlp_options_from_env(weft_otlp_env_t *e, const char *default_service_name, char *err,
+                               size_t errlen)
+{
+    memset(e, 0, sizeof(*e));
+    weft_otlp_options_init(&e->o);
+    const char *v;
+    if ((v = env("OTEL_SDK_DISABLED")) && strcasecmp(v, "true") == 0) return 0;
+    const char *exporter = env("OTEL_TRACES_EXPORTER");
+    if (exporter && strcmp(exporter, "none") == 0) return 0;
+    if (exporter && strcmp(exporter, "otlp") != 0)
+        return env_fail(err, errlen, "OTEL_TRACES_EXPORTER", exporter,
+                        "weft exports spans with otlp only (or none)");
+    const char *url, *var = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", *suffix = NULL;
+    if (!(url = env(var))) {
+        var = "OTEL_EXPORTER_OTLP_ENDPOINT";
+        suffix = "v1/traces";
+        if (!(url = env(var))) {
+            if (!exporter) return 0; /* nothing asks for an exporter */
+            url = "http://localhost:4318";
+        }
+    }
+    const char *why = parse_url(e, url, suffix);
+    if (why) return env_fail(err, errlen, var, url, why);
+    e->o.host = e->host;
+    e->o.path = e->path;
+
+    int r = weft__otlp_env_extras(e, err, errlen);
+    if (r != 0) return r;
+
+    const char *name = env("OTEL_SERVICE_NAME");
     if (name) {
         if (strlen(name) >= sizeof(e->service_name))
             return env_fail(err, errlen, "OTEL_SERVICE_NAME", name, "longer than 255 bytes");

@@ -112,6 +112,17 @@ bool weft__otlp_path_ok(const char *p);
 int weft__otlp_options_check(const weft_otlp_options_t *o, kvlist_t **rs, kvlist_t **hs, char *err,
                              size_t errlen);
 
+/*
+ * The OTEL_* variables that apply whatever chose the endpoint (env.c), into e (which the
+ * caller has filled, e.g. with weft_otlp_options_init): OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL,
+ * _COMPRESSION and _HEADERS, and OTEL_RESOURCE_ATTRIBUTES (whose service.name, when it has
+ * one, goes to e->service_name; e->o.service_name is left alone). Unset or empty variables
+ * change nothing. Returns 0, or WEFT_EINVAL / WEFT_ENOMEM with one line in err naming the
+ * variable. weft_otlp_options_from_env reads these through it; so does a service whose
+ * endpoint came from a flag (service/settings.c).
+ */
+int weft__otlp_env_extras(weft_otlp_env_t *e, char *err, size_t errlen);
+
 /* The resource's attributes (malloc'd, *len bytes) as JSON array members, or with pb as
  * the KeyValue fields of a protobuf Resource; frees r; NULL when out of memory.
  * service.name is service_name's; the telemetry.sdk.* defaults and service.version give way
