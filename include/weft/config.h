@@ -96,6 +96,12 @@ typedef struct weft_conf_option_s {
                                    later. Without it a name is kept as written (for
                                    addresses a client looks up when it connects). Listen
                                    addresses set it ("localhost:8500") */
+    /* Optional: what the type and bounds cannot say ("a name of letters and digits").
+     * Called with the value just stored (value points at the option's storage; for STRING
+     * at the char *), after parsing and the bounds check, for the default too; returns
+     * NULL, or what is wrong as a constant phrase, which the load reports like any other
+     * bad value: "weft.yaml:3:7: name: <phrase>, got \"a b\"". Must not keep value. */
+    const char *(*check)(const void *value);
 } weft_conf_option_t;
 
 /** A module's table and the struct its offsets refer to. */

@@ -26,6 +26,7 @@
 #define WEFT_HTTP_H
 
 #include <stdbool.h>
+#include <time.h>
 
 #include "weft/common.h"
 #include "weft/config.h"
@@ -343,6 +344,17 @@ WEFT_EXTERN int weft_http_response_end(weft_http_request_t *req);
 
 /** The reason phrase of a status code ("Not Found"); "Unknown" for unlisted codes. */
 WEFT_EXTERN const char *weft_http_status_text(int status);
+
+/**
+ * A Retry-After header value (RFC 9110 10.2.3), v[0..n) (need not be NUL-terminated):
+ * delay-seconds (digits only) or an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), with
+ * blanks (space, tab) around it allowed. now: the wall clock in seconds since the epoch
+ * (time(NULL); a parameter so that tests and callers with a clock of their own choose it).
+ * Returns 0 and sets *ms to the wait in milliseconds (0 for a date that has passed; seconds
+ * beyond 2^32 are taken as 2^32), or WEFT_EINVAL for anything else (the obsolete RFC 850
+ * and asctime date forms included), leaving *ms unchanged. Any thread; allocates nothing.
+ */
+WEFT_EXTERN int weft_http_retry_after_parse(const char *v, size_t n, time_t now, uint64_t *ms);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,6 @@
 /**
- * weft/otlp.h - a span exporter that sends spans to an OTLP/HTTP receiver (JSON encoding).
+ * weft/otlp.h - a span exporter that sends spans to an OTLP/HTTP receiver (JSON or protobuf,
+ * optionally gzipped), and the OpenTelemetry environment variables that configure one.
  *
  *     weft_otlp_options_t oo;
  *     weft_otlp_options_init(&oo);
@@ -36,6 +37,11 @@
  * Shutdown (weft_tracer_free, or e->shutdown(e->arg) for an exporter no tracer took) stops
  * taking spans, sends what is queued (retrying as above), waits at most shutdown_timeout_ms
  * for that, then cancels what is left, joins the thread and frees the exporter.
+ *
+ * Threads: export_spans (a tracer calls it) from any thread, several at once; the stats from
+ * any thread; everything else from one thread at a time, at start-up and shutdown. The
+ * library is built from src/otlp/ (module weft_otlp: exporter.c, span.c, encode_json.c,
+ * encode_pb.c, options.c, env.c), part of libweft.
  */
 #ifndef WEFT_OTLP_H
 #define WEFT_OTLP_H
@@ -181,7 +187,10 @@ typedef struct weft_otlp_env_s {
  *   OTEL_BSP_MAX_EXPORT_BATCH_SIZE: max_batch (whole numbers, milliseconds for times).
  * Unset or empty variables keep weft_otlp_options_init's defaults. Returns 1 when an
  * exporter is wanted (env->o is ready for weft_otlp_exporter_new, which checks the bounds),
- * 0 when none is, WEFT_EINVAL with one line in err naming the variable and what is wrong.
+ * 0 when none is, WEFT_EINVAL with one line in err naming the variable and what is wrong
+ * (WEFT_ENOMEM: out of memory). env->o's strings point into *env: keep it until
+ * weft_otlp_exporter_new, which copies them, has returned. Reads the environment: call at
+ * start-up, not concurrently with setenv.
  */
 WEFT_EXTERN int weft_otlp_options_from_env(weft_otlp_env_t *env, const char *default_service_name,
                                            char *err, size_t errlen);

@@ -144,6 +144,73 @@ WEFT_EXTERN void weft_service_on_start(weft_service_t *svc, void (*fn)(weft_serv
 /** Frees a service that is not running. */
 WEFT_EXTERN void weft_service_free(weft_service_t *svc);
 
+/** What weft_service_options_from_args loaded: the strings it set in the options. */
+typedef struct weft_service_settings_s weft_service_settings_t;
+
+/**
+ * weft's standard settings for a service, from its command line, its environment and an
+ * optional YAML file, into *o: the one call main() makes before weft_service_new.
+ *
+ *     weft_service_options_t o;
+ *     weft_service_options_init(&o);
+ *     o.name = "orders";                    // the default of --name; variables ORDERS_*
+ *     o.port = 8081;                        // the default of --port
+ *     weft_service_settings_t *st;
+ *     char err[512];
+ *     int rc = weft_service_options_from_args(&o, argc, argv, &st, err, sizeof(err));
+ *     if (rc != 0) {                        // 1: --help was printed
+ *         if (rc < 0) fprintf(stderr, "orders: %s\n", err);
+ *         return rc < 0 ? 2 : 0;
+ *     }
+ *     // weft_service_new(&o, &svc), routes, weft_service_run, weft_service_free(svc), then:
+ *     weft_service_settings_free(st);
+ *
+ * The settings, each with what *o holds on entry as its default; P is o->name in capitals
+ * with '-' and '.' as '_' ("orders": ORDERS_PORT), so services on one host read their own:
+ *   --name NAME           name             P_NAME             [A-Za-z0-9_.-], 1-64 bytes
+ *   --host HOST           host             P_HOST             listen address (127.0.0.1)
+ *   --port N              port             P_PORT             0-65535, 0: a free port
+ *   --workers N           workers          P_WORKERS          0-256, 0: one per CPU
+ *   --log-level LEVEL     log_level        P_LOG_LEVEL        default: the current level
+ *   --access-log          access_log       P_ACCESS_LOG
+ *   --access-log-file F   access_log_file  P_ACCESS_LOG_FILE
+ *   --otlp HOST:PORT      otlp             P_OTLP             default: none
+ *   (in the file)         http.*           the server's limits and timeouts (weft/http.h)
+ *   --config FILE         the YAML file holding any of these keys
+ *   --help, -h            prints every setting (flag, key, default, variable, range) to
+ *                         stdout, and nothing else is done
+ * Precedence and value syntax: weft/config.h (defaults, the file, the environment, flags).
+ * Besides *o: log_level sets the process's level (weft_log_set_level). otlp makes an OTLP
+ * exporter (weft/otlp.h) for HOST:PORT/v1/traces, its service.name the loaded name and
+ * service.version o->version, with OTEL_RESOURCE_ATTRIBUTES and
+ * OTEL_EXPORTER_OTLP_[TRACES_]HEADERS, _COMPRESSION and _PROTOCOL applied, and puts it in
+ * o->exporter (shutting down any exporter o->exporter held); weft_service_new takes it
+ * over like any exporter (a caller that gives up before weft_service_new shuts it down:
+ * o->exporter->shutdown(o->exporter->arg)). Without otlp, the OTEL_* variables are
+ * weft_service_new's to read (o->otel_env). Every o->http field an http.* key sets is
+ * replaced, by the table's default when the file does not set it: to force one, set it
+ * after this call.
+ *
+ * Returns 0: *o is filled, and *settings owns the strings it now points to (name, host,
+ * access_log_file); free it with weft_service_settings_free after weft_service_free.
+ * 1: --help was printed to stdout; *o unchanged, *settings NULL: exit with status 0.
+ * A negative error, *o unchanged, *settings NULL, one line in err (errlen bytes) saying
+ * where the bad value came from and what is wrong: a file's as FILE:LINE:COLUMN: key:
+ * ("weft.yaml:3:7: port: 70000 is above the maximum 65535"), a flag's or a variable's by
+ * its name ("--workers: expected a whole number, got \"many\"", "ORDERS_NAME: ...",
+ * "OTEL_EXPORTER_OTLP_PROTOCOL: ..."); WEFT_EINVAL (a bad value, flag or key, or argv
+ * with positional arguments), WEFT_ENOENT (the file cannot be read), WEFT_ENOMEM, or the
+ * exporter's failure. The caller prints it and exits with status 2.
+ * Reads the environment: call at start-up, before any thread that calls setenv.
+ */
+WEFT_EXTERN int weft_service_options_from_args(weft_service_options_t *o, int argc, char **argv,
+                                               weft_service_settings_t **settings, char *err,
+                                               size_t errlen);
+
+/** Frees what weft_service_options_from_args loaded (NULL: nothing); the options' strings
+ *  dangle afterwards, so call it after weft_service_free. */
+WEFT_EXTERN void weft_service_settings_free(weft_service_settings_t *s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -161,19 +161,25 @@ static int set_value(loader_t *l, size_t g, const char *text, size_t len, const 
         weft__conf_check_bounds(o, &v, text, len, w, sizeof(w)) != 0)
         return fail(l, "%s: %s", where, w);
     char *dst = (char *)sec->target + o->offset;
-    if (weft__conf_store(o, &v, dst)) return 0;
-    /* A string: an owned copy, freed with the configuration. */
-    char *copy = malloc(len + 1);
-    if (!copy) return oom(l);
-    memcpy(copy, text, len);
-    copy[len] = 0;
-    if (own(l->conf, copy) != 0) {
-        free(copy);
-        return oom(l);
+    if (!weft__conf_store(o, &v, dst)) {
+        /* A string: an owned copy, freed with the configuration. */
+        char *copy = malloc(len + 1);
+        if (!copy) return oom(l);
+        memcpy(copy, text, len);
+        copy[len] = 0;
+        if (own(l->conf, copy) != 0) {
+            free(copy);
+            return oom(l);
+        }
+        char **slot = (char **)dst;
+        if (*slot) disown(l->conf, *slot);
+        *slot = copy;
     }
-    char **slot = (char **)dst;
-    if (*slot) disown(l->conf, *slot);
-    *slot = copy;
+    const char *why = o->check ? o->check(dst) : NULL;
+    if (why) { /* the load fails: what was stored goes with it */
+        weft__conf_escape(w, sizeof(w), text, len, WEFT__CONF_SHOW);
+        return fail(l, "%s: %s, got \"%s\"", where, why, w);
+    }
     return 0;
 }
 
@@ -965,6 +971,15 @@ int weft_conf_check(const weft_conf_section_t *secs, size_t nsecs, char *err, si
                 if (weft__conf_parse(o, o->def, dl, &v, w, sizeof(w)) != 0 ||
                     weft__conf_check_bounds(o, &v, o->def, dl, w, sizeof(w)) != 0)
                     return fail(&l, "%s: %s: default: %s", sn, k, w);
+                union {
+                    weft_conf_addr_t a;
+                    uint64_t u;
+                    double d;
+                    const char *s;
+                } stored;
+                if (!weft__conf_store(o, &v, &stored)) stored.s = o->def;
+                const char *why = o->check ? o->check(&stored) : NULL;
+                if (why) return fail(&l, "%s: %s: default: %s", sn, k, why);
             }
             /* against every option before this one, in any section */
             for (size_t s2 = 0; s2 <= s; s2++) {

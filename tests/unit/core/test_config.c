@@ -1079,6 +1079,78 @@ static void test_failed_load_leaves_nothing(void **state)
     assert_null(conf.file);
 }
 
+/* ---- checks declared in the table ---- */
+
+static const char *no_blank(const void *v)
+{
+    const char *s = *(const char *const *)v;
+    return strchr(s, ' ') ? "a word without blanks" : NULL;
+}
+
+static const char *even(const void *v)
+{
+    return *(const uint64_t *)v % 2 ? "an even number" : NULL;
+}
+
+typedef struct {
+    char *word;
+    uint64_t n;
+} checked_t;
+
+static void test_check(void **state)
+{
+    checked_t k;
+    weft_conf_option_t t[] = {
+        {.key = "word",
+         .type = WEFT_CONF_STRING,
+         .offset = offsetof(checked_t, word),
+         .def = "w",
+         .flag = "word",
+         .env = "T_WORD",
+         .help = "w",
+         .check = no_blank},
+        {.key = "n",
+         .type = WEFT_CONF_UINT,
+         .offset = offsetof(checked_t, n),
+         .def = "2",
+         .flag = "n",
+         .help = "n",
+         .check = even},
+    };
+    weft_conf_section_t ks[] = {{.name = "k", .opts = t, .n = 2, .target = &k}};
+    weft_conf_t conf;
+    char *ok[] = {"prog", "--n", "4", "--word", "yes"};
+    unsetenv("T_WORD");
+    assert_int_equal(weft_conf_load(&conf, ks, 1, NULL, 5, ok, err, sizeof(err)), 0);
+    assert_string_equal(k.word, "yes");
+    assert_int_equal(k.n, 4);
+    weft_conf_free(&conf);
+    /* a flag, the environment, the file: each says where, like any other bad value */
+    char *bad[] = {"prog", "--n", "3"};
+    assert_int_equal(weft_conf_load(&conf, ks, 1, NULL, 3, bad, err, sizeof(err)), WEFT_EINVAL);
+    assert_string_equal(err, "--n: an even number, got \"3\"");
+    setenv("T_WORD", "two words", 1);
+    assert_int_equal(weft_conf_load(&conf, ks, 1, NULL, 1, bad, err, sizeof(err)), WEFT_EINVAL);
+    assert_string_equal(err, "T_WORD: a word without blanks, got \"two words\"");
+    assert_null(k.word); /* the refused string went with the load */
+    unsetenv("T_WORD");
+    const char *f = file_of("n: 2\nword: \"a b\"\n");
+    assert_int_equal(weft_conf_load(&conf, ks, 1, f, 1, bad, err, sizeof(err)), WEFT_EINVAL);
+    unlink(f);
+    char want[200];
+    snprintf(want, sizeof(want), "%s:2:7: word: a word without blanks, got \"a b\"", f);
+    assert_string_equal(err, want);
+    assert_null(conf.owned);
+    /* a default the check refuses is a broken table */
+    t[1].def = "1";
+    assert_int_equal(weft_conf_check(ks, 1, err, sizeof(err)), WEFT_EINVAL);
+    assert_string_equal(err, "k: n: default: an even number");
+    t[1].def = "2";
+    t[0].def = "a b";
+    assert_int_equal(weft_conf_check(ks, 1, err, sizeof(err)), WEFT_EINVAL);
+    assert_string_equal(err, "k: word: default: a word without blanks");
+}
+
 /* ---- help and reference ---- */
 
 static char *capture(void (*fn)(const weft_conf_section_t *, size_t, FILE *))
@@ -1168,6 +1240,7 @@ int main(void)
         cmocka_unit_test(test_positional),
         cmocka_unit_test(test_tables),
         cmocka_unit_test(test_failed_load_leaves_nothing),
+        cmocka_unit_test(test_check),
         cmocka_unit_test(test_help),
         cmocka_unit_test(test_markdown),
     };

@@ -1,13 +1,18 @@
 /*
- * retry_after.c - the Retry-After header value (see service/otlp_int.h).
+ * retry_after.c - the Retry-After header value (weft_http_retry_after_parse, weft/http.h).
  *
- * Only the two forms RFC 9110 lets a sender generate today: delay-seconds and IMF-fixdate.
- * A value in neither form is ignored by the caller, which then waits its own backoff: a
- * receiver's hint is honoured when it is clear, never guessed at.
+ * Used by whatever retries a request a server turned away: the OTLP exporter today, the
+ * gateway's retries later. Only the two forms RFC 9110 lets a sender generate today:
+ * delay-seconds and IMF-fixdate. A value in neither form is refused and the caller then
+ * waits its own backoff: a server's hint is honoured when it is clear, never guessed at.
+ *
+ * Invariants: reads exactly n bytes of v (it need not be NUL-terminated), allocates
+ * nothing, keeps no state; any thread.
  */
+#include <stdbool.h>
 #include <string.h>
 
-#include "service/otlp_int.h"
+#include "weft/http.h"
 
 #define SECONDS_MAX 4294967296ULL /* about 136 years: longer waits are all "too long" */
 
@@ -62,23 +67,23 @@ static bool imf_fixdate(const char *p, size_t n, int64_t *t)
     return true;
 }
 
-bool weft__otlp_retry_after(const char *v, size_t n, time_t now, uint64_t *ms)
+int weft_http_retry_after_parse(const char *v, size_t n, time_t now, uint64_t *ms)
 {
     while (n > 0 && (*v == ' ' || *v == '\t')) v++, n--;
     while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
-    if (n == 0) return false;
+    if (n == 0) return WEFT_EINVAL;
     if (v[0] >= '0' && v[0] <= '9') {
         uint64_t s = 0;
         for (size_t i = 0; i < n; i++) {
-            if (v[i] < '0' || v[i] > '9') return false;
+            if (v[i] < '0' || v[i] > '9') return WEFT_EINVAL;
             if (s < SECONDS_MAX) s = s * 10 + (uint64_t)(v[i] - '0');
         }
         *ms = (s < SECONDS_MAX ? s : SECONDS_MAX) * 1000;
-        return true;
+        return 0;
     }
     int64_t t;
-    if (!imf_fixdate(v, n, &t)) return false;
+    if (!imf_fixdate(v, n, &t)) return WEFT_EINVAL;
     int64_t d = t - (int64_t)now;
     *ms = d <= 0 ? 0 : (uint64_t)(d < (int64_t)SECONDS_MAX ? d : (int64_t)SECONDS_MAX) * 1000;
-    return true;
+    return 0;
 }

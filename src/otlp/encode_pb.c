@@ -1,11 +1,11 @@
 /*
- * otlp_pb.c - OTLP spans in protobuf's wire format (see service/otlp_int.h).
+ * encode_pb.c - OTLP spans in protobuf's wire format (see otlp/otlp_int.h).
  *
  * The messages and field numbers are opentelemetry-proto's (trace/v1/trace.proto,
  * common/v1/common.proto, resource/v1/resource.proto): written by hand rather than
  * generated, as there are few of them and the exporter writes, never reads, them. Fields
  * with their default value are left out, as protobuf's own encoders do, except where the
- * JSON encoder (otlp.c) writes them too (names, times, kind), so both say the same.
+ * JSON encoder (encode_json.c) writes them too (names, times, kind), so both say the same.
  *
  * Nested messages are length-prefixed; their length is known only once they are written.
  * weft__pb_open leaves one byte for it; weft__pb_close fills it in and, for contents of
@@ -16,7 +16,8 @@
 #include <string.h>
 
 #include "core/json_write.h"
-#include "service/otlp_int.h"
+#include "otlp/otlp_int.h"
+#include "weft/weft.h"
 
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
@@ -156,7 +157,7 @@ void weft__otlp_pb_span(weft_buf_t *b, const item_t *d)
     if (d->tracestate_len) weft__pb_bytes(b, 3, d->tracestate, d->tracestate_len);
     if (memcmp(d->parent_span_id, zero, 8) != 0) weft__pb_bytes(b, 4, d->parent_span_id, 8);
     string(b, 5, d->name);
-    weft__pb_varint_field(b, 6, (uint64_t)d->kind + 1); /* SPAN_KIND_*, as in otlp.c */
+    weft__pb_varint_field(b, 6, (uint64_t)d->kind + 1); /* SPAN_KIND_*, as in JSON */
     fixed64(b, 7, d->start_ns);
     fixed64(b, 8, d->end_ns);
     attributes(b, 9, d->attrs, d->nattrs);
@@ -177,7 +178,25 @@ void weft__otlp_pb_span(weft_buf_t *b, const item_t *d)
         weft__pb_varint_field(b, 3, d->status);
         weft__pb_close(b, st);
     }
-    /* SpanFlags, as in otlp.c: W3C flags, bit 8 "bit 9 is known", bit 9 parent is remote */
+    /* SpanFlags, as in JSON: W3C flags, bit 8 "bit 9 is known", bit 9 parent is remote */
     fixed32(b, 16, (d->flags & 0xffu) | 0x100u | (d->parent_remote ? 0x200u : 0));
     weft__pb_close(b, span);
+}
+
+void weft__otlp_pb_batch(weft_buf_t *b, const char *resource, size_t resource_len,
+                         const item_t *first, size_t n)
+{
+    /* ExportTraceServiceRequest { 1 ResourceSpans { 1 Resource { 1 attributes },
+     * 2 ScopeSpans { 1 InstrumentationScope { 1 name, 2 version }, 2 spans } } } */
+    size_t rs = weft__pb_open(b, 1);
+    weft__pb_bytes(b, 1, resource, resource_len);
+    size_t ss = weft__pb_open(b, 2);
+    size_t scope = weft__pb_open(b, 1);
+    weft__pb_bytes(b, 1, "weft", 4);
+    weft__pb_bytes(b, 2, WEFT_VERSION, strlen(WEFT_VERSION));
+    weft__pb_close(b, scope);
+    const item_t *it = first;
+    for (size_t i = 0; i < n; i++, it = it->next) weft__otlp_pb_span(b, it);
+    weft__pb_close(b, ss);
+    weft__pb_close(b, rs);
 }

@@ -1,5 +1,5 @@
 /*
- * fuzz_retry_after.c - any bytes as a Retry-After value (weft__otlp_retry_after).
+ * fuzz_retry_after.c - any bytes as a Retry-After value (weft_http_retry_after_parse).
  *
  * Properties: no crash, no read past the input (it is not NUL-terminated). Accepted input is
  * what the contract says: after blanks are dropped, either digits only, giving their value
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "service/otlp_int.h"
+#include "weft/http.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -21,8 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(v, data, size);
     uint64_t ms = 0, ms_later = 0;
     const time_t now = 1700000000;
-    bool ok = weft__otlp_retry_after(v, size, now, &ms);
-    bool ok_later = weft__otlp_retry_after(v, size, now + 1, &ms_later);
+    bool ok = weft_http_retry_after_parse(v, size, now, &ms) == 0;
+    bool ok_later = weft_http_retry_after_parse(v, size, now + 1, &ms_later) == 0;
     if (ok != ok_later) abort(); /* the clock never decides the form */
     size_t a = 0, b = size;
     while (a < b && (v[a] == ' ' || v[a] == '\t')) a++;
