@@ -23,6 +23,8 @@
  * Runs once, on the thread that starts the service, before its threads exist; reads the
  * environment; no state of its own. Out of memory is returned, never an abort.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +75,16 @@ static const char *check_otlp(const void *v)
     return NULL;
 }
 
+/* The listen address must be numeric: the server binds it as written, and a name would
+ * fail only there, past the configuration (exit 1 instead of 2). */
+static const char *check_listen_host(const void *v)
+{
+    const char *host = *(const char *const *)v;
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1) return NULL;
+    return "expected a numeric IPv4 or IPv6 address to listen on (127.0.0.1 for localhost)";
+}
+
 enum { O_NAME, O_HOST, O_PORT, O_WORKERS, O_LOG_LEVEL, O_ACCESS_LOG, O_ACCESS_LOG_FILE, O_OTLP };
 
 /* .def and .env are filled per call (options_from_args); the rest is fixed. */
@@ -91,7 +103,8 @@ static const weft_conf_option_t std_options[] = {
                 .min = 1,
                 .max = 63,
                 .flag = "host",
-                .help = "listen address"},
+                .help = "listen address (numeric IPv4 or IPv6)",
+                .check = check_listen_host},
     [O_PORT] = {.key = "port",
                 .type = WEFT_CONF_UINT,
                 .offset = offsetof(std_conf_t, port),

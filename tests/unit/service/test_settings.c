@@ -260,6 +260,9 @@ static void test_bad_values(void **state)
     refused(LOAD("--otlp", "127.0.0.1:0"), WEFT_EINVAL,
             "--otlp: expected a port from 1 to 65535 (spans need somewhere to go), got "
             "\"127.0.0.1:0\"");
+    refused(LOAD("--host", "localhost"), WEFT_EINVAL,
+            "--host: expected a numeric IPv4 or IPv6 address to listen on (127.0.0.1 for "
+            "localhost), got \"localhost\"");
     refused(LOAD("--otlp", "nohost"), WEFT_EINVAL,
             "--otlp: expected HOST:PORT (port 0-65535, [v6]:port), got \"nohost\"");
     setenv("SVC_T_PORT", "-1", 1);
