@@ -94,6 +94,7 @@ bench: deps build
 	@scripts/install-deps --bench
 	bench/http
 	bench/otlp
+	bench/idle
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

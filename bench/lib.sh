@@ -72,8 +72,9 @@ cpu_ticks() { # pids... -> utime+stime of each (whole thread group) in clock tic
 
 # nginx_start name port location-blocks: one NGINX process (generated config in $T; one
 # worker, master_process off so that the PID started is the PID that serves and whose CPU
-# counts, access log off unless NGINX_ACCESS_LOG names a file, keepalive_requests 1000000),
-# listening on 127.0.0.1:port. Sets NGINX_PID and NGINX_CONF.
+# counts, access log off unless NGINX_ACCESS_LOG names a file, keepalive_requests 1000000,
+# worker_connections NGINX_WORKER_CONNECTIONS or 4096), listening on 127.0.0.1:port. Sets
+# NGINX_PID and NGINX_CONF.
 nginx_start() {
   local name=$1 port=$2
   NGINX_CONF=$T/nginx-$name.conf
@@ -83,7 +84,7 @@ daemon off;
 master_process off;
 pid $T/nginx-$name.pid;
 error_log $T/nginx-$name-error.log warn;
-events { worker_connections 4096; }
+events { worker_connections ${NGINX_WORKER_CONNECTIONS:-4096}; }
 http {
   access_log ${NGINX_ACCESS_LOG:-off};
   keepalive_requests 1000000;

@@ -6,8 +6,9 @@
  * timer of that listener is touched only by that loop's thread. The only cross-thread read
  * is the connection count (an atomic) for metrics.
  *
- * Connections. Each connection has one read buffer (rbuf), one llhttp parser, one arena and
- * two output buffers (obuf collects responses; wbuf is the one libuv is writing). Requests
+ * Connections. A connection with work to do has one read buffer (rbuf), one exchange (x:
+ * the llhttp parser, the request, its header arrays and arena) and two output buffers (obuf
+ * collects responses; wbuf is the one libuv is writing). Requests
  * on a connection are handled one at a time: the parser pauses at the end of each message,
  * the handler runs outside the parser, and parsing of pipelined bytes resumes only when the
  * response is finished, so responses go out in order and a handler never runs inside
@@ -19,6 +20,22 @@
  * complete, the request's strings point into rbuf; from then on rbuf is neither moved nor
  * compacted until the request is finished, except when the request has a body: then the head
  * is copied into the arena first ("detached") and rbuf is reused for the body's bytes.
+ *
+ * Memory. An idle keep-alive connection holds its conn_t (about 650 bytes with its libuv
+ * handle) and nothing else: a gateway keeps tens of thousands of them. When the socket has
+ * been read to EAGAIN and the connection is idle with nothing buffered or being written and
+ * no request in progress (conn_quiet), it gives its exchange, rbuf, obuf and wbuf back
+ * (conn_release); when bytes are ready again it takes them before reading (conn_take).
+ * Both go through the listener's freelist of exchanges, each of which keeps a read buffer
+ * and at most one output buffer of the initial sizes (grown ones are freed), at most
+ * XFREE_MAX of them (the rest are freed): taking and giving back is a few pointer moves, so
+ * a busy connection pays almost nothing for it, and the memory of idle connections stays
+ * bounded even though malloc keeps what is freed. An exchange on the freelist sits between
+ * two messages: request_reset ran, and its parser, paused after a keep-alive message, reads
+ * the next message's bytes as a fresh one would; one from a connection that closed
+ * mid-message is reset first (exch_reset). When no memory can be had for ready bytes, they
+ * wait in the socket and the next sweep kicks the connection again (mem_stalled). A
+ * connection holding no exchange is always C_IDLE with rlen, olen, rcap and ocap 0.
  *
  * Timeouts. No timer per connection: each connection carries a deadline and a 250 ms sweep
  * per listener closes or answers 408 to the ones past it. Storing a deadline is all a
@@ -65,6 +82,7 @@
 #define OBUF_HIGH_WATER (64 * 1024)  /* stop pipelining / ask producers to wait */
 #define OBUF_MAX        (256u << 20) /* a response never buffers more than this */
 #define INLINE_HEADERS  24
+#define XFREE_MAX       64 /* exchanges (and their buffers) a listener keeps for reuse */
 #define ARENA_BLOCK     4096
 #define ARENA_LIMIT     (8u << 20)
 #define LINGER_MS       2000
@@ -84,12 +102,31 @@ typedef struct hdr_off_s {
 } hdr_off_t;
 
 typedef struct listener_s listener_t;
+typedef struct conn_s conn_t;
 
-typedef struct conn_s {
+/* What a connection holds only while it has work: the parser, the request with its header
+ * arrays and arena, the write and shutdown requests (see "Memory" at the top). */
+typedef struct exch_s {
+    conn_t *c;           /* the connection holding it; NULL on the freelist */
+    struct exch_s *next; /* the listener's freelist */
+    char *rbuf, *obuf;   /* on the freelist: the buffers kept for the next connection (rbuf
+                            RBUF_INITIAL bytes; obuf OBUF_INITIAL bytes, or NULL); NULL while
+                            a connection holds it (they are the connection's then) */
+    llhttp_t parser;
+    weft_http_request_t req;
+    weft_arena_t arena;
+    hdr_off_t *hoff_heap; /* when more than INLINE_HEADERS, up to max_headers */
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+    hdr_off_t hoff_inline[INLINE_HEADERS];
+    weft_http_header_t hdr_inline[INLINE_HEADERS];
+} exch_t;
+
+struct conn_s {
     uv_tcp_t tcp;
     listener_t *l;
     struct conn_s *prev, *next;
-    llhttp_t parser;
+    exch_t *x; /* NULL while idle with nothing buffered: then rbuf, obuf and wbuf are NULL */
     conn_state_t state;
 
     char *rbuf;
@@ -97,15 +134,10 @@ typedef struct conn_s {
     size_t msg_start;        /* where the current message began in rbuf */
     uint32_t url_off, url_len;
     uint32_t nhdr;
-    hdr_off_t *hoff; /* offsets of the head being parsed */
-    hdr_off_t hoff_inline[INLINE_HEADERS];
-    hdr_off_t *hoff_heap; /* when more than INLINE_HEADERS, up to max_headers */
-    bool in_value;        /* the last piece was a header value */
+    hdr_off_t *hoff; /* offsets of the head being parsed (x->hoff_inline or x->hoff_heap) */
+    bool in_value;   /* the last piece was a header value */
     bool msg_begun;
 
-    weft_arena_t arena;
-    weft_http_request_t req;
-    weft_http_header_t hdr_inline[INLINE_HEADERS];
     char *body;
     size_t body_len, body_cap;
     uint64_t body_limit;
@@ -114,8 +146,6 @@ typedef struct conn_s {
 
     char *obuf, *wbuf;
     size_t olen, ocap, wcap;
-    uv_write_t wreq;
-    uv_shutdown_t sreq;
     char *xhdr; /* extra response headers, serialized */
     size_t xlen, xcap;
 
@@ -157,7 +187,7 @@ typedef struct conn_s {
     bool drain_wanted;
     bool client_closed_told; /* on_event(CLIENT_CLOSED) ran for this request */
     uv_timer_t *rtimer;      /* weft_http_request_timer's; NULL until first armed */
-} conn_t;
+};
 
 struct listener_s {
     weft_http_server_t *srv;
@@ -175,6 +205,9 @@ struct listener_s {
     void (*on_done)(void *);
     void *done_arg;
     conn_t *conns;
+    exch_t *xfree;    /* exchanges for connections that get bytes, with their buffers */
+    unsigned nxfree;  /* on xfree: at most XFREE_MAX */
+    bool mem_stalled; /* a connection found no memory for the bytes waiting: on_timer kicks */
     _Atomic unsigned nconns;
     _Atomic uint64_t rejected; /* connections refused at the cap (written by this loop only) */
     bool accept_stalled;       /* a connection is pending: memory for it ran out (on_timer) */
@@ -216,6 +249,13 @@ static const llhttp_settings_t parser_settings;
 static inline uint64_t loop_now(const conn_t *c)
 {
     return uv_now(c->l->loop);
+}
+
+/* The connection of a request that a handler holds (its exchange is not given back before
+ * the handler has finished). */
+static inline conn_t *conn_of(weft_http_request_t *req)
+{
+    return ((exch_t *)((char *)req - offsetof(exch_t, req)))->c;
 }
 
 static size_t fmt_u64(char *out, uint64_t v)
@@ -366,7 +406,7 @@ static const char *decode_params(conn_t *c, weft_route_match_t *m)
     for (unsigned i = 0; i < m->nparams; i++) {
         weft_str_t *v = &m->params[i].value;
         if (v->len == 0 || !memchr(v->base, '%', v->len)) continue;
-        char *out = weft_arena_alloc(&c->arena, v->len);
+        char *out = weft_arena_alloc(&c->x->arena, v->len);
         if (!out) return "out of memory";
         size_t o = 0;
         for (size_t k = 0; k < v->len; k++) {
@@ -501,6 +541,123 @@ const char *weft_http_status_text(int status)
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* exchanges and buffers: taken when bytes arrive, given back when idle                 */
+
+/* A new exchange with a read buffer of RBUF_INITIAL bytes; NULL when out of memory. */
+static exch_t *exch_new(listener_t *l)
+{
+    exch_t *x = calloc(1, sizeof(*x));
+    char *rbuf = x ? malloc(RBUF_INITIAL) : NULL;
+    if (!rbuf) {
+        free(x);
+        return NULL;
+    }
+    x->rbuf = rbuf;
+    llhttp_init(&x->parser, HTTP_REQUEST, &parser_settings);
+    weft_arena_init(&x->arena, ARENA_BLOCK, ARENA_LIMIT);
+    x->req.loop = l->loop;
+    return x;
+}
+
+static void exch_free(exch_t *x)
+{
+    weft_arena_free(&x->arena);
+    free(x->hoff_heap);
+    free(x->rbuf);
+    free(x->obuf);
+    free(x);
+}
+
+/* An exchange whose connection closed at any point of a message, made as good as new. */
+static void exch_reset(exch_t *x, listener_t *l)
+{
+    weft_arena_reset(&x->arena);
+    llhttp_init(&x->parser, HTTP_REQUEST, &parser_settings);
+    memset(&x->req, 0, sizeof(x->req));
+    x->req.loop = l->loop;
+}
+
+/* Frees the listener's freelist. */
+static void xfree_drain(listener_t *l)
+{
+    while (l->xfree) {
+        exch_t *x = l->xfree;
+        l->xfree = x->next;
+        exch_free(x);
+    }
+    l->nxfree = 0;
+}
+
+/* Gives c an exchange and the buffers, because bytes may be waiting: from the listener's
+ * freelist, else new. Returns 0, or WEFT_ENOMEM with c still holding nothing. */
+static int conn_take(conn_t *c)
+{
+    listener_t *l = c->l;
+    exch_t *x = l->xfree;
+    if (x) {
+        l->xfree = x->next;
+        l->nxfree--;
+    } else if (!(x = exch_new(l))) {
+        return WEFT_ENOMEM;
+    }
+    x->c = c;
+    x->parser.data = c;
+    c->x = x;
+    c->hoff = x->hoff_inline;
+    c->rbuf = x->rbuf;
+    c->rcap = RBUF_INITIAL;
+    c->obuf = x->obuf;
+    c->ocap = x->obuf ? OBUF_INITIAL : 0;
+    x->rbuf = x->obuf = NULL;
+    return 0;
+}
+
+/* Idle with nothing buffered, nothing to write, no request in progress and the socket read
+ * to EAGAIN: what the exchange and the buffers hold is no longer needed. */
+static inline bool conn_quiet(const conn_t *c)
+{
+    return c->x && c->state == C_IDLE && !c->rready && c->rlen == 0 && c->olen == 0 &&
+           !c->writing && !c->handler_active && !c->dispatch_pending && !c->close_after &&
+           !c->closing && !c->processing;
+}
+
+/* c gives its exchange and buffers back: to the listener's freelist with one read buffer and
+ * at most one output buffer, both of the initial size, or to malloc when the freelist is
+ * full. The exchange is between two messages (request_reset ran) or was reset. */
+static void conn_release(conn_t *c)
+{
+    listener_t *l = c->l;
+    exch_t *x = c->x;
+    char *rbuf = c->rbuf, *obuf = c->obuf;
+    if (c->ocap != OBUF_INITIAL) { /* grown, or none: wbuf may be one of the initial size */
+        free(obuf);
+        obuf = NULL;
+        if (c->wcap == OBUF_INITIAL) {
+            obuf = c->wbuf;
+            c->wbuf = NULL;
+        }
+    }
+    if (c->wbuf) free(c->wbuf);
+    if (c->rcap != RBUF_INITIAL) {
+        free(rbuf);
+        rbuf = NULL;
+    }
+    c->x = NULL;
+    c->rbuf = c->obuf = c->wbuf = NULL;
+    c->rcap = c->rlen = c->rpos = c->ocap = c->olen = c->wcap = 0;
+    x->rbuf = rbuf;
+    x->obuf = obuf;
+    if (l->nxfree == XFREE_MAX || (!rbuf && !(x->rbuf = malloc(RBUF_INITIAL)))) {
+        exch_free(x);
+        return;
+    }
+    x->c = NULL;
+    x->next = l->xfree;
+    l->xfree = x;
+    l->nxfree++;
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* output                                                                               */
 
 static void conn_close(conn_t *c);
@@ -563,7 +720,7 @@ static void flush(conn_t *c)
     size_t rest = c->olen - (size_t)r;
     c->olen = 0;
     uv_buf_t wb = uv_buf_init(c->wbuf + r, (unsigned)rest);
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &wb, 1, on_write) != 0) {
+    if (uv_write(&c->x->wreq, (uv_stream_t *)&c->tcp, &wb, 1, on_write) != 0) {
         conn_close(c);
         return;
     }
@@ -584,13 +741,13 @@ static void after_flush(conn_t *c)
         if (c->handler_active) return; /* the response is still streaming */
         c->state = C_LINGER;
         c->deadline = loop_now(c) + LINGER_MS;
-        c->sreq.data = c;
-        if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) conn_close(c);
+        c->x->sreq.data = c;
+        if (uv_shutdown(&c->x->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) conn_close(c);
         return;
     }
-    if (c->drain_wanted && c->handler_active && c->req.on_drain) {
+    if (c->drain_wanted && c->handler_active && c->x->req.on_drain) {
         c->drain_wanted = false;
-        c->req.on_drain(&c->req);
+        c->x->req.on_drain(&c->x->req);
     }
 }
 
@@ -618,7 +775,7 @@ static void filters_end(conn_t *c, int status, bool aborted)
     weft_http_server_t *s = c->l->srv;
     for (unsigned i = s->nfilters; i-- > 0;) {
         const weft_http_filter_t *f = &s->filters[i];
-        if (f->on_end) f->on_end(&c->req, status, aborted, f->arg);
+        if (f->on_end) f->on_end(&c->x->req, status, aborted, f->arg);
     }
 }
 
@@ -628,7 +785,7 @@ static bool filters_request(conn_t *c)
     weft_http_server_t *s = c->l->srv;
     for (unsigned i = 0; i < s->nfilters; i++) {
         const weft_http_filter_t *f = &s->filters[i];
-        if (f->on_request && f->on_request(&c->req, f->arg) == WEFT_HTTP_DONE) return true;
+        if (f->on_request && f->on_request(&c->x->req, f->arg) == WEFT_HTTP_DONE) return true;
     }
     return false;
 }
@@ -639,7 +796,7 @@ static void filters_head(conn_t *c, int status)
     weft_http_server_t *s = c->l->srv;
     for (unsigned i = s->nfilters; i-- > 0;) {
         const weft_http_filter_t *f = &s->filters[i];
-        if (f->on_head) f->on_head(&c->req, status, f->arg);
+        if (f->on_head) f->on_head(&c->x->req, status, f->arg);
     }
 }
 
@@ -648,7 +805,7 @@ static void filters_head(conn_t *c, int status)
 
 static int write_head(conn_t *c, int status, const char *ctype, int64_t clen, bool chunked)
 {
-    weft_http_request_t *req = &c->req;
+    weft_http_request_t *req = &c->x->req;
     if (c->l->srv->nfilters_head && c->handler_active) filters_head(c, status);
     const char *reason = weft_http_status_text(status);
     size_t rlen = strlen(reason), tlen = ctype ? strlen(ctype) : 0;
@@ -713,11 +870,15 @@ static int write_head(conn_t *c, int status, const char *ctype, int64_t clen, bo
 
 static void conn_free(conn_t *c)
 {
-    weft_arena_free(&c->arena);
-    free(c->hoff_heap);
-    free(c->rbuf);
-    free(c->obuf);
-    free(c->wbuf);
+    if (c->x && !c->free_pending) {
+        exch_reset(c->x, c->l);
+        conn_release(c);
+    } else if (c->x) { /* a handler finished after the close: the listener may be gone */
+        exch_free(c->x);
+        free(c->rbuf);
+        free(c->obuf);
+        free(c->wbuf);
+    }
     free(c);
 }
 
@@ -733,7 +894,7 @@ static bool release_if_aborted(conn_t *c)
 int weft_http_respond(weft_http_request_t *req, int status, const char *content_type,
                       const void *body, size_t len)
 {
-    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
+    conn_t *c = conn_of(req);
     if (!c->handler_active) return WEFT_ESTATE;
     if (release_if_aborted(c)) return WEFT_ECLOSED;
     if (c->resp_started) return WEFT_ESTATE;
@@ -741,7 +902,7 @@ int weft_http_respond(weft_http_request_t *req, int status, const char *content_
     if (write_head(c, status, content_type, (int64_t)len, false) != 0 ||
         (!req->is_head && len && out_reserve(c, len) != 0)) {
         c->olen = 0;
-        c->req.keep_alive = false;
+        c->x->req.keep_alive = false;
         c->close_after = true;
         request_finish(c);
         return WEFT_ENOMEM;
@@ -754,7 +915,7 @@ int weft_http_respond(weft_http_request_t *req, int status, const char *content_
 int weft_http_response_start(weft_http_request_t *req, int status, const char *content_type,
                              int64_t content_length)
 {
-    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
+    conn_t *c = conn_of(req);
     if (!c->handler_active || c->resp_started) return WEFT_ESTATE;
     if (c->closing) return WEFT_ECLOSED;
     bool chunked = content_length < 0 && req->version_minor >= 1;
@@ -768,7 +929,7 @@ int weft_http_response_start(weft_http_request_t *req, int status, const char *c
 
 int weft_http_response_write(weft_http_request_t *req, const void *data, size_t len)
 {
-    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
+    conn_t *c = conn_of(req);
     if (!c->handler_active || !c->resp_started || c->resp_done) return WEFT_ESTATE;
     if (c->closing) return WEFT_ECLOSED;
     if (len == 0 || req->is_head) return 0;
@@ -794,7 +955,7 @@ int weft_http_response_write(weft_http_request_t *req, const void *data, size_t 
 
 int weft_http_response_end(weft_http_request_t *req)
 {
-    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
+    conn_t *c = conn_of(req);
     if (!c->handler_active) return WEFT_ESTATE;
     if (release_if_aborted(c)) return WEFT_ECLOSED;
     if (!c->resp_started) return weft_http_respond(req, 200, NULL, NULL, 0);
@@ -814,7 +975,7 @@ int weft_http_response_end(weft_http_request_t *req)
 
 int weft_http_response_header(weft_http_request_t *req, const char *name, const char *value)
 {
-    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
+    conn_t *c = conn_of(req);
     if (!c->handler_active || c->resp_started) return WEFT_ESTATE;
     size_t nl = strlen(name), vl = strlen(value);
     if (nl == 0) return WEFT_EINVAL;
@@ -829,7 +990,7 @@ int weft_http_response_header(weft_http_request_t *req, const char *name, const 
     if (need > c->xcap) {
         size_t cap = c->xcap ? c->xcap * 2 : 256;
         while (cap < need) cap *= 2;
-        char *p = weft_arena_alloc(&c->arena, cap);
+        char *p = weft_arena_alloc(&c->x->arena, cap);
         if (!p) return WEFT_ENOMEM;
         if (c->xlen) memcpy(p, c->xhdr, c->xlen);
         c->xhdr = p;
@@ -852,7 +1013,7 @@ static void abort_handler(conn_t *c, int status)
     c->aborted = true;
     if (c->rtimer) uv_timer_stop(c->rtimer);
     filters_end(c, status, true);
-    if (c->req.on_abort) c->req.on_abort(&c->req);
+    if (c->x->req.on_abort) c->x->req.on_abort(&c->x->req);
 }
 
 /* Answers a request the server rejects, then closes. Works at any point of parsing; a
@@ -860,7 +1021,7 @@ static void abort_handler(conn_t *c, int status)
 static void send_error(conn_t *c, int status, const char *msg)
 {
     if (c->closing || c->state == C_LINGER) return;
-    weft_http_request_t *req = &c->req;
+    weft_http_request_t *req = &c->x->req;
     c->close_after = true;
     c->dispatch_pending = false;
     bool was_active = c->handler_active;
@@ -883,16 +1044,16 @@ static void send_error(conn_t *c, int status, const char *msg)
 /* Everything about the request that just ended is forgotten; rbuf keeps unparsed bytes. */
 static void request_reset(conn_t *c)
 {
-    weft_arena_reset(&c->arena);
-    memset(&c->req, 0, offsetof(weft_http_request_t, on_body));
-    c->req.on_body = NULL;
-    c->req.on_drain = NULL;
-    c->req.on_abort = NULL;
-    c->req.on_event = NULL;
-    c->req.status = 0;
-    c->req.loop = c->l->loop;
+    weft_arena_reset(&c->x->arena);
+    memset(&c->x->req, 0, offsetof(weft_http_request_t, on_body));
+    c->x->req.on_body = NULL;
+    c->x->req.on_drain = NULL;
+    c->x->req.on_abort = NULL;
+    c->x->req.on_event = NULL;
+    c->x->req.status = 0;
+    c->x->req.loop = c->l->loop;
     c->nhdr = 0;
-    c->hoff = c->hoff_inline;
+    c->hoff = c->x->hoff_inline;
     c->url_len = 0;
     c->in_value = false;
     c->msg_begun = false;
@@ -930,7 +1091,7 @@ static void compact(conn_t *c)
 /* The handler finished the response (or the server did, for errors and 404s). */
 static void request_finish(conn_t *c)
 {
-    weft_http_request_t *req = &c->req;
+    weft_http_request_t *req = &c->x->req;
     c->resp_done = true;
     c->handler_active = false;
     c->served++;
@@ -954,7 +1115,7 @@ static void request_finish(conn_t *c)
 
 static void dispatch(conn_t *c)
 {
-    weft_http_request_t *req = &c->req;
+    weft_http_request_t *req = &c->x->req;
     weft_http_server_t *s = c->l->srv;
     c->dispatch_pending = false;
     c->dispatched = true;
@@ -991,7 +1152,7 @@ static void dispatch(conn_t *c)
 static int detach_head(conn_t *c)
 {
     if (c->head_detached) return 0;
-    weft_http_request_t *req = &c->req;
+    weft_http_request_t *req = &c->x->req;
     const char *lo = c->rbuf + c->msg_start;
     size_t n = c->url_off + c->url_len; /* the head's extent: its last string's end */
     for (uint32_t i = 0; i < c->nhdr; i++) {
@@ -1000,7 +1161,7 @@ static int detach_head(conn_t *c)
         if (f > n) n = f;
     }
     const char *hi = lo + n;
-    char *copy = weft_arena_alloc(&c->arena, n ? n : 1);
+    char *copy = weft_arena_alloc(&c->x->arena, n ? n : 1);
     if (!copy) return WEFT_ENOMEM;
     memcpy(copy, lo, n);
 #define REBASE(s)                                                                                  \
@@ -1090,12 +1251,12 @@ static int p_header_field(llhttp_t *p, const char *at, size_t len)
         if (c->nhdr >= s->o.max_headers)
             return reject(c, 431, "more header lines than the limit (http.max_headers)");
         if (c->nhdr == INLINE_HEADERS) {
-            if (!c->hoff_heap) {
-                c->hoff_heap = malloc(sizeof(hdr_off_t) * s->o.max_headers);
-                if (!c->hoff_heap) return reject(c, 503, "out of memory");
+            if (!c->x->hoff_heap) {
+                c->x->hoff_heap = malloc(sizeof(hdr_off_t) * s->o.max_headers);
+                if (!c->x->hoff_heap) return reject(c, 503, "out of memory");
             }
-            memcpy(c->hoff_heap, c->hoff_inline, sizeof(c->hoff_inline));
-            c->hoff = c->hoff_heap;
+            memcpy(c->x->hoff_heap, c->x->hoff_inline, sizeof(c->x->hoff_inline));
+            c->hoff = c->x->hoff_heap;
         }
         hdr_off_t *h = &c->hoff[c->nhdr++];
         h->noff = (uint32_t)(at - c->rbuf - c->msg_start);
@@ -1164,7 +1325,7 @@ static int p_headers_complete(llhttp_t *p)
 {
     conn_t *c = p->data;
     weft_http_server_t *s = c->l->srv;
-    weft_http_request_t *req = &c->req;
+    weft_http_request_t *req = &c->x->req;
     const char *base = c->rbuf + c->msg_start;
 
     /* Request line: exactly "METHOD SP target SP HTTP/x.y" (llhttp lets extra spaces by). */
@@ -1221,8 +1382,8 @@ static int p_headers_complete(llhttp_t *p)
     }
 
     weft_http_header_t *hs = c->nhdr <= INLINE_HEADERS
-                                 ? c->hdr_inline
-                                 : weft_arena_alloc(&c->arena, sizeof(*hs) * c->nhdr);
+                                 ? c->x->hdr_inline
+                                 : weft_arena_alloc(&c->x->arena, sizeof(*hs) * c->nhdr);
     if (!hs) return reject(c, 503, "out of memory");
     int hosts = 0;
     bool expect_continue = false, has_te = false, absolute = req->authority.len > 0;
@@ -1303,7 +1464,7 @@ static int p_headers_complete(llhttp_t *p)
             return HPE_PAUSED;
         }
         if (!c->body_discard && !chunked) {
-            c->body = weft_arena_alloc(&c->arena, (size_t)req->content_length);
+            c->body = weft_arena_alloc(&c->x->arena, (size_t)req->content_length);
             if (!c->body) return reject(c, 413, "request body does not fit in memory");
             c->body_cap = (size_t)req->content_length;
         }
@@ -1329,7 +1490,7 @@ static int p_body(llhttp_t *p, const char *at, size_t len)
     c->deadline = loop_now(c) + c->l->srv->o.body_timeout_ms;
     if (c->body_len + len > c->body_limit)
         return reject(c, 413, "request body larger than the limit (http.max_body_size)");
-    weft_http_request_t *req = &c->req;
+    weft_http_request_t *req = &c->x->req;
     if (req->route && req->route->stream_body) {
         c->body_len += len;
         if (req->on_body && c->handler_active && !c->resp_done) req->on_body(req, at, len);
@@ -1343,7 +1504,7 @@ static int p_body(llhttp_t *p, const char *at, size_t len)
         size_t cap = c->body_cap ? c->body_cap * 2 : 4096;
         while (cap < c->body_len + len) cap *= 2;
         if (cap > c->body_limit) cap = (size_t)c->body_limit;
-        char *nb = weft_arena_alloc(&c->arena, cap);
+        char *nb = weft_arena_alloc(&c->x->arena, cap);
         if (!nb) return reject(c, 413, "request body does not fit in memory");
         if (c->body_len) memcpy(nb, c->body, c->body_len);
         c->body = nb;
@@ -1373,7 +1534,7 @@ static int p_chunk_ext(llhttp_t *p, const char *at, size_t len)
 static int p_message_complete(llhttp_t *p)
 {
     conn_t *c = p->data;
-    weft_http_request_t *req = &c->req;
+    weft_http_request_t *req = &c->x->req;
     c->message_done = true;
     c->deadline = 0;
     req->body = (weft_str_t){c->body ? c->body : "", c->body_len};
@@ -1476,7 +1637,7 @@ static inline bool held(const conn_t *c)
 
 static void tell(conn_t *c, weft_http_event_t ev)
 {
-    if (held(c) && c->req.on_event) c->req.on_event(&c->req, ev);
+    if (held(c) && c->x->req.on_event) c->x->req.on_event(&c->x->req, ev);
 }
 
 /* The client's FIN arrived (or epoll reported it) while a handler holds the request. */
@@ -1500,7 +1661,7 @@ static void on_rtimer_closed(uv_handle_t *h)
 
 int weft_http_request_timer(weft_http_request_t *req, uint64_t ms)
 {
-    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
+    conn_t *c = conn_of(req);
     if (!held(c) || !req->on_event) return WEFT_ESTATE;
     if (!c->rtimer) {
         uv_timer_t *t = malloc(sizeof(*t));
@@ -1531,7 +1692,7 @@ static void conn_process(conn_t *c)
         }
         if (c->stream_end_pending && c->handler_active) {
             c->stream_end_pending = false;
-            if (c->req.on_body && !c->resp_done) c->req.on_body(&c->req, NULL, 0);
+            if (c->x->req.on_body && !c->resp_done) c->x->req.on_body(&c->x->req, NULL, 0);
             continue;
         }
         if (c->state == C_HANDLER) break;
@@ -1541,7 +1702,7 @@ static void conn_process(conn_t *c)
         size_t n = c->rlen - c->rpos;
         c->in_execute = true;
         c->exec_base = data;
-        llhttp_errno_t e = llhttp_execute(&c->parser, data, n);
+        llhttp_errno_t e = llhttp_execute(&c->x->parser, data, n);
         c->in_execute = false;
         if (e == HPE_OK) {
             c->exec_off += n;
@@ -1552,17 +1713,17 @@ static void conn_process(conn_t *c)
             }
             continue;
         }
-        const char *stop = llhttp_get_error_pos(&c->parser);
+        const char *stop = llhttp_get_error_pos(&c->x->parser);
         if (stop < data || stop > data + n) stop = data + n;
         c->rpos += (size_t)(stop - data);
         c->exec_off += (uint64_t)(stop - data);
         if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
             if (e == HPE_PAUSED_UPGRADE) {
                 /* Upgrades are not supported: answer this request, then close. */
-                c->req.keep_alive = false;
-                llhttp_resume_after_upgrade(&c->parser);
+                c->x->req.keep_alive = false;
+                llhttp_resume_after_upgrade(&c->x->parser);
             } else {
-                llhttp_resume(&c->parser);
+                llhttp_resume(&c->x->parser);
             }
             if (c->state == C_HEAD && c->rpos - c->msg_start > s->o.max_head) {
                 send_error(c, 431, "request head larger than the limit (http.max_head_size)");
@@ -1584,6 +1745,7 @@ static void conn_process(conn_t *c)
     if (!c->closing) {
         flush(c);
         update_reading(c);
+        if (conn_quiet(c)) conn_release(c);
     }
 }
 
@@ -1634,7 +1796,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             if ((c->handler_active || c->dispatch_pending || c->state == C_HANDLER) &&
                 c->message_done) {
                 c->close_after = true;
-                c->req.keep_alive = false;
+                c->x->req.keep_alive = false;
                 client_closed(c); /* may finish the request */
                 return;
             }
@@ -1675,6 +1837,13 @@ static void do_read(conn_t *c)
             kick(c);
             return;
         }
+        if (!c->x && conn_take(c) != 0) { /* no memory for the bytes: on_timer kicks again */
+            if (!c->l->mem_stalled)
+                weft_warn("http", "out of memory for a request, retrying", "worker=%u",
+                          c->l->index);
+            c->l->mem_stalled = true;
+            return;
+        }
         uv_buf_t b;
         on_alloc((uv_handle_t *)&c->tcp, 65536, &b);
         if (b.len == 0) {
@@ -1685,6 +1854,7 @@ static void do_read(conn_t *c)
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             c->rready = false;
+            if (conn_quiet(c)) conn_release(c);
             return;
         }
         /* drained, EOF or an error; but a FIN that came with the last bytes has no edge of
@@ -1771,14 +1941,14 @@ static void update_reading(conn_t *c)
 
 void weft_http_request_pause(weft_http_request_t *req)
 {
-    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
+    conn_t *c = conn_of(req);
     c->user_paused = true;
     update_reading(c);
 }
 
 void weft_http_request_resume(weft_http_request_t *req)
 {
-    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
+    conn_t *c = conn_of(req);
     c->user_paused = false;
     update_reading(c);
 }
@@ -1810,7 +1980,7 @@ static void conn_close(conn_t *c)
 {
     if (c->closing) return;
     c->closing = true;
-    abort_handler(c, c->req.status ? c->req.status : 499);
+    abort_handler(c, c->x && c->x->req.status ? c->x->req.status : 499);
     if (c->rtimer) {
         uv_close((uv_handle_t *)c->rtimer, on_rtimer_closed);
         c->rtimer = NULL;
@@ -1848,13 +2018,11 @@ static void on_connection(uv_stream_t *server, int status)
         weft_info("http", "accepting again", "worker=%u pauses=%u", l->index, l->accept_pauses);
         l->accept_pauses = 0;
     }
-    conn_t *c = calloc(1, sizeof(*c));
-    char *rbuf = c ? malloc(RBUF_INITIAL) : NULL;
-    if (!rbuf) {
+    conn_t *c = calloc(1, sizeof(*c)); /* no buffers yet: they come with the first bytes */
+    if (!c) {
         /* libuv holds the connection and stops polling the listener until it is accepted:
          * returning without a word would leave this worker deaf for good. on_timer tries
          * again (within SWEEP_MS); the connection waits in the meantime. */
-        free(c);
         if (!l->accept_stalled)
             weft_warn("http", "out of memory for a new connection, retrying", "worker=%u",
                       l->index);
@@ -1862,9 +2030,7 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     l->accept_stalled = false;
-    c->rbuf = rbuf;
     uv_tcp_init(l->loop, &c->tcp); /* no socket is created here: it cannot fail */
-    c->rcap = RBUF_INITIAL;
     c->l = l;
     c->tcp.data = c;
     c->next = l->conns;
@@ -1875,10 +2041,6 @@ static void on_connection(uv_stream_t *server, int status)
         conn_close(c);
         return;
     }
-    weft_arena_init(&c->arena, ARENA_BLOCK, ARENA_LIMIT);
-    llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
-    c->parser.data = c;
-    request_reset(c);
     c->state = C_IDLE;
     c->deadline = loop_now(c) + l->srv->o.head_timeout_ms;
     bool over = atomic_load_explicit(&l->nconns, memory_order_relaxed) > l->srv->conn_cap;
@@ -1937,6 +2099,8 @@ static void on_timer(uv_timer_t *t)
     if (l->accept_stalled && !l->shutting_down) on_connection((uv_stream_t *)&l->tcp, 0);
     uint64_t now = uv_now(l->loop);
     bool force = l->shutting_down && now >= l->shutdown_deadline;
+    bool stalled = l->mem_stalled; /* connections whose bytes found no memory: try again */
+    l->mem_stalled = false;
     conn_t *c = l->conns;
     while (c) {
         conn_t *next = c->next;
@@ -1944,6 +2108,7 @@ static void on_timer(uv_timer_t *t)
             c = next;
             continue;
         }
+        if (stalled && !c->x && c->rready) kick(c);
         if (force || (c->wdeadline && now >= c->wdeadline)) {
             conn_close(c);
         } else if (c->deadline && now >= c->deadline) {
@@ -1989,6 +2154,7 @@ static void listener_maybe_done(listener_t *l)
         close(l->ep);
         l->ep = -1;
     }
+    if (l->open_handles == 0) xfree_drain(l);
     if (l->open_handles == 0 && l->on_done) {
         void (*cb)(void *) = l->on_done;
         l->on_done = NULL;
@@ -2331,7 +2497,7 @@ void weft_http_server_shutdown(weft_http_server_t *s, unsigned index, void (*on_
             c->rpos == c->rlen)
             conn_close(c);
         else
-            c->req.keep_alive = false; /* the response in progress will say close */
+            c->x->req.keep_alive = false; /* the response in progress will say close */
     }
     /* Handlers that hold requests (long polls) may answer now rather than at the deadline.
      * One may finish its request, and the connection may close: only c itself can go. */
@@ -2376,8 +2542,10 @@ void weft_http_server_free(weft_http_server_t *s)
         for (unsigned i = 0; i < s->n_loops; i++)
             if (s->listeners[i].spare_fd >= 0) close(s->listeners[i].spare_fd);
     if (s->listeners)
-        for (unsigned i = 0; i < s->n_loops; i++)
+        for (unsigned i = 0; i < s->n_loops; i++) {
             if (s->listeners[i].ep >= 0) close(s->listeners[i].ep);
+            xfree_drain(&s->listeners[i]);
+        }
     for (size_t i = 0; i < s->nroutes; i++) free(s->routes[i]);
     free(s->routes);
     if (s->router) weft_router_free(s->router);
@@ -2410,7 +2578,7 @@ weft_str_t weft_http_request_param(const weft_http_request_t *req, const char *n
 
 const char *weft_http_request_peer(weft_http_request_t *req)
 {
-    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
+    conn_t *c = conn_of(req);
     if (c->peer[0]) return c->peer;
     struct sockaddr_storage ss;
     int len = sizeof(ss);
@@ -2432,6 +2600,6 @@ const char *weft_http_request_peer(weft_http_request_t *req)
 
 void *weft_http_request_alloc(weft_http_request_t *req, size_t n)
 {
-    conn_t *c = (conn_t *)((char *)req - offsetof(conn_t, req));
-    return weft_arena_alloc(&c->arena, n);
+    conn_t *c = conn_of(req);
+    return weft_arena_alloc(&c->x->arena, n);
 }

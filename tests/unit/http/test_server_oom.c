@@ -1,13 +1,15 @@
 /*
- * test_server_oom.c - the server when memory for a new connection runs out.
+ * test_server_oom.c - the server when memory for a new connection or a request runs out.
  *
  * server.c is compiled into this test with its allocations going through fault_alloc.h,
  * and its loop runs on the test thread. libuv keeps a connection that the accept callback
  * did not take and stops polling the listener until it is taken, so a server that merely
- * returned on a failed allocation would never accept again. Each case makes one of the
- * allocations of a new connection fail (and, in one, the retry as well), then checks that
- * the request on that connection is still answered, that later connections are served at
- * once, and that the graceful shutdown leaves nothing open. Last, accept errors: logged at
+ * returned on a failed allocation would never accept again. Each case makes the allocation
+ * of a new connection fail (and, in one, the retry as well), then checks that the request
+ * on that connection is still answered, that later connections are served at once, and
+ * that the graceful shutdown leaves nothing open. The same for what a connection takes when
+ * its bytes arrive (its exchange and read buffer): the bytes wait in the socket and the
+ * sweep tries again. Last, accept errors: logged at
  * most once a second, and an error that persists pauses the listener instead of holding the
  * loop in libuv's accept loop (accept4 is replaced below for libuv's calls).
  */
@@ -106,11 +108,17 @@ static int teardown(void **state)
  * never the expected outcome (the conditions are events, whatever the machine's load). */
 #define WAIT_MS 10000
 
-/* Sends GET /hello, then runs the loop until the whole response is in. */
-static void ask(fx_t *f, int fd)
+static const char hello_req[] = "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
+
+static void send_hello(int fd)
 {
-    static const char req[] = "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
-    assert_int_equal(send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL), (ssize_t)(sizeof(req) - 1));
+    ssize_t n = send(fd, hello_req, sizeof(hello_req) - 1, MSG_NOSIGNAL);
+    assert_int_equal(n, (ssize_t)(sizeof(hello_req) - 1));
+}
+
+/* Runs the loop until a whole response to GET /hello is in on fd. */
+static void await_hello(fx_t *f, int fd)
+{
     uv_update_time(&f->loop);
     uint64_t t0 = uv_now(&f->loop);
     char buf[1024];
@@ -130,6 +138,13 @@ static void ask(fx_t *f, int fd)
     buf[n] = 0;
     assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
     assert_non_null(strstr(buf, "\r\n\r\nhello"));
+}
+
+/* Sends GET /hello, then await_hello. */
+static void ask(fx_t *f, int fd)
+{
+    send_hello(fd);
+    await_hello(f, fd);
 }
 
 /* ask with the listener's sweep timer stopped: the answer cannot have waited for a sweep
@@ -166,7 +181,7 @@ static void stalled_then_served(void **state, long countdown, int failures)
     fx_t *f = *state;
     listener_t *l = &f->srv->listeners[0];
     alloc_failures = 0;
-    alloc_countdown = countdown; /* the connection's calloc is 0, its read buffer 1 */
+    alloc_countdown = countdown; /* the connection's calloc */
     int a = test_dial(f->port);
     until_stalled(f);
     assert_int_equal(alloc_failures, 1);
@@ -197,14 +212,82 @@ static void test_conn_alloc_fails(void **state)
     stalled_then_served(state, 0, 1);
 }
 
-static void test_rbuf_alloc_fails(void **state)
-{
-    stalled_then_served(state, 1, 1);
-}
-
 static void test_retry_fails_too(void **state)
 {
     stalled_then_served(state, 0, 3);
+}
+
+/* Runs the loop until the listener holds n connections. */
+static void until_accepted(fx_t *f, unsigned n)
+{
+    listener_t *l = &f->srv->listeners[0];
+    for (int i = 0; i < 200 && atomic_load(&l->nconns) != n; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    assert_int_equal(atomic_load(&l->nconns), n);
+}
+
+/* A connection is accepted holding no buffers; when its request arrives, the allocation
+ * countdown (0: the exchange, 1: its read buffer) fails, and the retries at the sweeps
+ * fail failures - 1 more times. The bytes wait in the socket; once memory is there again
+ * the request is answered, the connection gives everything back, and its next request and
+ * a new connection's are answered at once, from the freelist. */
+static void exchange_stalled_then_served(void **state, long countdown, int failures)
+{
+    fx_t *f = *state;
+    listener_t *l = &f->srv->listeners[0];
+    int a = test_dial(f->port);
+    until_accepted(f, 1);
+    conn_t *c = l->conns;
+    assert_null(c->x);
+    assert_null(c->rbuf);
+    alloc_failures = 0;
+    alloc_countdown = countdown;
+    send_hello(a);
+    run_until(f, &l->mem_stalled);
+    assert_int_equal(alloc_failures, 1);
+    assert_null(c->x);
+    assert_int_equal(l->nxfree, 0);
+    for (int k = 1; k < failures; k++) { /* the sweep's retry fails too */
+        alloc_countdown = 0;
+        for (int i = 0; i < 200 && alloc_failures == k; i++) uv_run(&f->loop, UV_RUN_ONCE);
+        assert_int_equal(alloc_failures, k + 1);
+        assert_null(c->x);
+    }
+    alloc_countdown = -1;
+    await_hello(f, a); /* at a sweep */
+    assert_null(c->x); /* idle again: all given back */
+    assert_null(c->rbuf);
+    assert_int_equal(l->nxfree, 1);
+    alloc_countdown = 0;     /* would fail the next allocation: the requests below make none */
+    ask_without_sweep(f, a); /* from the freelist, at once */
+    assert_int_equal(alloc_countdown, 0);
+    alloc_countdown = -1;
+    int b = test_dial(f->port);
+    until_accepted(f, 2); /* (its conn_t is allocated) */
+    alloc_countdown = 0;
+    ask_without_sweep(f, b);
+    assert_int_equal(alloc_countdown, 0);
+    assert_int_equal(alloc_failures, failures);
+    alloc_countdown = -1;
+    close(a);
+    close(b);
+}
+
+static void test_exchange_alloc_fails(void **state)
+{
+    exchange_stalled_then_served(state, 0, 1);
+}
+
+static void test_exchange_rbuf_alloc_fails(void **state)
+{
+    exchange_stalled_then_served(state, 1, 1);
+}
+
+static void test_exchange_retry_fails_too(void **state)
+{
+    exchange_stalled_then_served(state, 0, 3);
 }
 
 /* Shuts the listener down and checks that client a, never served, is closed. */
@@ -337,8 +420,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_conn_alloc_fails, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rbuf_alloc_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_fails_too, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exchange_alloc_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exchange_rbuf_alloc_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exchange_retry_fails_too, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_while_stalled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accept_errors_rate_limited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persistent_accept_error_pauses, setup, teardown),
