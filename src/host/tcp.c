@@ -25,7 +25,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/listen.h"
 #include "host/host_int.h"
 
 #define SWEEP_MS          1000
@@ -54,7 +53,6 @@ struct tslot_s {
     uv_loop_t *loop;
     uv_tcp_t listen;
     uv_timer_t timer;
-    int fd;
     bool attached, shutting;
     uint64_t shutdown_at;
     unsigned open_handles; /* listen, timer */
@@ -65,10 +63,8 @@ struct tslot_s {
 };
 
 struct weft_tcp_s {
+    weft__socklis_t b; /* address and sockets */
     weft_tcp_options_t o;
-    char host[64];
-    _Atomic uint16_t port;
-    unsigned n;
     tslot_t *slots;
 };
 
@@ -90,7 +86,7 @@ void weft_tcp_options_init(weft_tcp_options_t *o)
 
 uint16_t weft_tcp_port(const weft_tcp_t *t)
 {
-    return atomic_load_explicit(&((weft_tcp_t *)t)->port, memory_order_acquire);
+    return atomic_load_explicit(&((weft_tcp_t *)t)->b.port, memory_order_acquire);
 }
 
 unsigned weft_tcp_conn_worker(const weft_tcp_conn_t *c)
@@ -317,10 +313,11 @@ static int tcp_attach(void *l, uv_loop_t *loop, unsigned index)
     if (err) return err;
     s->listen.data = s;
     s->open_handles++;
-    if ((err = uv_tcp_open(&s->listen, s->fd)) == 0) {
-        s->fd = -1; /* the handle's now */
+    uv_os_sock_t fd = weft__socklis_take(&t->b, index);
+    if ((err = uv_tcp_open(&s->listen, fd)) == 0)
         err = uv_listen((uv_stream_t *)&s->listen, 511, on_connection);
-    }
+    else
+        close(fd);
     if (err) {
         uv_close((uv_handle_t *)&s->listen, on_slot_handle_closed);
         return err;
@@ -357,35 +354,15 @@ static int tcp_bind(void *l, unsigned n_loops, char *err, size_t errlen)
 {
     weft_tcp_t *t = l;
     if (t->slots) return 0;
-    t->slots = calloc(n_loops, sizeof(tslot_t));
-    int *fds = calloc(n_loops, sizeof(int));
-    if (!t->slots || !fds) {
-        free(t->slots);
-        free(fds);
-        t->slots = NULL;
-        return WEFT_ENOMEM;
-    }
-    uint16_t port = 0;
-    int r =
-        weft__listen_open(t->host, t->o.port, SOCK_STREAM, 511, n_loops, fds, &port, err, errlen);
-    if (r == 0) {
-        t->n = n_loops;
-        for (unsigned i = 0; i < n_loops; i++)
-            t->slots[i] = (tslot_t){.t = t, .index = i, .fd = fds[i]};
-        atomic_store_explicit(&t->port, port, memory_order_release);
-    } else {
-        free(t->slots);
-        t->slots = NULL;
-    }
-    free(fds);
-    return r;
+    if (!(t->slots = calloc(n_loops, sizeof(tslot_t)))) return WEFT_ENOMEM;
+    for (unsigned i = 0; i < n_loops; i++) t->slots[i] = (tslot_t){.t = t, .index = i};
+    return weft__socklis_bind(&t->b, SOCK_STREAM, 511, n_loops, err, errlen);
 }
 
 static void tcp_free(void *l)
 {
     weft_tcp_t *t = l;
-    for (unsigned i = 0; t->slots && i < t->n; i++)
-        if (t->slots[i].fd >= 0) close(t->slots[i].fd);
+    weft__socklis_free(&t->b);
     free(t->slots);
     free(t);
 }
@@ -407,18 +384,15 @@ int weft_host_add_tcp(weft_host_t *h, const weft_tcp_options_t *o, weft_tcp_t **
     if (!o || !o->on_data || o->max_buffer == 0 || o->max_buffer > (64u << 20) ||
         o->max_pending == 0 || o->max_connections == 0)
         return WEFT_EINVAL;
-    const char *host = o->host ? o->host : "127.0.0.1";
-    if (strlen(host) >= 64 || !weft__listen_numeric(host)) return WEFT_EINVAL;
     weft_tcp_t *t = calloc(1, sizeof(*t));
     if (!t) return WEFT_ENOMEM;
     t->o = *o;
-    strcpy(t->host, host);
-    t->o.host = t->host;
-    int err = weft__host_add_listener(h, &tcp_ops, t);
+    int err = weft__socklis_add(h, &t->b, o->host, o->port, &tcp_ops, t);
     if (err) {
         free(t);
         return err;
     }
+    t->o.host = t->b.host;
     *out = t;
     return 0;
 }

@@ -23,15 +23,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/listen.h"
 #include "host/host_int.h"
 
 typedef struct uslot_s {
     weft_udp_t *u;
     unsigned index;
     uv_udp_t udp;
-    int fd;        /* bound socket, handed to udp at attach; -1 once it is */
-    bool attached; /* udp holds fd */
+    bool attached; /* udp holds the worker's socket */
     char *buf;
     void (*on_done)(void *);
     void *done_arg;
@@ -39,10 +37,8 @@ typedef struct uslot_s {
 } uslot_t;
 
 struct weft_udp_s {
+    weft__socklis_t b; /* address and sockets */
     weft_udp_options_t o;
-    char host[64];
-    _Atomic uint16_t port;
-    unsigned n;
     uslot_t *slots;
 };
 
@@ -58,25 +54,22 @@ static const weft__listener_ops_t udp_ops;
 int weft_host_add_udp(weft_host_t *h, const weft_udp_options_t *o, weft_udp_t **out)
 {
     if (!o || !o->on_recv || o->max_datagram == 0 || o->max_datagram > 65535) return WEFT_EINVAL;
-    const char *host = o->host ? o->host : "127.0.0.1";
-    if (strlen(host) >= 64 || !weft__listen_numeric(host)) return WEFT_EINVAL;
     weft_udp_t *u = calloc(1, sizeof(*u));
     if (!u) return WEFT_ENOMEM;
     u->o = *o;
-    strcpy(u->host, host);
-    u->o.host = u->host;
-    int err = weft__host_add_listener(h, &udp_ops, u);
+    int err = weft__socklis_add(h, &u->b, o->host, o->port, &udp_ops, u);
     if (err) {
         free(u);
         return err;
     }
+    u->o.host = u->b.host;
     *out = u;
     return 0;
 }
 
 uint16_t weft_udp_port(const weft_udp_t *u)
 {
-    return atomic_load_explicit(&((weft_udp_t *)u)->port, memory_order_acquire);
+    return atomic_load_explicit(&((weft_udp_t *)u)->b.port, memory_order_acquire);
 }
 
 static uint16_t udp_port(const void *l)
@@ -88,27 +81,9 @@ static int udp_bind(void *l, unsigned n_loops, char *err, size_t errlen)
 {
     weft_udp_t *u = l;
     if (u->slots) return 0;
-    u->slots = calloc(n_loops, sizeof(uslot_t));
-    int *fds = calloc(n_loops, sizeof(int));
-    if (!u->slots || !fds) {
-        free(u->slots);
-        free(fds);
-        u->slots = NULL;
-        return WEFT_ENOMEM;
-    }
-    uint16_t port = 0;
-    int r = weft__listen_open(u->host, u->o.port, SOCK_DGRAM, 0, n_loops, fds, &port, err, errlen);
-    if (r == 0) {
-        u->n = n_loops;
-        for (unsigned i = 0; i < n_loops; i++)
-            u->slots[i] = (uslot_t){.u = u, .index = i, .fd = fds[i]};
-        atomic_store_explicit(&u->port, port, memory_order_release);
-    } else {
-        free(u->slots);
-        u->slots = NULL;
-    }
-    free(fds);
-    return r;
+    if (!(u->slots = calloc(n_loops, sizeof(uslot_t)))) return WEFT_ENOMEM;
+    for (unsigned i = 0; i < n_loops; i++) u->slots[i] = (uslot_t){.u = u, .index = i};
+    return weft__socklis_bind(&u->b, SOCK_DGRAM, 0, n_loops, err, errlen);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -138,11 +113,12 @@ static int udp_attach(void *l, uv_loop_t *loop, unsigned index)
     int err = uv_udp_init(loop, &s->udp);
     if (err) return err;
     s->udp.data = s;
-    if ((err = uv_udp_open(&s->udp, s->fd)) != 0) {
+    uv_os_sock_t fd = weft__socklis_take(&u->b, index);
+    if ((err = uv_udp_open(&s->udp, fd)) != 0) {
+        close(fd);
         uv_close((uv_handle_t *)&s->udp, NULL);
         return err;
     }
-    s->fd = -1; /* the handle's now */
     s->attached = true;
     return uv_udp_recv_start(&s->udp, on_alloc, on_recv);
 }
@@ -170,7 +146,7 @@ static void udp_close(void *l, unsigned index, void (*on_done)(void *), void *ar
 int weft_udp_send(weft_udp_t *u, unsigned worker, const void *data, size_t len,
                   const struct sockaddr *to)
 {
-    if (worker >= u->n || !to) return WEFT_EINVAL;
+    if (!u->slots || worker >= u->b.n || !to) return WEFT_EINVAL;
     uslot_t *s = &u->slots[worker];
     if (!s->attached || uv_is_closing((uv_handle_t *)&s->udp)) return WEFT_ESTATE;
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
@@ -186,7 +162,7 @@ int weft_udp_send(weft_udp_t *u, unsigned worker, const void *data, size_t len,
 weft_udp_stats_t weft_udp_stats(const weft_udp_t *u)
 {
     weft_udp_stats_t st = {0};
-    for (unsigned i = 0; u->slots && i < u->n; i++) {
+    for (unsigned i = 0; u->slots && i < u->b.n; i++) {
         uslot_t *s = &u->slots[i];
         st.received += atomic_load_explicit(&s->received, memory_order_relaxed);
         st.sent += atomic_load_explicit(&s->sent, memory_order_relaxed);
@@ -199,10 +175,8 @@ weft_udp_stats_t weft_udp_stats(const weft_udp_t *u)
 static void udp_free(void *l)
 {
     weft_udp_t *u = l;
-    for (unsigned i = 0; u->slots && i < u->n; i++) {
-        if (u->slots[i].fd >= 0) close(u->slots[i].fd);
-        free(u->slots[i].buf);
-    }
+    for (unsigned i = 0; u->slots && i < u->b.n; i++) free(u->slots[i].buf);
+    weft__socklis_free(&u->b);
     free(u->slots);
     free(u);
 }
