@@ -862,7 +862,7 @@ static void test_connect_timeout(void **state)
     weft_http_client_req_t q = get_to(p, "/");
     uint64_t t0 = uv_now(&loop);
     exchange(&loop, c, &q, r);
-    assert_int_equal(r->err, WEFT_ETIMEDOUT);
+    assert_int_equal(r->err, WEFT_ETIMEDOUT_CONNECT);
     uint64_t took = uv_now(&loop) - t0;
     assert_true(took >= 200 && took < 1000);
     weft_http_client_stats_t st = weft_http_client_stats(c);
