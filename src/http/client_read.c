@@ -104,6 +104,7 @@ static int r_header_value(llhttp_t *p, const char *at, size_t len)
     conn_t *k = p->data;
     if (!k->call || k->nh == 0) return -1;
     hoff_t *h = &k->hoffs[k->nh - 1];
+    if (h->nlen == 0) return -1; /* llhttp lets ":x: y" through in responses: not a token */
     if (h->vlen == 0) h->voff = offset_of(k, at);
     h->vlen += (uint32_t)len;
     k->in_value = true;
