@@ -84,8 +84,9 @@ typedef struct weft_http_client_options_s {
                                     are kept about this long; default 60000; 0: freed at
                                     once */
     size_t max_response_head;    /* bytes of header names and values; default 64 KiB. The
-                                    read buffer grows to hold a whole head, up to this plus
-                                    16 KiB for the status line and framing (else WEFT_ELIMIT) */
+                                    read buffer grows to hold a head from its first header
+                                    on, up to this plus 32 KiB for framing and whitespace
+                                    (else WEFT_ELIMIT) */
     unsigned max_headers;        /* response headers; default 100 */
     size_t max_body_buffer;      /* streamed request body bytes buffered per call before
                                     weft_http_client_write asks to wait; default 256 KiB,
@@ -203,7 +204,8 @@ typedef struct weft_http_client_host_stats_s {
     uint64_t consecutive_failures;   /* calls in a row that ended with an error of the host's
                                         (connect, timeouts, reset, response) or got a 5xx;
                                         0 again after a call that got a status below 500 and
-                                        ended with 0. Cancels and out-of-memory change nothing */
+                                        ended with 0. A cancel or out-of-memory counts only
+                                        after a 5xx head */
     uint64_t consecutive_errors;     /* the same for errors alone (5xx not counted); 0 again
                                         after any call that ended with 0 */
     uint64_t latency_last_us;        /* time to the final response head of the last call that

@@ -40,7 +40,7 @@
 #define CLIENT_SWEEP_MS   50
 #define CLIENT_READ_CHUNK 16384 /* what a read asks for, and the read buffer's first size */
 #define CLIENT_READ_MIN   2048  /* less room than this: compact or grow before reading */
-#define CLIENT_HEAD_SLACK 16384 /* read buffer beyond max_response_head: status line, framing */
+#define CLIENT_HEAD_SLACK 16384 /* read buffer beyond max_response_head: framing, spaces */
 #define CLIENT_MAX_ADDRS  8     /* addresses of a name tried in turn */
 #define CLIENT_POOL_SCAN  1000  /* at most this often (ms) unused pools are looked for */
 

@@ -1357,6 +1357,24 @@ static int blackhole(uint16_t *p, int *fillers, int *nf)
     return lfd;
 }
 
+typedef struct {
+    weft_http_client_t *c;
+    weft_http_client_call_t *call;
+    uv_check_t check;
+    uint64_t failovers;
+    int cancels;
+} cancel_in_next_t;
+
+static void cancel_in_next(uv_check_t *h)
+{
+    cancel_in_next_t *x = h->data;
+    if (!x->call || weft_http_client_stats(x->c).failovers == x->failovers) return;
+    assert_int_equal(x->call->conn->state, CONN_NEXT);
+    weft_http_client_cancel(x->call);
+    x->call = NULL;
+    x->cancels++;
+}
+
 static void test_failover(void **state)
 {
     uv_loop_t loop;
@@ -1443,13 +1461,33 @@ static void test_failover(void **state)
     exchange(&loop, c, &fresh, r);
     assert_int_equal(r->err, WEFT_ETIMEDOUT);
 
+    /* cancelled while a failed attempt's socket closes (NEXT): a check handle runs after
+       the refused connect's callback and before the close callback that would try the
+       next address */
+    cancel_in_next_t x = {.c = c};
+    uv_check_init(&loop, &x.check);
+    x.check.data = &x;
+    uv_check_start(&x.check, cancel_in_next);
+    addr4(&d.a[0], dead_port());
+    addr4(&d.a[1], port);
+    d.n = 2;
+    fresh.port = 86;
+    fresh.timeout_ms = 0;
+    memset(r, 0, sizeof(*r));
+    x.failovers = weft_http_client_stats(c).failovers;
+    assert_int_equal(weft_http_client_request(c, &fresh, &cbs, r, &x.call), 0);
+    run_until(&loop, &r->done, 1);
+    assert_int_equal(r->err, WEFT_ECANCELED);
+    assert_int_equal(x.cancels, 1);
+    uv_close((uv_handle_t *)&x.check, NULL);
+
     /* a name the resolver does not know */
     memset(r, 0, sizeof(*r));
     fresh.host = "nowhere.test";
     exchange(&loop, c, &fresh, r);
     assert_int_equal(r->err, WEFT_ENOENT);
     weft_http_client_stats_t st = weft_http_client_stats(c);
-    assert_int_equal(st.failovers, 1 + 1 + 2 + 1 + 1 + 1);
+    assert_int_equal(st.failovers, 1 + 1 + 2 + 1 + 1 + 1 + 1);
     close_client(&loop, c);
     for (int i = 0; i < nf; i++) close(fillers[i]);
     close(lfd);
