@@ -20,6 +20,27 @@
  * when its method is idempotent (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) and its body was
  * not streamed.
  *
+ * Timeouts, each its own error so that a proxy answers 504 and counts which (per host, see
+ * weft_http_client_host_stats): connect_timeout_ms (the lookup, then each address's connect:
+ * WEFT_ETIMEDOUT_CONNECT), head_timeout_ms (from the last byte of the request handed to the
+ * kernel to the end of the final response head: WEFT_ETIMEDOUT_HEAD), body_timeout_ms (the
+ * longest gap between two reads of the response body: WEFT_ETIMEDOUT_BODY), and
+ * request_timeout_ms (the whole exchange, queueing included: WEFT_ETIMEDOUT). Deadlines are
+ * checked every 50 ms, so one fires up to 50 ms late, never early.
+ *
+ * Names: each new connection looks the name up (uv_getaddrinfo) and tries the addresses in
+ * the order given (IPv6 and IPv4 alike, at most 8), moving to the next when a connect is
+ * refused, unreachable or times out, each with its own connect_timeout_ms, within the call's
+ * request deadline; when every address fails the call ends with the last one's error.
+ *
+ * Zero copy of headers: request headers are read from the caller's array once, to serialize
+ * the request into its output buffer; on_head's names and values point into the
+ * connection's read buffer, where the head arrived. A proxy passes the headers of one side
+ * to the other with no copy in between.
+ *
+ * Reads: connections are read in order of arrival (an edge-triggered epoll per client, as
+ * the server's), not through libuv's level-triggered one.
+ *
  * Cost: in steady state (pooled connections, recycled call objects) a request allocates
  * nothing and is sent with one write (head and body together).
  */
@@ -37,8 +58,16 @@ typedef struct weft_http_client_call_s weft_http_client_call_t;
 
 /** Options; weft_http_client_options_init fills the defaults. */
 typedef struct weft_http_client_options_s {
-    uint64_t connect_timeout_ms; /* TCP connect (and name lookup); default 2000; 0: none */
-    uint64_t request_timeout_ms; /* whole exchange, queueing included; default 30000; 0: none */
+    uint64_t connect_timeout_ms; /* name lookup, then each address's TCP connect; default
+                                    2000; 0: none (WEFT_ETIMEDOUT_CONNECT) */
+    uint64_t head_timeout_ms;    /* from the request's last byte handed to the kernel to the
+                                    end of the final response head (1xx interim heads do not
+                                    stop it); default 60000; 0: none (WEFT_ETIMEDOUT_HEAD) */
+    uint64_t body_timeout_ms;    /* longest gap between two reads of the response body, not
+                                    counting time paused; default 60000; 0: none
+                                    (WEFT_ETIMEDOUT_BODY) */
+    uint64_t request_timeout_ms; /* whole exchange, queueing included; default 30000; 0: none
+                                    (WEFT_ETIMEDOUT) */
     uint64_t idle_timeout_ms;    /* a pooled idle connection is closed after; default 60000;
                                     0: never */
     unsigned max_idle_per_host;  /* idle connections kept per host:port; default 64; 0: no
@@ -47,8 +76,15 @@ typedef struct weft_http_client_options_s {
     unsigned max_queue;          /* requests waiting for a connection, per host:port; default
                                     4096; beyond it weft_http_client_request fails with
                                     WEFT_ELIMIT */
-    unsigned max_hosts;          /* distinct host:port pools; default 4096 (WEFT_ELIMIT) */
-    size_t max_response_head;    /* bytes of header names and values; default 64 KiB */
+    unsigned max_hosts;          /* distinct host:port pools; default 4096 (WEFT_ELIMIT; an
+                                    unused pool is freed first to make room) */
+    uint64_t host_keep_ms;       /* a pool with no call and no connection, and its counters,
+                                    are kept about this long; default 60000; 0: freed at
+                                    once */
+    size_t max_response_head;    /* bytes of header names and values; default 64 KiB. The
+                                    read buffer grows to hold a head from its first header
+                                    on, up to this plus 32 KiB for framing and whitespace
+                                    (else WEFT_ELIMIT) */
     unsigned max_headers;        /* response headers; default 100 */
     size_t max_body_buffer;      /* streamed request body bytes buffered per call before
                                     weft_http_client_write asks to wait; default 256 KiB,
@@ -67,14 +103,15 @@ typedef enum weft_http_client_body_e {
 #define WEFT_HTTP_CLIENT_NO_TIMEOUT UINT64_MAX
 
 /**
- * One request. Everything is copied by weft_http_client_request; nothing needs to outlive
- * the call to it.
+ * One request. weft_http_client_request serializes it into the call's output buffer (the
+ * one copy of the headers and a FIXED body); nothing needs to outlive the call to it.
  */
 typedef struct weft_http_client_req_s {
     const char *method; /* a token: "GET", "POST", ... */
     const char *host;   /* numeric IPv4/IPv6 address (no lookup) or a name (looked up with
-                           uv_getaddrinfo for each new connection; the first IPv4
-                           address is used, else the first address) */
+                           uv_getaddrinfo for each new connection; its addresses are tried
+                           in order, see above). Names the pool: "localhost" and
+                           "127.0.0.1" are two pools */
     uint16_t port;
     const char *target;                /* "/path?query": no spaces or control characters */
     const weft_http_header_t *headers; /* extra headers. Host is added unless given here;
@@ -87,6 +124,11 @@ typedef struct weft_http_client_req_s {
     uint64_t content_length; /* LENGTH: the exact number of bytes _write will give */
     uint64_t timeout_ms;     /* 0: the client's request_timeout_ms;
                                 WEFT_HTTP_CLIENT_NO_TIMEOUT: none */
+    /* Overrides of the client's options of the same names (a gateway's per-route or
+     * per-cluster settings): 0, the client's; WEFT_HTTP_CLIENT_NO_TIMEOUT, none. */
+    uint64_t connect_timeout_ms;
+    uint64_t head_timeout_ms;
+    uint64_t body_timeout_ms;
 } weft_http_client_req_t;
 
 /**
@@ -94,18 +136,21 @@ typedef struct weft_http_client_req_s {
  * weft_http_client_request until on_done returns; after that it must not be used.
  */
 typedef struct weft_http_client_cbs_s {
-    /** The final response's status and headers (views valid only during the callback;
-     *  headers may be NULL when n is 0). May pause, cancel, or do nothing. */
+    /** The final response's status and headers: views into the connection's read buffer,
+     *  valid only during the callback (headers may be NULL when n is 0). May pause, cancel,
+     *  or do nothing. */
     void (*on_head)(weft_http_client_call_t *call, int status, const weft_http_header_t *headers,
                     size_t n, void *arg);
     /** A piece of the response body (valid only during the callback), in order. After
      *  weft_http_client_pause no more pieces come until weft_http_client_resume. */
     void (*on_body)(weft_http_client_call_t *call, const char *data, size_t len, void *arg);
-    /** Exactly once. err: 0 (the whole response was delivered), WEFT_ETIMEDOUT (connect or
-     *  request deadline), -ECONNREFUSED, -ENETUNREACH, ... (connect), WEFT_ENOENT (name not
-     *  found), WEFT_ECONNRESET (the connection closed before the response ended), WEFT_EPARSE
-     *  (malformed response), WEFT_ELIMIT (response head over max_response_head or
-     *  max_headers), WEFT_ECANCELED (cancel or client close), WEFT_ENOMEM. */
+    /** Exactly once. err: 0 (the whole response was delivered); a timeout, all four a 504
+     *  for a proxy: WEFT_ETIMEDOUT_CONNECT, WEFT_ETIMEDOUT_HEAD, WEFT_ETIMEDOUT_BODY,
+     *  WEFT_ETIMEDOUT (the request deadline); -ECONNREFUSED, -ENETUNREACH, ... (connect: the
+     *  last address's error), WEFT_ENOENT (name not found), WEFT_ECONNRESET (the connection
+     *  closed before the response ended), WEFT_EPARSE (malformed response), WEFT_ELIMIT
+     *  (response head over max_response_head or max_headers), WEFT_ECANCELED (cancel or
+     *  client close), WEFT_ENOMEM. */
     void (*on_done)(weft_http_client_call_t *call, int err, void *arg);
     /** Streamed request bodies: after weft_http_client_write returned 1, once every buffered
      *  byte has been handed to the kernel (unless on_done comes first); write again from
@@ -120,15 +165,56 @@ typedef struct weft_http_client_stats_s {
     uint64_t responses; /* calls that ended with 0 */
     uint64_t conns_opened, conns_reused, conns_closed;
     uint64_t retries;              /* keep-alive race retries */
+    uint64_t failovers;            /* connects that moved on to a name's next address */
+    uint64_t responses_5xx;        /* final response heads with status 500-599 */
     uint64_t fail_connect;         /* refused, unreachable, name lookup, before connecting */
-    uint64_t fail_connect_timeout; /* connect_timeout_ms expired */
-    uint64_t fail_timeout;         /* the request's deadline expired */
+    uint64_t fail_connect_timeout; /* WEFT_ETIMEDOUT_CONNECT */
+    uint64_t fail_head_timeout;    /* WEFT_ETIMEDOUT_HEAD */
+    uint64_t fail_body_timeout;    /* WEFT_ETIMEDOUT_BODY */
+    uint64_t fail_timeout;         /* WEFT_ETIMEDOUT: the request's deadline expired */
     uint64_t fail_io;              /* reset or closed while the exchange ran */
     uint64_t fail_response;        /* malformed response, or over a response limit */
     uint64_t fail_canceled;        /* weft_http_client_cancel or close */
     uint64_t fail_other;           /* out of memory */
     uint64_t conns_open, conns_idle, queued, in_flight; /* gauges */
 } weft_http_client_stats_t;
+
+/**
+ * One host:port's counters, for load balancing and outlier detection (a proxy's view of an
+ * upstream). Counters count from the pool's creation; a pool unused for host_keep_ms is
+ * freed, and its counters start again from zero when it comes back.
+ */
+typedef struct weft_http_client_host_stats_s {
+    uint64_t requests;               /* accepted for this host:port */
+    uint64_t responses;              /* calls that ended with 0, whatever their status */
+    uint64_t heads;                  /* final response heads received (the latency samples) */
+    uint64_t responses_5xx;          /* of them, status 500-599: counted apart from errors */
+    uint64_t fail_connect;           /* refused, unreachable, lookup: every address failed */
+    uint64_t fail_connect_timeout;   /* WEFT_ETIMEDOUT_CONNECT */
+    uint64_t fail_head_timeout;      /* WEFT_ETIMEDOUT_HEAD */
+    uint64_t fail_body_timeout;      /* WEFT_ETIMEDOUT_BODY */
+    uint64_t fail_timeout;           /* WEFT_ETIMEDOUT (request deadline) */
+    uint64_t fail_io;                /* reset: the connection closed or failed mid-exchange */
+    uint64_t fail_response;          /* malformed response, or over a response limit */
+    uint64_t fail_canceled;          /* cancel or client close: not the host's doing */
+    uint64_t fail_other;             /* out of memory: not the host's doing */
+    uint64_t failovers;              /* connects that moved on to the name's next address */
+    uint64_t consecutive_failures;   /* calls in a row that ended with an error of the host's
+                                        (connect, timeouts, reset, response) or got a 5xx;
+                                        0 again after a call that got a status below 500 and
+                                        ended with 0. A cancel or out-of-memory counts only
+                                        after a 5xx head */
+    uint64_t consecutive_errors;     /* the same for errors alone (5xx not counted); 0 again
+                                        after any call that ended with 0 */
+    uint64_t latency_last_us;        /* time to the final response head of the last call that
+                                        got one: from the request's first byte handed to its
+                                        connection (queueing and connect not included) */
+    uint64_t latency_ewma_us;        /* moving average of the same, weight 1/8 to the newest
+                                        (new = old + (sample - old) / 8); the first sample as is */
+    unsigned conns_open, conns_idle; /* gauges: connections now */
+    unsigned queued;                 /* gauge: calls waiting for a connection */
+    unsigned in_flight;              /* gauge: calls accepted and not ended, queued included */
+} weft_http_client_host_stats_t;
 
 /** Fills o with the defaults above. */
 WEFT_EXTERN void weft_http_client_options_init(weft_http_client_options_t *o);
@@ -180,14 +266,34 @@ WEFT_EXTERN void weft_http_client_cancel(weft_http_client_call_t *call);
 /**
  * Stops delivering the response of a call (backpressure for streamed bodies): no on_body
  * and no on_done(0) until weft_http_client_resume; reading from the socket stops, so at
- * most one read buffer (16 KiB) is held. Deadlines keep running. Callable from on_head and
- * on_body. Resume delivers what was held from the next loop iteration on.
+ * most one read buffer (16 KiB, or the head's size) is held. The request deadline keeps
+ * running; the head and body timeouts wait (the gap is the caller's, not the server's), and
+ * the body's starts again at resume. Callable from on_head and on_body. Resume delivers
+ * what was held from the next loop iteration on.
  */
 WEFT_EXTERN void weft_http_client_pause(weft_http_client_call_t *call);
 WEFT_EXTERN void weft_http_client_resume(weft_http_client_call_t *call);
 
 /** Counters and gauges now. */
 WEFT_EXTERN weft_http_client_stats_t weft_http_client_stats(const weft_http_client_t *c);
+
+/**
+ * The counters of host:port (spelled as in weft_http_client_req_t.host) into *out. Returns
+ * 0, or WEFT_ENOENT when the client has no pool for it (never used, or freed after
+ * host_keep_ms unused). One hash lookup and a copy; loop thread only.
+ */
+WEFT_EXTERN int weft_http_client_host_stats(const weft_http_client_t *c, const char *host,
+                                            uint16_t port, weft_http_client_host_stats_t *out);
+
+/** A pool's counters for weft_http_client_foreach_host; host and st are valid during the
+ *  call only. */
+typedef void (*weft_http_client_host_fn)(const char *host, uint16_t port,
+                                         const weft_http_client_host_stats_t *st, void *arg);
+
+/** Calls fn for every host:port pool, in no particular order. fn must not start requests
+ *  or close the client. Loop thread only. */
+WEFT_EXTERN void weft_http_client_foreach_host(const weft_http_client_t *c,
+                                               weft_http_client_host_fn fn, void *arg);
 
 /** Result of weft_http_client_get: err as on_done; status 0 if no response head came. The
  *  body is valid only during the callback. */

@@ -47,6 +47,11 @@ struct uv_loop_s;
 #define WEFT_ECLOSED      (-10003) /* the object was closed, or is closing */
 #define WEFT_ESTATE       (-10004) /* call not valid in the object's current state */
 #define WEFT_EUNSUPPORTED (-10005)
+/* The HTTP client's timeouts besides WEFT_ETIMEDOUT (a whole exchange): each is a 504 for a
+ * proxy, told apart so it can count which (weft/client.h). */
+#define WEFT_ETIMEDOUT_CONNECT (-10006) /* connect (every address) or name lookup */
+#define WEFT_ETIMEDOUT_HEAD    (-10007) /* the response head, after the request was sent */
+#define WEFT_ETIMEDOUT_BODY    (-10008) /* too long between two reads of the response body */
 
 /** The name of error code err ("ENOMEM", "EPARSE", ...); never NULL. */
 WEFT_EXTERN const char *weft_err_name(int err);

@@ -22,6 +22,9 @@ static const struct {
     {WEFT_ECLOSED, "ECLOSED", "closed"},
     {WEFT_ESTATE, "ESTATE", "not valid in the current state"},
     {WEFT_EUNSUPPORTED, "EUNSUPPORTED", "not supported"},
+    {WEFT_ETIMEDOUT_CONNECT, "ETIMEDOUT_CONNECT", "connect timed out"},
+    {WEFT_ETIMEDOUT_HEAD, "ETIMEDOUT_HEAD", "response head timed out"},
+    {WEFT_ETIMEDOUT_BODY, "ETIMEDOUT_BODY", "response body timed out between reads"},
 };
 
 static const struct {

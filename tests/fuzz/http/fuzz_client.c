@@ -5,10 +5,14 @@
  * input and closes. The client runs on a loop in the fuzzer's thread. An input whose first
  * byte is below 0x20 uses that byte as flags and the rest as the response: 1 sends HEAD,
  * 2 pauses after every body piece and resumes from a timer, 4 sends the response in two
- * writes 5 ms apart, 8 pauses in on_head. Any other input is the response itself.
+ * writes 5 ms apart, 8 pauses in on_head, 16 sends it in up to 8 pieces 1 ms apart (cut
+ * where the input's bytes say), so heads arrive over several reads and the client's read
+ * buffer grows and compacts under them. Any other input is the response itself.
  * Properties: on_done runs exactly once, on_head at most once and before any body, no body
- * piece while paused and none empty, the body never holds more bytes than the input, the
- * client closes with nothing left on its loop, and ASan/UBSan/LeakSanitizer see nothing.
+ * piece while paused and none empty, the body never holds more bytes than the input, every
+ * header name and value handed to on_head is readable (views into the read buffer: ASan
+ * sees a stale one) and holds no CR or LF, the client closes with nothing left on its loop,
+ * and ASan/UBSan/LeakSanitizer see nothing.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -24,7 +28,7 @@
 
 #include "weft/client.h"
 
-enum { F_HEAD = 1, F_PAUSE_BODY = 2, F_SPLIT = 4, F_PAUSE_HEAD = 8 };
+enum { F_HEAD = 1, F_PAUSE_BODY = 2, F_SPLIT = 4, F_PAUSE_HEAD = 8, F_TRICKLE = 16 };
 
 static int lfd = -1;
 static uint16_t port;
@@ -49,7 +53,17 @@ static void *serve_one(void *arg)
     char buf[4096];
     ssize_t n = recv(c, buf, sizeof(buf), 0);
     (void)n;
-    if (flags & F_SPLIT) {
+    if (flags & F_TRICKLE) {
+        size_t off = 0;
+        for (int i = 0; i < 8 && off < answer_len; i++) {
+            size_t piece = 1 + (answer[off] * 37u + (unsigned)i) % (answer_len / 4 + 1);
+            if (piece > answer_len - off) piece = answer_len - off;
+            send_all(c, answer + off, piece);
+            off += piece;
+            usleep(1000);
+        }
+        send_all(c, answer + off, answer_len - off);
+    } else if (flags & F_SPLIT) {
         size_t half = answer_len / 2;
         send_all(c, answer, half);
         usleep(5000);
@@ -63,6 +77,7 @@ static void *serve_one(void *arg)
 
 typedef struct {
     int heads, dones, bad;
+    unsigned sum;
     bool paused;
     size_t body;
     weft_http_client_call_t *call;
@@ -90,8 +105,22 @@ static void on_head(weft_http_client_call_t *c, int st, const weft_http_header_t
     seen_t *s = arg;
     s->heads++;
     if (s->body || st < 100 || st > 999) s->bad = 1;
-    for (size_t i = 0; i < n; i++)
-        if (!h[i].name.base || (h[i].value.len && !h[i].value.base)) s->bad = 1;
+    unsigned sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!h[i].name.base || (h[i].value.len && !h[i].value.base) || h[i].name.len == 0) {
+            s->bad = 1;
+            continue;
+        }
+        for (size_t j = 0; j < h[i].name.len; j++) {
+            sum += (unsigned char)h[i].name.base[j];
+            if (h[i].name.base[j] == '\r' || h[i].name.base[j] == '\n') s->bad = 1;
+        }
+        for (size_t j = 0; j < h[i].value.len; j++) {
+            sum += (unsigned char)h[i].value.base[j];
+            if (h[i].value.base[j] == '\r' || h[i].value.base[j] == '\n') s->bad = 1;
+        }
+    }
+    s->sum += sum; /* every byte read: a stale view would be a use after free */
     if (flags & F_PAUSE_HEAD) pause_now(c, s);
 }
 

@@ -4,8 +4,12 @@
  * a test gives it, or closes at a chosen moment): framings, keep-alive reuse, HEAD, 1xx,
  * 204/304, read-until-close, garbage, limits, timeouts, the keep-alive race retry, idle
  * connections closed by either side, streamed request bodies with backpressure, pause and
- * resume of responses, cancel and close from callbacks, the GET helper. Every test runs its
- * loop until the client is closed and then checks that the loop closes with nothing open.
+ * resume of responses, cancel and close from callbacks, the GET helper; the head and body
+ * timeouts against a server that stalls, failover across a name's addresses (through the
+ * client's resolver hook, since /etc/hosts here gives localhost one address), the per-host
+ * counters, and response heads handed over as views into the read buffer. Every test runs
+ * its loop until the client is closed and then checks that the loop closes with nothing
+ * open.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -26,6 +30,7 @@
 
 #include <cmocka.h>
 
+#include "http/client_int.h" /* the resolver hook, and the read buffer on_head points into */
 #include "weft/client.h"
 #include "weft/http.h"
 #include "weft/workers.h"
@@ -70,6 +75,11 @@ static void release_on_abort(weft_http_request_t *req)
     weft_http_response_end(req);
 }
 
+static void h_fail(weft_http_request_t *req, void *arg)
+{
+    weft_http_respond(req, 503, "text/plain", "down", 4);
+}
+
 static void h_never(weft_http_request_t *req, void *arg)
 {
     /* answers only when the connection goes away */
@@ -104,6 +114,8 @@ static int group_setup(void **state)
     weft_http_server_route(srv, "GET", "/big", &r);
     r.handler = h_never;
     weft_http_server_route(srv, "GET", "/never", &r);
+    r.handler = h_fail;
+    weft_http_server_route(srv, "GET", "/fail", &r);
     assert_int_equal(weft_http_server_bind(srv, NULL, 0), 0);
     port = weft_http_server_port(srv);
     assert_int_equal(weft_workers_new(1, &workers), 0);
@@ -863,7 +875,7 @@ static void test_connect_timeout(void **state)
     weft_http_client_req_t q = get_to(p, "/");
     uint64_t t0 = uv_now(&loop);
     exchange(&loop, c, &q, r);
-    assert_int_equal(r->err, WEFT_ETIMEDOUT);
+    assert_int_equal(r->err, WEFT_ETIMEDOUT_CONNECT);
     uint64_t took = uv_now(&loop) - t0;
     assert_true(took >= 200 && took < 1000);
     weft_http_client_stats_t st = weft_http_client_stats(c);
@@ -1155,8 +1167,10 @@ static void test_options(void **state)
 static void test_response_limits(void **state)
 {
     raw_t *s = raw_new();
-    s->nconns = 2;
+    s->nconns = 3;
     s->script[0][0] = "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\nContent-Length: 0\r\n\r\n";
+    /* llhttp passes an empty header name in a response; the client does not */
+    s->script[2][0] = "HTTP/1.1 200 OK\r\n:Content-Length: 5\r\n\r\nhello";
     s->script[1][0] = "HTTP/1.1 200 OK\r\nX-Long: 0123456789012345678901234567890123456789\r\n"
                       "Content-Length: 0\r\n\r\n";
     raw_start(s);
@@ -1174,7 +1188,534 @@ static void test_response_limits(void **state)
     memset(r, 0, sizeof(*r));
     exchange(&loop, c, &q, r);
     assert_int_equal(r->err, WEFT_ELIMIT); /* 46 bytes of names and values */
-    assert_int_equal(weft_http_client_stats(c).fail_response, 2);
+    memset(r, 0, sizeof(*r));
+    exchange(&loop, c, &q, r);
+    assert_int_equal(r->err, WEFT_EPARSE);
+    assert_int_equal(r->heads, 0);
+    assert_int_equal(weft_http_client_stats(c).fail_response, 3);
+    close_client(&loop, c);
+    raw_join(s);
+    free(s);
+    free(r);
+}
+
+/* ---- the new timeouts, failover, per-host counters, heads in the read buffer ---- */
+
+/* Accepts, reads the request and never answers: the head timeout, not the request's. */
+static void test_head_timeout(void **state)
+{
+    raw_t *s = raw_new();
+    s->nconns = 2;
+    s->script[0][0] = R_HOLD;
+    s->script[1][0] = R_HOLD;
+    raw_start(s);
+    uv_loop_t loop;
+    weft_http_client_options_t o;
+    weft_http_client_options_init(&o);
+    o.head_timeout_ms = 200;
+    o.request_timeout_ms = 20000;
+    weft_http_client_t *c = client_on(&loop, &o);
+    result_t *r = new_result();
+    weft_http_client_req_t q = get_to(s->port, "/");
+    uint64_t t0 = uv_now(&loop);
+    exchange(&loop, c, &q, r);
+    assert_int_equal(r->err, WEFT_ETIMEDOUT_HEAD);
+    uint64_t took = uv_now(&loop) - t0;
+    assert_true(took >= 200);  /* not early */
+    assert_true(took < 10000); /* and long before the request deadline */
+    assert_int_equal(r->heads, 0);
+
+    /* a per-request override of the client's head timeout */
+    memset(r, 0, sizeof(*r));
+    o.head_timeout_ms = 0;
+    q.head_timeout_ms = 100;
+    t0 = uv_now(&loop);
+    exchange(&loop, c, &q, r);
+    assert_int_equal(r->err, WEFT_ETIMEDOUT_HEAD);
+    assert_true(uv_now(&loop) - t0 >= 100);
+    weft_http_client_stats_t st = weft_http_client_stats(c);
+    assert_int_equal(st.fail_head_timeout, 2);
+    assert_int_equal(st.fail_timeout, 0);
+    weft_http_client_host_stats_t hs;
+    assert_int_equal(weft_http_client_host_stats(c, "127.0.0.1", s->port, &hs), 0);
+    assert_int_equal(hs.fail_head_timeout, 2);
+    assert_int_equal(hs.consecutive_failures, 2);
+    assert_int_equal(hs.consecutive_errors, 2);
+    assert_int_equal(hs.requests, 2);
+    assert_string_equal(weft_err_name(WEFT_ETIMEDOUT_HEAD), "ETIMEDOUT_HEAD");
+    close_client(&loop, c);
+    raw_join(s);
+    free(s);
+    free(r);
+}
+
+typedef struct {
+    result_t *r;
+    weft_http_client_call_t *call;
+    uv_timer_t t;
+    int fired;
+} waiter_t;
+
+static void on_wait_timer(uv_timer_t *t)
+{
+    ((waiter_t *)t->data)->fired++;
+}
+
+/* Answers the head and a part of the body, then stalls: the body timeout; not while the
+ * caller has paused the call, and counted from resume. */
+static void test_body_timeout(void **state)
+{
+    raw_t *s = raw_new();
+    s->nconns = 2;
+    s->script[0][0] = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+    s->script[0][1] = NULL; /* then nothing, until the client closes */
+    s->script[1][0] = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+    s->script[1][1] = NULL;
+    raw_start(s);
+    uv_loop_t loop;
+    weft_http_client_options_t o;
+    weft_http_client_options_init(&o);
+    o.body_timeout_ms = 200;
+    o.head_timeout_ms = 200;
+    weft_http_client_t *c = client_on(&loop, &o);
+    result_t *r = new_result();
+    weft_http_client_req_t q = get_to(s->port, "/");
+    uint64_t t0 = uv_now(&loop);
+    exchange(&loop, c, &q, r);
+    assert_int_equal(r->err, WEFT_ETIMEDOUT_BODY);
+    assert_true(uv_now(&loop) - t0 >= 200);
+    assert_int_equal(r->status, 200);
+    assert_int_equal(r->blen, 3);
+    assert_memory_equal(r->body, "abc", 3);
+
+    /* paused after the first piece: a wait of 3 body timeouts ends without a timeout */
+    memset(r, 0, sizeof(*r));
+    r->pause_at = 1;
+    waiter_t w = {.r = r};
+    uv_timer_init(&loop, &w.t);
+    w.t.data = &w;
+    assert_int_equal(weft_http_client_request(c, &q, &cbs, r, &w.call), 0);
+    run_until(&loop, &r->nbodies, 1);
+    uv_timer_start(&w.t, on_wait_timer, 600, 0);
+    run_until(&loop, &w.fired, 1);
+    assert_int_equal(r->done, 0); /* paused: the gap is ours, not the server's */
+    r->paused = false;
+    uv_update_time(&loop);
+    t0 = uv_now(&loop);
+    weft_http_client_resume(w.call);
+    run_until(&loop, &r->done, 1);
+    assert_int_equal(r->err, WEFT_ETIMEDOUT_BODY);
+    assert_true(uv_now(&loop) - t0 >= 200); /* counted from resume */
+    uv_close((uv_handle_t *)&w.t, NULL);
+    weft_http_client_host_stats_t hs;
+    assert_int_equal(weft_http_client_host_stats(c, "127.0.0.1", s->port, &hs), 0);
+    assert_int_equal(hs.fail_body_timeout, 2);
+    assert_int_equal(hs.heads, 2);
+    assert_int_equal(weft_http_client_stats(c).fail_body_timeout, 2);
+    close_client(&loop, c);
+    raw_join(s);
+    free(s);
+    free(r);
+}
+
+/* The test resolver: the addresses it was given, in order. */
+typedef struct {
+    weft__addr_t a[4];
+    int n, calls;
+} fake_dns_t;
+
+static int fake_resolve(void *arg, const char *host, uint16_t pt, weft__addr_t *out, unsigned max)
+{
+    fake_dns_t *d = arg;
+    d->calls++;
+    if (strcmp(host, "multi.test") != 0) return WEFT_ENOENT;
+    for (int i = 0; i < d->n && (unsigned)i < max; i++) out[i] = d->a[i];
+    return d->n;
+}
+
+static void addr4(weft__addr_t *a, uint16_t p)
+{
+    assert_int_equal(uv_ip4_addr("127.0.0.1", p, &a->in), 0);
+}
+
+/* A listener whose backlog is full: a connect to it neither succeeds nor fails. */
+static int blackhole(uint16_t *p, int *fillers, int *nf)
+{
+    int lfd = listen_local(0, p);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(*p)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    bool full = false;
+    *nf = 0;
+    while (*nf < 16 && !full) {
+        int f = socket(AF_INET, SOCK_STREAM, 0);
+        fcntl(f, F_SETFL, O_NONBLOCK);
+        fillers[(*nf)++] = f;
+        connect(f, (struct sockaddr *)&a, sizeof(a));
+        struct pollfd pf = {.fd = f, .events = POLLOUT};
+        full = poll(&pf, 1, 300) == 0;
+    }
+    assert_true(full);
+    return lfd;
+}
+
+typedef struct {
+    weft_http_client_t *c;
+    weft_http_client_call_t *call;
+    uv_check_t check;
+    uint64_t failovers;
+    int cancels;
+} cancel_in_next_t;
+
+static void cancel_in_next(uv_check_t *h)
+{
+    cancel_in_next_t *x = h->data;
+    if (!x->call || weft_http_client_stats(x->c).failovers == x->failovers) return;
+    assert_int_equal(x->call->conn->state, CONN_NEXT);
+    weft_http_client_cancel(x->call);
+    x->call = NULL;
+    x->cancels++;
+}
+
+static void test_failover(void **state)
+{
+    uv_loop_t loop;
+    weft_http_client_options_t o;
+    weft_http_client_options_init(&o);
+    o.connect_timeout_ms = 200;
+    weft_http_client_t *c = client_on(&loop, &o);
+    fake_dns_t d = {0};
+    weft__client_set_resolver(c, fake_resolve, &d);
+    result_t *r = new_result();
+
+    /* the first address refuses, the second answers */
+    addr4(&d.a[0], dead_port());
+    addr4(&d.a[1], port);
+    d.n = 2;
+    weft_http_client_req_t q = {
+        .method = "GET", .host = "multi.test", .port = 80, .target = "/text"};
+    exchange(&loop, c, &q, r);
+    assert_int_equal(r->err, 0);
+    assert_int_equal(r->status, 200);
+    assert_memory_equal(r->body, "hello", 5);
+    assert_int_equal(d.calls, 1);
+    weft_http_client_host_stats_t hs;
+    assert_int_equal(weft_http_client_host_stats(c, "multi.test", 80, &hs), 0);
+    assert_int_equal(hs.failovers, 1);
+    assert_int_equal(hs.fail_connect, 0);
+    assert_int_equal(hs.responses, 1);
+
+    /* IPv6 loopback first (refused, or unavailable here), then IPv4 */
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(uv_ip6_addr("::1", dead_port(), &d.a[0].in6), 0);
+    weft_http_client_req_t fresh = q;
+    fresh.port = 81; /* another pool: a new connection */
+    exchange(&loop, c, &fresh, r);
+    assert_int_equal(r->err, 0);
+    assert_int_equal(r->status, 200);
+
+    /* every address refuses: the last one's error, counted as one connect failure */
+    memset(r, 0, sizeof(*r));
+    addr4(&d.a[0], dead_port());
+    addr4(&d.a[1], dead_port());
+    addr4(&d.a[2], dead_port());
+    d.n = 3;
+    fresh.port = 82;
+    exchange(&loop, c, &fresh, r);
+    assert_int_equal(r->err, -ECONNREFUSED);
+    assert_int_equal(weft_http_client_host_stats(c, "multi.test", 82, &hs), 0);
+    assert_int_equal(hs.failovers, 2);
+    assert_int_equal(hs.fail_connect, 1);
+    assert_int_equal(hs.consecutive_errors, 1);
+
+    /* the first address times out (its own connect timeout), the second answers */
+    memset(r, 0, sizeof(*r));
+    int fillers[16], nf;
+    uint16_t bp;
+    int lfd = blackhole(&bp, fillers, &nf);
+    addr4(&d.a[0], bp);
+    addr4(&d.a[1], port);
+    d.n = 2;
+    fresh.port = 83;
+    uint64_t t0 = uv_now(&loop);
+    exchange(&loop, c, &fresh, r);
+    assert_int_equal(r->err, 0);
+    assert_int_equal(r->status, 200);
+    assert_true(uv_now(&loop) - t0 >= 200);
+
+    /* both time out: WEFT_ETIMEDOUT_CONNECT after both timeouts */
+    memset(r, 0, sizeof(*r));
+    addr4(&d.a[1], bp);
+    fresh.port = 84;
+    t0 = uv_now(&loop);
+    exchange(&loop, c, &fresh, r);
+    assert_int_equal(r->err, WEFT_ETIMEDOUT_CONNECT);
+    assert_true(uv_now(&loop) - t0 >= 400);
+    assert_int_equal(weft_http_client_host_stats(c, "multi.test", 84, &hs), 0);
+    assert_int_equal(hs.fail_connect_timeout, 1);
+    assert_int_equal(hs.failovers, 1);
+
+    /* the request deadline bounds the whole: one timeout of 200 ms each, a deadline of 300 */
+    memset(r, 0, sizeof(*r));
+    d.n = 2;
+    fresh.port = 85;
+    fresh.timeout_ms = 300;
+    exchange(&loop, c, &fresh, r);
+    assert_int_equal(r->err, WEFT_ETIMEDOUT);
+
+    /* cancelled while a failed attempt's socket closes (NEXT): a check handle runs after
+       the refused connect's callback and before the close callback that would try the
+       next address */
+    cancel_in_next_t x = {.c = c};
+    uv_check_init(&loop, &x.check);
+    x.check.data = &x;
+    uv_check_start(&x.check, cancel_in_next);
+    addr4(&d.a[0], dead_port());
+    addr4(&d.a[1], port);
+    d.n = 2;
+    fresh.port = 86;
+    fresh.timeout_ms = 0;
+    memset(r, 0, sizeof(*r));
+    x.failovers = weft_http_client_stats(c).failovers;
+    assert_int_equal(weft_http_client_request(c, &fresh, &cbs, r, &x.call), 0);
+    run_until(&loop, &r->done, 1);
+    assert_int_equal(r->err, WEFT_ECANCELED);
+    assert_int_equal(x.cancels, 1);
+    uv_close((uv_handle_t *)&x.check, NULL);
+
+    /* a name the resolver does not know */
+    memset(r, 0, sizeof(*r));
+    fresh.host = "nowhere.test";
+    exchange(&loop, c, &fresh, r);
+    assert_int_equal(r->err, WEFT_ENOENT);
+    weft_http_client_stats_t st = weft_http_client_stats(c);
+    assert_int_equal(st.failovers, 1 + 1 + 2 + 1 + 1 + 1 + 1);
+    close_client(&loop, c);
+    for (int i = 0; i < nf; i++) close(fillers[i]);
+    close(lfd);
+    free(r);
+}
+
+typedef struct {
+    weft_http_client_t *c;
+    weft_http_client_host_stats_t in_head;
+    int pools;
+} peek_t;
+
+static void peek_head(weft_http_client_call_t *call, int status, const weft_http_header_t *h,
+                      size_t n, void *arg)
+{
+    peek_t *k = arg;
+    weft_http_client_host_stats(k->c, "127.0.0.1", port, &k->in_head);
+}
+
+static void peek_done(weft_http_client_call_t *call, int err, void *arg)
+{
+    peek_t *k = arg;
+    k->pools = -1;
+}
+
+static void count_pool(const char *host, uint16_t p, const weft_http_client_host_stats_t *st,
+                       void *arg)
+{
+    peek_t *k = arg;
+    k->pools++;
+    assert_true(strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0);
+    assert_true(st->requests >= 1);
+}
+
+static void test_host_counters(void **state)
+{
+    uv_loop_t loop;
+    weft_http_client_options_t o;
+    weft_http_client_options_init(&o);
+    o.host_keep_ms = 0; /* an unused pool goes at the next scan */
+    weft_http_client_t *c = client_on(&loop, &o);
+    result_t *r = new_result();
+    weft_http_client_host_stats_t hs;
+    assert_int_equal(weft_http_client_host_stats(c, "127.0.0.1", port, &hs), WEFT_ENOENT);
+
+    for (int i = 0; i < 2; i++) { /* two 5xx: failures, but not errors */
+        memset(r, 0, sizeof(*r));
+        weft_http_client_req_t q = get_req("/fail");
+        exchange(&loop, c, &q, r);
+        assert_int_equal(r->err, 0);
+        assert_int_equal(r->status, 503);
+    }
+    assert_int_equal(weft_http_client_host_stats(c, "127.0.0.1", port, &hs), 0);
+    assert_int_equal(hs.requests, 2);
+    assert_int_equal(hs.responses, 2);
+    assert_int_equal(hs.responses_5xx, 2);
+    assert_int_equal(hs.heads, 2);
+    assert_int_equal(hs.consecutive_failures, 2);
+    assert_int_equal(hs.consecutive_errors, 0);
+    assert_true(hs.latency_last_us > 0 && hs.latency_last_us < 10000000);
+    assert_true(hs.latency_ewma_us > 0 && hs.latency_ewma_us < 10000000);
+    assert_int_equal(hs.conns_open, 1);
+    assert_int_equal(hs.conns_idle, 1);
+    assert_int_equal(hs.in_flight, 0);
+    assert_int_equal(weft_http_client_stats(c).responses_5xx, 2);
+
+    /* a 200 ends the run; in_flight counts the call while it runs */
+    peek_t k = {.c = c};
+    weft_http_client_cbs_t pc = {.on_head = peek_head, .on_done = peek_done};
+    weft_http_client_req_t q = get_req("/text");
+    assert_int_equal(weft_http_client_request(c, &q, &pc, &k, NULL), 0);
+    assert_int_equal(weft_http_client_host_stats(c, "127.0.0.1", port, &hs), 0);
+    assert_int_equal(hs.in_flight, 1);
+    for (int i = 0; i < 5000 && k.pools == 0; i++) uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(k.in_head.in_flight, 1);
+    assert_int_equal(k.in_head.heads, 3);
+    assert_int_equal(weft_http_client_host_stats(c, "127.0.0.1", port, &hs), 0);
+    assert_int_equal(hs.consecutive_failures, 0);
+    assert_int_equal(hs.responses, 3);
+
+    /* a reset mid-call: an error of the host's (on /never, cancelled by the deadline) */
+    memset(r, 0, sizeof(*r));
+    q = get_req("/never");
+    q.timeout_ms = 50;
+    exchange(&loop, c, &q, r);
+    assert_int_equal(r->err, WEFT_ETIMEDOUT);
+    assert_int_equal(weft_http_client_host_stats(c, "127.0.0.1", port, &hs), 0);
+    assert_int_equal(hs.fail_timeout, 1);
+    assert_int_equal(hs.consecutive_failures, 1);
+    assert_int_equal(hs.consecutive_errors, 1);
+
+    /* a cancel is not the host's: nothing changes */
+    memset(r, 0, sizeof(*r));
+    weft_http_client_call_t *call;
+    assert_int_equal(weft_http_client_request(c, &q, &cbs, r, &call), 0);
+    weft_http_client_cancel(call);
+    assert_int_equal(weft_http_client_host_stats(c, "127.0.0.1", port, &hs), 0);
+    assert_int_equal(hs.fail_canceled, 1);
+    assert_int_equal(hs.consecutive_failures, 1);
+
+    /* two pools: "localhost" is its own */
+    memset(r, 0, sizeof(*r));
+    q = get_req("/text");
+    q.host = "localhost";
+    exchange(&loop, c, &q, r);
+    assert_int_equal(r->err, 0);
+    k.pools = 0;
+    weft_http_client_foreach_host(c, count_pool, &k);
+    assert_int_equal(k.pools, 2);
+
+    /* once unused (no call, no connection), a pool goes away with host_keep_ms 0; one with
+       an idle connection stays */
+    memset(r, 0, sizeof(*r));
+    q = get_req("/text");
+    exchange(&loop, c, &q, r);
+    assert_int_equal(r->err, 0);
+    memset(r, 0, sizeof(*r));
+    q = get_to(dead_port(), "/");
+    exchange(&loop, c, &q, r);
+    assert_int_equal(r->err, -ECONNREFUSED);
+    int gone = 0;
+    for (int i = 0; i < 5000 && !gone; i++) {
+        uv_run(&loop, UV_RUN_ONCE);
+        gone = weft_http_client_host_stats(c, "127.0.0.1", q.port, &hs) == WEFT_ENOENT;
+    }
+    assert_true(gone);
+    assert_int_equal(weft_http_client_host_stats(c, "127.0.0.1", port, &hs), 0); /* in use */
+    free(r);
+    close_client(&loop, c);
+}
+
+/* A response head of 40 KiB, larger than one read: on_head's names and values are views
+ * into the connection's read buffer, exactly as sent, after the buffer grew and moved. */
+static char big_head[48 * 1024];
+static char big_names[40][16];
+
+typedef struct {
+    int heads, inside, good, n;
+} headcheck_t;
+
+static void check_head(weft_http_client_call_t *call, int status, const weft_http_header_t *h,
+                       size_t n, void *arg)
+{
+    headcheck_t *x = arg;
+    x->heads++;
+    x->n = (int)n;
+    const weft_buf_t *rb = &call->conn->rbuf;
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].name.base >= rb->p && h[i].name.base + h[i].name.len <= rb->p + rb->len &&
+            h[i].value.base >= rb->p && h[i].value.base + h[i].value.len <= rb->p + rb->len)
+            x->inside++;
+        if (i < 40 && h[i].name.len == strlen(big_names[i]) &&
+            memcmp(h[i].name.base, big_names[i], h[i].name.len) == 0 && h[i].value.len == 1000 &&
+            h[i].value.base[0] == (char)('a' + i % 26) && h[i].value.base[999] == 'Z')
+            x->good++;
+    }
+}
+
+static void check_done(weft_http_client_call_t *call, int err, void *arg)
+{
+    ((headcheck_t *)arg)->heads += 100 * (err == 0);
+}
+
+static void test_head_in_read_buffer(void **state)
+{
+    size_t off = (size_t)snprintf(big_head, sizeof(big_head), "HTTP/1.1 200 OK\r\n");
+    for (int i = 0; i < 40; i++) {
+        snprintf(big_names[i], sizeof(big_names[i]), "X-Header-%d", i);
+        off += (size_t)snprintf(big_head + off, sizeof(big_head) - off, "%s: ", big_names[i]);
+        memset(big_head + off, 'a' + i % 26, 999);
+        big_head[off + 999] = 'Z';
+        off += 1000;
+        memcpy(big_head + off, "\r\n", 2);
+        off += 2;
+    }
+    snprintf(big_head + off, sizeof(big_head) - off, "Content-Length: 2\r\n\r\nok");
+    /* a 40 KiB reason phrase: parsed and let go, never held */
+    static char long_reason[40 * 1024];
+    memcpy(long_reason, "HTTP/1.1 200 ", 13);
+    memset(long_reason + 13, 'r', sizeof(long_reason) - 13 - 40);
+    strcpy(long_reason + sizeof(long_reason) - 40, "\r\nContent-Length: 0\r\n\r\n");
+    /* 40 KiB of whitespace between two short headers: held, since the head must stay whole */
+    static char wide[48 * 1024];
+    off = (size_t)snprintf(wide, sizeof(wide), "HTTP/1.1 200 OK\r\nA:");
+    memset(wide + off, ' ', 20000);
+    off += 20000;
+    off += (size_t)snprintf(wide + off, sizeof(wide) - off, "1\r\nB:");
+    memset(wide + off, ' ', 20000);
+    off += 20000;
+    snprintf(wide + off, sizeof(wide) - off, "2\r\nContent-Length: 0\r\n\r\n");
+
+    raw_t *s = raw_new();
+    s->nconns = 3;
+    s->script[0][0] = big_head;
+    s->script[1][0] = long_reason;
+    s->script[2][0] = wide;
+    raw_start(s);
+    uv_loop_t loop;
+    weft_http_client_options_t o;
+    weft_http_client_options_init(&o);
+    weft_http_client_t *c = client_on(&loop, &o);
+    headcheck_t x = {0};
+    weft_http_client_cbs_t hc = {.on_head = check_head, .on_done = check_done};
+    weft_http_client_req_t q = get_to(s->port, "/");
+    assert_int_equal(weft_http_client_request(c, &q, &hc, &x, NULL), 0);
+    for (int i = 0; i < 5000 && x.heads < 100; i++) uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(x.heads, 101); /* one on_head, on_done(0) */
+    assert_int_equal(x.n, 41);
+    assert_int_equal(x.inside, 41);
+    assert_int_equal(x.good, 40);
+
+    /* with a 64-byte max_response_head the read buffer holds at most 64 + 32 KiB of a head:
+       the long status line passes, the wide head does not fit (WEFT_ELIMIT) */
+    weft_http_client_close(c, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    o.max_response_head = 64;
+    c = client_on(&loop, &o);
+    result_t *r = new_result();
+    exchange(&loop, c, &q, r);
+    assert_int_equal(r->err, 0);
+    assert_int_equal(r->status, 200);
+    memset(r, 0, sizeof(*r));
+    exchange(&loop, c, &q, r);
+    assert_int_equal(r->err, WEFT_ELIMIT);
+    assert_int_equal(r->heads, 0);
+    assert_int_equal(weft_http_client_stats(c).fail_response, 1);
     close_client(&loop, c);
     raw_join(s);
     free(s);
@@ -1199,6 +1740,11 @@ int main(void)
         cmocka_unit_test(test_close_from_callback),
         cmocka_unit_test(test_get_helper),
         cmocka_unit_test(test_response_limits),
+        cmocka_unit_test(test_head_timeout),
+        cmocka_unit_test(test_body_timeout),
+        cmocka_unit_test(test_failover),
+        cmocka_unit_test(test_host_counters),
+        cmocka_unit_test(test_head_in_read_buffer),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
