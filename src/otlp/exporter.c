@@ -656,6 +656,8 @@ weft_span_exporter_t *weft_otlp_exporter_new(const weft_otlp_options_t *o, char 
     weft_http_client_options_init(&co);
     co.connect_timeout_ms = o->timeout_ms;
     co.request_timeout_ms = o->timeout_ms;
+    co.head_timeout_ms = o->timeout_ms; /* OTEL_EXPORTER_OTLP_TIMEOUT bounds the export whole */
+    co.body_timeout_ms = o->timeout_ms;
     co.max_idle_per_host = 1;  /* one request at a time: one connection is all it needs */
     co.idle_timeout_ms = 4000; /* below common server idle timeouts (5 s and up): a POST is
                                   not retried on a connection the server just closed */
