@@ -9,16 +9,17 @@
  * between workers: each listener has one socket per worker, each part one state per worker.
  *
  * Cross-thread paths, none of them per request:
- *   - weft_host_stop: an atomic count of stop requests and a uv_async_t; the control loop
- *     handles each new request once (the first drains or shuts down, a second during the
- *     drain skips the rest of the delay). A stop asked before the loop exists is handled
- *     as soon as it does.
+ *   - weft_host_stop: an atomic count of stop requests and a uv_async_t, sent under
+ *     calls_mu so that no send can follow the handle's close; the control loop handles
+ *     each new request once (the first drains or shuts down, a second during the drain
+ *     skips the rest of the delay). A stop asked before the loop exists is handled as soon
+ *     as it does.
  *   - weft_host_call: an inbox (core/mpsc.h) on the control loop. Posters take calls_mu so
  *     that none can post into the inbox while it closes; calls are rare (control traffic),
  *     so a lock is the simple, correct choice.
  *   - weft_host_post: the workers' own post queues (core/workers.c).
- *   - a worker done with its shutdown counts itself in workers_done and wakes done_async;
- *     the control loop closes its last handles when every worker is done.
+ *   - a worker done with its shutdown counts itself in workers_done; the last one wakes
+ *     done_async, and the control loop closes its last handles.
  *
  * Invariants: listeners and parts are added only before run (running is false), so the
  * arrays are read without locks once threads exist. Part states live in one block per
@@ -88,14 +89,14 @@ struct weft_host_s {
     uv_async_t stop_async, done_async;
     uv_timer_t delay_timer;
     weft_inbox_t inbox;
-    uv_mutex_t calls_mu; /* guards calls_open against the inbox's close */
-    bool calls_open;
+    uv_mutex_t calls_mu; /* guards calls_open and stop_open against the handles' close */
+    bool calls_open;     /* weft_host_call may post to the inbox */
+    bool stop_open;      /* weft_host_stop may send to stop_async */
     bool delaying;       /* control loop: the shutdown delay runs */
     bool shut;           /* control loop: shut_down ran */
     bool closed;         /* control loop: close_control ran */
     unsigned stops_seen; /* control loop: stop requests handled */
     atomic_uint stops;   /* stop requests made */
-    atomic_bool loop_ready;
     atomic_bool running;
     atomic_bool stopping;
     atomic_uint workers_done;
@@ -317,8 +318,9 @@ static void worker_done(hworker_t *hw)
             pt->p.worker_stop(h, hw->loop, hw->index, pt->p.state_size ? hw->state + pt->off : NULL,
                               pt->p.arg);
     }
-    atomic_fetch_add(&h->workers_done, 1);
-    uv_async_send(&h->done_async);
+    /* Only the last worker wakes the control loop, which then closes done_async: a send
+     * from an earlier worker could otherwise come after that close. */
+    if (atomic_fetch_add(&h->workers_done, 1) + 1 == h->n) uv_async_send(&h->done_async);
 }
 
 static void listener_done(void *arg)
@@ -349,6 +351,9 @@ static void close_signals(weft_host_t *h)
         uv_close((uv_handle_t *)&h->sigint, NULL);
         uv_close((uv_handle_t *)&h->sigusr1, NULL);
     }
+    uv_mutex_lock(&h->calls_mu); /* no weft_host_stop may send to stop_async after this */
+    h->stop_open = false;
+    uv_mutex_unlock(&h->calls_mu);
     uv_close((uv_handle_t *)&h->stop_async, NULL);
     uv_close((uv_handle_t *)&h->delay_timer, NULL);
 }
@@ -445,7 +450,9 @@ static void on_stop_async(uv_async_t *a)
 void weft_host_stop(weft_host_t *h)
 {
     atomic_fetch_add(&h->stops, 1);
-    if (atomic_load(&h->loop_ready)) uv_async_send(&h->stop_async);
+    uv_mutex_lock(&h->calls_mu);
+    if (h->stop_open) uv_async_send(&h->stop_async);
+    uv_mutex_unlock(&h->calls_mu);
 }
 
 /* Binds every listener not bound yet; on error, logs the address. */
@@ -494,9 +501,8 @@ static int control_init(weft_host_t *h)
         uv_signal_start(&h->sigusr1, on_reopen, SIGUSR1);
     }
     uv_mutex_lock(&h->calls_mu);
-    h->calls_open = true;
+    h->calls_open = h->stop_open = true;
     uv_mutex_unlock(&h->calls_mu);
-    atomic_store(&h->loop_ready, true);
     return 0;
 }
 
@@ -530,7 +536,6 @@ int weft_host_run(weft_host_t *h)
     uv_run(&h->loop, UV_RUN_DEFAULT);
     weft_workers_join(h->workers);
 out_loop:
-    atomic_store(&h->loop_ready, false);
     if (uv_loop_close(&h->loop) == UV_EBUSY)
         weft_warn("host", "control loop had open handles at exit", "host=%s", h->name);
 out:
