@@ -5,7 +5,7 @@
 # Every server process a script starts goes into PIDS and is stopped by PID on exit (TERM,
 # then KILL after 5 s), also on Ctrl-C, SIGTERM or failure. wrk and other tools run under
 # bounded(): timeout(1) in its own process group, stopped as a whole by the exit trap.
-# Every wait is bounded. See ../shared/BENCHMARKING.md for the method.
+# Every wait is bounded. See bench/METHOD.md for the method.
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -25,7 +25,7 @@ stop() { # pid... : TERM, up to 5 s each, then KILL; reaps them
     wait "$p" 2>/dev/null || true # returns at once: the process is gone
   done
 }
-CHILD= # the timeout(1) running wrk or ir-per-request now: leader of its own process group
+CHILD= # the timeout(1) running wrk or bench/ir-per-request now: leader of its own process group
 bounded() { # seconds command... : runs it under timeout(1) in the background and waits, so
   # Ctrl-C reaches the trap at once; cleanup then stops the whole group.
   timeout -k 5 "$1" "${@:2}" &
