@@ -15,6 +15,12 @@
  * failed first. Numbers are formatted by hand (no printf, no locale). Never aborts: a
  * failed malloc/realloc only sets failed and the old contents stay allocated until freed.
  *
+ * Reading into a buffer. weft_buf_room and weft_buf_commit (inline) let a reader fill the
+ * room after len in place, so bytes are never copied from a separate read buffer, and
+ * weft_buf_consume drops what was parsed from the front (one memmove of the rest).
+ * weft_buf_try_reserve is reserve without the sticky failure, for a writer that refuses one
+ * piece and carries on.
+ *
  * Threads: one thread at a time per buffer; no shared state.
  */
 #include <stdlib.h>
@@ -73,6 +79,21 @@ bool weft_buf_reserve(weft_buf_t *b, size_t n)
     return true;
 }
 
+bool weft_buf_try_reserve(weft_buf_t *b, size_t n)
+{
+    if (b->failed) return false;
+    if (weft_buf_reserve(b, n)) return true;
+    b->failed = false; /* the refusal changed nothing else: contents and memory are intact */
+    return false;
+}
+
+void weft_buf_consume(weft_buf_t *b, size_t n)
+{
+    if (n == 0) return;
+    memmove(b->p, b->p + n, b->len - n + 1); /* the NUL comes along */
+    b->len -= n;
+}
+
 void weft__buf_put_slow(weft_buf_t *b, const void *s, size_t n)
 {
     if (!weft_buf_reserve(b, n)) return;
@@ -106,6 +127,18 @@ void weft_buf_put_i64(weft_buf_t *b, int64_t v)
     char tmp[21];
     /* modular negation gives the magnitude, INT64_MIN's (2^63) included */
     char *d = fmt_dec(tmp + sizeof(tmp), v < 0 ? 0 - (uint64_t)v : (uint64_t)v, v < 0);
+    weft_buf_put(b, d, (size_t)(tmp + sizeof(tmp) - d));
+}
+
+void weft_buf_put_x64(weft_buf_t *b, uint64_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    char tmp[16];
+    char *d = tmp + sizeof(tmp);
+    do {
+        *--d = digits[v & 15];
+        v >>= 4;
+    } while (v);
     weft_buf_put(b, d, (size_t)(tmp + sizeof(tmp) - d));
 }
 

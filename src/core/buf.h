@@ -51,6 +51,28 @@ void weft_buf_reset(weft_buf_t *b);
  * limit. A successful reserve always leaves p allocated, even for n == 0. */
 bool weft_buf_reserve(weft_buf_t *b, size_t n);
 
+/* As weft_buf_reserve, but a refusal leaves b as it was, failed flag included: for a
+ * writer that reports "no memory" for one piece and carries on (a streamed request body). */
+bool weft_buf_try_reserve(weft_buf_t *b, size_t n);
+
+/* Bytes that can be written at p + len without growing: cap - len - 1, or 0 when nothing is
+ * allocated or b has failed. Readers fill this room directly (read(2) into p + len), then
+ * call weft_buf_commit. */
+static inline size_t weft_buf_room(const weft_buf_t *b)
+{
+    return b->p && !b->failed ? b->cap - b->len - 1 : 0;
+}
+
+/* Counts n bytes that the caller wrote at p + len; n <= weft_buf_room(b). Keeps the NUL. */
+static inline void weft_buf_commit(weft_buf_t *b, size_t n)
+{
+    b->len += n;
+    b->p[b->len] = 0;
+}
+
+/* Drops the first n bytes (n <= len), moving the rest to the front; the memory stays. */
+void weft_buf_consume(weft_buf_t *b, size_t n);
+
 /* The growth path of the puts below; call those instead. */
 void weft__buf_put_slow(weft_buf_t *b, const void *s, size_t n);
 
@@ -88,6 +110,9 @@ static inline void weft_buf_putc(weft_buf_t *b, char c)
 void weft_buf_put_u64(weft_buf_t *b, uint64_t v);
 /* Appends v in decimal with a '-' when negative ("-9223372036854775808"). */
 void weft_buf_put_i64(weft_buf_t *b, int64_t v);
+/* Appends v in lowercase hex without leading zeros ("0", "1f", "ffffffffffffffff"): the
+ * size line of a chunk. */
+void weft_buf_put_x64(weft_buf_t *b, uint64_t v);
 /* Appends the n bytes at bytes as 2n lowercase hex digits (trace and span ids). */
 void weft_buf_put_hex(weft_buf_t *b, const uint8_t *bytes, size_t n);
 

@@ -1,8 +1,8 @@
 /*
  * test_buf.c - the growable buffer (core/buf.h) and the JSON writer (core/json_write.h):
- * growth, the limit and sticky failure, numbers, hex, hand-over; every JSON string escape,
- * each class of invalid UTF-8, the 8-byte fast path against the byte-wise one; doubles that
- * read back exactly; and every allocation failing in turn.
+ * growth, the limit and sticky failure, numbers, hex, hand-over, reading in place; every
+ * JSON string escape, each class of invalid UTF-8, the 8-byte fast path against the
+ * byte-wise one; doubles that read back exactly; and every allocation failing in turn.
  *
  * Both .c files are compiled into this test with their allocator redirected
  * (fault_alloc.h). Every JSON text written is also read back with jansson.
@@ -311,6 +311,67 @@ static void test_take_reset_free(void **state)
     assert_string_equal(b.p, "");
     weft_buf_free(&b);
     check_invariant(&b);
+}
+
+/* Reading in place: room, commit, consume; try_reserve refuses without failing b; hex
+ * numbers for chunk sizes. */
+static void test_read_in_place(void **state)
+{
+    (void)state;
+    weft_buf_t b;
+    weft_buf_init(&b, 64);
+    assert_int_equal(weft_buf_room(&b), 0); /* nothing allocated */
+    assert_true(weft_buf_reserve(&b, 10));
+    size_t room = weft_buf_room(&b);
+    assert_true(room >= 10);
+    assert_int_equal(room, b.cap - 1);
+    memcpy(b.p, "HTTP/1.1 2", 10); /* as read(2) would */
+    weft_buf_commit(&b, 10);
+    check_invariant(&b);
+    assert_string_equal(b.p, "HTTP/1.1 2");
+    weft_buf_consume(&b, 0);
+    assert_string_equal(b.p, "HTTP/1.1 2");
+    weft_buf_consume(&b, 9);
+    check_invariant(&b);
+    assert_string_equal(b.p, "2");
+    weft_buf_consume(&b, 1);
+    assert_int_equal(b.len, 0);
+    check_invariant(&b);
+
+    /* over the limit: refused, b not failed, contents kept; plain reserve fails b */
+    weft_buf_puts(&b, "keep");
+    assert_false(weft_buf_try_reserve(&b, 61));
+    assert_false(b.failed);
+    assert_string_equal(b.p, "keep");
+    assert_true(weft_buf_try_reserve(&b, 60));
+    assert_false(weft_buf_reserve(&b, 61));
+    assert_true(b.failed);
+    assert_int_equal(weft_buf_room(&b), 0);    /* a failed buffer offers no room */
+    assert_false(weft_buf_try_reserve(&b, 1)); /* and stays failed */
+    assert_true(b.failed);
+    weft_buf_free(&b);
+
+    /* out of memory: refused, not failed, the old bytes stay */
+    weft_buf_init(&b, 0);
+    weft_buf_puts(&b, "abc");
+    alloc_countdown = 0;
+    assert_false(weft_buf_try_reserve(&b, 100000));
+    alloc_countdown = -1;
+    assert_false(b.failed);
+    assert_string_equal(b.p, "abc");
+    weft_buf_reset(&b);
+
+    const struct {
+        uint64_t v;
+        const char *want;
+    } x[] = {{0, "0"},   {1, "1"},         {15, "f"},
+             {16, "10"}, {0x1f2e, "1f2e"}, {UINT64_MAX, "ffffffffffffffff"}};
+    for (size_t i = 0; i < sizeof(x) / sizeof(x[0]); i++) {
+        weft_buf_reset(&b);
+        weft_buf_put_x64(&b, x[i].v);
+        assert_string_equal(b.p, x[i].want);
+    }
+    weft_buf_free(&b);
 }
 
 /* ---- JSON strings ---- */
@@ -716,17 +777,12 @@ static void test_every_allocation_fails_once(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_growth),
-        cmocka_unit_test(test_limit_sticky),
-        cmocka_unit_test(test_numbers),
-        cmocka_unit_test(test_hex),
-        cmocka_unit_test(test_take_reset_free),
-        cmocka_unit_test(test_json_escapes),
-        cmocka_unit_test(test_json_utf8),
-        cmocka_unit_test(test_json_fast_path),
-        cmocka_unit_test(test_json_key),
-        cmocka_unit_test(test_json_double),
-        cmocka_unit_test(test_every_allocation_fails_once),
+        cmocka_unit_test(test_growth),          cmocka_unit_test(test_limit_sticky),
+        cmocka_unit_test(test_numbers),         cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_take_reset_free), cmocka_unit_test(test_read_in_place),
+        cmocka_unit_test(test_json_escapes),    cmocka_unit_test(test_json_utf8),
+        cmocka_unit_test(test_json_fast_path),  cmocka_unit_test(test_json_key),
+        cmocka_unit_test(test_json_double),     cmocka_unit_test(test_every_allocation_fails_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
