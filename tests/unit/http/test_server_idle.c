@@ -1,7 +1,7 @@
 /*
  * test_server_idle.c - an idle keep-alive connection holds its conn_t and nothing else.
  *
- * server.c is compiled into this test and its loop runs on the test thread, so the test
+ * listener.c is compiled into this test and its loop runs on the test thread, so the test
  * can look at a connection between two of its requests: no exchange (parser, request,
  * arena), no read buffer, no output buffers. It also checks the other side: a connection
  * keeps them while a request is in progress (a head split over two reads, a handler that
@@ -27,7 +27,7 @@
 
 #include "loopback.h"
 
-#include "../../../src/http/server.c"
+#include "../../../src/http/listener.c"
 
 typedef struct {
     uv_loop_t loop;

@@ -1,5 +1,5 @@
 /*
- * server.c - the HTTP/1.1 server engine: listeners, connections, parsing, responses.
+ * listener.c - the HTTP/1.1 server engine: listeners, connections, parsing, responses.
  *
  * Threads. A server is configured and bound on one thread, then each worker loop attaches
  * one listener (its own SO_REUSEPORT socket) and from then on every connection, buffer and
