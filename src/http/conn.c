@@ -1,0 +1,457 @@
+/*
+ * conn.c - a connection of the HTTP server: reading, the parse loop, writing, closing.
+ *
+ * Design. Bytes are read into rbuf and conn_process runs llhttp over them (parse.c's
+ * callbacks), then the handlers they made ready (request.c's dispatch), until the bytes are
+ * used up, a handler holds a request, or the output backs up. Requests on a connection are
+ * handled one at a time: the parser pauses at the end of each message and parsing of
+ * pipelined bytes resumes only when the response is finished, so responses go out in order
+ * and a handler never runs inside llhttp. Responses produced while a read is being processed
+ * are written with one uv_try_write when the read's bytes are used up, so a pipelined batch
+ * costs one syscall; what the socket does not take goes to uv_write from wbuf while obuf
+ * collects what follows.
+ *
+ * Buffer invariant. While a message's head is being parsed, its pieces are kept as offsets
+ * from msg_start, so rbuf may be compacted or grown between reads. Once the head is
+ * complete, the request's strings point into rbuf; from then on rbuf is neither moved nor
+ * compacted until the request is finished, except when the request has a body: then the head
+ * is copied into the arena first ("detached", parse.c) and rbuf is reused for the body's
+ * bytes. Pipelined bytes that wait behind a request in progress stop the reading once rbuf
+ * is full; it resumes when that request ends.
+ *
+ * Reading. A connection's socket is in the listener's epoll (ep) edge-triggered, not read
+ * through libuv: libuv's level-triggered epoll reports a descriptor that it has just
+ * reported again in its old place, ahead of connections whose requests arrived earlier, so
+ * when requests queue up at the worker some wait for two rounds of the others (the p98 and
+ * p99 of bench/http). With edge triggering the ready list is in order of arrival, as in
+ * NGINX. The price: a socket reports new bytes once, so rready remembers that bytes may be
+ * waiting, do_read reads until a short read, and a connection that starts reading again
+ * with rready set is put on the kick list. Writes, shutdown and close stay libuv's.
+ *
+ * Errors. Any malformed request is answered (response.c, send_error) with `Connection:
+ * close`, then the write side is shut down and the connection lingers (reading and
+ * discarding, at most LINGER_MS) before it closes, so the client sees the answer and nothing
+ * that followed the bad request is ever parsed.
+ *
+ * Memory. A connection closed while a handler holds its request stays allocated until the
+ * handler's finishing call (free_pending); otherwise its exchange goes back to the
+ * listener's freelist (exchange.c) and the conn_t is freed in the close callback.
+ *
+ * Threads: the loop thread of the connection's listener only.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "http/server_int.h"
+#include "weft/log.h"
+
+static void on_write(uv_write_t *w, int status);
+static void after_flush(conn_t *c);
+
+/* The slow path of weft__http_out_reserve: obuf grows (doubling) to hold n more bytes. */
+int weft__http_out_grow(conn_t *c, size_t n)
+{
+    size_t need = c->olen + n;
+    if (need > OBUF_MAX) return WEFT_ENOMEM;
+    size_t cap = c->ocap ? c->ocap : OBUF_INITIAL;
+    while (cap < need) cap *= 2;
+    char *p = realloc(c->obuf, cap);
+    if (!p) return WEFT_ENOMEM;
+    c->obuf = p;
+    c->ocap = cap;
+    return 0;
+}
+
+/* Writes obuf: first with uv_try_write, the rest with uv_write from wbuf. */
+void weft__http_flush(conn_t *c)
+{
+    if (c->writing || c->closing) return;
+    if (c->olen == 0) {
+        after_flush(c);
+        return;
+    }
+    uv_buf_t b = uv_buf_init(c->obuf, (unsigned)c->olen);
+    int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
+    if (r < 0) {
+        weft__http_conn_close(c);
+        return;
+    }
+    if ((size_t)r == c->olen) {
+        c->olen = 0;
+        after_flush(c);
+        return;
+    }
+    /* Partial: hand the rest to libuv from wbuf; obuf keeps collecting. */
+    char *tmp = c->wbuf;
+    size_t tcap = c->wcap;
+    c->wbuf = c->obuf;
+    c->wcap = c->ocap;
+    c->obuf = tmp;
+    c->ocap = tcap;
+    size_t rest = c->olen - (size_t)r;
+    c->olen = 0;
+    uv_buf_t wb = uv_buf_init(c->wbuf + r, (unsigned)rest);
+    if (uv_write(&c->x->wreq, (uv_stream_t *)&c->tcp, &wb, 1, on_write) != 0) {
+        weft__http_conn_close(c);
+        return;
+    }
+    c->writing = true;
+    c->wdeadline = weft__http_loop_now(c) + c->l->srv->o.write_timeout_ms;
+}
+
+static void on_shutdown(uv_shutdown_t *s, int status)
+{
+    conn_t *c = s->data;
+    if (status < 0 || c->peer_eof) weft__http_conn_close(c);
+}
+
+/* Nothing is waiting to be written: close if asked, tell a streaming producer. */
+static void after_flush(conn_t *c)
+{
+    if (c->close_after && c->state != C_LINGER) {
+        if (c->handler_active) return; /* the response is still streaming */
+        c->state = C_LINGER;
+        c->deadline = weft__http_loop_now(c) + LINGER_MS;
+        c->x->sreq.data = c;
+        if (uv_shutdown(&c->x->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
+            weft__http_conn_close(c);
+        return;
+    }
+    if (c->drain_wanted && c->handler_active && c->x->req.on_drain) {
+        c->drain_wanted = false;
+        c->x->req.on_drain(&c->x->req);
+    }
+}
+
+static void on_write(uv_write_t *w, int status)
+{
+    conn_t *c = w->handle->data;
+    c->writing = false;
+    c->wdeadline = 0;
+    if (status < 0) {
+        weft__http_conn_close(c);
+        return;
+    }
+    if (c->closing) return;
+    weft__http_flush(c);
+    /* A pipelined batch paused on the high-water mark can go on now. */
+    if (!c->writing && c->olen == 0 && !c->closing && c->state != C_HANDLER)
+        weft__http_conn_process(c);
+}
+
+/* Moves the bytes still needed (a partial head, or unparsed bytes) to the front of rbuf.
+ * Only while no request string points into rbuf. */
+static void compact(conn_t *c)
+{
+    size_t from = c->msg_begun ? c->msg_start : c->rpos;
+    if (from == 0) return;
+    size_t rest = c->rlen - from;
+    if (rest) memmove(c->rbuf, c->rbuf + from, rest);
+    c->rlen = rest;
+    c->rpos -= from;
+    c->msg_start = 0;
+}
+
+/* Runs the parser over buffered bytes and the handlers it makes ready, until the bytes are
+ * used up, a handler holds a request, or the output backs up. Flushes once at the end. */
+void weft__http_conn_process(conn_t *c)
+{
+    if (c->processing) return;
+    c->processing = true;
+    weft_http_server_t *s = c->l->srv;
+    for (;;) {
+        if (c->closing || c->state == C_LINGER || c->close_after) break;
+        if (c->dispatch_pending) {
+            weft__http_dispatch(c);
+            continue;
+        }
+        if (c->stream_end_pending && c->handler_active) {
+            c->stream_end_pending = false;
+            if (c->x->req.on_body && !c->resp_done) c->x->req.on_body(&c->x->req, NULL, 0);
+            continue;
+        }
+        if (c->state == C_HANDLER) break;
+        if (c->rpos >= c->rlen) break;
+        if (c->olen > OBUF_HIGH_WATER || c->writing) break;
+        const char *data = c->rbuf + c->rpos;
+        size_t n = c->rlen - c->rpos;
+        c->in_execute = true;
+        c->exec_base = data;
+        llhttp_errno_t e = llhttp_execute(&c->x->parser, data, n);
+        c->in_execute = false;
+        if (e == HPE_OK) {
+            c->exec_off += n;
+            c->rpos += n;
+            if (c->state == C_HEAD && c->rpos - c->msg_start > s->o.max_head) {
+                weft__http_send_error(c, 431,
+                                      "request head larger than the limit (http.max_head_size)");
+                break;
+            }
+            continue;
+        }
+        const char *stop = llhttp_get_error_pos(&c->x->parser);
+        if (stop < data || stop > data + n) stop = data + n;
+        c->rpos += (size_t)(stop - data);
+        c->exec_off += (uint64_t)(stop - data);
+        if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+            if (e == HPE_PAUSED_UPGRADE) {
+                /* Upgrades are not supported: answer this request, then close. */
+                c->x->req.keep_alive = false;
+                llhttp_resume_after_upgrade(&c->x->parser);
+            } else {
+                llhttp_resume(&c->x->parser);
+            }
+            if (c->state == C_HEAD && c->rpos - c->msg_start > s->o.max_head) {
+                weft__http_send_error(c, 431,
+                                      "request head larger than the limit (http.max_head_size)");
+                break;
+            }
+            continue;
+        }
+        const char *msg;
+        int status = weft__http_error_status(c, e, &msg);
+        weft__http_send_error(c, status, msg);
+        break;
+    }
+    /* Body bytes already handed over need no room: reuse rbuf from the start. */
+    if (c->head_detached && c->rpos == c->rlen && !c->dispatch_pending)
+        c->rpos = c->rlen = 0;
+    else if (c->state == C_IDLE && !c->handler_active)
+        compact(c);
+    c->processing = false;
+    if (!c->closing) {
+        weft__http_flush(c);
+        weft__http_update_reading(c);
+        if (weft__http_conn_quiet(c)) weft__http_conn_release(c);
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    conn_t *c = h->data;
+    (void)suggested;
+    if (c->state == C_LINGER) {
+        /* Discard: reuse the whole buffer. */
+        c->rpos = c->rlen = 0;
+        *buf = uv_buf_init(c->rbuf, (unsigned)c->rcap);
+        return;
+    }
+    /* rbuf may move only while no request string points into it. */
+    bool movable = !c->handler_active && !c->dispatch_pending &&
+                   (c->state == C_IDLE || c->state == C_HEAD || c->head_detached);
+    if (c->rcap - c->rlen < RBUF_MIN_READ && movable) {
+        compact(c);
+        size_t limit = c->l->srv->o.max_head + RBUF_MIN_READ * 2;
+        if (c->rcap - c->rlen < RBUF_MIN_READ && c->rcap < limit) {
+            size_t cap = c->rcap * 2;
+            if (cap > limit) cap = limit;
+            char *nb = realloc(c->rbuf, cap);
+            if (nb) {
+                c->rbuf = nb;
+                c->rcap = cap;
+            }
+        }
+    }
+    *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = st->data;
+    (void)buf;
+    if (nread == 0) return;
+    if (nread == UV_ENOBUFS) { /* rbuf is full behind a request in progress */
+        c->reading = false;
+        return;
+    }
+    if (nread < 0) {
+        if (nread == UV_EOF && !c->closing) {
+            c->peer_eof = true;
+            c->reading = false;
+            /* The client finished sending: answer what it asked, then close. A request
+             * whose message is incomplete can never be answered: abort it now. */
+            if ((c->handler_active || c->dispatch_pending || c->state == C_HANDLER) &&
+                c->message_done) {
+                c->close_after = true;
+                c->x->req.keep_alive = false;
+                weft__http_client_closed(c); /* may finish the request */
+                return;
+            }
+            if (c->state == C_LINGER && !c->writing) {
+                weft__http_conn_close(c);
+                return;
+            }
+            if (c->writing || c->olen) {
+                c->close_after = true;
+                return;
+            }
+        }
+        weft__http_conn_close(c);
+        return;
+    }
+    if (c->state == C_LINGER) {
+        c->rpos = c->rlen = 0;
+        return;
+    }
+    c->rlen += (size_t)nread;
+    weft__http_conn_process(c);
+}
+
+/* Reading (see the top): until a short read, at most READS_PER_TURN reads a turn. */
+enum { READS_PER_TURN = 32 }; /* as libuv: then other connections get their turn */
+
+static void do_read(conn_t *c)
+{
+    for (int i = 0; c->reading && c->rready && !c->closing; i++) {
+        if (i == READS_PER_TURN) {
+            weft__http_kick(c);
+            return;
+        }
+        if (!c->x &&
+            weft__http_conn_take(c) != 0) { /* no memory for the bytes: on_timer kicks again */
+            if (!c->l->mem_stalled)
+                weft_warn("http", "out of memory for a request, retrying", "worker=%u",
+                          c->l->index);
+            c->l->mem_stalled = true;
+            return;
+        }
+        uv_buf_t b;
+        on_alloc((uv_handle_t *)&c->tcp, 65536, &b);
+        if (b.len == 0) {
+            on_read((uv_stream_t *)&c->tcp, UV_ENOBUFS, &b);
+            return;
+        }
+        ssize_t n = read(c->fd, b.base, b.len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->rready = false;
+            if (weft__http_conn_quiet(c)) weft__http_conn_release(c);
+            return;
+        }
+        /* drained, EOF or an error; but a FIN that came with the last bytes has no edge of
+         * its own: after EPOLLRDHUP, read on until read returns 0 */
+        if (n <= 0 || ((size_t)n < b.len && !c->rdhup)) c->rready = false;
+        on_read((uv_stream_t *)&c->tcp, n < 0 ? uv_translate_sys_error(errno) : n ? n : UV_EOF, &b);
+        if (n <= 0) return;
+    }
+}
+
+static void on_kick(uv_idle_t *h)
+{
+    listener_t *l = h->data;
+    conn_t *list = l->kick_head;
+    l->kick_head = NULL;
+    while (list) {
+        conn_t *c = list;
+        list = c->kick_next;
+        c->kicked = false;
+        c->kick_next = NULL;
+        do_read(c);
+    }
+    if (!l->kick_head) uv_idle_stop(&l->kick);
+}
+
+void weft__http_kick(conn_t *c)
+{
+    listener_t *l = c->l;
+    if (c->kicked || c->closing) return;
+    c->kicked = true;
+    c->kick_next = l->kick_head;
+    l->kick_head = c;
+    uv_idle_start(&l->kick, on_kick);
+}
+
+static void unkick(conn_t *c)
+{
+    if (!c->kicked) return;
+    for (conn_t **p = &c->l->kick_head; *p; p = &(*p)->kick_next)
+        if (*p == c) {
+            *p = c->kick_next;
+            break;
+        }
+    c->kicked = false;
+}
+
+/* The listener's epoll has events: connections in order of arrival. */
+void weft__http_on_ep(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    listener_t *l = h->data;
+    struct epoll_event ev[128];
+    int n = epoll_wait(l->ep, ev, 128, 0);
+    for (int i = 0; i < n; i++) {
+        conn_t *c = ev[i].data.ptr;
+        if (c->closing) continue; /* closed earlier in this batch; freed after it */
+        c->rready = true;
+        if (ev[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+            c->rdhup = true;
+            /* A handler holding a request while reading is off (rbuf full of pipelined
+             * bytes) still learns at once that its client is going. */
+            if (!c->reading) weft__http_client_closed(c);
+        }
+        do_read(c);
+    }
+}
+
+/* Reads while there is room for the bytes; pipelined bytes that wait behind a request in
+ * progress stop the reading once rbuf is full, and it resumes when that request ends. */
+void weft__http_update_reading(conn_t *c)
+{
+    if (c->closing || c->peer_eof) return;
+    bool want =
+        c->state == C_LINGER ||
+        (!c->user_paused && (c->rlen < c->rcap || (!c->handler_active && !c->dispatch_pending)));
+    if (want && !c->reading) {
+        c->reading = true;
+        if (c->rready) weft__http_kick(c); /* no new edge will come for bytes already there */
+    } else if (!want && c->reading) {
+        c->reading = false;
+    }
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    listener_t *l = c->l;
+    unkick(c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    atomic_fetch_sub_explicit(&l->nconns, 1, memory_order_relaxed);
+    if (c->handler_active)
+        c->free_pending = true; /* the handler's finishing call frees it */
+    else
+        weft__http_conn_free(c);
+    weft__http_listener_maybe_done(l);
+}
+
+void weft__http_conn_close(conn_t *c)
+{
+    if (c->closing) return;
+    c->closing = true;
+    weft__http_abort_handler(c, c->x && c->x->req.status ? c->x->req.status : 499);
+    weft__http_timer_close(c);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+/* Frees c once it is closed and no handler holds its request (see Memory at the top). */
+void weft__http_conn_free(conn_t *c)
+{
+    if (c->x && !c->free_pending) {
+        weft__http_exch_reset(c->x, c->l);
+        weft__http_conn_release(c);
+    } else if (c->x) { /* a handler finished after the close: the listener may be gone */
+        weft__http_exch_free(c->x);
+        free(c->rbuf);
+        free(c->obuf);
+        free(c->wbuf);
+    }
+    free(c);
+}

@@ -1,0 +1,296 @@
+/*
+ * server_int.h - the HTTP/1.1 server engine's shared definitions (internal): the connection
+ * (conn_t), the exchange it holds while it has work (exch_t), the listener of one loop
+ * (listener_t), the server, and the functions the engine's files call in each other.
+ *
+ * The engine is one subsystem per file:
+ *   listener.c  the server object, binding, attaching a loop, accepting, the sweep, shutdown
+ *   exchange.c  exchanges and buffers: taken when bytes arrive, given back when idle
+ *   conn.c      the connection: reading, the parse loop, writing, closing
+ *   parse.c     llhttp's callbacks: the request head and body, checked and stored
+ *   request.c   a request's life cycle: dispatch, filters, finishing, held-request events,
+ *               the request accessors
+ *   response.c  the response API, response heads, the engine's own error answers
+ *   syntax.h    the HTTP syntax rules (tokens, values, targets, hosts), shared with the
+ *               router and the URL splitter
+ *
+ * Threads. A server is configured and bound on one thread, then each worker loop attaches
+ * one listener (its own SO_REUSEPORT socket) and from then on every connection, buffer and
+ * timer of that listener is touched only by that loop's thread. The only cross-thread read
+ * is the connection count (an atomic) for metrics.
+ *
+ * Connections. A connection with work to do has one read buffer (rbuf), one exchange (x:
+ * the llhttp parser, the request, its header arrays and arena) and two output buffers (obuf
+ * collects responses; wbuf is the one libuv is writing). Requests on a connection are
+ * handled one at a time: the parser pauses at the end of each message, the handler runs
+ * outside the parser, and parsing of pipelined bytes resumes only when the response is
+ * finished, so responses go out in order and a handler never runs inside llhttp.
+ *
+ * What is called for every request is either in one file or static inline here (loop_now,
+ * conn_of, out_reserve, out_put, conn_quiet), so that splitting the engine costs no calls.
+ */
+#ifndef WEFT_HTTP_SERVER_INT_H
+#define WEFT_HTTP_SERVER_INT_H
+
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <uv.h>
+
+#include <llhttp.h>
+
+#include "core/arena.h"
+#include "weft/http.h"
+
+#define RBUF_INITIAL    4096
+#define RBUF_MIN_READ   2048
+#define OBUF_INITIAL    4096
+#define OBUF_HIGH_WATER (64 * 1024)  /* stop pipelining / ask producers to wait */
+#define OBUF_MAX        (256u << 20) /* a response never buffers more than this */
+#define INLINE_HEADERS  24
+#define XFREE_MAX       64 /* exchanges (and their buffers) a listener keeps for reuse */
+#define ARENA_BLOCK     4096
+#define ARENA_LIMIT     (8u << 20)
+#define LINGER_MS       2000
+#define SWEEP_MS        250
+#define ACCEPT_RETRIES  8 /* failed accepts in a row that pause the listener until a sweep */
+
+typedef enum {
+    C_IDLE,    /* between requests */
+    C_HEAD,    /* reading a request head */
+    C_BODY,    /* reading a body (handler may already run, for streamed bodies) */
+    C_HANDLER, /* message read; waiting for the handler's response */
+    C_LINGER,  /* answered and shut down; discarding input until EOF or timeout */
+} conn_state_t;
+
+typedef struct hdr_off_s {
+    uint32_t noff, nlen, voff, vlen;
+} hdr_off_t;
+
+typedef struct listener_s listener_t;
+typedef struct conn_s conn_t;
+
+/* What a connection holds only while it has work: the parser, the request with its header
+ * arrays and arena, the write and shutdown requests (see "Memory" at the top). */
+typedef struct exch_s {
+    conn_t *c;           /* the connection holding it; NULL on the freelist */
+    struct exch_s *next; /* the listener's freelist */
+    char *rbuf, *obuf;   /* on the freelist: the buffers kept for the next connection (rbuf
+                            RBUF_INITIAL bytes; obuf OBUF_INITIAL bytes, or NULL); NULL while
+                            a connection holds it (they are the connection's then) */
+    llhttp_t parser;
+    weft_http_request_t req;
+    weft_arena_t arena;
+    hdr_off_t *hoff_heap; /* when more than INLINE_HEADERS, up to max_headers */
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+    hdr_off_t hoff_inline[INLINE_HEADERS];
+    weft_http_header_t hdr_inline[INLINE_HEADERS];
+} exch_t;
+
+struct conn_s {
+    uv_tcp_t tcp;
+    listener_t *l;
+    struct conn_s *prev, *next;
+    exch_t *x; /* NULL while idle with nothing buffered: then rbuf, obuf and wbuf are NULL */
+    conn_state_t state;
+
+    char *rbuf;
+    size_t rcap, rlen, rpos; /* bytes held; bytes parsed */
+    size_t msg_start;        /* where the current message began in rbuf */
+    uint32_t url_off, url_len;
+    uint32_t nhdr;
+    hdr_off_t *hoff; /* offsets of the head being parsed (x->hoff_inline or x->hoff_heap) */
+    bool in_value;   /* the last piece was a header value */
+    bool msg_begun;
+
+    char *body;
+    size_t body_len, body_cap;
+    uint64_t body_limit;
+    bool body_discard; /* 404/405 with a body: read it, drop it */
+    bool head_detached;
+
+    char *obuf, *wbuf;
+    size_t olen, ocap, wcap;
+    char *xhdr; /* extra response headers, serialized */
+    size_t xlen, xcap;
+
+    char peer[56];      /* "ip:port" once weft_http_request_peer asked; "" before */
+    uint64_t deadline;  /* read-side deadline, uv_now ms; 0: none */
+    uint64_t wdeadline; /* write deadline while a write is pending */
+    unsigned served;
+    int err_status; /* status chosen inside a parser callback */
+    const char *err_msg;
+
+    bool processing;         /* conn_process is on the stack */
+    bool in_execute;         /* llhttp_execute is on the stack */
+    bool dispatch_pending;   /* message (or stream head) ready for its handler */
+    bool stream_end_pending; /* streamed body ended; tell the handler outside the parser */
+    bool handler_active;     /* a handler holds req and has not finished it */
+    bool message_done;       /* the whole request message has been read */
+    bool resp_started, resp_chunked, resp_done;
+    uint64_t resp_remaining; /* content-length mode */
+    bool close_after;        /* close once obuf is written */
+    bool writing;
+    bool reading;
+    bool rready; /* the socket may hold unread bytes: edge-triggered, see do_read */
+    bool kicked; /* on the listener's kick list */
+    bool rdhup;  /* the peer's FIN (or an error) was reported: read until 0, not a short read */
+    struct conn_s *kick_next;
+    int fd;
+    bool peer_eof;
+    bool closing;           /* uv_close called */
+    bool aborted;           /* the handler was told the client went away */
+    bool free_pending;      /* closed while a handler held req */
+    bool dispatched;        /* the handler has been called for this request */
+    bool user_paused;       /* weft_http_request_pause */
+    const char *exec_base;  /* the bytes llhttp_execute is parsing now */
+    uint64_t exec_off;      /* bytes parsed on this connection before exec_base */
+    uint64_t data_end;      /* stream position after the head, or after the last chunk data */
+    uint32_t chunk_ext;     /* bytes of chunk extensions in this message */
+    uint32_t chunk_ext_now; /* of them, in the chunk being started */
+    bool chunk_start;       /* the next body bytes begin a chunk */
+    bool drain_wanted;
+    bool client_closed_told; /* on_event(CLIENT_CLOSED) ran for this request */
+    uv_timer_t *rtimer;      /* weft_http_request_timer's; NULL until first armed */
+};
+
+struct listener_s {
+    weft_http_server_t *srv;
+    uv_loop_t *loop;
+    unsigned index;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    int ep;            /* edge-triggered epoll of the connections' reads, -1 before attach */
+    uv_poll_t ep_poll; /* ep in the loop */
+    uv_idle_t kick;    /* runs do_read for connections that may read again (kick_head) */
+    conn_t *kick_head;
+    int open_handles;
+    bool attached, shutting_down;
+    uint64_t shutdown_deadline;
+    void (*on_done)(void *);
+    void *done_arg;
+    conn_t *conns;
+    exch_t *xfree;    /* exchanges for connections that get bytes, with their buffers */
+    unsigned nxfree;  /* on xfree: at most XFREE_MAX */
+    bool mem_stalled; /* a connection found no memory for the bytes waiting: on_timer kicks */
+    _Atomic unsigned nconns;
+    _Atomic uint64_t rejected; /* connections refused at the cap (written by this loop only) */
+    bool accept_stalled;       /* a connection is pending: memory for it ran out (on_timer) */
+    uint64_t accept_warned_at; /* loop time of the last "accept failed" warning */
+    uint64_t accept_errors;    /* accept errors since that warning */
+    unsigned accept_failures;  /* failed accepts since the last success (ACCEPT_RETRIES) */
+    unsigned accept_pauses;    /* pauses since the last success: only the first is logged */
+    bool accept_paused;        /* tcp is closed (or closing) after too many; a sweep reopens */
+    bool tcp_closed;           /* tcp's close callback has run: it may be initialized again */
+    int spare_fd;              /* the listening socket made at bind; tcp has a duplicate */
+    char date[64];             /* "Date: ...\r\n" */
+    size_t date_len;
+};
+
+struct weft_http_server_s {
+    weft_http_server_options_t o;
+    char host[INET6_ADDRSTRLEN];
+    weft_router_t *router;
+    weft_http_route_t **routes;
+    size_t nroutes;
+    weft_http_filter_t filters[WEFT_HTTP_FILTERS_MAX];
+    unsigned nfilters;
+    unsigned nfilters_head; /* filters with an on_head: write_head skips the loop when 0 */
+    unsigned n_loops;
+    int *fds;
+    uint16_t port;
+    bool bound;
+    unsigned conn_cap;    /* connections per loop: max_connections, or fewer (fit_conn_cap) */
+    atomic_bool draining; /* weft_http_server_drain: every response says Connection: close */
+    bool cap_by_nofile;   /* conn_cap is the open-file limit's, not max_connections */
+    listener_t *listeners;
+};
+
+/* ---- shared helpers, inline: every request calls them ---- */
+
+static inline uint64_t weft__http_loop_now(const conn_t *c)
+{
+    return uv_now(c->l->loop);
+}
+
+/* The connection of a request that a handler holds (its exchange is not given back before
+ * the handler has finished). */
+static inline conn_t *weft__http_conn_of(weft_http_request_t *req)
+{
+    return ((exch_t *)((char *)req - offsetof(exch_t, req)))->c;
+}
+
+/* Makes room for n more bytes in obuf: 0, or WEFT_ENOMEM (conn.c grows it). */
+int weft__http_out_grow(conn_t *c, size_t n);
+
+static inline int weft__http_out_reserve(conn_t *c, size_t n)
+{
+    if (c->ocap - c->olen >= n) return 0;
+    return weft__http_out_grow(c, n);
+}
+
+static inline void weft__http_out_put(conn_t *c, const void *p, size_t n)
+{
+    memcpy(c->obuf + c->olen, p, n);
+    c->olen += n;
+}
+
+/* Idle with nothing buffered, nothing to write, no request in progress and the socket read
+ * to EAGAIN: what the exchange and the buffers hold is no longer needed. */
+static inline bool weft__http_conn_quiet(const conn_t *c)
+{
+    return c->x && c->state == C_IDLE && !c->rready && c->rlen == 0 && c->olen == 0 &&
+           !c->writing && !c->handler_active && !c->dispatch_pending && !c->close_after &&
+           !c->closing && !c->processing;
+}
+
+/* ---- parse.c ---- */
+
+/* llhttp's callbacks for requests: every exchange's parser runs with them. */
+extern const llhttp_settings_t weft__http_parser_settings;
+
+/* Status and message for a parse error e (the one a callback chose, else from e). */
+int weft__http_error_status(conn_t *c, llhttp_errno_t e, const char **msg);
+
+/* ---- exchange.c ---- */
+
+void weft__http_exch_free(exch_t *x);
+void weft__http_exch_reset(exch_t *x, listener_t *l);
+void weft__http_xfree_drain(listener_t *l);
+int weft__http_conn_take(conn_t *c);
+void weft__http_conn_release(conn_t *c);
+
+/* ---- conn.c ---- */
+
+void weft__http_conn_process(conn_t *c);
+void weft__http_flush(conn_t *c);
+void weft__http_update_reading(conn_t *c);
+void weft__http_conn_close(conn_t *c);
+void weft__http_conn_free(conn_t *c);
+void weft__http_kick(conn_t *c);
+void weft__http_on_ep(uv_poll_t *h, int status, int events);
+
+/* ---- request.c ---- */
+
+void weft__http_dispatch(conn_t *c);
+void weft__http_request_finish(conn_t *c);
+void weft__http_abort_handler(conn_t *c, int status);
+void weft__http_filters_end(conn_t *c, int status, bool aborted);
+void weft__http_filters_head(conn_t *c, int status);
+void weft__http_tell(conn_t *c, weft_http_event_t ev);
+void weft__http_client_closed(conn_t *c);
+void weft__http_timer_close(conn_t *c);
+
+/* ---- response.c ---- */
+
+void weft__http_send_error(conn_t *c, int status, const char *msg);
+
+/* ---- listener.c ---- */
+
+void weft__http_listener_maybe_done(listener_t *l);
+
+#endif
