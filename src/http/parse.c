@@ -188,9 +188,8 @@ static int p_header_field(llhttp_t *p, const char *at, size_t len)
 {
     conn_t *c = p->data;
     if (c->state == C_BODY) { /* a trailer: checked here, not kept */
-        for (size_t i = 0; i < len; i++)
-            if (!weft__http_is_tchar((unsigned char)at[i]))
-                return reject(c, 400, "invalid character in a trailer name");
+        if (!weft__http_tchars(at, len))
+            return reject(c, 400, "invalid character in a trailer name");
         return 0;
     }
     if (c->nhdr == 0 || c->in_value) {
@@ -220,9 +219,8 @@ static int p_header_value(llhttp_t *p, const char *at, size_t len)
 {
     conn_t *c = p->data;
     if (c->state == C_BODY) {
-        for (size_t i = 0; i < len; i++)
-            if (at[i] == '\r' || at[i] == '\n' || at[i] == 0)
-                return reject(c, 400, "control character in a trailer value");
+        if (!weft__http_value_clean(at, len))
+            return reject(c, 400, "control character in a trailer value");
         return 0;
     }
     hdr_off_t *h = &c->hoff[c->nhdr - 1];
@@ -346,9 +344,8 @@ static int p_headers_complete(llhttp_t *p)
         if (h->vlen == 0) v = base;
         hs[i].value = (weft_str_t){v, vl};
         if (h->nlen == 0) return reject(c, 400, "empty header name");
-        for (uint32_t k = 0; k < h->nlen; k++)
-            if (!weft__http_is_tchar((unsigned char)hs[i].name.base[k]))
-                return reject(c, 400, "invalid character in a header name");
+        if (!weft__http_tchars(hs[i].name.base, h->nlen))
+            return reject(c, 400, "invalid character in a header name");
         switch (h->nlen) {
         case 4:
             if (WEFT__HTTP_IEQ_LIT(hs[i].name.base, 4, "host")) {

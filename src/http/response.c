@@ -285,11 +285,7 @@ int weft_http_response_header(weft_http_request_t *req, const char *name, const 
     conn_t *c = weft__http_conn_of(req);
     if (!c->handler_active || c->resp_started) return WEFT_ESTATE;
     size_t nl = strlen(name), vl = strlen(value);
-    if (nl == 0) return WEFT_EINVAL;
-    for (size_t i = 0; i < nl; i++)
-        if (!weft__http_is_tchar((unsigned char)name[i])) return WEFT_EINVAL;
-    for (size_t i = 0; i < vl; i++)
-        if (value[i] == '\r' || value[i] == '\n') return WEFT_EINVAL;
+    if (!weft__http_token(name, nl) || !weft__http_value_clean(value, vl)) return WEFT_EINVAL;
     if (weft__http_ieq(name, nl, "content-length") ||
         weft__http_ieq(name, nl, "transfer-encoding") || weft__http_ieq(name, nl, "date") ||
         weft__http_ieq(name, nl, "connection"))
