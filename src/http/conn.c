@@ -19,14 +19,14 @@
  * bytes. Pipelined bytes that wait behind a request in progress stop the reading once rbuf
  * is full; it resumes when that request ends.
  *
- * Reading. A connection's socket is in the listener's epoll (ep) edge-triggered, not read
- * through libuv: libuv's level-triggered epoll reports a descriptor that it has just
- * reported again in its old place, ahead of connections whose requests arrived earlier, so
- * when requests queue up at the worker some wait for two rounds of the others (the p98 and
- * p99 of bench/http). With edge triggering the ready list is in order of arrival, as in
- * NGINX. The price: a socket reports new bytes once, so rready remembers that bytes may be
- * waiting, do_read reads until a short read, and a connection that starts reading again
- * with rready set is put on the kick list. Writes, shutdown and close stay libuv's.
+ * Reading. A connection's socket is read through the listener's reader (reader.h), not
+ * through libuv: an edge-triggered epoll, so that connections are read in order of arrival
+ * (libuv's level-triggered epoll reports a descriptor it has just reported again in its old
+ * place, and when requests queue up at a worker some wait two rounds of the others: the p98
+ * and p99 of bench/http). The reader calls on_alloc and on_read as libuv would; its drained
+ * hook lets an idle connection give its buffers back once the socket is read to EAGAIN, and
+ * its hup hook tells a handler that its client is going while reading is off. Writes,
+ * shutdown and close stay libuv's.
  *
  * Errors. Any malformed request is answered (response.c, send_error) with `Connection:
  * close`, then the write side is shut down and the connection lingers (reading and
@@ -39,11 +39,8 @@
  *
  * Threads: the loop thread of the connection's listener only.
  */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <unistd.h>
 
 #include "http/server_int.h"
 #include "weft/log.h"
@@ -73,7 +70,7 @@ void weft__http_flush(conn_t *c)
         after_flush(c);
         return;
     }
-    uv_buf_t b = uv_buf_init(c->obuf, (unsigned)c->olen);
+    uv_buf_t b = {.base = c->obuf, .len = c->olen}; /* not uv_buf_init: a call */
     int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
     if (r < 0) {
@@ -230,14 +227,23 @@ void weft__http_conn_process(conn_t *c)
     }
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* The reader asks where the next bytes go: an idle connection takes its exchange and buffers
+ * first (exchange.c); none to be had, the bytes wait in the socket (a zero-length buffer). */
+static void on_alloc(weft__rfd_t *f, size_t suggested, uv_buf_t *buf)
 {
-    conn_t *c = h->data;
+    conn_t *c = f->data;
     (void)suggested;
+    if (!c->x && weft__http_conn_take(c) != 0) { /* no memory for the bytes: on_timer kicks */
+        if (!c->l->mem_stalled)
+            weft_warn("http", "out of memory for a request, retrying", "worker=%u", c->l->index);
+        c->l->mem_stalled = true;
+        *buf = (uv_buf_t){.base = NULL, .len = 0};
+        return;
+    }
     if (c->state == C_LINGER) {
         /* Discard: reuse the whole buffer. */
         c->rpos = c->rlen = 0;
-        *buf = uv_buf_init(c->rbuf, (unsigned)c->rcap);
+        *buf = (uv_buf_t){.base = c->rbuf, .len = c->rcap};
         return;
     }
     /* rbuf may move only while no request string points into it. */
@@ -256,22 +262,22 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
             }
         }
     }
-    *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+    *buf = (uv_buf_t){.base = c->rbuf + c->rlen, .len = c->rcap - c->rlen};
 }
 
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+static void on_read(weft__rfd_t *f, ssize_t nread, const uv_buf_t *buf)
 {
-    conn_t *c = st->data;
+    conn_t *c = f->data;
     (void)buf;
-    if (nread == 0) return;
-    if (nread == UV_ENOBUFS) { /* rbuf is full behind a request in progress */
-        c->reading = false;
+    if (nread == UV_ENOBUFS) {
+        if (!c->x) return;         /* no memory for an exchange: reading stays on, on_timer kicks */
+        weft__reader_stop(&c->rf); /* rbuf is full behind a request in progress */
         return;
     }
     if (nread < 0) {
         if (nread == UV_EOF && !c->closing) {
             c->peer_eof = true;
-            c->reading = false;
+            weft__reader_stop(&c->rf);
             /* The client finished sending: answer what it asked, then close. A request
              * whose message is incomplete can never be answered: abort it now. */
             if ((c->handler_active || c->dispatch_pending || c->state == C_HANDLER) &&
@@ -301,101 +307,40 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     weft__http_conn_process(c);
 }
 
-/* Reading (see the top): until a short read, at most READS_PER_TURN reads a turn. */
-enum { READS_PER_TURN = 32 }; /* as libuv: then other connections get their turn */
-
-static void do_read(conn_t *c)
+/* The socket was read to EAGAIN (the reader's drained hook): an idle connection gives its
+ * exchange and buffers back. */
+static void on_drained(weft__rfd_t *f)
 {
-    for (int i = 0; c->reading && c->rready && !c->closing; i++) {
-        if (i == READS_PER_TURN) {
-            weft__http_kick(c);
-            return;
-        }
-        if (!c->x &&
-            weft__http_conn_take(c) != 0) { /* no memory for the bytes: on_timer kicks again */
-            if (!c->l->mem_stalled)
-                weft_warn("http", "out of memory for a request, retrying", "worker=%u",
-                          c->l->index);
-            c->l->mem_stalled = true;
-            return;
-        }
-        uv_buf_t b;
-        on_alloc((uv_handle_t *)&c->tcp, 65536, &b);
-        if (b.len == 0) {
-            on_read((uv_stream_t *)&c->tcp, UV_ENOBUFS, &b);
-            return;
-        }
-        ssize_t n = read(c->fd, b.base, b.len);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            c->rready = false;
-            if (weft__http_conn_quiet(c)) weft__http_conn_release(c);
-            return;
-        }
-        /* drained, EOF or an error; but a FIN that came with the last bytes has no edge of
-         * its own: after EPOLLRDHUP, read on until read returns 0 */
-        if (n <= 0 || ((size_t)n < b.len && !c->rdhup)) c->rready = false;
-        on_read((uv_stream_t *)&c->tcp, n < 0 ? uv_translate_sys_error(errno) : n ? n : UV_EOF, &b);
-        if (n <= 0) return;
+    conn_t *c = f->data;
+    if (weft__http_conn_quiet(c)) weft__http_conn_release(c);
+}
+
+/* The client's FIN (or an error) came while reading is off (the reader's hup hook): a
+ * handler holding a request while rbuf is full of pipelined bytes, or paused, still learns
+ * at once that its client is going. */
+static void on_hup(weft__rfd_t *f)
+{
+    weft__http_client_closed(f->data);
+}
+
+int weft__http_reading_init(listener_t *l)
+{
+    int err = weft__reader_init(&l->reader, l->loop);
+    if (err) {
+        l->reader.ep = -1; /* nothing to close */
+        return err;
     }
+    l->reader.data = l;
+    weft__reader_hooks(&l->reader, on_drained, on_hup);
+    return 0;
 }
 
-static void on_kick(uv_idle_t *h)
+int weft__http_reading_add(conn_t *c, int fd)
 {
-    listener_t *l = h->data;
-    conn_t *list = l->kick_head;
-    l->kick_head = NULL;
-    while (list) {
-        conn_t *c = list;
-        list = c->kick_next;
-        c->kicked = false;
-        c->kick_next = NULL;
-        do_read(c);
-    }
-    if (!l->kick_head) uv_idle_stop(&l->kick);
-}
-
-void weft__http_kick(conn_t *c)
-{
-    listener_t *l = c->l;
-    if (c->kicked || c->closing) return;
-    c->kicked = true;
-    c->kick_next = l->kick_head;
-    l->kick_head = c;
-    uv_idle_start(&l->kick, on_kick);
-}
-
-static void unkick(conn_t *c)
-{
-    if (!c->kicked) return;
-    for (conn_t **p = &c->l->kick_head; *p; p = &(*p)->kick_next)
-        if (*p == c) {
-            *p = c->kick_next;
-            break;
-        }
-    c->kicked = false;
-}
-
-/* The listener's epoll has events: connections in order of arrival. */
-void weft__http_on_ep(uv_poll_t *h, int status, int events)
-{
-    (void)status;
-    (void)events;
-    listener_t *l = h->data;
-    struct epoll_event ev[128];
-    int n = epoll_wait(l->ep, ev, 128, 0);
-    for (int i = 0; i < n; i++) {
-        conn_t *c = ev[i].data.ptr;
-        if (c->closing) continue; /* closed earlier in this batch; freed after it */
-        c->rready = true;
-        if (ev[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-            c->rdhup = true;
-            /* A handler holding a request while reading is off (rbuf full of pipelined
-             * bytes) still learns at once that its client is going. */
-            if (!c->reading) weft__http_client_closed(c);
-        }
-        do_read(c);
-    }
+    int err = weft__reader_add(&c->l->reader, &c->rf, fd, on_alloc, on_read, c);
+    if (err) return err;
+    weft__reader_start(&c->rf); /* the first edge comes with the first bytes, or at once */
+    return 0;
 }
 
 /* Reads while there is room for the bytes; pipelined bytes that wait behind a request in
@@ -406,19 +351,17 @@ void weft__http_update_reading(conn_t *c)
     bool want =
         c->state == C_LINGER ||
         (!c->user_paused && (c->rlen < c->rcap || (!c->handler_active && !c->dispatch_pending)));
-    if (want && !c->reading) {
-        c->reading = true;
-        if (c->rready) weft__http_kick(c); /* no new edge will come for bytes already there */
-    } else if (!want && c->reading) {
-        c->reading = false;
-    }
+    if (want == weft__reader_reading(&c->rf)) return;
+    if (want)
+        weft__reader_start(&c->rf); /* bytes already there are read from the kick list */
+    else
+        weft__reader_stop(&c->rf);
 }
 
 static void on_conn_closed(uv_handle_t *h)
 {
     conn_t *c = h->data;
     listener_t *l = c->l;
-    unkick(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -438,6 +381,7 @@ void weft__http_conn_close(conn_t *c)
     c->closing = true;
     weft__http_abort_handler(c, c->x && c->x->req.status ? c->x->req.status : 499);
     weft__http_timer_close(c);
+    weft__reader_remove(&c->rf); /* before the descriptor closes; no read callback after it */
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 

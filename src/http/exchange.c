@@ -6,7 +6,8 @@
  * handle) and nothing else: a gateway keeps tens of thousands of them. When the socket has
  * been read to EAGAIN and the connection is idle with nothing buffered or being written and
  * no request in progress (weft__http_conn_quiet), it gives its exchange, rbuf, obuf and wbuf
- * back (conn_release); when bytes are ready again it takes them before reading (conn_take).
+ * back (conn_release); when bytes are ready again it takes them before reading (conn_take,
+ * inline in server_int.h: a connection that goes idle between requests takes one for each).
  * Both go through the listener's freelist of exchanges, each of which keeps a read buffer
  * and at most one output buffer of the initial sizes (grown ones are freed), at most
  * XFREE_MAX of them (the rest are freed): taking and giving back is a few pointer moves, so
@@ -28,7 +29,7 @@
 #include "http/server_int.h"
 
 /* A new exchange with a read buffer of RBUF_INITIAL bytes; NULL when out of memory. */
-static exch_t *exch_new(listener_t *l)
+exch_t *weft__http_exch_new(listener_t *l)
 {
     exch_t *x = calloc(1, sizeof(*x));
     char *rbuf = x ? malloc(RBUF_INITIAL) : NULL;
@@ -70,30 +71,6 @@ void weft__http_xfree_drain(listener_t *l)
         weft__http_exch_free(x);
     }
     l->nxfree = 0;
-}
-
-/* Gives c an exchange and the buffers, because bytes may be waiting: from the listener's
- * freelist, else new. Returns 0, or WEFT_ENOMEM with c still holding nothing. */
-int weft__http_conn_take(conn_t *c)
-{
-    listener_t *l = c->l;
-    exch_t *x = l->xfree;
-    if (x) {
-        l->xfree = x->next;
-        l->nxfree--;
-    } else if (!(x = exch_new(l))) {
-        return WEFT_ENOMEM;
-    }
-    x->c = c;
-    x->parser.data = c;
-    c->x = x;
-    c->hoff = x->hoff_inline;
-    c->rbuf = x->rbuf;
-    c->rcap = RBUF_INITIAL;
-    c->obuf = x->obuf;
-    c->ocap = x->obuf ? OBUF_INITIAL : 0;
-    x->rbuf = x->obuf = NULL;
-    return 0;
 }
 
 /* c gives its exchange and buffers back: to the listener's freelist with one read buffer and

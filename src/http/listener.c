@@ -37,7 +37,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -127,14 +126,8 @@ static void on_connection(uv_stream_t *server, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     uv_os_fd_t fd;
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = c};
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 ||
-        epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || weft__http_reading_add(c, fd) != 0)
         weft__http_conn_close(c);
-        return;
-    }
-    c->fd = fd;
-    c->reading = true; /* the first edge comes with the first bytes, or at once if there */
 }
 
 /* The Date header of every response, "Date: ...\r\n", refreshed by each sweep. */
@@ -166,7 +159,7 @@ static void on_timer(uv_timer_t *t)
             c = next;
             continue;
         }
-        if (stalled && !c->x && c->rready) weft__http_kick(c);
+        if (stalled && !c->x) weft__reader_kick(&c->rf); /* when bytes wait */
         if (force || (c->wdeadline && now >= c->wdeadline)) {
             weft__http_conn_close(c);
         } else if (c->deadline && now >= c->deadline) {
@@ -201,19 +194,21 @@ static void on_listener_handle_closed(uv_handle_t *h)
     weft__http_listener_maybe_done(l);
 }
 
+static void on_reader_closed(weft__reader_t *r)
+{
+    listener_t *l = r->data;
+    l->open_handles--;
+    weft__http_listener_maybe_done(l);
+}
+
 /* A listener shutting down without connections closes its handles, then calls back. */
 void weft__http_listener_maybe_done(listener_t *l)
 {
     if (!l->shutting_down || l->conns) return;
     if (!uv_is_closing((uv_handle_t *)&l->timer)) {
         uv_close((uv_handle_t *)&l->timer, on_listener_handle_closed);
-        uv_close((uv_handle_t *)&l->ep_poll, on_listener_handle_closed);
-        uv_close((uv_handle_t *)&l->kick, on_listener_handle_closed);
+        weft__reader_close(&l->reader, on_reader_closed); /* every connection is gone */
         return;
-    }
-    if (l->open_handles == 0 && l->ep >= 0) {
-        close(l->ep);
-        l->ep = -1;
     }
     if (l->open_handles == 0) weft__http_xfree_drain(l);
     if (l->open_handles == 0 && l->on_done) {
@@ -272,7 +267,7 @@ int weft_http_server_new(const weft_http_server_options_t *o, unsigned n_loops,
     for (unsigned i = 0; i < n_loops; i++) {
         s->fds[i] = -1;
         s->listeners[i].spare_fd = -1;
-        s->listeners[i].ep = -1;
+        s->listeners[i].reader.ep = -1;
     }
     *out = s;
     return 0;
@@ -501,28 +496,16 @@ int weft_http_server_attach(weft_http_server_t *s, uv_loop_t *loop, unsigned ind
     l->srv = s;
     l->loop = loop;
     l->index = index;
-    int ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0) return uv_translate_sys_error(errno);
-    int err = uv_poll_init(loop, &l->ep_poll, ep);
-    if (err) {
-        close(ep);
-        return err;
-    }
-    l->ep = ep;
-    l->ep_poll.data = l;
-    l->open_handles++;
-    uv_poll_start(&l->ep_poll, UV_READABLE, weft__http_on_ep);
-    uv_idle_init(loop, &l->kick);
-    l->kick.data = l;
+    int err = weft__http_reading_init(l);
+    if (err) return err;
     l->open_handles++;
     /* libuv gets a duplicate and the socket made at bind stays the spare: libuv closes its
      * descriptors with a raw syscall that ThreadSanitizer does not see, so a number it closed
      * and this thread then reused and closed itself would look like a race on the number */
     int fd = fcntl(s->fds[index], F_DUPFD_CLOEXEC, 0);
     err = fd < 0 ? uv_translate_sys_error(errno) : listener_open(l, fd);
-    if (err) { /* the loop's next turn closes them; ep once the poll handle is closed */
-        uv_close((uv_handle_t *)&l->ep_poll, on_listener_handle_closed);
-        uv_close((uv_handle_t *)&l->kick, on_listener_handle_closed);
+    if (err) { /* the loop's next turns close it */
+        weft__reader_close(&l->reader, on_reader_closed);
         return err;
     }
     l->spare_fd = s->fds[index];
@@ -604,7 +587,7 @@ void weft_http_server_free(weft_http_server_t *s)
             if (s->listeners[i].spare_fd >= 0) close(s->listeners[i].spare_fd);
     if (s->listeners)
         for (unsigned i = 0; i < s->n_loops; i++) {
-            if (s->listeners[i].ep >= 0) close(s->listeners[i].ep);
+            if (s->listeners[i].reader.ep >= 0) close(s->listeners[i].reader.ep);
             weft__http_xfree_drain(&s->listeners[i]);
         }
     for (size_t i = 0; i < s->nroutes; i++) free(s->routes[i]);

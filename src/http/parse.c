@@ -184,14 +184,22 @@ static int p_url(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* A piece of a trailer's name (or value): checked here, not kept. Out of line: the header
+ * callbacks, called for every header, stay small. */
+__attribute__((cold, noinline)) static int trailer_piece(conn_t *c, const char *at, size_t len,
+                                                         bool value)
+{
+    if (value && !weft__http_value_clean(at, len))
+        return reject(c, 400, "control character in a trailer value");
+    if (!value && !weft__http_tchars(at, len))
+        return reject(c, 400, "invalid character in a trailer name");
+    return 0;
+}
+
 static int p_header_field(llhttp_t *p, const char *at, size_t len)
 {
     conn_t *c = p->data;
-    if (c->state == C_BODY) { /* a trailer: checked here, not kept */
-        if (!weft__http_tchars(at, len))
-            return reject(c, 400, "invalid character in a trailer name");
-        return 0;
-    }
+    if (c->state == C_BODY) return trailer_piece(c, at, len, false);
     if (c->nhdr == 0 || c->in_value) {
         weft_http_server_t *s = c->l->srv;
         if (c->nhdr >= s->o.max_headers)
@@ -218,11 +226,7 @@ static int p_header_field(llhttp_t *p, const char *at, size_t len)
 static int p_header_value(llhttp_t *p, const char *at, size_t len)
 {
     conn_t *c = p->data;
-    if (c->state == C_BODY) {
-        if (!weft__http_value_clean(at, len))
-            return reject(c, 400, "control character in a trailer value");
-        return 0;
-    }
+    if (c->state == C_BODY) return trailer_piece(c, at, len, true);
     hdr_off_t *h = &c->hoff[c->nhdr - 1];
     if (h->vlen == 0) h->voff = (uint32_t)(at - c->rbuf - c->msg_start);
     h->vlen += (uint32_t)len;

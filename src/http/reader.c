@@ -66,7 +66,7 @@ static void do_read(weft__rfd_t *f)
             kick(f);
             break;
         }
-        uv_buf_t b = uv_buf_init(NULL, 0);
+        uv_buf_t b = {.base = NULL, .len = 0};
         f->alloc_cb(f, WEFT__READER_SUGGESTED, &b);
         if (r->current != f) break; /* removed from alloc */
         if (b.len == 0) {

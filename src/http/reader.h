@@ -142,6 +142,12 @@ void weft__reader_kick(weft__rfd_t *f);
 void weft__reader_hooks(weft__reader_t *r, weft__reader_event_cb drained,
                         weft__reader_event_cb hup);
 
+/* Whether f's reading is on (between weft__reader_start and weft__reader_stop). */
+static inline bool weft__reader_reading(const weft__rfd_t *f)
+{
+    return f->reading;
+}
+
 /* Whether f may hold unread bytes that no new edge will announce (its rready). */
 static inline bool weft__reader_ready(const weft__rfd_t *f)
 {

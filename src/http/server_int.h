@@ -43,6 +43,7 @@
 #include <llhttp.h>
 
 #include "core/arena.h"
+#include "http/reader.h"
 #include "weft/http.h"
 
 #define RBUF_INITIAL    4096
@@ -93,38 +94,47 @@ typedef struct exch_s {
 
 struct conn_s {
     uv_tcp_t tcp;
+    weft__rfd_t rf; /* its socket in the listener's reader, from accept to close */
     listener_t *l;
     struct conn_s *prev, *next;
     exch_t *x; /* NULL while idle with nothing buffered: then rbuf, obuf and wbuf are NULL */
-    conn_state_t state;
 
     char *rbuf;
     size_t rcap, rlen, rpos; /* bytes held; bytes parsed */
     size_t msg_start;        /* where the current message began in rbuf */
+    hdr_off_t *hoff;         /* offsets of the head being parsed (x->hoff_inline or x->hoff_heap) */
+    const char *exec_base;   /* the bytes llhttp_execute is parsing now */
+    uint64_t exec_off;       /* bytes parsed on this connection before exec_base */
+    uint64_t data_end;       /* stream position after the head, or after the last chunk data */
     uint32_t url_off, url_len;
     uint32_t nhdr;
-    hdr_off_t *hoff; /* offsets of the head being parsed (x->hoff_inline or x->hoff_heap) */
-    bool in_value;   /* the last piece was a header value */
-    bool msg_begun;
+    uint32_t chunk_ext;     /* bytes of chunk extensions in this message */
+    uint32_t chunk_ext_now; /* of them, in the chunk being started */
+    int err_status;         /* status chosen inside a parser callback */
+    const char *err_msg;
 
     char *body;
     size_t body_len, body_cap;
     uint64_t body_limit;
-    bool body_discard; /* 404/405 with a body: read it, drop it */
-    bool head_detached;
 
     char *obuf, *wbuf;
     size_t olen, ocap, wcap;
     char *xhdr; /* extra response headers, serialized */
     size_t xlen, xcap;
+    uint64_t resp_remaining; /* content-length mode */
 
-    char peer[56];      /* "ip:port" once weft_http_request_peer asked; "" before */
     uint64_t deadline;  /* read-side deadline, uv_now ms; 0: none */
     uint64_t wdeadline; /* write deadline while a write is pending */
+    uv_timer_t *rtimer; /* weft_http_request_timer's; NULL until first armed */
     unsigned served;
-    int err_status; /* status chosen inside a parser callback */
-    const char *err_msg;
+    conn_state_t state;
+    char peer[56]; /* "ip:port" once weft_http_request_peer asked; "" before */
 
+    /* the one-byte facts last, together: no padding between them (see test_server_idle) */
+    bool in_value; /* the last piece was a header value */
+    bool msg_begun;
+    bool body_discard; /* 404/405 with a body: read it, drop it */
+    bool head_detached;
     bool processing;         /* conn_process is on the stack */
     bool in_execute;         /* llhttp_execute is on the stack */
     bool dispatch_pending;   /* message (or stream head) ready for its handler */
@@ -132,30 +142,17 @@ struct conn_s {
     bool handler_active;     /* a handler holds req and has not finished it */
     bool message_done;       /* the whole request message has been read */
     bool resp_started, resp_chunked, resp_done;
-    uint64_t resp_remaining; /* content-length mode */
-    bool close_after;        /* close once obuf is written */
+    bool close_after; /* close once obuf is written */
     bool writing;
-    bool reading;
-    bool rready; /* the socket may hold unread bytes: edge-triggered, see do_read */
-    bool kicked; /* on the listener's kick list */
-    bool rdhup;  /* the peer's FIN (or an error) was reported: read until 0, not a short read */
-    struct conn_s *kick_next;
-    int fd;
     bool peer_eof;
-    bool closing;           /* uv_close called */
-    bool aborted;           /* the handler was told the client went away */
-    bool free_pending;      /* closed while a handler held req */
-    bool dispatched;        /* the handler has been called for this request */
-    bool user_paused;       /* weft_http_request_pause */
-    const char *exec_base;  /* the bytes llhttp_execute is parsing now */
-    uint64_t exec_off;      /* bytes parsed on this connection before exec_base */
-    uint64_t data_end;      /* stream position after the head, or after the last chunk data */
-    uint32_t chunk_ext;     /* bytes of chunk extensions in this message */
-    uint32_t chunk_ext_now; /* of them, in the chunk being started */
-    bool chunk_start;       /* the next body bytes begin a chunk */
+    bool closing;      /* uv_close called */
+    bool aborted;      /* the handler was told the client went away */
+    bool free_pending; /* closed while a handler held req */
+    bool dispatched;   /* the handler has been called for this request */
+    bool user_paused;  /* weft_http_request_pause */
+    bool chunk_start;  /* the next body bytes begin a chunk */
     bool drain_wanted;
     bool client_closed_told; /* on_event(CLIENT_CLOSED) ran for this request */
-    uv_timer_t *rtimer;      /* weft_http_request_timer's; NULL until first armed */
 };
 
 struct listener_s {
@@ -164,11 +161,8 @@ struct listener_s {
     unsigned index;
     uv_tcp_t tcp;
     uv_timer_t timer;
-    int ep;            /* edge-triggered epoll of the connections' reads, -1 before attach */
-    uv_poll_t ep_poll; /* ep in the loop */
-    uv_idle_t kick;    /* runs do_read for connections that may read again (kick_head) */
-    conn_t *kick_head;
-    int open_handles;
+    weft__reader_t reader; /* the connections' reads (conn.c); reader.ep -1 before attach */
+    int open_handles;      /* tcp, timer and reader (one), until their close callbacks */
     bool attached, shutting_down;
     uint64_t shutdown_deadline;
     void (*on_done)(void *);
@@ -243,9 +237,9 @@ static inline void weft__http_out_put(conn_t *c, const void *p, size_t n)
  * to EAGAIN: what the exchange and the buffers hold is no longer needed. */
 static inline bool weft__http_conn_quiet(const conn_t *c)
 {
-    return c->x && c->state == C_IDLE && !c->rready && c->rlen == 0 && c->olen == 0 &&
-           !c->writing && !c->handler_active && !c->dispatch_pending && !c->close_after &&
-           !c->closing && !c->processing;
+    return c->x && c->state == C_IDLE && !weft__reader_ready(&c->rf) && c->rlen == 0 &&
+           c->olen == 0 && !c->writing && !c->handler_active && !c->dispatch_pending &&
+           !c->close_after && !c->closing && !c->processing;
 }
 
 /* ---- parse.c ---- */
@@ -261,8 +255,32 @@ int weft__http_error_status(conn_t *c, llhttp_errno_t e, const char **msg);
 void weft__http_exch_free(exch_t *x);
 void weft__http_exch_reset(exch_t *x, listener_t *l);
 void weft__http_xfree_drain(listener_t *l);
-int weft__http_conn_take(conn_t *c);
+exch_t *weft__http_exch_new(listener_t *l);
 void weft__http_conn_release(conn_t *c);
+
+/* Gives c an exchange and the buffers, because bytes may be waiting: from the listener's
+ * freelist, else new. Returns 0, or WEFT_ENOMEM with c still holding nothing. */
+static inline int weft__http_conn_take(conn_t *c)
+{
+    listener_t *l = c->l;
+    exch_t *x = l->xfree;
+    if (x) {
+        l->xfree = x->next;
+        l->nxfree--;
+    } else if (!(x = weft__http_exch_new(l))) {
+        return WEFT_ENOMEM;
+    }
+    x->c = c;
+    x->parser.data = c;
+    c->x = x;
+    c->hoff = x->hoff_inline;
+    c->rbuf = x->rbuf;
+    c->rcap = RBUF_INITIAL;
+    c->obuf = x->obuf;
+    c->ocap = x->obuf ? OBUF_INITIAL : 0;
+    x->rbuf = x->obuf = NULL;
+    return 0;
+}
 
 /* ---- conn.c ---- */
 
@@ -271,8 +289,10 @@ void weft__http_flush(conn_t *c);
 void weft__http_update_reading(conn_t *c);
 void weft__http_conn_close(conn_t *c);
 void weft__http_conn_free(conn_t *c);
-void weft__http_kick(conn_t *c);
-void weft__http_on_ep(uv_poll_t *h, int status, int events);
+/* l's reader, with the connections' hooks: 0, or a libuv error (then reader.ep is -1). */
+int weft__http_reading_init(listener_t *l);
+/* c's socket fd joins the listener's reader, reading: 0, or a libuv error. */
+int weft__http_reading_add(conn_t *c, int fd);
 
 /* ---- request.c ---- */
 
