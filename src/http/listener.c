@@ -4,8 +4,8 @@
  *
  * Design. weft_http_server_new takes the options; routes and filters are added before
  * weft_http_server_bind, which opens one SO_REUSEPORT socket per loop after a probe
- * without the option (so two servers never silently share a port) and fits the
- * connection cap to the open-file limit. Each worker loop then attaches its listener: a
+ * without the option, so two servers never silently share a port (core/listen.c, as for
+ * the host's other listeners), and fits the connection cap to the open-file limit. Each worker loop then attaches its listener: a
  * libuv handle on a duplicate of its socket, the epoll its connections are read through
  * (conn.c), and a timer for the sweep. Shutdown stops accepting, closes idle connections,
  * tells held requests (WEFT_HTTP_EVENT_SHUTDOWN), lets the others finish until
@@ -30,7 +30,6 @@
  * connections stay queued; the next sweep opens a handle on a new duplicate. As NGINX does on
  * EMFILE, clients wait instead of being reset.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -42,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/listen.h"
 #include "http/server_int.h"
 #include "weft/log.h"
 #include "weft/router.h"
@@ -308,37 +308,6 @@ int weft_http_server_filter(weft_http_server_t *s, const weft_http_filter_t *f)
     return 0;
 }
 
-static int make_addr(const char *host, uint16_t port, struct sockaddr_storage *ss)
-{
-    memset(ss, 0, sizeof(*ss));
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) return 0;
-    if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0) return 0;
-    return WEFT_EINVAL;
-}
-
-static int open_socket(const struct sockaddr_storage *ss, bool reuseport, unsigned backlog)
-{
-    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
-        int err = -errno;
-        close(fd);
-        return err;
-    }
-    if (ss->ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    socklen_t len =
-        ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    if (bind(fd, (const struct sockaddr *)ss, len) != 0 ||
-        (backlog && listen(fd, (int)backlog) != 0)) {
-        int err = -errno;
-        close(fd);
-        return err;
-    }
-    return fd;
-}
-
 #define FD_RESERVE 64 /* descriptors left for everything but the server's connections */
 
 static uv_once_t nofile_once = UV_ONCE_INIT;
@@ -397,44 +366,12 @@ unsigned weft_http_server_max_connections(const weft_http_server_t *s)
 int weft_http_server_bind(weft_http_server_t *s, char *err_msg, size_t err_len)
 {
     if (s->bound) return WEFT_ESTATE;
-    struct sockaddr_storage ss;
-    if (make_addr(s->host, s->o.port, &ss) != 0) {
-        if (err_msg) snprintf(err_msg, err_len, "%s: not a numeric IP address", s->host);
-        return WEFT_EINVAL;
-    }
-    /* First a socket WITHOUT SO_REUSEPORT: it fails if anyone already listens there, even a
-     * process that set SO_REUSEPORT itself, so two servers never silently share a port.
-     * With port 0 it also picks the port that the worker sockets then share. */
-    int probe = open_socket(&ss, false, 0); /* bind only: nobody can connect to it */
-    if (probe < 0) {
-        if (err_msg)
-            snprintf(err_msg, err_len, "cannot listen on %s:%u: %s", s->host, s->o.port,
-                     strerror(-probe));
-        return probe;
-    }
-    struct sockaddr_storage bound;
-    socklen_t blen = sizeof(bound);
-    getsockname(probe, (struct sockaddr *)&bound, &blen);
-    uint16_t port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                      : ((struct sockaddr_in *)&bound)->sin_port);
-    close(probe);
-    if (ss.ss_family == AF_INET6)
-        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
-    else
-        ((struct sockaddr_in *)&ss)->sin_port = htons(port);
-    for (unsigned i = 0; i < s->n_loops; i++) {
-        int fd = open_socket(&ss, true, s->o.backlog);
-        if (fd < 0) {
-            if (err_msg)
-                snprintf(err_msg, err_len, "cannot listen on %s:%u: %s", s->host, port,
-                         strerror(-fd));
-            for (unsigned k = 0; k < i; k++) {
-                close(s->fds[k]);
-                s->fds[k] = -1;
-            }
-            return fd;
-        }
-        s->fds[i] = fd;
+    uint16_t port;
+    int err = weft__listen_open(s->host, s->o.port, SOCK_STREAM, (int)s->o.backlog, s->n_loops,
+                                s->fds, &port, err_msg, err_len);
+    if (err) {
+        for (unsigned i = 0; i < s->n_loops; i++) s->fds[i] = -1; /* listen.c closed them */
+        return err;
     }
     s->port = port;
     s->bound = true;
