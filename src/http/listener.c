@@ -5,11 +5,12 @@
  * Design. weft_http_server_new takes the options; routes and filters are added before
  * weft_http_server_bind, which opens one SO_REUSEPORT socket per loop after a probe
  * without the option, so two servers never silently share a port (core/listen.c, as for
- * the host's other listeners), and fits the connection cap to the open-file limit. Each worker loop then attaches its listener: a
- * libuv handle on a duplicate of its socket, the epoll its connections are read through
- * (conn.c), and a timer for the sweep. Shutdown stops accepting, closes idle connections,
- * tells held requests (WEFT_HTTP_EVENT_SHUTDOWN), lets the others finish until
- * http.shutdown_timeout, and calls back once every handle of the listener is closed.
+ * the host's other listeners), and fits the connection cap to the open-file limit. Each
+ * worker loop then attaches its listener: a libuv handle on a duplicate of its socket, the
+ * reader its connections are read through (conn.c, reader.h), and a timer for the sweep.
+ * Shutdown stops accepting, closes idle connections, tells held requests
+ * (WEFT_HTTP_EVENT_SHUTDOWN), lets the others finish until http.shutdown_timeout, and calls
+ * back once every handle of the listener is closed.
  *
  * Threads. A server is configured and bound on one thread, then each worker loop attaches
  * one listener and from then on every connection, buffer and timer of that listener is
