@@ -34,7 +34,7 @@
  * that followed the bad request is ever parsed.
  *
  * Memory. A connection closed while a handler holds its request stays allocated until the
- * handler's finishing call (free_pending); otherwise its exchange goes back to the
+ * handler's finishing call (L_CLOSED); otherwise its exchange goes back to the
  * listener's freelist (exchange.c) and the conn_t is freed in the close callback.
  *
  * Threads: the loop thread of the connection's listener only.
@@ -65,7 +65,7 @@ int weft__http_out_grow(conn_t *c, size_t n)
 /* Writes obuf: first with uv_try_write, the rest with uv_write from wbuf. */
 void weft__http_flush(conn_t *c)
 {
-    if (c->writing || c->closing) return;
+    if (c->writing || weft__http_closing(c)) return;
     if (c->olen == 0) {
         after_flush(c);
         return;
@@ -109,16 +109,16 @@ static void on_shutdown(uv_shutdown_t *s, int status)
 /* Nothing is waiting to be written: close if asked, tell a streaming producer. */
 static void after_flush(conn_t *c)
 {
-    if (c->close_after && c->state != C_LINGER) {
-        if (c->handler_active) return; /* the response is still streaming */
-        c->state = C_LINGER;
+    if (c->life == L_ENDING && c->state != C_LINGER) {
+        if (weft__http_holds(c)) return; /* the response is still streaming */
+        weft__http_conn_to(c, C_LINGER);
         c->deadline = weft__http_loop_now(c) + LINGER_MS;
         c->x->sreq.data = c;
         if (uv_shutdown(&c->x->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
             weft__http_conn_close(c);
         return;
     }
-    if (c->drain_wanted && c->handler_active && c->x->req.on_drain) {
+    if (c->drain_wanted && weft__http_holds(c) && c->x->req.on_drain) {
         c->drain_wanted = false;
         c->x->req.on_drain(&c->x->req);
     }
@@ -133,10 +133,10 @@ static void on_write(uv_write_t *w, int status)
         weft__http_conn_close(c);
         return;
     }
-    if (c->closing) return;
+    if (weft__http_closing(c)) return;
     weft__http_flush(c);
     /* A pipelined batch paused on the high-water mark can go on now. */
-    if (!c->writing && c->olen == 0 && !c->closing && c->state != C_HANDLER)
+    if (!c->writing && c->olen == 0 && !weft__http_closing(c) && c->state != C_HANDLER)
         weft__http_conn_process(c);
 }
 
@@ -161,14 +161,14 @@ void weft__http_conn_process(conn_t *c)
     c->processing = true;
     weft_http_server_t *s = c->l->srv;
     for (;;) {
-        if (c->closing || c->state == C_LINGER || c->close_after) break;
-        if (c->dispatch_pending) {
+        if (c->life != L_OPEN || c->state == C_LINGER) break; /* ending or closing */
+        if (c->hstate == H_PENDING) {
             weft__http_dispatch(c);
             continue;
         }
-        if (c->stream_end_pending && c->handler_active) {
+        if (c->stream_end_pending && weft__http_holds(c)) {
             c->stream_end_pending = false;
-            if (c->x->req.on_body && !c->resp_done) c->x->req.on_body(&c->x->req, NULL, 0);
+            if (c->x->req.on_body) c->x->req.on_body(&c->x->req, NULL, 0);
             continue;
         }
         if (c->state == C_HANDLER) break;
@@ -176,10 +176,8 @@ void weft__http_conn_process(conn_t *c)
         if (c->olen > OBUF_HIGH_WATER || c->writing) break;
         const char *data = c->rbuf + c->rpos;
         size_t n = c->rlen - c->rpos;
-        c->in_execute = true;
         c->exec_base = data;
         llhttp_errno_t e = llhttp_execute(&c->x->parser, data, n);
-        c->in_execute = false;
         if (e == HPE_OK) {
             c->exec_off += n;
             c->rpos += n;
@@ -215,12 +213,12 @@ void weft__http_conn_process(conn_t *c)
         break;
     }
     /* Body bytes already handed over need no room: reuse rbuf from the start. */
-    if (c->head_detached && c->rpos == c->rlen && !c->dispatch_pending)
+    if (c->head_detached && c->rpos == c->rlen && c->hstate != H_PENDING)
         c->rpos = c->rlen = 0;
-    else if (c->state == C_IDLE && !c->handler_active)
+    else if (c->state == C_IDLE && !weft__http_holds(c))
         compact(c);
     c->processing = false;
-    if (!c->closing) {
+    if (!weft__http_closing(c)) {
         weft__http_flush(c);
         weft__http_update_reading(c);
         if (weft__http_conn_quiet(c)) weft__http_conn_release(c);
@@ -247,7 +245,7 @@ static void on_alloc(weft__rfd_t *f, size_t suggested, uv_buf_t *buf)
         return;
     }
     /* rbuf may move only while no request string points into it. */
-    bool movable = !c->handler_active && !c->dispatch_pending &&
+    bool movable = !weft__http_holds(c) && c->hstate != H_PENDING &&
                    (c->state == C_IDLE || c->state == C_HEAD || c->head_detached);
     if (c->rcap - c->rlen < RBUF_MIN_READ && movable) {
         compact(c);
@@ -275,14 +273,14 @@ static void on_read(weft__rfd_t *f, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread < 0) {
-        if (nread == UV_EOF && !c->closing) {
+        if (nread == UV_EOF && !weft__http_closing(c)) {
             c->peer_eof = true;
             weft__reader_stop(&c->rf);
             /* The client finished sending: answer what it asked, then close. A request
              * whose message is incomplete can never be answered: abort it now. */
-            if ((c->handler_active || c->dispatch_pending || c->state == C_HANDLER) &&
+            if ((weft__http_holds(c) || c->hstate == H_PENDING || c->state == C_HANDLER) &&
                 c->message_done) {
-                c->close_after = true;
+                weft__http_life_to(c, L_ENDING);
                 c->x->req.keep_alive = false;
                 weft__http_client_closed(c); /* may finish the request */
                 return;
@@ -292,7 +290,7 @@ static void on_read(weft__rfd_t *f, ssize_t nread, const uv_buf_t *buf)
                 return;
             }
             if (c->writing || c->olen) {
-                c->close_after = true;
+                weft__http_life_to(c, L_ENDING);
                 return;
             }
         }
@@ -347,10 +345,10 @@ int weft__http_reading_add(conn_t *c, int fd)
  * progress stop the reading once rbuf is full, and it resumes when that request ends. */
 void weft__http_update_reading(conn_t *c)
 {
-    if (c->closing || c->peer_eof) return;
-    bool want =
-        c->state == C_LINGER ||
-        (!c->user_paused && (c->rlen < c->rcap || (!c->handler_active && !c->dispatch_pending)));
+    if (weft__http_closing(c) || c->peer_eof) return;
+    bool want = c->state == C_LINGER ||
+                (!c->user_paused &&
+                 (c->rlen < c->rcap || (!weft__http_holds(c) && c->hstate != H_PENDING)));
     if (want == weft__reader_reading(&c->rf)) return;
     if (want)
         weft__reader_start(&c->rf); /* bytes already there are read from the kick list */
@@ -368,8 +366,8 @@ static void on_conn_closed(uv_handle_t *h)
         l->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     atomic_fetch_sub_explicit(&l->nconns, 1, memory_order_relaxed);
-    if (c->handler_active)
-        c->free_pending = true; /* the handler's finishing call frees it */
+    if (weft__http_holds(c))
+        weft__http_life_to(c, L_CLOSED); /* the handler's finishing call frees it */
     else
         weft__http_conn_free(c);
     weft__http_listener_maybe_done(l);
@@ -377,8 +375,8 @@ static void on_conn_closed(uv_handle_t *h)
 
 void weft__http_conn_close(conn_t *c)
 {
-    if (c->closing) return;
-    c->closing = true;
+    if (weft__http_closing(c)) return;
+    weft__http_life_to(c, L_CLOSING);
     weft__http_abort_handler(c, c->x && c->x->req.status ? c->x->req.status : 499);
     weft__http_timer_close(c);
     weft__reader_remove(&c->rf); /* before the descriptor closes; no read callback after it */
@@ -388,7 +386,7 @@ void weft__http_conn_close(conn_t *c)
 /* Frees c once it is closed and no handler holds its request (see Memory at the top). */
 void weft__http_conn_free(conn_t *c)
 {
-    if (c->x && !c->free_pending) {
+    if (c->x && c->life != L_CLOSED) {
         weft__http_exch_reset(c->x, c->l);
         weft__http_conn_release(c);
     } else if (c->x) { /* a handler finished after the close: the listener may be gone */

@@ -100,7 +100,7 @@ static void on_connection(uv_stream_t *server, int status)
         weft__http_conn_close(c);
         return;
     }
-    c->state = C_IDLE;
+    /* calloc made it C_IDLE, H_NONE, R_NONE, L_OPEN */
     c->deadline = weft__http_loop_now(c) + l->srv->o.head_timeout_ms;
     bool over = atomic_load_explicit(&l->nconns, memory_order_relaxed) > l->srv->conn_cap;
     if (over || l->shutting_down) {
@@ -156,7 +156,7 @@ static void on_timer(uv_timer_t *t)
     conn_t *c = l->conns;
     while (c) {
         conn_t *next = c->next;
-        if (c->closing) {
+        if (weft__http_closing(c)) {
             c = next;
             continue;
         }
@@ -170,7 +170,7 @@ static void on_timer(uv_timer_t *t)
                                       "request head not received in time (http.head_timeout)");
                 break;
             case C_BODY:
-                if (c->handler_active && c->resp_started)
+                if (weft__http_holds(c) && c->rstate != R_NONE)
                     weft__http_conn_close(c);
                 else
                     weft__http_send_error(c, 408,
@@ -474,8 +474,8 @@ void weft_http_server_shutdown(weft_http_server_t *s, unsigned index, void (*on_
     l->spare_fd = -1;
     for (conn_t *c = l->conns, *next; c; c = next) {
         next = c->next;
-        if (c->closing) continue;
-        if (c->state == C_IDLE && !c->handler_active && !c->writing && c->olen == 0 &&
+        if (weft__http_closing(c)) continue;
+        if (c->state == C_IDLE && !weft__http_holds(c) && !c->writing && c->olen == 0 &&
             c->rpos == c->rlen)
             weft__http_conn_close(c);
         else

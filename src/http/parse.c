@@ -147,7 +147,7 @@ static inline uint64_t pos_of(const conn_t *c, const char *at)
 static int p_message_begin(llhttp_t *p)
 {
     conn_t *c = p->data;
-    c->state = C_HEAD;
+    weft__http_conn_to(c, C_HEAD);
     c->deadline = weft__http_loop_now(c) + c->l->srv->o.head_timeout_ms;
     return 0;
 }
@@ -401,7 +401,7 @@ static int p_headers_complete(llhttp_t *p)
         return reject(c, 413, "request body larger than the limit (http.max_body_size)");
     if (has_body) {
         if (detach_head(c) != 0) return reject(c, 503, "out of memory");
-        c->state = C_BODY;
+        weft__http_conn_to(c, C_BODY);
         c->deadline = weft__http_loop_now(c) + s->o.body_timeout_ms;
         c->body_discard = req->route == NULL;
         if (expect_continue && req->version_minor >= 1 && weft__http_out_reserve(c, 25) == 0) {
@@ -409,7 +409,7 @@ static int p_headers_complete(llhttp_t *p)
             weft__http_flush(c);
         }
         if (req->route && req->route->stream_body) {
-            c->dispatch_pending = true;
+            weft__http_handler_to(c, H_PENDING); /* its handler gets the body as it comes */
             return HPE_PAUSED;
         }
         if (!c->body_discard && !chunked) {
@@ -442,7 +442,7 @@ static int p_body(llhttp_t *p, const char *at, size_t len)
     weft_http_request_t *req = &c->x->req;
     if (req->route && req->route->stream_body) {
         c->body_len += len;
-        if (req->on_body && c->handler_active && !c->resp_done) req->on_body(req, at, len);
+        if (req->on_body && weft__http_holds(c)) req->on_body(req, at, len);
         return 0;
     }
     if (c->body_discard) {
@@ -487,9 +487,9 @@ static int p_message_complete(llhttp_t *p)
     c->message_done = true;
     c->deadline = 0;
     req->body = (weft_str_t){c->body ? c->body : "", c->body_len};
-    if (!c->dispatched) c->dispatch_pending = true;
+    if (c->hstate == H_NONE) weft__http_handler_to(c, H_PENDING); /* not streamed */
     if (req->route && req->route->stream_body) c->stream_end_pending = true;
-    c->state = C_HANDLER;
+    weft__http_conn_to(c, C_HANDLER);
     return HPE_PAUSED;
 }
 

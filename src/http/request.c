@@ -61,8 +61,8 @@ void weft__http_filters_head(conn_t *c, int status)
 /* The connection or the request failed while a handler holds it: on_end (aborted), on_abort. */
 void weft__http_abort_handler(conn_t *c, int status)
 {
-    if (!c->handler_active || c->resp_done || c->aborted) return;
-    c->aborted = true;
+    if (c->hstate != H_ACTIVE) return;
+    weft__http_handler_to(c, H_ABORTED);
     if (c->rtimer) uv_timer_stop(c->rtimer);
     weft__http_filters_end(c, status, true);
     if (c->x->req.on_abort) c->x->req.on_abort(&c->x->req);
@@ -90,11 +90,11 @@ static void request_reset(conn_t *c)
     c->head_detached = false;
     c->xhdr = NULL;
     c->xlen = c->xcap = 0;
-    c->resp_started = c->resp_chunked = c->resp_done = false;
+    weft__http_handler_to(c, H_NONE);
+    weft__http_resp_to(c, R_NONE);
+    c->resp_chunked = false;
     c->message_done = false;
-    c->dispatched = false;
     c->stream_end_pending = false;
-    c->aborted = false;
     c->msg_start = 0;
     c->err_status = 0;
     c->err_msg = NULL;
@@ -106,21 +106,22 @@ static void request_reset(conn_t *c)
 void weft__http_request_finish(conn_t *c)
 {
     weft_http_request_t *req = &c->x->req;
-    c->resp_done = true;
-    c->handler_active = false;
+    WEFT_ASSERT(c->hstate == H_ACTIVE); /* an aborted request is released before */
+    weft__http_handler_to(c, H_DONE);
+    weft__http_resp_to(c, R_DONE);
     c->served++;
     if (c->rtimer) uv_timer_stop(c->rtimer);
-    if (!c->aborted) weft__http_filters_end(c, req->status, false);
+    weft__http_filters_end(c, req->status, false);
     if (!req->keep_alive || !c->message_done) {
         /* Unread body bytes (an early answer) cannot be told apart from a next request. */
-        c->close_after = true;
+        weft__http_life_to(c, L_ENDING);
     }
-    if (c->close_after) {
+    if (c->life == L_ENDING) {
         if (!c->processing) weft__http_flush(c);
         return;
     }
     request_reset(c);
-    c->state = C_IDLE;
+    weft__http_conn_to(c, C_IDLE);
     c->deadline = weft__http_loop_now(c) + c->l->srv->o.idle_timeout_ms;
     if (!c->processing) {
         weft__http_conn_process(c);
@@ -132,9 +133,7 @@ void weft__http_dispatch(conn_t *c)
 {
     weft_http_request_t *req = &c->x->req;
     weft_http_server_t *s = c->l->srv;
-    c->dispatch_pending = false;
-    c->dispatched = true;
-    c->handler_active = true;
+    weft__http_handler_to(c, H_ACTIVE);
     if (s->nfilters && filters_request(c)) return;
     if (req->route) {
         req->route->handler(req, req->route->arg);
@@ -166,7 +165,7 @@ void weft__http_dispatch(conn_t *c)
 /* Whether a handler holds the request and has not finished or lost it. */
 static inline bool held(const conn_t *c)
 {
-    return c->handler_active && c->dispatched && !c->resp_done && !c->aborted && !c->closing;
+    return c->hstate == H_ACTIVE && !weft__http_closing(c);
 }
 
 /* Tells the handler holding c's request about ev, if it asked to be told (on_event). */

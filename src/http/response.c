@@ -127,7 +127,7 @@ const char *weft_http_status_text(int status)
 static int write_head(conn_t *c, int status, const char *ctype, int64_t clen, bool chunked)
 {
     weft_http_request_t *req = &c->x->req;
-    if (c->l->srv->nfilters_head && c->handler_active) weft__http_filters_head(c, status);
+    if (c->l->srv->nfilters_head && weft__http_holds(c)) weft__http_filters_head(c, status);
     const char *reason = weft_http_status_text(status);
     size_t rlen = strlen(reason), tlen = ctype ? strlen(ctype) : 0;
     size_t need = 64 + rlen + c->l->date_len + tlen + c->xlen + 64;
@@ -185,16 +185,16 @@ static int write_head(conn_t *c, int status, const char *ctype, int64_t clen, bo
     *o++ = '\n';
     c->olen = (size_t)(o - c->obuf);
     req->status = status;
-    c->resp_started = true;
+    weft__http_resp_to(c, R_STARTED);
     return 0;
 }
 
 /* The handler of an aborted request gives up its hold; frees a connection closed meanwhile. */
 static bool release_if_aborted(conn_t *c)
 {
-    if (!c->aborted) return false;
-    c->handler_active = false;
-    if (c->free_pending) weft__http_conn_free(c);
+    if (c->hstate != H_ABORTED) return false;
+    weft__http_handler_to(c, H_DONE);
+    if (c->life == L_CLOSED) weft__http_conn_free(c);
     return true;
 }
 
@@ -202,15 +202,15 @@ int weft_http_respond(weft_http_request_t *req, int status, const char *content_
                       const void *body, size_t len)
 {
     conn_t *c = weft__http_conn_of(req);
-    if (!c->handler_active) return WEFT_ESTATE;
+    if (!weft__http_holds(c)) return WEFT_ESTATE;
     if (release_if_aborted(c)) return WEFT_ECLOSED;
-    if (c->resp_started) return WEFT_ESTATE;
+    if (c->rstate != R_NONE) return WEFT_ESTATE;
     if (status < 100 || status > 999) status = 500;
     if (write_head(c, status, content_type, (int64_t)len, false) != 0 ||
         (!req->is_head && len && weft__http_out_reserve(c, len) != 0)) {
         c->olen = 0;
         c->x->req.keep_alive = false;
-        c->close_after = true;
+        weft__http_life_to(c, L_ENDING);
         weft__http_request_finish(c);
         return WEFT_ENOMEM;
     }
@@ -223,8 +223,8 @@ int weft_http_response_start(weft_http_request_t *req, int status, const char *c
                              int64_t content_length)
 {
     conn_t *c = weft__http_conn_of(req);
-    if (!c->handler_active || c->resp_started) return WEFT_ESTATE;
-    if (c->closing) return WEFT_ECLOSED;
+    if (!weft__http_holds(c) || c->rstate != R_NONE) return WEFT_ESTATE;
+    if (weft__http_closing(c)) return WEFT_ECLOSED;
     bool chunked = content_length < 0 && req->version_minor >= 1;
     if (content_length < 0 && !chunked) req->keep_alive = false; /* HTTP/1.0: close ends it */
     if (write_head(c, status, content_type, content_length, chunked) != 0) return WEFT_ENOMEM;
@@ -237,8 +237,8 @@ int weft_http_response_start(weft_http_request_t *req, int status, const char *c
 int weft_http_response_write(weft_http_request_t *req, const void *data, size_t len)
 {
     conn_t *c = weft__http_conn_of(req);
-    if (!c->handler_active || !c->resp_started || c->resp_done) return WEFT_ESTATE;
-    if (c->closing) return WEFT_ECLOSED;
+    if (!weft__http_holds(c) || c->rstate != R_STARTED) return WEFT_ESTATE;
+    if (weft__http_closing(c)) return WEFT_ECLOSED;
     if (len == 0 || req->is_head) return 0;
     if (!c->resp_chunked && c->resp_remaining != UINT64_MAX) {
         if (len > c->resp_remaining) return WEFT_ERANGE;
@@ -263,12 +263,12 @@ int weft_http_response_write(weft_http_request_t *req, const void *data, size_t 
 int weft_http_response_end(weft_http_request_t *req)
 {
     conn_t *c = weft__http_conn_of(req);
-    if (!c->handler_active) return WEFT_ESTATE;
+    if (!weft__http_holds(c)) return WEFT_ESTATE;
     if (release_if_aborted(c)) return WEFT_ECLOSED;
-    if (!c->resp_started) return weft_http_respond(req, 200, NULL, NULL, 0);
+    if (c->rstate == R_NONE) return weft_http_respond(req, 200, NULL, NULL, 0);
     if (c->resp_chunked && !req->is_head) {
         if (weft__http_out_reserve(c, 5) != 0) {
-            c->close_after = true;
+            weft__http_life_to(c, L_ENDING);
         } else {
             weft__http_out_put(c, "0\r\n\r\n", 5);
         }
@@ -283,7 +283,7 @@ int weft_http_response_end(weft_http_request_t *req)
 int weft_http_response_header(weft_http_request_t *req, const char *name, const char *value)
 {
     conn_t *c = weft__http_conn_of(req);
-    if (!c->handler_active || c->resp_started) return WEFT_ESTATE;
+    if (!weft__http_holds(c) || c->rstate != R_NONE) return WEFT_ESTATE;
     size_t nl = strlen(name), vl = strlen(value);
     if (!weft__http_token(name, nl) || !weft__http_value_clean(value, vl)) return WEFT_EINVAL;
     if (weft__http_ieq(name, nl, "content-length") ||
@@ -315,13 +315,13 @@ int weft_http_response_header(weft_http_request_t *req, const char *name, const 
  * handler holding the request (streamed body) is told through its abort callback. */
 void weft__http_send_error(conn_t *c, int status, const char *msg)
 {
-    if (c->closing || c->state == C_LINGER) return;
+    if (weft__http_closing(c) || c->state == C_LINGER) return;
     weft_http_request_t *req = &c->x->req;
-    c->close_after = true;
-    c->dispatch_pending = false;
-    bool was_active = c->handler_active;
+    weft__http_life_to(c, L_ENDING);
+    if (c->hstate == H_PENDING) weft__http_handler_to(c, H_NONE); /* its handler never runs */
+    bool was_active = weft__http_holds(c);
     weft__http_abort_handler(c, status);
-    if (c->resp_started) return; /* too late to answer: the handler's response is going out */
+    if (c->rstate != R_NONE) return; /* too late to answer: the handler's response is going out */
     req->keep_alive = false;
     c->xlen = 0;
     char body[256];

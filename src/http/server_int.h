@@ -43,6 +43,7 @@
 #include <llhttp.h>
 
 #include "core/arena.h"
+#include "core/assert.h"
 #include "http/reader.h"
 #include "weft/http.h"
 
@@ -59,13 +60,57 @@
 #define SWEEP_MS        250
 #define ACCEPT_RETRIES  8 /* failed accepts in a row that pause the listener until a sweep */
 
-typedef enum {
+/*
+ * State machines (STYLE.md 12). A connection's state is four small machines, each an enum
+ * with a transition function below (weft__http_*_to) that asserts the state it leaves;
+ * the assertions are on in the Debug (sanitizer) trees, and compile to nothing in Release.
+ * What is left as booleans are independent facts (writing, peer_eof, message_done...).
+ *
+ *   conn_state_t (c->state), where the connection is in the byte stream:
+ *     IDLE -> HEAD (a message begins) -> BODY (its head announced a body)
+ *     HEAD, BODY -> HANDLER (the message is read) -> IDLE (its response is finished)
+ *     any but LINGER -> LINGER (answered with close: the write side is shut down)
+ *   handler_state_t (c->hstate), the handler's hold on the current request:
+ *     NONE -> PENDING (ready for its handler) -> ACTIVE (dispatched: a handler holds it)
+ *     ACTIVE -> ABORTED (told on_abort, still holds it) -> DONE (its finishing call)
+ *     ACTIVE -> DONE (request_finish); DONE -> NONE (the next request)
+ *     PENDING -> NONE (refused by the server before its handler ran)
+ *   resp_state_t (c->rstate), the response:
+ *     NONE -> STARTED (its head is written) -> DONE (request_finish); DONE -> NONE;
+ *     NONE -> DONE (a response whose head found no memory)
+ *   conn_life_t (c->life), the connection:
+ *     OPEN -> ENDING (close after the response in progress) -> CLOSING (uv_close)
+ *     OPEN -> CLOSING; CLOSING -> CLOSED (handle closed while a handler holds the request)
+ * The enums are one byte each (packed): conn_t stays within its budget (test_server_idle).
+ */
+typedef enum __attribute__((packed)) {
     C_IDLE,    /* between requests */
     C_HEAD,    /* reading a request head */
     C_BODY,    /* reading a body (handler may already run, for streamed bodies) */
     C_HANDLER, /* message read; waiting for the handler's response */
     C_LINGER,  /* answered and shut down; discarding input until EOF or timeout */
 } conn_state_t;
+
+typedef enum __attribute__((packed)) {
+    H_NONE,    /* no handler has the request: it is being read, or was refused */
+    H_PENDING, /* the message (or a streamed body's head) is ready for its handler */
+    H_ACTIVE,  /* a handler holds the request and has not finished it */
+    H_ABORTED, /* a handler holds it but was told it is aborted: its next call releases it */
+    H_DONE,    /* the handler is through with it: finished, or released after an abort */
+} handler_state_t;
+
+typedef enum __attribute__((packed)) {
+    R_NONE,    /* nothing of the response is written */
+    R_STARTED, /* its head is in obuf (a streamed body may follow) */
+    R_DONE,    /* complete */
+} resp_state_t;
+
+typedef enum __attribute__((packed)) {
+    L_OPEN,    /* serving requests */
+    L_ENDING,  /* closes once the response in progress is written (then lingers) */
+    L_CLOSING, /* uv_close called: no more I/O; the close callback frees it */
+    L_CLOSED,  /* the handle is closed, but a handler holds the request: its call frees it */
+} conn_life_t;
 
 typedef struct hdr_off_s {
     uint32_t noff, nlen, voff, vlen;
@@ -127,30 +172,25 @@ struct conn_s {
     uint64_t wdeadline; /* write deadline while a write is pending */
     uv_timer_t *rtimer; /* weft_http_request_timer's; NULL until first armed */
     unsigned served;
-    conn_state_t state;
     char peer[56]; /* "ip:port" once weft_http_request_peer asked; "" before */
 
-    /* the one-byte facts last, together: no padding between them (see test_server_idle) */
+    /* the one-byte states and facts last, together: no padding between them */
+    conn_state_t state;
+    handler_state_t hstate;
+    resp_state_t rstate;
+    conn_life_t life;
     bool in_value; /* the last piece was a header value */
     bool msg_begun;
     bool body_discard; /* 404/405 with a body: read it, drop it */
     bool head_detached;
     bool processing;         /* conn_process is on the stack */
-    bool in_execute;         /* llhttp_execute is on the stack */
-    bool dispatch_pending;   /* message (or stream head) ready for its handler */
     bool stream_end_pending; /* streamed body ended; tell the handler outside the parser */
-    bool handler_active;     /* a handler holds req and has not finished it */
     bool message_done;       /* the whole request message has been read */
-    bool resp_started, resp_chunked, resp_done;
-    bool close_after; /* close once obuf is written */
-    bool writing;
-    bool peer_eof;
-    bool closing;      /* uv_close called */
-    bool aborted;      /* the handler was told the client went away */
-    bool free_pending; /* closed while a handler held req */
-    bool dispatched;   /* the handler has been called for this request */
-    bool user_paused;  /* weft_http_request_pause */
-    bool chunk_start;  /* the next body bytes begin a chunk */
+    bool resp_chunked;       /* the response (R_STARTED) is framed by chunks */
+    bool writing;            /* a uv_write is in flight (from wbuf) */
+    bool peer_eof;           /* the client's FIN was read */
+    bool user_paused;        /* weft_http_request_pause */
+    bool chunk_start;        /* the next body bytes begin a chunk */
     bool drain_wanted;
     bool client_closed_told; /* on_event(CLIENT_CLOSED) ran for this request */
 };
@@ -204,6 +244,100 @@ struct weft_http_server_s {
     listener_t *listeners;
 };
 
+/* ---- the state machines' transitions (see the top) ---- */
+
+static inline void weft__http_conn_to(conn_t *c, conn_state_t to)
+{
+    switch (to) {
+    case C_IDLE: /* the response is finished (request_finish) */
+        WEFT_ASSERT(c->state == C_HANDLER);
+        break;
+    case C_HEAD: /* a message begins */
+        WEFT_ASSERT(c->state == C_IDLE);
+        break;
+    case C_BODY: /* its head announced a body */
+        WEFT_ASSERT(c->state == C_HEAD);
+        break;
+    case C_HANDLER: /* the message is read */
+        WEFT_ASSERT(c->state == C_HEAD || c->state == C_BODY);
+        break;
+    case C_LINGER: /* answered with close */
+        WEFT_ASSERT(c->state != C_LINGER);
+        break;
+    }
+    c->state = to;
+}
+
+static inline void weft__http_handler_to(conn_t *c, handler_state_t to)
+{
+    switch (to) {
+    case H_NONE: /* the next request (request_reset), or a pending one refused (send_error) */
+        WEFT_ASSERT(c->hstate == H_DONE || c->hstate == H_PENDING);
+        break;
+    case H_PENDING: /* the message, or a streamed body's head, is read */
+        WEFT_ASSERT(c->hstate == H_NONE);
+        break;
+    case H_ACTIVE: /* dispatched */
+        WEFT_ASSERT(c->hstate == H_PENDING);
+        break;
+    case H_ABORTED: /* the connection or the request failed under the handler */
+        WEFT_ASSERT(c->hstate == H_ACTIVE);
+        break;
+    case H_DONE: /* request_finish, or the handler's call after an abort */
+        WEFT_ASSERT(c->hstate == H_ACTIVE || c->hstate == H_ABORTED);
+        break;
+    }
+    c->hstate = to;
+}
+
+static inline void weft__http_resp_to(conn_t *c, resp_state_t to)
+{
+    switch (to) {
+    case R_NONE: /* the next request (request_reset) */
+        WEFT_ASSERT(c->rstate == R_DONE);
+        break;
+    case R_STARTED: /* write_head */
+        WEFT_ASSERT(c->rstate == R_NONE);
+        break;
+    case R_DONE: /* request_finish; from NONE when the head found no memory */
+        WEFT_ASSERT(c->rstate == R_NONE || c->rstate == R_STARTED);
+        break;
+    }
+    c->rstate = to;
+}
+
+static inline void weft__http_life_to(conn_t *c, conn_life_t to)
+{
+    switch (to) {
+    case L_OPEN: /* only where a connection begins (calloc) */
+        WEFT_ASSERT(!"a connection never opens again");
+        break;
+    case L_ENDING: /* close after this response: said again by whoever learns it too */
+        WEFT_ASSERT(c->life == L_OPEN || c->life == L_ENDING);
+        break;
+    case L_CLOSING: /* weft__http_conn_close */
+        WEFT_ASSERT(c->life == L_OPEN || c->life == L_ENDING);
+        break;
+    case L_CLOSED: /* the close callback, while a handler holds the request */
+        WEFT_ASSERT(c->life == L_CLOSING);
+        break;
+    }
+    c->life = to;
+}
+
+/* A handler holds the request (finished or not, aborted or not): the request and the
+ * exchange must stay. */
+static inline bool weft__http_holds(const conn_t *c)
+{
+    return c->hstate == H_ACTIVE || c->hstate == H_ABORTED;
+}
+
+/* uv_close has been called: no more I/O, no more callbacks into handlers. */
+static inline bool weft__http_closing(const conn_t *c)
+{
+    return c->life >= L_CLOSING;
+}
+
 /* ---- shared helpers, inline: every request calls them ---- */
 
 static inline uint64_t weft__http_loop_now(const conn_t *c)
@@ -238,8 +372,8 @@ static inline void weft__http_out_put(conn_t *c, const void *p, size_t n)
 static inline bool weft__http_conn_quiet(const conn_t *c)
 {
     return c->x && c->state == C_IDLE && !weft__reader_ready(&c->rf) && c->rlen == 0 &&
-           c->olen == 0 && !c->writing && !c->handler_active && !c->dispatch_pending &&
-           !c->close_after && !c->closing && !c->processing;
+           c->olen == 0 && !c->writing && !weft__http_holds(c) && c->hstate != H_PENDING &&
+           c->life == L_OPEN && !c->processing;
 }
 
 /* ---- parse.c ---- */
@@ -262,6 +396,8 @@ void weft__http_conn_release(conn_t *c);
  * freelist, else new. Returns 0, or WEFT_ENOMEM with c still holding nothing. */
 static inline int weft__http_conn_take(conn_t *c)
 {
+    WEFT_ASSERT(!c->x && c->state == C_IDLE && c->rlen == 0 && c->olen == 0 && c->rcap == 0 &&
+                c->ocap == 0);
     listener_t *l = c->l;
     exch_t *x = l->xfree;
     if (x) {

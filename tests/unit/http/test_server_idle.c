@@ -192,7 +192,7 @@ static bool holds_exchange(const conn_t *c)
 
 static bool handler_holds(const conn_t *c)
 {
-    return c->handler_active;
+    return weft__http_holds(c);
 }
 
 static bool writing(const conn_t *c)
