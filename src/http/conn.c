@@ -33,9 +33,14 @@
  * discarding, at most LINGER_MS) before it closes, so the client sees the answer and nothing
  * that followed the bad request is ever parsed.
  *
+ * States (server_int.h). The connection's edges move its machines here: C_LINGER once the
+ * last response is out (after_flush), L_ENDING when the client's FIN comes while a request
+ * is still to be answered, L_CLOSING in conn_close, L_CLOSED when the handle closes while a
+ * handler holds the request (H_ACTIVE or H_ABORTED).
+ *
  * Memory. A connection closed while a handler holds its request stays allocated until the
- * handler's finishing call (L_CLOSED); otherwise its exchange goes back to the
- * listener's freelist (exchange.c) and the conn_t is freed in the close callback.
+ * handler's finishing call (L_CLOSED); otherwise its exchange goes back to the listener's
+ * freelist (exchange.c) and the conn_t is freed in the close callback.
  *
  * Threads: the loop thread of the connection's listener only.
  */

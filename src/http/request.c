@@ -13,6 +13,11 @@
  * (weft_http_event_t): its client closed, the server shuts down, its timer fired; and it is
  * aborted (on_abort) when the connection dies first.
  *
+ * States (server_int.h). The handler machine moves here: H_PENDING -> H_ACTIVE in dispatch,
+ * H_ACTIVE -> H_ABORTED in abort_handler, H_ACTIVE -> H_DONE in request_finish (with the
+ * response's R_DONE), both back to NONE in request_reset. parse.c makes a request pending;
+ * response.c releases an aborted one (H_ABORTED -> H_DONE) and starts responses.
+ *
  * Filters: on_request in order before the handler, on_head in reverse order before a
  * handler's response head (response.c), on_end in reverse order exactly once per request,
  * aborted or not.

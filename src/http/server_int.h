@@ -26,8 +26,10 @@
  * outside the parser, and parsing of pipelined bytes resumes only when the response is
  * finished, so responses go out in order and a handler never runs inside llhttp.
  *
- * What is called for every request is either in one file or static inline here (loop_now,
- * conn_of, out_reserve, out_put, conn_quiet), so that splitting the engine costs no calls.
+ * Cost. What every request calls across files is static inline here (the transitions,
+ * loop_now, conn_of, out_reserve, out_put, conn_quiet, conn_take) or sits in the file of its
+ * caller, so the split costs a few calls a request, not inlining on the hot path
+ * (/work/shared/tools/ir-per-request on examples/hello tells).
  */
 #ifndef WEFT_HTTP_SERVER_INT_H
 #define WEFT_HTTP_SERVER_INT_H
@@ -120,7 +122,7 @@ typedef struct listener_s listener_t;
 typedef struct conn_s conn_t;
 
 /* What a connection holds only while it has work: the parser, the request with its header
- * arrays and arena, the write and shutdown requests (see "Memory" at the top). */
+ * arrays and arena, the write and shutdown requests (see "Memory" in exchange.c). */
 typedef struct exch_s {
     conn_t *c;           /* the connection holding it; NULL on the freelist */
     struct exch_s *next; /* the listener's freelist */
@@ -386,10 +388,16 @@ int weft__http_error_status(conn_t *c, llhttp_errno_t e, const char **msg);
 
 /* ---- exchange.c ---- */
 
-void weft__http_exch_free(exch_t *x);
-void weft__http_exch_reset(exch_t *x, listener_t *l);
-void weft__http_xfree_drain(listener_t *l);
+/* A new exchange with a read buffer of RBUF_INITIAL bytes; NULL when out of memory. */
 exch_t *weft__http_exch_new(listener_t *l);
+/* Frees x and the buffers it keeps. */
+void weft__http_exch_free(exch_t *x);
+/* x, whose connection closed at any point of a message, made as good as new. */
+void weft__http_exch_reset(exch_t *x, listener_t *l);
+/* Frees l's freelist. */
+void weft__http_xfree_drain(listener_t *l);
+/* c gives its exchange and buffers back (to l's freelist, or to malloc); c->x was between
+ * two messages (request_reset ran) or was reset. */
 void weft__http_conn_release(conn_t *c);
 
 /* Gives c an exchange and the buffers, because bytes may be waiting: from the listener's
@@ -420,10 +428,19 @@ static inline int weft__http_conn_take(conn_t *c)
 
 /* ---- conn.c ---- */
 
+/* Parses the buffered bytes and runs the handlers they make ready, until the bytes are used
+ * up, a handler holds a request or the output backs up; then flushes. Not reentrant: a call
+ * from inside it (request_finish) returns at once and the running one goes on. */
 void weft__http_conn_process(conn_t *c);
+/* Writes obuf (uv_try_write, the rest by uv_write); none left: closes or lingers if asked,
+ * tells a streaming producer it may go on (on_drain). */
 void weft__http_flush(conn_t *c);
+/* Reading on or off, from the room in rbuf, the request in progress and pause/resume. */
 void weft__http_update_reading(conn_t *c);
+/* Closes c (idempotent): the handler holding its request is told (abort), its timer and
+ * its socket are closed; freed in the close callback, or by the handler's finishing call. */
 void weft__http_conn_close(conn_t *c);
+/* Frees a closed c and what it holds. */
 void weft__http_conn_free(conn_t *c);
 /* l's reader, with the connections' hooks: 0, or a libuv error (then reader.ep is -1). */
 int weft__http_reading_init(listener_t *l);
@@ -432,21 +449,33 @@ int weft__http_reading_add(conn_t *c, int fd);
 
 /* ---- request.c ---- */
 
+/* The request is ready (H_PENDING): the filters' on_request, then its handler (or the
+ * engine's 404, 405, OPTIONS * answer). */
 void weft__http_dispatch(conn_t *c);
+/* The handler finished the response: on_end, then close after it or ready the next
+ * request. */
 void weft__http_request_finish(conn_t *c);
+/* The request a handler holds (H_ACTIVE) failed: on_end (aborted), on_abort. Else nothing. */
 void weft__http_abort_handler(conn_t *c, int status);
+/* Every filter's on_end, in reverse order. */
 void weft__http_filters_end(conn_t *c, int status, bool aborted);
+/* Every filter's on_head, in reverse order. */
 void weft__http_filters_head(conn_t *c, int status);
+/* on_event(ev) for a request a handler holds, if it asked. */
 void weft__http_tell(conn_t *c, weft_http_event_t ev);
+/* The client closed its side: on_event(CLIENT_CLOSED), once a request. */
 void weft__http_client_closed(conn_t *c);
+/* Closes the request's timer, if one was ever armed (the connection closes). */
 void weft__http_timer_close(conn_t *c);
 
 /* ---- response.c ---- */
 
+/* Answers a request the server refuses (status, a JSON body with msg), then closes. */
 void weft__http_send_error(conn_t *c, int status, const char *msg);
 
 /* ---- listener.c ---- */
 
+/* A listener shutting down with no connection left closes its handles, then calls back. */
 void weft__http_listener_maybe_done(listener_t *l);
 
 #endif
