@@ -7,7 +7,7 @@
  * arrived earlier: when work queues up at a loop some sockets wait two rounds of the others
  * (the server's p98 and p99 in bench/http, commit 292e0bf). With EPOLLET the ready list is in
  * order of arrival, as in NGINX. This file is that mechanism taken out of the server so the
- * client (and, later, the server itself) read the same way.
+ * client and the server read the same way.
  *
  * Design. Each fd is in the reader's epoll with EPOLLIN | EPOLLRDHUP | EPOLLET. The epoll
  * descriptor is watched by a uv_poll_t; on its wakeup (on_ep) up to WEFT__READER_BATCH
@@ -33,6 +33,11 @@
  * reader: f is unlinked from its kick list, the events of the batch still ahead of on_ep's
  * cursor are cleared, and `current` is cleared if f's callbacks are the ones running, so
  * do_read stops touching f; the owner may free f inside its own callback.
+ *
+ * Hooks. Two optional callbacks of the whole reader tell an owner what the read callbacks do
+ * not: that a read found EAGAIN (drained: the server gives an idle connection's buffers back
+ * then), and that a FIN or an error came while an fd's reading is off (hup: the server tells
+ * a handler holding a request at once, though the bytes before the FIN wait unread).
  *
  * Errors. read(2) errors other than EINTR and EAGAIN go to the callback as libuv errors. An
  * epoll_ctl failure at add is returned; at remove it is ignored (the owner closes the
@@ -61,7 +66,7 @@ static void do_read(weft__rfd_t *f)
             kick(f);
             break;
         }
-        uv_buf_t b = uv_buf_init(NULL, 0);
+        uv_buf_t b = {.base = NULL, .len = 0};
         f->alloc_cb(f, WEFT__READER_SUGGESTED, &b);
         if (r->current != f) break; /* removed from alloc */
         if (b.len == 0) {
@@ -73,6 +78,7 @@ static void do_read(weft__rfd_t *f)
         if (err == EINTR) continue;
         if (err == EAGAIN || err == EWOULDBLOCK) {
             f->rready = false;
+            if (r->drained_cb) r->drained_cb(f);
             break;
         }
         /* drained, EOF or an error; but after EPOLLRDHUP read on until read returns 0 */
@@ -95,7 +101,15 @@ static void on_ep(uv_poll_t *h, int status, int events)
         weft__rfd_t *f = r->ev[r->ev_pos].data.ptr;
         if (!f) continue; /* removed earlier in this batch */
         f->rready = true;
-        if (r->ev[r->ev_pos].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) f->rdhup = true;
+        if (r->ev[r->ev_pos].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+            f->rdhup = true;
+            if (!f->reading && r->hup_cb) {
+                r->current = f;
+                r->hup_cb(f);
+                if (r->current != f) continue; /* removed by the hook */
+                r->current = NULL;
+            }
+        }
         do_read(f);
     }
     r->ev_n = r->ev_pos = 0;
@@ -258,4 +272,10 @@ void weft__reader_stop(weft__rfd_t *f)
 void weft__reader_kick(weft__rfd_t *f)
 {
     if (f->reading && f->rready) kick(f);
+}
+
+void weft__reader_hooks(weft__reader_t *r, weft__reader_event_cb drained, weft__reader_event_cb hup)
+{
+    r->drained_cb = drained;
+    r->hup_cb = hup;
 }

@@ -2,10 +2,10 @@
  * reader.h - reads sockets in order of arrival through a private edge-triggered epoll
  * (internal; the design is in reader.c).
  *
- * One weft__reader_t per loop owner (the client; the server's listener can use one the same
- * way); each socket it reads is a weft__rfd_t that the owner embeds in its connection. The
- * owner keeps doing writes, shutdown and close with libuv; only reading moves here. The
- * callbacks have the shape of libuv's uv_read_start:
+ * One weft__reader_t per loop owner (the client; the server's listener); each socket it
+ * reads is a weft__rfd_t that the owner embeds in its connection. The owner keeps doing
+ * writes, shutdown and close with libuv; only reading moves here. The callbacks have the
+ * shape of libuv's uv_read_start:
  *
  *     weft__reader_init(&r, loop);
  *     weft__reader_add(&r, &conn->rf, fd, on_alloc, on_read, conn);  reading is off
@@ -51,6 +51,8 @@ typedef struct weft__rfd_s weft__rfd_t;
 typedef void (*weft__reader_alloc_cb)(weft__rfd_t *f, size_t suggested, uv_buf_t *buf);
 /* Bytes read into buf->base, or UV_EOF, UV_ENOBUFS, an error (see above). */
 typedef void (*weft__reader_read_cb)(weft__rfd_t *f, ssize_t nread, const uv_buf_t *buf);
+/* A hook of the whole reader about one fd (weft__reader_hooks). */
+typedef void (*weft__reader_event_cb)(weft__rfd_t *f);
 
 /* Where an fd is with respect to the kick list. */
 typedef enum {
@@ -88,6 +90,7 @@ struct weft__reader_s {
     int ev_pos, ev_n;                   /* the batch of events being worked through */
     unsigned nfds, nreading, open_handles;
     void (*on_closed)(weft__reader_t *r);
+    weft__reader_event_cb drained_cb, hup_cb; /* weft__reader_hooks; NULL: none */
     struct epoll_event ev[WEFT__READER_BATCH];
 };
 
@@ -124,5 +127,31 @@ void weft__reader_stop(weft__rfd_t *f);
 /* Reads f on the next turn if it is reading and may hold bytes (as start does for bytes that
  * waited); for an owner that refused a read with a zero-length buffer and has room again. */
 void weft__reader_kick(weft__rfd_t *f);
+
+/*
+ * Optional hooks for every fd of r, for an owner that needs more than the read callbacks
+ * (the server); none after weft__reader_init, NULL turns one off:
+ *   drained(f)  a read of f found the socket empty (EAGAIN), which no read callback reports
+ *               (a short read is reported with its bytes): f is read to the end for now;
+ *   hup(f)      an EPOLLRDHUP (or HUP, ERR) edge came for f while its reading is off: the
+ *               peer is going, though no read shows it until reading is on again. Reading
+ *               on, the FIN comes as UV_EOF instead.
+ * They run from the loop as the read callbacks do, with the same freedom (stop, start, kick,
+ * remove, free).
+ */
+void weft__reader_hooks(weft__reader_t *r, weft__reader_event_cb drained,
+                        weft__reader_event_cb hup);
+
+/* Whether f's reading is on (between weft__reader_start and weft__reader_stop). */
+static inline bool weft__reader_reading(const weft__rfd_t *f)
+{
+    return f->reading;
+}
+
+/* Whether f may hold unread bytes that no new edge will announce (its rready). */
+static inline bool weft__reader_ready(const weft__rfd_t *f)
+{
+    return f->rready;
+}
 
 #endif

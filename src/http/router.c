@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/syntax.h"
 #include "weft/router.h"
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
@@ -311,31 +312,21 @@ void weft_router_free(weft_router_t *r)
     free(r);
 }
 
-/* RFC 9110 tchar. */
-static int is_tchar(unsigned char c)
-{
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) return 1;
-    return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 /* The id of a method given to add: M_ANY for "*", a known id, M_EXT, or -1 if invalid. */
 static int add_method_id(const char *m)
 {
     size_t n = strlen(m);
     if (n == 0 || n >= MAX_METHOD) return -1;
     if (n == 1 && m[0] == '*') return M_ANY;
-    for (size_t i = 0; i < n; i++)
-        if (!is_tchar((unsigned char)m[i])) return -1;
+    if (!weft__http_token(m, n)) return -1;
     return method_id(m, n);
 }
 
 static int valid_name(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return 0;
+        unsigned char c = (unsigned char)s[i];
+        if (!weft__http_is_alpha(c) && !weft__http_is_digit(c) && c != '_' && c != '-') return 0;
     }
     return 1;
 }
@@ -359,11 +350,8 @@ static int check_pattern(const char *p)
             if (!valid_name(s + 1, n - 1)) return WEFT_EINVAL;
             if (params < WEFT_ROUTER_MAX_PARAMS) names[params] = (weft_str_t){s + 1, n - 1};
             params++;
-        } else {
-            for (size_t i = 0; i < n; i++) {
-                unsigned char c = (unsigned char)s[i];
-                if (c <= ' ' || c == 0x7f || c == '?' || c == '#') return WEFT_EINVAL;
-            }
+        } else if (!weft__http_target_clean(s, n) || memchr(s, '?', n) || memchr(s, '#', n)) {
+            return WEFT_EINVAL; /* a literal segment is target bytes, without a query */
         }
         if (e == end) break;
         s = e + 1;

@@ -147,7 +147,7 @@ def test_install_lays_out_the_library(installed):
     stray = [s for s in exported if not s.startswith("weft_")]
     assert not stray, f"libweft.so exports names outside weft_*: {stray[:20]}"
     members = run(["ar", "t", lib / "libweft.a"]).split()
-    for m in ("service.c.o", "server.c.o", "llhttp.c.o", "api.c.o"):
+    for m in ("service.c.o", "listener.c.o", "llhttp.c.o", "api.c.o"):
         assert m in members, f"libweft.a lacks {m}: {members}"
     pc = (lib / "pkgconfig" / "weft.pc").read_text()
     assert f"prefix={prefix}\n" in pc, pc

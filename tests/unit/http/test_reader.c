@@ -5,9 +5,9 @@
  * order of arrival, a FIN that comes with the last bytes, WEFT__READS_PER_TURN, stop and
  * start with bytes waiting (only the kick list can read them: no new edge comes), removal
  * while on the kick list, removal (and freeing) inside a batch and inside the fd's own
- * callback, a refused buffer (UV_ENOBUFS), and the loop reference held only while an fd
- * reads. Each test waits for the callbacks it expects (run_until) and ends by closing the
- * reader and the loop with nothing left open.
+ * callback, a refused buffer (UV_ENOBUFS), the loop reference held only while an fd
+ * reads, and the hooks (drained, hup). Each test waits for the callbacks it expects
+ * (run_until) and ends by closing the reader and the loop with nothing left open.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -40,6 +40,8 @@ typedef struct sock_s {
     char data[256]; /* the bytes, in order */
     bool stop_after_read;
     struct sock_s *remove_in_read; /* removed (and freed) from this one's read callback */
+    int drains, hups;              /* the reader's hooks (weft__reader_hooks) */
+    bool remove_in_hup;            /* removed and freed by its own hup hook */
 } sock_t;
 
 static char order[LOG_MAX]; /* one letter per read callback, '!' for EOF */
@@ -360,6 +362,76 @@ static void test_no_buffer(void **state)
     teardown_loop(&loop, &r);
 }
 
+static int hups_total; /* hup hooks run, also for freed socks */
+
+static void on_drained(weft__rfd_t *f)
+{
+    ((sock_t *)f->data)->drains++;
+}
+
+static void on_hup(weft__rfd_t *f)
+{
+    sock_t *s = f->data;
+    assert_false(f->reading);
+    hups_total++;
+    s->hups++;
+    if (s->remove_in_hup) sock_free(s);
+}
+
+/* The hooks: drained when a read finds EAGAIN (not after a short read, which says so with
+ * its bytes); hup when a FIN comes while reading is off (not while on: then it is UV_EOF),
+ * and the fd may be removed and freed inside it. */
+static void test_hooks(void **state)
+{
+    uv_loop_t loop;
+    weft__reader_t r;
+    setup_loop(&loop, &r);
+    weft__reader_hooks(&r, on_drained, on_hup);
+    sock_t *a = sock_new(&r, 'a', 8);
+    weft__reader_start(&a->rf);
+    put(a, "12345678", 8); /* fills the buffer: the next read finds EAGAIN */
+    run_until(&loop, &a->drains, 1);
+    assert_int_equal(a->reads, 1);
+    assert_false(weft__reader_ready(&a->rf));
+    put(a, "123", 3); /* a short read: no hook */
+    run_until(&loop, &a->reads, 2);
+    assert_int_equal(a->drains, 1);
+
+    /* a FIN while reading is off: hup, no read; started again, the bytes and the EOF */
+    sock_t *b = sock_new(&r, 'b', 64);
+    put(b, "xy", 2);
+    assert_int_equal(shutdown(b->peer, SHUT_WR), 0);
+    run_until(&loop, &b->hups, 1);
+    assert_int_equal(b->reads + b->eofs, 0);
+    assert_true(weft__reader_ready(&b->rf));
+    weft__reader_start(&b->rf);
+    run_until(&loop, &b->eofs, 1);
+    assert_int_equal(b->got, 2);
+    assert_int_equal(b->hups, 1);
+
+    /* a FIN while reading: UV_EOF, no hup */
+    sock_t *c = sock_new(&r, 'c', 64);
+    weft__reader_start(&c->rf);
+    assert_int_equal(shutdown(c->peer, SHUT_WR), 0);
+    run_until(&loop, &c->eofs, 1);
+    assert_int_equal(c->hups, 0);
+
+    /* removed inside its own hook, in a batch with another fd's FIN behind it */
+    sock_t *d = sock_new(&r, 'd', 64), *e = sock_new(&r, 'e', 64);
+    d->remove_in_hup = true;
+    hups_total = 0;
+    assert_int_equal(shutdown(d->peer, SHUT_WR), 0);
+    assert_int_equal(shutdown(e->peer, SHUT_WR), 0);
+    run_until(&loop, &e->hups, 1);
+    assert_int_equal(hups_total, 2); /* d's, then e's */
+    weft__reader_hooks(&r, NULL, NULL);
+    sock_free(a);
+    sock_free(b);
+    sock_free(c);
+    sock_free(e);
+    teardown_loop(&loop, &r);
+}
+
 /* The reader holds the loop only while an fd reads; an error from read(2) is reported. */
 static void test_loop_reference_and_errors(void **state)
 {
@@ -426,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_remove_in_batch),
         cmocka_unit_test(test_no_buffer),
         cmocka_unit_test(test_loop_reference_and_errors),
+        cmocka_unit_test(test_hooks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

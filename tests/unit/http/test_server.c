@@ -120,6 +120,23 @@ static void h_peer(weft_http_request_t *req, void *arg)
     weft_http_respond(req, 200, "text/plain", peer, strlen(peer));
 }
 
+/* GET /park: a streamed response begins ("parked"), then reading is paused; the handler
+ * finishes when it is told that its client closed ("told"). */
+static void on_park_event(weft_http_request_t *req, weft_http_event_t ev)
+{
+    if (ev != WEFT_HTTP_EVENT_CLIENT_CLOSED) return;
+    weft_http_response_write(req, "told", 4);
+    weft_http_response_end(req);
+}
+
+static void h_park(weft_http_request_t *req, void *arg)
+{
+    req->on_event = on_park_event;
+    weft_http_request_pause(req);
+    weft_http_response_start(req, 200, "text/plain", -1);
+    weft_http_response_write(req, "parked", 6);
+}
+
 /* ---- fixture ---- */
 
 static void attach(uv_loop_t *loop, unsigned i, void *arg)
@@ -155,6 +172,8 @@ static int setup(void **state)
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/chunks", &r), 0);
     r.handler = h_peer;
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/peer", &r), 0);
+    r.handler = h_park;
+    assert_int_equal(weft_http_server_route(f->srv, "GET", "/park", &r), 0);
     r.handler = h_where;
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/", &r), 0);
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/where/*rest", &r), 0);
@@ -374,7 +393,7 @@ static void test_pipelined_in_order(void **state)
 
 /* More pipelined bytes than the read buffer holds arrive behind a slow request: reading
  * stops with the rest still in the socket and resumes when that request ends, without new
- * bytes to announce them (the connection's reads are edge-triggered: server.c, do_read). */
+ * bytes to announce them (the connection's reads are edge-triggered: reader.c, do_read). */
 static void test_pipelined_beyond_the_read_buffer(void **state)
 {
     static char req[32768];
@@ -382,7 +401,7 @@ static void test_pipelined_beyond_the_read_buffer(void **state)
     for (int i = 0; i < 400; i++)
         n += (size_t)snprintf(req + n, sizeof(req) - n, "GET /hello/%d HTTP/1.1\r\nHost: x\r\n\r\n",
                               i);
-    assert_true(n > 3 * 4096 && n < sizeof(req) - 1); /* 4096: server.c RBUF_INITIAL */
+    assert_true(n > 3 * 4096 && n < sizeof(req) - 1); /* 4096: RBUF_INITIAL, server_int.h */
     int closed;
     char *r = exchange_n(*state, req, 401, false, &closed);
     assert_int_equal(count_of(r, "HTTP/1.1 200 OK"), 401);
@@ -390,8 +409,40 @@ static void test_pipelined_beyond_the_read_buffer(void **state)
     assert_false(closed);
 }
 
+/* A handler holding a request whose reading is paused still learns at once that its client
+ * is going: the FIN is not read (reading is off), but its edge is seen (the reader's hup
+ * hook) and on_event(CLIENT_CLOSED) runs. The client half-closes only once the handler holds
+ * the request ("parked" came back), then reads the rest of the response. */
+static void test_client_closed_while_paused(void **state)
+{
+    fixture_t *f = *state;
+    int fd = test_dial(f->port);
+    static const char req[] = "GET /park HTTP/1.1\r\nHost: x\r\n\r\n";
+    send_all(fd, req, sizeof(req) - 1);
+    char buf[4096];
+    size_t n = 0;
+    bool half_closed = false;
+    while (responses_in(buf, n, false) < 1) { /* "parked", then (after the FIN) "told" */
+        if (!half_closed && memmem(buf, n, "parked", 6)) {
+            assert_int_equal(shutdown(fd, SHUT_WR), 0);
+            half_closed = true;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, WAIT_MS) != 1)
+            fail_msg("nothing in %d ms; so far: %.*s", WAIT_MS, (int)n, buf);
+        ssize_t r = recv(fd, buf + n, sizeof(buf) - 1 - n, 0);
+        assert_true(r > 0);
+        n += (size_t)r;
+    }
+    buf[n] = 0;
+    assert_true(half_closed);
+    assert_non_null(strstr(buf, "told"));
+    assert_non_null(strstr(buf, "\r\n0\r\n\r\n"));
+    close(fd);
+}
+
 /* Requests and the client's FIN arrive together: both are answered, then the server
- * closes. The FIN has no edge of its own after the bytes it came with (do_read). */
+ * closes. The FIN has no edge of its own after the bytes it came with (reader.c, do_read). */
 static void test_requests_then_half_close(void **state)
 {
     fixture_t *f = *state;
@@ -727,6 +778,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_params_404_405, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_beyond_the_read_buffer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_closed_while_paused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_requests_then_half_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expect_continue_and_head, setup, teardown),

@@ -1,10 +1,10 @@
 /*
  * test_server_idle.c - an idle keep-alive connection holds its conn_t and nothing else.
  *
- * server.c is compiled into this test and its loop runs on the test thread, so the test
- * can look at a connection between two of its requests: no exchange (parser, request,
- * arena), no read buffer, no output buffers. It also checks the other side: a connection
- * keeps them while a request is in progress (a head split over two reads, a handler that
+ * The server engine (server_srcs.h) is compiled into this test and its loop runs on the test
+ * thread, so the test can look at a connection between two of its requests: no exchange
+ * (parser, request, arena), no read buffer, no output buffers. It also checks the other side: a
+ * connection keeps them while a request is in progress (a head split over two reads, a handler that
  * answers later, a response larger than the output buffer), every request after an idle
  * spell is answered, the listener keeps at most XFREE_MAX exchanges for reuse, and 2,000
  * idle connections, all used again at once, are all answered.
@@ -27,7 +27,7 @@
 
 #include "loopback.h"
 
-#include "../../../src/http/server.c"
+#include "server_srcs.h"
 
 typedef struct {
     uv_loop_t loop;
@@ -192,7 +192,7 @@ static bool holds_exchange(const conn_t *c)
 
 static bool handler_holds(const conn_t *c)
 {
-    return c->handler_active;
+    return weft__http_holds(c);
 }
 
 static bool writing(const conn_t *c)

@@ -1,10 +1,10 @@
 /*
  * test_server_oom.c - the server when memory for a new connection or a request runs out.
  *
- * server.c is compiled into this test with its allocations going through fault_alloc.h,
- * and its loop runs on the test thread. libuv keeps a connection that the accept callback
- * did not take and stops polling the listener until it is taken, so a server that merely
- * returned on a failed allocation would never accept again. Each case makes the allocation
+ * The server engine (server_srcs.h) is compiled into this test with its allocations going
+ * through fault_alloc.h, and its loop runs on the test thread. libuv keeps a connection that the
+ * accept callback did not take and stops polling the listener until it is taken, so a server that
+ * merely returned on a failed allocation would never accept again. Each case makes the allocation
  * of a new connection fail (and, in one, the retry as well), then checks that the request
  * on that connection is still answered, that later connections are served at once, and
  * that the graceful shutdown leaves nothing open. The same for what a connection takes when
@@ -35,7 +35,7 @@
 #include "fault_alloc.h"
 
 #include "fault_alloc_begin.h"
-#include "../../../src/http/server.c"
+#include "server_srcs.h"
 #include "fault_alloc_end.h"
 
 /* libuv's accept4 (this definition comes first in the lookup): fails with accept_errno
