@@ -587,7 +587,9 @@ static void test_park_timeout(void **state)
     uint64_t t0 = now_ns();
     char head[2048] = "", body[256];
     assert_int_equal(read_response(fd, head, sizeof(head), body, sizeof(body)), 200);
-    assert_true(now_ns() - t0 >= 150000000u); /* not before its time */
+    /* not before its time: libuv arms timers against the loop time cached at the start of
+     * the iteration, in whole ms, so the timer may end a few ms short of 150 ms real time */
+    assert_true(now_ns() - t0 >= 140000000u);
     assert_non_null(strstr(body, "timeout"));
     wait_parked(0);
     /* the connection serves on after a held request */
