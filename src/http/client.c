@@ -27,6 +27,7 @@
 
 #include "core/assert.h"
 #include "http/client_int.h"
+#include "http/syntax.h"
 #include "http/url.h"
 
 #define GET_BODY_DEFAULT (1u << 20) /* weft_http_client_get's default body limit */
@@ -309,7 +310,7 @@ int weft_http_client_get(weft_http_client_t *c, const char *url, size_t max_body
     if (!c || !url || !cb) return WEFT_EINVAL;
     weft__url_t u;
     const char *bad = weft__url_split(url, &u);
-    if (u.scheme && !(u.scheme_len == 4 && strncasecmp(u.scheme, "http", 4) == 0))
+    if (u.scheme && !WEFT__HTTP_IEQ_LIT(u.scheme, u.scheme_len, "http"))
         return WEFT_EUNSUPPORTED;
     if (bad) return WEFT_EINVAL;
     const char *target = u.rest[0] ? u.rest : "/";

@@ -106,7 +106,9 @@ static int r_header_value(llhttp_t *p, const char *at, size_t len)
     hoff_t *h = &k->hoffs[k->nh - 1];
     if (h->nlen == 0) return -1; /* llhttp lets ":x: y" through in responses: not a token */
     if (h->vlen == 0) h->voff = offset_of(k, at);
-    h->vlen += (uint32_t)len;
+    /* from the value's first byte to this piece's end: an obs-fold (a line that goes on with
+     * a space) comes in pieces with its CRLF between them, which r_headers_complete blanks */
+    h->vlen = offset_of(k, at) + (uint32_t)len - h->voff;
     k->in_value = true;
     return head_count(k, len);
 }
@@ -129,9 +131,16 @@ static int r_headers_complete(llhttp_t *p)
         k->interim = true; /* 100 Continue and friends: not the response, and no body */
         return 1;
     }
-    const char *rb = k->rbuf.p;
+    char *rb = k->rbuf.p;
     for (unsigned i = 0; i < k->nh; i++) { /* views into rbuf: the head is all there */
         const hoff_t *h = &k->hoffs[i];
+        /* RFC 9112 5.2: a user agent replaces each obs-fold of a response with spaces */
+        for (char *v = rb + h->voff, *e = v + h->vlen;
+             h->vlen && (v = memchr(v, '\n', (size_t)(e - v)));)
+            *v++ = ' ';
+        for (char *v = rb + h->voff, *e = v + h->vlen;
+             h->vlen && (v = memchr(v, '\r', (size_t)(e - v)));)
+            *v++ = ' ';
         k->harr[i].name = (weft_str_t){h->nlen ? rb + h->noff : "", h->nlen};
         k->harr[i].value = (weft_str_t){h->vlen ? rb + h->voff : "", h->vlen};
     }

@@ -17,51 +17,26 @@
  * Memory: WEFT_ENOMEM on allocation failure, never an abort.
  */
 #include <string.h>
-#include <strings.h>
 
 #include "http/client_int.h"
+#include "http/syntax.h"
 
-static bool is_tchar(unsigned char ch)
-{
-    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-           (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
-static bool valid_token(const char *s, size_t n)
-{
-    if (n == 0) return false;
-    for (size_t i = 0; i < n; i++)
-        if (!is_tchar((unsigned char)s[i])) return false;
-    return true;
-}
-
-/* Header values: anything but CR, LF and NUL (the bytes that could inject a header). */
-static bool valid_value(const char *s, size_t n)
-{
-    if (n && !s) return false;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '\r' || s[i] == '\n' || s[i] == 0) return false;
-    return true;
-}
-
-/* Request targets and hosts: visible ASCII and no space. */
+/* Request targets and hosts, as the client sends them: visible ASCII only (the server's
+ * weft__http_target_clean also lets bytes >= 0x80 through, which a client must not send
+ * unencoded), and none of extra_bad. */
 static bool valid_visible(const char *s, const char *extra_bad)
 {
     if (!s || !*s) return false;
-    for (; *s; s++)
-        if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f || strchr(extra_bad, *s))
-            return false;
+    size_t n = strlen(s);
+    if (!weft__http_target_clean(s, n)) return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] >= 0x80 || strchr(extra_bad, s[i])) return false;
     return true;
-}
-
-static bool name_is(weft_str_t n, const char *lit)
-{
-    return n.len == strlen(lit) && strncasecmp(n.base, lit, n.len) == 0;
 }
 
 int weft__req_check(const weft_http_client_req_t *r, bool *give_host)
 {
-    if (!r->method || !valid_token(r->method, strlen(r->method)) ||
+    if (!r->method || !weft__http_token(r->method, strlen(r->method)) ||
         !valid_visible(r->host, "/?#@[]") || strlen(r->host) > 255 ||
         !valid_visible(r->target, "") || (r->body_len && !r->body) || r->body_len > (1u << 30) ||
         (unsigned)r->body_mode > WEFT_HTTP_CLIENT_BODY_CHUNKED ||
@@ -71,11 +46,13 @@ int weft__req_check(const weft_http_client_req_t *r, bool *give_host)
     *give_host = true;
     for (size_t i = 0; i < r->nheaders; i++) {
         weft_str_t n = r->headers[i].name;
-        if (!n.base || !valid_token(n.base, n.len) ||
-            !valid_value(r->headers[i].value.base, r->headers[i].value.len) ||
-            name_is(n, "content-length") || name_is(n, "transfer-encoding"))
+        weft_str_t v = r->headers[i].value;
+        if (!n.base || !weft__http_token(n.base, n.len) || (v.len && !v.base) ||
+            !weft__http_value_clean(v.base, v.len) ||
+            WEFT__HTTP_IEQ_LIT(n.base, n.len, "content-length") ||
+            WEFT__HTTP_IEQ_LIT(n.base, n.len, "transfer-encoding"))
             return WEFT_EINVAL;
-        if (name_is(n, "host")) *give_host = false;
+        if (WEFT__HTTP_IEQ_LIT(n.base, n.len, "host")) *give_host = false;
     }
     return 0;
 }

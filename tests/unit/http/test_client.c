@@ -143,9 +143,9 @@ typedef struct raw_s {
     int fd;
     uint16_t port;
     int nconns;
-    const char *script[4][R_STEPS];
-    int accepted, requests; /* read by the test after raw_join */
-    char last[2048];        /* the last request head */
+    const char *script[8][R_STEPS]; /* per connection, in order of accept */
+    int accepted, requests;         /* read by the test after raw_join */
+    char last[2048];                /* the last request head */
     pthread_t th;
 } raw_t;
 
@@ -582,13 +582,16 @@ static void test_errors(void **state)
 static void test_garbage_and_until_close(void **state)
 {
     raw_t *s = raw_new();
-    s->nconns = 4;
+    s->nconns = 5;
     s->script[0][0] = "HTTP/1.0 200 OK\r\n\r\nuntil close";
     s->script[0][1] = R_CLOSE;
     s->script[1][0] = "HTTQ/9 nonsense\r\n\r\n";
     s->script[2][0] = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort";
     s->script[2][1] = R_CLOSE;
     s->script[3][0] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA";
+    /* an obs-fold: the user agent blanks the line break (RFC 9112 5.2) */
+    s->script[4][0] =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/\r\n plain\r\nContent-Length: 2\r\n\r\nok";
     raw_start(s);
     uv_loop_t loop;
     weft_http_client_t *c = client_on(&loop, NULL);
@@ -612,14 +615,19 @@ static void test_garbage_and_until_close(void **state)
     exchange(&loop, c, &q, r);
     assert_int_equal(r->err, 0);
     assert_int_equal(r->blen, 2);
+
+    memset(r, 0, sizeof(*r));
+    exchange(&loop, c, &q, r);
+    assert_int_equal(r->err, 0);
+    assert_string_equal(r->header, "text/   plain");
     weft_http_client_stats_t st = weft_http_client_stats(c);
-    assert_int_equal(st.conns_opened, 4);
-    assert_int_equal(st.conns_idle, 0);
+    assert_int_equal(st.conns_opened, 5);
+    assert_int_equal(st.conns_idle, 1); /* the last one, whole and kept alive */
     assert_int_equal(st.fail_response, 1);
     assert_int_equal(st.fail_io, 1);
     close_client(&loop, c);
     raw_join(s);
-    assert_int_equal(s->accepted, 4);
+    assert_int_equal(s->accepted, 5);
     free(s);
     free(r);
 }
