@@ -310,8 +310,7 @@ int weft_http_client_get(weft_http_client_t *c, const char *url, size_t max_body
     if (!c || !url || !cb) return WEFT_EINVAL;
     weft__url_t u;
     const char *bad = weft__url_split(url, &u);
-    if (u.scheme && !WEFT__HTTP_IEQ_LIT(u.scheme, u.scheme_len, "http"))
-        return WEFT_EUNSUPPORTED;
+    if (u.scheme && !WEFT__HTTP_IEQ_LIT(u.scheme, u.scheme_len, "http")) return WEFT_EUNSUPPORTED;
     if (bad) return WEFT_EINVAL;
     const char *target = u.rest[0] ? u.rest : "/";
     char *hash = strchr(target, '#'); /* a fragment is not sent */

@@ -226,7 +226,7 @@ void weft__http_conn_process(conn_t *c)
     if (!weft__http_closing(c)) {
         weft__http_flush(c);
         weft__http_update_reading(c);
-        if (weft__http_conn_quiet(c)) weft__http_conn_release(c);
+        if (weft__http_conn_quiet(c)) weft__http_conn_rest(c);
     }
 }
 
@@ -236,6 +236,7 @@ static void on_alloc(weft__rfd_t *f, size_t suggested, uv_buf_t *buf)
 {
     conn_t *c = f->data;
     (void)suggested;
+    weft__http_conn_unkeep(c);
     if (!c->x && weft__http_conn_take(c) != 0) { /* no memory for the bytes: on_timer kicks */
         if (!c->l->mem_stalled)
             weft_warn("http", "out of memory for a request, retrying", "worker=%u", c->l->index);
@@ -315,7 +316,7 @@ static void on_read(weft__rfd_t *f, ssize_t nread, const uv_buf_t *buf)
 static void on_drained(weft__rfd_t *f)
 {
     conn_t *c = f->data;
-    if (weft__http_conn_quiet(c)) weft__http_conn_release(c);
+    if (weft__http_conn_quiet(c)) weft__http_conn_rest(c);
 }
 
 /* The client's FIN (or an error) came while reading is off (the reader's hup hook): a
@@ -382,6 +383,7 @@ void weft__http_conn_close(conn_t *c)
 {
     if (weft__http_closing(c)) return;
     weft__http_life_to(c, L_CLOSING);
+    weft__http_conn_unkeep(c);
     weft__http_abort_handler(c, c->x && c->x->req.status ? c->x->req.status : 499);
     weft__http_timer_close(c);
     weft__reader_remove(&c->rf); /* before the descriptor closes; no read callback after it */

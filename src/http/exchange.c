@@ -5,9 +5,12 @@
  * Memory. An idle keep-alive connection holds its conn_t (about 650 bytes with its libuv
  * handle) and nothing else: a gateway keeps tens of thousands of them. When the socket has
  * been read to EAGAIN and the connection is idle with nothing buffered or being written and
- * no request in progress (weft__http_conn_quiet), it gives its exchange, rbuf, obuf and wbuf
- * back (conn_release); when bytes are ready again it takes them before reading (conn_take,
- * inline in server_int.h: a connection that goes idle between requests takes one for each).
+ * no request in progress (weft__http_conn_quiet), it rests (conn_rest): it gives its
+ * exchange, rbuf, obuf and wbuf back (conn_release), or, for at most XKEEP_MAX connections
+ * of a listener, keeps them until the second sweep after (250-500 ms), since a connection
+ * busy a moment ago most likely gets its next request within milliseconds; when bytes are
+ * ready again a connection holding nothing takes them before reading (conn_take, inline in
+ * server_int.h).
  * Both go through the listener's freelist of exchanges, each of which keeps a read buffer
  * and at most one output buffer of the initial sizes (grown ones are freed), at most
  * XFREE_MAX of them (the rest are freed): taking and giving back is a few pointer moves, so

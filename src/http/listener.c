@@ -161,6 +161,14 @@ static void on_timer(uv_timer_t *t)
             continue;
         }
         if (stalled && !c->x) weft__reader_kick(&c->rf); /* when bytes wait */
+        if (c->kept) { /* quiet since the last sweep or the one before (conn_rest) */
+            if (c->kept_swept) {
+                weft__http_conn_unkeep(c);
+                if (weft__http_conn_quiet(c)) weft__http_conn_release(c);
+            } else {
+                c->kept_swept = true;
+            }
+        }
         if (force || (c->wdeadline && now >= c->wdeadline)) {
             weft__http_conn_close(c);
         } else if (c->deadline && now >= c->deadline) {
@@ -302,10 +310,24 @@ int weft_http_server_filter(weft_http_server_t *s, const weft_http_filter_t *f)
     if (!f || (!f->on_request && !f->on_head && !f->on_end)) return WEFT_EINVAL;
     if (s->bound) return WEFT_ESTATE;
     if (s->nfilters >= WEFT_HTTP_FILTERS_MAX) return WEFT_ELIMIT;
-    s->filters[s->nfilters] = *f;
-    s->filters[s->nfilters].name = NULL; /* only used in logs, which copy it: not kept */
     s->nfilters++;
-    if (f->on_head) s->nfilters_head++;
+    if (f->on_request) {
+        s->f_request[s->nf_request].fn = f->on_request;
+        s->f_request[s->nf_request++].arg = f->arg;
+    }
+    /* on_head and on_end run in reverse order: each new one goes first */
+    if (f->on_head) {
+        memmove(&s->f_head[1], &s->f_head[0], s->nf_head * sizeof(s->f_head[0]));
+        s->f_head[0].fn = f->on_head;
+        s->f_head[0].arg = f->arg;
+        s->nf_head++;
+    }
+    if (f->on_end) {
+        memmove(&s->f_end[1], &s->f_end[0], s->nf_end * sizeof(s->f_end[0]));
+        s->f_end[0].fn = f->on_end;
+        s->f_end[0].arg = f->arg;
+        s->nf_end++;
+    }
     return 0;
 }
 

@@ -36,20 +36,18 @@
 void weft__http_filters_end(conn_t *c, int status, bool aborted)
 {
     weft_http_server_t *s = c->l->srv;
-    for (unsigned i = s->nfilters; i-- > 0;) {
-        const weft_http_filter_t *f = &s->filters[i];
-        if (f->on_end) f->on_end(&c->x->req, status, aborted, f->arg);
-    }
+    weft_http_request_t *req = &c->x->req;
+    for (unsigned i = 0, n = s->nf_end; i < n; i++)
+        s->f_end[i].fn(req, status, aborted, s->f_end[i].arg);
 }
 
 /* Before the handler: each on_request in order; true when one of them took the request. */
 static bool filters_request(conn_t *c)
 {
     weft_http_server_t *s = c->l->srv;
-    for (unsigned i = 0; i < s->nfilters; i++) {
-        const weft_http_filter_t *f = &s->filters[i];
-        if (f->on_request && f->on_request(&c->x->req, f->arg) == WEFT_HTTP_DONE) return true;
-    }
+    weft_http_request_t *req = &c->x->req;
+    for (unsigned i = 0, n = s->nf_request; i < n; i++)
+        if (s->f_request[i].fn(req, s->f_request[i].arg) == WEFT_HTTP_DONE) return true;
     return false;
 }
 
@@ -57,10 +55,8 @@ static bool filters_request(conn_t *c)
 void weft__http_filters_head(conn_t *c, int status)
 {
     weft_http_server_t *s = c->l->srv;
-    for (unsigned i = s->nfilters; i-- > 0;) {
-        const weft_http_filter_t *f = &s->filters[i];
-        if (f->on_head) f->on_head(&c->x->req, status, f->arg);
-    }
+    weft_http_request_t *req = &c->x->req;
+    for (unsigned i = 0, n = s->nf_head; i < n; i++) s->f_head[i].fn(req, status, s->f_head[i].arg);
 }
 
 /* The connection or the request failed while a handler holds it: on_end (aborted), on_abort. */
@@ -139,7 +135,7 @@ void weft__http_dispatch(conn_t *c)
     weft_http_request_t *req = &c->x->req;
     weft_http_server_t *s = c->l->srv;
     weft__http_handler_to(c, H_ACTIVE);
-    if (s->nfilters && filters_request(c)) return;
+    if (s->nf_request && filters_request(c)) return;
     if (req->route) {
         req->route->handler(req, req->route->arg);
         return;

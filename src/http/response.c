@@ -127,7 +127,7 @@ const char *weft_http_status_text(int status)
 static int write_head(conn_t *c, int status, const char *ctype, int64_t clen, bool chunked)
 {
     weft_http_request_t *req = &c->x->req;
-    if (c->l->srv->nfilters_head && weft__http_holds(c)) weft__http_filters_head(c, status);
+    if (c->l->srv->nf_head && weft__http_holds(c)) weft__http_filters_head(c, status);
     const char *reason = weft_http_status_text(status);
     size_t rlen = strlen(reason), tlen = ctype ? strlen(ctype) : 0;
     size_t need = 64 + rlen + c->l->date_len + tlen + c->xlen + 64;

@@ -56,6 +56,7 @@
 #define OBUF_MAX        (256u << 20) /* a response never buffers more than this */
 #define INLINE_HEADERS  24
 #define XFREE_MAX       64 /* exchanges (and their buffers) a listener keeps for reuse */
+#define XKEEP_MAX       64 /* idle connections of a listener that keep theirs for a while */
 #define ARENA_BLOCK     4096
 #define ARENA_LIMIT     (8u << 20)
 #define LINGER_MS       2000
@@ -195,6 +196,8 @@ struct conn_s {
     bool chunk_start;        /* the next body bytes begin a chunk */
     bool drain_wanted;
     bool client_closed_told; /* on_event(CLIENT_CLOSED) ran for this request */
+    bool kept;               /* quiet, but keeps its exchange until a sweep or two (rest) */
+    bool kept_swept;         /* kept through one sweep already: the next one releases */
 };
 
 struct listener_s {
@@ -212,6 +215,7 @@ struct listener_s {
     conn_t *conns;
     exch_t *xfree;    /* exchanges for connections that get bytes, with their buffers */
     unsigned nxfree;  /* on xfree: at most XFREE_MAX */
+    unsigned nkept;   /* connections kept (conn_t.kept): at most XKEEP_MAX */
     bool mem_stalled; /* a connection found no memory for the bytes waiting: on_timer kicks */
     _Atomic unsigned nconns;
     _Atomic uint64_t rejected; /* connections refused at the cap (written by this loop only) */
@@ -233,9 +237,21 @@ struct weft_http_server_s {
     weft_router_t *router;
     weft_http_route_t **routes;
     size_t nroutes;
-    weft_http_filter_t filters[WEFT_HTTP_FILTERS_MAX];
-    unsigned nfilters;
-    unsigned nfilters_head; /* filters with an on_head: write_head skips the loop when 0 */
+    /* The pipeline, one array per phase in the order it runs (on_head and on_end reversed),
+     * holding only the filters that have that callback: the loops per request are tight. */
+    struct {
+        weft_http_filter_result_t (*fn)(weft_http_request_t *, void *);
+        void *arg;
+    } f_request[WEFT_HTTP_FILTERS_MAX];
+    struct {
+        void (*fn)(weft_http_request_t *, int, void *);
+        void *arg;
+    } f_head[WEFT_HTTP_FILTERS_MAX];
+    struct {
+        void (*fn)(weft_http_request_t *, int, bool, void *);
+        void *arg;
+    } f_end[WEFT_HTTP_FILTERS_MAX];
+    unsigned nfilters, nf_request, nf_head, nf_end;
     unsigned n_loops;
     int *fds;
     uint16_t port;
@@ -399,6 +415,34 @@ void weft__http_xfree_drain(listener_t *l);
 /* c gives its exchange and buffers back (to l's freelist, or to malloc); c->x was between
  * two messages (request_reset ran) or was reset. */
 void weft__http_conn_release(conn_t *c);
+
+/* A quiet connection (weft__http_conn_quiet) rests: one that was busy a moment ago will
+ * most likely get its next request within milliseconds (a client on keep-alive), so up to
+ * XKEEP_MAX of a listener keep their exchange and buffers of the initial sizes, and give
+ * them back at the second sweep after (250-500 ms of quiet; on_timer), or when they close.
+ * The rest give them back now. Either way an idle connection holds no buffer for longer
+ * than half a second, and a busy one takes and gives back nothing per request. */
+static inline void weft__http_conn_rest(conn_t *c)
+{
+    listener_t *l = c->l;
+    if (c->kept) return;
+    if (l->nkept < XKEEP_MAX && c->rcap == RBUF_INITIAL && c->ocap <= OBUF_INITIAL &&
+        (!c->wbuf || c->wcap == OBUF_INITIAL)) {
+        c->kept = true;
+        c->kept_swept = false;
+        l->nkept++;
+        return;
+    }
+    weft__http_conn_release(c);
+}
+
+/* A kept connection is busy again (bytes come, or it closes). */
+static inline void weft__http_conn_unkeep(conn_t *c)
+{
+    if (!c->kept) return;
+    c->kept = false;
+    c->l->nkept--;
+}
 
 /* Gives c an exchange and the buffers, because bytes may be waiting: from the listener's
  * freelist, else new. Returns 0, or WEFT_ENOMEM with c still holding nothing. */

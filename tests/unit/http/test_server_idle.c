@@ -234,6 +234,30 @@ static void assert_bare(const conn_t *c)
     assert_int_equal(c->state, C_IDLE);
 }
 
+/* Two sweeps, as the listener's timer runs them every SWEEP_MS. */
+static void sweep_twice(listener_t *l)
+{
+    on_timer(&l->timer);
+    on_timer(&l->timer);
+}
+
+/* c has just gone quiet after a request: it keeps its exchange (conn_rest) through one
+ * sweep and gives everything back at the second; one with grown buffers at once. */
+static void assert_rests(conn_t *c)
+{
+    listener_t *l = c->l;
+    if (c->kept) {
+        assert_non_null(c->x);
+        assert_true(l->nkept >= 1 && l->nkept <= XKEEP_MAX);
+        on_timer(&l->timer);
+        assert_true(c->kept && c->kept_swept);
+        assert_non_null(c->x);
+        on_timer(&l->timer);
+        assert_false(c->kept);
+    }
+    assert_bare(c);
+}
+
 static void test_idle_holds_nothing(void **state)
 {
     fx_t *f = *state;
@@ -248,7 +272,9 @@ static void test_idle_holds_nothing(void **state)
 
     send_str(a, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     await_hellos(f, a, 1);
-    assert_bare(c);
+    assert_true(c->kept); /* a connection busy a moment ago keeps its exchange a while */
+    assert_rests(c);
+    assert_int_equal(l->nkept, 0);
     assert_int_equal(l->nxfree, 1); /* the exchange, kept for the next connection */
     assert_non_null(l->xfree->rbuf);
 
@@ -264,19 +290,19 @@ static void test_idle_holds_nothing(void **state)
     assert_int_equal(l->nxfree, 0);
     send_str(a, "st: t\r\n\r\n");
     await_hellos(f, a, 1);
-    assert_bare(c);
+    assert_rests(c);
 
     /* a handler that answers later holds the exchange until then */
     send_str(a, "GET /later HTTP/1.1\r\nHost: t\r\n\r\n");
     until(f, handler_holds, c);
     assert_non_null(c->x);
     await_hellos(f, a, 1);
-    assert_bare(c);
+    assert_rests(c);
 
     /* pipelined, the second behind a handler that answers later */
     send_str(a, "GET /later HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     await_hellos(f, a, 2);
-    assert_bare(c);
+    assert_rests(c);
 
     /* a response larger than the output buffer, and than the sockets take while the client
      * does not read: the rest is written from wbuf (a partial write); all is given back
@@ -286,14 +312,20 @@ static void test_idle_holds_nothing(void **state)
     assert_non_null(c->x);
     assert_non_null(c->wbuf);
     await_big(f, a);
+    assert_false(c->kept); /* grown buffers are not kept */
     assert_bare(c);
     assert_int_equal(l->nxfree, 1);
     assert_non_null(l->xfree->rbuf);
 
-    /* and it still serves */
+    /* and it still serves, and a kept connection's next request takes nothing */
     send_str(a, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     await_hellos(f, a, 1);
-    assert_bare(c);
+    assert_true(c->kept);
+    unsigned nxfree = l->nxfree;
+    send_str(a, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    await_hellos(f, a, 1);
+    assert_int_equal(l->nxfree, nxfree);
+    assert_rests(c);
     close(a);
 }
 
@@ -331,8 +363,9 @@ static void await_each(fx_t *f, const int *fds, int n)
 #define MANY  2000
 #define BATCH 200 /* within the listen backlog */
 
-/* 2,000 connections, one request each, left idle: none holds anything, the listener keeps
- * at most XFREE_MAX exchanges; then all of them ask again at once and all are answered. */
+/* 2,000 connections, one request each, left idle: at most XKEEP_MAX keep their exchange, and
+ * after two sweeps none holds anything, the listener keeping at most XFREE_MAX exchanges;
+ * then all of them ask again at once and all are answered. */
 static void test_many_idle_then_reused(void **state)
 {
     fx_t *f = *state;
@@ -353,7 +386,15 @@ static void test_many_idle_then_reused(void **state)
         await_each(f, fds + b, BATCH);
     }
     assert_int_equal(atomic_load(&l->nconns), MANY);
-    int n = 0;
+    int n = 0, kept = 0;
+    for (conn_t *c = l->conns; c; c = c->next, n++) {
+        if (c->kept) kept++;
+        else assert_bare(c);
+    }
+    assert_true(kept <= XKEEP_MAX);
+    assert_int_equal((unsigned)kept, l->nkept);
+    sweep_twice(l);
+    n = 0;
     for (conn_t *c = l->conns; c; c = c->next, n++) assert_bare(c);
     assert_int_equal(n, MANY);
     assert_true(l->nxfree >= 1 && l->nxfree <= XFREE_MAX);
@@ -361,6 +402,8 @@ static void test_many_idle_then_reused(void **state)
     for (int i = 0; i < MANY; i++) send_str(fds[i], req); /* all at once */
     await_each(f, fds, MANY);
     assert_int_equal(atomic_load(&l->nconns), MANY);
+    assert_true(l->nkept <= XKEEP_MAX);
+    sweep_twice(l);
     n = 0;
     for (conn_t *c = l->conns; c; c = c->next, n++) assert_bare(c);
     assert_int_equal(n, MANY);
