@@ -29,16 +29,13 @@
 
 #include "server_srcs.h"
 
-typedef struct {
-    uv_loop_t loop;
-    weft_http_server_t *srv;
-    uint16_t port;
-    bool done;
-    uv_timer_t later; /* /later answers when it fires */
-    weft_http_request_t *held;
-} fx_t;
+#include "server_loop.h"
+
+typedef srv_fx_t fx_t;
 
 static fx_t *fx;
+static uv_timer_t later;               /* /later answers when it fires */
+static weft_http_request_t *later_req; /* what /later holds */
 
 static void h_hello(weft_http_request_t *req, void *arg)
 {
@@ -47,14 +44,14 @@ static void h_hello(weft_http_request_t *req, void *arg)
 
 static void on_later(uv_timer_t *t)
 {
-    weft_http_respond(fx->held, 200, "text/plain", "hello", 5);
-    fx->held = NULL;
+    weft_http_respond(later_req, 200, "text/plain", "hello", 5);
+    later_req = NULL;
 }
 
 static void h_later(weft_http_request_t *req, void *arg)
 {
-    fx->held = req;
-    uv_timer_start(&fx->later, on_later, 20, 0);
+    later_req = req;
+    uv_timer_start(&later, on_later, 20, 0);
 }
 
 #define BIG (8 << 20) /* more than OBUF_INITIAL and than the sockets take at once */
@@ -70,44 +67,21 @@ static void h_big(weft_http_request_t *req, void *arg)
 
 static int setup(void **state)
 {
-    fx_t *f = calloc(1, sizeof(*f));
-    weft_http_server_options_t o;
-    weft_http_server_options_init(&o);
-    assert_int_equal(weft_http_server_new(&o, 1, &f->srv), 0);
-    weft_http_route_t r = {.handler = h_hello};
-    assert_int_equal(weft_http_server_route(f->srv, "GET", "/hello", &r), 0);
-    r.handler = h_later;
-    assert_int_equal(weft_http_server_route(f->srv, "GET", "/later", &r), 0);
-    r.handler = h_big;
-    assert_int_equal(weft_http_server_route(f->srv, "GET", "/big", &r), 0);
-    char err[256];
-    assert_int_equal(weft_http_server_bind(f->srv, err, sizeof(err)), 0);
-    f->port = weft_http_server_port(f->srv);
-    assert_int_equal(uv_loop_init(&f->loop), 0);
-    assert_int_equal(weft_http_server_attach(f->srv, &f->loop, 0), 0);
-    uv_timer_init(&f->loop, &f->later);
-    fx = f;
-    *state = f;
+    static const srv_fx_route_t routes[] = {
+        {"GET", "/hello", h_hello}, {"GET", "/later", h_later}, {"GET", "/big", h_big}};
+    fx = srv_fx_new(routes, 3);
+    uv_timer_init(&fx->loop, &later);
+    *state = fx;
     return 0;
-}
-
-static void on_done(void *arg)
-{
-    ((fx_t *)arg)->done = true;
 }
 
 static int teardown(void **state)
 {
     fx_t *f = *state;
-    weft_http_server_shutdown(f->srv, 0, on_done, f);
-    for (int i = 0; i < 1000 && !f->done; i++) uv_run(&f->loop, UV_RUN_ONCE);
-    assert_true(f->done);
+    srv_fx_shutdown(f);
     assert_null(f->srv->listeners[0].xfree); /* the freelist went with the listener */
-    uv_close((uv_handle_t *)&f->later, NULL);
-    uv_run(&f->loop, UV_RUN_DEFAULT); /* the handles' close callbacks */
-    assert_int_equal(uv_loop_close(&f->loop), 0);
-    weft_http_server_free(f->srv);
-    free(f);
+    uv_close((uv_handle_t *)&later, NULL);
+    srv_fx_free(f);
     return 0;
 }
 
@@ -200,16 +174,6 @@ static bool writing(const conn_t *c)
     return c->writing;
 }
 
-static void until_accepted(fx_t *f, unsigned n)
-{
-    listener_t *l = &f->srv->listeners[0];
-    for (int i = 0; i < 2000 && atomic_load(&l->nconns) != n; i++) {
-        uv_run(&f->loop, UV_RUN_NOWAIT);
-        if (atomic_load(&l->nconns) != n) usleep(1000);
-    }
-    assert_int_equal(atomic_load(&l->nconns), n);
-}
-
 /* A connection whose receive buffer is small, so that a large response waits in the server. */
 static int dial_small_rcvbuf(uint16_t port)
 {
@@ -266,7 +230,7 @@ static void test_idle_holds_nothing(void **state)
     assert_true(sizeof(conn_t) + 16 <= 700);
 
     int a = dial_small_rcvbuf(f->port);
-    until_accepted(f, 1);
+    srv_fx_until_accepted(f, 1);
     conn_t *c = l->conns;
     assert_bare(c); /* accepted: nothing until bytes arrive */
 
@@ -381,15 +345,17 @@ static void test_many_idle_then_reused(void **state)
     static int fds[MANY];
     for (int b = 0; b < MANY; b += BATCH) {
         for (int i = b; i < b + BATCH; i++) fds[i] = test_dial(f->port);
-        until_accepted(f, (unsigned)(b + BATCH));
+        srv_fx_until_accepted(f, (unsigned)(b + BATCH));
         for (int i = b; i < b + BATCH; i++) send_str(fds[i], req);
         await_each(f, fds + b, BATCH);
     }
     assert_int_equal(atomic_load(&l->nconns), MANY);
     int n = 0, kept = 0;
     for (conn_t *c = l->conns; c; c = c->next, n++) {
-        if (c->kept) kept++;
-        else assert_bare(c);
+        if (c->kept)
+            kept++;
+        else
+            assert_bare(c);
     }
     assert_true(kept <= XKEEP_MAX);
     assert_int_equal((unsigned)kept, l->nkept);

@@ -55,12 +55,9 @@ __attribute__((visibility("default"))) int accept4(int fd, struct sockaddr *addr
     return real(fd, addr, len, flags);
 }
 
-typedef struct {
-    uv_loop_t loop;
-    weft_http_server_t *srv;
-    uint16_t port;
-    bool done;
-} fx_t;
+#include "server_loop.h"
+
+typedef srv_fx_t fx_t;
 
 static void h_hello(weft_http_request_t *req, void *arg)
 {
@@ -69,24 +66,9 @@ static void h_hello(weft_http_request_t *req, void *arg)
 
 static int setup(void **state)
 {
-    fx_t *f = calloc(1, sizeof(*f));
-    weft_http_server_options_t o;
-    weft_http_server_options_init(&o);
-    assert_int_equal(weft_http_server_new(&o, 1, &f->srv), 0);
-    weft_http_route_t r = {.handler = h_hello};
-    assert_int_equal(weft_http_server_route(f->srv, "GET", "/hello", &r), 0);
-    char err[256];
-    assert_int_equal(weft_http_server_bind(f->srv, err, sizeof(err)), 0);
-    f->port = weft_http_server_port(f->srv);
-    assert_int_equal(uv_loop_init(&f->loop), 0);
-    assert_int_equal(weft_http_server_attach(f->srv, &f->loop, 0), 0);
-    *state = f;
+    static const srv_fx_route_t routes[] = {{"GET", "/hello", h_hello}};
+    *state = srv_fx_new(routes, 1);
     return 0;
-}
-
-static void on_done(void *arg)
-{
-    ((fx_t *)arg)->done = true;
 }
 
 static int teardown(void **state)
@@ -94,13 +76,8 @@ static int teardown(void **state)
     fx_t *f = *state;
     alloc_countdown = -1;
     accept_errno = 0;
-    if (!f->done) weft_http_server_shutdown(f->srv, 0, on_done, f);
-    for (int i = 0; i < 1000 && !f->done; i++) uv_run(&f->loop, UV_RUN_ONCE);
-    assert_true(f->done);
-    uv_run(&f->loop, UV_RUN_DEFAULT); /* the handles' close callbacks */
-    assert_int_equal(uv_loop_close(&f->loop), 0);
-    weft_http_server_free(f->srv);
-    free(f);
+    srv_fx_shutdown(f);
+    srv_fx_free(f);
     return 0;
 }
 
@@ -218,15 +195,6 @@ static void test_retry_fails_too(void **state)
 }
 
 /* Runs the loop until the listener holds n connections. */
-static void until_accepted(fx_t *f, unsigned n)
-{
-    listener_t *l = &f->srv->listeners[0];
-    for (int i = 0; i < 200 && atomic_load(&l->nconns) != n; i++) {
-        uv_run(&f->loop, UV_RUN_NOWAIT);
-        usleep(1000);
-    }
-    assert_int_equal(atomic_load(&l->nconns), n);
-}
 
 /* A connection is accepted holding no buffers; when its request arrives, the allocation
  * countdown (0: the exchange, 1: its read buffer) fails, and the retries at the sweeps
@@ -238,7 +206,7 @@ static void exchange_stalled_then_served(void **state, long countdown, int failu
     fx_t *f = *state;
     listener_t *l = &f->srv->listeners[0];
     int a = test_dial(f->port);
-    until_accepted(f, 1);
+    srv_fx_until_accepted(f, 1);
     conn_t *c = l->conns;
     assert_null(c->x);
     assert_null(c->rbuf);
@@ -270,7 +238,7 @@ static void exchange_stalled_then_served(void **state, long countdown, int failu
     on_timer(&l->timer); /* a gives its exchange back for b */
     on_timer(&l->timer);
     int b = test_dial(f->port);
-    until_accepted(f, 2); /* (its conn_t is allocated) */
+    srv_fx_until_accepted(f, 2); /* (its conn_t is allocated) */
     alloc_countdown = 0;
     ask_without_sweep(f, b);
     assert_int_equal(alloc_countdown, 0);
@@ -298,9 +266,7 @@ static void test_exchange_retry_fails_too(void **state)
 /* Shuts the listener down and checks that client a, never served, is closed. */
 static void shutdown_then_closed(fx_t *f, int a)
 {
-    weft_http_server_shutdown(f->srv, 0, on_done, f);
-    for (int i = 0; i < 1000 && !f->done; i++) uv_run(&f->loop, UV_RUN_ONCE);
-    assert_true(f->done);
+    srv_fx_shutdown(f);
     char c;
     struct pollfd p = {.fd = a, .events = POLLIN};
     assert_int_equal(poll(&p, 1, WAIT_MS), 1);
