@@ -232,6 +232,19 @@ static void test_reads_per_turn(void **state)
     teardown_loop(&loop, &r);
 }
 
+/* Two sockets reading in r: a taking 4 bytes a read, which stops reading after its first
+ * read of 10 bytes sent to it, so 6 wait in its socket; b taking 64. */
+static void a_stopped_with_bytes(uv_loop_t *loop, weft__reader_t *r, sock_t **a, sock_t **b)
+{
+    *a = sock_new(r, 'a', 4);
+    *b = sock_new(r, 'b', 64);
+    weft__reader_start(&(*a)->rf);
+    weft__reader_start(&(*b)->rf);
+    (*a)->stop_after_read = true;
+    put(*a, "0123456789", 10);
+    run_until(loop, &(*a)->reads, 1);
+}
+
 /* Stop with bytes waiting: nothing more is read (another fd's bytes are, meanwhile); start
  * reads the rest from the kick list (no new edge comes), never inside the start call. */
 static void test_stop_start_with_bytes_waiting(void **state)
@@ -239,12 +252,8 @@ static void test_stop_start_with_bytes_waiting(void **state)
     uv_loop_t loop;
     weft__reader_t r;
     setup_loop(&loop, &r);
-    sock_t *a = sock_new(&r, 'a', 4), *b = sock_new(&r, 'b', 64);
-    weft__reader_start(&a->rf);
-    weft__reader_start(&b->rf);
-    a->stop_after_read = true;
-    put(a, "0123456789", 10);
-    run_until(&loop, &a->reads, 1);
+    sock_t *a, *b;
+    a_stopped_with_bytes(&loop, &r, &a, &b);
     assert_int_equal(a->got, 4);
     assert_true(a->rf.rready);
     put(b, "b", 1); /* an event to wait for, after which a must still be where it was */
@@ -274,12 +283,8 @@ static void test_remove_while_kicked(void **state)
     uv_loop_t loop;
     weft__reader_t r;
     setup_loop(&loop, &r);
-    sock_t *a = sock_new(&r, 'a', 4), *b = sock_new(&r, 'b', 64);
-    weft__reader_start(&a->rf);
-    weft__reader_start(&b->rf);
-    a->stop_after_read = true;
-    put(a, "0123456789", 10);
-    run_until(&loop, &a->reads, 1);
+    sock_t *a, *b;
+    a_stopped_with_bytes(&loop, &r, &a, &b);
     weft__reader_start(&a->rf);
     assert_int_equal(a->rf.kick, WEFT__KICK_NEXT);
     sock_free(a); /* ASan would see the reader touch it after this */
