@@ -23,13 +23,16 @@
  *
  * Output (checker.h): "HTTP GET <url>: 200 OK Output: <body>", "HTTP GET <url>: <error>",
  * "TCP connect <target>: Success", "TCP connect <target>: <error>", at most
- * WEFT__CHECK_OUTPUT_MAX bytes with the NUL, and always valid UTF-8 (a body is copied
- * through a UTF-8 check that replaces what is not, NUL bytes included, with U+FFFD, and
- * that never cuts a character in two), since the owner keeps outputs in JSON.
+ * WEFT__CHECK_OUTPUT_MAX bytes with the NUL, and always valid UTF-8, since the owner keeps
+ * outputs in JSON: every piece (the URL too: a request target may hold any byte above 0x7F)
+ * is copied through a UTF-8 check that replaces what is not, NUL bytes included, with
+ * U+FFFD, and that never cuts a character in two. An output is written only when the
+ * status changes; a run that changes nothing writes none.
  *
  * Threads: the checker's only.
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +93,35 @@ static size_t put_utf8(char *out, size_t len, size_t cap, const unsigned char *s
     return len;
 }
 
+/* An output being written: every piece goes through put_utf8, the URL and target included
+ * (a request target may hold bytes above 0x7F that are not UTF-8). */
+typedef struct output_s {
+    char s[WEFT__CHECK_OUTPUT_MAX];
+    size_t len;
+} output_t;
+
+static void out_init(output_t *o)
+{
+    o->len = 0;
+    o->s[0] = 0;
+}
+
+static void out_bytes(output_t *o, const void *p, size_t n)
+{
+    o->len = put_utf8(o->s, o->len, sizeof(o->s), p, n);
+}
+
+__attribute__((format(printf, 2, 3))) static void out_printf(output_t *o, const char *fmt, ...)
+{
+    char tmp[WEFT__CHECK_OUTPUT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    out_bytes(o, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* HTTP                                                                                 */
 
@@ -122,24 +154,21 @@ static void http_done(weft_http_client_call_t *call, int err, void *arg)
     weft__check_t *k = arg;
     k->call = NULL;
     weft_health_t result = k->http_status ? classify(k->http_status) : WEFT_HEALTH_CRITICAL;
-    char out[WEFT__CHECK_OUTPUT_MAX];
+    output_t out; /* written only on a change: not zeroed for every run */
     const char *output = NULL;
     if (weft__check_would_change(k, result)) {
-        int n;
-        if (k->http_status)
-            n = snprintf(out, sizeof(out), "HTTP %s %s: %d %s Output: ", k->method, k->target,
-                         k->http_status, weft_http_status_text(k->http_status));
-        else if (is_timeout(err))
-            n = snprintf(out, sizeof(out), "HTTP %s %s: timed out after %" PRIu64 " ms (%s)",
-                         k->method, k->target, k->timeout_ms, weft_strerror(err));
-        else
-            n = snprintf(out, sizeof(out), "HTTP %s %s: %s", k->method, k->target,
-                         weft_strerror(err));
-        size_t len = n < 0 ? 0 : (size_t)n < sizeof(out) ? (size_t)n : sizeof(out) - 1;
-        out[len] = 0;
-        if (k->http_status && k->out)
-            put_utf8(out, len, sizeof(out), (const unsigned char *)k->out, k->out_len);
-        output = out;
+        out_init(&out);
+        if (k->http_status) {
+            out_printf(&out, "HTTP %s %s: %d %s Output: ", k->method, k->target, k->http_status,
+                       weft_http_status_text(k->http_status));
+            if (k->out) out_bytes(&out, k->out, k->out_len);
+        } else if (is_timeout(err)) {
+            out_printf(&out, "HTTP %s %s: timed out after %" PRIu64 " ms (%s)", k->method,
+                       k->target, k->timeout_ms, weft_strerror(err));
+        } else {
+            out_printf(&out, "HTTP %s %s: %s", k->method, k->target, weft_strerror(err));
+        }
+        output = out.s;
     }
     weft__check_done(k, result, output);
 }
@@ -239,18 +268,19 @@ static void probe_finish(probe_t *p, int err)
     if (!k) return;
     k->probe = NULL;
     weft_health_t result = err ? WEFT_HEALTH_CRITICAL : WEFT_HEALTH_PASSING;
-    char out[WEFT__CHECK_OUTPUT_MAX];
+    output_t out; /* written only on a change: not zeroed for every run */
     const char *output = NULL;
     if (weft__check_would_change(k, result)) {
+        out_init(&out);
         if (!err)
-            snprintf(out, sizeof(out), "TCP connect %s: Success", k->target);
+            out_printf(&out, "TCP connect %s: Success", k->target);
         else if (err == UV_ETIMEDOUT)
-            snprintf(out, sizeof(out), "TCP connect %s: timed out after %" PRIu64 " ms", k->target,
-                     k->timeout_ms);
+            out_printf(&out, "TCP connect %s: timed out after %" PRIu64 " ms", k->target,
+                       k->timeout_ms);
         else
-            snprintf(out, sizeof(out), "TCP connect %s: %s", k->target,
-                     err == WEFT_ENOMEM ? "out of memory" : uv_strerror(err));
-        output = out;
+            out_printf(&out, "TCP connect %s: %s", k->target,
+                       err == WEFT_ENOMEM ? "out of memory" : uv_strerror(err));
+        output = out.s;
     }
     weft__check_done(k, result, output);
 }
@@ -331,9 +361,10 @@ static void tcp_start(weft_checker_t *c, weft__check_t *k)
 {
     probe_t *p = calloc(1, sizeof(*p));
     if (!p) {
-        char out[WEFT__CHECK_OUTPUT_MAX];
-        snprintf(out, sizeof(out), "TCP connect %s: out of memory", k->target);
-        weft__check_done(k, WEFT_HEALTH_CRITICAL, out);
+        output_t out;
+        out_init(&out);
+        out_printf(&out, "TCP connect %s: out of memory", k->target);
+        weft__check_done(k, WEFT_HEALTH_CRITICAL, out.s);
         return;
     }
     p->loop = &c->loop;

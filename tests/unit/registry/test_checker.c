@@ -162,7 +162,10 @@ static void h_never(weft_http_request_t *req, void *arg)
     req->data = h;
     req->on_abort = on_never_abort;
     req->on_event = on_never_event;
+    pthread_mutex_lock(&smu);
     atomic_fetch_add(&hits[h->id], 1);
+    pthread_cond_broadcast(&scv);
+    pthread_mutex_unlock(&smu);
     int now = atomic_fetch_add(&active[h->id], 1) + 1;
     int m = atomic_load(&max_active[h->id]);
     while (now > m && !atomic_compare_exchange_weak(&max_active[h->id], &m, now)) continue;
@@ -257,7 +260,8 @@ static pthread_cond_t ecv = PTHREAD_COND_INITIALIZER;
 static ev_t evs[512];
 static int nev;
 /* runs after an event is recorded (outside the lock), when set */
-static void (*hook)(uint64_t key, weft_health_t status);
+typedef void (*hook_fn)(uint64_t key, weft_health_t status);
+static _Atomic(hook_fn) hook;
 
 static void on_change(void *arg, uint64_t key, weft_health_t status, const char *output)
 {
@@ -272,7 +276,8 @@ static void on_change(void *arg, uint64_t key, weft_health_t status, const char 
     }
     pthread_cond_broadcast(&ecv);
     pthread_mutex_unlock(&emu);
-    if (hook) hook(key, status);
+    hook_fn h = atomic_load(&hook);
+    if (h) h(key, status);
 }
 
 static struct timespec deadline(void)
@@ -326,7 +331,7 @@ static int test_setup(void **state)
     pthread_mutex_lock(&emu);
     nev = 0;
     pthread_mutex_unlock(&emu);
-    hook = NULL;
+    atomic_store(&hook, NULL);
     return 0;
 }
 
@@ -475,6 +480,28 @@ static void test_http_long_body(void **state)
     size_t n = strlen(e->out);
     assert_true(n <= 4095 && n > 4000);
     json_t *j = json_string(e->out); /* NULL if not valid UTF-8 */
+    assert_non_null(j);
+    json_decref(j);
+    weft_checker_free(c);
+}
+
+/* An output is valid UTF-8 even when the URL is not (a request target may hold any byte
+ * above 0x7F). */
+static void test_output_utf8(void **state)
+{
+    weft_checker_t *c = checker(0, 0);
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/\xff\xfe", closed_port());
+    weft_check_spec_t s = {.key = 106,
+                           .kind = WEFT_CHECK_HTTP,
+                           .target = url,
+                           .interval_ms = 50,
+                           .initial = WEFT_HEALTH_PASSING};
+    assert_int_equal(weft_checker_add(c, &s), 0);
+    const ev_t *e = wait_nth(106, 0);
+    assert_int_equal(e->status, WEFT_HEALTH_CRITICAL);
+    assert_non_null(strstr(e->out, "/\xEF\xBF\xBD\xEF\xBF\xBD: "));
+    json_t *j = json_string(e->out);
     assert_non_null(j);
     json_decref(j);
     weft_checker_free(c);
@@ -649,7 +676,7 @@ static void test_replace_resets(void **state)
     hook_checker = c;
     hook_spec = s;
     hook_spec.initial = WEFT_HEALTH_WARNING; /* what the owner shows now */
-    hook = replace_on_warning;
+    atomic_store(&hook, replace_on_warning);
     assert_int_equal(weft_checker_add(c, &s), 0);
     const ev_t *e = wait_nth(4, 0);
     assert_int_equal(e->status, WEFT_HEALTH_WARNING);
@@ -657,7 +684,7 @@ static void test_replace_resets(void **state)
     e = wait_nth(4, 1);
     assert_int_equal(e->status, WEFT_HEALTH_CRITICAL);
     assert_int_equal(e->hits, 3);
-    hook = NULL;
+    atomic_store(&hook, NULL);
     assert_int_equal(weft_checker_stats(c).checks, 1);
     weft_checker_free(c);
 }
@@ -683,6 +710,30 @@ static void test_remove(void **state)
     wait_nth(6, 5); /* four more intervals */
     assert_int_equal(count_events(5), ev5);
     assert_int_equal(atomic_load(&hits[5]), hits5);
+    assert_int_equal(weft_checker_stats(c).checks, 1);
+    weft_checker_free(c);
+}
+
+/* A check removed while its run is in flight: the run ends (here at its timeout) without a
+ * report, and the check is freed then (ASan would see it leak otherwise). */
+static void test_remove_in_flight(void **state)
+{
+    weft_checker_t *c = checker(0, 0);
+    char url[128], curl[128];
+    weft_check_spec_t s = http_spec(16, "/never/16", url, sizeof(url));
+    s.initial = WEFT_HEALTH_PASSING;
+    s.timeout_ms = 200;
+    assert_int_equal(weft_checker_add(c, &s), 0);
+    struct timespec ts = deadline();
+    pthread_mutex_lock(&smu);
+    while (atomic_load(&hits[16]) < 1) assert_int_equal(pthread_cond_timedwait(&scv, &smu, &ts), 0);
+    pthread_mutex_unlock(&smu);
+    assert_int_equal(weft_checker_remove(c, 16), 0);
+    weft_check_spec_t cs = http_spec(17, "/alt/17", curl, sizeof(curl));
+    assert_int_equal(weft_checker_add(c, &cs), 0);
+    wait_nth(17, 7); /* seven intervals (350 ms) after the remove: past the timeout */
+    assert_int_equal(count_events(16), 0);
+    assert_int_equal(atomic_load(&hits[16]), 1);
     assert_int_equal(weft_checker_stats(c).checks, 1);
     weft_checker_free(c);
 }
@@ -897,6 +948,7 @@ int main(void)
         cmocka_unit_test_setup(test_http_refused, test_setup),
         cmocka_unit_test_setup(test_http_timeout, test_setup),
         cmocka_unit_test_setup(test_http_long_body, test_setup),
+        cmocka_unit_test_setup(test_output_utf8, test_setup),
         cmocka_unit_test_setup(test_http_request, test_setup),
         cmocka_unit_test_setup(test_tcp, test_setup),
         cmocka_unit_test_setup(test_thresholds, test_setup),
@@ -904,6 +956,7 @@ int main(void)
         cmocka_unit_test_setup(test_thresholds_success, test_setup),
         cmocka_unit_test_setup(test_replace_resets, test_setup),
         cmocka_unit_test_setup(test_remove, test_setup),
+        cmocka_unit_test_setup(test_remove_in_flight, test_setup),
         cmocka_unit_test_setup(test_no_overlap, test_setup),
         cmocka_unit_test_setup(test_max_concurrent, test_setup),
         cmocka_unit_test_setup(test_invalid, test_setup),
