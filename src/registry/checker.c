@@ -43,8 +43,10 @@
  * lateness counts.
  *
  * Time: due times are uv_hrtime() nanoseconds, read when a batch starts; the timer is armed
- * in whole milliseconds, rounded up, after uv_update_time, so it fires at most a loop
- * iteration after the first due time and a batch that finds nothing due only re-arms.
+ * in whole milliseconds, rounded up, after uv_update_time. libuv's loop clock is whole
+ * milliseconds, so the timer may fire up to a millisecond before the first due time: that
+ * batch finds nothing due and only re-arms. Lateness is measured on uv_hrtime, not on the
+ * loop clock.
  *
  * Thresholds (Consul's StatusHandler, checker.h): weft__check_would_change says what a
  * result would do without doing it (checker_probe.c asks before it writes an output or
@@ -66,10 +68,11 @@
  *
  * Shutdown (weft_checker_free, the owner's thread): `closing` is set and every add or remove
  * already past its look at it is waited for (`users`), so no post can follow; an async
- * wakes the loop, which closes the inbox (messages still queued are freed), abandons the TCP
- * probes, closes the client (its calls end with ECANCELED, unreported), frees every check
- * and closes its handles. The loop then runs out of handles, the thread returns, and the
- * owner joins it and frees the rest.
+ * wakes the loop (an async of its own rather than a message in the inbox: a post can be
+ * refused when the inbox is full, a wake-up cannot), which closes the inbox (messages still
+ * queued are freed), abandons the TCP probes, closes the client (its calls end with
+ * ECANCELED, unreported), frees every check and closes its handles. The loop then runs out
+ * of handles, the thread returns, and the owner joins it and frees the rest.
  *
  * Memory: the SDK's rule, never abort. An add that cannot grow the table or heap on the
  * loop is dropped with an error logged (the caller was told 0 already).
