@@ -11,6 +11,7 @@
  * passing, 429 is warning, anything else (another status, a refused connection, a reset, a
  * timeout) is critical. The output is Consul's kind of line: "HTTP GET http://...: 200 OK
  * Output: <the first bytes of the body>". Connections are kept alive per host:port.
+ * Unlike Consul's (Go's client), redirects are not followed: a 3xx is critical.
  * TCP: a connection that is accepted within the timeout is passing, else critical.
  *
  * Thresholds (Consul's StatusHandler): a passing or warning result resets the failure count
@@ -57,8 +58,9 @@ typedef struct weft_check_spec_s {
 } weft_check_spec_t;
 
 /* A status change (on the checker's thread). output is NUL-terminated valid UTF-8, at most
- * 4 KiB with its NUL, valid during the call. May call weft_checker_add and _remove (they
- * post), never weft_checker_free. */
+ * 4 KiB with its NUL, valid during the call. It should return quickly (every check waits
+ * while it runs). May call weft_checker_add and _remove (they post), never
+ * weft_checker_free. */
 typedef void (*weft_checker_change_fn)(void *arg, uint64_t key, weft_health_t status,
                                        const char *output);
 
