@@ -11,13 +11,16 @@
  * passing, 429 is warning, anything else (another status, a refused connection, a reset, a
  * timeout) is critical. The output is Consul's kind of line: "HTTP GET http://...: 200 OK
  * Output: <the first bytes of the body>". Connections are kept alive per host:port.
+ * Unlike Consul's (Go's client), redirects are not followed: a 3xx is critical.
  * TCP: a connection that is accepted within the timeout is passing, else critical.
  *
  * Thresholds (Consul's StatusHandler): a passing or warning result resets the failure count
  * and counts one success; once successes >= success_before_passing, that result becomes the
  * status. A critical result resets the success count and counts one failure; once failures
  * >= failures_before_critical the status becomes critical, else once failures >=
- * failures_before_warning it becomes warning. 0 means "at once".
+ * failures_before_warning it becomes warning. 0 means "at once". (Consul's agent reads an
+ * unset failures_before_warning as failures_before_critical, so that a check does not turn
+ * warning on its first failure; the owner applies that default when it reads a definition.)
  *
  * Threads: new/free on the owner's thread; add/remove from any thread (they post to the
  * checker's loop, copying the spec); on_change runs on the checker's thread.
@@ -54,8 +57,10 @@ typedef struct weft_check_spec_s {
     weft_health_t initial;    /* the status the owner shows now (counts start from it) */
 } weft_check_spec_t;
 
-/* A status change (on the checker's thread). output is NUL-terminated, valid during the
- * call (at most 4 KiB). */
+/* A status change (on the checker's thread). output is NUL-terminated valid UTF-8, at most
+ * 4 KiB with its NUL, valid during the call. It should return quickly (every check waits
+ * while it runs). May call weft_checker_add and _remove (they post), never
+ * weft_checker_free. */
 typedef void (*weft_checker_change_fn)(void *arg, uint64_t key, weft_health_t status,
                                        const char *output);
 
@@ -73,18 +78,26 @@ void weft_checker_options_init(weft_checker_options_t *o);
  * error. */
 int weft_checker_new(const weft_checker_options_t *o, weft_checker_t **out);
 
-/* Any thread. Copies spec. Returns 0, WEFT_EINVAL (bad target, interval 0), WEFT_ELIMIT
- * (max_checks), WEFT_ENOMEM, WEFT_ECLOSED (freeing). */
+/* Any thread. Checks and copies spec, and posts it to the checker's thread, which adds it
+ * (or replaces the check of the same key) in the order the posts were made. Returns 0,
+ * WEFT_EINVAL (bad target, method, header or interval; interval or timeout over a year),
+ * WEFT_EUNSUPPORTED (an https URL: the client has no TLS), WEFT_ELIMIT (max_checks held or
+ * on their way, a replacement of a held key included; or too many posts waiting),
+ * WEFT_ENOMEM, WEFT_ECLOSED (freeing). */
 int weft_checker_add(weft_checker_t *c, const weft_check_spec_t *spec);
 
 /* Any thread. Stops and forgets the check (a run in flight finishes unreported). Removing
- * an unknown key does nothing. Returns 0 or WEFT_ECLOSED. */
+ * an unknown key does nothing. Returns 0, WEFT_ECLOSED, WEFT_ENOMEM, or WEFT_ELIMIT (too
+ * many posts waiting for the checker's thread). */
 int weft_checker_remove(weft_checker_t *c, uint64_t key);
 
 typedef struct weft_checker_stats_s {
     uint64_t checks;      /* checks held now */
     uint64_t runs;        /* checks run since start */
     uint64_t changes;     /* status changes reported */
+    uint64_t skipped;     /* runs not made: the check's previous run was still in flight
+                             when it was due, or its start was so late that its next slot
+                             had passed too */
     uint64_t late_p99_us; /* p99 of how late runs started after their scheduled time, over
                              the last 10 s */
     uint64_t late_max_us; /* the latest over the last 10 s */
@@ -93,7 +106,9 @@ typedef struct weft_checker_stats_s {
 /* Any thread (relaxed reads; late_* computed by the checker every second). */
 weft_checker_stats_t weft_checker_stats(const weft_checker_t *c);
 
-/* Stops the thread (runs in flight are abandoned) and frees the checker. Owner's thread. */
+/* Stops the thread (runs in flight are abandoned, unreported) and frees the checker.
+ * Owner's thread, not from on_change; add and remove calls made meanwhile return
+ * WEFT_ECLOSED, and none may be made after this returns. */
 void weft_checker_free(weft_checker_t *c);
 
 #endif
