@@ -549,10 +549,11 @@ size_t weft_dns_answer(const weft_dns_config_t *cfg, const uint8_t *q, size_t ql
     query_t pq;
     if (parse_query(q, qlen, &pq) != 0) return header_only(q, out, RC_FORMERR, false);
     dname_t dom;
+    if (!cfg || !lookup) return header_only(q, out, RC_SERVFAIL, false);
     const char *dc = cfg->datacenter ? cfg->datacenter : "dc1";
     size_t dc_len = strlen(dc);
     if (encode_name(cfg->domain ? cfg->domain : "consul.", &dom) != 0 || dc_len == 0 ||
-        dc_len > LABEL_MAX || !lookup)
+        dc_len > LABEL_MAX)
         return header_only(q, out, RC_SERVFAIL, false);
     uint32_t ttl = cfg->ttl > TTL_MAX ? TTL_MAX : cfg->ttl;
 
