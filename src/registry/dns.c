@@ -85,7 +85,7 @@
 #define RC_BADVERS  16
 
 #define HDR_LEN     12
-#define NAME_MAX    255  /* a name's wire length at most, the root's zero included */
+#define DNAME_MAX   255  /* a name's wire length at most, the root's zero included */
 #define LABEL_MAX   63   /* a label's length at most */
 #define MAX_JUMPS   127  /* compression pointers followed in one name at most */
 #define UDP_MIN     512  /* a UDP answer may always be this long (RFC 1035 4.2.1) */
@@ -105,10 +105,10 @@
 
 /* A name in uncompressed wire form, with where each label starts. */
 typedef struct dname_s {
-    uint8_t wire[NAME_MAX];
-    size_t len;                /* bytes in wire, the root's zero included */
-    uint8_t off[NAME_MAX / 2]; /* offset in wire of each label's length byte */
-    unsigned n;                /* labels, the root not counted */
+    uint8_t wire[DNAME_MAX];
+    size_t len;                 /* bytes in wire, the root's zero included */
+    uint8_t off[DNAME_MAX / 2]; /* offset in wire of each label's length byte */
+    unsigned n;                 /* labels, the root not counted */
 } dname_t;
 
 /* What the query says, once parsed. */
@@ -221,7 +221,7 @@ static int read_name(const uint8_t *m, size_t mlen, size_t pos, dname_t *nm, siz
             continue;
         }
         if (c & 0xc0) return -1;
-        if (nm->len + 1 + c > NAME_MAX) return -1;
+        if (nm->len + 1 + c > DNAME_MAX) return -1;
         if (c == 0) {
             nm->wire[nm->len++] = 0;
             if (jumps == 0) *end = pos + 1;
@@ -244,7 +244,7 @@ static int encode_name(const char *s, dname_t *nm)
     if (!s || !*s) return -1;
     while (*s) {
         size_t n = strcspn(s, ".");
-        if (n == 0 || n > LABEL_MAX || nm->len + 1 + n + 1 > NAME_MAX) return -1;
+        if (n == 0 || n > LABEL_MAX || nm->len + 1 + n + 1 > DNAME_MAX) return -1;
         nm->off[nm->n++] = (uint8_t)nm->len;
         nm->wire[nm->len++] = (uint8_t)n;
         memcpy(nm->wire + nm->len, s, n);
@@ -409,7 +409,7 @@ static void put_srv(resp_t *r, ent_t *e, size_t n, uint32_t ttl, size_t reserve,
     for (size_t i = 0; i < n; i++) { /* first pass: which units fit */
         if (e[i].node_len == 0) continue;
         size_t tlen = 1 + e[i].node_len + 5 + 1 + dc_len + dom->len;
-        if (tlen > NAME_MAX) continue;
+        if (tlen > DNAME_MAX) continue;
         size_t srv = 2 + 10 + 6 + tlen, name_at = r->len + ans + 2 + 10 + 6, a = 0;
         bool dup = false;
         for (size_t j = 0; j < i && !dup; j++)
