@@ -20,9 +20,9 @@
  * connection; so does a peer whose unsent answers pass the host's max_pending.
  *
  * Random numbers: each worker's slot keeps a Weyl sequence (a counter stepped by an odd
- * constant, seeded from the clock and the slot's address); its next value is the rnd of an
- * answer, which weft_dns_answer mixes (splitmix64) before shuffling with it. Cheap, and no
- * two answers in a row share an order.
+ * constant, seeded from the clock, the server's address and the worker's index); its next
+ * value is an answer's rnd, which weft_dns_answer mixes (splitmix64) before shuffling with
+ * it. One addition per answer, and no state shared between workers.
  *
  * Ports: the UDP and the TCP listener are bound separately by weft_host_run; with port 0
  * each picks its own free port (they may differ; weft_dns_server_udp_port / _tcp_port say
