@@ -5,8 +5,8 @@
  * bits 1-2 the output's size (512, 1000, 4096, 65535; TCP always 65535); bit 3 the domain
  * ("consul." or "Weft.Example", datacenter "dc1" or "eu-west"); bit 4 max_targets (0, the
  * default, or 512). Control byte 1: what the fake lookup answers (-1, or a count of
- * targets from a fixed table of 600 that mixes IPv4, IPv6 and bad addresses, duplicates,
- * and node names of 0 to 64 bytes or NULL).
+ * targets from a fixed table of 600 that mixes IPv4, IPv6 and bad addresses, node names of
+ * 0 to 65 bytes or NULL, and instances that share a node, or a node and an address).
  *
  * Properties: no crash or sanitizer report; the lookup is called with what dns.h promises
  * (kind 's' or 'n', a name of 1..63 bytes, a tag and a datacenter NULL with length 0 or
@@ -55,6 +55,8 @@ static void setup(void)
         }
         targets[i].node = i % 97 == 13 ? NULL : names[i];
         targets[i].address = i % 89 == 5 ? NULL : addrs[i];
+        if (i % 11 == 10) targets[i] = targets[i - 1];           /* a second instance, same node */
+        if (i % 23 == 22) targets[i].node = targets[i - 2].node; /* same node, other address */
         targets[i].port = (uint16_t)(i * 131);
     }
     ready = true;
