@@ -285,7 +285,8 @@ static void worker_init(uv_loop_t *loop, unsigned index, void *arg)
     hw->index = index;
     hw->h = h;
     hw->loop = loop;
-    hw->state = h->state_mem + (size_t)index * h->state_stride;
+    /* no part keeps state: no memory (and no arithmetic on NULL, which UBSan reports) */
+    hw->state = h->state_mem ? h->state_mem + (size_t)index * h->state_stride : NULL;
     loop->data = hw;
     for (unsigned i = 0; i < h->nparts; i++) {
         part_t *pt = &h->parts[i];
