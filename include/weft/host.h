@@ -79,6 +79,12 @@ typedef struct weft_host_part_s {
      *  the part put on that loop (the loop ends when none is left). */
     void (*worker_stop)(weft_host_t *h, struct uv_loop_s *loop, unsigned index, void *state,
                         void *arg);
+    /** On the control loop's thread before any worker starts (listeners are bound, no
+     *  request is served yet, the control loop runs no callback yet but may be given
+     *  handles): what must be ready before the first request (a catalog loaded from disk).
+     *  A non-zero return (a negative WEFT_E* code) makes weft_host_run log it, run the stop
+     *  hooks of the parts initialised before, and return it. */
+    int (*init)(weft_host_t *h, void *arg);
     /** On the control loop once every worker serves (before the on_start callback). */
     void (*start)(weft_host_t *h, void *arg);
     /** On the control loop when the shutdown delay begins (still serving, draining). */

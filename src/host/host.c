@@ -521,10 +521,25 @@ int weft_host_run(weft_host_t *h)
         memset(h->state_mem, 0, h->state_stride * h->n);
     }
     if ((err = control_init(h)) != 0) goto out;
+    for (unsigned i = 0; i < h->nparts; i++) {
+        if (!h->parts[i].p.init || (err = h->parts[i].p.init(h, h->parts[i].p.arg)) == 0)
+            continue;
+        weft_error("host", "a part could not start", "host=%s part=%s err=%s", h->name,
+                   h->parts[i].p.name, weft_strerror(err));
+        h->shut = true;
+        for (unsigned j = i; j-- > 0;)
+            if (h->parts[j].p.stop) h->parts[j].p.stop(h, h->parts[j].p.arg);
+        close_signals(h);
+        close_control(h);
+        uv_run(&h->loop, UV_RUN_DEFAULT);
+        goto out_loop;
+    }
     if ((err = weft_workers_start(h->workers, worker_init, h)) != 0) {
         weft_error("host", "cannot start the workers", "host=%s err=%s", h->name,
                    weft_strerror(err));
         h->shut = true;
+        for (unsigned j = h->nparts; j-- > 0;) /* undo what init hooks opened */
+            if (h->parts[j].p.init && h->parts[j].p.stop) h->parts[j].p.stop(h, h->parts[j].p.arg);
         close_signals(h);
         close_control(h);
         uv_run(&h->loop, UV_RUN_DEFAULT);
