@@ -416,7 +416,7 @@ void weft__check_done(weft__check_t *k, weft_health_t result, const char *output
     run_unlink(c, k);
     c->in_flight--;
     if (k->state == WEFT__CHECK_GONE) { /* removed or replaced meanwhile: unreported */
-        weft__check_free(k);
+        weft__ckr_free(k);
     } else {
         check_to(k, WEFT__CHECK_RUNNING, WEFT__CHECK_IDLE);
         unsigned s, f;
@@ -454,7 +454,7 @@ static void drop(weft_checker_t *c, size_t i)
         return;
     }
     WEFT_ASSERT(k->state == WEFT__CHECK_IDLE);
-    weft__check_free(k);
+    weft__ckr_free(k);
 }
 
 static void insert(weft_checker_t *c, weft__check_t *k)
@@ -465,7 +465,7 @@ static void insert(weft_checker_t *c, weft__check_t *k)
         weft_error("checker", "out of memory: check dropped", "key=%llu",
                    (unsigned long long)k->msg.key);
         atomic_fetch_sub_explicit(&c->held, 1, memory_order_relaxed);
-        weft__check_free(k);
+        weft__ckr_free(k);
         return;
     }
     table_put(c, k);
@@ -494,7 +494,7 @@ static void on_discard(weft_inbox_t *in, weft_mpsc_node_t *n, void *arg)
 {
     weft__check_msg_t *m = WEFT_MPSC_ITEM(n, weft__check_msg_t, node);
     if (m->type == WEFT__CHECK_MSG_ADD)
-        weft__check_free((weft__check_t *)m);
+        weft__ckr_free((weft__check_t *)m);
     else
         free(m);
 }
@@ -521,7 +521,7 @@ static void close_all(weft_checker_t *c)
         run_unlink(c, k);
         c->in_flight--;
         if (k->state == WEFT__CHECK_GONE)
-            weft__check_free(k);
+            weft__ckr_free(k);
         else
             check_to(k, WEFT__CHECK_RUNNING, WEFT__CHECK_IDLE);
     }
@@ -529,7 +529,7 @@ static void close_all(weft_checker_t *c)
     c->client = NULL;
     WEFT_ASSERT(!c->running && c->in_flight == 0);
     size_t nslots = c->slot_bits ? (size_t)1 << c->slot_bits : 0;
-    for (size_t i = 0; i < nslots; i++) weft__check_free(c->slots[i]);
+    for (size_t i = 0; i < nslots; i++) weft__ckr_free(c->slots[i]);
     free(c->slots);
     free(c->heap);
     c->slots = NULL;
@@ -646,14 +646,14 @@ int weft_checker_add(weft_checker_t *c, const weft_check_spec_t *spec)
     int err = weft__check_build(spec, c, &k);
     if (err) return err;
     if (!enter(c)) {
-        weft__check_free(k);
+        weft__ckr_free(k);
         return WEFT_ECLOSED;
     }
     size_t before = atomic_fetch_add_explicit(&c->held, 1, memory_order_relaxed);
     if (before >= c->o.max_checks || weft_inbox_post(&c->inbox, &k->msg.node) != 0) {
         atomic_fetch_sub_explicit(&c->held, 1, memory_order_relaxed);
         leave(c);
-        weft__check_free(k);
+        weft__ckr_free(k);
         return WEFT_ELIMIT;
     }
     leave(c);

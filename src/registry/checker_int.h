@@ -145,7 +145,7 @@ struct weft_checker_s {
  * WEFT_ENOMEM. */
 int weft__check_build(const weft_check_spec_t *spec, weft_checker_t *owner, weft__check_t **out);
 /* Frees a check that no run holds (and its captured body). */
-void weft__check_free(weft__check_t *k);
+void weft__ckr_free(weft__check_t *k);
 
 /* checker_probe.c. Starts a run of k (RUNNING, counted in flight). It ends with exactly one
  * weft__check_done(k, ...), which may come before this returns (a request that could not

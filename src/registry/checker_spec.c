@@ -10,7 +10,7 @@
  *
  * Memory: one allocation per check: the weft__check_t, then the header array, then every
  * string (target, method, host, path, header names and values, body), each NUL-terminated.
- * Nothing points outside it, so weft__check_free is one free() (plus the body a run may
+ * Nothing points outside it, so weft__ckr_free is one free() (plus the body a run may
  * have captured). HTTP checks get Consul's two default headers, User-Agent and Accept,
  * unless the spec gives them.
  *
@@ -174,7 +174,7 @@ int weft__check_build(const weft_check_spec_t *s, weft_checker_t *owner, weft__c
     return 0;
 }
 
-void weft__check_free(weft__check_t *k)
+void weft__ckr_free(weft__check_t *k)
 {
     if (!k) return;
     free(k->out);
