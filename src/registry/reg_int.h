@@ -1,0 +1,58 @@
+/*
+ * reg_int.h - what the registry's files share (internal to src/registry): the registry
+ * object, the per-worker state, and the functions api.c and registry.c call across.
+ */
+#ifndef WEFT_REGISTRY_INT_H
+#define WEFT_REGISTRY_INT_H
+
+#include <stdatomic.h>
+
+#include "registry/catalog.h"
+#include "registry/checker.h"
+#include "registry/dns.h"
+#include "registry/registry.h"
+#include "registry/store.h"
+
+/* A held request: a blocking query or an event stream. */
+typedef struct reg_held_s {
+    struct reg_held_s *prev, *next;
+    weft_http_request_t *req;
+    weft_registry_t *r;
+    uint64_t index; /* blocking: the index the client has; stream: the last sent */
+    int kind;       /* api.c's read kind; -1 for an event stream */
+    bool done;
+} reg_held_t;
+
+typedef struct reg_worker_s {
+    reg_held_t waiters; /* list head (blocking queries) */
+    reg_held_t streams; /* list head (event streams) */
+    size_t nwaiters, nstreams;
+} reg_worker_t;
+
+struct weft_registry_s {
+    weft_service_t *svc;
+    weft_host_t *host;
+    weft_registry_conf_t conf;
+    char *data_dir;
+    char api_host[64];
+    char node_name[256], node_id[40], node_addr[64];
+    reg_node_t node;
+    weft_snap_cell_t cell;
+    weft_catalog_t *cat;
+    weft_store_t *store;
+    weft_checker_t *checker;
+    weft_dns_server_t *dns;
+    int part;
+    void *route_args; /* api.c's */
+    atomic_bool failed, ready;
+    atomic_ullong parked, streams, writes, reads, wakeups;
+};
+
+/* api.c */
+int weft__reg_routes(weft_registry_t *r, char *err, size_t errlen);
+/* On a worker: a new snapshot (and its events) arrived: wake what waits. */
+void weft__reg_worker_notify(weft_registry_t *r, reg_worker_t *w, reg_events_t *ev);
+/* On a worker at shutdown: answer everything held. */
+void weft__reg_worker_release(weft_registry_t *r, reg_worker_t *w);
+
+#endif
