@@ -93,6 +93,9 @@ def sanitizer_env(extra=None):
     e = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     e.setdefault("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1")
     e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    # weft serve's DNS interface listens on 8600 by default: tests that do not ask for a
+    # port of their own (--dns) take any free one, so that two never collide
+    e.setdefault("WEFT_DNS", "127.0.0.1:0")
     if extra:
         e.update(extra)
     return e
