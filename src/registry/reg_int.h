@@ -46,6 +46,12 @@ struct weft_registry_s {
     void *route_args; /* api.c's */
     atomic_bool failed, ready;
     atomic_ullong parked, streams, writes, reads, wakeups;
+    struct {
+        atomic_ullong checks, runs, changes, skipped, late_p99_us, late_max_us;
+        atomic_ullong batches, commits, failed;
+    } stats; /* copied from the checker and the store every second (registry.c) */
+    uv_timer_t stats_timer;
+    bool stats_timer_open;
 };
 
 /* api.c */

@@ -268,6 +268,128 @@ static int dns_lookup(void *arg, char kind, const char *name, size_t name_len, c
     return (int)n;
 }
 
+/* ---- metrics (read on the scraping worker: atomics, the checker's and the store's
+ * relaxed counters, and the published snapshot) ---- */
+
+static double snap_value(weft_registry_t *r, int what)
+{
+    double v = 0;
+    weft_snap_read_lock();
+    const reg_snap_t *s = weft_snap_get(&r->cell);
+    if (s) v = what == 0 ? (double)s->ninst : what == 1 ? (double)s->nsvc : (double)s->index;
+    weft_snap_read_unlock();
+    return v;
+}
+static double m_instances(void *a)
+{
+    return snap_value(a, 0);
+}
+static double m_services(void *a)
+{
+    return snap_value(a, 1);
+}
+static double m_index(void *a)
+{
+    return snap_value(a, 2);
+}
+static double m_parked(void *a)
+{
+    return (double)atomic_load(&((weft_registry_t *)a)->parked);
+}
+static double m_streams(void *a)
+{
+    return (double)atomic_load(&((weft_registry_t *)a)->streams);
+}
+static double m_writes(void *a)
+{
+    return (double)atomic_load(&((weft_registry_t *)a)->writes);
+}
+static double m_wakeups(void *a)
+{
+    return (double)atomic_load(&((weft_registry_t *)a)->wakeups);
+}
+#define STAT(f)                                                                                    \
+    static double m_##f(void *a)                                                                   \
+    {                                                                                              \
+        return (double)atomic_load_explicit(&((weft_registry_t *)a)->stats.f,                      \
+                                            memory_order_relaxed);                                 \
+    }
+STAT(checks)
+STAT(runs)
+STAT(changes)
+STAT(skipped)
+STAT(batches)
+STAT(commits)
+STAT(failed)
+static double m_late_p99(void *a)
+{
+    return (double)atomic_load(&((weft_registry_t *)a)->stats.late_p99_us) / 1e6;
+}
+static double m_late_max(void *a)
+{
+    return (double)atomic_load(&((weft_registry_t *)a)->stats.late_max_us) / 1e6;
+}
+
+/* The checker and the store are the control loop's (freed at its stop): their counters are
+ * copied every second into the registry, which outlives every scrape. */
+static void copy_stats(weft_registry_t *r)
+{
+    if (r->checker) {
+        weft_checker_stats_t c = weft_checker_stats(r->checker);
+        atomic_store(&r->stats.checks, c.checks);
+        atomic_store(&r->stats.runs, c.runs);
+        atomic_store(&r->stats.changes, c.changes);
+        atomic_store(&r->stats.skipped, c.skipped);
+        atomic_store(&r->stats.late_p99_us, c.late_p99_us);
+        atomic_store(&r->stats.late_max_us, c.late_max_us);
+    }
+    if (r->store) {
+        weft_store_stats_t t = weft_store_stats(r->store);
+        atomic_store(&r->stats.batches, t.batches);
+        atomic_store(&r->stats.commits, t.commits);
+        atomic_store(&r->stats.failed, t.failed);
+    }
+}
+
+static void on_stats_timer(uv_timer_t *t)
+{
+    copy_stats(t->data);
+}
+
+static int add_metrics(weft_registry_t *r)
+{
+    weft_metrics_registry_t *m = weft_service_metrics(r->svc);
+    static const struct {
+        bool counter;
+        const char *name, *help;
+        double (*fn)(void *);
+    } t[] = {
+        {0, "weft_registry_instances", "service instances registered", m_instances},
+        {0, "weft_registry_services", "services registered", m_services},
+        {0, "weft_registry_index", "the catalog's index (Consul's X-Consul-Index)", m_index},
+        {0, "weft_registry_blocking_queries", "blocking queries parked now", m_parked},
+        {0, "weft_registry_event_streams", "GET /v1/weft/events streams open", m_streams},
+        {1, "weft_registry_writes_total", "writes applied to the catalog", m_writes},
+        {1, "weft_registry_wakeups_total", "blocking queries woken by a change", m_wakeups},
+        {0, "weft_checker_checks", "HTTP and TCP checks the checker runs", m_checks},
+        {1, "weft_checker_runs_total", "check runs started", m_runs},
+        {1, "weft_checker_changes_total", "status changes the checker reported", m_changes},
+        {1, "weft_checker_skipped_total", "runs skipped (the previous one still in flight)",
+         m_skipped},
+        {0, "weft_checker_late_p99_seconds", "p99 of how late runs started, last 10 s", m_late_p99},
+        {0, "weft_checker_late_max_seconds", "the latest run start, last 10 s", m_late_max},
+        {1, "weft_store_batches_total", "catalog writes made durable", m_batches},
+        {1, "weft_store_commits_total", "store transactions (group commits)", m_commits},
+        {1, "weft_store_failed_total", "catalog writes the store failed", m_failed},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        int rc = t[i].counter ? weft_metrics_counter_fn(m, t[i].name, t[i].help, t[i].fn, r)
+                              : weft_metrics_gauge_fn(m, t[i].name, t[i].help, t[i].fn, r);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
 /* ---- life ---- */
 
 static void part_stop(weft_host_t *h, void *arg);
@@ -311,6 +433,11 @@ static int part_init(weft_host_t *h, void *arg)
         weft_error("registry", "cannot start the health checker", "error=%s", weft_strerror(rc));
         goto fail;
     }
+    uv_timer_init(weft_host_loop(h), &r->stats_timer);
+    r->stats_timer.data = r;
+    r->stats_timer_open = true;
+    uv_timer_start(&r->stats_timer, on_stats_timer, 1000, 1000);
+    uv_unref((uv_handle_t *)&r->stats_timer);
     if ((rc = weft_catalog_new(&co, &r->cat, err, sizeof(err))) != 0 ||
         (rc = weft_catalog_load(r->cat, err, sizeof(err))) != 0) {
         weft_error("registry", "cannot load the catalog", "error=\"%s\"", err);
@@ -334,6 +461,11 @@ static void part_stop(weft_host_t *h, void *arg)
 {
     weft_registry_t *r = arg;
     (void)h;
+    if (r->stats_timer_open) {
+        copy_stats(r);
+        uv_close((uv_handle_t *)&r->stats_timer, NULL);
+        r->stats_timer_open = false;
+    }
     if (r->cat) weft_catalog_close(r->cat);
     if (r->checker) {
         weft_checker_free(r->checker);
@@ -413,6 +545,11 @@ int weft_registry_new(weft_service_t *svc, const weft_registry_options_t *o, wef
     r->part = rc;
     rc = weft__reg_routes(r, err, errlen);
     if (rc != 0) {
+        weft_registry_free(r);
+        return rc;
+    }
+    if ((rc = add_metrics(r)) != 0) {
+        snprintf(err, errlen, "cannot add the registry's metrics: %s", weft_strerror(rc));
         weft_registry_free(r);
         return rc;
     }
