@@ -551,3 +551,25 @@ def test_dns_with_dig(reg, hello):
     r = subprocess.run([dig, "@127.0.0.1", "-p", str(reg.dns), "+time=2", "+tries=1",
                         "nope.service.consul"], capture_output=True, text=True, timeout=20)
     assert "NXDOMAIN" in r.stdout and "SOA" in r.stdout
+
+
+def test_deregister_critical_service_after(reg):
+    """An instance whose check stays critical for DeregisterCriticalServiceAfter is reaped."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = s.getsockname()[1]  # bound, never listening: connections are refused
+    try:
+        r = put(reg.url + "/v1/agent/service/register",
+                json={"Name": "doomed", "ID": "doomed-1", "Port": dead,
+                      "Check": {"TCP": f"127.0.0.1:{dead}", "Interval": "1s",
+                                "DeregisterCriticalServiceAfter": "1s"}})
+        assert r.status_code == 200
+        put(reg.url + "/v1/agent/service/register",
+            json={"Name": "doomed", "ID": "doomed-2", "Port": 1, "Check": {"TTL": "60s",
+                                                                          "Status": "passing"}})
+        t0 = time.monotonic()
+        wait_for(lambda: [e["Service"]["ID"] for e in health(reg.port, "doomed")] == ["doomed-2"],
+                 "the critical instance to be deregistered", timeout=8)
+        assert time.monotonic() - t0 < 5
+    finally:
+        s.close()
