@@ -578,6 +578,28 @@ static void inst_remove(weft_catalog_t *c, reg_inst_t *in)
     weft_snap_release(in);
 }
 
+/* The node's checks changed: it is part of every instance's health, so each instance whose
+ * health that changes is rebuilt (instances are immutable: snapshots may hold them). */
+static void node_changed(weft_catalog_t *c)
+{
+    c->node_dirty = true;
+    weft_health_t nh = WEFT_HEALTH_PASSING;
+    for (uint32_t i = 0; i < c->nnode_checks; i++)
+        if (c->node_checks[i]->status > nh) nh = c->node_checks[i]->status;
+    for (size_t i = 0; i < c->insts.cap; i++) {
+        if (!c->insts.slots[i].key) continue;
+        reg_inst_t *in = c->insts.slots[i].val;
+        reg_inst_t probe = *in;
+        weft__inst_health(&probe, nh);
+        if (probe.health == in->health) continue;
+        reg_inst_t *copy = weft__inst_clone(in);
+        /* inst_put replaces an existing key's value in place: the iteration stays valid */
+        if (!copy || inst_put(c, copy) != 0)
+            weft_error("registry", "cannot update an instance's health: out of memory",
+                       "service_id=%s", in->id);
+    }
+}
+
 /* ---- writes ---- */
 
 void weft__cat_register(weft_catalog_t *c, reg_inst_t *in, bool replace_checks, reg_done_t *d)
@@ -756,7 +778,7 @@ void weft__cat_check_register(weft_catalog_t *c, reg_check_t *k, reg_done_t *d)
         weft__check_free(c->node_checks[i]);
     }
     c->node_checks[i] = k;
-    c->node_dirty = true;
+    node_changed(c);
     rt_set(c, k, NULL);
     event(c, "check", NULL, "", "", k, k->status);
     persist(c, 'c', k->id, NULL, k, d);
@@ -791,7 +813,7 @@ void weft__cat_check_deregister(weft_catalog_t *c, const char *id, reg_done_t *d
         c->nnode_checks--;
         break;
     }
-    c->node_dirty = true;
+    node_changed(c);
     event(c, "check-deregister", NULL, "", "", NULL, WEFT_HEALTH_PASSING);
     persist(c, 'c', cid, NULL, NULL, d);
 }
@@ -879,15 +901,7 @@ static void set_status(weft_catalog_t *c, cat_rt_t *rt, weft_health_t st, const 
     cur->status = st;
     cur->modify_index = c->index;
     weft__check_hist(cur, from, st, wall_ms());
-    c->node_dirty = true;
-    /* The node's health is every instance's: recompute them all. */
-    for (size_t i = 0; i < c->insts.cap; i++) {
-        if (!c->insts.slots[i].key) continue;
-        reg_inst_t *in = c->insts.slots[i].val;
-        weft_health_t before = in->health;
-        node_health_apply(c, in); /* health is derived: readers of old snapshots see either */
-        (void)before;
-    }
+    node_changed(c);
     event(c, "health", NULL, "", "", cur, from);
     persist(c, 'c', cur->id, NULL, cur, d);
 }
@@ -1150,7 +1164,7 @@ int weft_catalog_load(weft_catalog_t *c, char *err, size_t errlen)
         weft_info("registry", "catalog loaded",
                   "instances=%zu services=%zu index=%" PRIu64 " skipped=%u", c->insts.n, c->svcs.n,
                   c->index, l.bad);
-    c->node_dirty = true;
+    node_changed(c);
     publish(c);
     return 0;
 }

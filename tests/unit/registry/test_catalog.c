@@ -351,13 +351,46 @@ static void test_catalog_ttl_expiry(void **state)
     fix_down(&f);
 }
 
+/* A node check is part of every instance's health: the instances are rebuilt, and the
+ * snapshot published before keeps the ones it had, unchanged. */
+static void test_catalog_node_check(void **state)
+{
+    (void)state;
+    fix_t f;
+    fix_up(&f);
+    assert_int_equal(reg(&f, "{\"Name\":\"a\",\"ID\":\"a1\",\"Port\":1}", false), 200);
+    assert_int_equal(reg(&f, "{\"Name\":\"b\",\"ID\":\"b1\",\"Port\":1}", false), 200);
+    const reg_snap_t *before = weft_snap_hold(&f.cell);
+    reg_inst_t *a_before = weft__snap_service(before, "a", 1)->inst[0];
+    assert_int_equal(a_before->health, WEFT_HEALTH_PASSING);
+    json_error_t je;
+    json_t *cj = json_loads("{\"Name\":\"disk\",\"TTL\":\"60s\"}", 0, &je);
+    reg_check_t *k;
+    char err[256];
+    assert_int_equal(weft__check_decode(cj, REG_SRC_API, NULL, NULL, &k, err, sizeof(err)), 0);
+    json_decref(cj);
+    done_t d = {.d.fn = on_done};
+    weft__cat_check_register(f.cat, k, &d.d); /* starts critical */
+    assert_int_equal(wait_done(&f, &d), 200);
+    const reg_snap_t *s = cur(&f);
+    assert_int_equal(s->nnode_checks, 2);
+    assert_int_equal(weft__snap_service(s, "a", 1)->npassing, 0);
+    assert_int_equal(weft__snap_service(s, "b", 1)->inst[0]->health, WEFT_HEALTH_CRITICAL);
+    assert_int_equal(a_before->health, WEFT_HEALTH_PASSING); /* the old snapshot's, untouched */
+    assert_int_equal(ttl(&f, "disk", WEFT_HEALTH_PASSING, NULL), 200);
+    assert_int_equal(weft__snap_service(cur(&f), "a", 1)->npassing, 1);
+    assert_int_equal(ttl(&f, "disk", WEFT_HEALTH_WARNING, NULL), 200);
+    assert_int_equal(weft__snap_service(cur(&f), "b", 1)->inst[0]->health, WEFT_HEALTH_WARNING);
+    weft_snap_release((void *)before);
+    fix_down(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_durations),
-        cmocka_unit_test(test_decode),
-        cmocka_unit_test(test_catalog_indexes),
-        cmocka_unit_test(test_catalog_ttl_expiry),
+        cmocka_unit_test(test_durations),          cmocka_unit_test(test_decode),
+        cmocka_unit_test(test_catalog_indexes),    cmocka_unit_test(test_catalog_ttl_expiry),
+        cmocka_unit_test(test_catalog_node_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
