@@ -693,18 +693,13 @@ void weft__cat_deregister(weft_catalog_t *c, const char *id, reg_done_t *d)
     persist(c, 's', sid, NULL, NULL, d);
 }
 
-/* Replaces instance old by a copy in which fn changed check id; returns the copy (owned
- * by the catalog) or NULL. */
+/* Puts a copy of old in its place and returns it (the catalog's; not published yet, so the
+ * caller may still change it), or NULL when out of memory (nothing changed). */
 static reg_inst_t *inst_cow(weft_catalog_t *c, reg_inst_t *old)
 {
     reg_inst_t *in = weft__inst_clone(old);
     if (!in) return NULL;
-    weft_snap_ref(in); /* one for the caller's use after inst_put */
-    if (inst_put(c, in) != 0) {
-        return NULL; /* inst_put released one; the caller's is released below */
-    }
-    weft_snap_release(in); /* the catalog's reference keeps it */
-    return in;
+    return inst_put(c, in) == 0 ? in : NULL; /* inst_put released it on failure */
 }
 
 void weft__cat_check_register(weft_catalog_t *c, reg_check_t *k, reg_done_t *d)
@@ -853,15 +848,21 @@ static void set_status(weft_catalog_t *c, cat_rt_t *rt, weft_health_t st, const 
         char *o = strdup(output);
         if (!o) return fail(d, 500, "out of memory");
         if (old) {
+            /* The service keeps its index and its dirty mark as they were: nobody is woken
+             * for output alone, and a change already waiting to be published still is. */
+            cat_svc_t *cs = svc_get(c, old->name, false);
+            uint64_t idx = cs ? cs->index : 0;
+            bool dirty = cs ? cs->dirty || !cs->pub : false;
             reg_inst_t *in = inst_cow(c, old);
             if (!in) {
                 free(o);
                 return fail(d, 500, "out of memory");
             }
             cur = weft__inst_find_check(in, rt->check_id);
-            struct cat_svc_s *cs = svc_get(c, in->name, false);
-            if (cs) cs->dirty = false; /* nobody is woken for output alone... */
-            if (cs && !cs->pub) cs->dirty = true;
+            if (cs) {
+                cs->index = idx;
+                cs->dirty = dirty;
+            }
         }
         free(cur->output);
         cur->output = o;
