@@ -514,7 +514,9 @@ static int run_register(weft__cli_t *cli)
     json_error_t e;
     json_t *j = json_loadb(body, len, 0, &e);
     if (!j) {
-        fprintf(stderr, "weft register: %s:%d:%d: %s\n", shown, e.line, e.column, e.text);
+        /* jansson's column is 0 before the first byte of a line (an empty file) */
+        fprintf(stderr, "weft register: %s:%d:%d: %s\n", shown, e.line, e.column < 1 ? 1 : e.column,
+                e.text);
         free(body);
         return 2;
     }
