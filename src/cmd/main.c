@@ -262,13 +262,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "config-docs") == 0) return config_docs();
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
-        if (argc > 2 && strcmp(cmd, "help") == 0) {
-            if (strcmp(argv[2], "serve") == 0) {
-                char *args[] = {argv[2], "--help", NULL};
-                return serve(2, args);
-            }
+        if (argc > 2 && strcmp(cmd, "help") == 0) { /* weft help CMD: weft CMD --help */
             char *args[] = {argv[2], "--help", NULL};
-            int rc = weft__cli_run(2, args);
+            int rc = strcmp(argv[2], "serve") == 0 ? serve(2, args) : weft__cli_run(2, args);
             if (rc >= 0) return rc;
             fprintf(stderr, "weft: unknown command \"%s\"\n\n", argv[2]);
             usage(stderr);
