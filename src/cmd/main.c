@@ -1,5 +1,7 @@
 /*
- * main.c - the weft command: `weft serve`, `weft version`, `weft config-docs`, help.
+ * main.c - the weft command: `weft serve`, `weft version`, `weft config-docs`, help, and
+ * the registry's commands (`weft services`, `instances`, `register`, `deregister`,
+ * `checks`: cli_registry.c, clients of the API that `weft serve` runs).
  *
  * `weft serve` runs the parts of the platform in one process. Today that is the HTTP API
  * (`/health`, `/metrics`, `/v1/status/leader`), built on the SDK's service so that weft's
@@ -9,7 +11,8 @@
  * per module drives the YAML file, the environment, the flags, `--help` and docs/config.md.
  *
  * Exit status: 0 after a clean shutdown, 1 on a runtime failure (a port in use), 2 on a
- * usage or configuration error.
+ * usage or configuration error. The registry's commands: 0 done, 1 the API answered an
+ * error or could not be reached, 2 a usage error.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cmd/cli.h"
 #include "registry/registry.h"
 #include "weft/weft.h"
 
@@ -113,11 +117,15 @@ static void usage(FILE *f)
             "weft %s - service registry, gateway, tracing and metrics in one binary\n\n"
             "usage: weft <command> [flags]\n\n"
             "commands:\n"
-            "  serve         run the platform (see `weft serve --help`)\n"
-            "  version       print the version\n"
-            "  config-docs   print the configuration reference (Markdown)\n"
-            "  help          this text\n",
+            "  serve                     run the platform (see `weft serve --help`)\n"
+            "  version                   print the version\n"
+            "  config-docs               print the configuration reference (Markdown)\n"
+            "  help [COMMAND]            this text, or a command's (as COMMAND --help)\n"
+            "\nthe registry, through the API of a running `weft serve`:\n",
             WEFT_VERSION);
+    weft__cli_usage(f);
+    fprintf(f, "\n`weft COMMAND --help` tells more; the API is --api, $WEFT_API_ADDR,\n"
+               "$CONSUL_HTTP_ADDR or http://127.0.0.1:8500.\n");
 }
 
 static int make_dir(const char *path, char *err, size_t errlen)
@@ -254,9 +262,19 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "config-docs") == 0) return config_docs();
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        if (argc > 2 && strcmp(cmd, "help") == 0) { /* weft help CMD: weft CMD --help */
+            char *args[] = {argv[2], "--help", NULL};
+            int rc = strcmp(argv[2], "serve") == 0 ? serve(2, args) : weft__cli_run(2, args);
+            if (rc >= 0) return rc;
+            fprintf(stderr, "weft: unknown command \"%s\"\n\n", argv[2]);
+            usage(stderr);
+            return 2;
+        }
         usage(stdout);
         return 0;
     }
+    int rc = weft__cli_run(argc - 1, argv + 1);
+    if (rc >= 0) return rc;
     fprintf(stderr, "weft: unknown command \"%s\"\n\n", cmd);
     usage(stderr);
     return 2;
