@@ -23,9 +23,10 @@
  * the state, and the state runs ahead of the store by the batches in flight); what is
  * promised is that nobody is answered 200 for a write that is not durable.
  *
- * The index bumps only when something really changes: a check result with the status the
- * check already has changes nothing (not even its output is published; Consul's agent also
- * defers output-only updates).
+ * The index bumps only when a status really changes: a check result with the status the
+ * check already has takes no index, is not written to disk and wakes no blocking query; its
+ * output is published all the same (the checker tells one only with a check's first result,
+ * so that a check that starts critical and stays so says why).
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -844,29 +845,28 @@ static void set_status(weft_catalog_t *c, cat_rt_t *rt, weft_health_t st, const 
         return;
     }
     if (!status_changed) {
-        /* Output only: no new index, no disk write; readers see it with the next change. */
+        /* Output only: no new index, no disk write. */
         char *o = strdup(output);
         if (!o) return fail(d, 500, "out of memory");
         if (old) {
-            /* The service keeps its index and its dirty mark as they were: nobody is woken
-             * for output alone, and a change already waiting to be published still is. */
+            /* Published, but the service keeps its index: readers see the output, and no
+             * blocking query wakes for it (the checker tells outputs only with a change of
+             * status and with a check's first result, so this is rare). */
             cat_svc_t *cs = svc_get(c, old->name, false);
             uint64_t idx = cs ? cs->index : 0;
-            bool dirty = cs ? cs->dirty || !cs->pub : false;
             reg_inst_t *in = inst_cow(c, old);
             if (!in) {
                 free(o);
                 return fail(d, 500, "out of memory");
             }
             cur = weft__inst_find_check(in, rt->check_id);
-            if (cs) {
-                cs->index = idx;
-                cs->dirty = dirty;
-            }
+            if (cs) cs->index = idx;
         }
         free(cur->output);
         cur->output = o;
+        if (!old) c->node_dirty = true;
         reply(c, d, 200, NULL);
+        if (!d) arm_publish(c);
         return;
     }
     c->index++;

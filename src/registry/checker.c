@@ -405,7 +405,7 @@ bool weft__check_would_change(const weft__check_t *k, weft_health_t result)
 {
     unsigned s, f;
     int next = next_status(k, result, &s, &f);
-    return next >= 0 && (weft_health_t)next != k->status;
+    return !k->reported || (next >= 0 && (weft_health_t)next != k->status);
 }
 
 void weft__check_done(weft__check_t *k, weft_health_t result, const char *output)
@@ -426,7 +426,13 @@ void weft__check_done(weft__check_t *k, weft_health_t result, const char *output
             k->failures = f;
             if (next >= 0 && (weft_health_t)next != k->status) {
                 k->status = (weft_health_t)next;
+                k->reported = true;
                 stat_add(&c->st_changes, 1);
+                c->o.on_change(c->o.arg, k->msg.key, k->status, output ? output : "");
+            } else if (!k->reported) {
+                /* The first result is told even when it keeps the status (a check that
+                 * starts critical and fails): its output says why, and nothing else would. */
+                k->reported = true;
                 c->o.on_change(c->o.arg, k->msg.key, k->status, output ? output : "");
             }
         }

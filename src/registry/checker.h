@@ -5,7 +5,8 @@
  * The checker runs every check it was given at its interval (with jitter, so that checks
  * registered together do not fire together), on its own thread and libuv loop, so that
  * neither a slow check nor ten thousand of them ever delay the API's loops. It applies
- * Consul's thresholds and tells its owner only when a check's status changes.
+ * Consul's thresholds and tells its owner when a check's status changes, and its first result
+ * (even one that keeps the status: its output says why).
  *
  * HTTP: method (default GET), headers, body, timeout (default 10 s; Consul's); any 2xx is
  * passing, 429 is warning, anything else (another status, a refused connection, a reset, a

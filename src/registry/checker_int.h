@@ -91,6 +91,7 @@ struct weft__check_s {
     weft_health_t status;               /* what the owner was last told (or spec.initial) */
     unsigned successes;                 /* in a row (Consul's successCounter) */
     unsigned failures;                  /* in a row (Consul's failuresCounter) */
+    bool reported;                      /* a result was reported since the check was added */
     size_t heap_i;                      /* index in the heap, which holds the next run's start */
     weft__check_t *run_prev, *run_next; /* the list of checks with a run in flight */
 
@@ -156,8 +157,8 @@ void weft__probe_start(weft_checker_t *c, weft__check_t *k);
  * client's close instead. */
 void weft__probe_abandon(weft__check_t *k);
 
-/* checker.c. Whether a run of k that ends with result would change the status the owner
- * was told (so that its output is worth writing). */
+/* checker.c. Whether a run of k that ends with result will be told to the owner (it changes
+ * the status the owner was told, or it is k's first result): its output is worth writing. */
 bool weft__check_would_change(const weft__check_t *k, weft_health_t result);
 /* The run of k ended with result (PASSING, WARNING or CRITICAL) and output (a string of at
  * most WEFT__CHECK_OUTPUT_MAX bytes with its NUL, read only when the status changes; may

@@ -573,3 +573,21 @@ def test_deregister_critical_service_after(reg):
         assert time.monotonic() - t0 < 5
     finally:
         s.close()
+
+
+def test_a_check_that_starts_critical_and_stays_says_why(reg):
+    """Its first result keeps the status (critical) and is still shown, with its output."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = s.getsockname()[1]
+    try:
+        put(reg.url + "/v1/agent/service/register",
+            json={"Name": "down", "ID": "down-1", "Port": dead,
+                  "Check": {"TCP": f"127.0.0.1:{dead}", "Interval": "1s"}})
+        idx = get(reg.url + "/v1/health/service/down").headers["X-Consul-Index"]
+        out = lambda: get(reg.url + "/v1/agent/checks").json()["service:down-1"]["Output"]
+        wait_for(lambda: "refused" in out(), "the first result's output", timeout=5)
+        # no status changed: the service's index did not move
+        assert get(reg.url + "/v1/health/service/down").headers["X-Consul-Index"] == idx
+    finally:
+        s.close()

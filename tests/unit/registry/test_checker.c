@@ -591,14 +591,18 @@ static void test_thresholds(void **state)
     s.failures_before_warning = 2;
     s.failures_before_critical = 3;
     assert_int_equal(weft_checker_add(c, &s), 0);
-    const ev_t *e = wait_nth(1, 0);
+    const ev_t *e = wait_nth(1, 0); /* the first result is told, though it keeps the status */
+    assert_int_equal(e->status, WEFT_HEALTH_PASSING);
+    assert_int_equal(e->hits, 1);
+    assert_non_null(strstr(e->out, "500 Internal Server Error"));
+    e = wait_nth(1, 1);
     assert_int_equal(e->status, WEFT_HEALTH_WARNING); /* 500 200 500 500: two in a row */
     assert_int_equal(e->hits, 4);
     assert_string_equal(strstr(e->out, ": "), ": 500 Internal Server Error Output: run 4");
-    e = wait_nth(1, 1);
+    e = wait_nth(1, 2);
     assert_int_equal(e->status, WEFT_HEALTH_CRITICAL);
     assert_int_equal(e->hits, 5);
-    e = wait_nth(1, 2);
+    e = wait_nth(1, 3);
     assert_int_equal(e->status, WEFT_HEALTH_PASSING); /* the second 200 in a row */
     assert_int_equal(e->hits, 7);
     assert_string_equal(strstr(e->out, ": "), ": 200 OK Output: run 7");
@@ -640,7 +644,10 @@ static void test_thresholds_success(void **state)
     weft_check_spec_t s = http_spec(3, "/script/3", url, sizeof(url));
     s.success_before_passing = 3;
     assert_int_equal(weft_checker_add(c, &s), 0);
-    const ev_t *e = wait_nth(3, 0);
+    const ev_t *e = wait_nth(3, 0); /* the first result, told with the status it keeps */
+    assert_int_equal(e->status, s.initial);
+    assert_int_equal(e->hits, 1);
+    e = wait_nth(3, 1);
     assert_int_equal(e->status, WEFT_HEALTH_WARNING);
     assert_int_equal(e->hits, 3);
     weft_checker_free(c);
@@ -651,9 +658,12 @@ static void test_thresholds_success(void **state)
 static weft_checker_t *hook_checker;
 static weft_check_spec_t hook_spec;
 
+static atomic_bool replaced;
+
 static void replace_on_warning(uint64_t key, weft_health_t status)
 {
-    if (key == 4 && status == WEFT_HEALTH_WARNING)
+    /* once: the replacement's own first result is told as warning too */
+    if (key == 4 && status == WEFT_HEALTH_WARNING && !atomic_exchange(&replaced, true))
         assert_int_equal(weft_checker_add(hook_checker, &hook_spec), 0);
 }
 
@@ -681,7 +691,10 @@ static void test_replace_resets(void **state)
     const ev_t *e = wait_nth(4, 0);
     assert_int_equal(e->status, WEFT_HEALTH_WARNING);
     assert_int_equal(e->hits, 1);
-    e = wait_nth(4, 1);
+    e = wait_nth(4, 1); /* the replacement's first result: told, still warning */
+    assert_int_equal(e->status, WEFT_HEALTH_WARNING);
+    assert_int_equal(e->hits, 2);
+    e = wait_nth(4, 2);
     assert_int_equal(e->status, WEFT_HEALTH_CRITICAL);
     assert_int_equal(e->hits, 3);
     atomic_store(&hook, NULL);
