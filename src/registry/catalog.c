@@ -636,7 +636,7 @@ void weft__cat_register(weft_catalog_t *c, reg_inst_t *in, bool replace_checks, 
         k->modify_index = c->index;
         if (was && was->type == k->type) {
             k->status = was->status;
-            free(k->output);
+            weft__sfree(k->output);
             k->output = strdup(was->output);
             if (!k->output) k->output = strdup("");
             k->nhist = was->nhist;
@@ -726,7 +726,7 @@ void weft__cat_check_register(weft_catalog_t *c, reg_check_t *k, reg_done_t *d)
             weft__check_free(k);
             return fail(d, 400, "Checks: the service has %d checks already", REG_MAX_CHECKS);
         }
-        free(k->service_name);
+        weft__sfree(k->service_name);
         if (!(k->service_name = strdup(old->name))) {
             weft__check_free(k);
             return fail(d, 500, "out of memory");
@@ -862,7 +862,7 @@ static void set_status(weft_catalog_t *c, cat_rt_t *rt, weft_health_t st, const 
             cur = weft__inst_find_check(in, rt->check_id);
             if (cs) cs->index = idx;
         }
-        free(cur->output);
+        weft__sfree(cur->output);
         cur->output = o;
         if (!old) c->node_dirty = true;
         reply(c, d, 200, NULL);
@@ -881,7 +881,7 @@ static void set_status(weft_catalog_t *c, cat_rt_t *rt, weft_health_t st, const 
             return fail(d, 500, "out of memory");
         }
         if (o) {
-            free(k->output);
+            weft__sfree(k->output);
             k->output = o;
         }
         k->status = st;
@@ -896,7 +896,7 @@ static void set_status(weft_catalog_t *c, cat_rt_t *rt, weft_health_t st, const 
     char *o = output ? strdup(output) : NULL;
     if (output && !o) return fail(d, 500, "out of memory");
     if (o) {
-        free(cur->output);
+        weft__sfree(cur->output);
         cur->output = o;
     }
     cur->status = st;

@@ -89,7 +89,7 @@ static int get_str(json_t *o, const char *field, const char *label, const char *
             return fail(err, errlen, "%s: must not contain NUL", label);
     }
     if (strlen(s) > max) return fail(err, errlen, "%s: longer than %zu bytes", label, max);
-    if (!(*out = strdup(s))) return fail(err, errlen, "%s: out of memory", label);
+    if (!(*out = weft__sdup(s))) return fail(err, errlen, "%s: out of memory", label);
     return 0;
 }
 
@@ -98,7 +98,7 @@ static int get_id(json_t *o, const char *field, const char *label, const char *d
 {
     if (get_str(o, field, label, def, REG_MAX_ID, out, err, errlen) != 0) return -1;
     if (!**out || !printable(*out) || strchr(*out, '/')) {
-        free(*out);
+        weft__sfree(*out);
         *out = NULL;
         return fail(err, errlen, "%s: must be non-empty, without '/' or control characters", label);
     }
@@ -222,7 +222,10 @@ int weft__check_decode(json_t *o, reg_src_t src, const char *def_id, const char 
     if (get_str(o, "Method", "Method", "", 32, &c->method, err, errlen) != 0) goto bad;
     if (get_str(o, "Body", "Body", "", REG_MAX_STR, &c->body, err, errlen) != 0) goto bad;
     if (get_str(o, "Output", "Output", "", REG_MAX_OUTPUT, &c->output, err, errlen) != 0) goto bad;
-    if (src == REG_SRC_API) c->output[0] = 0;
+    if (src == REG_SRC_API && *c->output) { /* the API does not set outputs */
+        weft__sfree(c->output);
+        c->output = weft__empty;
+    }
     if (get_dur(o, "Interval", "Interval", &c->interval_ms, err, errlen) != 0 ||
         get_dur(o, "Timeout", "Timeout", &c->timeout_ms, err, errlen) != 0 ||
         get_dur(o, "TTL", "TTL", &c->ttl_ms, err, errlen) != 0 ||
@@ -338,7 +341,7 @@ int weft__check_decode(json_t *o, reg_src_t src, const char *def_id, const char 
         if (c->timeout_ms == 0) c->timeout_ms = DEF_TIMEOUT_MS;
     }
     if (c->type == REG_CHECK_HTTP && !*c->method) {
-        free(c->method);
+        weft__sfree(c->method);
         if (!(c->method = strdup("GET"))) goto oom;
     }
 
@@ -405,8 +408,8 @@ static int decode_checks(json_t *root, reg_src_t src, reg_inst_t *in, char *err,
             weft__check_free(c);
             return fail(err, errlen, "Checks: CheckID \"%s\" given twice", def_id);
         }
-        free(c->service_id);
-        free(c->service_name);
+        weft__sfree(c->service_id);
+        weft__sfree(c->service_name);
         c->service_id = strdup(in->id);
         c->service_name = strdup(in->name);
         if (!c->service_id || !c->service_name || weft__inst_put_check(in, c) != 0) {

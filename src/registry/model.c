@@ -16,6 +16,18 @@
 #include "core/snapshot.h"
 #include "registry/model.h"
 
+char weft__empty[1];
+
+char *weft__sdup(const char *s)
+{
+    return *s ? strdup(s) : weft__empty;
+}
+
+void weft__sfree(char *s)
+{
+    if (s != weft__empty) free(s);
+}
+
 static void kv_free(reg_kv_t *kv, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++) {
@@ -44,23 +56,23 @@ static reg_kv_t *kv_clone(const reg_kv_t *kv, uint32_t n)
 void weft__check_free(reg_check_t *c)
 {
     if (!c) return;
-    free(c->id);
-    free(c->name);
-    free(c->notes);
-    free(c->output);
-    free(c->service_id);
-    free(c->service_name);
-    free(c->http);
-    free(c->method);
-    free(c->body);
-    free(c->tcp);
+    weft__sfree(c->id);
+    weft__sfree(c->name);
+    weft__sfree(c->notes);
+    weft__sfree(c->output);
+    weft__sfree(c->service_id);
+    weft__sfree(c->service_name);
+    weft__sfree(c->http);
+    weft__sfree(c->method);
+    weft__sfree(c->body);
+    weft__sfree(c->tcp);
     kv_free(c->headers, c->nheaders);
     free(c);
 }
 
 #define DUP(f)                                                                                     \
     do {                                                                                           \
-        if (!(o->f = strdup(c->f))) goto fail;                                                     \
+        if (!(o->f = weft__sdup(c->f))) goto fail;                                                 \
     } while (0)
 
 reg_check_t *weft__check_clone(const reg_check_t *c)
@@ -95,11 +107,11 @@ fail:
 static void inst_destroy(void *obj)
 {
     reg_inst_t *in = obj;
-    free(in->id);
-    free(in->name);
-    free(in->address);
-    free(in->kind);
-    for (uint32_t i = 0; i < in->ntags; i++) free(in->tags[i]);
+    weft__sfree(in->id);
+    weft__sfree(in->name);
+    weft__sfree(in->address);
+    weft__sfree(in->kind);
+    for (uint32_t i = 0; i < in->ntags; i++) weft__sfree(in->tags[i]);
     free(in->tags);
     kv_free(in->meta, in->nmeta);
     for (uint32_t i = 0; i < in->nchecks; i++) weft__check_free(in->checks[i]);
@@ -118,7 +130,7 @@ reg_inst_t *weft__inst_new(void)
 #undef DUP
 #define DUP(f)                                                                                     \
     do {                                                                                           \
-        if (!(o->f = strdup(c->f))) goto fail;                                                     \
+        if (!(o->f = weft__sdup(c->f))) goto fail;                                                 \
     } while (0)
 
 reg_inst_t *weft__inst_clone(const reg_inst_t *c)
@@ -139,7 +151,7 @@ reg_inst_t *weft__inst_clone(const reg_inst_t *c)
     if (c->ntags) {
         if (!(o->tags = calloc(c->ntags, sizeof(char *)))) goto fail;
         for (uint32_t i = 0; i < c->ntags; i++, o->ntags++)
-            if (!(o->tags[i] = strdup(c->tags[i]))) goto fail;
+            if (!(o->tags[i] = weft__sdup(c->tags[i]))) goto fail;
     }
     if (c->nmeta) {
         if (!(o->meta = kv_clone(c->meta, c->nmeta))) goto fail;

@@ -89,6 +89,14 @@ typedef struct reg_node_s {
     const char *name, *id, *address, *datacenter;
 } reg_node_t;
 
+/* Strings of the model are never NULL. The empty ones, most of a check's, all share
+ * weft__empty instead of an allocation each: make them with weft__sdup and free them with
+ * weft__sfree (which leaves weft__empty alone). */
+extern char weft__empty[1];
+/* A copy of s (weft__empty for ""), or NULL when out of memory. */
+char *weft__sdup(const char *s);
+void weft__sfree(char *s);
+
 /* Go's time.ParseDuration to whole milliseconds; see duration.c. Returns 0 or -1. */
 int weft__duration_parse(const char *s, size_t n, uint64_t *out_ms);
 

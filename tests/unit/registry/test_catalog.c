@@ -111,7 +111,7 @@ static void test_decode(void **state)
 
     /* the store's record reads back as the same instance */
     in->checks[0]->status = WEFT_HEALTH_PASSING;
-    free(in->checks[0]->output);
+    weft__sfree(in->checks[0]->output);
     in->checks[0]->output = strdup("fine \"quoted\"\n");
     in->create_index = 5;
     in->modify_index = 9;
