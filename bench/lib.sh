@@ -171,16 +171,18 @@ show_last() {
   cat "$T/wrk.err"
 }
 
-# summary A B: medians of $T/A and $T/B and the median of the per-round ratios A/B; exits
-# non-zero (after printing) when any run had errors.
+# summary A B [C0 C1 C2]: medians of $T/A and $T/B and the median of the per-round ratios
+# A/B; exits non-zero (after printing) when any run had errors. C0-C2 name the three columns
+# (default req/s, p99, cpu/req; the first is the one where higher is better).
 summary() {
-  /usr/bin/python3 - "$T/$1" "$T/$2" "$1" "$2" <<'PY'
+  /usr/bin/python3 - "$T/$1" "$T/$2" "$1" "$2" "${3:-req/s}" "${4:-p99}" "${5:-cpu/req}" <<'PY'
 import statistics, sys
 w = [list(map(float, l.split())) for l in open(sys.argv[1])]
 n = [list(map(float, l.split())) for l in open(sys.argv[2])]
 a, b = sys.argv[3], sys.argv[4]
+c0, c1, c2 = sys.argv[5:8]
 med = statistics.median
-print(f"{'':8}{'req/s':>10}{'p99 ms':>10}{'cpu us/req':>12}")
+print(f"{'':8}{c0:>10}{c1 + ' ms':>10}{c2.replace('/', ' us/'):>12}")
 for name, rows in ((a, w), (b, n)):
     p99 = med([r[1] for r in rows])
     p99 = f"{p99:>10.3f}" if p99 >= 0 else f"{'-':>10}"
@@ -190,8 +192,8 @@ def ratios(i):
 def ratio(i):
     rs = ratios(i)
     return f"{med(rs):.2f}x" if rs else "n/a"
-print(f"{a + '/' + b:12} req/s {ratio(0)}   p99 {ratio(1)}   cpu/req {ratio(2)}"
-      f"   (median of per-round ratios; req/s above 1 and p99, cpu below 1 favour {a})")
+print(f"{a + '/' + b:12} {c0} {ratio(0)}   {c1} {ratio(1)}   {c2} {ratio(2)}"
+      f"   (median of per-round ratios; {c0} above 1 and {c1}, cpu below 1 favour {a})")
 # How far the median ratio can be trusted: a distribution-free confidence interval for
 # the median from order statistics (the k-th smallest and k-th largest ratio, where
 # P(Binomial(N, 1/2) < k) <= 2.5% on each side), and in how many rounds each was better.
@@ -204,7 +206,7 @@ def interval(rs):
     if k == 0:
         return "no confidence interval (it needs 6 or more rounds)"
     return f"median ratio within {rs[k - 1]:.2f}x..{rs[N - k]:.2f}x ({100 * (1 - 2 * tail):.0f}% confidence)"
-for i, what, higher in ((0, "req/s", True), (1, "p99", False), (2, "cpu/req", False)):
+for i, what, higher in ((0, c0, True), (1, c1, False), (2, c2, False)):
     rs = ratios(i)
     if not rs:
         continue

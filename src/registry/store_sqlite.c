@@ -74,6 +74,7 @@
  * read from the file is asserted on: a NULL or oddly typed column is read as bytes.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -350,6 +351,7 @@ static void write_queued(sqlite_store_t *s)
 static void writer_main(void *arg)
 {
     sqlite_store_t *s = arg;
+    pthread_setname_np(pthread_self(), "weft-store"); /* for top -H and /proc/PID/task */
     for (;;) {
         uv_sem_wait(&s->wake);
         /* Cleared before draining, by an exchange: it reads (and synchronizes with) the
