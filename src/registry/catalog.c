@@ -42,11 +42,18 @@
 #define REAP_EVERY_MS 1000
 #define MAINT_PREFIX  "_service_maintenance:"
 
+/* A sorted array of pointers, kept sorted as items come and go (binary search, memmove):
+ * a publication copies it as it is, instead of sorting what changed. */
+typedef struct sarr_s {
+    void **a;
+    uint32_t n, cap;
+} sarr_t;
+
 typedef struct cat_svc_s {
     char *name;
     uint64_t index;
-    weft_strmap_t inst; /* id -> reg_inst_t* (borrowed from c->insts) */
-    reg_svc_t *pub;     /* last published (holds a reference), or NULL */
+    sarr_t inst;    /* reg_inst_t* by ID (borrowed from c->insts) */
+    reg_svc_t *pub; /* last published (holds a reference), or NULL */
     bool dirty;
 } cat_svc_t;
 
@@ -81,6 +88,7 @@ struct weft_catalog_s {
     weft_catalog_options_t o;
     uint64_t index, services_index;
     weft_strmap_t insts, svcs, checks;
+    sarr_t order; /* cat_svc_t* by name */
     cat_rt_t **slots;
     uint32_t nslots, cap_slots;
     uint32_t *free_slots;
@@ -89,6 +97,7 @@ struct weft_catalog_s {
     reg_check_t **node_checks;
     uint32_t nnode_checks;
     bool node_dirty;
+    bool svcs_dirty; /* some service's dirty is set */
     reg_snap_t *cur; /* the last snapshot published (a reference of ours) */
     uv_timer_t publish_timer, reap_timer;
     bool publish_armed, closed, timers_open;
@@ -108,6 +117,58 @@ static uint64_t now_ms(void)
 static uint64_t wall_ms(void)
 {
     return weft_wall_ns() / 1000000;
+}
+
+static const char *inst_key(const void *p)
+{
+    return ((const reg_inst_t *)p)->id;
+}
+
+static const char *svc_key(const void *p)
+{
+    return ((const cat_svc_t *)p)->name;
+}
+
+/* Where key is in s (*found) or would go. */
+static uint32_t sarr_find(const sarr_t *s, const char *key, const char *(*key_of)(const void *),
+                          bool *found)
+{
+    uint32_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int r = strcmp(key, key_of(s->a[mid]));
+        if (r == 0) {
+            *found = true;
+            return mid;
+        }
+        if (r < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    *found = false;
+    return lo;
+}
+
+static int sarr_insert(sarr_t *s, uint32_t pos, void *p)
+{
+    if (s->n == s->cap) {
+        uint32_t cap = s->cap ? s->cap * 2 : 4;
+        void **a = realloc(s->a, cap * sizeof(void *));
+        if (!a) return -1;
+        s->a = a;
+        s->cap = cap;
+    }
+    memmove(&s->a[pos + 1], &s->a[pos], (s->n - pos) * sizeof(void *));
+    s->a[pos] = p;
+    s->n++;
+    return 0;
+}
+
+static void sarr_remove(sarr_t *s, uint32_t pos)
+{
+    memmove(&s->a[pos], &s->a[pos + 1], (s->n - pos - 1) * sizeof(void *));
+    s->n--;
 }
 
 /* ---- replies and publication ---- */
@@ -203,16 +264,6 @@ static void event(weft_catalog_t *c, const char *type, const reg_inst_t *in, con
     weft_buf_puts(b, "}\n\n");
 }
 
-static int cmp_inst(const void *a, const void *b)
-{
-    return strcmp((*(reg_inst_t *const *)a)->id, (*(reg_inst_t *const *)b)->id);
-}
-
-static int cmp_svc(const void *a, const void *b)
-{
-    return strcmp((*(reg_svc_t *const *)a)->name, (*(reg_svc_t *const *)b)->name);
-}
-
 static void svc_destroy(void *obj)
 {
     reg_svc_t *v = obj;
@@ -230,13 +281,11 @@ static reg_svc_t *svc_build(cat_svc_t *cs)
         weft_snap_release(v);
         return NULL;
     }
-    for (size_t i = 0; i < cs->inst.cap; i++) {
-        if (!cs->inst.slots[i].key) continue;
-        reg_inst_t *in = cs->inst.slots[i].val;
+    for (uint32_t i = 0; i < cs->inst.n; i++) { /* already in ID order */
+        reg_inst_t *in = cs->inst.a[i];
         v->inst[v->n++] = weft_snap_ref(in);
         if (in->health == WEFT_HEALTH_PASSING) v->npassing++;
     }
-    if (v->n) qsort(v->inst, v->n, sizeof(v->inst[0]), cmp_inst);
     v->name = cs->name; /* replaced below by an instance's own copy */
     if (v->n) v->name = v->inst[0]->name;
     return v;
@@ -254,8 +303,7 @@ static void snap_destroy(void *obj)
 static void publish(weft_catalog_t *c)
 {
     bool changed = c->cur == NULL || c->node_dirty;
-    for (size_t i = 0; i < c->svcs.cap && !changed; i++)
-        if (c->svcs.slots[i].key && ((cat_svc_t *)c->svcs.slots[i].val)->dirty) changed = true;
+    if (c->svcs_dirty) changed = true;
     if (!changed && c->cur && (c->cur->index != c->index || c->cur->nsvc != c->svcs.n))
         changed = true;
     reg_snap_t *s = NULL;
@@ -276,9 +324,8 @@ static void publish(weft_catalog_t *c)
                     s->node_checks[s->nnode_checks++] = k;
                 if (k && k->status > s->node_health) s->node_health = k->status;
             }
-            for (size_t i = 0; ok && i < c->svcs.cap; i++) {
-                if (!c->svcs.slots[i].key) continue;
-                cat_svc_t *cs = c->svcs.slots[i].val;
+            for (uint32_t i = 0; ok && i < c->order.n; i++) { /* already in name order */
+                cat_svc_t *cs = c->order.a[i];
                 if (cs->dirty || !cs->pub || c->node_dirty) {
                     reg_svc_t *v = svc_build(cs);
                     if (!v) {
@@ -293,8 +340,8 @@ static void publish(weft_catalog_t *c)
                 s->ninst += cs->pub->n;
             }
             if (ok) {
-                if (s->nsvc) qsort(s->svc, s->nsvc, sizeof(s->svc[0]), cmp_svc);
                 c->node_dirty = false;
+                c->svcs_dirty = false;
                 weft_snap_release(c->cur);
                 c->cur = weft_snap_ref(s);
                 weft_snap_publish(c->o.cell, s);
@@ -500,8 +547,15 @@ static cat_svc_t *svc_get(weft_catalog_t *c, const char *name, bool create)
         free(cs);
         return NULL;
     }
-    weft_strmap_init(&cs->inst);
+    bool found;
+    uint32_t pos = sarr_find(&c->order, name, svc_key, &found);
+    if (sarr_insert(&c->order, pos, cs) != 0) {
+        free(cs->name);
+        free(cs);
+        return NULL;
+    }
     if (weft_strmap_put(&c->svcs, cs->name, cs) != 0) {
+        sarr_remove(&c->order, pos);
         free(cs->name);
         free(cs);
         return NULL;
@@ -509,14 +563,30 @@ static cat_svc_t *svc_get(weft_catalog_t *c, const char *name, bool create)
     return cs;
 }
 
+static void svc_free(cat_svc_t *cs)
+{
+    weft_snap_release(cs->pub);
+    free(cs->inst.a);
+    free(cs->name);
+    free(cs);
+}
+
 static void svc_drop_if_empty(weft_catalog_t *c, cat_svc_t *cs)
 {
     if (cs->inst.n) return;
+    bool found;
+    uint32_t pos = sarr_find(&c->order, cs->name, svc_key, &found);
+    if (found) sarr_remove(&c->order, pos);
     weft_strmap_del(&c->svcs, cs->name);
-    weft_snap_release(cs->pub);
-    weft_strmap_free(&cs->inst);
-    free(cs->name);
-    free(cs);
+    svc_free(cs);
+}
+
+/* Takes instance id out of service cs's array (if there). */
+static void svc_unlist(cat_svc_t *cs, const char *id)
+{
+    bool found;
+    uint32_t pos = sarr_find(&cs->inst, id, inst_key, &found);
+    if (found) sarr_remove(&cs->inst, pos);
 }
 
 static void node_health_apply(weft_catalog_t *c, reg_inst_t *in)
@@ -533,29 +603,40 @@ static int inst_put(weft_catalog_t *c, reg_inst_t *in)
 {
     reg_inst_t *old = weft_strmap_get(&c->insts, in->id);
     cat_svc_t *cs = svc_get(c, in->name, true);
-    if (!cs || weft_strmap_put(&cs->inst, in->id, in) != 0) {
-        if (cs) svc_drop_if_empty(c, cs);
+    if (!cs) {
+        weft_snap_release(in);
+        return -1;
+    }
+    bool found;
+    uint32_t pos = sarr_find(&cs->inst, in->id, inst_key, &found);
+    void *prev = found ? cs->inst.a[pos] : NULL;
+    if (found) {
+        cs->inst.a[pos] = in;
+    } else if (sarr_insert(&cs->inst, pos, in) != 0) {
+        svc_drop_if_empty(c, cs);
         weft_snap_release(in);
         return -1;
     }
     if (weft_strmap_put(&c->insts, in->id, in) != 0) {
-        if (old)
-            weft_strmap_put(&cs->inst, old->id, old);
+        if (found)
+            cs->inst.a[pos] = prev;
         else
-            weft_strmap_del(&cs->inst, in->id);
+            sarr_remove(&cs->inst, pos);
         svc_drop_if_empty(c, cs);
         weft_snap_release(in);
         return -1;
     }
     node_health_apply(c, in);
     cs->dirty = true;
+    c->svcs_dirty = true;
     cs->index = c->index;
     if (old) {
         if (strcmp(old->name, in->name) != 0) {
             cat_svc_t *os = svc_get(c, old->name, false);
             if (os) {
-                weft_strmap_del(&os->inst, old->id);
+                svc_unlist(os, old->id);
                 os->dirty = true;
+                c->svcs_dirty = true;
                 os->index = c->index;
                 svc_drop_if_empty(c, os);
             }
@@ -571,8 +652,9 @@ static void inst_remove(weft_catalog_t *c, reg_inst_t *in)
     for (uint32_t i = 0; i < in->nchecks; i++) rt_drop(c, in->checks[i]->id);
     weft_strmap_del(&c->insts, in->id);
     if (cs) {
-        weft_strmap_del(&cs->inst, in->id);
+        svc_unlist(cs, in->id);
         cs->dirty = true;
+        c->svcs_dirty = true;
         cs->index = c->index;
         svc_drop_if_empty(c, cs);
     }
@@ -1218,14 +1300,8 @@ void weft_catalog_free(weft_catalog_t *c)
     free(c->slots);
     free(c->free_slots);
     weft_strmap_free(&c->checks);
-    for (size_t i = 0; i < c->svcs.cap; i++) {
-        if (!c->svcs.slots[i].key) continue;
-        cat_svc_t *cs = c->svcs.slots[i].val;
-        weft_snap_release(cs->pub);
-        weft_strmap_free(&cs->inst);
-        free(cs->name);
-        free(cs);
-    }
+    for (uint32_t i = 0; i < c->order.n; i++) svc_free(c->order.a[i]);
+    free(c->order.a);
     weft_strmap_free(&c->svcs);
     for (size_t i = 0; i < c->insts.cap; i++)
         if (c->insts.slots[i].key) weft_snap_release(c->insts.slots[i].val);
