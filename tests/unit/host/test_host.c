@@ -528,6 +528,44 @@ static void test_udp(void **state)
     assert_int_equal(weft_udp_stats(udp).received, 1);
 }
 
+/* A burst: the worker reads it in recvmmsg batches and answers each batch with sendmmsg at
+ * its end; every datagram gets its own answer, and none waits for a later batch. */
+static void test_udp_burst(void **state)
+{
+    enum { N = 200 };
+    uint64_t sent0 = weft_udp_stats(udp).sent;
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    int rcv = 1 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port_u)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    for (int i = 0; i < N; i++) {
+        char m[16];
+        int len = snprintf(m, sizeof(m), "b%d", i);
+        assert_int_equal(sendto(fd, m, (size_t)len, 0, (struct sockaddr *)&a, sizeof(a)), len);
+    }
+    bool seen[N] = {false};
+    for (int got = 0; got < N; got++) {
+        char buf[128];
+        ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+        assert_true(n > 0); /* else an answer waited in a batch that never ended */
+        buf[n] = 0;
+        const char *p = strstr(buf, ":b");
+        assert_non_null(p);
+        int i = atoi(p + 2);
+        assert_true(i >= 0 && i < N && !seen[i]);
+        seen[i] = true;
+    }
+    close(fd);
+    uint64_t deadline = now_ns() + 5000000000u;
+    while (weft_udp_stats(udp).sent != sent0 + N) {
+        assert_true(now_ns() < deadline);
+        sched_yield();
+    }
+}
+
 static void test_tcp(void **state)
 {
     int fd = dial(port_t);
@@ -650,6 +688,7 @@ int main(void)
         cmocka_unit_test(test_workers_state_and_snapshot),
         cmocka_unit_test(test_second_listener),
         cmocka_unit_test(test_udp),
+        cmocka_unit_test(test_udp_burst),
         cmocka_unit_test(test_tcp),
         cmocka_unit_test(test_park_change),
         cmocka_unit_test(test_park_timeout),
