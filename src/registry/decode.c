@@ -430,6 +430,7 @@ int weft__inst_decode(json_t *root, reg_src_t src, reg_inst_t **out, char *err, 
     if (get_str(root, "Address", "Address", "", REG_MAX_ID, &in->address, err, errlen) != 0)
         goto bad;
     if (get_str(root, "Kind", "Kind", "", REG_MAX_ID, &in->kind, err, errlen) != 0) goto bad;
+    weft__inst_parse_addr(in);
     json_t *pv = weft__json_get(root, "Port");
     if (pv && !json_is_null(pv)) {
         uint64_t port;

@@ -598,8 +598,15 @@ size_t weft_dns_answer(const weft_dns_config_t *cfg, const uint8_t *q, size_t ql
         for (int i = 0; i < got && (size_t)i < max; i++) {
             ent_t *t = &e[n];
             memset(t, 0, sizeof(*t));
-            if (!tg[i].address) continue;
-            if (inet_pton(AF_INET, tg[i].address, t->addr) == 1)
+            if (tg[i].fam == 4 && tg[i].bin) {
+                memcpy(t->addr, tg[i].bin, 4);
+                t->fam = 4;
+            } else if (tg[i].fam == 6 && tg[i].bin) {
+                memcpy(t->addr, tg[i].bin, 16);
+                t->fam = 6;
+            } else if (!tg[i].address) {
+                continue;
+            } else if (inet_pton(AF_INET, tg[i].address, t->addr) == 1)
                 t->fam = 4;
             else if (inet_pton(AF_INET6, tg[i].address, t->addr) == 1)
                 t->fam = 6;

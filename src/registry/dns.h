@@ -37,6 +37,9 @@ typedef struct weft_dns_target_s {
     const char *node;    /* node name */
     const char *address; /* numeric IPv4 or IPv6; anything else is skipped */
     uint16_t port;
+    uint8_t fam;        /* 4 or 6 when bin holds the address already parsed (the lookup's
+                           cache: no inet_pton per answer); 0: parse address */
+    const uint8_t *bin; /* 4 or 16 bytes, network order */
 } weft_dns_target_t;
 
 /* What the answer is built from. kind 's': service name (tag may be NULL), 'n': node

@@ -10,6 +10,7 @@
  * is still reported (NULL / -1) and turned into a 500 by the caller, never an abort.
  * Thread: whoever builds an object owns it until it is published; afterwards only reads.
  */
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,6 +139,8 @@ reg_inst_t *weft__inst_clone(const reg_inst_t *c)
     reg_inst_t *o = weft__inst_new();
     if (!o) return NULL;
     o->port = c->port;
+    o->addr_fam = c->addr_fam;
+    memcpy(o->addr_bin, c->addr_bin, sizeof(o->addr_bin));
     o->eto = c->eto;
     o->w_passing = c->w_passing;
     o->w_warning = c->w_warning;
@@ -166,6 +169,15 @@ reg_inst_t *weft__inst_clone(const reg_inst_t *c)
 fail:
     weft_snap_release(o);
     return NULL;
+}
+
+void weft__inst_parse_addr(reg_inst_t *in)
+{
+    in->addr_fam = 0;
+    if (inet_pton(AF_INET, in->address, in->addr_bin) == 1)
+        in->addr_fam = 4;
+    else if (inet_pton(AF_INET6, in->address, in->addr_bin) == 1)
+        in->addr_fam = 6;
 }
 
 void weft__inst_health(reg_inst_t *in, weft_health_t node_health)

@@ -72,6 +72,8 @@ typedef struct reg_check_s {
 typedef struct reg_inst_s {
     char *id, *name, *address, *kind;
     uint16_t port;
+    uint8_t addr_fam; /* 4 or 6 when address is numeric (parsed once, for DNS); else 0 */
+    uint8_t addr_bin[16];
     bool eto; /* EnableTagOverride */
     char **tags;
     uint32_t ntags;
@@ -108,6 +110,8 @@ reg_inst_t *weft__inst_clone(const reg_inst_t *in);
 void weft__check_free(reg_check_t *c);
 /* A deep copy, or NULL. */
 reg_check_t *weft__check_clone(const reg_check_t *c);
+/* Sets addr_fam and addr_bin from address. */
+void weft__inst_parse_addr(reg_inst_t *in);
 /* Sets inst->health from its checks (and node_health, the worst of the node's checks). */
 void weft__inst_health(reg_inst_t *inst, weft_health_t node_health);
 /* Adds c to inst (taking it), replacing a check with the same ID. Returns 0 or -1 (full). */

@@ -36,6 +36,7 @@ struct weft_registry_s {
     char *data_dir;
     char api_host[64];
     char node_name[256], node_id[40], node_addr[64];
+    uint8_t node_fam, node_bin[16]; /* node_addr parsed, for DNS */
     reg_node_t node;
     weft_snap_cell_t cell;
     weft_catalog_t *cat;

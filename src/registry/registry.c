@@ -18,6 +18,7 @@
  * checker stops, the store writes what is queued and closes, and the last answers go out;
  * then the workers answer every parked query (worker_stop) before their loops end.
  */
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,7 +243,7 @@ static int dns_lookup(void *arg, char kind, const char *name, size_t name_len, c
         if (!(name_len == strlen(r->node.name) && strncasecmp(name, r->node.name, name_len) == 0))
             return -1;
         if (max == 0) return 0;
-        out[0] = (weft_dns_target_t){r->node.name, r->node.address, 0};
+        out[0] = (weft_dns_target_t){r->node.name, r->node.address, 0, r->node_fam, r->node_bin};
         return 1;
     }
     /* Service names are matched without regard to case, as DNS does. */
@@ -262,8 +263,10 @@ static int dns_lookup(void *arg, char kind, const char *name, size_t name_len, c
                 has = strlen(in->tags[t]) == tag_len && strncasecmp(in->tags[t], tag, tag_len) == 0;
             if (!has) continue;
         }
-        out[n++] = (weft_dns_target_t){r->node.name, *in->address ? in->address : r->node.address,
-                                       in->port};
+        out[n++] = *in->address ? (weft_dns_target_t){r->node.name, in->address, in->port,
+                                                      in->addr_fam, in->addr_bin}
+                                : (weft_dns_target_t){r->node.name, r->node.address, in->port,
+                                                      r->node_fam, r->node_bin};
     }
     return (int)n;
 }
@@ -524,6 +527,10 @@ int weft_registry_new(weft_service_t *svc, const weft_registry_options_t *o, wef
              : strcmp(a, "::") == 0    ? "::1"
                                        : a);
     make_node_id(r);
+    if (inet_pton(AF_INET, r->node_addr, r->node_bin) == 1)
+        r->node_fam = 4;
+    else if (inet_pton(AF_INET6, r->node_addr, r->node_bin) == 1)
+        r->node_fam = 6;
     r->node = (reg_node_t){r->node_name, r->node_id, r->node_addr, r->conf.datacenter};
     weft_snap_cell_init(&r->cell);
     weft_host_part_t p = {

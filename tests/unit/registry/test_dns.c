@@ -243,10 +243,10 @@ static int fake_lookup(void *arg, char kind, const char *name, size_t name_len, 
 }
 
 static const weft_dns_target_t four[] = {
-    {"node1", "10.0.0.1", 8080},
-    {"node2", "10.0.0.2", 8081},
-    {"node3", "fd00::3", 8082},
-    {"node4", "not-an-address", 8083},
+    {"node1", "10.0.0.1", 8080, 0, NULL},
+    {"node2", "10.0.0.2", 8081, 0, NULL},
+    {"node3", "fd00::3", 8082, 0, NULL},
+    {"node4", "not-an-address", 8083, 0, NULL},
 };
 
 static weft_dns_config_t cfg;
@@ -394,6 +394,26 @@ static void test_a(void **state)
     assert_int_equal(M.f2, 0x84);
 }
 
+/* A target whose address the lookup parsed already (fam, bin) is answered from those bytes,
+ * not from its text: the registry parses each instance's address once. */
+static void test_preparsed(void **state)
+{
+    static const uint8_t v4[4] = {10, 9, 8, 7};
+    static const uint8_t v6[16] = {0xfd, 0, [15] = 9};
+    static const weft_dns_target_t pre[] = {
+        {"node1", "10.0.0.1", 8080, 4, v4},
+        {"node2", "fd00::3", 8081, 6, v6},
+    };
+    fake.t = pre;
+    fake.n = 2;
+    ask("web.service.consul", T_A);
+    hdr_is(true, false, 0, 1, 0, 0);
+    addr_is(&M.rr[0], "web.service.consul.", T_A, 0, "10.9.8.7");
+    ask("web.service.consul", T_AAAA);
+    hdr_is(true, false, 0, 1, 0, 0);
+    addr_is(&M.rr[0], "web.service.consul.", T_AAAA, 0, "fd00::9");
+}
+
 static void test_aaaa(void **state)
 {
     size_t n = ask("web.service.consul", T_AAAA);
@@ -449,7 +469,8 @@ static void test_srv_additional(void **state)
         addr_is(additional_for(want[k].target), want[k].target, want[k].type, 0, want[k].ip);
     }
     /* two instances on one node and address: two SRV records, one additional record */
-    static const weft_dns_target_t same[] = {{"node1", "10.0.0.1", 1}, {"node1", "10.0.0.1", 2}};
+    static const weft_dns_target_t same[] = {{"node1", "10.0.0.1", 1, 0, NULL},
+                                             {"node1", "10.0.0.1", 2, 0, NULL}};
     fake.t = same;
     fake.n = 2;
     ask("web.service.consul", T_SRV);
@@ -461,9 +482,10 @@ static void test_srv_additional(void **state)
     addr_is(&M.rr[2], "node1.node.dc1.consul.", T_A, 0, "10.0.0.1");
     /* a node name that cannot be a label: no SRV for it; its address still answers A */
     static const weft_dns_target_t longname[] = {
-        {"n234567890123456789012345678901234567890123456789012345678901234", "10.0.0.9", 1},
-        {"", "10.0.0.8", 2},
-        {"ok", "10.0.0.7", 3}};
+        {"n234567890123456789012345678901234567890123456789012345678901234", "10.0.0.9", 1, 0,
+         NULL},
+        {"", "10.0.0.8", 2, 0, NULL},
+        {"ok", "10.0.0.7", 3, 0, NULL}};
     fake.t = longname;
     fake.n = 3;
     ask("web.service.consul", T_SRV);
@@ -537,7 +559,8 @@ static void test_rfc2782_tag_dc(void **state)
 
 static void test_node(void **state)
 {
-    static const weft_dns_target_t node[] = {{"node1", "10.0.0.1", 0}, {"node1", "fd00::1", 0}};
+    static const weft_dns_target_t node[] = {{"node1", "10.0.0.1", 0, 0, NULL},
+                                             {"node1", "fd00::1", 0, 0, NULL}};
     fake.t = node;
     fake.n = 2;
     ask("node1.node.consul", T_A);
@@ -589,7 +612,7 @@ static void test_nodata(void **state)
     ask("web.service.consul", T_TXT); /* a type the interface does not answer */
     hdr_is(true, false, 0, 0, 1, 0);
     soa_is(&M.rr[0], 0);
-    static const weft_dns_target_t v6[] = {{"n", "fd00::1", 1}};
+    static const weft_dns_target_t v6[] = {{"n", "fd00::1", 1, 0, NULL}};
     fake.t = v6;
     fake.n = 1;
     ask("web.service.consul", T_A); /* no IPv4 address */
@@ -807,7 +830,7 @@ static void make_many(size_t n)
     for (size_t i = 0; i < n; i++) {
         snprintf(many_names[i], sizeof(many_names[i]), "n%03zu", i);
         snprintf(many_addrs[i], sizeof(many_addrs[i]), "10.0.%zu.%zu", i / 256, i % 256);
-        many[i] = (weft_dns_target_t){many_names[i], many_addrs[i], (uint16_t)(1000 + i)};
+        many[i] = (weft_dns_target_t){many_names[i], many_addrs[i], (uint16_t)(1000 + i), 0, NULL};
     }
     fake.t = many;
     fake.n = n;
@@ -901,7 +924,7 @@ static void test_tcp_far_targets(void **state)
     static char names[512][40];
     for (size_t i = 0; i < 512; i++) {
         snprintf(names[i], sizeof(names[i]), "node-with-a-longer-name-%06zu", i); /* 30 */
-        t[i] = (weft_dns_target_t){names[i], "10.1.2.3", (uint16_t)i};
+        t[i] = (weft_dns_target_t){names[i], "10.1.2.3", (uint16_t)i, 0, NULL};
     }
     fake.t = t;
     fake.n = 512;
@@ -1207,6 +1230,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_a, reset),
+        cmocka_unit_test_setup(test_preparsed, reset),
         cmocka_unit_test_setup(test_aaaa, reset),
         cmocka_unit_test_setup(test_any, reset),
         cmocka_unit_test_setup(test_srv_additional, reset),
