@@ -657,8 +657,11 @@ static void answer_read(weft_registry_t *r, weft_http_request_t *req, int kind, 
     if (may_block && want > 0 && rel <= want && wait > 0) {
         weft_snap_read_unlock();
         reg_worker_t *w = weft_host_state(req->loop, r->part);
-        reg_held_t *h = weft_http_request_alloc(req, sizeof(*h));
+        /* malloc'd, not from the request's arena: its first block is 4 KiB, and a parked
+         * query's memory is what ten thousand watchers multiply */
+        reg_held_t *h = malloc(sizeof(*h));
         if (!w || !h) {
+            free(h);
             respond_error(req, 503, "cannot hold the query: out of memory");
             return;
         }
@@ -725,9 +728,13 @@ static void held_answer(reg_held_t *h)
     if (w) w->nwaiters--;
     atomic_fetch_sub_explicit(&h->r->parked, 1, memory_order_relaxed);
     weft_http_request_t *req = h->req;
+    weft_registry_t *r = h->r;
+    int kind = h->kind;
     req->on_event = NULL;
     req->on_abort = NULL;
-    answer_read(h->r, req, h->kind, false);
+    req->data = NULL;
+    free(h);
+    answer_read(r, req, kind, false);
 }
 
 static void held_event(weft_http_request_t *req, weft_http_event_t ev)

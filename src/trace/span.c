@@ -51,8 +51,15 @@ struct weft_span_s {
     char strings[WEFT_SPAN_STRINGS];
 };
 
-static _Thread_local struct weft_span_s *free_spans;
-static _Thread_local unsigned nfree;
+/* A span that does not record uses only the head of the block, up to its data's
+ * parent_remote (its context and its parent's id): it gets a block of that size, from a list
+ * of its own, so that a request held for minutes (a blocking query) holds a few hundred
+ * bytes of span rather than the whole block's kilobytes. */
+#define LITE_SIZE                                                                              \
+    (offsetof(struct weft_span_s, d) + offsetof(weft_span_data_t, parent_remote) + sizeof(bool))
+
+static _Thread_local struct weft_span_s *free_spans, *free_lite;
+static _Thread_local unsigned nfree, nfree_lite;
 static _Thread_local bool free_armed;
 static pthread_key_t free_key;
 static pthread_once_t free_once = PTHREAD_ONCE_INIT;
@@ -67,7 +74,12 @@ static void free_list_destructor(void *unused)
         free(free_spans);
         free_spans = n;
     }
-    nfree = 0;
+    while (free_lite) {
+        struct weft_span_s *n = free_lite->next_free;
+        free(free_lite);
+        free_lite = n;
+    }
+    nfree = nfree_lite = 0;
     free_armed = false;
 }
 
@@ -146,26 +158,38 @@ weft_span_t *weft_span_start(weft_tracer_t *t, const char *name, weft_span_kind_
                              const weft_trace_context_t *parent)
 {
     if (!t) return NULL;
-    struct weft_span_s *s = free_spans;
+    /* The sampling decision first: it chooses the size of the block. */
+    bool child = parent && weft_trace_context_is_valid(parent);
+    uint8_t trace_id[16];
+    if (child)
+        memcpy(trace_id, parent->trace_id, 16);
+    else
+        weft_trace_random_trace_id(trace_id);
+    bool sampled = weft_sampler_should_sample(&t->sampler, parent, trace_id);
+    bool rec = sampled && t->has_exporter;
+    struct weft_span_s **list = rec ? &free_spans : &free_lite;
+    struct weft_span_s *s = *list;
     if (s) {
-        free_spans = s->next_free;
-        nfree--;
-    } else if (!(s = malloc(sizeof(*s)))) {
+        *list = s->next_free;
+        if (rec)
+            nfree--;
+        else
+            nfree_lite--;
+    } else if (!(s = malloc(rec ? sizeof(*s) : LITE_SIZE))) {
         return NULL;
     }
     s->tracer = t;
     s->strings_used = 0;
     weft_span_data_t *d = &s->d;
     weft_trace_context_t *c = &d->context;
-    if (parent && weft_trace_context_is_valid(parent)) {
-        memcpy(c->trace_id, parent->trace_id, 16);
+    memcpy(c->trace_id, trace_id, 16);
+    if (child) {
         memcpy(d->parent_span_id, parent->span_id, 8);
         c->tracestate_len = parent->tracestate_len;
         if (parent->tracestate_len)
             memcpy(c->tracestate, parent->tracestate, parent->tracestate_len);
         d->parent_remote = parent->remote;
     } else {
-        weft_trace_random_trace_id(c->trace_id);
         memset(d->parent_span_id, 0, 8);
         c->tracestate_len = 0;
         d->parent_remote = false;
@@ -173,9 +197,8 @@ weft_span_t *weft_span_start(weft_tracer_t *t, const char *name, weft_span_kind_
     weft_trace_random_span_id(c->span_id);
     c->remote = false;
     c->deferred = false;
-    bool sampled = weft_sampler_should_sample(&t->sampler, parent, c->trace_id);
     c->flags = sampled ? WEFT_TRACE_FLAG_SAMPLED : 0;
-    s->recording = sampled && t->has_exporter;
+    s->recording = rec;
     if (s->recording) {
         d->name[0] = 0;
         weft_span_set_name(s, name);
@@ -319,15 +342,18 @@ void weft_span_end(weft_span_t *s)
         if (t->exporter.export_spans(batch, 1, t->exporter.arg) != 0)
             atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
     }
-    if (!free_armed && nfree < FREELIST_MAX) {
-        /* arms the destructor that frees this thread's list when it exits */
+    /* Back to the list of its size: a block keeps the size it was made with. */
+    struct weft_span_s **list = s->recording ? &free_spans : &free_lite;
+    unsigned *n = s->recording ? &nfree : &nfree_lite;
+    if (!free_armed && *n < FREELIST_MAX) {
+        /* arms the destructor that frees this thread's lists when it exits */
         pthread_once(&free_once, make_key);
         free_armed = free_key_ok && pthread_setspecific(free_key, (void *)1) == 0;
     }
-    if (free_armed && nfree < FREELIST_MAX) {
-        s->next_free = free_spans;
-        free_spans = s;
-        nfree++;
+    if (free_armed && *n < FREELIST_MAX) {
+        s->next_free = *list;
+        *list = s;
+        (*n)++;
     } else {
         free(s);
     }
