@@ -229,6 +229,19 @@ svc_t *weft__disc_entry(weft_discovery_t *d, const char *name, int *err)
 
 /* ---- the object ---- */
 
+int weft__disc_registry_split(const char *url, char host[DISC_HOST_MAX + 1], uint16_t *port)
+{
+    weft__url_t u;
+    const char *bad = weft__url_split(url, &u);
+    if (u.scheme && !(u.scheme_len == 4 && strncmp(u.scheme, "http", 4) == 0))
+        return u.scheme_len == 5 && strncmp(u.scheme, "https", 5) == 0 ? WEFT_EUNSUPPORTED
+                                                                       : WEFT_EINVAL;
+    if (bad || u.port == 0 || (u.rest[0] && strcmp(u.rest, "/") != 0)) return WEFT_EINVAL;
+    snprintf(host, DISC_HOST_MAX + 1, "%s", u.host);
+    *port = u.port;
+    return 0;
+}
+
 int weft_discovery_new(const weft_discovery_options_t *o, weft_discovery_t **out)
 {
     if (!o || !out || !o->loop || !o->registry) return WEFT_EINVAL;
@@ -238,12 +251,10 @@ int weft_discovery_new(const weft_discovery_options_t *o, weft_discovery_t **out
         o->retries > DISC_MAX_RETRIES || o->registry_timeout_ms == 0 ||
         (unsigned)o->policy > WEFT_DISCOVERY_LEAST_OUTSTANDING)
         return WEFT_EINVAL;
-    weft__url_t u;
-    const char *bad = weft__url_split(o->registry, &u);
-    if (u.scheme && !(u.scheme_len == 4 && strncmp(u.scheme, "http", 4) == 0))
-        return u.scheme_len == 5 && strncmp(u.scheme, "https", 5) == 0 ? WEFT_EUNSUPPORTED
-                                                                       : WEFT_EINVAL;
-    if (bad || u.port == 0 || (u.rest[0] && strcmp(u.rest, "/") != 0)) return WEFT_EINVAL;
+    char host[DISC_HOST_MAX + 1];
+    uint16_t port;
+    int err = weft__disc_registry_split(o->registry, host, &port);
+    if (err) return err;
     weft_discovery_t *d = calloc(1, sizeof(*d));
     if (!d) return WEFT_ENOMEM;
     d->o = *o;
@@ -264,15 +275,14 @@ int weft_discovery_new(const weft_discovery_options_t *o, weft_discovery_t **out
     }
     d->o.registry = d->reg_url;
     d->o.token = d->token;
-    snprintf(d->reg_host, sizeof(d->reg_host), "%s", u.host);
-    d->reg_port = u.port;
+    memcpy(d->reg_host, host, sizeof(host));
+    d->reg_port = port;
     d->loop = o->loop;
     d->rng = (weft_now_ns() ^ (uint64_t)(uintptr_t)d) | 1;
     dl_init(&d->calls);
     dl_init(&d->waiting);
     dl_init(&d->ready);
-    int err = weft_http_client_new(o->loop, &d->http_o, &d->http);
-    if (err) {
+    if ((err = weft_http_client_new(o->loop, &d->http_o, &d->http)) != 0) {
         free(d->reg_url);
         free(d->token);
         free(d->svcs);

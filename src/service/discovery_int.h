@@ -213,6 +213,8 @@ struct weft_discovery_s {
 };
 
 /* discovery.c */
+/* "[http://]HOST:PORT[/]" into host and port: 0, WEFT_EINVAL, WEFT_EUNSUPPORTED (https). */
+int weft__disc_registry_split(const char *url, char host[DISC_HOST_MAX + 1], uint16_t *port);
 svc_t *weft__disc_entry(weft_discovery_t *d, const char *name, int *err);
 void weft__disc_tick_arm(weft_discovery_t *d, uint64_t due_ns);
 void weft__disc_kick(weft_discovery_t *d);
