@@ -20,9 +20,9 @@
  * callback runs from the kick (or from cancel and close, which say so), never while the
  * client walks its own lists.
  *
- * Closing: every call is canceled (callbacks with WEFT_ECANCELED), every entry dropped
- * (queries canceled), then the HTTP client and the two handles are closed; the client is
- * freed when the last of them is, and on_closed runs.
+ * Closing: every call is canceled (callbacks with WEFT_ECANCELED), every entry's query
+ * canceled, then the HTTP client and the two handles are closed; the client and its entries
+ * are freed when the last of them is, and on_closed runs.
  *
  * Threads: the client's loop thread only. Memory policy (SDK): WEFT_ENOMEM, never an abort.
  */
@@ -84,6 +84,7 @@ static void closed_one(weft_discovery_t *d)
     if (--d->open_handles > 0) return;
     void (*fn)(void *) = d->on_closed;
     void *arg = d->closed_arg;
+    for (unsigned i = 0; i < d->nsvcs; i++) weft__disc_entry_free(d->svcs[i]);
     free(d->svcs);
     free(d->reg_url);
     free(d->token);
@@ -313,11 +314,9 @@ void weft_discovery_close(weft_discovery_t *d, void (*on_closed)(void *), void *
     d->closed_arg = arg;
     /* callbacks may cancel other calls, but start none (WEFT_ECLOSED) */
     while (!dl_empty(&d->calls)) weft__disc_cancel(DL_ITEM(d->calls.next, call_t, link));
-    while (d->nsvcs) {
-        svc_t *s = d->svcs[--d->nsvcs];
-        weft__disc_watch_stop(s);
-        weft__disc_entry_free(s);
-    }
+    /* The entries' memory stays until the last handle is closed: a call being delivered
+     * (close was called from its callback) still holds its entry until it is freed. */
+    for (unsigned i = 0; i < d->nsvcs; i++) weft__disc_watch_stop(d->svcs[i]);
     uv_close((uv_handle_t *)&d->kick, on_handle_closed);
     uv_close((uv_handle_t *)&d->tick, on_handle_closed);
     weft_http_client_close(d->http, on_http_closed, d);

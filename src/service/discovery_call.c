@@ -74,7 +74,7 @@ void weft__disc_call_free(call_t *c)
     if (c->svc_held) {
         svc_t *s = c->svc;
         s->users--;
-        if (s->users == 0 && d->o.idle_ms)
+        if (s->users == 0 && d->o.idle_ms && !d->closing)
             weft__disc_tick_arm(d, s->used_ns + d->o.idle_ms * 1000000ull);
     }
     d->active--;

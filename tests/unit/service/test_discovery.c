@@ -950,6 +950,33 @@ static void test_cancel_from_a_callback(void **state)
     close_client(d);
 }
 
+static void close_in_callback(const weft_discovery_result_t *r, void *arg)
+{
+    res_t *x = arg;
+    x->done = true;
+    x->err = r->err;
+    weft_discovery_close(cur, on_closed, NULL); /* the call's entry is still held */
+    cur = NULL;
+}
+
+static void test_close_from_a_callback(void **state)
+{
+    const char *ids[] = {"w1"};
+    const int idx[] = {0};
+    set_instances("web", ids, idx, 1, 0);
+    weft_discovery_t *d = client(NULL);
+    res_t x = {0}, y = {0};
+    weft_discovery_req_t rh = {.service = "web", .target = "/hold"};
+    assert_int_equal(weft_discovery_call(d, &rh, on_result, &y, NULL), 0);
+    weft_discovery_req_t rw = {.service = "web", .target = "/who"};
+    closed = false;
+    assert_int_equal(weft_discovery_call(d, &rw, close_in_callback, &x, NULL), 0);
+    RUN_UNTIL(closed);
+    assert_int_equal(x.err, 0);
+    assert_true(y.done);
+    assert_int_equal(y.err, WEFT_ECANCELED);
+}
+
 static void test_agent_operations(void **state)
 {
     weft_discovery_options_t o;
@@ -1129,6 +1156,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_first_resolution_past_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_and_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_from_a_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_from_a_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_agent_operations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
     };
