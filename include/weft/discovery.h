@@ -135,7 +135,7 @@ typedef struct weft_discovery_options_s {
     const char *token;      /* ACL token sent as X-Consul-Token to the registry; NULL: none */
     weft_discovery_policy_t policy; /* default WEFT_DISCOVERY_ROUND_ROBIN */
     unsigned retries;               /* other instances tried after a connect failure;
-                                       default 2 */
+                                       default 2, at most 16 */
     uint64_t call_timeout_ms;       /* a call's or broadcast's whole time, resolution
                                        included, when its request gives none; default 10000 */
     uint64_t registry_timeout_ms;   /* a request to the registry that is not a blocking
@@ -265,8 +265,9 @@ WEFT_EXTERN void weft_discovery_options_init(weft_discovery_options_t *o);
 /**
  * Creates a client on o->loop (call on that loop's thread); o is copied, strings included.
  * Nothing is sent until a first use. Returns 0 and *out, WEFT_EINVAL (no loop, a registry
- * that is not http://HOST:PORT, max_services 0 or over 4096, max_instances, max_calls or
- * max_body 0, retry_min_ms 0 or over retry_max_ms, wait_ms under 1000, bad HTTP client
+ * that is not http://HOST:PORT, max_services 0 or over 4096, max_instances, max_calls,
+ * max_body, max_registry_body or registry_timeout_ms 0, retry_min_ms 0 or over
+ * retry_max_ms, wait_ms under 1000, retries over 16, an unknown policy, bad HTTP client
  * options), WEFT_EUNSUPPORTED (https), WEFT_ENOMEM, or a libuv error. The caller owns the
  * client until weft_discovery_close.
  */

@@ -2,14 +2,14 @@
  * discovery_call.c - calls, broadcasts and resolutions by service name
  * (weft_discovery_call, _broadcast, _resolve, _cancel; weft/discovery.h).
  *
- * A call's life (call_t.state, one transition function per arrow, each asserting where it
- * comes from):
+ * A call's life (call_t.state; each transition asserts the state it comes from):
  *
- *     C_NEW ──start──▶ C_WAITING ──entry answered──▶ C_SENDING ──▶ C_DONE ──▶ delivered, freed
- *       │                  │ deadline, first query failed            ▲  │
- *       │                  └────────────────────────────────────────┘  └ connect failure:
- *       └────────────────────────────▶ C_SENDING (entry known)            another instance
- *     broadcasts: C_NEW/C_WAITING ──▶ C_CHILDREN ──last child──▶ C_DONE
+ *     C_NEW ──entry known──────────────────────────────▶ C_SENDING ──answer, error──▶ C_DONE
+ *     C_NEW ──entry's first query in flight──▶ C_WAITING ──first answer──▶ C_NEW (as above)
+ *     C_WAITING ──its deadline, or the first query failed──▶ C_DONE
+ *     C_SENDING ──connect failure, an untried instance left──▶ C_NEW ──▶ C_SENDING
+ *     broadcasts: C_NEW ──instances known──▶ C_CHILDREN ──last child done──▶ C_DONE
+ *     C_DONE ──▶ delivered (by the kick, or by cancel and close) and freed
  *
  * Picking (a K_CALL that is not pinned): among the entry's instances it has not tried yet,
  * round robin walks from the entry's counter; random starts at a random one; least
