@@ -1160,6 +1160,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_agent_operations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
     };
+    /* TEST_FILTER=test_call_timeout (cmocka's patterns) runs some tests alone */
     if (getenv("TEST_FILTER")) cmocka_set_test_filter(getenv("TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
