@@ -3,11 +3,27 @@
  *
  *   hello [--name hello] [--port 8081] [--host 127.0.0.1] [--workers N] [--log-level info]
  *         [--access-log] [--access-log-file FILE] [--otlp 127.0.0.1:4318] [--config FILE]
+ *         [--registry http://127.0.0.1:8500] [--registry-check-interval 10s] ...
  *
  * GET /hello          200 "hello, world\n"
  * GET /hello/:name    200 "hello, NAME\n"
  * POST /echo          200 with the request body (at most 1 MiB, else 413)
+ * GET /call/SERVICE/PATH
+ *                     calls SERVICE by name at /PATH (with this request's query) through the
+ *                     worker's discovery client (weft/discovery.h): the callee's status and
+ *                     body, its Content-Type, and X-Weft-Instance: the ID of the instance
+ *                     that answered. 503 when the service has no passing instance (or hello
+ *                     has no --registry), 504 when the call timed out, 502 for other
+ *                     failures; their body is JSON: {"error", "service", "instance"}
+ * GET /broadcast/SERVICE/PATH
+ *                     calls /PATH on every passing instance of SERVICE ("*": of every
+ *                     service): 200 with a JSON array, one element per instance, ordered
+ *                     by service and ID: {"service", "instance", "address", "port",
+ *                     "status", "body"}, or "error" (ECONNREFUSED, ETIMEDOUT, ...) in place
+ *                     of status and body; 503 {"error"} when there is no instance at all
  * GET /health, GET /metrics: from the SDK. Every request is counted, timed and traced.
+ * With --registry URL, hello registers itself with that registry (weft serve's API) once it
+ * listens, with an HTTP check of its /health, and deregisters on SIGTERM before it exits.
  * The flags, their HELLO_* variables, the YAML file (http.* limits too) and --help all come
  * from one SDK call, weft_service_options_from_args (weft/service.h); a bad value exits
  * with status 2 and one line saying where it came from. With --otlp HOST:PORT the server
@@ -18,8 +34,11 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "weft/weft.h"
+
+static weft_service_t *svc;
 
 static void hello(weft_http_request_t *req, void *arg)
 {
@@ -53,6 +72,202 @@ static void echo(weft_http_request_t *req, void *arg)
     weft_http_respond(req, 200, type, req->body.base, req->body.len);
 }
 
+/* ---- calling services by name ---- */
+
+/* Appends the n bytes at s to out (at most cap bytes in all, NUL-terminated) as a JSON
+ * string; returns the new length. Control characters, quotes and backslashes are escaped;
+ * other bytes are copied (hello's bodies are text). */
+static size_t json_str(char *out, size_t len, size_t cap, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (len + 3 > cap) return len;
+    out[len++] = '"';
+    for (size_t i = 0; i < n && len + 8 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            out[len++] = '\\';
+            out[len++] = (char)c;
+        } else if (c < 0x20) {
+            memcpy(out + len, "\\u00", 4);
+            out[len + 4] = hex[c >> 4];
+            out[len + 5] = hex[c & 15];
+            len += 6;
+        } else {
+            out[len++] = (char)c;
+        }
+    }
+    out[len++] = '"';
+    out[len] = 0;
+    return len;
+}
+
+static int error_status(int err)
+{
+    if (err == WEFT_ENOENT) return 503;
+    if (err == WEFT_ETIMEDOUT || err == WEFT_ETIMEDOUT_CONNECT || err == WEFT_ETIMEDOUT_HEAD ||
+        err == WEFT_ETIMEDOUT_BODY)
+        return 504;
+    return err == WEFT_ECANCELED ? 503 : 502;
+}
+
+static void respond_error(weft_http_request_t *req, int status, int err, const char *service,
+                          const char *instance)
+{
+    char body[600];
+    size_t n = (size_t)snprintf(body, sizeof(body), "{\"error\":\"%s\",\"service\":",
+                                err ? weft_err_name(err) : "no registry (start with --registry)");
+    n = json_str(body, n, sizeof(body), service, strlen(service));
+    n += (size_t)snprintf(body + n, sizeof(body) - n, ",\"instance\":");
+    n = json_str(body, n, sizeof(body), instance, strlen(instance));
+    n += (size_t)snprintf(body + n, sizeof(body) - n, "}\n");
+    weft_http_respond(req, status, "application/json", body, n);
+}
+
+/* The request's SERVICE (NUL-terminated, in its arena) and the target to send: the path
+ * after /call/SERVICE as sent (not decoded), and the query. NULL when out of memory. */
+static const char *target_of(weft_http_request_t *req, const char **service)
+{
+    weft_str_t name = weft_http_request_param(req, "service");
+    char *sv = weft_http_request_alloc(req, name.len + 1);
+    const char *p = req->path.base, *end = p + req->path.len;
+    p = memchr(p + 1, '/', (size_t)(end - p - 1));            /* after /call or /broadcast */
+    p = p ? memchr(p + 1, '/', (size_t)(end - p - 1)) : NULL; /* after /SERVICE */
+    size_t rest = p ? (size_t)(end - p) : 0;
+    char *t = weft_http_request_alloc(req, rest + req->query.len + 3);
+    if (!sv || !t) return NULL;
+    memcpy(sv, name.base, name.len);
+    sv[name.len] = 0;
+    *service = sv;
+    size_t n = 0;
+    if (rest)
+        memcpy(t, p, rest), n = rest;
+    else
+        t[n++] = '/';
+    if (req->query.len) {
+        t[n++] = '?';
+        memcpy(t + n, req->query.base, req->query.len);
+        n += req->query.len;
+    }
+    t[n] = 0;
+    return t;
+}
+
+/* A held request whose client left, or the shutdown: the call ends now (503). */
+static void on_call_event(weft_http_request_t *req, weft_http_event_t ev)
+{
+    if (ev == WEFT_HTTP_EVENT_TIMER || !req->data) return;
+    weft_discovery_cancel(req->data); /* its callback answers */
+}
+
+static void on_called(const weft_discovery_result_t *r, void *arg)
+{
+    weft_http_request_t *req = arg;
+    req->data = NULL;
+    if (r->err) {
+        respond_error(req, error_status(r->err), r->err, r->service, r->instance);
+        return;
+    }
+    const char *type = NULL;
+    char tbuf[128];
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (r->headers[i].name.len == 12 &&
+            strncasecmp(r->headers[i].name.base, "content-type", 12) == 0 &&
+            r->headers[i].value.len < sizeof(tbuf)) {
+            memcpy(tbuf, r->headers[i].value.base, r->headers[i].value.len);
+            tbuf[r->headers[i].value.len] = 0;
+            type = tbuf;
+        }
+    weft_http_response_header(req, "X-Weft-Instance", r->instance);
+    weft_http_respond(req, r->status, type, r->body, r->body_len);
+}
+
+static void call_by_name(weft_http_request_t *req, void *arg)
+{
+    weft_discovery_t *d = weft_service_discovery(svc, req->loop);
+    const char *service = "", *target = target_of(req, &service);
+    if (!target) {
+        weft_http_respond(req, 503, "text/plain", "out of memory\n", 14);
+        return;
+    }
+    if (!d) {
+        respond_error(req, 503, 0, service, "");
+        return;
+    }
+    weft_discovery_req_t r = {.service = service, .target = target};
+    weft_discovery_call_t *call;
+    int err = weft_discovery_call(d, &r, on_called, req, &call);
+    if (err) {
+        respond_error(req, err == WEFT_EINVAL ? 400 : 503, err, service, "");
+        return;
+    }
+    req->data = call;
+    req->on_event = on_call_event;
+}
+
+static void on_broadcast(int err, const weft_discovery_result_t *r, size_t n, void *arg)
+{
+    weft_http_request_t *req = arg;
+    req->data = NULL;
+    if (err) {
+        respond_error(req, error_status(err), err, "", "");
+        return;
+    }
+    size_t cap = 64;
+    for (size_t i = 0; i < n; i++)
+        cap += 160 + 2 * strlen(r[i].service) + 2 * strlen(r[i].instance) + strlen(r[i].address) +
+               6 * r[i].body_len;
+    char *out = weft_http_request_alloc(req, cap);
+    if (!out) {
+        weft_http_respond(req, 503, "text/plain", "out of memory\n", 14);
+        return;
+    }
+    size_t len = 0;
+    out[len++] = '[';
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t)snprintf(out + len, cap - len, "%s{\"service\":", i ? "," : "");
+        len = json_str(out, len, cap, r[i].service, strlen(r[i].service));
+        len += (size_t)snprintf(out + len, cap - len, ",\"instance\":");
+        len = json_str(out, len, cap, r[i].instance, strlen(r[i].instance));
+        len += (size_t)snprintf(out + len, cap - len, ",\"address\":");
+        len = json_str(out, len, cap, r[i].address, strlen(r[i].address));
+        len += (size_t)snprintf(out + len, cap - len, ",\"port\":%u,", r[i].port);
+        if (r[i].err) {
+            len += (size_t)snprintf(out + len, cap - len, "\"error\":\"%s\"}",
+                                    weft_err_name(r[i].err));
+            continue;
+        }
+        len += (size_t)snprintf(out + len, cap - len, "\"status\":%d,\"body\":", r[i].status);
+        len = json_str(out, len, cap, r[i].body, r[i].body_len);
+        out[len++] = '}';
+    }
+    out[len++] = ']';
+    out[len++] = '\n';
+    weft_http_respond(req, 200, "application/json", out, len);
+}
+
+static void broadcast(weft_http_request_t *req, void *arg)
+{
+    weft_discovery_t *d = weft_service_discovery(svc, req->loop);
+    const char *service = "", *target = target_of(req, &service);
+    if (!target) {
+        weft_http_respond(req, 503, "text/plain", "out of memory\n", 14);
+        return;
+    }
+    if (!d) {
+        respond_error(req, 503, 0, service, "");
+        return;
+    }
+    weft_discovery_req_t r = {.service = service, .target = target};
+    weft_discovery_call_t *call;
+    int err = weft_discovery_broadcast(d, &r, on_broadcast, req, &call);
+    if (err) {
+        respond_error(req, err == WEFT_EINVAL ? 400 : 503, err, service, "");
+        return;
+    }
+    req->data = call;
+    req->on_event = on_call_event;
+}
+
 int main(int argc, char **argv)
 {
     weft_service_options_t o;
@@ -67,7 +282,6 @@ int main(int argc, char **argv)
         if (rc < 0) fprintf(stderr, "hello: %s\n", err);
         return rc < 0 ? 2 : 0;
     }
-    weft_service_t *svc;
     if ((rc = weft_service_new(&o, &svc)) != 0) {
         fprintf(stderr, "hello: %s\n", weft_strerror(rc));
         weft_service_settings_free(settings);
@@ -77,6 +291,8 @@ int main(int argc, char **argv)
     weft_service_route(svc, "GET", "/hello/:name", hello_name, NULL);
     weft_http_route_t r = {.handler = echo, .max_body = 1 << 20};
     weft_service_route_ex(svc, "POST", "/echo", &r);
+    weft_service_route(svc, "GET", "/call/:service/*path", call_by_name, NULL);
+    weft_service_route(svc, "GET", "/broadcast/:service/*path", broadcast, NULL);
     rc = weft_service_run(svc);
     weft_service_free(svc);
     weft_service_settings_free(settings);

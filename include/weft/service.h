@@ -18,11 +18,17 @@
  * request is counted, timed and traced: an incoming `traceparent` (or B3) is continued and a
  * server span recorded. Handlers run on worker threads (o.workers of them, one libuv loop
  * each), so they must not share mutable state without synchronisation.
+ *
+ * With o.registry.url set (--registry URL), the service registers itself with that
+ * Consul-compatible registry (weft serve's, or Consul) once it listens, and deregisters when
+ * it shuts down; its handlers call other services by name through their worker's discovery
+ * client (weft_service_discovery, weft/discovery.h). See weft_service_registry_t.
  */
 #ifndef WEFT_SERVICE_H
 #define WEFT_SERVICE_H
 
 #include "weft/common.h"
+#include "weft/discovery.h"
 #include "weft/host.h"
 #include "weft/http.h"
 #include "weft/metrics.h"
@@ -33,6 +39,62 @@ extern "C" {
 #endif
 
 typedef struct weft_service_s weft_service_t;
+
+/**
+ * Registration with a Consul-compatible registry, and the discovery clients of
+ * weft_service_discovery: all off while url is NULL or "". The seed book's
+ * ServiceRegistry.register and deregister, done by the service for itself:
+ *
+ *   - Once the service listens (its port known, every worker serving), the control loop
+ *     registers it (PUT /v1/agent/service/register): ID, name, address, port, tags, meta,
+ *     and one check. Registration never blocks the start and never fails it: while the
+ *     registry cannot be reached or refuses, it is tried again after 0.5 s, doubling to
+ *     30 s (with jitter), for as long as the service runs; the first failure and every
+ *     tenth are logged (comp=registration, warn), the success at info.
+ *   - The check: WEFT_DISCOVERY_CHECK_HTTP (the default) has the registry GET
+ *     http://ADDRESS:PORT/health every check_interval_ms; WEFT_DISCOVERY_CHECK_TTL has the
+ *     service itself report the status of its /health checks (weft_service_check) every
+ *     check_interval_ms (PUT /v1/agent/check/update/service:ID), with a TTL of three
+ *     intervals; WEFT_DISCOVERY_CHECK_NONE, none (always passing). Its first status is the
+ *     service's /health status at the time of registration. An instance critical for
+ *     deregister_after_ms is dropped by the registry (DeregisterCriticalServiceAfter): a
+ *     killed process does not stay listed.
+ *   - A registry that lost the registration (restarted without its data, or deregistered it
+ *     by hand) gets it again: a TTL heartbeat answered 404 registers at once; with HTTP or
+ *     no checks the registration is looked up every resync_ms (GET /v1/agent/service/ID)
+ *     and made again on a 404.
+ *   - Shutdown (SIGTERM, weft_service_stop): the instance is deregistered when the drain
+ *     begins (http.shutdown_delay_ms: callers stop choosing it while it still serves), or
+ *     when the shutdown begins without a drain; the control loop, so the process, does not
+ *     end before the registry answered or timeout_ms passed. A registration still in
+ *     flight is canceled first, so a registry that applies it after the deregistration
+ *     keeps the instance until its check turns critical and deregister_after_ms passes.
+ */
+typedef struct weft_service_registry_s {
+    const char *url;         /* "http://HOST:PORT" of the registry's HTTP API; NULL or "": off */
+    const char *token;       /* ACL token (X-Consul-Token) for its writes; NULL: none */
+    const char *id;          /* the instance's ID ([A-Za-z0-9_.:-], at most 128 bytes); NULL or
+                                "": NAME-ADDRESS-PORT, other characters as '-' ("hello-127.0.0.1-
+                                8081"), unique per address and port */
+    const char *address;     /* the address callers and the registry's check use; NULL or "":
+                                the listen host, or 127.0.0.1 when that is 0.0.0.0 (::1 for ::) */
+    const char *const *tags; /* at most 64 */
+    size_t ntags;
+    const weft_discovery_kv_t *meta; /* at most 63; "version" (the service's) is added
+                                        unless meta has it */
+    size_t nmeta;
+    weft_discovery_check_t check;   /* default WEFT_DISCOVERY_CHECK_HTTP */
+    uint64_t check_interval_ms;     /* default 10000; 1000 at least */
+    uint64_t check_timeout_ms;      /* HTTP: the check's timeout; 0 (default): the
+                                       registry's (10 s) */
+    uint64_t deregister_after_ms;   /* default 60000; 0: never */
+    uint64_t timeout_ms;            /* each request to the registry, the deregistration at
+                                       shutdown included; default 2000 */
+    uint64_t resync_ms;             /* HTTP and no checks: how often the registration is
+                                       looked up; default 30000; 0: never */
+    weft_discovery_policy_t policy; /* weft_service_discovery's clients; default round
+                                       robin */
+} weft_service_registry_t;
 
 typedef struct weft_service_options_s {
     const char *name;               /* required: [A-Za-z0-9_.-]{1,64} */
@@ -62,18 +124,23 @@ typedef struct weft_service_options_s {
                         trace_id and span_id when traced, aborted=true when cut off),
                         written whatever the log level; a worker writes the lines of one
                         loop iteration together, so no line waits past its iteration */
-    const char *access_log_file;     /* NULL or "": the access log goes to stderr. Else the file
-                            its lines are appended to (created 0644 if missing; opening it
-                            is part of weft_service_new, which fails with the errno and an error
-                            line naming the path), which turns access_log on; SIGUSR1 reopens
-                            it, as NGINX's does, for logrotate (rename, then kill -USR1) */
-    weft_http_server_options_t http; /* limits and timeouts (weft/http.h) */
+    const char *access_log_file;      /* NULL or "": the access log goes to stderr. Else the file
+                             its lines are appended to (created 0644 if missing; opening it
+                             is part of weft_service_new, which fails with the errno and an error
+                             line naming the path), which turns access_log on; SIGUSR1 reopens
+                             it, as NGINX's does, for logrotate (rename, then kill -USR1) */
+    weft_http_server_options_t http;  /* limits and timeouts (weft/http.h) */
+    weft_service_registry_t registry; /* registration and discovery (above); strings are
+                                         copied by weft_service_new */
 } weft_service_options_t;
 
 /** Fills *o with the defaults above. */
 WEFT_EXTERN void weft_service_options_init(weft_service_options_t *o);
 
-/** Creates a service (nothing listens yet). Returns 0 and *out, WEFT_EINVAL, WEFT_ENOMEM. */
+/** Creates a service (nothing listens yet). Returns 0 and *out, WEFT_EINVAL (a bad option,
+ *  o.registry's included: a url that is not http://HOST:PORT, an id, too many tags or meta,
+ *  an unknown check or policy, check_interval_ms under 1000, timeout_ms 0),
+ *  WEFT_EUNSUPPORTED (an https registry), WEFT_ENOMEM. */
 WEFT_EXTERN int weft_service_new(const weft_service_options_t *o, weft_service_t **out);
 
 /**
@@ -137,6 +204,22 @@ WEFT_EXTERN struct uv_loop_s *weft_service_loop(weft_service_t *svc);
  *  they are served by the same workers and shut down with the service. */
 WEFT_EXTERN weft_host_t *weft_service_host(weft_service_t *svc);
 
+/**
+ * The discovery client (weft/discovery.h) of the worker whose loop is loop (a handler's
+ * req->loop), made on its first use on that worker, with o.registry's url, token and
+ * policy; closed at shutdown once the worker's listeners are done (calls still unfinished
+ * then end with WEFT_ECANCELED). Worker thread only, like everything of the client. NULL
+ * when the service has no registry, loop is not one of this service's workers', or the
+ * client cannot be made (logged). The seed book's ServiceClient, one per worker: calls to
+ * other services by name with weft_discovery_call and weft_discovery_broadcast.
+ */
+WEFT_EXTERN weft_discovery_t *weft_service_discovery(weft_service_t *svc, struct uv_loop_s *loop);
+
+/** The ID the service registers under (o.registry.id, or the default made from the name,
+ *  address and port once it listens); "" when there is no registry or before that. Control
+ *  loop, or after weft_service_run returned. */
+WEFT_EXTERN const char *weft_service_registry_id(const weft_service_t *svc);
+
 /** A function run on the control loop once the service listens (before serving begins). */
 WEFT_EXTERN void weft_service_on_start(weft_service_t *svc, void (*fn)(weft_service_t *, void *),
                                        void *arg);
@@ -175,6 +258,17 @@ typedef struct weft_service_settings_s weft_service_settings_t;
  *   --access-log          access_log       P_ACCESS_LOG
  *   --access-log-file F   access_log_file  P_ACCESS_LOG_FILE
  *   --otlp HOST:PORT      otlp             P_OTLP             default: none
+ *   --registry URL        registry.url     P_REGISTRY         default: WEFT_REGISTRY, else
+ *                                                             none (o.registry.url)
+ *   --registry-token T    registry.token   P_REGISTRY_TOKEN   default: WEFT_REGISTRY_TOKEN
+ *   --registry-id ID      registry.id      P_REGISTRY_ID
+ *   --registry-address A  registry.address P_REGISTRY_ADDRESS
+ *   --registry-tags A,B   registry.tags    P_REGISTRY_TAGS    comma-separated, at most 64
+ *   --registry-check K    registry.check   P_REGISTRY_CHECK   http, ttl or none
+ *   --registry-check-interval D, -check-timeout D, -deregister-after D, -timeout D,
+ *   -resync D             registry.*       P_REGISTRY_*       durations ("10s", "500ms")
+ *   --registry-policy P   registry.policy  P_REGISTRY_POLICY  round_robin, random,
+ *                                                             least_outstanding
  *   (in the file)         http.*           the server's limits and timeouts (weft/http.h)
  *   --config FILE         the YAML file holding any of these keys
  *   --help, -h            prints every setting (flag, key, default, variable, range) to
@@ -191,8 +285,12 @@ typedef struct weft_service_settings_s weft_service_settings_t;
  * replaced, by the table's default when the file does not set it: to force one, set it
  * after this call.
  *
+ * WEFT_REGISTRY and WEFT_REGISTRY_TOKEN are read by every service on a host (as Consul's
+ * CONSUL_HTTP_ADDR is): they give the defaults that P_REGISTRY, the file and the flags
+ * override. The registry.* settings replace o->registry's fields (meta stays code-only).
  * Returns 0: *o is filled, and *settings owns the strings it now points to (name, host,
- * access_log_file); free it with weft_service_settings_free after weft_service_free.
+ * access_log_file, the registry's); free it with weft_service_settings_free after
+ * weft_service_free.
  * 1: --help was printed to stdout; *o unchanged, *settings NULL: exit with status 0.
  * A negative error, *o unchanged, *settings NULL, one line in err (errlen bytes) saying
  * where the bad value came from and what is wrong: a file's as FILE:LINE:COLUMN: key:

@@ -12,6 +12,7 @@
 #include "weft/http.h"
 #include "weft/host.h"
 #include "weft/client.h"
+#include "weft/discovery.h"
 #include "weft/metrics.h"
 #include "weft/trace.h"
 #include "weft/service.h"

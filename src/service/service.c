@@ -24,6 +24,13 @@
  * the new file onto alog_fd, so a worker writing at that moment writes wholly to the old
  * file or wholly to the new one, with no lock and no descriptor closed under it.
  *
+ * Registry (options.registry.url): the registration is a part of the host of its own
+ * (registrar.c, on the control loop). Each worker's discovery client
+ * (weft_service_discovery) is made on that worker's thread the first time a handler asks
+ * for it, kept in the worker's state of the service's part, and closed by the worker_stop
+ * hook once the worker's listeners are done: it is that loop's alone, like everything else
+ * in the state.
+ *
  * Memory policy: the SDK never aborts its host; allocation failures return WEFT_ENOMEM, and
  * in the request path a failure to instrument is skipped rather than failing the request.
  */
@@ -40,6 +47,7 @@
 #include "core/buf.h"
 #include "core/json_write.h"
 #include "core/logline.h"
+#include "service/service_int.h"
 #include "weft/host.h"
 #include "weft/log.h"
 #include "weft/otlp.h"
@@ -71,6 +79,8 @@ typedef struct worker_state_s {
     bool alog_on;
     size_t alen;
     uv_check_t acheck;
+    weft_discovery_t *disc; /* weft_service_discovery's, made on first use */
+    bool disc_failed;       /* it could not be made: not tried again */
     char alog[WEFT_LOG_LINE_MAX];
 } worker_state_t;
 
@@ -98,12 +108,40 @@ struct weft_service_s {
     _Atomic uint16_t port; /* 0 until bound; read from any thread */
     void (*on_start)(weft_service_t *, void *);
     void *on_start_arg;
+    weft__registrar_t *registrar; /* NULL without a registry */
 };
 
 static const char UNMATCHED[] = "unmatched";
 
 /* ------------------------------------------------------------------------------------ */
 /* built-in routes                                                                      */
+
+const char *weft__service_status_name(weft_check_status_t st)
+{
+    static const char *const names[] = {"passing", "warning", "critical"};
+    return (unsigned)st <= WEFT_CHECK_CRITICAL ? names[st] : names[WEFT_CHECK_CRITICAL];
+}
+
+weft_check_status_t weft__service_health(weft_service_t *svc, char *out, size_t cap)
+{
+    if (atomic_load_explicit(&svc->draining, memory_order_relaxed)) {
+        snprintf(out, cap, "draining");
+        return WEFT_CHECK_CRITICAL;
+    }
+    weft_check_status_t worst = WEFT_CHECK_PASSING;
+    snprintf(out, cap, "passing");
+    for (unsigned i = 0; i < svc->nchecks; i++) {
+        char output[512] = "";
+        weft_check_status_t st = svc->checks[i].fn(svc->checks[i].arg, output, sizeof(output));
+        if (st > WEFT_CHECK_CRITICAL) st = WEFT_CHECK_CRITICAL;
+        output[sizeof(output) - 1] = 0;
+        if (st > worst) {
+            worst = st;
+            snprintf(out, cap, "%s: %s", svc->checks[i].name, output);
+        }
+    }
+    return worst;
+}
 
 static void h_health(weft_http_request_t *req, void *arg)
 {
@@ -355,6 +393,12 @@ void weft_service_options_init(weft_service_options_t *o)
     o->propagators = WEFT_PROPAGATE_ALL;
     o->otel_env = true;
     weft_http_server_options_init(&o->http);
+    o->registry.check = WEFT_DISCOVERY_CHECK_HTTP;
+    o->registry.check_interval_ms = 10000;
+    o->registry.deregister_after_ms = 60000;
+    o->registry.timeout_ms = 2000;
+    o->registry.resync_ms = 30000;
+    o->registry.policy = WEFT_DISCOVERY_ROUND_ROBIN;
 }
 
 static bool valid_name(const char *s)
@@ -448,6 +492,8 @@ static void worker_stop(weft_host_t *h, uv_loop_t *loop, unsigned index, void *s
     if (ws->alen) alog_flush(ws); /* requests that ended after the last check phase */
     if (ws->alog_on) uv_close((uv_handle_t *)&ws->acheck, NULL);
     ws->alog_on = false;
+    if (ws->disc) weft_discovery_close(ws->disc, NULL, NULL); /* its handles end the loop */
+    ws->disc = NULL;
 }
 
 /* Control loop: every worker serves. */
@@ -558,6 +604,7 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
         goto fail;
     }
     svc->http = http;
+    if ((err = weft__registrar_new(svc, &svc->o, svc->host, &svc->registrar)) != 0) goto fail;
 
     svc->metrics = weft_metrics_registry_new();
     if (!svc->metrics) {
@@ -681,6 +728,30 @@ weft_host_t *weft_service_host(weft_service_t *svc)
     return svc->host;
 }
 
+weft_discovery_t *weft_service_discovery(weft_service_t *svc, uv_loop_t *loop)
+{
+    if (!svc || !svc->registrar || weft_host_worker_index(loop) == ~0u) return NULL;
+    worker_state_t *ws = weft_host_state(loop, svc->part);
+    if (!ws || ws->svc != svc) return NULL;
+    if (ws->disc || ws->disc_failed) return ws->disc;
+    weft_discovery_options_t o;
+    weft__registrar_discovery_options(svc->registrar, &o);
+    o.loop = loop;
+    int err = weft_discovery_new(&o, &ws->disc);
+    if (err) {
+        ws->disc = NULL;
+        ws->disc_failed = true;
+        weft_error("service", "cannot make the worker's discovery client", "worker=%u error=%s",
+                   ws->index, weft_err_name(err));
+    }
+    return ws->disc;
+}
+
+const char *weft_service_registry_id(const weft_service_t *svc)
+{
+    return weft__registrar_id(svc->registrar);
+}
+
 void weft_service_stop(weft_service_t *svc)
 {
     if (atomic_load(&svc->running)) weft_host_stop(svc->host);
@@ -701,6 +772,7 @@ void weft_service_free(weft_service_t *svc)
     if (svc->tracer) weft_tracer_free(svc->tracer);
     if (svc->orphan && svc->orphan->shutdown) svc->orphan->shutdown(svc->orphan->arg);
     weft_host_free(svc->host); /* and the server */
+    weft__registrar_free(svc->registrar);
     if (svc->metrics) weft_metrics_registry_free(svc->metrics);
     if (svc->alog_path) {
         if (svc->alog_fd > STDERR_FILENO) close(svc->alog_fd);

@@ -36,6 +36,11 @@ static const char *const vars[] = {
     "OTEL_EXPORTER_OTLP_COMPRESSION",
     "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
     "OTEL_RESOURCE_ATTRIBUTES",
+    "SVC_T_REGISTRY",
+    "SVC_T_REGISTRY_TAGS",
+    "SVC_T_REGISTRY_CHECK",
+    "WEFT_REGISTRY",
+    "WEFT_REGISTRY_TOKEN",
 };
 
 static weft_service_options_t o;
@@ -347,6 +352,96 @@ static void test_otlp_replaces_an_exporter(void **state)
     assert_ptr_equal(o.exporter, mem);
 }
 
+static void test_registry(void **state)
+{
+    /* off by default */
+    assert_int_equal(LOAD0(), 0);
+    assert_null(o.registry.url);
+    assert_int_equal(o.registry.check, WEFT_DISCOVERY_CHECK_HTTP);
+    assert_int_equal(o.registry.check_interval_ms, 10000);
+    assert_int_equal(o.registry.timeout_ms, 2000);
+    teardown(NULL);
+    setup(NULL);
+    /* every flag */
+    assert_int_equal(LOAD("--registry", "http://127.0.0.1:8500", "--registry-token", "t0k",
+                          "--registry-id", "svc:1", "--registry-address", "10.0.0.7",
+                          "--registry-tags", " blue, v1 ,,canary", "--registry-check", "ttl",
+                          "--registry-check-interval", "2s", "--registry-check-timeout", "500ms",
+                          "--registry-deregister-after", "5m", "--registry-timeout", "1s",
+                          "--registry-resync", "0", "--registry-policy", "least_outstanding"),
+                     0);
+    assert_string_equal(o.registry.url, "http://127.0.0.1:8500");
+    assert_string_equal(o.registry.token, "t0k");
+    assert_string_equal(o.registry.id, "svc:1");
+    assert_string_equal(o.registry.address, "10.0.0.7");
+    assert_int_equal(o.registry.ntags, 3);
+    assert_string_equal(o.registry.tags[0], "blue");
+    assert_string_equal(o.registry.tags[1], "v1");
+    assert_string_equal(o.registry.tags[2], "canary");
+    assert_int_equal(o.registry.check, WEFT_DISCOVERY_CHECK_TTL);
+    assert_int_equal(o.registry.check_interval_ms, 2000);
+    assert_int_equal(o.registry.check_timeout_ms, 500);
+    assert_int_equal(o.registry.deregister_after_ms, 300000);
+    assert_int_equal(o.registry.timeout_ms, 1000);
+    assert_int_equal(o.registry.resync_ms, 0);
+    assert_int_equal(o.registry.policy, WEFT_DISCOVERY_LEAST_OUTSTANDING);
+    teardown(NULL);
+    setup(NULL);
+    /* WEFT_REGISTRY is the host-wide default; the service's own variable wins */
+    setenv("WEFT_REGISTRY", "http://10.0.0.1:8500", 1);
+    setenv("WEFT_REGISTRY_TOKEN", "host-token", 1);
+    assert_int_equal(LOAD0(), 0);
+    assert_string_equal(o.registry.url, "http://10.0.0.1:8500");
+    assert_string_equal(o.registry.token, "host-token");
+    teardown(NULL);
+    setup(NULL);
+    setenv("SVC_T_REGISTRY", "127.0.0.1:9500", 1);
+    setenv("SVC_T_REGISTRY_TAGS", "a,b", 1);
+    assert_int_equal(LOAD0(), 0);
+    assert_string_equal(o.registry.url, "127.0.0.1:9500");
+    assert_int_equal(o.registry.ntags, 2);
+    teardown(NULL);
+    setup(NULL);
+    /* the caller's options are the defaults: tags and check from code, "" turns it off */
+    const char *tags[] = {"x", "y"};
+    o.registry.url = "http://127.0.0.1:1";
+    o.registry.tags = tags;
+    o.registry.ntags = 2;
+    o.registry.check = WEFT_DISCOVERY_CHECK_NONE;
+    o.registry.check_interval_ms = 1500;
+    assert_int_equal(LOAD("--registry", ""), 0);
+    assert_null(o.registry.url);
+    assert_int_equal(o.registry.ntags, 2);
+    assert_string_equal(o.registry.tags[1], "y");
+    assert_int_equal(o.registry.check, WEFT_DISCOVERY_CHECK_NONE);
+    assert_int_equal(o.registry.check_interval_ms, 1500);
+    teardown(NULL);
+    setup(NULL);
+    /* bad values, said where they came from */
+    refused(LOAD("--registry", "https://127.0.0.1:8501"), WEFT_EINVAL,
+            "--registry: https is not supported (the client has no TLS yet), got "
+            "\"https://127.0.0.1:8501\"");
+    refused(LOAD("--registry", "http://127.0.0.1"), WEFT_EINVAL,
+            "--registry: expected http://HOST:PORT, got \"http://127.0.0.1\"");
+    refused(LOAD("--registry-id", "a/b"), WEFT_EINVAL,
+            "--registry-id: expected letters, digits, '-', '_', '.' and ':', got \"a/b\"");
+    refused(LOAD("--registry-check-interval", "500ms"), WEFT_EINVAL,
+            "--registry-check-interval: 500ms is below the minimum 1s");
+    setenv("SVC_T_REGISTRY_CHECK", "script", 1);
+    refused(LOAD0(), WEFT_EINVAL,
+            "SVC_T_REGISTRY_CHECK: expected one of none, http, ttl, got \"script\"");
+    unsetenv("SVC_T_REGISTRY_CHECK");
+    const char *f = file_of("registry:\n  url: \"ftp://x:1\"\n");
+    int rc = LOAD("--config", (char *)f);
+    unlink(f);
+    char want[256];
+    snprintf(want, sizeof(want),
+             "%s:2:8: registry.url: expected http://HOST:PORT, got "
+             "\"ftp://x:1\"",
+             f);
+    refused(rc, WEFT_EINVAL, want);
+}
+
 static void test_a_service_from_the_settings(void **state)
 {
     assert_int_equal(LOAD("--name", "made", "--port", "0", "--workers", "1", "--log-level", "error",
@@ -368,6 +463,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_otlp_replaces_an_exporter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_service_from_the_settings, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
