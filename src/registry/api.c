@@ -289,6 +289,21 @@ static void put_self(weft_buf_t *b, weft_registry_t *r)
     weft_buf_puts(b, ",\"Meta\":{},\"Stats\":{}}");
 }
 
+/* Every instance as "ID": {agent service}, (/v1/agent/services, /v1/catalog/node/:node). */
+static void put_services_by_id(weft_buf_t *b, const reg_snap_t *s)
+{
+    bool first = true;
+    for (uint32_t j = 0; j < s->nsvc; j++)
+        for (uint32_t i = 0; i < s->svc[j]->n; i++) {
+            const reg_inst_t *in = s->svc[j]->inst[i];
+            if (!first) weft_buf_putc(b, ',');
+            first = false;
+            weft_json_put_str(b, in->id, strlen(in->id));
+            weft_buf_putc(b, ':');
+            weft__put_agent_service(b, s->node, in);
+        }
+}
+
 /* Builds the answer of a read into b (or points *shared at a cached body). Returns the HTTP
  * status; an error's message goes to err. */
 static int build_read(weft_registry_t *r, const reg_snap_t *s, int kind, weft_str_t name,
@@ -407,21 +422,11 @@ static int build_read(weft_registry_t *r, const reg_snap_t *s, int kind, weft_st
         weft_buf_putc(b, obj ? '}' : ']');
         return 200;
     }
-    case K_AGENT_SERVICES: {
+    case K_AGENT_SERVICES:
         weft_buf_putc(b, '{');
-        bool first = true;
-        for (uint32_t j = 0; j < s->nsvc; j++)
-            for (uint32_t i = 0; i < s->svc[j]->n; i++) {
-                const reg_inst_t *in = s->svc[j]->inst[i];
-                if (!first) weft_buf_putc(b, ',');
-                first = false;
-                weft_json_put_str(b, in->id, strlen(in->id));
-                weft_buf_putc(b, ':');
-                weft__put_agent_service(b, s->node, in);
-            }
+        put_services_by_id(b, s);
         weft_buf_putc(b, '}');
         return 200;
-    }
     case K_AGENT_SERVICE: {
         reg_inst_t *in = weft__snap_instance(s, name.base, name.len, NULL);
         if (!in) {
@@ -477,16 +482,7 @@ static int build_read(weft_registry_t *r, const reg_snap_t *s, int kind, weft_st
         weft_buf_puts(b, "{\"Node\":");
         weft__put_node(b, s->node, 1, 1);
         weft_buf_puts(b, ",\"Services\":{");
-        bool first = true;
-        for (uint32_t j = 0; j < s->nsvc; j++)
-            for (uint32_t i = 0; i < s->svc[j]->n; i++) {
-                const reg_inst_t *in = s->svc[j]->inst[i];
-                if (!first) weft_buf_putc(b, ',');
-                first = false;
-                weft_json_put_str(b, in->id, strlen(in->id));
-                weft_buf_putc(b, ':');
-                weft__put_agent_service(b, s->node, in);
-            }
+        put_services_by_id(b, s);
         weft_buf_puts(b, "}}");
         return 200;
     }

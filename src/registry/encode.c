@@ -101,7 +101,9 @@ static void put_tagged(weft_buf_t *b, const char *key, const char *addr)
     weft_buf_putc(b, '}');
 }
 
-void weft__put_agent_service(weft_buf_t *b, const reg_node_t *node, const reg_inst_t *in)
+/* A service object: the agent's (with the datacenter: dc non-NULL) and a health entry's
+ * "Service" (without). */
+static void put_service(weft_buf_t *b, const reg_inst_t *in, const char *dc)
 {
     weft_buf_putc(b, '{');
     put_s(b, "ID", in->id);
@@ -110,22 +112,29 @@ void weft__put_agent_service(weft_buf_t *b, const reg_node_t *node, const reg_in
     weft_buf_putc(b, ',');
     put_tags(b, "Tags", in);
     weft_buf_putc(b, ',');
+    put_s(b, "Address", in->address);
+    weft_buf_putc(b, ',');
     put_kv(b, "Meta", in->meta, in->nmeta);
     weft_buf_putc(b, ',');
     put_u(b, "Port", in->port);
-    weft_buf_putc(b, ',');
-    put_s(b, "Address", in->address);
     weft_buf_putc(b, ',');
     put_weights(b, "Weights", in);
     weft_buf_puts(b, in->eto ? ",\"EnableTagOverride\":true," : ",\"EnableTagOverride\":false,");
     put_s(b, "Kind", in->kind);
     weft_buf_putc(b, ',');
-    put_s(b, "Datacenter", node->datacenter);
-    weft_buf_putc(b, ',');
+    if (dc) {
+        put_s(b, "Datacenter", dc);
+        weft_buf_putc(b, ',');
+    }
     put_u(b, "CreateIndex", in->create_index);
     weft_buf_putc(b, ',');
     put_u(b, "ModifyIndex", in->modify_index);
     weft_buf_putc(b, '}');
+}
+
+void weft__put_agent_service(weft_buf_t *b, const reg_node_t *node, const reg_inst_t *in)
+{
+    put_service(b, in, node->datacenter);
 }
 
 static const char *type_name(reg_check_type_t t)
@@ -270,9 +279,9 @@ void weft__put_check(weft_buf_t *b, const reg_node_t *node, const reg_check_t *c
     put_check_ex(b, node, c, inst, true);
 }
 
-void weft__put_node(weft_buf_t *b, const reg_node_t *node, uint64_t create, uint64_t modify)
+/* ID, Node, Address, Datacenter, TaggedAddresses: a node's, and a catalog entry's. */
+static void put_node_fields(weft_buf_t *b, const reg_node_t *node)
 {
-    weft_buf_putc(b, '{');
     put_s(b, "ID", node->id);
     weft_buf_putc(b, ',');
     put_s(b, "Node", node->name);
@@ -282,6 +291,12 @@ void weft__put_node(weft_buf_t *b, const reg_node_t *node, uint64_t create, uint
     put_s(b, "Datacenter", node->datacenter);
     weft_buf_putc(b, ',');
     put_tagged(b, "TaggedAddresses", node->address);
+}
+
+void weft__put_node(weft_buf_t *b, const reg_node_t *node, uint64_t create, uint64_t modify)
+{
+    weft_buf_putc(b, '{');
+    put_node_fields(b, node);
     weft_buf_puts(b, ",\"Meta\":{},");
     put_u(b, "CreateIndex", create);
     weft_buf_putc(b, ',');
@@ -292,15 +307,7 @@ void weft__put_node(weft_buf_t *b, const reg_node_t *node, uint64_t create, uint
 void weft__put_catalog_service(weft_buf_t *b, const reg_node_t *node, const reg_inst_t *in)
 {
     weft_buf_putc(b, '{');
-    put_s(b, "ID", node->id);
-    weft_buf_putc(b, ',');
-    put_s(b, "Node", node->name);
-    weft_buf_putc(b, ',');
-    put_s(b, "Address", node->address);
-    weft_buf_putc(b, ',');
-    put_s(b, "Datacenter", node->datacenter);
-    weft_buf_putc(b, ',');
-    put_tagged(b, "TaggedAddresses", node->address);
+    put_node_fields(b, node);
     weft_buf_puts(b, ",\"NodeMeta\":{},");
     put_s(b, "ServiceKind", in->kind);
     weft_buf_putc(b, ',');
@@ -330,27 +337,9 @@ void weft__put_health_entry(weft_buf_t *b, const reg_node_t *node, const reg_ins
 {
     weft_buf_puts(b, "{\"Node\":");
     weft__put_node(b, node, 1, 1);
-    weft_buf_puts(b, ",\"Service\":{");
-    put_s(b, "ID", in->id);
-    weft_buf_putc(b, ',');
-    put_s(b, "Service", in->name);
-    weft_buf_putc(b, ',');
-    put_tags(b, "Tags", in);
-    weft_buf_putc(b, ',');
-    put_s(b, "Address", in->address);
-    weft_buf_putc(b, ',');
-    put_kv(b, "Meta", in->meta, in->nmeta);
-    weft_buf_putc(b, ',');
-    put_u(b, "Port", in->port);
-    weft_buf_putc(b, ',');
-    put_weights(b, "Weights", in);
-    weft_buf_puts(b, in->eto ? ",\"EnableTagOverride\":true," : ",\"EnableTagOverride\":false,");
-    put_s(b, "Kind", in->kind);
-    weft_buf_putc(b, ',');
-    put_u(b, "CreateIndex", in->create_index);
-    weft_buf_putc(b, ',');
-    put_u(b, "ModifyIndex", in->modify_index);
-    weft_buf_puts(b, "},\"Checks\":[");
+    weft_buf_puts(b, ",\"Service\":");
+    put_service(b, in, NULL);
+    weft_buf_puts(b, ",\"Checks\":[");
     size_t k = 0;
     for (size_t i = 0; i < n_node_checks; i++, k++) {
         if (k) weft_buf_putc(b, ',');
