@@ -289,6 +289,20 @@ static void put_self(weft_buf_t *b, weft_registry_t *r)
     weft_buf_puts(b, ",\"Meta\":{},\"Stats\":{}}");
 }
 
+/* One check of a list (want: its status, -1 any; obj: "ID": check, as /v1/agent/checks). */
+static void put_check_item(weft_buf_t *b, const reg_snap_t *s, const reg_check_t *k,
+                           const reg_inst_t *in, int want, bool obj, bool *first)
+{
+    if (want >= 0 && (int)k->status != want) return;
+    if (!*first) weft_buf_putc(b, ',');
+    *first = false;
+    if (obj) {
+        weft_json_put_str(b, k->id, strlen(k->id));
+        weft_buf_putc(b, ':');
+    }
+    weft__put_check(b, s->node, k, in);
+}
+
 /* Every instance as "ID": {agent service}, (/v1/agent/services, /v1/catalog/node/:node). */
 static void put_services_by_id(weft_buf_t *b, const reg_snap_t *s)
 {
@@ -393,31 +407,13 @@ static int build_read(weft_registry_t *r, const reg_snap_t *s, int kind, weft_st
         bool obj = kind == K_AGENT_CHECKS;
         weft_buf_putc(b, obj ? '{' : '[');
         bool first = true;
-        for (uint32_t i = 0; i < s->nnode_checks; i++) {
-            const reg_check_t *k = s->node_checks[i];
-            if (want >= 0 && (int)k->status != want) continue;
-            if (!first) weft_buf_putc(b, ',');
-            first = false;
-            if (obj) {
-                weft_json_put_str(b, k->id, strlen(k->id));
-                weft_buf_putc(b, ':');
-            }
-            weft__put_check(b, s->node, k, NULL);
-        }
+        for (uint32_t i = 0; i < s->nnode_checks; i++)
+            put_check_item(b, s, s->node_checks[i], NULL, want, obj, &first);
         for (uint32_t j = 0; j < s->nsvc; j++)
             for (uint32_t i = 0; i < s->svc[j]->n; i++) {
                 const reg_inst_t *in = s->svc[j]->inst[i];
-                for (uint32_t c = 0; c < in->nchecks; c++) {
-                    const reg_check_t *k = in->checks[c];
-                    if (want >= 0 && (int)k->status != want) continue;
-                    if (!first) weft_buf_putc(b, ',');
-                    first = false;
-                    if (obj) {
-                        weft_json_put_str(b, k->id, strlen(k->id));
-                        weft_buf_putc(b, ':');
-                    }
-                    weft__put_check(b, s->node, k, in);
-                }
+                for (uint32_t c = 0; c < in->nchecks; c++)
+                    put_check_item(b, s, in->checks[c], in, want, obj, &first);
             }
         weft_buf_putc(b, obj ? '}' : ']');
         return 200;
