@@ -496,11 +496,20 @@ static void worker_stop(weft_host_t *h, uv_loop_t *loop, unsigned index, void *s
     ws->disc = NULL;
 }
 
+/* Control loop's thread, the listener bound, before any worker serves: the port is known
+ * before the first request can ask for it (/v1/status/leader answers with it). */
+static int on_host_init(weft_host_t *h, void *arg)
+{
+    weft_service_t *svc = arg;
+    (void)h;
+    atomic_store_explicit(&svc->port, weft_http_server_port(svc->http), memory_order_release);
+    return 0;
+}
+
 /* Control loop: every worker serves. */
 static void on_host_start(weft_host_t *h, void *arg)
 {
     weft_service_t *svc = arg;
-    atomic_store_explicit(&svc->port, weft_http_server_port(svc->http), memory_order_release);
     weft_info("service", "listening", "service=%s version=%s addr=%s:%u workers=%u", svc->name,
               svc->version, svc->host_addr, weft_service_port(svc), weft_host_workers(h));
     if (svc->on_start) svc->on_start(svc, svc->on_start_arg);
@@ -586,6 +595,7 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
                              .state_size = sizeof(worker_state_t),
                              .worker_init = worker_init,
                              .worker_stop = worker_stop,
+                             .init = on_host_init,
                              .start = on_host_start,
                              .drain = on_drain,
                              .reopen = on_reopen,
