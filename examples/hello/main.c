@@ -181,7 +181,11 @@ static void on_called(const weft_discovery_result_t *r, void *arg)
     weft_http_respond(req, r->status, type, r->body, r->body_len);
 }
 
-static void call_by_name(weft_http_request_t *req, void *arg)
+static void on_broadcast(int err, const weft_discovery_result_t *r, size_t n, void *arg);
+
+/* /call and /broadcast: the service and path from the request, then one call by name or
+ * one broadcast through the worker's discovery client; the answer comes in done. */
+static void by_name(weft_http_request_t *req, bool all)
 {
     weft_discovery_t *d = weft_service_discovery(svc, req->loop);
     const char *service = "", *target = target_of(req, &service);
@@ -195,13 +199,20 @@ static void call_by_name(weft_http_request_t *req, void *arg)
     }
     weft_discovery_req_t r = {.service = service, .target = target};
     weft_discovery_call_t *call;
-    int err = weft_discovery_call(d, &r, on_called, req, &call);
+    int err = all ? weft_discovery_broadcast(d, &r, on_broadcast, req, &call)
+                  : weft_discovery_call(d, &r, on_called, req, &call);
     if (err) {
         respond_error(req, err == WEFT_EINVAL ? 400 : 503, err, service, "");
         return;
     }
     req->data = call;
     req->on_event = on_call_event;
+}
+
+static void call_by_name(weft_http_request_t *req, void *arg)
+{
+    (void)arg;
+    by_name(req, false);
 }
 
 static void on_broadcast(int err, const weft_discovery_result_t *r, size_t n, void *arg)
@@ -247,25 +258,8 @@ static void on_broadcast(int err, const weft_discovery_result_t *r, size_t n, vo
 
 static void broadcast(weft_http_request_t *req, void *arg)
 {
-    weft_discovery_t *d = weft_service_discovery(svc, req->loop);
-    const char *service = "", *target = target_of(req, &service);
-    if (!target) {
-        weft_http_respond(req, 503, "text/plain", "out of memory\n", 14);
-        return;
-    }
-    if (!d) {
-        respond_error(req, 503, 0, service, "");
-        return;
-    }
-    weft_discovery_req_t r = {.service = service, .target = target};
-    weft_discovery_call_t *call;
-    int err = weft_discovery_broadcast(d, &r, on_broadcast, req, &call);
-    if (err) {
-        respond_error(req, err == WEFT_EINVAL ? 400 : 503, err, service, "");
-        return;
-    }
-    req->data = call;
-    req->on_event = on_call_event;
+    (void)arg;
+    by_name(req, true);
 }
 
 int main(int argc, char **argv)

@@ -375,20 +375,28 @@ static void instances_table(const weft__cli_t *cli, const json_t *arr)
     print_table(cli, t, note);
 }
 
-static int run_instances(weft__cli_t *cli)
+/* GETs target, an array: printed as it came with --json, else as table(cli, array).
+ * Returns the exit status. */
+static int show_array(weft__cli_t *cli, const char *target,
+                      void (*table)(const weft__cli_t *cli, const json_t *arr))
 {
-    char target[MAX_TARGET] = "/v1/health/service/";
-    if (!weft__api_escape(target, sizeof(target), cli->arg[0]))
-        return weft__cli_usage_error(cli->cmd, "NAME is too long");
     weft__api_call_t call = {.method = "GET", .target = target};
     json_t *arr = get_one(cli, &call, JSON_ARRAY);
     if (arr && cli->json)
         print_raw(&call);
     else if (arr)
-        instances_table(cli, arr);
+        table(cli, arr);
     json_decref(arr);
     weft__api_call_free(&call);
     return arr ? 0 : 1;
+}
+
+static int run_instances(weft__cli_t *cli)
+{
+    char target[MAX_TARGET] = "/v1/health/service/";
+    if (!weft__api_escape(target, sizeof(target), cli->arg[0]))
+        return weft__cli_usage_error(cli->cmd, "NAME is too long");
+    return show_array(cli, target, instances_table);
 }
 
 static void checks_table(const weft__cli_t *cli, const json_t *arr)
@@ -434,15 +442,7 @@ static int run_checks(weft__cli_t *cli)
         if (!weft__api_escape(target, sizeof(target), cli->arg[0]))
             return weft__cli_usage_error(cli->cmd, "NAME is too long");
     }
-    weft__api_call_t call = {.method = "GET", .target = target};
-    json_t *arr = get_one(cli, &call, JSON_ARRAY);
-    if (arr && cli->json)
-        print_raw(&call);
-    else if (arr)
-        checks_table(cli, arr);
-    json_decref(arr);
-    weft__api_call_free(&call);
-    return arr ? 0 : 1;
+    return show_array(cli, target, checks_table);
 }
 
 /* Reads path ("-": stdin) whole into *out (malloc'd). Returns 0, or 2 after saying why. */
