@@ -65,6 +65,15 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     return -1;
 }
 
+/* s as it may be quoted in a one-line message: control bytes as '?', at most 64 bytes. */
+static const char *quote(const char *s, char out[68])
+{
+    size_t i = 0;
+    for (; s[i] && i < 64; i++) out[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    out[i] = 0;
+    return out;
+}
+
 static bool printable(const char *s)
 {
     for (; *s; s++)
@@ -260,14 +269,16 @@ int weft__check_decode(json_t *o, reg_src_t src, const char *def_id, const char 
             size_t i;
             json_t *v;
             if (!json_is_array(vals)) {
-                fail(err, errlen, "Header: %s: must be an array of strings", k);
+                char q[68];
+                fail(err, errlen, "Header: %s: must be an array of strings", quote(k, q));
                 goto bad;
             }
             json_array_foreach(vals, i, v)
             {
                 if (!json_is_string(v) || !printable(json_string_value(v)) || !*k ||
                     !printable(k) || strchr(k, ':')) {
-                    fail(err, errlen, "Header: %s: bad header name or value", k);
+                    char q[68];
+                    fail(err, errlen, "Header: %s: bad header name or value", quote(k, q));
                     goto bad;
                 }
                 if (c->nheaders == REG_MAX_HEADERS) {
@@ -324,9 +335,10 @@ int weft__check_decode(json_t *o, reg_src_t src, const char *def_id, const char 
         c->type = REG_CHECK_NONE;
     } else {
         json_t *t = typev;
+        char q[68];
         if (json_is_string(t) && json_string_length(t))
             fail(err, errlen, "Type: unknown check type \"%s\" (weft runs http, tcp and ttl)",
-                 json_string_value(t));
+                 quote(json_string_value(t), q));
         else
             fail(err, errlen, "Check: one of HTTP, TCP or TTL is required");
         goto bad;
@@ -487,7 +499,8 @@ int weft__inst_decode(json_t *root, reg_src_t src, reg_inst_t **out, char *err, 
         json_object_foreach(meta, k, v)
         {
             if (!*k || strlen(k) > 128 || !printable(k)) {
-                fail(err, errlen, "Meta: key \"%.64s\" must be 1 to 128 printable bytes", k);
+                char q[68];
+                fail(err, errlen, "Meta: key \"%s\" must be 1 to 128 printable bytes", quote(k, q));
                 goto bad;
             }
             if (!json_is_string(v) || json_string_length(v) > 512) {
