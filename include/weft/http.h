@@ -303,6 +303,18 @@ WEFT_EXTERN void *weft_http_request_alloc(weft_http_request_t *req, size_t n);
  */
 WEFT_EXTERN int weft_http_request_timer(weft_http_request_t *req, uint64_t ms);
 
+/**
+ * For a handler that will hold req for long (a long poll, a blocking query): the request's
+ * strings (target, path, query, authority, headers, path parameters) are copied into a
+ * block of their size and the connection's 4 KiB read buffer is given back, so that a
+ * parked request costs little more than its connection. Nothing changes for the handler;
+ * reading stops until the request is finished (the client's close is still told by
+ * on_event and on_abort). Returns 0 (also when it was parked already), WEFT_ESTATE (no
+ * handler holds req, its message is not fully read, or bytes of a next request wait behind
+ * it: then it keeps its buffer), WEFT_ENOMEM (nothing changed). Loop thread only.
+ */
+WEFT_EXTERN int weft_http_request_park(weft_http_request_t *req);
+
 /** Stops / resumes reading a streamed request body (backpressure). */
 WEFT_EXTERN void weft_http_request_pause(weft_http_request_t *req);
 WEFT_EXTERN void weft_http_request_resume(weft_http_request_t *req);

@@ -244,6 +244,14 @@ static void on_alloc(weft__rfd_t *f, size_t suggested, uv_buf_t *buf)
         *buf = (uv_buf_t){.base = NULL, .len = 0};
         return;
     }
+    if (!c->rbuf) { /* its parked request gave it back (weft_http_request_park) */
+        if (!(c->rbuf = malloc(RBUF_INITIAL))) {
+            c->l->mem_stalled = true; /* on_timer kicks */
+            *buf = (uv_buf_t){.base = NULL, .len = 0};
+            return;
+        }
+        c->rcap = RBUF_INITIAL;
+    }
     if (c->state == C_LINGER) {
         /* Discard: reuse the whole buffer. */
         c->rpos = c->rlen = 0;
@@ -274,7 +282,7 @@ static void on_read(weft__rfd_t *f, ssize_t nread, const uv_buf_t *buf)
     conn_t *c = f->data;
     (void)buf;
     if (nread == UV_ENOBUFS) {
-        if (!c->x) return;         /* no memory for an exchange: reading stays on, on_timer kicks */
+        if (!c->x || !c->rbuf) return; /* no memory for it: reading stays on, on_timer kicks */
         weft__reader_stop(&c->rf); /* rbuf is full behind a request in progress */
         return;
     }

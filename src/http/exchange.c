@@ -51,6 +51,7 @@ void weft__http_exch_free(exch_t *x)
 {
     weft_arena_free(&x->arena);
     free(x->hoff_heap);
+    free(x->parked_head);
     free(x->rbuf);
     free(x->obuf);
     free(x);
@@ -60,6 +61,8 @@ void weft__http_exch_free(exch_t *x)
 void weft__http_exch_reset(exch_t *x, listener_t *l)
 {
     weft_arena_reset(&x->arena);
+    free(x->parked_head);
+    x->parked_head = NULL;
     llhttp_init(&x->parser, HTTP_REQUEST, &weft__http_parser_settings);
     memset(&x->req, 0, sizeof(x->req));
     x->req.loop = l->loop;

@@ -160,7 +160,7 @@ static void on_timer(uv_timer_t *t)
             c = next;
             continue;
         }
-        if (stalled && !c->x) weft__reader_kick(&c->rf); /* when bytes wait */
+        if (stalled && (!c->x || !c->rbuf)) weft__reader_kick(&c->rf); /* when bytes wait */
         if (c->kept) { /* quiet since the last sweep or the one before (conn_rest) */
             if (c->kept_swept) {
                 weft__http_conn_unkeep(c);

@@ -95,22 +95,24 @@ static const char *decode_params(conn_t *c, weft_route_match_t *m)
     return NULL;
 }
 
-/* Copies the head's strings into the arena so that rbuf can be reused for the body. */
-static int detach_head(conn_t *c)
+/* How many bytes of rbuf from msg_start the head's strings reach: its last string's end. */
+size_t weft__http_head_extent(const conn_t *c)
 {
-    if (c->head_detached) return 0;
-    weft_http_request_t *req = &c->x->req;
-    const char *lo = c->rbuf + c->msg_start;
-    size_t n = c->url_off + c->url_len; /* the head's extent: its last string's end */
+    size_t n = c->url_off + c->url_len;
     for (uint32_t i = 0; i < c->nhdr; i++) {
         size_t e = c->hoff[i].voff + c->hoff[i].vlen, f = c->hoff[i].noff + c->hoff[i].nlen;
         if (e > n) n = e;
         if (f > n) n = f;
     }
-    const char *hi = lo + n;
-    char *copy = weft_arena_alloc(&c->x->arena, n ? n : 1);
-    if (!copy) return WEFT_ENOMEM;
-    memcpy(copy, lo, n);
+    return n;
+}
+
+/* The request's strings that point into the head's n bytes of rbuf (from msg_start) point
+ * into copy, which holds those bytes, from now on. */
+void weft__http_head_rebase(conn_t *c, const char *copy, size_t n)
+{
+    weft_http_request_t *req = &c->x->req;
+    const char *lo = c->rbuf + c->msg_start, *hi = lo + n;
 #define REBASE(s)                                                                                  \
     do {                                                                                           \
         if ((s).base >= lo && (s).base < hi) (s).base = copy + ((s).base - lo);                    \
@@ -129,6 +131,17 @@ static int detach_head(conn_t *c)
         REBASE(req->match.params[i].value);
     }
 #undef REBASE
+}
+
+/* Copies the head's strings into the arena so that rbuf can be reused for the body. */
+static int detach_head(conn_t *c)
+{
+    if (c->head_detached) return 0;
+    size_t n = weft__http_head_extent(c);
+    char *copy = weft_arena_alloc(&c->x->arena, n ? n : 1);
+    if (!copy) return WEFT_ENOMEM;
+    memcpy(copy, c->rbuf + c->msg_start, n);
+    weft__http_head_rebase(c, copy, n);
     c->head_detached = true;
     return 0;
 }

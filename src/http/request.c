@@ -73,6 +73,8 @@ void weft__http_abort_handler(conn_t *c, int status)
 static void request_reset(conn_t *c)
 {
     weft_arena_reset(&c->x->arena);
+    free(c->x->parked_head);
+    c->x->parked_head = NULL;
     memset(&c->x->req, 0, offsetof(weft_http_request_t, on_body));
     c->x->req.on_body = NULL;
     c->x->req.on_drain = NULL;
@@ -214,6 +216,32 @@ int weft_http_request_timer(weft_http_request_t *req, uint64_t ms)
         c->rtimer = t;
     }
     uv_timer_start(c->rtimer, on_request_timer, ms, 0);
+    return 0;
+}
+
+/* The head is copied into a block of its size, and rbuf is given back: it holds nothing but
+ * the head (rpos == rlen: no bytes of a next request wait). Reading stops (update_reading:
+ * rcap is 0), and the reader's hup hook still tells of the client's FIN; once the request
+ * is finished, on_alloc (conn.c) gives the connection a read buffer again. */
+int weft_http_request_park(weft_http_request_t *req)
+{
+    conn_t *c = weft__http_conn_of(req);
+    if (c->hstate != H_ACTIVE || weft__http_closing(c) || !c->message_done) return WEFT_ESTATE;
+    if (!c->rbuf) return 0; /* parked already */
+    if (c->rpos != c->rlen) return WEFT_ESTATE;
+    if (!c->head_detached) {
+        size_t n = weft__http_head_extent(c);
+        char *copy = malloc(n ? n : 1);
+        if (!copy) return WEFT_ENOMEM;
+        memcpy(copy, c->rbuf + c->msg_start, n);
+        weft__http_head_rebase(c, copy, n);
+        c->x->parked_head = copy;
+        c->head_detached = true;
+    }
+    free(c->rbuf);
+    c->rbuf = NULL;
+    c->rcap = c->rlen = c->rpos = c->msg_start = 0;
+    weft__http_update_reading(c);
     return 0;
 }
 

@@ -134,6 +134,7 @@ typedef struct exch_s {
     weft_http_request_t req;
     weft_arena_t arena;
     hdr_off_t *hoff_heap; /* when more than INLINE_HEADERS, up to max_headers */
+    char *parked_head;    /* the head of a parked request (weft_http_request_park), malloc'd */
     uv_write_t wreq;
     uv_shutdown_t sreq;
     hdr_off_t hoff_inline[INLINE_HEADERS];
@@ -147,7 +148,7 @@ struct conn_s {
     struct conn_s *prev, *next;
     exch_t *x; /* NULL while idle with nothing buffered: then rbuf, obuf and wbuf are NULL */
 
-    char *rbuf;
+    char *rbuf; /* also NULL (rcap 0) while its request is parked (weft_http_request_park) */
     size_t rcap, rlen, rpos; /* bytes held; bytes parsed */
     size_t msg_start;        /* where the current message began in rbuf */
     hdr_off_t *hoff;         /* offsets of the head being parsed (x->hoff_inline or x->hoff_heap) */
@@ -401,6 +402,10 @@ extern const llhttp_settings_t weft__http_parser_settings;
 
 /* Status and message for a parse error e (the one a callback chose, else from e). */
 int weft__http_error_status(conn_t *c, llhttp_errno_t e, const char **msg);
+/* How many bytes from msg_start the complete head's strings reach in rbuf. */
+size_t weft__http_head_extent(const conn_t *c);
+/* The request's strings within those n bytes of rbuf point into copy (a copy of them). */
+void weft__http_head_rebase(conn_t *c, const char *copy, size_t n);
 
 /* ---- exchange.c ---- */
 

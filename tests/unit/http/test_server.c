@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -137,6 +138,34 @@ static void h_park(weft_http_request_t *req, void *arg)
     weft_http_response_write(req, "parked", 6);
 }
 
+/* GET|POST /poll/:name: parks the request (weft_http_request_park, twice: the second call
+ * changes nothing), then answers from its strings when its timer fires (20 ms; 60 s with
+ * ?long) or when it is told its client is going. Under ASan a string still pointing into
+ * the read buffer given back is a use after free. */
+static _Atomic int polls_parked;
+
+static void poll_answer(weft_http_request_t *req, weft_http_event_t ev)
+{
+    weft_str_t n = weft_http_request_param(req, "name"), t = weft_http_request_header(req, "X-Tag");
+    char buf[512];
+    int len = snprintf(buf, sizeof(buf), "park=%d ev=%d name=%.*s q=%.*s tag=%.*s host=%.*s body=%.*s",
+                       (int)(intptr_t)req->data, (int)ev, (int)n.len, n.base, (int)req->query.len,
+                       req->query.base, (int)t.len, t.base, (int)req->authority.len,
+                       req->authority.base, (int)req->body.len, req->body.base);
+    weft_http_respond(req, 200, "text/plain", buf, (size_t)len);
+}
+
+static void h_poll(weft_http_request_t *req, void *arg)
+{
+    int rc = weft_http_request_park(req);
+    if (rc == 0) rc = weft_http_request_park(req);
+    req->data = (void *)(intptr_t)rc;
+    req->on_event = poll_answer;
+    bool long_wait = req->query.len == 4 && memcmp(req->query.base, "long", 4) == 0;
+    assert_int_equal(weft_http_request_timer(req, long_wait ? 60000 : 20), 0);
+    atomic_fetch_add(&polls_parked, 1);
+}
+
 /* ---- fixture ---- */
 
 static void attach(uv_loop_t *loop, unsigned i, void *arg)
@@ -174,6 +203,9 @@ static int setup(void **state)
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/peer", &r), 0);
     r.handler = h_park;
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/park", &r), 0);
+    r.handler = h_poll;
+    assert_int_equal(weft_http_server_route(f->srv, "GET", "/poll/:name", &r), 0);
+    assert_int_equal(weft_http_server_route(f->srv, "POST", "/poll/:name", &r), 0);
     r.handler = h_where;
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/", &r), 0);
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/where/*rest", &r), 0);
@@ -407,6 +439,61 @@ static void test_pipelined_beyond_the_read_buffer(void **state)
     assert_int_equal(count_of(r, "HTTP/1.1 200 OK"), 401);
     assert_non_null(strstr(r, "\r\n\r\nhi 399"));
     assert_false(closed);
+}
+
+/* A parked request keeps its strings (target, query, headers, path parameters, authority,
+ * body) after its read buffer is given back, and its connection serves the next request
+ * (exchange's probe) with a read buffer taken again. */
+static void test_park(void **state)
+{
+    int closed;
+    char *r = exchange(*state, "GET /poll/J%C3%BCrgen?x=1 HTTP/1.1\r\nHost: example\r\n"
+                               "X-Tag: tagged\r\n\r\n", &closed);
+    assert_non_null(strstr(r, "park=0 ev=3 name=J\xc3\xbcrgen q=x=1 tag=tagged host=example body="));
+    assert_false(closed);
+    /* a request with a body: its head was copied for the body already */
+    r = exchange(*state, "POST /poll/b HTTP/1.1\r\nHost: h\r\nX-Tag: t2\r\n"
+                         "Content-Length: 5\r\n\r\nabcde", &closed);
+    assert_non_null(strstr(r, "park=0 ev=3 name=b q= tag=t2 host=h body=abcde"));
+    assert_false(closed);
+}
+
+/* A request with the next one buffered behind it keeps its buffer (WEFT_ESTATE); both are
+ * answered in order. */
+static void test_park_pipelined(void **state)
+{
+    int closed;
+    char *r = exchange_n(*state, "GET /poll/a HTTP/1.1\r\nHost: x\r\n\r\n"
+                                 "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 2, false, &closed);
+    char want[64];
+    snprintf(want, sizeof(want), "park=%d ev=3 name=a", WEFT_ESTATE);
+    assert_non_null(strstr(r, want));
+    assert_non_null(strstr(r, "\r\n\r\nhello"));
+    assert_true(strstr(r, want) < strstr(r, "\r\n\r\nhello"));
+    assert_false(closed);
+}
+
+/* With its buffer given back, the connection does not read; the client's FIN is still told
+ * at once (the reader's hup hook), long before the request's 60 s timer. */
+static void test_park_client_closed(void **state)
+{
+    fixture_t *f = *state;
+    int before = atomic_load(&polls_parked);
+    int fd = test_dial(f->port);
+    static const char req[] = "GET /poll/c?long HTTP/1.1\r\nHost: x\r\n\r\n";
+    send_all(fd, req, sizeof(req) - 1);
+    for (int i = 0; atomic_load(&polls_parked) == before; i++) {
+        if (i == WAIT_MS) fail_msg("the request was not parked in %d ms", WAIT_MS);
+        usleep(1000);
+    }
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    char buf[4096];
+    int closed;
+    recv_responses(fd, buf, sizeof(buf), 1, false, &closed);
+    close(fd);
+    char want[64];
+    snprintf(want, sizeof(want), "park=0 ev=%d name=c q=long", WEFT_HTTP_EVENT_CLIENT_CLOSED);
+    assert_non_null(strstr(buf, want));
 }
 
 /* A handler holding a request whose reading is paused still learns at once that its client
@@ -779,6 +866,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pipelined_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_beyond_the_read_buffer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_closed_while_paused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_park, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_park_pipelined, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_park_client_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_requests_then_half_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expect_continue_and_head, setup, teardown),
