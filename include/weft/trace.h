@@ -287,11 +287,11 @@ typedef struct weft_span_event_s {
 /** A finished span as exporters see it (read-only; valid during the export call only). */
 typedef struct weft_span_data_s {
     const char *service_name;
-    char name[WEFT_SPAN_NAME_MAX];
     weft_span_kind_t kind;
     weft_trace_context_t context; /* this span's context */
     uint8_t parent_span_id[8];    /* all zero for a root span */
     bool parent_remote;
+    char name[WEFT_SPAN_NAME_MAX]; /* after the fields a span that does not record keeps */
     uint64_t start_ns, end_ns; /* Unix epoch nanoseconds */
     weft_span_status_t status;
     const char *status_message; /* NULL, or text for an ERROR status */
