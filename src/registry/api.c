@@ -9,10 +9,12 @@
  * Blocking queries (Consul's ?index=N&wait=D): when the index that the query depends on is
  * still N (a service's own index for the per-service endpoints, so that unrelated changes
  * do not wake it; the services index for /v1/catalog/services; the global index for the
- * rest), the request is parked on its worker's list with a timer of D plus up to D/16 of
- * jitter (Consul's, so that watchers spread out), capped at registry.max_wait. Every
+ * rest), the request is parked on its worker's list, its read buffer given back
+ * (weft_http_request_park), with a deadline D plus up to D/16 of jitter (Consul's, so that
+ * watchers spread out) away, capped at registry.max_wait, in the worker's queue of
+ * deadlines (waitq.c: one timer for them all). Every
  * publication of the catalog posts a notification to every worker (weft__reg_worker_notify),
- * which answers each parked query whose index moved; the timer answers with the same index;
+ * which answers each parked query whose index moved; the deadline answers with the same index;
  * a client that goes away, or the shutdown, answers at once. X-Consul-Index is on every
  * read.
  *
@@ -601,6 +603,21 @@ static void held_unlink(reg_held_t *h)
 
 static void held_event(weft_http_request_t *req, weft_http_event_t ev);
 static void held_abort(weft_http_request_t *req);
+static void on_waitq_timer(uv_timer_t *t);
+
+/* The worker's timer is set for the earliest deadline of its blocking queries (waitq.c). A
+ * query answered before its deadline leaves the queue and the timer as it is: when that
+ * fires early, it answers nothing and is set again. */
+static void arm(reg_worker_t *w, uv_loop_t *loop)
+{
+    const reg_held_t *h = weft__waitq_first(&w->waitq);
+    if (!h) {
+        uv_timer_stop(&w->timer);
+        return;
+    }
+    uint64_t now = uv_now(loop);
+    uv_timer_start(&w->timer, on_waitq_timer, h->deadline > now ? h->deadline - now : 0, 0);
+}
 
 /* Answers (or parks) a read. may_block: false when waking a parked query. */
 static void answer_read(weft_registry_t *r, weft_http_request_t *req, int kind, bool may_block)
@@ -657,7 +674,19 @@ static void answer_read(weft_registry_t *r, weft_http_request_t *req, int kind, 
             respond_error(req, 503, "cannot hold the query: out of memory");
             return;
         }
-        *h = (reg_held_t){.req = req, .r = r, .index = want, .kind = kind};
+        uint64_t jitter = wait >= 16 ? (weft_now_ns() >> 10) % (wait / 16) : 0;
+        *h = (reg_held_t){.req = req,
+                          .r = r,
+                          .index = want,
+                          .deadline = uv_now(req->loop) + wait + jitter,
+                          .qpos = REG_NOT_QUEUED,
+                          .kind = (int8_t)kind};
+        if (weft__waitq_add(&w->waitq, h) != 0) {
+            free(h);
+            respond_error(req, 503, "cannot hold the query: out of memory");
+            return;
+        }
+        if (weft__waitq_first(&w->waitq) == h) arm(w, req->loop);
         h->prev = &w->waiters;
         h->next = w->waiters.next;
         w->waiters.next->prev = h;
@@ -667,8 +696,9 @@ static void answer_read(weft_registry_t *r, weft_http_request_t *req, int kind, 
         req->data = h;
         req->on_event = held_event;
         req->on_abort = held_abort;
-        uint64_t jitter = wait >= 16 ? (weft_now_ns() >> 10) % (wait / 16) : 0;
-        weft_http_request_timer(req, wait + jitter);
+        /* its read buffer back: ten thousand watchers would hold 40 MB of them (fails only
+         * when the client pipelined another request behind it: it keeps its buffer then) */
+        weft_http_request_park(req);
         return;
     }
     weft_buf_t b;
@@ -717,7 +747,10 @@ static void held_answer(reg_held_t *h)
     h->done = true;
     reg_worker_t *w = weft_host_state(h->req->loop, h->r->part);
     held_unlink(h);
-    if (w) w->nwaiters--;
+    if (w) {
+        w->nwaiters--;
+        weft__waitq_remove(&w->waitq, h);
+    }
     atomic_fetch_sub_explicit(&h->r->parked, 1, memory_order_relaxed);
     weft_http_request_t *req = h->req;
     weft_registry_t *r = h->r;
@@ -729,10 +762,28 @@ static void held_answer(reg_held_t *h)
     answer_read(r, req, kind, false);
 }
 
+/* Every blocking query whose wait is over is answered, with the index it has. */
+static void on_waitq_timer(uv_timer_t *t)
+{
+    reg_worker_t *w = t->data;
+    uint64_t now = uv_now(t->loop);
+    reg_held_t *h;
+    while ((h = weft__waitq_first(&w->waitq)) && h->deadline <= now) held_answer(h);
+    arm(w, t->loop);
+}
+
+void weft__reg_worker_init(reg_worker_t *w, uv_loop_t *loop)
+{
+    w->waiters.prev = w->waiters.next = &w->waiters;
+    w->streams.prev = w->streams.next = &w->streams;
+    uv_timer_init(loop, &w->timer);
+    w->timer.data = w;
+}
+
 static void held_event(weft_http_request_t *req, weft_http_event_t ev)
 {
     reg_held_t *h = req->data;
-    (void)ev; /* timer, client gone, shutdown: each answers now */
+    (void)ev; /* client gone, shutdown: each answers now */
     if (h && h->kind >= 0) held_answer(h);
 }
 
@@ -800,7 +851,7 @@ static void on_events(weft_http_request_t *req, void *arg)
                      ",\"Instances\":%" PRIu64 "}\n\n",
                      index, services, insts);
     weft_http_response_write(req, hello, (size_t)n);
-    *h = (reg_held_t){.req = req, .r = r, .index = index, .kind = -1};
+    *h = (reg_held_t){.req = req, .r = r, .index = index, .qpos = REG_NOT_QUEUED, .kind = -1};
     h->prev = &w->streams;
     h->next = w->streams.next;
     w->streams.next->prev = h;
@@ -860,6 +911,8 @@ void weft__reg_worker_release(weft_registry_t *r, reg_worker_t *w)
 {
     while (w->waiters.next != &w->waiters) held_answer(w->waiters.next);
     while (w->streams.next != &w->streams) stream_end(w->streams.next);
+    weft__waitq_free(&w->waitq);
+    uv_close((uv_handle_t *)&w->timer, NULL);
     (void)r;
 }
 

@@ -113,10 +113,8 @@ weft_conf_section_t weft_registry_conf_section(weft_registry_conf_t *conf)
 static void worker_init(weft_host_t *h, struct uv_loop_s *loop, unsigned index, void *state,
                         void *arg)
 {
-    reg_worker_t *w = state;
-    (void)h, (void)loop, (void)index, (void)arg;
-    w->waiters.prev = w->waiters.next = &w->waiters;
-    w->streams.prev = w->streams.next = &w->streams;
+    (void)h, (void)index, (void)arg;
+    weft__reg_worker_init(state, loop);
 }
 
 static void worker_stop(weft_host_t *h, struct uv_loop_s *loop, unsigned index, void *state,
