@@ -543,18 +543,31 @@ static int build_read(weft_registry_t *r, const reg_snap_t *s, int kind, weft_st
         weft_buf_putc(b, ':');                                                                     \
         weft_json_put_str(b, val, strlen(val));                                                    \
     } while (0)
-                    LBL("service", in->name);
-                    weft_buf_putc(b, ',');
-                    LBL("service_id", in->id);
-                    weft_buf_putc(b, ',');
-                    LBL("service_address", addr);
-                    weft_buf_putc(b, ',');
-                    LBL("node", s->node->name);
-                    weft_buf_putc(b, ',');
-                    LBL("dc", s->node->datacenter);
-                    weft_buf_putc(b, ',');
-                    LBL("health", weft__health_name(in->health));
-                    weft_buf_putc(b, ',');
+                    char port[8];
+                    snprintf(port, sizeof(port), "%u", in->port);
+                    /* health as Go's HealthChecks.AggregatedStatus: maintenance first */
+                    weft_health_t hl = in->health;
+                    for (uint32_t c = 0; c < in->nchecks; c++)
+                        if (in->checks[c]->type == REG_CHECK_MAINT) hl = WEFT_HEALTH_MAINT;
+                    /* consul_sd's labels (Prometheus's discovery/consul): service_address is
+                     * the service's own, empty when it has none; address and the tagged
+                     * addresses are the node's */
+                    const char *const lv[][2] = {
+                        {"service", in->name},
+                        {"service_id", in->id},
+                        {"service_address", in->address},
+                        {"service_port", port},
+                        {"address", s->node->address},
+                        {"tagged_address_lan", s->node->address},
+                        {"tagged_address_wan", s->node->address},
+                        {"node", s->node->name},
+                        {"dc", s->node->datacenter},
+                        {"health", weft__health_name(hl)},
+                    };
+                    for (size_t l = 0; l < sizeof(lv) / sizeof(lv[0]); l++) {
+                        LBL(lv[l][0], lv[l][1]);
+                        weft_buf_putc(b, ',');
+                    }
                     /* tags as consul_sd joins them: ",a,b," */
                     weft_buf_t tj;
                     weft_buf_init(&tj, 0);

@@ -523,6 +523,99 @@ def test_prometheus_sd_endpoint(reg):
     assert l["__meta_weft_health"] == "critical"
 
 
+def go_types_ok(entry):
+    """The fields of a /v1/health/service entry that Prometheus's Consul SD decodes (with
+    github.com/hashicorp/consul/api's structs: Go's decoder fails the whole answer on a type
+    that does not match), with the JSON types those structs need."""
+    def strmap(v):
+        return v is None or (isinstance(v, dict) and all(isinstance(x, str) for x in v.values()))
+    n, s = entry["Node"], entry["Service"]
+    assert isinstance(n["Node"], str) and isinstance(n["Address"], str)
+    assert strmap(n.get("Meta")) and strmap(n.get("TaggedAddresses"))
+    assert isinstance(s["ID"], str) and isinstance(s["Service"], str)
+    assert isinstance(s["Address"], str) and type(s["Port"]) is int
+    assert s["Tags"] is None or all(isinstance(t, str) for t in s["Tags"])
+    assert strmap(s.get("Meta"))
+    for k in ("CreateIndex", "ModifyIndex"):
+        assert type(n[k]) is int and type(s[k]) is int
+    w = s.get("Weights")
+    assert w is None or (type(w["Passing"]) is int and type(w["Warning"]) is int)
+    for c in entry["Checks"]:
+        assert isinstance(c["Status"], str) and isinstance(c["CheckID"], str)
+        assert isinstance(c.get("Definition", {}), dict)
+
+
+def test_consul_sd_protocol(reg):
+    """What Prometheus's consul_sd_configs does (discovery/consul/consul.go, v2.42), replayed
+    request by request, since Debian 12's Prometheus is built without Consul SD: the
+    datacenter from /v1/agent/self; the catalog's services as a blocking query with Go's
+    wait=30000ms; each service's /v1/health/service/NAME (every instance, tags ANDed, as a
+    blocking query too); the labels it builds from those answers. weft's
+    /v1/weft/prometheus-sd (what the Prometheus test uses instead) must give the same
+    targets and __meta_consul_* labels."""
+    base = reg.url
+    dc = get(base + "/v1/agent/self").json()["Config"]["Datacenter"]
+    assert isinstance(dc, str) and dc
+    r = get(base + "/v1/catalog/services?wait=30000ms")
+    idx = int(r.headers["X-Consul-Index"])
+    put(base + "/v1/agent/service/register",
+        json={"Name": "api", "ID": "api-1", "Address": "10.1.0.1", "Port": 9100,
+              "Tags": ["prod", "v2"], "Meta": {"team": "core"}, "Check": {"TTL": "60s"}})
+    put(base + "/v1/agent/service/register",
+        json={"Name": "api", "ID": "api-2", "Port": 9101, "Tags": ["prod"]})
+    put(base + "/v1/agent/service/register",
+        json={"Name": "api", "ID": "api-3", "Port": 9102, "Tags": ["prod"]})
+    assert put(base + "/v1/agent/service/maintenance/api-3?enable=true&reason=x").status_code \
+        == 200
+    t = time.monotonic()
+    r = get(base + f"/v1/catalog/services?index={idx}&wait=30000ms")
+    assert time.monotonic() - t < 5 and int(r.headers["X-Consul-Index"]) > idx
+    services = r.json()
+    assert sorted(services["api"]) == ["prod", "v2"]
+    for tags in ([], ["prod"], ["prod", "v2"]):
+        q = "".join(f"&tag={t}" for t in tags)
+        r = get(base + f"/v1/health/service/api?wait=30000ms{q}")
+        entries = r.json()
+        for e in entries:
+            go_types_ok(e)
+        want = {}
+        for e in entries:  # consul.go's watch(), label by label
+            n, s = e["Node"], e["Service"]
+            addr = f"{s['Address'] or n['Address']}:{s['Port']}"
+            # Go's HealthChecks.AggregatedStatus: maintenance by check ID, then the worst
+            statuses = [c["Status"] for c in e["Checks"]]
+            maint = any(c["CheckID"] == "_node_maintenance" or
+                        c["CheckID"].startswith("_service_maintenance:") for c in e["Checks"])
+            health = "maintenance" if maint else next(
+                (st for st in ("critical", "warning") if st in statuses), "passing")
+            labels = {"service": "api", "dc": dc, "address": n["Address"], "node": n["Node"],
+                      "tags": "," + ",".join(s["Tags"] or []) + ",",
+                      "service_address": s["Address"], "service_port": str(s["Port"]),
+                      "service_id": s["ID"], "health": health}
+            for k, v in (n.get("Meta") or {}).items():
+                labels["metadata_" + k] = v
+            for k, v in (s.get("Meta") or {}).items():
+                labels["service_metadata_" + k] = v
+            for k, v in (n.get("TaggedAddresses") or {}).items():
+                labels["tagged_address_" + k] = v
+            want[addr] = labels
+        assert len(want) == (1 if "v2" in tags else 3)
+        assert sorted(l["health"] for l in want.values()) == \
+            (["critical"] if "v2" in tags else ["critical", "maintenance", "passing"])
+        got = {}
+        for g in get(base + f"/v1/weft/prometheus-sd?passing=false&service=api{q}").json():
+            assert len(g["targets"]) == 1
+            got[g["targets"][0]] = {k[len("__meta_consul_"):]: v for k, v in g["labels"].items()
+                                    if k.startswith("__meta_consul_")}
+        assert got == want
+    # the unchanged service's watch times out with its index (Go's WaitTime, capped)
+    r = get(base + "/v1/health/service/api")
+    i = r.headers["X-Consul-Index"]
+    t = time.monotonic()
+    r = get(base + f"/v1/health/service/api?index={i}&wait=500ms")
+    assert 0.4 < time.monotonic() - t < 5 and r.headers["X-Consul-Index"] == i
+
+
 def test_dns_with_dig(reg, hello):
     dig = need_tool("dig")
     consul, c = consul_client(reg.port)
