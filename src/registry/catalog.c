@@ -288,6 +288,7 @@ static reg_svc_t *svc_build(cat_svc_t *cs)
     }
     v->name = cs->name; /* replaced below by an instance's own copy */
     if (v->n) v->name = v->inst[0]->name;
+    v->name_len = (uint32_t)strlen(v->name);
     return v;
 }
 

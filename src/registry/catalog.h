@@ -46,6 +46,7 @@ typedef struct reg_svc_s {
     const char *name; /* = inst[0]->name */
     uint64_t index;   /* the last change to this service (its instances or their checks) */
     uint32_t n, npassing;
+    uint32_t name_len; /* strlen(name): lookups compare without measuring it each time */
     reg_inst_t **inst; /* sorted by ID; each holds a reference */
     _Atomic(reg_body_t *) cache[REG_BODY_N];
 } reg_svc_t;

@@ -129,6 +129,8 @@ typedef struct ent_s {
     bool add;         /* SRV: its address goes in the additional section */
     uint16_t port;
     uint32_t name_at; /* SRV: offset of its target's name in the answer */
+    uint64_t key;     /* fam and the address folded into 64 bits: equal addresses have equal
+                         keys, so the duplicate checks compare one word per pair */
     uint8_t addr[16];
 } ent_t;
 
@@ -151,7 +153,7 @@ static inline uint8_t fold(uint8_t c)
     return c >= 'A' && c <= 'Z' ? (uint8_t)(c + 32) : c;
 }
 
-static void w_bytes(resp_t *r, const void *b, size_t n)
+static inline void w_bytes(resp_t *r, const void *b, size_t n)
 {
     if (r->over || n > r->cap - r->len) {
         r->over = true;
@@ -352,9 +354,24 @@ static bool fam_wanted(uint8_t fam, uint16_t qtype)
     return qtype == T_ANY || (fam == 4 && qtype == T_A) || (fam == 6 && qtype == T_AAAA);
 }
 
-static bool same_addr(const ent_t *a, const ent_t *b)
+/* The duplicate checks are quadratic in the targets: keys first, one word per pair; the
+ * sizes known at compile time let the compiler compare the rest in registers. */
+static inline bool same_addr(const ent_t *a, const ent_t *b)
 {
-    return a->fam == b->fam && memcmp(a->addr, b->addr, a->fam == 4 ? 4 : 16) == 0;
+    if (a->key != b->key || a->fam != b->fam) return false;
+    return a->fam == 4 ? memcmp(a->addr, b->addr, 4) == 0 : memcmp(a->addr, b->addr, 16) == 0;
+}
+
+static uint64_t addr_key(const ent_t *t)
+{
+    if (t->fam == 4) {
+        uint32_t v4;
+        memcpy(&v4, t->addr, 4);
+        return ((uint64_t)4 << 32) | v4;
+    }
+    uint64_t h[2];
+    memcpy(h, t->addr, 16);
+    return (h[0] ^ (h[1] * 0x9e3779b97f4a7c15ull)) + 6;
 }
 
 static bool same_node(const ent_t *a, const ent_t *b)
@@ -365,24 +382,56 @@ static bool same_node(const ent_t *a, const ent_t *b)
     return true;
 }
 
-/* A and AAAA records of e[0..n) in order, owned by the question's name, while they fit in
- * the limit less reserve; the first that does not sets TC. */
+/* Keeps the first of every address in e[0..n) (RFC 2181 5: no record twice in an A/AAAA
+ * answer), in order, and returns how many are left: one pass over a small open-addressing
+ * table of their keys rather than a comparison of every pair. */
+static size_t unique_addresses(ent_t *e, size_t n)
+{
+    uint16_t slot[2 * TARGETS_MAX]; /* 1 + an index into the kept ones; 0: empty */
+    unsigned bits = 5;
+    while ((1u << bits) < 2 * n) bits++;
+    size_t mask = ((size_t)1 << bits) - 1, m = 0;
+    memset(slot, 0, (mask + 1) * sizeof(slot[0]));
+    for (size_t i = 0; i < n; i++) {
+        size_t h = (size_t)((e[i].key * 0x9e3779b97f4a7c15ull) >> (64 - bits));
+        while (slot[h] && !same_addr(&e[slot[h] - 1], &e[i])) h = (h + 1) & mask;
+        if (slot[h]) continue; /* seen */
+        e[m] = e[i];
+        slot[h] = (uint16_t)++m;
+    }
+    return m;
+}
+
+/* A and AAAA records of e[0..n) (no address twice: unique_addresses) in order, owned by the
+ * question's name, while they fit in the limit less reserve; the first that does not sets
+ * TC. */
 static void put_addresses(resp_t *r, ent_t *e, size_t n, uint16_t qtype, uint32_t ttl,
                           size_t reserve)
 {
     for (size_t i = 0; i < n; i++) {
         if (!fam_wanted(e[i].fam, qtype)) continue;
-        bool dup = false;
-        for (size_t j = 0; j < i && !dup; j++) dup = e[j].used && same_addr(&e[j], &e[i]);
-        if (dup) continue;
         size_t alen = e[i].fam == 4 ? 4 : 16;
         if (r->len + 12 + alen + reserve > r->limit) {
             r->tc = true;
             return;
         }
-        w_ptr(r, HDR_LEN);
-        w_rr_fixed(r, e[i].fam == 4 ? T_A : T_AAAA, ttl, alen);
-        w_bytes(r, e[i].addr, alen);
+        /* the whole record at once: a pointer to the question's name, type, class, TTL,
+         * RDLENGTH, the address */
+        unsigned type = e[i].fam == 4 ? T_A : T_AAAA;
+        uint8_t rec[12 + 16] = {0xc0,
+                                HDR_LEN,
+                                (uint8_t)(type >> 8),
+                                (uint8_t)type,
+                                0,
+                                C_IN,
+                                (uint8_t)(ttl >> 24),
+                                (uint8_t)(ttl >> 16),
+                                (uint8_t)(ttl >> 8),
+                                (uint8_t)ttl,
+                                0,
+                                (uint8_t)alen};
+        memcpy(rec + 12, e[i].addr, 16);
+        w_bytes(r, rec, 12 + alen);
         e[i].used = true;
         r->an++;
     }
@@ -592,6 +641,8 @@ size_t weft_dns_answer(const weft_dns_config_t *cfg, const uint8_t *q, size_t ql
         size_t max = cfg->max_targets ? cfg->max_targets : TARGETS_DEF, n = 0;
         if (max > TARGETS_MAX) max = TARGETS_MAX;
         int got = -1;
+        const char *last_node = NULL;
+        size_t last_len = 0;
         if (a.kind == 's' || a.kind == 'n')
             got = lookup(arg, a.kind, (const char *)a.name, a.name_len, (const char *)a.tag,
                          a.tag_len, (const char *)a.dc, a.dc_len, tg, max);
@@ -612,18 +663,24 @@ size_t weft_dns_answer(const weft_dns_config_t *cfg, const uint8_t *q, size_t ql
                 t->fam = 6;
             else
                 continue;
-            size_t nn = tg[i].node ? strnlen(tg[i].node, LABEL_MAX + 1) : 0;
+            if (tg[i].node != last_node) { /* every target of this node shares its name */
+                last_node = tg[i].node;
+                last_len = last_node ? strnlen(last_node, LABEL_MAX + 1) : 0;
+            }
             t->node = tg[i].node;
-            t->node_len = nn <= LABEL_MAX ? (uint8_t)nn : 0;
+            t->node_len = last_len <= LABEL_MAX ? (uint8_t)last_len : 0;
+            t->key = addr_key(t);
             t->port = tg[i].port;
             n++;
         }
+        bool addresses = pq.qtype == T_A || pq.qtype == T_AAAA || pq.qtype == T_ANY;
+        if (addresses) n = unique_addresses(e, n);
         shuffle(e, n, rnd);
         if (a.kind == 'a') {
             if (pq.qtype == T_SOA || pq.qtype == T_ANY) put_soa_in(&r, true, dom_at, ttl, reserve);
         } else if (got < 0) {
             rcode = RC_NXDOMAIN;
-        } else if (pq.qtype == T_A || pq.qtype == T_AAAA || pq.qtype == T_ANY) {
+        } else if (addresses) {
             put_addresses(&r, e, n, pq.qtype, ttl, reserve);
         } else if (pq.qtype == T_SRV && a.kind == 's') {
             put_srv(&r, e, n, ttl, reserve, dc, dc_len, &dom, dom_at);

@@ -247,7 +247,7 @@ static int dns_lookup(void *arg, char kind, const char *name, size_t name_len, c
     /* Service names are matched without regard to case, as DNS does. */
     reg_svc_t *v = weft__snap_service(s, name, name_len);
     for (uint32_t j = 0; !v && j < s->nsvc; j++)
-        if (strlen(s->svc[j]->name) == name_len &&
+        if (s->svc[j]->name_len == name_len &&
             strncasecmp(s->svc[j]->name, name, name_len) == 0)
             v = s->svc[j];
     if (!v) return -1;

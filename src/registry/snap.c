@@ -12,12 +12,16 @@
 #include "core/buf.h"
 #include "registry/catalog.h"
 
-static int cmp_name(const char *a, size_t alen, const char *b)
+static int cmp_name_len(const char *a, size_t alen, const char *b, size_t blen)
 {
-    size_t blen = strlen(b);
     int r = memcmp(a, b, alen < blen ? alen : blen);
     if (r) return r;
     return alen < blen ? -1 : alen > blen;
+}
+
+static int cmp_name(const char *a, size_t alen, const char *b)
+{
+    return cmp_name_len(a, alen, b, strlen(b));
 }
 
 reg_svc_t *weft__snap_service(const reg_snap_t *s, const char *name, size_t len)
@@ -25,7 +29,7 @@ reg_svc_t *weft__snap_service(const reg_snap_t *s, const char *name, size_t len)
     size_t lo = 0, hi = s->nsvc;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        int r = cmp_name(name, len, s->svc[mid]->name);
+        int r = cmp_name_len(name, len, s->svc[mid]->name, s->svc[mid]->name_len);
         if (r == 0) return s->svc[mid];
         if (r < 0)
             hi = mid;

@@ -437,6 +437,48 @@ static void test_any(void **state)
     assert_int_equal(aaaa, 1);
 }
 
+/* An address is answered once (RFC 2181 5), however many instances share it: given as text
+ * or parsed already, among many targets (TCP, 300 of them: 10 addresses, 30 times each). */
+static void test_duplicates(void **state)
+{
+    static const uint8_t v4[4] = {10, 0, 0, 1};
+    static const weft_dns_target_t dups[] = {
+        {"node1", "10.0.0.1", 1, 0, NULL}, {"node2", "10.0.0.1", 2, 4, v4},
+        {"node3", "fd00::3", 3, 0, NULL},  {"node1", "10.0.0.2", 4, 0, NULL},
+        {"node1", "fd00::3", 5, 0, NULL},  {"node4", "10.0.0.1", 6, 0, NULL},
+    };
+    fake.t = dups;
+    fake.n = 6;
+    ask("web.service.consul", T_A);
+    hdr_is(true, false, 0, 2, 0, 0);
+    char first[64];
+    snprintf(first, sizeof(first), "%s", addr_of(&M.rr[0]));
+    assert_string_not_equal(first, addr_of(&M.rr[1]));
+    ask("web.service.consul", T_AAAA);
+    hdr_is(true, false, 0, 1, 0, 0);
+    addr_is(&M.rr[0], "web.service.consul.", T_AAAA, 0, "fd00::3");
+    ask("web.service.consul", T_ANY);
+    hdr_is(true, false, 0, 3, 0, 0);
+    static weft_dns_target_t many[300];
+    static char ips[10][16];
+    for (size_t i = 0; i < 300; i++) {
+        snprintf(ips[i % 10], sizeof(ips[0]), "10.1.0.%zu", i % 10);
+        many[i] = (weft_dns_target_t){"node1", ips[i % 10], (uint16_t)(1000 + i), 0, NULL};
+    }
+    fake.t = many;
+    fake.n = 300;
+    cfg.max_targets = 512;
+    ask_len(q_build(qb, 0x1234, true, "web.service.consul", T_A, 1, -1, 0), true, 3);
+    hdr_is(true, false, 0, 10, 0, 0);
+    bool seen[10] = {0};
+    for (size_t i = 0; i < 10; i++) {
+        unsigned a, b, c, d;
+        assert_int_equal(sscanf(addr_of(&M.rr[i]), "%u.%u.%u.%u", &a, &b, &c, &d), 4);
+        assert_true(d < 10 && !seen[d]);
+        seen[d] = true;
+    }
+}
+
 /* The additional record for SRV target t (exactly one). */
 static const rr_t *additional_for(const char *t)
 {
@@ -1233,6 +1275,7 @@ int main(void)
         cmocka_unit_test_setup(test_preparsed, reset),
         cmocka_unit_test_setup(test_aaaa, reset),
         cmocka_unit_test_setup(test_any, reset),
+        cmocka_unit_test_setup(test_duplicates, reset),
         cmocka_unit_test_setup(test_srv_additional, reset),
         cmocka_unit_test_setup(test_tag, reset),
         cmocka_unit_test_setup(test_dc, reset),
