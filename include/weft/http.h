@@ -354,6 +354,15 @@ WEFT_EXTERN int weft_http_response_write(weft_http_request_t *req, const void *d
 /** Ends a streamed response and finishes the request. Returns 0 or WEFT_ECLOSED. */
 WEFT_EXTERN int weft_http_response_end(weft_http_request_t *req);
 
+/**
+ * The response cannot be completed (a proxy's upstream failed in the middle of its body):
+ * the connection is closed at once, so that the client sees a truncated message rather
+ * than one that looks complete. Finishes the request (filters see it aborted; on_abort does
+ * not run). Returns 0, WEFT_ECLOSED (the client was gone already; released all the same),
+ * WEFT_ESTATE (no handler holds req).
+ */
+WEFT_EXTERN int weft_http_response_abort(weft_http_request_t *req);
+
 /** The reason phrase of a status code ("Not Found"); "Unknown" for unlisted codes. */
 WEFT_EXTERN const char *weft_http_status_text(int status);
 

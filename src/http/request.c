@@ -103,6 +103,7 @@ static void request_reset(conn_t *c)
     c->err_msg = NULL;
     c->drain_wanted = false;
     c->client_closed_told = false;
+    c->resp_aborted = false;
 }
 
 /* The handler finished the response (or the server did, for errors and 404s). */
@@ -114,7 +115,7 @@ void weft__http_request_finish(conn_t *c)
     weft__http_resp_to(c, R_DONE);
     c->served++;
     if (c->rtimer) uv_timer_stop(c->rtimer);
-    weft__http_filters_end(c, req->status, false);
+    weft__http_filters_end(c, req->status, c->resp_aborted);
     if (!req->keep_alive || !c->message_done) {
         /* Unread body bytes (an early answer) cannot be told apart from a next request. */
         weft__http_life_to(c, L_ENDING);

@@ -280,6 +280,21 @@ int weft_http_response_end(weft_http_request_t *req)
     return 0;
 }
 
+/* The request finishes without its response's end (no last chunk; fewer bytes than
+ * announced) and the connection closes once what was written is out: the client sees a
+ * truncated message, never one that looks complete. Filters see it aborted. */
+int weft_http_response_abort(weft_http_request_t *req)
+{
+    conn_t *c = weft__http_conn_of(req);
+    if (!weft__http_holds(c)) return WEFT_ESTATE;
+    if (release_if_aborted(c)) return WEFT_ECLOSED;
+    req->keep_alive = false;
+    c->resp_aborted = true;
+    weft__http_life_to(c, L_ENDING);
+    weft__http_request_finish(c);
+    return 0;
+}
+
 int weft_http_response_header(weft_http_request_t *req, const char *name, const char *value)
 {
     conn_t *c = weft__http_conn_of(req);

@@ -199,6 +199,7 @@ struct conn_s {
     bool client_closed_told; /* on_event(CLIENT_CLOSED) ran for this request */
     bool kept;               /* quiet, but keeps its exchange until a sweep or two (rest) */
     bool kept_swept;         /* kept through one sweep already: the next one releases */
+    bool resp_aborted;       /* weft_http_response_abort: the response ends truncated */
 };
 
 struct listener_s {

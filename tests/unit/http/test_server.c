@@ -148,10 +148,11 @@ static void poll_answer(weft_http_request_t *req, weft_http_event_t ev)
 {
     weft_str_t n = weft_http_request_param(req, "name"), t = weft_http_request_header(req, "X-Tag");
     char buf[512];
-    int len = snprintf(buf, sizeof(buf), "park=%d ev=%d name=%.*s q=%.*s tag=%.*s host=%.*s body=%.*s",
-                       (int)(intptr_t)req->data, (int)ev, (int)n.len, n.base, (int)req->query.len,
-                       req->query.base, (int)t.len, t.base, (int)req->authority.len,
-                       req->authority.base, (int)req->body.len, req->body.base);
+    int len =
+        snprintf(buf, sizeof(buf), "park=%d ev=%d name=%.*s q=%.*s tag=%.*s host=%.*s body=%.*s",
+                 (int)(intptr_t)req->data, (int)ev, (int)n.len, n.base, (int)req->query.len,
+                 req->query.base, (int)t.len, t.base, (int)req->authority.len, req->authority.base,
+                 (int)req->body.len, req->body.base);
     weft_http_respond(req, 200, "text/plain", buf, (size_t)len);
 }
 
@@ -164,6 +165,14 @@ static void h_poll(weft_http_request_t *req, void *arg)
     bool long_wait = req->query.len == 4 && memcmp(req->query.base, "long", 4) == 0;
     assert_int_equal(weft_http_request_timer(req, long_wait ? 60000 : 20), 0);
     atomic_fetch_add(&polls_parked, 1);
+}
+
+/* GET /abort: a chunked response that breaks off after its first chunk. */
+static void h_abort(weft_http_request_t *req, void *arg)
+{
+    weft_http_response_start(req, 200, "text/plain", -1);
+    weft_http_response_write(req, "part", 4);
+    assert_int_equal(weft_http_response_abort(req), 0);
 }
 
 /* ---- fixture ---- */
@@ -203,6 +212,8 @@ static int setup(void **state)
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/peer", &r), 0);
     r.handler = h_park;
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/park", &r), 0);
+    r.handler = h_abort;
+    assert_int_equal(weft_http_server_route(f->srv, "GET", "/abort", &r), 0);
     r.handler = h_poll;
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/poll/:name", &r), 0);
     assert_int_equal(weft_http_server_route(f->srv, "POST", "/poll/:name", &r), 0);
@@ -447,15 +458,37 @@ static void test_pipelined_beyond_the_read_buffer(void **state)
 static void test_park(void **state)
 {
     int closed;
-    char *r = exchange(*state, "GET /poll/J%C3%BCrgen?x=1 HTTP/1.1\r\nHost: example\r\n"
-                               "X-Tag: tagged\r\n\r\n", &closed);
-    assert_non_null(strstr(r, "park=0 ev=3 name=J\xc3\xbcrgen q=x=1 tag=tagged host=example body="));
+    char *r = exchange(*state,
+                       "GET /poll/J%C3%BCrgen?x=1 HTTP/1.1\r\nHost: example\r\n"
+                       "X-Tag: tagged\r\n\r\n",
+                       &closed);
+    assert_non_null(
+        strstr(r, "park=0 ev=3 name=J\xc3\xbcrgen q=x=1 tag=tagged host=example body="));
     assert_false(closed);
     /* a request with a body: its head was copied for the body already */
-    r = exchange(*state, "POST /poll/b HTTP/1.1\r\nHost: h\r\nX-Tag: t2\r\n"
-                         "Content-Length: 5\r\n\r\nabcde", &closed);
+    r = exchange(*state,
+                 "POST /poll/b HTTP/1.1\r\nHost: h\r\nX-Tag: t2\r\n"
+                 "Content-Length: 5\r\n\r\nabcde",
+                 &closed);
     assert_non_null(strstr(r, "park=0 ev=3 name=b q= tag=t2 host=h body=abcde"));
     assert_false(closed);
+}
+
+/* An aborted response reaches the client truncated: its first chunk, then the close, never
+ * the last chunk that would make it look complete. */
+static void test_response_abort(void **state)
+{
+    fixture_t *f = *state;
+    int fd = test_dial(f->port);
+    static const char req[] = "GET /abort HTTP/1.1\r\nHost: x\r\n\r\n";
+    send_all(fd, req, sizeof(req) - 1);
+    char buf[4096];
+    size_t n = recv_to_close(fd, buf, sizeof(buf));
+    close(fd);
+    buf[n] = 0;
+    assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(buf, "\r\n4\r\npart\r\n"));
+    assert_null(strstr(buf, "\r\n0\r\n\r\n"));
 }
 
 /* A request with the next one buffered behind it keeps its buffer (WEFT_ESTATE); both are
@@ -463,8 +496,10 @@ static void test_park(void **state)
 static void test_park_pipelined(void **state)
 {
     int closed;
-    char *r = exchange_n(*state, "GET /poll/a HTTP/1.1\r\nHost: x\r\n\r\n"
-                                 "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 2, false, &closed);
+    char *r = exchange_n(*state,
+                         "GET /poll/a HTTP/1.1\r\nHost: x\r\n\r\n"
+                         "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+                         2, false, &closed);
     char want[64];
     snprintf(want, sizeof(want), "park=%d ev=3 name=a", WEFT_ESTATE);
     assert_non_null(strstr(r, want));
@@ -867,6 +902,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pipelined_beyond_the_read_buffer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_closed_while_paused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_park, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_response_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_park_pipelined, setup, teardown),
         cmocka_unit_test_setup_teardown(test_park_client_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_requests_then_half_close, setup, teardown),
