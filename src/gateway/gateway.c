@@ -1,0 +1,120 @@
+/*
+ * gateway.c - the gateway's listener and its part in the host (see gateway.h).
+ *
+ * The listener is an HTTP server of its own (the engine of weft/http.h, limits from the
+ * http.* settings) with one route: every method, the catch-all pattern, request bodies
+ * streamed; its handler is proxy.c's. Each worker has a part state: its HTTP client
+ * (keep-alive pools per upstream host:port, made in worker_init on that worker's loop and
+ * closed in worker_stop) and its balancing counters. The route table is a snapshot
+ * (route.h) published here; a reload publishes a new one.
+ *
+ * Threads: new and free on the thread that builds and runs the host; the hooks on each
+ * worker; requests on the worker that received them.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/gw_int.h"
+#include "weft/log.h"
+
+#define BODY_UNLIMITED ((uint64_t)1 << 50) /* a proxy streams bodies: no size of its own */
+
+static void worker_init(weft_host_t *h, struct uv_loop_s *loop, unsigned index, void *state,
+                        void *arg)
+{
+    gw_worker_t *w = state;
+    (void)h, (void)arg;
+    weft_http_client_options_t co;
+    weft_http_client_options_init(&co);
+    int rc = weft_http_client_new(loop, &co, &w->client);
+    if (rc != 0) {
+        w->client = NULL; /* its requests answer 503 */
+        weft_error("gateway", "no upstream client on this worker", "worker=%u err=%s", index,
+                   weft_strerror(rc));
+    }
+    w->rnd = 0x9e3779b97f4a7c15ull * (index + 1) ^ (uint64_t)(uintptr_t)w;
+}
+
+static void worker_stop(weft_host_t *h, struct uv_loop_s *loop, unsigned index, void *state,
+                        void *arg)
+{
+    gw_worker_t *w = state;
+    (void)h, (void)loop, (void)index, (void)arg;
+    if (w->client) weft_http_client_close(w->client, NULL, NULL);
+    w->client = NULL;
+}
+
+int weft_gateway_new(weft_host_t *h, const weft_gateway_options_t *o, weft_gateway_t **out,
+                     char *err, size_t errlen)
+{
+    weft_gateway_t *g = calloc(1, sizeof(*g));
+    if (!g) {
+        for (size_t i = 0; i < o->nroutes; i++) gw_route_clear(&o->routes[i]);
+        free(o->routes);
+        snprintf(err, errlen, "gateway: out of memory");
+        return WEFT_ENOMEM;
+    }
+    g->host = h;
+    g->reg = o->registry;
+    weft_snap_cell_init(&g->table);
+    gw_table_t *t = gw_table_new(o->routes, o->nroutes);
+    if (!t) {
+        free(g);
+        snprintf(err, errlen, "gateway: out of memory");
+        return WEFT_ENOMEM;
+    }
+    weft_snap_publish(&g->table, t);
+
+    weft_http_server_options_t so;
+    if (o->http)
+        so = *o->http;
+    else
+        weft_http_server_options_init(&so);
+    so.host = o->host;
+    so.port = o->port;
+    int rc = weft_http_server_new(&so, weft_host_workers(h), &g->srv);
+    weft_http_route_t r = {
+        .handler = weft__gw_handle, .arg = g, .stream_body = true, .max_body = BODY_UNLIMITED};
+    if (rc == 0) {
+        rc = weft_http_server_route(g->srv, "*", "/*", &r);
+        if (rc == 0) rc = weft_host_add_http(h, g->srv);
+        if (rc != 0) { /* not the host's yet */
+            weft_http_server_free(g->srv);
+            g->srv = NULL;
+        }
+    }
+    if (rc == 0) {
+        weft_host_part_t p = {.name = "gateway",
+                              .state_size = sizeof(gw_worker_t),
+                              .worker_init = worker_init,
+                              .worker_stop = worker_stop,
+                              .arg = g};
+        int id = weft_host_add_part(h, &p);
+        if (id < 0)
+            rc = id;
+        else
+            g->part = id;
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "gateway: cannot set up its listener on %s:%u: %s", o->host, o->port,
+                 weft_strerror(rc));
+        weft_snap_publish(&g->table, NULL);
+        free(g); /* srv, when added, is the host's */
+        return rc;
+    }
+    *out = g;
+    return 0;
+}
+
+uint16_t weft_gateway_port(const weft_gateway_t *g)
+{
+    return weft_http_server_port(g->srv);
+}
+
+void weft_gateway_free(weft_gateway_t *g)
+{
+    if (!g) return;
+    weft_snap_publish(&g->table, NULL);
+    free(g);
+}

@@ -1,0 +1,37 @@
+/*
+ * gateway.h - the API gateway of `weft serve` (internal to the daemon): an HTTP listener on
+ * the host's workers that matches each request against the route table and proxies it to a
+ * registry service's passing instances or to a static list of targets.
+ */
+#ifndef WEFT_GATEWAY_H
+#define WEFT_GATEWAY_H
+
+#include <stdint.h>
+
+#include "gateway/route.h"
+#include "registry/registry.h"
+#include "weft/host.h"
+#include "weft/http.h"
+
+typedef struct weft_gateway_s weft_gateway_t;
+
+typedef struct weft_gateway_options_s {
+    const char *host;                       /* numeric listen address */
+    uint16_t port;                          /* 0: a free port (weft_gateway_port) */
+    const weft_http_server_options_t *http; /* limits; NULL: the defaults */
+    weft_registry_t *registry;              /* for service routes; NULL: none */
+    gw_route_t *routes;                     /* moved in (the gateway owns them, also on
+                                               failure) */
+    size_t nroutes;
+} weft_gateway_options_t;
+
+/* Adds the gateway's listener and part to h (before weft_host_run). Returns 0 and *out, or
+ * a WEFT_E* code with err set. */
+int weft_gateway_new(weft_host_t *h, const weft_gateway_options_t *o, weft_gateway_t **out,
+                     char *err, size_t errlen);
+/* The bound port (after the host bound its listeners). */
+uint16_t weft_gateway_port(const weft_gateway_t *g);
+/* After the host stopped. */
+void weft_gateway_free(weft_gateway_t *g);
+
+#endif

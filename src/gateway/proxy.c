@@ -1,0 +1,440 @@
+/*
+ * proxy.c - one request through the gateway: route, pick an upstream, forward the request
+ * with its body streamed, stream the response back.
+ *
+ * Flow. The listener's one route (every method, the catch-all pattern, stream_body) hands
+ * every request here at the end of its head. The route table is read from its snapshot and held (a
+ * reference) until the request ends, so a reload never changes a request under way. The upstream is
+ * chosen from the route's static targets, or from the passing instances of its registry service in
+ * the catalog's current snapshot (read in one read section; the address is copied out). The request
+ * goes out through the worker's HTTP client (weft/client.h: per-worker keep-alive pools), its body
+ * streamed as it arrives, and the response comes back the same way: neither side is ever held whole
+ * in memory.
+ *
+ * Back-pressure, both ways. A request body piece the client cannot take yet (write returns
+ * 1: its buffer is full) pauses the reading of the request until the client's on_drain; a
+ * response piece the server's output cannot take (WEFT_EAGAIN past 64 KiB) pauses the
+ * upstream call until the request's on_drain. So a 1 GiB upload or download passes in
+ * constant memory.
+ *
+ * Headers. Hop-by-hop headers (RFC 9110 7.6.1: Connection and what it names, Keep-Alive,
+ * Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade) are not forwarded either way;
+ * framing is each side's own (Content-Length or chunked, chosen again). Host is kept as the
+ * client sent it (as Envoy does). Added upstream: X-Forwarded-For (the client's address
+ * appended), X-Forwarded-Proto, X-Forwarded-Host, and X-Request-Id when the client sent
+ * none (16 random hex digits).
+ *
+ * Errors, as JSON: no route 404; no passing instance 503; an upstream that refuses,
+ * resets, or sends a malformed response 502; a timeout 504 (connect, head, body or the
+ * route's deadline). After the response head went out, an upstream failure can only be
+ * told by cutting the connection (weft_http_response_abort): the client sees a truncated
+ * response, never a complete-looking one.
+ *
+ * Memory: the request's state lives in its arena (weft_http_request_alloc), freed with it.
+ *
+ * Threads: the worker that received the request, for its whole life.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gateway/gw_int.h"
+#include "registry/catalog.h"
+#include "weft/log.h"
+#include "weft/weft.h"
+
+#define TARGET_MAX 8192
+#define HDR_EXTRA  4 /* X-Forwarded-For, -Proto, -Host, X-Request-Id */
+
+typedef struct gw_req_s {
+    weft_gateway_t *g;
+    gw_worker_t *w;
+    weft_http_request_t *req;
+    gw_table_t *table; /* held until the end */
+    const gw_route_t *route;
+    weft_http_client_call_t *call;
+    char host[GW_HOST_MAX + 1];
+    uint16_t port;
+    bool head_sent;  /* the response head went to the client */
+    bool req_paused; /* reading the request body waits for the client's on_drain */
+    bool up_paused;  /* the upstream call waits for the request's on_drain */
+    bool finished;   /* the request was finished (or released) */
+} gw_req_t;
+
+/* The request is over for the gateway: the table goes back. x itself lives in the
+ * request's arena, which the response's end frees: nothing touches x after that. */
+static void finish(gw_req_t *x)
+{
+    x->finished = true;
+    if (x->table) weft_snap_release(x->table);
+    x->table = NULL;
+    x->route = NULL;
+}
+
+/* Answers status with a JSON body naming the route and the upstream (when known), and ends
+ * the request. */
+static void fail(gw_req_t *x, int status, const char *error, const char *detail)
+{
+    weft_http_request_t *req = x->req;
+    char body[1024];
+    int n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d", error, status);
+    if (x->route && n > 0 && (size_t)n < sizeof(body))
+        n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"route\":\"%s\"", x->route->name);
+    if (x->port && n > 0 && (size_t)n < sizeof(body))
+        n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"upstream\":\"%s:%u\"", x->host,
+                      x->port);
+    if (detail && n > 0 && (size_t)n < sizeof(body))
+        n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"detail\":\"%s\"", detail);
+    if (n > 0 && (size_t)n < sizeof(body)) n += snprintf(body + n, sizeof(body) - (size_t)n, "}\n");
+    if (n < 0 || (size_t)n >= sizeof(body)) n = 0;
+    finish(x);
+    weft_http_respond(req, status, "application/json", body, (size_t)n);
+}
+
+static bool hop_by_hop(const char *n, size_t len)
+{
+    static const char *const hop[] = {
+        "connection",        "keep-alive", "proxy-connection",   "te", "trailer",
+        "transfer-encoding", "upgrade",    "proxy-authenticate", NULL};
+    for (int i = 0; hop[i]; i++)
+        if (strlen(hop[i]) == len && strncasecmp(hop[i], n, len) == 0) return true;
+    return false;
+}
+
+/* Is name one of the tokens of the Connection header's value? */
+static bool named_by_connection(weft_str_t conn, const char *n, size_t len)
+{
+    const char *p = conn.base, *e = conn.base + conn.len;
+    while (p < e) {
+        while (p < e && (*p == ' ' || *p == '\t' || *p == ',')) p++;
+        const char *s = p;
+        while (p < e && *p != ',' && *p != ' ' && *p != '\t') p++;
+        if ((size_t)(p - s) == len && strncasecmp(s, n, len) == 0) return true;
+    }
+    return false;
+}
+
+static bool ieq(weft_str_t s, const char *lit)
+{
+    size_t n = strlen(lit);
+    return s.len == n && strncasecmp(s.base, lit, n) == 0;
+}
+
+/* ---- the response, upstream -> client ---- */
+
+static void up_head(weft_http_client_call_t *call, int status, const weft_http_header_t *h,
+                    size_t n, void *arg)
+{
+    gw_req_t *x = arg;
+    (void)call;
+    if (x->finished) return;
+    weft_http_request_t *req = x->req;
+    int64_t length = -1;
+    char ctype[512] = "";
+    weft_str_t conn = {NULL, 0};
+    for (size_t i = 0; i < n; i++)
+        if (ieq(h[i].name, "connection")) conn = h[i].value;
+    for (size_t i = 0; i < n; i++) {
+        weft_str_t nm = h[i].name, v = h[i].value;
+        if (ieq(nm, "content-length")) {
+            char num[24];
+            if (v.len && v.len < sizeof(num)) {
+                memcpy(num, v.base, v.len);
+                num[v.len] = 0;
+                length = strtoll(num, NULL, 10);
+            }
+            continue;
+        }
+        if (ieq(nm, "content-type")) {
+            if (v.len < sizeof(ctype)) {
+                memcpy(ctype, v.base, v.len);
+                ctype[v.len] = 0;
+            }
+            continue;
+        }
+        if (hop_by_hop(nm.base, nm.len) || ieq(nm, "date") ||
+            (conn.len && named_by_connection(conn, nm.base, nm.len)))
+            continue;
+        char *name = weft_http_request_alloc(req, nm.len + 1 + v.len + 1);
+        if (!name) break;
+        memcpy(name, nm.base, nm.len);
+        name[nm.len] = 0;
+        char *value = name + nm.len + 1;
+        memcpy(value, v.base, v.len);
+        value[v.len] = 0;
+        weft_http_response_header(req, name, value); /* a bad one is dropped */
+    }
+    if (status == 204 || status == 304) length = 0;
+    if (weft_http_response_start(req, status, ctype[0] ? ctype : NULL, length) == 0)
+        x->head_sent = true;
+}
+
+static void up_body(weft_http_client_call_t *call, const char *data, size_t len, void *arg)
+{
+    gw_req_t *x = arg;
+    if (x->finished || !x->head_sent) return;
+    int rc = weft_http_response_write(x->req, data, len);
+    if (rc == WEFT_EAGAIN) {
+        x->up_paused = true;
+        weft_http_client_pause(call);
+    } else if (rc != 0) {
+        weft_http_client_cancel(call); /* the client is gone, or the body is longer than said */
+    }
+}
+
+static void req_drain(weft_http_request_t *req)
+{
+    gw_req_t *x = req->data;
+    if (x && x->up_paused && x->call) {
+        x->up_paused = false;
+        weft_http_client_resume(x->call);
+    }
+}
+
+static void up_done(weft_http_client_call_t *call, int err, void *arg)
+{
+    gw_req_t *x = arg;
+    (void)call;
+    x->call = NULL;
+    if (x->finished) return; /* the client went away first (on_abort) */
+    weft_http_request_t *req = x->req;
+    weft_gateway_t *g = x->g;
+    if (err == 0) {
+        finish(x);
+        weft_http_response_end(req);
+        return;
+    }
+    bool timeout = err == WEFT_ETIMEDOUT || err == WEFT_ETIMEDOUT_CONNECT ||
+                   err == WEFT_ETIMEDOUT_HEAD || err == WEFT_ETIMEDOUT_BODY;
+    atomic_fetch_add_explicit(timeout ? &g->timeouts : &g->bad_gateway, 1, memory_order_relaxed);
+    weft_debug("gateway", "upstream failed", "route=%s upstream=%s:%u err=%s",
+               x->route ? x->route->name : "-", x->host, x->port, weft_strerror(err));
+    if (x->head_sent) {
+        finish(x);
+        weft_http_response_abort(req);
+        return;
+    }
+    fail(x, timeout ? 504 : 502, timeout ? "upstream timed out" : "bad gateway",
+         weft_strerror(err));
+}
+
+/* ---- the request body, client -> upstream ---- */
+
+static void up_drain(weft_http_client_call_t *call, void *arg)
+{
+    gw_req_t *x = arg;
+    (void)call;
+    if (x->finished || !x->req_paused) return;
+    x->req_paused = false;
+    weft_http_request_resume(x->req);
+}
+
+static void req_body(weft_http_request_t *req, const char *data, size_t len)
+{
+    gw_req_t *x = req->data;
+    if (!x || x->finished || !x->call) return;
+    if (len == 0) {
+        weft_http_client_end(x->call);
+        return;
+    }
+    int rc = weft_http_client_write(x->call, data, len);
+    if (rc == 1) {
+        x->req_paused = true;
+        weft_http_request_pause(req);
+    } else if (rc < 0) {
+        weft_http_client_cancel(x->call); /* up_done answers */
+    }
+}
+
+static void req_abort(weft_http_request_t *req)
+{
+    gw_req_t *x = req->data;
+    if (!x || x->finished) return;
+    finish(x);
+    if (x->call) weft_http_client_cancel(x->call);
+    weft_http_response_end(req); /* releases the aborted request */
+}
+
+/* ---- choosing the upstream ---- */
+
+static uint64_t next_rand(gw_worker_t *w)
+{
+    uint64_t s = w->rnd ? w->rnd : 0x9e3779b97f4a7c15ull;
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return w->rnd = s;
+}
+
+/* A static target by weight: round robin over the weight units (or random). */
+static void pick_static(gw_req_t *x)
+{
+    const gw_route_t *r = x->route;
+    uint64_t total = 0;
+    for (unsigned i = 0; i < r->ntargets; i++) total += r->targets[i].weight;
+    uint64_t k = (r->lb == GW_LB_RANDOM ? next_rand(x->w) : x->w->rr++) % total;
+    for (unsigned i = 0; i < r->ntargets; i++) {
+        if (k < r->targets[i].weight) {
+            snprintf(x->host, sizeof(x->host), "%s", r->targets[i].host);
+            x->port = r->targets[i].port;
+            return;
+        }
+        k -= r->targets[i].weight;
+    }
+}
+
+/* A passing instance of the route's service, from the catalog's current snapshot. Returns
+ * false when there is none. */
+static bool pick_service(gw_req_t *x)
+{
+    weft_registry_t *reg = x->g->reg;
+    if (!reg) return false;
+    bool found = false;
+    weft_snap_read_lock();
+    const reg_snap_t *s = weft_snap_get(weft_registry_cell(reg));
+    const reg_svc_t *v =
+        s ? weft__snap_service(s, x->route->service, strlen(x->route->service)) : NULL;
+    if (v && v->npassing) {
+        uint64_t k = (x->route->lb == GW_LB_RANDOM ? next_rand(x->w) : x->w->rr++) % v->npassing;
+        for (uint32_t i = 0; i < v->n; i++) {
+            const reg_inst_t *in = v->inst[i];
+            if (in->health != WEFT_HEALTH_PASSING || in->port == 0) continue;
+            if (k-- == 0) {
+                snprintf(x->host, sizeof(x->host), "%s",
+                         *in->address ? in->address : s->node->address);
+                x->port = in->port;
+                found = true;
+                break;
+            }
+        }
+    }
+    weft_snap_read_unlock();
+    return found;
+}
+
+/* ---- the handler ---- */
+
+static const weft_http_header_t *upstream_headers(gw_req_t *x, size_t *n)
+{
+    weft_http_request_t *req = x->req;
+    weft_http_header_t *out =
+        weft_http_request_alloc(req, (req->nheaders + HDR_EXTRA) * sizeof(*out));
+    if (!out) return NULL;
+    weft_str_t conn = weft_http_request_header(req, "Connection");
+    weft_str_t xff = {NULL, 0}, rid = {NULL, 0};
+    size_t k = 0;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        weft_str_t nm = req->headers[i].name;
+        if (hop_by_hop(nm.base, nm.len) || ieq(nm, "content-length") ||
+            (conn.len && named_by_connection(conn, nm.base, nm.len)))
+            continue;
+        if (ieq(nm, "x-forwarded-for")) {
+            xff = req->headers[i].value;
+            continue;
+        }
+        if (ieq(nm, "x-forwarded-proto") || ieq(nm, "x-forwarded-host")) continue;
+        if (ieq(nm, "x-request-id")) rid = req->headers[i].value;
+        out[k++] = req->headers[i];
+    }
+    /* the client's address, without its port */
+    const char *peer = weft_http_request_peer(req);
+    size_t pl = strlen(peer);
+    const char *colon = strrchr(peer, ':');
+    if (colon) pl = (size_t)(colon - peer);
+    if (pl >= 2 && peer[0] == '[') peer++, pl -= 2;
+    size_t xl = xff.len ? xff.len + 2 + pl : pl;
+    char *xv = weft_http_request_alloc(req, xl + 1);
+    if (!xv) return NULL;
+    if (xff.len) {
+        memcpy(xv, xff.base, xff.len);
+        memcpy(xv + xff.len, ", ", 2);
+        memcpy(xv + xff.len + 2, peer, pl);
+    } else {
+        memcpy(xv, peer, pl);
+    }
+    out[k++] = (weft_http_header_t){{"X-Forwarded-For", 15}, {xv, xl}};
+    out[k++] = (weft_http_header_t){{"X-Forwarded-Proto", 17}, {"http", 4}};
+    if (req->authority.len)
+        out[k++] = (weft_http_header_t){{"X-Forwarded-Host", 16}, req->authority};
+    if (!rid.len) {
+        char *id = weft_http_request_alloc(req, 17);
+        if (!id) return NULL;
+        snprintf(id, 17, "%016llx", (unsigned long long)next_rand(x->w));
+        out[k++] = (weft_http_header_t){{"X-Request-Id", 12}, {id, 16}};
+    }
+    *n = k;
+    return out;
+}
+
+void weft__gw_handle(weft_http_request_t *req, void *arg)
+{
+    weft_gateway_t *g = arg;
+    atomic_fetch_add_explicit(&g->requests, 1, memory_order_relaxed);
+    gw_worker_t *w = weft_host_state(req->loop, g->part);
+    gw_req_t *x = weft_http_request_alloc(req, sizeof(*x));
+    if (!w || !w->client || !x) {
+        static const char oom[] = "{\"error\":\"gateway out of memory\",\"status\":503}\n";
+        weft_http_respond(req, 503, "application/json", oom, sizeof(oom) - 1);
+        return;
+    }
+    *x = (gw_req_t){.g = g, .w = w, .req = req};
+    weft_snap_read_lock();
+    gw_table_t *t = weft_snap_get(&g->table);
+    x->table = t ? weft_snap_ref(t) : NULL;
+    weft_snap_read_unlock();
+    x->route = x->table ? gw_table_match(x->table, req) : NULL;
+    if (!x->route) {
+        atomic_fetch_add_explicit(&g->no_route, 1, memory_order_relaxed);
+        fail(x, 404, "no route", NULL);
+        return;
+    }
+    bool have = x->route->service ? pick_service(x) : (pick_static(x), x->port != 0);
+    if (!have) {
+        atomic_fetch_add_explicit(&g->no_upstream, 1, memory_order_relaxed);
+        char detail[300];
+        snprintf(detail, sizeof(detail), "no passing instance of service %s",
+                 x->route->service ? x->route->service : "-");
+        fail(x, 503, "no healthy upstream", detail);
+        return;
+    }
+    char target[TARGET_MAX];
+    if (gw_upstream_target(x->route, req, target, sizeof(target)) != 0) {
+        fail(x, 414, "target too long for the upstream", NULL);
+        return;
+    }
+    size_t nh = 0;
+    const weft_http_header_t *hs = upstream_headers(x, &nh);
+    if (!hs) {
+        fail(x, 503, "gateway out of memory", NULL);
+        return;
+    }
+    char method[32];
+    snprintf(method, sizeof(method), "%.*s", (int)req->method.len, req->method.base);
+    weft_http_client_req_t r = {.method = method,
+                                .host = x->host,
+                                .port = x->port,
+                                .target = target,
+                                .headers = hs,
+                                .nheaders = nh,
+                                .timeout_ms = x->route->timeout_ms};
+    weft_str_t te = weft_http_request_header(req, "Transfer-Encoding");
+    if (te.len) {
+        r.body_mode = WEFT_HTTP_CLIENT_BODY_CHUNKED;
+    } else if (req->content_length != UINT64_MAX && req->content_length > 0) {
+        r.body_mode = WEFT_HTTP_CLIENT_BODY_LENGTH;
+        r.content_length = req->content_length;
+    }
+    static const weft_http_client_cbs_t cbs = {
+        .on_head = up_head, .on_body = up_body, .on_done = up_done, .on_drain = up_drain};
+    int rc = weft_http_client_request(w->client, &r, &cbs, x, &x->call);
+    if (rc != 0) {
+        atomic_fetch_add_explicit(&g->bad_gateway, 1, memory_order_relaxed);
+        fail(x, rc == WEFT_ELIMIT ? 503 : 502, "cannot reach the upstream", weft_strerror(rc));
+        return;
+    }
+    req->data = x;
+    req->on_body = r.body_mode != WEFT_HTTP_CLIENT_BODY_FIXED ? req_body : NULL;
+    req->on_drain = req_drain;
+    req->on_abort = req_abort;
+}

@@ -1,0 +1,87 @@
+/*
+ * route.h - the gateway's route table (internal): what a request is matched against, in
+ * order, and where a matched request goes.
+ *
+ * A table is immutable once built and published as a snapshot (core/snapshot.h): the
+ * workers match against the one they read, and a reload publishes a new one, so a request
+ * in flight keeps the route it matched (it holds a reference to its table).
+ */
+#ifndef WEFT_GATEWAY_ROUTE_H
+#define WEFT_GATEWAY_ROUTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "weft/http.h"
+
+#define GW_MAX_ROUTES  1024
+#define GW_MAX_TARGETS 256
+#define GW_MAX_METHODS 16
+#define GW_MAX_HEADERS 16
+#define GW_HOST_MAX    255
+
+typedef enum gw_match_kind_e {
+    GW_MATCH_PREFIX = 0,  /* path starts with it, at a segment boundary ("/api" matches
+                             "/api", "/api/", "/api/x", not "/apix") */
+    GW_MATCH_EXACT = 1,   /* path equals it */
+    GW_MATCH_PATTERN = 2, /* segments: literals, ":name" (one whole segment), a last "*" */
+} gw_match_kind_t;
+
+typedef enum gw_lb_e {
+    GW_LB_ROUND_ROBIN = 0,
+    GW_LB_LEAST_REQUEST = 1,
+    GW_LB_RANDOM = 2,
+} gw_lb_t;
+
+typedef struct gw_target_s {
+    char host[GW_HOST_MAX + 1]; /* numeric address or a name (looked up per connection) */
+    uint16_t port;
+    unsigned weight; /* >= 1 */
+} gw_target_t;
+
+typedef struct gw_header_match_s {
+    char *name;
+    char *value; /* NULL: the header must be present, any value */
+} gw_header_match_t;
+
+typedef struct gw_route_s {
+    char *name;
+    gw_match_kind_t kind;
+    char *path; /* prefix, exact path or pattern */
+    size_t path_len;
+    char *host; /* the request's host must be this (no port, any case); NULL: any */
+    char *methods[GW_MAX_METHODS];
+    unsigned nmethods; /* 0: any method */
+    gw_header_match_t headers[GW_MAX_HEADERS];
+    unsigned nheaders;
+    bool strip_prefix; /* PREFIX: the prefix is taken off the path sent upstream */
+    char *rewrite;     /* the path sent upstream instead (after a strip); NULL: none */
+    uint64_t timeout_ms;
+    /* where it goes: a registry service (its passing instances), or static targets */
+    char *service;
+    gw_target_t *targets;
+    unsigned ntargets;
+    gw_lb_t lb;
+} gw_route_t;
+
+typedef struct gw_table_s {
+    gw_route_t *routes;
+    size_t n;
+} gw_table_t;
+
+/* The first route of t that req matches (path, host, method, headers), or NULL. */
+const gw_route_t *gw_table_match(const gw_table_t *t, const weft_http_request_t *req);
+
+/* The path to send upstream for req on route r into out[0..cap) (with the query), or -1
+ * when it does not fit. */
+int gw_upstream_target(const gw_route_t *r, const weft_http_request_t *req, char *out, size_t cap);
+
+/* Frees what the route owns (not the route itself). */
+void gw_route_clear(gw_route_t *r);
+
+/* A new table owning routes[0..n) (moved in); NULL when out of memory (routes are cleared
+ * then). A snapshot object: released with weft_snap_release. */
+gw_table_t *gw_table_new(gw_route_t *routes, size_t n);
+
+#endif
