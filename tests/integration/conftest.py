@@ -239,6 +239,28 @@ def weft(spawn, tmp_path):
                   "--workers", "2", "--log-level", "warn"], port, name="weft")
 
 
+@pytest.fixture
+def faulty(spawn):
+    """faulty(name="faulty") starts tests/integration/faulty.py, an upstream that misbehaves
+    on demand, through spawn (same teardown checks), and returns a faulty.Faulty client for
+    it: .url, .port, .set_fault(), .stats() (counters zeroed once it answers), .stop()."""
+    import faulty as faulty_mod
+    made = []
+
+    def _start(name="faulty"):
+        port = free_port()
+        p = spawn([faulty_mod.PYTHON, faulty_mod.__file__, "--port", port, "--name", name],
+                  port, name=name)
+        f = faulty_mod.Faulty(port, name=name, proc=p)
+        made.append(f)
+        f.reset_stats()
+        return f
+
+    yield _start
+    for f in made:
+        f.close()
+
+
 def read_until(s, done, timeout=WAIT):
     """Reads from socket s until done(bytes read so far) holds or the peer closes the
     connection. Returns (bytes, closed_by_server); a reset counts as closed. `timeout`
