@@ -66,6 +66,34 @@ int weft_gateway_new(weft_host_t *h, const weft_gateway_options_t *o, weft_gatew
     }
     weft_snap_publish(&g->table, t);
 
+    if (o->metrics) {
+        static const char *const rl[] = {"route", "upstream", "code"}, *const dl[] = {"route"},
+                                 *const el[] = {"route", "kind"};
+        int mr = weft_metrics_counter_new(o->metrics, "weft_gateway_requests_total",
+                                          "Requests through the gateway, by route, upstream "
+                                          "instance and status (upstream \"-\": answered by "
+                                          "the gateway)",
+                                          rl, 3, &g->fam_requests);
+        if (mr == 0)
+            mr = weft_metrics_histogram_new(o->metrics, "weft_gateway_request_duration_seconds",
+                                            "Time from a request's head to its response's end, "
+                                            "by route",
+                                            dl, 1, NULL, 0, &g->fam_duration);
+        if (mr == 0)
+            mr = weft_metrics_counter_new(o->metrics, "weft_gateway_upstream_errors_total",
+                                          "Upstream failures by route and kind (connect, "
+                                          "connect_timeout, head_timeout, body_timeout, "
+                                          "timeout, reset, response, no_upstream, other)",
+                                          el, 2, &g->fam_errors);
+        if (mr != 0) {
+            weft_snap_publish(&g->table, NULL);
+            free(g);
+            snprintf(err, errlen, "gateway: cannot register its metrics: %s", weft_strerror(mr));
+            return mr;
+        }
+        weft_metrics_family_set_limit(g->fam_requests, 20000);
+    }
+
     weft_http_server_options_t so;
     if (o->http)
         so = *o->http;

@@ -20,6 +20,7 @@ typedef struct weft_gateway_options_s {
     uint16_t port;                          /* 0: a free port (weft_gateway_port) */
     const weft_http_server_options_t *http; /* limits; NULL: the defaults */
     weft_registry_t *registry;              /* for service routes; NULL: none */
+    weft_metrics_registry_t *metrics;       /* the gateway's families go here; NULL: none */
     gw_route_t *routes;                     /* moved in (the gateway owns them, also on
                                                failure) */
     size_t nroutes;

@@ -34,6 +34,7 @@
  *
  * Threads: the worker that received the request, for its whole life.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +61,83 @@ typedef struct gw_req_s {
     bool req_paused; /* reading the request body waits for the client's on_drain */
     bool up_paused;  /* the upstream call waits for the request's on_drain */
     bool finished;   /* the request was finished (or released) */
+    int status;      /* the upstream's, once its head came */
 } gw_req_t;
+
+/* ---- metrics (handles cached per worker: a child lookup hashes its label values) ---- */
+
+static gw_mslot_t *mslot(gw_req_t *x, int status)
+{
+    weft_gateway_t *g = x->g;
+    if (!g->fam_requests) return NULL;
+    const char *route = x->route ? x->route->name : "-";
+    uint64_t h = (uint64_t)x->port * 7 + (unsigned)status;
+    for (const char *p = route; *p; p++) h = h * 131 + (unsigned char)*p;
+    for (const char *p = x->host; *p; p++) h = h * 131 + (unsigned char)*p;
+    gw_mslot_t *s = &x->w->mslots[h % GW_METRIC_SLOTS];
+    if (s->requests && s->port == x->port && s->status == status && strcmp(s->host, x->host) == 0 &&
+        strcmp(s->route, route) == 0)
+        return s;
+    char up[GW_HOST_MAX + 8], code[8];
+    if (x->port)
+        snprintf(up, sizeof(up), "%s:%u", x->host, x->port);
+    else
+        snprintf(up, sizeof(up), "-");
+    snprintf(code, sizeof(code), "%03d", status);
+    const char *rv[3] = {route, up, code}, *dv[1] = {route};
+    s->requests = weft_metrics_counter_child(g->fam_requests, rv);
+    s->duration = weft_metrics_histogram_child(g->fam_duration, dv);
+    s->port = x->port;
+    s->status = status;
+    /* a name too long for the slot is kept as "": it never matches, so it is looked up
+     * every time rather than mixed up with another */
+    size_t hl = strlen(x->host), rl = strlen(route);
+    s->host[0] = s->route[0] = 0;
+    if (hl < sizeof(s->host)) memcpy(s->host, x->host, hl + 1);
+    if (rl < sizeof(s->route)) memcpy(s->route, route, rl + 1);
+    return s;
+}
+
+/* One request answered with status: counted, and its time observed. */
+static void record(gw_req_t *x, int status)
+{
+    gw_mslot_t *s = mslot(x, status);
+    if (!s) return;
+    weft_counter_inc(s->requests);
+    uint64_t now = weft_now_ns(), start = x->req->start_ns;
+    weft_histogram_observe(s->duration, now > start ? (double)(now - start) / 1e9 : 0);
+}
+
+static const char *err_kind(int err)
+{
+    switch (err) {
+    case WEFT_ETIMEDOUT_CONNECT:
+        return "connect_timeout";
+    case WEFT_ETIMEDOUT_HEAD:
+        return "head_timeout";
+    case WEFT_ETIMEDOUT_BODY:
+        return "body_timeout";
+    case WEFT_ETIMEDOUT:
+        return "timeout";
+    case WEFT_ECONNRESET:
+        return "reset";
+    case WEFT_EPARSE:
+    case WEFT_ELIMIT:
+        return "response";
+    default:
+        return err == -ECONNREFUSED || err == -ENETUNREACH || err == -EHOSTUNREACH ||
+                       err == WEFT_ENOENT
+                   ? "connect"
+                   : "other";
+    }
+}
+
+static void record_error(gw_req_t *x, const char *kind)
+{
+    if (!x->g->fam_errors) return;
+    const char *v[2] = {x->route ? x->route->name : "-", kind};
+    weft_counter_inc(weft_metrics_counter_child(x->g->fam_errors, v));
+}
 
 /* The request is over for the gateway: the table goes back. x itself lives in the
  * request's arena, which the response's end frees: nothing touches x after that. */
@@ -88,6 +165,7 @@ static void fail(gw_req_t *x, int status, const char *error, const char *detail)
         n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"detail\":\"%s\"", detail);
     if (n > 0 && (size_t)n < sizeof(body)) n += snprintf(body + n, sizeof(body) - (size_t)n, "}\n");
     if (n < 0 || (size_t)n >= sizeof(body)) n = 0;
+    record(x, status);
     finish(x);
     weft_http_respond(req, status, "application/json", body, (size_t)n);
 }
@@ -165,6 +243,7 @@ static void up_head(weft_http_client_call_t *call, int status, const weft_http_h
         value[v.len] = 0;
         weft_http_response_header(req, name, value); /* a bad one is dropped */
     }
+    x->status = status;
     if (status == 204 || status == 304) length = 0;
     if (weft_http_response_start(req, status, ctype[0] ? ctype : NULL, length) == 0)
         x->head_sent = true;
@@ -201,16 +280,19 @@ static void up_done(weft_http_client_call_t *call, int err, void *arg)
     weft_http_request_t *req = x->req;
     weft_gateway_t *g = x->g;
     if (err == 0) {
+        record(x, x->status);
         finish(x);
         weft_http_response_end(req);
         return;
     }
+    record_error(x, err_kind(err));
     bool timeout = err == WEFT_ETIMEDOUT || err == WEFT_ETIMEDOUT_CONNECT ||
                    err == WEFT_ETIMEDOUT_HEAD || err == WEFT_ETIMEDOUT_BODY;
     atomic_fetch_add_explicit(timeout ? &g->timeouts : &g->bad_gateway, 1, memory_order_relaxed);
     weft_debug("gateway", "upstream failed", "route=%s upstream=%s:%u err=%s",
                x->route ? x->route->name : "-", x->host, x->port, weft_strerror(err));
     if (x->head_sent) {
+        record(x, x->status);
         finish(x);
         weft_http_response_abort(req);
         return;
@@ -392,6 +474,7 @@ void weft__gw_handle(weft_http_request_t *req, void *arg)
     bool have = x->route->service ? pick_service(x) : (pick_static(x), x->port != 0);
     if (!have) {
         atomic_fetch_add_explicit(&g->no_upstream, 1, memory_order_relaxed);
+        record_error(x, "no_upstream");
         char detail[300];
         snprintf(detail, sizeof(detail), "no passing instance of service %s",
                  x->route->service ? x->route->service : "-");

@@ -32,6 +32,7 @@
 
 static weft_host_t *host;
 static weft_gateway_t *gw;
+static weft_metrics_registry_t *metrics;
 static uint16_t up_port, gw_port, dead_port;
 static pthread_t runner;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -201,7 +202,10 @@ static int setup(void **state)
     rs[n++] = route("dead", GW_MATCH_PREFIX, "/dead", dead_port);
     rs[n++] = route("cut", GW_MATCH_EXACT, "/cut", up_port);
     rs[n++] = route("big", GW_MATCH_EXACT, "/big", up_port);
-    weft_gateway_options_t go = {.host = "127.0.0.1", .port = 0, .routes = rs, .nroutes = n};
+    metrics = weft_metrics_registry_new();
+    assert_non_null(metrics);
+    weft_gateway_options_t go = {
+        .host = "127.0.0.1", .port = 0, .routes = rs, .nroutes = n, .metrics = metrics};
     assert_int_equal(weft_gateway_new(host, &go, &gw, err, sizeof(err)), 0);
     weft_host_on_start(host, on_start, NULL);
     started = ran = false;
@@ -222,6 +226,7 @@ static int teardown(void **state)
     pthread_join(runner, NULL);
     weft_host_free(host);
     weft_gateway_free(gw);
+    weft_metrics_registry_free(metrics);
     return 0;
 }
 
@@ -412,6 +417,24 @@ static void test_errors(void **state)
     assert_true(r.len < 100);
     free(r.body);
     close(fd);
+    /* each answer counted by route, upstream and status; errors by kind */
+    char *out;
+    size_t len;
+    assert_int_equal(weft_metrics_write(metrics, &out, &len), 0);
+    char want[256];
+    snprintf(
+        want, sizeof(want),
+        "weft_gateway_requests_total{route=\"dead\",upstream=\"127.0.0.1:%u\",code=\"502\"} 1\n",
+        dead_port);
+    assert_non_null(strstr(out, want));
+    assert_non_null(
+        strstr(out, "weft_gateway_requests_total{route=\"-\",upstream=\"-\",code=\"404\"} 1\n"));
+    assert_non_null(
+        strstr(out, "weft_gateway_upstream_errors_total{route=\"dead\",kind=\"connect\"} 1\n"));
+    assert_non_null(
+        strstr(out, "weft_gateway_upstream_errors_total{route=\"slow\",kind=\"timeout\"} 1\n"));
+    assert_non_null(strstr(out, "weft_gateway_request_duration_seconds_count{route=\"slow\"} 1\n"));
+    free(out);
 }
 
 int main(void)
