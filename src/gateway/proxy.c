@@ -170,14 +170,49 @@ static void fail(gw_req_t *x, int status, const char *error, const char *detail)
     weft_http_respond(req, status, "application/json", body, (size_t)n);
 }
 
-static bool hop_by_hop(const char *n, size_t len)
+/* What a header is to the proxy. One switch on the length, then at most two
+ * case-insensitive compares: every header of every request and response passes here. */
+typedef enum {
+    H_OTHER,
+    H_HOP, /* hop-by-hop (RFC 9110 7.6.1): never forwarded */
+    H_CONNECTION,
+    H_CONTENT_LENGTH,
+    H_CONTENT_TYPE,
+    H_DATE,
+    H_XFF,
+    H_XFP,
+    H_XFH,
+    H_XRID,
+} hclass_t;
+
+static hclass_t hclass(weft_str_t n)
 {
-    static const char *const hop[] = {
-        "connection",        "keep-alive", "proxy-connection",   "te", "trailer",
-        "transfer-encoding", "upgrade",    "proxy-authenticate", NULL};
-    for (int i = 0; hop[i]; i++)
-        if (strlen(hop[i]) == len && strncasecmp(hop[i], n, len) == 0) return true;
-    return false;
+#define IS(lit) (strncasecmp(n.base, lit, n.len) == 0)
+    switch (n.len) {
+    case 2:
+        return IS("te") ? H_HOP : H_OTHER;
+    case 4:
+        return IS("date") ? H_DATE : H_OTHER;
+    case 7:
+        return IS("upgrade") || IS("trailer") ? H_HOP : H_OTHER;
+    case 10:
+        return IS("connection") ? H_CONNECTION : IS("keep-alive") ? H_HOP : H_OTHER;
+    case 12:
+        return IS("content-type") ? H_CONTENT_TYPE : IS("x-request-id") ? H_XRID : H_OTHER;
+    case 14:
+        return IS("content-length") ? H_CONTENT_LENGTH : H_OTHER;
+    case 15:
+        return IS("x-forwarded-for") ? H_XFF : H_OTHER;
+    case 16:
+        return IS("proxy-connection") ? H_HOP : IS("x-forwarded-host") ? H_XFH : H_OTHER;
+    case 17:
+        return IS("transfer-encoding") ? H_HOP : IS("x-forwarded-proto") ? H_XFP : H_OTHER;
+    case 18:
+        return IS("proxy-authenticate") ? H_HOP : H_OTHER;
+    default:
+        return H_OTHER;
+    }
+#undef IS
 }
 
 /* Is name one of the tokens of the Connection header's value? */
@@ -193,12 +228,6 @@ static bool named_by_connection(weft_str_t conn, const char *n, size_t len)
     return false;
 }
 
-static bool ieq(weft_str_t s, const char *lit)
-{
-    size_t n = strlen(lit);
-    return s.len == n && strncasecmp(s.base, lit, n) == 0;
-}
-
 /* ---- the response, upstream -> client ---- */
 
 static void up_head(weft_http_client_call_t *call, int status, const weft_http_header_t *h,
@@ -212,10 +241,11 @@ static void up_head(weft_http_client_call_t *call, int status, const weft_http_h
     char ctype[512] = "";
     weft_str_t conn = {NULL, 0};
     for (size_t i = 0; i < n; i++)
-        if (ieq(h[i].name, "connection")) conn = h[i].value;
+        if (hclass(h[i].name) == H_CONNECTION) conn = h[i].value;
     for (size_t i = 0; i < n; i++) {
         weft_str_t nm = h[i].name, v = h[i].value;
-        if (ieq(nm, "content-length")) {
+        hclass_t c = hclass(nm);
+        if (c == H_CONTENT_LENGTH) {
             char num[24];
             if (v.len && v.len < sizeof(num)) {
                 memcpy(num, v.base, v.len);
@@ -224,14 +254,14 @@ static void up_head(weft_http_client_call_t *call, int status, const weft_http_h
             }
             continue;
         }
-        if (ieq(nm, "content-type")) {
+        if (c == H_CONTENT_TYPE) {
             if (v.len < sizeof(ctype)) {
                 memcpy(ctype, v.base, v.len);
                 ctype[v.len] = 0;
             }
             continue;
         }
-        if (hop_by_hop(nm.base, nm.len) || ieq(nm, "date") ||
+        if (c == H_HOP || c == H_CONNECTION || c == H_DATE ||
             (conn.len && named_by_connection(conn, nm.base, nm.len)))
             continue;
         char *name = weft_http_request_alloc(req, nm.len + 1 + v.len + 1);
@@ -408,15 +438,15 @@ static const weft_http_header_t *upstream_headers(gw_req_t *x, size_t *n)
     size_t k = 0;
     for (size_t i = 0; i < req->nheaders; i++) {
         weft_str_t nm = req->headers[i].name;
-        if (hop_by_hop(nm.base, nm.len) || ieq(nm, "content-length") ||
+        hclass_t c = hclass(nm);
+        if (c == H_HOP || c == H_CONNECTION || c == H_CONTENT_LENGTH || c == H_XFP || c == H_XFH ||
             (conn.len && named_by_connection(conn, nm.base, nm.len)))
             continue;
-        if (ieq(nm, "x-forwarded-for")) {
+        if (c == H_XFF) {
             xff = req->headers[i].value;
             continue;
         }
-        if (ieq(nm, "x-forwarded-proto") || ieq(nm, "x-forwarded-host")) continue;
-        if (ieq(nm, "x-request-id")) rid = req->headers[i].value;
+        if (c == H_XRID) rid = req->headers[i].value;
         out[k++] = req->headers[i];
     }
     /* the client's address, without its port */
