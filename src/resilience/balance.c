@@ -13,8 +13,10 @@
  *
  * Power of two choices (Mitzenmacher): two distinct eligible endpoints drawn uniformly, the
  * less loaded wins; the draw is by rejection from [0, n) (expected under 2 draws while most
- * endpoints are eligible), falling back after 8 misses to the k-th eligible by a scan, so a
- * pick is O(1) in the common case and O(n) at worst. Weighted random is one O(n) pass.
+ * endpoints are eligible), falling back after 8 misses to the k-th eligible by a scan. A
+ * pick still makes one O(n * ntried) pass to count the eligible (so that 0 and 1 are
+ * answered exactly); fine for the tens of endpoints of an upstream, and the place to
+ * optimise if a set of thousands shows up in a profile. Weighted random is one such pass.
  *
  * Threads: a weft_swrr_t is one thread's; the rest are pure functions.
  */
