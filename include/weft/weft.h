@@ -17,6 +17,9 @@
 #include "weft/trace.h"
 #include "weft/service.h"
 #include "weft/otlp.h"
+#include "weft/breaker.h"
+#include "weft/ratelimit.h"
+#include "weft/balance.h"
 
 #define WEFT_VERSION "0.1.0"
 
