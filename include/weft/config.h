@@ -301,8 +301,9 @@ WEFT_EXTERN int weft_conf_node_value(const weft_conf_node_t *n, const weft_conf_
                                      void *out, char *err, size_t errlen);
 
 /* Typed readers: the syntax of the type of the same name (see the top of this file);
- * inclusive bounds, min == max == 0 for none, as in the tables. *out is written only on
- * success. */
+ * inclusive bounds, min == max == 0 for none (UINT64_MAX: no maximum), compared as the
+ * tables compare them (a bound above 2^53 is rounded to a double). *out is written only
+ * on success. */
 WEFT_EXTERN int weft_conf_node_bool(const weft_conf_node_t *n, bool *out, char *err, size_t errlen);
 WEFT_EXTERN int weft_conf_node_uint(const weft_conf_node_t *n, uint64_t min, uint64_t max,
                                     uint64_t *out, char *err, size_t errlen);
