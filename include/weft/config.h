@@ -37,6 +37,18 @@
  * aliases of single values work; merge keys (`<<`) and aliases of mappings do not. The
  * file may hold one YAML document (an empty second one is ignored), nested at most
  * WEFT_CONF_MAX_DEPTH levels. An environment variable that is set, even to "", is a value.
+ *
+ * Structured settings (WEFT_CONF_TREE): a key whose value is whatever YAML the file holds
+ * there (a mapping, a list or a single value, nested), kept as a read-only tree of
+ * weft_conf_node_t that the module declaring it reads and validates itself, with the
+ * readers below, after the load. Every node knows its FILE:LINE:COLUMN and its path
+ * ("gateway.routes[0].retry.attempts"), so the module's errors look like the loader's:
+ *   weft.yaml:9:26: gateway.routes[0].retry.attempts: expected a whole number, got "two"
+ * Single values in a tree are kept as written (never converted); the readers parse them
+ * with exactly the syntax above. Keys of a mapping in a tree must be single values, unique
+ * within it; values may not be null (`key:`); aliases of single values work, of mappings
+ * and lists do not; a tree holds at most WEFT_CONF_MAX_NODES nodes. A tree comes from the
+ * file only: no default, no environment variable, no flag.
  */
 #ifndef WEFT_CONFIG_H
 #define WEFT_CONFIG_H
@@ -53,6 +65,7 @@ extern "C" {
 #define WEFT_CONF_MAX_FILE  (1u << 20) /* bytes of YAML read at most */
 #define WEFT_CONF_MAX_DEPTH 16         /* components of a key, levels of nested mappings */
 #define WEFT_CONF_MAX_KEY   255        /* bytes of a dotted key */
+#define WEFT_CONF_MAX_NODES 65536      /* nodes in one WEFT_CONF_TREE value */
 
 typedef enum {
     WEFT_CONF_BOOL,     /* bool */
@@ -65,7 +78,19 @@ typedef enum {
     WEFT_CONF_ADDR,     /* weft_conf_addr_t */
     WEFT_CONF_ENUM,     /* int: index into choices */
     WEFT_CONF_LOGLEVEL, /* weft_log_level_t (weft/log.h) */
+    WEFT_CONF_TREE,     /* const weft_conf_node_t *, owned by the weft_conf_t; NULL when
+                           the file does not set it. No def, flag, env, bounds or check;
+                           no key may be nested below it */
 } weft_conf_type_t;
+
+/** A node of a WEFT_CONF_TREE value: read with the weft_conf_node_* functions below. */
+typedef struct weft_conf_node_s weft_conf_node_t;
+
+typedef enum {
+    WEFT_CONF_NODE_SCALAR, /* a single value, kept as written */
+    WEFT_CONF_NODE_SEQ,    /* a list */
+    WEFT_CONF_NODE_MAP,    /* a mapping; its pairs in file order */
+} weft_conf_node_kind_t;
 
 typedef struct weft_conf_addr_s {
     char host[256]; /* without brackets: "127.0.0.1", "::1", or a name ("localhost")
@@ -112,12 +137,14 @@ typedef struct weft_conf_section_s {
     void *target; /* the struct the offsets refer to */
 } weft_conf_section_t;
 
-/** What a load produced and owns: the string values. Free with weft_conf_free. */
+/** What a load produced and owns: the string values and the trees. Free with
+ * weft_conf_free. */
 typedef struct weft_conf_s {
     char **owned; /* strings currently stored in targets */
     size_t nowned, capowned;
-    const char *file; /* the YAML file that was read (argv's --config or the file
-                         argument), or NULL; points into argv or at the argument */
+    struct weft_arena_s *trees; /* the nodes and text of WEFT_CONF_TREE values, or NULL */
+    const char *file;           /* the YAML file that was read (argv's --config or the file
+                                   argument), or NULL; points into argv or at the argument */
 } weft_conf_t;
 
 /**
@@ -149,7 +176,7 @@ WEFT_EXTERN int weft_conf_load_args(weft_conf_t *conf, const weft_conf_section_t
                                     size_t nsecs, const char *file, int argc, char **argv,
                                     int *argi, char *err, size_t errlen);
 
-/** Frees what a load allocated; string fields of the targets dangle afterwards. */
+/** Frees what a load allocated; string and tree fields of the targets dangle afterwards. */
 WEFT_EXTERN void weft_conf_free(weft_conf_t *conf);
 
 /**
@@ -182,6 +209,124 @@ WEFT_EXTERN void weft_conf_markdown(const weft_conf_section_t *secs, size_t nsec
  */
 WEFT_EXTERN int weft_conf_parse_value(const weft_conf_option_t *opt, const char *text, void *out,
                                       char *why, size_t whylen);
+
+/*
+ * Reading a WEFT_CONF_TREE value. Nodes belong to the weft_conf_t that loaded them and live
+ * until weft_conf_free; strings returned point into them. The readers take NULL nodes (a
+ * key that is absent): the accessors then return 0 or NULL, the checking readers fail
+ * with "no value". Every error these functions write is one line,
+ *   FILE:LINE:COLUMN: PATH: what is wrong
+ * with the position of the node (of its key, for an unknown or duplicate key) and its path
+ * from the option's key ("gateway.routes[1].upstream.targets[0]"; a key that is not made
+ * of letters, digits, '_' and '-' is written ["like this"]). They return 0 or WEFT_EINVAL.
+ *
+ * Walking the routes of the gateway (routes: the option's field, err/errlen the caller's):
+ *   static const char *const keys[] = {"name", "match", "service", "timeout", ..., NULL};
+ *   if (weft_conf_node_expect(routes, WEFT_CONF_NODE_SEQ, err, errlen)) return WEFT_EINVAL;
+ *   for (size_t i = 0; i < weft_conf_node_len(routes); i++) {
+ *       const weft_conf_node_t *r = weft_conf_node_at(routes, i), *name, *t;
+ *       uint64_t timeout_ms = 15000;
+ *       if (weft_conf_node_check_keys(r, keys, err, errlen) ||
+ *           weft_conf_node_require(r, "name", &name, err, errlen)) return WEFT_EINVAL;
+ *       if ((t = weft_conf_node_get(r, "timeout")) &&
+ *           weft_conf_node_duration(t, 1, 3600000, &timeout_ms, err, errlen))
+ *           return WEFT_EINVAL;
+ *   }
+ */
+
+/** The kind of n; WEFT_CONF_NODE_SCALAR for NULL. */
+WEFT_EXTERN weft_conf_node_kind_t weft_conf_node_kind(const weft_conf_node_t *n);
+
+/** Items of a list, pairs of a mapping; 0 for a single value or NULL. */
+WEFT_EXTERN size_t weft_conf_node_len(const weft_conf_node_t *n);
+
+/** The i-th item of a list, or the value of the i-th pair of a mapping (file order); NULL
+ * when i is out of range or n is a single value. */
+WEFT_EXTERN const weft_conf_node_t *weft_conf_node_at(const weft_conf_node_t *n, size_t i);
+
+/** The key of the i-th pair of a mapping (NUL-terminated, as written); NULL when n is not a
+ * mapping or i is out of range. */
+WEFT_EXTERN const char *weft_conf_node_key(const weft_conf_node_t *n, size_t i);
+
+/** The value of key in mapping n (keys compared exactly), or NULL: absent, or n not a
+ * mapping. Linear in the pairs. */
+WEFT_EXTERN const weft_conf_node_t *weft_conf_node_get(const weft_conf_node_t *n, const char *key);
+
+/** The text of a single value as written (NUL-terminated; *len, when len is not NULL,
+ * receives its length, which a "\0" escape makes differ from strlen), or NULL when n is
+ * a list, a mapping or NULL. */
+WEFT_EXTERN const char *weft_conf_node_str(const weft_conf_node_t *n, size_t *len);
+
+/** True when a single value was written in quotes ('x' or "x") or as a block (| or >). */
+WEFT_EXTERN bool weft_conf_node_quoted(const weft_conf_node_t *n);
+
+/** Where n was written: *file the file name as messages show it (escaped), *line and
+ * *column 1-based (a column counts characters). Any output may be NULL. 0 for a NULL n. */
+WEFT_EXTERN void weft_conf_node_where(const weft_conf_node_t *n, const char **file, size_t *line,
+                                      size_t *column);
+
+/** Writes n's path ("gateway.routes[0].retry") into out (always NUL-terminated, cut to
+ * fit, escaped for a message). Returns the length written. */
+WEFT_EXTERN size_t weft_conf_node_path(const weft_conf_node_t *n, char *out, size_t outlen);
+
+/** Writes "FILE:LINE:COLUMN: PATH: " and the formatted text into err (one line) and
+ * returns WEFT_EINVAL: for what a module finds wrong beyond syntax ("service and upstream
+ * exclude each other"). Input quoted in fmt's arguments should be escaped by the caller. */
+WEFT_EXTERN int weft_conf_node_errorf(const weft_conf_node_t *n, char *err, size_t errlen,
+                                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/** Fails unless n is of kind ("PATH: expected a list, got a mapping"). */
+WEFT_EXTERN int weft_conf_node_expect(const weft_conf_node_t *n, weft_conf_node_kind_t kind,
+                                      char *err, size_t errlen);
+
+/** Fails unless n is a mapping whose keys are all in allowed (NULL-terminated): the first
+ * other key in file order is reported at its position as
+ * "PATH.key: unknown key (did you mean \"retry\"?)", the suggestion only when one
+ * allowed key is close. */
+WEFT_EXTERN int weft_conf_node_check_keys(const weft_conf_node_t *n, const char *const *allowed,
+                                          char *err, size_t errlen);
+
+/** *out = the value of key in mapping n; fails at the mapping, when key is absent, with
+ * "PATH: missing key \"service\"" (or when n is not a mapping). */
+WEFT_EXTERN int weft_conf_node_require(const weft_conf_node_t *n, const char *key,
+                                       const weft_conf_node_t **out, char *err, size_t errlen);
+
+/**
+ * Parses single value n as opt's type would be in the table (opt->key is not used): the
+ * syntax, then the bounds, then opt->check. out is storage of the option's type; a STRING
+ * gets a pointer into the tree. Any type but TREE. The readers below are this with an
+ * option filled in.
+ */
+WEFT_EXTERN int weft_conf_node_value(const weft_conf_node_t *n, const weft_conf_option_t *opt,
+                                     void *out, char *err, size_t errlen);
+
+/* Typed readers: the syntax of the type of the same name (see the top of this file);
+ * inclusive bounds, min == max == 0 for none (UINT64_MAX: no maximum), compared as the
+ * tables compare them (a bound above 2^53 is rounded to a double). *out is written only
+ * on success. */
+WEFT_EXTERN int weft_conf_node_bool(const weft_conf_node_t *n, bool *out, char *err, size_t errlen);
+WEFT_EXTERN int weft_conf_node_uint(const weft_conf_node_t *n, uint64_t min, uint64_t max,
+                                    uint64_t *out, char *err, size_t errlen);
+WEFT_EXTERN int weft_conf_node_duration(const weft_conf_node_t *n, uint64_t min_ms, uint64_t max_ms,
+                                        uint64_t *ms, char *err, size_t errlen);
+WEFT_EXTERN int weft_conf_node_size(const weft_conf_node_t *n, uint64_t min, uint64_t max,
+                                    uint64_t *bytes, char *err, size_t errlen);
+/* Host names are kept as written (not resolved). */
+WEFT_EXTERN int weft_conf_node_addr(const weft_conf_node_t *n, weft_conf_addr_t *out, char *err,
+                                    size_t errlen);
+/* *out: the index in choices (NULL-terminated) of the value, which must match exactly. */
+WEFT_EXTERN int weft_conf_node_enum(const weft_conf_node_t *n, const char *const *choices, int *out,
+                                    char *err, size_t errlen);
+/* *out points into the tree; min_len/max_len bound its length in bytes (0, 0: none). */
+WEFT_EXTERN int weft_conf_node_string(const weft_conf_node_t *n, size_t min_len, size_t max_len,
+                                      const char **out, char *err, size_t errlen);
+/* "50%", "99.9%", "0%": a decimal number and '%', 0 to 100; *out the number (50.0). */
+WEFT_EXTERN int weft_conf_node_percent(const weft_conf_node_t *n, double *out, char *err,
+                                       size_t errlen);
+/* "100/s", "10/m", "1/h", "2.5/s": a decimal number above 0, '/', and s, m or h; *out the
+ * rate per second (10/m: 0.1666...). */
+WEFT_EXTERN int weft_conf_node_rate(const weft_conf_node_t *n, double *per_second, char *err,
+                                    size_t errlen);
 
 #ifdef __cplusplus
 }

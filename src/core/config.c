@@ -17,6 +17,15 @@
  * kept (at most MAX_ANCHORS) so aliases to them work; aliases of mappings would re-walk
  * shared structure and are refused.
  *
+ * The value of a WEFT_CONF_TREE option is the one place a tree is built: its events become
+ * weft_conf_node_t (config_int.h) in an arena the weft_conf_t owns, each node with its
+ * position, its parent and its key or index, so that config_tree.c can name it in
+ * messages. The same rules hold inside as outside (no null values, keys unique, aliases
+ * of single values only); a tree's scalar text is copied once per anchor, so aliases
+ * cannot multiply the file's size, and a tree has at most WEFT_CONF_MAX_NODES nodes. A
+ * duplicate key in a tree's mapping is found when the mapping ends (by sorting its keys),
+ * so a problem inside a later value of that mapping is reported before it.
+ *
  * Invariants: every error is one line in the caller's buffer (keys and values from the
  * input are escaped) and stops the load; a key set twice in the file is an error even when
  * written once nested and once dotted (the option's first position is kept); strings in
@@ -28,12 +37,15 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <yaml.h>
 
 #include "weft/log.h"
+#include "core/arena.h"
 #include "core/config_int.h"
 #include "core/errbuf.h"
 
@@ -43,7 +55,9 @@ typedef struct anchor_s {
     char *name;
     char *value; /* NULL for an anchor of a mapping or list */
     size_t len;
-    bool null; /* a plain empty/~/null scalar */
+    bool null;             /* a plain empty/~/null scalar */
+    bool quoted;           /* not a plain scalar */
+    const char *tree_text; /* value's copy in the trees' arena, once an alias in a tree used it */
 } anchor_t;
 
 typedef struct flagval_s {
@@ -65,6 +79,8 @@ typedef struct loader_s {
     size_t *set_line; /* per option: the line where the file set it (0: not set) */
     anchor_t anchors[MAX_ANCHORS];
     size_t nanchors;
+    const char *tree_fname; /* fname in the trees' arena, once a tree needed it */
+    size_t tree_nodes;      /* nodes of the tree being built */
 } loader_t;
 
 #define fail(l, ...) weft__errf((l)->err, (l)->errlen, WEFT_EINVAL, __VA_ARGS__)
@@ -119,32 +135,9 @@ void weft_conf_free(weft_conf_t *conf)
     if (!conf) return;
     for (size_t i = 0; i < conf->nowned; i++) free(conf->owned[i]);
     free(conf->owned);
+    if (conf->trees) weft_arena_free(conf->trees);
+    free(conf->trees);
     memset(conf, 0, sizeof(*conf));
-}
-
-static size_t storage_size(weft_conf_type_t t)
-{
-    switch (t) {
-    case WEFT_CONF_BOOL:
-        return sizeof(bool);
-    case WEFT_CONF_INT:
-        return sizeof(int64_t);
-    case WEFT_CONF_UINT:
-    case WEFT_CONF_DURATION:
-    case WEFT_CONF_SIZE:
-        return sizeof(uint64_t);
-    case WEFT_CONF_DOUBLE:
-        return sizeof(double);
-    case WEFT_CONF_STRING:
-        return sizeof(char *);
-    case WEFT_CONF_ADDR:
-        return sizeof(weft_conf_addr_t);
-    case WEFT_CONF_ENUM:
-        return sizeof(int);
-    case WEFT_CONF_LOGLEVEL:
-        return sizeof(weft_log_level_t);
-    }
-    return 0;
 }
 
 /* ---- one value ---- */
@@ -342,6 +335,7 @@ static int keep_anchor(loader_t *l, const yaml_event_t *ev)
         }
         a->len = ev->data.scalar.length;
         a->null = plain_null(ev);
+        a->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
     }
     l->nanchors++;
     return 0;
@@ -357,7 +351,7 @@ static void drop_anchors(loader_t *l)
 }
 
 /* The latest anchor named like an alias event's, or NULL. */
-static const anchor_t *find_anchor(const loader_t *l, const yaml_event_t *ev)
+static anchor_t *find_anchor(loader_t *l, const yaml_event_t *ev)
 {
     const char *name = (const char *)ev->data.alias.anchor;
     for (size_t i = l->nanchors; i > 0; i--)
@@ -384,6 +378,7 @@ typedef struct seen_s {
 } seen_t;
 
 static int walk_mapping(loader_t *l, const char *prefix, yaml_mark_t at, int depth);
+static int build_tree(loader_t *l, size_t g, const yaml_event_t *ev, int depth);
 
 /* One key (event k) and its value of a mapping under prefix; seen: parents so far. */
 static int walk_pair(loader_t *l, const char *prefix, int depth, yaml_event_t *k, seen_t **seen,
@@ -459,7 +454,15 @@ static int walk_pair(loader_t *l, const char *prefix, int depth, yaml_event_t *k
         collection = !a->value;
     }
 
-    if (leaf) {
+    if (leaf && opt_at(l, g, NULL)->type == WEFT_CONF_TREE) {
+        if (null) {
+            rc = fail(l, "%s:%zu:%zu: %s: no value (write one, or remove the key for the default)",
+                      l->fname, vl, vc, shown);
+        } else {
+            rc = build_tree(l, g, &v, depth + 1);
+            if (!rc) l->set_line[g] = kl;
+        }
+    } else if (leaf) {
         const weft_conf_option_t *o = opt_at(l, g, NULL);
         if (v.type == YAML_MAPPING_START_EVENT || v.type == YAML_SEQUENCE_START_EVENT) {
             rc = fail(l, "%s:%zu:%zu: %s: expected a single %s value, got %s", l->fname, vl, vc,
@@ -524,6 +527,237 @@ static int walk_mapping(loader_t *l, const char *prefix, yaml_mark_t at, int dep
     }
     for (size_t i = 0; i < nseen; i++) free(seen[i].name);
     free(seen);
+    return rc;
+}
+
+/* ---- trees ---- */
+
+/* "FILE:LINE:COLUMN: PATH: " + fmt for node n (its key's position when at_key). */
+static int node_fail(loader_t *l, const weft_conf_node_t *n, bool at_key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int node_fail(loader_t *l, const weft_conf_node_t *n, bool at_key, const char *fmt, ...)
+{
+    char path[1024], what[512];
+    weft_conf_node_path(n, path, sizeof(path));
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    return fail(l, "%s:%zu:%zu: %s: %s", l->fname, at_key ? n->key_line : n->line,
+                at_key ? n->key_col : n->col, path, what);
+}
+
+/* A new node in the trees' arena under parent, or NULL (out of memory: l->err says so). */
+static weft_conf_node_t *new_node(loader_t *l, const weft_conf_node_t *parent)
+{
+    weft_arena_t *a = l->conf->trees;
+    if (!a) {
+        a = malloc(sizeof(*a));
+        if (!a) return oom(l), NULL;
+        weft_arena_init(a, 16384, SIZE_MAX);
+        l->conf->trees = a;
+    }
+    if (!l->tree_fname) l->tree_fname = weft_arena_strndup(a, l->fname, strlen(l->fname));
+    weft_conf_node_t *n = l->tree_fname ? weft_arena_alloc(a, sizeof(*n)) : NULL;
+    if (!n) return oom(l), NULL;
+    memset(n, 0, sizeof(*n));
+    n->file = l->tree_fname;
+    n->parent = parent;
+    return n;
+}
+
+static int build_node(loader_t *l, const yaml_event_t *ev, weft_conf_node_t *n, int depth);
+
+/* Orders a mapping's values by key, then by place in the file. */
+static int key_order(const void *a, const void *b)
+{
+    const weft_conf_node_t *x = *(const weft_conf_node_t *const *)a;
+    const weft_conf_node_t *y = *(const weft_conf_node_t *const *)b;
+    size_t n = x->keylen < y->keylen ? x->keylen : y->keylen;
+    int c = memcmp(x->key, y->key, n);
+    if (c) return c;
+    if (x->keylen != y->keylen) return x->keylen < y->keylen ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static bool same_key(const weft_conf_node_t *x, const weft_conf_node_t *y)
+{
+    return x->keylen == y->keylen && memcmp(x->key, y->key, x->keylen) == 0;
+}
+
+/* The first key in file order that repeats one before it among a mapping's values (the
+ * array is sorted in place), as an error; 0 when the keys are unique. */
+static int check_duplicates(loader_t *l, weft_conf_node_t **vals, size_t n)
+{
+    if (n < 2) return 0;
+    qsort(vals, n, sizeof(*vals), key_order);
+    const weft_conf_node_t *dup = NULL, *first = NULL;
+    for (size_t i = 1; i < n; i++) {
+        /* in a run of equal keys, the second is the key's first repetition */
+        if (!same_key(vals[i - 1], vals[i]) || (i >= 2 && same_key(vals[i - 2], vals[i]))) continue;
+        if (!dup || vals[i]->index < dup->index) {
+            dup = vals[i];
+            first = vals[i - 1];
+        }
+    }
+    if (!dup) return 0;
+    return node_fail(l, dup, true, "duplicate key (first at line %zu)", first->key_line);
+}
+
+/* The items of a list or the pairs of a mapping (its start event read) up to its end. */
+static int build_collection(loader_t *l, weft_conf_node_t *n, int depth)
+{
+    weft_conf_node_t **tmp = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc = 0;
+    for (;;) {
+        yaml_event_t k, v;
+        rc = next_event(l, &k);
+        if (rc) break;
+        if (k.type == YAML_MAPPING_END_EVENT || k.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&k);
+            break;
+        }
+        weft_conf_node_t *c = new_node(l, n);
+        if (!c) {
+            yaml_event_delete(&k);
+            rc = WEFT_ENOMEM;
+            break;
+        }
+        c->index = cnt;
+        if (n->kind == WEFT_CONF_NODE_MAP) {
+            c->key_line = k.start_mark.line + 1;
+            c->key_col = k.start_mark.column + 1;
+            if (k.type != YAML_SCALAR_EVENT) {
+                const char *what = k.type == YAML_ALIAS_EVENT ? "aliases" : kind_name(k.type);
+                yaml_event_delete(&k);
+                char where[1024];
+                weft_conf_node_path(n, where, sizeof(where));
+                rc = fail(l, "%s:%zu:%zu: %s: keys must be single values, not %s", l->fname,
+                          c->key_line, c->key_col, where, what);
+                break;
+            }
+            c->keylen = k.data.scalar.length;
+            c->key =
+                weft_arena_strndup(l->conf->trees, (const char *)k.data.scalar.value, c->keylen);
+            bool merge = k.data.scalar.style == YAML_PLAIN_SCALAR_STYLE && c->keylen == 2 &&
+                         memcmp(c->key ? c->key : "", "<<", 2) == 0;
+            yaml_event_delete(&k);
+            if (!c->key) {
+                rc = oom(l);
+                break;
+            }
+            if (strlen(c->key) != c->keylen) {
+                rc = node_fail(l, c, true, "a key with a NUL byte");
+                break;
+            }
+            if (merge) {
+                rc = node_fail(l, c, true, "merge keys are not supported; write the settings out");
+                break;
+            }
+            rc = next_event(l, &v);
+            if (rc) break;
+        } else {
+            v = k;
+        }
+        rc = build_node(l, &v, c, depth);
+        yaml_event_delete(&v);
+        if (rc) break;
+        if (cnt == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            weft_conf_node_t **t = realloc(tmp, ncap * sizeof(*t));
+            if (!t) {
+                rc = oom(l);
+                break;
+            }
+            tmp = t;
+            cap = ncap;
+        }
+        tmp[cnt++] = c;
+    }
+    if (!rc && cnt) {
+        n->items = weft_arena_alloc(l->conf->trees, cnt * sizeof(*n->items));
+        if (!n->items) rc = oom(l);
+    }
+    if (!rc) {
+        for (size_t i = 0; i < cnt; i++) n->items[i] = tmp[i];
+        n->len = cnt;
+        if (n->kind == WEFT_CONF_NODE_MAP) rc = check_duplicates(l, tmp, cnt);
+    }
+    free(tmp);
+    return rc;
+}
+
+/* Fills n (placed in its parent already, so that errors can name it) from event ev and,
+ * for a list or mapping, the events up to its end. depth: levels of nesting of ev. */
+static int build_node(loader_t *l, const yaml_event_t *ev, weft_conf_node_t *n, int depth)
+{
+    n->line = ev->start_mark.line + 1;
+    n->col = ev->start_mark.column + 1;
+    if (++l->tree_nodes > WEFT_CONF_MAX_NODES) {
+        const weft_conf_node_t *root = n;
+        while (root->parent) root = root->parent;
+        return node_fail(l, root, false,
+                         "more than %d nodes (values, lists and mappings) in one setting "
+                         "(the one at %zu:%zu)",
+                         WEFT_CONF_MAX_NODES, n->line, n->col);
+    }
+    const char *none = n->parent && n->parent->kind == WEFT_CONF_NODE_SEQ ? "item" : "key";
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT:
+        if (plain_null(ev))
+            return node_fail(l, n, false, "no value (write one, or remove the %s)", none);
+        n->kind = WEFT_CONF_NODE_SCALAR;
+        n->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+        n->len = ev->data.scalar.length;
+        n->text = weft_arena_strndup(l->conf->trees, (const char *)ev->data.scalar.value, n->len);
+        return n->text ? 0 : oom(l);
+    case YAML_ALIAS_EVENT: {
+        anchor_t *a = find_anchor(l, ev);
+        if (!a) {
+            char an[WEFT__CONF_SHOW * 4 + 8];
+            const char *name = (const char *)ev->data.alias.anchor;
+            weft__conf_escape(an, sizeof(an), name, strlen(name), WEFT__CONF_SHOW);
+            return node_fail(l, n, false, "alias *%s has no anchor before it", an);
+        }
+        if (!a->value)
+            return node_fail(l, n, false,
+                             "aliases of mappings and lists are not supported; write it out");
+        if (a->null) return node_fail(l, n, false, "no value (write one, or remove the %s)", none);
+        if (!a->tree_text) a->tree_text = weft_arena_strndup(l->conf->trees, a->value, a->len);
+        if (!a->tree_text) return oom(l);
+        n->kind = WEFT_CONF_NODE_SCALAR;
+        n->quoted = a->quoted;
+        n->text = a->tree_text;
+        n->len = a->len;
+        return 0;
+    }
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT:
+        if (depth > WEFT_CONF_MAX_DEPTH)
+            return node_fail(l, n, false, "nested deeper than %d levels", WEFT_CONF_MAX_DEPTH);
+        n->kind = ev->type == YAML_MAPPING_START_EVENT ? WEFT_CONF_NODE_MAP : WEFT_CONF_NODE_SEQ;
+        return build_collection(l, n, depth + 1);
+    default:
+        return node_fail(l, n, false, "unexpected YAML (event %d)", (int)ev->type);
+    }
+}
+
+/* The value of tree option g from event ev (the key's value, not null), stored in the
+ * target. depth: levels of nesting of ev. */
+static int build_tree(loader_t *l, size_t g, const yaml_event_t *ev, int depth)
+{
+    const weft_conf_section_t *sec = NULL;
+    const weft_conf_option_t *o = opt_at(l, g, &sec);
+    weft_conf_node_t *root = new_node(l, NULL);
+    if (!root) return WEFT_ENOMEM;
+    root->key = weft_arena_strndup(l->conf->trees, o->key, strlen(o->key));
+    if (!root->key) return oom(l);
+    root->keylen = strlen(o->key);
+    l->tree_nodes = 0;
+    int rc = build_node(l, ev, root, depth);
+    if (!rc) *(const weft_conf_node_t **)((char *)sec->target + o->offset) = root;
     return rc;
 }
 
@@ -830,7 +1064,7 @@ int weft_conf_load_args(weft_conf_t *conf, const weft_conf_section_t *secs, size
     for (size_t g = 0; g < l.nopts; g++) {
         const weft_conf_section_t *sec;
         const weft_conf_option_t *o = opt_at(&l, g, &sec);
-        memset((char *)sec->target + o->offset, 0, storage_size(o->type));
+        memset((char *)sec->target + o->offset, 0, weft__conf_storage_size(o->type));
     }
     for (size_t g = 0; g < l.nopts && !rc; g++) {
         const weft_conf_option_t *o = opt_at(&l, g, NULL);
@@ -863,7 +1097,8 @@ int weft_conf_load_args(weft_conf_t *conf, const weft_conf_section_t *secs, size
         for (size_t g = 0; g < l.nopts; g++) {
             const weft_conf_section_t *sec;
             const weft_conf_option_t *o = opt_at(&l, g, &sec);
-            if (o->type == WEFT_CONF_STRING) *(char **)((char *)sec->target + o->offset) = NULL;
+            if (o->type == WEFT_CONF_STRING || o->type == WEFT_CONF_TREE)
+                *(void **)((char *)sec->target + o->offset) = NULL;
         }
         weft_conf_free(conf);
         if (argi) *argi = argc;
@@ -922,8 +1157,21 @@ int weft_conf_check(const weft_conf_section_t *secs, size_t nsecs, char *err, si
                             "%s: %s: a key is names of letters, digits, '_' and '-' joined "
                             "by dots, at most %d levels and %d bytes",
                             sn, k, WEFT_CONF_MAX_DEPTH, WEFT_CONF_MAX_KEY);
-            if ((unsigned)o->type > WEFT_CONF_LOGLEVEL)
+            if ((unsigned)o->type > WEFT_CONF_TREE)
                 return fail(&l, "%s: %s: unknown type %d", sn, k, (int)o->type);
+            if (o->type == WEFT_CONF_TREE) {
+                if (o->def) return fail(&l, "%s: %s: a list/map (YAML) has no default", sn, k);
+                if (o->flag || o->env)
+                    return fail(&l,
+                                "%s: %s: a list/map (YAML) is set in the file only, not with "
+                                "a flag or an environment variable",
+                                sn, k);
+                if (o->check)
+                    return fail(&l,
+                                "%s: %s: check does not apply to a list/map (YAML); validate it "
+                                "with the weft_conf_node readers after the load",
+                                sn, k);
+            }
             if (o->type == WEFT_CONF_ENUM) {
                 if (!o->choices || !o->choices[0])
                     return fail(&l, "%s: %s: an enum needs choices", sn, k);
@@ -944,6 +1192,7 @@ int weft_conf_check(const weft_conf_section_t *secs, size_t nsecs, char *err, si
                 case WEFT_CONF_ADDR:
                 case WEFT_CONF_ENUM:
                 case WEFT_CONF_LOGLEVEL:
+                case WEFT_CONF_TREE:
                     return fail(&l, "%s: %s: bounds do not apply to a %s", sn, k,
                                 weft__conf_type_name(o->type));
                 default:
@@ -987,6 +1236,12 @@ int weft_conf_check(const weft_conf_section_t *secs, size_t nsecs, char *err, si
                     const weft_conf_option_t *p = &secs[s2].opts[j];
                     if (strcmp(p->key, k) == 0)
                         return fail(&l, "%s: %s: key declared twice", sn, k);
+                    if (p->type == WEFT_CONF_TREE && parent_of(p->key, k))
+                        return fail(&l, "%s: %s: no key can be nested below the list/map %s", sn, k,
+                                    p->key);
+                    if (o->type == WEFT_CONF_TREE && parent_of(k, p->key))
+                        return fail(&l, "%s: %s: no key can be nested below the list/map %s", sn,
+                                    p->key, k);
                     if (parent_of(p->key, k) || parent_of(k, p->key))
                         return fail(&l, "%s: %s: a key cannot also be the parent of another (%s)",
                                     sn, k, p->key);

@@ -6,7 +6,8 @@
  * different default, range or variable than the one the loader applies. Defaults are
  * shown as the table writes them (the file's syntax); ranges are printed in the option's
  * units ("100ms..1h", "1KiB..1MiB"). Markdown cells escape '|' so help text cannot break
- * the table.
+ * the table. A list/map (WEFT_CONF_TREE) option gets one row like any other; what goes
+ * under it is documented where its help points (a section of the module's docs).
  *
  * Writes to the caller's FILE; allocates nothing; any thread.
  */
@@ -32,6 +33,9 @@ static const struct {
                      "0-65535"},
     {WEFT_CONF_ENUM, "one of the listed words, exactly"},
     {WEFT_CONF_LOGLEVEL, "`debug`, `info`, `warn`, `error` or `off`"},
+    {WEFT_CONF_TREE, "YAML as written under the key: a list or mapping (nested) or a single "
+                     "value, whose contents the section named in the description documents; "
+                     "set in the file only (no default, flag or environment variable)"},
 };
 
 void weft_conf_help(const weft_conf_section_t *secs, size_t nsecs, FILE *out)
@@ -54,7 +58,9 @@ void weft_conf_help(const weft_conf_section_t *secs, size_t nsecs, FILE *out)
                 fprintf(out, "  %-*s %s\n", COL, left, o->help ? o->help : "");
             fprintf(out, "  %-*s   ", COL, "");
             if (o->flag) fprintf(out, "key %s, ", o->key);
-            if (o->def && o->type == WEFT_CONF_STRING)
+            if (o->type == WEFT_CONF_TREE)
+                fprintf(out, "set in the config file only");
+            else if (o->def && o->type == WEFT_CONF_STRING)
                 fprintf(out, "default \"%s\"", o->def);
             else
                 fprintf(out, "default %s", o->def ? o->def : "none");

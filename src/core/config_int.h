@@ -1,7 +1,8 @@
 /*
  * config_int.h - what the config files share (internal): config_value.c parses and
  * formats single values, config.c loads tables from defaults, file, environment and
- * flags, config_doc.c prints --help and the Markdown reference.
+ * flags (and builds the trees of WEFT_CONF_TREE options), config_tree.c reads those trees,
+ * config_doc.c prints --help and the Markdown reference.
  */
 #ifndef WEFT_CORE_CONFIG_INT_H
 #define WEFT_CORE_CONFIG_INT_H
@@ -24,6 +25,24 @@ typedef union weft__conf_value_u {
     } s;
 } weft__conf_value_t;
 
+/* A node of a tree (WEFT_CONF_TREE). Built by config.c in the weft_conf_t's arena, never
+ * changed afterwards. A mapping's values carry their keys; its items are the values in
+ * file order. */
+struct weft_conf_node_s {
+    weft_conf_node_kind_t kind;
+    bool quoted;                    /* SCALAR: written in quotes or as a block */
+    size_t line, col;               /* where the value starts, 1-based */
+    size_t key_line, key_col;       /* in a mapping: where its key starts */
+    const char *file;               /* the file's name, escaped for messages */
+    const weft_conf_node_t *parent; /* NULL for the root */
+    const char *key;                /* in a mapping: its key; the root: the option's key */
+    size_t keylen;
+    size_t index;                   /* in a list: its index */
+    const char *text;               /* SCALAR: NUL-terminated at len */
+    size_t len;                     /* SCALAR: bytes of text; SEQ, MAP: items */
+    const weft_conf_node_t **items; /* SEQ, MAP: len children */
+};
+
 /* Parses text (len bytes, NUL-terminated at len) as o's type into *v. Returns 0, or
  * WEFT_EINVAL with one line in why. No bounds check. Allocates nothing. */
 int weft__conf_parse(const weft_conf_option_t *o, const char *text, size_t len,
@@ -38,6 +57,9 @@ int weft__conf_check_bounds(const weft_conf_option_t *o, const weft__conf_value_
  * (a borrowed or an owned copy) is the caller's choice; true otherwise. */
 bool weft__conf_store(const weft_conf_option_t *o, const weft__conf_value_t *v, void *dst);
 
+/* Bytes of a target field of type t. */
+size_t weft__conf_storage_size(weft_conf_type_t t);
+
 /* True when o has bounds to check (not min == max == 0). */
 bool weft__conf_bounded(const weft_conf_option_t *o);
 
@@ -45,6 +67,11 @@ bool weft__conf_bounded(const weft_conf_option_t *o);
  * NUL-terminated): quotes and backslashes escaped, control bytes as \n, \t, \xNN, and at
  * most show bytes of s (cut at a UTF-8 boundary) followed by "..." when longer. */
 void weft__conf_escape(char *out, size_t cap, const char *s, size_t len, size_t show);
+
+/* "50%" -> 50 (0 to 100), "100/s" -> 100 (per second; above 0; units s, m, h). Return 0
+ * or WEFT_EINVAL with one line in why. */
+int weft__conf_parse_percent(const char *text, size_t len, double *out, char *why, size_t whylen);
+int weft__conf_parse_rate(const char *text, size_t len, double *out, char *why, size_t whylen);
 
 /* "uint", "duration", "host:port", ... */
 const char *weft__conf_type_name(weft_conf_type_t t);

@@ -106,6 +106,8 @@ const char *weft__conf_type_name(weft_conf_type_t t)
         return "enum";
     case WEFT_CONF_LOGLEVEL:
         return "level";
+    case WEFT_CONF_TREE:
+        return "list/map (YAML)";
     }
     return "?";
 }
@@ -685,6 +687,8 @@ int weft__conf_parse(const weft_conf_option_t *o, const char *text, size_t len,
         }
         return bad_choice(o, log_level_names, t, text, len, w, wl);
     }
+    case WEFT_CONF_TREE:
+        return why(w, wl, "a list/map (YAML) setting is set in the file only, got \"%s\"", t);
     }
     return why(w, wl, "the table gives an unknown type %d", (int)o->type);
 }
@@ -717,8 +721,87 @@ bool weft__conf_store(const weft_conf_option_t *o, const weft__conf_value_t *v, 
         return true;
     case WEFT_CONF_STRING:
         return false;
+    case WEFT_CONF_TREE: /* never parsed from text, so never stored from a value */
+        return true;
     }
     return false;
+}
+
+size_t weft__conf_storage_size(weft_conf_type_t t)
+{
+    switch (t) {
+    case WEFT_CONF_BOOL:
+        return sizeof(bool);
+    case WEFT_CONF_INT:
+        return sizeof(int64_t);
+    case WEFT_CONF_UINT:
+    case WEFT_CONF_DURATION:
+    case WEFT_CONF_SIZE:
+        return sizeof(uint64_t);
+    case WEFT_CONF_DOUBLE:
+        return sizeof(double);
+    case WEFT_CONF_STRING:
+        return sizeof(char *);
+    case WEFT_CONF_ADDR:
+        return sizeof(weft_conf_addr_t);
+    case WEFT_CONF_ENUM:
+        return sizeof(int);
+    case WEFT_CONF_LOGLEVEL:
+        return sizeof(weft_log_level_t);
+    case WEFT_CONF_TREE:
+        return sizeof(const weft_conf_node_t *);
+    }
+    return 0;
+}
+
+/* digits, optionally '.' digits: the length of that prefix of s, 0 when there is none. */
+static size_t plain_decimal(const char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len && digit(s[i])) i++;
+    if (i == 0) return 0;
+    if (i < len && s[i] == '.') {
+        size_t f = ++i;
+        while (i < len && digit(s[i])) i++;
+        if (i == f) return 0;
+    }
+    return i;
+}
+
+int weft__conf_parse_percent(const char *text, size_t len, double *out, char *w, size_t wl)
+{
+    char t[WEFT__CONF_SHOW * 4 + 8];
+    weft__conf_escape(t, sizeof(t), text, len, WEFT__CONF_SHOW);
+    size_t n = plain_decimal(text, len);
+    double d;
+    if (n == 0 || n + 1 != len || text[n] != '%')
+        return why(w, wl, "expected a percentage like 50%%, got \"%s\"", t);
+    if (parse_double(text, n, &d) != 0) return why(w, wl, "%s is out of range", t);
+    if (d > 100) return why(w, wl, "%s is above the maximum 100%%", t);
+    *out = d;
+    return 0;
+}
+
+int weft__conf_parse_rate(const char *text, size_t len, double *out, char *w, size_t wl)
+{
+    static const struct {
+        char unit;
+        double seconds;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}};
+    char t[WEFT__CONF_SHOW * 4 + 8];
+    weft__conf_escape(t, sizeof(t), text, len, WEFT__CONF_SHOW);
+    size_t n = plain_decimal(text, len);
+    double d;
+    if (n == 0 || n + 2 != len || text[n] != '/')
+        return why(w, wl, "expected a rate like 100/s, 10/m or 1/h, got \"%s\"", t);
+    size_t k;
+    for (k = 0; k < 3 && units[k].unit != text[n + 1]; k++) {
+    }
+    if (k == 3) return why(w, wl, "expected a rate like 100/s, 10/m or 1/h, got \"%s\"", t);
+    if (parse_double(text, n, &d) != 0) return why(w, wl, "%s is out of range", t);
+    if (d == 0) return why(w, wl, "a rate must be above 0, got \"%s\"", t);
+    *out = d / units[k].seconds;
+    return 0;
 }
 
 int weft_conf_parse_value(const weft_conf_option_t *o, const char *text, void *out, char *w,

@@ -3,8 +3,10 @@
  * when the input starts with a NUL byte, the rest as NUL-separated command-line arguments).
  *
  * Checks beyond "no crash, no leak, no sanitizer report": a failed load leaves exactly one
- * line of message, naming the file for file errors, and no strings in the target; a
- * successful load leaves every value inside its bounds and every string owned.
+ * line of message, naming the file for file errors, and no strings or trees in the target; a
+ * successful load leaves every value inside its bounds and every string owned, and every
+ * node of a tree (keys "t" and "x.t") well-formed: positions in the file, at most
+ * WEFT_CONF_MAX_NODES nodes, and every reader's error one line naming the file.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -26,6 +28,7 @@ typedef struct {
     weft_conf_addr_t a;
     int e;
     weft_log_level_t lv;
+    const weft_conf_node_t *t, *xt;
 } fz_t;
 
 static const char *const choices[] = {"a", "b", "ccc", NULL};
@@ -67,11 +70,84 @@ static const weft_conf_option_t opts[] = {
     {.key = "addr", .type = WEFT_CONF_ADDR, .offset = offsetof(fz_t, a), .flag = "addr"},
     {.key = "e", .type = WEFT_CONF_ENUM, .offset = offsetof(fz_t, e), .choices = choices},
     {.key = "log.level", .type = WEFT_CONF_LOGLEVEL, .offset = offsetof(fz_t, lv), .def = "info"},
+    {.key = "t", .type = WEFT_CONF_TREE, .offset = offsetof(fz_t, t)},
+    {.key = "x.t", .type = WEFT_CONF_TREE, .offset = offsetof(fz_t, xt)},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
+static const char *fz_file; /* the file's name, as nodes give it */
+
+static void check_error(int rc, const char *err)
+{
+    if (rc == 0) return;
+    if (rc != WEFT_EINVAL || strchr(err, '\n') || strncmp(err, fz_file, strlen(fz_file)) != 0)
+        abort();
+}
+
+/* Checks n and what is under it; returns the nodes seen. */
+static size_t check_node(const weft_conf_node_t *n, int depth)
+{
+    const char *file;
+    size_t line, col, count = 1;
+    char err[1024];
+    weft_conf_node_where(n, &file, &line, &col);
+    if (!n || depth > WEFT_CONF_MAX_DEPTH || line < 1 || col < 1 || !file) abort();
+    if (fz_file && strcmp(file, fz_file) != 0) abort();
+    fz_file = file;
+    char path[2048];
+    size_t pl = weft_conf_node_path(n, path, sizeof(path));
+    if (pl == 0 || pl != strlen(path) || strchr(path, '\n')) abort();
+    size_t len = weft_conf_node_len(n);
+    switch (weft_conf_node_kind(n)) {
+    case WEFT_CONF_NODE_SCALAR: {
+        size_t sl;
+        const char *s = weft_conf_node_str(n, &sl);
+        if (!s || s[sl] != 0 || len != 0) abort();
+        bool b;
+        uint64_t u;
+        double d;
+        int e;
+        weft_conf_addr_t a;
+        check_error(weft_conf_node_bool(n, &b, err, sizeof(err)), err);
+        check_error(weft_conf_node_uint(n, 1, 100, &u, err, sizeof(err)), err);
+        check_error(weft_conf_node_duration(n, 0, 0, &u, err, sizeof(err)), err);
+        check_error(weft_conf_node_size(n, 0, 0, &u, err, sizeof(err)), err);
+        check_error(weft_conf_node_addr(n, &a, err, sizeof(err)), err);
+        check_error(weft_conf_node_enum(n, choices, &e, err, sizeof(err)), err);
+        check_error(weft_conf_node_string(n, 1, 8, &s, err, sizeof(err)), err);
+        if (weft_conf_node_percent(n, &d, err, sizeof(err)) == 0 && !(d >= 0 && d <= 100)) abort();
+        check_error(weft_conf_node_percent(n, &d, err, sizeof(err)), err);
+        if (weft_conf_node_rate(n, &d, err, sizeof(err)) == 0 && !(d > 0)) abort();
+        check_error(weft_conf_node_rate(n, &d, err, sizeof(err)), err);
+        check_error(weft_conf_node_expect(n, WEFT_CONF_NODE_MAP, err, sizeof(err)), err);
+        break;
+    }
+    case WEFT_CONF_NODE_MAP: {
+        static const char *const allowed[] = {"name", "match", "retry", NULL};
+        check_error(weft_conf_node_check_keys(n, allowed, err, sizeof(err)), err);
+        check_error(weft_conf_node_require(n, "name", NULL, err, sizeof(err)), err);
+        for (size_t i = 0; i < len; i++) {
+            const char *k = weft_conf_node_key(n, i);
+            if (!k || weft_conf_node_at(n, i) == NULL) abort();
+            const weft_conf_node_t *first = weft_conf_node_get(n, k);
+            if (!first) abort(); /* a key with a NUL byte is refused by the load */
+            if (first != weft_conf_node_at(n, i)) abort(); /* keys are unique */
+        }
+    } /* fall through */
+    case WEFT_CONF_NODE_SEQ:
+        if (weft_conf_node_str(n, NULL) || weft_conf_node_at(n, len)) abort();
+        for (size_t i = 0; i < len; i++) count += check_node(weft_conf_node_at(n, i), depth + 1);
+        break;
+    }
+    return count;
+}
+
 static void check_success(const fz_t *t, const weft_conf_t *conf)
 {
+    fz_file = NULL;
+    if (t->t && check_node(t->t, 1) > WEFT_CONF_MAX_NODES) abort();
+    if (t->xt && check_node(t->xt, 1) > WEFT_CONF_MAX_NODES) abort();
+    if (!t->t && !t->xt && conf->trees) abort();
     if (t->i < -5 || t->i > 5) abort();
     if (t->u > 1000000) abort(); /* 0 when not set: no default */
     if (t->d < -1.5 || t->d > 2.5) abort();
@@ -91,7 +167,7 @@ static void check_failure(const fz_t *t, const weft_conf_t *conf, const char *er
                           int rc)
 {
     if (!err[0] || strchr(err, '\n') || strchr(err, '\r')) abort();
-    if (t->s || t->s2 || conf->owned || conf->nowned) abort();
+    if (t->s || t->s2 || t->t || t->xt || conf->owned || conf->nowned || conf->trees) abort();
     if (rc != WEFT_EINVAL && rc != WEFT_ENOENT && rc != WEFT_ENOMEM) abort();
     if (path && rc != WEFT_ENOMEM &&
         (strncmp(err, path, strlen(path)) != 0 || err[strlen(path)] != ':'))

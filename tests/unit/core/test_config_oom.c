@@ -2,7 +2,8 @@
  * test_config_oom.c - fault injection for the config loader (STYLE.md: the SDK never aborts
  * its host). config.c is compiled into this test with malloc, calloc and realloc that fail
  * on their Nth call; one load that touches every allocation site (flags, the file buffer,
- * per-key state, anchors, parent keys, strings from defaults, file, environment and flags)
+ * per-key state, anchors, parent keys, strings from defaults, file, environment and flags,
+ * a tree's arena, nodes, text, key lists and an alias's shared text)
  * is run with N = 1, 2, ... until it gets through. Every failing run must return
  * WEFT_ENOMEM with "out of memory", leave no string in the target and leak nothing
  * (LeakSanitizer checks at exit). libyaml's own allocations are not intercepted.
@@ -25,6 +26,7 @@
 #define calloc(n, m)  oom_calloc(n, m)
 #define realloc(p, n) oom_realloc(p, n)
 #include "../../../src/core/config.c"
+#include "../../../src/core/arena.c"
 #undef malloc
 #undef calloc
 #undef realloc
@@ -35,6 +37,7 @@ typedef struct {
     bool flag;
     char *name, *note, *extra;
     uint64_t timeout;
+    const weft_conf_node_t *tree;
 } oom_t;
 
 static const weft_conf_option_t opts[] = {
@@ -50,6 +53,7 @@ static const weft_conf_option_t opts[] = {
      .type = WEFT_CONF_DURATION,
      .offset = offsetof(oom_t, timeout),
      .def = "1s"},
+    {.key = "net.tree", .type = WEFT_CONF_TREE, .offset = offsetof(oom_t, tree)},
 };
 
 static void test_every_allocation_fails_once(void **state)
@@ -57,13 +61,14 @@ static void test_every_allocation_fails_once(void **state)
     char path[] = "/tmp/weft-test-config-oom-XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
-    const char *text = "name: &a from-file\nnet:\n  timeout: 2s\n  extra: *a\nnote: n1\n";
+    const char *text = "name: &a from-file\nnet:\n  timeout: 2s\n  extra: *a\n"
+                       "  tree: [{k: v, l: *a}, [1, 2, 3, 4, 5, 6, 7, 8, 9], *a]\nnote: n1\n";
     assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
     close(fd);
     setenv("T_OOM_NAME", "from-env", 1);
     char *argv[] = {"prog", "--note", "from-flag", "--flag"};
     oom_t t;
-    weft_conf_section_t sec = {.name = "oom", .opts = opts, .n = 5, .target = &t};
+    weft_conf_section_t sec = {.name = "oom", .opts = opts, .n = 6, .target = &t};
     long n;
     for (n = 1; n < 1000; n++) {
         weft_conf_t conf;
@@ -80,6 +85,12 @@ static void test_every_allocation_fails_once(void **state)
             assert_string_equal(t.extra, "from-file");
             assert_true(t.flag);
             assert_int_equal(t.timeout, 2000);
+            assert_int_equal(weft_conf_node_len(t.tree), 3);
+            assert_string_equal(weft_conf_node_str(weft_conf_node_at(t.tree, 2), NULL),
+                                "from-file");
+            assert_string_equal(
+                weft_conf_node_str(weft_conf_node_get(weft_conf_node_at(t.tree, 0), "l"), NULL),
+                "from-file");
             weft_conf_free(&conf);
             break;
         }
@@ -88,7 +99,9 @@ static void test_every_allocation_fails_once(void **state)
         assert_null(t.name);
         assert_null(t.note);
         assert_null(t.extra);
+        assert_null(t.tree);
         assert_null(conf.owned);
+        assert_null(conf.trees);
     }
     assert_true(n > 8); /* the load allocates at every site named above */
     unlink(path);
