@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "cmd/cli.h"
+#include "gateway/gateway.h"
 #include "registry/registry.h"
 #include "weft/weft.h"
 
@@ -31,6 +32,7 @@ typedef struct serve_conf_s {
     char *access_log_file;
     char *data_dir;
     weft_conf_addr_t api, gateway, otlp, zipkin;
+    const weft_conf_node_t *routes;
 } serve_conf_t;
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -90,7 +92,11 @@ static const weft_conf_option_t serve_options[] = {
      .def = "0.0.0.0:8080",
      .flag = "gateway",
      .env = "WEFT_GATEWAY",
-     .help = "gateway listener (the gateway is not built yet: validated, not opened)"},
+     .help = "gateway listener"},
+    {.key = "gateway.routes",
+     .type = WEFT_CONF_TREE,
+     .offset = offsetof(serve_conf_t, routes),
+     .help = "the gateway's routes, in order (a list; see docs/gateway.md)"},
     {.key = "otlp.listen",
      .type = WEFT_CONF_ADDR,
      .offset = offsetof(serve_conf_t, otlp),
@@ -217,15 +223,45 @@ static int serve(int argc, char **argv)
         weft_conf_free(&conf);
         return 2;
     }
-    weft_info("weft", "starting", "version=%s data_dir=%s api=%s:%u dns=%s:%u", WEFT_VERSION,
-              sc.data_dir, sc.api.host, sc.api.port, rc_conf.dns.host, rc_conf.dns.port);
-    weft_info("weft", "parts not built yet are not started",
-              "gateway=%s:%u otlp=%s:%u zipkin=%s:%u", sc.gateway.host, sc.gateway.port,
+    gw_route_t *routes;
+    size_t nroutes;
+    if (weft_gateway_routes_compile(sc.routes, &routes, &nroutes, err, sizeof(err)) != 0) {
+        fprintf(stderr, "weft: %s\n", err);
+        weft_registry_free(reg);
+        weft_service_free(svc);
+        weft_conf_free(&conf);
+        return 2;
+    }
+    weft_http_server_options_t gso;
+    weft_http_server_options_init(&gso);
+    weft_http_conf_apply(&hc, &gso);
+    weft_gateway_options_t go = {.host = sc.gateway.host,
+                                 .port = sc.gateway.port,
+                                 .http = &gso,
+                                 .registry = reg,
+                                 .metrics = weft_service_metrics(svc),
+                                 .routes = routes,
+                                 .nroutes = nroutes};
+    weft_gateway_t *gw;
+    rc = weft_gateway_new(weft_service_host(svc), &go, &gw, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "weft: %s\n", err);
+        weft_registry_free(reg);
+        weft_service_free(svc);
+        weft_conf_free(&conf);
+        return 2;
+    }
+    weft_info("weft", "starting",
+              "version=%s data_dir=%s api=%s:%u dns=%s:%u gateway=%s:%u routes=%zu", WEFT_VERSION,
+              sc.data_dir, sc.api.host, sc.api.port, rc_conf.dns.host, rc_conf.dns.port,
+              sc.gateway.host, sc.gateway.port, nroutes);
+    weft_info("weft", "parts not built yet are not started", "otlp=%s:%u zipkin=%s:%u",
               sc.otlp.host, sc.otlp.port, sc.zipkin.host, sc.zipkin.port);
     rc = weft_service_run(svc);
     bool failed = weft_registry_failed(reg);
     weft_registry_free(reg);
     weft_service_free(svc);
+    weft_gateway_free(gw);
     weft_conf_free(&conf);
     return rc == 0 && !failed ? 0 : 1;
 }

@@ -148,6 +148,7 @@ void gw_route_clear(gw_route_t *r)
     free(r->rewrite);
     free(r->service);
     free(r->targets);
+    free(r->rate_limit.key_header);
     memset(r, 0, sizeof(*r));
 }
 

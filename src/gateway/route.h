@@ -45,6 +45,53 @@ typedef struct gw_header_match_s {
     char *value; /* NULL: the header must be present, any value */
 } gw_header_match_t;
 
+/* retry.on, as bits */
+enum {
+    GW_RETRY_CONNECT = 1 << 0, /* connect-failure: refused, unreachable, connect timeout */
+    GW_RETRY_RESET = 1 << 1,   /* reset: the connection broke before the response head */
+    GW_RETRY_TIMEOUT = 1 << 2, /* timeout: per_try_timeout passed before the head */
+    GW_RETRY_5XX = 1 << 3,     /* any 5xx */
+};
+#define GW_RETRY_MAX_STATUSES 8
+
+typedef struct gw_retry_conf_s {
+    unsigned attempts; /* retries after the first try; 0: none */
+    unsigned on;       /* GW_RETRY_* */
+    uint16_t statuses[GW_RETRY_MAX_STATUSES];
+    unsigned nstatuses;
+    uint64_t per_try_timeout_ms; /* 0: the route's timeout only */
+    bool any_method;             /* also methods that are not idempotent */
+} gw_retry_conf_t;
+
+typedef enum gw_rl_algo_e { GW_RL_TOKEN_BUCKET = 0, GW_RL_SLIDING_WINDOW = 1 } gw_rl_algo_t;
+typedef enum gw_rl_key_e {
+    GW_RL_KEY_CLIENT_IP = 0,
+    GW_RL_KEY_HEADER = 1,
+    GW_RL_KEY_ROUTE = 2,
+    GW_RL_KEY_GLOBAL = 3,
+} gw_rl_key_t;
+
+typedef struct gw_ratelimit_conf_s {
+    bool on;
+    gw_rl_algo_t algorithm;
+    double rate;        /* token bucket: per second */
+    uint64_t burst;     /* token bucket */
+    uint64_t limit;     /* sliding window: requests per window */
+    uint64_t window_ms; /* sliding window */
+    gw_rl_key_t key;
+    char *key_header; /* GW_RL_KEY_HEADER */
+    bool shadow;      /* count what would be rejected, reject nothing */
+} gw_ratelimit_conf_t;
+
+typedef struct gw_breaker_conf_s {
+    bool on;
+    uint64_t consecutive_failures; /* 0: off */
+    double failure_rate;           /* percent; 0: off */
+    uint64_t slow_call_ms;
+    double slow_call_rate; /* percent; 0: off */
+    uint64_t window_ms, min_requests, open_for_ms, open_for_max_ms, half_open_requests;
+} gw_breaker_conf_t;
+
 typedef struct gw_route_s {
     char *name;
     gw_match_kind_t kind;
@@ -63,6 +110,10 @@ typedef struct gw_route_s {
     gw_target_t *targets;
     unsigned ntargets;
     gw_lb_t lb;
+    /* policies, as configured (the resilience module enforces them) */
+    gw_retry_conf_t retry;
+    gw_ratelimit_conf_t rate_limit;
+    gw_breaker_conf_t breaker;
 } gw_route_t;
 
 typedef struct gw_table_s {

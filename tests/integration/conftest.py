@@ -96,6 +96,8 @@ def sanitizer_env(extra=None):
     # weft serve's DNS interface listens on 8600 by default: tests that do not ask for a
     # port of their own (--dns) take any free one, so that two never collide
     e.setdefault("WEFT_DNS", "127.0.0.1:0")
+    # ... and its gateway on 0.0.0.0:8080: the same, on loopback
+    e.setdefault("WEFT_GATEWAY", "127.0.0.1:0")
     if extra:
         e.update(extra)
     return e

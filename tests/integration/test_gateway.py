@@ -1,0 +1,127 @@
+"""The gateway of `weft serve` (issue 19): routes from the YAML config, requests proxied to
+static targets and to registry services, errors from misbehaving upstreams (faulty.py), bad
+configurations refused with their position. Every test starts the real weft binary."""
+import subprocess
+import time
+
+import pytest
+import requests
+
+from conftest import HELLO, WAIT, WEFT, free_port, get, run_cli, wait_for
+
+ISSUE_CONFIG = """gateway:
+  listen: 0.0.0.0:8080
+  routes:
+    - name: orders
+      match: { path_prefix: /api/orders }
+      strip_prefix: true
+      service: orders
+      timeout: 2s
+      retry: { attempts: 2, on: [connect-failure, reset, 502, 503, 504], per_try_timeout: 500ms }
+      rate_limit: { algorithm: token_bucket, rate: 100/s, burst: 50, key: client_ip }
+      circuit_breaker: { consecutive_failures: 5, failure_rate: 50%, slow_call_duration: 1s, slow_call_rate: 80%, window: 10s, min_requests: 20, open_for: 30s, half_open_requests: 3 }
+    - name: legacy
+      match: { path_prefix: /legacy }
+      upstream: { targets: [127.0.0.1:9001, 127.0.0.1:9002], lb: least_request }
+      rate_limit: { algorithm: sliding_window, limit: 1000, window: 60s, key: header:X-Api-Key }
+"""
+
+
+def start_weft(spawn, tmp_path, config, name="weft"):
+    api, gw = free_port(), free_port()
+    cfg = tmp_path / f"{name}.yaml"
+    cfg.write_text(config)
+    p = spawn([WEFT, "serve", "--config", cfg, "--api", f"127.0.0.1:{api}",
+               "--gateway", f"127.0.0.1:{gw}", "--data-dir", tmp_path / f"{name}-data",
+               "--workers", "2", "--log-level", "warn"], api, name=name)
+    wait_for(lambda: _answers(gw), "the gateway to listen")
+    p.api = f"http://127.0.0.1:{api}"
+    p.gw = f"http://127.0.0.1:{gw}"
+    return p
+
+
+def _answers(port):
+    try:
+        requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+        return True
+    except requests.RequestException:
+        return False
+
+
+def test_issue_config_accepted_as_written(spawn, tmp_path, hello):
+    """The configuration the issue gives starts weft as written (the listen address is
+    overridden by --gateway); its service route reaches a registered instance once its
+    check passes, with the prefix stripped."""
+    w = start_weft(spawn, tmp_path, ISSUE_CONFIG)
+    r = get(w.gw + "/api/orders/hello")
+    assert r.status_code == 503 and r.json()["error"] == "no healthy upstream"
+    assert r.json()["route"] == "orders"
+    reg = requests.put(w.api + "/v1/agent/service/register", timeout=WAIT, json={
+        "Name": "orders", "ID": "orders-1", "Address": "127.0.0.1", "Port": hello.port,
+        "Check": {"HTTP": f"http://127.0.0.1:{hello.port}/health", "Interval": "1s"}})
+    assert reg.status_code == 200
+    wait_for(lambda: get(w.gw + "/api/orders/hello").status_code == 200,
+             "the orders route to reach hello once its check passes")
+    r = get(w.gw + "/api/orders/hello?x=1")
+    assert r.status_code == 200 and r.text.startswith("hello")
+    # nothing listens on the legacy targets: 502 with the route named
+    r = get(w.gw + "/legacy/x")
+    assert r.status_code == 502 and r.json()["route"] == "legacy"
+    r = get(w.gw + "/elsewhere")
+    assert r.status_code == 404 and r.json()["error"] == "no route"
+
+
+def test_static_targets_and_faults(spawn, tmp_path, faulty):
+    a, b = faulty("a"), faulty("b")
+    w = start_weft(spawn, tmp_path, f"""gateway:
+  routes:
+    - name: both
+      match: {{ path_prefix: /both }}
+      strip_prefix: true
+      upstream: {{ targets: [127.0.0.1:{a.port}, {{ address: "127.0.0.1:{b.port}", weight: 1 }}] }}
+      timeout: 500ms
+""")
+    names = [get(w.gw + "/both/x").headers["X-Faulty-Name"] for _ in range(6)]
+    assert sorted(set(names)) == ["a", "b"]  # round robin over both
+    r = get(w.gw + "/both/echo", headers={"X-Test": "1"})
+    e = r.json()
+    assert e["target"] == "/echo"
+    hdrs = {k.lower(): v for k, v in e["headers"]}
+    assert hdrs["x-test"] == "1" and hdrs["x-forwarded-for"] == "127.0.0.1"
+    assert hdrs["x-forwarded-proto"] == "http" and len(hdrs["x-request-id"]) == 16
+    # the upstream's own status passes through; failures become 502/504
+    assert get(w.gw + "/both/status/503").status_code == 503
+    assert get(w.gw + "/both/reset").status_code == 502
+    assert get(w.gw + "/both/garbage").status_code == 502
+    assert get(w.gw + "/both/delay/2000").status_code == 504
+    # the gateway still serves after all that
+    assert get(w.gw + "/both/x").status_code == 200
+    m = get(w.api + "/metrics").text
+    assert 'weft_gateway_requests_total{route="both",upstream="127.0.0.1:' in m
+    assert 'weft_gateway_upstream_errors_total{route="both",kind="reset"}' in m
+
+
+@pytest.mark.parametrize("config,where,what", [
+    ("gateway:\n  routes:\n    - name: x\n      match: { path_prefix: /x }\n",
+     ":3:7: gateway.routes[0]:", "needs exactly one of service and upstream"),
+    ("gateway:\n  routes:\n    - name: x\n      match: { path_prefix: x }\n      service: s\n",
+     ":4:29: gateway.routes[0].match.path_prefix:", "starts with '/'"),
+    ("gateway:\n  routes:\n    - name: x\n      match: { path: /x }\n      service: s\n"
+     "      retry: { attempts: two }\n",
+     ":6:26: gateway.routes[0].retry.attempts:", "whole number"),
+    ("gateway:\n  routes:\n    - name: x\n      match: { path: /x }\n      service: s\n"
+     "      rate_limit: { algorithm: leaky, rate: 1/s }\n",
+     ":6:32: gateway.routes[0].rate_limit.algorithm:", "leaky"),
+    ("gateway:\n  routes:\n    - name: x\n      match: { path: /x }\n      service: s\n"
+     "      retyr: {}\n",
+     ":6:7: gateway.routes[0].retyr:", "did you mean"),
+])
+def test_bad_config_refused_with_its_position(tmp_path, config, where, what):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(config)
+    r = subprocess.run([str(WEFT), "serve", "--config", str(cfg), "--api", f"127.0.0.1:{free_port()}",
+                        "--gateway", f"127.0.0.1:{free_port()}", "--data-dir", str(tmp_path / "d")],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert str(cfg) + where in line and what in line, line
