@@ -45,6 +45,49 @@ static void worker_stop(weft_host_t *h, struct uv_loop_s *loop, unsigned index, 
     w->client = NULL;
 }
 
+/* The gateway's families in the service's registry (weft_gateway_*, and the policies'). */
+static int register_metrics(weft_gateway_t *g, weft_metrics_registry_t *m)
+{
+    static const char *const rl[] = {"route", "upstream", "code"}, *const dl[] = {"route"},
+                             *const el[] = {"route", "kind"},
+                             *const tl[] = {"route", "from", "to", "reason"},
+                             *const ql[] = {"route", "shadow"};
+    int rc = weft_metrics_counter_new(m, "weft_gateway_requests_total",
+                                      "Requests through the gateway, by route, upstream instance "
+                                      "and status (upstream \"-\": answered by the gateway)",
+                                      rl, 3, &g->fam_requests);
+    if (rc == 0)
+        rc = weft_metrics_histogram_new(m, "weft_gateway_request_duration_seconds",
+                                        "Time from a request's head to its response's end, by "
+                                        "route",
+                                        dl, 1, NULL, 0, &g->fam_duration);
+    if (rc == 0)
+        rc = weft_metrics_counter_new(m, "weft_gateway_upstream_errors_total",
+                                      "Upstream failures by route and kind (connect, "
+                                      "connect_timeout, head_timeout, body_timeout, timeout, "
+                                      "reset, response, no_upstream, other)",
+                                      el, 2, &g->fam_errors);
+    if (rc == 0)
+        rc = weft_metrics_gauge_new(m, "weft_breaker_state",
+                                    "A route's circuit breaker: 0 closed, 1 open, 2 half-open", dl,
+                                    1, &g->pm.state);
+    if (rc == 0)
+        rc = weft_metrics_counter_new(m, "weft_breaker_transitions_total",
+                                      "Circuit breaker transitions by route, states and reason", tl,
+                                      4, &g->pm.transitions);
+    if (rc == 0)
+        rc = weft_metrics_counter_new(m, "weft_breaker_rejected_total",
+                                      "Requests a route's open breaker answered 503 at once", dl, 1,
+                                      &g->pm.br_rejected);
+    if (rc == 0)
+        rc = weft_metrics_counter_new(m, "weft_ratelimit_rejected_total",
+                                      "Requests over a route's rate limit (shadow=\"true\": "
+                                      "counted, not rejected)",
+                                      ql, 2, &g->pm.rl_rejected);
+    if (rc == 0) weft_metrics_family_set_limit(g->fam_requests, 20000);
+    return rc;
+}
+
 int weft_gateway_new(weft_host_t *h, const weft_gateway_options_t *o, weft_gateway_t **out,
                      char *err, size_t errlen)
 {
@@ -59,40 +102,20 @@ int weft_gateway_new(weft_host_t *h, const weft_gateway_options_t *o, weft_gatew
     g->reg = o->registry;
     weft_snap_cell_init(&g->table);
     gw_table_t *t = gw_table_new(o->routes, o->nroutes);
-    if (!t) {
-        free(g);
+    int rc = t ? 0 : WEFT_ENOMEM;
+    if (rc != 0)
         snprintf(err, errlen, "gateway: out of memory");
-        return WEFT_ENOMEM;
+    else if (o->metrics && (rc = register_metrics(g, o->metrics)) != 0)
+        snprintf(err, errlen, "gateway: cannot register its metrics: %s", weft_strerror(rc));
+    for (size_t i = 0; rc == 0 && i < t->n; i++)
+        rc = gw_policy_new(&t->routes[i], o->metrics ? &g->pm : NULL, &t->routes[i].policy, err,
+                           errlen);
+    if (rc != 0) {
+        if (t) weft_snap_release(t);
+        free(g);
+        return rc;
     }
     weft_snap_publish(&g->table, t);
-
-    if (o->metrics) {
-        static const char *const rl[] = {"route", "upstream", "code"}, *const dl[] = {"route"},
-                                 *const el[] = {"route", "kind"};
-        int mr = weft_metrics_counter_new(o->metrics, "weft_gateway_requests_total",
-                                          "Requests through the gateway, by route, upstream "
-                                          "instance and status (upstream \"-\": answered by "
-                                          "the gateway)",
-                                          rl, 3, &g->fam_requests);
-        if (mr == 0)
-            mr = weft_metrics_histogram_new(o->metrics, "weft_gateway_request_duration_seconds",
-                                            "Time from a request's head to its response's end, "
-                                            "by route",
-                                            dl, 1, NULL, 0, &g->fam_duration);
-        if (mr == 0)
-            mr = weft_metrics_counter_new(o->metrics, "weft_gateway_upstream_errors_total",
-                                          "Upstream failures by route and kind (connect, "
-                                          "connect_timeout, head_timeout, body_timeout, "
-                                          "timeout, reset, response, no_upstream, other)",
-                                          el, 2, &g->fam_errors);
-        if (mr != 0) {
-            weft_snap_publish(&g->table, NULL);
-            free(g);
-            snprintf(err, errlen, "gateway: cannot register its metrics: %s", weft_strerror(mr));
-            return mr;
-        }
-        weft_metrics_family_set_limit(g->fam_requests, 20000);
-    }
 
     weft_http_server_options_t so;
     if (o->http)
@@ -101,7 +124,7 @@ int weft_gateway_new(weft_host_t *h, const weft_gateway_options_t *o, weft_gatew
         weft_http_server_options_init(&so);
     so.host = o->host;
     so.port = o->port;
-    int rc = weft_http_server_new(&so, weft_host_workers(h), &g->srv);
+    rc = weft_http_server_new(&so, weft_host_workers(h), &g->srv);
     weft_http_route_t r = {
         .handler = weft__gw_handle, .arg = g, .stream_body = true, .max_body = BODY_UNLIMITED};
     if (rc == 0) {

@@ -30,8 +30,8 @@ typedef struct weft_gateway_options_s {
  * caller's; gw_route_clear each and free the array, or hand them to weft_gateway_new).
  * Returns 0, or WEFT_EINVAL with err "FILE:LINE:COLUMN: gateway.routes[i]...: what". */
 struct weft_conf_node_s;
-int weft_gateway_routes_compile(const struct weft_conf_node_s *routes, gw_route_t **out,
-                                size_t *n, char *err, size_t errlen);
+int weft_gateway_routes_compile(const struct weft_conf_node_s *routes, gw_route_t **out, size_t *n,
+                                char *err, size_t errlen);
 
 /* Adds the gateway's listener and part to h (before weft_host_run). Returns 0 and *out, or
  * a WEFT_E* code with err set. */

@@ -8,6 +8,7 @@
 
 #include "core/snapshot.h"
 #include "gateway/gateway.h"
+#include "gateway/policy.h"
 #include "weft/client.h"
 #include "weft/metrics.h"
 
@@ -42,6 +43,7 @@ struct weft_gateway_s {
     /* weft_gateway_requests_total{route,upstream,code}, _request_duration_seconds{route},
      * _upstream_errors_total{route,kind}; NULL without a metrics registry */
     weft_metrics_family_t *fam_requests, *fam_duration, *fam_errors;
+    gw_policy_metrics_t pm; /* the policies' families */
 };
 
 /* proxy.c: the handler of every request on the gateway's listener. */

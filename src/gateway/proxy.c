@@ -35,6 +35,8 @@
  * Threads: the worker that received the request, for its whole life.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +64,18 @@ typedef struct gw_req_s {
     bool up_paused;  /* the upstream call waits for the request's on_drain */
     bool finished;   /* the request was finished (or released) */
     int status;      /* the upstream's, once its head came */
+    bool breaker;    /* admitted by the route's breaker: its result is still to be recorded */
 } gw_req_t;
+
+/* The route's breaker learns how the request it admitted went (once). */
+static void breaker_done(gw_req_t *x, bool ok)
+{
+    if (!x->breaker) return;
+    x->breaker = false;
+    uint64_t now = weft_now_ns(), start = x->req->start_ns;
+    uint64_t ms = now > start ? (now - start) / 1000000 : 0;
+    gw_policy_record(x->route->policy, uv_now(x->req->loop), ok, ms);
+}
 
 /* ---- metrics (handles cached per worker: a child lookup hashes its label values) ---- */
 
@@ -166,6 +179,7 @@ static void fail(gw_req_t *x, int status, const char *error, const char *detail)
     if (n > 0 && (size_t)n < sizeof(body)) n += snprintf(body + n, sizeof(body) - (size_t)n, "}\n");
     if (n < 0 || (size_t)n >= sizeof(body)) n = 0;
     record(x, status);
+    breaker_done(x, status < 500);
     finish(x);
     weft_http_respond(req, status, "application/json", body, (size_t)n);
 }
@@ -311,6 +325,7 @@ static void up_done(weft_http_client_call_t *call, int err, void *arg)
     weft_gateway_t *g = x->g;
     if (err == 0) {
         record(x, x->status);
+        breaker_done(x, x->status < 500);
         finish(x);
         weft_http_response_end(req);
         return;
@@ -323,6 +338,7 @@ static void up_done(weft_http_client_call_t *call, int err, void *arg)
                x->route ? x->route->name : "-", x->host, x->port, weft_strerror(err));
     if (x->head_sent) {
         record(x, x->status);
+        breaker_done(x, false);
         finish(x);
         weft_http_response_abort(req);
         return;
@@ -363,6 +379,7 @@ static void req_abort(weft_http_request_t *req)
 {
     gw_req_t *x = req->data;
     if (!x || x->finished) return;
+    x->breaker = false; /* the client went away: nothing learnt about the upstream */
     finish(x);
     if (x->call) weft_http_client_cancel(x->call);
     weft_http_response_end(req); /* releases the aborted request */
@@ -423,6 +440,90 @@ static bool pick_service(gw_req_t *x)
     }
     weft_snap_read_unlock();
     return found;
+}
+
+/* ---- policies: the rate limit, then the breaker ---- */
+
+/* The request's key for the route's rate limit into *len (a view of the request's, or of
+ * its peer's, strings). */
+static const char *limit_key(gw_req_t *x, size_t *len)
+{
+    const gw_ratelimit_conf_t *c = &x->route->rate_limit;
+    if (c->key == GW_RL_KEY_CLIENT_IP) {
+        const char *peer = weft_http_request_peer(x->req);
+        const char *colon = strrchr(peer, ':');
+        *len = colon ? (size_t)(colon - peer) : strlen(peer);
+        return peer;
+    }
+    if (c->key == GW_RL_KEY_HEADER) {
+        weft_str_t v = weft_http_request_header(x->req, c->key_header);
+        *len = v.len;
+        return v.base ? v.base : "";
+    }
+    *len = 0; /* route, global: one bucket for the route */
+    return "";
+}
+
+/* 429 with Retry-After and the IETF RateLimit-Policy / RateLimit fields (draft-ietf-httpapi-
+ * ratelimit-headers: a policy named after the route, q its quota over w seconds; r what
+ * remains, t seconds until it is whole). */
+static void reject_limited(gw_req_t *x, const weft_ratelimit_result_t *res)
+{
+    weft_http_request_t *req = x->req;
+    const gw_ratelimit_conf_t *c = &x->route->rate_limit;
+    uint64_t w = c->algorithm == GW_RL_TOKEN_BUCKET
+                     ? (uint64_t)ceil((double)c->burst / (c->rate > 0 ? c->rate : 1))
+                     : (c->window_ms + 999) / 1000;
+    char v[320];
+    snprintf(v, sizeof(v), "%" PRIu64, (res->retry_after_ms + 999) / 1000);
+    weft_http_response_header(req, "Retry-After", v);
+    snprintf(v, sizeof(v), "\"%s\";q=%" PRIu64 ";w=%" PRIu64, x->route->name, res->limit,
+             w ? w : 1);
+    weft_http_response_header(req, "RateLimit-Policy", v);
+    snprintf(v, sizeof(v), "\"%s\";r=%" PRIu64 ";t=%" PRIu64, x->route->name, res->remaining,
+             res->reset_s);
+    weft_http_response_header(req, "RateLimit", v);
+    char detail[64];
+    snprintf(detail, sizeof(detail), "retry after %" PRIu64 " ms", res->retry_after_ms);
+    fail(x, 429, "rate limited", detail);
+}
+
+/* Passes the route's rate limit, or answers 429 and returns false. */
+static bool within_limit(gw_req_t *x)
+{
+    gw_policy_t *p = x->route->policy;
+    if (!p || !p->rl) return true;
+    size_t len;
+    const char *key = limit_key(x, &len);
+    weft_ratelimit_result_t res;
+    if (gw_policy_limit(p, key, len, uv_now(x->req->loop), &res)) return true;
+    reject_limited(x, &res);
+    return false;
+}
+
+/* Passes the route's breaker, or answers 503 and returns false. Asked once an upstream is
+ * chosen: a route with no passing instance answers 503 without the breaker learning
+ * anything, so that instances coming back are not kept waiting by it. */
+static bool breaker_admits(gw_req_t *x)
+{
+    gw_policy_t *p = x->route->policy;
+    uint64_t now = uv_now(x->req->loop);
+    if (p && p->breaker) {
+        uint64_t wait = 0;
+        bool open = false;
+        if (!gw_policy_allow(p, now, &wait, &open)) {
+            weft_http_request_t *req = x->req;
+            char v[64];
+            snprintf(v, sizeof(v), "%" PRIu64, wait ? (wait + 999) / 1000 : 1);
+            weft_http_response_header(req, "Retry-After", v);
+            weft_http_response_header(req, "X-Weft-Breaker", open ? "open" : "half-open");
+            snprintf(v, sizeof(v), "half-open in %" PRIu64 " ms", wait);
+            fail(x, 503, "circuit breaker open", v);
+            return false;
+        }
+        x->breaker = true;
+    }
+    return true;
 }
 
 /* ---- the handler ---- */
@@ -501,6 +602,7 @@ void weft__gw_handle(weft_http_request_t *req, void *arg)
         fail(x, 404, "no route", NULL);
         return;
     }
+    if (!within_limit(x)) return;
     bool have = x->route->service ? pick_service(x) : (pick_static(x), x->port != 0);
     if (!have) {
         atomic_fetch_add_explicit(&g->no_upstream, 1, memory_order_relaxed);
@@ -511,6 +613,7 @@ void weft__gw_handle(weft_http_request_t *req, void *arg)
         fail(x, 503, "no healthy upstream", detail);
         return;
     }
+    if (!breaker_admits(x)) return;
     char target[TARGET_MAX];
     if (gw_upstream_target(x->route, req, target, sizeof(target)) != 0) {
         fail(x, 414, "target too long for the upstream", NULL);

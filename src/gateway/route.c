@@ -21,6 +21,7 @@
 #include <strings.h>
 
 #include "core/snapshot.h"
+#include "gateway/policy.h"
 #include "gateway/route.h"
 
 static bool prefix_match(const gw_route_t *r, weft_str_t p)
@@ -149,6 +150,7 @@ void gw_route_clear(gw_route_t *r)
     free(r->service);
     free(r->targets);
     free(r->rate_limit.key_header);
+    gw_policy_free(r->policy);
     memset(r, 0, sizeof(*r));
 }
 

@@ -114,6 +114,7 @@ typedef struct gw_route_s {
     gw_retry_conf_t retry;
     gw_ratelimit_conf_t rate_limit;
     gw_breaker_conf_t breaker;
+    struct gw_policy_s *policy; /* their state (policy.h); NULL: none */
 } gw_route_t;
 
 typedef struct gw_table_s {

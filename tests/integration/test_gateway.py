@@ -125,3 +125,80 @@ def test_bad_config_refused_with_its_position(tmp_path, config, where, what):
     assert r.returncode == 2, r.stderr
     line = r.stderr.strip().splitlines()[-1]
     assert str(cfg) + where in line and what in line, line
+
+
+def test_rate_limit_exact_across_workers(spawn, tmp_path, faulty):
+    """A token bucket with burst 20 and a refill of 1 a minute admits exactly 20 of 40
+    requests sent at once over 40 connections (spread over both workers); the rest get 429
+    with Retry-After and the RateLimit fields. A key per X-Api-Key value; shadow mode
+    counts without rejecting."""
+    up = faulty("up")
+    w = start_weft(spawn, tmp_path, f"""gateway:
+  routes:
+    - name: ip
+      match: {{ path_prefix: /ip }}
+      upstream: {{ targets: [127.0.0.1:{up.port}] }}
+      rate_limit: {{ algorithm: token_bucket, rate: 1/m, burst: 20, key: client_ip }}
+    - name: keyed
+      match: {{ path_prefix: /keyed }}
+      upstream: {{ targets: [127.0.0.1:{up.port}] }}
+      rate_limit: {{ algorithm: sliding_window, limit: 3, window: 60s, key: header:X-Api-Key }}
+    - name: shadow
+      match: {{ path_prefix: /shadow }}
+      upstream: {{ targets: [127.0.0.1:{up.port}] }}
+      rate_limit: {{ algorithm: token_bucket, rate: 1/m, burst: 2, key: route, shadow: true }}
+""")
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(40) as ex:
+        rs = list(ex.map(lambda i: requests.get(w.gw + "/ip/x", timeout=WAIT), range(40)))
+    codes = sorted(r.status_code for r in rs)
+    assert codes.count(200) == 20 and codes.count(429) == 20, codes
+    limited = next(r for r in rs if r.status_code == 429)
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert limited.headers["RateLimit-Policy"] == '"ip";q=20;w=1200'
+    assert limited.headers["RateLimit"].startswith('"ip";r=0;t=')
+    assert limited.json()["error"] == "rate limited"
+    assert up.stats()["requests_by_path"]["/ip/x"] == 20
+    # one bucket per key
+    for key, want in (("a", [200, 200, 200, 429]), ("b", [200, 200, 200, 429])):
+        got = [get(w.gw + "/keyed/x", headers={"X-Api-Key": key}).status_code for _ in range(4)]
+        assert got == want, (key, got)
+    # shadow: nothing rejected, the excess counted
+    assert [get(w.gw + "/shadow/x").status_code for _ in range(5)] == [200] * 5
+    m = get(w.api + "/metrics").text
+    assert 'weft_ratelimit_rejected_total{route="shadow",shadow="true"} 3' in m
+    assert 'weft_ratelimit_rejected_total{route="ip",shadow="false"} 20' in m
+
+
+def test_breaker_opens_fails_fast_half_opens_closes(spawn, tmp_path, faulty):
+    up = faulty("up")
+    w = start_weft(spawn, tmp_path, f"""gateway:
+  routes:
+    - name: flaky
+      match: {{ path_prefix: /flaky }}
+      upstream: {{ targets: [127.0.0.1:{up.port}] }}
+      circuit_breaker: {{ consecutive_failures: 3, open_for: 1s, half_open_requests: 2 }}
+""")
+    up.set_fault("status", status=503, count=1000)
+    assert [get(w.gw + "/flaky/x").status_code for _ in range(3)] == [503] * 3
+    assert up.stats()["requests_by_path"]["/flaky/x"] == 3
+    # open: answered at once, the upstream not asked
+    t = time.monotonic()
+    r = get(w.gw + "/flaky/x")
+    assert r.status_code == 503 and r.headers["X-Weft-Breaker"] == "open"
+    assert r.json()["error"] == "circuit breaker open"
+    assert 1 <= int(r.headers["Retry-After"]) <= 1
+    assert time.monotonic() - t < 0.5
+    assert up.stats()["requests_by_path"]["/flaky/x"] == 3
+    # the upstream recovers; after open_for, two trials close it
+    up.set_fault("off")
+    time.sleep(1.1)
+    assert [get(w.gw + "/flaky/x").status_code for _ in range(4)] == [200] * 4
+    m = get(w.api + "/metrics").text
+    assert 'weft_breaker_state{route="flaky"} 0' in m
+    for frm, to, why in (("closed", "open", "consecutive_failures"),
+                         ("open", "half_open", "open_timeout"),
+                         ("half_open", "closed", "half_open_success")):
+        assert (f'weft_breaker_transitions_total{{route="flaky",from="{frm}",to="{to}",'
+                f'reason="{why}"}} 1') in m, (frm, to, why)
+    assert 'weft_breaker_rejected_total{route="flaky"} 1' in m
