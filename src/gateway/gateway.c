@@ -107,11 +107,19 @@ int weft_gateway_new(weft_host_t *h, const weft_gateway_options_t *o, weft_gatew
         snprintf(err, errlen, "gateway: out of memory");
     else if (o->metrics && (rc = register_metrics(g, o->metrics)) != 0)
         snprintf(err, errlen, "gateway: cannot register its metrics: %s", weft_strerror(rc));
+    if (rc == 0) {
+        weft_retry_budget_options_t bo;
+        weft_retry_budget_options_init(&bo);
+        char why[200];
+        if ((rc = weft_retry_budget_new(&bo, &g->budget, why, sizeof(why))) != 0)
+            snprintf(err, errlen, "gateway: retry budget: %s", why);
+    }
     for (size_t i = 0; rc == 0 && i < t->n; i++)
         rc = gw_policy_new(&t->routes[i], o->metrics ? &g->pm : NULL, &t->routes[i].policy, err,
                            errlen);
     if (rc != 0) {
         if (t) weft_snap_release(t);
+        weft_retry_budget_free(g->budget);
         free(g);
         return rc;
     }
@@ -151,6 +159,7 @@ int weft_gateway_new(weft_host_t *h, const weft_gateway_options_t *o, weft_gatew
         snprintf(err, errlen, "gateway: cannot set up its listener on %s:%u: %s", o->host, o->port,
                  weft_strerror(rc));
         weft_snap_publish(&g->table, NULL);
+        weft_retry_budget_free(g->budget);
         free(g); /* srv, when added, is the host's */
         return rc;
     }
@@ -167,5 +176,6 @@ void weft_gateway_free(weft_gateway_t *g)
 {
     if (!g) return;
     weft_snap_publish(&g->table, NULL);
+    weft_retry_budget_free(g->budget);
     free(g);
 }

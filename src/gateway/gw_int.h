@@ -9,6 +9,7 @@
 #include "core/snapshot.h"
 #include "gateway/gateway.h"
 #include "gateway/policy.h"
+#include "weft/breaker.h"
 #include "weft/client.h"
 #include "weft/metrics.h"
 
@@ -43,7 +44,8 @@ struct weft_gateway_s {
     /* weft_gateway_requests_total{route,upstream,code}, _request_duration_seconds{route},
      * _upstream_errors_total{route,kind}; NULL without a metrics registry */
     weft_metrics_family_t *fam_requests, *fam_duration, *fam_errors;
-    gw_policy_metrics_t pm; /* the policies' families */
+    gw_policy_metrics_t pm;      /* the policies' families */
+    weft_retry_budget_t *budget; /* retries <= 20% of active requests (at least 3 at once) */
 };
 
 /* proxy.c: the handler of every request on the gateway's listener. */

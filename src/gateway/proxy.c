@@ -47,8 +47,9 @@
 #include "weft/log.h"
 #include "weft/weft.h"
 
-#define TARGET_MAX 8192
-#define HDR_EXTRA  4 /* X-Forwarded-For, -Proto, -Host, X-Request-Id */
+#define TARGET_MAX            8192
+#define GW_RETRY_MAX_ATTEMPTS 10
+#define HDR_EXTRA             4 /* X-Forwarded-For, -Proto, -Host, X-Request-Id */
 
 typedef struct gw_req_s {
     weft_gateway_t *g;
@@ -65,7 +66,24 @@ typedef struct gw_req_s {
     bool finished;   /* the request was finished (or released) */
     int status;      /* the upstream's, once its head came */
     bool breaker;    /* admitted by the route's breaker: its result is still to be recorded */
+    /* retries */
+    bool retrying;     /* the call was cancelled to be tried again (a retriable status) */
+    bool in_budget;    /* counted as an active request by the retry budget */
+    bool retry_active; /* this try is a retry, counted by the budget until it ends */
+    unsigned attempt;  /* tries made before this one */
+    unsigned ntried;   /* upstreams tried (keys), so that a retry goes elsewhere */
+    uint64_t tried[GW_RETRY_MAX_ATTEMPTS + 1];
+    uint64_t deadline; /* loop time (ms) when the route's timeout ends every try */
+    int last_err;      /* the last try's error, for the answer when no try is left */
+    char method[32];
+    char *target; /* in the request's arena */
+    const weft_http_header_t *hs;
+    size_t nh;
+    weft_http_client_body_t body_mode;
 } gw_req_t;
+
+static void start_try(gw_req_t *x);
+static bool retry_if_allowed(gw_req_t *x, int err, int status);
 
 /* The route's breaker learns how the request it admitted went (once). */
 static void breaker_done(gw_req_t *x, bool ok)
@@ -157,6 +175,9 @@ static void record_error(gw_req_t *x, const char *kind)
 static void finish(gw_req_t *x)
 {
     x->finished = true;
+    if (x->retry_active) weft_retry_budget_retry_end(x->g->budget);
+    if (x->in_budget) weft_retry_budget_request_end(x->g->budget);
+    x->retry_active = x->in_budget = false;
     if (x->table) weft_snap_release(x->table);
     x->table = NULL;
     x->route = NULL;
@@ -248,8 +269,12 @@ static void up_head(weft_http_client_call_t *call, int status, const weft_http_h
                     size_t n, void *arg)
 {
     gw_req_t *x = arg;
-    (void)call;
     if (x->finished) return;
+    if (retry_if_allowed(x, 0, status)) {
+        x->retrying = true;
+        weft_http_client_cancel(call); /* up_done starts the next try */
+        return;
+    }
     weft_http_request_t *req = x->req;
     int64_t length = -1;
     char ctype[512] = "";
@@ -321,6 +346,15 @@ static void up_done(weft_http_client_call_t *call, int err, void *arg)
     (void)call;
     x->call = NULL;
     if (x->finished) return; /* the client went away first (on_abort) */
+    if (x->retrying) {       /* cancelled by up_head, which decided on the next try */
+        x->retrying = false;
+        return;
+    }
+    if (x->retry_active) { /* this try was a retry: it ends */
+        x->retry_active = false;
+        weft_retry_budget_retry_end(x->g->budget);
+    }
+    if (err != 0 && !x->head_sent && retry_if_allowed(x, err, 0)) return;
     weft_http_request_t *req = x->req;
     weft_gateway_t *g = x->g;
     if (err == 0) {
@@ -396,50 +430,120 @@ static uint64_t next_rand(gw_worker_t *w)
     return w->rnd = s;
 }
 
-/* A static target by weight: round robin over the weight units (or random). */
-static void pick_static(gw_req_t *x)
+/* An upstream the route may send to: a static target, or a passing instance of its service
+ * (strings of the route, or of the catalog snapshot while its read section lasts). */
+typedef struct cand_s {
+    const char *host;
+    uint16_t port;
+    unsigned weight;
+} cand_t;
+
+#define MAX_CANDS 256
+
+static uint64_t host_key(const char *host, uint16_t port)
 {
-    const gw_route_t *r = x->route;
-    uint64_t total = 0;
-    for (unsigned i = 0; i < r->ntargets; i++) total += r->targets[i].weight;
-    uint64_t k = (r->lb == GW_LB_RANDOM ? next_rand(x->w) : x->w->rr++) % total;
-    for (unsigned i = 0; i < r->ntargets; i++) {
-        if (k < r->targets[i].weight) {
-            snprintf(x->host, sizeof(x->host), "%s", r->targets[i].host);
-            x->port = r->targets[i].port;
-            return;
-        }
-        k -= r->targets[i].weight;
-    }
+    uint64_t h = port;
+    for (const char *p = host; *p; p++) h = h * 131 + (unsigned char)*p;
+    return h;
 }
 
-/* A passing instance of the route's service, from the catalog's current snapshot. Returns
- * false when there is none. */
-static bool pick_service(gw_req_t *x)
+static bool tried(const gw_req_t *x, const cand_t *c)
 {
+    uint64_t k = host_key(c->host, c->port);
+    for (unsigned i = 0; i < x->ntried; i++)
+        if (x->tried[i] == k) return true;
+    return false;
+}
+
+/* The candidate at weight unit k (0 <= k < total). */
+static unsigned at_weight(const cand_t *c, unsigned n, uint64_t k)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (k < c[i].weight) return i;
+        k -= c[i].weight;
+    }
+    return n - 1;
+}
+
+static unsigned in_flight(gw_req_t *x, const cand_t *c)
+{
+    weft_http_client_host_stats_t st;
+    return weft_http_client_host_stats(x->w->client, c->host, c->port, &st) == 0 ? st.in_flight : 0;
+}
+
+/* Chooses among c[0..n) by the route's balancer, avoiding upstreams this request tried
+ * already while others remain (a retry goes elsewhere), and copies it into x. */
+static void choose(gw_req_t *x, const cand_t *c, unsigned n)
+{
+    uint64_t total = 0;
+    unsigned fresh = 0;
+    for (unsigned i = 0; i < n; i++) {
+        total += c[i].weight;
+        if (!tried(x, &c[i])) fresh++;
+    }
+    bool avoid = fresh > 0 && x->ntried > 0;
+    unsigned pick = 0;
+    switch (x->route->lb) {
+    case GW_LB_ROUND_ROBIN: { /* weighted: round robin over the weight units */
+        uint64_t k = x->w->rr++;
+        for (uint64_t step = 0; step < total; step++) {
+            pick = at_weight(c, n, (k + step) % total);
+            if (!avoid || !tried(x, &c[pick])) break;
+        }
+        break;
+    }
+    case GW_LB_RANDOM:
+        for (unsigned t = 0; t < 4 * n + 4; t++) {
+            pick = at_weight(c, n, next_rand(x->w) % total);
+            if (!avoid || !tried(x, &c[pick])) break;
+        }
+        break;
+    case GW_LB_LEAST_REQUEST: { /* power of two choices, by this worker's requests in flight */
+        unsigned a = 0, b = 0;
+        for (unsigned t = 0; t < 4 * n + 4; t++) {
+            a = at_weight(c, n, next_rand(x->w) % total);
+            if (!avoid || !tried(x, &c[a])) break;
+        }
+        for (unsigned t = 0; t < 4 * n + 4; t++) {
+            b = at_weight(c, n, next_rand(x->w) % total);
+            if (b != a && (!avoid || !tried(x, &c[b]))) break;
+        }
+        pick = a == b || in_flight(x, &c[a]) <= in_flight(x, &c[b]) ? a : b;
+        if (avoid && tried(x, &c[pick])) pick = a;
+        break;
+    }
+    }
+    snprintf(x->host, sizeof(x->host), "%s", c[pick].host);
+    x->port = c[pick].port;
+}
+
+/* Chooses the upstream of this try: a static target, or a passing instance of the route's
+ * service from the catalog's current snapshot. Returns false when there is none. */
+static bool pick(gw_req_t *x)
+{
+    const gw_route_t *r = x->route;
+    cand_t c[MAX_CANDS];
+    unsigned n = 0;
+    if (!r->service) {
+        for (unsigned i = 0; i < r->ntargets && n < MAX_CANDS; i++)
+            c[n++] = (cand_t){r->targets[i].host, r->targets[i].port, r->targets[i].weight};
+        if (n) choose(x, c, n);
+        return n > 0;
+    }
     weft_registry_t *reg = x->g->reg;
     if (!reg) return false;
-    bool found = false;
     weft_snap_read_lock();
     const reg_snap_t *s = weft_snap_get(weft_registry_cell(reg));
-    const reg_svc_t *v =
-        s ? weft__snap_service(s, x->route->service, strlen(x->route->service)) : NULL;
-    if (v && v->npassing) {
-        uint64_t k = (x->route->lb == GW_LB_RANDOM ? next_rand(x->w) : x->w->rr++) % v->npassing;
-        for (uint32_t i = 0; i < v->n; i++) {
-            const reg_inst_t *in = v->inst[i];
-            if (in->health != WEFT_HEALTH_PASSING || in->port == 0) continue;
-            if (k-- == 0) {
-                snprintf(x->host, sizeof(x->host), "%s",
-                         *in->address ? in->address : s->node->address);
-                x->port = in->port;
-                found = true;
-                break;
-            }
-        }
+    const reg_svc_t *v = s ? weft__snap_service(s, r->service, strlen(r->service)) : NULL;
+    for (uint32_t i = 0; v && i < v->n && n < MAX_CANDS; i++) {
+        const reg_inst_t *in = v->inst[i];
+        if (in->health != WEFT_HEALTH_PASSING || in->port == 0) continue;
+        int w = in->w_passing > 0 ? in->w_passing : 1;
+        c[n++] = (cand_t){*in->address ? in->address : s->node->address, in->port, (unsigned)w};
     }
+    if (n) choose(x, c, n);
     weft_snap_read_unlock();
-    return found;
+    return n > 0;
 }
 
 /* ---- policies: the rate limit, then the breaker ---- */
@@ -603,7 +707,7 @@ void weft__gw_handle(weft_http_request_t *req, void *arg)
         return;
     }
     if (!within_limit(x)) return;
-    bool have = x->route->service ? pick_service(x) : (pick_static(x), x->port != 0);
+    bool have = pick(x);
     if (!have) {
         atomic_fetch_add_explicit(&g->no_upstream, 1, memory_order_relaxed);
         record_error(x, "no_upstream");
@@ -614,43 +718,133 @@ void weft__gw_handle(weft_http_request_t *req, void *arg)
         return;
     }
     if (!breaker_admits(x)) return;
-    char target[TARGET_MAX];
-    if (gw_upstream_target(x->route, req, target, sizeof(target)) != 0) {
+    char *target = weft_http_request_alloc(req, TARGET_MAX);
+    if (!target || gw_upstream_target(x->route, req, target, TARGET_MAX) != 0) {
         fail(x, 414, "target too long for the upstream", NULL);
         return;
     }
-    size_t nh = 0;
-    const weft_http_header_t *hs = upstream_headers(x, &nh);
-    if (!hs) {
+    x->target = target;
+    x->hs = upstream_headers(x, &x->nh);
+    if (!x->hs) {
         fail(x, 503, "gateway out of memory", NULL);
         return;
     }
-    char method[32];
-    snprintf(method, sizeof(method), "%.*s", (int)req->method.len, req->method.base);
-    weft_http_client_req_t r = {.method = method,
-                                .host = x->host,
-                                .port = x->port,
-                                .target = target,
-                                .headers = hs,
-                                .nheaders = nh,
-                                .timeout_ms = x->route->timeout_ms};
+    snprintf(x->method, sizeof(x->method), "%.*s", (int)req->method.len, req->method.base);
     weft_str_t te = weft_http_request_header(req, "Transfer-Encoding");
-    if (te.len) {
-        r.body_mode = WEFT_HTTP_CLIENT_BODY_CHUNKED;
-    } else if (req->content_length != UINT64_MAX && req->content_length > 0) {
-        r.body_mode = WEFT_HTTP_CLIENT_BODY_LENGTH;
-        r.content_length = req->content_length;
-    }
-    static const weft_http_client_cbs_t cbs = {
-        .on_head = up_head, .on_body = up_body, .on_done = up_done, .on_drain = up_drain};
-    int rc = weft_http_client_request(w->client, &r, &cbs, x, &x->call);
-    if (rc != 0) {
-        atomic_fetch_add_explicit(&g->bad_gateway, 1, memory_order_relaxed);
-        fail(x, rc == WEFT_ELIMIT ? 503 : 502, "cannot reach the upstream", weft_strerror(rc));
-        return;
-    }
+    if (te.len)
+        x->body_mode = WEFT_HTTP_CLIENT_BODY_CHUNKED;
+    else if (req->content_length != UINT64_MAX && req->content_length > 0)
+        x->body_mode = WEFT_HTTP_CLIENT_BODY_LENGTH;
+    x->deadline = x->route->timeout_ms ? uv_now(req->loop) + x->route->timeout_ms : UINT64_MAX;
+    weft_retry_budget_request_start(g->budget);
+    x->in_budget = true;
     req->data = x;
-    req->on_body = r.body_mode != WEFT_HTTP_CLIENT_BODY_FIXED ? req_body : NULL;
+    req->on_body = x->body_mode != WEFT_HTTP_CLIENT_BODY_FIXED ? req_body : NULL;
     req->on_drain = req_drain;
     req->on_abort = req_abort;
+    start_try(x);
+}
+
+/* ---- tries ---- */
+
+static const weft_http_client_cbs_t up_cbs = {
+    .on_head = up_head, .on_body = up_body, .on_done = up_done, .on_drain = up_drain};
+
+/* One try at the upstream in x->host:port, within what is left of the route's timeout (and
+ * the retry's per-try timeout). */
+static void start_try(gw_req_t *x)
+{
+    weft_http_request_t *req = x->req;
+    if (x->ntried < sizeof(x->tried) / sizeof(x->tried[0]))
+        x->tried[x->ntried++] = host_key(x->host, x->port);
+    uint64_t now = uv_now(req->loop);
+    /* UINT64_MAX: a route without a timeout of its own (the client's request_timeout_ms) */
+    uint64_t left = x->deadline == UINT64_MAX ? 0 : x->deadline > now ? x->deadline - now : 1;
+    uint64_t per = x->route->retry.per_try_timeout_ms;
+    weft_http_client_req_t r = {.method = x->method,
+                                .host = x->host,
+                                .port = x->port,
+                                .target = x->target,
+                                .headers = x->hs,
+                                .nheaders = x->nh,
+                                .body_mode = x->body_mode,
+                                .timeout_ms = per && (left == 0 || per < left) ? per : left};
+    if (x->body_mode == WEFT_HTTP_CLIENT_BODY_LENGTH) r.content_length = req->content_length;
+    int rc = weft_http_client_request(x->w->client, &r, &up_cbs, x, &x->call);
+    if (rc != 0) {
+        atomic_fetch_add_explicit(&x->g->bad_gateway, 1, memory_order_relaxed);
+        fail(x, rc == WEFT_ELIMIT ? 503 : 502, "cannot reach the upstream", weft_strerror(rc));
+    }
+}
+
+static bool idempotent(const char *m)
+{
+    static const char *const ok[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE", NULL};
+    for (int i = 0; ok[i]; i++)
+        if (strcmp(m, ok[i]) == 0) return true;
+    return false;
+}
+
+/* A retry's backoff is over (or the client left, or the server shuts down meanwhile). */
+static void retry_event(weft_http_request_t *req, weft_http_event_t ev)
+{
+    gw_req_t *x = req->data;
+    req->on_event = NULL;
+    if (!x || x->finished) return;
+    if (ev != WEFT_HTTP_EVENT_TIMER) {
+        fail(x, 502, "bad gateway", "the retry was given up");
+        return;
+    }
+    if (!pick(x)) {
+        fail(x, 503, "no healthy upstream", "no passing instance left to retry on");
+        return;
+    }
+    start_try(x);
+}
+
+/* After a failed try (err), or a response head with a status the route retries on: when
+ * the route allows another try (attempts left, an idempotent method or `methods: any`, no
+ * streamed body to replay, time left before its timeout) and the retry budget has room,
+ * the next try is set for after a full-jitter backoff (25 ms doubling, at most 250 ms) and
+ * true returned; else false, and the caller answers with what it has. */
+static bool retry_if_allowed(gw_req_t *x, int err, int status)
+{
+    const gw_retry_conf_t *rc = &x->route->retry;
+    if (x->head_sent || x->attempt >= rc->attempts || x->body_mode != WEFT_HTTP_CLIENT_BODY_FIXED)
+        return false;
+    if (!rc->any_method && !idempotent(x->method)) return false;
+    bool want = false;
+    if (status) {
+        want = (rc->on & GW_RETRY_5XX) && status >= 500 && status <= 599;
+        for (unsigned i = 0; i < rc->nstatuses && !want; i++) want = rc->statuses[i] == status;
+    } else if (err == WEFT_ECONNRESET) {
+        want = rc->on & GW_RETRY_RESET;
+    } else if (err == WEFT_ETIMEDOUT_HEAD || err == WEFT_ETIMEDOUT) {
+        want = rc->on & GW_RETRY_TIMEOUT;
+    } else if (err == WEFT_ETIMEDOUT_CONNECT || strcmp(err_kind(err), "connect") == 0) {
+        want = rc->on & GW_RETRY_CONNECT;
+    }
+    weft_http_request_t *req = x->req;
+    uint64_t now = uv_now(req->loop);
+    if (!want || now + 1 >= x->deadline) return false;
+    if (x->retry_active) { /* the try that just failed was a retry */
+        x->retry_active = false;
+        weft_retry_budget_retry_end(x->g->budget);
+    }
+    if (!weft_retry_budget_try_retry(x->g->budget)) {
+        record_error(x, "retry_budget_exhausted");
+        return false;
+    }
+    x->retry_active = true;
+    x->attempt++;
+    x->last_err = err;
+    record_error(x, "retried");
+    uint64_t wait = weft_backoff_full_jitter(25, 250, x->attempt - 1, next_rand(x->w));
+    if (wait >= x->deadline - now) wait = 0;
+    req->on_event = retry_event;
+    if (weft_http_request_timer(req, wait ? wait : 1) != 0) {
+        req->on_event = NULL;
+        return false;
+    }
+    return true;
 }

@@ -202,3 +202,48 @@ def test_breaker_opens_fails_fast_half_opens_closes(spawn, tmp_path, faulty):
         assert (f'weft_breaker_transitions_total{{route="flaky",from="{frm}",to="{to}",'
                 f'reason="{why}"}} 1') in m, (frm, to, why)
     assert 'weft_breaker_rejected_total{route="flaky"} 1' in m
+
+
+def test_retries_go_elsewhere_within_the_budget(spawn, tmp_path, faulty):
+    a, b = faulty("a"), faulty("b")
+    dead = free_port()  # nothing listens there
+    w = start_weft(spawn, tmp_path, f"""gateway:
+  routes:
+    - name: r
+      match: {{ path_prefix: /r }}
+      upstream: {{ targets: [127.0.0.1:{dead}, 127.0.0.1:{a.port}] }}
+      retry: {{ attempts: 2, on: [connect-failure, reset, 503] }}
+    - name: s
+      match: {{ path_prefix: /s }}
+      upstream: {{ targets: [127.0.0.1:{a.port}, 127.0.0.1:{b.port}] }}
+      retry: {{ attempts: 1, on: [503] }}
+    - name: storm
+      match: {{ path_prefix: /storm }}
+      upstream: {{ targets: [127.0.0.1:{b.port}] }}
+      retry: {{ attempts: 10, on: [5xx] }}
+      timeout: 5s
+""")
+    # a connect failure is retried on the other target: every request succeeds
+    assert [get(w.gw + "/r/x").status_code for _ in range(6)] == [200] * 6
+    assert a.stats()["requests_by_path"]["/r/x"] == 6
+    # a 503 is retried on the other instance, never the same one twice
+    a.set_fault("status", status=503, count=1000)
+    for _ in range(4):
+        r = get(w.gw + "/s/x")
+        assert r.status_code == 200 and r.headers["X-Faulty-Name"] == "b"
+    # not for a POST (not idempotent): the 503 comes back when a answers
+    codes = {requests.post(w.gw + "/s/x", data=b"z", timeout=WAIT).status_code for _ in range(4)}
+    assert codes == {200, 503}
+    a.set_fault("off")
+    # a storm: 30 requests at once against an upstream that always fails, 10 retries
+    # allowed each; the budget (20% of active requests, at least 3) stops most of them
+    b.set_fault("status", status=500, count=100000)
+    b.reset_stats()
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(30) as ex:
+        rs = list(ex.map(lambda i: requests.get(w.gw + "/storm/x", timeout=WAIT), range(30)))
+    assert all(r.status_code == 500 for r in rs)
+    seen = b.stats()["requests_by_path"]["/storm/x"]
+    m = get(w.api + "/metrics").text
+    assert 'weft_gateway_upstream_errors_total{route="storm",kind="retry_budget_exhausted"}' in m
+    assert 30 < seen < 30 * 11, seen
