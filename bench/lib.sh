@@ -70,12 +70,14 @@ cpu_ticks() { # pids... -> utime+stime of each (whole thread group) in clock tic
   echo $t
 }
 
-# nginx_start name port location-blocks: one NGINX process (generated config in $T; one
-# worker, master_process off so that the PID started is the PID that serves and whose CPU
-# counts, access log off unless NGINX_ACCESS_LOG names a file, keepalive_requests 1000000,
-# worker_connections NGINX_WORKER_CONNECTIONS or 4096), listening on 127.0.0.1:port. Sets
-# NGINX_PID and NGINX_CONF.
-nginx_start() {
+# nginx_start name port location-blocks [http-blocks]: one NGINX process (generated config
+# in $T; one worker, master_process off so that the PID started is the PID that serves and
+# whose CPU counts, access log off unless NGINX_ACCESS_LOG names a file, keepalive_requests
+# 1000000, worker_connections NGINX_WORKER_CONNECTIONS or 4096), listening on
+# 127.0.0.1:port. http-blocks (e.g. an upstream block) go in the http block, before the
+# server. Sets NGINX_PID and NGINX_CONF. nginx_conf, with the same arguments, only writes
+# the config (sets NGINX_CONF): for a script that runs NGINX itself (bench/ir-per-request).
+nginx_conf() {
   local name=$1 port=$2
   NGINX_CONF=$T/nginx-$name.conf
   cat >"$NGINX_CONF" <<NGX
@@ -93,12 +95,17 @@ http {
   fastcgi_temp_path $T/nginx-$name-fastcgi;
   uwsgi_temp_path $T/nginx-$name-uwsgi;
   scgi_temp_path $T/nginx-$name-scgi;
+  ${4-}
   server {
     listen 127.0.0.1:$port;
     $3
   }
 }
 NGX
+}
+nginx_start() {
+  local name=$1
+  nginx_conf "$@"
   "$NGINX" -p "$T" -c "$NGINX_CONF" -e "$T/nginx-$name-error.log" 2>"$T/nginx-$name-stderr.log" &
   NGINX_PID=$!
   PIDS+=("$NGINX_PID")
