@@ -27,6 +27,10 @@ static void worker_init(weft_host_t *h, struct uv_loop_s *loop, unsigned index, 
     (void)h, (void)arg;
     weft_http_client_options_t co;
     weft_http_client_options_init(&co);
+    /* as many idle connections per upstream as may be open: a burst of a thousand requests
+     * must not close (and later reopen) all but 64 of its connections (bench/gateway saw
+     * that churn at 1,000 client connections with the client's default of 64) */
+    co.max_idle_per_host = co.max_conns_per_host;
     int rc = weft_http_client_new(loop, &co, &w->client);
     if (rc != 0) {
         w->client = NULL; /* its requests answer 503 */

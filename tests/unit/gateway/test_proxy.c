@@ -279,7 +279,7 @@ static resp_t read_resp(int fd)
     assert_true(hl < sizeof(r.head));
     memcpy(r.head, buf, hl);
     r.head[hl] = 0;
-    r.status = atoi(buf + 9);
+    r.status = atoi(r.head + 9); /* the head is NUL-terminated, buf is not */
     const char *cl = strcasestr(r.head, "\r\nContent-Length: ");
     bool chunked = strcasestr(r.head, "\r\nTransfer-Encoding: chunked") != NULL;
     r.body = malloc(1);
