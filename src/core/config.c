@@ -1220,12 +1220,7 @@ int weft_conf_check(const weft_conf_section_t *secs, size_t nsecs, char *err, si
                 if (weft__conf_parse(o, o->def, dl, &v, w, sizeof(w)) != 0 ||
                     weft__conf_check_bounds(o, &v, o->def, dl, w, sizeof(w)) != 0)
                     return fail(&l, "%s: %s: default: %s", sn, k, w);
-                union {
-                    weft_conf_addr_t a;
-                    uint64_t u;
-                    double d;
-                    const char *s;
-                } stored;
+                weft__conf_stored_t stored;
                 if (!weft__conf_store(o, &v, &stored)) stored.s = o->def;
                 const char *why = o->check ? o->check(&stored) : NULL;
                 if (why) return fail(&l, "%s: %s: default: %s", sn, k, why);

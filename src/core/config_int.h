@@ -25,6 +25,18 @@ typedef union weft__conf_value_u {
     } s;
 } weft__conf_value_t;
 
+/* Room for any option's stored value (what weft__conf_store writes for its type), for a
+ * check callback run on a value before it reaches the option's field. */
+typedef union weft__conf_stored_u {
+    bool b;
+    int64_t i;
+    uint64_t u;
+    double d;
+    int e;
+    weft_conf_addr_t a;
+    const char *s;
+} weft__conf_stored_t;
+
 /* A node of a tree (WEFT_CONF_TREE). Built by config.c in the weft_conf_t's arena, never
  * changed afterwards. A mapping's values carry their keys; its items are the values in
  * file order. */

@@ -242,15 +242,7 @@ int weft_conf_node_value(const weft_conf_node_t *n, const weft_conf_option_t *op
     if (weft__conf_parse(opt, n->text, n->len, &v, w, sizeof(w)) != 0 ||
         weft__conf_check_bounds(opt, &v, n->text, n->len, w, sizeof(w)) != 0)
         return node_err(n, false, err, errlen, "%s", w);
-    union {
-        bool b;
-        int64_t i;
-        uint64_t u;
-        double d;
-        int e;
-        weft_conf_addr_t a;
-        const char *s;
-    } stored;
+    weft__conf_stored_t stored;
     if (!weft__conf_store(opt, &v, &stored)) stored.s = n->text;
     const char *why = opt->check ? opt->check(&stored) : NULL;
     if (why) {
