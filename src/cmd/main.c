@@ -188,8 +188,9 @@ static int reload_routes(void *arg, gw_route_t **routes, size_t *n, char *err, s
     int rc = weft_conf_load(&conf, secs, N(secs), NULL, src->argc, src->argv, err, errlen);
     if (rc != 0) return rc;
     if (!conf.file) {
-        snprintf(err, errlen, "weft serve was started without a configuration file (--config): "
-                              "there is nothing to read again");
+        snprintf(err, errlen,
+                 "weft serve was started without a configuration file (--config): "
+                 "there is nothing to read again");
         rc = WEFT_EINVAL;
     } else {
         rc = weft_gateway_routes_compile(sc.routes, routes, n, err, errlen);

@@ -49,7 +49,7 @@
 #include "weft/log.h"
 #include "weft/weft.h"
 
-#define ADMIN_WAIT_MS   5000      /* the longest the workers' numbers are waited for */
+#define ADMIN_WAIT_MS   5000       /* the longest the workers' numbers are waited for */
 #define ADMIN_MAX_BODY  (8u << 20) /* an answer larger than this is refused (507) */
 #define ADMIN_MAX_POOLS 4096       /* pools one worker reports (its client's hosts) */
 
@@ -75,7 +75,7 @@ static void put_duration_text(weft_buf_t *b, uint64_t ms)
     weft_json_put_str(b, s, o);
 }
 
-/* "key":"2s","key_ms":2000 (after a comma when comma). */
+/* ,"key":"2s","key_ms":2000 */
 static void put_duration(weft_buf_t *b, const char *key, uint64_t ms)
 {
     weft_buf_putc(b, ',');
@@ -407,7 +407,7 @@ typedef struct pool_row_s {
 
 typedef struct slot_s {
     pool_row_t *rows; /* sorted by host, port */
-    size_t n;
+    size_t n, cap;
     bool truncated;   /* the worker had more than ADMIN_MAX_POOLS pools */
     uint32_t *active; /* its requests in flight per route of the collection's table */
     bool reported;
@@ -443,11 +443,18 @@ static int row_cmp(const void *a, const void *b)
     return c ? c : (int)x->port - (int)y->port;
 }
 
+static void count_row(const char *host, uint16_t port, const weft_http_client_host_stats_t *st,
+                      void *arg)
+{
+    (void)host, (void)port, (void)st;
+    ++*(size_t *)arg;
+}
+
 static void add_row(const char *host, uint16_t port, const weft_http_client_host_stats_t *st,
                     void *arg)
 {
     slot_t *s = arg;
-    if (s->n == ADMIN_MAX_POOLS || strlen(host) > GW_HOST_MAX) {
+    if (s->n == s->cap || strlen(host) > GW_HOST_MAX) {
         s->truncated = true;
         return;
     }
@@ -488,7 +495,13 @@ static void collect_worker(weft_host_t *h, struct uv_loop_s *loop, unsigned inde
     gw_worker_t *w = weft_host_state(loop, c->g->part);
     slot_t *s = index < c->n ? &c->slots[index] : NULL;
     if (s && w) {
-        if (w->client && (s->rows = malloc(ADMIN_MAX_POOLS * sizeof(*s->rows)))) {
+        size_t pools = 0;
+        if (w->client) weft_http_client_foreach_host(w->client, count_row, &pools);
+        s->cap = pools < ADMIN_MAX_POOLS ? pools : ADMIN_MAX_POOLS;
+        s->truncated = pools > s->cap;
+        if (s->cap && !(s->rows = malloc(s->cap * sizeof(*s->rows)))) {
+            s->truncated = true; /* out of memory: this worker's pools are left out */
+        } else if (s->cap) {
             weft_http_client_foreach_host(w->client, add_row, s);
             qsort(s->rows, s->n, sizeof(*s->rows), row_cmp);
         }
@@ -505,8 +518,7 @@ static void collect_worker(weft_host_t *h, struct uv_loop_s *loop, unsigned inde
 /* The per-instance policy of route r for host:port (its breaker, its concurrency limits:
  * issue 19 item 5, not built yet): the fields go here, after "pool", when they are. Writes
  * nothing today. */
-static void put_instance_policy(weft_buf_t *b, const gw_route_t *r, const char *host,
-                                uint16_t port)
+static void put_instance_policy(weft_buf_t *b, const gw_route_t *r, const char *host, uint16_t port)
 {
     (void)b, (void)r, (void)host, (void)port;
 }
@@ -525,9 +537,8 @@ static void put_pool(weft_buf_t *b, const collect_t *c, const char *host, uint16
     const pool_row_t *found[WEFT_WORKERS_MAX];
     for (unsigned i = 0; i < c->n && i < WEFT_WORKERS_MAX; i++) {
         const slot_t *s = &c->slots[i];
-        const pool_row_t *r = s->rows && s->n
-                                  ? bsearch(&key, s->rows, s->n, sizeof(*s->rows), row_cmp)
-                                  : NULL;
+        const pool_row_t *r =
+            s->rows && s->n ? bsearch(&key, s->rows, s->n, sizeof(*s->rows), row_cmp) : NULL;
         found[i] = r;
         if (!r) continue;
         open += r->st.conns_open;
@@ -617,9 +628,9 @@ static void put_upstreams(weft_buf_t *b, const collect_t *c, uint64_t now_ms)
         uint64_t active = 0;
         bool all = true;
         for (unsigned w = 0; w < c->n; w++) {
-            if (c->slots[w].active)
+            if (c->slots[w].reported && c->slots[w].active)
                 active += c->slots[w].active[i];
-            else
+            else /* a worker that could not report (shutting down, out of memory) */
                 all = false;
         }
         weft_buf_putc(b, ',');
@@ -822,8 +833,7 @@ static void reload_apply(weft_host_t *h, struct uv_loop_s *loop, unsigned index,
     weft_buf_free(&sum);
     if (weft_host_post(h, op->worker, reload_reply, op) != 0) {
         /* the worker is gone (the very end of a shutdown): its connection went with it */
-        weft_warn("gateway", "cannot answer a reload: its worker is gone", "status=%d",
-                  op->status);
+        weft_warn("gateway", "cannot answer a reload: its worker is gone", "status=%d", op->status);
         weft_buf_free(&op->body);
         free(op);
     }

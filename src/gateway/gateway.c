@@ -149,8 +149,11 @@ int weft_gateway_reload(weft_gateway_t *g, gw_route_t *routes, size_t n, weft_bu
         snprintf(err, errlen, "gateway: out of memory");
         return WEFT_ENOMEM;
     }
-    t->active_stride = (n + 15) & ~(size_t)15; /* a worker's row: whole cache lines */
-    t->active = n ? calloc((size_t)g->nworkers * t->active_stride, sizeof(*t->active)) : NULL;
+    /* a worker's row: whole cache lines of its own, so that workers never write one line */
+    t->active_stride = (n + 15) & ~(size_t)15;
+    size_t asize = (size_t)g->nworkers * t->active_stride * sizeof(*t->active);
+    t->active = n ? aligned_alloc(64, asize) : NULL;
+    if (t->active) memset(t->active, 0, asize);
     int rc = n && !t->active ? WEFT_ENOMEM : 0;
     if (rc) snprintf(err, errlen, "gateway: out of memory");
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -202,8 +205,9 @@ int weft__gw_reload_now(weft_gateway_t *g, const char *why, weft_buf_t *summary,
     gw_route_t *routes = NULL;
     size_t n = 0;
     if (!g->reload) {
-        snprintf(err, errlen, "weft serve was started without a configuration file (--config): "
-                              "there is nothing to read again");
+        snprintf(err, errlen,
+                 "weft serve was started without a configuration file (--config): "
+                 "there is nothing to read again");
         rc = WEFT_EINVAL;
     } else if ((rc = g->reload(g->reload_arg, &routes, &n, err, errlen)) == 0) {
         rc = weft_gateway_reload(g, routes, n, summary, err, errlen);

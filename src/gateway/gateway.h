@@ -61,8 +61,8 @@ int weft_gateway_admin(weft_gateway_t *g, weft_service_t *svc, const char *acl_t
  * the control loop, or before the host runs. Returns 0, or a WEFT_E* code with err set
  * (the current table keeps serving). */
 struct weft_buf_s;
-int weft_gateway_reload(weft_gateway_t *g, gw_route_t *routes, size_t n,
-                        struct weft_buf_s *summary, char *err, size_t errlen);
+int weft_gateway_reload(weft_gateway_t *g, gw_route_t *routes, size_t n, struct weft_buf_s *summary,
+                        char *err, size_t errlen);
 
 /* The bound port (after the host bound its listeners). */
 uint16_t weft_gateway_port(const weft_gateway_t *g);

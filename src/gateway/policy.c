@@ -188,13 +188,12 @@ bool gw_policy_conf_equal(const gw_route_t *a, const gw_route_t *b)
         return false;
     const gw_breaker_conf_t *c = &a->breaker, *d = &b->breaker;
     return c->on == d->on &&
-           (!c->on ||
-            (c->consecutive_failures == d->consecutive_failures &&
-             c->failure_rate == d->failure_rate && c->slow_call_ms == d->slow_call_ms &&
-             c->slow_call_rate == d->slow_call_rate && c->window_ms == d->window_ms &&
-             c->min_requests == d->min_requests && c->open_for_ms == d->open_for_ms &&
-             c->open_for_max_ms == d->open_for_max_ms &&
-             c->half_open_requests == d->half_open_requests));
+           (!c->on || (c->consecutive_failures == d->consecutive_failures &&
+                       c->failure_rate == d->failure_rate && c->slow_call_ms == d->slow_call_ms &&
+                       c->slow_call_rate == d->slow_call_rate && c->window_ms == d->window_ms &&
+                       c->min_requests == d->min_requests && c->open_for_ms == d->open_for_ms &&
+                       c->open_for_max_ms == d->open_for_max_ms &&
+                       c->half_open_requests == d->half_open_requests));
 }
 
 int gw_policy_limit(gw_policy_t *p, const char *key, size_t len, uint64_t now_ms,

@@ -21,7 +21,7 @@ typedef struct gw_policy_s {
      * nothing else is set): a reload that keeps a route's state hands the policy to the new
      * table, so it outlives the route it was built from. */
     const struct gw_route_s *route;
-    atomic_uint refs; /* the route tables that hold it (gw_policy_ref, gw_policy_free) */
+    atomic_uint refs;           /* the route tables that hold it (gw_policy_ref, gw_policy_free) */
     weft_ratelimit_table_t *rl; /* NULL: no rate limit */
     pthread_mutex_t mu;         /* the breaker is one thread's object: workers take turns */
     weft_breaker_t *breaker;    /* NULL: no breaker */

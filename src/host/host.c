@@ -86,7 +86,7 @@ struct weft_host_s {
 
     uv_loop_t loop;
     uv_signal_t sigterm, sigint, sigusr1, sighup;
-    bool hup;            /* sighup is open: some part has a reload hook */
+    bool hup; /* sighup is open: some part has a reload hook */
     uv_async_t stop_async, done_async;
     uv_timer_t delay_timer;
     weft_inbox_t inbox;
