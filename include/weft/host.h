@@ -58,7 +58,8 @@ typedef struct weft_host_options_s {
     unsigned busy_poll_share;   /* percent of working time a spin may take; default 25 */
     uint64_t shutdown_delay_ms; /* drain this long before the shutdown; default 0 */
     bool signals;               /* default true: SIGTERM and SIGINT stop the host,
-                                   SIGUSR1 runs the parts' reopen hooks, SIGPIPE ignored */
+                                   SIGUSR1 runs the parts' reopen hooks, SIGHUP their reload
+                                   hooks (when one has any), SIGPIPE ignored */
 } weft_host_options_t;
 
 /** A function run on a worker (index 0..n-1) or on the control loop (index ~0u). */
@@ -94,6 +95,10 @@ typedef struct weft_host_part_s {
     /** On the control loop on SIGUSR1 (reopen log files). */
     void (*reopen)(weft_host_t *h, void *arg);
     void *arg;
+    /** On the control loop on SIGHUP (read the configuration again: the gateway's routes).
+     *  The host handles SIGHUP only when some part has this hook (and options.signals is
+     *  on); otherwise SIGHUP keeps its default action. */
+    void (*reload)(weft_host_t *h, void *arg);
 } weft_host_part_t;
 
 /** The most parts and listeners one host holds. */

@@ -160,6 +160,45 @@ fail:
     return -1;
 }
 
+/* What a reload of the gateway needs to read the configuration again: the arguments `weft
+ * serve` was started with (so the same file, environment and flags, in the same order). */
+typedef struct reload_src_s {
+    int argc;
+    char **argv;
+} reload_src_t;
+
+/* The gateway's reload function (gateway.h): the whole configuration loaded again, exactly
+ * as at the start, so that a mistake anywhere in the file is refused with its position;
+ * only gateway.routes is taken from it (the other settings need a restart). */
+static int reload_routes(void *arg, gw_route_t **routes, size_t *n, char *err, size_t errlen)
+{
+    const reload_src_t *src = arg;
+    serve_conf_t sc;
+    weft_http_conf_t hc;
+    weft_registry_conf_t rc_conf;
+    memset(&sc, 0, sizeof(sc));
+    memset(&hc, 0, sizeof(hc));
+    memset(&rc_conf, 0, sizeof(rc_conf));
+    weft_conf_section_t secs[] = {
+        {.name = "weft", .opts = serve_options, .n = N(serve_options), .target = &sc},
+        weft_http_conf_section(&hc),
+        weft_registry_conf_section(&rc_conf),
+    };
+    weft_conf_t conf;
+    int rc = weft_conf_load(&conf, secs, N(secs), NULL, src->argc, src->argv, err, errlen);
+    if (rc != 0) return rc;
+    if (!conf.file) {
+        snprintf(err, errlen,
+                 "weft serve was started without a configuration file (--config): "
+                 "there is nothing to read again");
+        rc = WEFT_EINVAL;
+    } else {
+        rc = weft_gateway_routes_compile(sc.routes, routes, n, err, errlen);
+    }
+    weft_conf_free(&conf);
+    return rc;
+}
+
 static int serve(int argc, char **argv)
 {
     serve_conf_t sc;
@@ -242,8 +281,15 @@ static int serve(int argc, char **argv)
                                  .metrics = weft_service_metrics(svc),
                                  .routes = routes,
                                  .nroutes = nroutes};
+    reload_src_t src = {argc, argv};
+    if (conf.file) {
+        go.reload = reload_routes;
+        go.reload_arg = &src;
+    }
     weft_gateway_t *gw;
     rc = weft_gateway_new(weft_service_host(svc), &go, &gw, err, sizeof(err));
+    if (rc == 0 && (rc = weft_gateway_admin(gw, svc, rc_conf.acl_token, err, sizeof(err))) != 0)
+        weft_gateway_free(gw);
     if (rc != 0) {
         fprintf(stderr, "weft: %s\n", err);
         weft_registry_free(reg);

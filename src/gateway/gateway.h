@@ -24,6 +24,13 @@ typedef struct weft_gateway_options_s {
     gw_route_t *routes;                     /* moved in (the gateway owns them, also on
                                                failure) */
     size_t nroutes;
+    /* Reloading (POST /v1/gateway/reload, SIGHUP): compiles the routes of the configuration
+     * again, from the file weft was started with, into *routes and *n (as
+     * weft_gateway_routes_compile does). Returns 0, or a WEFT_E* code with err set to one
+     * line ("FILE:LINE:COLUMN: KEY: what is wrong"). Runs on the control loop. NULL:
+     * reloads are refused. */
+    int (*reload)(void *arg, gw_route_t **routes, size_t *n, char *err, size_t errlen);
+    void *reload_arg;
 } weft_gateway_options_t;
 
 /* gateway.routes (a WEFT_CONF_TREE value; NULL: none) compiled into *out (n of them, the
@@ -37,6 +44,26 @@ int weft_gateway_routes_compile(const struct weft_conf_node_s *routes, gw_route_
  * a WEFT_E* code with err set. */
 int weft_gateway_new(weft_host_t *h, const weft_gateway_options_t *o, weft_gateway_t **out,
                      char *err, size_t errlen);
+/* Adds the admin API to svc's API server (before it runs): GET /v1/gateway/routes,
+ * GET /v1/gateway/upstreams, POST /v1/gateway/reload (docs/gateway.md). acl_token (copied;
+ * NULL or "": none) is what a reload must carry, as the registry's writes do. Returns 0 or
+ * a WEFT_E* code with err set. */
+int weft_gateway_admin(weft_gateway_t *g, weft_service_t *svc, const char *acl_token, char *err,
+                       size_t errlen);
+
+/* Replaces the route table with routes[0..n) (moved in: the gateway owns them, also on
+ * failure). A route whose name and policy settings (rate_limit, circuit_breaker) are those
+ * of a route of the current table keeps that route's limiter and breaker with their state;
+ * any other gets fresh ones. Requests under way keep the table they matched; the old
+ * table, and the state no new route kept, are freed when the last of them ends. summary
+ * (may be NULL) receives a JSON object: routes, generation, and the names kept, changed
+ * (policy settings changed: fresh state), added and removed. Not concurrently with itself:
+ * the control loop, or before the host runs. Returns 0, or a WEFT_E* code with err set
+ * (the current table keeps serving). */
+struct weft_buf_s;
+int weft_gateway_reload(weft_gateway_t *g, gw_route_t *routes, size_t n, struct weft_buf_s *summary,
+                        char *err, size_t errlen);
+
 /* The bound port (after the host bound its listeners). */
 uint16_t weft_gateway_port(const weft_gateway_t *g);
 /* After the host stopped. */

@@ -28,6 +28,7 @@ typedef struct gw_mslot_s {
 /* One worker's: its upstream client (connection pools), its balancing state, its metric
  * handles. */
 typedef struct gw_worker_s {
+    unsigned index; /* the worker's (its row of gw_table_t.active) */
     weft_http_client_t *client;
     uint64_t rr;  /* round robin */
     uint64_t rnd; /* xorshift state */
@@ -45,8 +46,22 @@ struct weft_gateway_s {
      * _upstream_errors_total{route,kind}; NULL without a metrics registry */
     weft_metrics_family_t *fam_requests, *fam_duration, *fam_errors;
     gw_policy_metrics_t pm;      /* the policies' families */
+    bool have_metrics;           /* pm's families exist */
     weft_retry_budget_t *budget; /* retries <= 20% of active requests (at least 3 at once) */
+    unsigned nworkers;
+    /* reloads: the control loop's (new and free: the thread that builds the host) */
+    gw_table_t *cur; /* the published table, held: what a reload carries state over from */
+    int (*reload)(void *arg, gw_route_t **routes, size_t *n, char *err, size_t errlen);
+    void *reload_arg;
+    atomic_ullong generation, reload_failures; /* tables published (the first is 1), refused */
+    char *acl_token;                           /* NULL: reloads need no token */
 };
+
+/* gateway.c: reads the configuration again and publishes its routes (the control loop).
+ * Returns 0 with summary filled (may be NULL), or a WEFT_E* code with err set; logs the
+ * outcome either way. `why` names the trigger in the log ("SIGHUP", "api"). */
+int weft__gw_reload_now(weft_gateway_t *g, const char *why, struct weft_buf_s *summary, char *err,
+                        size_t errlen);
 
 /* proxy.c: the handler of every request on the gateway's listener. */
 void weft__gw_handle(weft_http_request_t *req, void *arg);

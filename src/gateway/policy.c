@@ -11,7 +11,14 @@
  * counted (weft_breaker_transitions_total), and the state is a gauge (weft_breaker_state:
  * 0 closed, 1 open, 2 half-open).
  *
- * A reload builds new tables: limiters and breakers start afresh with it.
+ * Lifetime. A policy is reference-counted: the route tables that hold it each own one
+ * reference. A reload hands the policy of a route whose name and policy settings did not
+ * change to the new table (gw_policy_ref), so its limiter and breaker keep their state; a
+ * changed or new route gets a fresh one. A table is freed when the last request holding it
+ * ends, and drops its references then: a policy lives while any table (so any request in
+ * flight) still uses it. So that it may outlive the route it was built from, the policy
+ * keeps its own copy of what it reads of the route (p->route: the name and the rate_limit
+ * and circuit_breaker settings).
  *
  * Threads: any worker; the callbacks run under the mutex of the breaker that moved.
  */
@@ -50,17 +57,38 @@ static unsigned pct(double v)
     return v <= 0 ? 0 : v >= 100 ? 100 : (unsigned)lround(v < 1 ? 1 : v);
 }
 
+/* The policy's own copy of r: its name and policy settings, nothing else. */
+static gw_route_t *conf_copy(const gw_route_t *r)
+{
+    gw_route_t *c = calloc(1, sizeof(*c));
+    if (!c) return NULL;
+    c->name = strdup(r->name);
+    c->rate_limit = r->rate_limit;
+    c->rate_limit.key_header = NULL;
+    c->breaker = r->breaker;
+    if (!c->name || (r->rate_limit.key_header &&
+                     !(c->rate_limit.key_header = strdup(r->rate_limit.key_header)))) {
+        gw_route_clear(c);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
 int gw_policy_new(const gw_route_t *r, const gw_policy_metrics_t *m, gw_policy_t **out, char *err,
                   size_t errlen)
 {
     *out = NULL;
     if (!r->rate_limit.on && !r->breaker.on) return 0;
     gw_policy_t *p = calloc(1, sizeof(*p));
-    if (!p) {
+    gw_route_t *own = p ? conf_copy(r) : NULL;
+    if (!own) {
+        free(p);
         snprintf(err, errlen, "route %s: out of memory", r->name);
         return WEFT_ENOMEM;
     }
-    p->route = r;
+    p->route = r = own;
+    atomic_init(&p->refs, 1);
     pthread_mutex_init(&p->mu, NULL);
     const char *rv[1] = {r->name};
     if (r->rate_limit.on) {
@@ -126,13 +154,46 @@ int gw_policy_new(const gw_route_t *r, const gw_policy_metrics_t *m, gw_policy_t
     return 0;
 }
 
+gw_policy_t *gw_policy_ref(gw_policy_t *p)
+{
+    atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+    return p;
+}
+
 void gw_policy_free(gw_policy_t *p)
 {
-    if (!p) return;
+    /* acq_rel: every use by a thread that dropped its reference happens before the free */
+    if (!p || atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1) return;
     weft_ratelimit_table_free(p->rl);
     weft_breaker_free(p->breaker);
     pthread_mutex_destroy(&p->mu);
+    gw_route_t *own = (gw_route_t *)p->route;
+    gw_route_clear(own);
+    free(own);
     free(p);
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+bool gw_policy_conf_equal(const gw_route_t *a, const gw_route_t *b)
+{
+    const gw_ratelimit_conf_t *x = &a->rate_limit, *y = &b->rate_limit;
+    if (x->on != y->on ||
+        (x->on && (x->algorithm != y->algorithm || x->rate != y->rate || x->burst != y->burst ||
+                   x->limit != y->limit || x->window_ms != y->window_ms || x->key != y->key ||
+                   !str_eq(x->key_header, y->key_header) || x->shadow != y->shadow)))
+        return false;
+    const gw_breaker_conf_t *c = &a->breaker, *d = &b->breaker;
+    return c->on == d->on &&
+           (!c->on || (c->consecutive_failures == d->consecutive_failures &&
+                       c->failure_rate == d->failure_rate && c->slow_call_ms == d->slow_call_ms &&
+                       c->slow_call_rate == d->slow_call_rate && c->window_ms == d->window_ms &&
+                       c->min_requests == d->min_requests && c->open_for_ms == d->open_for_ms &&
+                       c->open_for_max_ms == d->open_for_max_ms &&
+                       c->half_open_requests == d->half_open_requests));
 }
 
 int gw_policy_limit(gw_policy_t *p, const char *key, size_t len, uint64_t now_ms,

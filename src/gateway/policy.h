@@ -17,7 +17,11 @@
 struct gw_route_s;
 
 typedef struct gw_policy_s {
+    /* The policy's own copy of its route's name and policy settings (rate_limit, breaker;
+     * nothing else is set): a reload that keeps a route's state hands the policy to the new
+     * table, so it outlives the route it was built from. */
     const struct gw_route_s *route;
+    atomic_uint refs;           /* the route tables that hold it (gw_policy_ref, gw_policy_free) */
     weft_ratelimit_table_t *rl; /* NULL: no rate limit */
     pthread_mutex_t mu;         /* the breaker is one thread's object: workers take turns */
     weft_breaker_t *breaker;    /* NULL: no breaker */
@@ -36,10 +40,16 @@ typedef struct gw_policy_metrics_s {
 } gw_policy_metrics_t;
 
 /* The state of route r (its config in r->rate_limit and r->breaker); NULL when it has no
- * policy. Returns 0, or WEFT_ENOMEM / WEFT_EINVAL with err. */
+ * policy. One reference, the caller's. Returns 0, or WEFT_ENOMEM / WEFT_EINVAL with err. */
 int gw_policy_new(const struct gw_route_s *r, const gw_policy_metrics_t *m, gw_policy_t **out,
                   char *err, size_t errlen);
+/* One more reference on p (a reload's new table keeping an unchanged route's state); p. */
+gw_policy_t *gw_policy_ref(gw_policy_t *p);
+/* Drops one reference (NULL: nothing); the last frees. Any thread. */
 void gw_policy_free(gw_policy_t *p);
+/* Would a and b's policy settings build the same state (rate_limit and circuit_breaker)?
+ * A reload keeps a route's state when its name and these are unchanged. */
+bool gw_policy_conf_equal(const struct gw_route_s *a, const struct gw_route_s *b);
 
 /* Rate limit: 1 admitted (or shadow), 0 rejected, with *res for the headers. key: the
  * route's key of the request (client address, header value...). */

@@ -170,6 +170,11 @@ static void record_error(gw_req_t *x, const char *kind)
     weft_counter_inc(weft_metrics_counter_child(x->g->fam_errors, v));
 }
 
+/* This worker's count of the requests in flight on x's route (the admin API's). */
+#define gw_active(x)                                                                               \
+    ((x)->table->active[(x)->w->index * (x)->table->active_stride +                                \
+                        (size_t)((x)->route - (x)->table->routes)])
+
 /* The request is over for the gateway: the table goes back. x itself lives in the
  * request's arena, which the response's end frees: nothing touches x after that. */
 static void finish(gw_req_t *x)
@@ -178,6 +183,7 @@ static void finish(gw_req_t *x)
     if (x->retry_active) weft_retry_budget_retry_end(x->g->budget);
     if (x->in_budget) weft_retry_budget_request_end(x->g->budget);
     x->retry_active = x->in_budget = false;
+    if (x->route && x->table->active) gw_active(x)--;
     if (x->table) weft_snap_release(x->table);
     x->table = NULL;
     x->route = NULL;
@@ -713,6 +719,7 @@ void weft__gw_handle(weft_http_request_t *req, void *arg)
         fail(x, 404, "no route", NULL);
         return;
     }
+    if (x->table->active) gw_active(x)++;
     if (!within_limit(x)) return;
     bool have = pick(x);
     if (!have) {

@@ -159,6 +159,7 @@ static void table_destroy(void *obj)
     gw_table_t *t = obj;
     for (size_t i = 0; i < t->n; i++) gw_route_clear(&t->routes[i]);
     free(t->routes);
+    free(t->active);
 }
 
 gw_table_t *gw_table_new(gw_route_t *routes, size_t n)

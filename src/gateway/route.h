@@ -120,6 +120,11 @@ typedef struct gw_route_s {
 typedef struct gw_table_s {
     gw_route_t *routes;
     size_t n;
+    /* Requests in flight per worker and route: worker w's count of routes[i] is
+     * active[w * active_stride + i], written and read only by worker w (proxy.c counts, the
+     * admin API reads it there); NULL: not counted. Freed with the table. */
+    uint32_t *active;
+    size_t active_stride;
 } gw_table_t;
 
 /* The first route of t that req matches (path, host, method, headers), or NULL. */

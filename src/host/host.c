@@ -85,7 +85,8 @@ struct weft_host_s {
     void *on_start_arg;
 
     uv_loop_t loop;
-    uv_signal_t sigterm, sigint, sigusr1;
+    uv_signal_t sigterm, sigint, sigusr1, sighup;
+    bool hup; /* sighup is open: some part has a reload hook */
     uv_async_t stop_async, done_async;
     uv_timer_t delay_timer;
     weft_inbox_t inbox;
@@ -351,6 +352,7 @@ static void close_signals(weft_host_t *h)
         uv_close((uv_handle_t *)&h->sigterm, NULL);
         uv_close((uv_handle_t *)&h->sigint, NULL);
         uv_close((uv_handle_t *)&h->sigusr1, NULL);
+        if (h->hup) uv_close((uv_handle_t *)&h->sighup, NULL);
     }
     uv_mutex_lock(&h->calls_mu); /* no weft_host_stop may send to stop_async after this */
     h->stop_open = false;
@@ -438,6 +440,14 @@ static void on_reopen(uv_signal_t *s, int signum)
     if (!any) weft_info("host", "SIGUSR1: nothing to reopen", "host=%s", h->name);
 }
 
+static void on_reload(uv_signal_t *s, int signum)
+{
+    weft_host_t *h = s->data;
+    weft_info("host", "SIGHUP: reloading", "host=%s", h->name);
+    for (unsigned i = 0; i < h->nparts; i++)
+        if (h->parts[i].p.reload) h->parts[i].p.reload(h, h->parts[i].p.arg);
+}
+
 static void on_stop_async(uv_async_t *a)
 {
     weft_host_t *h = a->data;
@@ -500,6 +510,14 @@ static int control_init(weft_host_t *h)
         uv_signal_start(&h->sigterm, on_signal, SIGTERM);
         uv_signal_start(&h->sigint, on_signal, SIGINT);
         uv_signal_start(&h->sigusr1, on_reopen, SIGUSR1);
+        /* SIGHUP only when a part reloads: a service with nothing to reload keeps the
+         * default action (a hang-up ends it, as it would any program) */
+        for (unsigned i = 0; i < h->nparts && !h->hup; i++) h->hup = h->parts[i].p.reload != NULL;
+        if (h->hup) {
+            uv_signal_init(&h->loop, &h->sighup);
+            h->sighup.data = h;
+            uv_signal_start(&h->sighup, on_reload, SIGHUP);
+        }
     }
     uv_mutex_lock(&h->calls_mu);
     h->calls_open = h->stop_open = true;
