@@ -83,6 +83,7 @@
 
 #include <stdbool.h>
 
+#include "weft/breaker.h"
 #include "weft/client.h"
 #include "weft/common.h"
 
@@ -103,9 +104,37 @@ typedef enum weft_discovery_policy_e {
     WEFT_DISCOVERY_ROUND_ROBIN = 0,      /* each in turn, in ID order (a counter per service,
                                             kept across cache updates) */
     WEFT_DISCOVERY_RANDOM = 1,           /* uniformly at random */
-    WEFT_DISCOVERY_LEAST_OUTSTANDING = 2 /* fewest calls in flight from this client (its
+    WEFT_DISCOVERY_LEAST_OUTSTANDING = 2, /* fewest calls in flight from this client (its
                                             broadcasts included); ties go round robin */
+    WEFT_DISCOVERY_LEAST_REQUEST = 3,    /* least request, power of two choices: of two
+                                            instances drawn at random, the one with fewer
+                                            calls in flight per unit of weight (Envoy's) */
+    WEFT_DISCOVERY_RING_HASH = 4         /* consistent hashing on the call's hash_key: a
+                                            key keeps going to one instance while it is
+                                            passing (its breaker closed); a call without a
+                                            key is sent at random */
 } weft_discovery_policy_t;
+
+/** Retry conditions (weft_discovery_options_t.retry_on). A retry always goes to an instance
+ *  the call has not tried yet, after a full-jitter backoff, and only when the retry budget
+ *  admits it. */
+enum {
+    WEFT_DISCOVERY_RETRY_CONNECT = 1 << 0, /* the connection could not be made: nothing was
+                                              sent, so any method is retried */
+    WEFT_DISCOVERY_RETRY_RESET = 1 << 1,   /* the connection broke before the response head
+                                              (reset, closed, garbage) */
+    WEFT_DISCOVERY_RETRY_TIMEOUT = 1 << 2, /* no response head within head_timeout_ms */
+    WEFT_DISCOVERY_RETRY_5XX = 1 << 3      /* a 502, 503 or 504 answer */
+};
+
+/** A circuit breaker of the client's changed state (weft_discovery_options_t.on_breaker):
+ *  service and instance (an ID) name it; a breaker just made for an instance the client
+ *  saw for the first time is told as from == to == WEFT_BREAKER_CLOSED with reason
+ *  WEFT_BREAKER_NONE. Runs on the client's loop, inside the client: it may log, count or
+ *  set metrics, and must not call weft_discovery_* functions. */
+typedef void (*weft_discovery_breaker_fn)(void *data, const char *service, const char *instance,
+                                          weft_breaker_state_t from, weft_breaker_state_t to,
+                                          weft_breaker_reason_t reason);
 
 /** A key and a value: registration meta, an instance's meta. */
 typedef struct weft_discovery_kv_s {
@@ -124,6 +153,7 @@ typedef struct weft_discovery_instance_s {
     const weft_discovery_kv_t *meta;
     size_t nmeta;
     unsigned outstanding; /* calls from this client in flight to it now */
+    unsigned weight;      /* its Weights.Passing (Consul's), 1 when it gave none; 1..2^20 */
 } weft_discovery_instance_t;
 
 /** Options; weft_discovery_options_init fills the defaults. */
@@ -158,6 +188,29 @@ typedef struct weft_discovery_options_s {
                                        16 MiB */
     const weft_http_client_options_t *http; /* the HTTP client's options (copied); NULL:
                                                weft_http_client_options_init's */
+    /* --- resilience (see "Circuit breakers, retries, balancing" above) --- */
+    bool breaker;                       /* a circuit breaker per instance; default true */
+    weft_breaker_options_t breaker_conf; /* its options, as a gateway route's breaker takes
+                                            them (weft/breaker.h); default
+                                            weft_breaker_options_init's (5 failures in a row,
+                                            or 50% over 10 s with 20 calls, open 5 s doubling
+                                            to 60 s, 3 trials). on_transition and data are
+                                            ignored: use on_breaker */
+    weft_discovery_breaker_fn on_breaker; /* every transition of every breaker; NULL: none */
+    void *on_breaker_data;
+    unsigned retry_on;          /* WEFT_DISCOVERY_RETRY_*; default CONNECT | RESET | 5XX.
+                                   Conditions other than CONNECT retry only idempotent
+                                   methods (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) unless
+                                   the request says retry_any_method */
+    uint64_t backoff_base_ms;   /* full-jitter backoff before retry k: random in
+                                   [0, min(backoff_max_ms, base * 2^k)]; default 25; 0: none */
+    uint64_t backoff_max_ms;    /* default 250 */
+    bool retry_budget;          /* default true: retries in flight at most
+                                   retry_budget_percent of the calls in flight, and at least
+                                   retry_budget_min, so a failing service cannot cause a
+                                   retry storm */
+    unsigned retry_budget_percent; /* default 20; 0..1000 */
+    unsigned retry_budget_min;     /* default 3 */
 } weft_discovery_options_t;
 
 /** What a call, a broadcast's instance or a registry operation came to. */
@@ -215,6 +268,12 @@ typedef struct weft_discovery_req_s {
     uint64_t connect_timeout_ms; /* per attempt, as in weft_http_client_req_t (0: the HTTP */
     uint64_t head_timeout_ms;    /* client's option of the same name) */
     uint64_t body_timeout_ms;
+    const void *hash_key; /* WEFT_DISCOVERY_RING_HASH: the key (a user ID, a session...);
+                             NULL: none */
+    size_t hash_key_len;
+    bool retry_any_method; /* retry on every retry_on condition whatever the method (the
+                              caller knows the request may be applied twice); default false:
+                              only CONNECT for methods that are not idempotent */
 } weft_discovery_req_t;
 
 /** How a registered service is checked. */
@@ -257,6 +316,10 @@ typedef struct weft_discovery_stats_s {
     uint64_t operations;   /* registry operations and catalog reads sent */
     unsigned services;     /* gauge: cache entries */
     unsigned active;       /* gauge: unfinished calls, resolutions, operations */
+    uint64_t breaker_rejected; /* instances a pick skipped because their breaker refused */
+    uint64_t breaker_failfast; /* calls that ended with WEFT_EBREAKER */
+    uint64_t budget_exhausted; /* retries the retry budget refused */
+    uint64_t breaker_transitions; /* state changes of the client's breakers */
 } weft_discovery_stats_t;
 
 /** Fills *o with the defaults above (loop and registry NULL). */
