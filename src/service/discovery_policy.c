@@ -199,7 +199,7 @@ static long propose(dpol_set_t *s, const weft_discovery_instance_t *inst, size_t
         for (size_t k = 0; k < n; k++) {
             size_t i = (s->rr + k) % n;
             if (!in_set(s->excl, nexcl, (long)i)) {
-                s->rr = (unsigned)((i + 1) % n);
+                s->rr = (unsigned)(i + 1);
                 return (long)i;
             }
         }
@@ -212,7 +212,7 @@ static long propose(dpol_set_t *s, const weft_discovery_instance_t *inst, size_t
             if (in_set(s->excl, nexcl, (long)i)) continue;
             if (best < 0 || inst[i].outstanding < inst[best].outstanding) best = (long)i;
         }
-        if (best >= 0) s->rr = (unsigned)(((size_t)best + 1) % n);
+        if (best >= 0) s->rr = (unsigned)((size_t)best + 1);
         return best;
     }
     case WEFT_DISCOVERY_LEAST_REQUEST:
