@@ -22,6 +22,8 @@
  *   ServiceRegistry.deregister   weft_discovery_deregister
  *   ServiceRegistry.get_service  weft_discovery_resolve: the passing instances of a name
  *   ServiceClient.call           weft_discovery_call: one instance, chosen by the policy
+ *   @CircuitBreaker on a call    built in: a breaker per instance (options.breaker_conf),
+ *                                WEFT_EBREAKER when every instance's is open
  *   ServiceClient.broadcast      weft_discovery_broadcast: every passing instance of one
  *                                service, or of every service ("*")
  * A weft_service's handlers find their worker's client with weft_service_discovery.
@@ -53,14 +55,36 @@
  * when it registered none. At most max_instances per service are kept (the first by ID).
  *
  * Calls. A call picks one instance by the client's policy (weft_discovery_policy_t) and
- * sends it the request through the HTTP client (keep-alive pools per instance). When the
- * connection to it cannot be made (refused, unreachable, connect timeout, name not found:
- * no byte of the request reached it, so this is safe for any method), the call moves on to
- * another instance it has not tried, at most `retries` times; any other failure, and every
- * HTTP status, 5xx included, is the call's result (an application decides what it may
- * send twice). The call's timeout bounds all of it: waiting for a first resolution, every
- * attempt, the whole response; each attempt also has the HTTP client's connect, head and
- * body timeouts (weft/client.h).
+ * sends it the request through the HTTP client (keep-alive pools per instance). The call's
+ * timeout bounds all of it: waiting for a first resolution, every attempt and backoff, the
+ * whole response; each attempt also has the HTTP client's connect, head and body timeouts
+ * (weft/client.h).
+ *
+ * Circuit breakers, retries, balancing: the resilience module's state machines
+ * (weft/breaker.h, weft/balance.h), the same as the gateway's, on the loop's clock.
+ *   - A breaker per instance (o.breaker, on by default; o.breaker_conf is the gateway's
+ *     weft_breaker_options_t): a pick skips an instance whose breaker refuses (OPEN, or
+ *     HALF_OPEN with its trials out) and asks the balancer for another; when every
+ *     instance left is refused, a call that has not tried any ends at once with
+ *     WEFT_EBREAKER, nothing sent. What counts as a failure: a transport error (connect,
+ *     reset, garbage, timeout; not the client's own WEFT_ELIMIT or WEFT_ENOMEM) or a 5xx;
+ *     a canceled call counts as a failure too (a breaker must hear of every call it let
+ *     through). Breakers follow the cache by instance ID: a registry update that keeps an
+ *     instance keeps its breaker; one that drops it drops the breaker. on_breaker is told
+ *     each transition. Broadcasts go to every instance and bypass the breakers.
+ *   - Retries (o.retry_on): a connect failure (nothing was sent) for any method; a reset
+ *     or garbage before the response head, a head timeout (off by default), a 502/503/504
+ *     only for idempotent methods (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) unless the
+ *     request sets retry_any_method. A retry goes to an instance the call has not tried
+ *     (never the same one twice; with none left the last attempt's result is the call's),
+ *     at most `retries` times, after a full-jitter backoff (backoff_base_ms doubling to
+ *     backoff_max_ms, random below that), only if it fits before the deadline and the
+ *     retry budget admits it (o.retry_budget, on by default: retries in flight at most
+ *     retry_budget_percent of the calls in flight, at least retry_budget_min; refusals
+ *     are counted in budget_exhausted).
+ *   - The balancer (o.policy): round robin (smooth weighted when the instances' weights,
+ *     Consul's Weights.Passing, differ), random (weighted), least outstanding, least
+ *     request (power of two choices), ring hash on the request's hash_key.
  *
  * Callbacks. Every callback runs on the loop, later, never from inside the weft_discovery_*
  * call that started the work (so a call that fails at once, unknown service included, still
@@ -164,8 +188,8 @@ typedef struct weft_discovery_options_s {
                                https is WEFT_EUNSUPPORTED */
     const char *token;      /* ACL token sent as X-Consul-Token to the registry; NULL: none */
     weft_discovery_policy_t policy; /* default WEFT_DISCOVERY_ROUND_ROBIN */
-    unsigned retries;               /* other instances tried after a connect failure;
-                                       default 2, at most 16 */
+    unsigned retries;               /* other instances tried after a failed attempt (see
+                                       retry_on); default 2, at most 16 */
     uint64_t call_timeout_ms;       /* a call's or broadcast's whole time, resolution
                                        included, when its request gives none; default 10000 */
     uint64_t registry_timeout_ms;   /* a request to the registry that is not a blocking
@@ -217,6 +241,8 @@ typedef struct weft_discovery_options_s {
 typedef struct weft_discovery_result_s {
     int err;              /* calls: 0 when a response came, whatever its status; else
                              WEFT_ENOENT (no passing instance, or the name is unknown),
+                             WEFT_EBREAKER (every passing instance's breaker is open:
+                             nothing was sent),
                              WEFT_ETIMEDOUT (the call's timeout), the HTTP client's error of
                              the last attempt (-ECONNREFUSED, WEFT_ETIMEDOUT_HEAD, ...; see
                              weft/client.h), the registry's when the service could not be
@@ -311,7 +337,7 @@ typedef struct weft_discovery_stats_s {
     uint64_t query_errors; /* queries that failed (each is retried after a backoff) */
     uint64_t calls;        /* calls started (a broadcast's instances each count) */
     uint64_t call_errors;  /* calls that ended without a response */
-    uint64_t retries;      /* attempts on another instance after a connect failure */
+    uint64_t retries;      /* attempts on another instance after a failed one (retry_on) */
     uint64_t evictions;    /* entries dropped for room or idleness */
     uint64_t operations;   /* registry operations and catalog reads sent */
     unsigned services;     /* gauge: cache entries */
@@ -331,7 +357,8 @@ WEFT_EXTERN void weft_discovery_options_init(weft_discovery_options_t *o);
  * that is not http://HOST:PORT, max_services 0 or over 4096, max_instances, max_calls,
  * max_body, max_registry_body or registry_timeout_ms 0, retry_min_ms 0 or over
  * retry_max_ms, wait_ms under 1000, retries over 16, an unknown policy, bad HTTP client
- * options), WEFT_EUNSUPPORTED (https), WEFT_ENOMEM, or a libuv error. The caller owns the
+ * options, with breaker on a breaker_conf weft_breaker_options_check refuses,
+ * retry_budget_percent over 1000, backoff_base_ms over backoff_max_ms), WEFT_EUNSUPPORTED (https), WEFT_ENOMEM, or a libuv error. The caller owns the
  * client until weft_discovery_close.
  */
 WEFT_EXTERN int weft_discovery_new(const weft_discovery_options_t *o, weft_discovery_t **out);
