@@ -133,9 +133,13 @@ int weft__dpol_update(dpol_set_t *s, const weft_discovery_instance_t *inst, size
     if (n && s->conf->policy == WEFT_DISCOVERY_RING_HASH) {
         if (!(ids = calloc(n, sizeof(*ids)))) goto nomem;
         for (size_t i = 0; i < n; i++) ids[i] = (weft_str_t){inst[i].id, strlen(inst[i].id)};
-        /* fewer points per unit of weight for big sets: at most 2^22 in all */
-        unsigned vnodes = n > 1000 ? 10 : 100;
-        if (weft_ring_new(ids, w, n, vnodes, &ring) != 0) goto nomem;
+        /* 100 points per unit of weight, fewer when the weights are large (the ring holds
+         * at most 2^22), none when even one each is too many: such a set is served at
+         * random rather than not updated */
+        int rc = weft_ring_new(ids, w, n, n > 1000 ? 10 : 100, &ring);
+        if (rc == WEFT_ELIMIT) rc = weft_ring_new(ids, w, n, 1, &ring);
+        if (rc == WEFT_ENOMEM) goto nomem;
+        if (rc) ring = NULL;
         free(ids);
         ids = NULL;
     }
@@ -218,9 +222,9 @@ static long propose(dpol_set_t *s, const weft_discovery_instance_t *inst, size_t
     case WEFT_DISCOVERY_LEAST_REQUEST:
         for (size_t i = 0; i < n; i++) s->active[i] = inst[i].outstanding;
         return weft_balance_p2c(s->active, s->weights, n, s->excl, nexcl, &s->rng);
-    case WEFT_DISCOVERY_RING_HASH:
+    case WEFT_DISCOVERY_RING_HASH: /* without a key (or a ring): a random instance */
         if (has_key && s->ring) return weft_ring_pick(s->ring, key_hash, s->excl, nexcl);
-        /* fall through: no key, a random instance */
+        /* fall through */
     case WEFT_DISCOVERY_RANDOM:
     default:
         return weft_balance_weighted_random(s->weights, n, s->excl, nexcl,

@@ -302,6 +302,33 @@ static void test_ring_hash(void **state)
     weft__dpol_clear(&s);
 }
 
+/* Weights too large for a ring still update the set (its calls then go at random). */
+static void test_ring_too_big(void **state)
+{
+    (void)state;
+    dpol_conf_t c = conf(WEFT_DISCOVERY_RING_HASH, false, NULL);
+    dpol_set_t s;
+    weft__dpol_init(&s, &c, "web", 5);
+    weft_discovery_instance_t in[5] = {mkinst("a", 1u << 20), mkinst("b", 1u << 20),
+                                       mkinst("c", 1u << 20), mkinst("d", 1u << 20),
+                                       mkinst("e", 1u << 20)};
+    assert_int_equal(weft__dpol_update(&s, in, 5, 0), 0);
+    assert_int_equal(s.n, 5);
+    assert_null(s.ring);
+    unsigned seen[5] = {0};
+    for (uint64_t k = 0; k < 200; k++) {
+        int err;
+        long i = weft__dpol_pick(&s, in, NULL, 0, true, k, 0, &err);
+        assert_true(i >= 0 && i < 5);
+        seen[i]++;
+    }
+    for (int i = 0; i < 5; i++) assert_true(seen[i] > 0);
+    /* two of them fit on a ring with one point per unit of weight */
+    assert_int_equal(weft__dpol_update(&s, in, 2, 0), 0);
+    assert_non_null(s.ring);
+    weft__dpol_clear(&s);
+}
+
 static void test_random_weighted(void **state)
 {
     (void)state;
@@ -323,7 +350,7 @@ int main(void)
         cmocka_unit_test(test_breaker_cycle), cmocka_unit_test(test_update_keeps_breakers),
         cmocka_unit_test(test_never_twice),   cmocka_unit_test(test_round_robin),
         cmocka_unit_test(test_least_request), cmocka_unit_test(test_ring_hash),
-        cmocka_unit_test(test_random_weighted),
+        cmocka_unit_test(test_random_weighted), cmocka_unit_test(test_ring_too_big),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
