@@ -346,6 +346,8 @@ typedef struct weft_discovery_stats_s {
     uint64_t breaker_failfast; /* calls that ended with WEFT_EBREAKER */
     uint64_t budget_exhausted; /* retries the retry budget refused */
     uint64_t breaker_transitions; /* state changes of the client's breakers */
+    uint64_t retries_active;      /* gauge: retries under way the budget counts (in flight
+                                     or waiting out their backoff) */
 } weft_discovery_stats_t;
 
 /** Fills *o with the defaults above (loop and registry NULL). */

@@ -350,6 +350,11 @@ weft_discovery_stats_t weft_discovery_stats(const weft_discovery_t *d)
     s.active = d->active;
     for (unsigned i = 0; i < d->nsvcs; i++) s.breaker_rejected += d->svcs[i]->pol.rejected;
     s.breaker_rejected += d->gone_rejected;
+    if (d->budget) {
+        weft_retry_budget_stats_t bs;
+        weft_retry_budget_stats(d->budget, &bs);
+        s.retries_active = bs.retries_active;
+    }
     return s;
 }
 

@@ -702,6 +702,45 @@ static void test_retry_budget(void **state)
     close_client(d);
 }
 
+/* A call canceled while it waits out its backoff: ECANCELED at once, and the retry it held
+ * (the budget's only one: meanwhile another call may not retry) is handed back. */
+static void test_cancel_in_backoff(void **state)
+{
+    const char *ids[] = {"w1", "w2"};
+    const int idx[] = {0, 1};
+    set_instances("web", ids, idx, 2, 0);
+    inst[0].failing = true;
+    weft_discovery_options_t o;
+    weft_discovery_options_init(&o);
+    o.breaker = false;
+    /* a backoff drawn from [0, 3000 s] outlasts the test but for odds of 1 in 30,000 */
+    o.backoff_base_ms = o.backoff_max_ms = 3000000;
+    o.retry_budget_percent = 0;
+    o.retry_budget_min = 1;
+    weft_discovery_t *d = client(&o);
+    weft_discovery_req_t get = {.service = "web", .target = "/flaky", .timeout_ms = 3600000};
+    res_t x = {0};
+    weft_discovery_call_t *c;
+    assert_int_equal(weft_discovery_call(d, &get, on_result, &x, &c), 0);
+    RUN_UNTIL(inst[0].flaky == 1);
+    for (int i = 0; i < 20 && !x.done; i++) uv_run(&loop, UV_RUN_NOWAIT);
+    assert_false(x.done); /* waiting to retry on w2 */
+    assert_int_equal(weft_discovery_stats(d).retries, 1);
+    assert_int_equal(weft_discovery_stats(d).retries_active, 1);
+    /* the budget's one retry is taken: another call's 503 (w2's, now failing too) is its
+     * result */
+    inst[1].failing = true;
+    res_t y = call_req(d, &get);
+    assert_int_equal(y.status, 503);
+    assert_int_equal(y.attempts, 1);
+    assert_int_equal(weft_discovery_stats(d).budget_exhausted, 1);
+    weft_discovery_cancel(c);
+    assert_true(x.done);
+    assert_int_equal(x.err, WEFT_ECANCELED);
+    assert_int_equal(weft_discovery_stats(d).retries_active, 0);
+    close_client(d);
+}
+
 typedef struct brlog_s {
     unsigned n;
     weft_breaker_state_t from[16], to[16];
@@ -1349,6 +1388,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_5xx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_in_backoff, setup, teardown),
         cmocka_unit_test_setup_teardown(test_breaker_fail_fast, setup, teardown),
         cmocka_unit_test_setup_teardown(test_breaker_skips_instance, setup, teardown),
     };
