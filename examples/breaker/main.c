@@ -71,8 +71,8 @@ static void on_breaker(void *data, const char *service, const char *instance,
            weft_breaker_reason_name(reason));
     fflush(stdout);
     pthread_mutex_lock(&mu);
-    snprintf(st.transitions[st.ntransitions % MAX_TRANSITIONS], sizeof(st.transitions[0]),
-             "%s->%s", weft_breaker_state_name(from), weft_breaker_state_name(to));
+    snprintf(st.transitions[st.ntransitions % MAX_TRANSITIONS], sizeof(st.transitions[0]), "%s->%s",
+             weft_breaker_state_name(from), weft_breaker_state_name(to));
     st.ntransitions++;
     pthread_mutex_unlock(&mu);
 }

@@ -125,18 +125,18 @@ typedef struct weft_discovery_call_s weft_discovery_call_t;
 
 /** How a call chooses among a service's passing instances. */
 typedef enum weft_discovery_policy_e {
-    WEFT_DISCOVERY_ROUND_ROBIN = 0,      /* each in turn, in ID order (a counter per service,
-                                            kept across cache updates) */
-    WEFT_DISCOVERY_RANDOM = 1,           /* uniformly at random */
+    WEFT_DISCOVERY_ROUND_ROBIN = 0,       /* each in turn, in ID order (a counter per service,
+                                             kept across cache updates) */
+    WEFT_DISCOVERY_RANDOM = 1,            /* uniformly at random */
     WEFT_DISCOVERY_LEAST_OUTSTANDING = 2, /* fewest calls in flight from this client (its
                                             broadcasts included); ties go round robin */
-    WEFT_DISCOVERY_LEAST_REQUEST = 3,    /* least request, power of two choices: of two
-                                            instances drawn at random, the one with fewer
-                                            calls in flight per unit of weight (Envoy's) */
-    WEFT_DISCOVERY_RING_HASH = 4         /* consistent hashing on the call's hash_key: a
-                                            key keeps going to one instance while it is
-                                            passing (its breaker closed); a call without a
-                                            key is sent at random */
+    WEFT_DISCOVERY_LEAST_REQUEST = 3,     /* least request, power of two choices: of two
+                                             instances drawn at random, the one with fewer
+                                             calls in flight per unit of weight (Envoy's) */
+    WEFT_DISCOVERY_RING_HASH = 4          /* consistent hashing on the call's hash_key: a
+                                             key keeps going to one instance while it is
+                                             passing (its breaker closed); a call without a
+                                             key is sent at random */
 } weft_discovery_policy_t;
 
 /** Retry conditions (weft_discovery_options_t.retry_on). A retry always goes to an instance
@@ -213,26 +213,26 @@ typedef struct weft_discovery_options_s {
     const weft_http_client_options_t *http; /* the HTTP client's options (copied); NULL:
                                                weft_http_client_options_init's */
     /* --- resilience (see "Circuit breakers, retries, balancing" above) --- */
-    bool breaker;                       /* a circuit breaker per instance; default true */
-    weft_breaker_options_t breaker_conf; /* its options, as a gateway route's breaker takes
-                                            them (weft/breaker.h); default
-                                            weft_breaker_options_init's (5 failures in a row,
-                                            or 50% over 10 s with 20 calls, open 5 s doubling
-                                            to 60 s, 3 trials). on_transition and data are
-                                            ignored: use on_breaker */
+    bool breaker;                         /* a circuit breaker per instance; default true */
+    weft_breaker_options_t breaker_conf;  /* its options, as a gateway route's breaker takes
+                                             them (weft/breaker.h); default
+                                             weft_breaker_options_init's (5 failures in a row,
+                                             or 50% over 10 s with 20 calls, open 5 s doubling
+                                             to 60 s, 3 trials). on_transition and data are
+                                             ignored: use on_breaker */
     weft_discovery_breaker_fn on_breaker; /* every transition of every breaker; NULL: none */
     void *on_breaker_data;
-    unsigned retry_on;          /* WEFT_DISCOVERY_RETRY_*; default CONNECT | RESET | 5XX.
-                                   Conditions other than CONNECT retry only idempotent
-                                   methods (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) unless
-                                   the request says retry_any_method */
-    uint64_t backoff_base_ms;   /* full-jitter backoff before retry k: random in
-                                   [0, min(backoff_max_ms, base * 2^k)]; default 25; 0: none */
-    uint64_t backoff_max_ms;    /* default 250 */
-    bool retry_budget;          /* default true: retries in flight at most
-                                   retry_budget_percent of the calls in flight, and at least
-                                   retry_budget_min, so a failing service cannot cause a
-                                   retry storm */
+    unsigned retry_on;             /* WEFT_DISCOVERY_RETRY_*; default CONNECT | RESET | 5XX.
+                                      Conditions other than CONNECT retry only idempotent
+                                      methods (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) unless
+                                      the request says retry_any_method */
+    uint64_t backoff_base_ms;      /* full-jitter backoff before retry k: random in
+                                      [0, min(backoff_max_ms, base * 2^k)]; default 25; 0: none */
+    uint64_t backoff_max_ms;       /* default 250 */
+    bool retry_budget;             /* default true: retries in flight at most
+                                      retry_budget_percent of the calls in flight, and at least
+                                      retry_budget_min, so a failing service cannot cause a
+                                      retry storm */
     unsigned retry_budget_percent; /* default 20; 0..1000 */
     unsigned retry_budget_min;     /* default 3 */
 } weft_discovery_options_t;
@@ -332,16 +332,16 @@ typedef struct weft_discovery_registration_s {
 
 /** Counters since creation, and gauges (now). */
 typedef struct weft_discovery_stats_s {
-    uint64_t queries;      /* health queries sent: first resolutions and blocking queries */
-    uint64_t updates;      /* answers that changed an entry's index (a first answer counts) */
-    uint64_t query_errors; /* queries that failed (each is retried after a backoff) */
-    uint64_t calls;        /* calls started (a broadcast's instances each count) */
-    uint64_t call_errors;  /* calls that ended without a response */
-    uint64_t retries;      /* attempts on another instance after a failed one (retry_on) */
-    uint64_t evictions;    /* entries dropped for room or idleness */
-    uint64_t operations;   /* registry operations and catalog reads sent */
-    unsigned services;     /* gauge: cache entries */
-    unsigned active;       /* gauge: unfinished calls, resolutions, operations */
+    uint64_t queries;          /* health queries sent: first resolutions and blocking queries */
+    uint64_t updates;          /* answers that changed an entry's index (a first answer counts) */
+    uint64_t query_errors;     /* queries that failed (each is retried after a backoff) */
+    uint64_t calls;            /* calls started (a broadcast's instances each count) */
+    uint64_t call_errors;      /* calls that ended without a response */
+    uint64_t retries;          /* attempts on another instance after a failed one (retry_on) */
+    uint64_t evictions;        /* entries dropped for room or idleness */
+    uint64_t operations;       /* registry operations and catalog reads sent */
+    unsigned services;         /* gauge: cache entries */
+    unsigned active;           /* gauge: unfinished calls, resolutions, operations */
     uint64_t breaker_rejected; /* instances a pick skipped because their breaker refused */
     uint64_t breaker_failfast; /* calls that ended with WEFT_EBREAKER */
     uint64_t budget_exhausted; /* retries the retry budget refused */
@@ -360,8 +360,8 @@ WEFT_EXTERN void weft_discovery_options_init(weft_discovery_options_t *o);
  * max_body, max_registry_body or registry_timeout_ms 0, retry_min_ms 0 or over
  * retry_max_ms, wait_ms under 1000, retries over 16, an unknown policy, bad HTTP client
  * options, with breaker on a breaker_conf weft_breaker_options_check refuses,
- * retry_budget_percent over 1000, backoff_base_ms over backoff_max_ms), WEFT_EUNSUPPORTED (https), WEFT_ENOMEM, or a libuv error. The caller owns the
- * client until weft_discovery_close.
+ * retry_budget_percent over 1000, backoff_base_ms over backoff_max_ms), WEFT_EUNSUPPORTED (https),
+ * WEFT_ENOMEM, or a libuv error. The caller owns the client until weft_discovery_close.
  */
 WEFT_EXTERN int weft_discovery_new(const weft_discovery_options_t *o, weft_discovery_t **out);
 

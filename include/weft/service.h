@@ -84,17 +84,17 @@ typedef struct weft_service_registry_s {
     const weft_discovery_kv_t *meta; /* at most 63; "version" (the service's) is added
                                         unless meta has it */
     size_t nmeta;
-    weft_discovery_check_t check;   /* default WEFT_DISCOVERY_CHECK_HTTP */
-    uint64_t check_interval_ms;     /* default 10000; 1000 at least */
-    uint64_t check_timeout_ms;      /* HTTP: the check's timeout; 0 (default): the
-                                       registry's (10 s) */
-    uint64_t deregister_after_ms;   /* default 60000; 0: never */
-    uint64_t timeout_ms;            /* each request to the registry, the deregistration at
-                                       shutdown included; default 2000 */
-    uint64_t resync_ms;             /* HTTP and no checks: how often the registration is
-                                       looked up; default 30000; 0: never */
-    weft_discovery_policy_t policy; /* weft_service_discovery's clients; default round
-                                       robin */
+    weft_discovery_check_t check;           /* default WEFT_DISCOVERY_CHECK_HTTP */
+    uint64_t check_interval_ms;             /* default 10000; 1000 at least */
+    uint64_t check_timeout_ms;              /* HTTP: the check's timeout; 0 (default): the
+                                               registry's (10 s) */
+    uint64_t deregister_after_ms;           /* default 60000; 0: never */
+    uint64_t timeout_ms;                    /* each request to the registry, the deregistration at
+                                               shutdown included; default 2000 */
+    uint64_t resync_ms;                     /* HTTP and no checks: how often the registration is
+                                               looked up; default 30000; 0: never */
+    weft_discovery_policy_t policy;         /* weft_service_discovery's clients; default round
+                                               robin */
     const weft_discovery_options_t *client; /* the rest of those clients' options: breaker,
                                        retries, budget, backoff, timeouts, limits
                                        (copied, with *client->http); NULL:

@@ -579,12 +579,11 @@ static void reject_limited(gw_req_t *x, const weft_ratelimit_result_t *res)
 {
     weft_http_request_t *req = x->req;
     const gw_ratelimit_conf_t *c = &x->route->rate_limit;
-    weft_ratelimit_options_t o = {
-        .kind = c->algorithm == GW_RL_TOKEN_BUCKET ? WEFT_RATELIMIT_TOKEN_BUCKET
-                                                   : WEFT_RATELIMIT_SLIDING_WINDOW,
-        .rate = c->rate,
-        .burst = c->burst,
-        .window_ms = c->window_ms};
+    weft_ratelimit_options_t o = {.kind = WEFT_RATELIMIT_TOKEN_BUCKET,
+                                  .rate = c->rate,
+                                  .burst = c->burst,
+                                  .window_ms = c->window_ms};
+    if (c->algorithm != GW_RL_TOKEN_BUCKET) o.kind = WEFT_RATELIMIT_SLIDING_WINDOW;
     weft_ratelimit_headers_t h;
     weft_ratelimit_headers(&o, x->route->name, res, &h);
     weft_http_response_header(req, "Retry-After", h.retry_after);

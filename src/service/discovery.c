@@ -51,8 +51,8 @@ void weft_discovery_options_init(weft_discovery_options_t *o)
     o->max_registry_body = 16u << 20;
     o->breaker = true;
     weft_breaker_options_init(&o->breaker_conf);
-    o->retry_on = WEFT_DISCOVERY_RETRY_CONNECT | WEFT_DISCOVERY_RETRY_RESET |
-                  WEFT_DISCOVERY_RETRY_5XX;
+    o->retry_on =
+        WEFT_DISCOVERY_RETRY_CONNECT | WEFT_DISCOVERY_RETRY_RESET | WEFT_DISCOVERY_RETRY_5XX;
     o->backoff_base_ms = 25;
     o->backoff_max_ms = 250;
     o->retry_budget = true;

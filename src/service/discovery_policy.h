@@ -19,8 +19,8 @@
 /* What every set of one client shares (the client's options, as checked). */
 typedef struct dpol_conf_s {
     weft_discovery_policy_t policy;
-    bool breaker;                  /* a breaker per instance */
-    weft_breaker_options_t bconf;  /* its options (on_transition and data are ours) */
+    bool breaker;                         /* a breaker per instance */
+    weft_breaker_options_t bconf;         /* its options (on_transition and data are ours) */
     weft_discovery_breaker_fn on_breaker; /* may be NULL */
     void *data;
 } dpol_conf_t;

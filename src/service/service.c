@@ -810,8 +810,8 @@ static void on_client_breaker(void *data, const char *service, const char *insta
     snprintf(worker, sizeof(worker), "%u", ws->index);
     if (svc->fam_breaker) {
         const char *v[3] = {service, instance, worker};
-        weft_gauge_set(weft_metrics_gauge_child(svc->fam_breaker, v),
-                       to == WEFT_BREAKER_CLOSED ? 0 : to == WEFT_BREAKER_OPEN ? 1 : 2);
+        double g = to == WEFT_BREAKER_CLOSED ? 0 : to == WEFT_BREAKER_OPEN ? 1 : 2;
+        weft_gauge_set(weft_metrics_gauge_child(svc->fam_breaker, v), g);
     }
     if (from != to) {
         if (svc->fam_breaker_tr) {
@@ -825,9 +825,9 @@ static void on_client_breaker(void *data, const char *service, const char *insta
                       ws->index, weft_breaker_state_name(from), weft_breaker_reason_name(reason));
         else
             weft_info("client", "circuit breaker moved",
-                      "service=%s instance=%s worker=%u from=%s to=%s reason=%s", service,
-                      instance, ws->index, weft_breaker_state_name(from),
-                      weft_breaker_state_name(to), weft_breaker_reason_name(reason));
+                      "service=%s instance=%s worker=%u from=%s to=%s reason=%s", service, instance,
+                      ws->index, weft_breaker_state_name(from), weft_breaker_state_name(to),
+                      weft_breaker_reason_name(reason));
     }
     if (svc->client_o.on_breaker)
         svc->client_o.on_breaker(svc->client_o.on_breaker_data, service, instance, from, to,

@@ -390,7 +390,8 @@ static void test_headers(void **state)
     o.kind = WEFT_RATELIMIT_SLIDING_WINDOW;
     o.window_ms = 60500;
     assert_int_equal(weft_ratelimit_policy_window_s(&o), 61);
-    res = (weft_ratelimit_result_t){.limit = 1000, .remaining = 7, .reset_s = 42, .retry_after_ms = 0};
+    res = (weft_ratelimit_result_t){
+        .limit = 1000, .remaining = 7, .reset_s = 42, .retry_after_ms = 0};
     weft_ratelimit_headers(&o, NULL, &res, &h);
     assert_string_equal(h.retry_after, "0");
     assert_string_equal(h.policy, "\"\";q=1000;w=61");

@@ -747,8 +747,8 @@ typedef struct brlog_s {
     weft_breaker_reason_t why[16];
 } brlog_t;
 
-static void on_brk(void *data, const char *service, const char *instance,
-                   weft_breaker_state_t from, weft_breaker_state_t to, weft_breaker_reason_t why)
+static void on_brk(void *data, const char *service, const char *instance, weft_breaker_state_t from,
+                   weft_breaker_state_t to, weft_breaker_reason_t why)
 {
     brlog_t *l = data;
     assert_string_equal(service, "web");

@@ -197,8 +197,8 @@ static void test_never_twice(void **state)
 {
     (void)state;
     weft_discovery_policy_t ps[] = {WEFT_DISCOVERY_ROUND_ROBIN, WEFT_DISCOVERY_RANDOM,
-                                    WEFT_DISCOVERY_LEAST_OUTSTANDING,
-                                    WEFT_DISCOVERY_LEAST_REQUEST, WEFT_DISCOVERY_RING_HASH};
+                                    WEFT_DISCOVERY_LEAST_OUTSTANDING, WEFT_DISCOVERY_LEAST_REQUEST,
+                                    WEFT_DISCOVERY_RING_HASH};
     weft_discovery_instance_t in[3] = {mkinst("a", 1), mkinst("b", 5), mkinst("c", 1)};
     for (size_t p = 0; p < sizeof(ps) / sizeof(ps[0]); p++) {
         dpol_conf_t c = conf(ps[p], false, NULL);
@@ -210,8 +210,7 @@ static void test_never_twice(void **state)
             size_t nt = 0;
             int err = 0;
             for (;;) {
-                long i = weft__dpol_pick(&s, in, tried, nt, true, (uint64_t)round * 7919u, 0,
-                                         &err);
+                long i = weft__dpol_pick(&s, in, tried, nt, true, (uint64_t)round * 7919u, 0, &err);
                 if (i < 0) break;
                 for (size_t k = 0; k < nt; k++)
                     if (tried[k] == (unsigned)i) fail_msg("policy %zu picked %ld twice", p, i);
@@ -347,9 +346,9 @@ static void test_random_weighted(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_breaker_cycle), cmocka_unit_test(test_update_keeps_breakers),
-        cmocka_unit_test(test_never_twice),   cmocka_unit_test(test_round_robin),
-        cmocka_unit_test(test_least_request), cmocka_unit_test(test_ring_hash),
+        cmocka_unit_test(test_breaker_cycle),   cmocka_unit_test(test_update_keeps_breakers),
+        cmocka_unit_test(test_never_twice),     cmocka_unit_test(test_round_robin),
+        cmocka_unit_test(test_least_request),   cmocka_unit_test(test_ring_hash),
         cmocka_unit_test(test_random_weighted), cmocka_unit_test(test_ring_too_big),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

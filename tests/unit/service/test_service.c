@@ -273,13 +273,17 @@ static void test_rate_limits(void **state)
                                         "close\r\n\r\n"),
                                "HTTP/1.1 200 OK"));
     r = exchange("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert_non_null(strstr(r, "weft_ratelimit_rejected_total{route=\"limited\",shadow=\"false\"} 1\n"));
-    assert_non_null(strstr(r, "weft_ratelimit_rejected_total{route=\"self\",shadow=\"false\"} 1\n"));
-    assert_non_null(strstr(r, "http_requests_total{method=\"GET\",route=\"/limited\",code=\"429\"} 1\n"));
+    assert_non_null(
+        strstr(r, "weft_ratelimit_rejected_total{route=\"limited\",shadow=\"false\"} 1\n"));
+    assert_non_null(
+        strstr(r, "weft_ratelimit_rejected_total{route=\"self\",shadow=\"false\"} 1\n"));
+    assert_non_null(
+        strstr(r, "http_requests_total{method=\"GET\",route=\"/limited\",code=\"429\"} 1\n"));
     /* the shadow limit saw /ok and /fail (test_traces_and_metrics) and /self's: only counted */
     const char *sh = strstr(r, "weft_ratelimit_rejected_total{route=\"any\",shadow=\"true\"} ");
     assert_non_null(sh);
-    assert_true(atoi(sh + strlen("weft_ratelimit_rejected_total{route=\"any\",shadow=\"true\"} ")) >= 3);
+    assert_true(
+        atoi(sh + strlen("weft_ratelimit_rejected_total{route=\"any\",shadow=\"true\"} ")) >= 3);
     /* the service runs: no more limiters */
     weft_service_limit_options_t lo;
     weft_service_limit_options_init(&lo);
