@@ -10,8 +10,8 @@
  * entry that no call holds (its query canceled), or fails with WEFT_ELIMIT.
  *
  * One timer, tick, does everything that waits for a time: calls waiting for an entry's
- * first answer past their deadline end with WEFT_ETIMEDOUT; entries in backoff send their
- * query again; entries unused for idle_ms are dropped. It is armed for the earliest of
+ * first answer past their deadline end with WEFT_ETIMEDOUT; calls whose retry backoff is
+ * over make their next attempt; entries in backoff send their query again; entries unused for idle_ms are dropped. It is armed for the earliest of
  * these (weft__disc_tick_arm lowers it when something earlier comes; a run recomputes it
  * from scratch), so an idle client wakes only when something is due.
  *

@@ -7,16 +7,23 @@
  *     C_NEW ──entry known──────────────────────────────▶ C_SENDING ──answer, error──▶ C_DONE
  *     C_NEW ──entry's first query in flight──▶ C_WAITING ──first answer──▶ C_NEW (as above)
  *     C_WAITING ──its deadline, or the first query failed──▶ C_DONE
- *     C_SENDING ──connect failure, an untried instance left──▶ C_NEW ──▶ C_SENDING
+ *     C_SENDING ──a retry_on failure, retry() admits it──▶ C_NEW ──▶ C_SENDING (no backoff)
+ *     C_SENDING ──the same, with a backoff──▶ C_BACKOFF ──retry_ns (the tick)──▶ C_NEW
  *     broadcasts: C_NEW ──instances known──▶ C_CHILDREN ──last child done──▶ C_DONE
  *     C_DONE ──▶ delivered (by the kick, or by cancel and close) and freed
  *
- * Picking (a K_CALL that is not pinned): among the entry's instances it has not tried yet,
- * round robin walks from the entry's counter; random starts at a random one; least
- * outstanding takes the fewest calls in flight, walking from the counter so that ties take
- * turns. The counter moves past the one taken. Outstanding counts live on the cached
- * instances; a call that ends finds its instance again by ID (the entry may have been
- * updated meanwhile) to count itself out.
+ * Picking (a K_CALL that is not pinned) is the entry's policy set's (discovery_policy.c):
+ * the balancer proposes an instance the call has not tried, and that instance's breaker
+ * admits it or not. An admitted attempt owes its breaker one record (owes_record), paid
+ * when the attempt ends, or as a failure when the call is canceled. Outstanding counts live
+ * on the cached instances; a call that ends finds its instance again by ID (the entry may
+ * have been updated meanwhile) to count itself out.
+ *
+ * Retries (retry()): the outcome must meet a retry_on condition (beyond connect failures,
+ * for an idempotent method or retry_any_method), an untried instance must be left, the
+ * backoff must end before the deadline, and the client's retry budget must admit it. A
+ * call counts in the budget's requests from its first attempt to its end (budget_req); an
+ * admitted retry holds one of the budget's retries until that attempt ends (budget_retry).
  *
  * A broadcast is a parent whose children are K_CALLs pinned to one instance each; a "*"
  * broadcast is a parent of one catalog read and then one broadcast per service. Children
@@ -24,8 +31,9 @@
  * child. The results are built only at delivery, from the children, which live until then.
  *
  * Deadlines: a call's deadline covers everything: waiting for its entry (the tick expires
- * waiting calls) and every attempt (each gets what is left as its request timeout, so the
- * HTTP client ends it with WEFT_ETIMEDOUT). Children share their parent's deadline.
+ * waiting calls), its backoffs, and every attempt (each gets what is left as its request
+ * timeout, so the HTTP client ends it with WEFT_ETIMEDOUT). Children share their parent's
+ * deadline. Broadcasts' children are pinned: no breaker, no budget, no retry.
  *
  * Threads: the client's loop thread.
  */
@@ -404,7 +412,8 @@ static void attempt(call_t *c)
         int perr;
         long i = pick(c, &perr);
         if (i < 0) {
-            /* a call that tried gets its last attempt's result; one that could not */
+            /* a call that tried gets its last attempt's result; one that tried none, why
+             * (no instance, or every breaker open) */
             if (!c->attempts && perr == WEFT_EBREAKER) d->st.breaker_failfast++;
             weft__disc_finish(c, c->attempts ? c->err : perr);
             return;

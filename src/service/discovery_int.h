@@ -8,6 +8,8 @@
  *                      the instances, backoff
  *   discovery_call.c   calls, broadcasts and resolutions: picking an instance, attempts and
  *                      retries, gathering results, cancel, delivery
+ *   discovery_policy.c the balancer and the breaker per instance of an entry (no sockets:
+ *                      discovery_policy.h, tested on a fake clock)
  *   discovery_ops.c    registry operations (register, deregister, check update, registered)
  *                      and the catalog read of a "*" broadcast
  *
