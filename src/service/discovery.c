@@ -11,9 +11,10 @@
  *
  * One timer, tick, does everything that waits for a time: calls waiting for an entry's
  * first answer past their deadline end with WEFT_ETIMEDOUT; calls whose retry backoff is
- * over make their next attempt; entries in backoff send their query again; entries unused for idle_ms are dropped. It is armed for the earliest of
- * these (weft__disc_tick_arm lowers it when something earlier comes; a run recomputes it
- * from scratch), so an idle client wakes only when something is due.
+ * over make their next attempt; entries in backoff send their query again; entries unused
+ * for idle_ms are dropped. It is armed for the earliest of these (weft__disc_tick_arm
+ * lowers it when something earlier comes; a run recomputes it from scratch), so an idle
+ * client wakes only when something is due.
  *
  * The ready queue holds finished top-level calls; an idle handle (kick), active only
  * while the queue has something, delivers them on the next loop iteration. So every user
