@@ -304,6 +304,15 @@ static void test_bad_options(void **state)
     o.sample_ratio = 2;
     o.exporter = weft_trace_memory_exporter_new(4); /* taken over even on failure: no leak */
     assert_int_equal(weft_service_new(&o, &s), WEFT_EINVAL);
+    /* the discovery clients' breaker options are checked at once */
+    o.sample_ratio = 1;
+    o.exporter = NULL;
+    o.registry.url = "http://127.0.0.1:1";
+    weft_discovery_options_t co;
+    weft_discovery_options_init(&co);
+    co.breaker_conf.half_open_requests = 0;
+    o.registry.client = &co;
+    assert_int_equal(weft_service_new(&o, &s), WEFT_EINVAL);
 }
 
 int main(void)
