@@ -52,6 +52,9 @@ struct uv_loop_s;
 #define WEFT_ETIMEDOUT_CONNECT (-10006) /* connect (every address) or name lookup */
 #define WEFT_ETIMEDOUT_HEAD    (-10007) /* the response head, after the request was sent */
 #define WEFT_ETIMEDOUT_BODY    (-10008) /* too long between two reads of the response body */
+/* Every instance a call could go to has its circuit breaker open: failed fast, nothing
+ * sent (weft/discovery.h). */
+#define WEFT_EBREAKER (-10009)
 
 /** The name of error code err ("ENOMEM", "EPARSE", ...); never NULL. */
 WEFT_EXTERN const char *weft_err_name(int err);

@@ -22,6 +22,8 @@
  *   ServiceRegistry.deregister   weft_discovery_deregister
  *   ServiceRegistry.get_service  weft_discovery_resolve: the passing instances of a name
  *   ServiceClient.call           weft_discovery_call: one instance, chosen by the policy
+ *   @CircuitBreaker on a call    built in: a breaker per instance (options.breaker_conf),
+ *                                WEFT_EBREAKER when every instance's is open
  *   ServiceClient.broadcast      weft_discovery_broadcast: every passing instance of one
  *                                service, or of every service ("*")
  * A weft_service's handlers find their worker's client with weft_service_discovery.
@@ -53,14 +55,36 @@
  * when it registered none. At most max_instances per service are kept (the first by ID).
  *
  * Calls. A call picks one instance by the client's policy (weft_discovery_policy_t) and
- * sends it the request through the HTTP client (keep-alive pools per instance). When the
- * connection to it cannot be made (refused, unreachable, connect timeout, name not found:
- * no byte of the request reached it, so this is safe for any method), the call moves on to
- * another instance it has not tried, at most `retries` times; any other failure, and every
- * HTTP status, 5xx included, is the call's result (an application decides what it may
- * send twice). The call's timeout bounds all of it: waiting for a first resolution, every
- * attempt, the whole response; each attempt also has the HTTP client's connect, head and
- * body timeouts (weft/client.h).
+ * sends it the request through the HTTP client (keep-alive pools per instance). The call's
+ * timeout bounds all of it: waiting for a first resolution, every attempt and backoff, the
+ * whole response; each attempt also has the HTTP client's connect, head and body timeouts
+ * (weft/client.h).
+ *
+ * Circuit breakers, retries, balancing: the resilience module's state machines
+ * (weft/breaker.h, weft/balance.h), the same as the gateway's, on the loop's clock.
+ *   - A breaker per instance (o.breaker, on by default; o.breaker_conf is the gateway's
+ *     weft_breaker_options_t): a pick skips an instance whose breaker refuses (OPEN, or
+ *     HALF_OPEN with its trials out) and asks the balancer for another; when every
+ *     instance left is refused, a call that has not tried any ends at once with
+ *     WEFT_EBREAKER, nothing sent. What counts as a failure: a transport error (connect,
+ *     reset, garbage, timeout; not the client's own WEFT_ELIMIT or WEFT_ENOMEM) or a 5xx;
+ *     a canceled call counts as a failure too (a breaker must hear of every call it let
+ *     through). Breakers follow the cache by instance ID: a registry update that keeps an
+ *     instance keeps its breaker; one that drops it drops the breaker. on_breaker is told
+ *     each transition. Broadcasts go to every instance and bypass the breakers.
+ *   - Retries (o.retry_on): a connect failure (nothing was sent) for any method; a reset
+ *     or garbage before the response head, a head timeout (off by default), a 502/503/504
+ *     only for idempotent methods (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) unless the
+ *     request sets retry_any_method. A retry goes to an instance the call has not tried
+ *     (never the same one twice; with none left the last attempt's result is the call's),
+ *     at most `retries` times, after a full-jitter backoff (backoff_base_ms doubling to
+ *     backoff_max_ms, random below that), only if it fits before the deadline and the
+ *     retry budget admits it (o.retry_budget, on by default: retries in flight at most
+ *     retry_budget_percent of the calls in flight, at least retry_budget_min; refusals
+ *     are counted in budget_exhausted).
+ *   - The balancer (o.policy): round robin (smooth weighted when the instances' weights,
+ *     Consul's Weights.Passing, differ), random (weighted), least outstanding, least
+ *     request (power of two choices), ring hash on the request's hash_key.
  *
  * Callbacks. Every callback runs on the loop, later, never from inside the weft_discovery_*
  * call that started the work (so a call that fails at once, unknown service included, still
@@ -83,6 +107,7 @@
 
 #include <stdbool.h>
 
+#include "weft/breaker.h"
 #include "weft/client.h"
 #include "weft/common.h"
 
@@ -100,12 +125,40 @@ typedef struct weft_discovery_call_s weft_discovery_call_t;
 
 /** How a call chooses among a service's passing instances. */
 typedef enum weft_discovery_policy_e {
-    WEFT_DISCOVERY_ROUND_ROBIN = 0,      /* each in turn, in ID order (a counter per service,
-                                            kept across cache updates) */
-    WEFT_DISCOVERY_RANDOM = 1,           /* uniformly at random */
-    WEFT_DISCOVERY_LEAST_OUTSTANDING = 2 /* fewest calls in flight from this client (its
+    WEFT_DISCOVERY_ROUND_ROBIN = 0,       /* each in turn, in ID order (a counter per service,
+                                             kept across cache updates) */
+    WEFT_DISCOVERY_RANDOM = 1,            /* uniformly at random */
+    WEFT_DISCOVERY_LEAST_OUTSTANDING = 2, /* fewest calls in flight from this client (its
                                             broadcasts included); ties go round robin */
+    WEFT_DISCOVERY_LEAST_REQUEST = 3,     /* least request, power of two choices: of two
+                                             instances drawn at random, the one with fewer
+                                             calls in flight per unit of weight (Envoy's) */
+    WEFT_DISCOVERY_RING_HASH = 4          /* consistent hashing on the call's hash_key: a
+                                             key keeps going to one instance while it is
+                                             passing (its breaker closed); a call without a
+                                             key is sent at random */
 } weft_discovery_policy_t;
+
+/** Retry conditions (weft_discovery_options_t.retry_on). A retry always goes to an instance
+ *  the call has not tried yet, after a full-jitter backoff, and only when the retry budget
+ *  admits it. */
+enum {
+    WEFT_DISCOVERY_RETRY_CONNECT = 1 << 0, /* the connection could not be made: nothing was
+                                              sent, so any method is retried */
+    WEFT_DISCOVERY_RETRY_RESET = 1 << 1,   /* the connection broke before the response head
+                                              (reset, closed, garbage) */
+    WEFT_DISCOVERY_RETRY_TIMEOUT = 1 << 2, /* no response head within head_timeout_ms */
+    WEFT_DISCOVERY_RETRY_5XX = 1 << 3      /* a 502, 503 or 504 answer */
+};
+
+/** A circuit breaker of the client's changed state (weft_discovery_options_t.on_breaker):
+ *  service and instance (an ID) name it; a breaker just made for an instance the client
+ *  saw for the first time is told as from == to == WEFT_BREAKER_CLOSED with reason
+ *  WEFT_BREAKER_NONE. Runs on the client's loop, inside the client: it may log, count or
+ *  set metrics, and must not call weft_discovery_* functions. */
+typedef void (*weft_discovery_breaker_fn)(void *data, const char *service, const char *instance,
+                                          weft_breaker_state_t from, weft_breaker_state_t to,
+                                          weft_breaker_reason_t reason);
 
 /** A key and a value: registration meta, an instance's meta. */
 typedef struct weft_discovery_kv_s {
@@ -124,6 +177,7 @@ typedef struct weft_discovery_instance_s {
     const weft_discovery_kv_t *meta;
     size_t nmeta;
     unsigned outstanding; /* calls from this client in flight to it now */
+    unsigned weight;      /* its Weights.Passing (Consul's), 1 when it gave none; 1..2^20 */
 } weft_discovery_instance_t;
 
 /** Options; weft_discovery_options_init fills the defaults. */
@@ -134,8 +188,8 @@ typedef struct weft_discovery_options_s {
                                https is WEFT_EUNSUPPORTED */
     const char *token;      /* ACL token sent as X-Consul-Token to the registry; NULL: none */
     weft_discovery_policy_t policy; /* default WEFT_DISCOVERY_ROUND_ROBIN */
-    unsigned retries;               /* other instances tried after a connect failure;
-                                       default 2, at most 16 */
+    unsigned retries;               /* other instances tried after a failed attempt (see
+                                       retry_on); default 2, at most 16 */
     uint64_t call_timeout_ms;       /* a call's or broadcast's whole time, resolution
                                        included, when its request gives none; default 10000 */
     uint64_t registry_timeout_ms;   /* a request to the registry that is not a blocking
@@ -158,12 +212,37 @@ typedef struct weft_discovery_options_s {
                                        16 MiB */
     const weft_http_client_options_t *http; /* the HTTP client's options (copied); NULL:
                                                weft_http_client_options_init's */
+    /* --- resilience (see "Circuit breakers, retries, balancing" above) --- */
+    bool breaker;                         /* a circuit breaker per instance; default true */
+    weft_breaker_options_t breaker_conf;  /* its options, as a gateway route's breaker takes
+                                             them (weft/breaker.h); default
+                                             weft_breaker_options_init's (5 failures in a row,
+                                             or 50% over 10 s with 20 calls, open 5 s doubling
+                                             to 60 s, 3 trials). on_transition and data are
+                                             ignored: use on_breaker */
+    weft_discovery_breaker_fn on_breaker; /* every transition of every breaker; NULL: none */
+    void *on_breaker_data;
+    unsigned retry_on;             /* WEFT_DISCOVERY_RETRY_*; default CONNECT | RESET | 5XX.
+                                      Conditions other than CONNECT retry only idempotent
+                                      methods (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) unless
+                                      the request says retry_any_method */
+    uint64_t backoff_base_ms;      /* full-jitter backoff before retry k: random in
+                                      [0, min(backoff_max_ms, base * 2^k)]; default 25; 0: none */
+    uint64_t backoff_max_ms;       /* default 250 */
+    bool retry_budget;             /* default true: retries in flight at most
+                                      retry_budget_percent of the calls in flight, and at least
+                                      retry_budget_min, so a failing service cannot cause a
+                                      retry storm */
+    unsigned retry_budget_percent; /* default 20; 0..1000 */
+    unsigned retry_budget_min;     /* default 3 */
 } weft_discovery_options_t;
 
 /** What a call, a broadcast's instance or a registry operation came to. */
 typedef struct weft_discovery_result_s {
     int err;              /* calls: 0 when a response came, whatever its status; else
                              WEFT_ENOENT (no passing instance, or the name is unknown),
+                             WEFT_EBREAKER (every passing instance's breaker is open:
+                             nothing was sent),
                              WEFT_ETIMEDOUT (the call's timeout), the HTTP client's error of
                              the last attempt (-ECONNREFUSED, WEFT_ETIMEDOUT_HEAD, ...; see
                              weft/client.h), the registry's when the service could not be
@@ -215,6 +294,12 @@ typedef struct weft_discovery_req_s {
     uint64_t connect_timeout_ms; /* per attempt, as in weft_http_client_req_t (0: the HTTP */
     uint64_t head_timeout_ms;    /* client's option of the same name) */
     uint64_t body_timeout_ms;
+    const void *hash_key; /* WEFT_DISCOVERY_RING_HASH: the key (a user ID, a session...);
+                             NULL: none */
+    size_t hash_key_len;
+    bool retry_any_method; /* retry on every retry_on condition whatever the method (the
+                              caller knows the request may be applied twice); default false:
+                              only CONNECT for methods that are not idempotent */
 } weft_discovery_req_t;
 
 /** How a registered service is checked. */
@@ -247,16 +332,22 @@ typedef struct weft_discovery_registration_s {
 
 /** Counters since creation, and gauges (now). */
 typedef struct weft_discovery_stats_s {
-    uint64_t queries;      /* health queries sent: first resolutions and blocking queries */
-    uint64_t updates;      /* answers that changed an entry's index (a first answer counts) */
-    uint64_t query_errors; /* queries that failed (each is retried after a backoff) */
-    uint64_t calls;        /* calls started (a broadcast's instances each count) */
-    uint64_t call_errors;  /* calls that ended without a response */
-    uint64_t retries;      /* attempts on another instance after a connect failure */
-    uint64_t evictions;    /* entries dropped for room or idleness */
-    uint64_t operations;   /* registry operations and catalog reads sent */
-    unsigned services;     /* gauge: cache entries */
-    unsigned active;       /* gauge: unfinished calls, resolutions, operations */
+    uint64_t queries;          /* health queries sent: first resolutions and blocking queries */
+    uint64_t updates;          /* answers that changed an entry's index (a first answer counts) */
+    uint64_t query_errors;     /* queries that failed (each is retried after a backoff) */
+    uint64_t calls;            /* calls started (a broadcast's instances each count) */
+    uint64_t call_errors;      /* calls that ended without a response */
+    uint64_t retries;          /* attempts on another instance after a failed one (retry_on) */
+    uint64_t evictions;        /* entries dropped for room or idleness */
+    uint64_t operations;       /* registry operations and catalog reads sent */
+    unsigned services;         /* gauge: cache entries */
+    unsigned active;           /* gauge: unfinished calls, resolutions, operations */
+    uint64_t breaker_rejected; /* instances a pick skipped because their breaker refused */
+    uint64_t breaker_failfast; /* calls that ended with WEFT_EBREAKER */
+    uint64_t budget_exhausted; /* retries the retry budget refused */
+    uint64_t breaker_transitions; /* state changes of the client's breakers */
+    uint64_t retries_active;      /* gauge: retries under way the budget counts (in flight
+                                     or waiting out their backoff) */
 } weft_discovery_stats_t;
 
 /** Fills *o with the defaults above (loop and registry NULL). */
@@ -268,8 +359,9 @@ WEFT_EXTERN void weft_discovery_options_init(weft_discovery_options_t *o);
  * that is not http://HOST:PORT, max_services 0 or over 4096, max_instances, max_calls,
  * max_body, max_registry_body or registry_timeout_ms 0, retry_min_ms 0 or over
  * retry_max_ms, wait_ms under 1000, retries over 16, an unknown policy, bad HTTP client
- * options), WEFT_EUNSUPPORTED (https), WEFT_ENOMEM, or a libuv error. The caller owns the
- * client until weft_discovery_close.
+ * options, with breaker on a breaker_conf weft_breaker_options_check refuses,
+ * retry_budget_percent over 1000, backoff_base_ms over backoff_max_ms), WEFT_EUNSUPPORTED (https),
+ * WEFT_ENOMEM, or a libuv error. The caller owns the client until weft_discovery_close.
  */
 WEFT_EXTERN int weft_discovery_new(const weft_discovery_options_t *o, weft_discovery_t **out);
 

@@ -68,6 +68,26 @@ WEFT_EXTERN void weft_ratelimit_free(weft_ratelimit_t *rl);
 WEFT_EXTERN int weft_ratelimit_take(weft_ratelimit_t *rl, uint64_t now_ms,
                                     weft_ratelimit_result_t *res);
 
+/* ---- the headers of a limited answer ------------------------------------------------ */
+
+/** The values of Retry-After, RateLimit-Policy and RateLimit for one decision, as weft's
+ * gateway (a route's 429) and services (weft_service_limit, weft/service.h) send them. */
+typedef struct weft_ratelimit_headers_s {
+    char retry_after[24]; /* whole seconds until a call would be admitted, rounded up */
+    char policy[320];     /* "NAME";q=QUOTA;w=WINDOW_S (a name past ~280 bytes is cut) */
+    char state[320];      /* "NAME";r=REMAINING;t=RESET_S */
+} weft_ratelimit_headers_t;
+
+/** The window, in whole seconds (rounded up, at least 1), over which o's quota refills:
+ * burst / rate for a token bucket, window_ms for a sliding window (RateLimit-Policy's w). */
+WEFT_EXTERN uint64_t weft_ratelimit_policy_window_s(const weft_ratelimit_options_t *o);
+
+/** Formats the three header values for decision res of a limiter made with o, whose
+ * policy is called name (a route's name, a service's route; NULL: ""), into *out. */
+WEFT_EXTERN void weft_ratelimit_headers(const weft_ratelimit_options_t *o, const char *name,
+                                        const weft_ratelimit_result_t *res,
+                                        weft_ratelimit_headers_t *out);
+
 /* ---- keyed table -------------------------------------------------------------------- */
 
 typedef struct weft_ratelimit_table_s weft_ratelimit_table_t;

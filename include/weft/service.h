@@ -32,6 +32,7 @@
 #include "weft/host.h"
 #include "weft/http.h"
 #include "weft/metrics.h"
+#include "weft/ratelimit.h"
 #include "weft/trace.h"
 
 #ifdef __cplusplus
@@ -83,17 +84,31 @@ typedef struct weft_service_registry_s {
     const weft_discovery_kv_t *meta; /* at most 63; "version" (the service's) is added
                                         unless meta has it */
     size_t nmeta;
-    weft_discovery_check_t check;   /* default WEFT_DISCOVERY_CHECK_HTTP */
-    uint64_t check_interval_ms;     /* default 10000; 1000 at least */
-    uint64_t check_timeout_ms;      /* HTTP: the check's timeout; 0 (default): the
-                                       registry's (10 s) */
-    uint64_t deregister_after_ms;   /* default 60000; 0: never */
-    uint64_t timeout_ms;            /* each request to the registry, the deregistration at
-                                       shutdown included; default 2000 */
-    uint64_t resync_ms;             /* HTTP and no checks: how often the registration is
-                                       looked up; default 30000; 0: never */
-    weft_discovery_policy_t policy; /* weft_service_discovery's clients; default round
-                                       robin */
+    weft_discovery_check_t check;           /* default WEFT_DISCOVERY_CHECK_HTTP */
+    uint64_t check_interval_ms;             /* default 10000; 1000 at least */
+    uint64_t check_timeout_ms;              /* HTTP: the check's timeout; 0 (default): the
+                                               registry's (10 s) */
+    uint64_t deregister_after_ms;           /* default 60000; 0: never */
+    uint64_t timeout_ms;                    /* each request to the registry, the deregistration at
+                                               shutdown included; default 2000 */
+    uint64_t resync_ms;                     /* HTTP and no checks: how often the registration is
+                                               looked up; default 30000; 0: never */
+    weft_discovery_policy_t policy;         /* weft_service_discovery's clients; default round
+                                               robin */
+    const weft_discovery_options_t *client; /* the rest of those clients' options: breaker,
+                                       retries, budget, backoff, timeouts, limits
+                                       (copied, with *client->http); NULL:
+                                       weft_discovery_options_init's. loop, registry, token
+                                       and policy are ignored (the service's and the fields
+                                       above). Its on_breaker, if set, is called (on the
+                                       worker's thread) besides the service's own: every
+                                       transition is logged (comp=client; opening at warn)
+                                       and exposed on /metrics as
+                                       weft_client_breaker_state{service,instance,worker}
+                                       (0 closed, 1 open, 2 half-open) and
+                                       weft_client_breaker_transitions_total{service,
+                                       instance,from,to,reason}. Each worker has its own
+                                       client, so its own breaker per instance. */
 } weft_service_registry_t;
 
 typedef struct weft_service_options_s {
@@ -227,6 +242,74 @@ WEFT_EXTERN void weft_service_on_start(weft_service_t *svc, void (*fn)(weft_serv
 /** Frees a service that is not running. */
 WEFT_EXTERN void weft_service_free(weft_service_t *svc);
 
+/* ---- rate limiting a service's callers ------------------------------------------------- */
+
+/**
+ * The seed's RateLimiter and TokenBucket in a service: the same limiters as the gateway's
+ * routes (weft/ratelimit.h: a GCRA token bucket or a sliding window, per key in a bounded
+ * lock-free table), and the same answer when a caller is over its limit: 429 with
+ * Retry-After, the IETF RateLimit-Policy and RateLimit headers (weft_ratelimit_headers)
+ * and a JSON body {"error":"rate limited","status":429,"route":NAME,"detail":...}.
+ *
+ *     weft_service_limit_options_t lo;
+ *     weft_service_limit_options_init(&lo);
+ *     lo.name = "orders";
+ *     lo.limiter.rate = 100;                 // per second
+ *     lo.limiter.burst = 50;
+ *     lo.key = WEFT_SERVICE_LIMIT_CLIENT_IP;
+ *     weft_service_limiter_t *lim;
+ *     weft_service_limiter_new(svc, &lo, &lim, err, sizeof(err));
+ *     weft_service_rate_limit(svc, "/orders/:id", lim);   // before its handler, or:
+ *     // in a handler:  if (!weft_service_limit(lim, req)) return;  // 429 sent
+ *
+ * One limiter is one limit, held exactly across the service's workers. Counted on /metrics
+ * as weft_ratelimit_rejected_total{route,shadow} (route: the limiter's name).
+ */
+typedef struct weft_service_limiter_s weft_service_limiter_t;
+
+typedef enum weft_service_limit_key_e {
+    WEFT_SERVICE_LIMIT_GLOBAL = 0,    /* one limit shared by every caller */
+    WEFT_SERVICE_LIMIT_CLIENT_IP = 1, /* one per client address (the connection's peer) */
+    WEFT_SERVICE_LIMIT_HEADER = 2     /* one per value of request header `header` (an API
+                                         key); requests without it share one */
+} weft_service_limit_key_t;
+
+typedef struct weft_service_limit_options_s {
+    const char *name;                 /* required: the policy's name in the headers, the
+                                         body and the metric; printable ASCII without '"'
+                                         or '\\', 1..128 bytes */
+    weft_ratelimit_options_t limiter; /* default weft_ratelimit_options_init's (a token
+                                         bucket, 100/s, burst 100) */
+    weft_service_limit_key_t key;     /* default WEFT_SERVICE_LIMIT_GLOBAL */
+    const char *header;               /* WEFT_SERVICE_LIMIT_HEADER: the header's name */
+    size_t capacity;                  /* keys held at once (16 bytes each); default 65536 */
+    bool shadow;                      /* count what would be rejected, reject nothing */
+} weft_service_limit_options_t;
+
+/** Fills *o with the defaults above. */
+WEFT_EXTERN void weft_service_limit_options_init(weft_service_limit_options_t *o);
+
+/** Makes a limiter owned by svc (freed by weft_service_free); o is copied. Before
+ *  weft_service_run. Returns 0 and *out; WEFT_EINVAL (a bad option: a line naming it in
+ *  err, errlen bytes, err may be NULL), WEFT_ESTATE (the service runs), WEFT_ELIMIT (64
+ *  limiters), WEFT_ENOMEM. */
+WEFT_EXTERN int weft_service_limiter_new(weft_service_t *svc, const weft_service_limit_options_t *o,
+                                         weft_service_limiter_t **out, char *err, size_t errlen);
+
+/** Applies limiter l to every request of route (a pattern exactly as given to
+ *  weft_service_route, any method), or with "*" to every request that matched a route and
+ *  has no limiter of its own, /health and /metrics excepted (a registry's checks and a
+ *  scraper are never limited). A limited request is answered 429 before its handler runs.
+ *  Before weft_service_run. Returns 0, WEFT_EINVAL, WEFT_EEXIST (route has one),
+ *  WEFT_ELIMIT (64 routes), WEFT_ESTATE. */
+WEFT_EXTERN int weft_service_rate_limit(weft_service_t *svc, const char *route,
+                                        weft_service_limiter_t *l);
+
+/** For a handler that limits by itself (after reading the body, say): takes one call of
+ *  req's key now. Returns 1: go on (admitted, or over the limit in shadow mode); 0: req was
+ *  answered 429 (the handler must not answer it). Any worker thread. */
+WEFT_EXTERN int weft_service_limit(weft_service_limiter_t *l, weft_http_request_t *req);
+
 /** What weft_service_options_from_args loaded: the strings it set in the options. */
 typedef struct weft_service_settings_s weft_service_settings_t;
 
@@ -268,7 +351,8 @@ typedef struct weft_service_settings_s weft_service_settings_t;
  *   --registry-check-interval D, -check-timeout D, -deregister-after D, -timeout D,
  *   -resync D             registry.*       P_REGISTRY_*       durations ("10s", "500ms")
  *   --registry-policy P   registry.policy  P_REGISTRY_POLICY  round_robin, random,
- *                                                             least_outstanding
+ *                                                             least_outstanding,
+ *                                                             least_request, ring_hash
  *   (in the file)         http.*           the server's limits and timeouts (weft/http.h)
  *   --config FILE         the YAML file holding any of these keys
  *   --help, -h            prints every setting (flag, key, default, variable, range) to

@@ -25,6 +25,7 @@ static const struct {
     {WEFT_ETIMEDOUT_CONNECT, "ETIMEDOUT_CONNECT", "connect timed out"},
     {WEFT_ETIMEDOUT_HEAD, "ETIMEDOUT_HEAD", "response head timed out"},
     {WEFT_ETIMEDOUT_BODY, "ETIMEDOUT_BODY", "response body timed out between reads"},
+    {WEFT_EBREAKER, "EBREAKER", "circuit breaker open"},
 };
 
 static const struct {

@@ -585,18 +585,16 @@ static void reject_limited(gw_req_t *x, const weft_ratelimit_result_t *res)
 {
     weft_http_request_t *req = x->req;
     const gw_ratelimit_conf_t *c = &x->route->rate_limit;
-    uint64_t w = c->algorithm == GW_RL_TOKEN_BUCKET
-                     ? (uint64_t)ceil((double)c->burst / (c->rate > 0 ? c->rate : 1))
-                     : (c->window_ms + 999) / 1000;
-    char v[320];
-    snprintf(v, sizeof(v), "%" PRIu64, (res->retry_after_ms + 999) / 1000);
-    weft_http_response_header(req, "Retry-After", v);
-    snprintf(v, sizeof(v), "\"%s\";q=%" PRIu64 ";w=%" PRIu64, x->route->name, res->limit,
-             w ? w : 1);
-    weft_http_response_header(req, "RateLimit-Policy", v);
-    snprintf(v, sizeof(v), "\"%s\";r=%" PRIu64 ";t=%" PRIu64, x->route->name, res->remaining,
-             res->reset_s);
-    weft_http_response_header(req, "RateLimit", v);
+    weft_ratelimit_options_t o = {.kind = WEFT_RATELIMIT_TOKEN_BUCKET,
+                                  .rate = c->rate,
+                                  .burst = c->burst,
+                                  .window_ms = c->window_ms};
+    if (c->algorithm != GW_RL_TOKEN_BUCKET) o.kind = WEFT_RATELIMIT_SLIDING_WINDOW;
+    weft_ratelimit_headers_t h;
+    weft_ratelimit_headers(&o, x->route->name, res, &h);
+    weft_http_response_header(req, "Retry-After", h.retry_after);
+    weft_http_response_header(req, "RateLimit-Policy", h.policy);
+    weft_http_response_header(req, "RateLimit", h.state);
     char detail[64];
     snprintf(detail, sizeof(detail), "retry after %" PRIu64 " ms", res->retry_after_ms);
     fail(x, 429, "rate limited", detail);

@@ -10,10 +10,11 @@
  * entry that no call holds (its query canceled), or fails with WEFT_ELIMIT.
  *
  * One timer, tick, does everything that waits for a time: calls waiting for an entry's
- * first answer past their deadline end with WEFT_ETIMEDOUT; entries in backoff send their
- * query again; entries unused for idle_ms are dropped. It is armed for the earliest of
- * these (weft__disc_tick_arm lowers it when something earlier comes; a run recomputes it
- * from scratch), so an idle client wakes only when something is due.
+ * first answer past their deadline end with WEFT_ETIMEDOUT; calls whose retry backoff is
+ * over make their next attempt; entries in backoff send their query again; entries unused
+ * for idle_ms are dropped. It is armed for the earliest of these (weft__disc_tick_arm
+ * lowers it when something earlier comes; a run recomputes it from scratch), so an idle
+ * client wakes only when something is due.
  *
  * The ready queue holds finished top-level calls; an idle handle (kick), active only
  * while the queue has something, delivers them on the next loop iteration. So every user
@@ -49,6 +50,15 @@ void weft_discovery_options_init(weft_discovery_options_t *o)
     o->max_calls = 4096;
     o->max_body = 1u << 20;
     o->max_registry_body = 16u << 20;
+    o->breaker = true;
+    weft_breaker_options_init(&o->breaker_conf);
+    o->retry_on =
+        WEFT_DISCOVERY_RETRY_CONNECT | WEFT_DISCOVERY_RETRY_RESET | WEFT_DISCOVERY_RETRY_5XX;
+    o->backoff_base_ms = 25;
+    o->backoff_max_ms = 250;
+    o->retry_budget = true;
+    o->retry_budget_percent = 20;
+    o->retry_budget_min = 3;
 }
 
 /* Letters, digits, '-', '_', '.' (and ':' when colon), 1..max bytes: what goes into a URL
@@ -88,6 +98,7 @@ static void closed_one(weft_discovery_t *d)
     free(d->svcs);
     free(d->reg_url);
     free(d->token);
+    weft_retry_budget_free(d->budget);
     free(d);
     if (fn) fn(arg);
 }
@@ -158,7 +169,11 @@ void weft__disc_tick_run(weft_discovery_t *d, uint64_t now)
     for (dlink_t *n = d->waiting.next, *next; n != &d->waiting; n = next) {
         next = n->next;
         call_t *c = DL_ITEM(n, call_t, dlink);
-        if (c->deadline_ns <= now) weft__disc_expire(c);
+        if (c->state == C_BACKOFF) {
+            if (c->retry_ns <= now) weft__disc_retry_now(c); /* leaves the list */
+        } else if (c->deadline_ns <= now) {
+            weft__disc_expire(c);
+        }
     }
     uint64_t idle_ns = d->o.idle_ms * 1000000ull;
     for (unsigned i = d->nsvcs; i-- > 0;) {
@@ -174,7 +189,8 @@ void weft__disc_tick_run(weft_discovery_t *d, uint64_t now)
     uint64_t due = 0;
     for (dlink_t *n = d->waiting.next; n != &d->waiting; n = n->next) {
         call_t *c = DL_ITEM(n, call_t, dlink);
-        if (!due || c->deadline_ns < due) due = c->deadline_ns;
+        uint64_t at = c->state == C_BACKOFF ? c->retry_ns : c->deadline_ns;
+        if (!due || at < due) due = at;
     }
     for (unsigned i = 0; i < d->nsvcs; i++) {
         svc_t *s = d->svcs[i];
@@ -222,6 +238,7 @@ svc_t *weft__disc_entry(weft_discovery_t *d, const char *name, int *err)
     dl_init(&s->waiters);
     s->used_ns = now;
     weft_buf_init(&s->qbody, d->o.max_registry_body);
+    weft__dpol_init(&s->pol, &d->pconf, s->name, weft__disc_rand(d));
     d->svcs[d->nsvcs++] = s;
     weft__disc_watch_send(s); /* a failure to send is a failed query: a backoff */
     if (d->o.idle_ms) weft__disc_tick_arm(d, now + d->o.idle_ms * 1000000ull);
@@ -243,6 +260,16 @@ int weft__disc_registry_split(const char *url, char host[DISC_HOST_MAX + 1], uin
     return 0;
 }
 
+/* Every breaker's transitions: counted, then told to the user's on_breaker. */
+static void on_breaker(void *data, const char *service, const char *instance,
+                       weft_breaker_state_t from, weft_breaker_state_t to,
+                       weft_breaker_reason_t reason)
+{
+    weft_discovery_t *d = data;
+    if (from != to) d->st.breaker_transitions++;
+    if (d->o.on_breaker) d->o.on_breaker(d->o.on_breaker_data, service, instance, from, to, reason);
+}
+
 int weft_discovery_new(const weft_discovery_options_t *o, weft_discovery_t **out)
 {
     if (!o || !out || !o->loop || !o->registry) return WEFT_EINVAL;
@@ -250,7 +277,9 @@ int weft_discovery_new(const weft_discovery_options_t *o, weft_discovery_t **out
         o->max_calls == 0 || o->max_body == 0 || o->max_registry_body == 0 ||
         o->retry_min_ms == 0 || o->retry_min_ms > o->retry_max_ms || o->wait_ms < 1000 ||
         o->retries > DISC_MAX_RETRIES || o->registry_timeout_ms == 0 ||
-        (unsigned)o->policy > WEFT_DISCOVERY_LEAST_OUTSTANDING)
+        (unsigned)o->policy > WEFT_DISCOVERY_RING_HASH || o->retry_budget_percent > 1000 ||
+        o->backoff_base_ms > o->backoff_max_ms ||
+        (o->breaker && weft_breaker_options_check(&o->breaker_conf, NULL, 0) != 0))
         return WEFT_EINVAL;
     char host[DISC_HOST_MAX + 1];
     uint16_t port;
@@ -274,6 +303,22 @@ int weft_discovery_new(const weft_discovery_options_t *o, weft_discovery_t **out
         free(d);
         return WEFT_ENOMEM;
     }
+    if (o->retry_budget) {
+        weft_retry_budget_options_t bo = {.ratio = o->retry_budget_percent,
+                                          .min_retries = o->retry_budget_min};
+        if (weft_retry_budget_new(&bo, &d->budget, NULL, 0) != 0) {
+            free(d->reg_url);
+            free(d->token);
+            free(d->svcs);
+            free(d);
+            return WEFT_ENOMEM;
+        }
+    }
+    d->pconf = (dpol_conf_t){.policy = o->policy,
+                             .breaker = o->breaker,
+                             .bconf = o->breaker_conf,
+                             .on_breaker = on_breaker,
+                             .data = d};
     d->o.registry = d->reg_url;
     d->o.token = d->token;
     memcpy(d->reg_host, host, sizeof(host));
@@ -284,6 +329,7 @@ int weft_discovery_new(const weft_discovery_options_t *o, weft_discovery_t **out
     dl_init(&d->waiting);
     dl_init(&d->ready);
     if ((err = weft_http_client_new(o->loop, &d->http_o, &d->http)) != 0) {
+        weft_retry_budget_free(d->budget);
         free(d->reg_url);
         free(d->token);
         free(d->svcs);
@@ -303,6 +349,13 @@ weft_discovery_stats_t weft_discovery_stats(const weft_discovery_t *d)
     weft_discovery_stats_t s = d->st;
     s.services = d->nsvcs;
     s.active = d->active;
+    for (unsigned i = 0; i < d->nsvcs; i++) s.breaker_rejected += d->svcs[i]->pol.rejected;
+    s.breaker_rejected += d->gone_rejected;
+    if (d->budget) {
+        weft_retry_budget_stats_t bs;
+        weft_retry_budget_stats(d->budget, &bs);
+        s.retries_active = bs.retries_active;
+    }
     return s;
 }
 

@@ -7,16 +7,23 @@
  *     C_NEW ──entry known──────────────────────────────▶ C_SENDING ──answer, error──▶ C_DONE
  *     C_NEW ──entry's first query in flight──▶ C_WAITING ──first answer──▶ C_NEW (as above)
  *     C_WAITING ──its deadline, or the first query failed──▶ C_DONE
- *     C_SENDING ──connect failure, an untried instance left──▶ C_NEW ──▶ C_SENDING
+ *     C_SENDING ──a retry_on failure, retry() admits it──▶ C_NEW ──▶ C_SENDING (no backoff)
+ *     C_SENDING ──the same, with a backoff──▶ C_BACKOFF ──retry_ns (the tick)──▶ C_NEW
  *     broadcasts: C_NEW ──instances known──▶ C_CHILDREN ──last child done──▶ C_DONE
  *     C_DONE ──▶ delivered (by the kick, or by cancel and close) and freed
  *
- * Picking (a K_CALL that is not pinned): among the entry's instances it has not tried yet,
- * round robin walks from the entry's counter; random starts at a random one; least
- * outstanding takes the fewest calls in flight, walking from the counter so that ties take
- * turns. The counter moves past the one taken. Outstanding counts live on the cached
- * instances; a call that ends finds its instance again by ID (the entry may have been
- * updated meanwhile) to count itself out.
+ * Picking (a K_CALL that is not pinned) is the entry's policy set's (discovery_policy.c):
+ * the balancer proposes an instance the call has not tried, and that instance's breaker
+ * admits it or not. An admitted attempt owes its breaker one record (owes_record), paid
+ * when the attempt ends, or as a failure when the call is canceled. Outstanding counts live
+ * on the cached instances; a call that ends finds its instance again by ID (the entry may
+ * have been updated meanwhile) to count itself out.
+ *
+ * Retries (retry()): the outcome must meet a retry_on condition (beyond connect failures,
+ * for an idempotent method or retry_any_method), an untried instance must be left, the
+ * backoff must end before the deadline, and the client's retry budget must admit it. A
+ * call counts in the budget's requests from its first attempt to its end (budget_req); an
+ * admitted retry holds one of the budget's retries until that attempt ends (budget_retry).
  *
  * A broadcast is a parent whose children are K_CALLs pinned to one instance each; a "*"
  * broadcast is a parent of one catalog read and then one broadcast per service. Children
@@ -24,8 +31,9 @@
  * child. The results are built only at delivery, from the children, which live until then.
  *
  * Deadlines: a call's deadline covers everything: waiting for its entry (the tick expires
- * waiting calls) and every attempt (each gets what is left as its request timeout, so the
- * HTTP client ends it with WEFT_ETIMEDOUT). Children share their parent's deadline.
+ * waiting calls), its backoffs, and every attempt (each gets what is left as its request
+ * timeout, so the HTTP client ends it with WEFT_ETIMEDOUT). Children share their parent's
+ * deadline. Broadcasts' children are pinned: no breaker, no budget, no retry.
  *
  * Threads: the client's loop thread.
  */
@@ -37,6 +45,34 @@
 
 static void attempt(call_t *c);
 static void fanout(call_t *c);
+
+/* The breaker hears how the attempt it admitted went (once); the retry budget gets back
+ * the retry in flight. */
+static void attempt_over(call_t *c, bool ok)
+{
+    weft_discovery_t *d = c->d;
+    if (c->owes_record) {
+        c->owes_record = false;
+        uint64_t now = weft_now_ns();
+        weft__dpol_record(&c->svc->pol, c->inst_id, uv_now(d->loop), ok,
+                          now > c->sent_ns ? (now - c->sent_ns) / 1000000 : 0);
+    }
+    if (c->budget_retry) {
+        c->budget_retry = false;
+        weft_retry_budget_retry_end(d->budget);
+    }
+}
+
+/* The call lets go of what it holds in the policies: the attempt in flight (failed, when
+ * it is being canceled) and its place among the budget's requests. */
+static void let_go(call_t *c, bool canceled)
+{
+    attempt_over(c, !canceled);
+    if (c->budget_req) {
+        c->budget_req = false;
+        weft_retry_budget_request_end(c->d->budget);
+    }
+}
 
 /* ---- life and death of a call ---- */
 
@@ -93,6 +129,8 @@ void weft__disc_finish(call_t *c, int err)
         dl_del(&c->wlink);
         dl_del(&c->dlink);
     }
+    if (c->state == C_BACKOFF) dl_del(&c->dlink);
+    let_go(c, false);
     c->state = C_DONE;
     c->err = err;
     if (c->kind == K_CALL && err) c->d->st.call_errors++;
@@ -125,6 +163,11 @@ static void stop_activity(call_t *c)
         dl_del(&c->wlink);
         dl_del(&c->dlink);
     }
+    if (c->state == C_BACKOFF) dl_del(&c->dlink);
+    /* A canceled attempt counts as a failure: the breaker must hear of every call it
+     * admitted (a trial never heard of would hold it half-open), and a caller that gives
+     * up on an instance has mostly waited too long for it. */
+    if (c->state != C_DONE) let_go(c, true);
     if (c->hc) weft_http_client_cancel(c->hc); /* its on_done lets go */
     c->hc = NULL;
     for (size_t i = 0; i < c->nkids; i++)
@@ -193,13 +236,6 @@ static void start_on(call_t *c, svc_t *s, bool hold)
 
 /* ---- one attempt ---- */
 
-static bool was_tried(const call_t *c, const char *id)
-{
-    for (size_t i = 0; i < c->tried_len; i += strlen(c->tried + i) + 1)
-        if (strcmp(c->tried + i, id) == 0) return true;
-    return false;
-}
-
 static weft_discovery_instance_t *find_inst(svc_t *s, const char *id)
 {
     size_t lo = 0, hi = s->n;
@@ -215,32 +251,101 @@ static weft_discovery_instance_t *find_inst(svc_t *s, const char *id)
     return NULL;
 }
 
-/* The instance for the next attempt, by the client's policy; -1 when every one was tried. */
-static long pick(call_t *c)
+/* The instance for the next attempt, by the client's policy and the instances' breakers
+ * (discovery_policy.c), among those the call has not tried; -1 and *err WEFT_ENOENT (none
+ * left) or WEFT_EBREAKER (the breakers of those left refused). */
+static long pick(call_t *c, int *err)
 {
     svc_t *s = c->svc;
-    size_t n = s->n;
-    if (n == 0) return -1;
-    size_t from = s->rr % n;
-    if (c->d->o.policy == WEFT_DISCOVERY_RANDOM) from = (size_t)(weft__disc_rand(c->d) % n);
-    long best = -1;
-    for (size_t k = 0; k < n; k++) {
-        size_t i = (from + k) % n;
-        if (c->tried_len && was_tried(c, s->inst[i].id)) continue;
-        if (c->d->o.policy != WEFT_DISCOVERY_LEAST_OUTSTANDING) {
-            best = (long)i;
-            break;
-        }
-        if (best < 0 || s->inst[i].outstanding < s->inst[best].outstanding) best = (long)i;
+    unsigned tried[DISC_MAX_RETRIES + 1];
+    size_t nt = 0;
+    for (size_t i = 0; i < c->tried_len && nt < DISC_MAX_RETRIES + 1;
+         i += strlen(c->tried + i) + 1) {
+        weft_discovery_instance_t *in = find_inst(s, c->tried + i);
+        if (in) tried[nt++] = (unsigned)(in - s->inst);
     }
-    if (best >= 0) s->rr = (unsigned)((size_t)best + 1);
-    return best;
+    WEFT_ASSERT(s->pol.n == s->n);
+    return weft__dpol_pick(&s->pol, s->inst, tried, nt, c->rq->has_key, c->rq->key_hash,
+                           uv_now(c->d->loop), err);
 }
 
 static bool connect_error(int err)
 {
     return err == -ECONNREFUSED || err == -ENETUNREACH || err == -EHOSTUNREACH ||
            err == -EADDRNOTAVAIL || err == WEFT_ETIMEDOUT_CONNECT || err == WEFT_ENOENT;
+}
+
+/* The retry condition (WEFT_DISCOVERY_RETRY_*) an attempt's outcome meets; 0: none. An
+ * address the HTTP client refuses at once (WEFT_EINVAL) is a connect failure. */
+static unsigned retry_condition(int err, int status)
+{
+    if (err == 0)
+        return status == 502 || status == 503 || status == 504 ? WEFT_DISCOVERY_RETRY_5XX : 0;
+    if (connect_error(err) || err == WEFT_EINVAL) return WEFT_DISCOVERY_RETRY_CONNECT;
+    if (status) return 0; /* the head came: the request was read */
+    if (err == WEFT_ETIMEDOUT_HEAD) return WEFT_DISCOVERY_RETRY_TIMEOUT;
+    if (err == WEFT_ECONNRESET || err == WEFT_EPARSE) return WEFT_DISCOVERY_RETRY_RESET;
+    return 0;
+}
+
+/* Whether the instance is to blame for the outcome (the breaker counts it as a failure):
+ * a transport error other than the client's own limits, or a 5xx. */
+static bool instance_failed(int err, int status)
+{
+    if (err == WEFT_ELIMIT || err == WEFT_ENOMEM) return false;
+    return err != 0 || status >= 500;
+}
+
+/* After an attempt that ended with err (status: its response's, 0 if none): true when the
+ * call goes on with another try (now, or after a backoff), false when this is its result.
+ * Holds the rules: the condition is in retry_on; beyond connect failures only idempotent
+ * methods (or retry_any_method); at most `retries`; an untried instance is left; the
+ * deadline is not past; the retry budget admits it. */
+static bool retry(call_t *c, int err)
+{
+    weft_discovery_t *d = c->d;
+    unsigned cond = retry_condition(err, c->status);
+    if (!cond || !(d->o.retry_on & cond) || c->pinned || c->attempts > d->o.retries) return false;
+    if (cond != WEFT_DISCOVERY_RETRY_CONNECT && !c->rq->idempotent && !c->rq->any_method)
+        return false;
+    size_t ntried = 0;
+    for (size_t i = 0; i < c->tried_len; i += strlen(c->tried + i) + 1) ntried++;
+    if (ntried >= c->svc->n) return false;
+    uint64_t now = weft_now_ns();
+    if (now >= c->deadline_ns) return false;
+    uint64_t wait_ms = 0;
+    if (d->o.backoff_base_ms)
+        wait_ms = weft_backoff_full_jitter(d->o.backoff_base_ms, d->o.backoff_max_ms,
+                                           c->attempts - 1, weft__disc_rand(d));
+    if (wait_ms && now + wait_ms * 1000000ull >= c->deadline_ns) return false;
+    if (d->budget) {
+        if (!weft_retry_budget_try_retry(d->budget)) {
+            d->st.budget_exhausted++;
+            return false;
+        }
+        c->budget_retry = true; /* ended with the attempt it admits */
+    }
+    c->err = err; /* the answer if no other instance is left */
+    d->st.retries++;
+    if (!wait_ms) {
+        c->state = C_NEW;
+        attempt(c);
+        return true;
+    }
+    c->state = C_BACKOFF;
+    c->retry_ns = now + wait_ms * 1000000ull;
+    dl_push(&d->waiting, &c->dlink);
+    weft__disc_tick_arm(d, c->retry_ns);
+    return true;
+}
+
+/* A call's backoff is over (the tick). */
+void weft__disc_retry_now(call_t *c)
+{
+    WEFT_ASSERT(c->state == C_BACKOFF);
+    dl_del(&c->dlink);
+    c->state = C_NEW;
+    attempt(c);
 }
 
 static void count_out(call_t *c)
@@ -286,87 +391,86 @@ static void call_done(weft_http_client_call_t *hc, int err, void *arg)
     if (c->stopping) return;
     WEFT_ASSERT(c->state == C_SENDING);
     if (err == WEFT_ECANCELED && c->overflow) err = c->head.failed ? WEFT_ENOMEM : WEFT_ELIMIT;
-    if (err && connect_error(err) && !c->pinned && c->attempts <= c->d->o.retries &&
-        weft_now_ns() < c->deadline_ns) {
-        c->err = err; /* the answer if no other instance is left */
-        c->state = C_NEW;
-        c->d->st.retries++;
-        attempt(c);
-        return;
-    }
+    attempt_over(c, !instance_failed(err, c->status));
+    if (retry(c, err)) return;
     weft__disc_finish(c, err);
 }
 
 static const weft_http_client_cbs_t call_cbs = {call_head, call_body, call_done, NULL};
 
-/* Sends the call to an instance: the pinned one, or one picked; on a failure to send
- * that a connection error would explain, another. */
+/* Sends the call to an instance: the pinned one, or one picked by the policy whose breaker
+ * admits it; a failure to send is an attempt's failure (retry() decides what follows). */
 static void attempt(call_t *c)
 {
     weft_discovery_t *d = c->d;
     WEFT_ASSERT(c->state == C_NEW);
-    for (;;) {
-        if (!c->pinned) {
-            long i = pick(c);
-            if (i < 0) {
-                weft__disc_finish(c, c->attempts ? c->err : WEFT_ENOENT);
-                return;
-            }
-            const weft_discovery_instance_t *in = &c->svc->inst[i];
-            snprintf(c->inst_id, sizeof(c->inst_id), "%s", in->id);
-            snprintf(c->inst_addr, sizeof(c->inst_addr), "%s", in->address);
-            c->inst_port = in->port;
-            size_t idl = strlen(c->inst_id) + 1;
-            char *t = realloc(c->tried, c->tried_len + idl);
-            if (!t) {
-                weft__disc_finish(c, WEFT_ENOMEM);
-                return;
-            }
-            memcpy(t + c->tried_len, c->inst_id, idl);
-            c->tried = t;
-            c->tried_len += idl;
-        }
-        uint64_t now = weft_now_ns();
-        if (now >= c->deadline_ns) {
-            weft__disc_finish(c, WEFT_ETIMEDOUT);
-            return;
-        }
-        if (c->attempts == 0) d->st.calls++;
-        c->attempts++;
-        c->status = 0;
-        c->nhdrs = 0;
-        c->overflow = false;
-        weft_buf_reset(&c->body);
-        weft_buf_reset(&c->head);
-        const rq_t *q = c->rq;
-        weft_http_client_req_t r = {.method = q->method,
-                                    .host = c->inst_addr,
-                                    .port = c->inst_port,
-                                    .target = q->target,
-                                    .headers = q->hdrs,
-                                    .nheaders = q->nhdrs,
-                                    .body = q->body,
-                                    .body_len = q->body_len,
-                                    .timeout_ms = weft__disc_timeout_ms(d, c->deadline_ns),
-                                    .connect_timeout_ms = q->connect_ms,
-                                    .head_timeout_ms = q->head_ms,
-                                    .body_timeout_ms = q->body_ms};
-        weft_discovery_instance_t *in = find_inst(c->svc, c->inst_id);
-        if (in) in->outstanding++;
-        c->state = C_SENDING;
-        int err = weft_http_client_request(d->http, &r, &call_cbs, c, &c->hc);
-        if (err == 0) return;
-        c->hc = NULL;
-        c->state = C_NEW;
-        if (in) in->outstanding--;
-        c->err = err;
-        if (c->pinned || c->attempts > d->o.retries ||
-            !(connect_error(err) || err == WEFT_EINVAL)) {
-            weft__disc_finish(c, err);
-            return;
-        }
-        d->st.retries++; /* an address the client refuses (WEFT_EINVAL): try another */
+    if (weft_now_ns() >= c->deadline_ns) {
+        weft__disc_finish(c, WEFT_ETIMEDOUT);
+        return;
     }
+    if (!c->pinned) {
+        int perr;
+        long i = pick(c, &perr);
+        if (i < 0) {
+            /* a call that tried gets its last attempt's result; one that tried none, why
+             * (no instance, or every breaker open) */
+            if (!c->attempts && perr == WEFT_EBREAKER) d->st.breaker_failfast++;
+            weft__disc_finish(c, c->attempts ? c->err : perr);
+            return;
+        }
+        c->owes_record = c->svc->pol.inst[i]->b != NULL;
+        const weft_discovery_instance_t *in = &c->svc->inst[i];
+        snprintf(c->inst_id, sizeof(c->inst_id), "%s", in->id);
+        snprintf(c->inst_addr, sizeof(c->inst_addr), "%s", in->address);
+        c->inst_port = in->port;
+        size_t idl = strlen(c->inst_id) + 1;
+        char *t = realloc(c->tried, c->tried_len + idl);
+        if (!t) {
+            weft__disc_finish(c, WEFT_ENOMEM);
+            return;
+        }
+        memcpy(t + c->tried_len, c->inst_id, idl);
+        c->tried = t;
+        c->tried_len += idl;
+    }
+    uint64_t now = weft_now_ns();
+    if (c->attempts == 0) {
+        d->st.calls++;
+        if (d->budget && !c->pinned) {
+            weft_retry_budget_request_start(d->budget);
+            c->budget_req = true;
+        }
+    }
+    c->sent_ns = now;
+    c->attempts++;
+    c->status = 0;
+    c->nhdrs = 0;
+    c->overflow = false;
+    weft_buf_reset(&c->body);
+    weft_buf_reset(&c->head);
+    const rq_t *q = c->rq;
+    weft_http_client_req_t r = {.method = q->method,
+                                .host = c->inst_addr,
+                                .port = c->inst_port,
+                                .target = q->target,
+                                .headers = q->hdrs,
+                                .nheaders = q->nhdrs,
+                                .body = q->body,
+                                .body_len = q->body_len,
+                                .timeout_ms = weft__disc_timeout_ms(d, c->deadline_ns),
+                                .connect_timeout_ms = q->connect_ms,
+                                .head_timeout_ms = q->head_ms,
+                                .body_timeout_ms = q->body_ms};
+    weft_discovery_instance_t *in = find_inst(c->svc, c->inst_id);
+    if (in) in->outstanding++;
+    c->state = C_SENDING;
+    int err = weft_http_client_request(d->http, &r, &call_cbs, c, &c->hc);
+    if (err == 0) return;
+    c->hc = NULL;
+    if (in) in->outstanding--;
+    c->err = err;
+    attempt_over(c, !instance_failed(err, 0));
+    if (!retry(c, err)) weft__disc_finish(c, err);
 }
 
 /* ---- broadcasts ---- */
@@ -649,6 +753,14 @@ int weft__disc_rq_copy(call_t *c, const weft_discovery_req_t *r, const char *ser
     q->connect_ms = r->connect_timeout_ms;
     q->head_ms = r->head_timeout_ms;
     q->body_ms = r->body_timeout_ms;
+    q->any_method = r->retry_any_method;
+    q->idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
+                    strcmp(method, "OPTIONS") == 0 || strcmp(method, "TRACE") == 0 ||
+                    strcmp(method, "PUT") == 0 || strcmp(method, "DELETE") == 0;
+    if (r->hash_key) {
+        q->has_key = true;
+        q->key_hash = weft_ring_hash(r->hash_key, r->hash_key_len);
+    }
     c->rq_own = q;
     c->rq = q;
     c->deadline_ns = weft_now_ns() + q->timeout_ms * 1000000ull;

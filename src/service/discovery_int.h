@@ -8,6 +8,8 @@
  *                      the instances, backoff
  *   discovery_call.c   calls, broadcasts and resolutions: picking an instance, attempts and
  *                      retries, gathering results, cancel, delivery
+ *   discovery_policy.c the balancer and the breaker per instance of an entry (no sockets:
+ *                      discovery_policy.h, tested on a fake clock)
  *   discovery_ops.c    registry operations (register, deregister, check update, registered)
  *                      and the catalog read of a "*" broadcast
  *
@@ -30,6 +32,8 @@
 #include <uv.h>
 
 #include "core/buf.h"
+#include "service/discovery_policy.h"
+#include "weft/breaker.h"
 #include "weft/client.h"
 #include "weft/discovery.h"
 
@@ -106,6 +110,7 @@ typedef struct svc_s {
     bool qhave_index, qoverflow;
     uint64_t qindex;
     weft_buf_t qbody;
+    dpol_set_t pol; /* balancer and breakers over inst (discovery_policy.c) */
 } svc_t;
 
 /* ---- calls ---- */
@@ -124,7 +129,8 @@ typedef enum cstate_e {
     C_WAITING = 1,  /* waiting for its entry's first answer (wlink, dlink linked) */
     C_SENDING = 2,  /* an HTTP request in flight (hc) */
     C_CHILDREN = 3, /* a broadcast waiting for its children (pending) */
-    C_DONE = 4      /* finished: err, status, body final; queued or waiting for its parent */
+    C_DONE = 4,     /* finished: err, status, body final; queued or waiting for its parent */
+    C_BACKOFF = 5   /* between two attempts, until retry_ns (dlink linked: the tick) */
 } cstate_t;
 
 /* A request as a call keeps it (one allocation with its strings); broadcast children share
@@ -137,6 +143,8 @@ typedef struct rq_s {
     const char *body;
     size_t body_len;
     uint64_t timeout_ms, connect_ms, head_ms, body_ms;
+    bool has_key, any_method, idempotent;
+    uint64_t key_hash; /* RING_HASH: the hash of the request's hash_key */
 } rq_t;
 
 struct weft_discovery_call_s {
@@ -163,6 +171,11 @@ struct weft_discovery_call_s {
     char *tried; /* IDs tried, NUL-separated (tried_len bytes) */
     size_t tried_len;
     unsigned attempts;
+    bool owes_record;  /* a breaker admitted the attempt in flight: it must hear how it went */
+    bool budget_req;   /* counted in the retry budget's requests */
+    bool budget_retry; /* the attempt in flight is a retry the budget admitted */
+    uint64_t sent_ns;  /* when the attempt in flight was sent */
+    uint64_t retry_ns; /* C_BACKOFF: when the next attempt goes */
     weft_http_client_call_t *hc;
     int err, status;
     bool overflow;
@@ -210,6 +223,9 @@ struct weft_discovery_s {
     unsigned active; /* calls of every level, made and not freed */
     uint64_t rng;
     weft_discovery_stats_t st;
+    dpol_conf_t pconf;           /* the entries' policy (o.policy, breakers) */
+    uint64_t gone_rejected;      /* breaker_rejected of entries dropped */
+    weft_retry_budget_t *budget; /* NULL: o.retry_budget off */
 };
 
 /* discovery.c */
@@ -236,6 +252,7 @@ void weft__disc_finish(call_t *c, int err);
 void weft__disc_deliver(call_t *c);
 void weft__disc_cancel(call_t *c);
 void weft__disc_expire(call_t *c);
+void weft__disc_retry_now(call_t *c);
 int weft__disc_rq_copy(call_t *c, const weft_discovery_req_t *r, const char *service,
                        const weft_http_header_t *extra, size_t nextra);
 

@@ -164,6 +164,12 @@ static int parse_instances(svc_t *s)
         if (json_is_integer(port) && json_integer_value(port) > 0 &&
             json_integer_value(port) <= 65535)
             in->port = (uint16_t)json_integer_value(port);
+        /* Consul's Weights.Passing (only passing instances are asked for) */
+        const json_t *wp = json_object_get(json_object_get(sv, "Weights"), "Passing");
+        in->weight = json_is_integer(wp) && json_integer_value(wp) >= 1 &&
+                             json_integer_value(wp) <= (1 << 20)
+                         ? (unsigned)json_integer_value(wp)
+                         : 1;
         in->tags = pp;
         const json_t *tags = json_object_get(sv, "Tags"), *t;
         size_t k;
@@ -185,6 +191,11 @@ static int parse_instances(svc_t *s)
     }
     free(ents);
     json_decref(root);
+    /* the balancer and the breakers follow (by ID); out of memory keeps the old set */
+    if (weft__dpol_update(&s->pol, inst, n, uv_now(d->loop)) != 0) {
+        free(mem);
+        return WEFT_ENOMEM;
+    }
     /* calls in flight carry over to the instance of the same ID (both sorted) */
     for (size_t i = 0, j = 0; i < n && j < s->n;) {
         int c = strcmp(inst[i].id, s->inst[j].id);
@@ -321,6 +332,8 @@ void weft__disc_watch_stop(svc_t *s)
 
 void weft__disc_entry_free(svc_t *s)
 {
+    s->d->gone_rejected += s->pol.rejected;
+    weft__dpol_clear(&s->pol);
     weft_buf_free(&s->qbody);
     free(s->inst);
     free(s);

@@ -122,7 +122,7 @@ int weft__registrar_new(weft_service_t *svc, const weft_service_options_t *o, we
         (g->address && strlen(g->address) > DISC_HOST_MAX) || g->ntags > DISC_MAX_TAGS ||
         (g->ntags && !g->tags) || g->nmeta >= DISC_MAX_META || (g->nmeta && !g->meta) ||
         (unsigned)g->check > WEFT_DISCOVERY_CHECK_TTL || g->check_interval_ms < 1000 ||
-        g->timeout_ms == 0 || (unsigned)g->policy > WEFT_DISCOVERY_LEAST_OUTSTANDING)
+        g->timeout_ms == 0 || (unsigned)g->policy > WEFT_DISCOVERY_RING_HASH)
         return WEFT_EINVAL;
     const char *name = o->name, *version = o->version ? o->version : "0.0.0";
     const char *listen = o->host ? o->host : "127.0.0.1";

@@ -109,6 +109,11 @@ struct weft_service_s {
     void (*on_start)(weft_service_t *, void *);
     void *on_start_arg;
     weft__registrar_t *registrar; /* NULL without a registry */
+    weft__limits_t *limits;       /* rate limiters (service_limit.c); NULL: none */
+    /* the workers' discovery clients: o.registry.client's options, copied */
+    weft_discovery_options_t client_o;
+    weft_http_client_options_t client_http;
+    weft_metrics_family_t *fam_breaker, *fam_breaker_tr;
 };
 
 static const char UNMATCHED[] = "unmatched";
@@ -251,6 +256,15 @@ static weft_http_filter_result_t trace_request(weft_http_request_t *req, void *a
 
 /* The tracing filter's end: the span takes the status and ends. Runs after the access log
  * (filters end in reverse order), which reads the span's ids. */
+/* The route's rate limiter (weft_service_rate_limit), if it has one: 429 or on. */
+static weft_http_filter_result_t rate_limit_request(weft_http_request_t *req, void *arg)
+{
+    weft_service_t *svc = arg;
+    weft_service_limiter_t *l = weft__limits_for(svc->limits, req);
+    if (!l || weft_service_limit(l, req)) return WEFT_HTTP_NEXT;
+    return WEFT_HTTP_DONE;
+}
+
 static void trace_end(weft_http_request_t *req, int status, bool aborted, void *arg)
 {
     weft_span_t *span = req->hook_data;
@@ -615,6 +629,20 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
     }
     svc->http = http;
     if ((err = weft__registrar_new(svc, &svc->o, svc->host, &svc->registrar)) != 0) goto fail;
+    weft_discovery_options_init(&svc->client_o);
+    if (o->registry.client) {
+        svc->client_o = *o->registry.client;
+        if (o->registry.client->http) {
+            svc->client_http = *o->registry.client->http;
+            svc->client_o.http = &svc->client_http;
+        }
+        if (svc->client_o.breaker &&
+            weft_breaker_options_check(&svc->client_o.breaker_conf, NULL, 0) != 0) {
+            err = WEFT_EINVAL;
+            goto fail;
+        }
+    }
+    svc->o.registry.client = NULL; /* copied above; not kept pointing at the caller's */
 
     svc->metrics = weft_metrics_registry_new();
     if (!svc->metrics) {
@@ -642,6 +670,19 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
                                          svc)) != 0 ||
             (err = weft_metrics_register_process(svc->metrics)) != 0)
             goto fail;
+        static const char *const blbl[] = {"service", "instance", "worker"};
+        static const char *const tlbl[] = {"service", "instance", "from", "to", "reason"};
+        if (svc->registrar &&
+            ((err = weft_metrics_gauge_new(
+                  svc->metrics, "weft_client_breaker_state",
+                  "The discovery client's circuit breaker per instance of a called service, "
+                  "per worker: 0 closed, 1 open, 2 half-open.",
+                  blbl, 3, &svc->fam_breaker)) != 0 ||
+             (err = weft_metrics_counter_new(
+                  svc->metrics, "weft_client_breaker_transitions_total",
+                  "State changes of the discovery client's circuit breakers, with the reason.",
+                  tlbl, 5, &svc->fam_breaker_tr)) != 0))
+            goto fail;
         /* an OTLP exporter's counters go with the service's (the registry outlives it:
          * weft_service_free shuts the exporter down first); other exporters: EINVAL */
         if (svc->orphan && (err = weft_otlp_exporter_metrics(svc->orphan, svc->metrics)) != 0 &&
@@ -666,6 +707,9 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
     if (svc->fam_requests && (err = weft_http_server_filter(svc->http, &f)) != 0) goto fail;
     f = (weft_http_filter_t){.name = "access_log", .on_end = access_end, .arg = svc};
     if (svc->o.access_log && (err = weft_http_server_filter(svc->http, &f)) != 0) goto fail;
+    /* last: a 429 is traced, counted and logged like any answer */
+    f = (weft_http_filter_t){.name = "ratelimit", .on_request = rate_limit_request, .arg = svc};
+    if ((err = weft_http_server_filter(svc->http, &f)) != 0) goto fail;
     weft_http_route_t r = {.handler = h_health, .arg = svc};
     if ((err = weft_http_server_route(svc->http, "GET", "/health", &r)) != 0) goto fail;
     if (o->metrics) {
@@ -677,6 +721,22 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
 fail:
     weft_service_free(svc);
     return err;
+}
+
+int weft_service_limiter_new(weft_service_t *svc, const weft_service_limit_options_t *o,
+                             weft_service_limiter_t **out, char *err, size_t errlen)
+{
+    if (!svc) return WEFT_EINVAL;
+    if (atomic_load(&svc->running)) return WEFT_ESTATE;
+    return weft__limiter_new(&svc->limits, svc->o.metrics ? svc->metrics : NULL, o, out, err,
+                             errlen);
+}
+
+int weft_service_rate_limit(weft_service_t *svc, const char *route, weft_service_limiter_t *l)
+{
+    if (!svc) return WEFT_EINVAL;
+    if (atomic_load(&svc->running)) return WEFT_ESTATE;
+    return weft__limits_attach(&svc->limits, route, l);
 }
 
 int weft_service_route_ex(weft_service_t *svc, const char *method, const char *pattern,
@@ -738,15 +798,56 @@ weft_host_t *weft_service_host(weft_service_t *svc)
     return svc->host;
 }
 
+/* A worker's discovery client's breaker moved (its loop's thread): the gauge, the counter,
+ * the log, then the caller's own on_breaker. */
+static void on_client_breaker(void *data, const char *service, const char *instance,
+                              weft_breaker_state_t from, weft_breaker_state_t to,
+                              weft_breaker_reason_t reason)
+{
+    worker_state_t *ws = data;
+    weft_service_t *svc = ws->svc;
+    char worker[16];
+    snprintf(worker, sizeof(worker), "%u", ws->index);
+    if (svc->fam_breaker) {
+        const char *v[3] = {service, instance, worker};
+        double g = to == WEFT_BREAKER_CLOSED ? 0 : to == WEFT_BREAKER_OPEN ? 1 : 2;
+        weft_gauge_set(weft_metrics_gauge_child(svc->fam_breaker, v), g);
+    }
+    if (from != to) {
+        if (svc->fam_breaker_tr) {
+            const char *v[5] = {service, instance, weft_breaker_state_name(from),
+                                weft_breaker_state_name(to), weft_breaker_reason_name(reason)};
+            weft_counter_inc(weft_metrics_counter_child(svc->fam_breaker_tr, v));
+        }
+        if (to == WEFT_BREAKER_OPEN)
+            weft_warn("client", "circuit breaker opened",
+                      "service=%s instance=%s worker=%u from=%s reason=%s", service, instance,
+                      ws->index, weft_breaker_state_name(from), weft_breaker_reason_name(reason));
+        else
+            weft_info("client", "circuit breaker moved",
+                      "service=%s instance=%s worker=%u from=%s to=%s reason=%s", service, instance,
+                      ws->index, weft_breaker_state_name(from), weft_breaker_state_name(to),
+                      weft_breaker_reason_name(reason));
+    }
+    if (svc->client_o.on_breaker)
+        svc->client_o.on_breaker(svc->client_o.on_breaker_data, service, instance, from, to,
+                                 reason);
+}
+
 weft_discovery_t *weft_service_discovery(weft_service_t *svc, uv_loop_t *loop)
 {
     if (!svc || !svc->registrar || weft_host_worker_index(loop) == ~0u) return NULL;
     worker_state_t *ws = weft_host_state(loop, svc->part);
     if (!ws || ws->svc != svc) return NULL;
     if (ws->disc || ws->disc_failed) return ws->disc;
-    weft_discovery_options_t o;
-    weft__registrar_discovery_options(svc->registrar, &o);
+    weft_discovery_options_t base, o = svc->client_o;
+    weft__registrar_discovery_options(svc->registrar, &base);
+    o.registry = base.registry;
+    o.token = base.token;
+    o.policy = base.policy;
     o.loop = loop;
+    o.on_breaker = on_client_breaker;
+    o.on_breaker_data = ws;
     int err = weft_discovery_new(&o, &ws->disc);
     if (err) {
         ws->disc = NULL;
@@ -783,6 +884,7 @@ void weft_service_free(weft_service_t *svc)
     if (svc->orphan && svc->orphan->shutdown) svc->orphan->shutdown(svc->orphan->arg);
     weft_host_free(svc->host); /* and the server */
     weft__registrar_free(svc->registrar);
+    weft__limits_free(svc->limits);
     if (svc->metrics) weft_metrics_registry_free(svc->metrics);
     if (svc->alog_path) {
         if (svc->alog_fd > STDERR_FILENO) close(svc->alog_fd);

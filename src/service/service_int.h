@@ -36,4 +36,18 @@ const char *weft__registrar_id(const weft__registrar_t *r);
  * loop is the caller's to set. */
 void weft__registrar_discovery_options(const weft__registrar_t *r, weft_discovery_options_t *o);
 
+/* service_limit.c: the service's rate limiters and the routes they apply to */
+typedef struct weft__limits_s weft__limits_t;
+
+/* A limiter in *ls (made on first use); its counters in metrics (NULL: none). Returns as
+ * weft_service_limiter_new. */
+int weft__limiter_new(weft__limits_t **ls, weft_metrics_registry_t *metrics,
+                      const weft_service_limit_options_t *o, weft_service_limiter_t **out,
+                      char *err, size_t errlen);
+/* Applies l to route (or "*"). Returns as weft_service_rate_limit. */
+int weft__limits_attach(weft__limits_t **ls, const char *route, weft_service_limiter_t *l);
+/* The limiter that applies to req (its matched route), or NULL. */
+weft_service_limiter_t *weft__limits_for(const weft__limits_t *ls, const weft_http_request_t *req);
+void weft__limits_free(weft__limits_t *ls);
+
 #endif

@@ -148,7 +148,8 @@ enum {
 
 /* In the order of weft_discovery_check_t and weft_discovery_policy_t. */
 static const char *const check_kinds[] = {"none", "http", "ttl", NULL};
-static const char *const policies[] = {"round_robin", "random", "least_outstanding", NULL};
+static const char *const policies[] = {"round_robin",   "random",    "least_outstanding",
+                                       "least_request", "ring_hash", NULL};
 
 /* .def and .env are filled per call (options_from_args); the rest is fixed. */
 static const weft_conf_option_t std_options[] = {
@@ -369,7 +370,7 @@ static int make_table(weft_service_settings_t *s, const weft_service_options_t *
     }
     s->opts[O_REG_TAGS].def = s->tags_def;
     s->opts[O_REG_CHECK].def = check_kinds[(unsigned)g->check <= 2 ? g->check : 1];
-    s->opts[O_REG_POLICY].def = policies[(unsigned)g->policy <= 2 ? g->policy : 0];
+    s->opts[O_REG_POLICY].def = policies[(unsigned)g->policy <= 4 ? g->policy : 0];
     const uint64_t ms[] = {g->check_interval_ms, g->check_timeout_ms, g->deregister_after_ms,
                            g->timeout_ms, g->resync_ms};
     for (int i = 0; i < 5; i++) {

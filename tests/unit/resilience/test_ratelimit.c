@@ -365,6 +365,41 @@ static void test_table_window_kind(void **state)
     weft_ratelimit_table_free(t);
 }
 
+/* The 429's header values, as the gateway and the SDK send them. */
+static void test_headers(void **state)
+{
+    (void)state;
+    weft_ratelimit_options_t o;
+    weft_ratelimit_options_init(&o);
+    o.rate = 100;
+    o.burst = 50; /* refills in 0.5 s: w rounds up to 1 */
+    weft_ratelimit_t *rl;
+    assert_int_equal(weft_ratelimit_new(&o, &rl, NULL, 0), 0);
+    weft_ratelimit_result_t res;
+    for (int i = 0; i < 50; i++) assert_int_equal(weft_ratelimit_take(rl, 1000, &res), 1);
+    assert_int_equal(weft_ratelimit_take(rl, 1000, &res), 0);
+    weft_ratelimit_headers_t h;
+    weft_ratelimit_headers(&o, "orders", &res, &h);
+    assert_string_equal(h.retry_after, "1"); /* 10 ms, rounded up to a second */
+    assert_string_equal(h.policy, "\"orders\";q=50;w=1");
+    assert_string_equal(h.state, "\"orders\";r=0;t=1");
+    weft_ratelimit_free(rl);
+    /* a bucket that refills in 250 s; a window of 60.5 s rounds up to 61 */
+    o.rate = 0.2;
+    assert_int_equal(weft_ratelimit_policy_window_s(&o), 250);
+    o.kind = WEFT_RATELIMIT_SLIDING_WINDOW;
+    o.window_ms = 60500;
+    assert_int_equal(weft_ratelimit_policy_window_s(&o), 61);
+    res = (weft_ratelimit_result_t){
+        .limit = 1000, .remaining = 7, .reset_s = 42, .retry_after_ms = 0};
+    weft_ratelimit_headers(&o, NULL, &res, &h);
+    assert_string_equal(h.retry_after, "0");
+    assert_string_equal(h.policy, "\"\";q=1000;w=61");
+    assert_string_equal(h.state, "\"\";r=7;t=42");
+    o.window_ms = 1; /* never a window of 0 s */
+    assert_int_equal(weft_ratelimit_policy_window_s(&o), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -376,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_table_keys),
         cmocka_unit_test(test_table_full_and_reuse),
         cmocka_unit_test(test_table_window_kind),
+        cmocka_unit_test(test_headers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

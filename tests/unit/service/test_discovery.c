@@ -213,7 +213,19 @@ static struct inst_s {
     weft_http_request_t *held[16];
     unsigned nheld;
     unsigned served;
+    bool failing;   /* /flaky answers 503 */
+    unsigned flaky; /* /flaky requests received */
 } inst[INSTANCES];
+
+static void h_flaky(weft_http_request_t *req, void *arg)
+{
+    struct inst_s *in = arg;
+    in->flaky++;
+    if (in->failing)
+        weft_http_respond(req, 503, "text/plain", "down", 4);
+    else
+        weft_http_respond(req, 200, "text/plain", in->who, strlen(in->who));
+}
 
 static void h_who(weft_http_request_t *req, void *arg)
 {
@@ -333,10 +345,10 @@ static int setup(void **state)
     for (unsigned i = 0; i < INSTANCES; i++) {
         memset(&inst[i], 0, sizeof(inst[i]));
         snprintf(inst[i].who, sizeof(inst[i].who), "i%u", i);
-        const char *r[] = {"GET /who", "GET /hold"};
-        weft_http_handler_fn f[] = {h_who, h_hold};
-        void *a[] = {&inst[i], &inst[i]};
-        inst[i].srv = server(r, f, a, 2, &inst[i].port);
+        const char *r[] = {"GET /who", "GET /hold", "GET /flaky", "POST /flaky"};
+        weft_http_handler_fn f[] = {h_who, h_hold, h_flaky, h_flaky};
+        void *a[] = {&inst[i], &inst[i], &inst[i], &inst[i]};
+        inst[i].srv = server(r, f, a, 4, &inst[i].port);
     }
     return 0;
 }
@@ -604,6 +616,221 @@ static void test_random(void **state)
     for (int i = 0; i < 60; i++) assert_int_equal(call(d, "web", "/who", 0).err, 0);
     for (int i = 0; i < 3; i++) assert_true(inst[i].served > 0);
     assert_int_equal(inst[0].served + inst[1].served + inst[2].served, 60);
+    close_client(d);
+}
+
+static res_t call_req(weft_discovery_t *d, const weft_discovery_req_t *r)
+{
+    res_t x = {0};
+    assert_int_equal(weft_discovery_call(d, r, on_result, &x, NULL), 0);
+    RUN_UNTIL(x.done);
+    return x;
+}
+
+/* A 503 is retried on another instance for an idempotent method, not for POST unless the
+ * request says so; the retry never goes back to the instance that failed. */
+static void test_retry_5xx(void **state)
+{
+    const char *ids[] = {"w1", "w2"};
+    const int idx[] = {0, 1};
+    set_instances("web", ids, idx, 2, 0);
+    inst[0].failing = true;
+    weft_discovery_options_t o;
+    weft_discovery_options_init(&o);
+    o.breaker = false;
+    weft_discovery_t *d = client(&o);
+    weft_discovery_req_t get = {.service = "web", .target = "/flaky"};
+    res_t x = call_req(d, &get); /* w1 (503), then w2 */
+    assert_int_equal(x.err, 0);
+    assert_int_equal(x.status, 200);
+    assert_string_equal(x.instance, "w2");
+    assert_int_equal(x.attempts, 2);
+    assert_int_equal(inst[0].flaky, 1);
+    /* round robin comes back to w1 first: POST is not retried */
+    weft_discovery_req_t post = {.service = "web", .method = "POST", .target = "/flaky"};
+    x = call_req(d, &post);
+    assert_int_equal(x.status, 503);
+    assert_string_equal(x.body, "down");
+    assert_string_equal(x.instance, "w1");
+    assert_int_equal(x.attempts, 1);
+    x = call_req(d, &get); /* w2 at once */
+    assert_int_equal(x.attempts, 1);
+    post.retry_any_method = true;
+    x = call_req(d, &post);
+    assert_int_equal(x.status, 200);
+    assert_int_equal(x.attempts, 2);
+    /* both failing: the last answer (w2's 503) is the result, each tried once */
+    inst[1].failing = true;
+    unsigned before = inst[0].flaky + inst[1].flaky;
+    x = call_req(d, &get);
+    assert_int_equal(x.err, 0);
+    assert_int_equal(x.status, 503);
+    assert_int_equal(x.attempts, 2);
+    assert_int_equal(inst[0].flaky + inst[1].flaky, before + 2);
+    /* 5xx off: a 503 is the result */
+    close_client(d);
+    o.retry_on = WEFT_DISCOVERY_RETRY_CONNECT;
+    d = client(&o);
+    x = call_req(d, &get);
+    assert_int_equal(x.status, 503);
+    assert_int_equal(x.attempts, 1);
+    close_client(d);
+}
+
+/* A budget that admits no retry: the first answer is the result, and it is counted. */
+static void test_retry_budget(void **state)
+{
+    const char *ids[] = {"w1", "w2"};
+    const int idx[] = {0, 1};
+    set_instances("web", ids, idx, 2, 0);
+    inst[0].failing = inst[1].failing = true;
+    weft_discovery_options_t o;
+    weft_discovery_options_init(&o);
+    o.breaker = false;
+    o.retry_budget_percent = 0;
+    o.retry_budget_min = 0;
+    weft_discovery_t *d = client(&o);
+    weft_discovery_req_t get = {.service = "web", .target = "/flaky"};
+    for (int i = 0; i < 3; i++) {
+        res_t x = call_req(d, &get);
+        assert_int_equal(x.status, 503);
+        assert_int_equal(x.attempts, 1);
+    }
+    weft_discovery_stats_t st = weft_discovery_stats(d);
+    assert_int_equal(st.budget_exhausted, 3);
+    assert_int_equal(st.retries, 0);
+    close_client(d);
+}
+
+/* A call canceled while it waits out its backoff: ECANCELED at once, and the retry it held
+ * (the budget's only one: meanwhile another call may not retry) is handed back. */
+static void test_cancel_in_backoff(void **state)
+{
+    const char *ids[] = {"w1", "w2"};
+    const int idx[] = {0, 1};
+    set_instances("web", ids, idx, 2, 0);
+    inst[0].failing = true;
+    weft_discovery_options_t o;
+    weft_discovery_options_init(&o);
+    o.breaker = false;
+    /* a backoff drawn from [0, 3000 s] outlasts the test but for odds of 1 in 30,000 */
+    o.backoff_base_ms = o.backoff_max_ms = 3000000;
+    o.retry_budget_percent = 0;
+    o.retry_budget_min = 1;
+    weft_discovery_t *d = client(&o);
+    weft_discovery_req_t get = {.service = "web", .target = "/flaky", .timeout_ms = 3600000};
+    res_t x = {0};
+    weft_discovery_call_t *c;
+    assert_int_equal(weft_discovery_call(d, &get, on_result, &x, &c), 0);
+    RUN_UNTIL(inst[0].flaky == 1);
+    for (int i = 0; i < 20 && !x.done; i++) uv_run(&loop, UV_RUN_NOWAIT);
+    assert_false(x.done); /* waiting to retry on w2 */
+    assert_int_equal(weft_discovery_stats(d).retries, 1);
+    assert_int_equal(weft_discovery_stats(d).retries_active, 1);
+    /* the budget's one retry is taken: another call's 503 (w2's, now failing too) is its
+     * result */
+    inst[1].failing = true;
+    res_t y = call_req(d, &get);
+    assert_int_equal(y.status, 503);
+    assert_int_equal(y.attempts, 1);
+    assert_int_equal(weft_discovery_stats(d).budget_exhausted, 1);
+    weft_discovery_cancel(c);
+    assert_true(x.done);
+    assert_int_equal(x.err, WEFT_ECANCELED);
+    assert_int_equal(weft_discovery_stats(d).retries_active, 0);
+    close_client(d);
+}
+
+typedef struct brlog_s {
+    unsigned n;
+    weft_breaker_state_t from[16], to[16];
+    weft_breaker_reason_t why[16];
+} brlog_t;
+
+static void on_brk(void *data, const char *service, const char *instance, weft_breaker_state_t from,
+                   weft_breaker_state_t to, weft_breaker_reason_t why)
+{
+    brlog_t *l = data;
+    assert_string_equal(service, "web");
+    assert_string_equal(instance, "w1");
+    if (l->n >= 16) return;
+    l->from[l->n] = from;
+    l->to[l->n] = to;
+    l->why[l->n] = why;
+    l->n++;
+}
+
+/* The only instance fails: its breaker opens and calls fail fast with WEFT_EBREAKER without
+ * reaching it; after open_for a trial goes through and, the instance healthy again,
+ * closes it. */
+static void test_breaker_fail_fast(void **state)
+{
+    const char *ids[] = {"w1"};
+    const int idx[] = {0};
+    set_instances("web", ids, idx, 1, 0);
+    inst[0].failing = true;
+    brlog_t l = {0};
+    weft_discovery_options_t o;
+    weft_discovery_options_init(&o);
+    o.breaker_conf.consecutive_failures = 2;
+    o.breaker_conf.open_for_ms = 200;
+    o.breaker_conf.half_open_requests = 1;
+    o.on_breaker = on_brk;
+    o.on_breaker_data = &l;
+    weft_discovery_t *d = client(&o);
+    weft_discovery_req_t get = {.service = "web", .target = "/flaky"};
+    for (int i = 0; i < 2; i++) assert_int_equal(call_req(d, &get).status, 503);
+    res_t x = call_req(d, &get);
+    assert_int_equal(x.err, WEFT_EBREAKER);
+    assert_int_equal(x.status, 0);
+    assert_int_equal(x.attempts, 0);
+    assert_string_equal(weft_err_name(x.err), "EBREAKER");
+    assert_int_equal(inst[0].flaky, 2); /* nothing reached it */
+    inst[0].failing = false;
+    usleep(250 * 1000);
+    uv_update_time(&loop);
+    x = call_req(d, &get);
+    assert_int_equal(x.err, 0);
+    assert_int_equal(x.status, 200);
+    x = call_req(d, &get);
+    assert_int_equal(x.status, 200);
+    /* made, opened, half-opened, closed: in that order */
+    assert_int_equal(l.n, 4);
+    assert_int_equal(l.why[0], WEFT_BREAKER_NONE);
+    assert_int_equal(l.from[1], WEFT_BREAKER_CLOSED);
+    assert_int_equal(l.to[1], WEFT_BREAKER_OPEN);
+    assert_int_equal(l.why[1], WEFT_BREAKER_CONSECUTIVE_FAILURES);
+    assert_int_equal(l.to[2], WEFT_BREAKER_HALF_OPEN);
+    assert_int_equal(l.why[2], WEFT_BREAKER_OPEN_TIMEOUT);
+    assert_int_equal(l.to[3], WEFT_BREAKER_CLOSED);
+    assert_int_equal(l.why[3], WEFT_BREAKER_HALF_OPEN_SUCCESS);
+    weft_discovery_stats_t st = weft_discovery_stats(d);
+    assert_int_equal(st.breaker_failfast, 1);
+    assert_int_equal(st.breaker_transitions, 3);
+    assert_true(st.breaker_rejected >= 1);
+    close_client(d);
+}
+
+/* An open breaker's instance is skipped while another is closed: no call fails. */
+static void test_breaker_skips_instance(void **state)
+{
+    const char *ids[] = {"w1", "w2"};
+    const int idx[] = {0, 1};
+    set_instances("web", ids, idx, 2, 0);
+    inst[0].failing = true;
+    weft_discovery_options_t o;
+    weft_discovery_options_init(&o);
+    o.breaker_conf.consecutive_failures = 2;
+    o.breaker_conf.open_for_ms = 60000;
+    weft_discovery_t *d = client(&o);
+    weft_discovery_req_t get = {.service = "web", .target = "/flaky"};
+    for (int i = 0; i < 20; i++) {
+        res_t x = call_req(d, &get);
+        assert_int_equal(x.status, 200);
+        assert_string_equal(x.instance, "w2");
+    }
+    /* w1 saw its two failures (each retried on w2), then nothing */
+    assert_int_equal(inst[0].flaky, 2);
     close_client(d);
 }
 
@@ -1159,6 +1386,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_from_a_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_agent_operations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_5xx, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_in_backoff, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_breaker_fail_fast, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_breaker_skips_instance, setup, teardown),
     };
     /* TEST_FILTER=test_call_timeout (cmocka's patterns) runs some tests alone */
     if (getenv("TEST_FILTER")) cmocka_set_test_filter(getenv("TEST_FILTER"));

@@ -2,7 +2,8 @@
  * test_service.c - the SDK's service end to end in one process: a service with the memory
  * span exporter runs on its own thread; the test sends real requests and checks the server
  * spans (trace continued from traceparent and from B3, names, attributes, status), the
- * request metrics, /health with checks, and a clean stop.
+ * request metrics, /health with checks, rate limits (a route's, a handler's own, a shadow
+ * one for every route: 429 with the gateway's headers, the counters), and a clean stop.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -42,6 +43,15 @@ static void h_ok(weft_http_request_t *req, void *arg)
 static void h_fail(weft_http_request_t *req, void *arg)
 {
     weft_http_respond(req, 500, NULL, "x", 1);
+}
+
+static weft_service_limiter_t *self_lim;
+
+/* Limits itself, by X-Api-Key, after deciding to (as a handler that read its body would). */
+static void h_self(weft_http_request_t *req, void *arg)
+{
+    if (!weft_service_limit(self_lim, req)) return;
+    weft_http_respond(req, 200, NULL, "self", 4);
 }
 
 static weft_check_status_t check(void *arg, char *out, size_t cap)
@@ -90,6 +100,48 @@ static int setup(void **state)
     assert_int_equal(weft_service_route(svc, "GET", "/fail", h_fail, NULL), 0);
     assert_int_equal(weft_service_check(svc, "db", check, NULL), 0);
     assert_int_equal(weft_service_route(svc, "GET", "/ok/:id", h_ok, NULL), WEFT_EEXIST);
+    /* /limited: 2, then 429 (a token bucket that refills once in 11 days) */
+    assert_int_equal(weft_service_route(svc, "GET", "/limited", h_ok, NULL), 0);
+    weft_service_limit_options_t lo;
+    weft_service_limit_options_init(&lo);
+    lo.name = "limited";
+    lo.limiter.rate = 1e-6;
+    lo.limiter.burst = 2;
+    weft_service_limiter_t *l;
+    char err[256];
+    assert_int_equal(weft_service_limiter_new(svc, &lo, &l, err, sizeof(err)), 0);
+    assert_int_equal(weft_service_rate_limit(svc, "/limited", l), 0);
+    assert_int_equal(weft_service_rate_limit(svc, "/limited", l), WEFT_EEXIST);
+    /* /self: a sliding window of 1 per minute per API key, asked by the handler */
+    assert_int_equal(weft_service_route(svc, "GET", "/self", h_self, NULL), 0);
+    weft_service_limit_options_init(&lo);
+    lo.name = "self";
+    lo.limiter.kind = WEFT_RATELIMIT_SLIDING_WINDOW;
+    lo.limiter.limit = 1;
+    lo.limiter.window_ms = 60000;
+    lo.key = WEFT_SERVICE_LIMIT_HEADER;
+    lo.header = "X-Api-Key";
+    assert_int_equal(weft_service_limiter_new(svc, &lo, &self_lim, err, sizeof(err)), 0);
+    /* every other route: a shadow limit of 1 that only counts */
+    weft_service_limit_options_init(&lo);
+    lo.name = "any";
+    lo.limiter.rate = 1e-6;
+    lo.limiter.burst = 1;
+    lo.shadow = true;
+    assert_int_equal(weft_service_limiter_new(svc, &lo, &l, err, sizeof(err)), 0);
+    assert_int_equal(weft_service_rate_limit(svc, "*", l), 0);
+    /* bad options, with the field named */
+    weft_service_limit_options_init(&lo);
+    assert_int_equal(weft_service_limiter_new(svc, &lo, &l, err, sizeof(err)), WEFT_EINVAL);
+    assert_non_null(strstr(err, "name"));
+    lo.name = "h";
+    lo.key = WEFT_SERVICE_LIMIT_HEADER;
+    assert_int_equal(weft_service_limiter_new(svc, &lo, &l, err, sizeof(err)), WEFT_EINVAL);
+    assert_non_null(strstr(err, "header"));
+    lo.key = WEFT_SERVICE_LIMIT_GLOBAL;
+    lo.limiter.burst = 0;
+    assert_int_equal(weft_service_limiter_new(svc, &lo, &l, err, sizeof(err)), WEFT_EINVAL);
+    assert_non_null(strstr(err, "burst"));
     weft_service_on_start(svc, on_start, NULL);
     pthread_create(&runner, NULL, run, NULL);
     /* on_start runs once the workers attached: requests are served from then on. The
@@ -196,6 +248,50 @@ static void test_health_checks(void **state)
     check_state = WEFT_CHECK_PASSING;
 }
 
+static void test_rate_limits(void **state)
+{
+    const char *get = "GET /limited HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    for (int i = 0; i < 2; i++) assert_non_null(strstr(exchange(get), "HTTP/1.1 200 OK"));
+    char *r = exchange(get);
+    assert_non_null(strstr(r, "HTTP/1.1 429 "));
+    /* the gateway's headers: the quota of 2 over the bucket's refill time, none left */
+    assert_non_null(strstr(r, "\r\nRateLimit-Policy: \"limited\";q=2;w=2000000\r\n"));
+    assert_non_null(strstr(r, "\r\nRateLimit: \"limited\";r=0;t="));
+    assert_non_null(strstr(r, "\r\nRetry-After: 1000000\r\n"));
+    assert_non_null(strstr(r, "{\"error\":\"rate limited\",\"status\":429,\"route\":\"limited\""));
+    /* one per key: a and b pass once each, a second a does not */
+    const char *a = "GET /self HTTP/1.1\r\nHost: x\r\nX-Api-Key: a\r\nConnection: close\r\n\r\n";
+    const char *b = "GET /self HTTP/1.1\r\nHost: x\r\nX-Api-Key: b\r\nConnection: close\r\n\r\n";
+    assert_non_null(strstr(exchange(a), "HTTP/1.1 200 OK"));
+    assert_non_null(strstr(exchange(b), "HTTP/1.1 200 OK"));
+    r = exchange(a);
+    assert_non_null(strstr(r, "HTTP/1.1 429 "));
+    assert_non_null(strstr(r, "\r\nRateLimit-Policy: \"self\";q=1;w=60\r\n"));
+    /* /health and /metrics are never limited, not even counted by "*" */
+    for (int i = 0; i < 3; i++)
+        assert_non_null(strstr(exchange("GET /health HTTP/1.1\r\nHost: x\r\nConnection: "
+                                        "close\r\n\r\n"),
+                               "HTTP/1.1 200 OK"));
+    r = exchange("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_non_null(
+        strstr(r, "weft_ratelimit_rejected_total{route=\"limited\",shadow=\"false\"} 1\n"));
+    assert_non_null(
+        strstr(r, "weft_ratelimit_rejected_total{route=\"self\",shadow=\"false\"} 1\n"));
+    assert_non_null(
+        strstr(r, "http_requests_total{method=\"GET\",route=\"/limited\",code=\"429\"} 1\n"));
+    /* the shadow limit saw /ok and /fail (test_traces_and_metrics) and /self's: only counted */
+    const char *sh = strstr(r, "weft_ratelimit_rejected_total{route=\"any\",shadow=\"true\"} ");
+    assert_non_null(sh);
+    assert_true(
+        atoi(sh + strlen("weft_ratelimit_rejected_total{route=\"any\",shadow=\"true\"} ")) >= 3);
+    /* the service runs: no more limiters */
+    weft_service_limit_options_t lo;
+    weft_service_limit_options_init(&lo);
+    lo.name = "late";
+    weft_service_limiter_t *l;
+    assert_int_equal(weft_service_limiter_new(svc, &lo, &l, NULL, 0), WEFT_ESTATE);
+}
+
 static void test_bad_options(void **state)
 {
     weft_service_options_t o;
@@ -208,6 +304,15 @@ static void test_bad_options(void **state)
     o.sample_ratio = 2;
     o.exporter = weft_trace_memory_exporter_new(4); /* taken over even on failure: no leak */
     assert_int_equal(weft_service_new(&o, &s), WEFT_EINVAL);
+    /* the discovery clients' breaker options are checked at once */
+    o.sample_ratio = 1;
+    o.exporter = NULL;
+    o.registry.url = "http://127.0.0.1:1";
+    weft_discovery_options_t co;
+    weft_discovery_options_init(&co);
+    co.breaker_conf.half_open_requests = 0;
+    o.registry.client = &co;
+    assert_int_equal(weft_service_new(&o, &s), WEFT_EINVAL);
 }
 
 int main(void)
@@ -215,6 +320,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_traces_and_metrics),
         cmocka_unit_test(test_health_checks),
+        cmocka_unit_test(test_rate_limits),
         cmocka_unit_test(test_bad_options),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
