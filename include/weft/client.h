@@ -129,6 +129,10 @@ typedef struct weft_http_client_req_s {
     uint64_t connect_timeout_ms;
     uint64_t head_timeout_ms;
     uint64_t body_timeout_ms;
+    /* true: the caller vouches that every header name is a token and no value holds CR, LF
+     * or NUL, as weft's server parser has checked for a request a proxy forwards: they are
+     * not checked again (Content-Length, Transfer-Encoding and Host still are looked for). */
+    bool headers_checked;
 } weft_http_client_req_t;
 
 /**

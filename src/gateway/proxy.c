@@ -43,6 +43,7 @@
 #include <strings.h>
 
 #include "gateway/gw_int.h"
+#include "http/syntax.h"
 #include "registry/catalog.h"
 #include "weft/log.h"
 #include "weft/weft.h"
@@ -206,7 +207,8 @@ static void fail(gw_req_t *x, int status, const char *error, const char *detail)
 }
 
 /* What a header is to the proxy. One switch on the length, then at most two
- * case-insensitive compares: every header of every request and response passes here. */
+ * case-insensitive compares of a word or two: every header of every request and response
+ * passes here (names are tokens: both parsers check). */
 typedef enum {
     H_OTHER,
     H_HOP, /* hop-by-hop (RFC 9110 7.6.1): never forwarded */
@@ -222,7 +224,7 @@ typedef enum {
 
 static hclass_t hclass(weft_str_t n)
 {
-#define IS(lit) (strncasecmp(n.base, lit, n.len) == 0)
+#define IS(lit) (sizeof(lit) - 1 == n.len && weft__http_token_is(n.base, lit, n.len))
     switch (n.len) {
     case 2:
         return IS("te") ? H_HOP : H_OTHER;
@@ -725,8 +727,11 @@ void weft__gw_handle(weft_http_request_t *req, void *arg)
         return;
     }
     if (!breaker_admits(x)) return;
-    char *target = weft_http_request_alloc(req, TARGET_MAX);
-    if (!target || gw_upstream_target(x->route, req, target, TARGET_MAX) != 0) {
+    /* sized to fit: a block of TARGET_MAX would be an arena block of its own, a malloc and
+     * a free per request */
+    size_t tsize = gw_upstream_target_size(x->route, req);
+    char *target = tsize <= TARGET_MAX ? weft_http_request_alloc(req, tsize) : NULL;
+    if (!target || gw_upstream_target(x->route, req, target, tsize) != 0) {
         fail(x, 414, "target too long for the upstream", NULL);
         return;
     }
@@ -777,6 +782,9 @@ static void start_try(gw_req_t *x)
                                 .headers = x->hs,
                                 .nheaders = x->nh,
                                 .body_mode = x->body_mode,
+                                /* names and values passed weft's request parser, and
+                                 * what upstream_headers adds is made of checked parts */
+                                .headers_checked = true,
                                 .timeout_ms = per && (left == 0 || per < left) ? per : left};
     if (x->body_mode == WEFT_HTTP_CLIENT_BODY_LENGTH) r.content_length = req->content_length;
     int rc = weft_http_client_request(x->w->client, &r, &up_cbs, x, &x->call);
