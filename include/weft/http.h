@@ -328,6 +328,10 @@ WEFT_EXTERN void weft_http_request_resume(weft_http_request_t *req);
  */
 WEFT_EXTERN int weft_http_response_header(weft_http_request_t *req, const char *name,
                                           const char *value);
+/** As weft_http_response_header, with lengths: name and value need no NUL (a proxy passes
+ *  views of an upstream's head). */
+WEFT_EXTERN int weft_http_response_header_n(weft_http_request_t *req, weft_str_t name,
+                                            weft_str_t value);
 
 /**
  * Sends a whole response: status, Content-Type (may be NULL), body (copied) and

@@ -81,7 +81,10 @@ typedef struct gw_req_s {
     const weft_http_header_t *hs;
     size_t nh;
     weft_http_client_body_t body_mode;
+    bool te_in; /* the request came with Transfer-Encoding: its body is chunked */
 } gw_req_t;
+
+_Static_assert(sizeof(((gw_req_t *)0)->host) % 8 == 0, "mslot reads the host a word at a time");
 
 static void start_try(gw_req_t *x);
 static bool retry_if_allowed(gw_req_t *x, int err, int status);
@@ -103,9 +106,19 @@ static gw_mslot_t *mslot(gw_req_t *x, int status)
     weft_gateway_t *g = x->g;
     if (!g->fam_requests) return NULL;
     const char *route = x->route ? x->route->name : "-";
-    uint64_t h = (uint64_t)x->port * 7 + (unsigned)status;
-    for (const char *p = route; *p; p++) h = h * 131 + (unsigned char)*p;
-    for (const char *p = x->host; *p; p++) h = h * 131 + (unsigned char)*p;
+    /* the slot: from the route (its address: one table's routes live as long as it does,
+     * and a slot is checked by name anyway), the port, the status and the host's bytes a
+     * word at a time (x->host is an array of whole words; bytes past the NUL are masked) */
+    uint64_t h = ((uint64_t)(uintptr_t)x->route >> 4) * 0x9e3779b97f4a7c15ull ^
+                 ((uint64_t)x->port << 16 | (unsigned)status);
+    size_t hl = strlen(x->host);
+    for (size_t i = 0; i < hl; i += 8) {
+        uint64_t v;
+        memcpy(&v, x->host + i, 8);
+        if (hl - i < 8) v &= (1ull << 8 * (hl - i)) - 1;
+        h = (h ^ v) * 0x9e3779b97f4a7c15ull;
+    }
+    h ^= h >> 29;
     gw_mslot_t *s = &x->w->mslots[h % GW_METRIC_SLOTS];
     if (s->requests && s->port == x->port && s->status == status && strcmp(s->host, x->host) == 0 &&
         strcmp(s->route, route) == 0)
@@ -123,7 +136,7 @@ static gw_mslot_t *mslot(gw_req_t *x, int status)
     s->status = status;
     /* a name too long for the slot is kept as "": it never matches, so it is looked up
      * every time rather than mixed up with another */
-    size_t hl = strlen(x->host), rl = strlen(route);
+    size_t rl = strlen(route);
     s->host[0] = s->route[0] = 0;
     if (hl < sizeof(s->host)) memcpy(s->host, x->host, hl + 1);
     if (rl < sizeof(s->route)) memcpy(s->route, route, rl + 1);
@@ -212,9 +225,9 @@ static void fail(gw_req_t *x, int status, const char *error, const char *detail)
 typedef enum {
     H_OTHER,
     H_HOP, /* hop-by-hop (RFC 9110 7.6.1): never forwarded */
+    H_TE,  /* Transfer-Encoding: hop-by-hop too; in a request, the body is chunked */
     H_CONNECTION,
     H_CONTENT_LENGTH,
-    H_CONTENT_TYPE,
     H_DATE,
     H_XFF,
     H_XFP,
@@ -235,7 +248,7 @@ static hclass_t hclass(weft_str_t n)
     case 10:
         return IS("connection") ? H_CONNECTION : IS("keep-alive") ? H_HOP : H_OTHER;
     case 12:
-        return IS("content-type") ? H_CONTENT_TYPE : IS("x-request-id") ? H_XRID : H_OTHER;
+        return IS("x-request-id") ? H_XRID : H_OTHER;
     case 14:
         return IS("content-length") ? H_CONTENT_LENGTH : H_OTHER;
     case 15:
@@ -243,7 +256,7 @@ static hclass_t hclass(weft_str_t n)
     case 16:
         return IS("proxy-connection") ? H_HOP : IS("x-forwarded-host") ? H_XFH : H_OTHER;
     case 17:
-        return IS("transfer-encoding") ? H_HOP : IS("x-forwarded-proto") ? H_XFP : H_OTHER;
+        return IS("transfer-encoding") ? H_TE : IS("x-forwarded-proto") ? H_XFP : H_OTHER;
     case 18:
         return IS("proxy-authenticate") ? H_HOP : H_OTHER;
     default:
@@ -279,7 +292,6 @@ static void up_head(weft_http_client_call_t *call, int status, const weft_http_h
     }
     weft_http_request_t *req = x->req;
     int64_t length = -1;
-    char ctype[512] = "";
     weft_str_t conn = {NULL, 0};
     for (size_t i = 0; i < n; i++)
         if (hclass(h[i].name) == H_CONNECTION) conn = h[i].value;
@@ -287,36 +299,23 @@ static void up_head(weft_http_client_call_t *call, int status, const weft_http_h
         weft_str_t nm = h[i].name, v = h[i].value;
         hclass_t c = hclass(nm);
         if (c == H_CONTENT_LENGTH) {
-            char num[24];
-            if (v.len && v.len < sizeof(num)) {
-                memcpy(num, v.base, v.len);
-                num[v.len] = 0;
-                length = strtoll(num, NULL, 10);
+            /* digits only, no more than 18 of them: the client's parser has checked */
+            if (v.len && v.len <= 18) {
+                length = 0;
+                for (size_t k = 0; k < v.len; k++) length = length * 10 + (v.base[k] - '0');
             }
             continue;
         }
-        if (c == H_CONTENT_TYPE) {
-            if (v.len < sizeof(ctype)) {
-                memcpy(ctype, v.base, v.len);
-                ctype[v.len] = 0;
-            }
-            continue;
-        }
-        if (c == H_HOP || c == H_CONNECTION || c == H_DATE ||
+        if (c == H_HOP || c == H_TE || c == H_CONNECTION || c == H_DATE ||
             (conn.len && named_by_connection(conn, nm.base, nm.len)))
             continue;
-        char *name = weft_http_request_alloc(req, nm.len + 1 + v.len + 1);
-        if (!name) break;
-        memcpy(name, nm.base, nm.len);
-        name[nm.len] = 0;
-        char *value = name + nm.len + 1;
-        memcpy(value, v.base, v.len);
-        value[v.len] = 0;
-        weft_http_response_header(req, name, value); /* a bad one is dropped */
+        /* views of the upstream's head, copied once into the response's (Content-Type
+         * included: it goes as it came); a bad one is dropped */
+        if (weft_http_response_header_n(req, nm, v) == WEFT_ENOMEM) break;
     }
     x->status = status;
     if (status == 204 || status == 304) length = 0;
-    if (weft_http_response_start(req, status, ctype[0] ? ctype : NULL, length) == 0)
+    if (weft_http_response_start(req, status, NULL, length) == 0)
         x->head_sent = true;
 }
 
@@ -481,7 +480,7 @@ static void choose(gw_req_t *x, const cand_t *c, unsigned n)
     unsigned fresh = 0;
     for (unsigned i = 0; i < n; i++) {
         total += c[i].weight;
-        if (!tried(x, &c[i])) fresh++;
+        if (x->ntried && !tried(x, &c[i])) fresh++; /* a first try has tried nothing */
     }
     bool avoid = fresh > 0 && x->ntried > 0;
     unsigned pick = 0;
@@ -650,7 +649,9 @@ static const weft_http_header_t *upstream_headers(gw_req_t *x, size_t *n)
     for (size_t i = 0; i < req->nheaders; i++) {
         weft_str_t nm = req->headers[i].name;
         hclass_t c = hclass(nm);
-        if (c == H_HOP || c == H_CONNECTION || c == H_CONTENT_LENGTH || c == H_XFP || c == H_XFH ||
+        if (c == H_TE && req->headers[i].value.len) x->te_in = true;
+        if (c == H_HOP || c == H_TE || c == H_CONNECTION || c == H_CONTENT_LENGTH || c == H_XFP ||
+            c == H_XFH ||
             (conn.len && named_by_connection(conn, nm.base, nm.len)))
             continue;
         if (c == H_XFF) {
@@ -685,7 +686,10 @@ static const weft_http_header_t *upstream_headers(gw_req_t *x, size_t *n)
         if (!id) return NULL;
         static const char hex[] = "0123456789abcdef";
         uint64_t v = next_rand(x->w);
-        for (int i = 15; i >= 0; i--, v >>= 4) id[i] = hex[v & 15];
+        for (int i = 14; i >= 0; i -= 2, v >>= 8) {
+            id[i] = hex[(v >> 4) & 15];
+            id[i + 1] = hex[v & 15];
+        }
         id[16] = 0;
         out[k++] = (weft_http_header_t){{"X-Request-Id", 12}, {id, 16}};
     }
@@ -744,8 +748,7 @@ void weft__gw_handle(weft_http_request_t *req, void *arg)
     size_t ml = req->method.len < sizeof(x->method) - 1 ? req->method.len : sizeof(x->method) - 1;
     memcpy(x->method, req->method.base, ml);
     x->method[ml] = 0;
-    weft_str_t te = weft_http_request_header(req, "Transfer-Encoding");
-    if (te.len)
+    if (x->te_in) /* seen by upstream_headers */
         x->body_mode = WEFT_HTTP_CLIENT_BODY_CHUNKED;
     else if (req->content_length != UINT64_MAX && req->content_length > 0)
         x->body_mode = WEFT_HTTP_CLIENT_BODY_LENGTH;

@@ -35,6 +35,7 @@
 
 #include "core/assert.h"
 #include "http/client_int.h"
+#include "http/syntax.h"
 
 static const llhttp_settings_t settings;
 
@@ -134,13 +135,11 @@ static int r_headers_complete(llhttp_t *p)
     char *rb = k->rbuf.p;
     for (unsigned i = 0; i < k->nh; i++) { /* views into rbuf: the head is all there */
         const hoff_t *h = &k->hoffs[i];
-        /* RFC 9112 5.2: a user agent replaces each obs-fold of a response with spaces */
-        for (char *v = rb + h->voff, *e = v + h->vlen;
-             h->vlen && (v = memchr(v, '\n', (size_t)(e - v)));)
-            *v++ = ' ';
-        for (char *v = rb + h->voff, *e = v + h->vlen;
-             h->vlen && (v = memchr(v, '\r', (size_t)(e - v)));)
-            *v++ = ' ';
+        /* RFC 9112 5.2: a user agent replaces each obs-fold of a response with spaces
+         * (looked for only in a value that has a CR, LF or NUL: one pass, a word at a time) */
+        if (!weft__http_value_clean(rb + h->voff, h->vlen))
+            for (char *v = rb + h->voff, *e = v + h->vlen; v < e; v++)
+                if (*v == '\r' || *v == '\n') *v = ' ';
         k->harr[i].name = (weft_str_t){h->nlen ? rb + h->noff : "", h->nlen};
         k->harr[i].value = (weft_str_t){h->vlen ? rb + h->voff : "", h->vlen};
     }

@@ -16,6 +16,7 @@
  * Threads: pure functions over their arguments; the client's loop thread calls them.
  * Memory: WEFT_ENOMEM on allocation failure, never an abort.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "http/client_int.h"
@@ -47,18 +48,18 @@ static bool valid_host(const char *s, size_t n)
     return true;
 }
 
-int weft__req_check(const weft_http_client_req_t *r, bool *give_host)
+int weft__req_check(const weft_http_client_req_t *r, weft__req_facts_t *f)
 {
-    if (!r->method || !weft__http_token(r->method, strlen(r->method)) || !r->host ||
-        !r->target)
-        return WEFT_EINVAL;
-    size_t hl = strlen(r->host);
-    if (hl > 255 || !valid_host(r->host, hl) || !valid_target(r->target, strlen(r->target)) ||
-        (r->body_len && !r->body) || r->body_len > (1u << 30) ||
+    if (!r->method || !r->host || !r->target) return WEFT_EINVAL;
+    size_t ml = strlen(r->method), hl = strlen(r->host), tl = strlen(r->target);
+    if (!weft__http_token(r->method, ml) || hl > 255 || !valid_host(r->host, hl) ||
+        !valid_target(r->target, tl) || (r->body_len && !r->body) || r->body_len > (1u << 30) ||
         (unsigned)r->body_mode > WEFT_HTTP_CLIENT_BODY_CHUNKED ||
         (r->body_mode != WEFT_HTTP_CLIENT_BODY_FIXED && r->body_len) ||
         (r->nheaders && !r->headers))
         return WEFT_EINVAL;
+    *f = (weft__req_facts_t){.method_len = ml, .host_len = hl, .target_len = tl};
+    bool *give_host = &f->give_host;
     *give_host = true;
     for (size_t i = 0; i < r->nheaders; i++) {
         weft_str_t n = r->headers[i].name;
@@ -67,10 +68,11 @@ int weft__req_check(const weft_http_client_req_t *r, bool *give_host)
         if (!r->headers_checked &&
             (!weft__http_token(n.base, n.len) || !weft__http_value_clean(v.base, v.len)))
             return WEFT_EINVAL;
-        if (WEFT__HTTP_IEQ_LIT(n.base, n.len, "content-length") ||
-            WEFT__HTTP_IEQ_LIT(n.base, n.len, "transfer-encoding"))
+        /* names are tokens here (checked above, or vouched for) */
+        if ((n.len == 14 && weft__http_token_is(n.base, "content-length", 14)) ||
+            (n.len == 17 && weft__http_token_is(n.base, "transfer-encoding", 17)))
             return WEFT_EINVAL;
-        if (WEFT__HTTP_IEQ_LIT(n.base, n.len, "host")) *give_host = false;
+        if (n.len == 4 && weft__http_token_is(n.base, "host", 4)) *give_host = false;
     }
     return 0;
 }
@@ -81,16 +83,35 @@ bool weft__req_idempotent(const char *m)
            strcmp(m, "DELETE") == 0 || strcmp(m, "OPTIONS") == 0 || strcmp(m, "TRACE") == 0;
 }
 
-/* Appends n bytes at o: the serializer below writes into space reserved once. */
-static inline char *put(char *o, const void *s, size_t n)
+/* Appends n bytes at o: the serializer below writes into space reserved once. Most
+ * pieces (names, values, separators) are short: up to 16 bytes are copied with two
+ * overlapping loads and stores of a word, inline, rather than by a call to memcpy. */
+static inline char *put(char *o, const void *src, size_t n)
 {
-    memcpy(o, s, n);
+    const char *s = src;
+    if (n >= 8 && n <= 16) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(o, &a, 8);
+        memcpy(o + n - 8, &b, 8);
+    } else if (n >= 4 && n < 8) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        memcpy(o, &a, 4);
+        memcpy(o + n - 4, &b, 4);
+    } else if (n < 4) {
+        for (size_t i = 0; i < n; i++) o[i] = s[i];
+    } else {
+        memcpy(o, s, n);
+    }
     return o + n;
 }
 
-int weft__req_serialize(weft_buf_t *b, const weft_http_client_req_t *r, bool give_host)
+int weft__req_serialize(weft_buf_t *b, const weft_http_client_req_t *r, const weft__req_facts_t *f)
 {
-    size_t ml = strlen(r->method), tl = strlen(r->target), hl = strlen(r->host);
+    size_t ml = f->method_len, tl = f->target_len, hl = f->host_len;
     /* the fixed parts (request line, Host, framing header, CRLFs) fit in 128 bytes */
     size_t need = ml + tl + hl + 128;
     for (size_t i = 0; i < r->nheaders; i++)
@@ -102,7 +123,7 @@ int weft__req_serialize(weft_buf_t *b, const weft_http_client_req_t *r, bool giv
     *o++ = ' ';
     o = put(o, r->target, tl);
     o = put(o, " HTTP/1.1\r\n", 11);
-    if (give_host) {
+    if (f->give_host) {
         bool v6 = memchr(r->host, ':', hl) != NULL;
         o = put(o, "Host: ", 6);
         if (v6) *o++ = '[';

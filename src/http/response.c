@@ -297,13 +297,22 @@ int weft_http_response_abort(weft_http_request_t *req)
 
 int weft_http_response_header(weft_http_request_t *req, const char *name, const char *value)
 {
+    return weft_http_response_header_n(req, (weft_str_t){name, strlen(name)},
+                                       (weft_str_t){value, strlen(value)});
+}
+
+int weft_http_response_header_n(weft_http_request_t *req, weft_str_t name, weft_str_t value)
+{
     conn_t *c = weft__http_conn_of(req);
     if (!weft__http_holds(c) || c->rstate != R_NONE) return WEFT_ESTATE;
-    size_t nl = strlen(name), vl = strlen(value);
-    if (!weft__http_token(name, nl) || !weft__http_value_clean(value, vl)) return WEFT_EINVAL;
-    if (weft__http_ieq(name, nl, "content-length") ||
-        weft__http_ieq(name, nl, "transfer-encoding") || weft__http_ieq(name, nl, "date") ||
-        weft__http_ieq(name, nl, "connection"))
+    size_t nl = name.len, vl = value.len;
+    if (!name.base || (vl && !value.base) || !weft__http_token(name.base, nl) ||
+        !weft__http_value_clean(value.base, vl))
+        return WEFT_EINVAL;
+    if ((nl == 14 && weft__http_token_is(name.base, "content-length", 14)) ||
+        (nl == 17 && weft__http_token_is(name.base, "transfer-encoding", 17)) ||
+        (nl == 4 && weft__http_token_is(name.base, "date", 4)) ||
+        (nl == 10 && weft__http_token_is(name.base, "connection", 10)))
         return WEFT_EINVAL;
     size_t need = c->xlen + nl + vl + 4;
     if (need > c->xcap) {
@@ -315,11 +324,11 @@ int weft_http_response_header(weft_http_request_t *req, const char *name, const 
         c->xhdr = p;
         c->xcap = cap;
     }
-    memcpy(c->xhdr + c->xlen, name, nl);
+    memcpy(c->xhdr + c->xlen, name.base, nl);
     c->xlen += nl;
     c->xhdr[c->xlen++] = ':';
     c->xhdr[c->xlen++] = ' ';
-    memcpy(c->xhdr + c->xlen, value, vl);
+    if (vl) memcpy(c->xhdr + c->xlen, value.base, vl);
     c->xlen += vl;
     c->xhdr[c->xlen++] = '\r';
     c->xhdr[c->xlen++] = '\n';
