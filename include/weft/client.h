@@ -268,6 +268,14 @@ WEFT_EXTERN int weft_http_client_end(weft_http_client_call_t *call);
 WEFT_EXTERN void weft_http_client_cancel(weft_http_client_call_t *call);
 
 /**
+ * From on_head: whether bytes after the head (the body's first) are read already, so that
+ * on_body or on_done comes before the loop runs again unless the call is paused. A proxy
+ * then writes its client the head and the first body bytes in one system call
+ * (weft_http_response_cork). False outside on_head.
+ */
+WEFT_EXTERN bool weft_http_client_more_read(const weft_http_client_call_t *call);
+
+/**
  * Stops delivering the response of a call (backpressure for streamed bodies): no on_body
  * and no on_done(0) until weft_http_client_resume; reading from the socket stops, so at
  * most one read buffer (16 KiB, or the head's size) is held. The request deadline keeps

@@ -342,6 +342,14 @@ WEFT_EXTERN int weft_http_respond(weft_http_request_t *req, int status, const ch
                                   const void *body, size_t len);
 
 /**
+ * Before weft_http_response_start: the head is not sent on its own but with the first
+ * weft_http_response_write (or at _end), in one system call. For a handler that will write
+ * before it returns to the loop, such as a proxy whose upstream's first body bytes are read
+ * already (weft_http_client_more_read); otherwise the head waits for them.
+ */
+WEFT_EXTERN void weft_http_response_cork(weft_http_request_t *req);
+
+/**
  * Starts a streamed response. content_length: the body's size, or -1 for chunked encoding
  * (on HTTP/1.0, -1 means the body ends when the connection closes).
  */

@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "gateway/gw_int.h"
 #include "http/syntax.h"
@@ -87,7 +88,7 @@ typedef struct gw_req_s {
 _Static_assert(sizeof(((gw_req_t *)0)->host) % 8 == 0, "mslot reads the host a word at a time");
 
 static void start_try(gw_req_t *x);
-static bool retry_if_allowed(gw_req_t *x, int err, int status);
+static bool retry_if_allowed(gw_req_t *x, int err, int status, uint64_t retry_after_ms);
 
 /* The route's breaker learns how the request it admitted went (once). */
 static void breaker_done(gw_req_t *x, bool ok)
@@ -285,7 +286,14 @@ static void up_head(weft_http_client_call_t *call, int status, const weft_http_h
 {
     gw_req_t *x = arg;
     if (x->finished) return;
-    if (retry_if_allowed(x, 0, status)) {
+    /* a 429 or 5xx may say how long to wait (Retry-After): a retry waits at least that */
+    uint64_t retry_after = 0;
+    if (status == 429 || status >= 500)
+        for (size_t i = 0; i < n; i++)
+            if (h[i].name.len == 11 && weft__http_token_is(h[i].name.base, "retry-after", 11))
+                weft_http_retry_after_parse(h[i].value.base, h[i].value.len, time(NULL),
+                                            &retry_after);
+    if (retry_if_allowed(x, 0, status, retry_after)) {
         x->retrying = true;
         weft_http_client_cancel(call); /* up_done starts the next try */
         return;
@@ -315,6 +323,8 @@ static void up_head(weft_http_client_call_t *call, int status, const weft_http_h
     }
     x->status = status;
     if (status == 204 || status == 304) length = 0;
+    /* the body's first bytes are here: head and body go to the client in one write */
+    if (length != 0 && weft_http_client_more_read(call)) weft_http_response_cork(req);
     if (weft_http_response_start(req, status, NULL, length) == 0)
         x->head_sent = true;
 }
@@ -355,7 +365,7 @@ static void up_done(weft_http_client_call_t *call, int err, void *arg)
         x->retry_active = false;
         weft_retry_budget_retry_end(x->g->budget);
     }
-    if (err != 0 && !x->head_sent && retry_if_allowed(x, err, 0)) return;
+    if (err != 0 && !x->head_sent && retry_if_allowed(x, err, 0, 0)) return;
     weft_http_request_t *req = x->req;
     weft_gateway_t *g = x->g;
     if (err == 0) {
@@ -643,7 +653,10 @@ static const weft_http_header_t *upstream_headers(gw_req_t *x, size_t *n)
     weft_http_header_t *out =
         weft_http_request_alloc(req, (req->nheaders + HDR_EXTRA) * sizeof(*out));
     if (!out) return NULL;
-    weft_str_t conn = weft_http_request_header(req, "Connection");
+    weft_str_t conn = {NULL, 0}; /* the first Connection header (a length, then a word) */
+    for (size_t i = 0; i < req->nheaders && !conn.base; i++)
+        if (req->headers[i].name.len == 10 && hclass(req->headers[i].name) == H_CONNECTION)
+            conn = req->headers[i].value;
     weft_str_t xff = {NULL, 0}, rid = {NULL, 0};
     size_t k = 0;
     for (size_t i = 0; i < req->nheaders; i++) {
@@ -827,7 +840,11 @@ static void retry_event(weft_http_request_t *req, weft_http_event_t ev)
  * streamed body to replay, time left before its timeout) and the retry budget has room,
  * the next try is set for after a full-jitter backoff (25 ms doubling, at most 250 ms) and
  * true returned; else false, and the caller answers with what it has. */
-static bool retry_if_allowed(gw_req_t *x, int err, int status)
+/* Starts the next try after a backoff when the route's retry policy, the deadline and the
+ * retry budget allow it. retry_after_ms: what the upstream asked for (Retry-After), 0 when
+ * nothing: the backoff is at least that, and a wait past the deadline means no retry (the
+ * upstream's answer goes to the client). */
+static bool retry_if_allowed(gw_req_t *x, int err, int status, uint64_t retry_after_ms)
 {
     const gw_retry_conf_t *rc = &x->route->retry;
     if (x->head_sent || x->attempt >= rc->attempts || x->body_mode != WEFT_HTTP_CLIENT_BODY_FIXED)
@@ -847,6 +864,9 @@ static bool retry_if_allowed(gw_req_t *x, int err, int status)
     weft_http_request_t *req = x->req;
     uint64_t now = uv_now(req->loop);
     if (!want || now + 1 >= x->deadline) return false;
+    /* the route's deadline (or, with none, 30 s) bounds what an upstream may ask for */
+    if (retry_after_ms && retry_after_ms >= (x->deadline == UINT64_MAX ? 30000 : x->deadline - now))
+        return false;
     if (x->retry_active) { /* the try that just failed was a retry */
         x->retry_active = false;
         weft_retry_budget_retry_end(x->g->budget);
@@ -860,6 +880,7 @@ static bool retry_if_allowed(gw_req_t *x, int err, int status)
     x->last_err = err;
     record_error(x, "retried");
     uint64_t wait = weft_backoff_full_jitter(25, 250, x->attempt - 1, next_rand(x->w));
+    if (wait < retry_after_ms) wait = retry_after_ms;
     if (wait >= x->deadline - now) wait = 0;
     req->on_event = retry_event;
     if (weft_http_request_timer(req, wait ? wait : 1) != 0) {

@@ -333,3 +333,8 @@ int weft_http_client_get(weft_http_client_t *c, const char *url, size_t max_body
     if (err) free(g);
     return err;
 }
+
+bool weft_http_client_more_read(const weft_http_client_call_t *call)
+{
+    return call && call->more_read;
+}

@@ -108,6 +108,7 @@ struct weft_http_client_call_s {
     bool sent;                         /* every byte of the request is in the kernel */
     bool want_drain;                   /* _write asked to wait: on_drain is owed */
     bool paused;                       /* weft_http_client_pause: no delivery until resume */
+    bool more_read;                    /* on_head: bytes after the head are read already */
 };
 
 /* A connection's life. Transitions (conn_to in client_conn.c asserts the from-state):

@@ -143,6 +143,17 @@ static int r_headers_complete(llhttp_t *p)
         k->harr[i].name = (weft_str_t){h->nlen ? rb + h->noff : "", h->nlen};
         k->harr[i].value = (weft_str_t){h->vlen ? rb + h->voff : "", h->vlen};
     }
+    /* Bytes after the head (past the last value's CRLF and the blank line) are read
+     * already: on_body or on_done follows before the loop runs again, unless paused. An
+     * unusual head (a value ending in blanks) can only make this true when no body byte is
+     * read yet, which delays nothing past the call's end. */
+    if (k->nh) {
+        const hoff_t *last = &k->hoffs[k->nh - 1];
+        size_t head_end = (size_t)(last->vlen ? last->voff + last->vlen : last->noff + last->nlen + 1) + 4;
+        call->more_read = k->rbuf.len > head_end;
+    } else {
+        call->more_read = false;
+    }
     weft__call_to(call, CALL_BODY);
     call->status = status;
     call->head_deadline = 0;

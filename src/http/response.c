@@ -230,7 +230,7 @@ int weft_http_response_start(weft_http_request_t *req, int status, const char *c
     if (write_head(c, status, content_type, content_length, chunked) != 0) return WEFT_ENOMEM;
     c->resp_chunked = chunked;
     c->resp_remaining = content_length < 0 ? UINT64_MAX : (uint64_t)content_length;
-    if (!c->processing) weft__http_flush(c);
+    if (!c->processing && !c->corked) weft__http_flush(c);
     return 0;
 }
 
@@ -239,7 +239,11 @@ int weft_http_response_write(weft_http_request_t *req, const void *data, size_t 
     conn_t *c = weft__http_conn_of(req);
     if (!weft__http_holds(c) || c->rstate != R_STARTED) return WEFT_ESTATE;
     if (weft__http_closing(c)) return WEFT_ECLOSED;
-    if (len == 0 || req->is_head) return 0;
+    c->corked = false; /* the head goes with this piece */
+    if (len == 0 || req->is_head) {
+        if (!c->processing) weft__http_flush(c);
+        return 0;
+    }
     if (!c->resp_chunked && c->resp_remaining != UINT64_MAX) {
         if (len > c->resp_remaining) return WEFT_ERANGE;
         c->resp_remaining -= len;
@@ -258,6 +262,12 @@ int weft_http_response_write(weft_http_request_t *req, const void *data, size_t 
         return WEFT_EAGAIN;
     }
     return 0;
+}
+
+void weft_http_response_cork(weft_http_request_t *req)
+{
+    conn_t *c = weft__http_conn_of(req);
+    if (weft__http_holds(c) && c->rstate == R_NONE) c->corked = true;
 }
 
 int weft_http_response_end(weft_http_request_t *req)
@@ -341,6 +351,7 @@ void weft__http_send_error(conn_t *c, int status, const char *msg)
 {
     if (weft__http_closing(c) || c->state == C_LINGER) return;
     weft_http_request_t *req = &c->x->req;
+    c->corked = false;
     weft__http_life_to(c, L_ENDING);
     if (c->hstate == H_PENDING) weft__http_handler_to(c, H_NONE); /* its handler never runs */
     bool was_active = weft__http_holds(c);
