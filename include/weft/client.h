@@ -129,6 +129,10 @@ typedef struct weft_http_client_req_s {
     uint64_t connect_timeout_ms;
     uint64_t head_timeout_ms;
     uint64_t body_timeout_ms;
+    /* true: the caller vouches that every header name is a token and no value holds CR, LF
+     * or NUL, as weft's server parser has checked for a request a proxy forwards: they are
+     * not checked again (Content-Length, Transfer-Encoding and Host still are looked for). */
+    bool headers_checked;
 } weft_http_client_req_t;
 
 /**
@@ -262,6 +266,14 @@ WEFT_EXTERN int weft_http_client_end(weft_http_client_call_t *call);
 /** Ends a call now: on_done(WEFT_ECANCELED) runs before this returns. Its connection is
  *  closed (its state is unknown). */
 WEFT_EXTERN void weft_http_client_cancel(weft_http_client_call_t *call);
+
+/**
+ * From on_head: whether bytes after the head (the body's first) are read already, so that
+ * on_body or on_done comes before the loop runs again unless the call is paused. A proxy
+ * then writes its client the head and the first body bytes in one system call
+ * (weft_http_response_cork). False outside on_head.
+ */
+WEFT_EXTERN bool weft_http_client_more_read(const weft_http_client_call_t *call);
 
 /**
  * Stops delivering the response of a call (backpressure for streamed bodies): no on_body

@@ -328,6 +328,10 @@ WEFT_EXTERN void weft_http_request_resume(weft_http_request_t *req);
  */
 WEFT_EXTERN int weft_http_response_header(weft_http_request_t *req, const char *name,
                                           const char *value);
+/** As weft_http_response_header, with lengths: name and value need no NUL (a proxy passes
+ *  views of an upstream's head). */
+WEFT_EXTERN int weft_http_response_header_n(weft_http_request_t *req, weft_str_t name,
+                                            weft_str_t value);
 
 /**
  * Sends a whole response: status, Content-Type (may be NULL), body (copied) and
@@ -336,6 +340,14 @@ WEFT_EXTERN int weft_http_response_header(weft_http_request_t *req, const char *
  */
 WEFT_EXTERN int weft_http_respond(weft_http_request_t *req, int status, const char *content_type,
                                   const void *body, size_t len);
+
+/**
+ * Before weft_http_response_start: the head is not sent on its own but with the first
+ * weft_http_response_write (or at _end), in one system call. For a handler that will write
+ * before it returns to the loop, such as a proxy whose upstream's first body bytes are read
+ * already (weft_http_client_more_read); otherwise the head waits for them.
+ */
+WEFT_EXTERN void weft_http_response_cork(weft_http_request_t *req);
 
 /**
  * Starts a streamed response. content_length: the body's size, or -1 for chunked encoding

@@ -75,23 +75,26 @@ char *weft_arena_strndup(weft_arena_t *a, const char *s, size_t n)
 
 void weft_arena_reset(weft_arena_t *a)
 {
-    weft_arena_block_t *b = a->head;
-    if (!b) return;
-    while (b->next) {
+    /* One block of block_size is kept for the next use: the first found, wherever an
+     * outsized one was linked in the chain (a large one goes behind the head). */
+    weft_arena_block_t *keep = NULL, *b = a->head;
+    while (b) {
         weft_arena_block_t *next = b->next;
-        free(b);
+        if (!keep && b->size == a->block_size)
+            keep = b;
+        else
+            free(b);
         b = next;
     }
     a->used = 0;
-    if (b->size != a->block_size) { /* an outsized first block is not kept */
-        free(b);
-        a->head = NULL;
+    a->head = keep;
+    if (!keep) {
         a->cur = a->end = NULL;
         return;
     }
-    a->head = b;
-    a->cur = b->data;
-    a->end = b->data + b->size;
+    keep->next = NULL;
+    a->cur = keep->data;
+    a->end = keep->data + keep->size;
 }
 
 void weft_arena_free(weft_arena_t *a)

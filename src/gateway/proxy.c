@@ -41,8 +41,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "gateway/gw_int.h"
+#include "http/syntax.h"
 #include "registry/catalog.h"
 #include "weft/log.h"
 #include "weft/weft.h"
@@ -80,10 +82,13 @@ typedef struct gw_req_s {
     const weft_http_header_t *hs;
     size_t nh;
     weft_http_client_body_t body_mode;
+    bool te_in; /* the request came with Transfer-Encoding: its body is chunked */
 } gw_req_t;
 
+_Static_assert(sizeof(((gw_req_t *)0)->host) % 8 == 0, "mslot reads the host a word at a time");
+
 static void start_try(gw_req_t *x);
-static bool retry_if_allowed(gw_req_t *x, int err, int status);
+static bool retry_if_allowed(gw_req_t *x, int err, int status, uint64_t retry_after_ms);
 
 /* The route's breaker learns how the request it admitted went (once). */
 static void breaker_done(gw_req_t *x, bool ok)
@@ -102,9 +107,19 @@ static gw_mslot_t *mslot(gw_req_t *x, int status)
     weft_gateway_t *g = x->g;
     if (!g->fam_requests) return NULL;
     const char *route = x->route ? x->route->name : "-";
-    uint64_t h = (uint64_t)x->port * 7 + (unsigned)status;
-    for (const char *p = route; *p; p++) h = h * 131 + (unsigned char)*p;
-    for (const char *p = x->host; *p; p++) h = h * 131 + (unsigned char)*p;
+    /* the slot: from the route (its address: one table's routes live as long as it does,
+     * and a slot is checked by name anyway), the port, the status and the host's bytes a
+     * word at a time (x->host is an array of whole words; bytes past the NUL are masked) */
+    uint64_t h = ((uint64_t)(uintptr_t)x->route >> 4) * 0x9e3779b97f4a7c15ull ^
+                 ((uint64_t)x->port << 16 | (unsigned)status);
+    size_t hl = strlen(x->host);
+    for (size_t i = 0; i < hl; i += 8) {
+        uint64_t v;
+        memcpy(&v, x->host + i, 8);
+        if (hl - i < 8) v &= (1ull << 8 * (hl - i)) - 1;
+        h = (h ^ v) * 0x9e3779b97f4a7c15ull;
+    }
+    h ^= h >> 29;
     gw_mslot_t *s = &x->w->mslots[h % GW_METRIC_SLOTS];
     if (s->requests && s->port == x->port && s->status == status && strcmp(s->host, x->host) == 0 &&
         strcmp(s->route, route) == 0)
@@ -122,7 +137,7 @@ static gw_mslot_t *mslot(gw_req_t *x, int status)
     s->status = status;
     /* a name too long for the slot is kept as "": it never matches, so it is looked up
      * every time rather than mixed up with another */
-    size_t hl = strlen(x->host), rl = strlen(route);
+    size_t rl = strlen(route);
     s->host[0] = s->route[0] = 0;
     if (hl < sizeof(s->host)) memcpy(s->host, x->host, hl + 1);
     if (rl < sizeof(s->route)) memcpy(s->route, route, rl + 1);
@@ -212,13 +227,14 @@ static void fail(gw_req_t *x, int status, const char *error, const char *detail)
 }
 
 /* What a header is to the proxy. One switch on the length, then at most two
- * case-insensitive compares: every header of every request and response passes here. */
+ * case-insensitive compares of a word or two: every header of every request and response
+ * passes here (names are tokens: both parsers check). */
 typedef enum {
     H_OTHER,
     H_HOP, /* hop-by-hop (RFC 9110 7.6.1): never forwarded */
+    H_TE,  /* Transfer-Encoding: hop-by-hop too; in a request, the body is chunked */
     H_CONNECTION,
     H_CONTENT_LENGTH,
-    H_CONTENT_TYPE,
     H_DATE,
     H_XFF,
     H_XFP,
@@ -228,7 +244,7 @@ typedef enum {
 
 static hclass_t hclass(weft_str_t n)
 {
-#define IS(lit) (strncasecmp(n.base, lit, n.len) == 0)
+#define IS(lit) (sizeof(lit) - 1 == n.len && weft__http_token_is(n.base, lit, n.len))
     switch (n.len) {
     case 2:
         return IS("te") ? H_HOP : H_OTHER;
@@ -239,7 +255,7 @@ static hclass_t hclass(weft_str_t n)
     case 10:
         return IS("connection") ? H_CONNECTION : IS("keep-alive") ? H_HOP : H_OTHER;
     case 12:
-        return IS("content-type") ? H_CONTENT_TYPE : IS("x-request-id") ? H_XRID : H_OTHER;
+        return IS("x-request-id") ? H_XRID : H_OTHER;
     case 14:
         return IS("content-length") ? H_CONTENT_LENGTH : H_OTHER;
     case 15:
@@ -247,7 +263,7 @@ static hclass_t hclass(weft_str_t n)
     case 16:
         return IS("proxy-connection") ? H_HOP : IS("x-forwarded-host") ? H_XFH : H_OTHER;
     case 17:
-        return IS("transfer-encoding") ? H_HOP : IS("x-forwarded-proto") ? H_XFP : H_OTHER;
+        return IS("transfer-encoding") ? H_TE : IS("x-forwarded-proto") ? H_XFP : H_OTHER;
     case 18:
         return IS("proxy-authenticate") ? H_HOP : H_OTHER;
     default:
@@ -276,14 +292,20 @@ static void up_head(weft_http_client_call_t *call, int status, const weft_http_h
 {
     gw_req_t *x = arg;
     if (x->finished) return;
-    if (retry_if_allowed(x, 0, status)) {
+    /* a 429 or 5xx may say how long to wait (Retry-After): a retry waits at least that */
+    uint64_t retry_after = 0;
+    if (status == 429 || status >= 500)
+        for (size_t i = 0; i < n; i++)
+            if (h[i].name.len == 11 && weft__http_token_is(h[i].name.base, "retry-after", 11))
+                weft_http_retry_after_parse(h[i].value.base, h[i].value.len, time(NULL),
+                                            &retry_after);
+    if (retry_if_allowed(x, 0, status, retry_after)) {
         x->retrying = true;
         weft_http_client_cancel(call); /* up_done starts the next try */
         return;
     }
     weft_http_request_t *req = x->req;
     int64_t length = -1;
-    char ctype[512] = "";
     weft_str_t conn = {NULL, 0};
     for (size_t i = 0; i < n; i++)
         if (hclass(h[i].name) == H_CONNECTION) conn = h[i].value;
@@ -291,36 +313,25 @@ static void up_head(weft_http_client_call_t *call, int status, const weft_http_h
         weft_str_t nm = h[i].name, v = h[i].value;
         hclass_t c = hclass(nm);
         if (c == H_CONTENT_LENGTH) {
-            char num[24];
-            if (v.len && v.len < sizeof(num)) {
-                memcpy(num, v.base, v.len);
-                num[v.len] = 0;
-                length = strtoll(num, NULL, 10);
+            /* digits only, no more than 18 of them: the client's parser has checked */
+            if (v.len && v.len <= 18) {
+                length = 0;
+                for (size_t k = 0; k < v.len; k++) length = length * 10 + (v.base[k] - '0');
             }
             continue;
         }
-        if (c == H_CONTENT_TYPE) {
-            if (v.len < sizeof(ctype)) {
-                memcpy(ctype, v.base, v.len);
-                ctype[v.len] = 0;
-            }
-            continue;
-        }
-        if (c == H_HOP || c == H_CONNECTION || c == H_DATE ||
+        if (c == H_HOP || c == H_TE || c == H_CONNECTION || c == H_DATE ||
             (conn.len && named_by_connection(conn, nm.base, nm.len)))
             continue;
-        char *name = weft_http_request_alloc(req, nm.len + 1 + v.len + 1);
-        if (!name) break;
-        memcpy(name, nm.base, nm.len);
-        name[nm.len] = 0;
-        char *value = name + nm.len + 1;
-        memcpy(value, v.base, v.len);
-        value[v.len] = 0;
-        weft_http_response_header(req, name, value); /* a bad one is dropped */
+        /* views of the upstream's head, copied once into the response's (Content-Type
+         * included: it goes as it came); a bad one is dropped */
+        if (weft_http_response_header_n(req, nm, v) == WEFT_ENOMEM) break;
     }
     x->status = status;
     if (status == 204 || status == 304) length = 0;
-    if (weft_http_response_start(req, status, ctype[0] ? ctype : NULL, length) == 0)
+    /* the body's first bytes are here: head and body go to the client in one write */
+    if (length != 0 && weft_http_client_more_read(call)) weft_http_response_cork(req);
+    if (weft_http_response_start(req, status, NULL, length) == 0)
         x->head_sent = true;
 }
 
@@ -360,7 +371,7 @@ static void up_done(weft_http_client_call_t *call, int err, void *arg)
         x->retry_active = false;
         weft_retry_budget_retry_end(x->g->budget);
     }
-    if (err != 0 && !x->head_sent && retry_if_allowed(x, err, 0)) return;
+    if (err != 0 && !x->head_sent && retry_if_allowed(x, err, 0, 0)) return;
     weft_http_request_t *req = x->req;
     weft_gateway_t *g = x->g;
     if (err == 0) {
@@ -485,7 +496,7 @@ static void choose(gw_req_t *x, const cand_t *c, unsigned n)
     unsigned fresh = 0;
     for (unsigned i = 0; i < n; i++) {
         total += c[i].weight;
-        if (!tried(x, &c[i])) fresh++;
+        if (x->ntried && !tried(x, &c[i])) fresh++; /* a first try has tried nothing */
     }
     bool avoid = fresh > 0 && x->ntried > 0;
     unsigned pick = 0;
@@ -646,13 +657,18 @@ static const weft_http_header_t *upstream_headers(gw_req_t *x, size_t *n)
     weft_http_header_t *out =
         weft_http_request_alloc(req, (req->nheaders + HDR_EXTRA) * sizeof(*out));
     if (!out) return NULL;
-    weft_str_t conn = weft_http_request_header(req, "Connection");
+    weft_str_t conn = {NULL, 0}; /* the first Connection header (a length, then a word) */
+    for (size_t i = 0; i < req->nheaders && !conn.base; i++)
+        if (req->headers[i].name.len == 10 && hclass(req->headers[i].name) == H_CONNECTION)
+            conn = req->headers[i].value;
     weft_str_t xff = {NULL, 0}, rid = {NULL, 0};
     size_t k = 0;
     for (size_t i = 0; i < req->nheaders; i++) {
         weft_str_t nm = req->headers[i].name;
         hclass_t c = hclass(nm);
-        if (c == H_HOP || c == H_CONNECTION || c == H_CONTENT_LENGTH || c == H_XFP || c == H_XFH ||
+        if (c == H_TE && req->headers[i].value.len) x->te_in = true;
+        if (c == H_HOP || c == H_TE || c == H_CONNECTION || c == H_CONTENT_LENGTH || c == H_XFP ||
+            c == H_XFH ||
             (conn.len && named_by_connection(conn, nm.base, nm.len)))
             continue;
         if (c == H_XFF) {
@@ -687,7 +703,10 @@ static const weft_http_header_t *upstream_headers(gw_req_t *x, size_t *n)
         if (!id) return NULL;
         static const char hex[] = "0123456789abcdef";
         uint64_t v = next_rand(x->w);
-        for (int i = 15; i >= 0; i--, v >>= 4) id[i] = hex[v & 15];
+        for (int i = 14; i >= 0; i -= 2, v >>= 8) {
+            id[i] = hex[(v >> 4) & 15];
+            id[i + 1] = hex[v & 15];
+        }
         id[16] = 0;
         out[k++] = (weft_http_header_t){{"X-Request-Id", 12}, {id, 16}};
     }
@@ -730,8 +749,11 @@ void weft__gw_handle(weft_http_request_t *req, void *arg)
         return;
     }
     if (!breaker_admits(x)) return;
-    char *target = weft_http_request_alloc(req, TARGET_MAX);
-    if (!target || gw_upstream_target(x->route, req, target, TARGET_MAX) != 0) {
+    /* sized to fit: a block of TARGET_MAX would be an arena block of its own, a malloc and
+     * a free per request */
+    size_t tsize = gw_upstream_target_size(x->route, req);
+    char *target = tsize <= TARGET_MAX ? weft_http_request_alloc(req, tsize) : NULL;
+    if (!target || gw_upstream_target(x->route, req, target, tsize) != 0) {
         fail(x, 414, "target too long for the upstream", NULL);
         return;
     }
@@ -744,8 +766,7 @@ void weft__gw_handle(weft_http_request_t *req, void *arg)
     size_t ml = req->method.len < sizeof(x->method) - 1 ? req->method.len : sizeof(x->method) - 1;
     memcpy(x->method, req->method.base, ml);
     x->method[ml] = 0;
-    weft_str_t te = weft_http_request_header(req, "Transfer-Encoding");
-    if (te.len)
+    if (x->te_in) /* seen by upstream_headers */
         x->body_mode = WEFT_HTTP_CLIENT_BODY_CHUNKED;
     else if (req->content_length != UINT64_MAX && req->content_length > 0)
         x->body_mode = WEFT_HTTP_CLIENT_BODY_LENGTH;
@@ -782,6 +803,9 @@ static void start_try(gw_req_t *x)
                                 .headers = x->hs,
                                 .nheaders = x->nh,
                                 .body_mode = x->body_mode,
+                                /* names and values passed weft's request parser, and
+                                 * what upstream_headers adds is made of checked parts */
+                                .headers_checked = true,
                                 .timeout_ms = per && (left == 0 || per < left) ? per : left};
     if (x->body_mode == WEFT_HTTP_CLIENT_BODY_LENGTH) r.content_length = req->content_length;
     int rc = weft_http_client_request(x->w->client, &r, &up_cbs, x, &x->call);
@@ -821,7 +845,11 @@ static void retry_event(weft_http_request_t *req, weft_http_event_t ev)
  * streamed body to replay, time left before its timeout) and the retry budget has room,
  * the next try is set for after a full-jitter backoff (25 ms doubling, at most 250 ms) and
  * true returned; else false, and the caller answers with what it has. */
-static bool retry_if_allowed(gw_req_t *x, int err, int status)
+/* Starts the next try after a backoff when the route's retry policy, the deadline and the
+ * retry budget allow it. retry_after_ms: what the upstream asked for (Retry-After), 0 when
+ * nothing: the backoff is at least that, and a wait past the deadline means no retry (the
+ * upstream's answer goes to the client). */
+static bool retry_if_allowed(gw_req_t *x, int err, int status, uint64_t retry_after_ms)
 {
     const gw_retry_conf_t *rc = &x->route->retry;
     if (x->head_sent || x->attempt >= rc->attempts || x->body_mode != WEFT_HTTP_CLIENT_BODY_FIXED)
@@ -841,6 +869,9 @@ static bool retry_if_allowed(gw_req_t *x, int err, int status)
     weft_http_request_t *req = x->req;
     uint64_t now = uv_now(req->loop);
     if (!want || now + 1 >= x->deadline) return false;
+    /* the route's deadline (or, with none, 30 s) bounds what an upstream may ask for */
+    if (retry_after_ms && retry_after_ms >= (x->deadline == UINT64_MAX ? 30000 : x->deadline - now))
+        return false;
     if (x->retry_active) { /* the try that just failed was a retry */
         x->retry_active = false;
         weft_retry_budget_retry_end(x->g->budget);
@@ -854,6 +885,7 @@ static bool retry_if_allowed(gw_req_t *x, int err, int status)
     x->last_err = err;
     record_error(x, "retried");
     uint64_t wait = weft_backoff_full_jitter(25, 250, x->attempt - 1, next_rand(x->w));
+    if (wait < retry_after_ms) wait = retry_after_ms;
     if (wait >= x->deadline - now) wait = 0;
     req->on_event = retry_event;
     if (weft_http_request_timer(req, wait ? wait : 1) != 0) {

@@ -107,7 +107,9 @@ const gw_route_t *gw_table_match(const gw_table_t *t, const weft_http_request_t 
     return NULL;
 }
 
-int gw_upstream_target(const gw_route_t *r, const weft_http_request_t *req, char *out, size_t cap)
+/* The path part of what goes upstream for req on r: p[0..n), and whether a '/' goes first. */
+static bool upstream_path(const gw_route_t *r, const weft_http_request_t *req, const char **pp,
+                          size_t *pn)
 {
     const char *p = req->path.base;
     size_t n = req->path.len;
@@ -120,7 +122,24 @@ int gw_upstream_target(const gw_route_t *r, const weft_http_request_t *req, char
         p += k;
         n -= k;
     }
-    bool slash = n == 0 || p[0] != '/';
+    *pp = p;
+    *pn = n;
+    return n == 0 || p[0] != '/';
+}
+
+size_t gw_upstream_target_size(const gw_route_t *r, const weft_http_request_t *req)
+{
+    const char *p;
+    size_t n;
+    bool slash = upstream_path(r, req, &p, &n);
+    return (slash ? 1 : 0) + n + (req->query.len ? 1 + req->query.len : 0) + 1;
+}
+
+int gw_upstream_target(const gw_route_t *r, const weft_http_request_t *req, char *out, size_t cap)
+{
+    const char *p;
+    size_t n;
+    bool slash = upstream_path(r, req, &p, &n);
     size_t need = (slash ? 1 : 0) + n + (req->query.len ? 1 + req->query.len : 0) + 1;
     if (need > cap) return -1;
     size_t o = 0;

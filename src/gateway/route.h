@@ -133,6 +133,8 @@ const gw_route_t *gw_table_match(const gw_table_t *t, const weft_http_request_t 
 /* The path to send upstream for req on route r into out[0..cap) (with the query), or -1
  * when it does not fit. */
 int gw_upstream_target(const gw_route_t *r, const weft_http_request_t *req, char *out, size_t cap);
+/* The bytes gw_upstream_target needs for req on r, its NUL included. */
+size_t gw_upstream_target_size(const gw_route_t *r, const weft_http_request_t *req);
 
 /* Frees what the route owns (not the route itself). */
 void gw_route_clear(gw_route_t *r);

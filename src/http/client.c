@@ -117,8 +117,8 @@ int weft_http_client_request(weft_http_client_t *c, const weft_http_client_req_t
 {
     if (!c || !r || !cbs) return WEFT_EINVAL;
     if (c->closing) return WEFT_ECLOSED;
-    bool give_host;
-    if (weft__req_check(r, &give_host) != 0) return WEFT_EINVAL;
+    weft__req_facts_t f;
+    if (weft__req_check(r, &f) != 0) return WEFT_EINVAL;
     int err = 0;
     pool_t *p = weft__pool_get(c, r->host, r->port, &err);
     if (!p) {
@@ -132,7 +132,7 @@ int weft_http_client_request(weft_http_client_t *c, const weft_http_client_req_t
         return WEFT_ELIMIT;
     }
     call_t *call = weft__call_new(c);
-    if (!call || weft__req_serialize(&call->out, r, give_host) != 0) {
+    if (!call || weft__req_serialize(&call->out, r, &f) != 0) {
         if (call) weft__call_recycle(c, call);
         c->pools_dirty = true;
         weft__client_sweep_start(c);
@@ -147,7 +147,7 @@ int weft_http_client_request(weft_http_client_t *c, const weft_http_client_req_t
     call->body_left = r->content_length;
     call->ended = r->body_mode == WEFT_HTTP_CLIENT_BODY_FIXED;
     if (!call->ended) call->head_left = call->out.len;
-    call->is_head = strcmp(r->method, "HEAD") == 0;
+    call->is_head = f.method_len == 4 && memcmp(r->method, "HEAD", 4) == 0;
     call->idempotent = weft__req_idempotent(r->method);
     uint64_t now = uv_now(c->loop);
     uint64_t timeout = pick_ms(r->timeout_ms, c->o.request_timeout_ms);
@@ -332,4 +332,9 @@ int weft_http_client_get(weft_http_client_t *c, const char *url, size_t max_body
     int err = weft_http_client_request(c, &r, &gcbs, g, out);
     if (err) free(g);
     return err;
+}
+
+bool weft_http_client_more_read(const weft_http_client_call_t *call)
+{
+    return call && call->more_read;
 }

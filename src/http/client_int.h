@@ -108,6 +108,7 @@ struct weft_http_client_call_s {
     bool sent;                         /* every byte of the request is in the kernel */
     bool want_drain;                   /* _write asked to wait: on_drain is owed */
     bool paused;                       /* weft_http_client_pause: no delivery until resume */
+    bool more_read;                    /* on_head: bytes after the head are read already */
 };
 
 /* A connection's life. Transitions (conn_to in client_conn.c asserts the from-state):
@@ -304,11 +305,17 @@ void weft__read_cb(weft__rfd_t *f, ssize_t nread, const uv_buf_t *buf);
 
 /* ---- client_req.c ---- */
 
-/* Checks r against the rules of weft/client.h; *give_host: no Host header among r's.
- * Returns 0 or WEFT_EINVAL. */
-int weft__req_check(const weft_http_client_req_t *r, bool *give_host);
+/* What weft__req_check learns of a request on the way, for weft__req_serialize. */
+typedef struct weft__req_facts_s {
+    size_t method_len, host_len, target_len;
+    bool give_host; /* no Host header among the request's */
+} weft__req_facts_t;
+
+/* Checks r against the rules of weft/client.h and fills *f. Returns 0 or WEFT_EINVAL. */
+int weft__req_check(const weft_http_client_req_t *r, weft__req_facts_t *f);
 /* Writes the request head (and a FIXED body) into out. Returns 0 or WEFT_ENOMEM. */
-int weft__req_serialize(weft_buf_t *out, const weft_http_client_req_t *r, bool give_host);
+int weft__req_serialize(weft_buf_t *out, const weft_http_client_req_t *r,
+                        const weft__req_facts_t *f);
 /* Appends one piece of a streamed body to out, framed as a chunk when chunked. Returns 0 or
  * WEFT_ENOMEM (nothing appended). */
 int weft__req_body_piece(weft_buf_t *out, bool chunked, const void *data, size_t len);

@@ -35,6 +35,7 @@
 
 #include "core/assert.h"
 #include "http/client_int.h"
+#include "http/syntax.h"
 
 static const llhttp_settings_t settings;
 
@@ -134,15 +135,24 @@ static int r_headers_complete(llhttp_t *p)
     char *rb = k->rbuf.p;
     for (unsigned i = 0; i < k->nh; i++) { /* views into rbuf: the head is all there */
         const hoff_t *h = &k->hoffs[i];
-        /* RFC 9112 5.2: a user agent replaces each obs-fold of a response with spaces */
-        for (char *v = rb + h->voff, *e = v + h->vlen;
-             h->vlen && (v = memchr(v, '\n', (size_t)(e - v)));)
-            *v++ = ' ';
-        for (char *v = rb + h->voff, *e = v + h->vlen;
-             h->vlen && (v = memchr(v, '\r', (size_t)(e - v)));)
-            *v++ = ' ';
+        /* RFC 9112 5.2: a user agent replaces each obs-fold of a response with spaces
+         * (looked for only in a value that has a CR, LF or NUL: one pass, a word at a time) */
+        if (!weft__http_value_clean(rb + h->voff, h->vlen))
+            for (char *v = rb + h->voff, *e = v + h->vlen; v < e; v++)
+                if (*v == '\r' || *v == '\n') *v = ' ';
         k->harr[i].name = (weft_str_t){h->nlen ? rb + h->noff : "", h->nlen};
         k->harr[i].value = (weft_str_t){h->vlen ? rb + h->voff : "", h->vlen};
+    }
+    /* Bytes after the head (past the last value's CRLF and the blank line) are read
+     * already: on_body or on_done follows before the loop runs again, unless paused. An
+     * unusual head (a value ending in blanks) can only make this true when no body byte is
+     * read yet, which delays nothing past the call's end. */
+    if (k->nh) {
+        const hoff_t *last = &k->hoffs[k->nh - 1];
+        size_t head_end = (size_t)(last->vlen ? last->voff + last->vlen : last->noff + last->nlen + 1) + 4;
+        call->more_read = k->rbuf.len > head_end;
+    } else {
+        call->more_read = false;
     }
     weft__call_to(call, CALL_BODY);
     call->status = status;

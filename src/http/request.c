@@ -111,6 +111,7 @@ void weft__http_request_finish(conn_t *c)
 {
     weft_http_request_t *req = &c->x->req;
     WEFT_ASSERT(c->hstate == H_ACTIVE); /* an aborted request is released before */
+    c->corked = false;
     weft__http_handler_to(c, H_DONE);
     weft__http_resp_to(c, R_DONE);
     c->served++;

@@ -230,7 +230,7 @@ int weft_http_response_start(weft_http_request_t *req, int status, const char *c
     if (write_head(c, status, content_type, content_length, chunked) != 0) return WEFT_ENOMEM;
     c->resp_chunked = chunked;
     c->resp_remaining = content_length < 0 ? UINT64_MAX : (uint64_t)content_length;
-    if (!c->processing) weft__http_flush(c);
+    if (!c->processing && !c->corked) weft__http_flush(c);
     return 0;
 }
 
@@ -239,7 +239,11 @@ int weft_http_response_write(weft_http_request_t *req, const void *data, size_t 
     conn_t *c = weft__http_conn_of(req);
     if (!weft__http_holds(c) || c->rstate != R_STARTED) return WEFT_ESTATE;
     if (weft__http_closing(c)) return WEFT_ECLOSED;
-    if (len == 0 || req->is_head) return 0;
+    c->corked = false; /* the head goes with this piece */
+    if (len == 0 || req->is_head) {
+        if (!c->processing) weft__http_flush(c);
+        return 0;
+    }
     if (!c->resp_chunked && c->resp_remaining != UINT64_MAX) {
         if (len > c->resp_remaining) return WEFT_ERANGE;
         c->resp_remaining -= len;
@@ -258,6 +262,12 @@ int weft_http_response_write(weft_http_request_t *req, const void *data, size_t 
         return WEFT_EAGAIN;
     }
     return 0;
+}
+
+void weft_http_response_cork(weft_http_request_t *req)
+{
+    conn_t *c = weft__http_conn_of(req);
+    if (weft__http_holds(c) && c->rstate == R_NONE) c->corked = true;
 }
 
 int weft_http_response_end(weft_http_request_t *req)
@@ -297,13 +307,22 @@ int weft_http_response_abort(weft_http_request_t *req)
 
 int weft_http_response_header(weft_http_request_t *req, const char *name, const char *value)
 {
+    return weft_http_response_header_n(req, (weft_str_t){name, strlen(name)},
+                                       (weft_str_t){value, strlen(value)});
+}
+
+int weft_http_response_header_n(weft_http_request_t *req, weft_str_t name, weft_str_t value)
+{
     conn_t *c = weft__http_conn_of(req);
     if (!weft__http_holds(c) || c->rstate != R_NONE) return WEFT_ESTATE;
-    size_t nl = strlen(name), vl = strlen(value);
-    if (!weft__http_token(name, nl) || !weft__http_value_clean(value, vl)) return WEFT_EINVAL;
-    if (weft__http_ieq(name, nl, "content-length") ||
-        weft__http_ieq(name, nl, "transfer-encoding") || weft__http_ieq(name, nl, "date") ||
-        weft__http_ieq(name, nl, "connection"))
+    size_t nl = name.len, vl = value.len;
+    if (!name.base || (vl && !value.base) || !weft__http_token(name.base, nl) ||
+        !weft__http_value_clean(value.base, vl))
+        return WEFT_EINVAL;
+    if ((nl == 14 && weft__http_token_is(name.base, "content-length", 14)) ||
+        (nl == 17 && weft__http_token_is(name.base, "transfer-encoding", 17)) ||
+        (nl == 4 && weft__http_token_is(name.base, "date", 4)) ||
+        (nl == 10 && weft__http_token_is(name.base, "connection", 10)))
         return WEFT_EINVAL;
     size_t need = c->xlen + nl + vl + 4;
     if (need > c->xcap) {
@@ -315,11 +334,11 @@ int weft_http_response_header(weft_http_request_t *req, const char *name, const 
         c->xhdr = p;
         c->xcap = cap;
     }
-    memcpy(c->xhdr + c->xlen, name, nl);
+    memcpy(c->xhdr + c->xlen, name.base, nl);
     c->xlen += nl;
     c->xhdr[c->xlen++] = ':';
     c->xhdr[c->xlen++] = ' ';
-    memcpy(c->xhdr + c->xlen, value, vl);
+    if (vl) memcpy(c->xhdr + c->xlen, value.base, vl);
     c->xlen += vl;
     c->xhdr[c->xlen++] = '\r';
     c->xhdr[c->xlen++] = '\n';
@@ -332,6 +351,7 @@ void weft__http_send_error(conn_t *c, int status, const char *msg)
 {
     if (weft__http_closing(c) || c->state == C_LINGER) return;
     weft_http_request_t *req = &c->x->req;
+    c->corked = false;
     weft__http_life_to(c, L_ENDING);
     if (c->hstate == H_PENDING) weft__http_handler_to(c, H_NONE); /* its handler never runs */
     bool was_active = weft__http_holds(c);

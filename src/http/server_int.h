@@ -188,6 +188,7 @@ struct conn_s {
     bool body_discard; /* 404/405 with a body: read it, drop it */
     bool head_detached;
     bool processing;         /* conn_process is on the stack */
+    bool corked;             /* weft_http_response_cork: the head waits for the body */
     bool stream_end_pending; /* streamed body ended; tell the handler outside the parser */
     bool message_done;       /* the whole request message has been read */
     bool resp_chunked;       /* the response (R_STARTED) is framed by chunks */

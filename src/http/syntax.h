@@ -136,6 +136,26 @@ static inline bool weft__http_value_clean(const char *p, size_t n)
     return true;
 }
 
+/* Is the token a[0..n) the literal lit[0..n) in any case? lit holds only lowercase letters,
+ * digits and '-'. Each byte of a is ORed with 0x20, which lowercases letters and leaves
+ * digits and '-' as they are; the only other bytes it could turn into one of those are not
+ * tchars, so for a token the answer is exact. Eight bytes at a time (overlapping loads for
+ * the tail): a proxy classifies every header of every message. */
+static inline bool weft__http_token_is(const char *a, const char *lit, size_t n)
+{
+    if (n >= 8) {
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            if ((weft__http_load8(a + i) | 0x2020202020202020ull) != weft__http_load8(lit + i))
+                return false;
+        return i == n || (weft__http_load8(a + n - 8) | 0x2020202020202020ull) ==
+                             weft__http_load8(lit + n - 8);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (((unsigned char)a[i] | 0x20) != (unsigned char)lit[i]) return false;
+    return true;
+}
+
 /*
  * RFC 3986 authority without user information, as Host carries it (RFC 9110 7.2): a
  * reg-name (unreserved, sub-delims, '%') or a bracketed IP literal (hex digits, ':' and '.'

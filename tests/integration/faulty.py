@@ -44,6 +44,7 @@ first of the others decides the answer.
 
 Control endpoints (never subject to any fault, never counted in the request counters):
   POST /_fault {"mode": "status", "status": 503}   every request answers 503
+         (with "retry_after": "2", also Retry-After: 2)
          {"mode": "delay", "ms": 300}            every request waits 300 ms first
          {"mode": "reset"} / {"mode": "close"} / {"mode": "garbage"}
          {"mode": "off"}                         back to normal
@@ -212,6 +213,10 @@ class Fault:
         self.status = int(spec.pop("status", 503))
         if not 200 <= self.status <= 599:
             raise ValueError("status must be within 200..599")
+        self.retry_after = spec.pop("retry_after", None)
+        if self.retry_after is not None and (not isinstance(self.retry_after, str) or
+                                             not self.retry_after.isprintable()):
+            raise ValueError("retry_after must be a string (a Retry-After value)")
         self.ms = float(spec.pop("ms", 0))
         if self.mode == "delay" and not 0 <= self.ms <= 600000:
             raise ValueError("ms must be within 0..600000")
@@ -234,6 +239,8 @@ class Fault:
         d = {"mode": self.mode}
         if self.mode == "status":
             d["status"] = self.status
+            if self.retry_after is not None:
+                d["retry_after"] = self.retry_after
         if self.mode == "delay":
             d["ms"] = self.ms
         if self.mode != "off":
@@ -257,7 +264,7 @@ class Fault:
 
     def action(self):
         if self.mode == "status":
-            return ("status", self.status)
+            return ("status", (self.status, self.retry_after))
         if self.mode == "delay":
             return ("delay", self.ms)
         return (self.mode, None)
@@ -469,8 +476,10 @@ class Conn:
             await asyncio.sleep(delay / 1000)
         for kind, arg in actions:
             if kind == "status":
-                return await self.respond(req, arg, {"name": srv.name, "path": req.path,
-                                                     "status": arg})
+                n, ra = arg if isinstance(arg, tuple) else (arg, None)
+                return await self.respond(req, n, {"name": srv.name, "path": req.path,
+                                                   "status": n},
+                                          headers=[("Retry-After", ra)] if ra else ())
             if kind == "reset":
                 await self.reset()
             if kind == "close":

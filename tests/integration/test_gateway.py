@@ -247,3 +247,30 @@ def test_retries_go_elsewhere_within_the_budget(spawn, tmp_path, faulty):
     m = get(w.api + "/metrics").text
     assert 'weft_gateway_upstream_errors_total{route="storm",kind="retry_budget_exhausted"}' in m
     assert 30 < seen < 30 * 11, seen
+
+
+def test_retry_after_is_honoured(spawn, tmp_path, faulty):
+    """A 503 with Retry-After: 1 is retried no sooner than a second later; one asking for
+    longer than the route's deadline is not retried: the upstream's 503 comes back at once."""
+    up = faulty("ra")
+    w = start_weft(spawn, tmp_path, f"""gateway:
+  routes:
+    - name: r
+      match: {{ path_prefix: / }}
+      upstream: {{ targets: [127.0.0.1:{up.port}] }}
+      retry: {{ attempts: 1, on: [503] }}
+      timeout: 4s
+""")
+    up.set_fault("status", status=503, count=1, retry_after="1")
+    t0 = time.monotonic()
+    r = get(w.gw + "/x")
+    took = time.monotonic() - t0
+    assert r.status_code == 200, r.text
+    assert took >= 1.0, took  # a backoff alone waits at most 250 ms
+    up.set_fault("status", status=503, count=1, retry_after="10")
+    up.reset_stats()
+    t0 = time.monotonic()
+    r = get(w.gw + "/x")
+    assert r.status_code == 503 and r.headers["Retry-After"] == "10"
+    assert time.monotonic() - t0 < 1.0
+    assert up.stats()["requests"] == 1

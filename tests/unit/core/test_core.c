@@ -36,6 +36,9 @@ static void test_arena(void **state)
     assert_string_equal(s, "hello");
     assert_null(weft_arena_alloc(&a, 9000)); /* over the limit */
     weft_arena_reset(&a);
+    /* the first block is kept although the outsized one was linked behind it */
+    assert_non_null(a.head);
+    assert_int_equal(a.end - a.cur, 1024);
     char *again = weft_arena_alloc(&a, 10);
     assert_ptr_equal(again, p); /* the first block is reused */
     for (int i = 0; i < 400; i++) assert_non_null(weft_arena_alloc(&a, 16));

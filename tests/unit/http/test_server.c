@@ -175,6 +175,29 @@ static void h_abort(weft_http_request_t *req, void *arg)
     assert_int_equal(weft_http_response_abort(req), 0);
 }
 
+/* GET /cork: outside the parser (its timer, 20 ms), a corked head of a 5-byte response is
+ * started; the body is written 200 ms later, and the head goes with it, not before. */
+static void cork_event(weft_http_request_t *req, weft_http_event_t ev)
+{
+    if (ev != WEFT_HTTP_EVENT_TIMER) return;
+    if (!req->data) {
+        weft_http_response_cork(req);
+        assert_int_equal(weft_http_response_start(req, 200, "text/plain", 5), 0);
+        req->data = req;
+        assert_int_equal(weft_http_request_timer(req, 200), 0);
+        return;
+    }
+    assert_int_equal(weft_http_response_write(req, "corky", 5), 0);
+    weft_http_response_end(req);
+}
+
+static void h_cork(weft_http_request_t *req, void *arg)
+{
+    req->data = NULL;
+    req->on_event = cork_event;
+    assert_int_equal(weft_http_request_timer(req, 20), 0);
+}
+
 /* ---- fixture ---- */
 
 static void attach(uv_loop_t *loop, unsigned i, void *arg)
@@ -214,6 +237,8 @@ static int setup(void **state)
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/park", &r), 0);
     r.handler = h_abort;
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/abort", &r), 0);
+    r.handler = h_cork;
+    assert_int_equal(weft_http_server_route(f->srv, "GET", "/cork", &r), 0);
     r.handler = h_poll;
     assert_int_equal(weft_http_server_route(f->srv, "GET", "/poll/:name", &r), 0);
     assert_int_equal(weft_http_server_route(f->srv, "POST", "/poll/:name", &r), 0);
@@ -489,6 +514,30 @@ static void test_response_abort(void **state)
     assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
     assert_non_null(strstr(buf, "\r\n4\r\npart\r\n"));
     assert_null(strstr(buf, "\r\n0\r\n\r\n"));
+}
+
+/* A corked head is not sent on its own: nothing arrives until the body is written (at
+ * 220 ms; an uncorked head would come at 20 ms), then head and body together. */
+static void test_response_cork(void **state)
+{
+    fixture_t *f = *state;
+    int fd = test_dial(f->port);
+    static const char req[] = "GET /cork HTTP/1.1\r\nHost: x\r\n\r\n";
+    send_all(fd, req, sizeof(req) - 1);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 120), 0); /* nothing yet at 120 ms */
+    char buf[4096] = "";
+    size_t n = 0;
+    while (!strstr(buf, "corky")) {
+        assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+        ssize_t r = recv(fd, buf + n, sizeof(buf) - 1 - n, 0);
+        assert_true(r > 0);
+        n += (size_t)r;
+        buf[n] = 0;
+    }
+    close(fd);
+    assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(buf, "Content-Length: 5\r\n"));
 }
 
 /* A request with the next one buffered behind it keeps its buffer (WEFT_ESTATE); both are
@@ -903,6 +952,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_closed_while_paused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_park, setup, teardown),
         cmocka_unit_test_setup_teardown(test_response_abort, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_response_cork, setup, teardown),
         cmocka_unit_test_setup_teardown(test_park_pipelined, setup, teardown),
         cmocka_unit_test_setup_teardown(test_park_client_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_requests_then_half_close, setup, teardown),
