@@ -45,6 +45,7 @@ static void worker_stop(weft_host_t *h, struct uv_loop_s *loop, unsigned index, 
 {
     gw_worker_t *w = state;
     (void)h, (void)loop, (void)index, (void)arg;
+    gw_tunnels_close_all(w);
     if (w->client) weft_http_client_close(w->client, NULL, NULL);
     w->client = NULL;
 }
@@ -88,6 +89,14 @@ static int register_metrics(weft_gateway_t *g, weft_metrics_registry_t *m)
                                       "Requests over a route's rate limit (shadow=\"true\": "
                                       "counted, not rejected)",
                                       ql, 2, &g->pm.rl_rejected);
+    if (rc == 0)
+        rc = weft_metrics_gauge_new(m, "weft_gateway_tunnels_active",
+                                    "Open tunnels (upgraded connections, e.g. WebSocket) by route",
+                                    dl, 1, &g->fam_tun_active);
+    if (rc == 0)
+        rc = weft_metrics_counter_new(m, "weft_gateway_tunnels_total",
+                                      "Tunnels opened (upstream answered 101) by route", dl, 1,
+                                      &g->fam_tun_total);
     if (rc == 0) weft_metrics_family_set_limit(g->fam_requests, 20000);
     return rc;
 }
@@ -104,6 +113,7 @@ int weft_gateway_new(weft_host_t *h, const weft_gateway_options_t *o, weft_gatew
     }
     g->host = h;
     g->reg = o->registry;
+    g->max_tunnels = o->max_tunnels ? o->max_tunnels : 10000;
     weft_snap_cell_init(&g->table);
     gw_table_t *t = gw_table_new(o->routes, o->nroutes);
     int rc = t ? 0 : WEFT_ENOMEM;

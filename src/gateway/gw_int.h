@@ -6,6 +6,8 @@
 
 #include <stdatomic.h>
 
+#include <uv.h>
+
 #include "core/snapshot.h"
 #include "gateway/gateway.h"
 #include "gateway/policy.h"
@@ -29,6 +31,7 @@ typedef struct gw_mslot_s {
  * handles. */
 typedef struct gw_worker_s {
     weft_http_client_t *client;
+    struct gw_tunnel_s *tunnels; /* this worker's open tunnels (tunnel.c) */
     uint64_t rr;  /* round robin */
     uint64_t rnd; /* xorshift state */
     gw_mslot_t mslots[GW_METRIC_SLOTS];
@@ -46,9 +49,26 @@ struct weft_gateway_s {
     weft_metrics_family_t *fam_requests, *fam_duration, *fam_errors;
     gw_policy_metrics_t pm;      /* the policies' families */
     weft_retry_budget_t *budget; /* retries <= 20% of active requests (at least 3 at once) */
+    /* tunnels (tunnel.c): slots taken by upgrade requests admitted and by open tunnels, at
+     * most max_tunnels; weft_gateway_tunnels_active{route}, _tunnels_total{route} */
+    atomic_uint tunnel_slots;
+    unsigned max_tunnels;
+    weft_metrics_family_t *fam_tun_active, *fam_tun_total;
 };
 
 /* proxy.c: the handler of every request on the gateway's listener. */
 void weft__gw_handle(weft_http_request_t *req, void *arg);
+
+/* tunnel.c: copies bytes both ways between the client's socket down_fd and the upstream's
+ * up_fd on loop (w's), after an upgrade. down_data: the client's bytes after its request
+ * head, sent upstream first; up_data: the 101 head and the upstream's bytes after it, sent
+ * to the client first (both malloc'd or NULL; taken). The tunnel takes over one tunnel slot
+ * (g->tunnel_slots) and the descriptors, on failure too. Returns 0, or WEFT_ENOMEM or a
+ * libuv error (all of it closed and freed, the slot given back). */
+int gw_tunnel_start(weft_gateway_t *g, gw_worker_t *w, uv_loop_t *loop, const char *route,
+                    int down_fd, char *down_data, size_t down_len, int up_fd, char *up_data,
+                    size_t up_len, uint64_t idle_ms);
+/* Closes every tunnel of w (the worker stops). */
+void gw_tunnels_close_all(gw_worker_t *w);
 
 #endif

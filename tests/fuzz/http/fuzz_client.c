@@ -184,7 +184,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 .host = "127.0.0.1",
                                 .port = port,
                                 .target = "/"};
-    weft_http_client_cbs_t cbs = {on_head, on_body, on_done, NULL};
+    weft_http_client_cbs_t cbs = {on_head, on_body, on_done, NULL, NULL};
     if (weft_http_client_request(c, &r, &cbs, &s, &s.call)) abort();
     for (int i = 0; i < 100000 && !s.dones; i++) uv_run(&loop, UV_RUN_ONCE);
     if (s.dones != 1 || s.heads > 1 || s.bad || s.body > size) abort();
