@@ -18,11 +18,19 @@
  * constant memory.
  *
  * Headers. Hop-by-hop headers (RFC 9110 7.6.1: Connection and what it names, Keep-Alive,
- * Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade) are not forwarded either way;
+ * Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade: but see Upgrades) are not
+ * forwarded either way;
  * framing is each side's own (Content-Length or chunked, chosen again). Host is kept as the
  * client sent it (as Envoy does). Added upstream: X-Forwarded-For (the client's address
  * appended), X-Forwarded-Proto, X-Forwarded-Host, and X-Request-Id when the client sent
  * none (16 random hex digits).
+ *
+ * Upgrades. An upgrade request (`Connection: upgrade` + `Upgrade: X`, no body) on a route
+ * with websocket.enabled takes a tunnel slot (gateway.max_tunnels, else 503) and keeps its
+ * Upgrade header and `Connection: upgrade` upstream. A 101 is not passed on as a response:
+ * its head is kept (tunnel_head), the client's on_upgrade gives the upstream's socket, the
+ * engine's takeover gives the client's, and tunnel.c joins them. Other answers are proxied
+ * as usual.
  *
  * Errors, as JSON: no route 404; no passing instance 503; an upstream that refuses,
  * resets, or sends a malformed response 502; a timeout 504 (connect, head, body or the

@@ -18,6 +18,11 @@
  * response's R_DONE), both back to NONE in request_reset. parse.c makes a request pending;
  * response.c releases an aborted one (H_ABORTED -> H_DONE) and starts responses.
  *
+ * Takeover. A handler may take an upgrade request's connection over
+ * (weft_http_request_takeover): the request finishes, the socket goes to the handler as a
+ * duplicate descriptor, and the connection closes without a shutdown, so the socket stays
+ * open for the new protocol.
+ *
  * Filters: on_request in order before the handler, on_head in reverse order before a
  * handler's response head (response.c), on_end in reverse order exactly once per request,
  * aborted or not.
