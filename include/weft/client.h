@@ -13,10 +13,10 @@
  *
  * Framing: Content-Length, chunked, and read-until-close responses; HEAD, 204 and 304 have no
  * body; 1xx interim responses (100 Continue) are skipped; 101 Switching Protocols is final
- * and ends the HTTP exchange on its connection (on_upgrade hands the connection over). A connection goes back to the pool
- * only after a complete, framed response that allows keep-alive, with nothing extra after
- * it, once the whole request was handed to the kernel; otherwise it is closed. A request
- * sent on a pooled connection that the server had already closed (the keep-alive race: the
+ * and ends the HTTP exchange on its connection (on_upgrade hands the connection over). A connection
+ * goes back to the pool only after a complete, framed response that allows keep-alive, with nothing
+ * extra after it, once the whole request was handed to the kernel; otherwise it is closed. A
+ * request sent on a pooled connection that the server had already closed (the keep-alive race: the
  * connection fails before any byte of the response) is retried once on a fresh connection
  * when its method is idempotent (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) and its body was
  * not streamed.

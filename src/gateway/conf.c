@@ -34,9 +34,9 @@
 #include "weft/config.h"
 
 #define DEF_TIMEOUT_MS 15000
-#define DEF_WS_IDLE_MS 3600000 /* an hour: HAProxy's documented `timeout tunnel`, Envoy's
-                                  connection idle_timeout; NGINX's 60 s is what its users
-                                  raise for WebSockets */
+/* websocket.idle_timeout: an hour, HAProxy's documented `timeout tunnel` and Envoy's
+ * connection idle_timeout (NGINX's 60 s is what its users raise for WebSockets) */
+#define DEF_WS_IDLE_MS 3600000
 
 typedef const weft_conf_node_t node_t;
 
@@ -360,9 +360,9 @@ static int read_websocket(gw_route_t *r, node_t *n, char *err, size_t errlen)
 
 static int read_route(gw_route_t *r, node_t *n, char *err, size_t errlen)
 {
-    static const char *const keys[] = {
-        "name",    "match", "strip_prefix", "rewrite",         "service", "upstream",
-        "timeout", "retry", "rate_limit",   "circuit_breaker", "websocket", NULL};
+    static const char *const keys[] = {"name",       "match",           "strip_prefix", "rewrite",
+                                       "service",    "upstream",        "timeout",      "retry",
+                                       "rate_limit", "circuit_breaker", "websocket",    NULL};
     node_t *name, *match;
     if (weft_conf_node_expect(n, WEFT_CONF_NODE_MAP, err, errlen) ||
         weft_conf_node_check_keys(n, keys, err, errlen) ||

@@ -32,8 +32,8 @@ typedef struct gw_mslot_s {
 typedef struct gw_worker_s {
     weft_http_client_t *client;
     struct gw_tunnel_s *tunnels; /* this worker's open tunnels (tunnel.c) */
-    uint64_t rr;  /* round robin */
-    uint64_t rnd; /* xorshift state */
+    uint64_t rr;                 /* round robin */
+    uint64_t rnd;                /* xorshift state */
     gw_mslot_t mslots[GW_METRIC_SLOTS];
 } gw_worker_t;
 

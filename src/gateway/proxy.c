@@ -512,7 +512,7 @@ static void up_done(weft_http_client_call_t *call, int err, void *arg)
     if (x->tunnel) return;   /* switched: the client's connection is being taken over */
     if (x->proto_err) err = WEFT_EPARSE;
     if (err == 0 && x->status == 101) err = WEFT_ENOMEM; /* switched, but no tunnel was made */
-    if (x->retrying) {       /* cancelled by up_head, which decided on the next try */
+    if (x->retrying) { /* cancelled by up_head, which decided on the next try */
         x->retrying = false;
         return;
     }
@@ -929,10 +929,10 @@ void weft__gw_handle(weft_http_request_t *req, void *arg)
 /* ---- tries ---- */
 
 static const weft_http_client_cbs_t up_cbs = {.on_head = up_head,
-                                             .on_body = up_body,
-                                             .on_done = up_done,
-                                             .on_drain = up_drain,
-                                             .on_upgrade = up_upgrade};
+                                              .on_body = up_body,
+                                              .on_done = up_done,
+                                              .on_drain = up_drain,
+                                              .on_upgrade = up_upgrade};
 
 /* One try at the upstream in x->host:port, within what is left of the route's timeout (and
  * the retry's per-try timeout). */

@@ -134,8 +134,7 @@ static void on_body(weft_http_client_call_t *c, const char *d, size_t n, void *a
 
 /* A 101: once, after its head, before on_done; the bytes after the head are at most what
  * was sent. The socket is the callback's to close. */
-static void on_upgrade(weft_http_client_call_t *c, int fd, const char *data, size_t len,
-                       void *arg)
+static void on_upgrade(weft_http_client_call_t *c, int fd, const char *data, size_t len, void *arg)
 {
     seen_t *s = arg;
     (void)c, (void)data;

@@ -187,8 +187,8 @@ static struct {
     size_t len;
 } cl;
 
-static void c_head(weft_http_client_call_t *call, int status, const weft_http_header_t *h,
-                   size_t n, void *arg)
+static void c_head(weft_http_client_call_t *call, int status, const weft_http_header_t *h, size_t n,
+                   void *arg)
 {
     (void)call, (void)h, (void)n, (void)arg;
     cl.status = status;
