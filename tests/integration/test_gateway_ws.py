@@ -295,3 +295,43 @@ def test_idle_timeout_closes_both_sides(spawn, tmp_path):
     s.close()
     assert 0.9 <= time.monotonic() - t0 < 5
     wait_for(lambda: upstream_state(up)["open"] == 0, "the upstream's end to close")
+
+
+def test_stop_with_tunnels_open(spawn, tmp_path):
+    """SIGTERM while a tunnel is open: weft closes it and exits 0 (spawn's teardown would
+    fail on a kill or another status); the client sees its connection end."""
+    up = start_upstream(spawn)
+    w = start_weft(spawn, tmp_path, up.port)
+    s, rest = handshake(w.gw_port, "/ws/echo")
+    s.sendall(frame(b"still here"))
+    s.settimeout(WAIT)
+    while b"still here" not in rest:
+        rest += s.recv(65536)
+    assert w.stop() == 0
+    read_to_eof(s)
+    s.close()
+    wait_for(lambda: upstream_state(up)["open"] == 0, "the upstream's end to close")
+
+
+@pytest.mark.parametrize("config,where,what", [
+    ("      websocket: { idle_timeout: soon }\n",
+     ":6:34: gateway.routes[0].websocket.idle_timeout:", "soon"),
+    ("      websocket: { enabled: maybe }\n",
+     ":6:29: gateway.routes[0].websocket.enabled:", "maybe"),
+    ("      websocket: { idel_timeout: 1s }\n",
+     ":6:20: gateway.routes[0].websocket.idel_timeout:", "did you mean"),
+    ("      websocket: true\n",
+     ":6:18: gateway.routes[0].websocket:", "map"),
+])
+def test_bad_websocket_config_refused_with_its_position(tmp_path, config, where, what):
+    import subprocess
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("gateway:\n  routes:\n    - name: x\n      match: { path: /x }\n"
+                   "      service: s\n" + config)
+    r = subprocess.run([str(WEFT), "serve", "--config", str(cfg), "--api",
+                        f"127.0.0.1:{free_port()}", "--gateway", f"127.0.0.1:{free_port()}",
+                        "--data-dir", str(tmp_path / "d")],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert str(cfg) + where in line and what in line, line

@@ -38,11 +38,18 @@ static srv_fx_t *fx;
 
 /* what the handler of /up saw and did */
 static struct {
-    int calls;
+    int calls, eagain;
     bool upgrade;
     int rc;
     weft_http_takeover_t tk;
 } up;
+
+/* An earlier response was still going out: the engine runs on_drain once it is. */
+static void up_drain(weft_http_request_t *req)
+{
+    up.rc = weft_http_request_takeover(req, 101, &up.tk);
+    assert_int_equal(up.rc, 0);
+}
 
 static void h_up(weft_http_request_t *req, void *arg)
 {
@@ -50,7 +57,18 @@ static void h_up(weft_http_request_t *req, void *arg)
     up.calls++;
     up.upgrade = req->upgrade;
     up.rc = weft_http_request_takeover(req, 101, &up.tk);
+    if (up.rc == WEFT_EAGAIN) {
+        up.eagain++;
+        req->on_drain = up_drain;
+        return;
+    }
     if (up.rc != 0) weft_http_respond(req, 200, "text/plain", "plain", 5);
+}
+
+static void h_small(weft_http_request_t *req, void *arg)
+{
+    (void)arg;
+    weft_http_respond(req, 200, "text/plain", "small", 5);
 }
 
 static void h_refuse(weft_http_request_t *req, void *arg)
@@ -65,8 +83,9 @@ static int setup(void **state)
     (void)state;
     memset(&up, 0, sizeof(up));
     up.tk.fd = -1;
-    static const srv_fx_route_t routes[] = {{"*", "/up", h_up}, {"GET", "/refuse", h_refuse}};
-    fx = srv_fx_new(routes, 2);
+    static const srv_fx_route_t routes[] = {
+        {"*", "/up", h_up}, {"GET", "/refuse", h_refuse}, {"GET", "/small", h_small}};
+    fx = srv_fx_new(routes, 3);
     return 0;
 }
 
@@ -140,6 +159,34 @@ static void test_takeover(void **state)
     close(up.tk.fd);
     up.tk.fd = -1;
     assert_int_equal(pump_read(&fx->loop, c, buf, sizeof(buf), NULL), 0); /* EOF, nothing more */
+    close(c);
+}
+
+/* A pipelined request's response is still in the output when the upgrade request's handler
+ * runs (both came in one read): the takeover waits for it (WEFT_EAGAIN, then on_drain), and
+ * the client gets that response, then what the new protocol sends. */
+static void test_takeover_after_pipelined_response(void **state)
+{
+    (void)state;
+    int c = test_dial(fx->port);
+    send_all(c, "GET /small HTTP/1.1\r\nHost: x\r\n\r\n"
+                "GET /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n");
+    for (int i = 0; i < 3000 && !(up.calls && up.rc == 0); i++) {
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    assert_int_equal(up.calls, 1);
+    assert_int_equal(up.eagain, 1);
+    assert_int_equal(up.rc, 0);
+    assert_int_equal(up.tk.len, 0);
+    send_all(up.tk.fd, "HTTP/1.1 101 Switching Protocols\r\n\r\nswitched");
+    char buf[1024];
+    size_t n = pump_read(&fx->loop, c, buf, sizeof(buf), "switched");
+    const char *second = strstr(buf, "HTTP/1.1 101");
+    assert_non_null(second);
+    assert_non_null(memmem(buf, (size_t)(second - buf), "small", 5)); /* in order */
+    assert_string_equal(second, "HTTP/1.1 101 Switching Protocols\r\n\r\nswitched");
+    (void)n;
     close(c);
 }
 
@@ -327,6 +374,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_takeover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_takeover_after_pipelined_response, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_upgrades, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upgrade_answered_as_usual, setup, teardown),
         cmocka_unit_test(test_client_on_upgrade),
