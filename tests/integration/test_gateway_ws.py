@@ -335,3 +335,41 @@ def test_bad_websocket_config_refused_with_its_position(tmp_path, config, where,
     assert r.returncode == 2, r.stderr
     line = r.stderr.strip().splitlines()[-1]
     assert str(cfg) + where in line and what in line, line
+
+
+def test_raw_tunnel_to_faulty_with_early_bytes(spawn, tmp_path, faulty):
+    """Through the gateway to faulty.py's /ws (a 101, then a raw echo): the first tunnel
+    bytes come in the same packet as the upgrade request (they are the tunnel's, not a next
+    request), 300,000 bytes echo back, and a half-close comes back as faulty's FIN."""
+    f = faulty("ws")
+    w = start_weft(spawn, tmp_path, f.port)
+    s = socket.create_connection(("127.0.0.1", w.gw_port), timeout=WAIT)
+    s.sendall(b"GET /ws/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+              b"\r\n\x81\x05early")
+    out = b""
+    while not (b"\r\n\r\n" in out and out.endswith(b"early")):
+        got = s.recv(65536)
+        assert got, out
+        out += got
+    head, _, rest = out.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 101 Switching Protocols"
+    assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in lines
+    assert b"Upgrade: websocket" in lines and b"Connection: Upgrade" in lines
+    assert rest == b"\x81\x05early"
+    blob = os.urandom(300000)
+    s.sendall(blob)
+    got = b""
+    while len(got) < len(blob):
+        b = s.recv(65536)
+        assert b, len(got)
+        got += b
+    assert got == blob
+    s.shutdown(socket.SHUT_WR)
+    assert read_to_eof(s) == b""
+    s.close()
+    wait_for(lambda: metric(w, "weft_gateway_tunnels_active", "ws") == 0, "the tunnel to end")
+    m = requests.get(w.api + "/metrics", timeout=WAIT).text
+    assert re.search(r'weft_gateway_requests_total\{route="ws",upstream="127\.0\.0\.1:\d+",'
+                     r'code="101"\} 1', m), m
