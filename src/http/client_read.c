@@ -30,8 +30,6 @@
  *
  * Threads: the client's loop thread only. Memory: failures end the call with WEFT_ENOMEM.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -217,9 +215,9 @@ static void upgrade_complete(conn_t *k, call_t *call)
     }
     uv_os_fd_t fd;
     int err = uv_fileno((uv_handle_t *)&k->tcp, &fd);
-    int dfd = err ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    int dfd = err ? err : weft__dup_cloexec(fd);
     if (dfd < 0) {
-        weft__call_fail(call, err ? err : -errno);
+        weft__call_fail(call, dfd);
         return;
     }
     const char *data = k->rbuf.p ? k->rbuf.p + k->rpos : "";

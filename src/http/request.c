@@ -30,8 +30,6 @@
  * Threads: the loop thread of the connection's listener only.
  */
 #include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,11 +273,10 @@ int weft_http_request_takeover(weft_http_request_t *req, int status, weft_http_t
     size_t n = c->rbuf && c->rlen > c->rpos ? c->rlen - c->rpos : 0;
     char *data = NULL;
     if (n && !(data = malloc(n))) return WEFT_ENOMEM;
-    int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    int dfd = weft__dup_cloexec(fd);
     if (dfd < 0) {
-        err = -errno;
         free(data);
-        return err;
+        return dfd;
     }
     if (n) memcpy(data, c->rbuf + c->rpos, n);
     c->rpos = c->rlen;
