@@ -347,7 +347,6 @@ static void tunnel_head(gw_req_t *x, const weft_http_header_t *h, size_t n)
     memcpy(b + len, tail, sizeof(tail) - 1);
     x->tbuf = b;
     x->tlen = len + sizeof(tail) - 1;
-    x->status = 101;
 }
 
 static void tunnel_takeover(gw_req_t *x);

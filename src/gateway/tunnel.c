@@ -46,8 +46,7 @@ typedef struct gw_tunnel_s gw_tunnel_t;
 typedef struct gw_pipe_s {
     gw_tunnel_t *t;
     uv_stream_t *from, *to;
-    char *buf;  /* the bytes being moved, malloc'd; NULL when none are (an idle pipe) */
-    size_t len; /* of buf, while `writing`: the part uv_write has */
+    char *buf; /* the bytes being moved, malloc'd; NULL when none are (an idle pipe) */
     uv_write_t wreq;
     uv_shutdown_t sreq;
     bool writing;  /* a uv_write from buf is in flight: `from` is not read */
@@ -164,7 +163,6 @@ static void pipe_send(gw_pipe_t *p, size_t n, bool full)
     }
     uv_read_stop(p->from);
     b = uv_buf_init(p->buf + r, (unsigned)(n - (size_t)r));
-    p->len = n;
     p->wreq.data = p;
     if (uv_write(&p->wreq, p->to, &b, 1, on_written) != 0) {
         tunnel_close(t, "write failed");
