@@ -12,10 +12,11 @@
  * weft_http_client_cancel and weft_http_client_close, which say so.
  *
  * Framing: Content-Length, chunked, and read-until-close responses; HEAD, 204 and 304 have no
- * body; 1xx interim responses (100 Continue) are skipped. A connection goes back to the pool
- * only after a complete, framed response that allows keep-alive, with nothing extra after
- * it, once the whole request was handed to the kernel; otherwise it is closed. A request
- * sent on a pooled connection that the server had already closed (the keep-alive race: the
+ * body; 1xx interim responses (100 Continue) are skipped; 101 Switching Protocols is final
+ * and ends the HTTP exchange on its connection (on_upgrade hands the connection over). A connection
+ * goes back to the pool only after a complete, framed response that allows keep-alive, with nothing
+ * extra after it, once the whole request was handed to the kernel; otherwise it is closed. A
+ * request sent on a pooled connection that the server had already closed (the keep-alive race: the
  * connection fails before any byte of the response) is retried once on a fresh connection
  * when its method is idempotent (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) and its body was
  * not streamed.
@@ -160,6 +161,16 @@ typedef struct weft_http_client_cbs_s {
      *  byte has been handed to the kernel (unless on_done comes first); write again from
      *  here. */
     void (*on_drain)(weft_http_client_call_t *call, void *arg);
+    /** A 101 Switching Protocols answer to a request that asked for an upgrade (it sent
+     *  `Connection: upgrade` and `Upgrade: X`): after on_head(101), the connection leaves
+     *  the client (never pooled) and is the caller's. fd: a duplicate descriptor of its
+     *  socket (non-blocking, close-on-exec), the caller's to close; data/len: the bytes the
+     *  server sent after the head (the new protocol's; valid only during the callback).
+     *  on_done(0) follows. Without on_upgrade, a 101 ends the call with on_done(0) and its
+     *  connection is closed. A 101 before every byte of the request was handed to the
+     *  kernel ends the call with WEFT_EPARSE. */
+    void (*on_upgrade)(weft_http_client_call_t *call, int fd, const char *data, size_t len,
+                       void *arg);
 } weft_http_client_cbs_t;
 
 /** Counters since creation (monotonic) and gauges (now), for metrics. */

@@ -150,6 +150,11 @@ struct weft_http_request_s {
     uint8_t version_minor; /* 0 or 1 (HTTP/1.x) */
     bool keep_alive;       /* the connection stays open after this response */
     bool is_head;          /* HEAD: the response body is not sent */
+    bool upgrade;          /* the request asks to switch protocols (`Connection: upgrade`
+                              and `Upgrade: X`, RFC 9110 7.8) and has no body: a handler
+                              that agrees takes the connection over with
+                              weft_http_request_takeover; otherwise it is answered as any
+                              request and the connection closes after the response */
     const weft_http_header_t *headers;
     size_t nheaders;
     uint64_t content_length;        /* UINT64_MAX when unknown (chunked) or absent */
@@ -314,6 +319,34 @@ WEFT_EXTERN int weft_http_request_timer(weft_http_request_t *req, uint64_t ms);
  * it: then it keeps its buffer), WEFT_ENOMEM (nothing changed). Loop thread only.
  */
 WEFT_EXTERN int weft_http_request_park(weft_http_request_t *req);
+
+/** What weft_http_request_takeover hands over. */
+typedef struct weft_http_takeover_s {
+    int fd;     /* the connection's socket (a duplicate descriptor, non-blocking, close-on-
+                   exec): the caller's, to close */
+    char *data; /* the bytes the client sent after the request head (they belong to the new
+                   protocol), malloc'd: the caller frees them; NULL when len is 0 */
+    size_t len;
+} weft_http_takeover_t;
+
+/**
+ * Takes the connection of an upgrade request (req->upgrade) over, for a protocol of the
+ * caller's (a WebSocket tunnel, say): the engine lets go of the socket without a byte more
+ * and without shutting it down, and *out gets a descriptor of it and the bytes that followed
+ * the head. The caller writes the response (e.g. "HTTP/1.1 101 Switching Protocols\r\n...")
+ * itself, on out->fd. The request is finished: filters' on_end see status (what the caller
+ * answers, 101 as a rule) and the engine's connection is gone (it no longer counts towards
+ * max_connections). Loop thread only.
+ *
+ * Returns 0; WEFT_EAGAIN when an earlier response on the connection (pipelined) is still
+ * being written: nothing changed, call again from req->on_drain, which the engine runs once
+ * it is out; WEFT_ESTATE (no handler holds req, it is not an upgrade request, or its
+ * response has started); WEFT_ECLOSED (the connection closed first: the request is released
+ * all the same, as by weft_http_response_end); WEFT_ENOMEM or a negative errno (dup failed:
+ * nothing changed, the request is still the handler's to answer).
+ */
+WEFT_EXTERN int weft_http_request_takeover(weft_http_request_t *req, int status,
+                                           weft_http_takeover_t *out);
 
 /** Stops / resumes reading a streamed request body (backpressure). */
 WEFT_EXTERN void weft_http_request_pause(weft_http_request_t *req);

@@ -33,6 +33,7 @@ typedef struct serve_conf_s {
     char *data_dir;
     weft_conf_addr_t api, gateway, otlp, zipkin;
     const weft_conf_node_t *routes;
+    uint64_t max_tunnels;
 } serve_conf_t;
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -97,6 +98,16 @@ static const weft_conf_option_t serve_options[] = {
      .type = WEFT_CONF_TREE,
      .offset = offsetof(serve_conf_t, routes),
      .help = "the gateway's routes, in order (a list; see docs/gateway.md)"},
+    {.key = "gateway.max_tunnels",
+     .type = WEFT_CONF_UINT,
+     .offset = offsetof(serve_conf_t, max_tunnels),
+     .def = "10000",
+     .min = 1,
+     .max = 1000000,
+     .flag = "gateway-max-tunnels",
+     .env = "WEFT_GATEWAY_MAX_TUNNELS",
+     .help = "open WebSocket (upgrade) tunnels through the gateway at once, all workers; "
+             "past it an upgrade request gets 503"},
     {.key = "otlp.listen",
      .type = WEFT_CONF_ADDR,
      .offset = offsetof(serve_conf_t, otlp),
@@ -279,6 +290,7 @@ static int serve(int argc, char **argv)
                                  .http = &gso,
                                  .registry = reg,
                                  .metrics = weft_service_metrics(svc),
+                                 .max_tunnels = (unsigned)sc.max_tunnels,
                                  .routes = routes,
                                  .nroutes = nroutes};
     reload_src_t src = {argc, argv};

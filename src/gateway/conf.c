@@ -22,6 +22,7 @@
  *   circuit_breaker  {consecutive_failures, failure_rate: N%, slow_call_duration,
  *                     slow_call_rate: N%, window, min_requests, open_for, open_for_max,
  *                     half_open_requests}
+ *   websocket        {enabled (true), idle_timeout (1h)}: upgrades tunnelled (tunnel.c)
  *
  * Threads: the thread that loads the configuration.
  */
@@ -33,6 +34,9 @@
 #include "weft/config.h"
 
 #define DEF_TIMEOUT_MS 15000
+/* websocket.idle_timeout: an hour, HAProxy's documented `timeout tunnel` and Envoy's
+ * connection idle_timeout (NGINX's 60 s is what its users raise for WebSockets) */
+#define DEF_WS_IDLE_MS 3600000
 
 typedef const weft_conf_node_t node_t;
 
@@ -335,11 +339,30 @@ static int read_breaker(gw_breaker_conf_t *c, node_t *n, char *err, size_t errle
     return 0;
 }
 
+/* websocket: {enabled, idle_timeout}: tunnelling of upgrade requests (on by default, as in
+ * Kong and Traefik), and how long a tunnel may carry nothing either way. */
+static int read_websocket(gw_route_t *r, node_t *n, char *err, size_t errlen)
+{
+    static const char *const keys[] = {"enabled", "idle_timeout", NULL};
+    if (weft_conf_node_expect(n, WEFT_CONF_NODE_MAP, err, errlen) ||
+        weft_conf_node_check_keys(n, keys, err, errlen))
+        return WEFT_EINVAL;
+    node_t *v;
+    bool on = true;
+    if ((v = weft_conf_node_get(n, "enabled")) && weft_conf_node_bool(v, &on, err, errlen))
+        return WEFT_EINVAL;
+    r->ws_off = !on;
+    if ((v = weft_conf_node_get(n, "idle_timeout")) &&
+        weft_conf_node_duration(v, 1, 7 * 86400000ull, &r->ws_idle_ms, err, errlen))
+        return WEFT_EINVAL;
+    return 0;
+}
+
 static int read_route(gw_route_t *r, node_t *n, char *err, size_t errlen)
 {
-    static const char *const keys[] = {
-        "name",    "match", "strip_prefix", "rewrite",         "service", "upstream",
-        "timeout", "retry", "rate_limit",   "circuit_breaker", NULL};
+    static const char *const keys[] = {"name",       "match",           "strip_prefix", "rewrite",
+                                       "service",    "upstream",        "timeout",      "retry",
+                                       "rate_limit", "circuit_breaker", "websocket",    NULL};
     node_t *name, *match;
     if (weft_conf_node_expect(n, WEFT_CONF_NODE_MAP, err, errlen) ||
         weft_conf_node_check_keys(n, keys, err, errlen) ||
@@ -379,6 +402,9 @@ static int read_route(gw_route_t *r, node_t *n, char *err, size_t errlen)
         read_rate_limit(&r->rate_limit, v, err, errlen))
         return WEFT_EINVAL;
     if ((v = weft_conf_node_get(n, "circuit_breaker")) && read_breaker(&r->breaker, v, err, errlen))
+        return WEFT_EINVAL;
+    r->ws_idle_ms = DEF_WS_IDLE_MS;
+    if ((v = weft_conf_node_get(n, "websocket")) && read_websocket(r, v, err, errlen))
         return WEFT_EINVAL;
     return 0;
 }

@@ -58,6 +58,7 @@ static void worker_stop(weft_host_t *h, struct uv_loop_s *loop, unsigned index, 
 {
     gw_worker_t *w = state;
     (void)h, (void)loop, (void)index, (void)arg;
+    gw_tunnels_close_all(w);
     if (w->client) weft_http_client_close(w->client, NULL, NULL);
     w->client = NULL;
 }
@@ -101,6 +102,14 @@ static int register_metrics(weft_gateway_t *g, weft_metrics_registry_t *m)
                                       "Requests over a route's rate limit (shadow=\"true\": "
                                       "counted, not rejected)",
                                       ql, 2, &g->pm.rl_rejected);
+    if (rc == 0)
+        rc = weft_metrics_gauge_new(m, "weft_gateway_tunnels_active",
+                                    "Open tunnels (upgraded connections, e.g. WebSocket) by route",
+                                    dl, 1, &g->fam_tun_active);
+    if (rc == 0)
+        rc = weft_metrics_counter_new(m, "weft_gateway_tunnels_total",
+                                      "Tunnels opened (upstream answered 101) by route", dl, 1,
+                                      &g->fam_tun_total);
     if (rc == 0) weft_metrics_family_set_limit(g->fam_requests, 20000);
     return rc;
 }
@@ -246,6 +255,7 @@ int weft_gateway_new(weft_host_t *h, const weft_gateway_options_t *o, weft_gatew
     g->nworkers = weft_host_workers(h);
     g->reload = o->reload;
     g->reload_arg = o->reload_arg;
+    g->max_tunnels = o->max_tunnels ? o->max_tunnels : 10000;
     weft_snap_cell_init(&g->table);
     int rc = 0;
     if (o->metrics && (rc = register_metrics(g, o->metrics)) != 0)

@@ -21,6 +21,8 @@ typedef struct weft_gateway_options_s {
     const weft_http_server_options_t *http; /* limits; NULL: the defaults */
     weft_registry_t *registry;              /* for service routes; NULL: none */
     weft_metrics_registry_t *metrics;       /* the gateway's families go here; NULL: none */
+    unsigned max_tunnels;                   /* open tunnels (upgrades) at once, all workers;
+                                               0: 10000 */
     gw_route_t *routes;                     /* moved in (the gateway owns them, also on
                                                failure) */
     size_t nroutes;

@@ -6,6 +6,8 @@
 
 #include <stdatomic.h>
 
+#include <uv.h>
+
 #include "core/snapshot.h"
 #include "gateway/gateway.h"
 #include "gateway/policy.h"
@@ -30,8 +32,9 @@ typedef struct gw_mslot_s {
 typedef struct gw_worker_s {
     unsigned index; /* the worker's (its row of gw_table_t.active) */
     weft_http_client_t *client;
-    uint64_t rr;  /* round robin */
-    uint64_t rnd; /* xorshift state */
+    struct gw_tunnel_s *tunnels; /* this worker's open tunnels (tunnel.c) */
+    uint64_t rr;                 /* round robin */
+    uint64_t rnd;                /* xorshift state */
     gw_mslot_t mslots[GW_METRIC_SLOTS];
 } gw_worker_t;
 
@@ -55,6 +58,11 @@ struct weft_gateway_s {
     void *reload_arg;
     atomic_ullong generation, reload_failures; /* tables published (the first is 1), refused */
     char *acl_token;                           /* NULL: reloads need no token */
+    /* tunnels (tunnel.c): slots taken by upgrade requests admitted and by open tunnels, at
+     * most max_tunnels; weft_gateway_tunnels_active{route}, _tunnels_total{route} */
+    atomic_uint tunnel_slots;
+    unsigned max_tunnels;
+    weft_metrics_family_t *fam_tun_active, *fam_tun_total;
 };
 
 /* gateway.c: reads the configuration again and publishes its routes (the control loop).
@@ -65,5 +73,17 @@ int weft__gw_reload_now(weft_gateway_t *g, const char *why, struct weft_buf_s *s
 
 /* proxy.c: the handler of every request on the gateway's listener. */
 void weft__gw_handle(weft_http_request_t *req, void *arg);
+
+/* tunnel.c: copies bytes both ways between the client's socket down_fd and the upstream's
+ * up_fd on loop (w's), after an upgrade. down_data: the client's bytes after its request
+ * head, sent upstream first; up_data: the 101 head and the upstream's bytes after it, sent
+ * to the client first (both malloc'd or NULL; taken). The tunnel takes over one tunnel slot
+ * (g->tunnel_slots) and the descriptors, on failure too. Returns 0, or WEFT_ENOMEM or a
+ * libuv error (all of it closed and freed, the slot given back). */
+int gw_tunnel_start(weft_gateway_t *g, gw_worker_t *w, uv_loop_t *loop, const char *route,
+                    int down_fd, char *down_data, size_t down_len, int up_fd, char *up_data,
+                    size_t up_len, uint64_t idle_ms);
+/* Closes every tunnel of w (the worker stops). */
+void gw_tunnels_close_all(gw_worker_t *w);
 
 #endif

@@ -18,11 +18,19 @@
  * constant memory.
  *
  * Headers. Hop-by-hop headers (RFC 9110 7.6.1: Connection and what it names, Keep-Alive,
- * Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade) are not forwarded either way;
+ * Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade: but see Upgrades) are not
+ * forwarded either way;
  * framing is each side's own (Content-Length or chunked, chosen again). Host is kept as the
  * client sent it (as Envoy does). Added upstream: X-Forwarded-For (the client's address
  * appended), X-Forwarded-Proto, X-Forwarded-Host, and X-Request-Id when the client sent
  * none (16 random hex digits).
+ *
+ * Upgrades. An upgrade request (`Connection: upgrade` + `Upgrade: X`, no body) on a route
+ * with websocket.enabled takes a tunnel slot (gateway.max_tunnels, else 503) and keeps its
+ * Upgrade header and `Connection: upgrade` upstream. A 101 is not passed on as a response:
+ * its head is kept (tunnel_head), the client's on_upgrade gives the upstream's socket, the
+ * engine's takeover gives the client's, and tunnel.c joins them. Other answers are proxied
+ * as usual.
  *
  * Errors, as JSON: no route 404; no passing instance 503; an upstream that refuses,
  * resets, or sends a malformed response 502; a timeout 504 (connect, head, body or the
@@ -42,6 +50,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gateway/gw_int.h"
 #include "http/syntax.h"
@@ -51,7 +60,7 @@
 
 #define TARGET_MAX            8192
 #define GW_RETRY_MAX_ATTEMPTS 10
-#define HDR_EXTRA             4 /* X-Forwarded-For, -Proto, -Host, X-Request-Id */
+#define HDR_EXTRA             5 /* X-Forwarded-For, -Proto, -Host, X-Request-Id, Connection */
 
 typedef struct gw_req_s {
     weft_gateway_t *g;
@@ -83,6 +92,14 @@ typedef struct gw_req_s {
     size_t nh;
     weft_http_client_body_t body_mode;
     bool te_in; /* the request came with Transfer-Encoding: its body is chunked */
+    /* upgrades (tunnel.c) */
+    bool upgrade;   /* forwarded with its Upgrade headers: a 101 opens a tunnel */
+    bool tslot;     /* holds one of the gateway's tunnel slots */
+    bool tunnel;    /* the upstream switched: the client's connection is to be taken over */
+    bool proto_err; /* the upstream answered 101 to a request that did not ask */
+    int up_fd;      /* the upstream's socket after its 101, until the tunnel has it; -1 */
+    char *tbuf;     /* what goes to the client first: the 101 head, the upstream's bytes */
+    size_t tlen;
 } gw_req_t;
 
 _Static_assert(sizeof(((gw_req_t *)0)->host) % 8 == 0, "mslot reads the host a word at a time");
@@ -199,6 +216,12 @@ static void finish(gw_req_t *x)
     if (x->in_budget) weft_retry_budget_request_end(x->g->budget);
     x->retry_active = x->in_budget = false;
     if (x->route && x->table->active) gw_active(x)--;
+    if (x->tslot) atomic_fetch_sub_explicit(&x->g->tunnel_slots, 1, memory_order_relaxed);
+    x->tslot = false;
+    if (x->up_fd >= 0) close(x->up_fd);
+    x->up_fd = -1;
+    free(x->tbuf);
+    x->tbuf = NULL;
     if (x->table) weft_snap_release(x->table);
     x->table = NULL;
     x->route = NULL;
@@ -285,6 +308,135 @@ static bool named_by_connection(weft_str_t conn, const char *n, size_t len)
     return false;
 }
 
+/* ---- upgrades: WebSocket and other protocols tunnelled after a 101 (tunnel.c) ---- */
+
+static bool is_upgrade(weft_str_t n)
+{
+    return n.len == 7 && strncasecmp(n.base, "upgrade", 7) == 0;
+}
+
+/* An upgrade request takes one of the gateway's tunnel slots (gateway.max_tunnels, all
+ * workers), or is answered 503. The slot goes to the tunnel, or back in finish(). */
+static bool tunnel_admit(gw_req_t *x)
+{
+    weft_gateway_t *g = x->g;
+    unsigned n = atomic_load_explicit(&g->tunnel_slots, memory_order_relaxed);
+    do {
+        if (n >= g->max_tunnels) {
+            record_error(x, "tunnel_limit");
+            fail(x, 503, "too many tunnels", "over gateway.max_tunnels");
+            return false;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(&g->tunnel_slots, &n, n + 1,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    x->tslot = x->upgrade = true;
+    return true;
+}
+
+/* The upstream's 101 head for the client, into tbuf: its headers as sent (Sec-WebSocket-
+ * Accept, -Protocol, -Extensions...), less the hop-by-hop ones other than Upgrade, with
+ * `Connection: Upgrade`. */
+static void tunnel_head(gw_req_t *x, const weft_http_header_t *h, size_t n)
+{
+    static const char line[] = "HTTP/1.1 101 Switching Protocols\r\n";
+    static const char tail[] = "Connection: Upgrade\r\n\r\n";
+    weft_str_t conn = {NULL, 0};
+    for (size_t i = 0; i < n; i++)
+        if (hclass(h[i].name) == H_CONNECTION) conn = h[i].value;
+    size_t cap = sizeof(line) + sizeof(tail);
+    for (size_t i = 0; i < n; i++) cap += h[i].name.len + h[i].value.len + 4;
+    char *b = malloc(cap);
+    if (!b) return; /* on_upgrade finds no head: 502 */
+    size_t len = sizeof(line) - 1;
+    memcpy(b, line, len);
+    for (size_t i = 0; i < n; i++) {
+        weft_str_t nm = h[i].name, v = h[i].value;
+        if (!is_upgrade(nm)) {
+            hclass_t c = hclass(nm);
+            if (c == H_HOP || c == H_CONNECTION || c == H_CONTENT_LENGTH ||
+                (conn.len && named_by_connection(conn, nm.base, nm.len)))
+                continue;
+        }
+        memcpy(b + len, nm.base, nm.len);
+        len += nm.len;
+        b[len++] = ':';
+        b[len++] = ' ';
+        memcpy(b + len, v.base, v.len);
+        len += v.len;
+        b[len++] = '\r';
+        b[len++] = '\n';
+    }
+    memcpy(b + len, tail, sizeof(tail) - 1);
+    x->tbuf = b;
+    x->tlen = len + sizeof(tail) - 1;
+}
+
+static void tunnel_takeover(gw_req_t *x);
+
+static void tunnel_drain(weft_http_request_t *req)
+{
+    gw_req_t *x = req->data;
+    if (x && !x->finished && x->tunnel) tunnel_takeover(x);
+}
+
+/* The client's connection is taken over and the tunnel started. An earlier response still
+ * going out (pipelining) makes it wait for the request's on_drain. */
+static void tunnel_takeover(gw_req_t *x)
+{
+    weft_http_request_t *req = x->req;
+    uv_loop_t *loop = req->loop;
+    weft_http_takeover_t tk;
+    int rc = weft_http_request_takeover(req, 101, &tk);
+    if (rc == WEFT_EAGAIN) {
+        req->on_drain = tunnel_drain;
+        return;
+    }
+    if (rc == WEFT_ECLOSED) return; /* req_abort ran first, and cleaned up */
+    if (rc != 0) {
+        x->tunnel = false;
+        fail(x, 502, "bad gateway", "cannot take the client's connection over");
+        return;
+    }
+    /* The request is finished. x, in its arena, lasts until the connection's close
+     * callback (a later turn of the loop): what the tunnel needs is handed over now. */
+    record(x, 101);
+    breaker_done(x, true);
+    int up_fd = x->up_fd;
+    char *tb = x->tbuf;
+    x->up_fd = -1;
+    x->tbuf = NULL;
+    x->tslot = false; /* the tunnel's now */
+    gw_tunnel_start(x->g, x->w, loop, x->route->name, tk.fd, tk.data, tk.len, up_fd, tb, x->tlen,
+                    x->route->ws_idle_ms);
+    finish(x);
+}
+
+/* The upstream switched protocols (after up_head's 101): its socket and the bytes it sent
+ * after the head. */
+static void up_upgrade(weft_http_client_call_t *call, int fd, const char *data, size_t len,
+                       void *arg)
+{
+    gw_req_t *x = arg;
+    (void)call;
+    if (x->finished || !x->tbuf) {
+        close(fd);
+        return; /* the client is gone, or no memory for the head: up_done answers 502 */
+    }
+    if (len) {
+        char *b = realloc(x->tbuf, x->tlen + len);
+        if (!b) {
+            close(fd);
+            return;
+        }
+        memcpy(b + x->tlen, data, len);
+        x->tbuf = b;
+        x->tlen += len;
+    }
+    x->up_fd = fd;
+    x->tunnel = true;
+    tunnel_takeover(x);
+}
+
 /* ---- the response, upstream -> client ---- */
 
 static void up_head(weft_http_client_call_t *call, int status, const weft_http_header_t *h,
@@ -302,6 +454,16 @@ static void up_head(weft_http_client_call_t *call, int status, const weft_http_h
     if (retry_if_allowed(x, 0, status, retry_after)) {
         x->retrying = true;
         weft_http_client_cancel(call); /* up_done starts the next try */
+        return;
+    }
+    if (status == 101) {
+        if (x->upgrade) {
+            x->status = 101;
+            tunnel_head(x, h, n);
+        } else {
+            x->proto_err = true;
+            weft_http_client_cancel(call); /* up_done answers 502 */
+        }
         return;
     }
     weft_http_request_t *req = x->req;
@@ -363,7 +525,10 @@ static void up_done(weft_http_client_call_t *call, int err, void *arg)
     (void)call;
     x->call = NULL;
     if (x->finished) return; /* the client went away first (on_abort) */
-    if (x->retrying) {       /* cancelled by up_head, which decided on the next try */
+    if (x->tunnel) return;   /* switched: the client's connection is being taken over */
+    if (x->proto_err) err = WEFT_EPARSE;
+    if (err == 0 && x->status == 101) err = WEFT_ENOMEM; /* switched, but no tunnel was made */
+    if (x->retrying) { /* cancelled by up_head, which decided on the next try */
         x->retrying = false;
         return;
     }
@@ -665,6 +830,10 @@ static const weft_http_header_t *upstream_headers(gw_req_t *x, size_t *n)
     size_t k = 0;
     for (size_t i = 0; i < req->nheaders; i++) {
         weft_str_t nm = req->headers[i].name;
+        if (x->upgrade && is_upgrade(nm)) { /* kept, with a Connection naming it (below) */
+            out[k++] = req->headers[i];
+            continue;
+        }
         hclass_t c = hclass(nm);
         if (c == H_TE && req->headers[i].value.len) x->te_in = true;
         if (c == H_HOP || c == H_TE || c == H_CONNECTION || c == H_CONTENT_LENGTH || c == H_XFP ||
@@ -710,6 +879,7 @@ static const weft_http_header_t *upstream_headers(gw_req_t *x, size_t *n)
         id[16] = 0;
         out[k++] = (weft_http_header_t){{"X-Request-Id", 12}, {id, 16}};
     }
+    if (x->upgrade) out[k++] = (weft_http_header_t){{"Connection", 10}, {"upgrade", 7}};
     *n = k;
     return out;
 }
@@ -725,7 +895,7 @@ void weft__gw_handle(weft_http_request_t *req, void *arg)
         weft_http_respond(req, 503, "application/json", oom, sizeof(oom) - 1);
         return;
     }
-    *x = (gw_req_t){.g = g, .w = w, .req = req};
+    *x = (gw_req_t){.g = g, .w = w, .req = req, .up_fd = -1};
     weft_snap_read_lock();
     gw_table_t *t = weft_snap_get(&g->table);
     x->table = t ? weft_snap_ref(t) : NULL;
@@ -738,6 +908,7 @@ void weft__gw_handle(weft_http_request_t *req, void *arg)
     }
     if (x->table->active) gw_active(x)++;
     if (!within_limit(x)) return;
+    if (req->upgrade && !x->route->ws_off && !tunnel_admit(x)) return;
     bool have = pick(x);
     if (!have) {
         atomic_fetch_add_explicit(&g->no_upstream, 1, memory_order_relaxed);
@@ -782,8 +953,11 @@ void weft__gw_handle(weft_http_request_t *req, void *arg)
 
 /* ---- tries ---- */
 
-static const weft_http_client_cbs_t up_cbs = {
-    .on_head = up_head, .on_body = up_body, .on_done = up_done, .on_drain = up_drain};
+static const weft_http_client_cbs_t up_cbs = {.on_head = up_head,
+                                              .on_body = up_body,
+                                              .on_done = up_done,
+                                              .on_drain = up_drain,
+                                              .on_upgrade = up_upgrade};
 
 /* One try at the upstream in x->host:port, within what is left of the route's timeout (and
  * the retry's per-try timeout). */

@@ -328,7 +328,7 @@ int weft_http_client_get(weft_http_client_t *c, const char *url, size_t max_body
     weft_buf_init(&g->body, max_body ? max_body : GET_BODY_DEFAULT);
     weft_http_client_req_t r = {
         .method = "GET", .host = u.host, .port = u.port ? u.port : 80, .target = target};
-    static const weft_http_client_cbs_t gcbs = {get_head, get_body, get_done, NULL};
+    static const weft_http_client_cbs_t gcbs = {get_head, get_body, get_done, NULL, NULL};
     int err = weft_http_client_request(c, &r, &gcbs, g, out);
     if (err) free(g);
     return err;

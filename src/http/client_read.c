@@ -207,8 +207,43 @@ static const llhttp_settings_t settings = {
 
 /* ---- parsing and completion ---- */
 
+/* A 101: the bytes from rpos on are the new protocol's. The connection leaves the client
+ * (closed here, never pooled); with on_upgrade, a duplicate of its socket goes to the caller
+ * first, so that closing the client's descriptor sends nothing (no FIN: the socket stays
+ * open through the duplicate). */
+static void upgrade_complete(conn_t *k, call_t *call)
+{
+    uint64_t seq = call->seq;
+    if (!call->cbs.on_upgrade) {
+        weft__conn_close(k);
+        weft__call_finish(call, 0);
+        return;
+    }
+    if (!weft__conn_body_sent(k, call)) {
+        weft__call_fail(call, WEFT_EPARSE); /* switched before it heard the whole request */
+        return;
+    }
+    uv_os_fd_t fd;
+    int err = uv_fileno((uv_handle_t *)&k->tcp, &fd);
+    int dfd = err ? err : weft__dup_cloexec(fd);
+    if (dfd < 0) {
+        weft__call_fail(call, dfd);
+        return;
+    }
+    const char *data = k->rbuf.p ? k->rbuf.p + k->rpos : "";
+    size_t len = k->rbuf.len - k->rpos;
+    weft__conn_close(k); /* k's memory (and rbuf) stays until its close callback */
+    call->cbs.on_upgrade(call, dfd, data, len, call->arg);
+    if (call->state == CALL_FREE || call->seq != seq) return; /* cancelled meanwhile */
+    weft__call_finish(call, 0);
+}
+
 void weft__read_complete(conn_t *k, call_t *call, bool all_used)
 {
+    if (call->status == 101) {
+        upgrade_complete(k, call);
+        return;
+    }
     bool keep = all_used && llhttp_should_keep_alive(&k->parser) && weft__conn_body_sent(k, call) &&
                 !k->client->closing;
     k->call = NULL;

@@ -199,7 +199,9 @@ void weft__http_conn_process(conn_t *c)
         c->exec_off += (uint64_t)(stop - data);
         if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
             if (e == HPE_PAUSED_UPGRADE) {
-                /* Upgrades are not supported: answer this request, then close. */
+                /* The protocol switches after this request: nothing after it is HTTP.
+                 * Answer it, then close (a handler that takes the connection over,
+                 * weft_http_request_takeover, has it before this point is reached). */
                 c->x->req.keep_alive = false;
                 llhttp_resume_after_upgrade(&c->x->parser);
             } else {

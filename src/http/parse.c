@@ -410,6 +410,9 @@ static int p_headers_complete(llhttp_t *p)
     }
     c->body_limit = req->route && req->route->max_body ? req->route->max_body : s->o.max_body;
     bool has_body = chunked || (req->content_length != UINT64_MAX && req->content_length > 0);
+    /* An upgrade with a body is answered as a plain request (the body would come before the
+     * switch); CONNECT is routed as usual (no route takes it: 404). */
+    req->upgrade = p->upgrade && p->method != HTTP_CONNECT && !has_body;
     if (req->content_length != UINT64_MAX && req->content_length > c->body_limit)
         return reject(c, 413, "request body larger than the limit (http.max_body_size)");
     if (has_body) {

@@ -34,9 +34,12 @@
 #ifndef WEFT_HTTP_READER_H
 #define WEFT_HTTP_READER_H
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <sys/epoll.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -153,5 +156,37 @@ static inline bool weft__reader_ready(const weft__rfd_t *f)
 {
     return f->rready;
 }
+
+/* A duplicate of socket fd for a caller that takes a connection over (the server's
+ * weft_http_request_takeover, the client's on_upgrade): close-on-exec, or -errno.
+ *
+ * ThreadSanitizer keeps a history per descriptor number and does not know that the kernel
+ * orders a close on one loop before the reuse of the number on another; fcntl(F_DUPFD_*) is
+ * not even seen to make a descriptor. So its builds dup() with the thread's accesses
+ * ignored, which makes TSan start the number's history afresh (as for open or accept),
+ * then set FD_CLOEXEC (weft never execs; the two steps are one otherwise). */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define WEFT__READER_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) || defined(WEFT__READER_TSAN)
+void __tsan_ignore_thread_begin(void);
+void __tsan_ignore_thread_end(void);
+static inline int weft__dup_cloexec(int fd)
+{
+    __tsan_ignore_thread_begin();
+    int d = dup(fd);
+    __tsan_ignore_thread_end();
+    if (d >= 0) fcntl(d, F_SETFD, FD_CLOEXEC);
+    return d >= 0 ? d : -errno;
+}
+#else
+static inline int weft__dup_cloexec(int fd)
+{
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    return d >= 0 ? d : -errno;
+}
+#endif
 
 #endif

@@ -18,6 +18,11 @@
  * response's R_DONE), both back to NONE in request_reset. parse.c makes a request pending;
  * response.c releases an aborted one (H_ABORTED -> H_DONE) and starts responses.
  *
+ * Takeover. A handler may take an upgrade request's connection over
+ * (weft_http_request_takeover): the request finishes, the socket goes to the handler as a
+ * duplicate descriptor, and the connection closes without a shutdown, so the socket stays
+ * open for the new protocol.
+ *
  * Filters: on_request in order before the handler, on_head in reverse order before a
  * handler's response head (response.c), on_end in reverse order exactly once per request,
  * aborted or not.
@@ -244,6 +249,47 @@ int weft_http_request_park(weft_http_request_t *req)
     c->rbuf = NULL;
     c->rcap = c->rlen = c->rpos = c->msg_start = 0;
     weft__http_update_reading(c);
+    return 0;
+}
+
+/* The connection goes to the caller: the request finishes (the filters' on_end with the
+ * caller's status), the socket is duplicated and the engine's connection closed without a
+ * shutdown, so that no FIN goes out (the duplicate keeps the socket open) and nothing of the
+ * new protocol is read by the engine. The bytes after the head are rbuf[rpos, rlen): the
+ * parser paused at the end of the message (p_message_complete) and never saw them. */
+int weft_http_request_takeover(weft_http_request_t *req, int status, weft_http_takeover_t *out)
+{
+    conn_t *c = weft__http_conn_of(req);
+    if (!weft__http_holds(c)) return WEFT_ESTATE;
+    if (c->hstate == H_ABORTED) return weft_http_response_end(req); /* releases it */
+    if (!req->upgrade || !c->message_done || c->rstate != R_NONE) return WEFT_ESTATE;
+    if (weft__http_closing(c)) return WEFT_ECLOSED;
+    if (c->writing || c->olen) { /* an earlier response is still going out */
+        c->drain_wanted = true;
+        return WEFT_EAGAIN;
+    }
+    uv_os_fd_t fd;
+    int err = uv_fileno((uv_handle_t *)&c->tcp, &fd);
+    if (err) return err;
+    size_t n = c->rbuf && c->rlen > c->rpos ? c->rlen - c->rpos : 0;
+    char *data = NULL;
+    if (n && !(data = malloc(n))) return WEFT_ENOMEM;
+    int dfd = weft__dup_cloexec(fd);
+    if (dfd < 0) {
+        free(data);
+        return dfd;
+    }
+    if (n) memcpy(data, c->rbuf + c->rpos, n);
+    c->rpos = c->rlen;
+    *out = (weft_http_takeover_t){.fd = dfd, .data = data, .len = n};
+    req->status = status;
+    req->keep_alive = false;
+    weft__http_handler_to(c, H_DONE);
+    weft__http_resp_to(c, R_DONE);
+    c->served++;
+    if (c->rtimer) uv_timer_stop(c->rtimer);
+    weft__http_filters_end(c, status, false);
+    weft__http_conn_close(c); /* not held any more: freed by the close callback */
     return 0;
 }
 

@@ -175,7 +175,7 @@ static void http_done(weft_http_client_call_t *call, int err, void *arg)
 
 static void http_start(weft_checker_t *c, weft__check_t *k)
 {
-    static const weft_http_client_cbs_t cbs = {http_head, http_body, http_done, NULL};
+    static const weft_http_client_cbs_t cbs = {http_head, http_body, http_done, NULL, NULL};
     weft_http_client_req_t r = {
         .method = k->method,
         .host = k->host,

@@ -396,7 +396,7 @@ static void call_done(weft_http_client_call_t *hc, int err, void *arg)
     weft__disc_finish(c, err);
 }
 
-static const weft_http_client_cbs_t call_cbs = {call_head, call_body, call_done, NULL};
+static const weft_http_client_cbs_t call_cbs = {call_head, call_body, call_done, NULL, NULL};
 
 /* Sends the call to an instance: the pinned one, or one picked by the policy whose breaker
  * admits it; a failure to send is an attempt's failure (retry() decides what follows). */

@@ -81,7 +81,7 @@ int weft__disc_op_send(call_t *c)
                                 .body = q->body_len ? q->body : NULL,
                                 .body_len = q->body_len,
                                 .timeout_ms = weft__disc_timeout_ms(d, c->deadline_ns)};
-    static const weft_http_client_cbs_t cbs = {op_head, op_body, op_done, NULL};
+    static const weft_http_client_cbs_t cbs = {op_head, op_body, op_done, NULL, NULL};
     c->state = C_SENDING;
     c->attempts = 1;
     d->st.operations++;

@@ -306,7 +306,7 @@ void weft__disc_watch_send(svc_t *s)
                                 .nheaders = d->token ? 1 : 0,
                                 .timeout_ms = timeout,
                                 .head_timeout_ms = timeout};
-    static const weft_http_client_cbs_t cbs = {on_head, on_body, on_done, NULL};
+    static const weft_http_client_cbs_t cbs = {on_head, on_body, on_done, NULL, NULL};
     s->qstatus = 0;
     s->qhave_index = s->qoverflow = false;
     s->qindex = 0;

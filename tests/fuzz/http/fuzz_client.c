@@ -76,7 +76,7 @@ static void *serve_one(void *arg)
 }
 
 typedef struct {
-    int heads, dones, bad;
+    int heads, dones, bad, upgrades;
     unsigned sum;
     bool paused;
     size_t body;
@@ -132,6 +132,16 @@ static void on_body(weft_http_client_call_t *c, const char *d, size_t n, void *a
     if (flags & F_PAUSE_BODY) pause_now(c, s);
 }
 
+/* A 101: once, after its head, before on_done; the bytes after the head are at most what
+ * was sent. The socket is the callback's to close. */
+static void on_upgrade(weft_http_client_call_t *c, int fd, const char *data, size_t len, void *arg)
+{
+    seen_t *s = arg;
+    (void)c, (void)data;
+    if (s->upgrades++ || s->heads != 1 || s->dones || fd < 0 || len > answer_len) s->bad = 1;
+    if (fd >= 0) close(fd);
+}
+
 static void on_done(weft_http_client_call_t *c, int err, void *arg)
 {
     seen_t *s = arg;
@@ -184,7 +194,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 .host = "127.0.0.1",
                                 .port = port,
                                 .target = "/"};
-    weft_http_client_cbs_t cbs = {on_head, on_body, on_done, NULL};
+    weft_http_client_cbs_t cbs = {on_head, on_body, on_done, NULL, on_upgrade};
     if (weft_http_client_request(c, &r, &cbs, &s, &s.call)) abort();
     for (int i = 0; i < 100000 && !s.dones; i++) uv_run(&loop, UV_RUN_ONCE);
     if (s.dones != 1 || s.heads > 1 || s.bad || s.body > size) abort();

@@ -306,7 +306,7 @@ static void on_drain(weft_http_client_call_t *c, void *arg)
     ((result_t *)arg)->drains++;
 }
 
-static const weft_http_client_cbs_t cbs = {on_head, on_body, on_done, on_drain};
+static const weft_http_client_cbs_t cbs = {on_head, on_body, on_done, on_drain, NULL};
 
 static result_t *new_result(void)
 {
