@@ -32,7 +32,7 @@ typedef struct serve_conf_s {
     char *access_log_file;
     char *data_dir;
     weft_conf_addr_t api, gateway, otlp, zipkin;
-    const weft_conf_node_t *routes;
+    const weft_conf_node_t *routes, *gw_access_log;
 } serve_conf_t;
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -97,6 +97,11 @@ static const weft_conf_option_t serve_options[] = {
      .type = WEFT_CONF_TREE,
      .offset = offsetof(serve_conf_t, routes),
      .help = "the gateway's routes, in order (a list; see docs/gateway.md)"},
+    {.key = "gateway.access_log",
+     .type = WEFT_CONF_TREE,
+     .offset = offsetof(serve_conf_t, gw_access_log),
+     .help = "the gateway's JSON access log, {path: FILE} (\"-\": standard output); off "
+             "when absent"},
     {.key = "otlp.listen",
      .type = WEFT_CONF_ADDR,
      .offset = offsetof(serve_conf_t, otlp),
@@ -225,7 +230,10 @@ static int serve(int argc, char **argv)
     }
     gw_route_t *routes;
     size_t nroutes;
-    if (weft_gateway_routes_compile(sc.routes, &routes, &nroutes, err, sizeof(err)) != 0) {
+    const char *gw_alog;
+    /* the access log first: it allocates nothing, so a bad one leaks no routes */
+    if (weft_gateway_access_log_compile(sc.gw_access_log, &gw_alog, err, sizeof(err)) != 0 ||
+        weft_gateway_routes_compile(sc.routes, &routes, &nroutes, err, sizeof(err)) != 0) {
         fprintf(stderr, "weft: %s\n", err);
         weft_registry_free(reg);
         weft_service_free(svc);
@@ -241,7 +249,9 @@ static int serve(int argc, char **argv)
                                  .registry = reg,
                                  .metrics = weft_service_metrics(svc),
                                  .routes = routes,
-                                 .nroutes = nroutes};
+                                 .nroutes = nroutes,
+                                 .tracer = weft_service_tracer(svc),
+                                 .access_log = gw_alog};
     weft_gateway_t *gw;
     rc = weft_gateway_new(weft_service_host(svc), &go, &gw, err, sizeof(err));
     if (rc != 0) {

@@ -23,6 +23,8 @@
  *                     slow_call_rate: N%, window, min_requests, open_for, open_for_max,
  *                     half_open_requests}
  *
+ * And `gateway.access_log: {path: FILE | "-"}` (observe.c writes it; "-" is standard output).
+ *
  * Threads: the thread that loads the configuration.
  */
 #include <stdio.h>
@@ -412,5 +414,23 @@ int weft_gateway_routes_compile(const weft_conf_node_t *routes, gw_route_t **out
     }
     *out = rs;
     *nout = n;
+    return 0;
+}
+
+/* gateway.access_log: { path: FILE | "-" } (docs/gateway.md). */
+int weft_gateway_access_log_compile(const weft_conf_node_t *n, const char **path, char *err,
+                                    size_t errlen)
+{
+    static const char *const keys[] = {"path", NULL};
+    *path = NULL;
+    if (!n) return 0;
+    node_t *p;
+    if (weft_conf_node_expect(n, WEFT_CONF_NODE_MAP, err, errlen) ||
+        weft_conf_node_check_keys(n, keys, err, errlen) ||
+        weft_conf_node_require(n, "path", &p, err, errlen) ||
+        weft_conf_node_string(p, 1, 4095, path, err, errlen)) {
+        *path = NULL;
+        return WEFT_EINVAL;
+    }
     return 0;
 }

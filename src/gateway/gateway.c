@@ -5,7 +5,9 @@
  * http.* settings) with one route: every method, the catch-all pattern, request bodies
  * streamed; its handler is proxy.c's. Each worker has a part state: its HTTP client
  * (keep-alive pools per upstream host:port, made in worker_init on that worker's loop and
- * closed in worker_stop) and its balancing counters. The route table is a snapshot
+ * closed in worker_stop), its balancing counters and the buffer its access log lines are
+ * formatted in. The span and the access log are observe.c's (the tracer is the host's; the
+ * access log's writer thread is started here and stopped by weft_gateway_free). The route table is a snapshot
  * (route.h) published here; a reload publishes a new one.
  *
  * Threads: new and free on the thread that builds and runs the host; the hooks on each
@@ -38,6 +40,7 @@ static void worker_init(weft_host_t *h, struct uv_loop_s *loop, unsigned index, 
                    weft_strerror(rc));
     }
     w->rnd = 0x9e3779b97f4a7c15ull * (index + 1) ^ (uint64_t)(uintptr_t)w;
+    weft_buf_init(&w->alog, 16384); /* an access log line; allocated at the first */
 }
 
 static void worker_stop(weft_host_t *h, struct uv_loop_s *loop, unsigned index, void *state,
@@ -47,6 +50,12 @@ static void worker_stop(weft_host_t *h, struct uv_loop_s *loop, unsigned index, 
     (void)h, (void)loop, (void)index, (void)arg;
     if (w->client) weft_http_client_close(w->client, NULL, NULL);
     w->client = NULL;
+    weft_buf_free(&w->alog);
+}
+
+static double alog_dropped(void *arg)
+{
+    return (double)gw_alog_dropped(((weft_gateway_t *)arg)->alog);
 }
 
 /* The gateway's families in the service's registry (weft_gateway_*, and the policies'). */
@@ -88,6 +97,11 @@ static int register_metrics(weft_gateway_t *g, weft_metrics_registry_t *m)
                                       "Requests over a route's rate limit (shadow=\"true\": "
                                       "counted, not rejected)",
                                       ql, 2, &g->pm.rl_rejected);
+    if (rc == 0)
+        rc = weft_metrics_counter_fn(m, "weft_gateway_access_log_dropped_total",
+                                     "Access log lines dropped: the writer's buffer was full, or "
+                                     "writing failed",
+                                     alog_dropped, g);
     if (rc == 0) weft_metrics_family_set_limit(g->fam_requests, 20000);
     return rc;
 }
@@ -104,6 +118,7 @@ int weft_gateway_new(weft_host_t *h, const weft_gateway_options_t *o, weft_gatew
     }
     g->host = h;
     g->reg = o->registry;
+    g->tracer = o->tracer;
     weft_snap_cell_init(&g->table);
     gw_table_t *t = gw_table_new(o->routes, o->nroutes);
     int rc = t ? 0 : WEFT_ENOMEM;
@@ -118,12 +133,14 @@ int weft_gateway_new(weft_host_t *h, const weft_gateway_options_t *o, weft_gatew
         if ((rc = weft_retry_budget_new(&bo, &g->budget, why, sizeof(why))) != 0)
             snprintf(err, errlen, "gateway: retry budget: %s", why);
     }
+    if (rc == 0 && o->access_log) rc = gw_alog_new(o->access_log, &g->alog, err, errlen);
     for (size_t i = 0; rc == 0 && i < t->n; i++)
         rc = gw_policy_new(&t->routes[i], o->metrics ? &g->pm : NULL, &t->routes[i].policy, err,
                            errlen);
     if (rc != 0) {
         if (t) weft_snap_release(t);
         weft_retry_budget_free(g->budget);
+        gw_alog_free(g->alog);
         free(g);
         return rc;
     }
@@ -164,6 +181,7 @@ int weft_gateway_new(weft_host_t *h, const weft_gateway_options_t *o, weft_gatew
                  weft_strerror(rc));
         weft_snap_publish(&g->table, NULL);
         weft_retry_budget_free(g->budget);
+        gw_alog_free(g->alog);
         free(g); /* srv, when added, is the host's */
         return rc;
     }
@@ -181,5 +199,6 @@ void weft_gateway_free(weft_gateway_t *g)
     if (!g) return;
     weft_snap_publish(&g->table, NULL);
     weft_retry_budget_free(g->budget);
+    gw_alog_free(g->alog); /* writes what is left */
     free(g);
 }

@@ -6,8 +6,10 @@
 
 #include <stdatomic.h>
 
+#include "core/buf.h"
 #include "core/snapshot.h"
 #include "gateway/gateway.h"
+#include "gateway/observe.h"
 #include "gateway/policy.h"
 #include "weft/breaker.h"
 #include "weft/client.h"
@@ -32,6 +34,7 @@ typedef struct gw_worker_s {
     uint64_t rr;  /* round robin */
     uint64_t rnd; /* xorshift state */
     gw_mslot_t mslots[GW_METRIC_SLOTS];
+    weft_buf_t alog; /* the access log line being formatted (observe.c) */
 } gw_worker_t;
 
 struct weft_gateway_s {
@@ -46,6 +49,8 @@ struct weft_gateway_s {
     weft_metrics_family_t *fam_requests, *fam_duration, *fam_errors;
     gw_policy_metrics_t pm;      /* the policies' families */
     weft_retry_budget_t *budget; /* retries <= 20% of active requests (at least 3 at once) */
+    weft_tracer_t *tracer;       /* the host's; NULL: no spans, traceparent passed through */
+    gw_alog_t *alog;             /* the JSON access log; NULL: off */
 };
 
 /* proxy.c: the handler of every request on the gateway's listener. */
