@@ -27,9 +27,12 @@
  *
  * Threads: the thread that loads the configuration.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gateway/gateway.h"
 #include "weft/config.h"
@@ -431,6 +434,17 @@ int weft_gateway_access_log_compile(const weft_conf_node_t *n, const char **path
         weft_conf_node_string(p, 1, 4095, path, err, errlen)) {
         *path = NULL;
         return WEFT_EINVAL;
+    }
+    /* opened (and created) here to say where a bad path was written; the gateway opens it
+     * again for good when it starts */
+    if (strcmp(*path, "-") != 0) {
+        int fd = open(*path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0) {
+            int e = errno;
+            *path = NULL;
+            return weft_conf_node_errorf(p, err, errlen, "cannot open it: %s", strerror(e));
+        }
+        close(fd);
     }
     return 0;
 }

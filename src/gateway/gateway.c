@@ -7,8 +7,8 @@
  * (keep-alive pools per upstream host:port, made in worker_init on that worker's loop and
  * closed in worker_stop), its balancing counters and the buffer its access log lines are
  * formatted in. The span and the access log are observe.c's (the tracer is the host's; the
- * access log's writer thread is started here and stopped by weft_gateway_free). The route table is a snapshot
- * (route.h) published here; a reload publishes a new one.
+ * access log's writer thread is started here and stopped by weft_gateway_free). The route table is
+ * a snapshot (route.h) published here; a reload publishes a new one.
  *
  * Threads: new and free on the thread that builds and runs the host; the hooks on each
  * worker; requests on the worker that received them.

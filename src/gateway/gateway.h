@@ -25,10 +25,10 @@ typedef struct weft_gateway_options_s {
     gw_route_t *routes;                     /* moved in (the gateway owns them, also on
                                                failure) */
     size_t nroutes;
-    weft_tracer_t *tracer;   /* a span per request (observe.c); NULL: none (the host's, not
-                                owned) */
-    const char *access_log;  /* gateway.access_log.path: a file, "-" for standard output;
-                                NULL: no access log */
+    weft_tracer_t *tracer;  /* a span per request (observe.c); NULL: none (the host's, not
+                               owned) */
+    const char *access_log; /* gateway.access_log.path: a file, "-" for standard output;
+                               NULL: no access log */
 } weft_gateway_options_t;
 
 /* gateway.routes (a WEFT_CONF_TREE value; NULL: none) compiled into *out (n of them, the

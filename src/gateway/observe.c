@@ -216,11 +216,30 @@ static const char *cstr(char *buf, size_t cap, weft_str_t v)
     return buf;
 }
 
+/* Whether req has a header that may carry a trace context (traceparent, b3, X-B3-*): a
+ * look at each name's length and first bytes, so that the requests of untraced clients skip
+ * the extraction's full pass (it clears a state of several hundred bytes and compares
+ * names; about a hundred instructions, against this loop's few per header). */
+static bool may_carry_context(const weft_http_request_t *req)
+{
+    for (size_t i = 0; i < req->nheaders; i++) {
+        weft_str_t n = req->headers[i].name;
+        if (n.len < 2) continue;
+        char c = (char)(n.base[0] | 0x20);
+        if ((c == 't' && n.len == 11) || (c == 'b' && n.len == 2 && n.base[1] == '3') ||
+            (c == 'x' && n.len >= 10 && n.base[1] == '-' && (n.base[2] | 0x20) == 'b' &&
+             n.base[3] == '3'))
+            return true;
+    }
+    return false;
+}
+
 void gw_obs_begin(weft_gateway_t *g, weft_http_request_t *req, const gw_route_t *r, gw_obs_t *o)
 {
     if (g->tracer) {
         weft_trace_context_t parent;
-        bool have = weft_trace_extract_headers(req->headers, req->nheaders, &parent) == 0;
+        bool have = may_carry_context(req) &&
+                    weft_trace_extract_headers(req->headers, req->nheaders, &parent) == 0;
         o->span = weft_span_start(g->tracer, "gateway", WEFT_SPAN_SERVER, have ? &parent : NULL);
         if (weft_span_is_recording(o->span)) {
             /* "GET orders": the method and the route's name (OpenTelemetry's "{method}
@@ -299,13 +318,11 @@ void gw_obs_retry(gw_obs_t *o, const char *host, uint16_t port, const char *kind
         weft_span_add_event(o->span, "retry_budget_exhausted", at, 2);
 }
 
-size_t gw_obs_inject(weft_http_request_t *req, const gw_obs_t *o, weft_http_header_t *out)
+size_t gw_obs_inject(gw_obs_t *o, weft_http_header_t *out)
 {
     const weft_trace_context_t *c = weft_span_context(o->span);
-    if (!c) return 0;
-    char *tp = weft_http_request_alloc(req, WEFT_TRACEPARENT_LEN);
-    if (!tp || weft_traceparent_format(c, tp) == 0) return 0;
-    out[0] = (weft_http_header_t){{"traceparent", 11}, {tp, WEFT_TRACEPARENT_LEN}};
+    if (!c || weft_traceparent_format(c, o->traceparent) == 0) return 0;
+    out[0] = (weft_http_header_t){{"traceparent", 11}, {o->traceparent, WEFT_TRACEPARENT_LEN}};
     if (!c->tracestate_len) return 1;
     out[1] = (weft_http_header_t){{"tracestate", 10}, {c->tracestate, c->tracestate_len}};
     return 2;
@@ -391,8 +408,7 @@ static void format_line(weft_buf_t *b, weft_http_request_t *req, const gw_route_
     put_kv_str(b, "decision", dec, strlen(dec));
     put_kv_u64(b, "retries", o->retries);
     if (o->rl) put_kv_str(b, "ratelimit", rl_names[o->rl], strlen(rl_names[o->rl]));
-    if (o->breaker)
-        put_kv_str(b, "breaker", br_names[o->breaker], strlen(br_names[o->breaker]));
+    if (o->breaker) put_kv_str(b, "breaker", br_names[o->breaker], strlen(br_names[o->breaker]));
     if (o->error)
         put_kv_str(b, "upstream_error", o->error, strlen(o->error));
     else
@@ -416,8 +432,8 @@ static void format_line(weft_buf_t *b, weft_http_request_t *req, const gw_route_
     weft_buf_puts(b, "}\n");
 }
 
-void gw_obs_end(weft_gateway_t *g, weft_http_request_t *req, const gw_route_t *r,
-                const char *host, uint16_t port, gw_obs_t *o)
+void gw_obs_end(weft_gateway_t *g, weft_http_request_t *req, const gw_route_t *r, const char *host,
+                uint16_t port, gw_obs_t *o)
 {
     if (o->done) return;
     o->done = true;

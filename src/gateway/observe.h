@@ -30,21 +30,21 @@ typedef enum {
 
 /* The breaker's (weft.breaker, the log's "breaker"). */
 typedef enum {
-    GW_OBS_BR_NONE = 0,   /* no breaker, or not asked (no upstream) */
-    GW_OBS_BR_CLOSED,     /* admitted, closed */
-    GW_OBS_BR_HALF_OPEN,  /* admitted as a half-open trial */
-    GW_OBS_BR_OPEN,       /* refused: open */
+    GW_OBS_BR_NONE = 0,      /* no breaker, or not asked (no upstream) */
+    GW_OBS_BR_CLOSED,        /* admitted, closed */
+    GW_OBS_BR_HALF_OPEN,     /* admitted as a half-open trial */
+    GW_OBS_BR_OPEN,          /* refused: open */
     GW_OBS_BR_HALF_OPEN_FULL /* refused: half-open, its trials all out */
 } gw_obs_br_t;
 
 #define GW_OBS_TRIED_MAX 384 /* bytes of "host:port host:port ..." kept for the log */
 
 typedef struct gw_obs_s {
-    weft_span_t *span; /* the request's server span; NULL: the gateway has no tracer */
-    weft_str_t request_id; /* X-Request-Id as sent upstream (the client's, or made up) */
+    weft_span_t *span;            /* the request's server span; NULL: the gateway has no tracer */
+    weft_str_t request_id;        /* X-Request-Id as sent upstream (the client's, or made up) */
     uint64_t bytes_in, bytes_out; /* request and response body bytes passed on */
-    const char *error;  /* the last upstream failure's kind (err_kind), or NULL */
-    char *tried;        /* the log's "tried", in the request's arena; NULL: not logged */
+    const char *error;            /* the last upstream failure's kind (err_kind), or NULL */
+    char *tried;                  /* the log's "tried", in the request's arena; NULL: not logged */
     uint16_t tried_len;
     uint8_t rl, breaker; /* gw_obs_rl_t, gw_obs_br_t */
     uint8_t tries;       /* tries at an upstream */
@@ -52,6 +52,7 @@ typedef struct gw_obs_s {
     bool no_upstream;    /* no instance to send to (503) */
     bool done;           /* gw_obs_end ran */
     int status;          /* the status answered (0: the client left before any) */
+    char traceparent[WEFT_TRACEPARENT_LEN]; /* sent upstream (the span's context) */
 } gw_obs_t;
 
 /* The access log's writer: a thread draining a bounded buffer that workers append lines to. */
@@ -83,9 +84,10 @@ void gw_obs_try(gw_obs_t *o, const char *host, uint16_t port, unsigned attempt);
  * is retried after backoff_ms (retried) or not (the budget said no). */
 void gw_obs_retry(gw_obs_t *o, const char *host, uint16_t port, const char *kind, int status,
                   uint64_t backoff_ms, bool retried);
-/* The upstream headers: writes the span's traceparent (and tracestate) into out (room for 2)
- * and returns how many; 0 when there is no span (the client's pass through then). */
-size_t gw_obs_inject(weft_http_request_t *req, const gw_obs_t *o, weft_http_header_t *out);
+/* The upstream headers: writes the span's traceparent (kept in o) and tracestate (the
+ * span's) into out (room for 2) and returns how many; 0 when there is no span (the
+ * client's pass through then). */
+size_t gw_obs_inject(gw_obs_t *o, weft_http_header_t *out);
 /* The request is over for the gateway (route as matched; host:port the last upstream tried,
  * port 0: none): the span ends, the log line is written. Once. */
 void gw_obs_end(struct weft_gateway_s *g, weft_http_request_t *req, const struct gw_route_s *r,

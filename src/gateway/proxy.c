@@ -49,8 +49,9 @@
 
 #define TARGET_MAX            8192
 #define GW_RETRY_MAX_ATTEMPTS 10
-#define HDR_EXTRA             6 /* X-Forwarded-For, -Proto, -Host, X-Request-Id, traceparent,
-                                     tracestate */
+#define HDR_EXTRA                                                                                  \
+    6 /* X-Forwarded-For, -Proto, -Host, X-Request-Id, traceparent,                                \
+           tracestate */
 
 typedef struct gw_req_s {
     weft_gateway_t *g;
@@ -237,12 +238,12 @@ static hclass_t hclass(weft_str_t n)
     case 7:
         return IS("upgrade") || IS("trailer") ? H_HOP : H_OTHER;
     case 10:
-        return IS("connection")   ? H_CONNECTION
-               : IS("keep-alive") ? H_HOP
-               : IS("tracestate") ? H_TRACE
-                                  : H_OTHER;
+        return IS("connection")                                ? H_CONNECTION
+               : IS("keep-alive")                              ? H_HOP
+               : (n.base[0] | 0x20) == 't' && IS("tracestate") ? H_TRACE
+                                                               : H_OTHER;
     case 11:
-        return IS("traceparent") ? H_TRACE : H_OTHER;
+        return (n.base[0] | 0x20) == 't' && IS("traceparent") ? H_TRACE : H_OTHER;
     case 12:
         return IS("content-type") ? H_CONTENT_TYPE : IS("x-request-id") ? H_XRID : H_OTHER;
     case 14:
@@ -619,8 +620,9 @@ static bool within_limit(gw_req_t *x)
     const char *key = limit_key(x, &len);
     weft_ratelimit_result_t res;
     bool ok = gw_policy_limit(p, key, len, uv_now(x->req->loop), &res);
-    gw_obs_ratelimit(&x->obs, !ok ? GW_OBS_RL_REJECTED : res.allowed ? GW_OBS_RL_ALLOWED
-                                                                     : GW_OBS_RL_SHADOW);
+    gw_obs_ratelimit(&x->obs, !ok           ? GW_OBS_RL_REJECTED
+                              : res.allowed ? GW_OBS_RL_ALLOWED
+                                            : GW_OBS_RL_SHADOW);
     if (ok) return true;
     reject_limited(x, &res);
     return false;
@@ -709,7 +711,7 @@ static const weft_http_header_t *upstream_headers(gw_req_t *x, size_t *n)
         rid = (weft_str_t){id, 16};
     }
     x->obs.request_id = rid;
-    k += gw_obs_inject(req, &x->obs, out + k);
+    k += gw_obs_inject(&x->obs, out + k);
     *n = k;
     return out;
 }
