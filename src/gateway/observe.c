@@ -175,8 +175,7 @@ void gw_alog_free(gw_alog_t *a)
     free(a);
 }
 
-/* Hands one line (newline included) to the writer, or counts it dropped. */
-static void alog_append(gw_alog_t *a, const char *line, size_t n)
+void gw_alog_write(gw_alog_t *a, const char *line, size_t n)
 {
     pthread_mutex_lock(&a->mu);
     if (a->len + n > ALOG_BUF) {
@@ -476,7 +475,7 @@ void gw_obs_end(weft_gateway_t *g, weft_http_request_t *req, const gw_route_t *r
             weft_buf_reset(&w->alog);
             format_line(&w->alog, req, r, host, port, o, dec, status, weft_now_ns());
             if (!w->alog.failed)
-                alog_append(g->alog, w->alog.p, w->alog.len);
+                gw_alog_write(g->alog, w->alog.p, w->alog.len);
             else
                 atomic_fetch_add_explicit(&g->alog->dropped, 1, memory_order_relaxed);
         }

@@ -61,7 +61,10 @@ typedef struct gw_alog_s gw_alog_t;
 /* Opens path ("-": standard output) for appending and starts the writer. Returns 0 and *out,
  * or a WEFT_E* code with err set ("gateway.access_log.path: cannot open X: why"). */
 int gw_alog_new(const char *path, gw_alog_t **out, char *err, size_t errlen);
-/* Lines dropped because the buffer was full (any thread). */
+/* Hands one line (newline included; at most the buffer's 1 MiB) to the writer without
+ * waiting for it, or drops and counts it when the buffer is full (any thread). */
+void gw_alog_write(gw_alog_t *a, const char *line, size_t n);
+/* Lines dropped because the buffer was full, or because writing them failed (any thread). */
 uint64_t gw_alog_dropped(const gw_alog_t *a);
 /* Writes what is buffered, stops the writer and closes the file. NULL is a no-op. */
 void gw_alog_free(gw_alog_t *a);
