@@ -22,7 +22,8 @@
  * framing is each side's own (Content-Length or chunked, chosen again). Host is kept as the
  * client sent it (as Envoy does). Added upstream: X-Forwarded-For (the client's address
  * appended), X-Forwarded-Proto, X-Forwarded-Host, and X-Request-Id when the client sent
- * none (16 random hex digits).
+ * none (16 random hex digits). With a tracer, the client's traceparent and tracestate are
+ * replaced by the gateway span's (observe.c, which also keeps what the access log says).
  *
  * Errors, as JSON: no route 404; no passing instance 503; an upstream that refuses,
  * resets, or sends a malformed response 502; a timeout 504 (connect, head, body or the
@@ -49,9 +50,8 @@
 
 #define TARGET_MAX            8192
 #define GW_RETRY_MAX_ATTEMPTS 10
-#define HDR_EXTRA                                                                                  \
-    6 /* X-Forwarded-For, -Proto, -Host, X-Request-Id, traceparent,                                \
-           tracestate */
+/* X-Forwarded-For, -Proto, -Host, X-Request-Id, traceparent, tracestate */
+#define HDR_EXTRA 6
 
 typedef struct gw_req_s {
     weft_gateway_t *g;
