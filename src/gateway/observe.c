@@ -218,16 +218,16 @@ static const char *cstr(char *buf, size_t cap, weft_str_t v)
 /* Whether req has a header that may carry a trace context (traceparent, b3, X-B3-*): a
  * look at each name's length and first bytes, so that the requests of untraced clients skip
  * the extraction's full pass (it clears a state of several hundred bytes and compares
- * names; about a hundred instructions, against this loop's few per header). */
+ * names; about a hundred instructions, against this loop's few per header). X-B3-SpanId
+ * (11 bytes, like traceparent) is not looked for: without X-B3-TraceId it carries nothing. */
 static bool may_carry_context(const weft_http_request_t *req)
 {
     for (size_t i = 0; i < req->nheaders; i++) {
         weft_str_t n = req->headers[i].name;
-        if (n.len < 2) continue;
-        char c = (char)(n.base[0] | 0x20);
-        if ((c == 't' && n.len == 11) || (c == 'b' && n.len == 2 && n.base[1] == '3') ||
-            (c == 'x' && n.len >= 10 && n.base[1] == '-' && (n.base[2] | 0x20) == 'b' &&
-             n.base[3] == '3'))
+        if (n.len == 11  ? (n.base[0] | 0x20) == 't'
+            : n.len == 2 ? (n.base[0] | 0x20) == 'b' && n.base[1] == '3'
+                         : n.len >= 10 && n.len <= 17 && n.base[1] == '-' &&
+                               (n.base[2] | 0x20) == 'b' && n.base[3] == '3')
             return true;
     }
     return false;
@@ -240,7 +240,8 @@ void gw_obs_begin(weft_gateway_t *g, weft_http_request_t *req, const gw_route_t 
         bool have = may_carry_context(req) &&
                     weft_trace_extract_headers(req->headers, req->nheaders, &parent) == 0;
         o->span = weft_span_start(g->tracer, "gateway", WEFT_SPAN_SERVER, have ? &parent : NULL);
-        if (weft_span_is_recording(o->span)) {
+        o->recording = weft_span_is_recording(o->span);
+        if (o->recording) {
             /* "GET orders": the method and the route's name (OpenTelemetry's "{method}
              * {route}"; the method alone without a route), built only for spans that record */
             char name[WEFT_SPAN_NAME_MAX], buf[1024];
@@ -279,7 +280,7 @@ void gw_obs_breaker(weft_gateway_t *g, gw_obs_t *o, gw_policy_t *p, bool admitte
         return;
     }
     o->breaker = GW_OBS_BR_CLOSED;
-    if (!g->alog && !weft_span_is_recording(o->span)) return;
+    if (!g->alog && !o->recording) return;
     pthread_mutex_lock(&p->mu);
     bool half = weft_breaker_state(p->breaker) == WEFT_BREAKER_HALF_OPEN;
     pthread_mutex_unlock(&p->mu);
@@ -303,7 +304,7 @@ void gw_obs_retry(gw_obs_t *o, const char *host, uint16_t port, const char *kind
                   uint64_t backoff_ms, bool retried)
 {
     if (retried && o->retries < UINT8_MAX) o->retries++;
-    if (!weft_span_is_recording(o->span)) return;
+    if (!o->recording) return;
     char up[GW_HOST_MAX + 8], why[16];
     snprintf(up, sizeof(up), "%s:%u", host, port);
     if (status) snprintf(why, sizeof(why), "%d", status);
@@ -436,7 +437,7 @@ void gw_obs_end(weft_gateway_t *g, weft_http_request_t *req, const gw_route_t *r
 {
     if (o->done) return;
     o->done = true;
-    bool rec = weft_span_is_recording(o->span);
+    bool rec = o->recording;
     if (!rec && !g->alog) {
         weft_span_end(o->span);
         o->span = NULL;

@@ -158,6 +158,18 @@ def test_gateway_span_exported_with_decisions(spawn, tmp_path, faulty, receiver)
         assert header(h, "tracestate") == "k=v"
     for x in spans.values():  # a request sent to good at once has no event
         assert int(attrs(x)["weft.retries"]) == len(x.get("events", []))
+    # parent-based sampling: a client's unsampled trace is not exported (the spans of one
+    # worker reach the exporter's queue in order: the sampled request's span arriving
+    # first means the unsampled one was never sent), but its traceparent still goes up
+    r = get(w.gw + "/retried/y", headers={"traceparent": f"00-{'c' * 32}-{CLIENT_SPAN}-00"})
+    assert r.status_code == 200
+    get(w.gw + "/retried/y", headers={"traceparent": f"00-{'d' * 32}-{CLIENT_SPAN}-01"})
+    assert len(receiver.wait_trace("d" * 32, WAIT)) == 1
+    assert receiver.wait_trace("c" * 32, 0) == []
+    sent = [header(h, "traceparent") for h in bad.requests_seen() + good.requests_seen()
+            if h["target"] == "/retried/y"]
+    unsampled = [v for v in sent if v.split("-")[1] == "c" * 32]
+    assert unsampled and all(v.endswith("-00") and CLIENT_SPAN not in v for v in unsampled)
     # a 429 and an open breaker: spans with the verdicts, errors for the 5xx
     assert get(w.gw + "/limited/x").status_code == 200
     r = get(w.gw + "/limited/x", headers={"traceparent": f"00-{'a' * 32}-{CLIENT_SPAN}-01"})
