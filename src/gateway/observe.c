@@ -52,6 +52,7 @@ struct gw_alog_s {
     char *buf, *spare; /* workers append to buf; the writer writes spare */
     size_t len;        /* bytes in buf */
     bool stop;
+    bool warned; /* the writer logged a failed write (once per log) */
     atomic_ullong dropped;
 };
 
@@ -66,15 +67,14 @@ static void count_lines_dropped(gw_alog_t *a, const char *p, size_t n)
 
 static void write_out(gw_alog_t *a, const char *p, size_t n)
 {
-    static bool warned;
     while (n > 0) {
         ssize_t w = write(a->fd, p, n);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) { /* a full disk, a closed pipe: those lines are lost, and counted */
-            if (!warned)
+            if (!a->warned)
                 weft_warn("gateway", "cannot write the access log", "err=%s",
                           strerror(w < 0 ? errno : EIO));
-            warned = true;
+            a->warned = true;
             count_lines_dropped(a, p, n);
             return;
         }
