@@ -32,7 +32,7 @@ typedef struct serve_conf_s {
     char *access_log_file;
     char *data_dir;
     weft_conf_addr_t api, gateway, otlp, zipkin;
-    const weft_conf_node_t *routes;
+    const weft_conf_node_t *routes, *gw_access_log;
     uint64_t max_tunnels;
 } serve_conf_t;
 
@@ -108,6 +108,11 @@ static const weft_conf_option_t serve_options[] = {
      .env = "WEFT_GATEWAY_MAX_TUNNELS",
      .help = "open WebSocket (upgrade) tunnels through the gateway at once, all workers; "
              "past it an upgrade request gets 503"},
+    {.key = "gateway.access_log",
+     .type = WEFT_CONF_TREE,
+     .offset = offsetof(serve_conf_t, gw_access_log),
+     .help = "the gateway's JSON access log, {path: FILE} (\"-\": standard output); off "
+             "when absent"},
     {.key = "otlp.listen",
      .type = WEFT_CONF_ADDR,
      .offset = offsetof(serve_conf_t, otlp),
@@ -275,7 +280,10 @@ static int serve(int argc, char **argv)
     }
     gw_route_t *routes;
     size_t nroutes;
-    if (weft_gateway_routes_compile(sc.routes, &routes, &nroutes, err, sizeof(err)) != 0) {
+    const char *gw_alog;
+    /* the access log first: it allocates nothing, so a bad one leaks no routes */
+    if (weft_gateway_access_log_compile(sc.gw_access_log, &gw_alog, err, sizeof(err)) != 0 ||
+        weft_gateway_routes_compile(sc.routes, &routes, &nroutes, err, sizeof(err)) != 0) {
         fprintf(stderr, "weft: %s\n", err);
         weft_registry_free(reg);
         weft_service_free(svc);
@@ -292,7 +300,9 @@ static int serve(int argc, char **argv)
                                  .metrics = weft_service_metrics(svc),
                                  .max_tunnels = (unsigned)sc.max_tunnels,
                                  .routes = routes,
-                                 .nroutes = nroutes};
+                                 .nroutes = nroutes,
+                                 .tracer = weft_service_tracer(svc),
+                                 .access_log = gw_alog};
     reload_src_t src = {argc, argv};
     if (conf.file) {
         go.reload = reload_routes;

@@ -24,11 +24,16 @@
  *                     half_open_requests}
  *   websocket        {enabled (true), idle_timeout (1h)}: upgrades tunnelled (tunnel.c)
  *
+ * And `gateway.access_log: {path: FILE | "-"}` (observe.c writes it; "-" is standard output).
+ *
  * Threads: the thread that loads the configuration.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gateway/gateway.h"
 #include "weft/config.h"
@@ -438,5 +443,34 @@ int weft_gateway_routes_compile(const weft_conf_node_t *routes, gw_route_t **out
     }
     *out = rs;
     *nout = n;
+    return 0;
+}
+
+/* gateway.access_log: { path: FILE | "-" } (docs/gateway.md). */
+int weft_gateway_access_log_compile(const weft_conf_node_t *n, const char **path, char *err,
+                                    size_t errlen)
+{
+    static const char *const keys[] = {"path", NULL};
+    *path = NULL;
+    if (!n) return 0;
+    node_t *p;
+    if (weft_conf_node_expect(n, WEFT_CONF_NODE_MAP, err, errlen) ||
+        weft_conf_node_check_keys(n, keys, err, errlen) ||
+        weft_conf_node_require(n, "path", &p, err, errlen) ||
+        weft_conf_node_string(p, 1, 4095, path, err, errlen)) {
+        *path = NULL;
+        return WEFT_EINVAL;
+    }
+    /* opened (and created) here to say where a bad path was written; the gateway opens it
+     * again for good when it starts */
+    if (strcmp(*path, "-") != 0) {
+        int fd = open(*path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0) {
+            int e = errno;
+            *path = NULL;
+            return weft_conf_node_errorf(p, err, errlen, "cannot open it: %s", strerror(e));
+        }
+        close(fd);
+    }
     return 0;
 }

@@ -5,8 +5,10 @@
  * http.* settings) with one route: every method, the catch-all pattern, request bodies
  * streamed; its handler is proxy.c's. Each worker has a part state: its HTTP client
  * (keep-alive pools per upstream host:port, made in worker_init on that worker's loop and
- * closed in worker_stop) and its balancing counters. The route table is a snapshot
- * (route.h) published here; a reload publishes a new one.
+ * closed in worker_stop), its balancing counters and the buffer its access log lines are
+ * formatted in. The span and the access log are observe.c's (the tracer is the host's; the
+ * access log's writer thread is started here and stopped by weft_gateway_free). The route table is
+ * a snapshot (route.h) published here; a reload publishes a new one.
  *
  * Reloads (POST /v1/gateway/reload in admin.c, SIGHUP through the part's reload hook) run on
  * the control loop, one at a time: the configuration is read and compiled again (the
@@ -51,6 +53,7 @@ static void worker_init(weft_host_t *h, struct uv_loop_s *loop, unsigned index, 
     }
     w->rnd = 0x9e3779b97f4a7c15ull * (index + 1) ^ (uint64_t)(uintptr_t)w;
     w->index = index;
+    weft_buf_init(&w->alog, 16384); /* an access log line; allocated at the first */
 }
 
 static void worker_stop(weft_host_t *h, struct uv_loop_s *loop, unsigned index, void *state,
@@ -61,6 +64,12 @@ static void worker_stop(weft_host_t *h, struct uv_loop_s *loop, unsigned index, 
     gw_tunnels_close_all(w);
     if (w->client) weft_http_client_close(w->client, NULL, NULL);
     w->client = NULL;
+    weft_buf_free(&w->alog);
+}
+
+static double alog_dropped(void *arg)
+{
+    return (double)gw_alog_dropped(((weft_gateway_t *)arg)->alog);
 }
 
 /* The gateway's families in the service's registry (weft_gateway_*, and the policies'). */
@@ -110,6 +119,11 @@ static int register_metrics(weft_gateway_t *g, weft_metrics_registry_t *m)
         rc = weft_metrics_counter_new(m, "weft_gateway_tunnels_total",
                                       "Tunnels opened (upstream answered 101) by route", dl, 1,
                                       &g->fam_tun_total);
+    if (rc == 0)
+        rc = weft_metrics_counter_fn(m, "weft_gateway_access_log_dropped_total",
+                                     "Access log lines dropped: the writer's buffer was full, or "
+                                     "writing failed",
+                                     alog_dropped, g);
     if (rc == 0) weft_metrics_family_set_limit(g->fam_requests, 20000);
     return rc;
 }
@@ -256,6 +270,7 @@ int weft_gateway_new(weft_host_t *h, const weft_gateway_options_t *o, weft_gatew
     g->reload = o->reload;
     g->reload_arg = o->reload_arg;
     g->max_tunnels = o->max_tunnels ? o->max_tunnels : 10000;
+    g->tracer = o->tracer;
     weft_snap_cell_init(&g->table);
     int rc = 0;
     if (o->metrics && (rc = register_metrics(g, o->metrics)) != 0)
@@ -268,6 +283,7 @@ int weft_gateway_new(weft_host_t *h, const weft_gateway_options_t *o, weft_gatew
         if ((rc = weft_retry_budget_new(&bo, &g->budget, why, sizeof(why))) != 0)
             snprintf(err, errlen, "gateway: retry budget: %s", why);
     }
+    if (rc == 0 && o->access_log) rc = gw_alog_new(o->access_log, &g->alog, err, errlen);
     if (rc == 0)
         rc = weft_gateway_reload(g, o->routes, o->nroutes, NULL, err, errlen);
     else {
@@ -276,6 +292,7 @@ int weft_gateway_new(weft_host_t *h, const weft_gateway_options_t *o, weft_gatew
     }
     if (rc != 0) {
         weft_retry_budget_free(g->budget);
+        gw_alog_free(g->alog);
         free(g);
         return rc;
     }
@@ -317,6 +334,7 @@ int weft_gateway_new(weft_host_t *h, const weft_gateway_options_t *o, weft_gatew
         weft_snap_publish(&g->table, NULL);
         weft_snap_release(g->cur);
         weft_retry_budget_free(g->budget);
+        gw_alog_free(g->alog);
         free(g); /* srv, when added, is the host's */
         return rc;
     }
@@ -336,5 +354,6 @@ void weft_gateway_free(weft_gateway_t *g)
     weft_snap_release(g->cur);
     weft_retry_budget_free(g->budget);
     free(g->acl_token);
+    gw_alog_free(g->alog); /* writes what is left */
     free(g);
 }

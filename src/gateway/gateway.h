@@ -12,6 +12,7 @@
 #include "registry/registry.h"
 #include "weft/host.h"
 #include "weft/http.h"
+#include "weft/trace.h"
 
 typedef struct weft_gateway_s weft_gateway_t;
 
@@ -33,6 +34,10 @@ typedef struct weft_gateway_options_s {
      * reloads are refused. */
     int (*reload)(void *arg, gw_route_t **routes, size_t *n, char *err, size_t errlen);
     void *reload_arg;
+    weft_tracer_t *tracer;  /* a span per request (observe.c); NULL: none (the host's, not
+                               owned) */
+    const char *access_log; /* gateway.access_log.path: a file, "-" for standard output;
+                               NULL: no access log */
 } weft_gateway_options_t;
 
 /* gateway.routes (a WEFT_CONF_TREE value; NULL: none) compiled into *out (n of them, the
@@ -41,6 +46,12 @@ typedef struct weft_gateway_options_s {
 struct weft_conf_node_s;
 int weft_gateway_routes_compile(const struct weft_conf_node_s *routes, gw_route_t **out, size_t *n,
                                 char *err, size_t errlen);
+
+/* gateway.access_log (a WEFT_CONF_TREE value; NULL: none): *path is its path (the node's
+ * string, valid while the configuration is), or NULL when there is no access log. Returns
+ * 0, or WEFT_EINVAL with err "FILE:LINE:COLUMN: gateway.access_log...: what". */
+int weft_gateway_access_log_compile(const struct weft_conf_node_s *n, const char **path, char *err,
+                                    size_t errlen);
 
 /* Adds the gateway's listener and part to h (before weft_host_run). Returns 0 and *out, or
  * a WEFT_E* code with err set. */

@@ -8,8 +8,10 @@
 
 #include <uv.h>
 
+#include "core/buf.h"
 #include "core/snapshot.h"
 #include "gateway/gateway.h"
+#include "gateway/observe.h"
 #include "gateway/policy.h"
 #include "weft/breaker.h"
 #include "weft/client.h"
@@ -36,6 +38,7 @@ typedef struct gw_worker_s {
     uint64_t rr;                 /* round robin */
     uint64_t rnd;                /* xorshift state */
     gw_mslot_t mslots[GW_METRIC_SLOTS];
+    weft_buf_t alog; /* the access log line being formatted (observe.c) */
 } gw_worker_t;
 
 struct weft_gateway_s {
@@ -63,6 +66,8 @@ struct weft_gateway_s {
     atomic_uint tunnel_slots;
     unsigned max_tunnels;
     weft_metrics_family_t *fam_tun_active, *fam_tun_total;
+    weft_tracer_t *tracer;       /* the host's; NULL: no spans, traceparent passed through */
+    gw_alog_t *alog;             /* the JSON access log; NULL: off */
 };
 
 /* gateway.c: reads the configuration again and publishes its routes (the control loop).

@@ -23,7 +23,8 @@
  * framing is each side's own (Content-Length or chunked, chosen again). Host is kept as the
  * client sent it (as Envoy does). Added upstream: X-Forwarded-For (the client's address
  * appended), X-Forwarded-Proto, X-Forwarded-Host, and X-Request-Id when the client sent
- * none (16 random hex digits).
+ * none (16 random hex digits). With a tracer, the client's traceparent and tracestate are
+ * replaced by the gateway span's (observe.c, which also keeps what the access log says).
  *
  * Upgrades. An upgrade request (`Connection: upgrade` + `Upgrade: X`, no body) on a route
  * with websocket.enabled takes a tunnel slot (gateway.max_tunnels, else 503) and keeps its
@@ -60,7 +61,9 @@
 
 #define TARGET_MAX            8192
 #define GW_RETRY_MAX_ATTEMPTS 10
-#define HDR_EXTRA             5 /* X-Forwarded-For, -Proto, -Host, X-Request-Id, Connection */
+/* X-Forwarded-For, -Proto, -Host, X-Request-Id, Connection (an upgrade), traceparent,
+ * tracestate */
+#define HDR_EXTRA 7
 
 typedef struct gw_req_s {
     weft_gateway_t *g;
@@ -100,6 +103,7 @@ typedef struct gw_req_s {
     int up_fd;      /* the upstream's socket after its 101, until the tunnel has it; -1 */
     char *tbuf;     /* what goes to the client first: the 101 head, the upstream's bytes */
     size_t tlen;
+    gw_obs_t obs; /* the span and the access log's facts (observe.c) */
 } gw_req_t;
 
 _Static_assert(sizeof(((gw_req_t *)0)->host) % 8 == 0, "mslot reads the host a word at a time");
@@ -164,6 +168,7 @@ static gw_mslot_t *mslot(gw_req_t *x, int status)
 /* One request answered with status: counted, and its time observed. */
 static void record(gw_req_t *x, int status)
 {
+    x->obs.status = status;
     gw_mslot_t *s = mslot(x, status);
     if (!s) return;
     weft_counter_inc(s->requests);
@@ -212,6 +217,7 @@ static void record_error(gw_req_t *x, const char *kind)
 static void finish(gw_req_t *x)
 {
     x->finished = true;
+    gw_obs_end(x->g, x->req, x->route, x->host, x->port, &x->obs);
     if (x->retry_active) weft_retry_budget_retry_end(x->g->budget);
     if (x->in_budget) weft_retry_budget_request_end(x->g->budget);
     x->retry_active = x->in_budget = false;
@@ -243,6 +249,7 @@ static void fail(gw_req_t *x, int status, const char *error, const char *detail)
         n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"detail\":\"%s\"", detail);
     if (n > 0 && (size_t)n < sizeof(body)) n += snprintf(body + n, sizeof(body) - (size_t)n, "}\n");
     if (n < 0 || (size_t)n >= sizeof(body)) n = 0;
+    x->obs.bytes_out = (uint64_t)n;
     record(x, status);
     breaker_done(x, status < 500);
     finish(x);
@@ -263,6 +270,7 @@ typedef enum {
     H_XFP,
     H_XFH,
     H_XRID,
+    H_TRACE, /* traceparent, tracestate: the gateway's span replaces the client's */
 } hclass_t;
 
 static hclass_t hclass(weft_str_t n)
@@ -276,7 +284,12 @@ static hclass_t hclass(weft_str_t n)
     case 7:
         return IS("upgrade") || IS("trailer") ? H_HOP : H_OTHER;
     case 10:
-        return IS("connection") ? H_CONNECTION : IS("keep-alive") ? H_HOP : H_OTHER;
+        return IS("connection")                                ? H_CONNECTION
+               : IS("keep-alive")                              ? H_HOP
+               : (n.base[0] | 0x20) == 't' && IS("tracestate") ? H_TRACE
+                                                               : H_OTHER;
+    case 11:
+        return (n.base[0] | 0x20) == 't' && IS("traceparent") ? H_TRACE : H_OTHER;
     case 12:
         return IS("x-request-id") ? H_XRID : H_OTHER;
     case 14:
@@ -502,6 +515,7 @@ static void up_body(weft_http_client_call_t *call, const char *data, size_t len,
     gw_req_t *x = arg;
     if (x->finished || !x->head_sent) return;
     int rc = weft_http_response_write(x->req, data, len);
+    if (rc == 0 || rc == WEFT_EAGAIN) x->obs.bytes_out += len;
     if (rc == WEFT_EAGAIN) {
         x->up_paused = true;
         weft_http_client_pause(call);
@@ -547,6 +561,7 @@ static void up_done(weft_http_client_call_t *call, int err, void *arg)
         return;
     }
     record_error(x, err_kind(err));
+    x->obs.error = err_kind(err);
     bool timeout = err == WEFT_ETIMEDOUT || err == WEFT_ETIMEDOUT_CONNECT ||
                    err == WEFT_ETIMEDOUT_HEAD || err == WEFT_ETIMEDOUT_BODY;
     atomic_fetch_add_explicit(timeout ? &g->timeouts : &g->bad_gateway, 1, memory_order_relaxed);
@@ -583,6 +598,7 @@ static void req_body(weft_http_request_t *req, const char *data, size_t len)
         return;
     }
     int rc = weft_http_client_write(x->call, data, len);
+    if (rc >= 0) x->obs.bytes_in += len;
     if (rc == 1) {
         x->req_paused = true;
         weft_http_request_pause(req);
@@ -784,7 +800,11 @@ static bool within_limit(gw_req_t *x)
     size_t len;
     const char *key = limit_key(x, &len);
     weft_ratelimit_result_t res;
-    if (gw_policy_limit(p, key, len, uv_now(x->req->loop), &res)) return true;
+    bool ok = gw_policy_limit(p, key, len, uv_now(x->req->loop), &res);
+    gw_obs_ratelimit(&x->obs, !ok           ? GW_OBS_RL_REJECTED
+                              : res.allowed ? GW_OBS_RL_ALLOWED
+                                            : GW_OBS_RL_SHADOW);
+    if (ok) return true;
     reject_limited(x, &res);
     return false;
 }
@@ -799,7 +819,9 @@ static bool breaker_admits(gw_req_t *x)
     if (p && p->breaker) {
         uint64_t wait = 0;
         bool open = false;
-        if (!gw_policy_allow(p, now, &wait, &open)) {
+        bool ok = gw_policy_allow(p, now, &wait, &open);
+        gw_obs_breaker(x->g, &x->obs, p, ok, open);
+        if (!ok) {
             weft_http_request_t *req = x->req;
             char v[64];
             snprintf(v, sizeof(v), "%" PRIu64, wait ? (wait + 999) / 1000 : 1);
@@ -837,7 +859,7 @@ static const weft_http_header_t *upstream_headers(gw_req_t *x, size_t *n)
         hclass_t c = hclass(nm);
         if (c == H_TE && req->headers[i].value.len) x->te_in = true;
         if (c == H_HOP || c == H_TE || c == H_CONNECTION || c == H_CONTENT_LENGTH || c == H_XFP ||
-            c == H_XFH ||
+            c == H_XFH || (c == H_TRACE && x->obs.span) ||
             (conn.len && named_by_connection(conn, nm.base, nm.len)))
             continue;
         if (c == H_XFF) {
@@ -878,8 +900,11 @@ static const weft_http_header_t *upstream_headers(gw_req_t *x, size_t *n)
         }
         id[16] = 0;
         out[k++] = (weft_http_header_t){{"X-Request-Id", 12}, {id, 16}};
+        rid = (weft_str_t){id, 16};
     }
     if (x->upgrade) out[k++] = (weft_http_header_t){{"Connection", 10}, {"upgrade", 7}};
+    x->obs.request_id = rid;
+    k += gw_obs_inject(&x->obs, out + k);
     *n = k;
     return out;
 }
@@ -901,6 +926,7 @@ void weft__gw_handle(weft_http_request_t *req, void *arg)
     x->table = t ? weft_snap_ref(t) : NULL;
     weft_snap_read_unlock();
     x->route = x->table ? gw_table_match(x->table, req) : NULL;
+    gw_obs_begin(g, req, x->route, &x->obs);
     if (!x->route) {
         atomic_fetch_add_explicit(&g->no_route, 1, memory_order_relaxed);
         fail(x, 404, "no route", NULL);
@@ -911,6 +937,7 @@ void weft__gw_handle(weft_http_request_t *req, void *arg)
     if (req->upgrade && !x->route->ws_off && !tunnel_admit(x)) return;
     bool have = pick(x);
     if (!have) {
+        x->obs.no_upstream = true;
         atomic_fetch_add_explicit(&g->no_upstream, 1, memory_order_relaxed);
         record_error(x, "no_upstream");
         char detail[300];
@@ -966,6 +993,7 @@ static void start_try(gw_req_t *x)
     weft_http_request_t *req = x->req;
     if (x->ntried < sizeof(x->tried) / sizeof(x->tried[0]))
         x->tried[x->ntried++] = host_key(x->host, x->port);
+    gw_obs_try(&x->obs, x->host, x->port, x->attempt);
     uint64_t now = uv_now(req->loop);
     /* UINT64_MAX: a route without a timeout of its own (the client's request_timeout_ms) */
     uint64_t left = x->deadline == UINT64_MAX ? 0 : x->deadline > now ? x->deadline - now : 1;
@@ -984,6 +1012,7 @@ static void start_try(gw_req_t *x)
     if (x->body_mode == WEFT_HTTP_CLIENT_BODY_LENGTH) r.content_length = req->content_length;
     int rc = weft_http_client_request(x->w->client, &r, &up_cbs, x, &x->call);
     if (rc != 0) {
+        x->obs.error = err_kind(rc);
         atomic_fetch_add_explicit(&x->g->bad_gateway, 1, memory_order_relaxed);
         fail(x, rc == WEFT_ELIMIT ? 503 : 502, "cannot reach the upstream", weft_strerror(rc));
     }
@@ -1008,6 +1037,7 @@ static void retry_event(weft_http_request_t *req, weft_http_event_t ev)
         return;
     }
     if (!pick(x)) {
+        x->obs.no_upstream = true;
         fail(x, 503, "no healthy upstream", "no passing instance left to retry on");
         return;
     }
@@ -1050,8 +1080,10 @@ static bool retry_if_allowed(gw_req_t *x, int err, int status, uint64_t retry_af
         x->retry_active = false;
         weft_retry_budget_retry_end(x->g->budget);
     }
+    const char *why = status ? NULL : err_kind(err);
     if (!weft_retry_budget_try_retry(x->g->budget)) {
         record_error(x, "retry_budget_exhausted");
+        gw_obs_retry(&x->obs, x->host, x->port, why, status, 0, false);
         return false;
     }
     x->retry_active = true;
@@ -1061,6 +1093,7 @@ static bool retry_if_allowed(gw_req_t *x, int err, int status, uint64_t retry_af
     uint64_t wait = weft_backoff_full_jitter(25, 250, x->attempt - 1, next_rand(x->w));
     if (wait < retry_after_ms) wait = retry_after_ms;
     if (wait >= x->deadline - now) wait = 0;
+    gw_obs_retry(&x->obs, x->host, x->port, why, status, wait, true);
     req->on_event = retry_event;
     if (weft_http_request_timer(req, wait ? wait : 1) != 0) {
         req->on_event = NULL;

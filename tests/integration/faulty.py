@@ -57,7 +57,11 @@ Control endpoints (never subject to any fault, never counted in the request coun
                     "connections_active" (this one included), "connections_accepted",
                     "resets_sent", "closes_sent" (closes without a response), "faults_applied"
                     (by X-Fault or /_fault), "control_requests"}
-  DELETE /_stats   zeroes the counters (connections_active stays: it is a gauge)
+  DELETE /_stats   zeroes the counters (connections_active stays: it is a gauge) and forgets
+                   the requests /_requests lists
+  GET /_requests   {"requests": [{"method", "target", "headers": [[name, value], ...]}, ...]}:
+                   the heads of the last 256 requests (not control ones), oldest first, as
+                   received, whatever their answer (a fault, a reset included)
 
 Python helper (used by the `faulty` fixture in conftest.py):
 
@@ -70,6 +74,7 @@ Python helper (used by the `faulty` fixture in conftest.py):
 """
 import argparse
 import asyncio
+import collections
 import base64
 import email.utils
 import hashlib
@@ -96,7 +101,8 @@ BLOCK = 65536
 PATTERN = bytes(range(256)) * (BLOCK // 256)  # /big's body: byte k is k % 256
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-CONTROL = ("/_fault", "/_stats")
+CONTROL = ("/_fault", "/_stats", "/_requests")
+SEEN_MAX = 256  # request heads /_requests keeps
 
 
 class BadRequest(Exception):
@@ -309,6 +315,7 @@ class Stats:
         self.closes = 0
         self.faults = 0
         self.control = 0
+        self.seen = collections.deque(maxlen=SEEN_MAX)
 
     def as_dict(self, name):
         return {"name": name, "requests": self.requests, "requests_by_path": self.by_path,
@@ -461,6 +468,8 @@ class Conn:
         st = srv.stats
         st.requests += 1
         st.by_path[req.path] = st.by_path.get(req.path, 0) + 1
+        st.seen.append({"method": req.method, "target": req.target,
+                        "headers": [list(h) for h in req.headers]})
         actions = []
         act = srv.fault.take(req.path)
         if act:
@@ -618,6 +627,11 @@ class Conn:
                     raise BadRequest(413, "control body over 1 MiB")
                 body.extend(b)
         await self.drain_body(req, Collect())
+        if req.path == "/_requests":
+            if req.method in ("GET", "HEAD"):
+                return await self.respond(req, 200, {"requests": list(srv.stats.seen)})
+            return await self.respond(req, 405, {"error": "GET"},
+                                      headers=[("Allow", "GET, HEAD")])
         if req.path == "/_stats":
             if req.method in ("GET", "HEAD"):
                 return await self.respond(req, 200, srv.stats.as_dict(srv.name))
@@ -818,6 +832,10 @@ class Faulty:
 
     def reset_stats(self):
         return self._call("DELETE", "/_stats")
+
+    def requests_seen(self):
+        """The heads of the last requests received (GET /_requests), oldest first."""
+        return self._call("GET", "/_requests")["requests"]
 
     def close(self):
         """Closes the control connection (the next call opens another)."""

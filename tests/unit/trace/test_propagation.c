@@ -71,6 +71,23 @@ static void test_traceparent_suite_valid(void **state)
     assert_string_equal(out, "00-" TID "-" SID "-00");
 }
 
+/* weft_trace_hex: every byte value, at every offset of its 4-byte groups and tails. */
+static void test_hex_every_byte(void **state)
+{
+    (void)state;
+    uint8_t b[256 + 3];
+    char out[2 * sizeof(b)], want[2 * sizeof(b) + 1];
+    for (size_t i = 0; i < sizeof(b); i++) b[i] = (uint8_t)(i * 7 + 3);
+    for (size_t off = 0; off < 4; off++)
+        for (size_t n = 0; n + off <= sizeof(b); n += 1 + n / 8) {
+            memset(out, 'X', sizeof(out));
+            weft_trace_hex(b + off, n, out);
+            for (size_t i = 0; i < n; i++) snprintf(want + 2 * i, 3, "%02x", b[off + i]);
+            assert_memory_equal(out, want, 2 * n);
+            if (2 * n < sizeof(out)) assert_int_equal(out[2 * n], 'X');
+        }
+}
+
 static void test_traceparent_suite_invalid(void **state)
 {
     static const char *const bad[] = {
@@ -817,6 +834,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_traceparent_suite_valid),
+        cmocka_unit_test(test_hex_every_byte),
         cmocka_unit_test(test_traceparent_suite_invalid),
         cmocka_unit_test(test_tracestate_suite),
         cmocka_unit_test(test_tracestate_truncation),
