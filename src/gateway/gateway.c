@@ -67,8 +67,8 @@ static void worker_stop(weft_host_t *h, struct uv_loop_s *loop, unsigned index, 
 static int register_metrics(weft_gateway_t *g, weft_metrics_registry_t *m)
 {
     static const char *const rl[] = {"route", "upstream", "code"}, *const dl[] = {"route"},
-                             *const el[] = {"route", "kind"},
-                             *const tl[] = {"route", "from", "to", "reason"},
+                             *const el[] = {"route", "kind"}, *const sl[] = {"route", "upstream"},
+                             *const tl[] = {"route", "upstream", "from", "to", "reason"},
                              *const ql[] = {"route", "shadow"};
     int rc = weft_metrics_counter_new(m, "weft_gateway_requests_total",
                                       "Requests through the gateway, by route, upstream instance "
@@ -87,12 +87,14 @@ static int register_metrics(weft_gateway_t *g, weft_metrics_registry_t *m)
                                       el, 2, &g->fam_errors);
     if (rc == 0)
         rc = weft_metrics_gauge_new(m, "weft_breaker_state",
-                                    "A route's circuit breaker: 0 closed, 1 open, 2 half-open", dl,
-                                    1, &g->pm.state);
+                                    "Circuit breakers: 0 closed, 1 open, 2 half-open; a route's "
+                                    "own with upstream=\"\", an instance's with upstream=HOST:PORT",
+                                    sl, 2, &g->pm.state);
     if (rc == 0)
         rc = weft_metrics_counter_new(m, "weft_breaker_transitions_total",
-                                      "Circuit breaker transitions by route, states and reason", tl,
-                                      4, &g->pm.transitions);
+                                      "Circuit breaker transitions by route, upstream instance "
+                                      "(\"\": the route's own breaker), states and reason",
+                                      tl, 5, &g->pm.transitions);
     if (rc == 0)
         rc = weft_metrics_counter_new(m, "weft_breaker_rejected_total",
                                       "Requests a route's open breaker answered 503 at once", dl, 1,
