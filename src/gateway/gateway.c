@@ -83,7 +83,8 @@ static int register_metrics(weft_gateway_t *g, weft_metrics_registry_t *m)
         rc = weft_metrics_counter_new(m, "weft_gateway_upstream_errors_total",
                                       "Upstream failures by route and kind (connect, "
                                       "connect_timeout, head_timeout, body_timeout, timeout, "
-                                      "reset, response, no_upstream, other)",
+                                      "reset, response, no_upstream, retried, "
+                                      "retry_budget_exhausted, breaker_open, overflow, other)",
                                       el, 2, &g->fam_errors);
     if (rc == 0)
         rc = weft_metrics_gauge_new(m, "weft_breaker_state",

@@ -32,9 +32,15 @@
  * engine's takeover gives the client's, and tunnel.c joins them. Other answers are proxied
  * as usual.
  *
- * Errors, as JSON: no route 404; no passing instance 503; an upstream that refuses,
- * resets, or sends a malformed response 502; a timeout 504 (connect, head, body or the
- * route's deadline). After the response head went out, an upstream failure can only be
+ * Choice. The balancer picks among the candidates; an instance whose own breaker refuses,
+ * or that is at the route's max_requests (policy.h keeps both per instance, shared by the
+ * workers), is left out and the balancer picks again among the rest, so a failing
+ * instance among healthy ones costs nothing once its breaker is open.
+ *
+ * Errors, as JSON: no route 404; no passing instance 503, and every instance refused by
+ * its breaker or its limits 503 at once (X-Weft-Breaker or X-Weft-Overflow); an upstream
+ * that refuses, resets, or sends a malformed response 502; a timeout 504 (connect, head,
+ * body or the route's deadline). After the response head went out, an upstream failure can only be
  * told by cutting the connection (weft_http_response_abort): the client sees a truncated
  * response, never a complete-looking one.
  *
