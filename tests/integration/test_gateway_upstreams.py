@@ -281,6 +281,58 @@ def test_ring_hash_moves_on_from_an_open_instance(spawn, tmp_path, faulty):
             assert at(k) == (200, first[k]), k
 
 
+def test_reload_rebuilds_the_ring_and_keeps_instance_breakers(spawn, tmp_path, faulty):
+    """A reload that drops one of three static targets of a ring_hash route (its breaker
+    settings unchanged) moves only that target's keys; an instance whose breaker was open
+    before the reload is still open after it (its state kept with the route's)."""
+    ups = {n: faulty(n) for n in ("a", "b", "c", "d")}
+
+    def config(names):
+        targets = ", ".join(f"127.0.0.1:{ups[n].port}" for n in names)
+        return f"""gateway:
+  routes:
+    - name: ring
+      match: {{ path_prefix: /ring }}
+      upstream: {{ targets: [{targets}], lb: ring_hash, hash_on: "header:X-User" }}
+      circuit_breaker: {{ consecutive_failures: 2, open_for: 60s }}
+"""
+    w = start_weft(spawn, tmp_path, config("abcd"))
+
+    def where(keys):
+        out = {}
+        for k in keys:
+            r = get(w.gw + "/ring/x", headers={"X-User": k})
+            out[k] = (r.status_code, r.headers.get("X-Faulty-Name"))
+        return out
+
+    keys = [f"user-{k}" for k in range(120)]
+    first = where(keys)
+    assert all(code == 200 for code, _ in first.values())
+    # d's breaker opens: two of its keys fail, with another key's success between them so
+    # that the route's own breaker does not open
+    dk = [k for k in keys if first[k][1] == "d"]
+    ok = next(k for k in keys if first[k][1] != "d")
+    ups["d"].set_fault("status", status=503, count=100000)
+    codes = [where([dk[0]])[dk[0]][0], where([ok])[ok][0], where([dk[1]])[dk[1]][0]]
+    assert codes == [503, 200, 503]
+    after_open = where(keys)
+    assert all(after_open[k][0] == 200 and after_open[k][1] != "d" for k in dk)
+    # reload without c: only c's keys move; d stays open (nothing of d's is asked)
+    asked = ups["d"].stats()["requests_by_path"]["/ring/x"]
+    (tmp_path / "weft.yaml").write_text(config("abd"))
+    r = requests.post(w.api + "/v1/gateway/reload", timeout=WAIT)
+    assert r.status_code == 200 and r.json()["summary"]["kept"] == ["ring"], r.text
+    second = where(keys)
+    for k in keys:
+        if after_open[k][1] == "c":
+            assert second[k][0] == 200 and second[k][1] in ("a", "b"), k
+        else:
+            assert second[k] == after_open[k], k
+    assert ups["d"].stats()["requests_by_path"]["/ring/x"] == asked
+    m = metrics(w)
+    assert f'weft_breaker_state{{route="ring",upstream="127.0.0.1:{ups["d"].port}"}} 1' in m
+
+
 @pytest.mark.parametrize("route,where,what", [
     ("      upstream: { targets: [127.0.0.1:1], lb: random, hash_on: client_ip }\n",
      ":6:64: gateway.routes[0].upstream.hash_on:", "hash_on needs lb: ring_hash"),
