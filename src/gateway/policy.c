@@ -35,8 +35,13 @@
  * without state (a warning, at most one try a second). An instance breaker's transitions
  * are logged and counted like the route's, with the upstream label set to host:port (the
  * route's own series have upstream=""). The hot path: a hash and a probe to find the
- * instance, an atomic add for its active count, and the breaker's mutex only to record a
- * result (allowing is lock-free while the breaker is closed).
+ * instance, an atomic add for its active count, and no mutex while the upstream is healthy.
+ *
+ * Fast paths, for the route's breaker and the instances' alike: allowing is lock-free while
+ * the breaker is closed (allow() would change nothing), and so is recording a success while
+ * it is "quiet" (closed, no failure in a row, no rate rule: the record would change
+ * nothing that any rule reads; see breaker_quiet). So a breaker without a rate rule does not
+ * count those successes in its window (its window_calls in the admin API): no rule reads it.
  *
  * Ring hash. The ring of a route's static targets is built with its table (route.c, with
  * gw_ring_build here); for a registry service the ring depends on the passing instances, so
@@ -88,6 +93,7 @@ static void on_transition(void *data, weft_breaker_state_t from, weft_breaker_st
     gw_policy_t *p = data;
     (void)now_ms;
     p->state = to;
+    atomic_store_explicit(&p->fast_state, (int)to, memory_order_release);
     weft_gauge_set(p->state_gauge, state_value(to));
     transition_seen(p, "", from, to, reason);
 }
@@ -118,6 +124,22 @@ static gw_route_t *conf_copy(const gw_route_t *r)
         return NULL;
     }
     return c;
+}
+
+/* Under the breaker's mutex: would a success recorded now change nothing that matters?
+ * True when it is closed with no failure in a row and no rate rule (which would count the
+ * success in its window). Then a success is not recorded at all, and the mutex not taken:
+ * what most requests of a healthy upstream cost. A success that skips this way while
+ * another worker records a failure is ordered before that failure, as the mutex could have
+ * ordered it. */
+static bool breaker_quiet(const weft_breaker_t *b, const gw_breaker_conf_t *c, uint64_t now)
+{
+    if (c->failure_rate > 0 || c->slow_call_rate > 0 ||
+        weft_breaker_state(b) != WEFT_BREAKER_CLOSED)
+        return false;
+    weft_breaker_stats_t st;
+    weft_breaker_stats(b, now, &st);
+    return st.consecutive_failures == 0;
 }
 
 /* The resilience module's options for the route's breaker conf (the route's and each
@@ -200,6 +222,8 @@ int gw_policy_new(const gw_route_t *r, const gw_policy_metrics_t *m, gw_policy_t
             return WEFT_EINVAL;
         }
         p->state = WEFT_BREAKER_CLOSED;
+        atomic_init(&p->fast_state, (int)WEFT_BREAKER_CLOSED);
+        atomic_init(&p->quiet, breaker_quiet(p->breaker, &r->breaker, 0));
         if (m) {
             const char *sv[2] = {r->name, ""};
             if (m->state) p->state_gauge = weft_metrics_gauge_child(m->state, sv);
@@ -281,6 +305,12 @@ int gw_policy_limit(gw_policy_t *p, const char *key, size_t len, uint64_t now_ms
 
 int gw_policy_allow(gw_policy_t *p, uint64_t now_ms, uint64_t *wait_ms, bool *open)
 {
+    /* closed: allow() would say yes without changing anything */
+    if (atomic_load_explicit(&p->fast_state, memory_order_acquire) == (int)WEFT_BREAKER_CLOSED) {
+        *wait_ms = 0;
+        *open = false;
+        return 1;
+    }
     pthread_mutex_lock(&p->mu);
     int ok = weft_breaker_allow(p->breaker, now_ms, wait_ms);
     *open = weft_breaker_state(p->breaker) == WEFT_BREAKER_OPEN;
@@ -294,8 +324,11 @@ int gw_policy_allow(gw_policy_t *p, uint64_t now_ms, uint64_t *wait_ms, bool *op
 
 void gw_policy_record(gw_policy_t *p, uint64_t now_ms, bool ok, uint64_t duration_ms)
 {
+    if (ok && atomic_load_explicit(&p->quiet, memory_order_acquire)) return;
     pthread_mutex_lock(&p->mu);
     weft_breaker_record(p->breaker, now_ms, ok ? 1 : 0, duration_ms);
+    atomic_store_explicit(&p->quiet, breaker_quiet(p->breaker, &p->route->breaker, now_ms),
+                          memory_order_release);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -303,6 +336,8 @@ void gw_policy_release(gw_policy_t *p, uint64_t now_ms)
 {
     pthread_mutex_lock(&p->mu);
     weft_breaker_release(p->breaker, now_ms);
+    atomic_store_explicit(&p->quiet, breaker_quiet(p->breaker, &p->route->breaker, now_ms),
+                          memory_order_release);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -315,6 +350,7 @@ struct gw_inst_s {
     _Atomic unsigned active;  /* tries in flight (admitted, not done) */
     _Atomic uint64_t seen_ms; /* loop clock of the last lookup, to the second */
     _Atomic int state;        /* the breaker's, as of its last transition */
+    atomic_bool quiet;        /* a success would change nothing (see breaker_quiet) */
     pthread_mutex_t mu;       /* the breaker is one thread's object: workers take turns */
     weft_breaker_t *breaker;  /* NULL: the route has none */
     weft_gauge_t *gauge;      /* weft_breaker_state{route,upstream} */
@@ -390,11 +426,12 @@ static gw_inst_t *inst_new(gw_policy_t *p, const char *host, uint16_t port, uint
         o.on_transition = on_inst_transition;
         o.data = i;
         char why[256];
-        if (weft_breaker_new(&o, &i->breaker, why, sizeof(why)) !=
-            0) { /* checked with the route's */
+        /* the options were checked with the route's breaker: this fails for memory only */
+        if (weft_breaker_new(&o, &i->breaker, why, sizeof(why)) != 0) {
             weft_snap_release(i);
             return NULL;
         }
+        atomic_init(&i->quiet, breaker_quiet(i->breaker, &p->route->breaker, now));
         if (p->fam_state) {
             const char *v[2] = {p->route->name, i->id};
             i->gauge = weft_metrics_gauge_child(p->fam_state, v);
@@ -517,12 +554,14 @@ gw_admit_t gw_inst_admit(gw_inst_t *i, uint64_t now_ms, uint64_t *wait_ms)
 
 void gw_inst_done(gw_inst_t *i, uint64_t now_ms, int result, uint64_t duration_ms)
 {
-    if (i->breaker) {
+    if (i->breaker && !(result == 1 && atomic_load_explicit(&i->quiet, memory_order_acquire))) {
         pthread_mutex_lock(&i->mu);
         if (result < 0)
             weft_breaker_release(i->breaker, now_ms);
         else
             weft_breaker_record(i->breaker, now_ms, result, duration_ms);
+        atomic_store_explicit(&i->quiet, breaker_quiet(i->breaker, &i->p->route->breaker, now_ms),
+                              memory_order_release);
         pthread_mutex_unlock(&i->mu);
     }
     atomic_fetch_sub_explicit(&i->active, 1, memory_order_release);

@@ -32,6 +32,11 @@ typedef struct gw_policy_s {
     pthread_mutex_t mu;         /* the breaker is one thread's object: workers take turns */
     weft_breaker_t *breaker;    /* NULL: no breaker */
     weft_breaker_state_t state; /* as of the last transition (for metrics, under mu) */
+    /* read without mu: the state as of the last transition, and whether a success recorded
+     * now would change nothing (closed, no failure in a row, no rate rule): then allow and
+     * a success's record skip the mutex (policy.c) */
+    _Atomic int fast_state;
+    atomic_bool quiet;
     weft_gauge_t *state_gauge;
     weft_metrics_family_t *fam_transitions;
     atomic_ullong rl_rejected, rl_shadow, breaker_rejected;

@@ -40,9 +40,9 @@
  * Errors, as JSON: no route 404; no passing instance 503, and every instance refused by
  * its breaker or its limits 503 at once (X-Weft-Breaker or X-Weft-Overflow); an upstream
  * that refuses, resets, or sends a malformed response 502; a timeout 504 (connect, head,
- * body or the route's deadline). After the response head went out, an upstream failure can only be
- * told by cutting the connection (weft_http_response_abort): the client sees a truncated
- * response, never a complete-looking one.
+ * body or the route's deadline). After the response head went out, an upstream failure can
+ * only be told by cutting the connection (weft_http_response_abort): the client sees a
+ * truncated response, never a complete-looking one.
  *
  * Memory: the request's state lives in its arena (weft_http_request_alloc), freed with it.
  *
