@@ -173,6 +173,74 @@ static void test_instance_breakers(void **state)
     free_route(r);
 }
 
+/* The lock-free path for successes ("quiet") must not change what the breaker decides: a
+ * success after a failure still breaks the run of failures; with a rate rule every success
+ * is counted in the window. */
+static void test_quiet_successes(void **state)
+{
+    (void)state;
+    gw_route_t *r = mk_route("q");
+    r->breaker = (gw_breaker_conf_t){.on = true,
+                                     .consecutive_failures = 2,
+                                     .window_ms = 10000,
+                                     .min_requests = 100,
+                                     .open_for_ms = 1000,
+                                     .open_for_max_ms = 1000,
+                                     .half_open_requests = 1};
+    gw_policy_t *p = mk_policy(r);
+    gw_inst_t *a = inst(p, "10.0.0.1", 80, 0);
+    uint64_t wait;
+    gw_upstream_state_t st;
+    const int run[] = {1, 1, 0, 1, 0, 1, 1, 0}; /* never two failures in a row */
+    for (unsigned k = 0; k < sizeof(run) / sizeof(run[0]); k++) {
+        assert_int_equal(gw_inst_admit(a, 10 + k, &wait), GW_ADMIT_OK);
+        gw_inst_done(a, 10 + k, run[k], 1);
+        gw_policy_record(p, 10 + k, run[k], 1); /* the route's too */
+    }
+    assert_int_equal(gw_policy_upstream(p, "10.0.0.1", 80, 20, &st), 0);
+    assert_int_equal(st.state, WEFT_BREAKER_CLOSED);
+    assert_int_equal(st.stats.consecutive_failures, 1);
+    assert_int_equal(weft_breaker_state(p->breaker), WEFT_BREAKER_CLOSED);
+    assert_int_equal(gw_inst_admit(a, 30, &wait), GW_ADMIT_OK);
+    gw_inst_done(a, 30, 0, 1);
+    gw_policy_record(p, 30, false, 1);
+    assert_int_equal(gw_policy_upstream(p, "10.0.0.1", 80, 31, &st), 0);
+    assert_int_equal(st.state, WEFT_BREAKER_OPEN);
+    assert_int_equal(weft_breaker_state(p->breaker), WEFT_BREAKER_OPEN);
+    bool open = false;
+    assert_int_equal(gw_policy_allow(p, 31, &wait, &open), 0); /* the locked path again */
+    assert_true(open);
+    free_route(r);
+    /* a rate rule reads the window: every success is counted there */
+    r = mk_route("rate");
+    r->breaker = (gw_breaker_conf_t){.on = true,
+                                     .failure_rate = 50,
+                                     .window_ms = 10000,
+                                     .min_requests = 4,
+                                     .open_for_ms = 1000,
+                                     .open_for_max_ms = 1000,
+                                     .half_open_requests = 1};
+    p = mk_policy(r);
+    a = inst(p, "10.0.0.1", 80, 0);
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(gw_inst_admit(a, 10, &wait), GW_ADMIT_OK);
+        gw_inst_done(a, 10, 1, 1);
+    }
+    assert_int_equal(gw_policy_upstream(p, "10.0.0.1", 80, 10, &st), 0);
+    assert_int_equal(st.stats.window_calls, 3);
+    for (int k = 0; k < 2; k++) { /* 2 of 5: 40%, below 50% */
+        assert_int_equal(gw_inst_admit(a, 11, &wait), GW_ADMIT_OK);
+        gw_inst_done(a, 11, 0, 1);
+    }
+    assert_int_equal(gw_policy_upstream(p, "10.0.0.1", 80, 11, &st), 0);
+    assert_int_equal(st.state, WEFT_BREAKER_CLOSED);
+    assert_int_equal(gw_inst_admit(a, 12, &wait), GW_ADMIT_OK); /* 3 of 6: 50%, opens */
+    gw_inst_done(a, 12, 0, 1);
+    assert_int_equal(gw_policy_upstream(p, "10.0.0.1", 80, 12, &st), 0);
+    assert_int_equal(st.state, WEFT_BREAKER_OPEN);
+    free_route(r);
+}
+
 /* ---- max_requests, exact under threads ---- */
 
 typedef struct race_s {
@@ -354,6 +422,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_instance_breakers),
+        cmocka_unit_test(test_quiet_successes),
         cmocka_unit_test(test_max_requests),
         cmocka_unit_test(test_bounded),
         cmocka_unit_test(test_ring),
