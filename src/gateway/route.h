@@ -130,9 +130,9 @@ typedef struct gw_route_s {
     gw_retry_conf_t retry;
     gw_ratelimit_conf_t rate_limit;
     gw_breaker_conf_t breaker;
-    bool ws_off;                /* websocket.enabled: false: upgrade requests are proxied as plain
-                                   requests (the Upgrade headers dropped) */
-    uint64_t ws_idle_ms;        /* websocket.idle_timeout: a tunnel with no byte either way */
+    bool ws_off;         /* websocket.enabled: false: upgrade requests are proxied as plain
+                            requests (the Upgrade headers dropped) */
+    uint64_t ws_idle_ms; /* websocket.idle_timeout: a tunnel with no byte either way */
     gw_limits_conf_t limits;
     struct gw_policy_s *policy; /* their state (policy.h); NULL: none */
 } gw_route_t;
