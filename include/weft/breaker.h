@@ -122,6 +122,16 @@ WEFT_EXTERN int weft_breaker_allow(weft_breaker_t *b, uint64_t now_ms, uint64_t 
 WEFT_EXTERN void weft_breaker_record(weft_breaker_t *b, uint64_t now_ms, int ok,
                                      uint64_t duration_ms);
 
+/**
+ * An admitted call that was not made after all, or whose end says nothing about the upstream
+ * (the caller went away, another policy refused it after this one admitted it): instead of
+ * weft_breaker_record. In HALF_OPEN it gives its trial back, so that a trial that never ends
+ * cannot keep the breaker half-open forever; otherwise it does nothing. Like record, it
+ * cannot tell a call admitted while CLOSED from a trial: such a call released in HALF_OPEN
+ * lets one more trial through.
+ */
+WEFT_EXTERN void weft_breaker_release(weft_breaker_t *b, uint64_t now_ms);
+
 /** The state now (an OPEN breaker stays OPEN here until allow() sees it has timed out). */
 WEFT_EXTERN weft_breaker_state_t weft_breaker_state(const weft_breaker_t *b);
 

@@ -134,7 +134,17 @@ typedef struct weft_http_client_req_s {
      * or NUL, as weft's server parser has checked for a request a proxy forwards: they are
      * not checked again (Content-Length, Transfer-Encoding and Host still are looked for). */
     bool headers_checked;
+    /* Per-call bounds of the host:port's pool (a gateway's per-upstream limits): the call
+     * queues rather than open a connection while the pool has max_conns open (0: the
+     * client's max_conns_per_host; never above it), and is refused with WEFT_ELIMIT when it
+     * would queue behind max_queue others (0: the client's max_queue;
+     * WEFT_HTTP_CLIENT_NO_QUEUE: it may not wait at all). */
+    unsigned max_conns;
+    unsigned max_queue;
 } weft_http_client_req_t;
+
+/** weft_http_client_req_t.max_queue value for "refused rather than queued". */
+#define WEFT_HTTP_CLIENT_NO_QUEUE ((unsigned)-1)
 
 /**
  * Callbacks of a call; all optional but on_done. `call` is valid from

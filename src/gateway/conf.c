@@ -13,7 +13,10 @@
  *                    and a last *); host; methods (a list); headers (a map: name to value,
  *                    "*" for any value)
  *   strip_prefix     bool (path_prefix routes)        rewrite   the upstream path instead
- *   service | upstream {targets: [HOST:PORT | {address, weight}], lb}  exactly one
+ *   service | upstream {targets: [HOST:PORT | {address, weight}], lb}  exactly one (a
+ *                    service route may still give upstream: {lb, hash_on})
+ *                    lb: round_robin | least_request | random | ring_hash (hash_on:
+ *                    client_ip | header:NAME)
  *   timeout          whole request, default 15s
  *   retry            {attempts, on: [connect-failure, reset, timeout, 5xx, 502...],
  *                     per_try_timeout, methods: idempotent | any}
@@ -21,7 +24,8 @@
  *                     window), key: client_ip | route | global | header:NAME, shadow}
  *   circuit_breaker  {consecutive_failures, failure_rate: N%, slow_call_duration,
  *                     slow_call_rate: N%, window, min_requests, open_for, open_for_max,
- *                     half_open_requests}
+ *                     half_open_requests; limits per upstream instance: max_connections,
+ *                     max_pending_requests (or max_pending), max_requests}
  *   websocket        {enabled (true), idle_timeout (1h)}: upgrades tunnelled (tunnel.c)
  *
  * And `gateway.access_log: {path: FILE | "-"}` (observe.c writes it; "-" is standard output).
@@ -148,15 +152,45 @@ static int read_target(gw_target_t *t, node_t *n, char *err, size_t errlen)
     return 0;
 }
 
-static const char *const lb_names[] = {"round_robin", "least_request", "random", NULL};
+static const char *const lb_names[] = {"round_robin", "least_request", "random", "ring_hash", NULL};
 
-static int read_upstream(gw_route_t *r, node_t *u, char *err, size_t errlen)
+/* upstream: {targets, lb, hash_on}; with a service (whose instances are the targets), only
+ * lb and hash_on. */
+static int read_upstream(gw_route_t *r, node_t *u, bool service, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"targets", "lb", NULL};
-    node_t *ts;
+    static const char *const keys[] = {"targets", "lb", "hash_on", NULL};
+    node_t *ts = NULL;
     if (weft_conf_node_expect(u, WEFT_CONF_NODE_MAP, err, errlen) ||
-        weft_conf_node_check_keys(u, keys, err, errlen) ||
-        weft_conf_node_require(u, "targets", &ts, err, errlen) ||
+        weft_conf_node_check_keys(u, keys, err, errlen))
+        return WEFT_EINVAL;
+    node_t *lb = weft_conf_node_get(u, "lb");
+    int v = 0;
+    if (lb && weft_conf_node_enum(lb, lb_names, &v, err, errlen)) return WEFT_EINVAL;
+    r->lb = (gw_lb_t)v;
+    node_t *ho = weft_conf_node_get(u, "hash_on");
+    if (ho) {
+        const char *s;
+        if (weft_conf_node_string(ho, 1, 300, &s, err, errlen)) return WEFT_EINVAL;
+        if (r->lb != GW_LB_RING_HASH)
+            return weft_conf_node_errorf(ho, err, errlen, "hash_on needs lb: ring_hash");
+        if (strcmp(s, "client_ip") == 0) {
+            r->hash_on = GW_HASH_CLIENT_IP;
+        } else if (strncmp(s, "header:", 7) == 0 && s[7]) {
+            r->hash_on = GW_HASH_HEADER;
+            if (!(r->hash_header = strdup(s + 7)))
+                return weft_conf_node_errorf(ho, err, errlen, "out of memory");
+        } else {
+            return weft_conf_node_errorf(ho, err, errlen, "expected client_ip or header:NAME");
+        }
+    }
+    if (service) {
+        if ((ts = weft_conf_node_get(u, "targets")))
+            return weft_conf_node_errorf(ts, err, errlen,
+                                         "a route with a service takes its targets from the "
+                                         "registry: give service or upstream.targets, not both");
+        return 0;
+    }
+    if (weft_conf_node_require(u, "targets", &ts, err, errlen) ||
         weft_conf_node_expect(ts, WEFT_CONF_NODE_SEQ, err, errlen))
         return WEFT_EINVAL;
     size_t n = weft_conf_node_len(ts);
@@ -168,10 +202,6 @@ static int read_upstream(gw_route_t *r, node_t *u, char *err, size_t errlen)
         if (read_target(&r->targets[i], weft_conf_node_at(ts, i), err, errlen)) return WEFT_EINVAL;
         r->ntargets++;
     }
-    node_t *lb = weft_conf_node_get(u, "lb");
-    int v = 0;
-    if (lb && weft_conf_node_enum(lb, lb_names, &v, err, errlen)) return WEFT_EINVAL;
-    r->lb = (gw_lb_t)v;
     return 0;
 }
 
@@ -285,7 +315,34 @@ static int read_rate_limit(gw_ratelimit_conf_t *c, node_t *n, char *err, size_t 
     return 0;
 }
 
-static int read_breaker(gw_breaker_conf_t *c, node_t *n, char *err, size_t errlen)
+/* circuit_breaker's concurrency limits (Envoy's thresholds): max_connections,
+ * max_pending_requests (or max_pending), max_requests. */
+static int read_limits(gw_limits_conf_t *l, node_t *n, char *err, size_t errlen)
+{
+    node_t *v, *pa = weft_conf_node_get(n, "max_pending_requests"),
+               *pb = weft_conf_node_get(n, "max_pending");
+    if (pa && pb)
+        return weft_conf_node_errorf(pb, err, errlen,
+                                     "max_pending and max_pending_requests are one setting: "
+                                     "give one of them");
+    if ((v = weft_conf_node_get(n, "max_connections"))) {
+        if (weft_conf_node_uint(v, 1, 1000000, &l->max_connections, err, errlen))
+            return WEFT_EINVAL;
+        l->on = true;
+    }
+    if ((v = pa ? pa : pb)) {
+        if (weft_conf_node_uint(v, 0, 1000000, &l->max_pending, err, errlen)) return WEFT_EINVAL;
+        l->pending_set = l->on = true;
+    }
+    if ((v = weft_conf_node_get(n, "max_requests"))) {
+        if (weft_conf_node_uint(v, 1, 1000000, &l->max_requests, err, errlen)) return WEFT_EINVAL;
+        l->on = true;
+    }
+    return 0;
+}
+
+static int read_breaker(gw_breaker_conf_t *c, gw_limits_conf_t *l, node_t *n, char *err,
+                        size_t errlen)
 {
     static const char *const keys[] = {"consecutive_failures",
                                        "failure_rate",
@@ -296,6 +353,10 @@ static int read_breaker(gw_breaker_conf_t *c, node_t *n, char *err, size_t errle
                                        "open_for",
                                        "open_for_max",
                                        "half_open_requests",
+                                       "max_connections",
+                                       "max_pending_requests",
+                                       "max_pending",
+                                       "max_requests",
                                        NULL};
     if (weft_conf_node_expect(n, WEFT_CONF_NODE_MAP, err, errlen) ||
         weft_conf_node_check_keys(n, keys, err, errlen))
@@ -337,10 +398,15 @@ static int read_breaker(gw_breaker_conf_t *c, node_t *n, char *err, size_t errle
         return WEFT_EINVAL;
     if (c->slow_call_rate > 0 && c->slow_call_ms == 0)
         return weft_conf_node_errorf(n, err, errlen, "slow_call_rate needs slow_call_duration");
-    if (!c->consecutive_failures && c->failure_rate == 0 && c->slow_call_rate == 0)
-        return weft_conf_node_errorf(
-            n, err, errlen,
-            "needs at least one of consecutive_failures, failure_rate, slow_call_rate");
+    if (read_limits(l, n, err, errlen)) return WEFT_EINVAL;
+    if (!c->consecutive_failures && c->failure_rate == 0 && c->slow_call_rate == 0) {
+        if (!l->on)
+            return weft_conf_node_errorf(
+                n, err, errlen,
+                "needs at least one of consecutive_failures, failure_rate, slow_call_rate "
+                "(or only limits: max_connections, max_pending_requests, max_requests)");
+        c->on = false; /* limits alone: no breaker */
+    }
     return 0;
 }
 
@@ -393,10 +459,10 @@ static int read_route(gw_route_t *r, node_t *n, char *err, size_t errlen)
                                          "a path starts with '/' and has no spaces, '?' or '#'");
     }
     node_t *svc = weft_conf_node_get(n, "service"), *up = weft_conf_node_get(n, "upstream");
-    if ((svc != NULL) == (up != NULL))
+    if (!svc && !up)
         return weft_conf_node_errorf(n, err, errlen, "needs exactly one of service and upstream");
     if (svc && dup_str(svc, 255, &r->service, err, errlen)) return WEFT_EINVAL;
-    if (up && read_upstream(r, up, err, errlen)) return WEFT_EINVAL;
+    if (up && read_upstream(r, up, svc != NULL, err, errlen)) return WEFT_EINVAL;
     r->timeout_ms = DEF_TIMEOUT_MS;
     if ((v = weft_conf_node_get(n, "timeout")) &&
         weft_conf_node_duration(v, 1, 3600000, &r->timeout_ms, err, errlen))
@@ -406,7 +472,8 @@ static int read_route(gw_route_t *r, node_t *n, char *err, size_t errlen)
     if ((v = weft_conf_node_get(n, "rate_limit")) &&
         read_rate_limit(&r->rate_limit, v, err, errlen))
         return WEFT_EINVAL;
-    if ((v = weft_conf_node_get(n, "circuit_breaker")) && read_breaker(&r->breaker, v, err, errlen))
+    if ((v = weft_conf_node_get(n, "circuit_breaker")) &&
+        read_breaker(&r->breaker, &r->limits, v, err, errlen))
         return WEFT_EINVAL;
     r->ws_idle_ms = DEF_WS_IDLE_MS;
     if ((v = weft_conf_node_get(n, "websocket")) && read_websocket(r, v, err, errlen))

@@ -76,8 +76,8 @@ static double alog_dropped(void *arg)
 static int register_metrics(weft_gateway_t *g, weft_metrics_registry_t *m)
 {
     static const char *const rl[] = {"route", "upstream", "code"}, *const dl[] = {"route"},
-                             *const el[] = {"route", "kind"},
-                             *const tl[] = {"route", "from", "to", "reason"},
+                             *const el[] = {"route", "kind"}, *const sl[] = {"route", "upstream"},
+                             *const tl[] = {"route", "upstream", "from", "to", "reason"},
                              *const ql[] = {"route", "shadow"};
     int rc = weft_metrics_counter_new(m, "weft_gateway_requests_total",
                                       "Requests through the gateway, by route, upstream instance "
@@ -92,16 +92,19 @@ static int register_metrics(weft_gateway_t *g, weft_metrics_registry_t *m)
         rc = weft_metrics_counter_new(m, "weft_gateway_upstream_errors_total",
                                       "Upstream failures by route and kind (connect, "
                                       "connect_timeout, head_timeout, body_timeout, timeout, "
-                                      "reset, response, no_upstream, other)",
+                                      "reset, response, no_upstream, retried, "
+                                      "retry_budget_exhausted, breaker_open, overflow, other)",
                                       el, 2, &g->fam_errors);
     if (rc == 0)
         rc = weft_metrics_gauge_new(m, "weft_breaker_state",
-                                    "A route's circuit breaker: 0 closed, 1 open, 2 half-open", dl,
-                                    1, &g->pm.state);
+                                    "Circuit breakers: 0 closed, 1 open, 2 half-open; a route's "
+                                    "own with upstream=\"\", an instance's with upstream=HOST:PORT",
+                                    sl, 2, &g->pm.state);
     if (rc == 0)
         rc = weft_metrics_counter_new(m, "weft_breaker_transitions_total",
-                                      "Circuit breaker transitions by route, states and reason", tl,
-                                      4, &g->pm.transitions);
+                                      "Circuit breaker transitions by route, upstream instance "
+                                      "(\"\": the route's own breaker), states and reason",
+                                      tl, 5, &g->pm.transitions);
     if (rc == 0)
         rc = weft_metrics_counter_new(m, "weft_breaker_rejected_total",
                                       "Requests a route's open breaker answered 503 at once", dl, 1,

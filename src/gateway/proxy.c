@@ -33,11 +33,17 @@
  * engine's takeover gives the client's, and tunnel.c joins them. Other answers are proxied
  * as usual.
  *
- * Errors, as JSON: no route 404; no passing instance 503; an upstream that refuses,
- * resets, or sends a malformed response 502; a timeout 504 (connect, head, body or the
- * route's deadline). After the response head went out, an upstream failure can only be
- * told by cutting the connection (weft_http_response_abort): the client sees a truncated
- * response, never a complete-looking one.
+ * Choice. The balancer picks among the candidates; an instance whose own breaker refuses,
+ * or that is at the route's max_requests (policy.h keeps both per instance, shared by the
+ * workers), is left out and the balancer picks again among the rest, so a failing
+ * instance among healthy ones costs nothing once its breaker is open.
+ *
+ * Errors, as JSON: no route 404; no passing instance 503, and every instance refused by
+ * its breaker or its limits 503 at once (X-Weft-Breaker or X-Weft-Overflow); an upstream
+ * that refuses, resets, or sends a malformed response 502; a timeout 504 (connect, head,
+ * body or the route's deadline). After the response head went out, an upstream failure can
+ * only be told by cutting the connection (weft_http_response_abort): the client sees a
+ * truncated response, never a complete-looking one.
  *
  * Memory: the request's state lives in its arena (weft_http_request_alloc), freed with it.
  *
@@ -74,12 +80,18 @@ typedef struct gw_req_s {
     weft_http_client_call_t *call;
     char host[GW_HOST_MAX + 1];
     uint16_t port;
-    bool head_sent;  /* the response head went to the client */
-    bool req_paused; /* reading the request body waits for the client's on_drain */
-    bool up_paused;  /* the upstream call waits for the request's on_drain */
-    bool finished;   /* the request was finished (or released) */
-    int status;      /* the upstream's, once its head came */
-    bool breaker;    /* admitted by the route's breaker: its result is still to be recorded */
+    bool head_sent;      /* the response head went to the client */
+    bool req_paused;     /* reading the request body waits for the client's on_drain */
+    bool up_paused;      /* the upstream call waits for the request's on_drain */
+    bool finished;       /* the request was finished (or released) */
+    int status;          /* the upstream's, once its head came */
+    bool breaker;        /* admitted by the route's breaker: its result is still to be recorded */
+    gw_inst_t *inst;     /* this try's upstream instance state (held), its result still due */
+    bool inst_sent;      /* the try went out to it (else its end says nothing about it) */
+    uint64_t try_ms;     /* loop time this try's upstream was picked */
+    uint64_t key_hash;   /* ring hash: the request's key, hashed */
+    uint64_t pick_wait;  /* no upstream admitted: ms until the first breaker half-opens */
+    bool pick_half_open; /* ... and every refusing breaker was half-open (trials out) */
     /* retries */
     bool retrying;     /* the call was cancelled to be tried again (a retriable status) */
     bool in_budget;    /* counted as an active request by the retry budget */
@@ -111,9 +123,34 @@ _Static_assert(sizeof(((gw_req_t *)0)->host) % 8 == 0, "mslot reads the host a w
 static void start_try(gw_req_t *x);
 static bool retry_if_allowed(gw_req_t *x, int err, int status, uint64_t retry_after_ms);
 
-/* The route's breaker learns how the request it admitted went (once). */
+/* The try's instance learns how it went (once): result 1 success, 0 failure, -1 nothing
+ * learnt (taken as -1 when the try never went out). Its hold and active count are given
+ * back. */
+static void inst_done(gw_req_t *x, int result)
+{
+    gw_inst_t *i = x->inst;
+    if (!i) return;
+    x->inst = NULL;
+    uint64_t now = uv_now(x->req->loop);
+    gw_inst_done(i, now, x->inst_sent ? result : -1, now > x->try_ms ? now - x->try_ms : 0);
+    x->inst_sent = false;
+}
+
+/* Neither the route's breaker nor the instance's learns anything from this request (the
+ * client left, or a limit refused it after they admitted it): their trials are given back. */
+static void breakers_release(gw_req_t *x)
+{
+    inst_done(x, -1);
+    if (!x->breaker) return;
+    x->breaker = false;
+    gw_policy_release(x->route->policy, uv_now(x->req->loop));
+}
+
+/* The route's breaker learns how the request it admitted went (once), and the last try's
+ * instance how that try went. */
 static void breaker_done(gw_req_t *x, bool ok)
 {
+    inst_done(x, ok ? 1 : 0);
     if (!x->breaker) return;
     x->breaker = false;
     uint64_t now = weft_now_ns(), start = x->req->start_ns;
@@ -465,6 +502,7 @@ static void up_head(weft_http_client_call_t *call, int status, const weft_http_h
                 weft_http_retry_after_parse(h[i].value.base, h[i].value.len, time(NULL),
                                             &retry_after);
     if (retry_if_allowed(x, 0, status, retry_after)) {
+        inst_done(x, status < 500);
         x->retrying = true;
         weft_http_client_cancel(call); /* up_done starts the next try */
         return;
@@ -550,7 +588,11 @@ static void up_done(weft_http_client_call_t *call, int err, void *arg)
         x->retry_active = false;
         weft_retry_budget_retry_end(x->g->budget);
     }
-    if (err != 0 && !x->head_sent && retry_if_allowed(x, err, 0, 0)) return;
+    if (err == WEFT_ECANCELED) inst_done(x, -1); /* cancelled here: not the upstream's doing */
+    if (err != 0 && !x->head_sent) {
+        inst_done(x, 0); /* this try failed, whether another follows or not */
+        if (retry_if_allowed(x, err, 0, 0)) return;
+    }
     weft_http_request_t *req = x->req;
     weft_gateway_t *g = x->g;
     if (err == 0) {
@@ -611,7 +653,7 @@ static void req_abort(weft_http_request_t *req)
 {
     gw_req_t *x = req->data;
     if (!x || x->finished) return;
-    x->breaker = false; /* the client went away: nothing learnt about the upstream */
+    breakers_release(x); /* the client went away: nothing learnt about the upstream */
     finish(x);
     if (x->call) weft_http_client_cancel(x->call);
     weft_http_response_end(req); /* releases the aborted request */
@@ -628,13 +670,10 @@ static uint64_t next_rand(gw_worker_t *w)
     return w->rnd = s;
 }
 
-/* An upstream the route may send to: a static target, or a passing instance of its service
- * (strings of the route, or of the catalog snapshot while its read section lasts). */
-typedef struct cand_s {
-    const char *host;
-    uint16_t port;
-    unsigned weight;
-} cand_t;
+/* An upstream the route may send to (policy.h's endpoint: a static target, or a passing
+ * instance of its service, strings of the route or of the catalog snapshot while its read
+ * section lasts). */
+typedef gw_endpoint_t cand_t;
 
 #define MAX_CANDS 256
 
@@ -669,73 +708,174 @@ static unsigned in_flight(gw_req_t *x, const cand_t *c)
     return weft_http_client_host_stats(x->w->client, c->host, c->port, &st) == 0 ? st.in_flight : 0;
 }
 
-/* Chooses among c[0..n) by the route's balancer, avoiding upstreams this request tried
- * already while others remain (a retry goes elsewhere), and copies it into x. */
-static void choose(gw_req_t *x, const cand_t *c, unsigned n)
+/* Candidates left out of this pick (their breaker is open, or they are full): a bit each. */
+typedef struct cand_set_s {
+    uint64_t bits[MAX_CANDS / 64];
+} cand_set_t;
+
+static bool in_set(const cand_set_t *s, unsigned i)
+{
+    return (s->bits[i >> 6] >> (i & 63)) & 1;
+}
+
+/* Chooses among c[0..n) by the route's balancer, leaving out the candidates in out (at least
+ * one is not), and avoiding upstreams this request tried already while others remain (a
+ * retry goes elsewhere). ring: the ring over c (GW_LB_RING_HASH). Returns its index. */
+static unsigned choose(gw_req_t *x, const cand_t *c, unsigned n, const cand_set_t *out,
+                       const weft_ring_t *ring)
 {
     uint64_t total = 0;
     unsigned fresh = 0;
     for (unsigned i = 0; i < n; i++) {
         total += c[i].weight;
-        if (x->ntried && !tried(x, &c[i])) fresh++; /* a first try has tried nothing */
+        if (x->ntried && !in_set(out, i) && !tried(x, &c[i])) fresh++; /* a first try: none */
     }
     bool avoid = fresh > 0 && x->ntried > 0;
+#define OK(i) (!in_set(out, (i)) && (!avoid || !tried(x, &c[(i)])))
     unsigned pick = 0;
     switch (x->route->lb) {
     case GW_LB_ROUND_ROBIN: { /* weighted: round robin over the weight units */
         uint64_t k = x->w->rr++;
         for (uint64_t step = 0; step < total; step++) {
             pick = at_weight(c, n, (k + step) % total);
-            if (!avoid || !tried(x, &c[pick])) break;
+            if (OK(pick)) break;
         }
         break;
     }
     case GW_LB_RANDOM:
         for (unsigned t = 0; t < 4 * n + 4; t++) {
             pick = at_weight(c, n, next_rand(x->w) % total);
-            if (!avoid || !tried(x, &c[pick])) break;
+            if (OK(pick)) break;
         }
         break;
     case GW_LB_LEAST_REQUEST: { /* power of two choices, by this worker's requests in flight */
         unsigned a = 0, b = 0;
         for (unsigned t = 0; t < 4 * n + 4; t++) {
             a = at_weight(c, n, next_rand(x->w) % total);
-            if (!avoid || !tried(x, &c[a])) break;
+            if (OK(a)) break;
         }
         for (unsigned t = 0; t < 4 * n + 4; t++) {
             b = at_weight(c, n, next_rand(x->w) % total);
-            if (b != a && (!avoid || !tried(x, &c[b]))) break;
+            if (b != a && OK(b)) break;
         }
-        pick = a == b || in_flight(x, &c[a]) <= in_flight(x, &c[b]) ? a : b;
-        if (avoid && tried(x, &c[pick])) pick = a;
+        pick = a == b || !OK(b) || in_flight(x, &c[a]) <= in_flight(x, &c[b]) ? a : b;
+        break;
+    }
+    case GW_LB_RING_HASH: { /* the key's point, or the next of an eligible endpoint */
+        unsigned skip[MAX_CANDS], ns = 0;
+        for (unsigned i = 0; i < n; i++)
+            if (!OK(i)) skip[ns++] = i;
+        int k = ring ? weft_ring_pick(ring, x->key_hash, skip, ns) : -1;
+        pick = k >= 0 && (unsigned)k < n ? (unsigned)k : 0;
         break;
     }
     }
-    /* memcpy, not snprintf: this runs for every request (snprintf cost about 600
-     * instructions here, bench/gateway's part d) */
-    size_t hl = strnlen(c[pick].host, sizeof(x->host) - 1);
-    memcpy(x->host, c[pick].host, hl);
-    x->host[hl] = 0;
-    x->port = c[pick].port;
+    /* a draw that never landed on an eligible one (random, least request), or no ring:
+     * the first eligible */
+    for (unsigned i = 0; !OK(pick) && i < n; i++) pick = i;
+    if (!OK(pick))
+        for (unsigned i = 0; in_set(out, pick) && i < n; i++) pick = i;
+#undef OK
+    return pick;
+}
+
+/* The ring of the route's candidates: the static targets' (built with the table), or the
+ * service's for this version of its instances (cached, built by the first request that
+ * sees the version). Inside the read section. NULL when out of memory. */
+static const weft_ring_t *route_ring(gw_req_t *x, const cand_t *c, unsigned n, uint64_t version)
+{
+    gw_policy_t *p = x->route->policy;
+    if (!x->route->service) return x->route->ring;
+    if (!p) return NULL;
+    const weft_ring_t *ring = gw_policy_ring_get(p, version, n);
+    if (ring) return ring;
+    weft_ring_t *fresh;
+    if (gw_ring_build(c, n, &fresh) != 0) return NULL;
+    return gw_policy_ring_put(p, version, n, fresh);
+}
+
+/* The request's key for the ring, hashed: the client's address (without its port) or a
+ * header's value; a request without the header gets a random point (as Envoy does when a
+ * hash policy gives no hash). */
+static uint64_t ring_key(gw_req_t *x)
+{
+    if (x->route->hash_on == GW_HASH_HEADER) {
+        weft_str_t v = weft_http_request_header(x->req, x->route->hash_header);
+        return v.base ? weft_ring_hash(v.base, v.len) : next_rand(x->w);
+    }
+    const char *peer = weft_http_request_peer(x->req);
+    const char *colon = strrchr(peer, ':');
+    return weft_ring_hash(peer, colon ? (size_t)(colon - peer) : strlen(peer));
+}
+
+typedef enum pick_e {
+    PICK_OK = 0,   /* x->host:port, and x->inst admitted (when the route keeps instances) */
+    PICK_NONE = 1, /* no static target, no passing instance */
+    PICK_OPEN = 2, /* every instance's breaker refused (x->pick_wait, x->pick_half_open) */
+    PICK_FULL = 3, /* every instance refused, some for max_requests */
+} pick_t;
+
+/* Out of c[0..n), the instance this try goes to: chosen by the balancer, then admitted by
+ * its breaker and its max_requests, or left out and chosen again among the others. */
+static pick_t admit_among(gw_req_t *x, const cand_t *c, unsigned n, const weft_ring_t *ring)
+{
+    gw_policy_t *p = x->route->policy;
+    uint64_t now = uv_now(x->req->loop);
+    cand_set_t out = {{0}};
+    bool full = false;
+    x->pick_wait = UINT64_MAX;
+    x->pick_half_open = true;
+    for (unsigned left = n; left > 0; left--) {
+        unsigned k = choose(x, c, n, &out, ring);
+        gw_inst_t *in = gw_policy_instance(p, c[k].host, c[k].port, now);
+        uint64_t wait = 0;
+        gw_admit_t a = in ? gw_inst_admit(in, now, &wait) : GW_ADMIT_OK;
+        if (a == GW_ADMIT_OK) {
+            x->inst = in;
+            x->inst_sent = false;
+            x->try_ms = now;
+            /* memcpy, not snprintf: this runs for every request (snprintf cost about 600
+             * instructions here, bench/gateway's part d) */
+            size_t hl = strnlen(c[k].host, sizeof(x->host) - 1);
+            memcpy(x->host, c[k].host, hl);
+            x->host[hl] = 0;
+            x->port = c[k].port;
+            return PICK_OK;
+        }
+        out.bits[k >> 6] |= 1ull << (k & 63);
+        if (a == GW_ADMIT_FULL) {
+            full = true;
+        } else {
+            if (wait) x->pick_half_open = false;
+            if (wait && wait < x->pick_wait) x->pick_wait = wait;
+        }
+    }
+    if (x->pick_wait == UINT64_MAX) x->pick_wait = 0;
+    return full ? PICK_FULL : PICK_OPEN;
 }
 
 /* Chooses the upstream of this try: a static target, or a passing instance of the route's
- * service from the catalog's current snapshot. Returns false when there is none. */
-static bool pick(gw_req_t *x)
+ * service from the catalog's current snapshot, skipping those whose breaker is open or that
+ * are at max_requests. */
+static pick_t pick(gw_req_t *x)
 {
     const gw_route_t *r = x->route;
     cand_t c[MAX_CANDS];
     unsigned n = 0;
+    pick_t rc = PICK_NONE;
+    x->port = 0; /* no upstream named in an answer until one is chosen */
+    x->host[0] = 0;
+    if (x->ntried == 0 && r->lb == GW_LB_RING_HASH) x->key_hash = ring_key(x);
+    weft_snap_read_lock(); /* the instances' index, the catalog, a service's ring */
     if (!r->service) {
         for (unsigned i = 0; i < r->ntargets && n < MAX_CANDS; i++)
             c[n++] = (cand_t){r->targets[i].host, r->targets[i].port, r->targets[i].weight};
-        if (n) choose(x, c, n);
-        return n > 0;
+        if (n) rc = admit_among(x, c, n, r->lb == GW_LB_RING_HASH ? route_ring(x, c, n, 0) : NULL);
+        weft_snap_read_unlock();
+        return rc;
     }
     weft_registry_t *reg = x->g->reg;
-    if (!reg) return false;
-    weft_snap_read_lock();
-    const reg_snap_t *s = weft_snap_get(weft_registry_cell(reg));
+    const reg_snap_t *s = reg ? weft_snap_get(weft_registry_cell(reg)) : NULL;
     const reg_svc_t *v = s ? weft__snap_service(s, r->service, strlen(r->service)) : NULL;
     for (uint32_t i = 0; v && i < v->n && n < MAX_CANDS; i++) {
         const reg_inst_t *in = v->inst[i];
@@ -743,9 +883,49 @@ static bool pick(gw_req_t *x)
         int w = in->w_passing > 0 ? in->w_passing : 1;
         c[n++] = (cand_t){*in->address ? in->address : s->node->address, in->port, (unsigned)w};
     }
-    if (n) choose(x, c, n);
+    if (n)
+        rc = admit_among(x, c, n, r->lb == GW_LB_RING_HASH ? route_ring(x, c, n, v->index) : NULL);
     weft_snap_read_unlock();
-    return n > 0;
+    return rc;
+}
+
+/* No upstream for this try (pick's rc): 503, as a breaker's refusal (Retry-After,
+ * X-Weft-Breaker) when every instance's breaker refused, as an overflow (X-Weft-Overflow)
+ * when some were at max_requests. */
+static void answer_no_pick(gw_req_t *x, pick_t rc, const char *none_detail)
+{
+    weft_http_request_t *req = x->req;
+    gw_policy_t *p = x->route->policy;
+    char v[96];
+    if (rc == PICK_OPEN) {
+        if (p) {
+            atomic_fetch_add_explicit(&p->breaker_rejected, 1, memory_order_relaxed);
+            weft_counter_inc(p->breaker_rejected_c);
+        }
+        record_error(x, "breaker_open");
+        x->obs.breaker = GW_OBS_BR_OPEN;
+        snprintf(v, sizeof(v), "%" PRIu64, x->pick_wait ? (x->pick_wait + 999) / 1000 : 1);
+        weft_http_response_header(req, "Retry-After", v);
+        weft_http_response_header(req, "X-Weft-Breaker", x->pick_half_open ? "half-open" : "open");
+        snprintf(v, sizeof(v),
+                 "every upstream instance's breaker is open; one half-opens in %" PRIu64 " ms",
+                 x->pick_wait);
+        fail(x, 503, "circuit breaker open", v);
+        return;
+    }
+    if (rc == PICK_FULL) {
+        record_error(x, "overflow");
+        weft_http_response_header(req, "X-Weft-Overflow", "max_requests");
+        snprintf(v, sizeof(v),
+                 "max_requests: every upstream instance has %" PRIu64 " active requests",
+                 x->route->limits.max_requests);
+        fail(x, 503, "upstream overflow", v);
+        return;
+    }
+    x->obs.no_upstream = true;
+    atomic_fetch_add_explicit(&x->g->no_upstream, 1, memory_order_relaxed);
+    record_error(x, "no_upstream");
+    fail(x, 503, "no healthy upstream", none_detail);
 }
 
 /* ---- policies: the rate limit, then the breaker ---- */
@@ -822,6 +1002,7 @@ static bool breaker_admits(gw_req_t *x)
         bool ok = gw_policy_allow(p, now, &wait, &open);
         gw_obs_breaker(x->g, &x->obs, p, ok, open);
         if (!ok) {
+            inst_done(x, -1); /* the instance's admission is not used */
             weft_http_request_t *req = x->req;
             char v[64];
             snprintf(v, sizeof(v), "%" PRIu64, wait ? (wait + 999) / 1000 : 1);
@@ -935,15 +1116,12 @@ void weft__gw_handle(weft_http_request_t *req, void *arg)
     if (x->table->active) gw_active(x)++;
     if (!within_limit(x)) return;
     if (req->upgrade && !x->route->ws_off && !tunnel_admit(x)) return;
-    bool have = pick(x);
-    if (!have) {
-        x->obs.no_upstream = true;
-        atomic_fetch_add_explicit(&g->no_upstream, 1, memory_order_relaxed);
-        record_error(x, "no_upstream");
+    pick_t picked = pick(x);
+    if (picked != PICK_OK) {
         char detail[300];
         snprintf(detail, sizeof(detail), "no passing instance of service %s",
                  x->route->service ? x->route->service : "-");
-        fail(x, 503, "no healthy upstream", detail);
+        answer_no_pick(x, picked, detail);
         return;
     }
     if (!breaker_admits(x)) return;
@@ -986,6 +1164,40 @@ static const weft_http_client_cbs_t up_cbs = {.on_head = up_head,
                                               .on_drain = up_drain,
                                               .on_upgrade = up_upgrade};
 
+/* The route's max_connections and max_pending_requests as this worker's share (ceil(max /
+ * workers)) into r, for the client's pool of the upstream. Returns whether any is set. */
+static bool pool_limits(gw_req_t *x, weft_http_client_req_t *r)
+{
+    const gw_limits_conf_t *l = &x->route->limits;
+    uint64_t nw = x->g->nworkers ? x->g->nworkers : 1;
+    if (l->max_connections) r->max_conns = (unsigned)((l->max_connections + nw - 1) / nw);
+    if (l->pending_set)
+        r->max_queue =
+            l->max_pending ? (unsigned)((l->max_pending + nw - 1) / nw) : WEFT_HTTP_CLIENT_NO_QUEUE;
+    return l->max_connections || l->pending_set;
+}
+
+/* The client refused the try: its pool of the upstream has max_connections open and
+ * max_pending_requests waiting (this worker's shares). 503 at once, naming the limit; the
+ * breakers learn nothing (the upstream was not asked). */
+static void overflow_pending(gw_req_t *x, const weft_http_client_req_t *r)
+{
+    breakers_release(x);
+    record_error(x, "overflow");
+    weft_http_response_header(x->req, "X-Weft-Overflow", "max_pending_requests");
+    char v[160];
+    unsigned q = r->max_queue == WEFT_HTTP_CLIENT_NO_QUEUE ? 0 : r->max_queue;
+    if (r->max_conns)
+        snprintf(v, sizeof(v),
+                 "max_pending_requests: %u requests wait for one of this worker's %u "
+                 "connections to the upstream",
+                 q, r->max_conns);
+    else
+        snprintf(v, sizeof(v),
+                 "max_pending_requests: %u requests wait for a connection to the upstream", q);
+    fail(x, 503, "upstream overflow", v);
+}
+
 /* One try at the upstream in x->host:port, within what is left of the route's timeout (and
  * the retry's per-try timeout). */
 static void start_try(gw_req_t *x)
@@ -1010,12 +1222,19 @@ static void start_try(gw_req_t *x)
                                 .headers_checked = true,
                                 .timeout_ms = per && (left == 0 || per < left) ? per : left};
     if (x->body_mode == WEFT_HTTP_CLIENT_BODY_LENGTH) r.content_length = req->content_length;
+    bool pooled = pool_limits(x, &r);
     int rc = weft_http_client_request(x->w->client, &r, &up_cbs, x, &x->call);
-    if (rc != 0) {
-        x->obs.error = err_kind(rc);
-        atomic_fetch_add_explicit(&x->g->bad_gateway, 1, memory_order_relaxed);
-        fail(x, rc == WEFT_ELIMIT ? 503 : 502, "cannot reach the upstream", weft_strerror(rc));
+    if (rc == 0) {
+        x->inst_sent = true;
+        return;
     }
+    if (rc == WEFT_ELIMIT && pooled) {
+        overflow_pending(x, &r);
+        return;
+    }
+    x->obs.error = err_kind(rc);
+    atomic_fetch_add_explicit(&x->g->bad_gateway, 1, memory_order_relaxed);
+    fail(x, rc == WEFT_ELIMIT ? 503 : 502, "cannot reach the upstream", weft_strerror(rc));
 }
 
 static bool idempotent(const char *m)
@@ -1036,9 +1255,9 @@ static void retry_event(weft_http_request_t *req, weft_http_event_t ev)
         fail(x, 502, "bad gateway", "the retry was given up");
         return;
     }
-    if (!pick(x)) {
-        x->obs.no_upstream = true;
-        fail(x, 503, "no healthy upstream", "no passing instance left to retry on");
+    pick_t picked = pick(x);
+    if (picked != PICK_OK) {
+        answer_no_pick(x, picked, "no passing instance left to retry on");
         return;
     }
     start_try(x);

@@ -168,6 +168,8 @@ void gw_route_clear(gw_route_t *r)
     free(r->rewrite);
     free(r->service);
     free(r->targets);
+    free(r->hash_header);
+    weft_ring_free(r->ring);
     free(r->rate_limit.key_header);
     gw_policy_free(r->policy);
     memset(r, 0, sizeof(*r));
@@ -191,5 +193,17 @@ gw_table_t *gw_table_new(gw_route_t *routes, size_t n)
     }
     t->routes = routes;
     t->n = n;
+    for (size_t i = 0; i < n; i++) { /* a ring per set of static targets, once per table */
+        gw_route_t *r = &routes[i];
+        if (r->lb != GW_LB_RING_HASH || !r->ntargets || r->ring) continue;
+        gw_endpoint_t e[GW_MAX_TARGETS];
+        unsigned k = 0;
+        for (; k < r->ntargets && k < GW_MAX_TARGETS; k++)
+            e[k] = (gw_endpoint_t){r->targets[k].host, r->targets[k].port, r->targets[k].weight};
+        if (gw_ring_build(e, k, &r->ring) != 0) {
+            weft_snap_release(t); /* clears the routes */
+            return NULL;
+        }
+    }
     return t;
 }

@@ -32,7 +32,10 @@ typedef enum gw_lb_e {
     GW_LB_ROUND_ROBIN = 0,
     GW_LB_LEAST_REQUEST = 1,
     GW_LB_RANDOM = 2,
+    GW_LB_RING_HASH = 3, /* consistent hashing on hash_on (policy.h keeps the ring) */
 } gw_lb_t;
+
+typedef enum gw_hash_on_e { GW_HASH_CLIENT_IP = 0, GW_HASH_HEADER = 1 } gw_hash_on_t;
 
 typedef struct gw_target_s {
     char host[GW_HOST_MAX + 1]; /* numeric address or a name (looked up per connection) */
@@ -92,6 +95,16 @@ typedef struct gw_breaker_conf_s {
     uint64_t window_ms, min_requests, open_for_ms, open_for_max_ms, half_open_requests;
 } gw_breaker_conf_t;
 
+/* Concurrency limits per upstream instance (circuit_breaker's max_* keys, Envoy's
+ * thresholds); 0: none of the gateway's own (the HTTP client's bounds still hold). */
+typedef struct gw_limits_conf_s {
+    bool on;
+    uint64_t max_connections; /* open connections, across workers: ceil(max / workers) each */
+    uint64_t max_pending;     /* requests waiting for a connection, the same way per worker */
+    bool pending_set;         /* max_pending given (0 then means: no waiting at all) */
+    uint64_t max_requests;    /* active requests, exact across workers */
+} gw_limits_conf_t;
+
 typedef struct gw_route_s {
     char *name;
     gw_match_kind_t kind;
@@ -110,13 +123,17 @@ typedef struct gw_route_s {
     gw_target_t *targets;
     unsigned ntargets;
     gw_lb_t lb;
+    gw_hash_on_t hash_on;     /* GW_LB_RING_HASH: the key */
+    char *hash_header;        /* GW_HASH_HEADER: its name */
+    struct weft_ring_s *ring; /* GW_LB_RING_HASH over targets: built by gw_table_new */
     /* policies, as configured (the resilience module enforces them) */
     gw_retry_conf_t retry;
     gw_ratelimit_conf_t rate_limit;
     gw_breaker_conf_t breaker;
-    bool ws_off;                /* websocket.enabled: false: upgrade requests are proxied as plain
-                                   requests (the Upgrade headers dropped) */
-    uint64_t ws_idle_ms;        /* websocket.idle_timeout: a tunnel with no byte either way */
+    bool ws_off;         /* websocket.enabled: false: upgrade requests are proxied as plain
+                            requests (the Upgrade headers dropped) */
+    uint64_t ws_idle_ms; /* websocket.idle_timeout: a tunnel with no byte either way */
+    gw_limits_conf_t limits;
     struct gw_policy_s *policy; /* their state (policy.h); NULL: none */
 } gw_route_t;
 
@@ -142,8 +159,9 @@ size_t gw_upstream_target_size(const gw_route_t *r, const weft_http_request_t *r
 /* Frees what the route owns (not the route itself). */
 void gw_route_clear(gw_route_t *r);
 
-/* A new table owning routes[0..n) (moved in); NULL when out of memory (routes are cleared
- * then). A snapshot object: released with weft_snap_release. */
+/* A new table owning routes[0..n) (moved in), with the ring of each ring_hash route over
+ * static targets built; NULL when out of memory (routes are cleared then). A snapshot
+ * object: released with weft_snap_release. */
 gw_table_t *gw_table_new(gw_route_t *routes, size_t n);
 
 #endif

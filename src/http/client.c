@@ -125,7 +125,13 @@ int weft_http_client_request(weft_http_client_t *c, const weft_http_client_req_t
         if (err == WEFT_ELIMIT) c->st.rejected++;
         return err;
     }
-    if (!p->idle && p->nconns >= c->o.max_conns_per_host && p->nq >= c->o.max_queue) {
+    unsigned max_conns = r->max_conns && r->max_conns < c->o.max_conns_per_host
+                             ? r->max_conns
+                             : c->o.max_conns_per_host;
+    unsigned max_queue = r->max_queue == WEFT_HTTP_CLIENT_NO_QUEUE ? 0
+                         : r->max_queue                            ? r->max_queue
+                                                                   : c->o.max_queue;
+    if (!p->idle && p->nconns >= max_conns && p->nq >= max_queue) {
         c->st.rejected++;
         c->pools_dirty = true; /* the pool may be new and unused */
         weft__client_sweep_start(c);
@@ -155,6 +161,7 @@ int weft_http_client_request(weft_http_client_t *c, const weft_http_client_req_t
     call->connect_ms = pick_ms(r->connect_timeout_ms, c->o.connect_timeout_ms);
     call->head_ms = pick_ms(r->head_timeout_ms, c->o.head_timeout_ms);
     call->body_ms = pick_ms(r->body_timeout_ms, c->o.body_timeout_ms);
+    call->max_conns = max_conns;
     call->prev = NULL;
     call->next = c->calls;
     if (c->calls) c->calls->prev = call;

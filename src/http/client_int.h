@@ -91,6 +91,7 @@ struct weft_http_client_call_s {
     uint64_t body_left;    /* LENGTH: bytes _write may still give */
     size_t head_left;      /* streamed: head bytes in out/flight, not counted as body */
     uint64_t connect_ms, head_ms, body_ms; /* this call's timeouts; 0: none */
+    unsigned max_conns;                    /* its pool's connections it may open up to */
     uint64_t deadline;                     /* whole exchange (uv_now ms); 0: none */
     uint64_t head_deadline; /* the response head, once the request is all written; 0: none */
     uint64_t body_deadline; /* the next read of the body; 0: none */

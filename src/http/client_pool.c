@@ -5,8 +5,9 @@
  * Design. Pools live in a chained hash table (FNV-1a over host and port) that doubles while
  * it holds more than two pools per bucket, up to 65536 buckets. A pool hands a call its most
  * recently used idle connection (warm in the server's caches, and the others age out), opens
- * a new one while under max_conns_per_host, or queues the call (FIFO; bounded by max_queue
- * in weft_http_client_request). A connection that closes while calls wait kicks its pool,
+ * a new one while under the call's max_conns (max_conns_per_host, or less when the request
+ * says so), or queues the call (FIFO; bounded by max_queue, or the request's own, in
+ * weft_http_client_request). A connection that closes while calls wait kicks its pool,
  * and the kick opens connections for them (weft__pool_pump), outside any user callback.
  *
  * Counters. Each pool counts what a load balancer and an outlier detector read about its
@@ -220,7 +221,7 @@ void weft__pool_dispatch(pool_t *p, call_t *call, bool fresh)
         weft__conn_start_call(k, call);
         return;
     }
-    if (p->nconns < c->o.max_conns_per_host) {
+    if (p->nconns < call->max_conns) {
         weft__conn_open(p, call);
         return;
     }
@@ -230,7 +231,7 @@ void weft__pool_dispatch(pool_t *p, call_t *call, bool fresh)
 void weft__pool_pump(pool_t *p)
 {
     weft_http_client_t *c = p->client;
-    while (p->qhead && p->nconns < c->o.max_conns_per_host && !c->closing)
+    while (p->qhead && p->nconns < p->qhead->max_conns && !c->closing)
         weft__conn_open(p, p->qhead); /* leaves the queue: QUEUED -> CONNECTING */
 }
 

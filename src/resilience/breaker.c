@@ -269,6 +269,13 @@ void weft_breaker_record(weft_breaker_t *b, uint64_t now, int ok, uint64_t durat
     }
 }
 
+void weft_breaker_release(weft_breaker_t *b, uint64_t now)
+{
+    (void)clamp_now(b, now);
+    if (b->state == WEFT_BREAKER_HALF_OPEN && b->trials_admitted > b->trials_recorded)
+        b->trials_admitted--;
+}
+
 weft_breaker_state_t weft_breaker_state(const weft_breaker_t *b)
 {
     return b->state;

@@ -195,11 +195,11 @@ def test_breaker_opens_fails_fast_half_opens_closes(spawn, tmp_path, faulty):
     time.sleep(1.1)
     assert [get(w.gw + "/flaky/x").status_code for _ in range(4)] == [200] * 4
     m = get(w.api + "/metrics").text
-    assert 'weft_breaker_state{route="flaky"} 0' in m
+    assert 'weft_breaker_state{route="flaky",upstream=""} 0' in m
     for frm, to, why in (("closed", "open", "consecutive_failures"),
                          ("open", "half_open", "open_timeout"),
                          ("half_open", "closed", "half_open_success")):
-        assert (f'weft_breaker_transitions_total{{route="flaky",from="{frm}",to="{to}",'
+        assert (f'weft_breaker_transitions_total{{route="flaky",upstream="",from="{frm}",to="{to}",'
                 f'reason="{why}"}} 1') in m, (frm, to, why)
     assert 'weft_breaker_rejected_total{route="flaky"} 1' in m
 

@@ -827,6 +827,45 @@ static void test_pool_limits(void **state)
     close_client(&loop, c);
 }
 
+/* A request's own max_conns and max_queue (a gateway's per-upstream limits) bound the
+ * pool below the client's options; NO_QUEUE refuses rather than queues. */
+static void test_pool_limits_per_request(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    weft_http_client_t *c = client_on(&loop, NULL); /* 1024 connections, 4096 waiting */
+    result_t *r = calloc(6, sizeof(*r));
+    assert_non_null(r);
+    weft_http_client_req_t q = get_req("/text");
+    q.max_conns = 1;
+    q.max_queue = 2;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(weft_http_client_request(c, &q, &cbs, &r[i], NULL), 0);
+    weft_http_client_stats_t st = weft_http_client_stats(c);
+    assert_int_equal(st.conns_open, 1);
+    assert_int_equal(st.queued, 2);
+    assert_int_equal(weft_http_client_request(c, &q, &cbs, &r[3], NULL), WEFT_ELIMIT);
+    q.max_queue = WEFT_HTTP_CLIENT_NO_QUEUE; /* none may wait: refused at once */
+    assert_int_equal(weft_http_client_request(c, &q, &cbs, &r[3], NULL), WEFT_ELIMIT);
+    q.max_conns = 2; /* a larger bound opens a second connection */
+    assert_int_equal(weft_http_client_request(c, &q, &cbs, &r[3], NULL), 0);
+    st = weft_http_client_stats(c);
+    assert_int_equal(st.conns_open, 2);
+    assert_int_equal(st.rejected, 2);
+    int total = 0;
+    for (int i = 0; i < 2000 && total < 4; i++) {
+        uv_run(&loop, UV_RUN_ONCE);
+        total = 0;
+        for (int k = 0; k < 4; k++) total += r[k].done;
+    }
+    assert_int_equal(total, 4);
+    for (int k = 0; k < 4; k++) assert_int_equal(r[k].status, 200);
+    st = weft_http_client_stats(c);
+    assert_int_equal(st.conns_opened, 2); /* the queued ones waited for those two */
+    free(r);
+    close_client(&loop, c);
+}
+
 static void test_queue_after_connect_failure(void **state)
 {
     /* one connection allowed; when it fails, the queued calls get connections at once
@@ -1741,6 +1780,7 @@ int main(void)
         cmocka_unit_test(test_keepalive_race_retry),
         cmocka_unit_test(test_idle_connections),
         cmocka_unit_test(test_pool_limits),
+        cmocka_unit_test(test_pool_limits_per_request),
         cmocka_unit_test(test_queue_after_connect_failure),
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_streamed_request_body),

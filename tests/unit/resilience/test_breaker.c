@@ -283,6 +283,45 @@ static void test_slow_trial_reopens(void **state)
     weft_breaker_free(b);
 }
 
+/* A trial that is released (never made) gives its place back: without it, a half-open
+ * breaker whose trial never ends would refuse every call for ever. */
+static void test_release_gives_trial_back(void **state)
+{
+    (void)state;
+    log_t l = {0};
+    weft_breaker_options_t o;
+    weft_breaker_options_init(&o);
+    o.consecutive_failures = 1;
+    o.half_open_requests = 1;
+    weft_breaker_t *b = mk(&o, &l);
+    open_it(b, 0);
+    uint64_t w = 99;
+    assert_int_equal(weft_breaker_allow(b, 5000, &w), 1); /* the one trial */
+    assert_int_equal(weft_breaker_allow(b, 5001, &w), 0);
+    assert_int_equal(w, 0);
+    weft_breaker_release(b, 5002);
+    assert_int_equal(weft_breaker_state(b), WEFT_BREAKER_HALF_OPEN);
+    assert_int_equal(weft_breaker_allow(b, 5003, &w), 1); /* its place again */
+    weft_breaker_record(b, 5004, 1, 1);
+    assert_int_equal(weft_breaker_state(b), WEFT_BREAKER_CLOSED);
+    /* closed: a release changes nothing, and a second one is not taken as a trial */
+    weft_breaker_release(b, 5005);
+    weft_breaker_release(b, 5006);
+    call(b, 5007, 0, 1);
+    assert_int_equal(weft_breaker_state(b), WEFT_BREAKER_OPEN);
+    weft_breaker_free(b);
+    /* half-open with its trials recorded: nothing to give back, no extra trial appears */
+    o.half_open_requests = 2;
+    b = mk(&o, &l);
+    open_it(b, 0);
+    assert_int_equal(weft_breaker_allow(b, 5000, &w), 1);
+    weft_breaker_record(b, 5001, 1, 1);
+    weft_breaker_release(b, 5002);
+    assert_int_equal(weft_breaker_allow(b, 5003, &w), 1);
+    assert_int_equal(weft_breaker_allow(b, 5004, &w), 0);
+    weft_breaker_free(b);
+}
+
 static void test_clock_backwards(void **state)
 {
     (void)state;
@@ -363,7 +402,7 @@ int main(void)
         cmocka_unit_test(test_slow_rate),       cmocka_unit_test(test_window_slides),
         cmocka_unit_test(test_half_open),       cmocka_unit_test(test_slow_trial_reopens),
         cmocka_unit_test(test_clock_backwards), cmocka_unit_test(test_check),
-        cmocka_unit_test(test_all_rules_off),
+        cmocka_unit_test(test_all_rules_off),   cmocka_unit_test(test_release_gives_trial_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
