@@ -116,6 +116,7 @@ static const char *lb_name(gw_lb_t lb)
 {
     return lb == GW_LB_LEAST_REQUEST ? "least_request"
            : lb == GW_LB_RANDOM      ? "random"
+           : lb == GW_LB_RING_HASH   ? "ring_hash"
                                      : "round_robin";
 }
 
@@ -136,6 +137,37 @@ static void put_rate(weft_buf_t *b, double per_s)
 }
 
 /* The route's breaker now: "breaker":{...} or null. */
+/* A breaker's state and window, as an object. */
+static void put_breaker_stats(weft_buf_t *b, const weft_breaker_stats_t *st)
+{
+    weft_buf_putc(b, '{');
+    put_strkey(b, "state", weft_breaker_state_name(st->state));
+    weft_buf_putc(b, ',');
+    put_u64key(b, "ms_until_half_open", st->ms_until_half_open);
+    weft_buf_putc(b, ',');
+    put_strkey(b, "last_reason", weft_breaker_reason_name(st->last_reason));
+    weft_buf_putc(b, ',');
+    put_u64key(b, "consecutive_failures", st->consecutive_failures);
+    weft_buf_putc(b, ',');
+    put_u64key(b, "window_calls", st->window_calls);
+    weft_buf_putc(b, ',');
+    put_u64key(b, "window_failures", st->window_failures);
+    weft_buf_putc(b, ',');
+    put_u64key(b, "window_slow", st->window_slow);
+    weft_buf_putc(b, ',');
+    put_u64key(b, "failure_rate", st->failure_rate);
+    weft_buf_putc(b, ',');
+    put_u64key(b, "slow_call_rate", st->slow_call_rate);
+    put_duration(b, "open_for", st->open_for_ms);
+    weft_buf_putc(b, ',');
+    put_u64key(b, "opens", st->opens);
+    weft_buf_putc(b, ',');
+    put_u64key(b, "transitions", st->transitions);
+    weft_buf_putc(b, ',');
+    put_u64key(b, "rejected", st->rejected);
+    weft_buf_putc(b, '}');
+}
+
 static void put_breaker_state(weft_buf_t *b, gw_policy_t *p, uint64_t now_ms)
 {
     weft_json_put_key(b, "breaker");
@@ -147,32 +179,7 @@ static void put_breaker_state(weft_buf_t *b, gw_policy_t *p, uint64_t now_ms)
     pthread_mutex_lock(&p->mu);
     weft_breaker_stats(p->breaker, now_ms, &st);
     pthread_mutex_unlock(&p->mu);
-    weft_buf_putc(b, '{');
-    put_strkey(b, "state", weft_breaker_state_name(st.state));
-    weft_buf_putc(b, ',');
-    put_u64key(b, "ms_until_half_open", st.ms_until_half_open);
-    weft_buf_putc(b, ',');
-    put_strkey(b, "last_reason", weft_breaker_reason_name(st.last_reason));
-    weft_buf_putc(b, ',');
-    put_u64key(b, "consecutive_failures", st.consecutive_failures);
-    weft_buf_putc(b, ',');
-    put_u64key(b, "window_calls", st.window_calls);
-    weft_buf_putc(b, ',');
-    put_u64key(b, "window_failures", st.window_failures);
-    weft_buf_putc(b, ',');
-    put_u64key(b, "window_slow", st.window_slow);
-    weft_buf_putc(b, ',');
-    put_u64key(b, "failure_rate", st.failure_rate);
-    weft_buf_putc(b, ',');
-    put_u64key(b, "slow_call_rate", st.slow_call_rate);
-    put_duration(b, "open_for", st.open_for_ms);
-    weft_buf_putc(b, ',');
-    put_u64key(b, "opens", st.opens);
-    weft_buf_putc(b, ',');
-    put_u64key(b, "transitions", st.transitions);
-    weft_buf_putc(b, ',');
-    put_u64key(b, "rejected", st.rejected);
-    weft_buf_putc(b, '}');
+    put_breaker_stats(b, &st);
 }
 
 /* Where r sends: "service":... or "upstream":{targets, lb}, and "lb". */
@@ -200,6 +207,12 @@ static void put_destination(weft_buf_t *b, const gw_route_t *r)
     }
     weft_buf_putc(b, ',');
     put_strkey(b, "lb", lb_name(r->lb));
+    if (r->lb == GW_LB_RING_HASH) {
+        char h[300];
+        snprintf(h, sizeof(h), "header:%s", r->hash_header ? r->hash_header : "");
+        weft_buf_putc(b, ',');
+        put_strkey(b, "hash_on", r->hash_on == GW_HASH_HEADER ? h : "client_ip");
+    }
 }
 
 static void put_retry(weft_buf_t *b, const gw_retry_conf_t *c)
@@ -345,6 +358,24 @@ static void put_route(weft_buf_t *b, const gw_route_t *r, uint64_t now_ms)
     put_rate_limit(b, r);
     weft_buf_putc(b, ',');
     put_breaker_conf(b, &r->breaker);
+    /* the concurrency limits per instance (given among circuit_breaker's keys) */
+    weft_buf_putc(b, ',');
+    weft_json_put_key(b, "limits");
+    if (!r->limits.on) {
+        weft_buf_puts(b, "null");
+    } else {
+        weft_buf_putc(b, '{');
+        put_u64key(b, "max_connections", r->limits.max_connections);
+        weft_buf_putc(b, ',');
+        weft_json_put_key(b, "max_pending_requests");
+        if (r->limits.pending_set)
+            weft_buf_put_u64(b, r->limits.max_pending);
+        else
+            weft_buf_puts(b, "null");
+        weft_buf_putc(b, ',');
+        put_u64key(b, "max_requests", r->limits.max_requests);
+        weft_buf_putc(b, '}');
+    }
     weft_buf_putc(b, ',');
     put_breaker_state(b, r->policy, now_ms);
     weft_buf_putc(b, '}');
@@ -515,12 +546,32 @@ static void collect_worker(weft_host_t *h, struct uv_loop_s *loop, unsigned inde
     collect_unref(c); /* the post's */
 }
 
-/* The per-instance policy of route r for host:port (its breaker, its concurrency limits:
- * issue 19 item 5, not built yet): the fields go here, after "pool", when they are. Writes
- * nothing today. */
-static void put_instance_policy(weft_buf_t *b, const gw_route_t *r, const char *host, uint16_t port)
+/* The route's state for one instance: its own breaker, its tries in flight (every
+ * worker's), and the route's limits per instance. */
+static void put_instance_policy(weft_buf_t *b, const gw_route_t *r, const char *host,
+                                uint16_t port, uint64_t now_ms)
 {
-    (void)b, (void)r, (void)host, (void)port;
+    gw_upstream_state_t st;
+    gw_policy_upstream(r->policy, host, port, now_ms, &st);
+    weft_buf_putc(b, ',');
+    weft_json_put_key(b, "breaker");
+    if (st.breaker && st.kept)
+        put_breaker_stats(b, &st.stats);
+    else
+        weft_buf_puts(b, "null");
+    weft_buf_putc(b, ',');
+    put_u64key(b, "active", st.active);
+    weft_buf_puts(b, ",\"limits\":{");
+    put_u64key(b, "max_connections", st.max_connections);
+    weft_buf_putc(b, ',');
+    weft_json_put_key(b, "max_pending_requests");
+    if (st.pending_set || st.max_pending)
+        weft_buf_put_u64(b, st.max_pending);
+    else
+        weft_buf_puts(b, "null");
+    weft_buf_putc(b, ',');
+    put_u64key(b, "max_requests", st.max_requests);
+    weft_buf_putc(b, '}');
 }
 
 /* "pool":{...}: host:port's connections summed over the workers, and per worker. */
@@ -585,7 +636,8 @@ static void put_pool(weft_buf_t *b, const collect_t *c, const char *host, uint16
 }
 
 static void put_instance(weft_buf_t *b, const collect_t *c, const gw_route_t *r, const char *id,
-                         const char *host, uint16_t port, unsigned weight, const char *health)
+                         const char *host, uint16_t port, unsigned weight, const char *health,
+                         uint64_t now_ms)
 {
     char a[GW_HOST_MAX + 16];
     int n = snprintf(a, sizeof(a), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
@@ -605,7 +657,7 @@ static void put_instance(weft_buf_t *b, const collect_t *c, const gw_route_t *r,
     weft_buf_putc(b, ',');
     put_strkey(b, "health", health);
     put_pool(b, c, host, port);
-    put_instance_policy(b, r, host, port);
+    put_instance_policy(b, r, host, port, now_ms);
     weft_buf_putc(b, '}');
 }
 
@@ -641,7 +693,7 @@ static void put_upstreams(weft_buf_t *b, const collect_t *c, uint64_t now_ms)
             for (unsigned k = 0; k < r->ntargets; k++) {
                 if (k) weft_buf_putc(b, ',');
                 put_instance(b, c, r, NULL, r->targets[k].host, r->targets[k].port,
-                             r->targets[k].weight, NULL);
+                             r->targets[k].weight, NULL, now_ms);
             }
         } else if (reg) {
             /* every instance of the service, whatever its health: only passing ones are
@@ -654,7 +706,7 @@ static void put_upstreams(weft_buf_t *b, const collect_t *c, uint64_t now_ms)
                 int wt = in->w_passing > 0 ? in->w_passing : 1;
                 if (k) weft_buf_putc(b, ',');
                 put_instance(b, c, r, in->id, *in->address ? in->address : s->node->address,
-                             in->port, (unsigned)wt, weft__health_name(in->health));
+                             in->port, (unsigned)wt, weft__health_name(in->health), now_ms);
             }
             weft_snap_read_unlock();
         }

@@ -69,6 +69,14 @@ def test_one_faulty_instance_opens_alone(spawn, tmp_path, faulty):
     assert (f'weft_breaker_transitions_total{{route="three",upstream="{up_c}",from="closed",'
             f'to="open",reason="consecutive_failures"}} 1') in m
     assert 'weft_breaker_transitions_total{route="three",upstream="",' not in m
+    # the admin API shows each instance's own breaker
+    ups = get(w.api + "/v1/gateway/upstreams").json()
+    inst = {i["port"]: i for i in ups[0]["instances"]}
+    assert inst[c.port]["breaker"]["state"] == "open"
+    assert inst[c.port]["breaker"]["last_reason"] == "consecutive_failures"
+    assert inst[a.port]["breaker"]["state"] == "closed"
+    assert inst[a.port]["active"] == 0
+    assert ups[0]["breaker"]["state"] == "closed"
     # c recovers; after open_for its trial succeeds and it is picked again
     c.set_fault("off")
     time.sleep(1.1)
@@ -156,6 +164,12 @@ def test_max_requests_rejects_exactly_the_excess(spawn, tmp_path, faulty):
     assert up.stats()["requests_by_path"]["/delay/1500"] == 2
     m = metrics(w)
     assert 'weft_gateway_upstream_errors_total{route="lim",kind="overflow"} 3' in m
+    # the admin API shows the limits, as configured and per instance
+    route = get(w.api + "/v1/gateway/routes").json()[0]
+    assert route["limits"] == {"max_connections": 0, "max_pending_requests": None,
+                               "max_requests": 2}
+    inst = get(w.api + "/v1/gateway/upstreams").json()[0]["instances"][0]
+    assert inst["limits"]["max_requests"] == 2 and inst["active"] == 0
     # the count came back down: two more pass one after the other
     assert [get(w.gw + "/lim/x").status_code for _ in range(2)] == [200, 200]
 
@@ -212,6 +226,9 @@ def test_ring_hash_same_key_same_instance_and_few_move(spawn, tmp_path, faulty):
       service: ring
       upstream: { lb: ring_hash }
 """)
+    routes = get(w.api + "/v1/gateway/routes").json()
+    assert [(r["lb"], r.get("hash_on")) for r in routes] == [("ring_hash", "header:X-User"),
+                                                            ("ring_hash", "client_ip")]
     for i, up in enumerate(ups):
         _register(w, "ring", f"ring-{i}", up.port)
     wait_for(lambda: len({get(w.gw + "/ring/x", headers={"X-User": f"u{k}"}).headers.get(
