@@ -48,6 +48,8 @@
 #ifndef WEFT_CLIENT_H
 #define WEFT_CLIENT_H
 
+#include <stdbool.h>
+
 #include "weft/common.h"
 
 #ifdef __cplusplus
