@@ -47,7 +47,6 @@
 #include "weft/log.h"
 #include "weft/weft.h"
 
-#define TARGET_MAX            8192
 #define GW_RETRY_MAX_ATTEMPTS 10
 #define HDR_EXTRA             4 /* X-Forwarded-For, -Proto, -Host, X-Request-Id */
 
@@ -725,9 +724,14 @@ void weft__gw_handle(weft_http_request_t *req, void *arg)
         return;
     }
     if (!breaker_admits(x)) return;
-    char *target = weft_http_request_alloc(req, TARGET_MAX);
-    if (!target || gw_upstream_target(x->route, req, target, TARGET_MAX) != 0) {
-        fail(x, 414, "target too long for the upstream", NULL);
+    /* the path sent upstream is the request's (or the rewrite) with '/', '?' and a NUL at
+     * most: a target at the listener's own limit (http.max_target_size) goes through */
+    const char *rw = x->route->rewrite;
+    size_t tcap = (rw ? strlen(rw) : req->path.len) + req->query.len + 3;
+    char *target = weft_http_request_alloc(req, tcap);
+    if (!target || gw_upstream_target(x->route, req, target, tcap) != 0) {
+        fail(x, target ? 414 : 503,
+             target ? "target too long for the upstream" : "gateway out of memory", NULL);
         return;
     }
     x->target = target;
