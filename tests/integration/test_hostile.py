@@ -103,6 +103,8 @@ CASES = [
      b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
     ("te-unknown-coding", b"POST /echo HTTP/1.1\r\n" + H +
      b"Transfer-Encoding: foo, chunked\r\n\r\n0\r\n\r\n", 501),
+    ("te-in-http10", b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"3\r\nabc\r\n0\r\n\r\n", 400),
     ("te-parameter-without-coding", b"POST /echo HTTP/1.1\r\n" + H +
      b"Transfer-Encoding: ;x, chunked\r\n\r\n0\r\n\r\n", 400),
     # chunked framing
