@@ -20,7 +20,8 @@
  * Headers. Hop-by-hop headers (RFC 9110 7.6.1: Connection and what it names, Keep-Alive,
  * Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade) are not forwarded either way;
  * framing is each side's own (Content-Length or chunked, chosen again). Host is kept as the
- * client sent it (as Envoy does). Added upstream: X-Forwarded-For (the client's address
+ * client sent it (as Envoy does), except that an absolute-form target's host replaces it
+ * (RFC 9110 7.2: the route matched on that host). Added upstream: X-Forwarded-For (the client's address
  * appended), X-Forwarded-Proto, X-Forwarded-Host, and X-Request-Id when the client sent
  * none (16 random hex digits).
  *
@@ -213,6 +214,7 @@ typedef enum {
     H_CONTENT_LENGTH,
     H_CONTENT_TYPE,
     H_DATE,
+    H_HOST,
     H_XFF,
     H_XFP,
     H_XFH,
@@ -226,7 +228,7 @@ static hclass_t hclass(weft_str_t n)
     case 2:
         return IS("te") ? H_HOP : H_OTHER;
     case 4:
-        return IS("date") ? H_DATE : H_OTHER;
+        return IS("date") ? H_DATE : IS("host") ? H_HOST : H_OTHER;
     case 7:
         return IS("upgrade") || IS("trailer") ? H_HOP : H_OTHER;
     case 10:
@@ -655,7 +657,11 @@ static const weft_http_header_t *upstream_headers(gw_req_t *x, size_t *n)
             continue;
         }
         if (c == H_XRID) rid = req->headers[i].value;
-        out[k++] = req->headers[i];
+        out[k] = req->headers[i];
+        /* RFC 9110 7.2: an absolute-form target's host replaces the Host field (the route
+         * matched on it; the upstream must not see another) */
+        if (c == H_HOST) out[k].value = req->authority;
+        k++;
     }
     /* the client's address, without its port */
     const char *peer = weft_http_request_peer(req);
