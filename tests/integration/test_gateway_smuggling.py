@@ -80,6 +80,13 @@ MALICIOUS = {
     # a 204 has no body whatever it says: these bytes are not its
     "/204-with-body": b"HTTP/1.1 204 No Content\r\nContent-Length: 8\r\n\r\nsmuggled",
     "/bare-lf": b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+    # a protocol switch nobody asked for (the request had no Upgrade), with a request behind it
+    "/unasked-101": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+    # an obs-fold: a user agent replaces it with spaces (RFC 9112 5.2); it must not become a
+    # header line of its own on the way to the client (a well-framed response: kept alive)
+    "/obs-fold": b"HTTP/1.1 200 OK\r\nX-A: a\r\n Set-Cookie: injected\r\n"
+                 b"Content-Length: 2\r\n\r\nok",
     "/nul-in-header": b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok",
 }
 
@@ -598,6 +605,7 @@ RESPONSES = [
     ("/204-with-body", 204, b""),
     ("/bare-lf", 502, None),
     ("/nul-in-header", 502, None),
+    ("/unasked-101", 502, None),
 ]
 
 
@@ -647,6 +655,21 @@ def test_response_sent_later_on_an_idle_connection(gw):
     assert answer_of(rs[0])[:4] == (1, 1, "GET", "/probe"), rs[0].body
     raw, reqs, errors = gw.up.snapshot()
     assert not errors and [(r.conn, r.target) for r in reqs] == [(0, "/late"), (1, "/probe")]
+
+
+def test_folded_response_field_stays_one_field(gw):
+    """An obs-fold in a response field reaches the client as spaces inside that one field,
+    never as a field line of its own (response splitting); the response is well framed, so
+    its connection is reused and the next request gets its own answer."""
+    out, after = probe_same_connection(gw.gw_port, b"GET /obs-fold HTTP/1.1\r\n" + H +
+                                       b"\r\n", has_responses(1))
+    rs, rest = parse_responses(out)
+    assert [(r.status, r.body) for r in rs] == [(200, b"ok")] and not rest, out
+    assert rs[0].header("set-cookie") is None, out
+    assert rs[0].header("x-a").split() == ["a", "Set-Cookie:", "injected"], out
+    assert b"\r\n Set-Cookie" not in out and b"\r\nSet-Cookie" not in out
+    assert [r.status for r in after] == [200]
+    assert answer_of(after[0])[:4] == (0, 1, "GET", "/probe"), after[0].body
 
 
 def test_head_response_with_a_body(gw, upstream):
