@@ -562,6 +562,31 @@ def test_absolute_form_sends_its_host_upstream(gw):
     assert reqs[1].one("host") == "Public.Example:8080"
 
 
+@pytest.mark.parametrize("host", [b"nowhere.example", b"x"])
+def test_early_answer_with_a_body_unread(gw, host):
+    """The gateway answers before the body is read (no route: 404; or the upstream answers
+    before the end of the body): the body, a request in disguise, is never parsed as one;
+    the connection closes after the answer, and says so."""
+    hidden = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    target = b"/nowhere" if host != b"x" else b"/refuse-continue"
+    data = (b"POST " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\nContent-Length: %d\r\n\r\n"
+            % len(hidden))
+    with socket.create_connection(("127.0.0.1", gw.gw_port), timeout=WAIT) as s:
+        s.sendall(data)
+        out, closed = read_until(s, has_responses(1))
+        try:
+            s.sendall(hidden)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        more, closed = read_until_closed(s, WAIT)
+    rs, rest = parse_responses(out + more)
+    assert [r.status for r in rs] == [404 if host != b"x" else 417] and not rest, out + more
+    assert closed and rs[0].header("connection") == "close", out
+    raw, reqs, errors = gw.up.snapshot()
+    assert not errors and all(b"/smuggled" not in r[:r.find(b"\r\n\r\n")] for r in raw)
+    assert [r.target for r in reqs] == ([] if host != b"x" else ["/refuse-continue"])
+
+
 def test_expect_100_continue_that_the_upstream_refuses(gw):
     """The gateway answers 100 Continue itself (its listener does, as Envoy does by default),
     then the upstream refuses at the end of the head (417) and closes. The client gets the
