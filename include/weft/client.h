@@ -165,7 +165,8 @@ typedef struct weft_http_client_cbs_s {
      *  for a proxy: WEFT_ETIMEDOUT_CONNECT, WEFT_ETIMEDOUT_HEAD, WEFT_ETIMEDOUT_BODY,
      *  WEFT_ETIMEDOUT (the request deadline); -ECONNREFUSED, -ENETUNREACH, ... (connect: the
      *  last address's error), WEFT_ENOENT (name not found), WEFT_ECONNRESET (the connection
-     *  closed before the response ended), WEFT_EPARSE (malformed response), WEFT_ELIMIT
+     *  closed before the response ended), WEFT_EPARSE (malformed response; a 101 to a
+     *  request without an Upgrade field is one, RFC 9110 15.2.2), WEFT_ELIMIT
      *  (response head over max_response_head or max_headers), WEFT_ECANCELED (cancel or
      *  client close), WEFT_ENOMEM. */
     void (*on_done)(weft_http_client_call_t *call, int err, void *arg);

@@ -21,7 +21,8 @@
  * Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade: but see Upgrades) are not
  * forwarded either way;
  * framing is each side's own (Content-Length or chunked, chosen again). Host is kept as the
- * client sent it (as Envoy does). Added upstream: X-Forwarded-For (the client's address
+ * client sent it (as Envoy does), except that an absolute-form target's host replaces it
+ * (RFC 9110 7.2: the route matched on that host). Added upstream: X-Forwarded-For (the client's address
  * appended), X-Forwarded-Proto, X-Forwarded-Host, and X-Request-Id when the client sent
  * none (16 random hex digits). With a tracer, the client's traceparent and tracestate are
  * replaced by the gateway span's (observe.c, which also keeps what the access log says).
@@ -65,7 +66,6 @@
 #include "weft/log.h"
 #include "weft/weft.h"
 
-#define TARGET_MAX            8192
 #define GW_RETRY_MAX_ATTEMPTS 10
 /* X-Forwarded-For, -Proto, -Host, X-Request-Id, Connection (an upgrade), traceparent,
  * tracestate */
@@ -303,6 +303,7 @@ typedef enum {
     H_CONNECTION,
     H_CONTENT_LENGTH,
     H_DATE,
+    H_HOST,
     H_XFF,
     H_XFP,
     H_XFH,
@@ -317,7 +318,7 @@ static hclass_t hclass(weft_str_t n)
     case 2:
         return IS("te") ? H_HOP : H_OTHER;
     case 4:
-        return IS("date") ? H_DATE : H_OTHER;
+        return IS("date") ? H_DATE : IS("host") ? H_HOST : H_OTHER;
     case 7:
         return IS("upgrade") || IS("trailer") ? H_HOP : H_OTHER;
     case 10:
@@ -1048,7 +1049,11 @@ static const weft_http_header_t *upstream_headers(gw_req_t *x, size_t *n)
             continue;
         }
         if (c == H_XRID) rid = req->headers[i].value;
-        out[k++] = req->headers[i];
+        out[k] = req->headers[i];
+        /* RFC 9110 7.2: an absolute-form target's host replaces the Host field (the route
+         * matched on it; the upstream must not see another) */
+        if (c == H_HOST) out[k].value = req->authority;
+        k++;
     }
     /* the client's address, without its port */
     const char *peer = weft_http_request_peer(req);
@@ -1125,12 +1130,15 @@ void weft__gw_handle(weft_http_request_t *req, void *arg)
         return;
     }
     if (!breaker_admits(x)) return;
-    /* sized to fit: a block of TARGET_MAX would be an arena block of its own, a malloc and
-     * a free per request */
+    /* sized to fit the path sent upstream (the request's, or the rewrite, with '/', '?' and
+     * a NUL at most): a target at the listener's own limit (http.max_target_size) goes
+     * through, and no block of a fixed size (an arena block of its own: a malloc and a free
+     * per request) is taken */
     size_t tsize = gw_upstream_target_size(x->route, req);
-    char *target = tsize <= TARGET_MAX ? weft_http_request_alloc(req, tsize) : NULL;
+    char *target = weft_http_request_alloc(req, tsize);
     if (!target || gw_upstream_target(x->route, req, target, tsize) != 0) {
-        fail(x, 414, "target too long for the upstream", NULL);
+        fail(x, target ? 414 : 503,
+             target ? "target too long for the upstream" : "gateway out of memory", NULL);
         return;
     }
     x->target = target;

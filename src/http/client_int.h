@@ -104,6 +104,7 @@ struct weft_http_client_call_s {
     weft__call_state_t failed_in; /* DYING: the state it failed in */
     weft_http_client_body_t bmode;
     bool is_head, idempotent, retried; /* what the request is */
+    bool upgrade;                      /* it has an Upgrade field: a 101 may answer it */
     bool flushed;                      /* FIXED: the one write was handed to libuv */
     bool ended;                        /* the body is complete (FIXED, or after _end) */
     bool sent;                         /* every byte of the request is in the kernel */

@@ -25,8 +25,9 @@
  *
  * Call states (client_int.h): the final head moves the call HEAD -> BODY, the end of the
  * message BODY -> COMPLETE; 1xx interim heads (100 Continue) are skipped and do not stop the
- * head timeout. Every parser callback checks that the call it serves is still there, by
- * sequence number, because any user callback may cancel it or close the client.
+ * head timeout; a 101 is final, and malformed unless the request had an Upgrade field.
+ * Every parser callback checks that the call it serves is still there, by sequence number,
+ * because any user callback may cancel it or close the client.
  *
  * Threads: the client's loop thread only. Memory: failures end the call with WEFT_ENOMEM.
  */
@@ -132,6 +133,10 @@ static int r_headers_complete(llhttp_t *p)
         k->interim = true; /* 100 Continue and friends: not the response, and no body */
         return 1;
     }
+    /* RFC 9110 15.2.2: no switch to a protocol the request did not name in Upgrade. Taken
+     * as a response, the bytes after it would be the "new protocol" to a client, or to a
+     * proxy in front, while this connection's next bytes are parsed as HTTP again */
+    if (status == 101 && !call->upgrade) return -1;
     char *rb = k->rbuf.p;
     for (unsigned i = 0; i < k->nh; i++) { /* views into rbuf: the head is all there */
         const hoff_t *h = &k->hoffs[i];

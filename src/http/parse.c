@@ -15,9 +15,9 @@
  * target SP HTTP/1.x", a bare CR, a head or target over its limit (431, 414), control
  * characters in the target or a header value, a header name that is not a token, a missing
  * or repeated or malformed Host, an expectation other than 100-continue (417), transfer
- * codings other than a final chunked (400, 501), a body over the route's limit (413), chunk
- * sizes over 16 hex digits and chunk extensions over 4096 bytes a message. The syntax rules
- * themselves are syntax.h's.
+ * codings other than a final chunked (400, 501) or in HTTP/1.0 (400), a body over the
+ * route's limit (413), chunk sizes over 16 hex digits and chunk extensions over 4096 bytes a
+ * message. The syntax rules themselves are syntax.h's.
  *
  * Bodies. A route that buffers gets the body in the arena (sized from Content-Length, or
  * doubling for chunked); a stream_body route's handler is dispatched at the end of the head
@@ -388,6 +388,10 @@ static int p_headers_complete(llhttp_t *p)
     req->nheaders = c->nhdr;
     if (hosts > 1) return reject(c, 400, "more than one Host header");
     if (hosts == 0 && req->version_minor == 1) return reject(c, 400, "missing Host header");
+    /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing (a 1.0 recipient
+     * behind a proxy would read it by Content-Length, or to the close) */
+    if (has_te && req->version_minor == 0)
+        return reject(c, 400, "Transfer-Encoding in an HTTP/1.0 request");
     if (has_te && check_transfer_encoding(c, hs, c->nhdr) != 0) return -1;
 
     bool chunked = (p->flags & F_CHUNKED) != 0;

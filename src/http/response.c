@@ -137,6 +137,10 @@ static int write_head(conn_t *c, int status, const char *ctype, int64_t clen, bo
          c->served + 1 >= c->l->srv->o.max_keepalive_requests) ||
         atomic_load_explicit(&c->l->srv->draining, memory_order_relaxed))
         req->keep_alive = false;
+    /* An answer that starts before the request's body is all read (a streamed body): the
+     * unread bytes cannot be told from a next request, so the connection closes after it
+     * (even if the body does end first: the head has gone out); say so (RFC 9110 10.1.1) */
+    if (!c->message_done) req->keep_alive = false;
 
     char *o = c->obuf + c->olen;
     memcpy(o, "HTTP/1.1 ", 9);

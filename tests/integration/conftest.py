@@ -243,16 +243,17 @@ def weft(spawn, tmp_path):
 
 @pytest.fixture
 def faulty(spawn):
-    """faulty(name="faulty") starts tests/integration/faulty.py, an upstream that misbehaves
-    on demand, through spawn (same teardown checks), and returns a faulty.Faulty client for
-    it: .url, .port, .set_fault(), .stats() (counters zeroed once it answers), .stop()."""
+    """faulty(name="faulty", *args) starts tests/integration/faulty.py (with its flags args),
+    an upstream that misbehaves on demand, through spawn (same teardown checks), and returns a
+    faulty.Faulty client for it: .url, .port, .set_fault(), .stats() (counters zeroed once it
+    answers), .stop()."""
     import faulty as faulty_mod
     made = []
 
-    def _start(name="faulty"):
+    def _start(name="faulty", *args):
         port = free_port()
-        p = spawn([faulty_mod.PYTHON, faulty_mod.__file__, "--port", port, "--name", name],
-                  port, name=name)
+        p = spawn([faulty_mod.PYTHON, faulty_mod.__file__, "--port", port, "--name", name,
+                   *args], port, name=name)
         f = faulty_mod.Faulty(port, name=name, proc=p)
         made.append(f)
         f.reset_stats()
@@ -261,6 +262,33 @@ def faulty(spawn):
     yield _start
     for f in made:
         f.close()
+
+
+@pytest.fixture
+def gateway(spawn, tmp_path):
+    """gateway(config, workers=1, name="gw") starts `weft serve` with the YAML `config` (its
+    gateway.listen overridden by a free loopback port) through spawn, and returns the Proc
+    with .api (URL), .gw (URL) and .gw_port. It waits for the gateway with a malformed
+    request (answered 400 by the listener itself), so that no upstream is asked anything."""
+    def _start(config, workers=1, name="gw"):
+        api, gw = free_port(), free_port()
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(config)
+        p = spawn([WEFT, "serve", "--config", cfg, "--api", f"127.0.0.1:{api}",
+                   "--gateway", f"127.0.0.1:{gw}", "--data-dir", tmp_path / f"{name}-data",
+                   "--workers", workers, "--log-level", "warn"], api, name=name)
+
+        def listens():
+            try:
+                out, _ = raw_exchange(gw, b"G@T / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=1)
+                return out.startswith(b"HTTP/1.1 400 ")
+            except OSError:
+                return False
+        wait_for(listens, "the gateway to listen")
+        p.api, p.gw_port, p.gw = f"http://127.0.0.1:{api}", gw, f"http://127.0.0.1:{gw}"
+        return p
+
+    return _start
 
 
 def read_until(s, done, timeout=WAIT):

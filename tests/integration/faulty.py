@@ -2,7 +2,7 @@
 """faulty: an HTTP/1.1 upstream that misbehaves on demand, for testing a proxy in front of it.
 
     /usr/bin/python3 tests/integration/faulty.py --port N [--name NAME] [--host H]
-                                                 [--idle-timeout S]
+                                                 [--idle-timeout S] [--max-head BYTES]
 
 Standard library only (asyncio). It prints nothing but errors, answers once it listens, and
 exits with status 0 on SIGTERM (or SIGINT).
@@ -11,8 +11,8 @@ As an HTTP/1.1 server it keeps connections alive (HTTP/1.0: only with Connection
 keep-alive), reads Content-Length and chunked request bodies (trailers included), answers
 pipelined requests one after the other in order, answers HEAD with the head GET would get,
 sends 100 Continue for Expect: 100-continue, honours Connection: close, and answers
-malformed requests with 400 (431 for a head over 64 KiB, 505 for another HTTP version) and a
-close. A request body is always read to its end (and hashed on the way) before the answer,
+malformed requests with 400 (431 for a head over --max-head bytes, default 64 KiB, 505 for
+another HTTP version) and a close. A request body is always read to its end (and hashed on the way) before the answer,
 so a connection stays usable whatever the path. An idle connection is closed after
 --idle-timeout seconds (default 60). Every answer carries X-Faulty-Name: NAME.
 
@@ -53,7 +53,9 @@ Control endpoints (never subject to any fault, never counted in the request coun
        random.Random(S).random() in turn and is faulted when the draw is below P; P = 1
        draws nothing), "path": PREFIX (only requests whose path starts with PREFIX match).
        Answers the fault now in force, as GET /_fault does.
-  GET /_stats      {"name", "requests" (total), "requests_by_path", "responses_by_status",
+  GET /_stats      {"name", "requests" (total, counted at the end of the head),
+                    "requests_complete" (those whose body was then read to its end),
+                    "requests_by_path", "responses_by_status",
                     "connections_active" (this one included), "connections_accepted",
                     "resets_sent", "closes_sent" (closes without a response), "faults_applied"
                     (by X-Fault or /_fault), "control_requests"}
@@ -308,6 +310,7 @@ class Stats:
 
     def zero(self):
         self.requests = 0
+        self.complete = 0
         self.by_path = {}
         self.by_status = {}
         self.accepted = 0
@@ -318,7 +321,8 @@ class Stats:
         self.seen = collections.deque(maxlen=SEEN_MAX)
 
     def as_dict(self, name):
-        return {"name": name, "requests": self.requests, "requests_by_path": self.by_path,
+        return {"name": name, "requests": self.requests, "requests_complete": self.complete,
+                "requests_by_path": self.by_path,
                 "responses_by_status": self.by_status, "connections_active": self.active,
                 "connections_accepted": self.accepted, "resets_sent": self.resets,
                 "closes_sent": self.closes, "faults_applied": self.faults,
@@ -480,6 +484,7 @@ class Conn:
         ws = req.path == "/ws"
         hasher = hashlib.sha256()
         length = await self.drain_body(req, hasher)
+        st.complete += 1
         delay = sum(a[1] for a in actions if a[0] == "delay")
         if delay:
             await asyncio.sleep(delay / 1000)
@@ -663,9 +668,10 @@ def reason_phrase(status):
 
 
 class Server:
-    def __init__(self, name, idle_timeout):
+    def __init__(self, name, idle_timeout, max_head=HEAD_LIMIT):
         self.name = name
         self.idle_timeout = idle_timeout
+        self.max_head = max_head
         self.fault = Fault()
         self.stats = Stats()
         self.tasks = set()
@@ -706,7 +712,7 @@ class Server:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        server = await asyncio.start_server(self.on_connection, host, port, limit=HEAD_LIMIT,
+        server = await asyncio.start_server(self.on_connection, host, port, limit=self.max_head,
                                             reuse_address=True, backlog=256)
         async with server:
             await stop.wait()
@@ -724,9 +730,11 @@ def main(argv=None):
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--idle-timeout", type=float, default=60.0,
                     help="seconds an idle or stalled connection is kept (default 60)")
+    ap.add_argument("--max-head", type=int, default=HEAD_LIMIT,
+                    help=f"the largest request head in bytes; larger gets 431 (default {HEAD_LIMIT})")
     a = ap.parse_args(argv)
     try:
-        asyncio.run(Server(a.name, a.idle_timeout).main(a.host, a.port))
+        asyncio.run(Server(a.name, a.idle_timeout, a.max_head).main(a.host, a.port))
     except OSError as e:
         print(f"faulty: {a.host}:{a.port}: {e}", file=sys.stderr)
         return 1

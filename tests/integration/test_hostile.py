@@ -1,5 +1,7 @@
 """Malformed and hostile requests against both real binaries (examples/hello and weft serve
-share the HTTP engine; both are tested, each case on a fresh process).
+share the HTTP engine; both are tested, each case on a fresh process), and through weft
+serve's gateway to an upstream (faulty.py): there a malformed request must get the same 4xx
+from the gateway and never reach the upstream, which must not even see a connection.
 
 Each case sends raw bytes on a fresh connection, reads everything until the server closes,
 and checks: the status, `Connection: close`, a Date header and exact framing of the error
@@ -101,6 +103,8 @@ CASES = [
      b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
     ("te-unknown-coding", b"POST /echo HTTP/1.1\r\n" + H +
      b"Transfer-Encoding: foo, chunked\r\n\r\n0\r\n\r\n", 501),
+    ("te-in-http10", b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"3\r\nabc\r\n0\r\n\r\n", 400),
     ("te-parameter-without-coding", b"POST /echo HTTP/1.1\r\n" + H +
      b"Transfer-Encoding: ;x, chunked\r\n\r\n0\r\n\r\n", 400),
     # chunked framing
@@ -154,6 +158,12 @@ CASES = [
 ]
 
 
+# Size limits of weft's own API, not malformed requests: the gateway's listener streams
+# bodies of any size (a 1 GiB upload passes through, docs/gateway.md), so it forwards these.
+FORWARDED_BY_GATEWAY = {"body-too-large-cl", "expect-100-continue-over-limit"}
+SERVERS = ("hello", "weft", "gateway")
+
+
 def start_hello(spawn):
     port = free_port()
     p = spawn([HELLO, "--name", "hello", "--port", port, "--workers", "1", "--log-level",
@@ -176,9 +186,51 @@ def hello(spawn):
     return start_hello(spawn)
 
 
-@pytest.fixture(params=["hello", "weft"])
+def start_gateway(faulty, gateway):
+    """weft serve's gateway with one route, every path, to a faulty upstream (whose head limit
+    is raised so that a head at the gateway's own 64 KiB limit, grown by the X-Forwarded-*
+    fields the gateway adds, still passes)."""
+    up = faulty("up", "--max-head", 1 << 17)
+    p = gateway(f"""gateway:
+  routes:
+    - name: all
+      match: {{ path_prefix: / }}
+      upstream: {{ targets: [127.0.0.1:{up.port}] }}
+""")
+    p.port, p.upstream = p.gw_port, up
+    p.ok_path, p.ok_body = "/hello", (json.dumps({"name": "up", "path": "/hello"}) + "\n").encode()
+    return p
+
+
+@pytest.fixture(params=SERVERS)
 def server(request, spawn, tmp_path):
-    return start_hello(spawn) if request.param == "hello" else start_weft(spawn, tmp_path)
+    """hello or weft serve directly (.upstream None), or weft serve's gateway in front of a
+    faulty upstream (.upstream: its faulty.Faulty)."""
+    if request.param == "gateway":
+        return start_gateway(request.getfixturevalue("faulty"),
+                             request.getfixturevalue("gateway"))
+    p = start_hello(spawn) if request.param == "hello" else start_weft(spawn, tmp_path)
+    p.upstream = None
+    return p
+
+
+def assert_upstream_untouched(srv, data):
+    """Through the gateway: a malformed head never gets an upstream connection (no byte of it
+    goes out). A good head with a malformed body may go out, as the gateway streams bodies
+    (so do nginx without request buffering, and HAProxy), but the upstream never gets a
+    complete request: the gateway gives the call up and the body stops short."""
+    if srv.upstream is None:
+        return
+    st = srv.upstream.stats()
+    if data.startswith(CHUNKED):  # a good head, then a malformed chunked body
+        assert st["requests_complete"] == 0 and st["responses_by_status"] == {}, st
+    else:
+        assert (st["connections_accepted"], st["requests"]) == (0, 0), st
+
+
+def upstream_requests(srv):
+    """Through the gateway: how many requests the upstream has answered (by path)."""
+    return srv.upstream.stats()["requests_by_path"]
 
 
 def assert_still_serves(srv):
@@ -212,11 +264,18 @@ def test_enough_cases():
     assert len(set(names)) == len(names) and len(names) >= 40
 
 
-@pytest.mark.parametrize("data,status", [(c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("server,data,status", [
+    pytest.param(kind, data, status, id=f"{kind}-{name}")
+    for name, data, status in CASES for kind in SERVERS
+    if not (kind == "gateway" and name in FORWARDED_BY_GATEWAY)], indirect=["server"])
 def test_hostile_request(server, data, status):
     out, closed = raw_exchange(server.port, data)
     assert_one_error_then_close(out, closed, status)
+    assert_upstream_untouched(server, data)
     assert_still_serves(server)
+    if server.upstream is not None:  # the one good request, and nothing else complete
+        assert server.upstream.stats()["requests_complete"] == 1
+        assert upstream_requests(server).get(server.ok_path) == 1
 
 
 def test_absolute_form_target_is_routed_on_its_path(server):
@@ -228,6 +287,8 @@ def test_absolute_form_target_is_routed_on_its_path(server):
         rs, _ = parse_responses(out)
         assert [r.status for r in rs] == [200], out
         assert rs[0].body == server.ok_body
+    if server.upstream is not None:
+        assert upstream_requests(server) == {server.ok_path: 2}
 
 
 def test_pipelined_requests_after_an_error_are_not_answered(server):
@@ -239,6 +300,8 @@ def test_pipelined_requests_after_an_error_are_not_answered(server):
     assert [r.status for r in rs] == [200, 400] and not rest, out
     assert rs[0].body == server.ok_body
     assert closed
+    if server.upstream is not None:  # the first only: the third was never parsed
+        assert upstream_requests(server) == {server.ok_path: 1}
     assert_still_serves(server)
 
 
@@ -256,7 +319,9 @@ def test_request_hidden_in_a_get_body_is_not_a_request(hello):
 
 def test_limits_at_their_boundaries(server):
     """Exactly at each default limit is accepted, one past it is refused: 100 header lines,
-    an 8 KiB target, a 64 KiB head."""
+    an 8 KiB target, a 64 KiB head. Through the gateway, the three at their limit reach the
+    upstream (which answers any path 200) and the three past it do not."""
+    missing = 404 if server.upstream is None else 200
     close = b"Connection: close\r\n"
     hundred = b"GET " + server.ok_path.encode() + b" HTTP/1.1\r\n" + H + close + b"".join(
         b"X-H%d: v\r\n" % i for i in range(98)) + b"\r\n"
@@ -267,7 +332,7 @@ def test_limits_at_their_boundaries(server):
 
     target = b"/" + b"a" * 8191  # 8192 bytes: not found, but not too long
     out, _ = raw_exchange(server.port, b"GET " + target + b" HTTP/1.1\r\n" + H + close + b"\r\n")
-    assert out.startswith(b"HTTP/1.1 404 "), out[:200]
+    assert out.startswith(b"HTTP/1.1 %d " % missing), out[:200]
     out, closed = raw_exchange(server.port, b"GET " + target + b"a HTTP/1.1\r\n" + H + b"\r\n")
     assert_one_error_then_close(out, closed, 414)
 
@@ -279,6 +344,9 @@ def test_limits_at_their_boundaries(server):
     assert out.startswith(b"HTTP/1.1 200 "), out[:200]
     out, closed = raw_exchange(server.port, start + b"a" * (pad + 3) + b"\r\n\r\n")
     assert_one_error_then_close(out, closed, 431)
+    if server.upstream is not None:
+        assert upstream_requests(server) == {server.ok_path: 2, target.decode(): 1}
+        assert server.upstream.stats()["requests"] == 3
     assert_still_serves(server)
 
 
@@ -329,6 +397,7 @@ def test_slow_header_cut_off_at_head_timeout(hello):
     assert_still_serves(hello)
 
 
+@pytest.mark.parametrize("server", ["hello", "weft"], indirect=True)  # the gateway has no limit
 def test_chunked_body_over_limit_gets_413(server):
     chunk = b"a" * 65536
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(20)) + b"0\r\n\r\n"

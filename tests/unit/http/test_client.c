@@ -632,6 +632,39 @@ static void test_garbage_and_until_close(void **state)
     free(r);
 }
 
+/* RFC 9110 15.2.2: a 101 to a request without Upgrade switches to nothing it asked for: a
+ * malformed response (EPARSE), its connection closed; what followed it is never a response. */
+static void test_unasked_switching_protocols(void **state)
+{
+    raw_t *s = raw_new();
+    s->nconns = 2;
+    s->script[0][0] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n"
+                      "\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled";
+    s->script[1][0] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    raw_start(s);
+    uv_loop_t loop;
+    weft_http_client_t *c = client_on(&loop, NULL);
+    result_t *r = new_result();
+    weft_http_client_req_t q = get_to(s->port, "/");
+    exchange(&loop, c, &q, r);
+    assert_int_equal(r->err, WEFT_EPARSE);
+    assert_int_equal(r->heads, 0);
+    memset(r, 0, sizeof(*r));
+    exchange(&loop, c, &q, r);
+    assert_int_equal(r->err, 0);
+    assert_int_equal(r->status, 200);
+    assert_int_equal(r->blen, 2);
+    assert_memory_equal(r->body, "ok", 2);
+    weft_http_client_stats_t st = weft_http_client_stats(c);
+    assert_int_equal(st.conns_opened, 2);
+    assert_int_equal(st.fail_response, 1);
+    close_client(&loop, c);
+    raw_join(s);
+    assert_int_equal(s->accepted, 2);
+    free(s);
+    free(r);
+}
+
 static void test_interim_and_bodiless(void **state)
 {
     raw_t *s = raw_new();
@@ -1776,6 +1809,7 @@ int main(void)
         cmocka_unit_test(test_framings_and_reuse),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_garbage_and_until_close),
+        cmocka_unit_test(test_unasked_switching_protocols),
         cmocka_unit_test(test_interim_and_bodiless),
         cmocka_unit_test(test_keepalive_race_retry),
         cmocka_unit_test(test_idle_connections),
