@@ -333,6 +333,9 @@ WEFT_EXTERN void weft_tracer_options_init(weft_tracer_options_t *o);
 WEFT_EXTERN int weft_tracer_new(const weft_tracer_options_t *o, weft_tracer_t **out);
 /** Spans whose export failed so far (any thread; a relaxed read). */
 WEFT_EXTERN uint64_t weft_tracer_dropped(const weft_tracer_t *t);
+/** Whether t has an exporter, so that its sampled spans record (false for NULL). A proxy
+ *  whose spans can never be seen passes the trace context through instead. */
+WEFT_EXTERN bool weft_tracer_exports(const weft_tracer_t *t);
 /** Shuts the exporter down and frees the tracer. No span of it may be open, and no thread may
  *  be starting one. NULL is a no-op. */
 WEFT_EXTERN void weft_tracer_free(weft_tracer_t *t);

@@ -11,10 +11,11 @@
  * "retry" events (which instance failed, why, the backoff), so a waterfall shows one
  * gateway span with its decisions as attributes (route, chosen instance, rate-limit and
  * breaker verdicts, retries, the decision). The tracer is the host's (`weft serve`'s, with
- * the OTLP exporter its OTEL_* environment configures): without an exporter, or for a
- * trace not sampled, the span does not record (weft/trace.h): it costs two random ids, a
+ * the OTLP exporter its OTEL_* environment configures). Without an exporter there is no span
+ * at all and the client's trace context passes through unchanged (gw_obs_begin). For a
+ * trace not sampled the span does not record (weft/trace.h): it costs two random ids, a
  * sampler decision and a free-list pop, nothing here formats or copies anything for it, and
- * the traceparent still goes upstream.
+ * the gateway's traceparent still goes upstream.
  *
  * The access log (gateway.access_log.path; off by default): one JSON object per line, written
  * by a thread of its own. A worker formats its line into its own buffer, then copies it
@@ -235,7 +236,11 @@ static bool may_carry_context(const weft_http_request_t *req)
 
 void gw_obs_begin(weft_gateway_t *g, weft_http_request_t *req, const gw_route_t *r, gw_obs_t *o)
 {
-    if (g->tracer) {
+    /* A tracer without an exporter records nothing: no span, and the client's trace context
+     * goes upstream unchanged (the gateway does not take part, as W3C Trace Context lets a
+     * hop do), so the upstream's spans hang under the client's, never under a span nobody
+     * can see. */
+    if (g->tracer && weft_tracer_exports(g->tracer)) {
         weft_trace_context_t parent;
         bool have = may_carry_context(req) &&
                     weft_trace_extract_headers(req->headers, req->nheaders, &parent) == 0;
@@ -414,12 +419,20 @@ static void format_line(weft_buf_t *b, weft_http_request_t *req, const gw_route_
     else
         weft_buf_puts(b, ",\"upstream_error\":null");
     const weft_trace_context_t *c = weft_span_context(o->span);
+    weft_trace_context_t in;
     if (c && weft_trace_context_is_valid(c)) {
         char hex[32];
         weft_trace_hex(c->trace_id, 16, hex);
         put_kv_str(b, "trace_id", hex, 32);
         weft_trace_hex(c->span_id, 8, hex);
         put_kv_str(b, "span_id", hex, 16);
+    } else if (!o->span && weft_trace_extract_headers(req->headers, req->nheaders, &in) == 0 &&
+               weft_trace_context_is_valid(&in)) {
+        /* no span of the gateway's (no exporter): the client's trace, which went upstream */
+        char hex[32];
+        weft_trace_hex(in.trace_id, 16, hex);
+        put_kv_str(b, "trace_id", hex, 32);
+        weft_buf_puts(b, ",\"span_id\":null");
     } else {
         weft_buf_puts(b, ",\"trace_id\":null,\"span_id\":null");
     }

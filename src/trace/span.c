@@ -116,6 +116,11 @@ int weft_tracer_new(const weft_tracer_options_t *o, weft_tracer_t **out)
     return 0;
 }
 
+bool weft_tracer_exports(const weft_tracer_t *t)
+{
+    return t && t->has_exporter;
+}
+
 uint64_t weft_tracer_dropped(const weft_tracer_t *t)
 {
     return t ? atomic_load_explicit(&((weft_tracer_t *)t)->dropped, memory_order_relaxed) : 0;

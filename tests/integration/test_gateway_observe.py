@@ -53,11 +53,12 @@ def attrs(span):
     return out
 
 
-def test_traceparent_replaced_without_an_exporter(spawn, tmp_path, faulty):
-    """With no exporter (no OTEL_* variables) the gateway's spans do not record, but every
-    request still goes upstream with a traceparent of its own: the client's trace id and
-    sampled flag, a new parent id (the gateway's span), the tracestate passed on; a request
-    without one starts a new trace. A malformed traceparent is not passed on either."""
+def test_trace_context_passed_through_without_an_exporter(spawn, tmp_path, faulty):
+    """With no exporter (no OTEL_* variables) the gateway's spans could never be seen, so it
+    makes none and takes no part in the trace, as Envoy does with tracing off: the client's
+    traceparent and tracestate go upstream exactly as sent (the upstream's spans then hang
+    under the client's, not under a parent nobody exported), and a request without one goes
+    without."""
     up = faulty("up")
     w = start_weft(spawn, tmp_path, f"""gateway:
   routes:
@@ -71,22 +72,13 @@ def test_traceparent_replaced_without_an_exporter(spawn, tmp_path, faulty):
                                         "tracestate": "vendor=x,other=y"})
         assert r.status_code == 200
     get(w.gw + "/r/b")
-    get(w.gw + "/r/c", headers={"traceparent": "00-zz-00f067aa0ba902b7-01"})
     seen = up.requests_seen()
-    assert [h["target"] for h in seen] == ["/r/a", "/r/a", "/r/b", "/r/c"]
-    ids = set()
+    assert [h["target"] for h in seen] == ["/r/a", "/r/a", "/r/b"]
     for head, flags in zip(seen[:2], ("01", "00")):
-        v = header(head, "traceparent")
-        version, trace, parent, fl = v.split("-")
-        assert (version, trace, fl) == ("00", CLIENT_TRACE, flags), v
-        assert parent != CLIENT_SPAN and len(parent) == 16 and parent != "0" * 16
-        ids.add(parent)
+        assert header(head, "traceparent") == tp[:-2] + flags
         assert header(head, "tracestate") == "vendor=x,other=y"
-    assert len(ids) == 2  # a span of its own per request
-    for head in seen[2:]:
-        version, trace, parent, fl = header(head, "traceparent").split("-")
-        assert trace != CLIENT_TRACE and len(trace) == 32 and len(parent) == 16
-        assert header(head, "tracestate") is None
+    assert header(seen[2], "traceparent") is None
+    assert header(seen[2], "tracestate") is None
 
 
 def test_gateway_span_exported_with_decisions(spawn, tmp_path, faulty, receiver):
@@ -272,7 +264,8 @@ def test_access_log_decisions(spawn, tmp_path, faulty):
         assert line["method"] == method and line["path"] == path.split("?")[0], line
         assert line["status"] == status, line
         assert line["client_ip"] == "127.0.0.1" and line["duration_ms"] >= 0
-        assert line["trace_id"] == CLIENT_TRACE and len(line["span_id"]) == 16
+        # no exporter here: no span of the gateway's, the client's trace id
+        assert line["trace_id"] == CLIENT_TRACE and line["span_id"] is None
         assert line["time"].endswith("Z") and "T" in line["time"]
         by.setdefault(path, []).append(line)
     ok, post = by["/ok/x"][0], by["/ok/echo"][0]
