@@ -552,8 +552,9 @@ gw_admit_t gw_inst_admit(gw_inst_t *i, uint64_t now_ms, uint64_t *wait_ms)
     return GW_ADMIT_OK;
 }
 
-void gw_inst_done(gw_inst_t *i, uint64_t now_ms, int result, uint64_t duration_ms)
+bool gw_inst_done(gw_inst_t *i, uint64_t now_ms, int result, uint64_t duration_ms)
 {
+    bool open = false;
     if (i->breaker && !(result == 1 && atomic_load_explicit(&i->quiet, memory_order_acquire))) {
         pthread_mutex_lock(&i->mu);
         if (result < 0)
@@ -562,10 +563,12 @@ void gw_inst_done(gw_inst_t *i, uint64_t now_ms, int result, uint64_t duration_m
             weft_breaker_record(i->breaker, now_ms, result, duration_ms);
         atomic_store_explicit(&i->quiet, breaker_quiet(i->breaker, &i->p->route->breaker, now_ms),
                               memory_order_release);
+        open = weft_breaker_state(i->breaker) == WEFT_BREAKER_OPEN;
         pthread_mutex_unlock(&i->mu);
     }
     atomic_fetch_sub_explicit(&i->active, 1, memory_order_release);
     weft_snap_release(i);
+    return open;
 }
 
 const char *gw_inst_id(const gw_inst_t *i)

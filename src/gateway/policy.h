@@ -116,8 +116,9 @@ gw_inst_t *gw_policy_instance(gw_policy_t *p, const char *host, uint16_t port, u
 gw_admit_t gw_inst_admit(gw_inst_t *i, uint64_t now_ms, uint64_t *wait_ms);
 
 /* An admitted try ended: result 1 success, 0 failure (counted by its breaker, duration_ms
- * its latency), -1 nothing learnt (not sent, or the client left). Drops the hold. */
-void gw_inst_done(gw_inst_t *i, uint64_t now_ms, int result, uint64_t duration_ms);
+ * its latency), -1 nothing learnt (not sent, or the client left). Drops the hold. Returns
+ * true when i's breaker is open after it (this failure, or an earlier one, took i out). */
+bool gw_inst_done(gw_inst_t *i, uint64_t now_ms, int result, uint64_t duration_ms);
 
 /* "host:port" of i. */
 const char *gw_inst_id(const gw_inst_t *i);

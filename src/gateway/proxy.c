@@ -88,6 +88,7 @@ typedef struct gw_req_s {
     bool breaker;        /* admitted by the route's breaker: its result is still to be recorded */
     gw_inst_t *inst;     /* this try's upstream instance state (held), its result still due */
     bool inst_sent;      /* the try went out to it (else its end says nothing about it) */
+    bool inst_open;      /* the try ended with its instance's breaker open (retry_if_allowed) */
     uint64_t try_ms;     /* loop time this try's upstream was picked */
     uint64_t key_hash;   /* ring hash: the request's key, hashed */
     uint64_t pick_wait;  /* no upstream admitted: ms until the first breaker half-opens */
@@ -132,7 +133,8 @@ static void inst_done(gw_req_t *x, int result)
     if (!i) return;
     x->inst = NULL;
     uint64_t now = uv_now(x->req->loop);
-    gw_inst_done(i, now, x->inst_sent ? result : -1, now > x->try_ms ? now - x->try_ms : 0);
+    x->inst_open =
+        gw_inst_done(i, now, x->inst_sent ? result : -1, now > x->try_ms ? now - x->try_ms : 0);
     x->inst_sent = false;
 }
 
@@ -834,6 +836,7 @@ static pick_t admit_among(gw_req_t *x, const cand_t *c, unsigned n, const weft_r
         if (a == GW_ADMIT_OK) {
             x->inst = in;
             x->inst_sent = false;
+            x->inst_open = false;
             x->try_ms = now;
             /* memcpy, not snprintf: this runs for every request (snprintf cost about 600
              * instructions here, bench/gateway's part d) */
@@ -1308,12 +1311,18 @@ static bool retry_if_allowed(gw_req_t *x, int err, int status, uint64_t retry_af
         weft_retry_budget_retry_end(x->g->budget);
     }
     const char *why = status ? NULL : err_kind(err);
-    if (!weft_retry_budget_try_retry(x->g->budget)) {
+    /* A retry away from an instance whose breaker this failure (or an earlier one) left
+     * open is not charged to the budget: there are at most as many as tries were in flight
+     * to it when it opened (and its half-open trials), since the balancer sends it nothing
+     * more, so they cannot grow into a storm; refused, they would fail requests the other
+     * instances can serve (a kill -9 with more tries in flight to it than the budget's 3). */
+    bool away = !status && x->inst_open;
+    if (!away && !weft_retry_budget_try_retry(x->g->budget)) {
         record_error(x, "retry_budget_exhausted");
         gw_obs_retry(&x->obs, x->host, x->port, why, status, 0, false);
         return false;
     }
-    x->retry_active = true;
+    x->retry_active = !away;
     x->attempt++;
     x->last_err = err;
     record_error(x, "retried");

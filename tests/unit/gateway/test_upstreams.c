@@ -194,15 +194,15 @@ static void test_quiet_successes(void **state)
     const int run[] = {1, 1, 0, 1, 0, 1, 1, 0}; /* never two failures in a row */
     for (unsigned k = 0; k < sizeof(run) / sizeof(run[0]); k++) {
         assert_int_equal(gw_inst_admit(a, 10 + k, &wait), GW_ADMIT_OK);
-        gw_inst_done(a, 10 + k, run[k], 1);
-        gw_policy_record(p, 10 + k, run[k], 1); /* the route's too */
+        assert_false(gw_inst_done(a, 10 + k, run[k], 1)); /* still closed */
+        gw_policy_record(p, 10 + k, run[k], 1);            /* the route's too */
     }
     assert_int_equal(gw_policy_upstream(p, "10.0.0.1", 80, 20, &st), 0);
     assert_int_equal(st.state, WEFT_BREAKER_CLOSED);
     assert_int_equal(st.stats.consecutive_failures, 1);
     assert_int_equal(weft_breaker_state(p->breaker), WEFT_BREAKER_CLOSED);
     assert_int_equal(gw_inst_admit(a, 30, &wait), GW_ADMIT_OK);
-    gw_inst_done(a, 30, 0, 1);
+    assert_true(gw_inst_done(a, 30, 0, 1)); /* this failure opened it */
     gw_policy_record(p, 30, false, 1);
     assert_int_equal(gw_policy_upstream(p, "10.0.0.1", 80, 31, &st), 0);
     assert_int_equal(st.state, WEFT_BREAKER_OPEN);
