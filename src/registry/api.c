@@ -37,6 +37,7 @@
 
 #include "core/buf.h"
 #include "core/json_write.h"
+#include "registry/acl.h"
 #include "registry/reg_int.h"
 #include "weft/log.h"
 #include "weft/weft.h"
@@ -1034,34 +1035,6 @@ static void op_apply(weft_host_t *h, struct uv_loop_s *loop, unsigned index, voi
     }
 }
 
-static bool ct_eq(const char *a, size_t alen, const char *b)
-{
-    size_t blen = strlen(b);
-    unsigned char d = alen != blen;
-    for (size_t i = 0; i < alen; i++) d |= (unsigned char)(a[i] ^ b[i % (blen ? blen : 1)]);
-    return d == 0;
-}
-
-/* The token a request carries (X-Consul-Token, Authorization: Bearer, ?token=), checked
- * against acl.token. */
-static bool authorized(weft_registry_t *r, weft_http_request_t *req, const query_t *q)
-{
-    const char *want = r->conf.acl_token;
-    if (!want || !*want) return true;
-    weft_str_t t = weft_http_request_header(req, "X-Consul-Token");
-    if (t.base && ct_eq(t.base, t.len, want)) return true;
-    weft_str_t a = weft_http_request_header(req, "Authorization");
-    if (a.base && a.len > 7 && strncasecmp(a.base, "Bearer ", 7) == 0 &&
-        ct_eq(a.base + 7, a.len - 7, want))
-        return true;
-    weft_str_t v;
-    char buf[512];
-    if (query_has(q, "token", &v) && qdecode(v, buf, sizeof(buf)) >= 0 &&
-        ct_eq(buf, strlen(buf), want))
-        return true;
-    return false;
-}
-
 static json_t *parse_body(weft_http_request_t *req, bool required)
 {
     if (req->body.len == 0) {
@@ -1091,7 +1064,7 @@ static void on_write(weft_http_request_t *req, void *arg)
     weft_registry_t *r = a->r;
     query_t q;
     query_parse(req->query, &q);
-    if (!authorized(r, req, &q)) {
+    if (!weft__acl_ok(req, r->conf.acl_token)) {
         respond_error(req, 403,
                       "token: permission denied (acl.token is set: send it in "
                       "X-Consul-Token, Authorization: Bearer or ?token=)");
