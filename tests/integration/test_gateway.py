@@ -335,4 +335,5 @@ def test_1gib_upload_streams_in_constant_memory(spawn, tmp_path, faulty):
     e = json.loads(body)
     assert e["body_length"] == total and e["body_sha256"] == h.hexdigest()
     grew = peak[0] - before
+    print(f"1 GiB upload: RSS {before} -> peak {peak[0]} (+{grew} B)")
     assert grew < 32 * 1024 * 1024, (before, peak[0])
