@@ -155,10 +155,7 @@ int weft_http_client_request(weft_http_client_t *c, const weft_http_client_req_t
     if (!call->ended) call->head_left = call->out.len;
     call->is_head = f.method_len == 4 && memcmp(r->method, "HEAD", 4) == 0;
     call->idempotent = weft__req_idempotent(r->method);
-    call->upgrade = false;
-    for (size_t i = 0; i < r->nheaders && !call->upgrade; i++)
-        call->upgrade =
-            r->headers[i].name.len == 7 && weft__http_ieq(r->headers[i].name.base, 7, "upgrade");
+    call->upgrade = f.upgrade;
     uint64_t now = uv_now(c->loop);
     uint64_t timeout = pick_ms(r->timeout_ms, c->o.request_timeout_ms);
     if (timeout) call->deadline = weft__add_ms(now, timeout);

@@ -311,6 +311,7 @@ void weft__read_cb(weft__rfd_t *f, ssize_t nread, const uv_buf_t *buf);
 typedef struct weft__req_facts_s {
     size_t method_len, host_len, target_len;
     bool give_host; /* no Host header among the request's */
+    bool upgrade;   /* an Upgrade header among them: a 101 may answer */
 } weft__req_facts_t;
 
 /* Checks r against the rules of weft/client.h and fills *f. Returns 0 or WEFT_EINVAL. */

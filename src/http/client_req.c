@@ -27,12 +27,17 @@
  * unencoded). Eight bytes at a time: every request of a proxy passes here. */
 static bool valid_target(const char *s, size_t n)
 {
-    if (n == 0 || !weft__http_target_clean(s, n)) return false;
+    if (n == 0) return false;
     size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        if (weft__http_load8(s + i) & WEFT__HTTP_HIGHS) return false;
+    for (; i + 8 <= n; i += 8) {
+        /* a byte below 0x21, or one at 0x7f or above: its high bit, or its low seven bits
+         * all set (then adding 1 to them sets bit 7, with no carry out of the byte) */
+        uint64_t v = weft__http_load8(s + i);
+        uint64_t high = (v | ((v & 0x7f7f7f7f7f7f7f7full) + WEFT__HTTP_ONES)) & WEFT__HTTP_HIGHS;
+        if (high || weft__http_swar_below(v, 0x21)) return false;
+    }
     for (; i < n; i++)
-        if ((unsigned char)s[i] >= 0x80) return false;
+        if ((unsigned char)((unsigned char)s[i] - 0x21) >= 0x7f - 0x21) return false;
     return true;
 }
 
@@ -73,6 +78,7 @@ int weft__req_check(const weft_http_client_req_t *r, weft__req_facts_t *f)
             (n.len == 17 && weft__http_token_is(n.base, "transfer-encoding", 17)))
             return WEFT_EINVAL;
         if (n.len == 4 && weft__http_token_is(n.base, "host", 4)) *give_host = false;
+        if (n.len == 7 && weft__http_token_is(n.base, "upgrade", 7)) f->upgrade = true;
     }
     return 0;
 }

@@ -1802,10 +1802,40 @@ static void test_head_in_read_buffer(void **state)
     free(r);
 }
 
+/* Targets and hosts the client sends: every byte value at every position of targets of 1 to
+ * 24 bytes (the checks go a word at a time, then byte by byte): taken exactly when it is
+ * visible ASCII (0x21-0x7e); a host also never holds one of "/?#@[]". */
+static void test_target_bytes(void **state)
+{
+    (void)state;
+    char t[32];
+    for (size_t len = 1; len <= 24; len++)
+        for (size_t pos = 0; pos < len; pos++)
+            for (int b = 1; b < 256; b++) {
+                memset(t, 'a', len);
+                t[len] = 0;
+                t[pos] = (char)b;
+                weft_http_client_req_t q = {.method = "GET", .host = "h", .port = 80,
+                                            .target = t};
+                weft__req_facts_t f;
+                bool ok = b >= 0x21 && b <= 0x7e;
+                if ((weft__req_check(&q, &f) == 0) != ok)
+                    fail_msg("target byte 0x%02x at %zu of %zu: %s", b, pos, len,
+                             ok ? "refused" : "taken");
+                q.target = "/";
+                q.host = t;
+                ok = ok && !strchr("/?#@[]", b);
+                if ((weft__req_check(&q, &f) == 0) != ok)
+                    fail_msg("host byte 0x%02x at %zu of %zu: %s", b, pos, len,
+                             ok ? "refused" : "taken");
+            }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_options),
+        cmocka_unit_test(test_target_bytes),
         cmocka_unit_test(test_framings_and_reuse),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_garbage_and_until_close),
