@@ -34,7 +34,7 @@ static weft_arena_block_t *block_new(size_t size)
     return b;
 }
 
-void *weft_arena_alloc(weft_arena_t *a, size_t n)
+void *weft__arena_alloc_slow(weft_arena_t *a, size_t n)
 {
     size_t rounded = (n + 15) & ~(size_t)15;
     if (rounded < n || a->used + rounded > a->limit) return NULL;

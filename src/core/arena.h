@@ -25,8 +25,22 @@ typedef struct weft_arena_s {
 /* Sets up an arena whose ordinary blocks are block_size bytes and that hands out at most
  * limit bytes between resets. No memory is allocated until the first weft_arena_alloc. */
 void weft_arena_init(weft_arena_t *a, size_t block_size, size_t limit);
-/* Returns n bytes aligned to 16, or NULL when out of memory or past the limit. */
-void *weft_arena_alloc(weft_arena_t *a, size_t n);
+/* The path of weft_arena_alloc that takes a new block; call weft_arena_alloc. */
+void *weft__arena_alloc_slow(weft_arena_t *a, size_t n);
+
+/* Returns n bytes aligned to 16, or NULL when out of memory or past the limit. Inline: a
+ * bump of the head block is most calls (every request of a proxy makes several). */
+static inline void *weft_arena_alloc(weft_arena_t *a, size_t n)
+{
+    size_t rounded = (n + 15) & ~(size_t)15;
+    if (rounded >= n && a->used + rounded <= a->limit && (size_t)(a->end - a->cur) >= rounded) {
+        void *p = a->cur;
+        a->cur += rounded;
+        a->used += rounded;
+        return p;
+    }
+    return weft__arena_alloc_slow(a, n);
+}
 /* Copies s (n bytes) and a NUL; NULL on failure. */
 char *weft_arena_strndup(weft_arena_t *a, const char *s, size_t n);
 /* Frees every block but the first, which is kept for reuse. */

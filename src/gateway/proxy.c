@@ -395,7 +395,7 @@ static void tunnel_head(gw_req_t *x, const weft_http_header_t *h, size_t n)
     static const char tail[] = "Connection: Upgrade\r\n\r\n";
     weft_str_t conn = {NULL, 0};
     for (size_t i = 0; i < n; i++)
-        if (hclass(h[i].name) == H_CONNECTION) conn = h[i].value;
+        if (h[i].name.len == 10 && hclass(h[i].name) == H_CONNECTION) conn = h[i].value;
     size_t cap = sizeof(line) + sizeof(tail);
     for (size_t i = 0; i < n; i++) cap += h[i].name.len + h[i].value.len + 4;
     char *b = malloc(cap);
@@ -524,7 +524,7 @@ static void up_head(weft_http_client_call_t *call, int status, const weft_http_h
     int64_t length = -1;
     weft_str_t conn = {NULL, 0};
     for (size_t i = 0; i < n; i++)
-        if (hclass(h[i].name) == H_CONNECTION) conn = h[i].value;
+        if (h[i].name.len == 10 && hclass(h[i].name) == H_CONNECTION) conn = h[i].value;
     for (size_t i = 0; i < n; i++) {
         weft_str_t nm = h[i].name, v = h[i].value;
         hclass_t c = hclass(nm);
@@ -1081,12 +1081,10 @@ static const weft_http_header_t *upstream_headers(gw_req_t *x, size_t *n)
     if (!rid.len) {
         char *id = weft_http_request_alloc(req, 17);
         if (!id) return NULL;
-        static const char hex[] = "0123456789abcdef";
-        uint64_t v = next_rand(x->w);
-        for (int i = 14; i >= 0; i -= 2, v >>= 8) {
-            id[i] = hex[(v >> 4) & 15];
-            id[i + 1] = hex[v & 15];
-        }
+        uint8_t v[8];
+        uint64_t r = next_rand(x->w);
+        memcpy(v, &r, 8);
+        weft_trace_hex(v, 8, id); /* a pair of digits a byte */
         id[16] = 0;
         out[k++] = (weft_http_header_t){{"X-Request-Id", 12}, {id, 16}};
         rid = (weft_str_t){id, 16};
