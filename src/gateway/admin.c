@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "core/buf.h"
 #include "core/json_write.h"
@@ -662,6 +663,35 @@ static void put_instance(weft_buf_t *b, const collect_t *c, const gw_route_t *r,
     weft_buf_putc(b, '}');
 }
 
+/* The last transitions of the route's breakers, oldest first: when (RFC 3339, UTC), which
+ * breaker (upstream "" for the route's own), from, to, and why. */
+static void put_transitions(weft_buf_t *b, gw_policy_t *p)
+{
+    gw_transition_t t[GW_TRANSITIONS_KEPT];
+    size_t n = gw_policy_transitions(p, t, GW_TRANSITIONS_KEPT);
+    weft_buf_puts(b, ",\"transitions\":[");
+    for (size_t k = 0; k < n; k++) {
+        char when[40];
+        time_t secs = (time_t)(t[k].unix_ms / 1000);
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        size_t w = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(when + w, sizeof(when) - w, ".%03uZ", (unsigned)(t[k].unix_ms % 1000));
+        weft_buf_puts(b, k ? ",{" : "{");
+        put_strkey(b, "time", when);
+        weft_buf_putc(b, ',');
+        put_strkey(b, "upstream", t[k].upstream);
+        weft_buf_putc(b, ',');
+        put_strkey(b, "from", weft_breaker_state_name((weft_breaker_state_t)t[k].from));
+        weft_buf_putc(b, ',');
+        put_strkey(b, "to", weft_breaker_state_name((weft_breaker_state_t)t[k].to));
+        weft_buf_putc(b, ',');
+        put_strkey(b, "reason", weft_breaker_reason_name((weft_breaker_reason_t)t[k].reason));
+        weft_buf_putc(b, '}');
+    }
+    weft_buf_putc(b, ']');
+}
+
 static void put_upstreams(weft_buf_t *b, const collect_t *c, uint64_t now_ms)
 {
     const gw_table_t *t = c->table;
@@ -678,6 +708,7 @@ static void put_upstreams(weft_buf_t *b, const collect_t *c, uint64_t now_ms)
         put_strkey(b, "lb", lb_name(r->lb));
         weft_buf_putc(b, ',');
         put_breaker_state(b, r->policy, now_ms);
+        put_transitions(b, r->policy);
         uint64_t active = 0;
         bool all = true;
         for (unsigned w = 0; w < c->n; w++) {

@@ -56,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gateway/policy.h"
 #include "gateway/route.h"
@@ -71,6 +72,16 @@ static double state_value(weft_breaker_state_t s)
 static void transition_seen(gw_policy_t *p, const char *upstream, weft_breaker_state_t from,
                             weft_breaker_state_t to, weft_breaker_reason_t reason)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    pthread_mutex_lock(&p->hist_mu);
+    gw_transition_t *t = &p->hist[p->nhist++ % GW_TRANSITIONS_KEPT];
+    t->unix_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    snprintf(t->upstream, sizeof(t->upstream), "%s", upstream);
+    t->from = (uint8_t)from;
+    t->to = (uint8_t)to;
+    t->reason = (uint8_t)reason;
+    pthread_mutex_unlock(&p->hist_mu);
     if (p->fam_transitions) {
         const char *v[5] = {p->route->name, upstream, weft_breaker_state_name(from),
                             weft_breaker_state_name(to), weft_breaker_reason_name(reason)};
@@ -173,6 +184,7 @@ int gw_policy_new(const gw_route_t *r, const gw_policy_metrics_t *m, gw_policy_t
     p->route = r = own;
     atomic_init(&p->refs, 1);
     pthread_mutex_init(&p->mu, NULL);
+    pthread_mutex_init(&p->hist_mu, NULL);
     pthread_mutex_init(&p->ins_mu, NULL);
     weft_snap_cell_init(&p->insts);
     weft_snap_cell_init(&p->ring_cache);
@@ -255,10 +267,22 @@ void gw_policy_free(gw_policy_t *p)
     weft_snap_release(atomic_load_explicit(&p->ring_cache.cur, memory_order_acquire));
     pthread_mutex_destroy(&p->ins_mu);
     pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->hist_mu);
     gw_route_t *own = (gw_route_t *)p->route;
     gw_route_clear(own);
     free(own);
     free(p);
+}
+
+size_t gw_policy_transitions(gw_policy_t *p, gw_transition_t *out, size_t cap)
+{
+    if (!p) return 0;
+    pthread_mutex_lock(&p->hist_mu);
+    uint64_t n = p->nhist < GW_TRANSITIONS_KEPT ? p->nhist : GW_TRANSITIONS_KEPT;
+    if (n > cap) n = cap;
+    for (uint64_t k = 0; k < n; k++) out[k] = p->hist[(p->nhist - n + k) % GW_TRANSITIONS_KEPT];
+    pthread_mutex_unlock(&p->hist_mu);
+    return (size_t)n;
 }
 
 static bool str_eq(const char *a, const char *b)

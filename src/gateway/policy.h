@@ -22,6 +22,17 @@ struct gw_route_s;
 #define GW_INST_MAX     1024   /* instances a route keeps state for */
 #define GW_INST_IDLE_MS 300000 /* one unused this long may give its place to a new one */
 
+/* The last transitions of a route's breakers (its own and its instances'), for the admin API:
+ * "every transition with its reason" beside the counters and the log. */
+#define GW_TRANSITIONS_KEPT 32
+
+typedef struct gw_transition_s {
+    uint64_t unix_ms;   /* when (wall clock) */
+    char upstream[72];  /* "HOST:PORT" of an instance's breaker; "" for the route's own */
+    uint8_t from, to;   /* weft_breaker_state_t */
+    uint8_t reason;     /* weft_breaker_reason_t */
+} gw_transition_t;
+
 typedef struct gw_policy_s {
     /* The policy's own copy of its route's name and policy settings (rate_limit, breaker;
      * nothing else is set): a reload that keeps a route's state hands the policy to the new
@@ -50,7 +61,15 @@ typedef struct gw_policy_s {
     /* ring hash: a service's ring, per version of its instances in the catalog (a snapshot
      * object); the static targets' ring is the route's (route.h) */
     weft_snap_cell_t ring_cache;
+    /* the last GW_TRANSITIONS_KEPT transitions, oldest overwritten first (under hist_mu:
+     * taken inside a breaker's mutex, or alone by the admin API) */
+    pthread_mutex_t hist_mu;
+    gw_transition_t hist[GW_TRANSITIONS_KEPT];
+    uint64_t nhist; /* transitions ever seen: hist[(nhist - 1) % KEPT] is the newest */
 } gw_policy_t;
+
+/* Copies p's kept transitions, oldest first, into out[0..cap); returns how many (0 for NULL). */
+size_t gw_policy_transitions(gw_policy_t *p, gw_transition_t *out, size_t cap);
 
 typedef struct gw_policy_metrics_s {
     weft_metrics_family_t *state;       /* weft_breaker_state{route,upstream} */

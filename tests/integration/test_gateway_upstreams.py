@@ -88,6 +88,13 @@ def test_one_faulty_instance_opens_alone(spawn, tmp_path, faulty):
                          ("half_open", "closed", "half_open_success")):
         assert (f'weft_breaker_transitions_total{{route="three",upstream="{up_c}",from="{frm}",'
                 f'to="{to}",reason="{why}"}} 1') in m, (frm, to)
+    # and every transition, with its reason and time, in the admin API
+    ts = get(w.api + "/v1/gateway/upstreams").json()[0]["transitions"]
+    assert [(t["upstream"], t["from"], t["to"], t["reason"]) for t in ts] == [
+        (up_c, "closed", "open", "consecutive_failures"),
+        (up_c, "open", "half_open", "open_timeout"),
+        (up_c, "half_open", "closed", "half_open_success")], ts
+    assert all(t["time"].endswith("Z") for t in ts) and ts[0]["time"] <= ts[-1]["time"]
 
 
 def test_every_instance_open_fails_fast(spawn, tmp_path, faulty):
