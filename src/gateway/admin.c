@@ -314,6 +314,10 @@ static void put_breaker_conf(weft_buf_t *b, const gw_breaker_conf_t *c)
     put_duration(b, "open_for_max", c->open_for_max_ms);
     weft_buf_putc(b, ',');
     put_u64key(b, "half_open_requests", c->half_open_requests);
+    weft_buf_putc(b, ',');
+    put_strkey(b, "scope", c->scope == GW_BREAKER_ROUTE      ? "route"
+                           : c->scope == GW_BREAKER_INSTANCE ? "instance"
+                                                             : "both");
     weft_buf_putc(b, '}');
 }
 

@@ -353,6 +353,7 @@ static int read_breaker(gw_breaker_conf_t *c, gw_limits_conf_t *l, node_t *n, ch
                                        "open_for",
                                        "open_for_max",
                                        "half_open_requests",
+                                       "scope",
                                        "max_connections",
                                        "max_pending_requests",
                                        "max_pending",
@@ -396,6 +397,12 @@ static int read_breaker(gw_breaker_conf_t *c, gw_limits_conf_t *l, node_t *n, ch
     if ((v = weft_conf_node_get(n, "half_open_requests")) &&
         weft_conf_node_uint(v, 1, 1000, &c->half_open_requests, err, errlen))
         return WEFT_EINVAL;
+    static const char *const scopes[] = {"both", "route", "instance", NULL};
+    int scope = GW_BREAKER_BOTH;
+    if ((v = weft_conf_node_get(n, "scope")) &&
+        weft_conf_node_enum(v, scopes, &scope, err, errlen))
+        return WEFT_EINVAL;
+    c->scope = (gw_breaker_scope_t)scope;
     if (c->slow_call_rate > 0 && c->slow_call_ms == 0)
         return weft_conf_node_errorf(n, err, errlen, "slow_call_rate needs slow_call_duration");
     if (read_limits(l, n, err, errlen)) return WEFT_EINVAL;

@@ -188,7 +188,7 @@ int gw_policy_new(const gw_route_t *r, const gw_policy_metrics_t *m, gw_policy_t
     pthread_mutex_init(&p->ins_mu, NULL);
     weft_snap_cell_init(&p->insts);
     weft_snap_cell_init(&p->ring_cache);
-    p->track = r->breaker.on || r->limits.on;
+    p->track = (r->breaker.on && r->breaker.scope != GW_BREAKER_ROUTE) || r->limits.on;
     if (m) {
         p->fam_state = m->state;
         p->fam_transitions = m->transitions;
@@ -222,7 +222,7 @@ int gw_policy_new(const gw_route_t *r, const gw_policy_metrics_t *m, gw_policy_t
             p->rl_rejected_c = weft_metrics_counter_child(m->rl_rejected, v);
         }
     }
-    if (r->breaker.on) {
+    if (r->breaker.on && r->breaker.scope != GW_BREAKER_INSTANCE) {
         weft_breaker_options_t o;
         breaker_options(&r->breaker, &o);
         o.on_transition = on_transition;
@@ -311,7 +311,7 @@ bool gw_policy_conf_equal(const gw_route_t *a, const gw_route_t *b)
                        c->slow_call_rate == d->slow_call_rate && c->window_ms == d->window_ms &&
                        c->min_requests == d->min_requests && c->open_for_ms == d->open_for_ms &&
                        c->open_for_max_ms == d->open_for_max_ms &&
-                       c->half_open_requests == d->half_open_requests));
+                       c->half_open_requests == d->half_open_requests && c->scope == d->scope));
 }
 
 int gw_policy_limit(gw_policy_t *p, const char *key, size_t len, uint64_t now_ms,
@@ -444,7 +444,7 @@ static gw_inst_t *inst_new(gw_policy_t *p, const char *host, uint16_t port, uint
     atomic_init(&i->seen_ms, now);
     atomic_init(&i->state, (int)WEFT_BREAKER_CLOSED);
     pthread_mutex_init(&i->mu, NULL);
-    if (p->route->breaker.on) {
+    if (p->route->breaker.on && p->route->breaker.scope != GW_BREAKER_ROUTE) {
         weft_breaker_options_t o;
         breaker_options(&p->route->breaker, &o);
         o.on_transition = on_inst_transition;

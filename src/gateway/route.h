@@ -86,6 +86,14 @@ typedef struct gw_ratelimit_conf_s {
     bool shadow;      /* count what would be rejected, reject nothing */
 } gw_ratelimit_conf_t;
 
+/* circuit_breaker.scope: the route's own breaker (every instance's failures together), one
+ * per upstream instance (Envoy's outlier detection), or both (the default) */
+typedef enum gw_breaker_scope_e {
+    GW_BREAKER_BOTH = 0,
+    GW_BREAKER_ROUTE = 1,
+    GW_BREAKER_INSTANCE = 2,
+} gw_breaker_scope_t;
+
 typedef struct gw_breaker_conf_s {
     bool on;
     uint64_t consecutive_failures; /* 0: off */
@@ -93,6 +101,7 @@ typedef struct gw_breaker_conf_s {
     uint64_t slow_call_ms;
     double slow_call_rate; /* percent; 0: off */
     uint64_t window_ms, min_requests, open_for_ms, open_for_max_ms, half_open_requests;
+    gw_breaker_scope_t scope; /* which breakers these settings make */
 } gw_breaker_conf_t;
 
 /* Concurrency limits per upstream instance (circuit_breaker's max_* keys, Envoy's

@@ -97,6 +97,43 @@ def test_one_faulty_instance_opens_alone(spawn, tmp_path, faulty):
     assert all(t["time"].endswith("Z") for t in ts) and ts[0]["time"] <= ts[-1]["time"]
 
 
+@pytest.mark.parametrize("scope", ["instance", "route"])
+def test_breaker_scope(spawn, tmp_path, faulty, scope):
+    """circuit_breaker.scope: "instance" makes only the instances' breakers (a failing
+    instance is set aside after its own two failures, the route never opens: Envoy's outlier
+    detection); "route" only the route's (both instances failing: after two failures the
+    route answers 503 itself, and no instance has a breaker)."""
+    a, b = faulty("a"), faulty("b")
+    w = start_weft(spawn, tmp_path, f"""gateway:
+  routes:
+    - name: two
+      match: {{ path_prefix: /two }}
+      upstream: {{ targets: [127.0.0.1:{a.port}, 127.0.0.1:{b.port}] }}
+      circuit_breaker: {{ consecutive_failures: 2, open_for: 30s, scope: {scope} }}
+""")
+    b.set_fault("status", status=503, count=100000)
+    if scope == "route":
+        a.set_fault("status", status=503, count=100000)
+    rs = [get(w.gw + "/two/x") for _ in range(12)]
+    codes = [r.status_code for r in rs]
+    route = get(w.api + "/v1/gateway/routes").json()[0]
+    assert route["circuit_breaker"]["scope"] == scope
+    up = get(w.api + "/v1/gateway/upstreams").json()[0]
+    inst = {i["port"]: i for i in up["instances"]}
+    if scope == "instance":
+        assert up["breaker"] is None
+        assert inst[b.port]["breaker"]["state"] == "open"
+        assert inst[a.port]["breaker"]["state"] == "closed"
+        assert b.stats()["requests"] == 2  # set aside after its second failure
+        assert codes.count(503) == 2 and codes.count(200) == 10, codes
+    else:
+        assert up["breaker"]["state"] == "open"
+        assert inst[a.port]["breaker"] is None and inst[b.port]["breaker"] is None
+        assert a.stats()["requests"] + b.stats()["requests"] == 2
+        assert codes == [503] * 12
+        assert all(r.headers.get("X-Weft-Breaker") == "open" for r in rs[2:])
+
+
 def test_every_instance_open_fails_fast(spawn, tmp_path, faulty):
     """a fails until its breaker opens (b answering meanwhile), then b fails until its own
     opens: with every instance open the gateway answers 503 at once, without asking either,
