@@ -284,6 +284,10 @@ static void put_rate_limit(weft_buf_t *b, const gw_route_t *r)
                                                                                 : "client_ip");
     weft_buf_puts(b, ",\"key\":");
     weft_json_put_str(b, key, kn > 0 && (size_t)kn < sizeof(key) ? (size_t)kn : 0);
+    if (c->key == GW_RL_KEY_CLIENT_IP || c->key == GW_RL_KEY_HEADER) {
+        weft_buf_putc(b, ',');
+        put_u64key(b, "max_keys", c->max_keys);
+    }
     weft_buf_puts(b, c->shadow ? ",\"shadow\":true" : ",\"shadow\":false");
     gw_policy_t *p = r->policy;
     if (p) { /* the state: requests over the limit since the route's state began */

@@ -259,8 +259,8 @@ static int read_retry(gw_retry_conf_t *c, node_t *n, char *err, size_t errlen)
 
 static int read_rate_limit(gw_ratelimit_conf_t *c, node_t *n, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"algorithm", "rate", "burst",  "limit",
-                                       "window",    "key",  "shadow", NULL};
+    static const char *const keys[] = {"algorithm", "rate",   "burst",    "limit", "window",
+                                       "key",       "shadow", "max_keys", NULL};
     static const char *const algos[] = {"token_bucket", "sliding_window", NULL};
     node_t *al;
     int a;
@@ -312,6 +312,9 @@ static int read_rate_limit(gw_ratelimit_conf_t *c, node_t *n, char *err, size_t 
     }
     node_t *sh = weft_conf_node_get(n, "shadow");
     if (sh && weft_conf_node_bool(sh, &c->shadow, err, errlen)) return WEFT_EINVAL;
+    c->max_keys = 1u << 20;
+    node_t *mk = weft_conf_node_get(n, "max_keys");
+    if (mk && weft_conf_node_uint(mk, 16, 1u << 30, &c->max_keys, err, errlen)) return WEFT_EINVAL;
     return 0;
 }
 

@@ -210,7 +210,7 @@ int gw_policy_new(const gw_route_t *r, const gw_policy_metrics_t *m, gw_policy_t
             o.limiter.window_ms = c->window_ms;
         }
         /* one key for route and global; many for addresses and headers */
-        o.capacity = c->key == GW_RL_KEY_ROUTE || c->key == GW_RL_KEY_GLOBAL ? 16 : 1u << 20;
+        o.capacity = c->key == GW_RL_KEY_ROUTE || c->key == GW_RL_KEY_GLOBAL ? 16 : c->max_keys;
         char why[256];
         if (weft_ratelimit_table_new(&o, &p->rl, why, sizeof(why)) != 0) {
             snprintf(err, errlen, "route %s: rate_limit: %s", r->name, why);
@@ -296,7 +296,7 @@ bool gw_policy_conf_equal(const gw_route_t *a, const gw_route_t *b)
     if (x->on != y->on ||
         (x->on && (x->algorithm != y->algorithm || x->rate != y->rate || x->burst != y->burst ||
                    x->limit != y->limit || x->window_ms != y->window_ms || x->key != y->key ||
-                   !str_eq(x->key_header, y->key_header) || x->shadow != y->shadow)))
+                   !str_eq(x->key_header, y->key_header) || x->shadow != y->shadow || x->max_keys != y->max_keys)))
         return false;
     /* the limits and the balancer: a policy reads the first, and exists for ring_hash */
     const gw_limits_conf_t *l = &a->limits, *k = &b->limits;

@@ -84,6 +84,8 @@ typedef struct gw_ratelimit_conf_s {
     gw_rl_key_t key;
     char *key_header; /* GW_RL_KEY_HEADER */
     bool shadow;      /* count what would be rejected, reject nothing */
+    uint64_t max_keys; /* keys held at once (16 bytes each; one whose limit has passed is
+                          reused); client_ip and header keys only */
 } gw_ratelimit_conf_t;
 
 /* circuit_breaker.scope: the route's own breaker (every instance's failures together), one

@@ -337,3 +337,33 @@ def test_1gib_upload_streams_in_constant_memory(spawn, tmp_path, faulty):
     grew = peak[0] - before
     print(f"1 GiB upload: RSS {before} -> peak {peak[0]} (+{grew} B)")
     assert grew < 32 * 1024 * 1024, (before, peak[0])
+
+
+def test_rate_limit_max_keys_bounds_the_table(spawn, tmp_path, faulty):
+    """rate_limit.max_keys bounds the keys held at once. Of 40 keys (one request each, a
+    limit of 1 a minute), a second request is refused for the keys held: all 40 with the
+    default bound, at most 16 with max_keys: 16 (a key that finds its slots taken is let
+    through rather than stored: memory stays bounded, the limit holds for what is held).
+    The admin API shows the bound."""
+    up = faulty("mk")
+    w = start_weft(spawn, tmp_path, f"""gateway:
+  routes:
+    - name: small
+      match: {{ path_prefix: /small }}
+      upstream: {{ targets: [127.0.0.1:{up.port}] }}
+      rate_limit: {{ algorithm: token_bucket, rate: 1/m, burst: 1, key: header:X-Key, max_keys: 16 }}
+    - name: big
+      match: {{ path_prefix: /big }}
+      upstream: {{ targets: [127.0.0.1:{up.port}] }}
+      rate_limit: {{ algorithm: token_bucket, rate: 1/m, burst: 1, key: header:X-Key }}
+""")
+    routes = get(w.api + "/v1/gateway/routes").json()
+    assert [r["rate_limit"]["max_keys"] for r in routes] == [16, 1 << 20]
+    limited = {}
+    for route in ("small", "big"):
+        for k in range(40):
+            assert get(w.gw + f"/{route}", headers={"X-Key": f"k{k}"}).status_code == 200
+        limited[route] = [get(w.gw + f"/{route}", headers={"X-Key": f"k{k}"}).status_code
+                          for k in range(40)].count(429)
+    assert limited["big"] == 40
+    assert 8 <= limited["small"] <= 16, limited
