@@ -217,6 +217,35 @@ static void put_destination(weft_buf_t *b, const gw_route_t *r)
     }
 }
 
+/* ,"KEY":[...]: outcomes as retry.on and circuit_breaker.failure_on write them. */
+static void put_outcomes(weft_buf_t *b, const char *key, unsigned bits, const uint16_t *statuses,
+                         unsigned n)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {{GW_RETRY_CONNECT, "connect-failure"},
+                 {GW_RETRY_RESET, "reset"},
+                 {GW_RETRY_TIMEOUT, "timeout"},
+                 {GW_RETRY_5XX, "5xx"}};
+    weft_buf_putc(b, ',');
+    weft_json_put_key(b, key);
+    weft_buf_putc(b, '[');
+    bool first = true;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (!(bits & names[i].bit)) continue;
+        if (!first) weft_buf_putc(b, ',');
+        first = false;
+        weft_json_put_str(b, names[i].name, strlen(names[i].name));
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (!first) weft_buf_putc(b, ',');
+        first = false;
+        weft_buf_put_u64(b, statuses[i]);
+    }
+    weft_buf_putc(b, ']');
+}
+
 static void put_retry(weft_buf_t *b, const gw_retry_conf_t *c)
 {
     weft_json_put_key(b, "retry");
@@ -226,27 +255,7 @@ static void put_retry(weft_buf_t *b, const gw_retry_conf_t *c)
     }
     weft_buf_putc(b, '{');
     put_u64key(b, "attempts", c->attempts);
-    weft_buf_puts(b, ",\"on\":[");
-    static const struct {
-        unsigned bit;
-        const char *name;
-    } on[] = {{GW_RETRY_CONNECT, "connect-failure"},
-              {GW_RETRY_RESET, "reset"},
-              {GW_RETRY_TIMEOUT, "timeout"},
-              {GW_RETRY_5XX, "5xx"}};
-    bool first = true;
-    for (size_t i = 0; i < sizeof(on) / sizeof(on[0]); i++) {
-        if (!(c->on & on[i].bit)) continue;
-        if (!first) weft_buf_putc(b, ',');
-        first = false;
-        weft_json_put_str(b, on[i].name, strlen(on[i].name));
-    }
-    for (unsigned i = 0; i < c->nstatuses; i++) {
-        if (!first) weft_buf_putc(b, ',');
-        first = false;
-        weft_buf_put_u64(b, c->statuses[i]);
-    }
-    weft_buf_putc(b, ']');
+    put_outcomes(b, "on", c->on, c->statuses, c->nstatuses);
     if (c->per_try_timeout_ms) put_duration(b, "per_try_timeout", c->per_try_timeout_ms);
     weft_buf_putc(b, ',');
     put_strkey(b, "methods", c->any_method ? "any" : "idempotent");
@@ -322,6 +331,7 @@ static void put_breaker_conf(weft_buf_t *b, const gw_breaker_conf_t *c)
     put_strkey(b, "scope", c->scope == GW_BREAKER_ROUTE      ? "route"
                            : c->scope == GW_BREAKER_INSTANCE ? "instance"
                                                              : "both");
+    put_outcomes(b, "failure_on", gw_breaker_fail_on(c), c->fail_statuses, c->nfail_statuses);
     weft_buf_putc(b, '}');
 }
 

@@ -205,6 +205,45 @@ static int read_upstream(gw_route_t *r, node_t *u, bool service, char *err, size
     return 0;
 }
 
+/* A list of outcomes (retry.on, circuit_breaker.failure_on): connect-failure, reset,
+ * timeout, 5xx (GW_RETRY_* bits into *bits) and statuses min_status-599 (at most
+ * GW_RETRY_MAX_STATUSES, into statuses[*n]). */
+static int read_outcomes(node_t *on, unsigned min_status, unsigned *bits, uint16_t *statuses,
+                         unsigned *n, char *err, size_t errlen)
+{
+    if (weft_conf_node_expect(on, WEFT_CONF_NODE_SEQ, err, errlen)) return WEFT_EINVAL;
+    if (weft_conf_node_len(on) == 0)
+        return weft_conf_node_errorf(on, err, errlen, "needs at least one outcome");
+    *bits = 0;
+    *n = 0;
+    for (size_t i = 0; i < weft_conf_node_len(on); i++) {
+        node_t *it = weft_conf_node_at(on, i);
+        const char *s;
+        if (weft_conf_node_string(it, 1, 32, &s, err, errlen)) return WEFT_EINVAL;
+        if (strcmp(s, "connect-failure") == 0)
+            *bits |= GW_RETRY_CONNECT;
+        else if (strcmp(s, "reset") == 0)
+            *bits |= GW_RETRY_RESET;
+        else if (strcmp(s, "timeout") == 0)
+            *bits |= GW_RETRY_TIMEOUT;
+        else if (strcmp(s, "5xx") == 0)
+            *bits |= GW_RETRY_5XX;
+        else {
+            uint64_t code;
+            char e2[8];
+            if (weft_conf_node_uint(it, min_status, 599, &code, e2, sizeof(e2)))
+                return weft_conf_node_errorf(
+                    it, err, errlen, "expected connect-failure, reset, timeout, 5xx or a status %u-599",
+                    min_status);
+            if (*n == GW_RETRY_MAX_STATUSES)
+                return weft_conf_node_errorf(it, err, errlen, "at most %d statuses",
+                                             GW_RETRY_MAX_STATUSES);
+            statuses[(*n)++] = (uint16_t)code;
+        }
+    }
+    return 0;
+}
+
 static int read_retry(gw_retry_conf_t *c, node_t *n, char *err, size_t errlen)
 {
     static const char *const keys[] = {"attempts", "on", "per_try_timeout", "methods", NULL};
@@ -216,36 +255,10 @@ static int read_retry(gw_retry_conf_t *c, node_t *n, char *err, size_t errlen)
     if (at && weft_conf_node_uint(at, 0, 10, &a, err, errlen)) return WEFT_EINVAL;
     c->attempts = (unsigned)a;
     node_t *on = weft_conf_node_get(n, "on");
-    if (!on) {
+    if (!on)
         c->on = GW_RETRY_CONNECT | GW_RETRY_RESET;
-    } else {
-        if (weft_conf_node_expect(on, WEFT_CONF_NODE_SEQ, err, errlen)) return WEFT_EINVAL;
-        for (size_t i = 0; i < weft_conf_node_len(on); i++) {
-            node_t *it = weft_conf_node_at(on, i);
-            const char *s;
-            if (weft_conf_node_string(it, 1, 32, &s, err, errlen)) return WEFT_EINVAL;
-            if (strcmp(s, "connect-failure") == 0)
-                c->on |= GW_RETRY_CONNECT;
-            else if (strcmp(s, "reset") == 0)
-                c->on |= GW_RETRY_RESET;
-            else if (strcmp(s, "timeout") == 0)
-                c->on |= GW_RETRY_TIMEOUT;
-            else if (strcmp(s, "5xx") == 0)
-                c->on |= GW_RETRY_5XX;
-            else {
-                uint64_t code;
-                char e2[8];
-                if (weft_conf_node_uint(it, 500, 599, &code, e2, sizeof(e2)))
-                    return weft_conf_node_errorf(
-                        it, err, errlen,
-                        "expected connect-failure, reset, timeout, 5xx or a status 500-599");
-                if (c->nstatuses == GW_RETRY_MAX_STATUSES)
-                    return weft_conf_node_errorf(it, err, errlen, "at most %d statuses",
-                                                 GW_RETRY_MAX_STATUSES);
-                c->statuses[c->nstatuses++] = (uint16_t)code;
-            }
-        }
-    }
+    else if (read_outcomes(on, 500, &c->on, c->statuses, &c->nstatuses, err, errlen))
+        return WEFT_EINVAL;
     node_t *pt = weft_conf_node_get(n, "per_try_timeout");
     if (pt && weft_conf_node_duration(pt, 1, 3600000, &c->per_try_timeout_ms, err, errlen))
         return WEFT_EINVAL;
@@ -357,6 +370,7 @@ static int read_breaker(gw_breaker_conf_t *c, gw_limits_conf_t *l, node_t *n, ch
                                        "open_for_max",
                                        "half_open_requests",
                                        "scope",
+                                       "failure_on",
                                        "max_connections",
                                        "max_pending_requests",
                                        "max_pending",
@@ -406,6 +420,10 @@ static int read_breaker(gw_breaker_conf_t *c, gw_limits_conf_t *l, node_t *n, ch
         weft_conf_node_enum(v, scopes, &scope, err, errlen))
         return WEFT_EINVAL;
     c->scope = (gw_breaker_scope_t)scope;
+    c->fail_on = GW_RETRY_CONNECT | GW_RETRY_RESET | GW_RETRY_TIMEOUT | GW_RETRY_5XX;
+    if ((v = weft_conf_node_get(n, "failure_on")) &&
+        read_outcomes(v, 400, &c->fail_on, c->fail_statuses, &c->nfail_statuses, err, errlen))
+        return WEFT_EINVAL;
     if (c->slow_call_rate > 0 && c->slow_call_ms == 0)
         return weft_conf_node_errorf(n, err, errlen, "slow_call_rate needs slow_call_duration");
     if (read_limits(l, n, err, errlen)) return WEFT_EINVAL;

@@ -210,7 +210,9 @@ int gw_policy_new(const gw_route_t *r, const gw_policy_metrics_t *m, gw_policy_t
             o.limiter.window_ms = c->window_ms;
         }
         /* one key for route and global; many for addresses and headers */
-        o.capacity = c->key == GW_RL_KEY_ROUTE || c->key == GW_RL_KEY_GLOBAL ? 16 : c->max_keys;
+        o.capacity = c->key == GW_RL_KEY_ROUTE || c->key == GW_RL_KEY_GLOBAL ? 16
+                     : c->max_keys                                      ? c->max_keys
+                                                                        : 1u << 20;
         char why[256];
         if (weft_ratelimit_table_new(&o, &p->rl, why, sizeof(why)) != 0) {
             snprintf(err, errlen, "route %s: rate_limit: %s", r->name, why);
@@ -311,7 +313,10 @@ bool gw_policy_conf_equal(const gw_route_t *a, const gw_route_t *b)
                        c->slow_call_rate == d->slow_call_rate && c->window_ms == d->window_ms &&
                        c->min_requests == d->min_requests && c->open_for_ms == d->open_for_ms &&
                        c->open_for_max_ms == d->open_for_max_ms &&
-                       c->half_open_requests == d->half_open_requests && c->scope == d->scope));
+                       c->half_open_requests == d->half_open_requests && c->scope == d->scope &&
+                       c->fail_on == d->fail_on && c->nfail_statuses == d->nfail_statuses &&
+                       memcmp(c->fail_statuses, d->fail_statuses,
+                              c->nfail_statuses * sizeof(c->fail_statuses[0])) == 0));
 }
 
 int gw_policy_limit(gw_policy_t *p, const char *key, size_t len, uint64_t now_ms,

@@ -149,15 +149,48 @@ static void breakers_release(gw_req_t *x)
 }
 
 /* The route's breaker learns how the request it admitted went (once), and the last try's
- * instance how that try went. */
-static void breaker_done(gw_req_t *x, bool ok)
+ * instance how that try went: result 1 success, 0 failure, -1 nothing (an outcome that
+ * circuit_breaker.failure_on leaves out). */
+static void breaker_done(gw_req_t *x, int result)
 {
+    if (result < 0) {
+        breakers_release(x);
+        return;
+    }
+    bool ok = result == 1;
     inst_done(x, ok ? 1 : 0);
     if (!x->breaker) return;
     x->breaker = false;
     uint64_t now = weft_now_ns(), start = x->req->start_ns;
     uint64_t ms = now > start ? (now - start) / 1000000 : 0;
     gw_policy_record(x->route->policy, uv_now(x->req->loop), ok, ms);
+}
+
+/* What an answer with this status is to the route's breakers (circuit_breaker.failure_on):
+ * 0 a failure, 1 a success. */
+static int status_outcome(const gw_req_t *x, int status)
+{
+    const gw_breaker_conf_t *c = &x->route->breaker;
+    if ((gw_breaker_fail_on(c) & GW_RETRY_5XX) && status >= 500 && status <= 599) return 0;
+    for (unsigned i = 0; i < c->nfail_statuses; i++)
+        if (c->fail_statuses[i] == status) return 0;
+    return 1;
+}
+
+static const char *err_kind(int err);
+
+/* What a failed try (err) is to them: 0 a failure, -1 nothing when failure_on leaves its
+ * kind out (connect-failure, reset, timeout); an answer that is not HTTP always fails. */
+static int err_outcome(const gw_req_t *x, int err)
+{
+    unsigned on = gw_breaker_fail_on(&x->route->breaker), bit = 0;
+    if (err == WEFT_ECONNRESET)
+        bit = GW_RETRY_RESET;
+    else if (err == WEFT_ETIMEDOUT || err == WEFT_ETIMEDOUT_HEAD || err == WEFT_ETIMEDOUT_BODY)
+        bit = GW_RETRY_TIMEOUT;
+    else if (err == WEFT_ETIMEDOUT_CONNECT || strcmp(err_kind(err), "connect") == 0)
+        bit = GW_RETRY_CONNECT;
+    return bit && !(on & bit) ? -1 : 0;
 }
 
 /* ---- metrics (handles cached per worker: a child lookup hashes its label values) ---- */
@@ -505,7 +538,7 @@ static void up_head(weft_http_client_call_t *call, int status, const weft_http_h
                 weft_http_retry_after_parse(h[i].value.base, h[i].value.len, time(NULL),
                                             &retry_after);
     if (retry_if_allowed(x, 0, status, retry_after)) {
-        inst_done(x, status < 500);
+        inst_done(x, status_outcome(x, status));
         x->retrying = true;
         weft_http_client_cancel(call); /* up_done starts the next try */
         return;
@@ -593,14 +626,14 @@ static void up_done(weft_http_client_call_t *call, int err, void *arg)
     }
     if (err == WEFT_ECANCELED) inst_done(x, -1); /* cancelled here: not the upstream's doing */
     if (err != 0 && !x->head_sent) {
-        inst_done(x, 0); /* this try failed, whether another follows or not */
+        inst_done(x, err_outcome(x, err)); /* this try failed, whether another follows */
         if (retry_if_allowed(x, err, 0, 0)) return;
     }
     weft_http_request_t *req = x->req;
     weft_gateway_t *g = x->g;
     if (err == 0) {
         record(x, x->status);
-        breaker_done(x, x->status < 500);
+        breaker_done(x, status_outcome(x, x->status));
         finish(x);
         weft_http_response_end(req);
         return;
@@ -614,11 +647,12 @@ static void up_done(weft_http_client_call_t *call, int err, void *arg)
                x->route ? x->route->name : "-", x->host, x->port, weft_strerror(err));
     if (x->head_sent) {
         record(x, x->status);
-        breaker_done(x, false);
+        breaker_done(x, err_outcome(x, err));
         finish(x);
         weft_http_response_abort(req);
         return;
     }
+    breaker_done(x, err_outcome(x, err)); /* before fail(), which would count a 502/504 */
     fail(x, timeout ? 504 : 502, timeout ? "upstream timed out" : "bad gateway",
          weft_strerror(err));
 }

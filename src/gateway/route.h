@@ -104,7 +104,20 @@ typedef struct gw_breaker_conf_s {
     double slow_call_rate; /* percent; 0: off */
     uint64_t window_ms, min_requests, open_for_ms, open_for_max_ms, half_open_requests;
     gw_breaker_scope_t scope; /* which breakers these settings make */
+    /* failure_on: what a breaker counts as a failure (GW_RETRY_* bits and statuses, as
+     * retry.on); default connect-failure, reset, timeout, 5xx */
+    unsigned fail_on;
+    uint16_t fail_statuses[GW_RETRY_MAX_STATUSES];
+    unsigned nfail_statuses;
 } gw_breaker_conf_t;
+
+/* c's failure_on bits: none set and no status (a conf made in code) means the default. */
+static inline unsigned gw_breaker_fail_on(const gw_breaker_conf_t *c)
+{
+    return c->fail_on || c->nfail_statuses
+               ? c->fail_on
+               : GW_RETRY_CONNECT | GW_RETRY_RESET | GW_RETRY_TIMEOUT | GW_RETRY_5XX;
+}
 
 /* Concurrency limits per upstream instance (circuit_breaker's max_* keys, Envoy's
  * thresholds); 0: none of the gateway's own (the HTTP client's bounds still hold). */

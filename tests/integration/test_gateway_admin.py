@@ -120,7 +120,8 @@ def test_routes_listing_reflects_the_config(spawn, tmp_path):
                   "slow_call_duration_ms": 1000, "slow_call_rate": "80%", "window": "10s",
                   "window_ms": 10000, "min_requests": 20, "open_for": "30s",
                   "open_for_ms": 30000, "open_for_max": "5m", "open_for_max_ms": 300000,
-                  "half_open_requests": 3}
+                  "half_open_requests": 3, "scope": "both",
+                  "failure_on": ["connect-failure", "reset", "timeout", "5xx"]}
     assert o["breaker"]["state"] == "closed" and o["breaker"]["ms_until_half_open"] == 0
     assert lg["match"] == {"path": "/legacy/:id/*", "pattern": True}
     assert lg["rewrite"] == "/old" and "service" not in lg

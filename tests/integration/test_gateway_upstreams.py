@@ -134,6 +134,33 @@ def test_breaker_scope(spawn, tmp_path, faulty, scope):
         assert all(r.headers.get("X-Weft-Breaker") == "open" for r in rs[2:])
 
 
+def test_breaker_failure_on(spawn, tmp_path, faulty):
+    """circuit_breaker.failure_on says what a breaker counts: with [429], five 503s leave it
+    closed, and two 429s open it (the route's and the instance's)."""
+    up = faulty("fo")
+    w = start_weft(spawn, tmp_path, f"""gateway:
+  routes:
+    - name: fo
+      match: {{ path_prefix: / }}
+      upstream: {{ targets: [127.0.0.1:{up.port}] }}
+      circuit_breaker: {{ consecutive_failures: 2, open_for: 30s, failure_on: [429] }}
+""")
+    up.reset_stats()  # start_weft's own probe went through the route
+    up.set_fault("status", status=503, count=5)
+    assert [get(w.gw + "/x").status_code for _ in range(5)] == [503] * 5
+    ups = get(w.api + "/v1/gateway/upstreams").json()[0]
+    assert ups["breaker"]["state"] == "closed"
+    assert ups["instances"][0]["breaker"]["state"] == "closed"
+    up.set_fault("status", status=429, count=2)
+    assert [get(w.gw + "/x").status_code for _ in range(2)] == [429] * 2
+    r = get(w.gw + "/x")
+    assert r.status_code == 503 and r.headers["X-Weft-Breaker"] == "open"
+    assert up.stats()["requests"] == 7
+    ups = get(w.api + "/v1/gateway/upstreams").json()[0]
+    assert ups["breaker"]["state"] == "open"
+    assert ups["instances"][0]["breaker"]["state"] == "open"
+
+
 def test_every_instance_open_fails_fast(spawn, tmp_path, faulty):
     """a fails until its breaker opens (b answering meanwhile), then b fails until its own
     opens: with every instance open the gateway answers 503 at once, without asking either,
@@ -409,6 +436,15 @@ def test_reload_rebuilds_the_ring_and_keeps_instance_breakers(spawn, tmp_path, f
      ":7:40: gateway.routes[0].circuit_breaker.max_requests:", "below the minimum 1"),
     ("      upstream: { targets: [127.0.0.1:1] }\n      circuit_breaker: { open_for: 1s }\n",
      ":7:24: gateway.routes[0].circuit_breaker:", "max_requests"),
+    ("      upstream: { targets: [127.0.0.1:1] }\n"
+     "      circuit_breaker: { consecutive_failures: 1, scope: outlier }\n",
+     ":7:58: gateway.routes[0].circuit_breaker.scope:", "both"),
+    ("      upstream: { targets: [127.0.0.1:1] }\n"
+     "      circuit_breaker: { consecutive_failures: 1, failure_on: [reset, 302] }\n",
+     ":7:71: gateway.routes[0].circuit_breaker.failure_on[1]:", "a status 400-599"),
+    ("      upstream: { targets: [127.0.0.1:1] }\n"
+     "      rate_limit: { algorithm: token_bucket, rate: 1/s, max_keys: 8 }\n",
+     ":7:67: gateway.routes[0].rate_limit.max_keys:", "below the minimum 16"),
 ])
 def test_bad_upstream_config_refused(tmp_path, route, where, what):
     cfg = tmp_path / "bad.yaml"
