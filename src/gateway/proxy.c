@@ -569,6 +569,15 @@ static void up_head(weft_http_client_call_t *call, int status, const weft_http_h
             }
             continue;
         }
+        while (c == H_TE && v.len && (v.base[v.len - 1] == ' ' || v.base[v.len - 1] == '\t'))
+            v.len--;
+        if (c == H_TE && !(v.len == 7 && weft__http_token_is(v.base, "chunked", 7))) {
+            /* a transfer coding other than chunked (gzip, ...): the body cannot be passed on
+             * as what it is once the framing is the gateway's own, so 502 (as NGINX) */
+            x->proto_err = true;
+            weft_http_client_cancel(call); /* up_done answers 502 */
+            return;
+        }
         if (c == H_HOP || c == H_TE || c == H_CONNECTION || c == H_DATE ||
             (conn.len && named_by_connection(conn, nm.base, nm.len)))
             continue;

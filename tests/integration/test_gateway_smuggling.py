@@ -626,7 +626,7 @@ RESPONSES = [
     ("/same-cl-twice", 502, None),
     ("/cl-list", 502, None),
     ("/cl-plus", 502, None),
-    ("/te-not-chunked", 200, b"3\r\nabc\r\n0\r\n\r\n"),
+    ("/te-not-chunked", 502, None),  # a coding the gateway cannot pass on (as NGINX)
     ("/204-with-body", 204, b""),
     ("/bare-lf", 502, None),
     ("/nul-in-header", 502, None),
