@@ -335,6 +335,7 @@ typedef enum {
     H_OTHER,
     H_HOP, /* hop-by-hop (RFC 9110 7.6.1): never forwarded */
     H_TE,  /* Transfer-Encoding: hop-by-hop too; in a request, the body is chunked */
+    H_EXPECT, /* Expect: the listener answered 100-continue itself; not sent upstream */
     H_CONNECTION,
     H_CONTENT_LENGTH,
     H_DATE,
@@ -354,6 +355,8 @@ static hclass_t hclass(weft_str_t n)
         return IS("te") ? H_HOP : H_OTHER;
     case 4:
         return IS("date") ? H_DATE : IS("host") ? H_HOST : H_OTHER;
+    case 6:
+        return IS("expect") ? H_EXPECT : H_OTHER;
     case 7:
         return IS("upgrade") || IS("trailer") ? H_HOP : H_OTHER;
     case 10:
@@ -1087,7 +1090,7 @@ static const weft_http_header_t *upstream_headers(gw_req_t *x, size_t *n)
         hclass_t c = hclass(nm);
         if (c == H_TE && req->headers[i].value.len) x->te_in = true;
         if (c == H_HOP || c == H_TE || c == H_CONNECTION || c == H_CONTENT_LENGTH || c == H_XFP ||
-            c == H_XFH || (c == H_TRACE && x->obs.span) ||
+            c == H_XFH || c == H_EXPECT || (c == H_TRACE && x->obs.span) ||
             (conn.len && named_by_connection(conn, nm.base, nm.len)))
             continue;
         if (c == H_XFF) {

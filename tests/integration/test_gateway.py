@@ -92,6 +92,13 @@ def test_static_targets_and_faults(spawn, tmp_path, faulty):
     hdrs = {k.lower(): v for k, v in e["headers"]}
     assert hdrs["x-test"] == "1" and hdrs["x-forwarded-for"] == "127.0.0.1"
     assert hdrs["x-forwarded-proto"] == "http" and len(hdrs["x-request-id"]) == 16
+    # Expect: 100-continue is the listener's to answer (as Envoy): the upstream gets the body,
+    # not the expectation
+    r = requests.post(w.gw + "/both/echo", data=b"abc", timeout=WAIT,
+                      headers={"Expect": "100-continue"})
+    e = r.json()
+    assert r.status_code == 200 and e["body_length"] == 3
+    assert "expect" not in {k.lower() for k, _ in e["headers"]}, e["headers"]
     # the upstream's own status passes through; failures become 502/504
     assert get(w.gw + "/both/status/503").status_code == 503
     assert get(w.gw + "/both/reset").status_code == 502
