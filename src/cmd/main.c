@@ -183,25 +183,34 @@ typedef struct reload_src_s {
     char **argv;
 } reload_src_t;
 
+/* weft serve's settings and the sections that read them (its own, http.*, the registry's):
+ * one place for the start and for reloads, so that both read the file the same way. */
+typedef struct serve_confs_s {
+    serve_conf_t sc;
+    weft_http_conf_t hc;
+    weft_registry_conf_t rc;
+    weft_conf_section_t secs[3];
+} serve_confs_t;
+
+static void serve_confs_init(serve_confs_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->secs[0] = (weft_conf_section_t){
+        .name = "weft", .opts = serve_options, .n = N(serve_options), .target = &c->sc};
+    c->secs[1] = weft_http_conf_section(&c->hc);
+    c->secs[2] = weft_registry_conf_section(&c->rc);
+}
+
 /* The gateway's reload function (gateway.h): the whole configuration loaded again, exactly
  * as at the start, so that a mistake anywhere in the file is refused with its position;
  * only gateway.routes is taken from it (the other settings need a restart). */
 static int reload_routes(void *arg, gw_route_t **routes, size_t *n, char *err, size_t errlen)
 {
     const reload_src_t *src = arg;
-    serve_conf_t sc;
-    weft_http_conf_t hc;
-    weft_registry_conf_t rc_conf;
-    memset(&sc, 0, sizeof(sc));
-    memset(&hc, 0, sizeof(hc));
-    memset(&rc_conf, 0, sizeof(rc_conf));
-    weft_conf_section_t secs[] = {
-        {.name = "weft", .opts = serve_options, .n = N(serve_options), .target = &sc},
-        weft_http_conf_section(&hc),
-        weft_registry_conf_section(&rc_conf),
-    };
+    serve_confs_t cf;
+    serve_confs_init(&cf);
     weft_conf_t conf;
-    int rc = weft_conf_load(&conf, secs, N(secs), NULL, src->argc, src->argv, err, errlen);
+    int rc = weft_conf_load(&conf, cf.secs, N(cf.secs), NULL, src->argc, src->argv, err, errlen);
     if (rc != 0) return rc;
     if (!conf.file) {
         snprintf(err, errlen,
@@ -209,7 +218,7 @@ static int reload_routes(void *arg, gw_route_t **routes, size_t *n, char *err, s
                  "there is nothing to read again");
         rc = WEFT_EINVAL;
     } else {
-        rc = weft_gateway_routes_compile(sc.routes, routes, n, err, errlen);
+        rc = weft_gateway_routes_compile(cf.sc.routes, routes, n, err, errlen);
     }
     weft_conf_free(&conf);
     return rc;
@@ -217,35 +226,27 @@ static int reload_routes(void *arg, gw_route_t **routes, size_t *n, char *err, s
 
 static int serve(int argc, char **argv)
 {
-    serve_conf_t sc;
-    weft_http_conf_t hc;
-    weft_registry_conf_t rc_conf;
-    memset(&sc, 0, sizeof(sc));
-    memset(&hc, 0, sizeof(hc));
-    memset(&rc_conf, 0, sizeof(rc_conf));
-    weft_conf_section_t secs[] = {
-        {.name = "weft", .opts = serve_options, .n = N(serve_options), .target = &sc},
-        weft_http_conf_section(&hc),
-        weft_registry_conf_section(&rc_conf),
-    };
+    serve_confs_t cf;
+    serve_confs_init(&cf);
+    serve_conf_t *sc = &cf.sc; /* the settings of its own */
     const char *file = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("usage: weft serve [--config FILE] [flags]\n\n"
                    "Settings come from the defaults, then FILE (YAML), then the environment,\n"
                    "then flags. Keys without a flag are set in the file.\n\n");
-            weft_conf_help(secs, N(secs), stdout);
+            weft_conf_help(cf.secs, N(cf.secs), stdout);
             return 0;
         }
     }
     weft_conf_t conf;
     char err[1024];
-    if (weft_conf_load(&conf, secs, N(secs), file, argc, argv, err, sizeof(err)) != 0) {
+    if (weft_conf_load(&conf, cf.secs, N(cf.secs), file, argc, argv, err, sizeof(err)) != 0) {
         fprintf(stderr, "weft: %s\n", err);
         return 2;
     }
-    weft_log_set_level((weft_log_level_t)sc.log_level);
-    if (make_dir(sc.data_dir, err, sizeof(err)) != 0) {
+    weft_log_set_level((weft_log_level_t)sc->log_level);
+    if (make_dir(sc->data_dir, err, sizeof(err)) != 0) {
         fprintf(stderr, "weft: %s\n", err);
         weft_conf_free(&conf);
         return 2;
@@ -255,12 +256,12 @@ static int serve(int argc, char **argv)
     weft_service_options_init(&o);
     o.name = "weft";
     o.version = WEFT_VERSION;
-    o.host = sc.api.host;
-    o.port = sc.api.port;
-    o.workers = (unsigned)sc.workers;
-    o.access_log = sc.access_log;
-    o.access_log_file = sc.access_log_file;
-    weft_http_conf_apply(&hc, &o.http);
+    o.host = sc->api.host;
+    o.port = sc->api.port;
+    o.workers = (unsigned)sc->workers;
+    o.access_log = sc->access_log;
+    o.access_log_file = sc->access_log_file;
+    weft_http_conf_apply(&cf.hc, &o.http);
     weft_service_t *svc;
     int rc = weft_service_new(&o, &svc);
     if (rc != 0) {
@@ -269,7 +270,7 @@ static int serve(int argc, char **argv)
         return 2;
     }
     weft_registry_options_t ro = {
-        .conf = &rc_conf, .data_dir = sc.data_dir, .api_host = sc.api.host, .dns = true};
+        .conf = &cf.rc, .data_dir = sc->data_dir, .api_host = sc->api.host, .dns = true};
     weft_registry_t *reg;
     rc = weft_registry_new(svc, &ro, &reg, err, sizeof(err));
     if (rc != 0) {
@@ -282,8 +283,8 @@ static int serve(int argc, char **argv)
     size_t nroutes;
     const char *gw_alog;
     /* the access log first: it allocates nothing, so a bad one leaks no routes */
-    if (weft_gateway_access_log_compile(sc.gw_access_log, &gw_alog, err, sizeof(err)) != 0 ||
-        weft_gateway_routes_compile(sc.routes, &routes, &nroutes, err, sizeof(err)) != 0) {
+    if (weft_gateway_access_log_compile(sc->gw_access_log, &gw_alog, err, sizeof(err)) != 0 ||
+        weft_gateway_routes_compile(sc->routes, &routes, &nroutes, err, sizeof(err)) != 0) {
         fprintf(stderr, "weft: %s\n", err);
         weft_registry_free(reg);
         weft_service_free(svc);
@@ -292,13 +293,13 @@ static int serve(int argc, char **argv)
     }
     weft_http_server_options_t gso;
     weft_http_server_options_init(&gso);
-    weft_http_conf_apply(&hc, &gso);
-    weft_gateway_options_t go = {.host = sc.gateway.host,
-                                 .port = sc.gateway.port,
+    weft_http_conf_apply(&cf.hc, &gso);
+    weft_gateway_options_t go = {.host = sc->gateway.host,
+                                 .port = sc->gateway.port,
                                  .http = &gso,
                                  .registry = reg,
                                  .metrics = weft_service_metrics(svc),
-                                 .max_tunnels = (unsigned)sc.max_tunnels,
+                                 .max_tunnels = (unsigned)sc->max_tunnels,
                                  .routes = routes,
                                  .nroutes = nroutes,
                                  .tracer = weft_service_tracer(svc),
@@ -310,7 +311,7 @@ static int serve(int argc, char **argv)
     }
     weft_gateway_t *gw;
     rc = weft_gateway_new(weft_service_host(svc), &go, &gw, err, sizeof(err));
-    if (rc == 0 && (rc = weft_gateway_admin(gw, svc, rc_conf.acl_token, err, sizeof(err))) != 0)
+    if (rc == 0 && (rc = weft_gateway_admin(gw, svc, cf.rc.acl_token, err, sizeof(err))) != 0)
         weft_gateway_free(gw);
     if (rc != 0) {
         fprintf(stderr, "weft: %s\n", err);
@@ -321,10 +322,10 @@ static int serve(int argc, char **argv)
     }
     weft_info("weft", "starting",
               "version=%s data_dir=%s api=%s:%u dns=%s:%u gateway=%s:%u routes=%zu", WEFT_VERSION,
-              sc.data_dir, sc.api.host, sc.api.port, rc_conf.dns.host, rc_conf.dns.port,
-              sc.gateway.host, sc.gateway.port, nroutes);
+              sc->data_dir, sc->api.host, sc->api.port, cf.rc.dns.host, cf.rc.dns.port,
+              sc->gateway.host, sc->gateway.port, nroutes);
     weft_info("weft", "parts not built yet are not started", "otlp=%s:%u zipkin=%s:%u",
-              sc.otlp.host, sc.otlp.port, sc.zipkin.host, sc.zipkin.port);
+              sc->otlp.host, sc->otlp.port, sc->zipkin.host, sc->zipkin.port);
     rc = weft_service_run(svc);
     bool failed = weft_registry_failed(reg);
     weft_registry_free(reg);
