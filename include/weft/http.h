@@ -296,6 +296,10 @@ WEFT_EXTERN weft_str_t weft_http_request_param(const weft_http_request_t *req, c
  *  long as the connection. Loop thread only. */
 WEFT_EXTERN const char *weft_http_request_peer(weft_http_request_t *req);
 
+/** The client's address without its port or brackets ("10.0.0.5", "::1"), a view of
+ *  weft_http_request_peer's string ("-" when it cannot be had). Loop thread only. */
+WEFT_EXTERN weft_str_t weft_http_request_peer_ip(weft_http_request_t *req);
+
 /** n bytes from the request's arena, freed when the response ends; NULL if over the limit. */
 WEFT_EXTERN void *weft_http_request_alloc(weft_http_request_t *req, size_t n);
 

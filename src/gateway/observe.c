@@ -196,16 +196,6 @@ void gw_alog_write(gw_alog_t *a, const char *line, size_t n)
 static const char *const rl_names[] = {NULL, "allowed", "rejected", "shadow"};
 static const char *const br_names[] = {NULL, "closed", "half_open", "open", "half_open_full"};
 
-/* The client's address without its port (or brackets), as a view of the peer string. */
-static weft_str_t client_ip(weft_http_request_t *req)
-{
-    const char *peer = weft_http_request_peer(req);
-    size_t pl = strlen(peer);
-    const char *colon = strrchr(peer, ':');
-    if (colon) pl = (size_t)(colon - peer);
-    if (pl >= 2 && peer[0] == '[') peer++, pl -= 2;
-    return (weft_str_t){peer, pl};
-}
 
 /* A NUL-terminated copy of v (cut to cap - 1 bytes) in buf. */
 static const char *cstr(char *buf, size_t cap, weft_str_t v)
@@ -260,7 +250,7 @@ void gw_obs_begin(weft_gateway_t *g, weft_http_request_t *req, const gw_route_t 
             weft_span_set_attr_str(o->span, "url.path", cstr(buf, sizeof(buf), req->path));
             weft_span_set_attr_str(o->span, "url.scheme", "http");
             weft_span_set_attr_str(o->span, "client.address",
-                                   cstr(buf, sizeof(buf), client_ip(req)));
+                                   cstr(buf, sizeof(buf), weft_http_request_peer_ip(req)));
             if (r) {
                 weft_span_set_attr_str(o->span, "weft.route", r->name);
                 weft_span_set_attr_str(o->span, "http.route", r->path);
@@ -391,7 +381,7 @@ static void format_line(weft_buf_t *b, weft_http_request_t *req, const gw_route_
     weft_buf_puts(b, ms);
     put_kv_u64(b, "bytes_in", o->bytes_in);
     put_kv_u64(b, "bytes_out", o->bytes_out);
-    weft_str_t ip = client_ip(req);
+    weft_str_t ip = weft_http_request_peer_ip(req);
     put_kv_str(b, "client_ip", ip.base, ip.len);
     if (port) {
         char up[GW_HOST_MAX + 8];

@@ -108,6 +108,7 @@ typedef struct gw_req_s {
     size_t nh;
     weft_http_client_body_t body_mode;
     bool te_in; /* the request came with Transfer-Encoding: its body is chunked */
+    weft_str_t cip; /* the client's address (client_ip); base NULL until asked */
     /* upgrades (tunnel.c) */
     bool upgrade;   /* forwarded with its Upgrade headers: a 101 opens a tunnel */
     bool tslot;     /* holds one of the gateway's tunnel slots */
@@ -120,6 +121,14 @@ typedef struct gw_req_s {
 } gw_req_t;
 
 _Static_assert(sizeof(((gw_req_t *)0)->host) % 8 == 0, "mslot reads the host a word at a time");
+
+/* The client's address without port: looked up once a request (the rate limit's key, the
+ * ring's, X-Forwarded-For). */
+static weft_str_t client_ip(gw_req_t *x)
+{
+    if (!x->cip.base) x->cip = weft_http_request_peer_ip(x->req);
+    return x->cip;
+}
 
 static void start_try(gw_req_t *x);
 static bool retry_if_allowed(gw_req_t *x, int err, int status, uint64_t retry_after_ms);
@@ -852,9 +861,8 @@ static uint64_t ring_key(gw_req_t *x)
         weft_str_t v = weft_http_request_header(x->req, x->route->hash_header);
         return v.base ? weft_ring_hash(v.base, v.len) : next_rand(x->w);
     }
-    const char *peer = weft_http_request_peer(x->req);
-    const char *colon = strrchr(peer, ':');
-    return weft_ring_hash(peer, colon ? (size_t)(colon - peer) : strlen(peer));
+    weft_str_t ip = client_ip(x);
+    return weft_ring_hash(ip.base, ip.len);
 }
 
 typedef enum pick_e {
@@ -986,10 +994,9 @@ static const char *limit_key(gw_req_t *x, size_t *len)
 {
     const gw_ratelimit_conf_t *c = &x->route->rate_limit;
     if (c->key == GW_RL_KEY_CLIENT_IP) {
-        const char *peer = weft_http_request_peer(x->req);
-        const char *colon = strrchr(peer, ':');
-        *len = colon ? (size_t)(colon - peer) : strlen(peer);
-        return peer;
+        weft_str_t ip = client_ip(x);
+        *len = ip.len;
+        return ip.base;
     }
     if (c->key == GW_RL_KEY_HEADER) {
         weft_str_t v = weft_http_request_header(x->req, c->key_header);
@@ -1105,11 +1112,9 @@ static const weft_http_header_t *upstream_headers(gw_req_t *x, size_t *n)
         k++;
     }
     /* the client's address, without its port */
-    const char *peer = weft_http_request_peer(req);
-    size_t pl = strlen(peer);
-    const char *colon = strrchr(peer, ':');
-    if (colon) pl = (size_t)(colon - peer);
-    if (pl >= 2 && peer[0] == '[') peer++, pl -= 2;
+    weft_str_t ip = client_ip(x);
+    const char *peer = ip.base;
+    size_t pl = ip.len;
     size_t xl = xff.len ? xff.len + 2 + pl : pl;
     char *xv = weft_http_request_alloc(req, xl + 1);
     if (!xv) return NULL;

@@ -348,6 +348,16 @@ const char *weft_http_request_peer(weft_http_request_t *req)
     return c->peer;
 }
 
+weft_str_t weft_http_request_peer_ip(weft_http_request_t *req)
+{
+    const char *peer = weft_http_request_peer(req);
+    size_t pl = strlen(peer);
+    const char *colon = strrchr(peer, ':'); /* "[v6]:port": the last one is the port's */
+    if (colon) pl = (size_t)(colon - peer);
+    if (pl >= 2 && peer[0] == '[' && peer[pl - 1] == ']') peer++, pl -= 2;
+    return (weft_str_t){peer, pl};
+}
+
 void *weft_http_request_alloc(weft_http_request_t *req, size_t n)
 {
     conn_t *c = weft__http_conn_of(req);

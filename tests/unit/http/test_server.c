@@ -115,10 +115,14 @@ static void h_chunks(weft_http_request_t *req, void *arg)
     weft_http_response_end(req);
 }
 
+/* GET /peer: "PEER IP", the peer string and the address alone (weft_http_request_peer_ip) */
 static void h_peer(weft_http_request_t *req, void *arg)
 {
     const char *peer = weft_http_request_peer(req);
-    weft_http_respond(req, 200, "text/plain", peer, strlen(peer));
+    weft_str_t ip = weft_http_request_peer_ip(req);
+    char out[128];
+    int n = snprintf(out, sizeof(out), "%s %.*s", peer, (int)ip.len, ip.base);
+    weft_http_respond(req, 200, "text/plain", out, (size_t)n);
 }
 
 /* GET /park: a streamed response begins ("parked"), then reading is paused; the handler
@@ -898,7 +902,7 @@ static void test_peer(void **state)
     socklen_t ml = sizeof(me);
     assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &ml), 0);
     char want[64], buf[4096];
-    snprintf(want, sizeof(want), "\r\n\r\n127.0.0.1:%u", (unsigned)ntohs(me.sin_port));
+    snprintf(want, sizeof(want), "\r\n\r\n127.0.0.1:%u 127.0.0.1", (unsigned)ntohs(me.sin_port));
     for (int i = 0; i < 2; i++) { /* the second answer comes from the kept string */
         static const char req[] = "GET /peer HTTP/1.1\r\nHost: x\r\n\r\n";
         send_all(fd, req, sizeof(req) - 1);
@@ -930,7 +934,7 @@ static void test_peer(void **state)
     struct sockaddr_in6 me6;
     ml = sizeof(me6);
     assert_int_equal(getsockname(fd, (struct sockaddr *)&me6, &ml), 0);
-    snprintf(want, sizeof(want), "\r\n\r\n[::1]:%u", (unsigned)ntohs(me6.sin6_port));
+    snprintf(want, sizeof(want), "\r\n\r\n[::1]:%u ::1", (unsigned)ntohs(me6.sin6_port));
     static const char req[] = "GET /peer HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n";
     send_all(fd, req, sizeof(req) - 1);
     recv_to_close(fd, buf, sizeof(buf));
