@@ -227,28 +227,41 @@ static void worker_run(void *arg)
     weft_snap_thread_unregister();
 }
 
+/* Closes worker wk's async handle and loop, for a worker whose thread never ran. */
+static void unprepare(worker_t *wk)
+{
+    uv_mutex_lock(&wk->mu);
+    wk->started = 0; /* no more posts: the handle is closed next */
+    uv_mutex_unlock(&wk->mu);
+    uv_close((uv_handle_t *)&wk->async, NULL);
+    uv_run(&wk->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&wk->loop);
+}
+
 int weft_workers_start(weft_workers_t *w, weft_worker_fn init, void *arg)
 {
     w->init = init;
     w->init_arg = arg;
-    unsigned i;
+    unsigned i, prepared;
     int err = 0;
-    for (i = 0; i < w->n; i++) {
-        worker_t *wk = &w->workers[i];
+    /* Every worker takes posts before any thread runs: one already serving may post to
+     * one whose thread does not exist yet, and the post waits in its queue. */
+    for (prepared = 0; prepared < w->n; prepared++) {
+        worker_t *wk = &w->workers[prepared];
         if ((err = uv_loop_init(&wk->loop)) != 0) break;
         if ((err = uv_async_init(&wk->loop, &wk->async, on_async)) != 0) {
             uv_loop_close(&wk->loop);
             break;
         }
         wk->async.data = wk;
-        if ((err = uv_thread_create(&wk->thread, worker_run, wk)) != 0) {
-            uv_close((uv_handle_t *)&wk->async, NULL);
-            uv_run(&wk->loop, UV_RUN_DEFAULT);
-            uv_loop_close(&wk->loop);
-            break;
-        }
+        uv_mutex_lock(&wk->mu);
         wk->started = 1;
+        uv_mutex_unlock(&wk->mu);
     }
+    for (i = 0; err == 0 && i < w->n; i++)
+        if ((err = uv_thread_create(&w->workers[i].thread, worker_run, &w->workers[i])) != 0)
+            break;
+    for (unsigned j = i; j < prepared; j++) unprepare(&w->workers[j]);
     uv_mutex_lock(&w->mu);
     while (w->ready < i) uv_cond_wait(&w->cond, &w->mu);
     uv_mutex_unlock(&w->mu);
@@ -322,9 +335,12 @@ void weft_workers_stop(weft_workers_t *w, weft_worker_fn fn, void *arg)
 void weft_workers_join(weft_workers_t *w)
 {
     for (unsigned i = 0; i < w->n; i++) {
-        if (w->workers[i].started) {
-            uv_thread_join(&w->workers[i].thread);
-            w->workers[i].started = 0;
+        worker_t *wk = &w->workers[i];
+        if (wk->started) {
+            uv_thread_join(&wk->thread);
+            uv_mutex_lock(&wk->mu);
+            wk->started = 0;
+            uv_mutex_unlock(&wk->mu);
         }
     }
 }

@@ -135,6 +135,33 @@ static void on_stop(uv_loop_t *loop, unsigned i, void *arg)
     atomic_fetch_add(&stops, 1);
 }
 
+static atomic_int cross_posts, cross_fails;
+static weft_workers_t *cross_w;
+
+static void on_cross(uv_loop_t *loop, unsigned i, void *arg)
+{
+    atomic_fetch_add(&cross_posts, 1);
+}
+/* Each worker, while starting, posts to every worker: to those whose threads may not
+ * exist yet too. */
+static void on_init_cross(uv_loop_t *loop, unsigned i, void *arg)
+{
+    for (unsigned j = 0; j < weft_workers_count(cross_w); j++)
+        if (weft_workers_post(cross_w, j, on_cross, NULL) != 0) atomic_fetch_add(&cross_fails, 1);
+}
+
+/* A worker that is serving may post to one still starting: the post is queued, not lost. */
+static void test_workers_post_while_starting(void **state)
+{
+    assert_int_equal(weft_workers_new(4, &cross_w), 0);
+    assert_int_equal(weft_workers_start(cross_w, on_init_cross, NULL), 0);
+    weft_workers_stop(cross_w, NULL, NULL); /* after the posts, in each worker's queue */
+    weft_workers_join(cross_w);
+    assert_int_equal(atomic_load(&cross_fails), 0);
+    assert_int_equal(atomic_load(&cross_posts), 16);
+    weft_workers_free(cross_w);
+}
+
 static void test_workers(void **state)
 {
     weft_workers_t *w;
@@ -322,6 +349,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_arena),      cmocka_unit_test(test_log_quote_and_levels),
         cmocka_unit_test(test_log_always), cmocka_unit_test(test_workers),
+        cmocka_unit_test(test_workers_post_while_starting),
         cmocka_unit_test(test_errf),       cmocka_unit_test(test_workers_busy_poll),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
