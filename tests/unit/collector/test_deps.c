@@ -534,6 +534,22 @@ static void test_bounds(void **state)
     col_deps_free(NULL);
 }
 
+/* A small ring has few hash chains: children waiting for different parents share them, and
+ * each parent must take only its own. */
+static void test_shared_chains(void **state)
+{
+    (void)state;
+    col_deps_t *d = new_deps(16, 0, 0);
+    for (uint32_t i = 0; i < 15; i++) add1(d, mk(1, 200 + i, 100 + i, S, "b", NULL, false, 0));
+    for (uint32_t i = 0; i < 15; i++) {
+        add1(d, mk(1, 100 + i, 1, C, "a", NULL, false, 0));
+        char want[64];
+        snprintf(want, sizeof want, "a>b:%u/0", i + 1);
+        EXPECT(d, want);
+    }
+    col_deps_free(d);
+}
+
 static char g_dir[256];
 
 static int setup_dir(void **state)
@@ -849,6 +865,7 @@ int main(void)
         cmocka_unit_test_setup(test_messaging_and_missing_link, setup),
         cmocka_unit_test_setup(test_lookback, setup),
         cmocka_unit_test_setup(test_bounds, setup),
+        cmocka_unit_test_setup(test_shared_chains, setup),
         cmocka_unit_test_setup_teardown(test_save_load, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_corrupt_file, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_threads, setup_dir, teardown_dir),
