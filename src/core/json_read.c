@@ -146,6 +146,22 @@ static inline size_t utf8_seq(const unsigned char *p, const unsigned char *end)
     return 0; /* a continuation byte, C0/C1 (overlong) or F5..FF */
 }
 
+bool weft_jr_utf8_valid(const char *s, size_t n)
+{
+    const char *end = s + n;
+    for (;;) {
+        s = scan_plain(s, end);
+        if (s == end) return true;
+        if ((unsigned char)*s >= 0x80) {
+            size_t k = utf8_seq((const unsigned char *)s, (const unsigned char *)end);
+            if (!k) return false;
+            s += k;
+        } else {
+            s++; /* '"', '\\' and controls are fine here */
+        }
+    }
+}
+
 static int hexval(unsigned char c)
 {
     if (c >= '0' && c <= '9') return c - '0';

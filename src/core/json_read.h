@@ -97,6 +97,10 @@ bool weft_jr_end(weft_jr_t *r);
  * decoder's own refusals ("traceId must be 32 hex digits"), so that they carry an offset. */
 bool weft_jr_fail(weft_jr_t *r, const char *msg);
 
+/* Whether s[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing
+ * above U+10FFFF), with the strings' fast scan: for protobuf's string fields. */
+bool weft_jr_utf8_valid(const char *s, size_t n);
+
 static inline bool weft_jr_key_is(weft_jr_str_t k, const char *lit)
 {
     size_t n = __builtin_strlen(lit);
