@@ -88,7 +88,7 @@ static void pop(ctx_t *c)
 static int bad(ctx_t *c, const char *field, const char *msg)
 {
     if (c->rc) return c->rc;
-    char path[256];
+    char path[640]; /* the deepest: 16 nested values, about 450 bytes */
     size_t o = 0;
     unsigned n = c->depth < sizeof(c->path) / sizeof(c->path[0])
                      ? c->depth

@@ -21,7 +21,7 @@
 
 static char req_strs[64][3][96]; /* the spans' varying strings (per span index mod 64) */
 
-static void req_span(int i, weft_span_data_t *d)
+static inline void req_span(int i, weft_span_data_t *d)
 {
     memset(d, 0, sizeof(*d));
     char(*s)[96] = req_strs[i % 64];
@@ -76,7 +76,7 @@ static void req_span(int i, weft_span_data_t *d)
 }
 
 /* n spans (from index first) as one request, into pb (protobuf) and/or json. NULL frees. */
-static void req_build(int first, size_t n, weft_buf_t *pb, weft_buf_t *json)
+static inline void req_build(int first, size_t n, weft_buf_t *pb, weft_buf_t *json)
 {
     item_t *items = NULL, **tail = &items;
     weft_span_data_t *d = malloc(sizeof(*d));
@@ -114,12 +114,12 @@ static void req_build(int first, size_t n, weft_buf_t *pb, weft_buf_t *json)
     }
 }
 
-static bool req_str_is(col_str_t s, const char *z)
+static inline bool req_str_is(col_str_t s, const char *z)
 {
     return col_str_eq(s, z, strlen(z));
 }
 
-static void req_check_attr(const col_attr_t *a, const weft_attr_t *w)
+static inline void req_check_attr(const col_attr_t *a, const weft_attr_t *w)
 {
     if (!req_str_is(a->key, w->key)) abort();
     switch (w->type) {
@@ -147,7 +147,7 @@ static void req_check_attr(const col_attr_t *a, const weft_attr_t *w)
         }                                                                                          \
     } while (0)
 
-static void req_check_span(const col_span_t *s, int i)
+static inline void req_check_span(const col_span_t *s, int i)
 {
     weft_span_data_t *d = malloc(sizeof(*d));
     if (!d) abort();
@@ -184,6 +184,286 @@ static void req_check_span(const col_span_t *s, int i)
     REQ_CHECK(req_str_is(s->scope->name, "weft"));
     REQ_CHECK(req_str_is(s->scope->version, WEFT_VERSION));
     free(d);
+}
+
+/* ---- a little protobuf writer for hand-built messages ---- */
+
+static inline void tagv(weft_buf_t *b, unsigned field, unsigned wt)
+{
+    uint64_t v = (uint64_t)field << 3 | wt;
+    while (v >= 0x80) {
+        weft_buf_putc(b, (char)(v | 0x80));
+        v >>= 7;
+    }
+    weft_buf_putc(b, (char)v);
+}
+
+static inline void fx64(weft_buf_t *b, unsigned field, uint64_t v)
+{
+    tagv(b, field, 1);
+    for (int i = 0; i < 8; i++) weft_buf_putc(b, (char)(v >> (8 * i)));
+}
+
+static inline void fx32(weft_buf_t *b, unsigned field, uint32_t v)
+{
+    tagv(b, field, 5);
+    for (int i = 0; i < 4; i++) weft_buf_putc(b, (char)(v >> (8 * i)));
+}
+
+static inline void str(weft_buf_t *b, unsigned field, const char *s)
+{
+    weft__pb_bytes(b, field, s, strlen(s));
+}
+
+static const uint8_t TID[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+static const uint8_t SID[8] = {0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8};
+
+/* A minimal valid span's fields (ids, name, times). */
+static inline void span_min(weft_buf_t *b, const char *name)
+{
+    weft__pb_bytes(b, 1, TID, 16);
+    weft__pb_bytes(b, 2, SID, 8);
+    str(b, 5, name);
+    fx64(b, 7, 100);
+    fx64(b, 8, 200);
+}
+
+static inline void req_everything_span(weft_buf_t *b)
+{
+    /* fields out of order, unknown ones of every wire type between them */
+    fx32(b, 16, 0x301);
+    str(b, 5, "op");
+    weft__pb_varint_field(b, 99, 12345); /* unknown varint */
+    fx64(b, 98, 7);                      /* unknown fixed64 */
+    fx32(b, 97, 7);                      /* unknown fixed32 */
+    str(b, 96, "unknown");               /* unknown LEN */
+    weft__pb_bytes(b, 2, SID, 8);
+    weft__pb_bytes(b, 1, TID, 16);
+    weft__pb_bytes(b, 4, "\0\0\0\0\0\0\0\0", 8); /* all-zero parent: a root */
+    str(b, 3, "k=v");
+    weft__pb_varint_field(b, 6, 5);
+    fx64(b, 8, 2000);
+    fx64(b, 7, 1000);
+    weft__pb_varint_field(b, 10, 3);
+    weft__pb_varint_field(b, 12, 4);
+    weft__pb_varint_field(b, 14, 0x100000005ull); /* uint32: the low 32 bits */
+    /* attributes: bytes, empty, array, kvlist, negative int, double, a missing value */
+    size_t kv = weft__pb_open(b, 9);
+    str(b, 1, "bin");
+    size_t v = weft__pb_open(b, 2);
+    weft__pb_bytes(b, 7, "\x00\xff\x10", 3);
+    weft__pb_close(b, v);
+    weft__pb_close(b, kv);
+    kv = weft__pb_open(b, 9);
+    str(b, 1, "empty");
+    v = weft__pb_open(b, 2);
+    weft__pb_close(b, v);
+    weft__pb_close(b, kv);
+    kv = weft__pb_open(b, 9);
+    str(b, 1, "arr");
+    v = weft__pb_open(b, 2);
+    size_t arr = weft__pb_open(b, 5);
+    size_t el = weft__pb_open(b, 1);
+    str(b, 1, "a\"b");
+    weft__pb_close(b, el);
+    el = weft__pb_open(b, 1);
+    weft__pb_varint_field(b, 3, (uint64_t)-7);
+    weft__pb_close(b, el);
+    el = weft__pb_open(b, 1);
+    weft__pb_varint_field(b, 2, 1);
+    weft__pb_close(b, el);
+    el = weft__pb_open(b, 1);
+    fx64(b, 4, 0x3ff8000000000000ull); /* 1.5 */
+    weft__pb_close(b, el);
+    el = weft__pb_open(b, 1);
+    weft__pb_bytes(b, 7, "hi", 2);
+    weft__pb_close(b, el);
+    el = weft__pb_open(b, 1); /* an empty AnyValue */
+    weft__pb_close(b, el);
+    el = weft__pb_open(b, 1); /* a nested array */
+    size_t inner = weft__pb_open(b, 5);
+    weft__pb_close(b, inner);
+    weft__pb_close(b, el);
+    weft__pb_close(b, arr);
+    weft__pb_close(b, v);
+    weft__pb_close(b, kv);
+    kv = weft__pb_open(b, 9);
+    str(b, 1, "kvl");
+    v = weft__pb_open(b, 2);
+    size_t list = weft__pb_open(b, 6);
+    size_t e = weft__pb_open(b, 1);
+    str(b, 1, "x");
+    size_t ev = weft__pb_open(b, 2);
+    fx64(b, 4, 0x7ff8000000000000ull); /* NaN */
+    weft__pb_close(b, ev);
+    weft__pb_close(b, e);
+    e = weft__pb_open(b, 1); /* a KeyValue without value */
+    str(b, 1, "y");
+    weft__pb_close(b, e);
+    weft__pb_close(b, list);
+    weft__pb_close(b, v);
+    weft__pb_close(b, kv);
+    kv = weft__pb_open(b, 9);
+    str(b, 1, "neg");
+    v = weft__pb_open(b, 2);
+    weft__pb_varint_field(b, 3, (uint64_t)INT64_MIN);
+    weft__pb_close(b, v);
+    weft__pb_close(b, kv);
+    kv = weft__pb_open(b, 9); /* a KeyValue with no value field */
+    str(b, 1, "novalue");
+    weft__pb_close(b, kv);
+    kv = weft__pb_open(b, 9); /* oneof: the last value given wins */
+    str(b, 1, "last");
+    v = weft__pb_open(b, 2);
+    str(b, 1, "first");
+    weft__pb_varint_field(b, 3, 42);
+    weft__pb_close(b, v);
+    weft__pb_close(b, kv);
+    /* events and links */
+    ev = weft__pb_open(b, 11);
+    str(b, 2, "ev");
+    fx64(b, 1, 1500);
+    weft__pb_varint_field(b, 4, 2);
+    weft__pb_close(b, ev);
+    size_t ln = weft__pb_open(b, 13);
+    weft__pb_bytes(b, 1, TID, 16);
+    weft__pb_bytes(b, 2, SID, 8);
+    str(b, 3, "l=1");
+    fx32(b, 6, 1);
+    weft__pb_varint_field(b, 5, 6);
+    kv = weft__pb_open(b, 4);
+    str(b, 1, "lk");
+    v = weft__pb_open(b, 2);
+    weft__pb_varint_field(b, 2, 0);
+    weft__pb_close(b, v);
+    weft__pb_close(b, kv);
+    weft__pb_close(b, ln);
+    size_t st = weft__pb_open(b, 15);
+    weft__pb_varint_field(b, 3, 2);
+    str(b, 2, "broken");
+    weft__pb_close(b, st);
+}
+
+/* Two ResourceSpans: the first with its scopeSpans before its resource, a scope with
+ * attributes, schema urls, the span above; the second with no resource, no scope and a
+ * minimal span; an unknown field of the request. (test_otlp_json has the same in JSON.) */
+static inline void req_everything_pb(weft_buf_t *b)
+{
+    /* resourceSpans[0]: its scopeSpans before its resource; a second ResourceSpans with no
+     * resource and a scope without name; schema urls */
+    size_t rs = weft__pb_open(b, 1);
+    str(b, 3, "https://schema/1");
+    size_t ss = weft__pb_open(b, 2);
+    size_t sp = weft__pb_open(b, 2);
+    req_everything_span(b);
+    weft__pb_close(b, sp);
+    size_t sc = weft__pb_open(b, 1);
+    str(b, 1, "lib");
+    str(b, 2, "1.2");
+    weft__pb_string_kv(b, 3, "scope.attr", "s");
+    weft__pb_varint_field(b, 4, 9);
+    weft__pb_close(b, sc);
+    str(b, 3, "https://schema/2");
+    weft__pb_close(b, ss);
+    size_t res = weft__pb_open(b, 1);
+    weft__pb_string_kv(b, 1, "host.name", "h");
+    weft__pb_string_kv(b, 1, "service.name", "svc");
+    weft__pb_varint_field(b, 2, 8);
+    weft__pb_close(b, res);
+    weft__pb_close(b, rs);
+    rs = weft__pb_open(b, 1);
+    ss = weft__pb_open(b, 2);
+    sp = weft__pb_open(b, 2);
+    span_min(b, "second");
+    weft__pb_close(b, sp);
+    weft__pb_close(b, ss);
+    weft__pb_close(b, rs);
+    str(b, 77, "an unknown field of the request");
+}
+
+/* Two batches hold the same spans, field by field (strings by content). */
+static inline bool req_same_str(col_str_t x, col_str_t y)
+{
+    return x.n == y.n && (x.n == 0 || memcmp(x.p, y.p, x.n) == 0);
+}
+
+static inline bool req_same_attrs(const col_attr_t *x, uint32_t nx, const col_attr_t *y, uint32_t ny)
+{
+    if (nx != ny) return false;
+    for (uint32_t i = 0; i < nx; i++) {
+        if (!req_same_str(x[i].key, y[i].key) || x[i].type != y[i].type) return false;
+        switch (x[i].type) {
+        case COL_V_BOOL:
+            if (x[i].v.b != y[i].v.b) return false;
+            break;
+        case COL_V_INT:
+            if (x[i].v.i != y[i].v.i) return false;
+            break;
+        case COL_V_DOUBLE:
+            if (memcmp(&x[i].v.d, &y[i].v.d, sizeof(double)) != 0) return false;
+            break;
+        case COL_V_EMPTY:
+            break;
+        default:
+            if (!req_same_str(x[i].v.s, y[i].v.s)) return false;
+        }
+    }
+    return true;
+}
+
+#define REQ_SAME(c)                                                                                \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "%s:%d: span %zu differs: %s\n", __FILE__, __LINE__, i, #c);           \
+            return false;                                                                          \
+        }                                                                                          \
+    } while (0)
+
+static inline bool req_same_batch(const col_batch_t *x, const col_batch_t *y)
+{
+    size_t i = 0;
+    REQ_SAME(x->n == y->n && x->rejected == y->rejected);
+    REQ_SAME(strcmp(x->reject_msg, y->reject_msg) == 0);
+    for (i = 0; i < x->n; i++) {
+        const col_span_t *a = &x->spans[i], *b = &y->spans[i];
+        REQ_SAME(memcmp(a->trace_id, b->trace_id, 16) == 0);
+        REQ_SAME(memcmp(a->span_id, b->span_id, 8) == 0);
+        REQ_SAME(memcmp(a->parent_id, b->parent_id, 8) == 0);
+        REQ_SAME(a->start_ns == b->start_ns && a->end_ns == b->end_ns);
+        REQ_SAME(req_same_str(a->name, b->name));
+        REQ_SAME(req_same_str(a->trace_state, b->trace_state));
+        REQ_SAME(req_same_str(a->status_message, b->status_message));
+        REQ_SAME(a->kind == b->kind && a->status == b->status && a->flags == b->flags);
+        REQ_SAME(a->shared == b->shared && a->debug == b->debug);
+        REQ_SAME(req_same_attrs(a->attrs, a->nattrs, b->attrs, b->nattrs));
+        REQ_SAME(a->dropped_attrs == b->dropped_attrs && a->dropped_events == b->dropped_events &&
+                 a->dropped_links == b->dropped_links);
+        REQ_SAME(a->nevents == b->nevents && a->nlinks == b->nlinks);
+        for (uint32_t k = 0; k < a->nevents; k++) {
+            const col_event_t *e = &a->events[k], *f = &b->events[k];
+            REQ_SAME(e->time_ns == f->time_ns && req_same_str(e->name, f->name));
+            REQ_SAME(e->dropped_attrs == f->dropped_attrs);
+            REQ_SAME(req_same_attrs(e->attrs, e->nattrs, f->attrs, f->nattrs));
+        }
+        for (uint32_t k = 0; k < a->nlinks; k++) {
+            const col_link_t *l = &a->links[k], *m = &b->links[k];
+            REQ_SAME(memcmp(l->trace_id, m->trace_id, 16) == 0);
+            REQ_SAME(memcmp(l->span_id, m->span_id, 8) == 0);
+            REQ_SAME(req_same_str(l->trace_state, m->trace_state) && l->flags == m->flags);
+            REQ_SAME(l->dropped_attrs == m->dropped_attrs);
+            REQ_SAME(req_same_attrs(l->attrs, l->nattrs, m->attrs, m->nattrs));
+        }
+        const col_resource_t *r = a->resource, *q = b->resource;
+        REQ_SAME(req_same_str(r->service, q->service) && r->dropped_attrs == q->dropped_attrs);
+        REQ_SAME(req_same_attrs(r->attrs, r->nattrs, q->attrs, q->nattrs));
+        const col_scope_t *s = a->scope, *t = b->scope;
+        REQ_SAME(req_same_str(s->name, t->name) && req_same_str(s->version, t->version));
+        REQ_SAME(s->dropped_attrs == t->dropped_attrs);
+        REQ_SAME(req_same_attrs(s->attrs, s->nattrs, t->attrs, t->nattrs));
+        REQ_SAME(memcmp(&a->local, &b->local, sizeof(a->local)) == 0);
+        REQ_SAME(req_same_str(a->remote.service, b->remote.service));
+    }
+    return true;
 }
 
 #endif
