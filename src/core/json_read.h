@@ -53,9 +53,12 @@ typedef struct weft_jr_s {
     const char *start, *p, *end;
     weft_arena_t *arena;
     unsigned depth;
+    uint64_t arrays; /* bit d: the container at depth d + 1 is an array (else an object) */
     bool first;      /* no member/element read yet in the innermost object/array */
     const char *err; /* NULL, or a static phrase: "expected a string", "invalid UTF-8", ... */
     size_t err_off;  /* byte offset of the error in the text */
+    int err_code;    /* with err: WEFT_EINVAL (the text), WEFT_ELIMIT (a string with escapes
+                      * past the arena's limit: "string too long") or WEFT_ENOMEM */
 } weft_jr_t;
 
 void weft_jr_init(weft_jr_t *r, const char *text, size_t n, weft_arena_t *arena);
