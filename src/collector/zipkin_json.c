@@ -86,6 +86,7 @@
  * tables) and per trace (the order), freed before returning; out of memory marks b failed.
  */
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,7 +94,10 @@
 #include "collector/encode_util.h"
 #include "collector/decode.h"
 #include "collector/encode.h"
+#include "core/json_read.h"
 #include "core/json_write.h"
+#include "trace/trace_int.h" /* weft__trace_unhex: the one hex decoder */
+#include "weft/common.h"
 
 /* ---- small helpers shared by the writer and the reader ---- */
 
@@ -512,4 +516,526 @@ void col_zipkin_json_trace(weft_buf_t *b, col_span_t *spans, size_t n)
         col_zipkin_json_span(b, &spans[i]);
     }
     weft_buf_putc(b, ']');
+}
+
+/* ---- reading: POST /api/v2/spans ----
+ *
+ * The body is zipkin2-api.yaml's ListOfSpans, read with the pull reader (core/json_read.h)
+ * straight into the batch. Text that is not JSON, or not an array at the top, refuses the
+ * request (WEFT_EINVAL, err "offset N: ..."); a span that is JSON but not a valid Zipkin span
+ * is refused alone (col_batch_reject: "span 3: tags.http.path: must be a string") and the
+ * others are kept, as OTLP's partial success does. Each field is checked before it is read
+ * (its JSON type by a peek), so that a wrong one costs the span and not the reader.
+ *
+ * Checks, with the words of the refusal (the field, then what is wrong):
+ *   traceId    required; 16 or 32 lowercase hex digits (the API's pattern; Zipkin's server
+ *              also pads shorter ids, which the API does not allow and weft refuses).
+ *   id         required; 16 lowercase hex digits. parentId: the same, or absent/null.
+ *   kind       CLIENT, SERVER, PRODUCER or CONSUMER, or absent/null.
+ *   name       a string or absent/null.
+ *   timestamp  required (see below); duration optional: non-negative integers (JSON numbers
+ *              without fraction or exponent), microseconds; timestamp + duration must fit
+ *              in nanoseconds (year 2554).
+ *   localEndpoint, remoteEndpoint  objects or null: serviceName a string; ipv4 and ipv6 IP
+ *              literals (either family in either field, as Zipkin's Endpoint.parseIp takes
+ *              them; an IPv4-mapped IPv6 address is kept as IPv4, as Zipkin does); port an
+ *              integer 0..65535 (0 is none).
+ *   annotations  an array of {timestamp, value}, both required, an integer and a string.
+ *   tags       an object whose values are strings.
+ *   debug, shared  true, false or null.
+ * Unknown members are skipped (Zipkin ignores them), and null is "absent" everywhere
+ * (Zipkin's reader skips nulls).
+ *
+ * A span without a timestamp (or with 0: Zipkin's "unset") is refused: "timestamp: missing
+ * (weft stores only spans that have a start time)". Zipkin accepts one (an incomplete span,
+ * the late half of a shared span), and shows it at no time; weft's store indexes spans by
+ * start time and keeps them by age, so a span of epoch 0 would be both unsearchable and
+ * deleted at once. Refusing says so to the client instead of losing it quietly.
+ *
+ * The mapping, chosen so that col_zipkin_json_span writes the span back as Zipkin would:
+ *   traceId → trace_id (a 16-digit id in the low 8 bytes, high bytes zero); id, parentId
+ *   (parentId == id → root, as Zipkin undoes it); kind → COL_KIND_*, absent → UNSPECIFIED
+ *   (not INTERNAL: Zipkin's "no kind" is also a span of unknown kind); name as sent (case
+ *   kept); timestamp/duration → start_ns, end_ns = start + duration (µs × 1000);
+ *   localEndpoint.serviceName → the resource's service.name: one col_resource_t per
+ *   distinct name per request (and one without attributes for spans that have none), its
+ *   only attribute service.name; the scope is one empty col_scope_t; localEndpoint's
+ *   addresses and port → span.local; remoteEndpoint → span.remote (its serviceName too);
+ *   annotations → events (time, name = value, no attributes), in the order sent;
+ *   tags → string attributes, in the order sent; an "error" tag also sets status ERROR with
+ *   the tag's value as its message ("" when the value is "" or "true"), the tag kept as it
+ *   is (the writer then adds neither error nor otel.status_code: written once, as sent);
+ *   debug, shared → span.debug, span.shared (shared cleared on a CLIENT span, as Zipkin
+ *   does); flags 0 (Zipkin's JSON has no sampled bit).
+ * Then col_span_check applies the limits every format shares.
+ *
+ * Memory: strings point into the body or the arena (escaped ones). A span's tags and
+ * annotations are gathered in scratch arrays reused from span to span and copied into the
+ * arena only when the span is kept, so a refused span costs the arena nothing; likewise the
+ * spans until the end. The scratch is bounded by the body (every element costs body bytes).
+ */
+
+typedef struct zres_slot_s {
+    col_str_t service;
+    col_resource_t *res;
+} zres_slot_t;
+
+typedef struct zdec_s {
+    weft_jr_t r;
+    weft_arena_t *a;
+    col_batch_t *b;
+    int fail; /* 0, or WEFT_ENOMEM / WEFT_ELIMIT from an allocation of ours */
+    col_attr_t *attrs;
+    size_t nattrs, cap_attrs;
+    col_event_t *events;
+    size_t nevents, cap_events;
+    col_span_t *spans;
+    size_t nspans, cap_spans;
+    zres_slot_t *res; /* open addressing by service name */
+    size_t nres, cap_res;
+    col_resource_t *no_service;
+    col_scope_t *scope;
+    char why[224]; /* the refusal of the span being read, "" while it is fine */
+} zdec_t;
+
+/* An allocation of ours failed: past the arena's limit (413) or out of memory. */
+static void *zalloc(zdec_t *d, size_t n)
+{
+    void *p = weft_arena_alloc(d->a, n ? n : 1);
+    if (!p && !d->fail) d->fail = d->a->used + n > d->a->limit ? WEFT_ELIMIT : WEFT_ENOMEM;
+    return p;
+}
+
+/* Grows the scratch array *v (of *cap elements of size sz) to hold one more. */
+static bool grow(zdec_t *d, void **v, size_t *cap, size_t n, size_t sz)
+{
+    if (n < *cap) return true;
+    size_t c = *cap ? *cap * 2 : 16;
+    void *p = realloc(*v, c * sz);
+    if (!p) {
+        if (!d->fail) d->fail = WEFT_ENOMEM;
+        return false;
+    }
+    *v = p;
+    *cap = c;
+    return true;
+}
+
+/* Records the first thing wrong with the span being read. */
+static void refuse(zdec_t *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void refuse(zdec_t *d, const char *fmt, ...)
+{
+    if (d->why[0]) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->why, sizeof(d->why), fmt, ap);
+    va_end(ap);
+}
+
+static col_str_t view(weft_jr_str_t s)
+{
+    /* bodies are far below 4 GiB (the listener's limit); col_span_check bounds strings */
+    return (col_str_t){s.p, s.n > UINT32_MAX ? UINT32_MAX : (uint32_t)s.n};
+}
+
+/* A key for a message: at most 64 bytes of it (the message has a bounded size). */
+#define KEYFMT       "%.*s"
+#define KEYARG(k)    (int)((k).n > 64 ? 64 : (k).n), (k).p
+
+/* Reads a string member into *out, or null (out untouched): true when it was a string. */
+static bool read_str(zdec_t *d, const char *field, weft_jr_str_t *out)
+{
+    weft_jr_type_t t = weft_jr_peek(&d->r);
+    if (t == WEFT_JR_NULL) return weft_jr_null(&d->r), false;
+    if (t != WEFT_JR_STRING) {
+        refuse(d, "%s: must be a string", field);
+        weft_jr_skip(&d->r);
+        return false;
+    }
+    return weft_jr_string(&d->r, out);
+}
+
+/* Reads a non-negative integer member (a JSON number without fraction or exponent) of at
+ * most max: true with *v, false for null (*present false) or a refusal. */
+static bool read_uint(zdec_t *d, const char *field, uint64_t max, uint64_t *v, bool *present)
+{
+    *present = false;
+    weft_jr_type_t t = weft_jr_peek(&d->r);
+    if (t == WEFT_JR_NULL) return weft_jr_null(&d->r), false;
+    weft_jr_str_t raw;
+    if (t != WEFT_JR_NUMBER) {
+        refuse(d, "%s: must be a non-negative integer", field);
+        weft_jr_skip(&d->r);
+        return false;
+    }
+    if (!weft_jr_raw(&d->r, &raw)) return false;
+    uint64_t x = 0;
+    for (size_t i = 0; i < raw.n; i++) {
+        char c = raw.p[i];
+        if (c < '0' || c > '9') {
+            refuse(d, "%s: must be a non-negative integer", field);
+            return false;
+        }
+        if (x > (max - (uint64_t)(c - '0')) / 10) {
+            refuse(d, "%s: must be at most %llu", field, (unsigned long long)max);
+            return false;
+        }
+        x = x * 10 + (uint64_t)(c - '0');
+    }
+    *v = x;
+    *present = true;
+    return true;
+}
+
+static bool read_bool(zdec_t *d, const char *field, bool *v)
+{
+    weft_jr_type_t t = weft_jr_peek(&d->r);
+    if (t == WEFT_JR_NULL) return weft_jr_null(&d->r), false;
+    if (t != WEFT_JR_TRUE && t != WEFT_JR_FALSE) {
+        refuse(d, "%s: must be true or false", field);
+        weft_jr_skip(&d->r);
+        return false;
+    }
+    return weft_jr_bool(&d->r, v);
+}
+
+/* n lowercase hex digits into n/2 bytes at out; false (refused) otherwise. */
+static bool read_hex(zdec_t *d, const char *field, weft_jr_str_t s, size_t n1, size_t n2,
+                     uint8_t *out, size_t outn)
+{
+    memset(out, 0, outn); /* a 16-digit trace id leaves the high bytes zero */
+    if ((s.n != n1 && s.n != n2) || weft__trace_unhex(s.p, s.n, out + outn - s.n / 2) != 0) {
+        if (n1 == n2)
+            refuse(d, "%s: must be %zu lowercase hex digits", field, n1);
+        else
+            refuse(d, "%s: must be %zu or %zu lowercase hex digits", field, n1, n2);
+        return false;
+    }
+    return true;
+}
+
+static void read_endpoint(zdec_t *d, const char *field, col_endpoint_t *e, col_str_t *service)
+{
+    weft_jr_type_t t = weft_jr_peek(&d->r);
+    if (t == WEFT_JR_NULL) {
+        weft_jr_null(&d->r);
+        return;
+    }
+    if (t != WEFT_JR_OBJECT) {
+        refuse(d, "%s: must be an object", field);
+        weft_jr_skip(&d->r);
+        return;
+    }
+    weft_jr_object(&d->r);
+    weft_jr_str_t key, s;
+    char name[40];
+    while (weft_jr_key(&d->r, &key)) {
+        if (weft_jr_key_is(key, "serviceName")) {
+            snprintf(name, sizeof(name), "%s.serviceName", field);
+            if (read_str(d, name, &s)) *service = view(s);
+        } else if (weft_jr_key_is(key, "ipv4") || weft_jr_key_is(key, "ipv6")) {
+            snprintf(name, sizeof(name), "%s.%.4s", field, key.p);
+            if (read_str(d, name, &s) && !parse_ip(s.p, s.n, e))
+                refuse(d, "%s: not an IP address", name);
+        } else if (weft_jr_key_is(key, "port")) {
+            snprintf(name, sizeof(name), "%s.port", field);
+            uint64_t v;
+            bool present;
+            if (read_uint(d, name, 65535, &v, &present)) e->port = (uint16_t)v;
+        } else {
+            weft_jr_skip(&d->r);
+        }
+    }
+}
+
+static void read_annotations(zdec_t *d)
+{
+    weft_jr_type_t t = weft_jr_peek(&d->r);
+    if (t == WEFT_JR_NULL) {
+        weft_jr_null(&d->r);
+        return;
+    }
+    if (t != WEFT_JR_ARRAY) {
+        refuse(d, "annotations: must be an array");
+        weft_jr_skip(&d->r);
+        return;
+    }
+    weft_jr_array(&d->r);
+    for (size_t i = 0; weft_jr_next(&d->r); i++) {
+        if (weft_jr_peek(&d->r) != WEFT_JR_OBJECT) {
+            refuse(d, "annotations[%zu]: must be an object", i);
+            weft_jr_skip(&d->r);
+            continue;
+        }
+        weft_jr_object(&d->r);
+        weft_jr_str_t key, value = {0};
+        uint64_t ts = 0;
+        bool has_ts = false, has_value = false;
+        char name[48];
+        while (weft_jr_key(&d->r, &key)) {
+            if (weft_jr_key_is(key, "timestamp")) {
+                snprintf(name, sizeof(name), "annotations[%zu].timestamp", i);
+                read_uint(d, name, UINT64_MAX / 1000, &ts, &has_ts);
+            } else if (weft_jr_key_is(key, "value")) {
+                snprintf(name, sizeof(name), "annotations[%zu].value", i);
+                has_value = read_str(d, name, &value);
+            } else {
+                weft_jr_skip(&d->r);
+            }
+        }
+        if (!has_ts) refuse(d, "annotations[%zu].timestamp: missing", i);
+        if (!has_value) refuse(d, "annotations[%zu].value: missing", i);
+        if (d->why[0] || d->r.err) continue;
+        if (!grow(d, (void **)&d->events, &d->cap_events, d->nevents, sizeof(col_event_t)))
+            return;
+        d->events[d->nevents++] = (col_event_t){.time_ns = ts * 1000, .name = view(value)};
+    }
+}
+
+static void read_tags(zdec_t *d)
+{
+    weft_jr_type_t t = weft_jr_peek(&d->r);
+    if (t == WEFT_JR_NULL) {
+        weft_jr_null(&d->r);
+        return;
+    }
+    if (t != WEFT_JR_OBJECT) {
+        refuse(d, "tags: must be an object");
+        weft_jr_skip(&d->r);
+        return;
+    }
+    weft_jr_object(&d->r);
+    weft_jr_str_t key, value;
+    while (weft_jr_key(&d->r, &key)) {
+        if (weft_jr_peek(&d->r) != WEFT_JR_STRING) {
+            refuse(d, "tags." KEYFMT ": must be a string", KEYARG(key));
+            weft_jr_skip(&d->r);
+            continue;
+        }
+        if (!weft_jr_string(&d->r, &value) || d->why[0]) continue;
+        if (!grow(d, (void **)&d->attrs, &d->cap_attrs, d->nattrs, sizeof(col_attr_t))) return;
+        d->attrs[d->nattrs++] =
+            (col_attr_t){.key = view(key), .type = COL_V_STRING, .v.s = view(value)};
+    }
+}
+
+static uint64_t str_hash(col_str_t s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (uint32_t i = 0; i < s.n; i++) h = (h ^ (unsigned char)s.p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* The request's resource for a local service name (made on first use). */
+static const col_resource_t *resource_for(zdec_t *d, col_str_t service)
+{
+    if (service.n == 0) {
+        if (!d->no_service && (d->no_service = zalloc(d, sizeof(col_resource_t))))
+            *d->no_service = (col_resource_t){.service = {"", 0}};
+        return d->no_service;
+    }
+    if (2 * (d->nres + 1) > d->cap_res) { /* keep the table at most half full */
+        size_t cap = d->cap_res ? d->cap_res * 2 : 16;
+        zres_slot_t *t = calloc(cap, sizeof(*t));
+        if (!t) {
+            if (!d->fail) d->fail = WEFT_ENOMEM;
+            return NULL;
+        }
+        for (size_t i = 0; i < d->cap_res; i++) {
+            if (!d->res[i].res) continue;
+            size_t k = str_hash(d->res[i].service) & (cap - 1);
+            while (t[k].res) k = (k + 1) & (cap - 1);
+            t[k] = d->res[i];
+        }
+        free(d->res);
+        d->res = t;
+        d->cap_res = cap;
+    }
+    size_t k = str_hash(service) & (d->cap_res - 1);
+    for (; d->res[k].res; k = (k + 1) & (d->cap_res - 1))
+        if (col_str_eq(d->res[k].service, service.p, service.n)) return d->res[k].res;
+    col_resource_t *r = zalloc(d, sizeof(col_resource_t) + sizeof(col_attr_t));
+    if (!r) return NULL;
+    col_attr_t *attr = (col_attr_t *)(r + 1);
+    *attr = (col_attr_t){.key = COL_STR("service.name"), .type = COL_V_STRING, .v.s = service};
+    *r = (col_resource_t){.service = service, .attrs = attr, .nattrs = 1};
+    d->res[k] = (zres_slot_t){.service = service, .res = r};
+    d->nres++;
+    return r;
+}
+
+/* Reads spans[index] (the reader is at its value) and keeps or refuses it. */
+static void read_span(zdec_t *d, size_t index)
+{
+    d->why[0] = 0;
+    d->nattrs = d->nevents = 0;
+    if (weft_jr_peek(&d->r) != WEFT_JR_OBJECT) {
+        weft_jr_skip(&d->r);
+        if (!d->r.err) col_batch_reject(d->b, index, "must be a JSON object (a Zipkin v2 span)");
+        return;
+    }
+    col_span_t s = {0};
+    col_str_t service = {"", 0};
+    bool has_trace = false, has_id = false, has_ts = false, present;
+    uint64_t ts = 0, dur = 0;
+    weft_jr_str_t key, v;
+    weft_jr_object(&d->r);
+    while (weft_jr_key(&d->r, &key)) {
+        if (weft_jr_key_is(key, "traceId")) {
+            if (read_str(d, "traceId", &v))
+                has_trace = read_hex(d, "traceId", v, 16, 32, s.trace_id, 16);
+        } else if (weft_jr_key_is(key, "id")) {
+            if (read_str(d, "id", &v)) has_id = read_hex(d, "id", v, 16, 16, s.span_id, 8);
+        } else if (weft_jr_key_is(key, "parentId")) {
+            if (read_str(d, "parentId", &v)) read_hex(d, "parentId", v, 16, 16, s.parent_id, 8);
+        } else if (weft_jr_key_is(key, "kind")) {
+            if (!read_str(d, "kind", &v)) continue;
+            static const struct {
+                const char *name;
+                uint8_t kind;
+            } kinds[] = {{"CLIENT", COL_KIND_CLIENT},
+                         {"SERVER", COL_KIND_SERVER},
+                         {"PRODUCER", COL_KIND_PRODUCER},
+                         {"CONSUMER", COL_KIND_CONSUMER}};
+            size_t i = 0;
+            while (i < 4 && !weft_jr_key_is(v, kinds[i].name)) i++;
+            if (i < 4)
+                s.kind = kinds[i].kind;
+            else
+                refuse(d, "kind: must be CLIENT, SERVER, PRODUCER or CONSUMER");
+        } else if (weft_jr_key_is(key, "name")) {
+            if (read_str(d, "name", &v)) s.name = view(v);
+        } else if (weft_jr_key_is(key, "timestamp")) {
+            read_uint(d, "timestamp", UINT64_MAX / 1000, &ts, &has_ts);
+        } else if (weft_jr_key_is(key, "duration")) {
+            read_uint(d, "duration", UINT64_MAX / 1000, &dur, &present);
+        } else if (weft_jr_key_is(key, "localEndpoint")) {
+            read_endpoint(d, "localEndpoint", &s.local, &service);
+        } else if (weft_jr_key_is(key, "remoteEndpoint")) {
+            read_endpoint(d, "remoteEndpoint", &s.remote, &s.remote.service);
+        } else if (weft_jr_key_is(key, "annotations")) {
+            read_annotations(d);
+        } else if (weft_jr_key_is(key, "tags")) {
+            read_tags(d);
+        } else if (weft_jr_key_is(key, "debug")) {
+            read_bool(d, "debug", &s.debug);
+        } else if (weft_jr_key_is(key, "shared")) {
+            read_bool(d, "shared", &s.shared);
+        } else {
+            weft_jr_skip(&d->r);
+        }
+    }
+    if (d->r.err || d->fail) return;
+    if (!has_trace) refuse(d, "traceId: missing");
+    if (!has_id) refuse(d, "id: missing");
+    if (!has_ts || ts == 0) refuse(d, "timestamp: missing (weft stores only spans that have a "
+                                      "start time)");
+    if (ts + dur > UINT64_MAX / 1000) refuse(d, "timestamp + duration: too large");
+    if (d->why[0]) {
+        col_batch_reject(d->b, index, d->why);
+        return;
+    }
+    s.start_ns = ts * 1000;
+    s.end_ns = (ts + dur) * 1000;
+    if (memcmp(s.parent_id, s.span_id, 8) == 0) memset(s.parent_id, 0, 8);
+    if (s.kind == COL_KIND_CLIENT) s.shared = false;
+    s.attrs = d->attrs;
+    s.nattrs = (uint32_t)d->nattrs;
+    s.events = d->events;
+    s.nevents = (uint32_t)d->nevents;
+    const col_attr_t *err = find_attr(d->attrs, s.nattrs, "error");
+    if (err) {
+        s.status = COL_STATUS_ERROR;
+        if (!col_str_eq(err->v.s, "true", 4)) s.status_message = err->v.s;
+    }
+    /* col_span_check sees the resource the span will have, made only once it is kept */
+    col_scope_t empty_scope = {0};
+    col_attr_t probe_attr = {.key = COL_STR("service.name"), .type = COL_V_STRING, .v.s = service};
+    col_resource_t probe = {.service = service, .attrs = &probe_attr, .nattrs = service.n != 0};
+    s.resource = &probe;
+    s.scope = &empty_scope;
+    const char *why = col_span_check(&s);
+    if (why) {
+        col_batch_reject(d->b, index, why);
+        return;
+    }
+    if (!(s.resource = resource_for(d, service))) return;
+    s.scope = d->scope;
+    if (s.nattrs) {
+        if (!(s.attrs = zalloc(d, s.nattrs * sizeof(col_attr_t)))) return;
+        memcpy(s.attrs, d->attrs, s.nattrs * sizeof(col_attr_t));
+    } else {
+        s.attrs = NULL;
+    }
+    if (s.nevents) {
+        if (!(s.events = zalloc(d, s.nevents * sizeof(col_event_t)))) return;
+        memcpy(s.events, d->events, s.nevents * sizeof(col_event_t));
+    } else {
+        s.events = NULL;
+    }
+    if (err) s.status_message = s.attrs[err - d->attrs].v.s;
+    if (!grow(d, (void **)&d->spans, &d->cap_spans, d->nspans, sizeof(col_span_t))) return;
+    d->spans[d->nspans++] = s;
+}
+
+int col_zipkin_json_decode(const char *p, size_t n, weft_arena_t *a, col_batch_t *b, char *err,
+                           size_t errlen)
+{
+    memset(b, 0, sizeof(*b));
+    zdec_t d = {.a = a, .b = b};
+    weft_jr_init(&d.r, p, n, a);
+    int rc = 0;
+    d.scope = zalloc(&d, sizeof(col_scope_t));
+    if (d.scope) *d.scope = (col_scope_t){0};
+    weft_jr_type_t top = weft_jr_peek(&d.r);
+    if (!d.r.err && top != WEFT_JR_ARRAY) {
+        snprintf(err, errlen, "offset %zu: expected a JSON array of Zipkin v2 spans",
+                 (size_t)(d.r.p - p));
+        rc = WEFT_EINVAL;
+        goto out;
+    }
+    weft_jr_array(&d.r);
+    for (size_t i = 0; !d.fail && weft_jr_next(&d.r); i++) {
+        if (i == COL_MAX_BATCH_SPANS) {
+            snprintf(err, errlen, "more than %u spans in one request", COL_MAX_BATCH_SPANS);
+            rc = WEFT_ELIMIT;
+            goto out;
+        }
+        read_span(&d, i);
+    }
+    if (!d.fail) weft_jr_end(&d.r);
+    if (d.r.err) {
+        rc = d.r.err_code ? d.r.err_code : WEFT_EINVAL;
+        if (rc == WEFT_EINVAL)
+            snprintf(err, errlen, "offset %zu: invalid JSON: %s", d.r.err_off, d.r.err);
+        else if (rc == WEFT_ELIMIT)
+            snprintf(err, errlen, "offset %zu: %s", d.r.err_off, d.r.err);
+        else
+            snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    if (d.fail) {
+        rc = d.fail;
+        snprintf(err, errlen, rc == WEFT_ELIMIT ? "the request needs more memory than allowed"
+                                                : "out of memory");
+        goto out;
+    }
+    if (d.nspans) {
+        b->spans = zalloc(&d, d.nspans * sizeof(col_span_t));
+        if (!b->spans) {
+            rc = d.fail;
+            snprintf(err, errlen, rc == WEFT_ELIMIT ? "the request needs more memory than allowed"
+                                                    : "out of memory");
+            goto out;
+        }
+        memcpy(b->spans, d.spans, d.nspans * sizeof(col_span_t));
+        b->n = d.nspans;
+    }
+out:
+    if (rc) memset(b, 0, sizeof(*b));
+    free(d.attrs);
+    free(d.events);
+    free(d.spans);
+    free(d.res);
+    return rc;
 }
