@@ -79,7 +79,8 @@ static void plain_list(weft_buf_t *b, json_t *values)
     weft_buf_putc(b, '[');
     size_t i;
     json_t *v;
-    json_array_foreach(values, i, v) {
+    json_array_foreach(values, i, v)
+    {
         if (i) weft_buf_putc(b, ',');
         plain_value(b, v);
     }
@@ -93,7 +94,8 @@ static void plain_kvlist(weft_buf_t *b, json_t *values)
     weft_buf_putc(b, '{');
     size_t i, n = 0;
     json_t *kv;
-    json_array_foreach(values, i, kv) {
+    json_array_foreach(values, i, kv)
+    {
         json_t *k = json_object_get(kv, "key");
         if (!json_is_string(k)) continue;
         if (n++) weft_buf_putc(b, ',');
@@ -303,4 +305,3 @@ bool col_sort_by_start(col_span_t *spans, size_t n)
     free(order);
     return true;
 }
-

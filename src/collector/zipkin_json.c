@@ -173,8 +173,8 @@ static void add_attr(ztags_t *t, const col_attr_t *a, uint32_t rank)
 
 static void add_text(ztags_t *t, const char *key, col_str_t text)
 {
-    t->v[t->n] = (ztag_t){.key = {key, (uint32_t)strlen(key)}, .text = text, .rank = 1,
-                          .seq = t->n};
+    t->v[t->n] =
+        (ztag_t){.key = {key, (uint32_t)strlen(key)}, .text = text, .rank = 1, .seq = t->n};
     t->n++;
 }
 
@@ -406,11 +406,17 @@ static bool parse_ip(const char *s, size_t n, col_endpoint_t *e)
  * top). */
 static void derive_remote(const col_span_t *s, col_endpoint_t *e)
 {
-    static const char *const service_keys[] = {
-        "peer.service",          "server.address",     "net.peer.name",
-        "network.peer.address",  "server.socket.domain", "server.socket.address",
-        "net.sock.peer.name",    "net.sock.peer.addr", "peer.hostname",
-        "peer.address",          "db.name"};
+    static const char *const service_keys[] = {"peer.service",
+                                               "server.address",
+                                               "net.peer.name",
+                                               "network.peer.address",
+                                               "server.socket.domain",
+                                               "server.socket.address",
+                                               "net.sock.peer.name",
+                                               "net.sock.peer.addr",
+                                               "peer.hostname",
+                                               "peer.address",
+                                               "db.name"};
     static const char *const ip_keys[][2] = {{"network.peer.address", "network.peer.port"},
                                              {"server.socket.address", "server.socket.port"},
                                              {"net.sock.peer.addr", "net.sock.peer.port"},
@@ -639,8 +645,8 @@ static col_str_t view(weft_jr_str_t s)
 }
 
 /* A key for a message: at most 64 bytes of it (the message has a bounded size). */
-#define KEYFMT       "%.*s"
-#define KEYARG(k)    (int)((k).n > 64 ? 64 : (k).n), (k).p
+#define KEYFMT    "%.*s"
+#define KEYARG(k) (int)((k).n > 64 ? 64 : (k).n), (k).p
 
 /* Reads a string member into *out, or null (out untouched): true when it was a string. */
 static bool read_str(zdec_t *d, const char *field, weft_jr_str_t *out)
@@ -786,8 +792,7 @@ static void read_annotations(zdec_t *d)
         if (!has_ts) refuse(d, "annotations[%zu].timestamp: missing", i);
         if (!has_value) refuse(d, "annotations[%zu].value: missing", i);
         if (d->why[0] || d->r.err) continue;
-        if (!grow(d, (void **)&d->events, &d->cap_events, d->nevents, sizeof(col_event_t)))
-            return;
+        if (!grow(d, (void **)&d->events, &d->cap_events, d->nevents, sizeof(col_event_t))) return;
         d->events[d->nevents++] = (col_event_t){.time_ns = ts * 1000, .name = view(value)};
     }
 }
@@ -928,8 +933,9 @@ static void read_span(zdec_t *d, size_t index)
     if (d->r.err || d->fail) return;
     if (!has_trace) refuse(d, "traceId: missing");
     if (!has_id) refuse(d, "id: missing");
-    if (!has_ts || ts == 0) refuse(d, "timestamp: missing (weft stores only spans that have a "
-                                      "start time)");
+    if (!has_ts || ts == 0)
+        refuse(d, "timestamp: missing (weft stores only spans that have a "
+                  "start time)");
     if (ts + dur > UINT64_MAX / 1000) refuse(d, "timestamp + duration: too large");
     if (d->why[0]) {
         col_batch_reject(d->b, index, d->why);
@@ -973,7 +979,6 @@ static void read_span(zdec_t *d, size_t index)
     } else {
         s.events = NULL;
     }
-    if (err) s.status_message = s.attrs[err - d->attrs].v.s;
     if (!grow(d, (void **)&d->spans, &d->cap_spans, d->nspans, sizeof(col_span_t))) return;
     d->spans[d->nspans++] = s;
 }
@@ -1004,7 +1009,20 @@ int col_zipkin_json_decode(const char *p, size_t n, weft_arena_t *a, col_batch_t
         read_span(&d, i);
     }
     if (!d.fail) weft_jr_end(&d.r);
-    if (d.r.err) {
+    if (!d.fail && !d.r.err && d.nspans) {
+        if ((b->spans = zalloc(&d, d.nspans * sizeof(col_span_t)))) {
+            memcpy(b->spans, d.spans, d.nspans * sizeof(col_span_t));
+            b->n = d.nspans;
+        }
+    }
+    /* our allocation failing stops a span half read, which the reader may then take for
+     * bad JSON: that failure is the one to report */
+    if (d.fail) {
+        rc = d.fail;
+        snprintf(err, errlen, "%s",
+                 rc == WEFT_ELIMIT ? "the request needs more memory than allowed"
+                                   : "out of memory");
+    } else if (d.r.err) {
         rc = d.r.err_code ? d.r.err_code : WEFT_EINVAL;
         if (rc == WEFT_EINVAL)
             snprintf(err, errlen, "offset %zu: invalid JSON: %s", d.r.err_off, d.r.err);
@@ -1012,24 +1030,6 @@ int col_zipkin_json_decode(const char *p, size_t n, weft_arena_t *a, col_batch_t
             snprintf(err, errlen, "offset %zu: %s", d.r.err_off, d.r.err);
         else
             snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-    if (d.fail) {
-        rc = d.fail;
-        snprintf(err, errlen, rc == WEFT_ELIMIT ? "the request needs more memory than allowed"
-                                                : "out of memory");
-        goto out;
-    }
-    if (d.nspans) {
-        b->spans = zalloc(&d, d.nspans * sizeof(col_span_t));
-        if (!b->spans) {
-            rc = d.fail;
-            snprintf(err, errlen, rc == WEFT_ELIMIT ? "the request needs more memory than allowed"
-                                                    : "out of memory");
-            goto out;
-        }
-        memcpy(b->spans, d.spans, d.nspans * sizeof(col_span_t));
-        b->n = d.nspans;
     }
 out:
     if (rc) memset(b, 0, sizeof(*b));
