@@ -514,16 +514,14 @@ static bool resource_eq(const col_resource_t *a, const col_resource_t *b)
 static bool number_processes(const col_span_t *spans, size_t n, uint32_t *proc,
                              const col_resource_t **procs, size_t *nprocs)
 {
+    typedef struct {
+        uint64_t hash;
+        uint32_t proc; /* index + 1 into procs; 0: free */
+    } slot_t;
     size_t cap = 16;
     while (cap < 2 * n) cap *= 2;
-    uint32_t *slot = malloc(cap * sizeof(*slot)); /* index + 1 into procs; 0: free */
-    uint64_t *hashes = malloc(n * sizeof(*hashes));
-    if (!slot || !hashes) {
-        free(slot);
-        free(hashes);
-        return false;
-    }
-    memset(slot, 0, cap * sizeof(*slot));
+    slot_t *slot = calloc(cap, sizeof(*slot));
+    if (!slot) return false;
     *nprocs = 0;
     for (size_t i = 0; i < n; i++) {
         const col_resource_t *r = spans[i].resource;
@@ -533,24 +531,15 @@ static bool number_processes(const col_span_t *spans, size_t n, uint32_t *proc,
         }
         uint64_t h = resource_hash(r);
         size_t k = h & (cap - 1);
-        for (;; k = (k + 1) & (cap - 1)) {
-            if (!slot[k]) {
-                slot[k] = (uint32_t)(*nprocs + 1);
-                hashes[*nprocs] = h;
-                procs[*nprocs] = r;
-                proc[i] = (uint32_t)*nprocs;
-                (*nprocs)++;
-                break;
-            }
-            uint32_t p = slot[k] - 1;
-            if (hashes[p] == h && resource_eq(procs[p], r)) {
-                proc[i] = p;
-                break;
-            }
+        while (slot[k].proc && !(slot[k].hash == h && resource_eq(procs[slot[k].proc - 1], r)))
+            k = (k + 1) & (cap - 1);
+        if (!slot[k].proc) {
+            procs[*nprocs] = r;
+            slot[k] = (slot_t){.hash = h, .proc = (uint32_t)++ * nprocs};
         }
+        proc[i] = slot[k].proc - 1;
     }
     free(slot);
-    free(hashes);
     return true;
 }
 
