@@ -575,6 +575,46 @@ static void test_normalised(void **state)
     }
 }
 
+/* A body as a real client writes it: py_zipkin 0.15's V2_JSON encoder (Debian's
+ * python3-py-zipkin; json.dumps, so blanks after ':' and ',', its own member order), with
+ * one local service for both spans. */
+static void test_py_zipkin_body(void **state)
+{
+    const char *body =
+        "[{\"traceId\": \"5af7183fb1d4cf5f\", \"id\": \"352bff9a74ca9ad2\", \"name\": \"GET "
+        "/Api\", "
+        "\"parentId\": \"6b221d5bc9e6496c\", \"timestamp\": 1556604172355737, \"duration\": 1431, "
+        "\"kind\": \"SERVER\", \"localEndpoint\": {\"serviceName\": \"Backend\", \"port\": 3306, "
+        "\"ipv4\": \"192.168.99.1\"}, \"remoteEndpoint\": {\"serviceName\": \"frontend\", "
+        "\"port\": 62081, \"ipv6\": \"2001:db8::c001\"}, \"tags\": {\"http.method\": \"GET\", "
+        "\"error\": \"timeout\"}, \"annotations\": [{\"timestamp\": 1556604172355740, \"value\": "
+        "\"wr\"}, {\"timestamp\": 1556604172355811, \"value\": \"ws\"}]},{\"traceId\": "
+        "\"5af7183fb1d4cf5f\", \"id\": \"452bff9a74ca9ad2\", \"name\": \"select\", \"parentId\": "
+        "\"352bff9a74ca9ad2\", \"timestamp\": 1556604172355800, \"duration\": 200, \"kind\": "
+        "\"CLIENT\", \"localEndpoint\": {\"serviceName\": \"Backend\", \"ipv4\": "
+        "\"192.168.99.1\"}}]";
+    assert_int_equal(decode(body), 0);
+    assert_int_equal(batch.n, 2);
+    assert_int_equal(batch.rejected, 0);
+    assert_true(batch.spans[0].resource == batch.spans[1].resource);
+    assert_true(col_str_eq(batch.spans[0].resource->service, "Backend", 7));
+    char *out = encode_batch();
+    assert_string_equal(
+        out,
+        "[{\"traceId\":\"5af7183fb1d4cf5f\",\"parentId\":\"6b221d5bc9e6496c\","
+        "\"id\":\"352bff9a74ca9ad2\",\"kind\":\"SERVER\",\"name\":\"get /api\","
+        "\"timestamp\":1556604172355737,\"duration\":1431,\"localEndpoint\":{\"serviceName\":"
+        "\"backend\",\"ipv4\":\"192.168.99.1\",\"port\":3306},\"remoteEndpoint\":{\"serviceName\":"
+        "\"frontend\",\"ipv6\":\"2001:db8::c001\",\"port\":62081},\"annotations\":[{\"timestamp\":"
+        "1556604172355740,\"value\":\"wr\"},{\"timestamp\":1556604172355811,\"value\":\"ws\"}],"
+        "\"tags\":{\"error\":\"timeout\",\"http.method\":\"GET\"}},"
+        "{\"traceId\":\"5af7183fb1d4cf5f\",\"parentId\":\"352bff9a74ca9ad2\","
+        "\"id\":\"452bff9a74ca9ad2\",\"kind\":\"CLIENT\",\"name\":\"select\","
+        "\"timestamp\":1556604172355800,\"duration\":200,\"localEndpoint\":{\"serviceName\":"
+        "\"backend\",\"ipv4\":\"192.168.99.1\"}}]");
+    free(out);
+}
+
 /* The batch itself: resources per service, the empty scope, status, events, times. */
 static void test_batch_mapping(void **state)
 {
@@ -884,6 +924,7 @@ int main(void)
         cmocka_unit_test(test_trace_order),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_normalised),
+        cmocka_unit_test(test_py_zipkin_body),
         cmocka_unit_test(test_batch_mapping),
         cmocka_unit_test(test_span_refusals),
         cmocka_unit_test(test_request_refusals),
