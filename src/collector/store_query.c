@@ -414,9 +414,14 @@ static int search_block(search_t *x, const uint8_t *raw, size_t len)
     bool have_res = false, res_ok = false;
     while (st_next_record(&p, end, &type, &body, &blen, &bad)) {
         if (type == ST_REC_RESOURCE) {
-            weft_arena_reset(&x->res_arena);
-            if (!st_decode_resource(body, blen, &x->res_arena, false, &res, &oom))
-                return oom ? WEFT_ENOMEM : WEFT_EIO;
+            /* its attributes are needed only for tags */
+            if (q->ntags) {
+                weft_arena_reset(&x->res_arena);
+                if (!st_decode_resource(body, blen, &x->res_arena, false, &res, &oom))
+                    return oom ? WEFT_ENOMEM : WEFT_EIO;
+            } else if (!st_read_resource_service(body, blen, &res.service)) {
+                return WEFT_EIO;
+            }
             have_res = true;
             res_ok = q->service.n == 0 || col_str_eq(res.service, q->service.p, q->service.n);
             continue;
