@@ -482,6 +482,8 @@ static void write_items(col_store_t *s, wctx_t *w, st_item_t *list)
         w->npend = 0;
         atomic_fetch_add(&s->write_errors, 1);
     }
+    /* before the answers, so that whoever waits for one sees retention done too */
+    retention(s);
     size_t bytes = 0;
     for (st_item_t *it = list, *next; it; it = next) {
         next = it->next;
@@ -516,8 +518,8 @@ static void *writer_main(void *arg)
         bool stop = !list && s->closing;
         pthread_mutex_unlock(&s->mu);
         if (stop) break;
-        if (list) write_items(s, &w, list);
-        retention(s);
+        if (list) write_items(s, &w, list); /* runs retention too */
+        else retention(s);
         pthread_mutex_lock(&s->mu);
     }
     st_buf_free(&w.raw);

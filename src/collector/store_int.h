@@ -176,6 +176,9 @@ typedef struct st_cent_s {
     uint64_t tick;
 } st_cent_t;
 #define ST_CACHE_N 16
+/* Blocks larger than this (one giant span) are read but not cached: the cache stays under
+ * ST_CACHE_N * ST_CACHE_BLOCK_MAX bytes (16 MiB). */
+#define ST_CACHE_BLOCK_MAX (1024u * 1024u)
 
 /* One append queued for the writer. */
 typedef struct st_item_s {

@@ -110,6 +110,10 @@ static int blk_get(col_store_t *s, const loc_t *l, st_cent_t **out)
     }
     e->blk = l->id;
     e->refs = 1;
+    if (l->rlen > ST_CACHE_BLOCK_MAX) { /* a block of a giant span: not kept, the bound holds */
+        *out = e;
+        return 0;
+    }
     pthread_mutex_lock(&s->cache_mu);
     size_t victim = 0;
     for (size_t i = 0; i < ST_CACHE_N; i++) {
