@@ -53,9 +53,12 @@ typedef struct weft_jr_s {
     const char *start, *p, *end;
     weft_arena_t *arena;
     unsigned depth;
+    uint64_t arrays; /* bit d: the container at depth d + 1 is an array (else an object) */
     bool first;      /* no member/element read yet in the innermost object/array */
     const char *err; /* NULL, or a static phrase: "expected a string", "invalid UTF-8", ... */
     size_t err_off;  /* byte offset of the error in the text */
+    int err_code;    /* with err: WEFT_EINVAL (the text), WEFT_ELIMIT (a string with escapes
+                      * past the arena's limit: "string too long") or WEFT_ENOMEM */
 } weft_jr_t;
 
 void weft_jr_init(weft_jr_t *r, const char *text, size_t n, weft_arena_t *arena);
@@ -93,6 +96,10 @@ bool weft_jr_end(weft_jr_t *r);
 /* Sets the error (when none is set yet) at the current position; returns false. For a
  * decoder's own refusals ("traceId must be 32 hex digits"), so that they carry an offset. */
 bool weft_jr_fail(weft_jr_t *r, const char *msg);
+
+/* Whether s[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing
+ * above U+10FFFF), with the strings' fast scan: for protobuf's string fields. */
+bool weft_jr_utf8_valid(const char *s, size_t n);
 
 static inline bool weft_jr_key_is(weft_jr_str_t k, const char *lit)
 {

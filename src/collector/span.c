@@ -1,0 +1,139 @@
+/*
+ * span.c - what every decoder shares about a decoded span (collector/span.h): the limits
+ * it must keep (col_span_check), how a refused span is recorded in its batch
+ * (col_batch_reject), and the lookup of a string attribute (col_attr_str).
+ *
+ * A span over a limit is refused alone (OTLP's partial_success), not its whole request:
+ * the request was well formed, only this span is more than the store keeps. The words are
+ * OTLP's field names whatever the format the span came in, so that a Zipkin client and an
+ * OTLP one read the same refusal for the same fault.
+ *
+ * Checked: both ids not all zero, end not before start, the name and every key and value
+ * within their lengths, attribute/event/link counts, and all of the span's own strings
+ * together within COL_MAX_SPAN_BYTES. The resource's and scope's attributes are checked
+ * with each of their spans (a fault there refuses those spans): a few comparisons per
+ * attribute, which is little next to decoding them.
+ *
+ * A message that names an index ("attributes[3].key ...") is formatted into a buffer of
+ * the calling thread, valid until its next call of col_span_check; col_batch_reject copies
+ * it at once. Otherwise pure functions.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "collector/span.h"
+
+static _Thread_local char why_buf[192];
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    uint8_t acc = 0;
+    for (size_t i = 0; i < n; i++) acc |= p[i];
+    return acc == 0;
+}
+
+/* What is wrong with attrs[0..n) (named `what` in the message), or NULL; *bytes grows by
+ * their strings' lengths. */
+static const char *attrs_check(const col_attr_t *attrs, uint32_t n, const char *what,
+                               uint64_t *bytes)
+{
+    if (n > COL_MAX_ATTRS) {
+        snprintf(why_buf, sizeof(why_buf), "%s: more than %u attributes", what, COL_MAX_ATTRS);
+        return why_buf;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const col_attr_t *a = &attrs[i];
+        if (a->key.n > COL_KEY_MAX) {
+            snprintf(why_buf, sizeof(why_buf), "%s[%u].key is longer than %u bytes", what, i,
+                     COL_KEY_MAX);
+            return why_buf;
+        }
+        *bytes += a->key.n;
+        switch (a->type) {
+        case COL_V_STRING:
+        case COL_V_BYTES:
+        case COL_V_ARRAY:
+        case COL_V_KVLIST:
+            if (a->v.s.n > COL_VALUE_MAX) {
+                snprintf(why_buf, sizeof(why_buf), "%s[%u].value is longer than %u bytes", what, i,
+                         COL_VALUE_MAX);
+                return why_buf;
+            }
+            *bytes += a->v.s.n;
+            break;
+        default:
+            break;
+        }
+    }
+    return NULL;
+}
+
+static const char *name_check(col_str_t name, const char *what)
+{
+    if (name.n <= COL_NAME_MAX) return NULL;
+    snprintf(why_buf, sizeof(why_buf), "%s is longer than %u bytes", what, COL_NAME_MAX);
+    return why_buf;
+}
+
+const char *col_span_check(const col_span_t *s)
+{
+    if (all_zero(s->trace_id, sizeof(s->trace_id))) return "traceId is all zero";
+    if (all_zero(s->span_id, sizeof(s->span_id))) return "spanId is all zero";
+    if (s->end_ns < s->start_ns) return "endTimeUnixNano is before startTimeUnixNano";
+    const char *why;
+    if ((why = name_check(s->name, "name"))) return why;
+    uint64_t bytes = s->name.n + s->trace_state.n + s->status_message.n + s->remote.service.n;
+    if ((why = attrs_check(s->attrs, s->nattrs, "attributes", &bytes))) return why;
+    if (s->nevents > COL_MAX_EVENTS) {
+        snprintf(why_buf, sizeof(why_buf), "events: more than %u events", COL_MAX_EVENTS);
+        return why_buf;
+    }
+    if (s->nlinks > COL_MAX_LINKS) {
+        snprintf(why_buf, sizeof(why_buf), "links: more than %u links", COL_MAX_LINKS);
+        return why_buf;
+    }
+    char what[48];
+    for (uint32_t i = 0; i < s->nevents; i++) {
+        const col_event_t *e = &s->events[i];
+        snprintf(what, sizeof(what), "events[%u].name", i);
+        if ((why = name_check(e->name, what))) return why;
+        bytes += e->name.n;
+        snprintf(what, sizeof(what), "events[%u].attributes", i);
+        if ((why = attrs_check(e->attrs, e->nattrs, what, &bytes))) return why;
+    }
+    for (uint32_t i = 0; i < s->nlinks; i++) {
+        const col_link_t *l = &s->links[i];
+        bytes += l->trace_state.n;
+        snprintf(what, sizeof(what), "links[%u].attributes", i);
+        if ((why = attrs_check(l->attrs, l->nattrs, what, &bytes))) return why;
+    }
+    if (bytes > COL_MAX_SPAN_BYTES) {
+        snprintf(why_buf, sizeof(why_buf), "the span's strings are longer than %u bytes together",
+                 COL_MAX_SPAN_BYTES);
+        return why_buf;
+    }
+    uint64_t shared = 0; /* the resource's and scope's count once per request, not here */
+    if ((why =
+             attrs_check(s->resource->attrs, s->resource->nattrs, "resource.attributes", &shared)))
+        return why;
+    if ((why = name_check(s->scope->name, "scope.name"))) return why;
+    if ((why = name_check(s->scope->version, "scope.version"))) return why;
+    if ((why = attrs_check(s->scope->attrs, s->scope->nattrs, "scope.attributes", &shared)))
+        return why;
+    return NULL;
+}
+
+void col_batch_reject(col_batch_t *b, size_t index, const char *why)
+{
+    if (b->rejected++ == 0)
+        snprintf(b->reject_msg, sizeof(b->reject_msg), "span %zu: %s", index, why);
+}
+
+const col_str_t *col_attr_str(const col_attr_t *attrs, uint32_t n, const char *key)
+{
+    size_t kn = strlen(key);
+    for (uint32_t i = 0; i < n; i++)
+        if (col_str_eq(attrs[i].key, key, kn))
+            return attrs[i].type == COL_V_STRING ? &attrs[i].v.s : NULL;
+    return NULL;
+}
