@@ -193,35 +193,53 @@ static bool vec_take(ctx_t *c, vec_t *v, size_t base, size_t elem, void **out, u
 
 typedef struct {
     const char *camel, *snake; /* snake NULL: the same */
+    uint8_t cn, sn;            /* their lengths */
 } name_t;
+#define N(camel, snake)                                                                            \
+    {                                                                                              \
+        camel, snake, sizeof(camel) - 1, sizeof(snake) - 1                                         \
+    }
+#define N1(camel)                                                                                  \
+    {                                                                                              \
+        camel, NULL, sizeof(camel) - 1, 0                                                          \
+    }
 
 /* The index of k in names (n entries), or -1. */
-static int name_of(weft_jr_str_t k, const name_t *names, int n)
+static inline int name_of(weft_jr_str_t k, const name_t *names, int n)
 {
     for (int i = 0; i < n; i++) {
-        if (weft_jr_key_is(k, names[i].camel)) return i;
-        if (names[i].snake && weft_jr_key_is(k, names[i].snake)) return i;
+        if (k.n == names[i].cn && memcmp(k.p, names[i].camel, k.n) == 0) return i;
+        if (k.n == names[i].sn && names[i].snake && memcmp(k.p, names[i].snake, k.n) == 0) return i;
     }
     return -1;
 }
 
 /* ---- typed reads of known fields (null: the default, nothing read) ---- */
 
-static bool want_type(ctx_t *c, const char *field, weft_jr_type_t t, const char *msg)
+/* The next value is of type got where another belongs: false, with a syntax error when got
+ * is none (the reader's), else msg under the field's path. */
+static bool type_fault(ctx_t *c, const char *field, weft_jr_type_t got, const char *msg)
 {
-    weft_jr_type_t got = weft_jr_peek(&c->r);
-    if (got == t || (t == WEFT_JR_TRUE && got == WEFT_JR_FALSE)) return true;
-    if (got == WEFT_JR_NONE) { /* a syntax error (or no text), reported as such */
+    if (got == WEFT_JR_NONE) {
         if (!c->r.err) weft_jr_skip(&c->r);
         return false;
     }
     return bad(c, field, msg);
 }
 
+static bool want_type(ctx_t *c, const char *field, weft_jr_type_t t, const char *msg)
+{
+    weft_jr_type_t got = weft_jr_peek(&c->r);
+    if (got == t || (t == WEFT_JR_TRUE && got == WEFT_JR_FALSE)) return true;
+    return type_fault(c, field, got, msg);
+}
+
 static bool get_str(ctx_t *c, const char *field, col_str_t *out)
 {
-    if (weft_jr_null(&c->r)) return true;
-    if (!want_type(c, field, WEFT_JR_STRING, "must be a string")) return false;
+    weft_jr_type_t t = weft_jr_peek(&c->r);
+    if (t != WEFT_JR_STRING)
+        return t == WEFT_JR_NULL ? weft_jr_null(&c->r)
+                                 : type_fault(c, field, t, "must be a string");
     weft_jr_str_t s;
     if (!weft_jr_string(&c->r, &s)) return bad_read(c, field);
     if (s.n > UINT32_MAX) return bad(c, field, "too long");
@@ -232,12 +250,11 @@ static bool get_str(ctx_t *c, const char *field, col_str_t *out)
 
 static bool get_u64(ctx_t *c, const char *field, uint64_t *v)
 {
-    if (weft_jr_null(&c->r)) return true;
     weft_jr_type_t t = weft_jr_peek(&c->r);
-    if (t != WEFT_JR_NUMBER && t != WEFT_JR_STRING) {
-        if (t == WEFT_JR_NONE) return false;
-        return bad(c, field, "must be an integer (a number or a string)");
-    }
+    if (t != WEFT_JR_NUMBER && t != WEFT_JR_STRING)
+        return t == WEFT_JR_NULL
+                   ? weft_jr_null(&c->r)
+                   : type_fault(c, field, t, "must be an integer (a number or a string)");
     if (!weft_jr_uint64(&c->r, v)) return bad_read(c, field);
     return true;
 }
@@ -283,8 +300,10 @@ static bool get_id(ctx_t *c, const char *field, uint8_t *out, size_t want, bool 
                    bool *seen)
 {
     memset(out, 0, want);
-    if (weft_jr_null(&c->r)) return true;
-    if (!want_type(c, field, WEFT_JR_STRING, "must be a string of hex digits")) return false;
+    weft_jr_type_t t = weft_jr_peek(&c->r);
+    if (t != WEFT_JR_STRING)
+        return t == WEFT_JR_NULL ? weft_jr_null(&c->r)
+                                 : type_fault(c, field, t, "must be a string of hex digits");
     weft_jr_str_t s;
     if (!weft_jr_string(&c->r, &s)) return bad_read(c, field);
     *seen = true;
@@ -305,9 +324,10 @@ static bool get_id(ctx_t *c, const char *field, uint8_t *out, size_t want, bool 
 
 enum { AV_STRING, AV_BOOL, AV_INT, AV_DOUBLE, AV_ARRAY, AV_KVLIST, AV_BYTES };
 static const name_t any_names[] = {
-    {"stringValue", "string_value"}, {"boolValue", "bool_value"},   {"intValue", "int_value"},
-    {"doubleValue", "double_value"}, {"arrayValue", "array_value"}, {"kvlistValue", "kvlist_value"},
-    {"bytesValue", "bytes_value"},
+    N("stringValue", "string_value"), N("boolValue", "bool_value"),
+    N("intValue", "int_value"),       N("doubleValue", "double_value"),
+    N("arrayValue", "array_value"),   N("kvlistValue", "kvlist_value"),
+    N("bytesValue", "bytes_value"),
 };
 
 static bool get_double(ctx_t *c, const char *field, double *d)
@@ -613,8 +633,8 @@ static bool attributes(ctx_t *c, const char *field, col_attr_t **out, uint32_t *
 
 static bool resource(ctx_t *c, col_resource_t *res)
 {
-    static const name_t names[] = {{"attributes", NULL},
-                                   {"droppedAttributesCount", "dropped_attributes_count"}};
+    static const name_t names[] = {N1("attributes"),
+                                   N("droppedAttributesCount", "dropped_attributes_count")};
     if (weft_jr_null(&c->r)) return true;
     if (!want_type(c, NULL, WEFT_JR_OBJECT, "must be an object")) return false;
     weft_jr_object(&c->r);
@@ -641,10 +661,8 @@ static bool resource(ctx_t *c, col_resource_t *res)
 
 static bool scope(ctx_t *c, col_scope_t *sc)
 {
-    static const name_t names[] = {{"name", NULL},
-                                   {"version", NULL},
-                                   {"attributes", NULL},
-                                   {"droppedAttributesCount", "dropped_attributes_count"}};
+    static const name_t names[] = {N1("name"), N1("version"), N1("attributes"),
+                                   N("droppedAttributesCount", "dropped_attributes_count")};
     if (weft_jr_null(&c->r)) return true;
     if (!want_type(c, NULL, WEFT_JR_OBJECT, "must be an object")) return false;
     weft_jr_object(&c->r);
@@ -683,10 +701,9 @@ static const char *const status_names[] = {"STATUS_CODE_UNSET", "STATUS_CODE_OK"
 
 static bool event(ctx_t *c, col_event_t *e)
 {
-    static const name_t names[] = {{"timeUnixNano", "time_unix_nano"},
-                                   {"name", NULL},
-                                   {"attributes", NULL},
-                                   {"droppedAttributesCount", "dropped_attributes_count"}};
+    static const name_t names[] = {N("timeUnixNano", "time_unix_nano"), N1("name"),
+                                   N1("attributes"),
+                                   N("droppedAttributesCount", "dropped_attributes_count")};
     e->name = (col_str_t){"", 0};
     if (!want_type(c, NULL, WEFT_JR_OBJECT, "must be an object")) return false;
     weft_jr_object(&c->r);
@@ -717,12 +734,12 @@ static bool event(ctx_t *c, col_event_t *e)
 
 static bool link(ctx_t *c, col_link_t *l, int li)
 {
-    static const name_t names[] = {{"traceId", "trace_id"},
-                                   {"spanId", "span_id"},
-                                   {"traceState", "trace_state"},
-                                   {"attributes", NULL},
-                                   {"droppedAttributesCount", "dropped_attributes_count"},
-                                   {"flags", NULL}};
+    static const name_t names[] = {N("traceId", "trace_id"),
+                                   N("spanId", "span_id"),
+                                   N("traceState", "trace_state"),
+                                   N1("attributes"),
+                                   N("droppedAttributesCount", "dropped_attributes_count"),
+                                   N1("flags")};
     l->trace_state = (col_str_t){"", 0};
     if (!want_type(c, NULL, WEFT_JR_OBJECT, "must be an object")) return false;
     weft_jr_object(&c->r);
@@ -762,7 +779,7 @@ static bool link(ctx_t *c, col_link_t *l, int li)
 
 static bool status(ctx_t *c, col_span_t *s)
 {
-    static const name_t names[] = {{"message", NULL}, {"code", NULL}};
+    static const name_t names[] = {N1("message"), N1("code")};
     s->status = COL_STATUS_UNSET;
     s->status_message = (col_str_t){"", 0};
     if (weft_jr_null(&c->r)) return true;
@@ -859,22 +876,22 @@ enum {
     SP_STATUS
 };
 static const name_t span_names[] = {
-    [SP_TRACE_ID] = {"traceId", "trace_id"},
-    [SP_SPAN_ID] = {"spanId", "span_id"},
-    [SP_TRACE_STATE] = {"traceState", "trace_state"},
-    [SP_PARENT] = {"parentSpanId", "parent_span_id"},
-    [SP_FLAGS] = {"flags", NULL},
-    [SP_NAME] = {"name", NULL},
-    [SP_KIND] = {"kind", NULL},
-    [SP_START] = {"startTimeUnixNano", "start_time_unix_nano"},
-    [SP_END] = {"endTimeUnixNano", "end_time_unix_nano"},
-    [SP_ATTRS] = {"attributes", NULL},
-    [SP_DROPPED_ATTRS] = {"droppedAttributesCount", "dropped_attributes_count"},
-    [SP_EVENTS] = {"events", NULL},
-    [SP_DROPPED_EVENTS] = {"droppedEventsCount", "dropped_events_count"},
-    [SP_LINKS] = {"links", NULL},
-    [SP_DROPPED_LINKS] = {"droppedLinksCount", "dropped_links_count"},
-    [SP_STATUS] = {"status", NULL},
+    [SP_TRACE_ID] = N("traceId", "trace_id"),
+    [SP_SPAN_ID] = N("spanId", "span_id"),
+    [SP_TRACE_STATE] = N("traceState", "trace_state"),
+    [SP_PARENT] = N("parentSpanId", "parent_span_id"),
+    [SP_FLAGS] = N1("flags"),
+    [SP_NAME] = N1("name"),
+    [SP_KIND] = N1("kind"),
+    [SP_START] = N("startTimeUnixNano", "start_time_unix_nano"),
+    [SP_END] = N("endTimeUnixNano", "end_time_unix_nano"),
+    [SP_ATTRS] = N1("attributes"),
+    [SP_DROPPED_ATTRS] = N("droppedAttributesCount", "dropped_attributes_count"),
+    [SP_EVENTS] = N1("events"),
+    [SP_DROPPED_EVENTS] = N("droppedEventsCount", "dropped_events_count"),
+    [SP_LINKS] = N1("links"),
+    [SP_DROPPED_LINKS] = N("droppedLinksCount", "dropped_links_count"),
+    [SP_STATUS] = N1("status"),
 };
 
 static bool span(ctx_t *c, col_span_t *s)
@@ -957,7 +974,7 @@ static bool span(ctx_t *c, col_span_t *s)
 
 static bool scope_spans(ctx_t *c, const col_resource_t *res)
 {
-    static const name_t names[] = {{"scope", NULL}, {"spans", NULL}, {"schemaUrl", "schema_url"}};
+    static const name_t names[] = {N1("scope"), N1("spans"), N("schemaUrl", "schema_url")};
     col_scope_t *sc;
     int rc = col_arena_alloc(c->a, sizeof(*sc), (void **)&sc);
     if (rc) return nomem(c, rc);
@@ -1021,8 +1038,8 @@ static bool scope_spans(ctx_t *c, const col_resource_t *res)
 
 static bool resource_spans(ctx_t *c)
 {
-    static const name_t names[] = {
-        {"resource", NULL}, {"scopeSpans", "scope_spans"}, {"schemaUrl", "schema_url"}};
+    static const name_t names[] = {N1("resource"), N("scopeSpans", "scope_spans"),
+                                   N("schemaUrl", "schema_url")};
     col_resource_t *res;
     int rc = col_arena_alloc(c->a, sizeof(*res), (void **)&res);
     if (rc) return nomem(c, rc);

@@ -203,7 +203,7 @@ static inline bool fixed32(pb_t *r, uint32_t *v)
 static bool skip(pb_t *r, unsigned wt, const char **msg)
 {
     uint64_t v;
-    pb_t sub;
+    pb_t sub = {NULL, NULL};
     switch (wt) {
     case WT_VARINT:
         if (varint(r, &v)) return true;
@@ -275,7 +275,7 @@ static int bad_wt(ctx_t *c, const char *name, unsigned got, unsigned want)
 static int get_str(ctx_t *c, pb_t *r, unsigned wt, const char *name, col_str_t *out)
 {
     WANT(c, name, wt, WT_LEN);
-    pb_t sub;
+    pb_t sub = {NULL, NULL};
     if (!len_field(r, &sub)) return bad(c, name, "truncated length-delimited field");
     size_t n = (size_t)(sub.end - sub.p);
     if (n > UINT32_MAX) return bad(c, name, "too long");
@@ -354,7 +354,7 @@ static int list_json(ctx_t *c, pb_t r, bool kv, unsigned depth)
             if ((rc = skip_field(c, &r, f, wt))) return rc;
             continue;
         }
-        pb_t el;
+        pb_t el = {NULL, NULL};
         if ((rc = get_bytes(c, &r, wt, "values", &el))) return rc;
         if (i) weft_buf_putc(&c->jb, ',');
         push(c, "values", i++);
@@ -551,7 +551,7 @@ static int key_value(ctx_t *c, pb_t r, col_attr_t *a)
         if (f == 1) {
             rc = get_str(c, &r, wt, "key", &a->key);
         } else if (f == 2) {
-            pb_t v;
+            pb_t v = {NULL, NULL};
             rc = get_bytes(c, &r, wt, "value", &v);
             if (!rc) {
                 push(c, "value", -1);
@@ -588,7 +588,7 @@ static int attributes(ctx_t *c, pb_t r, uint32_t af, const char *name, col_attr_
             if (skip(&r, wt, &tag_msg_)) continue;
             return 0; /* the caller's walk reports it */
         }
-        pb_t kv;
+        pb_t kv = {NULL, NULL};
         if (wt != WT_LEN || !len_field(&r, &kv) || i == cnt) return 0; /* likewise */
         push(c, name, (int)i);
         rc = key_value(c, kv, &(*out)[i++]);
@@ -672,7 +672,7 @@ static void id_refuse(ctx_t *c, const char *name, size_t want, int li)
 static int id_field(ctx_t *c, pb_t *r, unsigned wt, const char *name, uint8_t *out, size_t want,
                     bool empty_ok, int li)
 {
-    pb_t v;
+    pb_t v = {NULL, NULL};
     int rc = get_bytes(c, r, wt, name, &v);
     if (rc) return rc;
     size_t n = (size_t)(v.end - v.p);
@@ -799,7 +799,7 @@ static int span(ctx_t *c, pb_t r, col_span_t *s)
     bool has_tid = false, has_sid = false;
     FIELDS(c, &r, f, wt)
     {
-        pb_t m;
+        pb_t m = {NULL, NULL};
         uint64_t u;
         switch (f) {
         case 1:
@@ -908,7 +908,7 @@ static int scope_spans(ctx_t *c, pb_t r, const col_resource_t *res)
     int si = 0;
     FIELDS(c, &r, f, wt)
     {
-        pb_t m;
+        pb_t m = {NULL, NULL};
         col_str_t url;
         switch (f) {
         case 1:
@@ -964,7 +964,7 @@ static int resource_spans(ctx_t *c, pb_t r)
     int si = 0;
     FIELDS(c, &r, f, wt)
     {
-        pb_t m;
+        pb_t m = {NULL, NULL};
         col_str_t url;
         switch (f) {
         case 1:
@@ -999,7 +999,7 @@ static size_t count_spans(pb_t req)
     uint32_t f;
     unsigned wt;
     const char *msg;
-    pb_t rs, ss;
+    pb_t rs = {NULL, NULL}, ss = {NULL, NULL};
     while (tag(&req, &f, &wt, &msg) > 0) {
         if (f != 1 || wt != WT_LEN) {
             if (!skip(&req, wt, &msg)) break;
@@ -1041,7 +1041,7 @@ int col_otlp_pb_decode(const uint8_t *p, size_t n, weft_arena_t *a, col_batch_t 
     unsigned wt;
     int ri = 0;
     for (int t; !rc && (t = tag(&req, &f, &wt, &tag_msg_)) != 0;) {
-        pb_t m;
+        pb_t m = {NULL, NULL};
         if (t < 0) {
             rc = bad(&c, NULL, tag_msg_);
         } else if (f == 1) {
