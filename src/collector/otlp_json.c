@@ -33,6 +33,12 @@
  * COL_MAX_LINKS), counting no further: the span is refused for it anyway, and the scratch
  * memory stays bounded whatever the body. More than COL_MAX_BATCH_SPANS spans: WEFT_ELIMIT.
  *
+ * A ResourceSpans' resource and a ScopeSpans' scope usually come before their spans, and
+ * each span is checked with them as it is read; one that comes after some of its spans is
+ * checked once more at the end of its object (col_shared_check), and its faults refuse the
+ * spans read before it too. A member given twice keeps its last value; the protobuf
+ * decoder does the same.
+ *
  * Recursion: AnyValue's only, bounded (depth 16); the reader bounds the rest (64).
  */
 #include <math.h>
@@ -69,6 +75,7 @@ typedef struct {
     unsigned depth;
     weft_buf_t jb;
     vec_t spans, attrs, events, links;
+    vec_t idx;       /* each kept span's number in the request (size_t, parallel to spans) */
     const char *why; /* the span being read: why it is refused (the first reason) */
     char why_buf[96];
     size_t index; /* the request's span number */
@@ -972,6 +979,15 @@ static bool span(ctx_t *c, col_span_t *s)
 
 /* ---- the request ---- */
 
+/* Spans [first, c->spans.n) are refused for why (a resource or scope read after them,
+ * over a limit). */
+static void refuse_from(ctx_t *c, size_t first, const char *why)
+{
+    const size_t *idx = (const size_t *)c->idx.p;
+    for (size_t i = first; i < c->spans.n; i++) col_batch_reject(c->b, idx[i], why);
+    c->spans.n = c->idx.n = first;
+}
+
 static bool scope_spans(ctx_t *c, const col_resource_t *res)
 {
     static const name_t names[] = {N1("scope"), N1("spans"), N("schemaUrl", "schema_url")};
@@ -981,6 +997,8 @@ static bool scope_spans(ctx_t *c, const col_resource_t *res)
     memset(sc, 0, sizeof(*sc));
     sc->name = sc->version = (col_str_t){"", 0};
     if (!want_type(c, NULL, WEFT_JR_OBJECT, "must be an object")) return false;
+    size_t first = c->spans.n;
+    bool late = false; /* the scope came after some of its spans */
     weft_jr_object(&c->r);
     weft_jr_str_t k;
     while (weft_jr_key(&c->r, &k)) {
@@ -988,6 +1006,9 @@ static bool scope_spans(ctx_t *c, const col_resource_t *res)
         col_str_t url;
         switch (name_of(k, names, 3)) {
         case 0:
+            late = late || c->spans.n > first;
+            memset(sc, 0, sizeof(*sc));
+            sc->name = sc->version = (col_str_t){"", 0};
             push(c, "scope", -1);
             good = scope(c, sc);
             pop(c);
@@ -1020,6 +1041,10 @@ static bool scope_spans(ctx_t *c, const col_resource_t *res)
                 if (why) {
                     col_batch_reject(c->b, c->index, why);
                     c->spans.n--;
+                } else {
+                    size_t *ix = vec_push(c, &c->idx, sizeof(size_t));
+                    if (!ix) return false;
+                    *ix = c->index;
                 }
                 c->index++;
             }
@@ -1033,6 +1058,8 @@ static bool scope_spans(ctx_t *c, const col_resource_t *res)
         }
         if (!good) return false;
     }
+    const char *why;
+    if (late && ok(c) && (why = col_shared_check(res, sc))) refuse_from(c, first, why);
     return ok(c);
 }
 
@@ -1046,6 +1073,8 @@ static bool resource_spans(ctx_t *c)
     memset(res, 0, sizeof(*res));
     res->service = (col_str_t){"", 0};
     if (!want_type(c, NULL, WEFT_JR_OBJECT, "must be an object")) return false;
+    size_t first = c->spans.n;
+    bool late = false; /* the resource came after some of its spans */
     weft_jr_object(&c->r);
     weft_jr_str_t k;
     while (weft_jr_key(&c->r, &k)) {
@@ -1053,6 +1082,7 @@ static bool resource_spans(ctx_t *c)
         col_str_t url;
         switch (name_of(k, names, 3)) {
         case 0:
+            late = late || c->spans.n > first;
             push(c, "resource", -1);
             memset(res, 0, sizeof(*res));
             res->service = (col_str_t){"", 0};
@@ -1078,6 +1108,9 @@ static bool resource_spans(ctx_t *c)
         }
         if (!good) return false;
     }
+    /* the resource's faults refuse its spans; when it came late, those read before it */
+    const char *why;
+    if (late && ok(c) && (why = col_shared_check(res, NULL))) refuse_from(c, first, why);
     return ok(c);
 }
 
@@ -1144,6 +1177,7 @@ int col_otlp_json_decode(const char *p, size_t n, weft_arena_t *a, col_batch_t *
     free(c->attrs.p);
     free(c->events.p);
     free(c->links.p);
+    free(c->idx.p);
     free(c);
     return rc;
 }

@@ -29,8 +29,11 @@
  *
  * Also: more than COL_MAX_BATCH_SPANS spans, or the arena's limit: WEFT_ELIMIT (413).
  * Unknown fields are skipped whatever their wire type but groups (deprecated, never in
- * OTLP). A non-repeated field given twice keeps its last value (protobuf would merge two
- * messages; no OTLP sender does that). A uint32 given more bits keeps the low 32, as
+ * OTLP). A ResourceSpans' resource and a ScopeSpans' scope are read before their spans
+ * wherever they are in the message (one more walk over the tags, lengths skipped), so
+ * that every span is checked with them. A non-repeated field given twice keeps its last
+ * value (protobuf would merge two messages; no OTLP sender does that); so does the JSON
+ * decoder. A uint32 given more bits keeps the low 32, as
  * protobuf's parsers do. service.name's string value is the resource's service.
  *
  * No recursion but AnyValue's, bounded by COL_ANY_MAX_DEPTH. Never reads past the body.
@@ -248,6 +251,25 @@ static void count3(pb_t r, uint32_t f1, uint32_t f2, uint32_t f3, size_t *n1, si
         }
         if (!skip(&r, wt, &msg)) return;
     }
+}
+
+/* The last LEN field numbered f of the message (the one that counts), in *out: whether
+ * there is one (stops at malformed bytes, which the reading walk reports). */
+static bool last_field(pb_t r, uint32_t f, pb_t *out)
+{
+    uint32_t g;
+    unsigned wt;
+    const char *msg;
+    bool found = false;
+    while (tag(&r, &g, &wt, &msg) > 0) {
+        if (g == f && wt == WT_LEN) {
+            if (!len_field(&r, out)) return false;
+            found = true;
+        } else if (!skip(&r, wt, &msg)) {
+            return false;
+        }
+    }
+    return found;
 }
 
 static const char *wt_name(unsigned wt)
@@ -902,21 +924,25 @@ static int scope_spans(ctx_t *c, pb_t r, const col_resource_t *res)
     if (rc) return fail_rc(c, rc);
     memset(sc, 0, sizeof(*sc));
     sc->name = sc->version = (col_str_t){"", 0};
+    /* the scope first, wherever it is: its spans are checked against it as they are read */
+    pb_t m = {NULL, NULL};
+    if (last_field(r, 1, &m)) {
+        push(c, "scope", -1);
+        rc = scope(c, m, sc);
+        pop(c);
+        if (rc) return rc;
+    }
     const char *tag_msg_;
     uint32_t f;
     unsigned wt;
     int si = 0;
     FIELDS(c, &r, f, wt)
     {
-        pb_t m = {NULL, NULL};
         col_str_t url;
         switch (f) {
         case 1:
-            if ((rc = get_bytes(c, &r, wt, "scope", &m))) return rc;
-            push(c, "scope", -1);
-            rc = scope(c, m, sc);
-            pop(c);
-            break;
+            rc = get_bytes(c, &r, wt, "scope", &m);
+            break; /* read above */
         case 2: {
             if ((rc = get_bytes(c, &r, wt, "spans", &m))) return rc;
             if (c->b->n >= c->cap) return bad(c, "spans", "more spans than counted");
@@ -958,22 +984,26 @@ static int resource_spans(ctx_t *c, pb_t r)
     if (rc) return fail_rc(c, rc);
     memset(res, 0, sizeof(*res));
     res->service = (col_str_t){"", 0};
+    /* the resource first, wherever it is: its spans are checked against it as they are
+     * read (col_span_check looks at their resource's attributes too) */
+    pb_t m = {NULL, NULL};
+    if (last_field(r, 1, &m)) {
+        push(c, "resource", -1);
+        rc = resource(c, m, res);
+        pop(c);
+        if (rc) return rc;
+    }
     const char *tag_msg_;
     uint32_t f;
     unsigned wt;
     int si = 0;
     FIELDS(c, &r, f, wt)
     {
-        pb_t m = {NULL, NULL};
         col_str_t url;
         switch (f) {
         case 1:
-            if ((rc = get_bytes(c, &r, wt, "resource", &m))) return rc;
-            push(c, "resource", -1);
-            memset(res, 0, sizeof(*res));
-            rc = resource(c, m, res);
-            pop(c);
-            break;
+            rc = get_bytes(c, &r, wt, "resource", &m);
+            break; /* read above */
         case 2:
             if ((rc = get_bytes(c, &r, wt, "scopeSpans", &m))) return rc;
             push(c, "scopeSpans", si++);

@@ -128,16 +128,19 @@ const char *col_span_check(const col_span_t *s)
                  COL_MAX_SPAN_BYTES);
         return why_buf;
     }
-    uint64_t shared = 0; /* the resource's and scope's count once per request, not here */
-    const col_resource_t *res = s->resource;
-    if ((why = attrs_check(res->attrs, res->nattrs, "resource.attributes", -1, NULL, &shared)))
+    return col_shared_check(s->resource, s->scope);
+}
+
+const char *col_shared_check(const col_resource_t *r, const col_scope_t *s)
+{
+    uint64_t shared = 0; /* the resource's and scope's bytes are not the span's */
+    const char *why;
+    if (r && (why = attrs_check(r->attrs, r->nattrs, "resource.attributes", -1, NULL, &shared)))
         return why;
-    if ((why = name_check(s->scope->name, "scope.name", -1))) return why;
-    if ((why = name_check(s->scope->version, "scope.version", -1))) return why;
-    if ((why =
-             attrs_check(s->scope->attrs, s->scope->nattrs, "scope.attributes", -1, NULL, &shared)))
-        return why;
-    return NULL;
+    if (!s) return NULL;
+    if ((why = name_check(s->name, "scope.name", -1))) return why;
+    if ((why = name_check(s->version, "scope.version", -1))) return why;
+    return attrs_check(s->attrs, s->nattrs, "scope.attributes", -1, NULL, &shared);
 }
 
 void col_batch_reject(col_batch_t *b, size_t index, const char *why)
