@@ -52,17 +52,10 @@
 #include "core/json_read.h"
 #include "weft/common.h"
 
-#define ANY_MAX_DEPTH 16
-
 typedef struct {
     char *p;
     size_t n, cap; /* elements */
 } vec_t;
-
-typedef struct {
-    const char *name;
-    int index; /* -1: none */
-} seg_t;
 
 typedef struct {
     weft_jr_t r;
@@ -71,8 +64,7 @@ typedef struct {
     char *err;
     size_t errlen;
     int rc;
-    seg_t path[8 + 2 * ANY_MAX_DEPTH];
-    unsigned depth;
+    col_path_t path;
     weft_buf_t jb;
     vec_t spans, attrs, events, links;
     vec_t idx;       /* each kept span's number in the request (size_t, parallel to spans) */
@@ -85,38 +77,19 @@ typedef struct {
 
 static void push(ctx_t *c, const char *name, int index)
 {
-    if (c->depth < sizeof(c->path) / sizeof(c->path[0])) c->path[c->depth] = (seg_t){name, index};
-    c->depth++;
+    col_path_push(&c->path, name, index);
 }
 
 static void pop(ctx_t *c)
 {
-    c->depth--;
+    col_path_pop(&c->path);
 }
 
 /* Refuses the request: "<path>.<field>: <msg>" (WEFT_EINVAL). Stops the reader. */
 static bool bad(ctx_t *c, const char *field, const char *msg)
 {
     if (c->rc) return false;
-    char path[640]; /* the deepest: 16 nested values, about 450 bytes */
-    size_t o = 0;
-    unsigned n = c->depth < sizeof(c->path) / sizeof(c->path[0])
-                     ? c->depth
-                     : (unsigned)(sizeof(c->path) / sizeof(c->path[0]));
-    for (unsigned i = 0; i < n && o < sizeof(path); i++) {
-        const seg_t *s = &c->path[i];
-        int k = s->index >= 0 ? snprintf(path + o, sizeof(path) - o, "%s%s[%d]", i ? "." : "",
-                                         s->name, s->index)
-                              : snprintf(path + o, sizeof(path) - o, "%s%s", i ? "." : "", s->name);
-        if (k > 0) o += (size_t)k;
-    }
-    if (o >= sizeof(path)) o = sizeof(path) - 1;
-    path[o] = 0;
-    if (!o && !field)
-        c->rc = weft__errf(c->err, c->errlen, WEFT_EINVAL, "%s", msg);
-    else
-        c->rc = weft__errf(c->err, c->errlen, WEFT_EINVAL, "%s%s%s: %s", path,
-                           field && o ? "." : "", field ? field : "", msg);
+    c->rc = col_path_errf(&c->path, field, msg, c->err, c->errlen);
     weft_jr_fail(&c->r, msg);
     return false;
 }
@@ -152,12 +125,7 @@ static void refuse(ctx_t *c, const char *why)
 static void id_refuse(ctx_t *c, const char *name, size_t want, int li)
 {
     if (c->why) return;
-    if (li >= 0)
-        snprintf(c->why_buf, sizeof(c->why_buf), "links[%d].%s must be %zu bytes (%zu hex digits)",
-                 li, name, want, 2 * want);
-    else
-        snprintf(c->why_buf, sizeof(c->why_buf), "%s must be %zu bytes (%zu hex digits)", name,
-                 want, 2 * want);
+    col_id_why(c->why_buf, sizeof(c->why_buf), name, want, li);
     c->why = c->why_buf;
 }
 
@@ -458,7 +426,7 @@ static bool list_json(ctx_t *c, bool kv, unsigned depth)
 /* A nested AnyValue as JSON into c->jb. */
 static bool any_json(ctx_t *c, unsigned depth)
 {
-    if (depth > ANY_MAX_DEPTH) return bad(c, NULL, "values nested deeper than 16");
+    if (depth > COL_ANY_MAX_DEPTH) return bad(c, NULL, "values nested deeper than 16");
     if (weft_jr_null(&c->r)) {
         col_any_put_empty(&c->jb);
         return true;

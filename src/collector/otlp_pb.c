@@ -47,19 +47,11 @@
 #include "core/json_read.h"
 #include "weft/common.h"
 
-#define COL_ANY_MAX_DEPTH 16
-
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_SGROUP = 3, WT_EGROUP = 4, WT_I32 = 5 };
 
 typedef struct {
     const uint8_t *p, *end;
 } pb_t;
-
-/* One step of the path to the field being read, for messages: name and index (-1: none). */
-typedef struct {
-    const char *name;
-    int index;
-} seg_t;
 
 typedef struct {
     weft_arena_t *a;
@@ -67,8 +59,7 @@ typedef struct {
     char *err;
     size_t errlen;
     int rc; /* the first error, 0 while none */
-    seg_t path[8 + 2 * COL_ANY_MAX_DEPTH];
-    unsigned depth;
+    col_path_t path;
     weft_buf_t jb;   /* ARRAY and KVLIST values' text while it is written */
     const char *why; /* the span being read: why it is refused (the first reason) */
     char why_buf[96];
@@ -78,38 +69,19 @@ typedef struct {
 
 static void push(ctx_t *c, const char *name, int index)
 {
-    if (c->depth < sizeof(c->path) / sizeof(c->path[0])) c->path[c->depth] = (seg_t){name, index};
-    c->depth++;
+    col_path_push(&c->path, name, index);
 }
 
 static void pop(ctx_t *c)
 {
-    c->depth--;
+    col_path_pop(&c->path);
 }
 
 /* Refuses the request: "<path>.<field>: <msg>". Returns WEFT_EINVAL. */
 static int bad(ctx_t *c, const char *field, const char *msg)
 {
     if (c->rc) return c->rc;
-    char path[640]; /* the deepest: 16 nested values, about 450 bytes */
-    size_t o = 0;
-    unsigned n = c->depth < sizeof(c->path) / sizeof(c->path[0])
-                     ? c->depth
-                     : (unsigned)(sizeof(c->path) / sizeof(c->path[0]));
-    for (unsigned i = 0; i < n && o < sizeof(path); i++) {
-        const seg_t *s = &c->path[i];
-        int k = s->index >= 0 ? snprintf(path + o, sizeof(path) - o, "%s%s[%d]", i ? "." : "",
-                                         s->name, s->index)
-                              : snprintf(path + o, sizeof(path) - o, "%s%s", i ? "." : "", s->name);
-        if (k > 0) o += (size_t)k;
-    }
-    if (o >= sizeof(path)) o = sizeof(path) - 1;
-    path[o] = 0;
-    if (!o && !field) /* the request itself */
-        c->rc = weft__errf(c->err, c->errlen, WEFT_EINVAL, "%s", msg);
-    else
-        c->rc = weft__errf(c->err, c->errlen, WEFT_EINVAL, "%s%s%s: %s", path,
-                           field && o ? "." : "", field ? field : "", msg);
+    c->rc = col_path_errf(&c->path, field, msg, c->err, c->errlen);
     return c->rc;
 }
 
@@ -681,12 +653,7 @@ static int scope(ctx_t *c, pb_t r, col_scope_t *sc)
 static void id_refuse(ctx_t *c, const char *name, size_t want, int li)
 {
     if (c->why) return;
-    if (li >= 0)
-        snprintf(c->why_buf, sizeof(c->why_buf), "links[%d].%s must be %zu bytes (%zu hex digits)",
-                 li, name, want, 2 * want);
-    else
-        snprintf(c->why_buf, sizeof(c->why_buf), "%s must be %zu bytes (%zu hex digits)", name,
-                 want, 2 * want);
+    col_id_why(c->why_buf, sizeof(c->why_buf), name, want, li);
     c->why = c->why_buf;
 }
 
