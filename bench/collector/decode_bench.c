@@ -4,15 +4,15 @@
  * third, an error status on every fifth: tests/unit/collector/otlp_req.h, written by
  * weft's own exporter encoders), decoded over and over into an arena reset after each.
  *
- *   collector_decode [--seconds 2] [--spans 100]
+ *   decode_bench [--seconds 2] [--spans 100]
  *
  * Prints, for each encoding, the request's size, bytes per span, spans and MB per second
- * of the decoding thread's CPU time (one thread; decoding alone), and for JSON also the pull reader's bare syntax check
- * (weft_jr_skip over the whole body) as the floor under the decoder. Built on demand, not by
- * `make test`:
+ * of the decoding thread's CPU time (one thread; decoding alone), and for JSON also the
+ * pull reader's bare syntax check (weft_jr_skip over the whole body) as the floor under
+ * the decoder. Built on demand, not by `make test`:
  *
- *   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build --target
- * bench_collector_decode build/bench/collector_decode
+ *   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+ *   cmake --build build --target decode_bench && build/bench/decode_bench
  *
  * Measured 2026-12-06 on the shared 2-core build machine (gcc, Release, LTO; load average
  * 3 to 4 from other work): protobuf 1.22M to 1.33M spans/s (440 B/span, ~560 MB/s), JSON

@@ -23,6 +23,13 @@
 
 #include "collector/span.h"
 #include "core/arena.h"
+#include "weft/common.h"
+
+/* A read of the store's files failed or found them damaged (weft/common.h has no I/O code
+ * yet; errno's, as WEFT_ENOSPC is). */
+#ifndef WEFT_EIO
+#define WEFT_EIO (-EIO)
+#endif
 
 typedef struct col_store_s col_store_t;
 

@@ -37,6 +37,7 @@
 
 #include "core/buf.h"
 #include "core/json_write.h"
+#include "core/qs.h"
 #include "registry/acl.h"
 #include "registry/reg_int.h"
 #include "weft/log.h"
@@ -45,86 +46,7 @@
 #define DEF_WAIT_MS    (5 * 60 * 1000)
 #define SSE_PING_MS    15000
 #define SSE_MAX_BEHIND (256 * 1024)
-#define MAX_PARAMS     32
 #define MAX_TAGS_Q     16
-
-/* ---- query strings ---- */
-
-typedef struct query_s {
-    weft_str_t k[MAX_PARAMS], v[MAX_PARAMS];
-    int n;
-} query_t;
-
-static void query_parse(weft_str_t q, query_t *out)
-{
-    out->n = 0;
-    size_t i = 0;
-    while (i < q.len && out->n < MAX_PARAMS) {
-        size_t j = i;
-        while (j < q.len && q.base[j] != '&') j++;
-        size_t eq = i;
-        while (eq < j && q.base[eq] != '=') eq++;
-        if (j > i) {
-            out->k[out->n] = (weft_str_t){q.base + i, eq - i};
-            out->v[out->n] =
-                eq < j ? (weft_str_t){q.base + eq + 1, j - eq - 1} : (weft_str_t){q.base + j, 0};
-            out->n++;
-        }
-        i = j + 1;
-    }
-}
-
-static bool query_has(const query_t *q, const char *name, weft_str_t *v)
-{
-    size_t n = strlen(name);
-    for (int i = 0; i < q->n; i++) {
-        if (q->k[i].len == n && memcmp(q->k[i].base, name, n) == 0) {
-            if (v) *v = q->v[i];
-            return true;
-        }
-    }
-    return false;
-}
-
-static int hexv(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    c = (char)tolower((unsigned char)c);
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
-/* Percent- and '+'-decodes v into out (NUL-terminated). Returns the length, or -1 when it
- * does not fit or holds a bad escape or a NUL. */
-static ssize_t qdecode(weft_str_t v, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < v.len; i++) {
-        char c = v.base[i];
-        if (c == '+')
-            c = ' ';
-        else if (c == '%') {
-            if (i + 2 >= v.len) return -1;
-            int h = hexv(v.base[i + 1]), l = hexv(v.base[i + 2]);
-            if (h < 0 || l < 0 || (h == 0 && l == 0)) return -1;
-            c = (char)(h * 16 + l);
-            i += 2;
-        }
-        if (o + 1 >= cap) return -1;
-        out[o++] = c;
-    }
-    out[o] = 0;
-    return (ssize_t)o;
-}
-
-/* "passing", "passing=", "passing=true", "passing=1": true. */
-static bool query_flag(const query_t *q, const char *name)
-{
-    weft_str_t v;
-    if (!query_has(q, name, &v)) return false;
-    return v.len == 0 || (v.len == 4 && strncasecmp(v.base, "true", 4) == 0) ||
-           (v.len == 1 && v.base[0] == '1');
-}
 
 /* ---- answers ---- */
 
@@ -324,7 +246,7 @@ static void put_services_by_id(weft_buf_t *b, const reg_snap_t *s)
 /* Builds the answer of a read into b (or points *shared at a cached body). Returns the HTTP
  * status; an error's message goes to err. */
 static int build_read(weft_registry_t *r, const reg_snap_t *s, int kind, weft_str_t name,
-                      const query_t *q, weft_buf_t *b, const reg_body_t **shared, char *err,
+                      const weft_qs_t *q, weft_buf_t *b, const reg_body_t **shared, char *err,
                       size_t errlen)
 {
     char tags[MAX_TAGS_Q][REG_MAX_ID + 1];
@@ -335,13 +257,13 @@ static int build_read(weft_registry_t *r, const reg_snap_t *s, int kind, weft_st
             snprintf(err, errlen, "tag: at most %d tags", MAX_TAGS_Q);
             return 400;
         }
-        if (qdecode(q->v[i], tags[ntags], sizeof(tags[0])) < 0) {
+        if (weft_qs_decode(q->v[i], tags[ntags], sizeof(tags[0])) < 0) {
             snprintf(err, errlen, "tag: bad escape or too long");
             return 400;
         }
         ntags++;
     }
-    bool passing = query_flag(q, "passing");
+    bool passing = weft_qs_flag(q, "passing");
     switch (kind) {
     case K_HEALTH_SERVICE:
     case K_CAT_SERVICE: {
@@ -508,12 +430,14 @@ static int build_read(weft_registry_t *r, const reg_snap_t *s, int kind, weft_st
          * would label it, under __meta_weft_ as well as __meta_consul_. */
         weft_str_t only = {NULL, 0};
         char svc_name[REG_MAX_ID + 1] = "";
-        if (query_has(q, "service", &only) && qdecode(only, svc_name, sizeof(svc_name)) < 0) {
+        if (weft_qs_get(q, "service", &only) &&
+            weft_qs_decode(only, svc_name, sizeof(svc_name)) < 0) {
             snprintf(err, errlen, "service: bad escape or too long");
             return 400;
         }
         weft_str_t pv;
-        bool all = query_has(q, "passing", &pv) && pv.len == 5 && memcmp(pv.base, "false", 5) == 0;
+        bool all =
+            weft_qs_get(q, "passing", &pv) && pv.len == 5 && memcmp(pv.base, "false", 5) == 0;
         weft_buf_putc(b, '[');
         bool first = true;
         for (uint32_t j = 0; j < s->nsvc; j++) {
@@ -636,32 +560,32 @@ static void arm(reg_worker_t *w, uv_loop_t *loop)
 /* Answers (or parks) a read. may_block: false when waking a parked query. */
 static void answer_read(weft_registry_t *r, weft_http_request_t *req, int kind, bool may_block)
 {
-    query_t q;
-    query_parse(req->query, &q);
+    weft_qs_t q;
+    weft_qs_parse(req->query, &q);
     weft_str_t v;
-    if (query_has(&q, "dc", &v) && v.len &&
+    if (weft_qs_get(&q, "dc", &v) && v.len &&
         !(v.len == strlen(r->node.datacenter) && memcmp(v.base, r->node.datacenter, v.len) == 0)) {
         /* Consul's answer for a datacenter it has no path to. */
         respond_error(req, 500, "dc: no path to datacenter");
         return;
     }
-    if (query_has(&q, "filter", &v) && v.len) {
+    if (weft_qs_get(&q, "filter", &v) && v.len) {
         respond_error(req, 400, "filter: filter expressions are not supported by weft");
         return;
     }
     uint64_t want = 0, wait = DEF_WAIT_MS;
-    if (query_has(&q, "index", &v) && v.len) {
+    if (weft_qs_get(&q, "index", &v) && v.len) {
         char buf[32];
         char *end;
-        if (v.len >= sizeof(buf) || qdecode(v, buf, sizeof(buf)) < 0 ||
+        if (v.len >= sizeof(buf) || weft_qs_decode(v, buf, sizeof(buf)) < 0 ||
             (want = strtoull(buf, &end, 10), *end != 0 || buf[0] == '-')) {
             respond_error(req, 400, "index: must be a non-negative integer");
             return;
         }
     }
-    if (query_has(&q, "wait", &v) && v.len) {
+    if (weft_qs_get(&q, "wait", &v) && v.len) {
         char buf[64];
-        if (qdecode(v, buf, sizeof(buf)) < 0 ||
+        if (weft_qs_decode(v, buf, sizeof(buf)) < 0 ||
             weft__duration_parse(buf, strlen(buf), &wait) != 0) {
             respond_error(req, 400, "wait: not a duration (like \"30s\", \"5m\")");
             return;
@@ -1062,8 +986,8 @@ static void on_write(weft_http_request_t *req, void *arg)
 {
     read_arg_t *a = arg;
     weft_registry_t *r = a->r;
-    query_t q;
-    query_parse(req->query, &q);
+    weft_qs_t q;
+    weft_qs_parse(req->query, &q);
     if (!weft__acl_ok(req, r->conf.acl_token)) {
         respond_error(req, 403,
                       "token: permission denied (acl.token is set: send it in "
@@ -1101,7 +1025,7 @@ static void on_write(weft_http_request_t *req, void *arg)
             respond_error(req, 400, err);
             goto done_err;
         }
-        op->flag = query_flag(&q, "replace-existing-checks");
+        op->flag = weft_qs_flag(&q, "replace-existing-checks");
         break;
     }
     case W_CHECK_REGISTER: {
@@ -1122,9 +1046,9 @@ static void on_write(weft_http_request_t *req, void *arg)
                  : a->kind == W_WARN ? WEFT_HEALTH_WARNING
                                      : WEFT_HEALTH_CRITICAL;
         weft_str_t v;
-        if (query_has(&q, "note", &v)) {
+        if (weft_qs_get(&q, "note", &v)) {
             char *note = malloc(REG_MAX_OUTPUT + 1);
-            if (!note || qdecode(v, note, REG_MAX_OUTPUT + 1) < 0) {
+            if (!note || weft_qs_decode(v, note, REG_MAX_OUTPUT + 1) < 0) {
                 free(note);
                 respond_error(req, 400, "note: bad escape or longer than 4096 bytes");
                 goto done_err;
@@ -1158,7 +1082,7 @@ static void on_write(weft_http_request_t *req, void *arg)
     }
     case W_MAINT: {
         weft_str_t v;
-        if (!query_has(&q, "enable", &v)) {
+        if (!weft_qs_get(&q, "enable", &v)) {
             respond_error(req, 400, "enable: required (true or false)");
             goto done_err;
         }
@@ -1170,9 +1094,9 @@ static void on_write(weft_http_request_t *req, void *arg)
             respond_error(req, 400, "enable: must be true or false");
             goto done_err;
         }
-        if (query_has(&q, "reason", &v)) {
+        if (weft_qs_get(&q, "reason", &v)) {
             char *reason = malloc(REG_MAX_STR + 1);
-            if (!reason || qdecode(v, reason, REG_MAX_STR + 1) < 0) {
+            if (!reason || weft_qs_decode(v, reason, REG_MAX_STR + 1) < 0) {
                 free(reason);
                 respond_error(req, 400, "reason: bad escape or too long");
                 goto done_err;

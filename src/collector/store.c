@@ -1,0 +1,678 @@
+/*
+ * store.c - the trace store: open and recovery, the writer thread, retention (see
+ * collector/store.h for the contract).
+ *
+ * ESSAY_PLACEHOLDER
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "collector/store_int.h"
+#include "core/errbuf.h"
+#include "weft/common.h"
+
+#define ST_ZSTD_LEVEL 1
+#define ST_SEG_MIN (64u * 1024u)
+#define ST_SEG_MAX (64u * 1024u * 1024u)
+#define ST_RETENTION_EVERY_MS 60000u
+
+uint64_t st_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void col_store_conf_init(col_store_conf_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->max_bytes = 1ull << 30;
+    c->max_age_ms = 7ull * 24 * 3600 * 1000;
+    c->queue_bytes = 64u << 20;
+    c->sync = true;
+}
+
+static void seg_path(const col_store_t *s, uint64_t seq, char *out, size_t n)
+{
+    snprintf(out, n, "%s/seg-%016" PRIx64 ".wts", s->dir, seq);
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+/* Adds g (its file open) as the newest segment. */
+static int seg_push(col_store_t *s, st_seg_t *g)
+{
+    pthread_rwlock_wrlock(&s->lock);
+    if (s->nseg == s->seg_cap) {
+        size_t cap = s->seg_cap ? s->seg_cap * 2 : 16;
+        st_seg_t **v = realloc(s->segs, cap * sizeof *v);
+        if (!v) {
+            pthread_rwlock_unlock(&s->lock);
+            return WEFT_ENOMEM;
+        }
+        s->segs = v;
+        s->seg_cap = cap;
+    }
+    s->segs[s->nseg++] = g;
+    pthread_rwlock_unlock(&s->lock);
+    return 0;
+}
+
+static st_seg_t *seg_new(uint64_t seq, int fd)
+{
+    st_seg_t *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->seq = seq;
+    g->fd = fd;
+    atomic_init(&g->refs, 1);
+    return g;
+}
+
+/* ---- recovery ---- */
+
+static bool hdr_ok(const uint8_t *h, uint64_t off, uint64_t size)
+{
+    uint32_t clen = st_le32(h + 4), rlen = st_le32(h + 8);
+    return st_le32(h) == ST_BLOCK_MAGIC && rlen <= ST_BLOCK_RAW_MAX &&
+           clen <= ZSTD_compressBound(rlen) && off + ST_HDR_LEN + clen <= size;
+}
+
+typedef struct rec_ctx_s {
+    st_blk_t *pend;
+    size_t npend, pend_cap;
+    uint64_t *hashes;
+    size_t nh, hcap;
+    uint8_t *buf, *raw;
+    size_t buf_cap, raw_cap;
+    ZSTD_DCtx *dctx;
+} rec_ctx_t;
+
+static int rec_flush(col_store_t *s, rec_ctx_t *c)
+{
+    int rc = c->npend ? st_publish(s, c->pend, c->npend, c->hashes) : 0;
+    if (rc != 0) {
+        for (size_t i = 0; i < c->npend; i++) st_blk_free(&c->pend[i]);
+    }
+    c->npend = c->nh = 0;
+    return rc;
+}
+
+static bool grow(uint8_t **p, size_t *cap, size_t need)
+{
+    if (*cap >= need) return true;
+    size_t n = *cap ? *cap : 65536;
+    while (n < need) n *= 2;
+    uint8_t *q = realloc(*p, n);
+    if (!q) return false;
+    *p = q;
+    *cap = n;
+    return true;
+}
+
+/* Reads segment g's blocks into the indexes; truncates the file at the first block that is
+ * not whole and sound (a write cut off by a crash: it was never acknowledged). */
+static int recover_seg(col_store_t *s, st_seg_t *g, const char *path, rec_ctx_t *c, char *err,
+                       size_t errlen)
+{
+    struct stat st;
+    if (fstat(g->fd, &st) != 0) return weft__errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
+    uint64_t size = (uint64_t)st.st_size, off = 0;
+    uint8_t h[ST_HDR_LEN];
+    while (off + ST_HDR_LEN <= size) {
+        if (pread(g->fd, h, ST_HDR_LEN, (off_t)off) != ST_HDR_LEN || !hdr_ok(h, off, size)) break;
+        uint32_t clen = st_le32(h + 4), rlen = st_le32(h + 8);
+        if (!grow(&c->buf, &c->buf_cap, clen) || !grow(&c->raw, &c->raw_cap, rlen + 1))
+            return weft__errf(err, errlen, WEFT_ENOMEM, "%s: out of memory", path);
+        if (pread(g->fd, c->buf, clen, (off_t)(off + ST_HDR_LEN)) != (ssize_t)clen) break;
+        uLong crc = crc32(0, h, 40);
+        crc = crc32(crc, c->buf, clen);
+        if ((uint32_t)crc != st_le32(h + 40)) break;
+        size_t got = ZSTD_decompressDCtx(c->dctx, c->raw, rlen, c->buf, clen);
+        if (ZSTD_isError(got) || got != rlen) break;
+        if (c->npend == c->pend_cap) {
+            size_t cap = c->pend_cap ? c->pend_cap * 2 : 256;
+            st_blk_t *v = realloc(c->pend, cap * sizeof *v);
+            if (!v) return weft__errf(err, errlen, WEFT_ENOMEM, "%s: out of memory", path);
+            c->pend = v;
+            c->pend_cap = cap;
+        }
+        st_blk_t *b = &c->pend[c->npend];
+        memset(b, 0, sizeof *b);
+        int rc = st_blk_build(s, c->raw, rlen, b, &c->hashes, &c->nh, &c->hcap);
+        if (rc == WEFT_ENOMEM) return weft__errf(err, errlen, rc, "%s: out of memory", path);
+        if (rc != 0) break;
+        b->seg = g;
+        b->off = off;
+        b->clen = clen;
+        b->rlen = rlen;
+        c->npend++;
+        off += ST_HDR_LEN + clen;
+        if (c->npend >= 1024 && rec_flush(s, c) != 0)
+            return weft__errf(err, errlen, WEFT_ENOMEM, "%s: out of memory", path);
+    }
+    if (rec_flush(s, c) != 0) return weft__errf(err, errlen, WEFT_ENOMEM, "%s: out of memory", path);
+    if (off < size) {
+        /* the torn tail: never acknowledged (the sync that would have covered it did not
+         * return), so dropping it loses nothing promised */
+        if (ftruncate(g->fd, (off_t)off) != 0 || fdatasync(g->fd) != 0)
+            return weft__errf(err, errlen, -errno, "%s: cannot drop its torn tail at offset %" PRIu64 ": %s",
+                              path, off, strerror(errno));
+    }
+    pthread_rwlock_wrlock(&s->lock);
+    g->size = off;
+    pthread_rwlock_unlock(&s->lock);
+    return 0;
+}
+
+static int cmp_seq(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int recover(col_store_t *s, char *err, size_t errlen)
+{
+    DIR *d = opendir(s->dir);
+    if (!d) return weft__errf(err, errlen, -errno, "%s: %s", s->dir, strerror(errno));
+    uint64_t *seqs = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        uint64_t seq;
+        char tail[8];
+        if (strlen(e->d_name) != 24 || sscanf(e->d_name, "seg-%16" SCNx64 ".%3s", &seq, tail) != 2 ||
+            strcmp(tail, "wts") != 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            uint64_t *v = realloc(seqs, cap * sizeof *v);
+            if (!v) {
+                rc = weft__errf(err, errlen, WEFT_ENOMEM, "%s: out of memory", s->dir);
+                break;
+            }
+            seqs = v;
+        }
+        seqs[n++] = seq;
+    }
+    closedir(d);
+    if (rc != 0) {
+        free(seqs);
+        return rc;
+    }
+    if (n) qsort(seqs, n, sizeof *seqs, cmp_seq);
+    rec_ctx_t c = {0};
+    c.dctx = ZSTD_createDCtx();
+    if (!c.dctx) rc = weft__errf(err, errlen, WEFT_ENOMEM, "%s: out of memory", s->dir);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char path[4096];
+        seg_path(s, seqs[i], path, sizeof path);
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0) {
+            rc = weft__errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
+            break;
+        }
+        st_seg_t *g = seg_new(seqs[i], fd);
+        if (!g || seg_push(s, g) != 0) {
+            free(g);
+            close(fd);
+            rc = weft__errf(err, errlen, WEFT_ENOMEM, "%s: out of memory", path);
+            break;
+        }
+        rc = recover_seg(s, g, path, &c, err, errlen);
+        s->next_seq = seqs[i] + 1;
+    }
+    ZSTD_freeDCtx(c.dctx);
+    free(c.pend);
+    free(c.hashes);
+    free(c.buf);
+    free(c.raw);
+    free(seqs);
+    return rc;
+}
+
+/* ---- retention ---- */
+
+/* Deletes the oldest segment: its blocks leave the indexes, its file the disk. */
+static void seg_delete_oldest(col_store_t *s)
+{
+    pthread_rwlock_wrlock(&s->lock);
+    st_seg_t *g = s->segs[0];
+    uint32_t k = g->nblk;
+    /* segments hold consecutive blocks, oldest first, so g's are the prefix */
+    if (k > s->nblk) k = s->nblk;
+    for (uint32_t i = 0; i < k; i++) {
+        st_blk_t *b = &s->blks[i];
+        s->spans -= b->nspans;
+        s->tix.stale += b->ntix;
+        s->sets_bytes -= (b->nsvc + b->nops + b->nrem) * sizeof(uint64_t);
+        st_blk_free(b);
+    }
+    memmove(s->blks, s->blks + k, (size_t)(s->nblk - k) * sizeof *s->blks);
+    s->nblk -= k;
+    s->blk_first += k;
+    memmove(s->segs, s->segs + 1, (s->nseg - 1) * sizeof *s->segs);
+    s->nseg--;
+    s->disk_bytes -= g->size;
+    if (g == s->cur) s->cur = NULL;
+    char path[4096];
+    seg_path(s, g->seq, path, sizeof path);
+    unlink(path);
+    pthread_rwlock_unlock(&s->lock);
+    atomic_fetch_add(&s->expired, g->nspans);
+    st_seg_unref(g); /* its fd closes once no read is using it */
+}
+
+static void retention(col_store_t *s)
+{
+    uint64_t now = st_now_ns();
+    uint64_t age_ns = s->conf.max_age_ms > UINT64_MAX / 1000000u ? UINT64_MAX
+                                                                  : s->conf.max_age_ms * 1000000u;
+    uint64_t cut = now > age_ns ? now - age_ns : 0;
+    /* the writer is the only one changing segs: it reads them without the lock */
+    while (s->nseg > 0) {
+        st_seg_t *g = s->segs[0];
+        bool expired = g->nblk > 0 && g->max_end < cut;
+        bool too_big = s->disk_bytes > s->conf.max_bytes && (s->nseg > 1 || g != s->cur);
+        bool empty = g->nblk == 0 && g != s->cur;
+        if (!expired && !too_big && !empty) break;
+        seg_delete_oldest(s);
+    }
+    s->last_retention_ms = now / 1000000u;
+}
+
+/* ---- the writer ---- */
+
+typedef struct wctx_s {
+    st_buf_t raw, out;
+    st_blk_t *pend;
+    size_t npend, pend_cap;
+    uint64_t *hashes;
+    size_t nh, hcap;
+    int err;
+} wctx_t;
+
+static void flush_block(col_store_t *s, wctx_t *w)
+{
+    if (w->raw.n == 0 || w->err) {
+        w->raw.n = 0;
+        return;
+    }
+    if (w->npend == w->pend_cap) {
+        size_t cap = w->pend_cap ? w->pend_cap * 2 : 64;
+        st_blk_t *v = realloc(w->pend, cap * sizeof *v);
+        if (!v) {
+            w->err = WEFT_ENOMEM;
+            return;
+        }
+        w->pend = v;
+        w->pend_cap = cap;
+    }
+    st_blk_t *b = &w->pend[w->npend];
+    memset(b, 0, sizeof *b);
+    int rc = st_blk_build(s, w->raw.p, w->raw.n, b, &w->hashes, &w->nh, &w->hcap);
+    size_t bound = ZSTD_compressBound(w->raw.n);
+    if (rc == 0 && !st_buf_reserve(&w->out, ST_HDR_LEN + bound)) {
+        st_blk_free(b);
+        rc = WEFT_ENOMEM;
+    }
+    if (rc != 0) {
+        /* EPARSE cannot happen (we encoded it); treat both as out of memory */
+        w->err = WEFT_ENOMEM;
+        return;
+    }
+    uint8_t *h = w->out.p + w->out.n;
+    size_t clen = ZSTD_compressCCtx(s->cctx, h + ST_HDR_LEN, bound, w->raw.p, w->raw.n,
+                                    ST_ZSTD_LEVEL);
+    if (ZSTD_isError(clen)) {
+        st_blk_free(b);
+        w->err = WEFT_ENOMEM;
+        return;
+    }
+    st_put32(h, ST_BLOCK_MAGIC);
+    st_put32(h + 4, (uint32_t)clen);
+    st_put32(h + 8, (uint32_t)w->raw.n);
+    st_put32(h + 12, b->nspans);
+    st_put64(h + 16, b->min_start);
+    st_put64(h + 24, b->max_start);
+    st_put64(h + 32, b->max_end);
+    uLong crc = crc32(0, h, 40);
+    crc = crc32(crc, h + ST_HDR_LEN, (uInt)clen);
+    st_put32(h + 40, (uint32_t)crc);
+    st_put32(h + 44, 0);
+    b->off = w->out.n; /* relative to this write; the segment's size is added later */
+    b->clen = (uint32_t)clen;
+    b->rlen = (uint32_t)w->raw.n;
+    w->out.n += ST_HDR_LEN + clen;
+    w->npend++;
+    w->raw.n = 0;
+}
+
+static void raw_put(wctx_t *w, const uint8_t *p, size_t n)
+{
+    if (!st_buf_reserve(&w->raw, n)) {
+        w->err = WEFT_ENOMEM;
+        return;
+    }
+    memcpy(w->raw.p + w->raw.n, p, n);
+    w->raw.n += n;
+}
+
+/* Packs the items' records into blocks in w->out. An item's spans stay in one block when
+ * they fit; a block begun inside an item starts with the item's current resource and
+ * scope records, so that every block reads on its own. */
+static void pack(col_store_t *s, wctx_t *w, st_item_t *list)
+{
+    for (st_item_t *it = list; it && !w->err; it = it->next) {
+        if (w->raw.n > 0 && w->raw.n + it->rec.n > ST_BLOCK_RAW_TARGET) flush_block(s, w);
+        const uint8_t *p = it->rec.p, *end = p + it->rec.n, *body, *res = NULL, *scope = NULL;
+        uint8_t type;
+        uint32_t n;
+        bool bad;
+        for (const uint8_t *at = p; st_next_record(&p, end, &type, &body, &n, &bad); at = p) {
+            size_t len = ST_REC_HDR + n;
+            if (type == ST_REC_RESOURCE) res = at;
+            else if (type == ST_REC_SCOPE) scope = at;
+            else if (w->raw.n > 0 && w->raw.n + len > ST_BLOCK_RAW_TARGET) {
+                flush_block(s, w);
+                if (res) raw_put(w, res, ST_REC_HDR + st_le32(res + 1));
+                if (scope) raw_put(w, scope, ST_REC_HDR + st_le32(scope + 1));
+            }
+            raw_put(w, at, len);
+        }
+    }
+    flush_block(s, w);
+}
+
+static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
+{
+    while (n > 0) {
+        ssize_t k = pwrite(fd, p, n, (off_t)off);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        p += k;
+        n -= (size_t)k;
+        off += (uint64_t)k;
+    }
+    return 0;
+}
+
+/* The segment to write to: the current one, or a new one when there is none or it is past
+ * seg_max. */
+static int seg_for_write(col_store_t *s)
+{
+    if (s->cur && s->cur->size < s->seg_max) return 0;
+    char path[4096];
+    uint64_t seq = s->next_seq;
+    seg_path(s, seq, path, sizeof path);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return -errno;
+    /* the new name must survive a crash too, or the data acknowledged in it would not */
+    int rc = s->conf.sync ? fsync_dir(s->dir) : 0;
+    st_seg_t *g = rc == 0 ? seg_new(seq, fd) : NULL;
+    if (!g || seg_push(s, g) != 0) {
+        free(g);
+        close(fd);
+        unlink(path);
+        return rc ? rc : WEFT_ENOMEM;
+    }
+    s->next_seq = seq + 1;
+    s->cur = g;
+    return 0;
+}
+
+static void write_items(col_store_t *s, wctx_t *w, st_item_t *list)
+{
+    w->err = 0;
+    w->out.n = w->raw.n = 0;
+    w->out.oom = w->raw.oom = false;
+    w->npend = w->nh = 0;
+    pack(s, w, list);
+    int rc = w->err;
+    if (rc == 0 && w->out.n > 0) rc = seg_for_write(s);
+    if (rc == 0 && w->out.n > 0) {
+        st_seg_t *g = s->cur;
+        uint64_t base = g->size;
+        rc = pwrite_all(g->fd, w->out.p, w->out.n, base);
+        if (rc == 0 && s->conf.sync && fdatasync(g->fd) != 0) rc = -errno;
+        if (rc != 0) {
+            /* nothing of it is acknowledged: cut it off so the next write follows whole
+             * blocks (failing that, recovery drops it as a torn tail, or the CRC does) */
+            (void)ftruncate(g->fd, (off_t)base);
+            /* a segment that failed is not written again: the next write starts a new one */
+            s->cur = NULL;
+        } else {
+            for (size_t i = 0; i < w->npend; i++) {
+                w->pend[i].seg = g;
+                w->pend[i].off += base;
+            }
+            if (st_publish(s, w->pend, w->npend, w->hashes) != 0) {
+                /* durable but not indexed until the next open: still acknowledged, the
+                 * promise is durability; the file's size must move on regardless */
+                for (size_t i = 0; i < w->npend; i++) st_blk_free(&w->pend[i]);
+                pthread_rwlock_wrlock(&s->lock);
+                s->disk_bytes += w->out.n;
+                g->size = base + w->out.n;
+                pthread_rwlock_unlock(&s->lock);
+                atomic_fetch_add(&s->write_errors, 1);
+            }
+            w->npend = 0;
+        }
+    }
+    if (rc != 0) {
+        for (size_t i = 0; i < w->npend; i++) st_blk_free(&w->pend[i]);
+        w->npend = 0;
+        atomic_fetch_add(&s->write_errors, 1);
+    }
+    /* before the answers, so that whoever waits for one sees retention done too */
+    retention(s);
+    size_t bytes = 0;
+    for (st_item_t *it = list, *next; it; it = next) {
+        next = it->next;
+        bytes += it->rec.n;
+        if (it->done) it->done(rc, it->arg);
+        st_buf_free(&it->rec);
+        free(it);
+    }
+    pthread_mutex_lock(&s->mu);
+    s->queued_bytes -= bytes;
+    atomic_store(&s->queued_pub, s->queued_bytes);
+    pthread_mutex_unlock(&s->mu);
+    /* the buffers are kept for the next write, unless a burst made them huge */
+    if (w->out.cap > 16u * ST_BLOCK_RAW_TARGET * 4) st_buf_free(&w->out);
+}
+
+static void *writer_main(void *arg)
+{
+    col_store_t *s = arg;
+    wctx_t w = {0};
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->head && !s->closing) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+            if (st_now_ns() / 1000000u - s->last_retention_ms >= ST_RETENTION_EVERY_MS) break;
+        }
+        st_item_t *list = s->head;
+        s->head = s->tail = NULL;
+        bool stop = !list && s->closing;
+        pthread_mutex_unlock(&s->mu);
+        if (stop) break;
+        if (list) write_items(s, &w, list); /* runs retention too */
+        else retention(s);
+        pthread_mutex_lock(&s->mu);
+    }
+    st_buf_free(&w.raw);
+    st_buf_free(&w.out);
+    free(w.pend);
+    free(w.hashes);
+    return NULL;
+}
+
+/* ---- open, close, append, stats ---- */
+
+static void store_free(col_store_t *s)
+{
+    for (size_t i = 0; i < s->nseg; i++) st_seg_unref(s->segs[i]);
+    free(s->segs);
+    for (uint32_t i = 0; i < s->nblk; i++) st_blk_free(&s->blks[i]);
+    free(s->blks);
+    free(s->tix.e);
+    st_intern_free(&s->names);
+    st_set_free(&s->services);
+    st_set_free(&s->ops);
+    st_set_free(&s->remotes);
+    st_cache_free(s);
+    ZSTD_freeCCtx(s->cctx);
+    pthread_rwlock_destroy(&s->lock);
+    pthread_mutex_destroy(&s->cache_mu);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s->dir);
+    free(s);
+}
+
+int col_store_open(const col_store_conf_t *c, col_store_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!c || !c->dir || !*c->dir)
+        return weft__errf(err, errlen, WEFT_EINVAL, "trace store: no directory given");
+    if (c->queue_bytes == 0 || c->max_bytes == 0)
+        return weft__errf(err, errlen, WEFT_EINVAL, "%s: queue_bytes and max_bytes must be > 0",
+                          c->dir);
+    if (mkdir(c->dir, 0755) != 0 && errno != EEXIST)
+        return weft__errf(err, errlen, -errno, "%s: %s", c->dir, strerror(errno));
+    struct stat st;
+    if (stat(c->dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return weft__errf(err, errlen, WEFT_EINVAL, "%s: not a directory", c->dir);
+    col_store_t *s = calloc(1, sizeof *s);
+    if (!s) return weft__errf(err, errlen, WEFT_ENOMEM, "%s: out of memory", c->dir);
+    s->conf = *c;
+    s->dir = strdup(c->dir);
+    s->conf.dir = s->dir;
+    uint64_t seg = c->max_bytes / 8;
+    s->seg_max = seg < ST_SEG_MIN ? ST_SEG_MIN : seg > ST_SEG_MAX ? ST_SEG_MAX : seg;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_rwlock_init(&s->lock, NULL);
+    pthread_mutex_init(&s->cache_mu, NULL);
+    s->cctx = ZSTD_createCCtx();
+    if (!s->dir || !s->cctx) {
+        store_free(s);
+        return weft__errf(err, errlen, WEFT_ENOMEM, "%s: out of memory", c->dir);
+    }
+    int rc = recover(s, err, errlen);
+    if (rc != 0) {
+        store_free(s);
+        return rc;
+    }
+    retention(s);
+    if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+        store_free(s);
+        return weft__errf(err, errlen, WEFT_ENOMEM, "%s: cannot start the writer thread",
+                          c->dir);
+    }
+    s->writer_started = true;
+    *out = s;
+    return 0;
+}
+
+void col_store_close(col_store_t *s)
+{
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->closing = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (s->writer_started) pthread_join(s->writer, NULL);
+    store_free(s);
+}
+
+int col_store_append(col_store_t *s, const col_span_t *spans, size_t n, col_store_done_fn done,
+                     void *arg)
+{
+    if (!s || (n && !spans)) return WEFT_EINVAL;
+    if (atomic_load_explicit(&s->queued_pub, memory_order_relaxed) >= s->conf.queue_bytes) {
+        atomic_fetch_add(&s->refused_full, 1);
+        return WEFT_ELIMIT;
+    }
+    st_item_t *it = calloc(1, sizeof *it);
+    if (!it) return WEFT_ENOMEM;
+    if (!st_encode_spans(&it->rec, spans, n)) {
+        st_buf_free(&it->rec);
+        free(it);
+        return WEFT_ENOMEM;
+    }
+    it->nspans = n;
+    it->done = done;
+    it->arg = arg;
+    pthread_mutex_lock(&s->mu);
+    int rc = 0;
+    if (s->closing) rc = WEFT_ECLOSED;
+    else if (s->queued_bytes + it->rec.n > s->conf.queue_bytes) rc = WEFT_ELIMIT;
+    if (rc == 0) {
+        if (s->tail) s->tail->next = it;
+        else s->head = it;
+        s->tail = it;
+        s->queued_bytes += it->rec.n;
+        atomic_store(&s->queued_pub, s->queued_bytes);
+        pthread_cond_signal(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (rc != 0) {
+        if (rc == WEFT_ELIMIT) atomic_fetch_add(&s->refused_full, 1);
+        st_buf_free(&it->rec);
+        free(it);
+        return rc;
+    }
+    atomic_fetch_add(&s->appended, n);
+    return 0;
+}
+
+void col_store_stats(col_store_t *s, col_store_stats_t *st)
+{
+    memset(st, 0, sizeof *st);
+    pthread_rwlock_rdlock(&s->lock);
+    st->spans = s->spans;
+    st->traces = s->tix.traces;
+    st->disk_bytes = s->disk_bytes;
+    st->memory_bytes = s->tix.cap * sizeof *s->tix.e + (uint64_t)s->blk_cap * sizeof *s->blks +
+                       s->sets_bytes + st_intern_bytes(&s->names) +
+                       (s->services.cap + s->ops.cap + s->remotes.cap) * sizeof(uint64_t) +
+                       s->seg_cap * sizeof *s->segs + s->nseg * sizeof(st_seg_t);
+    pthread_rwlock_unlock(&s->lock);
+    pthread_mutex_lock(&s->cache_mu);
+    for (size_t i = 0; i < ST_CACHE_N; i++) {
+        if (s->cache[i]) st->memory_bytes += s->cache[i]->len + sizeof *s->cache[i];
+    }
+    pthread_mutex_unlock(&s->cache_mu);
+    st->appended = atomic_load(&s->appended);
+    st->refused_full = atomic_load(&s->refused_full);
+    st->write_errors = atomic_load(&s->write_errors);
+    st->expired = atomic_load(&s->expired);
+    st->queued_bytes = atomic_load(&s->queued_pub);
+}

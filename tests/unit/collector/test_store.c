@@ -1,0 +1,1052 @@
+/*
+ * test_store.c - the trace store (collector/store*.c) through its interface
+ * (collector/store.h), on real files in a temporary directory: every field of a span read
+ * back exactly (after the write and after a reopen), each search condition, the name lists,
+ * the write queue's bound, close answering what is queued, a torn or corrupt tail dropped
+ * with what came before kept, durability across SIGKILL, retention by size and by age, and
+ * queries running while appends are written.
+ *
+ * Waits are on done callbacks (a condition variable, with a deadline that fails the test),
+ * never on sleeps.
+ */
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "collector/store.h"
+#include "weft/common.h"
+
+/* ---- fixture ---- */
+
+typedef struct fix_s {
+    char dir[64];
+    col_store_conf_t conf;
+    col_store_t *s;
+    weft_arena_t arena;
+} fix_t;
+
+static int setup(void **state)
+{
+    fix_t *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    snprintf(f->dir, sizeof f->dir, "/tmp/weft-cstore-XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    col_store_conf_init(&f->conf);
+    f->conf.dir = f->dir;
+    f->conf.sync = false;
+    weft_arena_init(&f->arena, 65536, 256u << 20);
+    *state = f;
+    return 0;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static int teardown(void **state)
+{
+    fix_t *f = *state;
+    col_store_close(f->s);
+    weft_arena_free(&f->arena);
+    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static void open_store(fix_t *f)
+{
+    char err[256] = "";
+    int rc = col_store_open(&f->conf, &f->s, err, sizeof err);
+    if (rc != 0) fail_msg("open: %d %s", rc, err);
+}
+
+static void reopen(fix_t *f)
+{
+    col_store_close(f->s);
+    f->s = NULL;
+    open_store(f);
+}
+
+/* ---- waiting for done callbacks ---- */
+
+typedef struct waiter_s {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls, failures, last;
+    int block; /* done blocks while this is set (the writer thread stays inside it) */
+    int inside;
+} waiter_t;
+
+static waiter_t W = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0};
+
+static void waiter_reset(void)
+{
+    pthread_mutex_lock(&W.mu);
+    W.calls = W.failures = W.last = W.block = W.inside = 0;
+    pthread_mutex_unlock(&W.mu);
+}
+
+static void on_done(int status, void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&W.mu);
+    W.calls++;
+    W.last = status;
+    if (status != 0) W.failures++;
+    W.inside++;
+    pthread_cond_broadcast(&W.cv);
+    while (W.block) pthread_cond_wait(&W.cv, &W.mu);
+    W.inside--;
+    pthread_mutex_unlock(&W.mu);
+}
+
+static bool wait_until(int *what, int want)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 20;
+    pthread_mutex_lock(&W.mu);
+    int rc = 0;
+    while (*what < want && rc == 0) rc = pthread_cond_timedwait(&W.cv, &W.mu, &ts);
+    bool ok = *what >= want;
+    pthread_mutex_unlock(&W.mu);
+    return ok;
+}
+
+static void wait_done(int calls)
+{
+    if (!wait_until(&W.calls, calls)) fail_msg("only %d done calls of %d", W.calls, calls);
+    assert_int_equal(W.failures, 0);
+}
+
+/* ---- spans ---- */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+#define S(lit) COL_STR(lit)
+
+static const char bytes_val[] = {0, 1, (char)0xff, 'x'};
+
+static col_attr_t all_types[] = {
+    {.key = S("s"), .type = COL_V_STRING, .v.s = S("text")},
+    {.key = S("b"), .type = COL_V_BOOL, .v.b = true},
+    {.key = S("i"), .type = COL_V_INT, .v.i = -4200000000000ll},
+    {.key = S("d"), .type = COL_V_DOUBLE, .v.d = 3.25},
+    {.key = S("bytes"), .type = COL_V_BYTES, .v.s = {bytes_val, sizeof bytes_val}},
+    {.key = S("arr"), .type = COL_V_ARRAY, .v.s = S("[{\"stringValue\":\"a\"}]")},
+    {.key = S("kv"), .type = COL_V_KVLIST, .v.s = S("[{\"key\":\"k\",\"value\":{\"intValue\":\"1\"}}]")},
+    {.key = S("e"), .type = COL_V_EMPTY},
+    {.key = S("f"), .type = COL_V_BOOL, .v.b = false},
+};
+
+static col_attr_t res_attrs[] = {
+    {.key = S("service.name"), .type = COL_V_STRING, .v.s = S("checkout")},
+    {.key = S("host.name"), .type = COL_V_STRING, .v.s = S("node-7")},
+    {.key = S("pid"), .type = COL_V_INT, .v.i = 4242},
+};
+static const col_resource_t res_checkout = {
+    .service = S("checkout"), .attrs = res_attrs, .nattrs = 3, .dropped_attrs = 2};
+static col_attr_t res2_attrs[] = {
+    {.key = S("service.name"), .type = COL_V_STRING, .v.s = S("payments")},
+};
+static const col_resource_t res_payments = {.service = S("payments"), .attrs = res2_attrs, .nattrs = 1};
+static col_attr_t scope_attrs[] = {{.key = S("lib"), .type = COL_V_STRING, .v.s = S("weft")}};
+static const col_scope_t scope_a = {
+    .name = S("weft.http"), .version = S("1.2.3"), .attrs = scope_attrs, .nattrs = 1, .dropped_attrs = 1};
+static const col_scope_t scope_b = {.name = S("weft.db")};
+
+static col_attr_t ev_attrs[] = {{.key = S("retry"), .type = COL_V_INT, .v.i = 2}};
+static col_event_t rich_events[] = {
+    {.time_ns = 0, .name = S("cache-miss"), .attrs = ev_attrs, .nattrs = 1, .dropped_attrs = 3},
+    {.time_ns = 0, .name = S("before-start")}, /* times set in rich_span */
+};
+static col_attr_t link_attrs[] = {{.key = S("why"), .type = COL_V_STRING, .v.s = S("batch")}};
+static col_link_t rich_links[] = {
+    {.trace_id = {9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9},
+     .span_id = {8, 8, 8, 8, 8, 8, 8, 8},
+     .trace_state = S("k=v"),
+     .flags = 0x301,
+     .attrs = link_attrs,
+     .nattrs = 1,
+     .dropped_attrs = 5},
+};
+
+static void set_id(uint8_t *p, size_t n, uint64_t v)
+{
+    memset(p, 0, n);
+    for (size_t i = 0; i < 8 && i < n; i++) p[n - 1 - i] = (uint8_t)(v >> (8 * i));
+    p[0] = 0xa5; /* never all zero */
+}
+
+/* A span using every field. */
+static col_span_t rich_span(uint64_t trace, uint64_t span, uint64_t start)
+{
+    col_span_t s = {0};
+    set_id(s.trace_id, 16, trace);
+    set_id(s.span_id, 8, span);
+    set_id(s.parent_id, 8, span + 1000);
+    s.start_ns = start;
+    s.end_ns = start + 1234567;
+    s.name = S("POST /cart/{id}");
+    s.trace_state = S("rojo=00f067aa0ba902b7");
+    s.status_message = S("upstream said no");
+    s.kind = COL_KIND_CLIENT;
+    s.status = COL_STATUS_ERROR;
+    s.shared = true;
+    s.debug = true;
+    s.flags = 0x101;
+    s.resource = &res_checkout;
+    s.scope = &scope_a;
+    s.attrs = all_types;
+    s.nattrs = sizeof all_types / sizeof all_types[0];
+    s.dropped_attrs = 7;
+    rich_events[0].time_ns = start + 500;
+    rich_events[1].time_ns = start - 10; /* before the span: a negative delta */
+    s.events = rich_events;
+    s.nevents = 2;
+    s.dropped_events = 1;
+    s.links = rich_links;
+    s.nlinks = 1;
+    s.dropped_links = 4;
+    memcpy(s.local.ipv4, "\x0a\x00\x00\x07", 4);
+    s.local.has_ipv4 = true;
+    s.local.port = 8080;
+    s.remote.service = S("payments");
+    memcpy(s.remote.ipv6, "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01", 16);
+    s.remote.has_ipv6 = true;
+    s.remote.port = 443;
+    return s;
+}
+
+/* A plain span. */
+static col_span_t plain_span(uint64_t trace, uint64_t span, uint64_t start, uint64_t dur,
+                             const col_resource_t *res, col_str_t name)
+{
+    col_span_t s = {0};
+    set_id(s.trace_id, 16, trace);
+    set_id(s.span_id, 8, span);
+    s.start_ns = start;
+    s.end_ns = start + dur;
+    s.name = name;
+    s.kind = COL_KIND_SERVER;
+    s.resource = res;
+    s.scope = &scope_b;
+    return s;
+}
+
+static void str_equal(col_str_t a, col_str_t b)
+{
+    assert_int_equal(a.n, b.n);
+    if (a.n) assert_memory_equal(a.p, b.p, a.n);
+}
+
+static void attrs_equal(const col_attr_t *a, uint32_t na, const col_attr_t *b, uint32_t nb)
+{
+    assert_int_equal(na, nb);
+    for (uint32_t i = 0; i < na; i++) {
+        str_equal(a[i].key, b[i].key);
+        assert_int_equal(a[i].type, b[i].type);
+        switch (a[i].type) {
+        case COL_V_BOOL: assert_int_equal(a[i].v.b, b[i].v.b); break;
+        case COL_V_INT: assert_int_equal(a[i].v.i, b[i].v.i); break;
+        case COL_V_DOUBLE: assert_memory_equal(&a[i].v.d, &b[i].v.d, sizeof(double)); break;
+        case COL_V_EMPTY: break;
+        default: str_equal(a[i].v.s, b[i].v.s);
+        }
+    }
+}
+
+static void endpoint_equal(const col_endpoint_t *a, const col_endpoint_t *b)
+{
+    str_equal(a->service, b->service);
+    assert_int_equal(a->has_ipv4, b->has_ipv4);
+    assert_int_equal(a->has_ipv6, b->has_ipv6);
+    if (a->has_ipv4) assert_memory_equal(a->ipv4, b->ipv4, 4);
+    if (a->has_ipv6) assert_memory_equal(a->ipv6, b->ipv6, 16);
+    assert_int_equal(a->port, b->port);
+}
+
+static void span_equal(const col_span_t *a, const col_span_t *b)
+{
+    assert_memory_equal(a->trace_id, b->trace_id, 16);
+    assert_memory_equal(a->span_id, b->span_id, 8);
+    assert_memory_equal(a->parent_id, b->parent_id, 8);
+    assert_int_equal(a->start_ns, b->start_ns);
+    assert_int_equal(a->end_ns, b->end_ns);
+    str_equal(a->name, b->name);
+    str_equal(a->trace_state, b->trace_state);
+    str_equal(a->status_message, b->status_message);
+    assert_int_equal(a->kind, b->kind);
+    assert_int_equal(a->status, b->status);
+    assert_int_equal(a->shared, b->shared);
+    assert_int_equal(a->debug, b->debug);
+    assert_int_equal(a->flags, b->flags);
+    str_equal(a->resource->service, b->resource->service);
+    attrs_equal(a->resource->attrs, a->resource->nattrs, b->resource->attrs, b->resource->nattrs);
+    assert_int_equal(a->resource->dropped_attrs, b->resource->dropped_attrs);
+    str_equal(a->scope->name, b->scope->name);
+    str_equal(a->scope->version, b->scope->version);
+    attrs_equal(a->scope->attrs, a->scope->nattrs, b->scope->attrs, b->scope->nattrs);
+    assert_int_equal(a->scope->dropped_attrs, b->scope->dropped_attrs);
+    attrs_equal(a->attrs, a->nattrs, b->attrs, b->nattrs);
+    assert_int_equal(a->dropped_attrs, b->dropped_attrs);
+    assert_int_equal(a->nevents, b->nevents);
+    assert_int_equal(a->dropped_events, b->dropped_events);
+    for (uint32_t i = 0; i < a->nevents; i++) {
+        assert_int_equal(a->events[i].time_ns, b->events[i].time_ns);
+        str_equal(a->events[i].name, b->events[i].name);
+        attrs_equal(a->events[i].attrs, a->events[i].nattrs, b->events[i].attrs,
+                    b->events[i].nattrs);
+        assert_int_equal(a->events[i].dropped_attrs, b->events[i].dropped_attrs);
+    }
+    assert_int_equal(a->nlinks, b->nlinks);
+    assert_int_equal(a->dropped_links, b->dropped_links);
+    for (uint32_t i = 0; i < a->nlinks; i++) {
+        assert_memory_equal(a->links[i].trace_id, b->links[i].trace_id, 16);
+        assert_memory_equal(a->links[i].span_id, b->links[i].span_id, 8);
+        str_equal(a->links[i].trace_state, b->links[i].trace_state);
+        assert_int_equal(a->links[i].flags, b->links[i].flags);
+        attrs_equal(a->links[i].attrs, a->links[i].nattrs, b->links[i].attrs, b->links[i].nattrs);
+        assert_int_equal(a->links[i].dropped_attrs, b->links[i].dropped_attrs);
+    }
+    endpoint_equal(&a->local, &b->local);
+    endpoint_equal(&a->remote, &b->remote);
+}
+
+static int cmp_span_id(const void *a, const void *b)
+{
+    return memcmp(((const col_span_t *)a)->span_id, ((const col_span_t *)b)->span_id, 8);
+}
+
+/* The spans of trace (sorted by span id). */
+static size_t get_trace(fix_t *f, uint64_t trace, col_span_t **out)
+{
+    uint8_t id[16];
+    set_id(id, 16, trace);
+    size_t n = 99;
+    assert_int_equal(col_store_trace(f->s, id, &f->arena, out, &n), 0);
+    if (n) qsort(*out, n, sizeof **out, cmp_span_id);
+    return n;
+}
+
+static void append_ok(fix_t *f, const col_span_t *spans, size_t n)
+{
+    assert_int_equal(col_store_append(f->s, spans, n, on_done, NULL), 0);
+}
+
+/* ---- tests ---- */
+
+static void check_rich(fix_t *f, const col_span_t *want, size_t n)
+{
+    col_span_t *got;
+    assert_int_equal(get_trace(f, 1, &got), n);
+    for (size_t i = 0; i < n; i++) span_equal(&got[i], &want[i]);
+}
+
+static void test_roundtrip(void **state)
+{
+    fix_t *f = *state;
+    f->conf.sync = true;
+    open_store(f);
+    waiter_reset();
+    uint64_t t = now_ns() - 60000000000ull;
+    col_span_t sp[4];
+    sp[0] = rich_span(1, 1, t);
+    sp[1] = rich_span(1, 2, t + 5);
+    sp[1].resource = &res_payments; /* a second resource and scope in one append */
+    sp[1].scope = &scope_b;
+    sp[1].nevents = 0;
+    sp[1].nlinks = 0;
+    sp[1].local.has_ipv4 = false;
+    sp[1].local.has_ipv6 = true;
+    sp[1].remote = (col_endpoint_t){0};
+    sp[1].shared = sp[1].debug = false;
+    sp[2] = rich_span(1, 3, t + 9);
+    sp[2].end_ns = sp[2].start_ns; /* zero duration */
+    sp[2].name = S("");
+    sp[3] = plain_span(2, 1, t, 10, &res_checkout, S("other trace"));
+    append_ok(f, sp, 4);
+    wait_done(1);
+    assert_int_equal(W.last, 0);
+    check_rich(f, sp, 3);
+    col_span_t *got;
+    assert_int_equal(get_trace(f, 2, &got), 1);
+    span_equal(&got[0], &sp[3]);
+    assert_int_equal(get_trace(f, 3, &got), 0);
+    /* an arena too small for the answer: ENOMEM, and nothing half-made is returned */
+    weft_arena_t tiny;
+    weft_arena_init(&tiny, 1024, 2048);
+    uint8_t id[16];
+    set_id(id, 16, 1);
+    size_t n = 5;
+    assert_int_equal(col_store_trace(f->s, id, &tiny, &got, &n), WEFT_ENOMEM);
+    assert_int_equal(n, 0);
+    assert_null(got);
+    weft_arena_free(&tiny);
+
+    col_store_stats_t st;
+    col_store_stats(f->s, &st);
+    assert_int_equal(st.spans, 4);
+    assert_int_equal(st.appended, 4);
+    assert_true(st.disk_bytes > 0);
+    assert_true(st.memory_bytes > 0);
+    assert_int_equal(st.traces, 2);
+
+    reopen(f);
+    check_rich(f, sp, 3);
+    col_store_stats(f->s, &st);
+    assert_int_equal(st.spans, 4);
+}
+
+/* Four traces for the search and list tests; base is 10 minutes ago. */
+static uint64_t base_ns;
+
+static col_attr_t t1_attrs[] = {
+    {.key = S("http.method"), .type = COL_V_STRING, .v.s = S("GET")},
+    {.key = S("http.status_code"), .type = COL_V_INT, .v.i = 200},
+    {.key = S("ratio"), .type = COL_V_DOUBLE, .v.d = 0.5},
+};
+static col_attr_t t2_attrs[] = {
+    {.key = S("db.system"), .type = COL_V_STRING, .v.s = S("postgresql")},
+    {.key = S("error"), .type = COL_V_BOOL, .v.b = true},
+};
+static col_attr_t t3_attrs[] = {
+    {.key = S("http.method"), .type = COL_V_STRING, .v.s = S("GET")},
+    {.key = S("http.status_code"), .type = COL_V_INT, .v.i = 500},
+};
+static col_attr_t fe_attrs[] = {{.key = S("host.name"), .type = COL_V_STRING, .v.s = S("fe-1")}};
+static col_attr_t fe2_attrs[] = {{.key = S("host.name"), .type = COL_V_STRING, .v.s = S("fe-2")}};
+static const col_resource_t res_fe = {.service = S("frontend"), .attrs = fe_attrs, .nattrs = 1};
+static const col_resource_t res_fe2 = {.service = S("frontend"), .attrs = fe2_attrs, .nattrs = 1};
+static const col_resource_t res_be = {.service = S("backend")};
+static col_event_t t1_events[] = {{.name = S("cache-miss")}};
+
+#define MS 1000000ull
+#define SEC 1000000000ull
+
+static void load_four(fix_t *f)
+{
+    base_ns = now_ns() - 600 * SEC;
+    col_span_t sp[7];
+    /* T1: frontend "GET /a" 10 ms at base+1s, with a child at base+1.001s */
+    sp[0] = plain_span(1, 1, base_ns + SEC, 10 * MS, &res_fe, S("GET /a"));
+    sp[0].attrs = t1_attrs;
+    sp[0].nattrs = 3;
+    sp[0].events = t1_events;
+    sp[0].nevents = 1;
+    sp[1] = plain_span(1, 2, base_ns + SEC + MS, 2 * MS, &res_fe, S("GET /a"));
+    /* T2: backend "query" (client of db) 50 ms at base+2s */
+    sp[2] = plain_span(2, 1, base_ns + 2 * SEC, 50 * MS, &res_be, S("query"));
+    sp[2].kind = COL_KIND_CLIENT;
+    sp[2].remote.service = S("db");
+    sp[2].attrs = t2_attrs;
+    sp[2].nattrs = 2;
+    /* T3: frontend "GET /b" 100 ms at base+3s, calling backend */
+    sp[3] = plain_span(3, 1, base_ns + 3 * SEC, 100 * MS, &res_fe2, S("GET /b"));
+    sp[3].remote.service = S("backend");
+    sp[3].attrs = t3_attrs;
+    sp[3].nattrs = 2;
+    sp[4] = plain_span(3, 2, base_ns + 3 * SEC + 5 * MS, 40 * MS, &res_be, S("query"));
+    /* T4: frontend "GET /a" 1 ms, an hour before base */
+    sp[5] = plain_span(4, 1, base_ns - 3600 * SEC, 1 * MS, &res_fe, S("GET /a"));
+    /* T5: in the future (clock skew): only a query whose window reaches it finds it */
+    sp[6] = plain_span(5, 1, now_ns() + 3600 * SEC, 1 * MS, &res_fe, S("GET /a"));
+    waiter_reset();
+    append_ok(f, sp, 3);
+    append_ok(f, sp + 3, 4);
+    wait_done(2);
+}
+
+/* Searches and checks the trace numbers found, in order. */
+static void expect(fix_t *f, const col_query_t *q, size_t max, int n, ...)
+{
+    uint8_t ids[32][16];
+    size_t got = 99;
+    assert_int_equal(col_store_search(f->s, q, ids, max, &got), 0);
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n; i++) {
+        uint8_t want[16];
+        int t = va_arg(ap, int);
+        set_id(want, 16, (uint64_t)t);
+        if (i >= (int)got || memcmp(ids[i], want, 16) != 0)
+            fail_msg("result %d of %zu is not trace %d", i, got, t);
+    }
+    va_end(ap);
+    assert_int_equal(got, (size_t)n);
+}
+
+static void test_search(void **state)
+{
+    fix_t *f = *state;
+    open_store(f);
+    load_four(f);
+    for (int round = 0; round < 2; round++) {
+        col_query_t q = {0};
+        expect(f, &q, 32, 4, 3, 2, 1, 4); /* T5 starts after now */
+        q.service = S("frontend");
+        expect(f, &q, 32, 3, 3, 1, 4);
+        q.limit = 2;
+        expect(f, &q, 32, 2, 3, 1);
+        q.limit = 0;
+        expect(f, &q, 1, 1, 3); /* max below limit */
+        q.service = S("backend");
+        expect(f, &q, 32, 2, 3, 2);
+        q.service = S("nobody");
+        expect(f, &q, 32, 0);
+
+        q = (col_query_t){.span_name = S("GET /a")};
+        expect(f, &q, 32, 2, 1, 4);
+        q.service = S("frontend");
+        expect(f, &q, 32, 2, 1, 4);
+        q.service = S("backend");
+        expect(f, &q, 32, 0);
+        q = (col_query_t){.span_name = S("query"), .service = S("backend")};
+        expect(f, &q, 32, 2, 3, 2);
+
+        q = (col_query_t){.remote_service = S("db")};
+        expect(f, &q, 32, 1, 2);
+        q.service = S("frontend");
+        expect(f, &q, 32, 0);
+        q = (col_query_t){.remote_service = S("backend"), .service = S("frontend")};
+        expect(f, &q, 32, 1, 3);
+
+        q = (col_query_t){.min_duration_ns = 40 * MS};
+        expect(f, &q, 32, 2, 3, 2);
+        q = (col_query_t){.min_duration_ns = 41 * MS, .service = S("backend")};
+        expect(f, &q, 32, 1, 2);
+        q = (col_query_t){.max_duration_ns = 20 * MS};
+        expect(f, &q, 32, 2, 1, 4);
+        q = (col_query_t){.min_duration_ns = 20 * MS, .max_duration_ns = 60 * MS};
+        expect(f, &q, 32, 2, 3, 2); /* T3's backend span is 40 ms */
+        q.service = S("frontend");
+        expect(f, &q, 32, 0);
+
+        q = (col_query_t){.start_ns = base_ns + 1500 * MS, .end_ns = base_ns + 2500 * MS};
+        expect(f, &q, 32, 1, 2);
+        q = (col_query_t){.start_ns = base_ns};
+        expect(f, &q, 32, 3, 3, 2, 1);
+        q = (col_query_t){.end_ns = base_ns};
+        expect(f, &q, 32, 1, 4);
+        q = (col_query_t){.start_ns = base_ns + 2 * SEC, .end_ns = base_ns + 2 * SEC};
+        expect(f, &q, 32, 1, 2); /* both bounds inclusive */
+        q = (col_query_t){.end_ns = now_ns() + 7200 * SEC};
+        expect(f, &q, 32, 5, 5, 3, 2, 1, 4);
+
+        q = (col_query_t){.ntags = 1};
+        q.tags[0].key = S("http.status_code");
+        q.tags[0].value = S("500");
+        expect(f, &q, 32, 1, 3);
+        q.tags[0].value = S("200");
+        expect(f, &q, 32, 1, 1);
+        q.tags[0].key = S("http.method");
+        q.tags[0].value = S("GET");
+        expect(f, &q, 32, 2, 3, 1);
+        q.tags[0].key = S("host.name"); /* a resource attribute */
+        q.tags[0].value = S("fe-1");
+        expect(f, &q, 32, 2, 1, 4);
+        q.tags[0].key = S("error");
+        q.tags[0].value = S("true");
+        expect(f, &q, 32, 1, 2);
+        q.tags[0].value = S("false");
+        expect(f, &q, 32, 0);
+        q.tags[0].key = S("ratio");
+        q.tags[0].value = S("0.5");
+        expect(f, &q, 32, 1, 1);
+        q.tags[0].key = S("cache-miss"); /* an event's name, any value */
+        q.tags[0].value = S("");
+        q.tags[0].any_value = true;
+        expect(f, &q, 32, 1, 1);
+        q.tags[0].key = S("db.system"); /* an attribute, any value */
+        expect(f, &q, 32, 1, 2);
+        q.tags[0].any_value = false;
+        q.tags[0].value = S("mysql");
+        expect(f, &q, 32, 0);
+        q.ntags = 2;
+        q.tags[0].key = S("http.method");
+        q.tags[0].value = S("GET");
+        q.tags[1].key = S("http.status_code");
+        q.tags[1].value = S("200");
+        expect(f, &q, 32, 1, 1);
+        q.tags[1].value = S("404");
+        expect(f, &q, 32, 0);
+        q.service = S("frontend");
+        q.tags[1].value = S("500");
+        expect(f, &q, 32, 1, 3);
+        reopen(f); /* the same answers from what open rebuilt */
+    }
+}
+
+static void names_are(col_str_t *v, size_t n, int count, ...)
+{
+    assert_int_equal(n, (size_t)count);
+    va_list ap;
+    va_start(ap, count);
+    for (int i = 0; i < count; i++) {
+        const char *z = va_arg(ap, const char *);
+        if (!col_str_eq(v[i], z, strlen(z))) fail_msg("name %d is %.*s, not %s", i, (int)v[i].n, v[i].p, z);
+    }
+    va_end(ap);
+}
+
+static void test_names(void **state)
+{
+    fix_t *f = *state;
+    open_store(f);
+    load_four(f);
+    for (int round = 0; round < 2; round++) {
+        col_str_t *names;
+        size_t n;
+        assert_int_equal(col_store_services(f->s, &f->arena, &names, &n), 0);
+        names_are(names, n, 2, "backend", "frontend");
+        col_operation_t *ops;
+        assert_int_equal(col_store_operations(f->s, S("frontend"), &f->arena, &ops, &n), 0);
+        assert_int_equal(n, 2);
+        assert_true(col_str_eq(ops[0].name, "GET /a", 6) && ops[0].kind == COL_KIND_SERVER);
+        assert_true(col_str_eq(ops[1].name, "GET /b", 6) && ops[1].kind == COL_KIND_SERVER);
+        assert_int_equal(col_store_operations(f->s, S("backend"), &f->arena, &ops, &n), 0);
+        assert_int_equal(n, 2); /* "query" as CLIENT and as SERVER */
+        assert_true(col_str_eq(ops[0].name, "query", 5) && ops[0].kind == COL_KIND_SERVER);
+        assert_true(col_str_eq(ops[1].name, "query", 5) && ops[1].kind == COL_KIND_CLIENT);
+        assert_int_equal(col_store_operations(f->s, S(""), &f->arena, &ops, &n), 0);
+        assert_int_equal(n, 4);
+        assert_int_equal(col_store_operations(f->s, S("nobody"), &f->arena, &ops, &n), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(col_store_remote_services(f->s, S("frontend"), &f->arena, &names, &n), 0);
+        names_are(names, n, 1, "backend");
+        assert_int_equal(col_store_remote_services(f->s, S("backend"), &f->arena, &names, &n), 0);
+        names_are(names, n, 1, "db");
+        assert_int_equal(col_store_remote_services(f->s, S(""), &f->arena, &names, &n), 0);
+        names_are(names, n, 2, "backend", "db");
+        assert_int_equal(col_store_remote_services(f->s, S("nobody"), &f->arena, &names, &n), 0);
+        assert_int_equal(n, 0);
+        reopen(f);
+    }
+}
+
+static void test_queue_full(void **state)
+{
+    fix_t *f = *state;
+    f->conf.queue_bytes = 64 * 1024;
+    open_store(f);
+    waiter_reset();
+    uint64_t t = now_ns();
+    col_span_t big[1000];
+    for (int i = 0; i < 1000; i++) big[i] = rich_span(7, (uint64_t)i + 1, t);
+    /* larger than the whole queue: refused even when it is empty */
+    assert_int_equal(col_store_append(f->s, big, 1000, on_done, NULL), WEFT_ELIMIT);
+
+    /* hold the writer inside the first done callback: what is queued after stays queued */
+    pthread_mutex_lock(&W.mu);
+    W.block = 1;
+    pthread_mutex_unlock(&W.mu);
+    append_ok(f, big, 1);
+    assert_true(wait_until(&W.inside, 1));
+    int accepted = 1, rc;
+    while ((rc = col_store_append(f->s, big, 10, on_done, NULL)) == 0) accepted++;
+    assert_int_equal(rc, WEFT_ELIMIT);
+    assert_true(accepted > 2); /* 10 rich spans are a few KiB: several fit in 64 KiB */
+    col_store_stats_t st;
+    col_store_stats(f->s, &st);
+    assert_true(st.queued_bytes <= 64 * 1024);
+    assert_int_equal(st.refused_full, 2);
+    pthread_mutex_lock(&W.mu);
+    W.block = 0;
+    pthread_cond_broadcast(&W.cv);
+    pthread_mutex_unlock(&W.mu);
+    wait_done(accepted);
+    /* once written, the queue takes appends again */
+    append_ok(f, big, 10);
+    wait_done(accepted + 1);
+    col_span_t *got;
+    assert_int_equal(get_trace(f, 7, &got), (size_t)(accepted - 1) * 10 + 1 + 10);
+}
+
+static void test_close_answers_queued(void **state)
+{
+    fix_t *f = *state;
+    f->conf.sync = true;
+    open_store(f);
+    waiter_reset();
+    uint64_t t = now_ns();
+    col_span_t sp[20];
+    for (int i = 0; i < 50; i++) {
+        for (int j = 0; j < 20; j++) sp[j] = plain_span(100 + i, (uint64_t)j + 1, t, MS, &res_fe, S("x"));
+        append_ok(f, sp, 20);
+    }
+    assert_int_equal(col_store_append(f->s, sp, 1, NULL, NULL), 0); /* done may be NULL */
+    col_store_close(f->s);
+    f->s = NULL;
+    assert_int_equal(W.calls, 50);
+    assert_int_equal(W.failures, 0);
+    open_store(f);
+    col_span_t *got;
+    for (int i = 0; i < 50; i++) assert_int_equal(get_trace(f, 100 + (uint64_t)i, &got), i == 49 ? 21 : 20);
+}
+
+/* The segment files, newest last. */
+static int seg_files(fix_t *f, char paths[][256], int max)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "ls %s/seg-*.wts 2>/dev/null | sort", f->dir);
+    FILE *p = popen(cmd, "r");
+    int n = 0;
+    while (n < max && fgets(paths[n], 256, p)) {
+        paths[n][strcspn(paths[n], "\n")] = 0;
+        n++;
+    }
+    pclose(p);
+    return n;
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_size;
+}
+
+/* Two appends written apart (two blocks in one segment); then the file is damaged by
+ * `damage`; a reopen keeps the first and drops the second, and takes new appends. */
+static void torn(fix_t *f, void (*damage)(const char *path, off_t first_end, off_t size))
+{
+    f->conf.sync = true;
+    open_store(f);
+    waiter_reset();
+    uint64_t t = now_ns();
+    col_span_t a[30], b[30];
+    for (int j = 0; j < 30; j++) {
+        a[j] = rich_span(1, (uint64_t)j + 1, t);
+        b[j] = rich_span(2, (uint64_t)j + 1, t);
+    }
+    append_ok(f, a, 30);
+    wait_done(1);
+    char paths[8][256];
+    assert_int_equal(seg_files(f, paths, 8), 1);
+    off_t first_end = file_size(paths[0]);
+    append_ok(f, b, 30);
+    wait_done(2);
+    off_t size = file_size(paths[0]);
+    assert_true(size > first_end);
+    col_store_close(f->s);
+    f->s = NULL;
+    damage(paths[0], first_end, size);
+    open_store(f);
+    col_span_t *got;
+    assert_int_equal(get_trace(f, 1, &got), 30);
+    for (int j = 0; j < 30; j++) span_equal(&got[j], &a[j]);
+    assert_int_equal(get_trace(f, 2, &got), 0);
+    assert_int_equal(file_size(paths[0]), first_end); /* the tail was cut off */
+    col_store_stats_t st;
+    col_store_stats(f->s, &st);
+    assert_int_equal(st.spans, 30);
+    append_ok(f, b, 30);
+    wait_done(3);
+    reopen(f);
+    assert_int_equal(get_trace(f, 1, &got), 30);
+    assert_int_equal(get_trace(f, 2, &got), 30);
+}
+
+static void cut_mid_block(const char *path, off_t first_end, off_t size)
+{
+    assert_int_equal(truncate(path, first_end + (size - first_end) / 2), 0);
+}
+
+static void cut_mid_header(const char *path, off_t first_end, off_t size)
+{
+    (void)size;
+    assert_int_equal(truncate(path, first_end + 20), 0);
+}
+
+static void flip_last_bytes(const char *path, off_t first_end, off_t size)
+{
+    (void)first_end;
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t c[4];
+    assert_int_equal(pread(fd, c, 4, size - 4), 4);
+    for (int i = 0; i < 4; i++) c[i] ^= 0x5a;
+    assert_int_equal(pwrite(fd, c, 4, size - 4), 4);
+    close(fd);
+}
+
+static void garbage_after(const char *path, off_t first_end, off_t size)
+{
+    /* the second block zeroed (a file system that extended the file but lost the data) */
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    size_t n = (size_t)(size - first_end);
+    uint8_t *z = calloc(1, n);
+    assert_int_equal(pwrite(fd, z, n, first_end), (ssize_t)n);
+    free(z);
+    close(fd);
+}
+
+static void test_torn_mid_block(void **state) { torn(*state, cut_mid_block); }
+static void test_torn_mid_header(void **state) { torn(*state, cut_mid_header); }
+static void test_corrupt_tail(void **state) { torn(*state, flip_last_bytes); }
+static void test_zeroed_tail(void **state) { torn(*state, garbage_after); }
+
+/* A child appends batches with sync on and writes each batch's number to a pipe from its
+ * done(0); the parent kills it with SIGKILL after 30 acknowledgements (while it is still
+ * appending); every acknowledged batch is there whole after a reopen. */
+static int ack_fd;
+
+static void on_durable(int status, void *arg)
+{
+    if (status != 0) _exit(4);
+    uint64_t i = (uint64_t)(uintptr_t)arg;
+    if (write(ack_fd, &i, sizeof i) != sizeof i) _exit(5);
+}
+
+static void test_kill9(void **state)
+{
+    fix_t *f = *state;
+    f->conf.sync = true;
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        ack_fd = pfd[1];
+        col_store_t *s;
+        char err[256];
+        if (col_store_open(&f->conf, &s, err, sizeof err) != 0) _exit(3);
+        uint64_t t = now_ns();
+        for (uint64_t i = 0;; i++) {
+            col_span_t sp[50];
+            for (int j = 0; j < 50; j++)
+                sp[j] = plain_span(1000 + i, (uint64_t)j + 1, t, MS, &res_fe, S("k"));
+            int rc;
+            while ((rc = col_store_append(s, sp, 50, on_durable, (void *)(uintptr_t)i)) == WEFT_ELIMIT)
+                usleep(1000); /* the child's own back-off, not a test wait */
+            if (rc != 0) _exit(6);
+        }
+    }
+    close(pfd[1]);
+    static uint8_t acked[1u << 16];
+    uint64_t max = 0;
+    int got = 0;
+    while (got < 30) {
+        uint64_t i;
+        ssize_t k = read(pfd[0], &i, sizeof i);
+        if (k != sizeof i) break;
+        if (i < sizeof acked) acked[i] = 1;
+        if (i > max) max = i;
+        got++;
+    }
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    close(pfd[0]);
+    assert_int_equal(got, 30);
+    assert_true(WIFSIGNALED(status));
+    open_store(f);
+    col_span_t *sp;
+    for (uint64_t i = 0; i <= max; i++) {
+        size_t n = get_trace(f, 1000 + i, &sp);
+        if (acked[i]) assert_int_equal(n, 50);
+        else assert_true(n == 0 || n == 50); /* written but not yet acknowledged: whole or not */
+    }
+}
+
+static void test_retention_size(void **state)
+{
+    fix_t *f = *state;
+    f->conf.max_bytes = 512 * 1024; /* segments of 64 KiB */
+    open_store(f);
+    waiter_reset();
+    uint64_t t = now_ns();
+    /* incompressible attribute values, so that the bytes on disk grow with the spans */
+    static char junk[100][256];
+    unsigned seed = 7;
+    col_attr_t at[100];
+    for (int i = 0; i < 100; i++) {
+        for (int j = 0; j < 256; j++) junk[i][j] = (char)('a' + (rand_r(&seed) % 26));
+        at[i] = (col_attr_t){.key = S("junk"), .type = COL_V_STRING, .v.s = {junk[i], 256}};
+    }
+    int batches = 60;
+    for (int i = 0; i < batches; i++) {
+        col_span_t sp[100];
+        for (int j = 0; j < 100; j++) {
+            sp[j] = plain_span(5000 + (uint64_t)i, (uint64_t)j + 1, t + (uint64_t)i, MS, &res_fe, S("r"));
+            sp[j].attrs = &at[(i * 7 + j) % 100];
+            sp[j].nattrs = 1;
+        }
+        append_ok(f, sp, 100);
+        wait_done(i + 1);
+    }
+    col_store_stats_t st;
+    col_store_stats(f->s, &st);
+    assert_true(st.disk_bytes <= f->conf.max_bytes);
+    assert_true(st.disk_bytes >= f->conf.max_bytes / 2);
+    assert_true(st.expired > 0);
+    assert_int_equal(st.spans + st.expired, (uint64_t)batches * 100);
+    col_span_t *got;
+    assert_int_equal(get_trace(f, 5000, &got), 0);           /* the oldest went */
+    assert_int_equal(get_trace(f, 5000 + batches - 1, &got), 100); /* the newest stayed */
+    char paths[64][256];
+    int nseg = seg_files(f, paths, 64);
+    off_t total = 0;
+    for (int i = 0; i < nseg; i++) total += file_size(paths[i]);
+    assert_int_equal((uint64_t)total, st.disk_bytes);
+    col_query_t q = {.service = S("frontend"), .limit = 1000};
+    uint8_t ids[128][16];
+    size_t n;
+    assert_int_equal(col_store_search(f->s, &q, ids, 128, &n), 0);
+    assert_int_equal(n, st.spans / 100);
+    reopen(f);
+    col_store_stats_t st2;
+    col_store_stats(f->s, &st2);
+    assert_int_equal(st2.spans, st.spans);
+}
+
+static void test_retention_age(void **state)
+{
+    fix_t *f = *state;
+    f->conf.max_age_ms = 3600 * 1000;
+    open_store(f);
+    waiter_reset();
+    uint64_t now = now_ns();
+    col_span_t both[20], *old = both, *young = both + 10;
+    for (int j = 0; j < 10; j++) {
+        old[j] = plain_span(1, (uint64_t)j + 1, now - 7200 * SEC, MS, &res_fe, S("old"));
+        young[j] = plain_span(2, (uint64_t)j + 1, now - 60 * SEC, MS, &res_fe, S("young"));
+    }
+    /* old spans sharing their segment with young ones stay with it */
+    append_ok(f, both, 20);
+    wait_done(1);
+    reopen(f);
+    col_span_t *got;
+    assert_int_equal(get_trace(f, 1, &got), 10);
+    /* a segment of old spans only goes, right after its write (the writer checks after each
+     * write, every minute, and at open) */
+    col_store_close(f->s);
+    f->s = NULL;
+    char paths[8][256];
+    assert_int_equal(seg_files(f, paths, 8), 1);
+    assert_int_equal(unlink(paths[0]), 0);
+    open_store(f);
+    waiter_reset();
+    append_ok(f, old, 10);
+    wait_done(1);
+    col_store_stats_t st;
+    col_store_stats(f->s, &st);
+    assert_int_equal(st.spans, 0); /* deleted right after its write */
+    assert_int_equal(st.expired, 10);
+    assert_int_equal(get_trace(f, 1, &got), 0);
+    append_ok(f, young, 10);
+    wait_done(2);
+    reopen(f);
+    assert_int_equal(get_trace(f, 2, &got), 10);
+    assert_int_equal(get_trace(f, 1, &got), 0);
+}
+
+/* ---- queries while appends are written ---- */
+
+typedef struct reader_s {
+    fix_t *f;
+    atomic_int *stop;
+    int traces_found;
+    atomic_int searches;
+} reader_t;
+
+static void *reader_main(void *arg)
+{
+    reader_t *r = arg;
+    weft_arena_t a;
+    weft_arena_init(&a, 65536, 64u << 20);
+    while (!atomic_load(r->stop)) {
+        uint8_t id[16];
+        set_id(id, 16, 9000 + (uint64_t)(atomic_load(&r->searches) % 100));
+        col_span_t *sp;
+        size_t n;
+        if (col_store_trace(r->f->s, id, &a, &sp, &n) != 0) abort();
+        if (n && n % 10 != 0) abort(); /* appends are all or nothing */
+        r->traces_found += n > 0;
+        col_query_t q = {.service = S("frontend"), .min_duration_ns = 5 * MS, .limit = 20};
+        uint8_t ids[20][16];
+        if (col_store_search(r->f->s, &q, ids, 20, &n) != 0) abort();
+        col_str_t *names;
+        if (col_store_services(r->f->s, &a, &names, &n) != 0) abort();
+        col_store_stats_t st;
+        col_store_stats(r->f->s, &st);
+        atomic_fetch_add(&r->searches, 1);
+        weft_arena_reset(&a);
+    }
+    weft_arena_free(&a);
+    return NULL;
+}
+
+static void test_concurrent(void **state)
+{
+    fix_t *f = *state;
+    f->conf.max_bytes = 256 * 1024; /* retention runs meanwhile too */
+    open_store(f);
+    waiter_reset();
+    atomic_int stop = 0;
+    reader_t r[2] = {{.f = f, .stop = &stop}, {.f = f, .stop = &stop}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&th[i], NULL, reader_main, &r[i]), 0);
+    uint64_t t = now_ns() - 60 * SEC;
+    int accepted = 0;
+    /* at least 300 appends, and on until each reader has run 50 rounds during them */
+    for (int i = 0; i < 300 || atomic_load(&r[0].searches) < 50 || atomic_load(&r[1].searches) < 50; i++) {
+        col_span_t sp[10];
+        for (int j = 0; j < 10; j++) {
+            sp[j] = rich_span(9000 + (uint64_t)(i % 100), (uint64_t)(i * 10 + j + 1), t + (uint64_t)i * MS);
+            sp[j].resource = &res_fe;
+        }
+        if (col_store_append(f->s, sp, 10, on_done, NULL) == 0) accepted++;
+        if (i > 1000000) fail_msg("the readers made no progress");
+    }
+    wait_done(accepted);
+    atomic_store(&stop, 1);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    assert_true(accepted > 0);
+    assert_true(r[0].traces_found > 0 || r[1].traces_found > 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_answers_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_torn_mid_block, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_torn_mid_header, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_zeroed_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill9, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_age, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
