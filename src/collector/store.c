@@ -21,7 +21,9 @@
 #include "core/errbuf.h"
 #include "weft/common.h"
 
+#ifndef ST_ZSTD_LEVEL
 #define ST_ZSTD_LEVEL 1
+#endif
 #define ST_SEG_MIN (64u * 1024u)
 #define ST_SEG_MAX (64u * 1024u * 1024u)
 #define ST_RETENTION_EVERY_MS 60000u
