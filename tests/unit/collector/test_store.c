@@ -157,7 +157,9 @@ static col_attr_t all_types[] = {
     {.key = S("d"), .type = COL_V_DOUBLE, .v.d = 3.25},
     {.key = S("bytes"), .type = COL_V_BYTES, .v.s = {bytes_val, sizeof bytes_val}},
     {.key = S("arr"), .type = COL_V_ARRAY, .v.s = S("[{\"stringValue\":\"a\"}]")},
-    {.key = S("kv"), .type = COL_V_KVLIST, .v.s = S("[{\"key\":\"k\",\"value\":{\"intValue\":\"1\"}}]")},
+    {.key = S("kv"),
+     .type = COL_V_KVLIST,
+     .v.s = S("[{\"key\":\"k\",\"value\":{\"intValue\":\"1\"}}]")},
     {.key = S("e"), .type = COL_V_EMPTY},
     {.key = S("f"), .type = COL_V_BOOL, .v.b = false},
 };
@@ -172,10 +174,14 @@ static const col_resource_t res_checkout = {
 static col_attr_t res2_attrs[] = {
     {.key = S("service.name"), .type = COL_V_STRING, .v.s = S("payments")},
 };
-static const col_resource_t res_payments = {.service = S("payments"), .attrs = res2_attrs, .nattrs = 1};
+static const col_resource_t res_payments = {
+    .service = S("payments"), .attrs = res2_attrs, .nattrs = 1};
 static col_attr_t scope_attrs[] = {{.key = S("lib"), .type = COL_V_STRING, .v.s = S("weft")}};
-static const col_scope_t scope_a = {
-    .name = S("weft.http"), .version = S("1.2.3"), .attrs = scope_attrs, .nattrs = 1, .dropped_attrs = 1};
+static const col_scope_t scope_a = {.name = S("weft.http"),
+                                    .version = S("1.2.3"),
+                                    .attrs = scope_attrs,
+                                    .nattrs = 1,
+                                    .dropped_attrs = 1};
 static const col_scope_t scope_b = {.name = S("weft.db")};
 
 static col_attr_t ev_attrs[] = {{.key = S("retry"), .type = COL_V_INT, .v.i = 2}};
@@ -270,11 +276,19 @@ static void attrs_equal(const col_attr_t *a, uint32_t na, const col_attr_t *b, u
         str_equal(a[i].key, b[i].key);
         assert_int_equal(a[i].type, b[i].type);
         switch (a[i].type) {
-        case COL_V_BOOL: assert_int_equal(a[i].v.b, b[i].v.b); break;
-        case COL_V_INT: assert_int_equal(a[i].v.i, b[i].v.i); break;
-        case COL_V_DOUBLE: assert_memory_equal(&a[i].v.d, &b[i].v.d, sizeof(double)); break;
-        case COL_V_EMPTY: break;
-        default: str_equal(a[i].v.s, b[i].v.s);
+        case COL_V_BOOL:
+            assert_int_equal(a[i].v.b, b[i].v.b);
+            break;
+        case COL_V_INT:
+            assert_int_equal(a[i].v.i, b[i].v.i);
+            break;
+        case COL_V_DOUBLE:
+            assert_memory_equal(&a[i].v.d, &b[i].v.d, sizeof(double));
+            break;
+        case COL_V_EMPTY:
+            break;
+        default:
+            str_equal(a[i].v.s, b[i].v.s);
         }
     }
 }
@@ -444,7 +458,7 @@ static const col_resource_t res_fe2 = {.service = S("frontend"), .attrs = fe2_at
 static const col_resource_t res_be = {.service = S("backend")};
 static col_event_t t1_events[] = {{.name = S("cache-miss")}};
 
-#define MS 1000000ull
+#define MS  1000000ull
 #define SEC 1000000000ull
 
 static void load_four(fix_t *f)
@@ -607,7 +621,8 @@ static void names_are(col_str_t *v, size_t n, int count, ...)
     va_start(ap, count);
     for (int i = 0; i < count; i++) {
         const char *z = va_arg(ap, const char *);
-        if (!col_str_eq(v[i], z, strlen(z))) fail_msg("name %d is %.*s, not %s", i, (int)v[i].n, v[i].p, z);
+        if (!col_str_eq(v[i], z, strlen(z)))
+            fail_msg("name %d is %.*s, not %s", i, (int)v[i].n, v[i].p, z);
     }
     va_end(ap);
 }
@@ -694,7 +709,8 @@ static void test_close_answers_queued(void **state)
     uint64_t t = now_ns();
     col_span_t sp[20];
     for (int i = 0; i < 50; i++) {
-        for (int j = 0; j < 20; j++) sp[j] = plain_span(100 + i, (uint64_t)j + 1, t, MS, &res_fe, S("x"));
+        for (int j = 0; j < 20; j++)
+            sp[j] = plain_span(100 + i, (uint64_t)j + 1, t, MS, &res_fe, S("x"));
         append_ok(f, sp, 20);
     }
     assert_int_equal(col_store_append(f->s, sp, 1, NULL, NULL), 0); /* done may be NULL */
@@ -704,7 +720,8 @@ static void test_close_answers_queued(void **state)
     assert_int_equal(W.failures, 0);
     open_store(f);
     col_span_t *got;
-    for (int i = 0; i < 50; i++) assert_int_equal(get_trace(f, 100 + (uint64_t)i, &got), i == 49 ? 21 : 20);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(get_trace(f, 100 + (uint64_t)i, &got), i == 49 ? 21 : 20);
 }
 
 /* The segment files, newest last. */
@@ -805,10 +822,22 @@ static void garbage_after(const char *path, off_t first_end, off_t size)
     close(fd);
 }
 
-static void test_torn_mid_block(void **state) { torn(*state, cut_mid_block); }
-static void test_torn_mid_header(void **state) { torn(*state, cut_mid_header); }
-static void test_corrupt_tail(void **state) { torn(*state, flip_last_bytes); }
-static void test_zeroed_tail(void **state) { torn(*state, garbage_after); }
+static void test_torn_mid_block(void **state)
+{
+    torn(*state, cut_mid_block);
+}
+static void test_torn_mid_header(void **state)
+{
+    torn(*state, cut_mid_header);
+}
+static void test_corrupt_tail(void **state)
+{
+    torn(*state, flip_last_bytes);
+}
+static void test_zeroed_tail(void **state)
+{
+    torn(*state, garbage_after);
+}
 
 /* A child appends batches with sync on and writes each batch's number to a pipe from its
  * done(0); the parent kills it with SIGKILL after 30 acknowledgements (while it is still
@@ -842,7 +871,8 @@ static void test_kill9(void **state)
             for (int j = 0; j < 50; j++)
                 sp[j] = plain_span(1000 + i, (uint64_t)j + 1, t, MS, &res_fe, S("k"));
             int rc;
-            while ((rc = col_store_append(s, sp, 50, on_durable, (void *)(uintptr_t)i)) == WEFT_ELIMIT)
+            while ((rc = col_store_append(s, sp, 50, on_durable, (void *)(uintptr_t)i)) ==
+                   WEFT_ELIMIT)
                 usleep(1000); /* the child's own back-off, not a test wait */
             if (rc != 0) _exit(6);
         }
@@ -869,8 +899,10 @@ static void test_kill9(void **state)
     col_span_t *sp;
     for (uint64_t i = 0; i <= max; i++) {
         size_t n = get_trace(f, 1000 + i, &sp);
-        if (acked[i]) assert_int_equal(n, 50);
-        else assert_true(n == 0 || n == 50); /* written but not yet acknowledged: whole or not */
+        if (acked[i])
+            assert_int_equal(n, 50);
+        else
+            assert_true(n == 0 || n == 50); /* written but not yet acknowledged: whole or not */
     }
 }
 
@@ -893,7 +925,8 @@ static void test_retention_size(void **state)
     for (int i = 0; i < batches; i++) {
         col_span_t sp[100];
         for (int j = 0; j < 100; j++) {
-            sp[j] = plain_span(5000 + (uint64_t)i, (uint64_t)j + 1, t + (uint64_t)i, MS, &res_fe, S("r"));
+            sp[j] = plain_span(5000 + (uint64_t)i, (uint64_t)j + 1, t + (uint64_t)i, MS, &res_fe,
+                               S("r"));
             sp[j].attrs = &at[(i * 7 + j) % 100];
             sp[j].nattrs = 1;
         }
@@ -907,7 +940,7 @@ static void test_retention_size(void **state)
     assert_true(st.expired > 0);
     assert_int_equal(st.spans + st.expired, (uint64_t)batches * 100);
     col_span_t *got;
-    assert_int_equal(get_trace(f, 5000, &got), 0);           /* the oldest went */
+    assert_int_equal(get_trace(f, 5000, &got), 0);                 /* the oldest went */
     assert_int_equal(get_trace(f, 5000 + batches - 1, &got), 100); /* the newest stayed */
     char paths[64][256];
     int nseg = seg_files(f, paths, 64);
@@ -1011,14 +1044,17 @@ static void test_concurrent(void **state)
     atomic_int stop = 0;
     reader_t r[2] = {{.f = f, .stop = &stop}, {.f = f, .stop = &stop}};
     pthread_t th[2];
-    for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&th[i], NULL, reader_main, &r[i]), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, reader_main, &r[i]), 0);
     uint64_t t = now_ns() - 60 * SEC;
     int accepted = 0;
     /* at least 300 appends, and on until each reader has run 50 rounds during them */
-    for (int i = 0; i < 300 || atomic_load(&r[0].searches) < 50 || atomic_load(&r[1].searches) < 50; i++) {
+    for (int i = 0; i < 300 || atomic_load(&r[0].searches) < 50 || atomic_load(&r[1].searches) < 50;
+         i++) {
         col_span_t sp[10];
         for (int j = 0; j < 10; j++) {
-            sp[j] = rich_span(9000 + (uint64_t)(i % 100), (uint64_t)(i * 10 + j + 1), t + (uint64_t)i * MS);
+            sp[j] = rich_span(9000 + (uint64_t)(i % 100), (uint64_t)(i * 10 + j + 1),
+                              t + (uint64_t)i * MS);
             sp[j].resource = &res_fe;
         }
         if (col_store_append(f->s, sp, 10, on_done, NULL) == 0) accepted++;
