@@ -490,6 +490,7 @@ static void raw_put(wctx_t *w, const uint8_t *p, size_t n)
 static void pack(col_store_t *s, wctx_t *w, st_item_t *list)
 {
     for (st_item_t *it = list; it && !w->err; it = it->next) {
+        if (it->rec.n == 0) continue; /* an append of no spans */
         if (w->raw.n > 0 && w->raw.n + it->rec.n > ST_BLOCK_RAW_TARGET) flush_block(s, w);
         const uint8_t *p = it->rec.p, *end = p + it->rec.n, *body, *res = NULL, *scope = NULL;
         uint8_t type;

@@ -724,6 +724,41 @@ static void test_close_answers_queued(void **state)
         assert_int_equal(get_trace(f, 100 + (uint64_t)i, &got), i == 49 ? 21 : 20);
 }
 
+/* A done callback that appends again: during close that is refused (WEFT_ECLOSED), and
+ * its own done is never called. */
+static col_store_t *closing_store;
+static int reappend_rc = 1;
+
+static void on_done_reappend(int status, void *arg)
+{
+    (void)arg;
+    col_span_t sp = plain_span(77, 1, now_ns(), MS, &res_fe, S("again"));
+    reappend_rc = col_store_append(closing_store, &sp, 1, on_done, NULL);
+    on_done(status, NULL);
+}
+
+static void test_append_during_close(void **state)
+{
+    fix_t *f = *state;
+    open_store(f);
+    waiter_reset();
+    /* no spans at all: answered like any other append */
+    assert_int_equal(col_store_append(f->s, NULL, 0, on_done, NULL), 0);
+    wait_done(1);
+    closing_store = f->s;
+    col_span_t sp = plain_span(76, 1, now_ns(), MS, &res_fe, S("first"));
+    assert_int_equal(col_store_append(f->s, &sp, 1, on_done_reappend, NULL), 0);
+    col_store_close(f->s);
+    f->s = NULL;
+    assert_int_equal(reappend_rc, WEFT_ECLOSED);
+    assert_int_equal(W.calls, 2);
+    assert_int_equal(W.failures, 0);
+    open_store(f);
+    col_span_t *got;
+    assert_int_equal(get_trace(f, 76, &got), 1);
+    assert_int_equal(get_trace(f, 77, &got), 0);
+}
+
 /* The segment files, newest last. */
 static int seg_files(fix_t *f, char paths[][256], int max)
 {
@@ -1075,6 +1110,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_answers_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_during_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_mid_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_mid_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_tail, setup, teardown),
