@@ -566,6 +566,12 @@ static void write_items(col_store_t *s, wctx_t *w, st_item_t *list)
         uint64_t base = g->size;
         rc = pwrite_all(g->fd, w->out.p, w->out.n, base);
         if (rc == 0 && s->conf.sync && fdatasync(g->fd) != 0) rc = -errno;
+        /* the answer says which of the two the ingest can tell its client: no room (it may
+         * come back), or the disk failed */
+        if (rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG)
+            rc = WEFT_ENOSPC;
+        else if (rc != 0)
+            rc = WEFT_EIO;
         if (rc != 0) {
             /* nothing of it is acknowledged: cut it off so the next write follows whole
              * blocks (failing that, recovery drops it as a torn tail, or the CRC does) */

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -941,6 +942,82 @@ static void test_kill9(void **state)
     }
 }
 
+/* Writes that fail (the file size limit, as a full disk would): their appends are answered
+ * WEFT_ENOSPC and are not there after a reopen; the store goes on in a new segment once
+ * there is room; what was acknowledged before and after is there. In a child process,
+ * which alone gets the limit; it reports through its exit status. */
+static int child_calls, child_fail;
+static void on_child_done(int status, void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&W.mu);
+    child_calls++;
+    if (status == WEFT_ENOSPC)
+        child_fail++;
+    else if (status != 0)
+        _exit(20);
+    pthread_cond_broadcast(&W.cv);
+    pthread_mutex_unlock(&W.mu);
+}
+
+static void test_write_error(void **state)
+{
+    fix_t *f = *state;
+    f->conf.sync = true;
+    f->conf.max_bytes = 8u << 20; /* segments of 1 MiB */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN);
+        col_store_t *s;
+        char err[256];
+        if (col_store_open(&f->conf, &s, err, sizeof err) != 0) _exit(10);
+        /* batch 0 acknowledged; then a limit below the segment's size makes batch 1 fail */
+        col_span_t sp[20];
+        uint64_t t = now_ns();
+        for (uint64_t b = 0; b < 3; b++) {
+            for (int j = 0; j < 20; j++) sp[j] = rich_span(300 + b, (uint64_t)j + 1, t);
+            if (b == 1) {
+                struct stat st;
+                char path[256];
+                snprintf(path, sizeof path, "%s/seg-0000000000000000.wts", f->dir);
+                if (stat(path, &st) != 0) _exit(11);
+                struct rlimit rl;
+                getrlimit(RLIMIT_FSIZE, &rl);
+                rl.rlim_cur = (rlim_t)st.st_size + 100;
+                if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(12);
+            }
+            if (b == 2) {
+                struct rlimit rl;
+                getrlimit(RLIMIT_FSIZE, &rl);
+                rl.rlim_cur = rl.rlim_max;
+                if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(13);
+            }
+            if (col_store_append(s, sp, 20, on_child_done, NULL) != 0) _exit(14);
+            pthread_mutex_lock(&W.mu);
+            while (child_calls < (int)b + 1) pthread_cond_wait(&W.cv, &W.mu);
+            pthread_mutex_unlock(&W.mu);
+            if (child_fail != (b >= 1 ? 1 : 0)) _exit(15 + (int)b);
+        }
+        col_store_stats_t st;
+        col_store_stats(s, &st);
+        if (st.write_errors != 1 || st.spans != 40) _exit(18);
+        col_store_close(s);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    open_store(f);
+    col_span_t *got;
+    assert_int_equal(get_trace(f, 300, &got), 20);
+    assert_int_equal(get_trace(f, 301, &got), 0);
+    assert_int_equal(get_trace(f, 302, &got), 20);
+    char paths[8][256];
+    assert_int_equal(seg_files(f, paths, 8), 2); /* the failed segment was left for a new one */
+}
+
 static void test_retention_size(void **state)
 {
     fix_t *f = *state;
@@ -1116,6 +1193,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_corrupt_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zeroed_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_age, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
