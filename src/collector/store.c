@@ -400,7 +400,8 @@ static void retention(col_store_t *s)
         st_seg_t *g = s->segs[0];
         bool expired = g->nblk > 0 && g->max_end < cut;
         bool too_big = s->disk_bytes > s->conf.max_bytes && (s->nseg > 1 || g != s->cur);
-        bool empty = g->nblk == 0 && g != s->cur;
+        bool empty = g->size == 0 && g != s->cur; /* size: blocks written but not indexed (a
+                                                   publish out of memory) are still kept */
         if (!expired && !too_big && !empty) break;
         seg_delete_oldest(s);
     }
