@@ -154,6 +154,11 @@ static void seg_path(const col_store_t *s, uint64_t seq, char *out, size_t n)
     snprintf(out, n, "%s/seg-%016" PRIx64 ".wts", s->dir, seq);
 }
 
+static void wti_path(const col_store_t *s, uint64_t seq, char *out, size_t n)
+{
+    snprintf(out, n, "%s/seg-%016" PRIx64 ".wti", s->dir, seq);
+}
+
 static int fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -188,6 +193,7 @@ static st_seg_t *seg_new(uint64_t seq, int fd)
     if (!g) return NULL;
     g->seq = seq;
     g->fd = fd;
+    g->wti_fd = -1;
     atomic_init(&g->refs, 1);
     return g;
 }
@@ -235,13 +241,13 @@ static bool grow(uint8_t **p, size_t *cap, size_t need)
 
 /* Reads segment g's blocks into the indexes; truncates the file at the first block that is
  * not whole and sound (a write cut off by a crash: it was never acknowledged). */
-static int recover_seg(col_store_t *s, st_seg_t *g, const char *path, rec_ctx_t *c, char *err,
-                       size_t errlen)
+static int recover_seg(col_store_t *s, st_seg_t *g, const char *path, rec_ctx_t *c, uint64_t start,
+                       char *err, size_t errlen)
 {
     struct stat st;
     if (fstat(g->fd, &st) != 0)
         return weft__errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
-    uint64_t size = (uint64_t)st.st_size, off = 0;
+    uint64_t size = (uint64_t)st.st_size, off = start;
     uint8_t h[ST_HDR_LEN];
     while (off + ST_HDR_LEN <= size) {
         if (pread(g->fd, h, ST_HDR_LEN, (off_t)off) != ST_HDR_LEN || !hdr_ok(h, off, size)) break;
@@ -288,6 +294,240 @@ static int recover_seg(col_store_t *s, st_seg_t *g, const char *path, rec_ctx_t 
     pthread_rwlock_wrlock(&s->lock);
     g->size = off;
     pthread_rwlock_unlock(&s->lock);
+    return 0;
+}
+
+/* ---- the index sidecar: seg-<seq>.wti ----
+ *
+ * The writer appends one record per write round to the current segment's sidecar, after
+ * the round's sync: [magic "WTI1"][payload length][crc32 of payload][payload], the payload
+ * holding per block its place, counts, times, durations, its names as strings (ids are
+ * the process's own) and its spans' trace hashes. Open loads a segment's summaries from it
+ * instead of decompressing every block, checking each block's header in the segment against
+ * the record and the last block's CRC whole (a torn tail is at the end), and reads the
+ * blocks past what the sidecar covers as before. It is a cache: never synced, and a damaged
+ * or missing one only costs the reading. */
+
+#define ST_WTI_MAGIC 0x31495457u /* "WTI1" */
+
+typedef struct wrd_s {
+    const uint8_t *p, *end;
+    bool bad;
+} wrd_t;
+
+static uint32_t w32(wrd_t *r)
+{
+    if (r->end - r->p < 4) {
+        r->bad = true;
+        return 0;
+    }
+    uint32_t v = st_le32(r->p);
+    r->p += 4;
+    return v;
+}
+
+static uint64_t w64(wrd_t *r)
+{
+    uint64_t lo = w32(r);
+    return lo | (uint64_t)w32(r) << 32;
+}
+
+static col_str_t wstr(wrd_t *r)
+{
+    uint32_t n = w32(r);
+    if (r->bad || (size_t)(r->end - r->p) < n) {
+        r->bad = true;
+        return (col_str_t){.p = "", .n = 0};
+    }
+    col_str_t v = {.p = (const char *)r->p, .n = n};
+    r->p += n;
+    return v;
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* One block's summary from a sidecar record into c->pend (and its hashes into c->hashes);
+ * false when the record is malformed or does not match the segment (then nothing is
+ * added). */
+static bool wti_block(col_store_t *s, st_seg_t *g, rec_ctx_t *c, wrd_t *r, uint64_t expect,
+                      uint64_t segsize, int *rc)
+{
+    st_blk_t b = {.seg = g};
+    b.off = w64(r);
+    b.clen = w32(r);
+    b.rlen = w32(r);
+    b.nspans = w32(r);
+    b.unindexed = w32(r) != 0;
+    b.min_start = w64(r);
+    b.max_start = w64(r);
+    b.max_end = w64(r);
+    b.min_dur = w64(r);
+    b.max_dur = w64(r);
+    uint32_t nsvc = w32(r);
+    if (r->bad || b.off != expect || b.off + ST_HDR_LEN + b.clen > segsize ||
+        nsvc > (size_t)(r->end - r->p) / 4)
+        return false;
+    uint8_t h[ST_HDR_LEN];
+    if (pread(g->fd, h, ST_HDR_LEN, (off_t)b.off) != ST_HDR_LEN || st_le32(h) != ST_BLOCK_MAGIC ||
+        st_le32(h + 4) != b.clen || st_le32(h + 8) != b.rlen || st_le32(h + 12) != b.nspans ||
+        st_le64(h + 16) != b.min_start || st_le64(h + 24) != b.max_start ||
+        st_le64(h + 32) != b.max_end)
+        return false;
+    /* the names: every key needs room for its strings' lengths, which bounds the counts */
+    const uint8_t *names = r->p;
+    for (uint32_t i = 0; i < nsvc; i++) wstr(r);
+    uint32_t nops = w32(r);
+    if (r->bad || nops > (size_t)(r->end - r->p) / 9) return false;
+    for (uint32_t i = 0; i < nops; i++) {
+        wstr(r);
+        wstr(r);
+        if (r->p < r->end)
+            r->p++;
+        else
+            r->bad = true;
+    }
+    uint32_t nrem = w32(r);
+    if (r->bad || nrem > (size_t)(r->end - r->p) / 8) return false;
+    for (uint32_t i = 0; i < nrem; i++) {
+        wstr(r);
+        wstr(r);
+    }
+    uint32_t ntix = w32(r);
+    if (r->bad || ntix > (size_t)(r->end - r->p) / 4) return false;
+    if (c->npend == c->pend_cap) {
+        size_t cap = c->pend_cap ? c->pend_cap * 2 : 256;
+        st_blk_t *v = realloc(c->pend, cap * sizeof *v);
+        if (!v) goto oom;
+        c->pend = v;
+        c->pend_cap = cap;
+    }
+    if (c->nh + ntix > c->hcap) {
+        size_t hcap = c->hcap ? c->hcap : 1024;
+        while (hcap < c->nh + ntix) hcap *= 2;
+        uint64_t *hv = realloc(c->hashes, hcap * sizeof *hv);
+        if (!hv) goto oom;
+        c->hashes = hv;
+        c->hcap = hcap;
+    }
+    b.keys = malloc(((size_t)nsvc + nops + nrem + 1) * sizeof *b.keys);
+    if (!b.keys) goto oom;
+    wrd_t n = {.p = names, .end = r->p};
+    for (uint32_t i = 0; i < nsvc; i++) {
+        uint32_t id = st_name_id(s, wstr(&n));
+        if (id)
+            b.keys[b.nsvc++] = id;
+        else
+            b.unindexed = true;
+    }
+    w32(&n);
+    for (uint32_t i = 0; i < nops; i++) {
+        uint32_t sv = st_name_id(s, wstr(&n)), nm = st_name_id(s, wstr(&n));
+        uint8_t kind = *n.p++;
+        if (sv && nm)
+            b.keys[b.nsvc + b.nops++] = (uint64_t)sv << 32 | (uint64_t)nm << 8 | kind;
+        else
+            b.unindexed = true;
+    }
+    w32(&n);
+    for (uint32_t i = 0; i < nrem; i++) {
+        uint32_t sv = st_name_id(s, wstr(&n)), rm = st_name_id(s, wstr(&n));
+        if (sv && rm)
+            b.keys[b.nsvc + b.nops + b.nrem++] = (uint64_t)sv << 32 | rm;
+        else
+            b.unindexed = true;
+    }
+    /* ids are this process's: sorted again */
+    qsort(b.keys, b.nsvc, sizeof *b.keys, cmp_key);
+    qsort(b.keys + b.nsvc, b.nops, sizeof *b.keys, cmp_key);
+    qsort(b.keys + b.nsvc + b.nops, b.nrem, sizeof *b.keys, cmp_key);
+    for (uint32_t i = 0; i < ntix; i++) c->hashes[c->nh++] = (uint64_t)w32(r) << 32;
+    b.ntix = ntix;
+    c->pend[c->npend++] = b;
+    return true;
+oom:
+    *rc = WEFT_ENOMEM;
+    return false;
+}
+
+/* Loads g's summaries from its sidecar into the indexes; *start: where the blocks it does
+ * not cover begin. 0 or WEFT_ENOMEM (a missing or damaged sidecar is not an error). */
+static int wti_load(col_store_t *s, st_seg_t *g, rec_ctx_t *c, uint64_t *start)
+{
+    *start = 0;
+    char path[4096];
+    wti_path(s, g->seq, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    struct stat st, sst;
+    if (fstat(fd, &st) != 0 || fstat(g->fd, &sst) != 0 || st.st_size < 12 ||
+        st.st_size > (off_t)1 << 30) {
+        close(fd);
+        return 0;
+    }
+    size_t size = (size_t)st.st_size;
+    uint8_t *buf = malloc(size);
+    if (!buf) {
+        close(fd);
+        return WEFT_ENOMEM;
+    }
+    ssize_t got = pread(fd, buf, size, 0);
+    close(fd);
+    /* its bytes count against max_bytes like the segment's (deleted with it) */
+    pthread_rwlock_wrlock(&s->lock);
+    g->wti_size = size;
+    s->disk_bytes += size;
+    pthread_rwlock_unlock(&s->lock);
+    uint64_t expect = 0, segsize = (uint64_t)sst.st_size;
+    int rc = 0;
+    const uint8_t *p = buf, *end = buf + (got > 0 ? (size_t)got : 0);
+    bool stop = false;
+    while (!stop && end - p >= 12) {
+        uint32_t len = st_le32(p + 4);
+        if (st_le32(p) != ST_WTI_MAGIC || len > (size_t)(end - p) - 12 ||
+            (uint32_t)crc32(0, p + 12, len) != st_le32(p + 8))
+            break;
+        wrd_t r = {.p = p + 12, .end = p + 12 + len};
+        p += 12 + len;
+        while (r.p < r.end) {
+            if (!wti_block(s, g, c, &r, expect, segsize, &rc)) {
+                stop = true;
+                break;
+            }
+            st_blk_t *b = &c->pend[c->npend - 1];
+            expect = b->off + ST_HDR_LEN + b->clen;
+        }
+    }
+    free(buf);
+    if (rc == 0 && c->npend > 0) {
+        /* the newest block whole: a torn tail is where a crash leaves damage */
+        st_blk_t *b = &c->pend[c->npend - 1];
+        uint8_t *blk = malloc((size_t)ST_HDR_LEN + b->clen);
+        bool ok = blk && pread(g->fd, blk, ST_HDR_LEN + b->clen, (off_t)b->off) ==
+                             (ssize_t)(ST_HDR_LEN + b->clen);
+        if (ok) {
+            uLong crc = crc32(0, blk, 40);
+            crc = crc32(crc, blk + ST_HDR_LEN, b->clen);
+            ok = (uint32_t)crc == st_le32(blk + 40);
+        }
+        free(blk);
+        if (!ok) {
+            expect = b->off;
+            c->nh -= b->ntix;
+            st_blk_free(b);
+            c->npend--;
+        }
+    }
+    if (rc == 0 && rec_flush(s, c) != 0) rc = WEFT_ENOMEM;
+    if (rc != 0) {
+        for (size_t i = 0; i < c->npend; i++) st_blk_free(&c->pend[i]);
+        c->npend = c->nh = 0;
+        return rc;
+    }
+    *start = expect;
     return 0;
 }
 
@@ -345,7 +585,13 @@ static int recover(col_store_t *s, char *err, size_t errlen)
             rc = weft__errf(err, errlen, WEFT_ENOMEM, "%s: out of memory", path);
             break;
         }
-        rc = recover_seg(s, g, path, &c, err, errlen);
+        uint64_t start = 0;
+        rc = wti_load(s, g, &c, &start);
+        if (rc != 0) {
+            rc = weft__errf(err, errlen, rc, "%s: out of memory", path);
+            break;
+        }
+        rc = recover_seg(s, g, path, &c, start, err, errlen);
         s->next_seq = seqs[i] + 1;
     }
     ZSTD_freeDCtx(c.dctx);
@@ -379,10 +625,12 @@ static void seg_delete_oldest(col_store_t *s)
     s->blk_first += k;
     memmove(s->segs, s->segs + 1, (s->nseg - 1) * sizeof *s->segs);
     s->nseg--;
-    s->disk_bytes -= g->size;
+    s->disk_bytes -= g->size + g->wti_size;
     if (g == s->cur) s->cur = NULL;
     char path[4096];
     seg_path(s, g->seq, path, sizeof path);
+    unlink(path);
+    wti_path(s, g->seq, path, sizeof path);
     unlink(path);
     pthread_rwlock_unlock(&s->lock);
     atomic_fetch_add(&s->expired, g->nspans);
@@ -411,13 +659,104 @@ static void retention(col_store_t *s)
 /* ---- the writer ---- */
 
 typedef struct wctx_s {
-    st_buf_t raw, out;
+    st_buf_t raw, out, side;
     st_blk_t *pend;
     size_t npend, pend_cap;
     uint64_t *hashes;
     size_t nh, hcap;
     int err;
 } wctx_t;
+
+static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off);
+
+static void side_put(st_buf_t *b, const void *p, size_t n)
+{
+    if (!st_buf_reserve(b, n)) return;
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+}
+
+static void side_32(st_buf_t *b, uint32_t v)
+{
+    uint8_t x[4];
+    st_put32(x, v);
+    side_put(b, x, 4);
+}
+
+static void side_64(st_buf_t *b, uint64_t v)
+{
+    uint8_t x[8];
+    st_put64(x, v);
+    side_put(b, x, 8);
+}
+
+static void side_name(col_store_t *s, st_buf_t *b, uint32_t id)
+{
+    col_str_t n = st_intern_str(&s->names, id);
+    side_32(b, n.n);
+    side_put(b, n.p, n.n);
+}
+
+/* Appends the round's record to g's sidecar (before st_publish, which counts w->pend's
+ * trace entries anew). A failure ends g's sidecar: a gap would make the rest useless. */
+static void wti_append(col_store_t *s, wctx_t *w, st_seg_t *g)
+{
+    if (g->wti_fd < 0 || w->npend == 0) return;
+    st_buf_t *b = &w->side;
+    b->n = 0;
+    b->oom = false;
+    side_put(b, "\0\0\0\0\0\0\0\0\0\0\0\0", 12);
+    const uint64_t *h = w->hashes;
+    for (size_t i = 0; i < w->npend; i++) {
+        const st_blk_t *k = &w->pend[i];
+        side_64(b, k->off);
+        side_32(b, k->clen);
+        side_32(b, k->rlen);
+        side_32(b, k->nspans);
+        side_32(b, k->unindexed);
+        side_64(b, k->min_start);
+        side_64(b, k->max_start);
+        side_64(b, k->max_end);
+        side_64(b, k->min_dur);
+        side_64(b, k->max_dur);
+        const uint64_t *ops = k->keys + k->nsvc, *rem = ops + k->nops;
+        side_32(b, k->nsvc);
+        for (uint32_t j = 0; j < k->nsvc; j++) side_name(s, b, (uint32_t)k->keys[j]);
+        side_32(b, k->nops);
+        for (uint32_t j = 0; j < k->nops; j++) {
+            side_name(s, b, (uint32_t)(ops[j] >> 32));
+            side_name(s, b, (uint32_t)(ops[j] >> 8) & 0xffffffu);
+            uint8_t kind = (uint8_t)ops[j];
+            side_put(b, &kind, 1);
+        }
+        side_32(b, k->nrem);
+        for (uint32_t j = 0; j < k->nrem; j++) {
+            side_name(s, b, (uint32_t)(rem[j] >> 32));
+            side_name(s, b, (uint32_t)rem[j]);
+        }
+        side_32(b, k->ntix);
+        /* the index keeps 32 bits of a trace's hash (its fingerprint): so does the sidecar */
+        for (uint32_t j = 0; j < k->ntix; j++) side_32(b, (uint32_t)(h[j] >> 32));
+        h += k->ntix;
+    }
+    int rc = b->oom || b->n - 12 > UINT32_MAX ? WEFT_ENOMEM : 0;
+    if (rc == 0) {
+        st_put32(b->p, ST_WTI_MAGIC);
+        st_put32(b->p + 4, (uint32_t)(b->n - 12));
+        st_put32(b->p + 8, (uint32_t)crc32(0, b->p + 12, (uInt)(b->n - 12)));
+        rc = pwrite_all(g->wti_fd, b->p, b->n, g->wti_size);
+    }
+    if (rc != 0) {
+        (void)ftruncate(g->wti_fd, (off_t)g->wti_size);
+        close(g->wti_fd);
+        g->wti_fd = -1;
+        return;
+    }
+    g->wti_size += b->n;
+    pthread_rwlock_wrlock(&s->lock);
+    s->disk_bytes += b->n;
+    pthread_rwlock_unlock(&s->lock);
+}
 
 static void flush_block(col_store_t *s, wctx_t *w)
 {
@@ -550,6 +889,10 @@ static int seg_for_write(col_store_t *s)
     }
     s->next_seq = seq + 1;
     s->cur = g;
+    /* its sidecar: a cache of the summaries, so never waited for (no sync): when missing or
+     * damaged, open reads the blocks instead */
+    wti_path(s, seq, path, sizeof path);
+    g->wti_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     return 0;
 }
 
@@ -584,6 +927,7 @@ static void write_items(col_store_t *s, wctx_t *w, st_item_t *list)
                 w->pend[i].seg = g;
                 w->pend[i].off += base;
             }
+            wti_append(s, w, g);
             if (st_publish(s, w->pend, w->npend, w->hashes) != 0) {
                 /* durable but not indexed until the next open: still acknowledged, the
                  * promise is durability; the file's size must move on regardless */
@@ -646,6 +990,7 @@ static void *writer_main(void *arg)
     }
     st_buf_free(&w.raw);
     st_buf_free(&w.out);
+    st_buf_free(&w.side);
     free(w.pend);
     free(w.hashes);
     return NULL;

@@ -151,6 +151,8 @@ typedef struct st_seg_s {
     uint32_t first_blk, nblk; /* its blocks' global ids */
     uint64_t max_end, nspans; /* newest span end; spans in it */
     atomic_int refs;          /* 1 while listed, + 1 per read in flight */
+    int wti_fd;               /* its index sidecar (the writer's, while it is current); -1 */
+    uint64_t wti_size;        /* bytes of whole records in it */
 } st_seg_t;
 
 /* A block's summary: where it is and what it holds, enough to skip it in a search. */
@@ -242,6 +244,8 @@ int st_blk_build(col_store_t *s, const uint8_t *raw, size_t rlen, st_blk_t *b, u
  * nothing is published and the summaries are still the caller's). */
 int st_publish(col_store_t *s, st_blk_t *bs, size_t n, const uint64_t *hashes);
 void st_blk_free(st_blk_t *b);
+/* The id of name n, interning it (the writer's, or open's); 0 past the bound. */
+uint32_t st_name_id(col_store_t *s, col_str_t n);
 
 /* store_query.c */
 void st_seg_unref(st_seg_t *g);

@@ -27,6 +27,7 @@ void st_seg_unref(st_seg_t *g)
 {
     if (atomic_fetch_sub(&g->refs, 1) == 1) {
         close(g->fd);
+        if (g->wti_fd >= 0) close(g->wti_fd);
         free(g);
     }
 }
