@@ -231,18 +231,21 @@ int col_store_trace(col_store_t *s, const uint8_t trace_id[16], weft_arena_t *a,
     *spans = NULL;
     *n = 0;
     uint32_t *ids = malloc(ST_TRACE_MAX_BLOCKS * sizeof *ids);
-    loc_t *locs = malloc(ST_TRACE_MAX_BLOCKS * sizeof *locs);
-    if (!ids || !locs) {
-        free(ids);
-        free(locs);
-        return WEFT_ENOMEM;
-    }
+    if (!ids) return WEFT_ENOMEM;
     uint64_t h = st_trace_hash(trace_id);
     pthread_rwlock_rdlock(&s->lock);
     size_t k = st_tix_lookup(&s->tix, h, s->blk_first, ids, ST_TRACE_MAX_BLOCKS);
+    pthread_rwlock_unlock(&s->lock);
+    /* sized by what was found (usually a few), not by the bound */
+    loc_t *locs = malloc((k ? k : 1) * sizeof *locs);
+    if (!locs) {
+        free(ids);
+        return WEFT_ENOMEM;
+    }
     qsort(ids, k, sizeof *ids, cmp_u32);
     size_t nl = 0;
-    for (size_t i = 0; i < k; i++) {
+    pthread_rwlock_rdlock(&s->lock);
+    for (size_t i = 0; i < k; i++) { /* retention may have deleted some meanwhile */
         if (ids[i] - s->blk_first < s->nblk) locs[nl++] = loc_take(s, ids[i]);
     }
     pthread_rwlock_unlock(&s->lock);
