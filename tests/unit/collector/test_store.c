@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -738,6 +739,12 @@ static void on_done_reappend(int status, void *arg)
     on_done(status, NULL);
 }
 
+static void *close_main(void *arg)
+{
+    col_store_close(arg);
+    return NULL;
+}
+
 static void test_append_during_close(void **state)
 {
     fix_t *f = *state;
@@ -746,17 +753,37 @@ static void test_append_during_close(void **state)
     /* no spans at all: answered like any other append */
     assert_int_equal(col_store_append(f->s, NULL, 0, on_done, NULL), 0);
     wait_done(1);
+    /* the writer held inside A's done; B queued behind it; then close begins */
+    pthread_mutex_lock(&W.mu);
+    W.block = 1;
+    pthread_mutex_unlock(&W.mu);
+    col_span_t a = plain_span(75, 1, now_ns(), MS, &res_fe, S("a"));
+    col_span_t b = plain_span(76, 1, now_ns(), MS, &res_fe, S("b"));
+    append_ok(f, &a, 1);
+    assert_true(wait_until(&W.inside, 1));
     closing_store = f->s;
-    col_span_t sp = plain_span(76, 1, now_ns(), MS, &res_fe, S("first"));
-    assert_int_equal(col_store_append(f->s, &sp, 1, on_done_reappend, NULL), 0);
-    col_store_close(f->s);
+    assert_int_equal(col_store_append(f->s, &b, 1, on_done_reappend, NULL), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, close_main, f->s), 0);
+    /* closing has begun once appends are refused (a state, polled: close blocks) */
+    col_span_t c = plain_span(78, 1, now_ns(), MS, &res_fe, S("c"));
+    int rc;
+    while ((rc = col_store_append(f->s, &c, 1, NULL, NULL)) == 0 || rc == WEFT_ELIMIT)
+        sched_yield();
+    assert_int_equal(rc, WEFT_ECLOSED);
+    pthread_mutex_lock(&W.mu);
+    W.block = 0;
+    pthread_cond_broadcast(&W.cv);
+    pthread_mutex_unlock(&W.mu);
+    pthread_join(th, NULL);
     f->s = NULL;
-    assert_int_equal(reappend_rc, WEFT_ECLOSED);
-    assert_int_equal(W.calls, 2);
+    assert_int_equal(reappend_rc, WEFT_ECLOSED); /* from B's done, during close */
+    assert_int_equal(W.calls, 3);
     assert_int_equal(W.failures, 0);
     open_store(f);
     col_span_t *got;
-    assert_int_equal(get_trace(f, 76, &got), 1);
+    assert_int_equal(get_trace(f, 75, &got), 1);
+    assert_int_equal(get_trace(f, 76, &got), 1); /* queued before close: written */
     assert_int_equal(get_trace(f, 77, &got), 0);
 }
 
