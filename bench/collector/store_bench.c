@@ -36,6 +36,15 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* This thread's CPU time: a query's cost without the time the scheduler took it away (the
+ * machine may be shared; wall-clock percentiles then measure the neighbours). */
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static double cpu_s(void)
 {
     struct rusage ru;
@@ -60,16 +69,22 @@ static void trace_id(uint64_t t, uint8_t out[16])
     memcpy(out + 8, &b, 8);
 }
 
-#define NSVC 20
+#define NSVC   20
 #define NROUTE 8
 static char svc_names[NSVC][32];
 static col_attr_t res_attrs[NSVC][6];
 static col_resource_t resources[NSVC];
 static char host_names[NSVC][32];
-static const col_scope_t scope = {.name = COL_STR("io.opentelemetry.http"), .version = COL_STR("1.32.0")};
-static const char *routes[NROUTE] = {"/api/v1/users/{id}", "/api/v1/orders", "/api/v1/orders/{id}",
-                                     "/api/v1/cart", "/health", "/api/v1/search",
-                                     "/api/v1/payments/{id}", "/api/v1/inventory/{sku}"};
+static const col_scope_t scope = {.name = COL_STR("io.opentelemetry.http"),
+                                  .version = COL_STR("1.32.0")};
+static const char *routes[NROUTE] = {"/api/v1/users/{id}",
+                                     "/api/v1/orders",
+                                     "/api/v1/orders/{id}",
+                                     "/api/v1/cart",
+                                     "/health",
+                                     "/api/v1/search",
+                                     "/api/v1/payments/{id}",
+                                     "/api/v1/inventory/{sku}"};
 static const char *methods[4] = {"GET", "POST", "PUT", "DELETE"};
 
 static col_str_t str(const char *z)
@@ -83,18 +98,25 @@ static void setup_resources(void)
         snprintf(svc_names[i], sizeof svc_names[i], "service-%02d", i);
         snprintf(host_names[i], sizeof host_names[i], "ip-10-0-%d-%d.internal", i, 17 * i + 3);
         col_attr_t *a = res_attrs[i];
-        a[0] = (col_attr_t){.key = COL_STR("service.name"), .type = COL_V_STRING, .v.s = str(svc_names[i])};
-        a[1] = (col_attr_t){.key = COL_STR("host.name"), .type = COL_V_STRING, .v.s = str(host_names[i])};
-        a[2] = (col_attr_t){.key = COL_STR("telemetry.sdk.name"), .type = COL_V_STRING, .v.s = COL_STR("opentelemetry")};
-        a[3] = (col_attr_t){.key = COL_STR("telemetry.sdk.language"), .type = COL_V_STRING, .v.s = COL_STR("go")};
-        a[4] = (col_attr_t){.key = COL_STR("telemetry.sdk.version"), .type = COL_V_STRING, .v.s = COL_STR("1.32.0")};
+        a[0] = (col_attr_t){
+            .key = COL_STR("service.name"), .type = COL_V_STRING, .v.s = str(svc_names[i])};
+        a[1] = (col_attr_t){
+            .key = COL_STR("host.name"), .type = COL_V_STRING, .v.s = str(host_names[i])};
+        a[2] = (col_attr_t){.key = COL_STR("telemetry.sdk.name"),
+                            .type = COL_V_STRING,
+                            .v.s = COL_STR("opentelemetry")};
+        a[3] = (col_attr_t){
+            .key = COL_STR("telemetry.sdk.language"), .type = COL_V_STRING, .v.s = COL_STR("go")};
+        a[4] = (col_attr_t){.key = COL_STR("telemetry.sdk.version"),
+                            .type = COL_V_STRING,
+                            .v.s = COL_STR("1.32.0")};
         a[5] = (col_attr_t){.key = COL_STR("process.pid"), .type = COL_V_INT, .v.i = 1000 + i * 37};
         resources[i] = (col_resource_t){.service = str(svc_names[i]), .attrs = a, .nattrs = 6};
     }
 }
 
 #define PER_APPEND 100
-#define PER_TRACE 10
+#define PER_TRACE  10
 
 typedef struct batch_s {
     col_span_t spans[PER_APPEND];
@@ -117,9 +139,9 @@ static uint64_t rnd(void)
 static uint64_t duration(void)
 {
     uint64_t r = rnd() % 1000;
-    if (r < 700) return 100000 + rnd() % 5000000;      /* 0.1-5 ms */
-    if (r < 950) return 5000000 + rnd() % 95000000;    /* 5-100 ms */
-    return 100000000 + rnd() % 1900000000;             /* 0.1-2 s */
+    if (r < 700) return 100000 + rnd() % 5000000;   /* 0.1-5 ms */
+    if (r < 950) return 5000000 + rnd() % 95000000; /* 5-100 ms */
+    return 100000000 + rnd() % 1900000000;          /* 0.1-2 s */
 }
 
 /* Fills b with append number i: as an SDK's export, the spans of one service (one
@@ -152,18 +174,29 @@ static void fill(batch_t *b, uint64_t i, uint64_t start0)
         int status = s->status == COL_STATUS_ERROR ? 500 : (rnd() % 10 ? 200 : 404);
         snprintf(b->urls[k], sizeof b->urls[k], "http://%s:8080%s", svc_names[(svc + 1) % NSVC],
                  routes[route]);
-        snprintf(b->peers[k], sizeof b->peers[k], "10.0.%d.%d", (int)(rnd() % 4), (int)(rnd() % 250));
+        snprintf(b->peers[k], sizeof b->peers[k], "10.0.%d.%d", (int)(rnd() % 4),
+                 (int)(rnd() % 250));
         col_attr_t *a = b->attrs[k];
-        a[0] = (col_attr_t){.key = COL_STR("http.method"), .type = COL_V_STRING, .v.s = str(methods[method])};
-        a[1] = (col_attr_t){.key = COL_STR("http.route"), .type = COL_V_STRING, .v.s = str(routes[route])};
+        a[0] = (col_attr_t){
+            .key = COL_STR("http.method"), .type = COL_V_STRING, .v.s = str(methods[method])};
+        a[1] = (col_attr_t){
+            .key = COL_STR("http.route"), .type = COL_V_STRING, .v.s = str(routes[route])};
         a[2] = (col_attr_t){.key = COL_STR("http.status_code"), .type = COL_V_INT, .v.i = status};
-        a[3] = (col_attr_t){.key = COL_STR("net.peer.name"), .type = COL_V_STRING, .v.s = str(svc_names[(svc + 1) % NSVC])};
+        a[3] = (col_attr_t){.key = COL_STR("net.peer.name"),
+                            .type = COL_V_STRING,
+                            .v.s = str(svc_names[(svc + 1) % NSVC])};
         a[4] = (col_attr_t){.key = COL_STR("net.peer.port"), .type = COL_V_INT, .v.i = 8080};
-        a[5] = (col_attr_t){.key = COL_STR("http.url"), .type = COL_V_STRING, .v.s = str(b->urls[k])};
-        a[6] = (col_attr_t){.key = COL_STR("http.flavor"), .type = COL_V_STRING, .v.s = COL_STR("1.1")};
-        a[7] = (col_attr_t){.key = COL_STR("net.sock.peer.addr"), .type = COL_V_STRING, .v.s = str(b->peers[k])};
-        a[8] = (col_attr_t){.key = COL_STR("http.response_content_length"), .type = COL_V_INT, .v.i = (int64_t)(rnd() % 20000)};
-        a[9] = (col_attr_t){.key = COL_STR("thread.id"), .type = COL_V_INT, .v.i = (int64_t)(rnd() % 64)};
+        a[5] =
+            (col_attr_t){.key = COL_STR("http.url"), .type = COL_V_STRING, .v.s = str(b->urls[k])};
+        a[6] = (col_attr_t){
+            .key = COL_STR("http.flavor"), .type = COL_V_STRING, .v.s = COL_STR("1.1")};
+        a[7] = (col_attr_t){
+            .key = COL_STR("net.sock.peer.addr"), .type = COL_V_STRING, .v.s = str(b->peers[k])};
+        a[8] = (col_attr_t){.key = COL_STR("http.response_content_length"),
+                            .type = COL_V_INT,
+                            .v.i = (int64_t)(rnd() % 20000)};
+        a[9] = (col_attr_t){
+            .key = COL_STR("thread.id"), .type = COL_V_INT, .v.i = (int64_t)(rnd() % 64)};
         s->attrs = a;
         s->nattrs = 10;
         if (s->kind == COL_KIND_CLIENT) s->remote.service = str(svc_names[(svc + 1) % NSVC]);
@@ -232,8 +265,7 @@ int main(int argc, char **argv)
     uint64_t step = 3600ull * 1000000000ull / (appends ? appends : 1);
     /* what generating the spans costs alone, to be taken from the CPU per span */
     double g0 = cpu_s();
-    for (uint64_t i = 0; i < appends; i++)
-        fill(b, i, wall - 3600ull * 1000000000ull + i * step);
+    for (uint64_t i = 0; i < appends; i++) fill(b, i, wall - 3600ull * 1000000000ull + i * step);
     double gen = cpu_s() - g0;
     rng = 88172645463325252ull;
     double t0 = now_s(), c0 = cpu_s();
@@ -264,10 +296,12 @@ int main(int argc, char **argv)
     double t1 = now_s(), c1 = cpu_s();
     col_store_stats_t st;
     col_store_stats(s, &st);
-    printf("spans %" PRIu64 " (%" PRIu64 " traces), sync %s, %" PRIu64 " appends refused (queue full) and retried, %" PRIu64 " write errors\n",
+    printf("spans %" PRIu64 " (%" PRIu64 " traces), sync %s, %" PRIu64
+           " appends refused (queue full) and retried, %" PRIu64 " write errors\n",
            n, ntraces, sync ? "on" : "off", refused, done_errors);
     double store_cpu = c1 - c0 - gen;
-    printf("ingest                 %.0f spans/s wall; CPU of the store %.2f us/span (%.0f spans/s per core; generating them: %.2f us/span more)\n",
+    printf("ingest                 %.0f spans/s wall; CPU of the store %.2f us/span (%.0f spans/s "
+           "per core; generating them: %.2f us/span more)\n",
            (double)n / (t1 - t0), store_cpu * 1e6 / (double)n, (double)n / store_cpu,
            gen * 1e6 / (double)n);
     printf("size                   %.1f bytes/span on disk, %.1f bytes/span in memory (%.1f MiB)\n",
@@ -275,17 +309,18 @@ int main(int argc, char **argv)
            (double)st.memory_bytes / 1048576.0);
 
     col_store_close(s);
-    double o0 = now_s();
+    double o0 = now_s(), oc0 = cpu_s();
     if (col_store_open(&c, &s, err, sizeof err) != 0) {
         fprintf(stderr, "reopen: %s\n", err);
         return 1;
     }
-    printf("open                   %.2f s (%" PRIu64 " spans)\n", now_s() - o0, n);
+    printf("open                   %.2f s, CPU %.2f s (%" PRIu64 " spans)\n", now_s() - o0,
+           cpu_s() - oc0, n);
 
     weft_arena_t a;
     weft_arena_init(&a, 1 << 16, 256u << 20);
     enum { NT = 2000, NS = 500 };
-    double *lat = malloc(NT * sizeof *lat);
+    double *lat = malloc(NT * sizeof *lat), *cpu = malloc(NT * sizeof *cpu);
     for (int pass = 0; pass < 2; pass++) {
         uint64_t r = 12345;
         size_t missing = 0;
@@ -295,13 +330,15 @@ int main(int argc, char **argv)
             trace_id(r % ntraces, id);
             col_span_t *sp;
             size_t k;
-            double q0 = now_s();
+            double q0 = now_s(), u0 = thread_cpu_s();
             if (col_store_trace(s, id, &a, &sp, &k) != 0) return 1;
             lat[i] = now_s() - q0;
+            cpu[i] = thread_cpu_s() - u0;
             if (k != PER_TRACE) missing++;
             weft_arena_reset(&a);
         }
         pct(pass ? "trace by id (again)" : "trace by id", lat, NT);
+        pct("  its CPU time", cpu, NT);
         if (missing) printf("  %zu traces not whole!\n", missing);
     }
     for (int pass = 0; pass < 2; pass++) {
@@ -313,16 +350,46 @@ int main(int argc, char **argv)
             q.limit = 20;
             uint8_t ids[20][16];
             size_t k;
-            double q0 = now_s();
+            double q0 = now_s(), u0 = thread_cpu_s();
             if (col_store_search(s, &q, ids, 20, &k) != 0) return 1;
             lat[i] = now_s() - q0;
+            cpu[i] = thread_cpu_s() - u0;
             if (k < 20) short_answers++;
         }
         pct(pass ? "search svc+dur>500ms" : "search svc+dur>50ms", lat, NS);
+        pct("  its CPU time", cpu, NS);
         if (short_answers) printf("  %zu answers under 20\n", short_answers);
+    }
+    /* worst cases: nothing matches, so nothing stops the walk early */
+    {
+        enum { NW = 20 };
+        for (int i = 0; i < NW; i++) {
+            col_query_t q = {0};
+            q.service = str(svc_names[rnd() % NSVC]);
+            q.min_duration_ns = 3000000000ull; /* longer than any: the summaries say so */
+            uint8_t ids[20][16];
+            size_t k;
+            double q0 = now_s();
+            if (col_store_search(s, &q, ids, 20, &k) != 0 || k != 0) return 1;
+            lat[i] = now_s() - q0;
+        }
+        pct("search none (dur>3s)", lat, NW);
+        for (int i = 0; i < NW; i++) {
+            col_query_t q = {.ntags = 1};
+            q.service = str(svc_names[rnd() % NSVC]);
+            q.tags[0].key = COL_STR("http.status_code");
+            q.tags[0].value = COL_STR("599"); /* no span has it: every block of the service read */
+            uint8_t ids[20][16];
+            size_t k;
+            double q0 = now_s();
+            if (col_store_search(s, &q, ids, 20, &k) != 0 || k != 0) return 1;
+            lat[i] = now_s() - q0;
+        }
+        pct("search none (tag)", lat, NW);
     }
     weft_arena_free(&a);
     free(lat);
+    free(cpu);
     free(b);
     col_store_close(s);
     char cmd[600];

@@ -1,15 +1,18 @@
 /*
  * otlp_any.c - the OTLP decoders' shared pieces (collector/otlp_any.h): AnyValue's JSON
- * text for ARRAY and KVLIST attributes, base64, hex.
+ * text for ARRAY and KVLIST attributes, the field paths their 400s name and the words of
+ * their id refusals (so that both encodings refuse alike), base64, hex.
  *
  * Both decoders render nested values through these functions only, so the two encodings
  * of a request give byte-identical attribute text (test_otlp_json compares whole batches).
  * Pure functions; a weft_buf_t per decode holds the text while it is written.
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "collector/otlp_any.h"
+#include "core/errbuf.h"
 #include "core/json_write.h"
 #include "weft/common.h"
 
@@ -76,6 +79,37 @@ void col_any_put_key(weft_buf_t *b, const char *k, size_t n)
     weft_buf_puts(b, "{\"key\":");
     weft_json_put_str(b, k, n);
     weft_buf_puts(b, ",\"value\":");
+}
+
+int col_path_errf(const col_path_t *p, const char *field, const char *msg, char *err, size_t errlen)
+{
+    char path[640]; /* the deepest: 16 nested values, about 450 bytes */
+    size_t o = 0;
+    unsigned n = p->depth < sizeof(p->seg) / sizeof(p->seg[0])
+                     ? p->depth
+                     : (unsigned)(sizeof(p->seg) / sizeof(p->seg[0]));
+    for (unsigned i = 0; i < n && o < sizeof(path); i++) {
+        const col_seg_t *s = &p->seg[i];
+        int k = s->index >= 0 ? snprintf(path + o, sizeof(path) - o, "%s%s[%d]", i ? "." : "",
+                                         s->name, s->index)
+                              : snprintf(path + o, sizeof(path) - o, "%s%s", i ? "." : "", s->name);
+        if (k > 0) o += (size_t)k;
+    }
+    if (o >= sizeof(path)) o = sizeof(path) - 1;
+    path[o] = 0;
+    if (!o && !field) /* the request itself */
+        return weft__errf(err, errlen, WEFT_EINVAL, "%s", msg);
+    return weft__errf(err, errlen, WEFT_EINVAL, "%s%s%s: %s", path, field && o ? "." : "",
+                      field ? field : "", msg);
+}
+
+void col_id_why(char *buf, size_t n, const char *name, size_t want, int li)
+{
+    if (li >= 0)
+        snprintf(buf, n, "links[%d].%s must be %zu bytes (%zu hex digits)", li, name, want,
+                 2 * want);
+    else
+        snprintf(buf, n, "%s must be %zu bytes (%zu hex digits)", name, want, 2 * want);
 }
 
 int col_arena_alloc(weft_arena_t *a, size_t n, void **out)

@@ -2,7 +2,7 @@
  * otlp_any.h - what the two OTLP decoders share (internal): the OTLP/JSON text that
  * span.h keeps for ARRAY and KVLIST attribute values, written the same from protobuf
  * (otlp_pb.c) and from JSON (otlp_json.c), so that one request decodes to the same bytes
- * in either encoding; base64 and hex for the JSON side.
+ * in either encoding; the path of the field a 400 names; base64 and hex for the JSON side.
  *
  * The text is protobuf's canonical JSON of the values (field names in lowerCamelCase,
  * int64 as a decimal string, bytes as padded standard base64, NaN and infinities as
@@ -46,6 +46,42 @@ void col_any_put_key(weft_buf_t *b, const char *k, size_t n);
  * col_span_check refuses the span for it. */
 int col_any_take(weft_buf_t *b, weft_arena_t *a, col_str_t *out);
 #define COL_ANY_BUF_LIMIT (COL_VALUE_MAX + 1)
+
+/* How deep AnyValues nest (an attribute's value is depth 1); deeper is a 400. */
+#define COL_ANY_MAX_DEPTH 16
+
+/* The path to the field being read, for messages naming it in OTLP/JSON's words
+ * ("resourceSpans[0].scopeSpans[1].spans[3].attributes[2].value"): one step per message
+ * entered, with its index in a repeated field (-1: none). Steps past the array's room are
+ * counted, not kept (the message then stops at the deepest kept). */
+typedef struct {
+    const char *name;
+    int index;
+} col_seg_t;
+typedef struct {
+    col_seg_t seg[8 + 2 * COL_ANY_MAX_DEPTH];
+    unsigned depth;
+} col_path_t;
+
+static inline void col_path_push(col_path_t *p, const char *name, int index)
+{
+    if (p->depth < sizeof(p->seg) / sizeof(p->seg[0])) p->seg[p->depth] = (col_seg_t){name, index};
+    p->depth++;
+}
+
+static inline void col_path_pop(col_path_t *p)
+{
+    p->depth--;
+}
+
+/* "<path>.<field>: <msg>" into err (msg alone with neither path nor field); returns
+ * WEFT_EINVAL. */
+int col_path_errf(const col_path_t *p, const char *field, const char *msg, char *err,
+                  size_t errlen);
+
+/* Why a span is refused for an id that is not want bytes: "spanId must be 8 bytes (16 hex
+ * digits)", or for link li (>= 0) "links[2].spanId ...", into buf. */
+void col_id_why(char *buf, size_t n, const char *name, size_t want, int li);
 
 /* Arena allocation with the right error: 0, WEFT_ELIMIT or WEFT_ENOMEM. */
 int col_arena_alloc(weft_arena_t *a, size_t n, void **out);

@@ -33,6 +33,12 @@
  * COL_MAX_LINKS), counting no further: the span is refused for it anyway, and the scratch
  * memory stays bounded whatever the body. More than COL_MAX_BATCH_SPANS spans: WEFT_ELIMIT.
  *
+ * A ResourceSpans' resource and a ScopeSpans' scope usually come before their spans, and
+ * each span is checked with them as it is read; one that comes after some of its spans is
+ * checked once more at the end of its object (col_shared_check), and its faults refuse the
+ * spans read before it too. A member given twice keeps its last value; the protobuf
+ * decoder does the same.
+ *
  * Recursion: AnyValue's only, bounded (depth 16); the reader bounds the rest (64).
  */
 #include <math.h>
@@ -46,17 +52,10 @@
 #include "core/json_read.h"
 #include "weft/common.h"
 
-#define ANY_MAX_DEPTH 16
-
 typedef struct {
     char *p;
     size_t n, cap; /* elements */
 } vec_t;
-
-typedef struct {
-    const char *name;
-    int index; /* -1: none */
-} seg_t;
 
 typedef struct {
     weft_jr_t r;
@@ -65,10 +64,10 @@ typedef struct {
     char *err;
     size_t errlen;
     int rc;
-    seg_t path[8 + 2 * ANY_MAX_DEPTH];
-    unsigned depth;
+    col_path_t path;
     weft_buf_t jb;
     vec_t spans, attrs, events, links;
+    vec_t idx;       /* each kept span's number in the request (size_t, parallel to spans) */
     const char *why; /* the span being read: why it is refused (the first reason) */
     char why_buf[96];
     size_t index; /* the request's span number */
@@ -78,38 +77,19 @@ typedef struct {
 
 static void push(ctx_t *c, const char *name, int index)
 {
-    if (c->depth < sizeof(c->path) / sizeof(c->path[0])) c->path[c->depth] = (seg_t){name, index};
-    c->depth++;
+    col_path_push(&c->path, name, index);
 }
 
 static void pop(ctx_t *c)
 {
-    c->depth--;
+    col_path_pop(&c->path);
 }
 
 /* Refuses the request: "<path>.<field>: <msg>" (WEFT_EINVAL). Stops the reader. */
 static bool bad(ctx_t *c, const char *field, const char *msg)
 {
     if (c->rc) return false;
-    char path[640]; /* the deepest: 16 nested values, about 450 bytes */
-    size_t o = 0;
-    unsigned n = c->depth < sizeof(c->path) / sizeof(c->path[0])
-                     ? c->depth
-                     : (unsigned)(sizeof(c->path) / sizeof(c->path[0]));
-    for (unsigned i = 0; i < n && o < sizeof(path); i++) {
-        const seg_t *s = &c->path[i];
-        int k = s->index >= 0 ? snprintf(path + o, sizeof(path) - o, "%s%s[%d]", i ? "." : "",
-                                         s->name, s->index)
-                              : snprintf(path + o, sizeof(path) - o, "%s%s", i ? "." : "", s->name);
-        if (k > 0) o += (size_t)k;
-    }
-    if (o >= sizeof(path)) o = sizeof(path) - 1;
-    path[o] = 0;
-    if (!o && !field)
-        c->rc = weft__errf(c->err, c->errlen, WEFT_EINVAL, "%s", msg);
-    else
-        c->rc = weft__errf(c->err, c->errlen, WEFT_EINVAL, "%s%s%s: %s", path,
-                           field && o ? "." : "", field ? field : "", msg);
+    c->rc = col_path_errf(&c->path, field, msg, c->err, c->errlen);
     weft_jr_fail(&c->r, msg);
     return false;
 }
@@ -145,12 +125,7 @@ static void refuse(ctx_t *c, const char *why)
 static void id_refuse(ctx_t *c, const char *name, size_t want, int li)
 {
     if (c->why) return;
-    if (li >= 0)
-        snprintf(c->why_buf, sizeof(c->why_buf), "links[%d].%s must be %zu bytes (%zu hex digits)",
-                 li, name, want, 2 * want);
-    else
-        snprintf(c->why_buf, sizeof(c->why_buf), "%s must be %zu bytes (%zu hex digits)", name,
-                 want, 2 * want);
+    col_id_why(c->why_buf, sizeof(c->why_buf), name, want, li);
     c->why = c->why_buf;
 }
 
@@ -193,35 +168,53 @@ static bool vec_take(ctx_t *c, vec_t *v, size_t base, size_t elem, void **out, u
 
 typedef struct {
     const char *camel, *snake; /* snake NULL: the same */
+    uint8_t cn, sn;            /* their lengths */
 } name_t;
+#define N(camel, snake)                                                                            \
+    {                                                                                              \
+        camel, snake, sizeof(camel) - 1, sizeof(snake) - 1                                         \
+    }
+#define N1(camel)                                                                                  \
+    {                                                                                              \
+        camel, NULL, sizeof(camel) - 1, 0                                                          \
+    }
 
 /* The index of k in names (n entries), or -1. */
-static int name_of(weft_jr_str_t k, const name_t *names, int n)
+static inline int name_of(weft_jr_str_t k, const name_t *names, int n)
 {
     for (int i = 0; i < n; i++) {
-        if (weft_jr_key_is(k, names[i].camel)) return i;
-        if (names[i].snake && weft_jr_key_is(k, names[i].snake)) return i;
+        if (k.n == names[i].cn && memcmp(k.p, names[i].camel, k.n) == 0) return i;
+        if (k.n == names[i].sn && names[i].snake && memcmp(k.p, names[i].snake, k.n) == 0) return i;
     }
     return -1;
 }
 
 /* ---- typed reads of known fields (null: the default, nothing read) ---- */
 
-static bool want_type(ctx_t *c, const char *field, weft_jr_type_t t, const char *msg)
+/* The next value is of type got where another belongs: false, with a syntax error when got
+ * is none (the reader's), else msg under the field's path. */
+static bool type_fault(ctx_t *c, const char *field, weft_jr_type_t got, const char *msg)
 {
-    weft_jr_type_t got = weft_jr_peek(&c->r);
-    if (got == t || (t == WEFT_JR_TRUE && got == WEFT_JR_FALSE)) return true;
-    if (got == WEFT_JR_NONE) { /* a syntax error (or no text), reported as such */
+    if (got == WEFT_JR_NONE) {
         if (!c->r.err) weft_jr_skip(&c->r);
         return false;
     }
     return bad(c, field, msg);
 }
 
+static bool want_type(ctx_t *c, const char *field, weft_jr_type_t t, const char *msg)
+{
+    weft_jr_type_t got = weft_jr_peek(&c->r);
+    if (got == t || (t == WEFT_JR_TRUE && got == WEFT_JR_FALSE)) return true;
+    return type_fault(c, field, got, msg);
+}
+
 static bool get_str(ctx_t *c, const char *field, col_str_t *out)
 {
-    if (weft_jr_null(&c->r)) return true;
-    if (!want_type(c, field, WEFT_JR_STRING, "must be a string")) return false;
+    weft_jr_type_t t = weft_jr_peek(&c->r);
+    if (t != WEFT_JR_STRING)
+        return t == WEFT_JR_NULL ? weft_jr_null(&c->r)
+                                 : type_fault(c, field, t, "must be a string");
     weft_jr_str_t s;
     if (!weft_jr_string(&c->r, &s)) return bad_read(c, field);
     if (s.n > UINT32_MAX) return bad(c, field, "too long");
@@ -232,12 +225,11 @@ static bool get_str(ctx_t *c, const char *field, col_str_t *out)
 
 static bool get_u64(ctx_t *c, const char *field, uint64_t *v)
 {
-    if (weft_jr_null(&c->r)) return true;
     weft_jr_type_t t = weft_jr_peek(&c->r);
-    if (t != WEFT_JR_NUMBER && t != WEFT_JR_STRING) {
-        if (t == WEFT_JR_NONE) return false;
-        return bad(c, field, "must be an integer (a number or a string)");
-    }
+    if (t != WEFT_JR_NUMBER && t != WEFT_JR_STRING)
+        return t == WEFT_JR_NULL
+                   ? weft_jr_null(&c->r)
+                   : type_fault(c, field, t, "must be an integer (a number or a string)");
     if (!weft_jr_uint64(&c->r, v)) return bad_read(c, field);
     return true;
 }
@@ -283,8 +275,10 @@ static bool get_id(ctx_t *c, const char *field, uint8_t *out, size_t want, bool 
                    bool *seen)
 {
     memset(out, 0, want);
-    if (weft_jr_null(&c->r)) return true;
-    if (!want_type(c, field, WEFT_JR_STRING, "must be a string of hex digits")) return false;
+    weft_jr_type_t t = weft_jr_peek(&c->r);
+    if (t != WEFT_JR_STRING)
+        return t == WEFT_JR_NULL ? weft_jr_null(&c->r)
+                                 : type_fault(c, field, t, "must be a string of hex digits");
     weft_jr_str_t s;
     if (!weft_jr_string(&c->r, &s)) return bad_read(c, field);
     *seen = true;
@@ -305,9 +299,10 @@ static bool get_id(ctx_t *c, const char *field, uint8_t *out, size_t want, bool 
 
 enum { AV_STRING, AV_BOOL, AV_INT, AV_DOUBLE, AV_ARRAY, AV_KVLIST, AV_BYTES };
 static const name_t any_names[] = {
-    {"stringValue", "string_value"}, {"boolValue", "bool_value"},   {"intValue", "int_value"},
-    {"doubleValue", "double_value"}, {"arrayValue", "array_value"}, {"kvlistValue", "kvlist_value"},
-    {"bytesValue", "bytes_value"},
+    N("stringValue", "string_value"), N("boolValue", "bool_value"),
+    N("intValue", "int_value"),       N("doubleValue", "double_value"),
+    N("arrayValue", "array_value"),   N("kvlistValue", "kvlist_value"),
+    N("bytesValue", "bytes_value"),
 };
 
 static bool get_double(ctx_t *c, const char *field, double *d)
@@ -431,7 +426,7 @@ static bool list_json(ctx_t *c, bool kv, unsigned depth)
 /* A nested AnyValue as JSON into c->jb. */
 static bool any_json(ctx_t *c, unsigned depth)
 {
-    if (depth > ANY_MAX_DEPTH) return bad(c, NULL, "values nested deeper than 16");
+    if (depth > COL_ANY_MAX_DEPTH) return bad(c, NULL, "values nested deeper than 16");
     if (weft_jr_null(&c->r)) {
         col_any_put_empty(&c->jb);
         return true;
@@ -613,8 +608,8 @@ static bool attributes(ctx_t *c, const char *field, col_attr_t **out, uint32_t *
 
 static bool resource(ctx_t *c, col_resource_t *res)
 {
-    static const name_t names[] = {{"attributes", NULL},
-                                   {"droppedAttributesCount", "dropped_attributes_count"}};
+    static const name_t names[] = {N1("attributes"),
+                                   N("droppedAttributesCount", "dropped_attributes_count")};
     if (weft_jr_null(&c->r)) return true;
     if (!want_type(c, NULL, WEFT_JR_OBJECT, "must be an object")) return false;
     weft_jr_object(&c->r);
@@ -641,10 +636,8 @@ static bool resource(ctx_t *c, col_resource_t *res)
 
 static bool scope(ctx_t *c, col_scope_t *sc)
 {
-    static const name_t names[] = {{"name", NULL},
-                                   {"version", NULL},
-                                   {"attributes", NULL},
-                                   {"droppedAttributesCount", "dropped_attributes_count"}};
+    static const name_t names[] = {N1("name"), N1("version"), N1("attributes"),
+                                   N("droppedAttributesCount", "dropped_attributes_count")};
     if (weft_jr_null(&c->r)) return true;
     if (!want_type(c, NULL, WEFT_JR_OBJECT, "must be an object")) return false;
     weft_jr_object(&c->r);
@@ -683,10 +676,9 @@ static const char *const status_names[] = {"STATUS_CODE_UNSET", "STATUS_CODE_OK"
 
 static bool event(ctx_t *c, col_event_t *e)
 {
-    static const name_t names[] = {{"timeUnixNano", "time_unix_nano"},
-                                   {"name", NULL},
-                                   {"attributes", NULL},
-                                   {"droppedAttributesCount", "dropped_attributes_count"}};
+    static const name_t names[] = {N("timeUnixNano", "time_unix_nano"), N1("name"),
+                                   N1("attributes"),
+                                   N("droppedAttributesCount", "dropped_attributes_count")};
     e->name = (col_str_t){"", 0};
     if (!want_type(c, NULL, WEFT_JR_OBJECT, "must be an object")) return false;
     weft_jr_object(&c->r);
@@ -717,12 +709,12 @@ static bool event(ctx_t *c, col_event_t *e)
 
 static bool link(ctx_t *c, col_link_t *l, int li)
 {
-    static const name_t names[] = {{"traceId", "trace_id"},
-                                   {"spanId", "span_id"},
-                                   {"traceState", "trace_state"},
-                                   {"attributes", NULL},
-                                   {"droppedAttributesCount", "dropped_attributes_count"},
-                                   {"flags", NULL}};
+    static const name_t names[] = {N("traceId", "trace_id"),
+                                   N("spanId", "span_id"),
+                                   N("traceState", "trace_state"),
+                                   N1("attributes"),
+                                   N("droppedAttributesCount", "dropped_attributes_count"),
+                                   N1("flags")};
     l->trace_state = (col_str_t){"", 0};
     if (!want_type(c, NULL, WEFT_JR_OBJECT, "must be an object")) return false;
     weft_jr_object(&c->r);
@@ -762,7 +754,7 @@ static bool link(ctx_t *c, col_link_t *l, int li)
 
 static bool status(ctx_t *c, col_span_t *s)
 {
-    static const name_t names[] = {{"message", NULL}, {"code", NULL}};
+    static const name_t names[] = {N1("message"), N1("code")};
     s->status = COL_STATUS_UNSET;
     s->status_message = (col_str_t){"", 0};
     if (weft_jr_null(&c->r)) return true;
@@ -859,22 +851,22 @@ enum {
     SP_STATUS
 };
 static const name_t span_names[] = {
-    [SP_TRACE_ID] = {"traceId", "trace_id"},
-    [SP_SPAN_ID] = {"spanId", "span_id"},
-    [SP_TRACE_STATE] = {"traceState", "trace_state"},
-    [SP_PARENT] = {"parentSpanId", "parent_span_id"},
-    [SP_FLAGS] = {"flags", NULL},
-    [SP_NAME] = {"name", NULL},
-    [SP_KIND] = {"kind", NULL},
-    [SP_START] = {"startTimeUnixNano", "start_time_unix_nano"},
-    [SP_END] = {"endTimeUnixNano", "end_time_unix_nano"},
-    [SP_ATTRS] = {"attributes", NULL},
-    [SP_DROPPED_ATTRS] = {"droppedAttributesCount", "dropped_attributes_count"},
-    [SP_EVENTS] = {"events", NULL},
-    [SP_DROPPED_EVENTS] = {"droppedEventsCount", "dropped_events_count"},
-    [SP_LINKS] = {"links", NULL},
-    [SP_DROPPED_LINKS] = {"droppedLinksCount", "dropped_links_count"},
-    [SP_STATUS] = {"status", NULL},
+    [SP_TRACE_ID] = N("traceId", "trace_id"),
+    [SP_SPAN_ID] = N("spanId", "span_id"),
+    [SP_TRACE_STATE] = N("traceState", "trace_state"),
+    [SP_PARENT] = N("parentSpanId", "parent_span_id"),
+    [SP_FLAGS] = N1("flags"),
+    [SP_NAME] = N1("name"),
+    [SP_KIND] = N1("kind"),
+    [SP_START] = N("startTimeUnixNano", "start_time_unix_nano"),
+    [SP_END] = N("endTimeUnixNano", "end_time_unix_nano"),
+    [SP_ATTRS] = N1("attributes"),
+    [SP_DROPPED_ATTRS] = N("droppedAttributesCount", "dropped_attributes_count"),
+    [SP_EVENTS] = N1("events"),
+    [SP_DROPPED_EVENTS] = N("droppedEventsCount", "dropped_events_count"),
+    [SP_LINKS] = N1("links"),
+    [SP_DROPPED_LINKS] = N("droppedLinksCount", "dropped_links_count"),
+    [SP_STATUS] = N1("status"),
 };
 
 static bool span(ctx_t *c, col_span_t *s)
@@ -955,15 +947,26 @@ static bool span(ctx_t *c, col_span_t *s)
 
 /* ---- the request ---- */
 
+/* Spans [first, c->spans.n) are refused for why (a resource or scope read after them,
+ * over a limit). */
+static void refuse_from(ctx_t *c, size_t first, const char *why)
+{
+    const size_t *idx = (const size_t *)c->idx.p;
+    for (size_t i = first; i < c->spans.n; i++) col_batch_reject(c->b, idx[i], why);
+    c->spans.n = c->idx.n = first;
+}
+
 static bool scope_spans(ctx_t *c, const col_resource_t *res)
 {
-    static const name_t names[] = {{"scope", NULL}, {"spans", NULL}, {"schemaUrl", "schema_url"}};
+    static const name_t names[] = {N1("scope"), N1("spans"), N("schemaUrl", "schema_url")};
     col_scope_t *sc;
     int rc = col_arena_alloc(c->a, sizeof(*sc), (void **)&sc);
     if (rc) return nomem(c, rc);
     memset(sc, 0, sizeof(*sc));
     sc->name = sc->version = (col_str_t){"", 0};
     if (!want_type(c, NULL, WEFT_JR_OBJECT, "must be an object")) return false;
+    size_t first = c->spans.n;
+    bool late = false; /* the scope came after some of its spans */
     weft_jr_object(&c->r);
     weft_jr_str_t k;
     while (weft_jr_key(&c->r, &k)) {
@@ -971,6 +974,9 @@ static bool scope_spans(ctx_t *c, const col_resource_t *res)
         col_str_t url;
         switch (name_of(k, names, 3)) {
         case 0:
+            late = late || c->spans.n > first;
+            memset(sc, 0, sizeof(*sc));
+            sc->name = sc->version = (col_str_t){"", 0};
             push(c, "scope", -1);
             good = scope(c, sc);
             pop(c);
@@ -1003,6 +1009,10 @@ static bool scope_spans(ctx_t *c, const col_resource_t *res)
                 if (why) {
                     col_batch_reject(c->b, c->index, why);
                     c->spans.n--;
+                } else {
+                    size_t *ix = vec_push(c, &c->idx, sizeof(size_t));
+                    if (!ix) return false;
+                    *ix = c->index;
                 }
                 c->index++;
             }
@@ -1016,19 +1026,23 @@ static bool scope_spans(ctx_t *c, const col_resource_t *res)
         }
         if (!good) return false;
     }
+    const char *why;
+    if (late && ok(c) && (why = col_shared_check(res, sc))) refuse_from(c, first, why);
     return ok(c);
 }
 
 static bool resource_spans(ctx_t *c)
 {
-    static const name_t names[] = {
-        {"resource", NULL}, {"scopeSpans", "scope_spans"}, {"schemaUrl", "schema_url"}};
+    static const name_t names[] = {N1("resource"), N("scopeSpans", "scope_spans"),
+                                   N("schemaUrl", "schema_url")};
     col_resource_t *res;
     int rc = col_arena_alloc(c->a, sizeof(*res), (void **)&res);
     if (rc) return nomem(c, rc);
     memset(res, 0, sizeof(*res));
     res->service = (col_str_t){"", 0};
     if (!want_type(c, NULL, WEFT_JR_OBJECT, "must be an object")) return false;
+    size_t first = c->spans.n;
+    bool late = false; /* the resource came after some of its spans */
     weft_jr_object(&c->r);
     weft_jr_str_t k;
     while (weft_jr_key(&c->r, &k)) {
@@ -1036,6 +1050,7 @@ static bool resource_spans(ctx_t *c)
         col_str_t url;
         switch (name_of(k, names, 3)) {
         case 0:
+            late = late || c->spans.n > first;
             push(c, "resource", -1);
             memset(res, 0, sizeof(*res));
             res->service = (col_str_t){"", 0};
@@ -1061,6 +1076,9 @@ static bool resource_spans(ctx_t *c)
         }
         if (!good) return false;
     }
+    /* the resource's faults refuse its spans; when it came late, those read before it */
+    const char *why;
+    if (late && ok(c) && (why = col_shared_check(res, NULL))) refuse_from(c, first, why);
     return ok(c);
 }
 
@@ -1127,6 +1145,7 @@ int col_otlp_json_decode(const char *p, size_t n, weft_arena_t *a, col_batch_t *
     free(c->attrs.p);
     free(c->events.p);
     free(c->links.p);
+    free(c->idx.p);
     free(c);
     return rc;
 }

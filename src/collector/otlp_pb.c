@@ -29,8 +29,11 @@
  *
  * Also: more than COL_MAX_BATCH_SPANS spans, or the arena's limit: WEFT_ELIMIT (413).
  * Unknown fields are skipped whatever their wire type but groups (deprecated, never in
- * OTLP). A non-repeated field given twice keeps its last value (protobuf would merge two
- * messages; no OTLP sender does that). A uint32 given more bits keeps the low 32, as
+ * OTLP). A ResourceSpans' resource and a ScopeSpans' scope are read before their spans
+ * wherever they are in the message (one more walk over the tags, lengths skipped), so
+ * that every span is checked with them. A non-repeated field given twice keeps its last
+ * value (protobuf would merge two messages; no OTLP sender does that); so does the JSON
+ * decoder. A uint32 given more bits keeps the low 32, as
  * protobuf's parsers do. service.name's string value is the resource's service.
  *
  * No recursion but AnyValue's, bounded by COL_ANY_MAX_DEPTH. Never reads past the body.
@@ -44,19 +47,11 @@
 #include "core/json_read.h"
 #include "weft/common.h"
 
-#define COL_ANY_MAX_DEPTH 16
-
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_SGROUP = 3, WT_EGROUP = 4, WT_I32 = 5 };
 
 typedef struct {
     const uint8_t *p, *end;
 } pb_t;
-
-/* One step of the path to the field being read, for messages: name and index (-1: none). */
-typedef struct {
-    const char *name;
-    int index;
-} seg_t;
 
 typedef struct {
     weft_arena_t *a;
@@ -64,8 +59,7 @@ typedef struct {
     char *err;
     size_t errlen;
     int rc; /* the first error, 0 while none */
-    seg_t path[8 + 2 * COL_ANY_MAX_DEPTH];
-    unsigned depth;
+    col_path_t path;
     weft_buf_t jb;   /* ARRAY and KVLIST values' text while it is written */
     const char *why; /* the span being read: why it is refused (the first reason) */
     char why_buf[96];
@@ -75,38 +69,19 @@ typedef struct {
 
 static void push(ctx_t *c, const char *name, int index)
 {
-    if (c->depth < sizeof(c->path) / sizeof(c->path[0])) c->path[c->depth] = (seg_t){name, index};
-    c->depth++;
+    col_path_push(&c->path, name, index);
 }
 
 static void pop(ctx_t *c)
 {
-    c->depth--;
+    col_path_pop(&c->path);
 }
 
 /* Refuses the request: "<path>.<field>: <msg>". Returns WEFT_EINVAL. */
 static int bad(ctx_t *c, const char *field, const char *msg)
 {
     if (c->rc) return c->rc;
-    char path[640]; /* the deepest: 16 nested values, about 450 bytes */
-    size_t o = 0;
-    unsigned n = c->depth < sizeof(c->path) / sizeof(c->path[0])
-                     ? c->depth
-                     : (unsigned)(sizeof(c->path) / sizeof(c->path[0]));
-    for (unsigned i = 0; i < n && o < sizeof(path); i++) {
-        const seg_t *s = &c->path[i];
-        int k = s->index >= 0 ? snprintf(path + o, sizeof(path) - o, "%s%s[%d]", i ? "." : "",
-                                         s->name, s->index)
-                              : snprintf(path + o, sizeof(path) - o, "%s%s", i ? "." : "", s->name);
-        if (k > 0) o += (size_t)k;
-    }
-    if (o >= sizeof(path)) o = sizeof(path) - 1;
-    path[o] = 0;
-    if (!o && !field) /* the request itself */
-        c->rc = weft__errf(c->err, c->errlen, WEFT_EINVAL, "%s", msg);
-    else
-        c->rc = weft__errf(c->err, c->errlen, WEFT_EINVAL, "%s%s%s: %s", path,
-                           field && o ? "." : "", field ? field : "", msg);
+    c->rc = col_path_errf(&c->path, field, msg, c->err, c->errlen);
     return c->rc;
 }
 
@@ -203,7 +178,7 @@ static inline bool fixed32(pb_t *r, uint32_t *v)
 static bool skip(pb_t *r, unsigned wt, const char **msg)
 {
     uint64_t v;
-    pb_t sub;
+    pb_t sub = {NULL, NULL};
     switch (wt) {
     case WT_VARINT:
         if (varint(r, &v)) return true;
@@ -250,6 +225,25 @@ static void count3(pb_t r, uint32_t f1, uint32_t f2, uint32_t f3, size_t *n1, si
     }
 }
 
+/* The last LEN field numbered f of the message (the one that counts), in *out: whether
+ * there is one (stops at malformed bytes, which the reading walk reports). */
+static bool last_field(pb_t r, uint32_t f, pb_t *out)
+{
+    uint32_t g;
+    unsigned wt;
+    const char *msg;
+    bool found = false;
+    while (tag(&r, &g, &wt, &msg) > 0) {
+        if (g == f && wt == WT_LEN) {
+            if (!len_field(&r, out)) return false;
+            found = true;
+        } else if (!skip(&r, wt, &msg)) {
+            return false;
+        }
+    }
+    return found;
+}
+
 static const char *wt_name(unsigned wt)
 {
     static const char *const names[] = {"varint",    "fixed64", "length-delimited", "group start",
@@ -275,7 +269,7 @@ static int bad_wt(ctx_t *c, const char *name, unsigned got, unsigned want)
 static int get_str(ctx_t *c, pb_t *r, unsigned wt, const char *name, col_str_t *out)
 {
     WANT(c, name, wt, WT_LEN);
-    pb_t sub;
+    pb_t sub = {NULL, NULL};
     if (!len_field(r, &sub)) return bad(c, name, "truncated length-delimited field");
     size_t n = (size_t)(sub.end - sub.p);
     if (n > UINT32_MAX) return bad(c, name, "too long");
@@ -354,7 +348,7 @@ static int list_json(ctx_t *c, pb_t r, bool kv, unsigned depth)
             if ((rc = skip_field(c, &r, f, wt))) return rc;
             continue;
         }
-        pb_t el;
+        pb_t el = {NULL, NULL};
         if ((rc = get_bytes(c, &r, wt, "values", &el))) return rc;
         if (i) weft_buf_putc(&c->jb, ',');
         push(c, "values", i++);
@@ -551,7 +545,7 @@ static int key_value(ctx_t *c, pb_t r, col_attr_t *a)
         if (f == 1) {
             rc = get_str(c, &r, wt, "key", &a->key);
         } else if (f == 2) {
-            pb_t v;
+            pb_t v = {NULL, NULL};
             rc = get_bytes(c, &r, wt, "value", &v);
             if (!rc) {
                 push(c, "value", -1);
@@ -588,7 +582,7 @@ static int attributes(ctx_t *c, pb_t r, uint32_t af, const char *name, col_attr_
             if (skip(&r, wt, &tag_msg_)) continue;
             return 0; /* the caller's walk reports it */
         }
-        pb_t kv;
+        pb_t kv = {NULL, NULL};
         if (wt != WT_LEN || !len_field(&r, &kv) || i == cnt) return 0; /* likewise */
         push(c, name, (int)i);
         rc = key_value(c, kv, &(*out)[i++]);
@@ -659,12 +653,7 @@ static int scope(ctx_t *c, pb_t r, col_scope_t *sc)
 static void id_refuse(ctx_t *c, const char *name, size_t want, int li)
 {
     if (c->why) return;
-    if (li >= 0)
-        snprintf(c->why_buf, sizeof(c->why_buf), "links[%d].%s must be %zu bytes (%zu hex digits)",
-                 li, name, want, 2 * want);
-    else
-        snprintf(c->why_buf, sizeof(c->why_buf), "%s must be %zu bytes (%zu hex digits)", name,
-                 want, 2 * want);
+    col_id_why(c->why_buf, sizeof(c->why_buf), name, want, li);
     c->why = c->why_buf;
 }
 
@@ -672,7 +661,7 @@ static void id_refuse(ctx_t *c, const char *name, size_t want, int li)
 static int id_field(ctx_t *c, pb_t *r, unsigned wt, const char *name, uint8_t *out, size_t want,
                     bool empty_ok, int li)
 {
-    pb_t v;
+    pb_t v = {NULL, NULL};
     int rc = get_bytes(c, r, wt, name, &v);
     if (rc) return rc;
     size_t n = (size_t)(v.end - v.p);
@@ -799,7 +788,7 @@ static int span(ctx_t *c, pb_t r, col_span_t *s)
     bool has_tid = false, has_sid = false;
     FIELDS(c, &r, f, wt)
     {
-        pb_t m;
+        pb_t m = {NULL, NULL};
         uint64_t u;
         switch (f) {
         case 1:
@@ -902,21 +891,25 @@ static int scope_spans(ctx_t *c, pb_t r, const col_resource_t *res)
     if (rc) return fail_rc(c, rc);
     memset(sc, 0, sizeof(*sc));
     sc->name = sc->version = (col_str_t){"", 0};
+    /* the scope first, wherever it is: its spans are checked against it as they are read */
+    pb_t m = {NULL, NULL};
+    if (last_field(r, 1, &m)) {
+        push(c, "scope", -1);
+        rc = scope(c, m, sc);
+        pop(c);
+        if (rc) return rc;
+    }
     const char *tag_msg_;
     uint32_t f;
     unsigned wt;
     int si = 0;
     FIELDS(c, &r, f, wt)
     {
-        pb_t m;
         col_str_t url;
         switch (f) {
         case 1:
-            if ((rc = get_bytes(c, &r, wt, "scope", &m))) return rc;
-            push(c, "scope", -1);
-            rc = scope(c, m, sc);
-            pop(c);
-            break;
+            rc = get_bytes(c, &r, wt, "scope", &m);
+            break; /* read above */
         case 2: {
             if ((rc = get_bytes(c, &r, wt, "spans", &m))) return rc;
             if (c->b->n >= c->cap) return bad(c, "spans", "more spans than counted");
@@ -958,22 +951,26 @@ static int resource_spans(ctx_t *c, pb_t r)
     if (rc) return fail_rc(c, rc);
     memset(res, 0, sizeof(*res));
     res->service = (col_str_t){"", 0};
+    /* the resource first, wherever it is: its spans are checked against it as they are
+     * read (col_span_check looks at their resource's attributes too) */
+    pb_t m = {NULL, NULL};
+    if (last_field(r, 1, &m)) {
+        push(c, "resource", -1);
+        rc = resource(c, m, res);
+        pop(c);
+        if (rc) return rc;
+    }
     const char *tag_msg_;
     uint32_t f;
     unsigned wt;
     int si = 0;
     FIELDS(c, &r, f, wt)
     {
-        pb_t m;
         col_str_t url;
         switch (f) {
         case 1:
-            if ((rc = get_bytes(c, &r, wt, "resource", &m))) return rc;
-            push(c, "resource", -1);
-            memset(res, 0, sizeof(*res));
-            rc = resource(c, m, res);
-            pop(c);
-            break;
+            rc = get_bytes(c, &r, wt, "resource", &m);
+            break; /* read above */
         case 2:
             if ((rc = get_bytes(c, &r, wt, "scopeSpans", &m))) return rc;
             push(c, "scopeSpans", si++);
@@ -999,7 +996,7 @@ static size_t count_spans(pb_t req)
     uint32_t f;
     unsigned wt;
     const char *msg;
-    pb_t rs, ss;
+    pb_t rs = {NULL, NULL}, ss = {NULL, NULL};
     while (tag(&req, &f, &wt, &msg) > 0) {
         if (f != 1 || wt != WT_LEN) {
             if (!skip(&req, wt, &msg)) break;
@@ -1041,7 +1038,7 @@ int col_otlp_pb_decode(const uint8_t *p, size_t n, weft_arena_t *a, col_batch_t 
     unsigned wt;
     int ri = 0;
     for (int t; !rc && (t = tag(&req, &f, &wt, &tag_msg_)) != 0;) {
-        pb_t m;
+        pb_t m = {NULL, NULL};
         if (t < 0) {
             rc = bad(&c, NULL, tag_msg_);
         } else if (f == 1) {

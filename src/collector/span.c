@@ -32,46 +32,64 @@ static bool all_zero(const uint8_t *p, size_t n)
     return acc == 0;
 }
 
-/* What is wrong with attrs[0..n) (named `what` in the message), or NULL; *bytes grows by
- * their strings' lengths. */
-static const char *attrs_check(const col_attr_t *attrs, uint32_t n, const char *what,
-                               uint64_t *bytes)
+/* What is wrong with attrs[0..n), or NULL; *bytes grows by their strings' lengths. The
+ * message names them as `what`, or as `what`[index].`what2` when index >= 0 (formatted
+ * only when something is wrong: this runs for every attribute of every span). */
+static const char *attrs_check(const col_attr_t *attrs, uint32_t n, const char *what, int index,
+                               const char *what2, uint64_t *bytes)
 {
+    char name[64];
+    const char *fault = NULL;
+    uint32_t at = 0;
     if (n > COL_MAX_ATTRS) {
-        snprintf(why_buf, sizeof(why_buf), "%s: more than %u attributes", what, COL_MAX_ATTRS);
-        return why_buf;
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        const col_attr_t *a = &attrs[i];
-        if (a->key.n > COL_KEY_MAX) {
-            snprintf(why_buf, sizeof(why_buf), "%s[%u].key is longer than %u bytes", what, i,
-                     COL_KEY_MAX);
-            return why_buf;
-        }
-        *bytes += a->key.n;
-        switch (a->type) {
-        case COL_V_STRING:
-        case COL_V_BYTES:
-        case COL_V_ARRAY:
-        case COL_V_KVLIST:
-            if (a->v.s.n > COL_VALUE_MAX) {
-                snprintf(why_buf, sizeof(why_buf), "%s[%u].value is longer than %u bytes", what, i,
-                         COL_VALUE_MAX);
-                return why_buf;
+        fault = "count";
+    } else {
+        for (uint32_t i = 0; i < n && !fault; i++) {
+            const col_attr_t *a = &attrs[i];
+            at = i;
+            if (a->key.n > COL_KEY_MAX) {
+                fault = "key";
+                break;
             }
-            *bytes += a->v.s.n;
-            break;
-        default:
-            break;
+            *bytes += a->key.n;
+            switch (a->type) {
+            case COL_V_STRING:
+            case COL_V_BYTES:
+            case COL_V_ARRAY:
+            case COL_V_KVLIST:
+                if (a->v.s.n > COL_VALUE_MAX) fault = "value";
+                *bytes += a->v.s.n;
+                break;
+            default:
+                break;
+            }
         }
     }
-    return NULL;
+    if (!fault) return NULL;
+    if (index >= 0)
+        snprintf(name, sizeof(name), "%s[%d].%s", what, index, what2);
+    else
+        snprintf(name, sizeof(name), "%s", what);
+    if (fault[0] == 'c')
+        snprintf(why_buf, sizeof(why_buf), "%s: more than %u attributes", name, COL_MAX_ATTRS);
+    else if (fault[0] == 'k')
+        snprintf(why_buf, sizeof(why_buf), "%s[%u].key is longer than %u bytes", name, at,
+                 COL_KEY_MAX);
+    else
+        snprintf(why_buf, sizeof(why_buf), "%s[%u].value is longer than %u bytes", name, at,
+                 COL_VALUE_MAX);
+    return why_buf;
 }
 
-static const char *name_check(col_str_t name, const char *what)
+/* `what` (or `what`[index].name) when name is over its limit, else NULL. */
+static const char *name_check(col_str_t name, const char *what, int index)
 {
     if (name.n <= COL_NAME_MAX) return NULL;
-    snprintf(why_buf, sizeof(why_buf), "%s is longer than %u bytes", what, COL_NAME_MAX);
+    if (index >= 0)
+        snprintf(why_buf, sizeof(why_buf), "%s[%d].name is longer than %u bytes", what, index,
+                 COL_NAME_MAX);
+    else
+        snprintf(why_buf, sizeof(why_buf), "%s is longer than %u bytes", what, COL_NAME_MAX);
     return why_buf;
 }
 
@@ -81,9 +99,9 @@ const char *col_span_check(const col_span_t *s)
     if (all_zero(s->span_id, sizeof(s->span_id))) return "spanId is all zero";
     if (s->end_ns < s->start_ns) return "endTimeUnixNano is before startTimeUnixNano";
     const char *why;
-    if ((why = name_check(s->name, "name"))) return why;
+    if ((why = name_check(s->name, "name", -1))) return why;
     uint64_t bytes = s->name.n + s->trace_state.n + s->status_message.n + s->remote.service.n;
-    if ((why = attrs_check(s->attrs, s->nattrs, "attributes", &bytes))) return why;
+    if ((why = attrs_check(s->attrs, s->nattrs, "attributes", -1, NULL, &bytes))) return why;
     if (s->nevents > COL_MAX_EVENTS) {
         snprintf(why_buf, sizeof(why_buf), "events: more than %u events", COL_MAX_EVENTS);
         return why_buf;
@@ -92,35 +110,37 @@ const char *col_span_check(const col_span_t *s)
         snprintf(why_buf, sizeof(why_buf), "links: more than %u links", COL_MAX_LINKS);
         return why_buf;
     }
-    char what[48];
     for (uint32_t i = 0; i < s->nevents; i++) {
         const col_event_t *e = &s->events[i];
-        snprintf(what, sizeof(what), "events[%u].name", i);
-        if ((why = name_check(e->name, what))) return why;
+        if ((why = name_check(e->name, "events", (int)i))) return why;
         bytes += e->name.n;
-        snprintf(what, sizeof(what), "events[%u].attributes", i);
-        if ((why = attrs_check(e->attrs, e->nattrs, what, &bytes))) return why;
+        if ((why = attrs_check(e->attrs, e->nattrs, "events", (int)i, "attributes", &bytes)))
+            return why;
     }
     for (uint32_t i = 0; i < s->nlinks; i++) {
         const col_link_t *l = &s->links[i];
         bytes += l->trace_state.n;
-        snprintf(what, sizeof(what), "links[%u].attributes", i);
-        if ((why = attrs_check(l->attrs, l->nattrs, what, &bytes))) return why;
+        if ((why = attrs_check(l->attrs, l->nattrs, "links", (int)i, "attributes", &bytes)))
+            return why;
     }
     if (bytes > COL_MAX_SPAN_BYTES) {
         snprintf(why_buf, sizeof(why_buf), "the span's strings are longer than %u bytes together",
                  COL_MAX_SPAN_BYTES);
         return why_buf;
     }
-    uint64_t shared = 0; /* the resource's and scope's count once per request, not here */
-    if ((why =
-             attrs_check(s->resource->attrs, s->resource->nattrs, "resource.attributes", &shared)))
+    return col_shared_check(s->resource, s->scope);
+}
+
+const char *col_shared_check(const col_resource_t *r, const col_scope_t *s)
+{
+    uint64_t shared = 0; /* the resource's and scope's bytes are not the span's */
+    const char *why;
+    if (r && (why = attrs_check(r->attrs, r->nattrs, "resource.attributes", -1, NULL, &shared)))
         return why;
-    if ((why = name_check(s->scope->name, "scope.name"))) return why;
-    if ((why = name_check(s->scope->version, "scope.version"))) return why;
-    if ((why = attrs_check(s->scope->attrs, s->scope->nattrs, "scope.attributes", &shared)))
-        return why;
-    return NULL;
+    if (!s) return NULL;
+    if ((why = name_check(s->name, "scope.name", -1))) return why;
+    if ((why = name_check(s->version, "scope.version", -1))) return why;
+    return attrs_check(s->attrs, s->nattrs, "scope.attributes", -1, NULL, &shared);
 }
 
 void col_batch_reject(col_batch_t *b, size_t index, const char *why)

@@ -145,6 +145,11 @@ typedef struct col_batch_s {
  * e.g. "traceId is all zero", "endTimeUnixNano is before startTimeUnixNano". */
 const char *col_span_check(const col_span_t *s);
 
+/* NULL, or what is wrong with a resource or scope (either may be NULL) by the limits that
+ * col_span_check applies to them with each span ("resource.attributes[2].key is longer
+ * than 256 bytes"): for a decoder that reads one after some of its spans. */
+const char *col_shared_check(const col_resource_t *r, const col_scope_t *s);
+
 /* Records a refused span in b: counts it, and keeps the first message as
  * "span <index>: <why>". */
 void col_batch_reject(col_batch_t *b, size_t index, const char *why);

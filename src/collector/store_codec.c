@@ -13,9 +13,10 @@
  * A span belongs to the last RESOURCE and SCOPE before it in its block. The fields the
  * indexes need come first, so that summarising a block reads a span's head and skips the
  * rest by its length. Strings are [varint length][bytes]; integers varints (zigzag for
- * signed), doubles 8 bytes LE. Nothing is deduplicated here: zstd sees the repetition
- * (attribute keys, service names, routes) across a block and removes it better and faster
- * than a dictionary of ours would (measured: see store.c).
+ * signed), doubles 8 bytes LE. Nothing is deduplicated here but a resource or scope
+ * shared by consecutive spans: zstd sees the repetition (attribute keys, service names,
+ * routes) across a block, and 56 bytes per span with 10 attributes (store.c) left no
+ * reason to build a dictionary of our own.
  *
  * Encoding runs on the appending thread (any); decoding on the querying thread (any) and
  * the writer (summaries). Decoding trusts nothing: every length is checked against the end.
@@ -102,8 +103,12 @@ static bool put_attrs(st_buf_t *b, const col_attr_t *a, uint32_t n, uint32_t dro
         uint8_t t = a[i].type <= COL_V_EMPTY ? a[i].type : COL_V_EMPTY;
         put_u8(b, t);
         switch (t) {
-        case COL_V_BOOL: put_u8(b, a[i].v.b ? 1 : 0); break;
-        case COL_V_INT: put_varint(b, zigzag(a[i].v.i)); break;
+        case COL_V_BOOL:
+            put_u8(b, a[i].v.b ? 1 : 0);
+            break;
+        case COL_V_INT:
+            put_varint(b, zigzag(a[i].v.i));
+            break;
         case COL_V_DOUBLE: {
             uint64_t u;
             memcpy(&u, &a[i].v.d, 8);
@@ -111,7 +116,8 @@ static bool put_attrs(st_buf_t *b, const col_attr_t *a, uint32_t n, uint32_t dro
             b->n += 8;
             break;
         }
-        case COL_V_EMPTY: break;
+        case COL_V_EMPTY:
+            break;
         default:
             if (!put_str(b, a[i].v.s)) return false;
         }
@@ -348,8 +354,12 @@ static void rd_attrs(st_rd_t *r, weft_arena_t *a, bool copy, col_attr_t **out, u
         at[i].key = out_str(r, a, copy, oom);
         at[i].type = rd_u8(r);
         switch (at[i].type) {
-        case COL_V_BOOL: at[i].v.b = rd_u8(r) != 0; break;
-        case COL_V_INT: at[i].v.i = unzigzag(rd_varint(r)); break;
+        case COL_V_BOOL:
+            at[i].v.b = rd_u8(r) != 0;
+            break;
+        case COL_V_INT:
+            at[i].v.i = unzigzag(rd_varint(r));
+            break;
         case COL_V_DOUBLE: {
             const uint8_t *p = rd_raw(r, 8);
             if (p) {
@@ -358,12 +368,16 @@ static void rd_attrs(st_rd_t *r, weft_arena_t *a, bool copy, col_attr_t **out, u
             }
             break;
         }
-        case COL_V_EMPTY: break;
+        case COL_V_EMPTY:
+            break;
         case COL_V_STRING:
         case COL_V_BYTES:
         case COL_V_ARRAY:
-        case COL_V_KVLIST: at[i].v.s = out_str(r, a, copy, oom); break;
-        default: r->bad = true;
+        case COL_V_KVLIST:
+            at[i].v.s = out_str(r, a, copy, oom);
+            break;
+        default:
+            r->bad = true;
         }
     }
     if (!r->bad) *n = k;

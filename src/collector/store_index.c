@@ -205,8 +205,7 @@ void st_tix_insert(st_tix_t *t, uint64_t h, uint32_t blk)
     tix_put(t, tix_fp(h), blk);
 }
 
-size_t st_tix_lookup(const st_tix_t *t, uint64_t h, uint32_t first_live, uint32_t *out,
-                     size_t max)
+size_t st_tix_lookup(const st_tix_t *t, uint64_t h, uint32_t first_live, uint32_t *out, size_t max)
 {
     if (!t->cap) return 0;
     uint32_t fp = tix_fp(h);
@@ -263,7 +262,7 @@ static size_t sort_unique(uint64_t *v, size_t n)
 }
 
 /* The id of a name, interning it (under the lock: queries read the table). */
-static uint32_t name_id(col_store_t *s, col_str_t n)
+uint32_t st_name_id(col_store_t *s, col_str_t n)
 {
     uint32_t id = st_intern_find(&s->names, n.p, n.n);
     if (id) return id;
@@ -273,8 +272,8 @@ static uint32_t name_id(col_store_t *s, col_str_t n)
     return id;
 }
 
-int st_blk_build(col_store_t *s, const uint8_t *raw, size_t rlen, st_blk_t *b,
-                 uint64_t **hashes, size_t *nh, size_t *hcap)
+int st_blk_build(col_store_t *s, const uint8_t *raw, size_t rlen, st_blk_t *b, uint64_t **hashes,
+                 size_t *nh, size_t *hcap)
 {
     const uint8_t *p = raw, *end = raw + rlen, *body;
     uint8_t type;
@@ -301,10 +300,12 @@ int st_blk_build(col_store_t *s, const uint8_t *raw, size_t rlen, st_blk_t *b,
         if (type == ST_REC_RESOURCE) {
             col_str_t sv;
             if (!st_read_resource_service(body, n, &sv)) goto parse;
-            cur_svc = name_id(s, sv);
+            cur_svc = st_name_id(s, sv);
             have_res = true;
-            if (cur_svc) svc[nsvc++] = cur_svc;
-            else b->unindexed = true;
+            if (cur_svc)
+                svc[nsvc++] = cur_svc;
+            else
+                b->unindexed = true;
             continue;
         }
         if (type != ST_REC_SPAN) continue;
@@ -317,13 +318,17 @@ int st_blk_build(col_store_t *s, const uint8_t *raw, size_t rlen, st_blk_t *b,
         if (h.end_ns > b->max_end) b->max_end = h.end_ns;
         if (dur < b->min_dur) b->min_dur = dur;
         if (dur > b->max_dur) b->max_dur = dur;
-        uint32_t name = name_id(s, h.name);
-        if (cur_svc && name) ops[nops++] = (uint64_t)cur_svc << 32 | (uint64_t)name << 8 | h.kind;
-        else b->unindexed = true;
+        uint32_t name = st_name_id(s, h.name);
+        if (cur_svc && name)
+            ops[nops++] = (uint64_t)cur_svc << 32 | (uint64_t)name << 8 | h.kind;
+        else
+            b->unindexed = true;
         if (h.remote_service.n) {
-            uint32_t r = name_id(s, h.remote_service);
-            if (cur_svc && r) rem[nrem++] = (uint64_t)cur_svc << 32 | r;
-            else b->unindexed = true;
+            uint32_t r = st_name_id(s, h.remote_service);
+            if (cur_svc && r)
+                rem[nrem++] = (uint64_t)cur_svc << 32 | r;
+            else
+                b->unindexed = true;
         }
         if (*nh == *hcap) {
             size_t cap = *hcap ? *hcap * 2 : 1024;
@@ -353,6 +358,8 @@ int st_blk_build(col_store_t *s, const uint8_t *raw, size_t rlen, st_blk_t *b,
     b->nsvc = (uint32_t)nsvc;
     b->nops = (uint32_t)nops;
     b->nrem = (uint32_t)nrem;
+    /* a trace once per block: the index and the sidecar need no more */
+    *nh = h0 + sort_unique(*hashes + h0, *nh - h0);
     b->ntix = (uint32_t)(*nh - h0);
     free(v);
     return 0;

@@ -18,11 +18,14 @@
 /* ---- on disk ---- */
 
 #define ST_BLOCK_MAGIC 0x31425457u /* "WTB1" little-endian */
-#define ST_HDR_LEN 48u
+#define ST_HDR_LEN     48u
 /* A block's payload before compression: appends are packed into blocks up to this; one
- * append larger than it is cut at span boundaries. 64 KiB: see the essay (trace-by-id reads
- * decompress whole blocks; zstd's ratio on this data barely moves past 64 KiB). */
-#define ST_BLOCK_RAW_TARGET (64u * 1024u)
+ * append larger than it is cut at span boundaries. 128 KiB: measured against 32, 64 and
+ * 256 in store.c's essay (bytes per span fall as blocks grow; a trace read decompresses
+ * whole blocks, and past 128 KiB that starts to show). */
+#ifndef ST_BLOCK_RAW_TARGET /* a -D may override it, for the measurements in store.c */
+#define ST_BLOCK_RAW_TARGET (128u * 1024u)
+#endif
 /* Recovery refuses a header claiming more than this (one span record can reach
  * COL_MAX_SPAN_BYTES plus its framing, and one resource and scope ride along). */
 #define ST_BLOCK_RAW_MAX (8u * 1024u * 1024u)
@@ -98,14 +101,14 @@ void st_set_free(st_set_t *s);
 
 /* Interned names (services, span names, remote services) -> ids 1..; bounded: past
  * ST_INTERN_MAX names or ST_INTERN_POOL_MAX bytes, new names get id 0 ("not indexed"). */
-#define ST_INTERN_MAX ((1u << 20) - 1)
+#define ST_INTERN_MAX      ((1u << 20) - 1)
 #define ST_INTERN_POOL_MAX (32u * 1024u * 1024u)
 typedef struct st_intern_s {
     uint32_t *slot; /* id or 0 */
     size_t cap;     /* power of two */
     struct {
         uint32_t off, len;
-    } *ent; /* by id; ent[0] unused */
+    } * ent; /* by id; ent[0] unused */
     uint32_t n, ent_cap;
     char *pool;
     size_t pool_n, pool_cap;
@@ -134,8 +137,7 @@ uint64_t st_trace_hash(const uint8_t id[16]);
 /* Inserts (h, blk) unless an equal entry is there; needs room (st_tix_room). */
 void st_tix_insert(st_tix_t *t, uint64_t h, uint32_t blk);
 /* Up to max block ids (>= first_live) for h into out; the count. */
-size_t st_tix_lookup(const st_tix_t *t, uint64_t h, uint32_t first_live, uint32_t *out,
-                     size_t max);
+size_t st_tix_lookup(const st_tix_t *t, uint64_t h, uint32_t first_live, uint32_t *out, size_t max);
 /* A new table holding the live entries of t with room for `more`; *out. 0 or ENOMEM. */
 int st_tix_rebuilt(const st_tix_t *t, uint32_t first_live, size_t more, st_tix_t *out);
 bool st_tix_has_room(const st_tix_t *t, size_t more);
@@ -143,12 +145,14 @@ bool st_tix_has_room(const st_tix_t *t, size_t more);
 /* ---- the store ---- */
 
 typedef struct st_seg_s {
-    uint64_t seq;                 /* its file is seg-<seq as 16 hex digits>.wts */
-    int fd;                       /* read by queries (pread), written by the writer */
-    uint64_t size;                /* bytes of whole, durable blocks */
-    uint32_t first_blk, nblk;     /* its blocks' global ids */
-    uint64_t max_end, nspans;     /* newest span end; spans in it */
-    atomic_int refs;              /* 1 while listed, + 1 per read in flight */
+    uint64_t seq;             /* its file is seg-<seq as 16 hex digits>.wts */
+    int fd;                   /* read by queries (pread), written by the writer */
+    uint64_t size;            /* bytes of whole, durable blocks */
+    uint32_t first_blk, nblk; /* its blocks' global ids */
+    uint64_t max_end, nspans; /* newest span end; spans in it */
+    atomic_int refs;          /* 1 while listed, + 1 per read in flight */
+    int wti_fd;               /* its index sidecar (the writer's, while it is current); -1 */
+    uint64_t wti_size;        /* bytes of whole records in it */
 } st_seg_t;
 
 /* A block's summary: where it is and what it holds, enough to skip it in a search. */
@@ -183,7 +187,7 @@ typedef struct st_cent_s {
 /* One append queued for the writer. */
 typedef struct st_item_s {
     struct st_item_s *next;
-    st_buf_t rec;   /* the records */
+    st_buf_t rec; /* the records */
     size_t nspans;
     col_store_done_fn done;
     void *arg;
@@ -207,9 +211,9 @@ struct col_store_s {
     pthread_rwlock_t lock;
     st_seg_t **segs; /* oldest first */
     size_t nseg, seg_cap;
-    st_seg_t *cur;   /* the segment written to; NULL: the next write starts one */
+    st_seg_t *cur; /* the segment written to; NULL: the next write starts one */
     uint64_t next_seq;
-    st_blk_t *blks;  /* live blocks, oldest first: global ids blk_first.. */
+    st_blk_t *blks; /* live blocks, oldest first: global ids blk_first.. */
     uint32_t blk_first, nblk, blk_cap;
     st_tix_t tix;
     st_intern_t names;
@@ -233,13 +237,15 @@ struct col_store_s {
 /* store_index.c: the summary of a block's payload (raw, rlen bytes): b's time range,
  * durations, key sets; the trace hashes of its spans pushed to *hashes (n, cap). Interns
  * names (taking s->lock to add one). 0, WEFT_ENOMEM, or WEFT_EPARSE (malformed payload). */
-int st_blk_build(col_store_t *s, const uint8_t *raw, size_t rlen, st_blk_t *b,
-                 uint64_t **hashes, size_t *nh, size_t *hcap);
+int st_blk_build(col_store_t *s, const uint8_t *raw, size_t rlen, st_blk_t *b, uint64_t **hashes,
+                 size_t *nh, size_t *hcap);
 /* Publishes the blocks bs[0..n) (summaries built, seg/off set) and their trace hashes, under
  * s->lock: appends them to s->blks, the trace index and the name sets. 0 or ENOMEM (then
  * nothing is published and the summaries are still the caller's). */
 int st_publish(col_store_t *s, st_blk_t *bs, size_t n, const uint64_t *hashes);
 void st_blk_free(st_blk_t *b);
+/* The id of name n, interning it (the writer's, or open's); 0 past the bound. */
+uint32_t st_name_id(col_store_t *s, col_str_t n);
 
 /* store_query.c */
 void st_seg_unref(st_seg_t *g);

@@ -27,6 +27,7 @@ void st_seg_unref(st_seg_t *g)
 {
     if (atomic_fetch_sub(&g->refs, 1) == 1) {
         close(g->fd);
+        if (g->wti_fd >= 0) close(g->wti_fd);
         free(g);
     }
 }
@@ -70,7 +71,8 @@ static int blk_read(const loc_t *l, st_cent_t *e)
     size_t want = ST_HDR_LEN + l->clen;
     ssize_t got = pread(l->seg->fd, buf, want, (off_t)l->off);
     int rc = 0;
-    if (got != (ssize_t)want) rc = WEFT_EIO;
+    if (got != (ssize_t)want)
+        rc = WEFT_EIO;
     else {
         uLong crc = crc32(0, buf, 40);
         crc = crc32(crc, buf + ST_HDR_LEN, l->clen);
@@ -223,24 +225,27 @@ static int trace_scan(const uint8_t *raw, size_t len, const uint8_t id[16], weft
     return bad ? WEFT_EIO : 0;
 }
 
-int col_store_trace(col_store_t *s, const uint8_t trace_id[16], weft_arena_t *a,
-                    col_span_t **spans, size_t *n)
+int col_store_trace(col_store_t *s, const uint8_t trace_id[16], weft_arena_t *a, col_span_t **spans,
+                    size_t *n)
 {
     *spans = NULL;
     *n = 0;
     uint32_t *ids = malloc(ST_TRACE_MAX_BLOCKS * sizeof *ids);
-    loc_t *locs = malloc(ST_TRACE_MAX_BLOCKS * sizeof *locs);
-    if (!ids || !locs) {
-        free(ids);
-        free(locs);
-        return WEFT_ENOMEM;
-    }
+    if (!ids) return WEFT_ENOMEM;
     uint64_t h = st_trace_hash(trace_id);
     pthread_rwlock_rdlock(&s->lock);
     size_t k = st_tix_lookup(&s->tix, h, s->blk_first, ids, ST_TRACE_MAX_BLOCKS);
+    pthread_rwlock_unlock(&s->lock);
+    /* sized by what was found (usually a few), not by the bound */
+    loc_t *locs = malloc((k ? k : 1) * sizeof *locs);
+    if (!locs) {
+        free(ids);
+        return WEFT_ENOMEM;
+    }
     qsort(ids, k, sizeof *ids, cmp_u32);
     size_t nl = 0;
-    for (size_t i = 0; i < k; i++) {
+    pthread_rwlock_rdlock(&s->lock);
+    for (size_t i = 0; i < k; i++) { /* retention may have deleted some meanwhile */
         if (ids[i] - s->blk_first < s->nblk) locs[nl++] = loc_take(s, ids[i]);
     }
     pthread_rwlock_unlock(&s->lock);
@@ -286,8 +291,10 @@ static bool keys_have(const uint64_t *v, size_t n, uint64_t key)
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (v[mid] < key) lo = mid + 1;
-        else hi = mid;
+        if (v[mid] < key)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo < n && v[lo] == key;
 }
@@ -311,8 +318,10 @@ static bool blk_may_match(const search_t *x, const st_blk_t *b)
             size_t lo = 0, hi = b->nops;
             while (lo < hi) {
                 size_t mid = (lo + hi) / 2;
-                if (ops[mid] < key) lo = mid + 1;
-                else hi = mid;
+                if (ops[mid] < key)
+                    lo = mid + 1;
+                else
+                    hi = mid;
             }
             found = lo < b->nops && ops[lo] >> 8 == key >> 8;
         } else {
@@ -323,10 +332,10 @@ static bool blk_may_match(const search_t *x, const st_blk_t *b)
     }
     if (x->remote) {
         bool found = false;
-        if (x->svc) found = keys_have(rem, b->nrem, (uint64_t)x->svc << 32 | x->remote);
+        if (x->svc)
+            found = keys_have(rem, b->nrem, (uint64_t)x->svc << 32 | x->remote);
         else {
-            for (uint32_t i = 0; i < b->nrem && !found; i++)
-                found = (uint32_t)rem[i] == x->remote;
+            for (uint32_t i = 0; i < b->nrem && !found; i++) found = (uint32_t)rem[i] == x->remote;
         }
         if (!found) return false;
     }
@@ -339,8 +348,11 @@ static bool attr_text_eq(const col_attr_t *a, col_str_t v)
     char buf[40];
     int n;
     switch (a->type) {
-    case COL_V_BOOL: return a->v.b ? col_str_eq(v, "true", 4) : col_str_eq(v, "false", 5);
-    case COL_V_INT: n = snprintf(buf, sizeof buf, "%lld", (long long)a->v.i); break;
+    case COL_V_BOOL:
+        return a->v.b ? col_str_eq(v, "true", 4) : col_str_eq(v, "false", 5);
+    case COL_V_INT:
+        n = snprintf(buf, sizeof buf, "%lld", (long long)a->v.i);
+        break;
     case COL_V_DOUBLE: {
         if (v.n == 0 || v.n >= sizeof buf) return false;
         memcpy(buf, v.p, v.n);
@@ -349,8 +361,10 @@ static bool attr_text_eq(const col_attr_t *a, col_str_t v)
         double d = strtod(buf, &end);
         return *end == 0 && d == a->v.d;
     }
-    case COL_V_EMPTY: return v.n == 0;
-    default: return col_str_eq(a->v.s, v.p, v.n);
+    case COL_V_EMPTY:
+        return v.n == 0;
+    default:
+        return col_str_eq(a->v.s, v.p, v.n);
     }
     return col_str_eq(v, buf, (size_t)n);
 }
@@ -358,7 +372,8 @@ static bool attr_text_eq(const col_attr_t *a, col_str_t v)
 static bool attrs_match(const col_attr_t *at, uint32_t n, col_str_t key, col_str_t value, bool any)
 {
     for (uint32_t i = 0; i < n; i++) {
-        if (col_str_eq(at[i].key, key.p, key.n) && (any || attr_text_eq(&at[i], value))) return true;
+        if (col_str_eq(at[i].key, key.p, key.n) && (any || attr_text_eq(&at[i], value)))
+            return true;
     }
     return false;
 }
@@ -559,8 +574,10 @@ static int names_of(col_store_t *s, const st_set_t *set, uint32_t svc,
         if (!id) continue;
         col_str_t name = st_intern_str(&s->names, id);
         if (name.n == 0) continue;
-        if (!str_copy(a, name, &v[k])) rc = WEFT_ENOMEM;
-        else k++;
+        if (!str_copy(a, name, &v[k]))
+            rc = WEFT_ENOMEM;
+        else
+            k++;
     }
     pthread_rwlock_unlock(&s->lock);
     if (rc != 0) return rc;
@@ -602,8 +619,8 @@ static uint32_t service_id(col_store_t *s, col_str_t service, bool *none)
     return id;
 }
 
-int col_store_remote_services(col_store_t *s, col_str_t service, weft_arena_t *a,
-                              col_str_t **names, size_t *n)
+int col_store_remote_services(col_store_t *s, col_str_t service, weft_arena_t *a, col_str_t **names,
+                              size_t *n)
 {
     bool none;
     uint32_t svc = service_id(s, service, &none);
@@ -622,8 +639,8 @@ static int cmp_op(const void *a, const void *b)
     return c ? c : (x->kind > y->kind) - (x->kind < y->kind);
 }
 
-int col_store_operations(col_store_t *s, col_str_t service, weft_arena_t *a,
-                         col_operation_t **ops, size_t *n)
+int col_store_operations(col_store_t *s, col_str_t service, weft_arena_t *a, col_operation_t **ops,
+                         size_t *n)
 {
     *ops = NULL;
     *n = 0;
@@ -641,8 +658,10 @@ int col_store_operations(col_store_t *s, col_str_t service, weft_arena_t *a,
         col_str_t name = st_intern_str(&s->names, (uint32_t)(key >> 8) & 0xffffffu);
         if (name.n == 0) continue;
         v[k].kind = (uint8_t)key;
-        if (!str_copy(a, name, &v[k].name)) rc = WEFT_ENOMEM;
-        else k++;
+        if (!str_copy(a, name, &v[k].name))
+            rc = WEFT_ENOMEM;
+        else
+            k++;
     }
     pthread_rwlock_unlock(&s->lock);
     if (rc != 0) return rc;

@@ -285,6 +285,46 @@ static void test_rejected_spans(void **state)
 #undef IDS
 }
 
+/* A resource (or scope) after its spans still refuses them when it is over a limit, and
+ * the last of two counts (as in protobuf). */
+static void test_resource_after_spans(void **state)
+{
+    char key[COL_KEY_MAX + 2];
+    memset(key, 'k', sizeof(key) - 1);
+    key[sizeof(key) - 1] = 0;
+    static const char span[] = "{\"traceId\":\"0102030405060708090a0b0c0d0e0f10\","
+                               "\"spanId\":\"a1a2a3a4a5a6a7a8\"}";
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[%s,%s]}],\"resource\":{"
+             "\"attributes\":[{\"key\":\"%s\"}]}}]}",
+             span, span, key);
+    col_batch_t out;
+    char err[256];
+    assert_int_equal(decode_z(text, &out, err, sizeof(err)), 0);
+    assert_int_equal(out.n, 0);
+    assert_int_equal(out.rejected, 2);
+    assert_string_equal(out.reject_msg,
+                        "span 0: resource.attributes[0].key is longer than 256 bytes");
+    snprintf(text, sizeof(text),
+             "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[%s],\"scope\":{"
+             "\"attributes\":[{\"key\":\"%s\"}]}}]}]}",
+             span, key);
+    assert_int_equal(decode_z(text, &out, err, sizeof(err)), 0);
+    assert_int_equal(out.rejected, 1);
+    assert_string_equal(out.reject_msg, "span 0: scope.attributes[0].key is longer than 256 bytes");
+    /* two resources: the last counts, as in protobuf */
+    snprintf(text, sizeof(text),
+             "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\","
+             "\"value\":{\"stringValue\":\"one\"}}]},\"scopeSpans\":[{\"spans\":[%s]}],"
+             "\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{"
+             "\"stringValue\":\"two\"}}]}}]}",
+             span);
+    assert_int_equal(decode_z(text, &out, err, sizeof(err)), 0);
+    assert_int_equal(out.n, 1);
+    assert_true(req_str_is(out.spans[0].resource->service, "two"));
+}
+
 static void test_limits(void **state)
 {
     weft_buf_t b;
@@ -330,6 +370,7 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_rejected_spans),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_resource_after_spans),
         cmocka_unit_test(test_prefixes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -478,6 +478,48 @@ static void test_rejected_spans(void **state)
     }
 }
 
+/* A resource (or scope) after its spans still refuses them when it is over a limit. */
+static void test_resource_after_spans(void **state)
+{
+    char key[COL_KEY_MAX + 2];
+    memset(key, 'k', sizeof(key) - 1);
+    key[sizeof(key) - 1] = 0;
+    for (int which = 0; which < 2; which++) {
+        weft_buf_t b;
+        weft_buf_init(&b, 0);
+        size_t rs = weft__pb_open(&b, 1);
+        size_t ss = weft__pb_open(&b, 2);
+        for (int i = 0; i < 2; i++) {
+            size_t sp = weft__pb_open(&b, 2);
+            span_min(&b, "s");
+            weft__pb_close(&b, sp);
+        }
+        if (which == 1) { /* the scope, after the spans */
+            size_t sc = weft__pb_open(&b, 1);
+            weft__pb_string_kv(&b, 3, key, "v");
+            weft__pb_close(&b, sc);
+        }
+        weft__pb_close(&b, ss);
+        if (which == 0) { /* the resource, after its scopeSpans */
+            size_t res = weft__pb_open(&b, 1);
+            weft__pb_string_kv(&b, 1, key, "v");
+            weft__pb_close(&b, res);
+        }
+        weft__pb_close(&b, rs);
+        col_batch_t out;
+        char err[256];
+        assert_int_equal(decode(&b, &out, err, sizeof(err)), 0);
+        assert_int_equal(out.n, 0);
+        assert_int_equal(out.rejected, 2);
+        assert_string_equal(out.reject_msg, which == 0
+                                                ? "span 0: resource.attributes[0].key is longer "
+                                                  "than 256 bytes"
+                                                : "span 0: scope.attributes[0].key is longer than "
+                                                  "256 bytes");
+        weft_buf_free(&b);
+    }
+}
+
 static void test_limits(void **state)
 {
     /* more than COL_MAX_BATCH_SPANS spans (empty ones: 2 bytes each) */
@@ -534,7 +576,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exporter_request), cmocka_unit_test(test_every_field),
         cmocka_unit_test(test_malformed),        cmocka_unit_test(test_rejected_spans),
-        cmocka_unit_test(test_limits),           cmocka_unit_test(test_prefixes),
+        cmocka_unit_test(test_limits),           cmocka_unit_test(test_resource_after_spans),
+        cmocka_unit_test(test_prefixes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -142,6 +142,17 @@ static void test_events_links_resource(void **state)
     assert_string_equal(col_span_check(&s), "scope.attributes[0].key is longer than 256 bytes");
     scope.nattrs = 0;
     assert_null(col_span_check(&s));
+    /* the same checks alone, for a resource or scope read after its spans */
+    assert_null(col_shared_check(NULL, NULL));
+    assert_null(col_shared_check(&res, &scope));
+    res.attrs = &a;
+    res.nattrs = 1;
+    assert_string_equal(col_shared_check(&res, NULL),
+                        "resource.attributes[0].key is longer than 256 bytes");
+    res.nattrs = 0;
+    scope.version = str_n(COL_NAME_MAX + 1);
+    assert_string_equal(col_shared_check(NULL, &scope), "scope.version is longer than 1024 bytes");
+    scope.version = COL_STR("");
 }
 
 static void test_batch_reject(void **state)

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -157,7 +159,9 @@ static col_attr_t all_types[] = {
     {.key = S("d"), .type = COL_V_DOUBLE, .v.d = 3.25},
     {.key = S("bytes"), .type = COL_V_BYTES, .v.s = {bytes_val, sizeof bytes_val}},
     {.key = S("arr"), .type = COL_V_ARRAY, .v.s = S("[{\"stringValue\":\"a\"}]")},
-    {.key = S("kv"), .type = COL_V_KVLIST, .v.s = S("[{\"key\":\"k\",\"value\":{\"intValue\":\"1\"}}]")},
+    {.key = S("kv"),
+     .type = COL_V_KVLIST,
+     .v.s = S("[{\"key\":\"k\",\"value\":{\"intValue\":\"1\"}}]")},
     {.key = S("e"), .type = COL_V_EMPTY},
     {.key = S("f"), .type = COL_V_BOOL, .v.b = false},
 };
@@ -172,10 +176,14 @@ static const col_resource_t res_checkout = {
 static col_attr_t res2_attrs[] = {
     {.key = S("service.name"), .type = COL_V_STRING, .v.s = S("payments")},
 };
-static const col_resource_t res_payments = {.service = S("payments"), .attrs = res2_attrs, .nattrs = 1};
+static const col_resource_t res_payments = {
+    .service = S("payments"), .attrs = res2_attrs, .nattrs = 1};
 static col_attr_t scope_attrs[] = {{.key = S("lib"), .type = COL_V_STRING, .v.s = S("weft")}};
-static const col_scope_t scope_a = {
-    .name = S("weft.http"), .version = S("1.2.3"), .attrs = scope_attrs, .nattrs = 1, .dropped_attrs = 1};
+static const col_scope_t scope_a = {.name = S("weft.http"),
+                                    .version = S("1.2.3"),
+                                    .attrs = scope_attrs,
+                                    .nattrs = 1,
+                                    .dropped_attrs = 1};
 static const col_scope_t scope_b = {.name = S("weft.db")};
 
 static col_attr_t ev_attrs[] = {{.key = S("retry"), .type = COL_V_INT, .v.i = 2}};
@@ -270,11 +278,19 @@ static void attrs_equal(const col_attr_t *a, uint32_t na, const col_attr_t *b, u
         str_equal(a[i].key, b[i].key);
         assert_int_equal(a[i].type, b[i].type);
         switch (a[i].type) {
-        case COL_V_BOOL: assert_int_equal(a[i].v.b, b[i].v.b); break;
-        case COL_V_INT: assert_int_equal(a[i].v.i, b[i].v.i); break;
-        case COL_V_DOUBLE: assert_memory_equal(&a[i].v.d, &b[i].v.d, sizeof(double)); break;
-        case COL_V_EMPTY: break;
-        default: str_equal(a[i].v.s, b[i].v.s);
+        case COL_V_BOOL:
+            assert_int_equal(a[i].v.b, b[i].v.b);
+            break;
+        case COL_V_INT:
+            assert_int_equal(a[i].v.i, b[i].v.i);
+            break;
+        case COL_V_DOUBLE:
+            assert_memory_equal(&a[i].v.d, &b[i].v.d, sizeof(double));
+            break;
+        case COL_V_EMPTY:
+            break;
+        default:
+            str_equal(a[i].v.s, b[i].v.s);
         }
     }
 }
@@ -444,7 +460,7 @@ static const col_resource_t res_fe2 = {.service = S("frontend"), .attrs = fe2_at
 static const col_resource_t res_be = {.service = S("backend")};
 static col_event_t t1_events[] = {{.name = S("cache-miss")}};
 
-#define MS 1000000ull
+#define MS  1000000ull
 #define SEC 1000000000ull
 
 static void load_four(fix_t *f)
@@ -607,7 +623,8 @@ static void names_are(col_str_t *v, size_t n, int count, ...)
     va_start(ap, count);
     for (int i = 0; i < count; i++) {
         const char *z = va_arg(ap, const char *);
-        if (!col_str_eq(v[i], z, strlen(z))) fail_msg("name %d is %.*s, not %s", i, (int)v[i].n, v[i].p, z);
+        if (!col_str_eq(v[i], z, strlen(z)))
+            fail_msg("name %d is %.*s, not %s", i, (int)v[i].n, v[i].p, z);
     }
     va_end(ap);
 }
@@ -694,7 +711,8 @@ static void test_close_answers_queued(void **state)
     uint64_t t = now_ns();
     col_span_t sp[20];
     for (int i = 0; i < 50; i++) {
-        for (int j = 0; j < 20; j++) sp[j] = plain_span(100 + i, (uint64_t)j + 1, t, MS, &res_fe, S("x"));
+        for (int j = 0; j < 20; j++)
+            sp[j] = plain_span(100 + i, (uint64_t)j + 1, t, MS, &res_fe, S("x"));
         append_ok(f, sp, 20);
     }
     assert_int_equal(col_store_append(f->s, sp, 1, NULL, NULL), 0); /* done may be NULL */
@@ -704,7 +722,69 @@ static void test_close_answers_queued(void **state)
     assert_int_equal(W.failures, 0);
     open_store(f);
     col_span_t *got;
-    for (int i = 0; i < 50; i++) assert_int_equal(get_trace(f, 100 + (uint64_t)i, &got), i == 49 ? 21 : 20);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(get_trace(f, 100 + (uint64_t)i, &got), i == 49 ? 21 : 20);
+}
+
+/* A done callback that appends again: during close that is refused (WEFT_ECLOSED), and
+ * its own done is never called. */
+static col_store_t *closing_store;
+static int reappend_rc = 1;
+
+static void on_done_reappend(int status, void *arg)
+{
+    (void)arg;
+    col_span_t sp = plain_span(77, 1, now_ns(), MS, &res_fe, S("again"));
+    reappend_rc = col_store_append(closing_store, &sp, 1, on_done, NULL);
+    on_done(status, NULL);
+}
+
+static void *close_main(void *arg)
+{
+    col_store_close(arg);
+    return NULL;
+}
+
+static void test_append_during_close(void **state)
+{
+    fix_t *f = *state;
+    open_store(f);
+    waiter_reset();
+    /* no spans at all: answered like any other append */
+    assert_int_equal(col_store_append(f->s, NULL, 0, on_done, NULL), 0);
+    wait_done(1);
+    /* the writer held inside A's done; B queued behind it; then close begins */
+    pthread_mutex_lock(&W.mu);
+    W.block = 1;
+    pthread_mutex_unlock(&W.mu);
+    col_span_t a = plain_span(75, 1, now_ns(), MS, &res_fe, S("a"));
+    col_span_t b = plain_span(76, 1, now_ns(), MS, &res_fe, S("b"));
+    append_ok(f, &a, 1);
+    assert_true(wait_until(&W.inside, 1));
+    closing_store = f->s;
+    assert_int_equal(col_store_append(f->s, &b, 1, on_done_reappend, NULL), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, close_main, f->s), 0);
+    /* closing has begun once appends are refused (a state, polled: close blocks) */
+    col_span_t c = plain_span(78, 1, now_ns(), MS, &res_fe, S("c"));
+    int rc;
+    while ((rc = col_store_append(f->s, &c, 1, NULL, NULL)) == 0 || rc == WEFT_ELIMIT)
+        sched_yield();
+    assert_int_equal(rc, WEFT_ECLOSED);
+    pthread_mutex_lock(&W.mu);
+    W.block = 0;
+    pthread_cond_broadcast(&W.cv);
+    pthread_mutex_unlock(&W.mu);
+    pthread_join(th, NULL);
+    f->s = NULL;
+    assert_int_equal(reappend_rc, WEFT_ECLOSED); /* from B's done, during close */
+    assert_int_equal(W.calls, 3);
+    assert_int_equal(W.failures, 0);
+    open_store(f);
+    col_span_t *got;
+    assert_int_equal(get_trace(f, 75, &got), 1);
+    assert_int_equal(get_trace(f, 76, &got), 1); /* queued before close: written */
+    assert_int_equal(get_trace(f, 77, &got), 0);
 }
 
 /* The segment files, newest last. */
@@ -805,10 +885,108 @@ static void garbage_after(const char *path, off_t first_end, off_t size)
     close(fd);
 }
 
-static void test_torn_mid_block(void **state) { torn(*state, cut_mid_block); }
-static void test_torn_mid_header(void **state) { torn(*state, cut_mid_header); }
-static void test_corrupt_tail(void **state) { torn(*state, flip_last_bytes); }
-static void test_zeroed_tail(void **state) { torn(*state, garbage_after); }
+static void test_torn_mid_block(void **state)
+{
+    torn(*state, cut_mid_block);
+}
+static void test_torn_mid_header(void **state)
+{
+    torn(*state, cut_mid_header);
+}
+static void test_corrupt_tail(void **state)
+{
+    torn(*state, flip_last_bytes);
+}
+static void test_zeroed_tail(void **state)
+{
+    torn(*state, garbage_after);
+}
+
+static void flip_byte(const char *path, off_t at)
+{
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t c;
+    assert_int_equal(pread(fd, &c, 1, at), 1);
+    c ^= 0x5a;
+    assert_int_equal(pwrite(fd, &c, 1, at), 1);
+    close(fd);
+}
+
+/* The index sidecar: open loads the summaries from it (seen here by what it does not read:
+ * a block damaged in the middle of the segment is found only when a query reads it), falls
+ * back to reading the blocks when it is damaged or missing, and answers alike. */
+static void reopen_expect(fix_t *f, int t400, int t401, int t402, uint64_t spans)
+{
+    open_store(f);
+    col_span_t *got;
+    int want[3] = {t400, t401, t402};
+    for (int b = 0; b < 3; b++) {
+        uint8_t id[16];
+        set_id(id, 16, 400 + (uint64_t)b);
+        size_t n;
+        int rc = col_store_trace(f->s, id, &f->arena, &got, &n);
+        if (want[b] < 0)
+            assert_int_equal(rc, WEFT_EIO);
+        else {
+            assert_int_equal(rc, 0);
+            assert_int_equal(n, (size_t)want[b]);
+        }
+    }
+    col_store_stats_t st;
+    col_store_stats(f->s, &st);
+    assert_int_equal(st.spans, spans);
+    col_store_close(f->s);
+    f->s = NULL;
+}
+
+static void test_sidecar(void **state)
+{
+    fix_t *f = *state;
+    f->conf.sync = true;
+    open_store(f);
+    waiter_reset();
+    uint64_t t = now_ns() - 60 * SEC;
+    off_t ends[3];
+    char paths[8][256];
+    for (int b = 0; b < 3; b++) {
+        col_span_t sp[30];
+        for (int j = 0; j < 30; j++)
+            sp[j] = rich_span(400 + (uint64_t)b, (uint64_t)j + 1, t + (uint64_t)b);
+        append_ok(f, sp, 30);
+        wait_done(b + 1);
+        assert_int_equal(seg_files(f, paths, 8), 1);
+        ends[b] = file_size(paths[0]);
+    }
+    col_query_t q = {.service = S("checkout")};
+    expect(f, &q, 32, 3, 402, 401, 400);
+    col_store_close(f->s);
+    f->s = NULL;
+    char wti[300];
+    snprintf(wti, sizeof wti, "%.*s.wti", (int)strlen(paths[0]) - 4, paths[0]);
+    off_t wti_size = file_size(wti);
+    assert_true(wti_size > 12);
+
+    reopen_expect(f, 30, 30, 30, 90); /* from the sidecar */
+    flip_byte(wti, wti_size / 2);
+    reopen_expect(f, 30, 30, 30, 90); /* a damaged sidecar: the blocks are read */
+    flip_byte(wti, wti_size / 2);     /* the sidecar whole again */
+    flip_byte(paths[0], ends[0] + (ends[1] - ends[0]) / 2); /* the middle block's payload */
+    /* the sidecar is trusted for all but the newest block: the damage shows on reading */
+    reopen_expect(f, 30, -1, 30, 90);
+    open_store(f);
+    uint8_t ids[4][16];
+    size_t n;
+    assert_int_equal(col_store_search(f->s, &q, ids, 4, &n), WEFT_EIO); /* it reads block 2 */
+    q.limit = 1;
+    expect(f, &q, 32, 1, 402); /* it stops before */
+    q.limit = 0;
+    col_store_close(f->s);
+    f->s = NULL;
+    assert_int_equal(unlink(wti), 0);
+    /* without it, recovery reads every block and ends the segment at the damaged one */
+    reopen_expect(f, 30, 0, 0, 30);
+}
 
 /* A child appends batches with sync on and writes each batch's number to a pipe from its
  * done(0); the parent kills it with SIGKILL after 30 acknowledgements (while it is still
@@ -842,7 +1020,8 @@ static void test_kill9(void **state)
             for (int j = 0; j < 50; j++)
                 sp[j] = plain_span(1000 + i, (uint64_t)j + 1, t, MS, &res_fe, S("k"));
             int rc;
-            while ((rc = col_store_append(s, sp, 50, on_durable, (void *)(uintptr_t)i)) == WEFT_ELIMIT)
+            while ((rc = col_store_append(s, sp, 50, on_durable, (void *)(uintptr_t)i)) ==
+                   WEFT_ELIMIT)
                 usleep(1000); /* the child's own back-off, not a test wait */
             if (rc != 0) _exit(6);
         }
@@ -869,9 +1048,87 @@ static void test_kill9(void **state)
     col_span_t *sp;
     for (uint64_t i = 0; i <= max; i++) {
         size_t n = get_trace(f, 1000 + i, &sp);
-        if (acked[i]) assert_int_equal(n, 50);
-        else assert_true(n == 0 || n == 50); /* written but not yet acknowledged: whole or not */
+        if (acked[i])
+            assert_int_equal(n, 50);
+        else
+            assert_true(n == 0 || n == 50); /* written but not yet acknowledged: whole or not */
     }
+}
+
+/* Writes that fail (the file size limit, as a full disk would): their appends are answered
+ * WEFT_ENOSPC and are not there after a reopen; the store goes on in a new segment once
+ * there is room; what was acknowledged before and after is there. In a child process,
+ * which alone gets the limit; it reports through its exit status. */
+static int child_calls, child_fail;
+static void on_child_done(int status, void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&W.mu);
+    child_calls++;
+    if (status == WEFT_ENOSPC)
+        child_fail++;
+    else if (status != 0)
+        _exit(20);
+    pthread_cond_broadcast(&W.cv);
+    pthread_mutex_unlock(&W.mu);
+}
+
+static void test_write_error(void **state)
+{
+    fix_t *f = *state;
+    f->conf.sync = true;
+    f->conf.max_bytes = 8u << 20; /* segments of 1 MiB */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN);
+        col_store_t *s;
+        char err[256];
+        if (col_store_open(&f->conf, &s, err, sizeof err) != 0) _exit(10);
+        /* batch 0 acknowledged; then a limit below the segment's size makes batch 1 fail */
+        col_span_t sp[20];
+        uint64_t t = now_ns();
+        for (uint64_t b = 0; b < 3; b++) {
+            for (int j = 0; j < 20; j++) sp[j] = rich_span(300 + b, (uint64_t)j + 1, t);
+            if (b == 1) {
+                struct stat st;
+                char path[256];
+                snprintf(path, sizeof path, "%s/seg-0000000000000000.wts", f->dir);
+                if (stat(path, &st) != 0) _exit(11);
+                struct rlimit rl;
+                getrlimit(RLIMIT_FSIZE, &rl);
+                rl.rlim_cur = (rlim_t)st.st_size + 100;
+                if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(12);
+            }
+            if (b == 2) {
+                struct rlimit rl;
+                getrlimit(RLIMIT_FSIZE, &rl);
+                rl.rlim_cur = rl.rlim_max;
+                if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(13);
+            }
+            if (col_store_append(s, sp, 20, on_child_done, NULL) != 0) _exit(14);
+            pthread_mutex_lock(&W.mu);
+            while (child_calls < (int)b + 1) pthread_cond_wait(&W.cv, &W.mu);
+            pthread_mutex_unlock(&W.mu);
+            if (child_fail != (b >= 1 ? 1 : 0)) _exit(15 + (int)b);
+        }
+        col_store_stats_t st;
+        col_store_stats(s, &st);
+        if (st.write_errors != 1 || st.spans != 40) _exit(18);
+        col_store_close(s);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    open_store(f);
+    col_span_t *got;
+    assert_int_equal(get_trace(f, 300, &got), 20);
+    assert_int_equal(get_trace(f, 301, &got), 0);
+    assert_int_equal(get_trace(f, 302, &got), 20);
+    char paths[8][256];
+    assert_int_equal(seg_files(f, paths, 8), 2); /* the failed segment was left for a new one */
 }
 
 static void test_retention_size(void **state)
@@ -893,7 +1150,8 @@ static void test_retention_size(void **state)
     for (int i = 0; i < batches; i++) {
         col_span_t sp[100];
         for (int j = 0; j < 100; j++) {
-            sp[j] = plain_span(5000 + (uint64_t)i, (uint64_t)j + 1, t + (uint64_t)i, MS, &res_fe, S("r"));
+            sp[j] = plain_span(5000 + (uint64_t)i, (uint64_t)j + 1, t + (uint64_t)i, MS, &res_fe,
+                               S("r"));
             sp[j].attrs = &at[(i * 7 + j) % 100];
             sp[j].nattrs = 1;
         }
@@ -907,13 +1165,15 @@ static void test_retention_size(void **state)
     assert_true(st.expired > 0);
     assert_int_equal(st.spans + st.expired, (uint64_t)batches * 100);
     col_span_t *got;
-    assert_int_equal(get_trace(f, 5000, &got), 0);           /* the oldest went */
+    assert_int_equal(get_trace(f, 5000, &got), 0);                 /* the oldest went */
     assert_int_equal(get_trace(f, 5000 + batches - 1, &got), 100); /* the newest stayed */
-    char paths[64][256];
-    int nseg = seg_files(f, paths, 64);
-    off_t total = 0;
-    for (int i = 0; i < nseg; i++) total += file_size(paths[i]);
-    assert_int_equal((uint64_t)total, st.disk_bytes);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "cat %s/seg-* | wc -c", f->dir); /* segments and sidecars */
+    FILE *p = popen(cmd, "r");
+    unsigned long long total = 0;
+    assert_int_equal(fscanf(p, "%llu", &total), 1);
+    pclose(p);
+    assert_int_equal(total, st.disk_bytes);
     col_query_t q = {.service = S("frontend"), .limit = 1000};
     uint8_t ids[128][16];
     size_t n;
@@ -1011,14 +1271,17 @@ static void test_concurrent(void **state)
     atomic_int stop = 0;
     reader_t r[2] = {{.f = f, .stop = &stop}, {.f = f, .stop = &stop}};
     pthread_t th[2];
-    for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&th[i], NULL, reader_main, &r[i]), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, reader_main, &r[i]), 0);
     uint64_t t = now_ns() - 60 * SEC;
     int accepted = 0;
     /* at least 300 appends, and on until each reader has run 50 rounds during them */
-    for (int i = 0; i < 300 || atomic_load(&r[0].searches) < 50 || atomic_load(&r[1].searches) < 50; i++) {
+    for (int i = 0; i < 300 || atomic_load(&r[0].searches) < 50 || atomic_load(&r[1].searches) < 50;
+         i++) {
         col_span_t sp[10];
         for (int j = 0; j < 10; j++) {
-            sp[j] = rich_span(9000 + (uint64_t)(i % 100), (uint64_t)(i * 10 + j + 1), t + (uint64_t)i * MS);
+            sp[j] = rich_span(9000 + (uint64_t)(i % 100), (uint64_t)(i * 10 + j + 1),
+                              t + (uint64_t)i * MS);
             sp[j].resource = &res_fe;
         }
         if (col_store_append(f->s, sp, 10, on_done, NULL) == 0) accepted++;
@@ -1039,11 +1302,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_answers_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_during_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_mid_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_mid_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zeroed_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sidecar, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_age, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),

@@ -55,10 +55,10 @@ static char *oom_strdup(const char *s)
     return should_fail() ? NULL : strdup(s);
 }
 
-#define malloc oom_malloc
-#define calloc oom_calloc
+#define malloc  oom_malloc
+#define calloc  oom_calloc
 #define realloc oom_realloc
-#define strdup oom_strdup
+#define strdup  oom_strdup
 #include "../../../src/collector/store.c"
 #include "../../../src/collector/store_codec.c"
 #include "../../../src/collector/store_index.c"
@@ -183,8 +183,10 @@ static void test_oom(void **state)
             batch(1, sp, 5);
             int before = done_calls;
             rc = col_store_append(s, sp, 5, on_done, NULL);
-            if (rc == 0) answer = wait_done(before + 1) == 0 ? 1 : -1;
-            else assert_true(rc < 0);
+            if (rc == 0)
+                answer = wait_done(before + 1) == 0 ? 1 : -1;
+            else
+                assert_true(rc < 0);
             weft_arena_t a;
             weft_arena_init(&a, 4096, 1 << 20);
             col_span_t *got;
