@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "cmd/cli.h"
+#include "collector/collector.h"
 #include "gateway/gateway.h"
 #include "registry/registry.h"
 #include "weft/weft.h"
@@ -34,6 +35,8 @@ typedef struct serve_conf_s {
     weft_conf_addr_t api, gateway, otlp, zipkin;
     const weft_conf_node_t *routes, *gw_access_log;
     uint64_t max_tunnels;
+    bool tracing;
+    double sample_ratio;
 } serve_conf_t;
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -120,7 +123,7 @@ static const weft_conf_option_t serve_options[] = {
      .def = "127.0.0.1:4318",
      .flag = "otlp",
      .env = "WEFT_OTLP",
-     .help = "OTLP/HTTP span ingest (the collector is not built yet: validated, not opened)"},
+     .help = "the collector's OTLP/HTTP span ingest (POST /v1/traces)"},
     {.key = "zipkin.listen",
      .type = WEFT_CONF_ADDR,
      .offset = offsetof(serve_conf_t, zipkin),
@@ -128,7 +131,24 @@ static const weft_conf_option_t serve_options[] = {
      .def = "127.0.0.1:9411",
      .flag = "zipkin",
      .env = "WEFT_ZIPKIN",
-     .help = "Zipkin v2 ingest and query (not built yet: validated, not opened)"},
+     .help = "the collector's Zipkin v2 span ingest (POST /api/v2/spans) and query API"},
+    {.key = "tracing.enabled",
+     .type = WEFT_CONF_BOOL,
+     .offset = offsetof(serve_conf_t, tracing),
+     .def = "true",
+     .env = "WEFT_TRACING",
+     .help = "weft traces its own requests (the gateway's and the API's) into its trace "
+             "store; false: no spans are made (trace context is still passed on)"},
+    {.key = "tracing.sample_ratio",
+     .type = WEFT_CONF_DOUBLE,
+     .offset = offsetof(serve_conf_t, sample_ratio),
+     .def = "1",
+     .min = 0,
+     .max = 1,
+     .flag = "trace-sample-ratio",
+     .env = "WEFT_TRACE_SAMPLE_RATIO",
+     .help = "share of the traces that start at weft that are kept (head sampling, "
+             "parent-based: a request that carries a sampling decision keeps it)"},
 };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -189,7 +209,8 @@ typedef struct serve_confs_s {
     serve_conf_t sc;
     weft_http_conf_t hc;
     weft_registry_conf_t rc;
-    weft_conf_section_t secs[3];
+    weft_collector_conf_t kc;
+    weft_conf_section_t secs[4];
 } serve_confs_t;
 
 static void serve_confs_init(serve_confs_t *c)
@@ -199,6 +220,7 @@ static void serve_confs_init(serve_confs_t *c)
         .name = "weft", .opts = serve_options, .n = N(serve_options), .target = &c->sc};
     c->secs[1] = weft_http_conf_section(&c->hc);
     c->secs[2] = weft_registry_conf_section(&c->rc);
+    c->secs[3] = weft_collector_conf_section(&c->kc);
 }
 
 /* The gateway's reload function (gateway.h): the whole configuration loaded again, exactly
@@ -222,6 +244,21 @@ static int reload_routes(void *arg, gw_route_t **routes, size_t *n, char *err, s
     }
     weft_conf_free(&conf);
     return rc;
+}
+
+/* Whether OpenTelemetry's variables say where weft's own spans go (or that they go
+ * nowhere): then they decide, as before the collector (the SDK reads them), and the
+ * collector's store gets other clients' spans only. */
+static bool otel_env_exports(void)
+{
+    static const char *const vars[] = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                                       "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_EXPORTER",
+                                       "OTEL_SDK_DISABLED"};
+    for (size_t i = 0; i < N(vars); i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) return true;
+    }
+    return false;
 }
 
 static int serve(int argc, char **argv)
@@ -262,10 +299,21 @@ static int serve(int argc, char **argv)
     o.access_log = sc->access_log;
     o.access_log_file = sc->access_log_file;
     weft_http_conf_apply(&cf.hc, &o.http);
+    /* weft's own spans go to its trace store, through a sink the collector is attached to
+     * once it exists (it needs the service's host) */
+    o.tracing = sc->tracing;
+    o.sample_ratio = sc->sample_ratio;
+    weft_collector_sink_t *sink = weft_collector_sink_new();
+    weft_span_exporter_t sink_exp;
+    if (sink && sc->tracing && !otel_env_exports()) {
+        sink_exp = weft_collector_sink_exporter(sink);
+        o.exporter = &sink_exp;
+    }
     weft_service_t *svc;
-    int rc = weft_service_new(&o, &svc);
+    int rc = sink ? weft_service_new(&o, &svc) : WEFT_ENOMEM;
     if (rc != 0) {
         fprintf(stderr, "weft: cannot start: %s\n", weft_strerror(rc));
+        weft_collector_sink_free(sink);
         weft_conf_free(&conf);
         return 2;
     }
@@ -276,6 +324,7 @@ static int serve(int argc, char **argv)
     if (rc != 0) {
         fprintf(stderr, "weft: %s\n", err);
         weft_service_free(svc);
+        weft_collector_sink_free(sink);
         weft_conf_free(&conf);
         return 2;
     }
@@ -288,6 +337,7 @@ static int serve(int argc, char **argv)
         fprintf(stderr, "weft: %s\n", err);
         weft_registry_free(reg);
         weft_service_free(svc);
+        weft_collector_sink_free(sink);
         weft_conf_free(&conf);
         return 2;
     }
@@ -313,23 +363,42 @@ static int serve(int argc, char **argv)
     rc = weft_gateway_new(weft_service_host(svc), &go, &gw, err, sizeof(err));
     if (rc == 0 && (rc = weft_gateway_admin(gw, svc, cf.rc.acl_token, err, sizeof(err))) != 0)
         weft_gateway_free(gw);
+    weft_collector_t *col = NULL;
+    if (rc == 0) {
+        weft_collector_options_t ko = {.conf = &cf.kc,
+                                       .data_dir = sc->data_dir,
+                                       .otlp_host = sc->otlp.host,
+                                       .otlp_port = sc->otlp.port,
+                                       .zipkin_host = sc->zipkin.host,
+                                       .zipkin_port = sc->zipkin.port,
+                                       .http = &gso,
+                                       .api = svc,
+                                       .metrics = weft_service_metrics(svc)};
+        rc = weft_collector_new(weft_service_host(svc), &ko, &col, err, sizeof(err));
+        if (rc != 0) weft_gateway_free(gw);
+    }
     if (rc != 0) {
         fprintf(stderr, "weft: %s\n", err);
         weft_registry_free(reg);
         weft_service_free(svc);
+        weft_collector_sink_free(sink);
         weft_conf_free(&conf);
         return 2;
     }
+    weft_collector_sink_attach(sink, col);
     weft_info("weft", "starting",
               "version=%s data_dir=%s api=%s:%u dns=%s:%u gateway=%s:%u routes=%zu", WEFT_VERSION,
               sc->data_dir, sc->api.host, sc->api.port, cf.rc.dns.host, cf.rc.dns.port,
               sc->gateway.host, sc->gateway.port, nroutes);
-    weft_info("weft", "parts not built yet are not started", "otlp=%s:%u zipkin=%s:%u",
-              sc->otlp.host, sc->otlp.port, sc->zipkin.host, sc->zipkin.port);
+    weft_info("weft", "collector", "otlp=%s:%u zipkin=%s:%u traces=%s/traces", sc->otlp.host,
+              sc->otlp.port, sc->zipkin.host, sc->zipkin.port, sc->data_dir);
     rc = weft_service_run(svc);
     bool failed = weft_registry_failed(reg);
+    weft_collector_sink_attach(sink, NULL);
+    weft_collector_free(col); /* what is queued is written */
     weft_registry_free(reg);
     weft_service_free(svc);
+    weft_collector_sink_free(sink);
     weft_gateway_free(gw);
     weft_conf_free(&conf);
     return rc == 0 && !failed ? 0 : 1;
@@ -337,19 +406,14 @@ static int serve(int argc, char **argv)
 
 static int config_docs(void)
 {
-    serve_conf_t sc;
-    weft_http_conf_t hc;
-    weft_registry_conf_t rc_conf;
-    weft_conf_section_t secs[] = {
-        {.name = "weft", .opts = serve_options, .n = N(serve_options), .target = &sc},
-        weft_http_conf_section(&hc),
-        weft_registry_conf_section(&rc_conf),
-    };
+    serve_confs_t cf;
+    serve_confs_init(&cf);
+    weft_conf_section_t *secs = cf.secs;
     printf("# weft configuration reference\n\n"
            "Generated by `weft config-docs` from the declaration tables in the source.\n"
            "Precedence: defaults, then the YAML file (`--config`), then the environment,\n"
            "then flags. Sizes take KiB/MiB/GiB suffixes; durations ms/s/m/h.\n\n");
-    weft_conf_markdown(secs, N(secs), stdout);
+    weft_conf_markdown(secs, N(cf.secs), stdout);
     return 0;
 }
 

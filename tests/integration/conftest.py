@@ -14,6 +14,7 @@ A test that needs a program from outside weft (Prometheus, HAProxy, protoc...) a
 with need_tool: missing, it fails under CI (the CI environment variable set, as CI systems
 and .ci/run do) and is skipped, saying so, elsewhere.
 """
+import json
 import os
 import pathlib
 import shutil
@@ -98,6 +99,9 @@ def sanitizer_env(extra=None):
     e.setdefault("WEFT_DNS", "127.0.0.1:0")
     # ... and its gateway on 0.0.0.0:8080: the same, on loopback
     e.setdefault("WEFT_GATEWAY", "127.0.0.1:0")
+    # ... and its collector on 4318 (OTLP) and 9411 (Zipkin)
+    e.setdefault("WEFT_OTLP", "127.0.0.1:0")
+    e.setdefault("WEFT_ZIPKIN", "127.0.0.1:0")
     if extra:
         e.update(extra)
     return e
@@ -239,6 +243,54 @@ def weft(spawn, tmp_path):
     port = free_port()
     return spawn([WEFT, "serve", "--api", f"127.0.0.1:{port}", "--data-dir", tmp_path / "data",
                   "--workers", "2", "--log-level", "warn"], port, name="weft")
+
+
+@pytest.fixture
+def collector(spawn, tmp_path):
+    """collector(name="col", *flags) starts `weft serve` with its collector on free loopback
+    ports, through spawn, and returns the Proc with .api (URL, Jaeger's query API),
+    .otlp (URL of POST /v1/traces), .zipkin (URL of the Zipkin port), .data (its data
+    directory) and .args (to start it again the same way)."""
+    def _start(name="col", *flags, data=None, env=None):
+        api, otlp, zipkin = free_port(), free_port(), free_port()
+        data = data or tmp_path / f"{name}-data"
+        args = [WEFT, "serve", "--api", f"127.0.0.1:{api}", "--otlp", f"127.0.0.1:{otlp}",
+                "--zipkin", f"127.0.0.1:{zipkin}", "--data-dir", data, "--workers", "2",
+                "--log-level", "warn", *flags]
+        p = spawn(args, api, name=name, env=env)
+        wait_port(otlp, p.proc, p.log)
+        wait_port(zipkin, p.proc, p.log)
+        p.api, p.otlp = f"http://127.0.0.1:{api}", f"http://127.0.0.1:{otlp}/v1/traces"
+        p.zipkin, p.data, p.args = f"http://127.0.0.1:{zipkin}", data, args
+        p.ports = (api, otlp, zipkin)
+        return p
+
+    return _start
+
+
+OTEL_JS = ROOT / "tests" / "integration" / "otel-js"
+
+
+@pytest.fixture(scope="session")
+def otel_js():
+    """The OpenTelemetry JS SDK test client (tests/integration/otel-js/send.js), its npm
+    packages installed from the committed lock file (npm ci) when they are not yet, or are
+    older than the lock file. Returns a function send(exporter, url, service) -> the parsed
+    output (the spans as the SDK made them)."""
+    node, npm = need_tool("node"), need_tool("npm")
+    stamp = OTEL_JS / "node_modules" / ".package-lock.json"
+    if not stamp.exists() or stamp.stat().st_mtime < (OTEL_JS / "package-lock.json").stat().st_mtime:
+        r = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                           cwd=OTEL_JS, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, f"npm ci in {OTEL_JS} failed:\n{r.stdout}\n{r.stderr}"
+
+    def send(exporter, url, service):
+        r = subprocess.run([node, OTEL_JS / "send.js", exporter, url, service],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, f"send.js {exporter} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+        return json.loads(r.stdout)
+
+    return send
 
 
 @pytest.fixture

@@ -54,8 +54,8 @@ def attrs(span):
 
 
 def test_trace_context_passed_through_without_an_exporter(spawn, tmp_path, faulty):
-    """With no exporter (no OTEL_* variables) the gateway's spans could never be seen, so it
-    makes none and takes no part in the trace, as Envoy does with tracing off: the client's
+    """With tracing off (tracing.enabled: false) the gateway's spans could never be seen, so
+    it makes none and takes no part in the trace, as Envoy does with tracing off: the client's
     traceparent and tracestate go upstream exactly as sent (the upstream's spans then hang
     under the client's, not under a parent nobody exported), and a request without one goes
     without."""
@@ -65,6 +65,7 @@ def test_trace_context_passed_through_without_an_exporter(spawn, tmp_path, fault
     - name: r
       match: {{ path_prefix: /r }}
       upstream: {{ targets: [127.0.0.1:{up.port}] }}
+tracing: {{ enabled: false }}
 """)
     tp = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"
     for flags in ("01", "00"):
@@ -264,8 +265,9 @@ def test_access_log_decisions(spawn, tmp_path, faulty):
         assert line["method"] == method and line["path"] == path.split("?")[0], line
         assert line["status"] == status, line
         assert line["client_ip"] == "127.0.0.1" and line["duration_ms"] >= 0
-        # no exporter here: no span of the gateway's, the client's trace id
-        assert line["trace_id"] == CLIENT_TRACE and line["span_id"] is None
+        # the gateway's own span (into weft's trace store), in the client's trace
+        assert line["trace_id"] == CLIENT_TRACE
+        assert len(line["span_id"]) == 16 and line["span_id"] != CLIENT_SPAN
         assert line["time"].endswith("Z") and "T" in line["time"]
         by.setdefault(path, []).append(line)
     ok, post = by["/ok/x"][0], by["/ok/echo"][0]
