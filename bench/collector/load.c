@@ -9,7 +9,7 @@
  *       [--timeout 10] [--retry-max-ms 1000] [--sent FILE]
  *   collector_load query --port P --kind trace|search --ids FILE [--count 2000]
  *       [--warmup 10] [--min-duration 100ms] [--limit 20] [--trace-spans 10] [--seed S]
- *       [--times FILE]
+ *       [--times FILE] [--server-pid PID]
  *
  * What is sent. Bodies are made before the run from a model of realistic traffic: 20
  * services (resource: service.name, service.version, service.namespace, host.name,
@@ -40,8 +40,10 @@
  * --duration seconds the answers that arrive in that window, then stops sending and waits
  * for the requests in flight. It prints one line
  *   result mode=ingest format=F seconds=S spans=N spans_per_s=R requests=Q r429=K
- *          errors=E rejected=J p50_ms=A p99_ms=B load_cpu_s=C server_cpu_s=D
- * (server_cpu_s: utime+stime of --server-pid over the window, from /proc; -1 without it),
+ *          errors=E rejected=J p50_ms=A p99_ms=B load_cpu_s=C server_cpu_s=D server_wait_s=W
+ * (server_cpu_s: utime+stime of --server-pid over the window, from /proc; server_wait_s:
+ * the time its threads waited on a run queue, runnable but not running, from schedstat;
+ * -1 without --server-pid),
  * and writes to --ids a sample (reservoir, at most --ids-max) of the acknowledged trace
  * ids, one 32-digit hex id a line. --sent FILE appends "format traces spans" for each
  * acknowledged batch (for load_check.py, which checks the accounting).
@@ -54,8 +56,9 @@
  * must be 200; the traces it holds are counted by their "processes"). Each query is timed
  * with CLOCK_MONOTONIC from the first byte written to the last byte read. It prints
  *   result mode=query kind=K queries=N p50_ms=A p90_ms=B p99_ms=C max_ms=D mean_ms=E
- *          failed=F empty=G traces_mean=H
- * and with --times the latencies (ms, one a line). Exit status 0; 1 when a request failed
+ *          failed=F empty=G traces_mean=H server_cpu_s=C server_wait_s=W
+ * (the server's CPU and run-queue wait over the counted queries, with --server-pid) and
+ * with --times the latencies (ms, one a line). Exit status 0; 1 when a request failed
  * (an error, a rejected span, a wrong answer) or the run could not be made; 2 for a bad
  * option.
  *
@@ -64,6 +67,7 @@
  */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -166,6 +170,32 @@ static double cpu_pid_s(long pid)
     if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return -1;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Seconds the threads of a process have waited on a run queue, runnable but not running
+ * (the second field of each /proc/PID/task/TID/schedstat), or -1. Threads that ended are
+ * not counted. */
+static double wait_pid_s(long pid)
+{
+    if (pid <= 0) return -1;
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%ld/task", pid);
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    unsigned long long sum = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char p2[128];
+        snprintf(p2, sizeof p2, "/proc/%ld/task/%.20s/schedstat", pid, e->d_name);
+        FILE *f = fopen(p2, "r");
+        if (!f) continue;
+        unsigned long long run = 0, wait = 0;
+        if (fscanf(f, "%llu %llu", &run, &wait) == 2) sum += wait;
+        fclose(f);
+    }
+    closedir(d);
+    return (double)sum / 1e9;
 }
 
 /* ---- random numbers and ids ---------------------------------------------------------- */
@@ -1411,10 +1441,12 @@ static int run_ingest(void)
     uint64_t win_end = O.spans ? UINT64_MAX : win_start + (uint64_t)(O.duration * 1e9);
     bool in_window = O.spans != 0, stopping = false, window_done = false;
     double cpu0 = cpu_self_s(), scpu0 = cpu_pid_s(O.server_pid), cpu1 = 0, scpu1 = -1;
+    double swait0 = wait_pid_s(O.server_pid), swait1 = -1;
     uint64_t t_end = 0, stop_deadline = 0;
     if (in_window) {
         cpu0 = cpu_self_s();
         scpu0 = cpu_pid_s(O.server_pid);
+        swait0 = wait_pid_s(O.server_pid);
     }
     int busy = O.conns; /* connections with a batch in flight, or still to be given one */
     struct epoll_event evs[64];
@@ -1425,6 +1457,7 @@ static int run_ingest(void)
             in_window = true;
             cpu0 = cpu_self_s();
             scpu0 = cpu_pid_s(O.server_pid);
+            swait0 = wait_pid_s(O.server_pid);
         }
         if (in_window && O.spans == 0 && now >= win_end) {
             in_window = false;
@@ -1433,6 +1466,7 @@ static int run_ingest(void)
             t_end = now;
             cpu1 = cpu_self_s();
             scpu1 = cpu_pid_s(O.server_pid);
+            swait1 = wait_pid_s(O.server_pid);
             stop_deadline = now + 30000000000ull;
         }
         if (stopping && now > stop_deadline) {
@@ -1593,6 +1627,7 @@ static int run_ingest(void)
         t_end = t_now;
         cpu1 = cpu_self_s();
         scpu1 = cpu_pid_s(O.server_pid);
+        swait1 = wait_pid_s(O.server_pid);
     } else if (!window_done) {
         die("the run ended before its window did");
     }
@@ -1600,12 +1635,13 @@ static int run_ingest(void)
     double secs = (double)(t_end - win_start) / 1e9;
     qsort(s->lat_ms, s->nlat, sizeof *s->lat_ms, cmp_double);
     double scpu = scpu0 >= 0 && scpu1 >= 0 ? scpu1 - scpu0 : -1;
+    double swait = swait0 >= 0 && swait1 >= 0 ? swait1 - swait0 : -1;
     printf("result mode=ingest format=%s seconds=%.3f spans=%" PRIu64 " spans_per_s=%.0f requests=%" PRIu64
            " r429=%" PRIu64 " errors=%" PRIu64 " rejected=%" PRIu64 " p50_ms=%.3f p99_ms=%.3f load_cpu_s=%.3f"
-           " server_cpu_s=%.3f all_spans=%" PRIu64 " all_errors=%" PRIu64 "\n",
+           " server_cpu_s=%.3f server_wait_s=%.3f all_spans=%" PRIu64 " all_errors=%" PRIu64 "\n",
            format_names[O.format], secs, s->spans, secs > 0 ? (double)s->spans / secs : 0, s->requests,
            s->r429, s->errors, s->rejected, quantile(s->lat_ms, s->nlat, 0.5),
-           quantile(s->lat_ms, s->nlat, 0.99), cpu1 - cpu0, scpu, all.spans, all.errors);
+           quantile(s->lat_ms, s->nlat, 0.99), cpu1 - cpu0, scpu, swait, all.spans, all.errors);
     if (O.ids_path) {
         FILE *f = fopen(O.ids_path, "w");
         if (!f) die("%s: %s", O.ids_path, strerror(errno));
@@ -1735,7 +1771,12 @@ static int run_query(void)
     size_t nlat = 0, failed = 0, empty = 0, traces_total = 0;
     FILE *times = NULL;
     if (O.times_path && !(times = fopen(O.times_path, "w"))) die("%s: %s", O.times_path, strerror(errno));
+    double scpu0 = -1, swait0 = -1;
     for (long q = 0; q < O.qwarmup + O.count; q++) {
+        if (q == O.qwarmup) {
+            scpu0 = cpu_pid_s(O.server_pid);
+            swait0 = wait_pid_s(O.server_pid);
+        }
         char path[512];
         const char *want = NULL;
         if (trace) {
@@ -1772,16 +1813,19 @@ static int run_query(void)
         lat[nlat++] = ms;
         if (times) fprintf(times, "%.4f\n", ms);
     }
+    double scpu1 = cpu_pid_s(O.server_pid), swait1 = wait_pid_s(O.server_pid);
+    double scpu = scpu0 >= 0 && scpu1 >= 0 ? scpu1 - scpu0 : -1;
+    double swait = swait0 >= 0 && swait1 >= 0 ? swait1 - swait0 : -1;
     if (times && fclose(times) != 0) die("%s: %s", O.times_path, strerror(errno));
     if (fd >= 0) close(fd);
     double sum = 0;
     for (size_t i = 0; i < nlat; i++) sum += lat[i];
     qsort(lat, nlat, sizeof *lat, cmp_double);
     printf("result mode=query kind=%s queries=%zu p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f mean_ms=%.3f"
-           " failed=%zu empty=%zu %s=%.2f\n",
+           " failed=%zu empty=%zu %s=%.2f server_cpu_s=%.3f server_wait_s=%.3f\n",
            O.kind, nlat, quantile(lat, nlat, 0.5), quantile(lat, nlat, 0.9), quantile(lat, nlat, 0.99),
            nlat ? lat[nlat - 1] : -1, nlat ? sum / (double)nlat : -1, failed, empty,
-           trace ? "spans_mean" : "traces_mean", nlat ? (double)traces_total / (double)nlat : 0);
+           trace ? "spans_mean" : "traces_mean", nlat ? (double)traces_total / (double)nlat : 0, scpu, swait);
     free(lat);
     free(in);
     b_free(&dc);
