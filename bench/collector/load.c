@@ -439,7 +439,7 @@ static uint64_t draw_duration(void)
     double d = exp(mu + sigma * z);
     if (d < 1e-3) d = 1e-3;
     if (d > 2.0) d = 2.0;
-    return (uint64_t)(d * 1e9);
+    return (uint64_t)(d * 1e6) * 1000; /* whole microseconds: see make_trace */
 }
 
 static int cmp_u64_desc(const void *a, const void *b)
@@ -502,7 +502,7 @@ static void add_event(mspan_t *s, const char *name, const char *k1, const char *
                       const char *k2, const char *v2)
 {
     s->has_event = true;
-    s->ev_rel = s->dur / 2;
+    s->ev_rel = s->dur / 2000 * 1000;
     snprintf(s->ev_name, sizeof s->ev_name, "%s", name);
     s->nev_attrs = 0;
     mattr_t *a = &s->ev_attrs[s->nev_attrs++];
@@ -520,7 +520,8 @@ static void add_event(mspan_t *s, const char *name, const char *k1, const char *
 }
 
 /* One trace of TRACE_SPANS spans into out[], trace number t of the batch, starting at
- * rel_start. */
+ * rel_start. Times and durations are whole microseconds, so that Zipkin's (in
+ * microseconds) keep every child inside its parent exactly as OTLP's do. */
 static void make_trace(mspan_t *out, int t, uint64_t rel_start)
 {
     uint64_t durs[TRACE_SPANS];
@@ -579,8 +580,8 @@ static void make_trace(mspan_t *out, int t, uint64_t rel_start)
         } else {
             const mspan_t *p = &out[s->parent];
             if (s->dur > p->dur) s->dur = p->dur; /* sorted, so only equal ones */
-            uint64_t room = p->dur - s->dur;
-            s->rel_start = p->rel_start + (room ? rnd_below(room + 1) : 0);
+            uint64_t room = (p->dur - s->dur) / 1000;
+            s->rel_start = p->rel_start + 1000 * rnd_below(room + 1);
         }
         snprintf(s->local_ip, sizeof s->local_ip, "%s", svc_ip[s->svc]);
         s->local_port = 8080;
@@ -999,7 +1000,7 @@ static void make_templates(tmpl_t *ts, int nt, int format, int batch, const char
     mspan_t *spans = xmalloc((size_t)batch * sizeof *spans);
     for (int k = 0; k < nt; k++) {
         for (int t = 0; t < ntraces; t++)
-            make_trace(&spans[t * TRACE_SPANS], t, rnd_below(1000000000ull));
+            make_trace(&spans[t * TRACE_SPANS], t, 1000 * rnd_below(1000000));
         buf_t *b = &ts[k].body;
         memset(b, 0, sizeof *b);
         switch (format) {

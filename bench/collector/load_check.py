@@ -207,7 +207,7 @@ class Receiver:
                 if s["parent"]:
                     p = by_id.get(s["parent"])
                     if check(p is not None, f"span {s['span']}: parent {s['parent']} not in its trace"):
-                        check(p["start"] <= s["start"] and s["end"] <= p["end"], "a child outside its parent")
+                        check(p["start"] <= s["start"] and s["end"] <= p["end"], f"{fmt}: a child outside its parent")
         return list(traces)
 
     def summary(self):
