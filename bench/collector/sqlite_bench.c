@@ -15,9 +15,10 @@
  *     duration_ns, resource, scope, rest BLOB), rowid in arrival order. Service and span
  *     names are interned (table names, cached in memory), resources and scopes stored once
  *     (their record encoding, store_codec.c) and referenced. rest is the span record of
- *     store_codec.c without the fields that have columns (the flags byte, the remote
- *     service, attributes, events, links...): plain, zstd level 1 per row, or zstd with a
- *     dictionary trained on the first 20000 spans (blob = plain | zstd | dict).
+ *     store_codec.c without the fields that have columns (what is left: the bits byte,
+ *     remote service, flags, status message, attributes, events, links...): plain, zstd
+ *     level 1 per row, or zstd with a dictionary trained on the first 20000 spans (blob =
+ *     plain | zstd | dict).
  *   - indexes: spans(trace_id) for a trace by id; spans(service, start_ns, duration_ns) for
  *     a search: walked newest first, the duration checked in the index, stopped at the 20th
  *     distinct trace (the segment store's "newest matching span first", exactly).
@@ -293,8 +294,7 @@ static void close_db(db_t *d)
     memset(d, 0, sizeof *d);
 }
 
-/* The part of a span record body that has no column: from the flags byte after kind and
- * status, without the name (a column). *rest points into scratch or body. */
+/* A span record's fields that have columns (views into the record body). */
 typedef struct span_cols_s {
     const uint8_t *trace_id;
     uint64_t span_id, parent_id, start_ns, duration_ns;
@@ -302,6 +302,9 @@ typedef struct span_cols_s {
     col_str_t name;
 } span_cols_t;
 
+/* Splits a span record body into its columns (c) and the rest, which has none: the bits byte
+ * after kind and status, then everything after the name, copied into rest (*rest_n bytes;
+ * rest holds n bytes). false: malformed. */
 static bool split_span(const uint8_t *body, uint32_t n, span_cols_t *c, uint8_t *rest,
                        size_t *rest_n)
 {
