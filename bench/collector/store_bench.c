@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "collector/store.h"
+#include "gen.h"
 #include "weft/common.h"
 
 static double now_s(void)
@@ -51,162 +52,6 @@ static double cpu_s(void)
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-static void trace_id(uint64_t t, uint8_t out[16])
-{
-    uint64_t a = mix(t + 1), b = mix(t ^ 0xabcdef);
-    memcpy(out, &a, 8);
-    memcpy(out + 8, &b, 8);
-}
-
-#define NSVC   20
-#define NROUTE 8
-static char svc_names[NSVC][32];
-static col_attr_t res_attrs[NSVC][6];
-static col_resource_t resources[NSVC];
-static char host_names[NSVC][32];
-static const col_scope_t scope = {.name = COL_STR("io.opentelemetry.http"),
-                                  .version = COL_STR("1.32.0")};
-static const char *routes[NROUTE] = {"/api/v1/users/{id}",
-                                     "/api/v1/orders",
-                                     "/api/v1/orders/{id}",
-                                     "/api/v1/cart",
-                                     "/health",
-                                     "/api/v1/search",
-                                     "/api/v1/payments/{id}",
-                                     "/api/v1/inventory/{sku}"};
-static const char *methods[4] = {"GET", "POST", "PUT", "DELETE"};
-
-static col_str_t str(const char *z)
-{
-    return (col_str_t){.p = z, .n = (uint32_t)strlen(z)};
-}
-
-static void setup_resources(void)
-{
-    for (int i = 0; i < NSVC; i++) {
-        snprintf(svc_names[i], sizeof svc_names[i], "service-%02d", i);
-        snprintf(host_names[i], sizeof host_names[i], "ip-10-0-%d-%d.internal", i, 17 * i + 3);
-        col_attr_t *a = res_attrs[i];
-        a[0] = (col_attr_t){
-            .key = COL_STR("service.name"), .type = COL_V_STRING, .v.s = str(svc_names[i])};
-        a[1] = (col_attr_t){
-            .key = COL_STR("host.name"), .type = COL_V_STRING, .v.s = str(host_names[i])};
-        a[2] = (col_attr_t){.key = COL_STR("telemetry.sdk.name"),
-                            .type = COL_V_STRING,
-                            .v.s = COL_STR("opentelemetry")};
-        a[3] = (col_attr_t){
-            .key = COL_STR("telemetry.sdk.language"), .type = COL_V_STRING, .v.s = COL_STR("go")};
-        a[4] = (col_attr_t){.key = COL_STR("telemetry.sdk.version"),
-                            .type = COL_V_STRING,
-                            .v.s = COL_STR("1.32.0")};
-        a[5] = (col_attr_t){.key = COL_STR("process.pid"), .type = COL_V_INT, .v.i = 1000 + i * 37};
-        resources[i] = (col_resource_t){.service = str(svc_names[i]), .attrs = a, .nattrs = 6};
-    }
-}
-
-#define PER_APPEND 100
-#define PER_TRACE  10
-
-typedef struct batch_s {
-    col_span_t spans[PER_APPEND];
-    col_attr_t attrs[PER_APPEND][10];
-    char urls[PER_APPEND][64];
-    char peers[PER_APPEND][32];
-    col_event_t ev[PER_APPEND];
-} batch_t;
-
-static uint64_t rng = 88172645463325252ull;
-static uint64_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
-/* A duration: mostly milliseconds, a long tail to seconds. */
-static uint64_t duration(void)
-{
-    uint64_t r = rnd() % 1000;
-    if (r < 700) return 100000 + rnd() % 5000000;   /* 0.1-5 ms */
-    if (r < 950) return 5000000 + rnd() % 95000000; /* 5-100 ms */
-    return 100000000 + rnd() % 1900000000;          /* 0.1-2 s */
-}
-
-/* Fills b with append number i: as an SDK's export, the spans of one service (one
- * resource), here 100 spans of 100 traces. The traces of a round of 10 appends are
- * [round * 100, round * 100 + 100); append k of the round holds the span at depth k of each,
- * so a trace's 10 spans arrive in 10 appends, from 10 services, as they would. */
-static void fill(batch_t *b, uint64_t i, uint64_t start0)
-{
-    uint64_t round = i / PER_TRACE;
-    int depth = (int)(i % PER_TRACE);
-    int svc = (int)((round * 7 + (uint64_t)depth) % NSVC);
-    for (int k = 0; k < PER_APPEND; k++) {
-        uint64_t t = round * PER_APPEND + (uint64_t)k;
-        col_span_t *s = &b->spans[k];
-        memset(s, 0, sizeof *s);
-        trace_id(t, s->trace_id);
-        uint64_t sid = mix(t * 64 + (uint64_t)depth), pid = mix(t * 64 + (uint64_t)depth - 1);
-        memcpy(s->span_id, &sid, 8);
-        if (depth) memcpy(s->parent_id, &pid, 8);
-        int route = (int)(mix(t + 7) % NROUTE);
-        int method = (int)(mix(t + 9) % 4);
-        s->start_ns = start0 + (uint64_t)k * 10000 + (uint64_t)depth * 100000;
-        s->end_ns = s->start_ns + duration();
-        s->name = str(routes[route]);
-        s->kind = depth % 2 ? COL_KIND_CLIENT : COL_KIND_SERVER;
-        s->status = rnd() % 50 == 0 ? COL_STATUS_ERROR : COL_STATUS_UNSET;
-        s->flags = 0x101;
-        s->resource = &resources[svc];
-        s->scope = &scope;
-        int status = s->status == COL_STATUS_ERROR ? 500 : (rnd() % 10 ? 200 : 404);
-        snprintf(b->urls[k], sizeof b->urls[k], "http://%s:8080%s", svc_names[(svc + 1) % NSVC],
-                 routes[route]);
-        snprintf(b->peers[k], sizeof b->peers[k], "10.0.%d.%d", (int)(rnd() % 4),
-                 (int)(rnd() % 250));
-        col_attr_t *a = b->attrs[k];
-        a[0] = (col_attr_t){
-            .key = COL_STR("http.method"), .type = COL_V_STRING, .v.s = str(methods[method])};
-        a[1] = (col_attr_t){
-            .key = COL_STR("http.route"), .type = COL_V_STRING, .v.s = str(routes[route])};
-        a[2] = (col_attr_t){.key = COL_STR("http.status_code"), .type = COL_V_INT, .v.i = status};
-        a[3] = (col_attr_t){.key = COL_STR("net.peer.name"),
-                            .type = COL_V_STRING,
-                            .v.s = str(svc_names[(svc + 1) % NSVC])};
-        a[4] = (col_attr_t){.key = COL_STR("net.peer.port"), .type = COL_V_INT, .v.i = 8080};
-        a[5] =
-            (col_attr_t){.key = COL_STR("http.url"), .type = COL_V_STRING, .v.s = str(b->urls[k])};
-        a[6] = (col_attr_t){
-            .key = COL_STR("http.flavor"), .type = COL_V_STRING, .v.s = COL_STR("1.1")};
-        a[7] = (col_attr_t){
-            .key = COL_STR("net.sock.peer.addr"), .type = COL_V_STRING, .v.s = str(b->peers[k])};
-        a[8] = (col_attr_t){.key = COL_STR("http.response_content_length"),
-                            .type = COL_V_INT,
-                            .v.i = (int64_t)(rnd() % 20000)};
-        a[9] = (col_attr_t){
-            .key = COL_STR("thread.id"), .type = COL_V_INT, .v.i = (int64_t)(rnd() % 64)};
-        s->attrs = a;
-        s->nattrs = 10;
-        if (s->kind == COL_KIND_CLIENT) s->remote.service = str(svc_names[(svc + 1) % NSVC]);
-        if (s->status == COL_STATUS_ERROR) {
-            b->ev[k] = (col_event_t){.time_ns = s->end_ns - 1000, .name = COL_STR("exception")};
-            s->events = &b->ev[k];
-            s->nevents = 1;
-            s->status_message = COL_STR("upstream returned 500");
-        }
-    }
 }
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -241,10 +86,10 @@ int main(int argc, char **argv)
     uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 1000000;
     const char *parent = argc > 2 ? argv[2] : "/tmp";
     bool sync = argc > 3 ? atoi(argv[3]) != 0 : true;
-    n = (n + PER_APPEND - 1) / PER_APPEND * PER_APPEND;
+    n = (n + GEN_PER_APPEND - 1) / GEN_PER_APPEND * GEN_PER_APPEND;
     char dir[512];
     snprintf(dir, sizeof dir, "%s/weft-store-bench-%d", parent, (int)getpid());
-    setup_resources();
+    gen_setup();
     col_store_conf_t c;
     col_store_conf_init(&c);
     c.dir = dir;
@@ -256,8 +101,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "open: %s\n", err);
         return 1;
     }
-    batch_t *b = malloc(sizeof *b);
-    uint64_t ntraces = n / PER_TRACE, appends = n / PER_APPEND;
+    gen_batch_t *b = malloc(sizeof *b);
+    uint64_t ntraces = n / GEN_PER_TRACE, appends = n / GEN_PER_APPEND;
     /* the spans start over the last hour, in order of arrival */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -265,15 +110,16 @@ int main(int argc, char **argv)
     uint64_t step = 3600ull * 1000000000ull / (appends ? appends : 1);
     /* what generating the spans costs alone, to be taken from the CPU per span */
     double g0 = cpu_s();
-    for (uint64_t i = 0; i < appends; i++) fill(b, i, wall - 3600ull * 1000000000ull + i * step);
+    for (uint64_t i = 0; i < appends; i++)
+        gen_fill(b, i, wall - 3600ull * 1000000000ull + i * step);
     double gen = cpu_s() - g0;
-    rng = 88172645463325252ull;
+    gen_reseed();
     double t0 = now_s(), c0 = cpu_s();
     uint64_t refused = 0;
     for (uint64_t i = 0; i < appends; i++) {
-        fill(b, i, wall - 3600ull * 1000000000ull + i * step);
+        gen_fill(b, i, wall - 3600ull * 1000000000ull + i * step);
         int rc;
-        while ((rc = col_store_append(s, b->spans, PER_APPEND, on_done, NULL)) == WEFT_ELIMIT) {
+        while ((rc = col_store_append(s, b->spans, GEN_PER_APPEND, on_done, NULL)) == WEFT_ELIMIT) {
             refused++;
             pthread_mutex_lock(&mu);
             uint64_t seen = done_calls;
@@ -325,16 +171,16 @@ int main(int argc, char **argv)
         uint64_t r = 12345;
         size_t missing = 0;
         for (int i = 0; i < NT; i++) {
-            r = mix(r);
+            r = gen_mix(r);
             uint8_t id[16];
-            trace_id(r % ntraces, id);
+            gen_trace_id(r % ntraces, id);
             col_span_t *sp;
             size_t k;
             double q0 = now_s(), u0 = thread_cpu_s();
             if (col_store_trace(s, id, &a, &sp, &k) != 0) return 1;
             lat[i] = now_s() - q0;
             cpu[i] = thread_cpu_s() - u0;
-            if (k != PER_TRACE) missing++;
+            if (k != GEN_PER_TRACE) missing++;
             weft_arena_reset(&a);
         }
         pct(pass ? "trace by id (again)" : "trace by id", lat, NT);
@@ -345,7 +191,7 @@ int main(int argc, char **argv)
         size_t short_answers = 0;
         for (int i = 0; i < NS; i++) {
             col_query_t q = {0};
-            q.service = str(svc_names[rnd() % NSVC]);
+            q.service = gen_str(gen_svc_names[gen_rnd() % GEN_NSVC]);
             q.min_duration_ns = pass ? 500000000ull : 50000000ull;
             q.limit = 20;
             uint8_t ids[20][16];
@@ -365,7 +211,7 @@ int main(int argc, char **argv)
         enum { NW = 20 };
         for (int i = 0; i < NW; i++) {
             col_query_t q = {0};
-            q.service = str(svc_names[rnd() % NSVC]);
+            q.service = gen_str(gen_svc_names[gen_rnd() % GEN_NSVC]);
             q.min_duration_ns = 3000000000ull; /* longer than any: the summaries say so */
             uint8_t ids[20][16];
             size_t k;
@@ -376,7 +222,7 @@ int main(int argc, char **argv)
         pct("search none (dur>3s)", lat, NW);
         for (int i = 0; i < NW; i++) {
             col_query_t q = {.ntags = 1};
-            q.service = str(svc_names[rnd() % NSVC]);
+            q.service = gen_str(gen_svc_names[gen_rnd() % GEN_NSVC]);
             q.tags[0].key = COL_STR("http.status_code");
             q.tags[0].value = COL_STR("599"); /* no span has it: every block of the service read */
             uint8_t ids[20][16];

@@ -197,7 +197,10 @@ static void by_name(weft_http_request_t *req, bool all)
         respond_error(req, 503, 0, service, "");
         return;
     }
-    weft_discovery_req_t r = {.service = service, .target = target};
+    /* parent: the call's CLIENT span hangs under this request's server span, and the
+     * callee's under it (traceparent) */
+    weft_discovery_req_t r = {
+        .service = service, .target = target, .parent = weft_service_span(req)};
     weft_discovery_call_t *call;
     int err = all ? weft_discovery_broadcast(d, &r, on_broadcast, req, &call)
                   : weft_discovery_call(d, &r, on_called, req, &call);

@@ -109,6 +109,7 @@
 
 #include "weft/breaker.h"
 #include "weft/client.h"
+#include "weft/trace.h"
 #include "weft/common.h"
 
 #ifdef __cplusplus
@@ -220,6 +221,9 @@ typedef struct weft_discovery_options_s {
                                              or 50% over 10 s with 20 calls, open 5 s doubling
                                              to 60 s, 3 trials). on_transition and data are
                                              ignored: use on_breaker */
+    weft_tracer_t *tracer;                /* makes the CLIENT span of calls that give a
+                                             parent span (weft_discovery_req_t.parent); NULL:
+                                             none, and no trace headers */
     weft_discovery_breaker_fn on_breaker; /* every transition of every breaker; NULL: none */
     void *on_breaker_data;
     unsigned retry_on;             /* WEFT_DISCOVERY_RETRY_*; default CONNECT | RESET | 5XX.
@@ -297,9 +301,17 @@ typedef struct weft_discovery_req_s {
     const void *hash_key; /* WEFT_DISCOVERY_RING_HASH: the key (a user ID, a session...);
                              NULL: none */
     size_t hash_key_len;
-    bool retry_any_method; /* retry on every retry_on condition whatever the method (the
-                              caller knows the request may be applied twice); default false:
-                              only CONNECT for methods that are not idempotent */
+    bool retry_any_method;     /* retry on every retry_on condition whatever the method (the
+                                  caller knows the request may be applied twice); default false:
+                                  only CONNECT for methods that are not idempotent */
+    const weft_span_t *parent; /* weft_discovery_call only: the span this call is part of
+                                  (weft_service_span(req) in a handler), or NULL. With the
+                                  client's tracer (options.tracer; a service's clients have
+                                  the service's), the call gets a CLIENT span, child of parent,
+                                  named "METHOD SERVICE", with peer.service, the instance
+                                  that answered (server.address, server.port), the status and
+                                  the attempts; every attempt carries its W3C traceparent
+                                  (and tracestate), so the callee's spans hang under it */
 } weft_discovery_req_t;
 
 /** How a registered service is checked. */

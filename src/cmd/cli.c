@@ -1,11 +1,13 @@
 /*
  * cli.c - the frame of weft's client commands: flags, arguments, help, the API's address.
  *
- * The commands themselves (cli_registry.c) are rows of a table (name, arguments, which
- * flags, help, function); the flags are rows of this file's table (name, value, help,
- * which commands take them). The parser, the usage errors, `weft CMD --help` and the
- * command list of `weft help` come from the two tables. Flags and arguments mix in any
- * order, `--name value` or `--name=value`; `--` ends the flags; "-" is an argument.
+ * The commands themselves (the registry's in cli_registry.c, the trace store's in
+ * cli_traces.c) are rows of tables (name, arguments, which flags, help, function); the
+ * flags are rows of this file's table (name, value, help, which commands take them). The
+ * parser, the usage errors, `weft CMD --help` and the command list of `weft help` come from
+ * those tables. Flags and arguments mix in any order, `--name value` or `--name=value`;
+ * `--` ends the flags; "-" is an argument. A flag marked `many` (--tag) may be given up to
+ * WEFT__CLI_LIST_MAX times, its values kept in order; any other given twice keeps the last.
  *
  * Why not weft_conf (weft/config.h), which drives `weft serve`: it is made for a daemon's
  * settings (a YAML file, one environment variable per key, no positional arguments), while
@@ -43,38 +45,69 @@
 typedef struct flag_s {
     const char *name;    /* without the dashes */
     const char *metavar; /* the value's name in help; NULL: a boolean flag */
-    size_t offset;       /* into weft__cli_t: const char * or bool */
+    size_t offset;       /* into weft__cli_t: const char *, bool, or (many) weft__cli_list_t */
+    bool many;           /* may be repeated: the values go into a weft__cli_list_t */
     unsigned cmds;       /* WEFT__CLI_* bits of the commands that take it */
     const char *help;    /* one line */
     const char *def;     /* where the value comes from without the flag, or NULL */
 } flag_t;
 
 static const flag_t flags[] = {
-    {"api", "URL", offsetof(weft__cli_t, api_spec), WEFT__CLI_ALL,
+    {"api", "URL", offsetof(weft__cli_t, api_spec), false, WEFT__CLI_ALL,
      "the API: [http://]HOST[:PORT] (port 80 if left out)",
      "$WEFT_API_ADDR, $CONSUL_HTTP_ADDR, " DEFAULT_API},
-    {"token", "TOKEN", offsetof(weft__cli_t, token), WEFT__CLI_ALL,
+    {"token", "TOKEN", offsetof(weft__cli_t, token), false, WEFT__CLI_ALL,
      "ACL token, sent as X-Consul-Token", "$CONSUL_HTTP_TOKEN"},
-    {"timeout", "DURATION", offsetof(weft__cli_t, timeout), WEFT__CLI_ALL,
+    {"timeout", "DURATION", offsetof(weft__cli_t, timeout), false, WEFT__CLI_ALL,
      "longest wait for each request, connecting included (500ms, 10s, 1m)", DEFAULT_TIMEOUT},
-    {"json", NULL, offsetof(weft__cli_t, json), WEFT__CLI_ALL,
+    {"json", NULL, offsetof(weft__cli_t, json), false, WEFT__CLI_ALL,
      "print JSON for scripts instead of text", NULL},
-    {"wide", NULL, offsetof(weft__cli_t, wide), WEFT__CLI_TABLE, "do not cut long values", NULL},
-    {"no-color", NULL, offsetof(weft__cli_t, no_color), WEFT__CLI_TABLE,
+    {"wide", NULL, offsetof(weft__cli_t, wide), false, WEFT__CLI_TABLE, "do not cut long values",
+     NULL},
+    {"no-color", NULL, offsetof(weft__cli_t, no_color), false, WEFT__CLI_TABLE,
      "no colours (they are used only on a terminal, without NO_COLOR)", NULL},
-    {"replace-existing-checks", NULL, offsetof(weft__cli_t, replace), WEFT__CLI_REGISTER,
+    {"replace-existing-checks", NULL, offsetof(weft__cli_t, replace), false, WEFT__CLI_REGISTER,
      "drop the instance's checks that FILE leaves out", NULL},
-    {"help", NULL, offsetof(weft__cli_t, help), WEFT__CLI_ALL, "this text", NULL},
+    {"service", "NAME", offsetof(weft__cli_t, service), false, WEFT__CLI_TRACES,
+     "traces with a span of this service (required) meeting the flags below", NULL},
+    {"operation", "NAME", offsetof(weft__cli_t, operation), false, WEFT__CLI_TRACES,
+     "the span's operation (its name)", NULL},
+    {"min-duration", "DURATION", offsetof(weft__cli_t, min_duration), false, WEFT__CLI_TRACES,
+     "the span lasted at least this long (100ms, 1.5s, 2m)", NULL},
+    {"max-duration", "DURATION", offsetof(weft__cli_t, max_duration), false, WEFT__CLI_TRACES,
+     "the span lasted at most this long", NULL},
+    {"tag", "KEY=VALUE", offsetof(weft__cli_t, tags), true, WEFT__CLI_TRACES,
+     "the span or its resource has this attribute (repeatable: all must hold)", NULL},
+    {"lookback", "DURATION", offsetof(weft__cli_t, lookback), false, WEFT__CLI_TRACES,
+     "the span started within this long before now (30m, 1h, 2d)", "24h (the API's)"},
+    {"limit", "N", offsetof(weft__cli_t, limit), false, WEFT__CLI_TRACES,
+     "at most N traces, 1 to 1000", "20 (the API's)"},
+    {"help", NULL, offsetof(weft__cli_t, help), false, WEFT__CLI_ALL, "this text", NULL},
 };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
+/* The commands, a table per subsystem, in the order `weft help` lists them. */
+static const struct {
+    const weft__cli_cmd_t *cmds;
+    const size_t *n;
+    const char *title; /* the heading of the group in `weft help` */
+} groups[] = {
+    {weft__cli_cmds, &weft__cli_ncmds, "the registry, through the API of a running `weft serve`"},
+    {weft__cli_trace_cmds, &weft__cli_trace_ncmds,
+     "traces, from the trace store of a running `weft serve` (through the same API)"},
+};
+
 void weft__cli_usage(FILE *f)
 {
-    for (size_t i = 0; i < weft__cli_ncmds; i++) {
-        char head[64];
-        snprintf(head, sizeof(head), "%s %s", weft__cli_cmds[i].name, weft__cli_cmds[i].args);
-        fprintf(f, "  %-26s%s\n", head, weft__cli_cmds[i].summary);
+    for (size_t g = 0; g < N(groups); g++) {
+        fprintf(f, "\n%s:\n", groups[g].title);
+        for (size_t i = 0; i < *groups[g].n; i++) {
+            const weft__cli_cmd_t *c = &groups[g].cmds[i];
+            char head[64];
+            snprintf(head, sizeof(head), "%s %s", c->name, c->args);
+            fprintf(f, "  %-26s%s\n", head, c->summary);
+        }
     }
 }
 
@@ -146,7 +179,14 @@ static int parse_args(const weft__cli_cmd_t *c, weft__cli_t *cli, int argc, char
             return weft__cli_usage_error(c, "unknown flag %s", tmp);
         }
         char *dst = (char *)cli + f->offset;
-        if (!f->metavar) {
+        if (f->many) {
+            weft__cli_list_t *l = (weft__cli_list_t *)dst;
+            const char *v = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+            if (!v) return weft__cli_usage_error(c, "--%s needs a value", f->name);
+            if (l->n == WEFT__CLI_LIST_MAX)
+                return weft__cli_usage_error(c, "--%s: at most %d", f->name, WEFT__CLI_LIST_MAX);
+            l->v[l->n++] = v;
+        } else if (!f->metavar) {
             if (eq) return weft__cli_usage_error(c, "--%s takes no value", f->name);
             *(bool *)dst = true;
         } else if (eq) {
@@ -209,8 +249,9 @@ static int settle(weft__cli_t *cli)
 int weft__cli_run(int argc, char **argv)
 {
     const weft__cli_cmd_t *c = NULL;
-    for (size_t i = 0; i < weft__cli_ncmds && !c; i++)
-        if (strcmp(argv[0], weft__cli_cmds[i].name) == 0) c = &weft__cli_cmds[i];
+    for (size_t g = 0; g < N(groups) && !c; g++)
+        for (size_t i = 0; i < *groups[g].n && !c; i++)
+            if (strcmp(argv[0], groups[g].cmds[i].name) == 0) c = &groups[g].cmds[i];
     if (!c) return -1;
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {

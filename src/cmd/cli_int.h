@@ -1,6 +1,6 @@
 /*
- * cli_int.h - what the command-line frame (cli.c) and the registry's commands
- * (cli_registry.c) share: a parsed command line, and the table of commands.
+ * cli_int.h - what the command-line frame (cli.c) and the commands (cli_registry.c,
+ * cli_traces.c) share: a parsed command line, and the tables of commands.
  */
 #ifndef WEFT_CMD_CLI_INT_H
 #define WEFT_CMD_CLI_INT_H
@@ -16,6 +16,16 @@
 #define WEFT__CLI_ALL      0x1u /* every command: --api, --token, --timeout, --json, --help */
 #define WEFT__CLI_TABLE    0x2u /* commands that print a table: --wide, --no-color */
 #define WEFT__CLI_REGISTER 0x4u /* --replace-existing-checks */
+#define WEFT__CLI_TRACES                                                                           \
+    0x8u /* --service, --operation, --min-duration, --max-duration,                                \
+            --tag, --lookback, --limit */
+
+/* A flag that may be given several times (--tag): its values in order, into argv. */
+#define WEFT__CLI_LIST_MAX 16
+typedef struct weft__cli_list_s {
+    const char *v[WEFT__CLI_LIST_MAX];
+    int n;
+} weft__cli_list_t;
 
 typedef struct weft__cli_cmd_s weft__cli_cmd_t;
 
@@ -26,6 +36,8 @@ typedef struct weft__cli_s {
     int nargs;
     const char *api_spec, *token, *timeout; /* flags as given (NULL: not given) */
     bool json, wide, no_color, replace, help;
+    const char *service, *operation, *min_duration, *max_duration, *lookback, *limit;
+    weft__cli_list_t tags;    /* --tag k=v, as given */
     weft__api_t api;          /* settled: flag, environment or default */
     weft__table_opts_t table; /* settled: --wide, the terminal, colours */
 } weft__cli_t;
@@ -44,6 +56,10 @@ struct weft__cli_cmd_s {
 /** The registry's commands (cli_registry.c). */
 extern const weft__cli_cmd_t weft__cli_cmds[];
 extern const size_t weft__cli_ncmds;
+
+/** The trace store's commands: traces, trace (cli_traces.c). */
+extern const weft__cli_cmd_t weft__cli_trace_cmds[];
+extern const size_t weft__cli_trace_ncmds;
 
 /** Prints "weft CMD: <message>" and where to read more on stderr; returns 2. */
 __attribute__((format(printf, 2, 3))) int weft__cli_usage_error(const weft__cli_cmd_t *c,

@@ -1,7 +1,8 @@
 /*
  * main.c - the weft command: `weft serve`, `weft version`, `weft config-docs`, help, and
- * the registry's commands (`weft services`, `instances`, `register`, `deregister`,
- * `checks`: cli_registry.c, clients of the API that `weft serve` runs).
+ * the client commands of the API that `weft serve` runs: the registry's (`weft services`,
+ * `instances`, `register`, `deregister`, `checks`: cli_registry.c) and the trace store's
+ * (`weft traces`, `trace`: cli_traces.c), both through cli.c's frame.
  *
  * `weft serve` runs the parts of the platform in one process. Today that is the HTTP API
  * (`/health`, `/metrics`, `/v1/status/leader`), built on the SDK's service so that weft's
@@ -11,8 +12,8 @@
  * per module drives the YAML file, the environment, the flags, `--help` and docs/config.md.
  *
  * Exit status: 0 after a clean shutdown, 1 on a runtime failure (a port in use), 2 on a
- * usage or configuration error. The registry's commands: 0 done, 1 the API answered an
- * error or could not be reached, 2 a usage error.
+ * usage or configuration error. The client commands: 0 done, 1 the API answered an error
+ * or could not be reached, 2 a usage error.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -162,8 +163,7 @@ static void usage(FILE *f)
             "  serve                     run the platform (see `weft serve --help`)\n"
             "  version                   print the version\n"
             "  config-docs               print the configuration reference (Markdown)\n"
-            "  help [COMMAND]            this text, or a command's (as COMMAND --help)\n"
-            "\nthe registry, through the API of a running `weft serve`:\n",
+            "  help [COMMAND]            this text, or a command's (as COMMAND --help)\n",
             WEFT_VERSION);
     weft__cli_usage(f);
     fprintf(f, "\n`weft COMMAND --help` tells more; the API is --api, $WEFT_API_ADDR,\n"

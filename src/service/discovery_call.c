@@ -94,9 +94,33 @@ call_t *weft__disc_call_new(weft_discovery_t *d, kind_t kind, call_t *parent)
     return c;
 }
 
+/* Ends a call's CLIENT span with what the call came to. */
+static void span_finish(call_t *c)
+{
+    weft_span_t *sp = c->span;
+    if (!sp) return;
+    c->span = NULL;
+    if (c->inst_addr[0]) {
+        weft_span_set_attr_str(sp, "server.address", c->inst_addr);
+        weft_span_set_attr_int(sp, "server.port", c->inst_port);
+        weft_span_set_attr_str(sp, "weft.instance", c->inst_id);
+    }
+    weft_span_set_attr_int(sp, "weft.attempts", c->attempts);
+    if (c->status) weft_span_set_attr_int(sp, "http.response.status_code", c->status);
+    if (c->err)
+        weft_span_set_status(sp, WEFT_SPAN_STATUS_ERROR, weft_err_name(c->err));
+    else if (c->status >= 500)
+        weft_span_set_status(sp, WEFT_SPAN_STATUS_ERROR, NULL);
+    weft_span_end(sp);
+}
+
 void weft__disc_call_free(call_t *c)
 {
     weft_discovery_t *d = c->d;
+    if (c->span) {
+        if (!c->err) c->err = WEFT_ECANCELED;
+        span_finish(c);
+    }
     for (size_t i = 0; i < c->nkids; i++)
         if (c->kids[i]) weft__disc_call_free(c->kids[i]);
     if (c->catalog) weft__disc_call_free(c->catalog);
@@ -655,6 +679,7 @@ void weft__disc_deliver(call_t *c)
         weft_discovery_result_t r;
         fill_result(&r, c, c->kind == K_OP ? "" : c->rq->service);
         if (c->kind == K_OP) r.instance = r.address = "";
+        span_finish(c); /* before the callback, which may end the parent */
         c->cb.call(&r, c->arg);
         break;
     }
@@ -769,7 +794,8 @@ int weft__disc_rq_copy(call_t *c, const weft_discovery_req_t *r, const char *ser
 
 /* The checks and the set-up every kind of call shares; returns the call or NULL with *err. */
 static call_t *begin(weft_discovery_t *d, kind_t kind, const weft_discovery_req_t *r,
-                     const char *service, bool all_ok, int *err)
+                     const char *service, bool all_ok, const weft_http_header_t *extra,
+                     size_t nextra, int *err)
 {
     if (d->closing) {
         *err = WEFT_ECLOSED;
@@ -790,7 +816,7 @@ static call_t *begin(weft_discovery_t *d, kind_t kind, const weft_discovery_req_
         return NULL;
     }
     weft_discovery_req_t none = {0};
-    if ((*err = weft__disc_rq_copy(c, r ? r : &none, service, NULL, 0)) != 0) {
+    if ((*err = weft__disc_rq_copy(c, r ? r : &none, service, extra, nextra)) != 0) {
         weft__disc_call_free(c);
         return NULL;
     }
@@ -812,13 +838,52 @@ static int launch(weft_discovery_t *d, call_t *c, const char *service, weft_disc
     return 0;
 }
 
+/* The trace headers of a call's span, gathered by weft_trace_inject (at most the three W3C
+ * and B3 forms the client could send; only W3C is asked for). */
+typedef struct trace_hdrs_s {
+    weft_http_header_t h[2];
+    char v[2][WEFT_TRACESTATE_MAX + 1];
+    size_t n;
+} trace_hdrs_t;
+
+static int put_trace_header(void *arg, const char *name, const char *value, size_t len)
+{
+    trace_hdrs_t *t = arg;
+    if (t->n == 2 || len > WEFT_TRACESTATE_MAX) return WEFT_ELIMIT;
+    memcpy(t->v[t->n], value, len);
+    t->h[t->n].name = (weft_str_t){name, strlen(name)};
+    t->h[t->n].value = (weft_str_t){t->v[t->n], len};
+    t->n++;
+    return 0;
+}
+
 int weft_discovery_call(weft_discovery_t *d, const weft_discovery_req_t *r,
                         weft_discovery_call_fn cb, void *arg, weft_discovery_call_t **out)
 {
     if (!d || !r || !cb) return WEFT_EINVAL;
     int err;
-    call_t *c = begin(d, K_CALL, r, r->service, false, &err);
-    if (!c) return err;
+    weft_span_t *span = NULL;
+    trace_hdrs_t th;
+    th.n = 0;
+    if (r->parent && d->o.tracer && r->service) {
+        char name[WEFT_DISCOVERY_NAME_MAX + 32];
+        snprintf(name, sizeof(name), "%s %s", r->method ? r->method : "GET", r->service);
+        span = weft_span_start(d->o.tracer, name, WEFT_SPAN_CLIENT, weft_span_context(r->parent));
+        if (span) {
+            weft_span_set_attr_str(span, "peer.service", r->service);
+            weft_span_set_attr_str(span, "http.request.method", r->method ? r->method : "GET");
+            weft_trace_inject(weft_span_context(span), WEFT_PROPAGATE_W3C, put_trace_header, &th);
+        }
+    }
+    call_t *c = begin(d, K_CALL, r, r->service, false, th.h, th.n, &err);
+    if (!c) {
+        if (span) {
+            weft_span_set_status(span, WEFT_SPAN_STATUS_ERROR, weft_err_name(err));
+            weft_span_end(span);
+        }
+        return err;
+    }
+    c->span = span;
     c->cb.call = cb;
     c->arg = arg;
     return launch(d, c, r->service, out);
@@ -830,7 +895,7 @@ int weft_discovery_resolve(weft_discovery_t *d, const char *service, weft_discov
     if (!d || !service || !cb) return WEFT_EINVAL;
     int err;
     weft_discovery_req_t r = {.timeout_ms = d->o.registry_timeout_ms};
-    call_t *c = begin(d, K_RESOLVE, &r, service, false, &err);
+    call_t *c = begin(d, K_RESOLVE, &r, service, false, NULL, 0, &err);
     if (!c) return err;
     c->cb.resolve = cb;
     c->arg = arg;
@@ -843,7 +908,7 @@ int weft_discovery_broadcast(weft_discovery_t *d, const weft_discovery_req_t *r,
     if (!d || !r || !cb || !r->service) return WEFT_EINVAL;
     bool all = strcmp(r->service, "*") == 0;
     int err;
-    call_t *c = begin(d, all ? K_BCAST_ALL : K_BCAST, r, r->service, true, &err);
+    call_t *c = begin(d, all ? K_BCAST_ALL : K_BCAST, r, r->service, true, NULL, 0, &err);
     if (!c) return err;
     c->cb.bcast = cb;
     c->arg = arg;

@@ -177,6 +177,8 @@ struct weft_discovery_call_s {
     uint64_t sent_ns;  /* when the attempt in flight was sent */
     uint64_t retry_ns; /* C_BACKOFF: when the next attempt goes */
     weft_http_client_call_t *hc;
+    weft_span_t *span; /* top-level K_CALL with a parent span: its CLIENT span, ended at
+                          delivery (or when the call is freed undelivered) */
     int err, status;
     bool overflow;
     weft_buf_t body;

@@ -848,6 +848,7 @@ weft_discovery_t *weft_service_discovery(weft_service_t *svc, uv_loop_t *loop)
     o.loop = loop;
     o.on_breaker = on_client_breaker;
     o.on_breaker_data = ws;
+    o.tracer = svc->tracer;
     int err = weft_discovery_new(&o, &ws->disc);
     if (err) {
         ws->disc = NULL;

@@ -359,3 +359,78 @@ def test_dependencies(collector):
     assert z == [{"parent": "front", "child": "back", "callCount": 3, "errorCount": 1}]
     j = get(f"{w.api}/api/dependencies", params={"endTs": end, "lookback": 3600_000}).json()
     assert j["data"] == [{"parent": "front", "child": "back", "callCount": 3}]
+
+
+def test_gateway_to_services_one_trace(collector, spawn, tmp_path):
+    """A request through weft's gateway to examples/hello `front`, which calls hello `back`
+    by name (weft_client, through the registry): one trace, with the gateway's span at the
+    root, front's server span under it, back's under front's call, seen the same through
+    Jaeger's and Zipkin's APIs. The services export with the SDK's OTLP/HTTP exporter to
+    weft's OTLP port; the gateway's span goes to the store without HTTP."""
+    from conftest import HELLO, free_port
+    gw = free_port()
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text("""gateway:
+  routes:
+    - name: shop
+      match: { path_prefix: /shop }
+      strip_prefix: true
+      service: front
+""")
+    w = collector("weft", "--config", cfg, "--gateway", f"127.0.0.1:{gw}")
+    otlp = w.otlp.split("//")[1].split("/")[0]
+    for name in ("front", "back"):
+        port = free_port()
+        spawn([HELLO, "--name", name, "--port", port, "--workers", "1", "--log-level", "warn",
+               "--registry", w.api, "--registry-check-interval", "1s", "--otlp", otlp],
+              port, name=name)
+
+    def through():
+        r = requests.get(f"http://127.0.0.1:{gw}/shop/call/back/hello", timeout=WAIT)
+        return r.status_code == 200 and r.text == "hello, world\n"
+    wait_for(through, "front and back registered and passing, the call through")
+    found = {}
+
+    def exported():  # the services' exporters send in batches, within a few seconds
+        r = get(f"{w.api}/api/traces",  # (the health checker's requests are traced too)
+                params={"service": "back", "operation": "GET /hello", "limit": 1})
+        found["d"] = r.json()["data"]
+        return len(found["d"]) == 1 and len(found["d"][0]["spans"]) >= 4
+    wait_for(exported, "back's spans, under front's call, exported to weft", timeout=30)
+    tid = found["d"][0]["traceID"]
+    t = jaeger_trace(w, tid, 4)
+    svc = {p: v["serviceName"] for p, v in t["processes"].items()}
+    spans = {s["spanID"]: s for s in t["spans"]}
+
+    def parent(s):
+        refs = [r["spanID"] for r in s["references"] if r["refType"] == "CHILD_OF"]
+        return spans.get(refs[0]) if refs else None
+
+    def kind(s):
+        return next(g["value"] for g in s["tags"] if g["key"] == "span.kind")
+
+    # the first request's (the one that went through) spans: one trace
+    roots = [s for s in t["spans"] if parent(s) is None]
+    assert len(roots) == 1 and svc[roots[0]["processID"]] == "weft"
+    assert kind(roots[0]) == "server"
+    back = [s for s in t["spans"] if svc[s["processID"]] == "back"]
+    assert len(back) == 1 and kind(back[0]) == "server"
+    chain = [back[0]]
+    while parent(chain[-1]) is not None:
+        chain.append(parent(chain[-1]))
+    names = [(svc[s["processID"]], kind(s)) for s in reversed(chain)]
+    # weft's gateway span, front's server span, front's call (client), back's server span
+    assert names[0] == ("weft", "server") and names[-1] == ("back", "server")
+    assert ("front", "server") in names and ("front", "client") in names
+    assert names.index(("front", "server")) < names.index(("front", "client"))
+    # Zipkin's API: the same spans, the same parents
+    z = {s["id"]: s for s in zipkin_trace(w, tid)}
+    assert sorted(z) == sorted(spans)
+    for sid, s in spans.items():
+        p = parent(s)
+        assert z[sid].get("parentId", "") == (p["spanID"] if p else "")
+    # and front -> back is an edge of the dependency graph (weft -> front too)
+    end = time.time_ns() // 1_000_000 + 60_000
+    deps = get(f"{w.zipkin}/api/v2/dependencies", params={"endTs": end}).json()
+    edges = {(d["parent"], d["child"]) for d in deps}
+    assert ("front", "back") in edges and ("weft", "front") in edges
