@@ -30,6 +30,7 @@ import math
 import os
 import pathlib
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -320,6 +321,17 @@ def main():
     if not gen.exists():
         sys.exit(f"load_check: missing {gen} (cmake --build {args.build} --target collector_load)")
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="weft-loadcheck."))
+    try:
+        check_all(gen, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if failures:
+        print(f"load_check: {len(failures)} checks failed", file=sys.stderr)
+        sys.exit(1)
+    print("load_check: every check held")
+
+
+def check_all(gen, tmp):
     pb = load_pb(tmp)
     rcv = Receiver(pb)
     srv = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(rcv))
@@ -380,10 +392,6 @@ def main():
     print(f"timed run: {r.get('spans_per_s')} spans/s into this receiver (Python), p99 {r.get('p99_ms')} ms")
 
     srv.shutdown()
-    if failures:
-        print(f"load_check: {len(failures)} checks failed", file=sys.stderr)
-        sys.exit(1)
-    print("load_check: every check held")
 
 
 if __name__ == "__main__":
