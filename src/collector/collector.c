@@ -120,44 +120,51 @@ enum {
     RPC_INTERNAL = 13
 };
 
+/* Answers status with the JSON body `head` N `mid` "msg" `tail` (what was refused). */
+static void respond_rejected(weft_http_request_t *req, int status, const char *head, size_t n,
+                             const char *mid, const char *msg, const char *tail)
+{
+    weft_buf_t b;
+    weft_buf_init(&b, 4096);
+    weft_buf_puts(&b, head);
+    weft_buf_put_u64(&b, n);
+    weft_buf_puts(&b, mid);
+    weft_json_put_str(&b, msg, strlen(msg));
+    weft_buf_puts(&b, tail);
+    weft_http_respond(req, status, "application/json", b.failed ? "{}" : b.p, b.failed ? 2 : b.len);
+    weft_buf_free(&b);
+}
+
+/* A protobuf length (at most 2 bytes here: the message is kept under 16 KiB). */
+static size_t pb_len(uint8_t *out, size_t len)
+{
+    if (len < 128) {
+        out[0] = (uint8_t)len;
+        return 1;
+    }
+    out[0] = (uint8_t)((len & 0x7f) | 0x80);
+    out[1] = (uint8_t)(len >> 7);
+    return 2;
+}
+
 /* The outcome of a stored request (OTLP's ExportTraceServiceResponse, or Zipkin's 202). */
 static void respond_ok(weft_http_request_t *req, int format, size_t rejected, const char *msg)
 {
     if (format == COL_FMT_ZIPKIN) {
-        if (rejected == 0) {
-            weft_http_respond(req, 202, NULL, NULL, 0);
-            return;
-        }
         /* Zipkin has no partial success: the valid spans are stored (202), and the body
          * says what was refused. */
-        char body[512];
-        weft_buf_t b;
-        weft_buf_init(&b, sizeof(body) * 2);
-        weft_buf_puts(&b, "{\"rejected\":");
-        weft_buf_put_u64(&b, rejected);
-        weft_buf_puts(&b, ",\"message\":");
-        weft_json_put_str(&b, msg, strlen(msg));
-        weft_buf_putc(&b, '}');
-        weft_http_respond(req, 202, "application/json", b.failed ? "{}" : b.p,
-                          b.failed ? 2 : b.len);
-        weft_buf_free(&b);
+        if (rejected == 0)
+            weft_http_respond(req, 202, NULL, NULL, 0);
+        else
+            respond_rejected(req, 202, "{\"rejected\":", rejected, ",\"message\":", msg, "}");
         return;
     }
     if (format == COL_FMT_OTLP_JSON) {
-        if (rejected == 0) {
+        if (rejected == 0)
             weft_http_respond(req, 200, "application/json", "{}", 2);
-            return;
-        }
-        weft_buf_t b;
-        weft_buf_init(&b, 4096);
-        weft_buf_puts(&b, "{\"partialSuccess\":{\"rejectedSpans\":\"");
-        weft_buf_put_u64(&b, rejected);
-        weft_buf_puts(&b, "\",\"errorMessage\":");
-        weft_json_put_str(&b, msg, strlen(msg));
-        weft_buf_puts(&b, "}}");
-        weft_http_respond(req, 200, "application/json", b.failed ? "{}" : b.p,
-                          b.failed ? 2 : b.len);
-        weft_buf_free(&b);
+        else
+            respond_rejected(req, 200, "{\"partialSuccess\":{\"rejectedSpans\":\"", rejected,
+                             "\",\"errorMessage\":", msg, "}}");
         return;
     }
     /* protobuf: ExportTraceServiceResponse { partial_success (1) { rejected_spans (1),
@@ -166,32 +173,20 @@ static void respond_ok(weft_http_request_t *req, int format, size_t rejected, co
         weft_http_respond(req, 200, "application/x-protobuf", NULL, 0);
         return;
     }
-    uint8_t out[512];
-    size_t ml = strlen(msg), n = 0;
+    size_t ml = strlen(msg), k = 0, n = 0;
     if (ml > 255) ml = 255;
-    uint8_t inner[300];
-    size_t k = 0;
+    uint8_t inner[300], out[310];
     inner[k++] = 0x08; /* field 1, varint */
     for (uint64_t v = rejected;; v >>= 7) {
         inner[k++] = (uint8_t)(v < 0x80 ? v : (v & 0x7f) | 0x80);
         if (v < 0x80) break;
     }
     inner[k++] = 0x12; /* field 2, bytes */
-    if (ml >= 128) {
-        inner[k++] = (uint8_t)((ml & 0x7f) | 0x80);
-        inner[k++] = (uint8_t)(ml >> 7);
-    } else {
-        inner[k++] = (uint8_t)ml;
-    }
+    k += pb_len(inner + k, ml);
     memcpy(inner + k, msg, ml);
     k += ml;
     out[n++] = 0x0a; /* field 1, bytes */
-    if (k >= 128) {
-        out[n++] = (uint8_t)((k & 0x7f) | 0x80);
-        out[n++] = (uint8_t)(k >> 7);
-    } else {
-        out[n++] = (uint8_t)k;
-    }
+    n += pb_len(out + n, k);
     memcpy(out + n, inner, k);
     n += k;
     weft_http_respond(req, 200, "application/x-protobuf", (const char *)out, n);
