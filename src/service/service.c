@@ -211,12 +211,14 @@ static void h_metrics(weft_http_request_t *req, void *arg)
     weft_service_t *svc = arg;
     char *text = NULL;
     size_t len = 0;
-    if (weft_metrics_write(svc->metrics, &text, &len) != 0) {
+    weft_str_t accept = weft_http_request_header(req, "accept");
+    weft_metrics_format_t fmt = weft_metrics_negotiate(accept.base, accept.len);
+    if (weft_metrics_write_format(svc->metrics, fmt, &text, &len) != 0) {
         static const char err[] = "{\"error\":\"out of memory\"}\n";
         weft_http_respond(req, 503, "application/json", err, sizeof(err) - 1);
         return;
     }
-    weft_http_respond(req, 200, WEFT_METRICS_CONTENT_TYPE, text, len);
+    weft_http_respond(req, 200, weft_metrics_content_type(fmt), text, len);
     free(text);
 }
 
