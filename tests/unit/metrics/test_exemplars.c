@@ -169,10 +169,10 @@ static void test_openmetrics_eof(void **state)
 /* ---- threads: no torn exemplar, the newest one shown ---- */
 
 #define WRITERS 4
-#define ROUNDS  20000
 
 static weft_histogram_t *race_h;
 static atomic_int race_done;
+static uint32_t race_count[WRITERS];
 
 /* Exemplar k: the trace id, span id and value all derive from k, so a scrape that mixed
  * two writes would show ids and a value that disagree. */
@@ -186,13 +186,16 @@ static void *race_writer(void *arg)
 {
     intptr_t id = (intptr_t)arg;
     if (id % 2) weft_metrics_thread_register(); /* the others share slot 0 */
-    for (uint32_t r = 1; r <= ROUNDS; r++) {
-        uint32_t k = (uint32_t)id << 24 | r;
+    uint32_t r = 0;
+    /* until the scrapes are over (2^24 exemplars at most: k keeps the writer's id) */
+    while (!atomic_load_explicit(&race_done, memory_order_relaxed) && r < (1u << 24) - 1) {
+        uint32_t k = (uint32_t)id << 24 | ++r;
         uint8_t trace[16], span[8];
         ids_of(k, trace, span);
         /* all in the first bucket (<= 1): value k / 2^32 */
         weft_histogram_observe_exemplar(race_h, (double)k / 4294967296.0, trace, span);
     }
+    race_count[id] = r;
     return NULL;
 }
 
@@ -230,16 +233,21 @@ static void test_threads_no_torn_exemplar(void **state)
     pthread_t t[WRITERS];
     for (intptr_t i = 0; i < WRITERS; i++)
         assert_int_equal(pthread_create(&t[i], NULL, race_writer, (void *)i), 0);
-    for (int k = 0; k < 200; k++) {
+    for (int k = 0; k < 500; k++) {
         char *om = write_fmt(reg, WEFT_METRICS_OPENMETRICS);
         check_exemplars(om);
         free(om);
     }
-    for (int i = 0; i < WRITERS; i++) pthread_join(t[i], NULL);
+    atomic_store(&race_done, 1);
+    uint64_t total = 0;
+    for (int i = 0; i < WRITERS; i++) {
+        pthread_join(t[i], NULL);
+        total += race_count[i];
+    }
     char *om = write_fmt(reg, WEFT_METRICS_OPENMETRICS);
     check_exemplars(om);
     char want[64];
-    snprintf(want, sizeof(want), "race_bucket{le=\"1\"} %d # {", WRITERS * ROUNDS);
+    snprintf(want, sizeof(want), "race_bucket{le=\"1\"} %" PRIu64 " # {", total);
     assert_non_null(strstr(om, want)); /* nothing lost, and an exemplar shown */
     free(om);
     weft_metrics_registry_free(reg);
