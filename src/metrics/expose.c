@@ -1,5 +1,6 @@
 /*
- * expose.c - the Prometheus text exposition format 0.0.4 of a registry.
+ * expose.c - a registry in the Prometheus text exposition format 0.0.4 or in OpenMetrics
+ * text 1.0.0, and the choice between them from a scrape's Accept header.
  *
  * Design. One pass over the registry's families (a list that only grows, walked without
  * the registry mutex, so a scrape never blocks registration, child creation or updates),
@@ -25,6 +26,14 @@
  * Escaping: in help, backslash and newline; in label values also the double quote.
  * Names and label values are known valid (names checked at registration, values made
  * valid UTF-8 at child creation), so nothing else needs escaping.
+ *
+ * OpenMetrics differs in a few places only, so both come from the same writers: "# HELP"
+ * and "# TYPE" name a counter's family without its "_total" (the sample keeps it), help
+ * escapes the double quote as well, an empty help is left out, each histogram bucket is
+ * followed by its newest exemplar (" # {trace_id=\"..\",span_id=\"..\"} value time", the
+ * time in seconds with milliseconds), and "# EOF" ends the text. The le values stay as in
+ * the Prometheus text (OpenMetrics would rather have "1.0" than "1"), because Prometheus 2.x
+ * takes them as they come: another text would make other series when it switches formats.
  *
  * Threads: any thread; concurrent scrapes are independent. The output is a weft_buf_t
  * (core/buf.h) that grows by doubling from 4 KiB; its size is bounded by the families'

@@ -16,6 +16,9 @@
  * mutex orders the old owner's last store before the new owner's first load), so values of
  * exited threads stay counted and the slot count bounds only concurrent threads.
  *
+ * Exemplars (weft_histogram_observe_exemplar): a shard also keeps each bucket's latest
+ * exemplar behind a sequence lock, allocated on its first one; see "exemplars" below.
+ *
  * Gauges: weft_gauge_set stores v minus the shards' current adds into the child's `set`
  * (one relaxed store after reading the shards); the value is set + sum(adds). An add racing
  * with a set lands either before it (and is replaced) or after it (and is kept).

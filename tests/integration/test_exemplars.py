@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from conftest import WAIT, free_port, get, need_tool, wait_for
+from conftest import HELLO, WAIT, free_port, get, need_tool, wait_for
 from test_gateway_observe import CLIENT_SPAN, attrs, start_weft
 from test_otlp import Receiver  # noqa: F401 (the fixture below uses it)
 from test_otlp import receiver  # noqa: F401 (a pytest fixture)
@@ -101,6 +101,31 @@ def test_exemplars_in_openmetrics(spawn, tmp_path, faulty, receiver):
         assert "# TYPE weft_gateway_requests_total counter\n" in r.text
         assert re.search(r'\nweft_gateway_request_duration_seconds_bucket\{route="r",'
                          r'le="\+Inf"\} 3\n', r.text)
+
+
+def test_sdk_service_request_histogram(spawn, receiver):
+    """An SDK service (examples/hello) does the same with http_request_duration_seconds: a
+    sampled request's server span is its bucket's exemplar, an unsampled one's is not."""
+    port = free_port()
+    p = spawn([HELLO, "--name", "hello-ex", "--port", port, "--workers", "1",
+               "--log-level", "warn"], port, name="hello-ex",
+              env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
+                   "OTEL_BSP_SCHEDULE_DELAY": "50"})
+    sampled, unsampled = "8" * 32, "9" * 32
+    assert get(p.url + "/hello/x", headers={
+        "traceparent": f"00-{unsampled}-{CLIENT_SPAN}-00"}).status_code == 200
+    assert get(p.url + "/hello/x", headers={
+        "traceparent": f"00-{sampled}-{CLIENT_SPAN}-01"}).status_code == 200
+    [(_, span, _)] = receiver.wait_trace(sampled, WAIT)
+    r = requests.get(p.url + "/metrics", headers={"Accept": OM_ACCEPT}, timeout=WAIT)
+    assert r.headers["Content-Type"] == OM_TYPE and r.text.endswith("\n# EOF\n")
+    found = []
+    for line in r.text.splitlines():
+        m = EXEMPLAR.match(line)
+        if m and m.group(1) == "http_request_duration_seconds_bucket":
+            found.append((m.group(4), m.group(5)))
+    assert (sampled, span["spanId"]) in found, r.text
+    assert unsampled not in r.text
 
 
 def test_no_exemplars_without_an_exporter(spawn, tmp_path, faulty):
