@@ -139,14 +139,17 @@ static void write_child(weft_buf_t *b, const weft_metrics_family_t *f,
         return;
     }
     uint64_t buckets[WEFT_METRICS_MAX_BOUNDS + 1];
+    weft__exemplar_read_t ex[WEFT_METRICS_MAX_BOUNDS + 1];
+    bool has_ex[WEFT_METRICS_MAX_BOUNDS + 1];
+    /* exemplars first: one newer than the counts read next is still in its bucket's count */
+    size_t nex = om ? weft__child_exemplars(c, ex, has_ex) : 0;
     double sum = weft__child_sum(c, buckets);
     uint64_t cum = 0;
     for (size_t j = 0; j <= f->nbounds; j++) {
         cum += buckets[j];
         put_sample(b, f, "_bucket", labels, j == f->nbounds ? "+Inf" : les[j]);
         weft_buf_put_u64(b, cum);
-        weft__exemplar_read_t e;
-        if (om && weft__child_exemplar(c, j, &e)) put_exemplar(b, &e);
+        if (nex && has_ex[j]) put_exemplar(b, &ex[j]);
         weft_buf_putc(b, '\n');
     }
     put_sample(b, f, "_sum", labels, NULL);

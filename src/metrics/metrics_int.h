@@ -94,10 +94,12 @@ struct weft_metrics_registry_s {
  * (buckets: fam->nbounds + 1 entries, may be NULL). */
 double weft__child_sum(const struct weft_metric_child_s *c, uint64_t *buckets);
 
-/* The newest exemplar of a histogram child's bucket j across its shards. Returns false
- * when none was stored (or every shard holding one was being written to at each try). */
-bool weft__child_exemplar(const struct weft_metric_child_s *c, size_t j,
-                          weft__exemplar_read_t *out);
+/* The newest exemplar of each of a histogram child's buckets across its shards, in one
+ * pass over them: out and found have nbounds + 1 entries; found[j] is false for a bucket
+ * without one (none stored, or every shard holding one was being written at each try).
+ * Returns how many were found. */
+size_t weft__child_exemplars(const struct weft_metric_child_s *c, weft__exemplar_read_t *out,
+                             bool *found);
 
 /* Length (1..4) of the valid UTF-8 sequence starting s (n bytes available), or 0. */
 size_t weft__utf8_seq(const unsigned char *s, size_t n);

@@ -830,19 +830,23 @@ static bool exemplar_get(weft__exemplar_t *e, weft__exemplar_read_t *out)
     return false;
 }
 
-bool weft__child_exemplar(const struct weft_metric_child_s *c, size_t j,
-                          weft__exemplar_read_t *out)
+size_t weft__child_exemplars(const struct weft_metric_child_s *c, weft__exemplar_read_t *out,
+                             bool *found)
 {
     struct weft_metric_child_s *m = (struct weft_metric_child_s *)c;
-    bool found = false;
-    if (c->fam->type != WEFT__HISTOGRAM || j > c->fam->nbounds) return false;
+    size_t nb = c->fam->nbounds + 1, n = 0;
+    memset(found, 0, nb * sizeof(bool));
+    if (c->fam->type != WEFT__HISTOGRAM) return 0;
     for (int s = 0; s < WEFT_METRICS_MAX_THREADS; s++) {
         weft__cell_t *cell = atomic_load_explicit(&m->cells[s], memory_order_acquire);
         weft__exemplar_t *ex = cell ? atomic_load_explicit(&cell->ex, memory_order_acquire) : NULL;
-        weft__exemplar_read_t r;
-        if (!ex || !exemplar_get(&ex[j], &r)) continue;
-        if (!found || r.ts_ns > out->ts_ns) *out = r;
-        found = true;
+        for (size_t j = 0; ex && j < nb; j++) {
+            weft__exemplar_read_t r;
+            if (!exemplar_get(&ex[j], &r)) continue;
+            if (!found[j]) n++;
+            if (!found[j] || r.ts_ns > out[j].ts_ns) out[j] = r;
+            found[j] = true;
+        }
     }
-    return found;
+    return n;
 }
