@@ -40,7 +40,7 @@ extern "C" {
 #endif
 
 /** The Content-Type of weft_metrics_write's output. */
-#define WEFT_METRICS_CONTENT_TYPE  "text/plain; version=0.0.4; charset=utf-8"
+#define WEFT_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 /** The Content-Type of the OpenMetrics output (WEFT_METRICS_OPENMETRICS). */
 #define WEFT_METRICS_OPENMETRICS_CONTENT_TYPE                                                      \
     "application/openmetrics-text; version=1.0.0; charset=utf-8"

@@ -111,8 +111,7 @@ static void put_exemplar(weft_buf_t *b, const weft__exemplar_read_t *e)
     weft_buf_putc(b, ' ');
     weft_buf_put_u64(b, e->ts_ns / 1000000000u);
     unsigned ms = (unsigned)(e->ts_ns / 1000000u % 1000u);
-    char frac[4] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10),
-                    (char)('0' + ms % 10)};
+    char frac[4] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10)};
     weft_buf_put(b, frac, 4);
 }
 

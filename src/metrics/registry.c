@@ -660,8 +660,7 @@ void weft_gauge_set(weft_gauge_t *g, double v)
 }
 
 /* Counts v in its bucket and the sum; returns the bucket's index. */
-static inline size_t observe(weft__cell_t *cell, const weft_metrics_family_t *f, int slot,
-                             double v)
+static inline size_t observe(weft__cell_t *cell, const weft_metrics_family_t *f, int slot, double v)
 {
     size_t i = 0, n = f->nbounds;
     while (i < n && v > f->bounds[i]) i++;
@@ -704,13 +703,13 @@ void weft_histogram_observe(weft_histogram_t *h, double v)
  */
 
 static __attribute__((noinline)) weft__exemplar_t *ex_new(const weft_histogram_t *h,
-                                                         weft__cell_t *cell)
+                                                          weft__cell_t *cell)
 {
     weft__exemplar_t *fresh = calloc(h->fam->nbounds + 1, sizeof(*fresh));
     if (!fresh) return NULL;
     weft__exemplar_t *expected = NULL;
-    if (!atomic_compare_exchange_strong_explicit(&cell->ex, &expected, fresh,
-                                                 memory_order_acq_rel, memory_order_acquire)) {
+    if (!atomic_compare_exchange_strong_explicit(&cell->ex, &expected, fresh, memory_order_acq_rel,
+                                                 memory_order_acquire)) {
         free(fresh); /* another slot-0 thread made it first */
         return expected;
     }
@@ -735,9 +734,8 @@ static void exemplar_put(weft__exemplar_t *e, int slot, uint64_t hi, uint64_t lo
     uint32_t s = atomic_load_explicit(&e->seq, memory_order_relaxed);
     if (slot) {
         atomic_store_explicit(&e->seq, s + 1, memory_order_relaxed);
-    } else if ((s & 1) || !atomic_compare_exchange_strong_explicit(&e->seq, &s, s + 1,
-                                                                   memory_order_acquire,
-                                                                   memory_order_relaxed)) {
+    } else if ((s & 1) || !atomic_compare_exchange_strong_explicit(
+                              &e->seq, &s, s + 1, memory_order_acquire, memory_order_relaxed)) {
         return; /* another slot-0 writer is storing its exemplar here: it stands */
     }
     /* the odd seq is visible before any field changes (pairs with the reader's fence) */

@@ -80,9 +80,8 @@ static void test_openmetrics_exact(void **state)
         weft_metrics_counter_new(reg, "req_total", "Requests \"served\"\\\n", lbl, 1, &req), 0);
     assert_int_equal(weft_metrics_gauge_new(reg, "temp", "", NULL, 0, &g), 0);
     const double bounds[] = {0.1, 1};
-    assert_int_equal(weft_metrics_histogram_new(reg, "lat_seconds", "Latency.", lbl, 1, bounds, 2,
-                                                &h),
-                     0);
+    assert_int_equal(
+        weft_metrics_histogram_new(reg, "lat_seconds", "Latency.", lbl, 1, bounds, 2, &h), 0);
     assert_int_equal(weft_metrics_histogram_new(reg, "quiet_seconds", "No exemplar.", NULL, 0,
                                                 bounds, 2, &quiet),
                      0);
@@ -92,8 +91,8 @@ static void test_openmetrics_exact(void **state)
     uint64_t t0 = wall_ns();
     weft_histogram_observe_exemplar(ha, 0.05, T2, S2); /* replaced below */
     weft_histogram_observe_exemplar(ha, 0.0123, T1, S1);
-    weft_histogram_observe(ha, 0.07);                  /* leaves T1's */
-    weft_histogram_observe_exemplar(ha, 5, T2, NULL);  /* +Inf, no span id */
+    weft_histogram_observe(ha, 0.07);                   /* leaves T1's */
+    weft_histogram_observe_exemplar(ha, 5, T2, NULL);   /* +Inf, no span id */
     weft_histogram_observe_exemplar(ha, 0.5, ZERO, S1); /* invalid trace id: counted only */
     weft_histogram_observe(weft_metrics_histogram_child(quiet, NULL), 0.2);
     uint64_t t1 = wall_ns();
@@ -208,9 +207,9 @@ static void check_exemplars(const char *text)
     if (!ex || ex > nl) return; /* no exemplar yet */
     char trace[33], span[17];
     double v;
-    assert_int_equal(sscanf(ex, " # {trace_id=\"%32[0-9a-f]\",span_id=\"%16[0-9a-f]\"} %lf",
-                            trace, span, &v),
-                     3);
+    assert_int_equal(
+        sscanf(ex, " # {trace_id=\"%32[0-9a-f]\",span_id=\"%16[0-9a-f]\"} %lf", trace, span, &v),
+        3);
     uint32_t k = (uint32_t)(v * 4294967296.0 + 0.5);
     uint8_t t[16], s[8];
     ids_of(k, t, s);
