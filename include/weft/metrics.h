@@ -1,5 +1,6 @@
 /**
- * weft/metrics.h - counters, gauges and histograms with labels; Prometheus text exposition.
+ * weft/metrics.h - counters, gauges and histograms with labels; Prometheus text and
+ * OpenMetrics exposition, histogram exemplars.
  *
  * A registry holds metric families (a name, help, type and label names). A family's
  * children are its label sets; weft_metrics_*_child returns a handle that lives as long as
@@ -39,7 +40,10 @@ extern "C" {
 #endif
 
 /** The Content-Type of weft_metrics_write's output. */
-#define WEFT_METRICS_CONTENT_TYPE  "text/plain; version=0.0.4; charset=utf-8"
+#define WEFT_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+/** The Content-Type of the OpenMetrics output (WEFT_METRICS_OPENMETRICS). */
+#define WEFT_METRICS_OPENMETRICS_CONTENT_TYPE                                                      \
+    "application/openmetrics-text; version=1.0.0; charset=utf-8"
 #define WEFT_METRICS_MAX_THREADS   64    /* shard slots, slot 0 shared by the unregistered */
 #define WEFT_METRICS_MAX_CHILDREN  10000 /* default label sets per family */
 #define WEFT_METRICS_MAX_LABELS    8
@@ -162,6 +166,20 @@ WEFT_EXTERN void weft_gauge_add(weft_gauge_t *g, double v);
 WEFT_EXTERN void weft_gauge_inc(weft_gauge_t *g);
 WEFT_EXTERN void weft_gauge_dec(weft_gauge_t *g);
 WEFT_EXTERN void weft_histogram_observe(weft_histogram_t *h, double v);
+/**
+ * As weft_histogram_observe, and v becomes the latest exemplar of its bucket: the trace
+ * and span that observed it, for the OpenMetrics exposition to link the bucket to a trace
+ * (trace_id="32 hex",span_id="16 hex"} v time). Each thread's shard keeps the latest
+ * exemplar of each bucket and a scrape shows the newest across shards; an observation
+ * through weft_histogram_observe leaves the bucket's exemplar as it was. trace_id: 16
+ * bytes, NULL or all zero for none (then this is weft_histogram_observe); span_id: 8 bytes,
+ * NULL or all zero for none. Costs the plain observe plus a clock read and a few stores
+ * (the shard's exemplars are allocated on its first one; out of memory drops the exemplar,
+ * never the observation). Any thread, no lock.
+ */
+WEFT_EXTERN void weft_histogram_observe_exemplar(weft_histogram_t *h, double v,
+                                                 const uint8_t trace_id[16],
+                                                 const uint8_t span_id[8]);
 
 /** Current value of a counter or gauge child (sums the shards); 0 for NULL. */
 WEFT_EXTERN double weft_metrics_value(const weft_counter_t *c);
@@ -187,6 +205,34 @@ WEFT_EXTERN int weft_metrics_register_process(weft_metrics_registry_t *reg);
  * in *len, which the caller frees; or WEFT_ENOMEM (then *out is untouched).
  */
 WEFT_EXTERN int weft_metrics_write(weft_metrics_registry_t *reg, char **out, size_t *len);
+
+/** The exposition formats weft_metrics_write_format writes. */
+typedef enum {
+    WEFT_METRICS_PROMETHEUS = 0, /* text format 0.0.4, WEFT_METRICS_CONTENT_TYPE */
+    WEFT_METRICS_OPENMETRICS     /* OpenMetrics text 1.0.0, with exemplars */
+} weft_metrics_format_t;
+
+/**
+ * The format to answer a scrape whose Accept header is accept (len bytes; NULL or empty
+ * for none): WEFT_METRICS_OPENMETRICS when it lists application/openmetrics-text (version
+ * 1.0.0 or no version) with a q above 0 and not below the best q of text/plain (version
+ * 0.0.4 or none) and the wildcard ranges, as Prometheus's default Accept does; otherwise
+ * WEFT_METRICS_PROMETHEUS (a browser's or curl's Accept, or none).
+ */
+WEFT_EXTERN weft_metrics_format_t weft_metrics_negotiate(const char *accept, size_t len);
+/** The Content-Type of format's output. */
+WEFT_EXTERN const char *weft_metrics_content_type(weft_metrics_format_t format);
+/**
+ * As weft_metrics_write, in format. WEFT_METRICS_OPENMETRICS follows OpenMetrics 1.0.0:
+ * a counter family is named without its "_total" (its samples keep it), help escapes the
+ * double quote too, histogram buckets carry their exemplars
+ * (`name_bucket{le="0.1"} 3 # {trace_id="..",span_id=".."} 0.042 1700000000.123`), the
+ * text ends with "# EOF". The le values are written as in the Prometheus format, so that a
+ * Prometheus switching formats keeps the same series. Returns as weft_metrics_write, and
+ * WEFT_EINVAL for an unknown format.
+ */
+WEFT_EXTERN int weft_metrics_write_format(weft_metrics_registry_t *reg,
+                                          weft_metrics_format_t format, char **out, size_t *len);
 
 #ifdef __cplusplus
 }

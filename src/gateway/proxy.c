@@ -254,7 +254,13 @@ static void record(gw_req_t *x, int status)
     if (!s) return;
     weft_counter_inc(s->requests);
     uint64_t now = weft_now_ns(), start = x->req->start_ns;
-    weft_histogram_observe(s->duration, now > start ? (double)(now - start) / 1e9 : 0);
+    double d = now > start ? (double)(now - start) / 1e9 : 0;
+    /* a sampled request's span is the bucket's exemplar; others leave the last one */
+    const weft_trace_context_t *c = x->obs.recording ? weft_span_context(x->obs.span) : NULL;
+    if (c)
+        weft_histogram_observe_exemplar(s->duration, d, c->trace_id, c->span_id);
+    else
+        weft_histogram_observe(s->duration, d);
 }
 
 static const char *err_kind(int err)

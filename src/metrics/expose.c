@@ -1,5 +1,6 @@
 /*
- * expose.c - the Prometheus text exposition format 0.0.4 of a registry.
+ * expose.c - a registry in the Prometheus text exposition format 0.0.4 or in OpenMetrics
+ * text 1.0.0, and the choice between them from a scrape's Accept header.
  *
  * Design. One pass over the registry's families (a list that only grows, walked without
  * the registry mutex, so a scrape never blocks registration, child creation or updates),
@@ -25,6 +26,14 @@
  * Escaping: in help, backslash and newline; in label values also the double quote.
  * Names and label values are known valid (names checked at registration, values made
  * valid UTF-8 at child creation), so nothing else needs escaping.
+ *
+ * OpenMetrics differs in a few places only, so both come from the same writers: "# HELP"
+ * and "# TYPE" name a counter's family without its "_total" (the sample keeps it), help
+ * escapes the double quote as well, an empty help is left out, each histogram bucket is
+ * followed by its newest exemplar (" # {trace_id=\"..\",span_id=\"..\"} value time", the
+ * time in seconds with milliseconds), and "# EOF" ends the text. The le values stay as in
+ * the Prometheus text (OpenMetrics would rather have "1.0" than "1"), because Prometheus 2.x
+ * takes them as they come: another text would make other series when it switches formats.
  *
  * Threads: any thread; concurrent scrapes are independent. The output is a weft_buf_t
  * (core/buf.h) that grows by doubling from 4 KiB; its size is bounded by the families'
@@ -86,9 +95,29 @@ static void put_sample(weft_buf_t *b, const weft_metrics_family_t *f, const char
     weft_buf_putc(b, ' ');
 }
 
+/* The " # {trace_id=\"..\",span_id=\"..\"} value time" after a bucket's count (OpenMetrics):
+ * 32 + 16 hex digits and the two names make 63 characters, inside the spec's 128. */
+static void put_exemplar(weft_buf_t *b, const weft__exemplar_read_t *e)
+{
+    weft_buf_puts(b, " # {trace_id=\"");
+    weft_buf_put_hex(b, e->trace_id, 16);
+    if (e->has_span) {
+        weft_buf_puts(b, "\",span_id=\"");
+        weft_buf_put_hex(b, e->span_id, 8);
+    }
+    weft_buf_puts(b, "\"} ");
+    put_double(b, e->value);
+    /* seconds with milliseconds, as a decimal that needs no rounding of a double */
+    weft_buf_putc(b, ' ');
+    weft_buf_put_u64(b, e->ts_ns / 1000000000u);
+    unsigned ms = (unsigned)(e->ts_ns / 1000000u % 1000u);
+    char frac[4] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10)};
+    weft_buf_put(b, frac, 4);
+}
+
 static void write_child(weft_buf_t *b, const weft_metrics_family_t *f,
                         const struct weft_metric_child_s *c, weft_buf_t *labels,
-                        const char *const *les)
+                        const char *const *les, bool om)
 {
     weft_buf_reset(labels);
     for (size_t i = 0; i < f->nlabels; i++) {
@@ -109,12 +138,17 @@ static void write_child(weft_buf_t *b, const weft_metrics_family_t *f,
         return;
     }
     uint64_t buckets[WEFT_METRICS_MAX_BOUNDS + 1];
+    weft__exemplar_read_t ex[WEFT_METRICS_MAX_BOUNDS + 1];
+    bool has_ex[WEFT_METRICS_MAX_BOUNDS + 1];
+    /* exemplars first: one newer than the counts read next is still in its bucket's count */
+    size_t nex = om ? weft__child_exemplars(c, ex, has_ex) : 0;
     double sum = weft__child_sum(c, buckets);
     uint64_t cum = 0;
     for (size_t j = 0; j <= f->nbounds; j++) {
         cum += buckets[j];
         put_sample(b, f, "_bucket", labels, j == f->nbounds ? "+Inf" : les[j]);
         weft_buf_put_u64(b, cum);
+        if (nex && has_ex[j]) put_exemplar(b, &ex[j]);
         weft_buf_putc(b, '\n');
     }
     put_sample(b, f, "_sum", labels, NULL);
@@ -125,18 +159,31 @@ static void write_child(weft_buf_t *b, const weft_metrics_family_t *f,
     weft_buf_putc(b, '\n');
 }
 
-static void write_family(weft_buf_t *b, weft_metrics_family_t *f, weft_buf_t *labels)
+/* "# HELP" and "# TYPE" name the family: in OpenMetrics a counter's family is its name
+ * without "_total" (registration made sure it ends so), and help escapes '"' too (its
+ * escaped-string); an empty help is left out there, as OpenMetrics lets metadata be. */
+static void write_meta(weft_buf_t *b, const weft_metrics_family_t *f, bool om)
 {
     static const char *const type_names[] = {"counter", "gauge", "histogram"};
-    weft_buf_puts(b, "# HELP ");
-    weft_buf_puts(b, f->name);
-    weft_buf_putc(b, ' ');
-    put_escaped(b, f->help, false);
-    weft_buf_puts(b, "\n# TYPE ");
-    weft_buf_puts(b, f->name);
+    size_t nl = strlen(f->name);
+    if (om && f->type == WEFT__COUNTER) nl -= sizeof("_total") - 1;
+    if (!om || f->help[0]) {
+        weft_buf_puts(b, "# HELP ");
+        weft_buf_put(b, f->name, nl);
+        weft_buf_putc(b, ' ');
+        put_escaped(b, f->help, om);
+        weft_buf_putc(b, '\n');
+    }
+    weft_buf_puts(b, "# TYPE ");
+    weft_buf_put(b, f->name, nl);
     weft_buf_putc(b, ' ');
     weft_buf_puts(b, type_names[f->type]);
     weft_buf_putc(b, '\n');
+}
+
+static void write_family(weft_buf_t *b, weft_metrics_family_t *f, weft_buf_t *labels, bool om)
+{
+    write_meta(b, f, om);
     if (f->fn) {
         weft_buf_puts(b, f->name);
         weft_buf_putc(b, ' ');
@@ -172,14 +219,18 @@ static void write_family(weft_buf_t *b, weft_metrics_family_t *f, weft_buf_t *la
     }
     size_t k = n;
     for (struct weft_metric_child_s *c = head; c; c = c->next) order[--k] = c;
-    for (size_t i = 0; i < n && !b->failed; i++) write_child(b, f, order[i], labels, les);
+    for (size_t i = 0; i < n && !b->failed; i++) write_child(b, f, order[i], labels, les, om);
     free(order);
     weft_buf_free(&letext);
 }
 
-int weft_metrics_write(weft_metrics_registry_t *reg, char **out, size_t *len)
+int weft_metrics_write_format(weft_metrics_registry_t *reg, weft_metrics_format_t format,
+                              char **out, size_t *len)
 {
-    if (!reg || !out || !len) return WEFT_EINVAL;
+    if (!reg || !out || !len ||
+        (format != WEFT_METRICS_PROMETHEUS && format != WEFT_METRICS_OPENMETRICS))
+        return WEFT_EINVAL;
+    bool om = format == WEFT_METRICS_OPENMETRICS;
     weft_buf_t b, labels;
     weft_buf_init(&b, 0);
     weft_buf_init(&labels, 0);
@@ -187,7 +238,8 @@ int weft_metrics_write(weft_metrics_registry_t *reg, char **out, size_t *len)
     weft_buf_put(&labels, "", 0); /* labels.p is a valid (empty) string from here on */
     for (weft_metrics_family_t *f = atomic_load_explicit(&reg->first, memory_order_acquire);
          f && !b.failed; f = atomic_load_explicit(&f->next, memory_order_acquire))
-        write_family(&b, f, &labels);
+        write_family(&b, f, &labels, om);
+    if (om) weft_buf_puts(&b, "# EOF\n");
     weft_buf_free(&labels);
     /* An empty registry still gives a valid (empty) string; NULL: out of memory. */
     size_t n;
@@ -196,4 +248,96 @@ int weft_metrics_write(weft_metrics_registry_t *reg, char **out, size_t *len)
     *out = text;
     *len = n;
     return 0;
+}
+
+int weft_metrics_write(weft_metrics_registry_t *reg, char **out, size_t *len)
+{
+    return weft_metrics_write_format(reg, WEFT_METRICS_PROMETHEUS, out, len);
+}
+
+const char *weft_metrics_content_type(weft_metrics_format_t format)
+{
+    return format == WEFT_METRICS_OPENMETRICS ? WEFT_METRICS_OPENMETRICS_CONTENT_TYPE
+                                              : WEFT_METRICS_CONTENT_TYPE;
+}
+
+/* ---- content negotiation ---- */
+
+static bool ieq(const char *s, size_t n, const char *lit)
+{
+    size_t k = strlen(lit);
+    if (n != k) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] | 0x20) : s[i];
+        if (c != lit[i]) return false;
+    }
+    return true;
+}
+
+static void trim(const char **s, size_t *n)
+{
+    while (*n && (**s == ' ' || **s == '\t')) (*s)++, (*n)--;
+    while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t')) (*n)--;
+}
+
+/* An RFC 9110 qvalue ("0", "0.5", "1.000") in thousandths, without strtod (whose decimal
+ * point follows the locale); -1 when malformed. */
+static int qvalue(const char *s, size_t n)
+{
+    if (n == 0 || (s[0] != '0' && s[0] != '1') || n > 5 || (n > 1 && s[1] != '.')) return -1;
+    int q = (s[0] - '0') * 1000, scale = 100;
+    for (size_t i = 2; i < n; i++, scale /= 10) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        q += (s[i] - '0') * scale;
+    }
+    return q > 1000 ? -1 : q;
+}
+
+weft_metrics_format_t weft_metrics_negotiate(const char *accept, size_t len)
+{
+    int q_om = 0, q_text = 0; /* the best q of each, in thousandths */
+    const char *p = accept, *end = accept ? accept + len : NULL;
+    while (p && p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *range_end = comma ? comma : end;
+        /* media type, then ;key=value parameters */
+        const char *semi = memchr(p, ';', (size_t)(range_end - p));
+        const char *type = p;
+        size_t tn = (size_t)((semi ? semi : range_end) - p);
+        trim(&type, &tn);
+        const char *version = NULL;
+        size_t vn = 0;
+        int q = 1000;
+        for (const char *a = semi; a && a < range_end;) {
+            a++;
+            const char *next = memchr(a, ';', (size_t)(range_end - a));
+            const char *pe = next ? next : range_end;
+            const char *eq = memchr(a, '=', (size_t)(pe - a));
+            if (eq) {
+                const char *k = a, *v = eq + 1;
+                size_t kn = (size_t)(eq - a), vl = (size_t)(pe - v);
+                trim(&k, &kn);
+                trim(&v, &vl);
+                if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') v++, vl -= 2;
+                if (ieq(k, kn, "q")) {
+                    q = qvalue(v, vl);
+                } else if (ieq(k, kn, "version")) {
+                    version = v;
+                    vn = vl;
+                }
+            }
+            a = next;
+        }
+        if (q > 0) {
+            if (ieq(type, tn, "application/openmetrics-text")) {
+                if ((!version || ieq(version, vn, "1.0.0")) && q > q_om) q_om = q;
+            } else if (ieq(type, tn, "text/plain")) {
+                if ((!version || ieq(version, vn, "0.0.4")) && q > q_text) q_text = q;
+            } else if (ieq(type, tn, "text/*") || ieq(type, tn, "*/*")) {
+                if (q > q_text) q_text = q;
+            }
+        }
+        p = comma ? comma + 1 : NULL;
+    }
+    return q_om > 0 && q_om >= q_text ? WEFT_METRICS_OPENMETRICS : WEFT_METRICS_PROMETHEUS;
 }

@@ -16,6 +16,9 @@
  * mutex orders the old owner's last store before the new owner's first load), so values of
  * exited threads stay counted and the slot count bounds only concurrent threads.
  *
+ * Exemplars (weft_histogram_observe_exemplar): a shard also keeps each bucket's latest
+ * exemplar behind a sequence lock, allocated on its first one; see "exemplars" below.
+ *
  * Gauges: weft_gauge_set stores v minus the shards' current adds into the child's `set`
  * (one relaxed store after reading the shards); the value is set + sum(adds). An add racing
  * with a set lands either before it (and is replaced) or after it (and is kept).
@@ -140,8 +143,11 @@ static void child_free(struct weft_metric_child_s *c, size_t nlabels)
     if (c->values)
         for (size_t i = 0; i < nlabels; i++) free(c->values[i]);
     free(c->values);
-    for (int i = 0; i < WEFT_METRICS_MAX_THREADS; i++)
-        free(atomic_load_explicit(&c->cells[i], memory_order_relaxed));
+    for (int i = 0; i < WEFT_METRICS_MAX_THREADS; i++) {
+        weft__cell_t *cell = atomic_load_explicit(&c->cells[i], memory_order_relaxed);
+        if (cell) free(atomic_load_explicit(&cell->ex, memory_order_relaxed));
+        free(cell);
+    }
     free(c);
 }
 
@@ -653,7 +659,8 @@ void weft_gauge_set(weft_gauge_t *g, double v)
     atomic_store_explicit(&g->set, v - adds, memory_order_relaxed);
 }
 
-static inline void observe(weft__cell_t *cell, const weft_metrics_family_t *f, int slot, double v)
+/* Counts v in its bucket and the sum; returns the bucket's index. */
+static inline size_t observe(weft__cell_t *cell, const weft_metrics_family_t *f, int slot, double v)
 {
     size_t i = 0, n = f->nbounds;
     while (i < n && v > f->bounds[i]) i++;
@@ -664,6 +671,7 @@ static inline void observe(weft__cell_t *cell, const weft_metrics_family_t *f, i
     else
         atomic_fetch_add_explicit(b, 1, memory_order_relaxed);
     cell_add(&cell->value, slot, v);
+    return i;
 }
 
 static __attribute__((noinline)) void observe_slow(weft_histogram_t *h, int slot, double v)
@@ -682,6 +690,78 @@ void weft_histogram_observe(weft_histogram_t *h, double v)
         return;
     }
     observe(cell, h->fam, slot, v);
+}
+
+/*
+ * Exemplars. Each shard keeps, per bucket, the latest exemplar observed through it; the
+ * array is allocated on the shard's first exemplar, so histograms that never get one
+ * (and the plain observe) pay nothing. The shard's owner is the only writer of its
+ * entries (a sequence lock needs no atomic read-modify-write then); slot 0's writers take
+ * the entry with a compare-and-swap of seq from even to odd, and a writer that finds it
+ * taken drops its exemplar, since the other one is just as recent. A scrape picks the
+ * newest of the shards' entries for each bucket (weft__child_exemplar).
+ */
+
+static __attribute__((noinline)) weft__exemplar_t *ex_new(const weft_histogram_t *h,
+                                                          weft__cell_t *cell)
+{
+    weft__exemplar_t *fresh = calloc(h->fam->nbounds + 1, sizeof(*fresh));
+    if (!fresh) return NULL;
+    weft__exemplar_t *expected = NULL;
+    if (!atomic_compare_exchange_strong_explicit(&cell->ex, &expected, fresh, memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        free(fresh); /* another slot-0 thread made it first */
+        return expected;
+    }
+    return fresh;
+}
+
+static inline uint64_t be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+    return v;
+}
+
+static inline void be64_put(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
+}
+
+static void exemplar_put(weft__exemplar_t *e, int slot, uint64_t hi, uint64_t lo, uint64_t span,
+                         double v)
+{
+    uint32_t s = atomic_load_explicit(&e->seq, memory_order_relaxed);
+    if (slot) {
+        atomic_store_explicit(&e->seq, s + 1, memory_order_relaxed);
+    } else if ((s & 1) || !atomic_compare_exchange_strong_explicit(
+                              &e->seq, &s, s + 1, memory_order_acquire, memory_order_relaxed)) {
+        return; /* another slot-0 writer is storing its exemplar here: it stands */
+    }
+    /* the odd seq is visible before any field changes (pairs with the reader's fence) */
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&e->trace_hi, hi, memory_order_relaxed);
+    atomic_store_explicit(&e->trace_lo, lo, memory_order_relaxed);
+    atomic_store_explicit(&e->span, span, memory_order_relaxed);
+    atomic_store_explicit(&e->value, v, memory_order_relaxed);
+    atomic_store_explicit(&e->ts_ns, weft_wall_ns(), memory_order_relaxed);
+    atomic_store_explicit(&e->seq, s + 2, memory_order_release);
+}
+
+void weft_histogram_observe_exemplar(weft_histogram_t *h, double v, const uint8_t trace_id[16],
+                                     const uint8_t span_id[8])
+{
+    if (!h || isnan(v)) return;
+    int slot = my_slot;
+    weft__cell_t *cell = atomic_load_explicit(&h->cells[slot], memory_order_acquire);
+    if (__builtin_expect(cell == NULL, 0) && !(cell = cell_new(h, slot))) return;
+    size_t i = observe(cell, h->fam, slot, v);
+    if (!trace_id) return;
+    uint64_t hi = be64(trace_id), lo = be64(trace_id + 8);
+    if (!hi && !lo) return; /* the all-zero trace id is invalid (W3C): no exemplar */
+    weft__exemplar_t *ex = atomic_load_explicit(&cell->ex, memory_order_acquire);
+    if (__builtin_expect(ex == NULL, 0) && !(ex = ex_new(h, cell))) return;
+    exemplar_put(&ex[i], slot, hi, lo, span_id ? be64(span_id) : 0, v);
 }
 
 /* ---- reading ---- */
@@ -719,4 +799,52 @@ void weft_histogram_totals(const weft_histogram_t *h, uint64_t *count, double *s
     }
     if (count) *count = n;
     if (sum) *sum = s;
+}
+
+/* One consistent read of e, or false (never written, or a writer kept it busy at every
+ * try: the scrape then goes without this shard's exemplar rather than wait). */
+static bool exemplar_get(weft__exemplar_t *e, weft__exemplar_read_t *out)
+{
+    for (int tries = 0; tries < 16; tries++) {
+        uint32_t s = atomic_load_explicit(&e->seq, memory_order_acquire);
+        if (s == 0) return false;
+        if (s & 1) continue;
+        uint64_t hi = atomic_load_explicit(&e->trace_hi, memory_order_relaxed);
+        uint64_t lo = atomic_load_explicit(&e->trace_lo, memory_order_relaxed);
+        uint64_t span = atomic_load_explicit(&e->span, memory_order_relaxed);
+        double v = atomic_load_explicit(&e->value, memory_order_relaxed);
+        uint64_t ts = atomic_load_explicit(&e->ts_ns, memory_order_relaxed);
+        /* the fields are read before seq is read again (pairs with the writer's fence) */
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&e->seq, memory_order_relaxed) != s) continue;
+        be64_put(out->trace_id, hi);
+        be64_put(out->trace_id + 8, lo);
+        be64_put(out->span_id, span);
+        out->has_span = span != 0;
+        out->value = v;
+        out->ts_ns = ts;
+        return true;
+    }
+    return false;
+}
+
+size_t weft__child_exemplars(const struct weft_metric_child_s *c, weft__exemplar_read_t *out,
+                             bool *found)
+{
+    struct weft_metric_child_s *m = (struct weft_metric_child_s *)c;
+    size_t nb = c->fam->nbounds + 1, n = 0;
+    memset(found, 0, nb * sizeof(bool));
+    if (c->fam->type != WEFT__HISTOGRAM) return 0;
+    for (int s = 0; s < WEFT_METRICS_MAX_THREADS; s++) {
+        weft__cell_t *cell = atomic_load_explicit(&m->cells[s], memory_order_acquire);
+        weft__exemplar_t *ex = cell ? atomic_load_explicit(&cell->ex, memory_order_acquire) : NULL;
+        for (size_t j = 0; ex && j < nb; j++) {
+            weft__exemplar_read_t r;
+            if (!exemplar_get(&ex[j], &r)) continue;
+            if (!found[j]) n++;
+            if (!found[j] || r.ts_ns > out[j].ts_ns) out[j] = r;
+            found[j] = true;
+        }
+    }
+    return n;
 }

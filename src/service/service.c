@@ -211,12 +211,14 @@ static void h_metrics(weft_http_request_t *req, void *arg)
     weft_service_t *svc = arg;
     char *text = NULL;
     size_t len = 0;
-    if (weft_metrics_write(svc->metrics, &text, &len) != 0) {
+    weft_str_t accept = weft_http_request_header(req, "accept");
+    weft_metrics_format_t fmt = weft_metrics_negotiate(accept.base, accept.len);
+    if (weft_metrics_write_format(svc->metrics, fmt, &text, &len) != 0) {
         static const char err[] = "{\"error\":\"out of memory\"}\n";
         weft_http_respond(req, 503, "application/json", err, sizeof(err) - 1);
         return;
     }
-    weft_http_respond(req, 200, WEFT_METRICS_CONTENT_TYPE, text, len);
+    weft_http_respond(req, 200, weft_metrics_content_type(fmt), text, len);
     free(text);
 }
 
@@ -381,8 +383,18 @@ static void metrics_end(weft_http_request_t *req, int status, bool aborted, void
     metric_slot_t *slot = metric_slot(svc, ws, method, route, status);
     if (slot) {
         weft_counter_inc(slot->requests);
-        if (req->start_ns)
-            weft_histogram_observe(slot->duration, (double)(weft_now_ns() - req->start_ns) / 1e9);
+        if (req->start_ns) {
+            double d = (double)(weft_now_ns() - req->start_ns) / 1e9;
+            /* the tracing filter's span, still open (its end runs after this one): a
+             * sampled request's span is the bucket's exemplar; others leave the last one */
+            weft_span_t *span = svc->tracer ? req->hook_data : NULL;
+            const weft_trace_context_t *c =
+                span && weft_span_is_recording(span) ? weft_span_context(span) : NULL;
+            if (c)
+                weft_histogram_observe_exemplar(slot->duration, d, c->trace_id, c->span_id);
+            else
+                weft_histogram_observe(slot->duration, d);
+        }
     }
 }
 

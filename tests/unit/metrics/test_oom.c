@@ -1,7 +1,8 @@
 /*
  * test_oom.c - fault injection: the metrics module compiled into this test with its
  * allocator calls redirected, then one scenario (every kind of family, labelled and
- * invalid-UTF-8 children, updates from a registered and an unregistered thread, a scrape)
+ * invalid-UTF-8 children, updates from a registered and an unregistered thread, an
+ * exemplar, a scrape in each format)
  * re-run with the k-th allocation failing, for every k until a run completes without a
  * failure. Every run must fail cleanly: WEFT_ENOMEM or a NULL handle, never a crash, and
  * nothing leaked (ASan checks at exit). The complete run must give the reference text.
@@ -38,9 +39,10 @@ static void *unregistered_inc(void *arg)
 
 /* Runs the scenario; returns the exposition (malloc'd) or NULL when an allocation failed
  * on the way (after checking that the failure was reported as documented). */
-static char *scenario(void)
+static char *scenario(char **om)
 {
     char *out = NULL;
+    *om = NULL;
     size_t len = 0;
     weft_metrics_registry_t *reg = weft_metrics_registry_new();
     if (!reg) return NULL;
@@ -66,6 +68,8 @@ static char *scenario(void)
     weft_counter_add(c2, 2);
     weft_gauge_set(g1, 4);
     weft_histogram_observe(h1, 1.5);
+    static const uint8_t tid[16] = {[0] = 0xab, [15] = 1}, sid[8] = {[7] = 2};
+    weft_histogram_observe_exemplar(h1, 0.5, tid, sid); /* the exemplars' array: dropped */
     thread_counter = c1;
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, unregistered_inc, NULL), 0);
@@ -74,6 +78,13 @@ static char *scenario(void)
     if (err) {
         assert_int_equal(err, WEFT_ENOMEM);
         out = NULL;
+    }
+    err = weft_metrics_write_format(reg, WEFT_METRICS_OPENMETRICS, om, &len);
+    if (err) {
+        assert_int_equal(err, WEFT_ENOMEM);
+        *om = NULL;
+    } else {
+        assert_non_null(strstr(*om, "\n# EOF\n"));
     }
 done:
     weft_metrics_registry_free(reg);
@@ -84,8 +95,14 @@ static void test_every_allocation_fails_once(void **state)
 {
     weft_metrics_thread_register();
     alloc_countdown = -1;
-    char *ref = scenario();
+    char *om;
+    char *ref = scenario(&om);
     assert_non_null(ref);
+    assert_non_null(om);
+    assert_non_null(strstr(om, "\nh_bucket{a=\"x\",b=\"y\",le=\"1\"} 1 # {trace_id=\"ab00000000000"
+                               "0000000000000000001\",span_id=\"0000000000000002\"} 0.5 "));
+    assert_non_null(strstr(ref, "\nh_bucket{a=\"x\",b=\"y\",le=\"1\"} 1\n"));
+    free(om);
     assert_non_null(strstr(ref, "\nc_total{a=\"x\",b=\"y\"} 2\n"));
     assert_non_null(strstr(ref, "\nc_total{a=\"bad\xef\xbf\xbd\",b=\"z\"} 2\n"));
     int completed = 0;
@@ -93,8 +110,9 @@ static void test_every_allocation_fails_once(void **state)
     for (k = 0; k < 10000; k++) {
         alloc_failures = 0;
         alloc_countdown = k;
-        char *out = scenario();
+        char *out = scenario(&om);
         bool injected = alloc_failures > 0;
+        free(om);
         alloc_countdown = -1;
         if (!injected) { /* k is past the scenario's last allocation */
             assert_non_null(out);
