@@ -253,7 +253,8 @@ static int reload_routes(void *arg, gw_route_t **routes, size_t *n, char *err, s
         rc = WEFT_EINVAL;
     } else {
         rc = weft_gateway_routes_compile(cf.sc.routes, routes, n, err, errlen);
-        if (rc == 0) weft_gateway_routes_tracing(*routes, *n, cf.sc.sample_ratio, cf.sc.sample_rate);
+        if (rc == 0)
+            weft_gateway_routes_tracing(*routes, *n, cf.sc.sample_ratio, cf.sc.sample_rate);
     }
     weft_conf_free(&conf);
     return rc;

@@ -499,10 +499,9 @@ static int read_tracing(gw_trace_conf_t *c, node_t *n, char *err, size_t errlen)
 
 static int read_route(gw_route_t *r, node_t *n, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"name",       "match",           "strip_prefix", "rewrite",
-                                       "service",    "upstream",        "timeout",      "retry",
-                                       "rate_limit", "circuit_breaker", "websocket",    "tracing",
-                                       NULL};
+    static const char *const keys[] = {
+        "name",  "match",      "strip_prefix",    "rewrite",   "service", "upstream", "timeout",
+        "retry", "rate_limit", "circuit_breaker", "websocket", "tracing", NULL};
     node_t *name, *match;
     if (weft_conf_node_expect(n, WEFT_CONF_NODE_MAP, err, errlen) ||
         weft_conf_node_check_keys(n, keys, err, errlen) ||

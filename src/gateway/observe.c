@@ -257,8 +257,8 @@ static weft_sampling_t head_decision(const gw_route_t *r, const weft_trace_conte
             memcpy(tid, parent->trace_id, 16);
         else
             weft_trace_random_trace_id(tid);
-        weft_sampler_t s = c->rate > 0 ? weft_sampler_rate_limiting(c->rate)
-                                       : weft_sampler_ratio(c->ratio);
+        weft_sampler_t s =
+            c->rate > 0 ? weft_sampler_rate_limiting(c->rate) : weft_sampler_ratio(c->ratio);
         s.ratio = c->ratio;
         /* the bucket is the table's one mutable part, atomics only (route.h) */
         s.limiter = (weft_trace_rate_t *)&c->bucket;

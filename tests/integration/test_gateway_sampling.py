@@ -154,6 +154,32 @@ def test_sample_rate_caps_the_traces_kept(gateway, faulty):
         assert "weft.sampling" not in tags(spans[0])
 
 
+def test_global_sample_rate(gateway, faulty):
+    """tracing.sample_rate (global) caps the traces started on a route without a tracing
+    block, through the tracer's own bucket (a burst of 3, then 3 a second), and a client's
+    sampled=1 is still followed past the cap."""
+    up = faulty("up")
+    w = gateway(f"""gateway:
+  routes:
+    - name: g
+      match: {{ path_prefix: /g }}
+      upstream: {{ targets: [127.0.0.1:{up.port}] }}
+tracing: {{ sample_ratio: 1, sample_rate: 3 }}
+""")
+    t0 = time.monotonic()
+    for i in range(30):
+        assert get(w.gw + f"/g/{i}").status_code == 200
+    elapsed = time.monotonic() - t0
+    tid = "c" * 32
+    get(w.gw + "/g/parent", headers={"traceparent": f"00-{tid}-{CLIENT_SPAN}-01"})
+    seen = upstream_contexts(up)
+    sampled = [t for t, f in seen[:30] if f == "01"]
+    # the bucket is the API's too: the start-up probe (GET /health) may have taken a token
+    assert 2 <= len(sampled) <= 3 + int(elapsed * 3) + 1, (len(sampled), elapsed)
+    assert len(sampled) < 30
+    assert seen[30] == (tid, "01")
+
+
 def test_client_sampled_parent_always_followed(gateway, faulty):
     """Parent-based: a client's traceparent with sampled=1 is followed on a route sampling
     nothing (ratio 0, a rate of 1/h), and the gateway's span hangs under the client's; one

@@ -251,8 +251,8 @@ static void test_record_only(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rate_bucket),  cmocka_unit_test(test_rate_sampler),
-        cmocka_unit_test(test_rate_tracer),  cmocka_unit_test(test_rate_threads),
+        cmocka_unit_test(test_rate_bucket), cmocka_unit_test(test_rate_sampler),
+        cmocka_unit_test(test_rate_tracer), cmocka_unit_test(test_rate_threads),
         cmocka_unit_test(test_record_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
