@@ -120,6 +120,9 @@ typedef struct weft_service_options_s {
     bool metrics;                   /* count and time every request, serve /metrics; default true */
     bool tracing;                   /* trace every request; default true */
     double sample_ratio;            /* for root spans (parent-based sampling); default 1.0 */
+    double sample_rate;             /* and at most this many new traces a second (a
+                                       rate-limiting sampler, weft/trace.h); 0 (default):
+                                       no cap */
     unsigned propagators;           /* trace context formats read from requests
                                        (WEFT_PROPAGATE_*, weft/trace.h); default
                                        WEFT_PROPAGATE_ALL. B3 or B3_MULTI reads both B3

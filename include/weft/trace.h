@@ -205,13 +205,37 @@ typedef enum {
     WEFT_SAMPLER_ALWAYS_ON,
     WEFT_SAMPLER_ALWAYS_OFF,
     WEFT_SAMPLER_RATIO,
+    WEFT_SAMPLER_RATE_LIMITING, /* at most `rate` new traces per second (Jaeger's
+                                   "ratelimiting"), of those ratio lets through */
 } weft_sampler_kind_t;
+
+/**
+ * A token bucket of trace starts, shared by every thread that asks it (lock-free: one
+ * compare-and-swap per decision; GCRA on a theoretical arrival time). It holds at most
+ * max(1, rate) tokens, one second's worth, and starts full. Fill it with weft_trace_rate_init;
+ * the fields are its own.
+ */
+typedef struct weft_trace_rate_s {
+    uint64_t tat_ns;       /* theoretical arrival time of the next start (atomic) */
+    uint64_t interval_ns;  /* 1 s / rate; 0: the bucket never has a token */
+    uint64_t tolerance_ns; /* how far ahead of now tat may run: (burst - 1) * interval */
+} weft_trace_rate_t;
+
+/** Sets b up for per_second starts a second (0, negative or NaN: none at all; above 1e9:
+ *  1e9), full. Not thread-safe: before any thread takes from it. */
+WEFT_EXTERN void weft_trace_rate_init(weft_trace_rate_t *b, double per_second);
+/** Takes a token at now_ns (a monotonic clock, weft_now_ns()): true when there was one. Any
+ *  thread. */
+WEFT_EXTERN bool weft_trace_rate_take(weft_trace_rate_t *b, uint64_t now_ns);
 
 /** A sampler is a small value; build it with the functions below. */
 typedef struct weft_sampler_s {
     weft_sampler_kind_t root;
-    double ratio;      /* for WEFT_SAMPLER_RATIO, in [0, 1] */
+    double ratio;      /* for WEFT_SAMPLER_RATIO, in [0, 1]; RATE_LIMITING: asked first */
     bool parent_based; /* follow the parent's sampled flag when there is a parent */
+    double rate;       /* for WEFT_SAMPLER_RATE_LIMITING: new traces per second */
+    weft_trace_rate_t *limiter; /* RATE_LIMITING: the bucket asked (weft_tracer_new points
+                                   its copy at one of its own); NULL: nothing is sampled */
 } weft_sampler_t;
 
 WEFT_EXTERN weft_sampler_t weft_sampler_always_on(void);
@@ -224,6 +248,18 @@ WEFT_EXTERN weft_sampler_t weft_sampler_always_off(void);
  * clamped to [0, 1] (NaN: 0). The parent's flag is ignored (see parent_based).
  */
 WEFT_EXTERN weft_sampler_t weft_sampler_ratio(double ratio);
+/**
+ * A rate-limiting sampler, as Jaeger's "ratelimiting": at most per_second new traces a
+ * second (bursts of up to one second's worth), whatever the traffic. The decision is a token
+ * bucket's, not a function of the trace id, so services downstream must follow it
+ * (parent-based; wrap it in weft_sampler_parent_based, which weft does everywhere by
+ * default). Its ratio is 1; set .ratio below 1 to sample that share first and spend tokens
+ * on those only. A tracer made with it owns its bucket (every thread starting spans on the
+ * tracer shares it); to ask weft_sampler_should_sample directly, point .limiter at a
+ * weft_trace_rate_t of your own. OpenTelemetry names no rate sampler for
+ * OTEL_TRACES_SAMPLER, so weft_sampler_from_env does not offer one.
+ */
+WEFT_EXTERN weft_sampler_t weft_sampler_rate_limiting(double per_second);
 /** ParentBased(root) with the default delegates: a parent's sampled flag decides (remote or
  *  local); a root span, or a B3 parent that deferred its decision, goes to root. */
 WEFT_EXTERN weft_sampler_t weft_sampler_parent_based(weft_sampler_t root);
@@ -236,7 +272,8 @@ WEFT_EXTERN weft_sampler_t weft_sampler_parent_based(weft_sampler_t root);
  * of these (OpenTelemetry SDKs log and fall back; weft refuses, as for any bad setting).
  */
 WEFT_EXTERN int weft_sampler_from_env(weft_sampler_t *s, char *err, size_t errlen);
-/** The decision for a new span of trace_id under parent (NULL for a root). */
+/** The decision for a new span of trace_id under parent (NULL for a root). A
+ *  rate-limiting root takes a token when it says yes. */
 WEFT_EXTERN bool weft_sampler_should_sample(const weft_sampler_t *s,
                                             const weft_trace_context_t *parent,
                                             const uint8_t trace_id[16]);
@@ -349,6 +386,31 @@ WEFT_EXTERN void weft_tracer_free(weft_tracer_t *t);
  */
 WEFT_EXTERN weft_span_t *weft_span_start(weft_tracer_t *t, const char *name, weft_span_kind_t kind,
                                          const weft_trace_context_t *parent);
+/** A caller's sampling decision for one span (weft_span_start_ex). */
+typedef enum {
+    WEFT_SAMPLING_TRACER = 0,  /* the tracer's sampler decides (weft_span_start) */
+    WEFT_SAMPLING_DROP,        /* not sampled: does not record */
+    WEFT_SAMPLING_RECORD_ONLY, /* records, but its context says not sampled (children and
+                                  upstreams are told 0), and it is exported only when
+                                  weft_span_keep is called before it ends: a tail decision */
+    WEFT_SAMPLING_SAMPLE,      /* sampled: records and is exported */
+} weft_sampling_t;
+
+/**
+ * weft_span_start with the decision taken by the caller instead of the tracer's sampler
+ * (a gateway's per-route sampling). Without an exporter nothing records, whatever the
+ * decision. WEFT_SAMPLING_TRACER is weft_span_start.
+ */
+WEFT_EXTERN weft_span_t *weft_span_start_ex(weft_tracer_t *t, const char *name,
+                                            weft_span_kind_t kind,
+                                            const weft_trace_context_t *parent,
+                                            weft_sampling_t decision);
+/** Keeps a record-only span: it is exported when it ends, with the sampled flag set in the
+ *  exported data (the context already propagated keeps its 0). No-op for any other span. */
+WEFT_EXTERN void weft_span_keep(weft_span_t *s);
+/** Whether the span is record-only and not (yet) kept. */
+WEFT_EXTERN bool weft_span_is_record_only(const weft_span_t *s);
+
 /** Renames a recording span (name copied, cut to 127 bytes); OpenTelemetry's UpdateName.
  *  Lets a caller skip building a name for spans that do not record. */
 WEFT_EXTERN void weft_span_set_name(weft_span_t *s, const char *name);
@@ -378,7 +440,8 @@ WEFT_EXTERN void weft_span_add_event(weft_span_t *s, const char *name, const wef
  *  ERROR only. */
 WEFT_EXTERN void weft_span_set_status(weft_span_t *s, weft_span_status_t status,
                                       const char *message);
-/** Ends the span: stamps the end time, exports it when it records, then returns its memory
+/** Ends the span: stamps the end time, exports it when it records (a record-only span: when
+ *  kept), then returns its memory
  *  (the span and its context must not be used afterwards). */
 WEFT_EXTERN void weft_span_end(weft_span_t *s);
 

@@ -38,6 +38,7 @@ typedef struct serve_conf_s {
     uint64_t max_tunnels;
     bool tracing;
     double sample_ratio;
+    double sample_rate;
 } serve_conf_t;
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -150,6 +151,17 @@ static const weft_conf_option_t serve_options[] = {
      .env = "WEFT_TRACE_SAMPLE_RATIO",
      .help = "share of the traces that start at weft that are kept (head sampling, "
              "parent-based: a request that carries a sampling decision keeps it)"},
+    {.key = "tracing.sample_rate",
+     .type = WEFT_CONF_DOUBLE,
+     .offset = offsetof(serve_conf_t, sample_rate),
+     .def = "0",
+     .min = 0,
+     .max = 1e9,
+     .flag = "trace-sample-rate",
+     .env = "WEFT_TRACE_SAMPLE_RATE",
+     .help = "at most this many new traces a second start at weft (head sampling after "
+             "sample_ratio, parent-based; the gateway's routes with a tracing block each "
+             "count their own); 0: no cap"},
 };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -241,6 +253,8 @@ static int reload_routes(void *arg, gw_route_t **routes, size_t *n, char *err, s
         rc = WEFT_EINVAL;
     } else {
         rc = weft_gateway_routes_compile(cf.sc.routes, routes, n, err, errlen);
+        if (rc == 0)
+            weft_gateway_routes_tracing(*routes, *n, cf.sc.sample_ratio, cf.sc.sample_rate);
     }
     weft_conf_free(&conf);
     return rc;
@@ -303,6 +317,7 @@ static int serve(int argc, char **argv)
      * once it exists (it needs the service's host) */
     o.tracing = sc->tracing;
     o.sample_ratio = sc->sample_ratio;
+    o.sample_rate = sc->sample_rate;
     weft_collector_sink_t *sink = weft_collector_sink_new();
     weft_span_exporter_t sink_exp;
     if (sink && sc->tracing && !otel_env_exports()) {
@@ -341,6 +356,7 @@ static int serve(int argc, char **argv)
         weft_conf_free(&conf);
         return 2;
     }
+    weft_gateway_routes_tracing(routes, nroutes, sc->sample_ratio, sc->sample_rate);
     weft_http_server_options_t gso;
     weft_http_server_options_init(&gso);
     weft_http_conf_apply(&cf.hc, &gso);

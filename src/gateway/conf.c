@@ -27,6 +27,8 @@
  *                     half_open_requests; limits per upstream instance: max_connections,
  *                     max_pending_requests (or max_pending), max_requests}
  *   websocket        {enabled (true), idle_timeout (1h)}: upgrades tunnelled (tunnel.c)
+ *   tracing          {sample_ratio, sample_rate: N/s (0: no cap), keep_errors,
+ *                     keep_slower_than}: the route's own sampling (observe.c)
  *
  * And `gateway.access_log: {path: FILE | "-"}` (observe.c writes it; "-" is standard output).
  *
@@ -457,11 +459,49 @@ static int read_websocket(gw_route_t *r, node_t *n, char *err, size_t errlen)
     return 0;
 }
 
+/* tracing: {sample_ratio, sample_rate, keep_errors, keep_slower_than}: the route's head
+ * sampling (what it does not give comes from the global tracing.* keys, filled in by
+ * weft_gateway_routes_tracing) and its tail rules. */
+static int read_tracing(gw_trace_conf_t *c, node_t *n, char *err, size_t errlen)
+{
+    static const char *const keys[] = {"sample_ratio", "sample_rate", "keep_errors",
+                                       "keep_slower_than", NULL};
+    if (weft_conf_node_expect(n, WEFT_CONF_NODE_MAP, err, errlen) ||
+        weft_conf_node_check_keys(n, keys, err, errlen))
+        return WEFT_EINVAL;
+    c->on = true;
+    node_t *v;
+    if ((v = weft_conf_node_get(n, "sample_ratio"))) {
+        static const weft_conf_option_t ratio = {.type = WEFT_CONF_DOUBLE, .min = 0, .max = 1};
+        if (weft_conf_node_value(v, &ratio, &c->ratio, err, errlen)) return WEFT_EINVAL;
+        c->ratio_set = true;
+    }
+    if ((v = weft_conf_node_get(n, "sample_rate"))) {
+        /* "100/s" as rate_limit.rate, or a number of traces a second (0: no cap) */
+        const char *s;
+        if (weft_conf_node_string(v, 1, 64, &s, err, errlen)) return WEFT_EINVAL;
+        if (strchr(s, '/')) {
+            if (weft_conf_node_rate(v, &c->rate, err, errlen)) return WEFT_EINVAL;
+        } else {
+            static const weft_conf_option_t rate = {.type = WEFT_CONF_DOUBLE, .min = 0, .max = 1e9};
+            if (weft_conf_node_value(v, &rate, &c->rate, err, errlen)) return WEFT_EINVAL;
+        }
+        c->rate_set = true;
+    }
+    if ((v = weft_conf_node_get(n, "keep_errors")) &&
+        weft_conf_node_bool(v, &c->keep_errors, err, errlen))
+        return WEFT_EINVAL;
+    if ((v = weft_conf_node_get(n, "keep_slower_than")) &&
+        weft_conf_node_duration(v, 1, 86400000, &c->keep_slower_ms, err, errlen))
+        return WEFT_EINVAL;
+    return 0;
+}
+
 static int read_route(gw_route_t *r, node_t *n, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"name",       "match",           "strip_prefix", "rewrite",
-                                       "service",    "upstream",        "timeout",      "retry",
-                                       "rate_limit", "circuit_breaker", "websocket",    NULL};
+    static const char *const keys[] = {
+        "name",  "match",      "strip_prefix",    "rewrite",   "service", "upstream", "timeout",
+        "retry", "rate_limit", "circuit_breaker", "websocket", "tracing", NULL};
     node_t *name, *match;
     if (weft_conf_node_expect(n, WEFT_CONF_NODE_MAP, err, errlen) ||
         weft_conf_node_check_keys(n, keys, err, errlen) ||
@@ -506,7 +546,21 @@ static int read_route(gw_route_t *r, node_t *n, char *err, size_t errlen)
     r->ws_idle_ms = DEF_WS_IDLE_MS;
     if ((v = weft_conf_node_get(n, "websocket")) && read_websocket(r, v, err, errlen))
         return WEFT_EINVAL;
+    if ((v = weft_conf_node_get(n, "tracing")) && read_tracing(&r->trace, v, err, errlen))
+        return WEFT_EINVAL;
+    weft_gateway_routes_tracing(r, 1, 1, 0); /* until the caller gives the global values */
     return 0;
+}
+
+void weft_gateway_routes_tracing(gw_route_t *routes, size_t n, double ratio, double rate)
+{
+    for (size_t i = 0; i < n; i++) {
+        gw_trace_conf_t *c = &routes[i].trace;
+        if (!c->on) continue;
+        if (!c->ratio_set) c->ratio = ratio;
+        if (!c->rate_set) c->rate = rate;
+        weft_trace_rate_init(&c->bucket, c->rate);
+    }
 }
 
 int weft_gateway_routes_compile(const weft_conf_node_t *routes, gw_route_t **out, size_t *nout,

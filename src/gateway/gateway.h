@@ -47,6 +47,11 @@ struct weft_conf_node_s;
 int weft_gateway_routes_compile(const struct weft_conf_node_s *routes, gw_route_t **out, size_t *n,
                                 char *err, size_t errlen);
 
+/* Gives the routes with a tracing block the global tracing.sample_ratio and
+ * tracing.sample_rate (traces a second, 0: no cap) where they do not set their own, and
+ * fills their rate buckets. After weft_gateway_routes_compile, before the routes serve. */
+void weft_gateway_routes_tracing(gw_route_t *routes, size_t n, double ratio, double rate);
+
 /* gateway.access_log (a WEFT_CONF_TREE value; NULL: none): *path is its path (the node's
  * string, valid while the configuration is), or NULL when there is no access log. Returns
  * 0, or WEFT_EINVAL with err "FILE:LINE:COLUMN: gateway.access_log...: what". */

@@ -17,6 +17,23 @@
  * sampler decision and a free-list pop, nothing here formats or copies anything for it, and
  * the gateway's traceparent still goes upstream.
  *
+ * Sampling. A route without a `tracing` block leaves the head decision to the tracer
+ * (tracing.sample_ratio and tracing.sample_rate, parent-based). A route with one decides
+ * itself (head_decision): a client's decision is followed (parent-based); a trace that
+ * starts here (no context, or B3 ids that deferred it) is sampled by the route's ratio, then
+ * its rate bucket (weft_trace_rate_t, shared by the workers: one compare-and-swap). When the
+ * head says "drop" and the route has tail rules (keep_errors, keep_slower_than), the span is
+ * started record-only: it records as a sampled one does, but the traceparent sent upstream
+ * says sampled=0, so the upstreams record nothing. At the end (gw_obs_end) it is kept
+ * (exported, weft.sampling = tail-error or tail-slow) when the request failed or was slow,
+ * and dropped otherwise. "Failed": a 5xx answered (the upstream's, or the gateway's own 502,
+ * 503, 504: upstream error, timeout, breaker open, no upstream), or an upstream failure that
+ * ended the request (the client gone meanwhile). A 429 of the route's rate limit is not a
+ * failure here: under a flood that would record every refused request, when recording costs
+ * most. The tail keeps are not capped by the rate: they are what the rate would lose. Only
+ * the gateway's span of such a trace exists (the upstreams were told 0), which is why it
+ * says weft.sampling. Routes without a tracing block pay one branch for all this.
+ *
  * The access log (gateway.access_log.path; off by default): one JSON object per line, written
  * by a thread of its own. A worker formats its line into its own buffer, then copies it
  * under a mutex into the writer's buffer (ALOG_BUF bytes); when that is full the line is
@@ -224,6 +241,33 @@ static bool may_carry_context(const weft_http_request_t *req)
     return false;
 }
 
+/* A route's own head decision (its tracing block): parent-based, else its ratio and rate;
+ * a drop is record-only when the route has tail rules. */
+static weft_sampling_t head_decision(const gw_route_t *r, const weft_trace_context_t *parent)
+{
+    const gw_trace_conf_t *c = &r->trace;
+    bool sampled;
+    if (parent && !parent->deferred) {
+        sampled = (parent->flags & WEFT_TRACE_FLAG_SAMPLED) != 0;
+    } else {
+        /* the trace starts here: its id is made by weft_span_start_ex, so the ratio is
+         * asked on random bits of the same kind (a deferred B3 parent's id is known) */
+        uint8_t tid[16];
+        if (parent && weft_trace_context_is_valid(parent))
+            memcpy(tid, parent->trace_id, 16);
+        else
+            weft_trace_random_trace_id(tid);
+        weft_sampler_t s =
+            c->rate > 0 ? weft_sampler_rate_limiting(c->rate) : weft_sampler_ratio(c->ratio);
+        s.ratio = c->ratio;
+        /* the bucket is the table's one mutable part, atomics only (route.h) */
+        s.limiter = (weft_trace_rate_t *)&c->bucket;
+        sampled = weft_sampler_should_sample(&s, parent, tid);
+    }
+    if (sampled) return WEFT_SAMPLING_SAMPLE;
+    return c->keep_errors || c->keep_slower_ms ? WEFT_SAMPLING_RECORD_ONLY : WEFT_SAMPLING_DROP;
+}
+
 void gw_obs_begin(weft_gateway_t *g, weft_http_request_t *req, const gw_route_t *r, gw_obs_t *o)
 {
     /* A tracer without an exporter records nothing: no span, and the client's trace context
@@ -234,8 +278,11 @@ void gw_obs_begin(weft_gateway_t *g, weft_http_request_t *req, const gw_route_t 
         weft_trace_context_t parent;
         bool have = may_carry_context(req) &&
                     weft_trace_extract_headers(req->headers, req->nheaders, &parent) == 0;
-        o->span = weft_span_start(g->tracer, "gateway", WEFT_SPAN_SERVER, have ? &parent : NULL);
+        const weft_trace_context_t *pp = have ? &parent : NULL;
+        weft_sampling_t dec = r && r->trace.on ? head_decision(r, pp) : WEFT_SAMPLING_TRACER;
+        o->span = weft_span_start_ex(g->tracer, "gateway", WEFT_SPAN_SERVER, pp, dec);
         o->recording = weft_span_is_recording(o->span);
+        o->tail = weft_span_is_record_only(o->span);
         if (o->recording) {
             /* "GET orders": the method and the route's name (OpenTelemetry's "{method}
              * {route}"; the method alone without a route), built only for spans that record */
@@ -448,6 +495,20 @@ void gw_obs_end(weft_gateway_t *g, weft_http_request_t *req, const gw_route_t *r
     }
     const char *dec = decision(r, o, o->tries);
     int status = o->status ? o->status : 499; /* nginx's "client closed request" */
+    if (o->tail) { /* record-only: the route's tail rules keep it, or it goes unexported */
+        const char *why = NULL;
+        uint64_t now = weft_now_ns(), took = now > req->start_ns ? now - req->start_ns : 0;
+        if (r->trace.keep_errors && (o->status >= 500 || o->error))
+            why = "tail-error";
+        else if (r->trace.keep_slower_ms && took > r->trace.keep_slower_ms * 1000000u)
+            why = "tail-slow";
+        if (why) {
+            weft_span_keep(o->span);
+            weft_span_set_attr_str(o->span, "weft.sampling", why);
+        } else {
+            rec = false; /* nothing more to write into a span nobody will see */
+        }
+    }
     if (rec) {
         weft_span_t *s = o->span;
         if (o->status) weft_span_set_attr_int(s, "http.response.status_code", o->status);

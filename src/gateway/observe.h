@@ -50,7 +50,8 @@ typedef struct gw_obs_s {
     uint8_t tries;       /* tries at an upstream */
     uint8_t retries;     /* of which retries */
     bool no_upstream;    /* no instance to send to (503) */
-    bool recording;      /* the span records (sampled, and the tracer exports) */
+    bool recording;      /* the span records (sampled or record-only, and the tracer exports) */
+    bool tail;           /* record-only: kept at the end by the route's tail rules, or not */
     bool done;           /* gw_obs_end ran */
     int status;          /* the status answered (0: the client left before any) */
     char traceparent[WEFT_TRACEPARENT_LEN]; /* sent upstream (the span's context) */

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "weft/http.h"
+#include "weft/trace.h"
 
 #define GW_MAX_ROUTES  1024
 #define GW_MAX_TARGETS 256
@@ -129,6 +130,20 @@ typedef struct gw_limits_conf_s {
     uint64_t max_requests;    /* active requests, exact across workers */
 } gw_limits_conf_t;
 
+/* tracing: the route's own sampling (observe.c). A route without it leaves the head
+ * decision to the tracer (tracing.sample_ratio, tracing.sample_rate) and keeps nothing by
+ * tail. */
+typedef struct gw_trace_conf_s {
+    bool on;                  /* the route has a tracing block */
+    bool ratio_set, rate_set; /* given on the route; else the global tracing.* value */
+    double ratio;             /* head: the share of new traces sampled */
+    double rate;              /* head: at most this many new traces a second; 0: no cap */
+    bool keep_errors;         /* tail: keep a dropped trace's span when the request failed */
+    uint64_t keep_slower_ms;  /* tail: ... or took longer than this; 0: not by latency */
+    weft_trace_rate_t bucket; /* the rate's tokens, shared by the workers (atomics); the
+                                 table is immutable but for this */
+} gw_trace_conf_t;
+
 typedef struct gw_route_s {
     char *name;
     gw_match_kind_t kind;
@@ -158,6 +173,7 @@ typedef struct gw_route_s {
                             requests (the Upgrade headers dropped) */
     uint64_t ws_idle_ms; /* websocket.idle_timeout: a tunnel with no byte either way */
     gw_limits_conf_t limits;
+    gw_trace_conf_t trace;
     struct gw_policy_s *policy; /* their state (policy.h); NULL: none */
 } gw_route_t;
 

@@ -574,6 +574,7 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
     const char *host = o->host ? o->host : "127.0.0.1";
     if (strlen(version) > 64 || strlen(host) >= 64) return refuse(o, WEFT_EINVAL);
     if (o->sample_ratio < 0 || o->sample_ratio > 1) return refuse(o, WEFT_EINVAL);
+    if (!(o->sample_rate >= 0)) return refuse(o, WEFT_EINVAL);
     weft_service_t *svc = calloc(1, sizeof(*svc));
     if (!svc) return refuse(o, WEFT_ENOMEM);
     svc->o = *o;
@@ -587,6 +588,11 @@ int weft_service_new(const weft_service_options_t *o, weft_service_t **out)
     svc->orphan = o->exporter; /* owned from here on, whatever happens below */
     svc->alog_fd = STDERR_FILENO;
     weft_sampler_t sampler = weft_sampler_parent_based(weft_sampler_ratio(o->sample_ratio));
+    if (o->sample_rate > 0) { /* the ratio first, then the cap (weft_sampler_rate_limiting) */
+        weft_sampler_t rl = weft_sampler_rate_limiting(o->sample_rate);
+        rl.ratio = sampler.ratio;
+        sampler = weft_sampler_parent_based(rl);
+    }
     int err = 0;
     if (o->tracing && o->otel_env && (err = otel_env(svc, &sampler)) != 0) goto fail;
     svc->extract_mask = svc->o.propagators & WEFT_PROPAGATE_W3C;

@@ -16,7 +16,16 @@
  * sampler. A B3 parent that deferred its decision counts as no decision: the root sampler
  * decides on the parent's trace id.
  *
- * Pure functions; any thread.
+ * RateLimiting (Jaeger's "ratelimiting"): at most r new traces a second, decided by a token
+ * bucket rather than by the trace id, so downstream services must follow the decision
+ * (parent-based). The bucket is GCRA on one 64-bit theoretical arrival time (tat): a start
+ * at now is allowed when tat <= now + tolerance, and then moves tat to max(tat, now) +
+ * interval; a compare-and-swap publishes the move, so threads share the bucket without a
+ * lock and a refused start writes nothing. The tolerance, (burst - 1) intervals with burst
+ * = max(1, r), lets one second's worth through at once after a quiet spell, as Jaeger's
+ * bucket (balance up to max(r, 1)).
+ *
+ * Pure functions, except a rate-limiting decision (an atomic on its bucket); any thread.
  */
 #include <errno.h>
 #include <math.h>
@@ -43,6 +52,38 @@ weft_sampler_t weft_sampler_ratio(double ratio)
     if (!(ratio >= 0)) ratio = 0; /* NaN too */
     if (ratio > 1) ratio = 1;
     return (weft_sampler_t){.root = WEFT_SAMPLER_RATIO, .ratio = ratio};
+}
+
+void weft_trace_rate_init(weft_trace_rate_t *b, double per_second)
+{
+    memset(b, 0, sizeof(*b));
+    if (!(per_second > 0)) return; /* NaN too: interval 0, never a token */
+    if (per_second > 1e9) per_second = 1e9;
+    double iv = 1e9 / per_second;
+    b->interval_ns = iv >= 1 ? (uint64_t)llround(iv) : 1;
+    double burst = per_second < 1 ? 1 : floor(per_second);
+    b->tolerance_ns = (uint64_t)((burst - 1) * (double)b->interval_ns);
+    /* tat 0: full at any now >= 0 */
+}
+
+bool weft_trace_rate_take(weft_trace_rate_t *b, uint64_t now_ns)
+{
+    if (!b->interval_ns) return false;
+    uint64_t tat = __atomic_load_n(&b->tat_ns, __ATOMIC_RELAXED);
+    for (;;) {
+        if (tat > now_ns + b->tolerance_ns) return false;
+        uint64_t next = (tat > now_ns ? tat : now_ns) + b->interval_ns;
+        if (__atomic_compare_exchange_n(&b->tat_ns, &tat, next, true, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+            return true;
+        /* tat now holds the value another thread wrote: decide again on it */
+    }
+}
+
+weft_sampler_t weft_sampler_rate_limiting(double per_second)
+{
+    if (!(per_second >= 0)) per_second = 0;
+    return (weft_sampler_t){.root = WEFT_SAMPLER_RATE_LIMITING, .ratio = 1, .rate = per_second};
 }
 
 weft_sampler_t weft_sampler_parent_based(weft_sampler_t root)
@@ -112,6 +153,9 @@ bool weft_sampler_should_sample(const weft_sampler_t *s, const weft_trace_contex
         return false;
     case WEFT_SAMPLER_RATIO:
         return ratio_sample(s->ratio, parent, trace_id);
+    case WEFT_SAMPLER_RATE_LIMITING:
+        return s->limiter && ratio_sample(s->ratio, parent, trace_id) &&
+               weft_trace_rate_take(s->limiter, weft_now_ns());
     }
     return false;
 }

@@ -17,6 +17,12 @@
  * tracer has an exporter. Otherwise weft_span_start fills in the context only, and every
  * setter returns at once, so unsampled traffic costs an id, a sampler decision and a list pop.
  *
+ * Record-only (weft_span_start_ex with WEFT_SAMPLING_RECORD_ONLY): the span records like a
+ * sampled one (a full block) but its context's sampled flag is 0, so whatever it propagates
+ * says "not sampled"; weft_span_end exports it only when weft_span_keep was called, with the
+ * sampled flag set in the exported copy. That is what a tail decision needs: a proxy records
+ * its own span of a request whose trace was not sampled, and keeps it if the request failed.
+ *
  * Export: weft_span_end calls the exporter synchronously, on the ending thread, with a batch
  * of one. A failed export is counted in the tracer's dropped counter (a relaxed atomic, so
  * the hot path writes nothing shared while exports succeed).
@@ -37,6 +43,7 @@
 struct weft_tracer_s {
     char service_name[SERVICE_MAX];
     weft_sampler_t sampler;
+    weft_trace_rate_t limiter; /* the rate-limiting sampler's bucket (sampler.limiter) */
     weft_span_exporter_t exporter;
     bool has_exporter;
     _Atomic uint64_t dropped;
@@ -46,6 +53,8 @@ struct weft_span_s {
     struct weft_span_s *next_free;
     weft_tracer_t *tracer;
     bool recording;
+    bool record_only; /* recording, not sampled: exported only when kept */
+    bool kept;        /* weft_span_keep was called */
     size_t strings_used;
     weft_span_data_t d;
     char strings[WEFT_SPAN_STRINGS];
@@ -107,6 +116,10 @@ int weft_tracer_new(const weft_tracer_options_t *o, weft_tracer_t **out)
     if (!t) return WEFT_ENOMEM;
     memcpy(t->service_name, o->service_name, n + 1);
     t->sampler = o->sampler;
+    if (t->sampler.root == WEFT_SAMPLER_RATE_LIMITING && !t->sampler.limiter) {
+        weft_trace_rate_init(&t->limiter, t->sampler.rate);
+        t->sampler.limiter = &t->limiter;
+    }
     if (o->exporter) {
         t->exporter = *o->exporter;
         t->has_exporter = true;
@@ -162,6 +175,12 @@ static const char *store(struct weft_span_s *s, const char *str, size_t n)
 weft_span_t *weft_span_start(weft_tracer_t *t, const char *name, weft_span_kind_t kind,
                              const weft_trace_context_t *parent)
 {
+    return weft_span_start_ex(t, name, kind, parent, WEFT_SAMPLING_TRACER);
+}
+
+weft_span_t *weft_span_start_ex(weft_tracer_t *t, const char *name, weft_span_kind_t kind,
+                                const weft_trace_context_t *parent, weft_sampling_t decision)
+{
     if (!t) return NULL;
     /* The sampling decision first: it chooses the size of the block. */
     bool child = parent && weft_trace_context_is_valid(parent);
@@ -170,8 +189,11 @@ weft_span_t *weft_span_start(weft_tracer_t *t, const char *name, weft_span_kind_
         memcpy(trace_id, parent->trace_id, 16);
     else
         weft_trace_random_trace_id(trace_id);
-    bool sampled = weft_sampler_should_sample(&t->sampler, parent, trace_id);
-    bool rec = sampled && t->has_exporter;
+    bool sampled = decision == WEFT_SAMPLING_TRACER
+                       ? weft_sampler_should_sample(&t->sampler, parent, trace_id)
+                       : decision == WEFT_SAMPLING_SAMPLE;
+    bool rec_only = decision == WEFT_SAMPLING_RECORD_ONLY && t->has_exporter;
+    bool rec = (sampled && t->has_exporter) || rec_only;
     struct weft_span_s **list = rec ? &free_spans : &free_lite;
     struct weft_span_s *s = *list;
     if (s) {
@@ -204,6 +226,8 @@ weft_span_t *weft_span_start(weft_tracer_t *t, const char *name, weft_span_kind_
     c->deferred = false;
     c->flags = sampled ? WEFT_TRACE_FLAG_SAMPLED : 0;
     s->recording = rec;
+    s->record_only = rec_only;
+    s->kept = false;
     if (s->recording) {
         d->name[0] = 0;
         weft_span_set_name(s, name);
@@ -236,6 +260,16 @@ const weft_trace_context_t *weft_span_context(const weft_span_t *s)
 bool weft_span_is_recording(const weft_span_t *s)
 {
     return s && s->recording;
+}
+
+void weft_span_keep(weft_span_t *s)
+{
+    if (s && s->record_only) s->kept = true;
+}
+
+bool weft_span_is_record_only(const weft_span_t *s)
+{
+    return s && s->record_only && !s->kept;
 }
 
 /*
@@ -339,8 +373,9 @@ void weft_span_set_status(weft_span_t *s, weft_span_status_t status, const char 
 void weft_span_end(weft_span_t *s)
 {
     if (!s) return;
-    if (s->recording) {
+    if (s->recording && (!s->record_only || s->kept)) {
         weft_tracer_t *t = s->tracer;
+        if (s->record_only) s->d.context.flags |= WEFT_TRACE_FLAG_SAMPLED;
         s->d.end_ns = weft_wall_ns();
         if (s->d.end_ns < s->d.start_ns) s->d.end_ns = s->d.start_ns; /* the clock stepped */
         const weft_span_data_t *batch[1] = {&s->d};
