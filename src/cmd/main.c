@@ -154,14 +154,15 @@ static const weft_conf_option_t serve_options[] = {
     {.key = "tracing.sample_rate",
      .type = WEFT_CONF_DOUBLE,
      .offset = offsetof(serve_conf_t, sample_rate),
-     .def = "0",
+     .def = "100",
      .min = 0,
      .max = 1e9,
      .flag = "trace-sample-rate",
      .env = "WEFT_TRACE_SAMPLE_RATE",
      .help = "at most this many new traces a second start at weft (head sampling after "
              "sample_ratio, parent-based; the gateway's routes with a tracing block each "
-             "count their own); 0: no cap"},
+             "count their own): a gateway at 50,000 requests/s stores 100 traces a second, "
+             "not 50,000; 0: no cap"},
 };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))

@@ -14,7 +14,7 @@
  *
  *     block = header (48 bytes, little-endian)  { magic "WTB1", compressed length,
  *             raw length, span count, min start, max start, max end, crc32, 0 }
- *           + payload: zstd (level 1) of the records (store_codec.c)
+ *           + payload: zstd (level -1, a fast level) of the records (store_codec.c)
  *
  * Beside each segment, seg-<same digits>.wti is its index sidecar (below). The CRC covers
  * the header's first 40 bytes and the compressed payload. A segment is
@@ -120,7 +120,11 @@
  * too. Block size (segment bytes only, before the sidecar), 300k spans each: 32 KiB blocks
  * 76.9 bytes/span and 1.64 us/span; 64 KiB 71.9 and 1.4-1.7; 128 KiB 56.2 and 1.2; 256 KiB
  * 51.0 and 1.28 with trace reads ~40% slower (p50 0.41 against 0.29 ms). zstd level 3 at
- * 64 KiB saved 0.4% of the bytes for more CPU (1.74 us/span): level 1.
+ * 64 KiB saved 0.4% of the bytes for more CPU (1.74 us/span): level 1. Then, with the whole
+ * ingest profiled (callgrind, OTLP protobuf through weft serve: zstd took 22% of its
+ * instructions), zstd's fast level -1 against 1 (store_bench 300000, same session, 128 KiB
+ * blocks): 1.29 against 1.85 us/span of store CPU, 63.2 against 61.2 bytes/span; -3 gave
+ * 73.7 bytes/span for no further gain. Level -1 it is.
  *
  * Why not SQLite (issue 20 asked for the design to be chosen by measurement). The weft
  * daemon already links SQLite (the registry), so it was the alternative to beat:
@@ -185,7 +189,7 @@
 #include "weft/common.h"
 
 #ifndef ST_ZSTD_LEVEL
-#define ST_ZSTD_LEVEL 1
+#define ST_ZSTD_LEVEL (-1)
 #endif
 #define ST_SEG_MIN            (64u * 1024u)
 #define ST_SEG_MAX            (64u * 1024u * 1024u)

@@ -149,17 +149,23 @@ static inline size_t utf8_seq(const unsigned char *p, const unsigned char *end)
 bool weft_jr_utf8_valid(const char *s, size_t n)
 {
     const char *end = s + n;
-    for (;;) {
-        s = scan_plain(s, end);
-        if (s == end) return true;
-        if ((unsigned char)*s >= 0x80) {
-            size_t k = utf8_seq((const unsigned char *)s, (const unsigned char *)end);
-            if (!k) return false;
-            s += k;
-        } else {
-            s++; /* '"', '\\' and controls are fine here */
+    /* Only bytes >= 0x80 need a look ('"', '\\' and controls are fine here): ASCII is
+     * passed 8 bytes at a time (protobuf ingest checks every key and value, most of them
+     * short and plain: scan_plain's byte loop cost 10% of it) */
+    while (s < end) {
+        while (end - s >= 8) {
+            uint64_t x;
+            memcpy(&x, s, 8);
+            if (x & 0x8080808080808080ull) break;
+            s += 8;
         }
+        while (s < end && (unsigned char)*s < 0x80) s++;
+        if (s == end) return true;
+        size_t k = utf8_seq((const unsigned char *)s, (const unsigned char *)end);
+        if (!k) return false;
+        s += k;
     }
+    return true;
 }
 
 static int hexval(unsigned char c)

@@ -412,6 +412,11 @@ static void test_discovery_per_worker(void **state)
     assert_int_equal(weft_service_new(&o, &svc), 0);
     weft_service_route(svc, "GET", "/which", h_which, NULL);
     weft_service_on_start(svc, on_start, NULL);
+    /* A loop of no worker's, open across the run: made and closed while the service's
+     * threads make theirs, its descriptor could be reused by one of them, which TSan
+     * reports as a race on the descriptor (CI saw it). */
+    uv_loop_t other = {.data = NULL}; /* uv_loop_init keeps data; the host reads it */
+    uv_loop_init(&other);
     started = false;
     atomic_store(&running, true);
     pthread_create(&runner, NULL, run, NULL);
@@ -423,12 +428,10 @@ static void test_discovery_per_worker(void **state)
     while (recv(fd, buf, sizeof(buf), 0) > 0) {
     }
     close(fd);
-    assert_int_equal(atomic_load(&found), 1); /* made once, then the same */
-    uv_loop_t other = {.data = NULL};         /* uv_loop_init keeps data; the host reads it */
-    uv_loop_init(&other);
+    assert_int_equal(atomic_load(&found), 1);         /* made once, then the same */
     assert_null(weft_service_discovery(svc, &other)); /* not a worker's */
-    uv_loop_close(&other);
     finish();
+    uv_loop_close(&other);
     /* without a registry: none */
     options(&o);
     o.registry.url = NULL;
