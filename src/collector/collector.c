@@ -40,6 +40,16 @@
 
 #define OFF(f) offsetof(weft_collector_conf_t, f)
 
+static const char *check_fwd_endpoint(const void *v)
+{
+    return col_fwd_endpoint_check(*(char *const *)v);
+}
+
+static const char *check_fwd_headers(const void *v)
+{
+    return col_fwd_headers_check(*(char *const *)v);
+}
+
 static const weft_conf_option_t options[] = {
     {.key = "collector.max_body_size",
      .type = WEFT_CONF_SIZE,
@@ -83,6 +93,74 @@ static const weft_conf_option_t options[] = {
      .def = "true",
      .help = "fdatasync the trace store before acknowledging spans (survives power loss); "
              "false: survives a crash of weft, not of the machine"},
+    {.key = "collector.forward.endpoint",
+     .type = WEFT_CONF_STRING,
+     .offset = OFF(fwd_endpoint),
+     .def = "",
+     .max = 2048,
+     .check = check_fwd_endpoint,
+     .help = "forward every span kept to this OTLP/HTTP traces endpoint (http://host:4318"
+             "/v1/traces; the path defaults to /v1/traces) as protobuf; \"\": off"},
+    {.key = "collector.forward.headers",
+     .type = WEFT_CONF_STRING,
+     .offset = OFF(fwd_headers),
+     .def = "",
+     .max = 4096,
+     .check = check_fwd_headers,
+     .help = "headers of every forward request, name=value,... (%-encoded values, as "
+             "OTEL_EXPORTER_OTLP_HEADERS), e.g. for an API key"},
+    {.key = "collector.forward.queue_size",
+     .type = WEFT_CONF_SIZE,
+     .offset = OFF(fwd_queue_size),
+     .def = "32MiB",
+     .min = 4096,
+     .max = 16.0 * 1024 * 1024 * 1024,
+     .help = "encoded spans waiting to be forwarded (queued, in flight, retrying); spans past "
+             "it are dropped and counted, ingest never waits"},
+    {.key = "collector.forward.batch_size",
+     .type = WEFT_CONF_UINT,
+     .offset = OFF(fwd_batch_size),
+     .def = "1024",
+     .min = 1,
+     .max = 65536,
+     .help = "spans per forward request at most"},
+    {.key = "collector.forward.flush_interval",
+     .type = WEFT_CONF_DURATION,
+     .offset = OFF(fwd_flush_interval),
+     .def = "1s",
+     .min = 1,
+     .max = 60000,
+     .help = "the longest a span waits for its forward batch to fill"},
+    {.key = "collector.forward.timeout",
+     .type = WEFT_CONF_DURATION,
+     .offset = OFF(fwd_timeout),
+     .def = "10s",
+     .min = 100,
+     .max = 600000,
+     .help = "one forward request, from connecting to the answer's end"},
+    {.key = "collector.forward.max_retry_time",
+     .type = WEFT_CONF_DURATION,
+     .offset = OFF(fwd_retry),
+     .def = "5m",
+     .min = 0,
+     .max = 86400000,
+     .help = "how long a batch that failed transiently (connection, 429, 502, 503, 504) is "
+             "retried, with backoff, before it is dropped"},
+    {.key = "collector.forward.max_in_flight",
+     .type = WEFT_CONF_UINT,
+     .offset = OFF(fwd_in_flight),
+     .def = "4",
+     .min = 1,
+     .max = 64,
+     .help = "forward requests at once (in flight or waiting to be retried)"},
+    {.key = "collector.forward.shutdown_timeout",
+     .type = WEFT_CONF_DURATION,
+     .offset = OFF(fwd_shutdown),
+     .def = "5s",
+     .min = 0,
+     .max = 300000,
+     .help = "at shutdown, how long what is queued may take to be forwarded (the rest is "
+             "dropped)"},
 };
 
 weft_conf_section_t weft_collector_conf_section(weft_collector_conf_t *conf)
@@ -410,6 +488,7 @@ static void on_ingest(weft_http_request_t *req, void *arg, bool zipkin)
     snprintf(in->msg, sizeof(in->msg), "%s", b.reject_msg);
     if (c->deps) col_deps_add(c->deps, b.spans, b.n);
     rc = col_store_append(c->store, b.spans, b.n, ingest_stored, in);
+    if (rc == 0 && c->fwd) col_fwd_add(c->fwd, b.spans, b.n);
     weft_arena_reset(a);
     if (rc != 0) {
         free(in);
@@ -689,6 +768,8 @@ int weft_collector_new(weft_host_t *h, const weft_collector_options_t *o, weft_c
         return rc;
     }
     rc = weft__col_deps_open(c, o->data_dir, o->conf->retention, err, errlen);
+    if (rc == 0 && o->conf->fwd_endpoint && o->conf->fwd_endpoint[0])
+        rc = weft__col_fwd_open(c, o, err, errlen);
     if (rc == 0 && o->metrics && (rc = register_metrics(c, o->metrics)) != 0)
         snprintf(err, errlen, "collector: cannot register its metrics: %s", weft_strerror(rc));
     if (rc == 0) {
@@ -725,6 +806,7 @@ int weft_collector_new(weft_host_t *h, const weft_collector_options_t *o, weft_c
                      o->otlp_host, o->otlp_port, o->zipkin_host, o->zipkin_port, weft_strerror(rc));
     }
     if (rc != 0) {
+        col_fwd_free(c->fwd);
         weft__col_deps_close(c);
         col_store_close(c->store);
         free(c); /* listeners, when added, are the host's */
@@ -748,6 +830,7 @@ void weft_collector_free(weft_collector_t *c)
 {
     if (!c) return;
     col_store_close(c->store); /* the last outcomes find their workers stopped */
+    col_fwd_free(c->fwd);      /* a bounded final flush */
     weft__col_deps_close(c);
     free(c);
 }
