@@ -6,8 +6,9 @@
  * A request is served on the worker that read it: the body (buffered by the engine up to
  * collector.max_body_size, else 413) is inflated when it is gzip'd (up to
  * collector.max_decoded_size, else 413), decoded into the worker's arena (decode.h), fed to
- * the dependency linker, and handed to the store, which copies it; the arena is reset at
- * once. The answer waits until the store says the spans are durable: the store's writer
+ * the dependency linker, and handed to the store, which copies it (and, when
+ * collector.forward.endpoint is set, to the forwarder, which encodes it: forward.c); the
+ * arena is reset at once. The answer waits until the store says the spans are durable: the store's writer
  * thread posts the outcome back to the worker (weft_host_post), which answers 200 (OTLP,
  * with partial_success when spans were refused) or 202 (Zipkin). So an acknowledged span
  * survives a crash; one whose answer never came may or may not.

@@ -1,7 +1,7 @@
 /*
  * collector_int.h - what the collector's files share (internal): the collector itself
- * (collector.c: set-up and ingest), the query APIs (query.c) and the in-process exporter
- * (exporter.c).
+ * (collector.c: set-up and ingest), the query APIs (query.c), the in-process exporter
+ * (exporter.c) and forwarding to an external OTLP receiver (forward.c).
  */
 #ifndef WEFT_COLLECTOR_INT_H
 #define WEFT_COLLECTOR_INT_H

@@ -291,3 +291,40 @@ def test_forward_bad_endpoint_is_a_config_error(tmp_path):
         line = r.stderr.strip().splitlines()[-1]
         assert re.match(rf"weft: {re.escape(str(cfg))}:3:15: collector\.forward\.endpoint: ", line), line
         assert words in line, line
+
+
+def test_forward_retry_after_headers_and_refusals(spawn, tmp_path, faulty):
+    """Against a receiver that answers 503 with Retry-After: 1, then 200: the batch is sent
+    again after that second, with the configured headers and the protobuf Content-Type. A
+    400 drops the batch at once (counted as failed, not retried)."""
+    up = faulty("otlp-up")
+    cfg = forward_config(up.port, flush_interval="10ms",
+                         headers='"X-Scope-OrgID=shop,Authorization=Bearer%20s3cret"')
+    cfg = cfg.replace(f"127.0.0.1:{up.port}/v1/traces", f"127.0.0.1:{up.port}/otlp/v1/traces")
+    a = start(spawn, tmp_path, "a", cfg, env={"WEFT_TRACING": "false"})
+    up.set_fault("status", status=503, retry_after="1", count=1)
+    t0 = time.monotonic()
+    assert post(a, otlp_body(rand_hex(32), 4)).status_code == 200
+    wait_for(lambda: metric(a, "weft_collector_forward_spans_total", 'outcome="sent"') == 4,
+             "4 spans sent after the 503")
+    assert time.monotonic() - t0 >= 0.9  # Retry-After: 1 was waited for
+    st = up.stats()
+    assert st["requests"] == 2 and st["responses_by_status"] == {"503": 1, "200": 1}, st
+    assert metric(a, "weft_collector_forward_retries_total") == 1
+    seen = up.requests_seen()
+    assert len(seen) == 2
+    for r in seen:
+        assert r["method"] == "POST" and r["target"] == "/otlp/v1/traces"
+        h = {k.lower(): v for k, v in r["headers"]}
+        assert h["content-type"] == "application/x-protobuf"
+        assert h["x-scope-orgid"] == "shop"
+        assert h["authorization"] == "Bearer s3cret"
+
+    up.set_fault("status", status=400)
+    up.reset_stats()
+    assert post(a, otlp_body(rand_hex(32), 3)).status_code == 200
+    wait_for(lambda: metric(a, "weft_collector_forward_spans_total", 'outcome="failed"') == 3,
+             "3 spans failed on a 400")
+    assert up.stats()["requests"] == 1
+    assert metric(a, "weft_collector_forward_queued_spans") == 0
+    assert metric(a, "weft_collector_forward_spans_total", 'outcome="sent"') == 4
