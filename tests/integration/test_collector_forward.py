@@ -179,16 +179,19 @@ def test_forward_every_format_reads_back_the_same(spawn, tmp_path, otel_js):
         same_in_b(a, b, tid)
     # the hand-made traces really carry what they were meant to (not two empty answers)
     t = normal(jaeger(b, tids[3]))
-    tags = {g["key"]: g for g in t["spans"][0]["tags"]} if t["spans"][0]["operationName"] == \
-        "GET /orders" else {g["key"]: g for g in t["spans"][1]["tags"]}
+    root = next(s for s in t["spans"] if s["operationName"] == "GET /orders")
+    tags = {g["key"]: g for g in root["tags"]}
     assert tags["arr"]["value"] == '["a",1,0.5,false]'
     assert tags["big"]["value"] in (9007199254740993, "9007199254740993")
     assert tags["w3c.tracestate"]["value"] == "vendor=1,other=2"
     assert tags["otel.status_description"]["value"] == "upstream said no"
     z = normal(jaeger(b, tids[4]))
-    ztags = {g["key"]: g["value"] for s in z["spans"] for g in s["tags"]}
-    assert ztags["net.host.ip"] == "10.1.2.3" and ztags["net.peer.port"] == 6379
-    assert ztags["peer.service"] == "redis"
+    ztags = {s["operationName"]: {g["key"]: g["value"] for g in s["tags"]} for s in z["spans"]}
+    assert ztags["query"]["net.host.ip"] == "10.1.2.3"
+    assert ztags["query"]["net.peer.port"] == 6379
+    assert ztags["query"]["peer.service"] == "redis"
+    assert ztags["get /cart"]["net.peer.ip"] == "2001:db8::9"
+    assert ztags["get /cart"]["net.host.port"] == 8080
 
     # A's own spans: its API traced the queries above; they reach B under A's service
     services = set(get(f"{a.api}/api/services").json()["data"])
