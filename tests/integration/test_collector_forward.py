@@ -331,3 +331,30 @@ def test_forward_retry_after_headers_and_refusals(spawn, tmp_path, faulty):
     assert up.stats()["requests"] == 1
     assert metric(a, "weft_collector_forward_queued_spans") == 0
     assert metric(a, "weft_collector_forward_spans_total", 'outcome="sent"') == 4
+
+
+def test_forward_final_flush_at_shutdown(spawn, tmp_path, faulty):
+    """Spans still waiting for their batch when A stops are sent in its final flush; a
+    receiver that does not answer holds the stop up for shutdown_timeout at most."""
+    b = start(spawn, tmp_path, "b")
+    a = start(spawn, tmp_path, "a", forward_config(b.otlp_port, flush_interval="1m"),
+              env={"WEFT_TRACING": "false"})
+    tid = rand_hex(32)
+    assert post(a, otlp_body(tid, 5)).status_code == 200
+    assert metric(a, "weft_collector_forward_queued_spans") == 5
+    assert jaeger(b, tid) is None  # waiting for the batch to fill or the minute to pass
+    assert a.stop() == 0
+    t = jaeger(b, tid)
+    assert t is not None and len(t["spans"]) == 5
+
+    up = faulty("hangs")
+    up.set_fault("delay", ms=30000)
+    a = start(spawn, tmp_path, "a2",
+              forward_config(up.port, flush_interval="1m", shutdown_timeout="1s"),
+              env={"WEFT_TRACING": "false"})
+    assert post(a, otlp_body(rand_hex(32), 5)).status_code == 200
+    t0 = time.monotonic()
+    assert a.stop() == 0
+    took = time.monotonic() - t0
+    assert 0.9 <= took < 1.0 + 3.0, took
+    assert up.stats()["requests"] == 1
