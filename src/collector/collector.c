@@ -8,10 +8,10 @@
  * collector.max_decoded_size, else 413), decoded into the worker's arena (decode.h), fed to
  * the dependency linker, and handed to the store, which copies it (and, when
  * collector.forward.endpoint is set, to the forwarder, which encodes it: forward.c); the
- * arena is reset at once. The answer waits until the store says the spans are durable: the store's writer
- * thread posts the outcome back to the worker (weft_host_post), which answers 200 (OTLP,
- * with partial_success when spans were refused) or 202 (Zipkin). So an acknowledged span
- * survives a crash; one whose answer never came may or may not.
+ * arena is reset at once. The answer waits until the store says the spans are durable: the
+ * store's writer thread posts the outcome back to the worker (weft_host_post), which answers
+ * 200 (OTLP, with partial_success when spans were refused) or 202 (Zipkin). So an
+ * acknowledged span survives a crash; one whose answer never came may or may not.
  *
  * Back-pressure, never an unbounded queue: when the store's write queue is full the
  * request is answered 429 with Retry-After (OTLP/HTTP's throttling answer, which its

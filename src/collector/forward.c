@@ -424,8 +424,7 @@ void col_fwd_encode(weft_buf_t *b, const col_span_t *spans, size_t n)
             attrs(b, 3, sc->attrs, sc->nattrs, &arena);
             if (sc->dropped_attrs) weft__pb_varint_field(b, 4, sc->dropped_attrs);
             weft__pb_close(b, scope);
-            for (; i < n && res_same(spans[i].resource, res) && scope_same(spans[i].scope, sc);
-                 i++)
+            for (; i < n && res_same(spans[i].resource, res) && scope_same(spans[i].scope, sc); i++)
                 span(b, &spans[i], &arena);
             weft__pb_close(b, ss);
         }
@@ -564,8 +563,8 @@ static void slot_done(slot_t *s, bool sent, const char *why)
         count(f->m_failed, s->spans);
         if (!f->failing && !f->closing)
             weft_warn("collector", "forwarding failed; spans dropped",
-                      "endpoint=%s:%u%s reason=%s spans=%zu attempts=%u", f->host, f->port,
-                      f->path, why, s->spans, s->attempts);
+                      "endpoint=%s:%u%s reason=%s spans=%zu attempts=%u", f->host, f->port, f->path,
+                      why, s->spans, s->attempts);
         f->failing = true;
     }
     unhold(f, s->held, s->spans);
@@ -815,8 +814,7 @@ static void abort_all(col_fwd_t *f)
 
 static void check_done(col_fwd_t *f)
 {
-    if (f->draining && !f->closing && f->nbusy == 0 && !f->head &&
-        weft_mpsc_size(&f->inbox.q) == 0)
+    if (f->draining && !f->closing && f->nbusy == 0 && !f->head && weft_mpsc_size(&f->inbox.q) == 0)
         finish(f);
 }
 
@@ -964,8 +962,9 @@ int col_fwd_new(const col_fwd_conf_t *conf, weft_metrics_registry_t *m, col_fwd_
             f->hdrs[f->nhdrs++] =
                 (weft_http_header_t){{f->hdr_list->key[i], strlen(f->hdr_list->key[i])},
                                      {f->hdr_list->value[i], strlen(f->hdr_list->value[i])}};
-    f->nslots = conf->max_inflight < 1 ? 1 : conf->max_inflight > MAX_SLOTS ? MAX_SLOTS
-                                                                            : conf->max_inflight;
+    f->nslots = conf->max_inflight < 1           ? 1
+                : conf->max_inflight > MAX_SLOTS ? MAX_SLOTS
+                                                 : conf->max_inflight;
     if (!(f->slots = calloc(f->nslots, sizeof(*f->slots)))) goto fail;
     for (unsigned i = 0; i < f->nslots; i++) {
         f->slots[i].f = f;

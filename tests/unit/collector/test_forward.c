@@ -167,7 +167,10 @@ static void test_grouping(void **state)
         memset(s[i].span_id, 0x20 + i, 8);
         s[i].start_ns = 100;
         s[i].end_ns = 200 + (uint64_t)i;
-        s[i].name = i == 2 ? (col_str_t){"a\xff" "b", 3} : COL_STR("op");
+        s[i].name = i == 2 ? (col_str_t){"a\xff"
+                                         "b",
+                                         3}
+                           : COL_STR("op");
         s[i].resource = rp[i];
         s[i].scope = sp[i];
         s[i].kind = COL_KIND_SERVER;
@@ -181,7 +184,8 @@ static void test_grouping(void **state)
     assert_ptr_not_equal(y.spans[2].resource, y.spans[3].resource);
     assert_ptr_equal(y.spans[0].scope, y.spans[2].scope);
     assert_true(req_same_str(y.spans[3].resource->service, COL_STR("gw")));
-    assert_true(req_same_str(y.spans[2].name, COL_STR("a\xef\xbf\xbd" "b")));
+    assert_true(req_same_str(y.spans[2].name, COL_STR("a\xef\xbf\xbd"
+                                                      "b")));
     assert_int_equal(y.spans[1].end_ns, 201);
     free(copy);
 
@@ -192,8 +196,7 @@ static void test_grouping(void **state)
     col_fwd_encode(&b, s + 3, 1);
     weft_arena_reset(&a2);
     char err[128];
-    assert_int_equal(col_otlp_pb_decode((const uint8_t *)b.p, b.len, &a2, &y, err, sizeof(err)),
-                     0);
+    assert_int_equal(col_otlp_pb_decode((const uint8_t *)b.p, b.len, &a2, &y, err, sizeof(err)), 0);
     assert_int_equal(y.n, 2);
     assert_true(req_same_str(y.spans[0].resource->service, COL_STR("api")));
     assert_true(req_same_str(y.spans[1].resource->service, COL_STR("gw")));
@@ -204,8 +207,7 @@ static void test_grouping(void **state)
 static const col_attr_t *find(const col_span_t *s, const char *k)
 {
     for (uint32_t i = 0; i < s->nattrs; i++)
-        if (req_same_str(s->attrs[i].key, (col_str_t){k, (uint32_t)strlen(k)}))
-            return &s->attrs[i];
+        if (req_same_str(s->attrs[i].key, (col_str_t){k, (uint32_t)strlen(k)})) return &s->attrs[i];
     return NULL;
 }
 
@@ -289,8 +291,8 @@ static void test_checks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_field), cmocka_unit_test(test_json_values),
-        cmocka_unit_test(test_exporter_spans), cmocka_unit_test(test_grouping),
+        cmocka_unit_test(test_every_field),      cmocka_unit_test(test_json_values),
+        cmocka_unit_test(test_exporter_spans),   cmocka_unit_test(test_grouping),
         cmocka_unit_test(test_zipkin_endpoints), cmocka_unit_test(test_checks),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
