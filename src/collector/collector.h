@@ -26,6 +26,8 @@ typedef struct weft_collector_conf_s {
     uint64_t max_disk;    /* retention by size */
     uint64_t retention;   /* retention by age */
     bool sync;            /* fdatasync before acknowledging */
+    char *autocomplete_keys; /* Zipkin's AUTOCOMPLETE_KEYS, comma-separated; NULL: none */
+    uint64_t autocomplete_max_values; /* distinct values kept per key */
 } weft_collector_conf_t;
 
 weft_conf_section_t weft_collector_conf_section(weft_collector_conf_t *conf);
