@@ -21,10 +21,10 @@
 
 typedef struct col_ac_s col_ac_t;
 
-#define COL_AC_MAX_KEYS      32u          /* keys in collector.autocomplete_keys */
-#define COL_AC_KEY_MAX       256u         /* bytes of one key */
-#define COL_AC_VALUE_MAX     512u         /* a longer value is not offered (bytes) */
-#define COL_AC_BYTES_PER_KEY (1u << 20)   /* the values of one key, at most (bytes) */
+#define COL_AC_MAX_KEYS      32u        /* keys in collector.autocomplete_keys */
+#define COL_AC_KEY_MAX       256u       /* bytes of one key */
+#define COL_AC_VALUE_MAX     512u       /* a longer value is not offered (bytes) */
+#define COL_AC_BYTES_PER_KEY (1u << 20) /* the values of one key, at most (bytes) */
 
 /* NULL, or what is wrong with keys, a comma-separated list of tag keys (spaces around a
  * key are ignored, empty items skipped): a constant phrase for the configuration's error. */

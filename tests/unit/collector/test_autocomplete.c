@@ -3,7 +3,9 @@
  * trace store in a temporary directory: the keys' list and its checks, values from span and
  * resource attributes as text (typed ones too; empty, bytes, arrays, over-long ones left
  * out), only new blocks read after an answer, both bounds (values per key, bytes per key),
- * the values of blocks retention deleted gone, and the values rebuilt after a reopen.
+ * the values of blocks retention deleted gone, the values rebuilt after a reopen, and every
+ * allocation of autocomplete.c failing in turn (WEFT_ENOMEM, nothing leaked, the next call
+ * right).
  *
  * Waits are on the store's done callbacks, with a deadline that fails the test.
  */
@@ -20,9 +22,18 @@
 #include <time.h>
 #include <cmocka.h>
 
-#include "collector/autocomplete.h"
 #include "collector/store.h"
+#include "fault_alloc.h"
 #include "weft/common.h"
+
+/* autocomplete.c compiled in, its allocations able to fail (test_oom) */
+#define malloc  oom_malloc
+#define calloc  oom_calloc
+#define realloc oom_realloc
+#include "../../../src/collector/autocomplete.c"
+#undef malloc
+#undef calloc
+#undef realloc
 
 #define S(lit) COL_STR(lit)
 
@@ -258,8 +269,8 @@ static void test_bounds(void **state)
     col_span_t sp[20];
     for (int i = 0; i < 20; i++) {
         snprintf(vals[i], sizeof vals[i], "v%02d", i);
-        at[i] = (col_attr_t){.key = S("id"), .type = COL_V_STRING,
-                             .v.s = {vals[i], (uint32_t)strlen(vals[i])}};
+        at[i] = (col_attr_t){
+            .key = S("id"), .type = COL_V_STRING, .v.s = {vals[i], (uint32_t)strlen(vals[i])}};
         sp[i] = mk_span(&res_cart, &at[i], 1);
     }
     append(f, sp, 20);
@@ -282,7 +293,8 @@ static void test_bounds(void **state)
             memset(bigv[b * 100 + i], 'a' + (i % 26), 500);
             snprintf(bigv[b * 100 + i], 500, "%05d", b * 100 + i);
             bigv[b * 100 + i][5] = '-';
-            bat[i] = (col_attr_t){.key = S("big"), .type = COL_V_STRING, .v.s = {bigv[b * 100 + i], 500}};
+            bat[i] = (col_attr_t){
+                .key = S("big"), .type = COL_V_STRING, .v.s = {bigv[b * 100 + i], 500}};
             bsp[i] = mk_span(&res_cart, &bat[i], 1);
         }
         append(f, bsp, 100);
@@ -312,8 +324,8 @@ static void test_retention(void **state)
     for (int b = 0; b < 60; b++) {
         for (int i = 0; i < 100; i++) {
             at[i][0] = (col_attr_t){.key = S("env"), .type = COL_V_STRING, .v.s = S("new")};
-            at[i][1] = (col_attr_t){.key = S("junk"), .type = COL_V_STRING,
-                                    .v.s = {junk[(b * 7 + i) % 100], 256}};
+            at[i][1] = (col_attr_t){
+                .key = S("junk"), .type = COL_V_STRING, .v.s = {junk[(b * 7 + i) % 100], 256}};
             many[i] = mk_span(&res_cart, at[i], 2);
         }
         append(f, many, 100);
@@ -324,6 +336,48 @@ static void test_retention(void **state)
     assert_string_equal(values(f, "env"), "[\"new\"]");
 }
 
+/* Each allocation of col_ac_new and of col_ac_values' first read failing in turn. */
+static void test_oom(void **state)
+{
+    fix_t *f = *state;
+    open_store(f);
+    char vals[300][8];
+    col_attr_t at[300];
+    col_span_t sp[300];
+    for (int i = 0; i < 300; i++) {
+        snprintf(vals[i], sizeof vals[i], "v%03d", i);
+        at[i] = (col_attr_t){
+            .key = S("env"), .type = COL_V_STRING, .v.s = {vals[i], (uint32_t)strlen(vals[i])}};
+        sp[i] = mk_span(&res_cart, &at[i], 1);
+    }
+    append(f, sp, 300);
+    size_t failed = 0;
+    for (long k = 0;; k++) {
+        alloc_countdown = k;
+        long before = alloc_failures;
+        int rc = col_ac_new("env,zone", 1000, &f->ac);
+        if (rc == 0) {
+            weft_buf_reset(&f->out);
+            rc = col_ac_values(f->ac, f->s, S("env"), &f->out);
+        }
+        alloc_countdown = -1;
+        if (alloc_failures == before) { /* nothing failed: the run went through */
+            assert_int_equal(rc, 0);
+            break;
+        }
+        assert_int_equal(rc, WEFT_ENOMEM);
+        failed++;
+        if (f->ac) { /* a failed read leaves the key to be read whole next time */
+            assert_int_equal(count_values(values(f, "env")), 300);
+            col_ac_free(f->ac);
+            f->ac = NULL;
+        }
+    }
+    assert_true(failed >= 8); /* the keys, names, and the values' tables growing */
+    weft_buf_putc(&f->out, 0);
+    assert_int_equal(count_values(f->out.p), 300);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -331,6 +385,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oom, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
