@@ -3,15 +3,16 @@
  * trace store in a temporary directory: the keys' list and its checks, values from span and
  * resource attributes as text (typed ones too; empty, bytes, arrays, over-long ones left
  * out), only new blocks read after an answer, both bounds (values per key, bytes per key),
- * the values of blocks retention deleted gone, the values rebuilt after a reopen, and every
- * allocation of autocomplete.c failing in turn (WEFT_ENOMEM, nothing leaked, the next call
- * right).
+ * the values of blocks retention deleted gone, the values rebuilt after a reopen, readers
+ * asking while spans are written, and every allocation of autocomplete.c failing in turn
+ * (WEFT_ENOMEM, nothing leaked, the next call right).
  *
  * Waits are on the store's done callbacks, with a deadline that fails the test.
  */
 #include <ftw.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -336,6 +337,64 @@ static void test_retention(void **state)
     assert_string_equal(values(f, "env"), "[\"new\"]");
 }
 
+/* Readers asking while spans are written: every answer well formed, none losing a value
+ * an earlier one had (no retention runs), the last one complete. */
+typedef struct reader_s {
+    fix_t *f;
+    atomic_bool *stop;
+    size_t answers, bad;
+} reader_t;
+
+static void *reader_main(void *arg)
+{
+    reader_t *r = arg;
+    weft_buf_t b;
+    weft_buf_init(&b, 0);
+    size_t last = 0;
+    while (!atomic_load(r->stop)) {
+        weft_buf_reset(&b);
+        if (col_ac_values(r->f->ac, r->f->s, S("env"), &b) != 0) {
+            r->bad++;
+            break;
+        }
+        weft_buf_putc(&b, 0);
+        size_t n = count_values(b.p);
+        if (b.p[0] != '[' || b.p[b.len - 2] != ']' || n < last) r->bad++;
+        last = n;
+        r->answers++;
+    }
+    weft_buf_free(&b);
+    return NULL;
+}
+
+static void test_concurrent(void **state)
+{
+    fix_t *f = *state;
+    open_store(f);
+    assert_int_equal(col_ac_new("env", 10000, &f->ac), 0);
+    atomic_bool stop = false;
+    reader_t rs[2] = {{.f = f, .stop = &stop}, {.f = f, .stop = &stop}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, reader_main, &rs[i]), 0);
+    static char vals[200][8];
+    static col_attr_t at[200];
+    for (int i = 0; i < 200; i++) {
+        snprintf(vals[i], sizeof vals[i], "c%03d", i);
+        at[i] = (col_attr_t){
+            .key = S("env"), .type = COL_V_STRING, .v.s = {vals[i], (uint32_t)strlen(vals[i])}};
+        col_span_t sp = mk_span(&res_cart, &at[i], 1);
+        append(f, &sp, 1);
+    }
+    atomic_store(&stop, true);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(rs[i].bad, 0);
+        assert_true(rs[i].answers > 0);
+    }
+    assert_int_equal(count_values(values(f, "env")), 200);
+}
+
 /* Each allocation of col_ac_new and of col_ac_values' first read failing in turn. */
 static void test_oom(void **state)
 {
@@ -385,6 +444,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oom, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
