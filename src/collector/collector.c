@@ -40,6 +40,11 @@
 
 #define OFF(f) offsetof(weft_collector_conf_t, f)
 
+static const char *check_autocomplete_keys(const void *value)
+{
+    return col_ac_keys_check(*(const char *const *)value);
+}
+
 static const weft_conf_option_t options[] = {
     {.key = "collector.max_body_size",
      .type = WEFT_CONF_SIZE,
@@ -83,6 +88,22 @@ static const weft_conf_option_t options[] = {
      .def = "true",
      .help = "fdatasync the trace store before acknowledging spans (survives power loss); "
              "false: survives a crash of weft, not of the machine"},
+    {.key = "collector.autocomplete_keys",
+     .type = WEFT_CONF_STRING,
+     .offset = OFF(autocomplete_keys),
+     .max = 4096,
+     .env = "WEFT_AUTOCOMPLETE_KEYS",
+     .check = check_autocomplete_keys,
+     .help = "tag keys, comma-separated, whose values Zipkin's /api/v2/autocompleteValues "
+             "offers (Zipkin's AUTOCOMPLETE_KEYS); empty: none, as in Zipkin"},
+    {.key = "collector.autocomplete_max_values",
+     .type = WEFT_CONF_UINT,
+     .offset = OFF(autocomplete_max_values),
+     .def = "10000",
+     .min = 1,
+     .max = 1000000,
+     .help = "distinct values kept per autocomplete key (and at most 1MiB of them); past it "
+             "the newest blocks' values are offered"},
 };
 
 weft_conf_section_t weft_collector_conf_section(weft_collector_conf_t *conf)
@@ -688,6 +709,14 @@ int weft_collector_new(weft_host_t *h, const weft_collector_options_t *o, weft_c
         free(c);
         return rc;
     }
+    rc = col_ac_new(o->conf->autocomplete_keys, (size_t)o->conf->autocomplete_max_values, &c->ac);
+    if (rc != 0) {
+        snprintf(err, errlen, "collector: cannot set up the autocomplete keys: %s",
+                 weft_strerror(rc));
+        col_store_close(c->store);
+        free(c);
+        return rc;
+    }
     rc = weft__col_deps_open(c, o->data_dir, o->conf->retention, err, errlen);
     if (rc == 0 && o->metrics && (rc = register_metrics(c, o->metrics)) != 0)
         snprintf(err, errlen, "collector: cannot register its metrics: %s", weft_strerror(rc));
@@ -727,6 +756,7 @@ int weft_collector_new(weft_host_t *h, const weft_collector_options_t *o, weft_c
     if (rc != 0) {
         weft__col_deps_close(c);
         col_store_close(c->store);
+        col_ac_free(c->ac);
         free(c); /* listeners, when added, are the host's */
         return rc;
     }
@@ -749,5 +779,6 @@ void weft_collector_free(weft_collector_t *c)
     if (!c) return;
     col_store_close(c->store); /* the last outcomes find their workers stopped */
     weft__col_deps_close(c);
+    col_ac_free(c->ac);
     free(c);
 }

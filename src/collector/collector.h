@@ -26,6 +26,9 @@ typedef struct weft_collector_conf_s {
     uint64_t max_disk;    /* retention by size */
     uint64_t retention;   /* retention by age */
     bool sync;            /* fdatasync before acknowledging */
+    /* Zipkin's AUTOCOMPLETE_KEYS, comma-separated (NULL: none); its values kept per key */
+    char *autocomplete_keys;
+    uint64_t autocomplete_max_values;
 } weft_collector_conf_t;
 
 weft_conf_section_t weft_collector_conf_section(weft_collector_conf_t *conf);
