@@ -15,7 +15,8 @@
  * ends as soon as the client is closed, after the last call's on_done.
  *
  * Answers are collected whole, up to 256 MiB. Errors are reported by weft__api_ok in one
- * line that names the URL; an API error carries the API's message ({"error": "..."}).
+ * line that names the URL; an API error carries the API's message ({"error"}, the
+ * collector's {"message"} or Jaeger's {"errors": [{"msg"}]}).
  *
  * Memory: what the daemon's bookkeeping does on failure is no concern of a process that is
  * about to print one line and exit; allocation failures still end in an error, not a
@@ -224,8 +225,21 @@ static void fmt_ms(char *out, size_t cap, uint64_t ms)
         snprintf(out, cap, "%" PRIu64 " ms", ms);
 }
 
-/* The API's message in body: the "error" member of a JSON object, else the first line of
- * the text; printable ASCII and UTF-8 kept, controls made spaces, cut to 300 bytes. */
+/* A JSON error body's message: weft's API's {"error"}, the collector's {"code", "message"}
+ * (google.rpc.Status, a bad parameter) or Jaeger's {"errors": [{"msg"}]} (an unknown
+ * trace); NULL when it is none of these. */
+static const json_t *json_message(const json_t *j)
+{
+    const json_t *m = json_object_get(j, "error");
+    if (!json_is_string(m)) m = json_object_get(j, "message");
+    if (!json_is_string(m))
+        m = json_object_get(json_array_get(json_object_get(j, "errors"), 0), "msg");
+    return json_is_string(m) ? m : NULL;
+}
+
+/* The API's message in body: a JSON error's (json_message), else the first line of the
+ * text; printable ASCII and UTF-8 kept, controls made spaces, cut to 300 bytes at a
+ * character's start. */
 static void api_message(const char *body, size_t len, char *out, size_t cap)
 {
     out[0] = 0;
@@ -233,12 +247,16 @@ static void api_message(const char *body, size_t len, char *out, size_t cap)
     const char *msg = body;
     size_t mlen = len;
     json_t *j = json_loadb(body, len, 0, NULL);
-    if (json_is_object(j) && json_is_string(json_object_get(j, "error"))) {
-        msg = json_string_value(json_object_get(j, "error"));
-        mlen = json_string_length(json_object_get(j, "error"));
+    const json_t *m = json_is_object(j) ? json_message(j) : NULL;
+    if (m) {
+        msg = json_string_value(m);
+        mlen = json_string_length(m);
     }
-    size_t k = 0;
-    for (size_t i = 0; i < mlen && k + 1 < cap && k < 300; i++) {
+    size_t n = mlen < 300 ? mlen : 300, k = 0;
+    if (n > cap - 1) n = cap - 1;
+    if (n < mlen)
+        while (n > 0 && ((unsigned char)msg[n] & 0xc0) == 0x80) n--;
+    for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)msg[i];
         if (msg == body && (c == '\n' || c == '\r')) break;
         out[k++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;

@@ -163,47 +163,13 @@ static unsigned width_of(const char *s)
 
 /* ---- the API ---- */
 
-/* true when c got a whole 2xx answer. The collector's refusals carry their reason where
- * weft__api_ok does not look ({"code", "message"} for a bad parameter, Jaeger's
- * {"errors": [{"msg"}]} for an unknown trace): those are said here, in the same one line
- * naming the URL; everything else is weft__api_ok's. */
-static bool api_ok(const weft__cli_t *cli, const weft__api_call_t *c)
-{
-    if (c->err != 0 || (c->status >= 200 && c->status < 300) || !c->resp)
-        return weft__api_ok(&cli->api, c);
-    json_t *j = json_loadb(c->resp, c->resp_len, 0, NULL);
-    const char *msg = json_string_value(json_object_get(j, "message"));
-    if (!msg)
-        msg = json_string_value(
-            json_object_get(json_array_get(json_object_get(j, "errors"), 0), "msg"));
-    if (!msg) {
-        json_decref(j);
-        return weft__api_ok(&cli->api, c);
-    }
-    fprintf(stderr, "weft: %s %s%s: %d %s: ", c->method, cli->api.url, c->target, c->status,
-            weft_http_status_text(c->status));
-    /* at most 300 bytes, cut at a character's start; controls made spaces */
-    size_t n = strlen(msg);
-    if (n > 300) {
-        n = 300;
-        while (n > 0 && ((unsigned char)msg[n] & 0xc0) == 0x80) n--;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)msg[i];
-        fputc(ch < 0x20 || ch == 0x7f ? ' ' : ch, stderr);
-    }
-    fputc('\n', stderr);
-    json_decref(j);
-    return false;
-}
-
 /* Runs call (a GET of target) and returns the data array of Jaeger's answer (*root holds
  * it; decref that), or NULL after saying why on stderr. */
 static json_t *get_data(const weft__cli_t *cli, weft__api_call_t *call, json_t **root)
 {
     *root = NULL;
     weft__api_run(&cli->api, call, 1); /* a failure to set up is in call->err */
-    if (!api_ok(cli, call)) return NULL;
+    if (!weft__api_ok(&cli->api, call)) return NULL;
     json_error_t e;
     json_t *j = json_loadb(call->resp, call->resp_len, 0, &e);
     if (!j) {

@@ -41,6 +41,11 @@
 
 #define OFF(f) offsetof(weft_collector_conf_t, f)
 
+static const char *check_autocomplete_keys(const void *value)
+{
+    return col_ac_keys_check(*(const char *const *)value);
+}
+
 static const char *check_fwd_endpoint(const void *v)
 {
     return col_fwd_endpoint_check(*(char *const *)v);
@@ -94,6 +99,22 @@ static const weft_conf_option_t options[] = {
      .def = "true",
      .help = "fdatasync the trace store before acknowledging spans (survives power loss); "
              "false: survives a crash of weft, not of the machine"},
+    {.key = "collector.autocomplete_keys",
+     .type = WEFT_CONF_STRING,
+     .offset = OFF(autocomplete_keys),
+     .max = 4096,
+     .env = "WEFT_AUTOCOMPLETE_KEYS",
+     .check = check_autocomplete_keys,
+     .help = "tag keys, comma-separated, whose values Zipkin's /api/v2/autocompleteValues "
+             "offers (Zipkin's AUTOCOMPLETE_KEYS); empty: none, as in Zipkin"},
+    {.key = "collector.autocomplete_max_values",
+     .type = WEFT_CONF_UINT,
+     .offset = OFF(autocomplete_max_values),
+     .def = "10000",
+     .min = 1,
+     .max = 1000000,
+     .help = "distinct values kept per autocomplete key (and at most 1MiB of them); past it "
+             "the newest blocks' values are offered"},
     {.key = "collector.forward.endpoint",
      .type = WEFT_CONF_STRING,
      .offset = OFF(fwd_endpoint),
@@ -768,6 +789,14 @@ int weft_collector_new(weft_host_t *h, const weft_collector_options_t *o, weft_c
         free(c);
         return rc;
     }
+    rc = col_ac_new(o->conf->autocomplete_keys, (size_t)o->conf->autocomplete_max_values, &c->ac);
+    if (rc != 0) {
+        snprintf(err, errlen, "collector: cannot set up the autocomplete keys: %s",
+                 weft_strerror(rc));
+        col_store_close(c->store);
+        free(c);
+        return rc;
+    }
     rc = weft__col_deps_open(c, o->data_dir, o->conf->retention, err, errlen);
     if (rc == 0 && o->conf->fwd_endpoint && o->conf->fwd_endpoint[0])
         rc = weft__col_fwd_open(c, o, err, errlen);
@@ -810,6 +839,7 @@ int weft_collector_new(weft_host_t *h, const weft_collector_options_t *o, weft_c
         col_fwd_free(c->fwd);
         weft__col_deps_close(c);
         col_store_close(c->store);
+        col_ac_free(c->ac);
         free(c); /* listeners, when added, are the host's */
         return rc;
     }
@@ -833,5 +863,6 @@ void weft_collector_free(weft_collector_t *c)
     col_store_close(c->store); /* the last outcomes find their workers stopped */
     col_fwd_free(c->fwd);      /* a bounded final flush */
     weft__col_deps_close(c);
+    col_ac_free(c->ac);
     free(c);
 }

@@ -26,6 +26,9 @@ typedef struct weft_collector_conf_s {
     uint64_t max_disk;    /* retention by size */
     uint64_t retention;   /* retention by age */
     bool sync;            /* fdatasync before acknowledging */
+    /* Zipkin's AUTOCOMPLETE_KEYS, comma-separated (NULL: none); its values kept per key */
+    char *autocomplete_keys;
+    uint64_t autocomplete_max_values;
     /* collector.forward.* (forward.c): NULL or "" endpoint: off */
     char *fwd_endpoint, *fwd_headers;
     uint64_t fwd_queue_size, fwd_batch_size, fwd_flush_interval, fwd_timeout, fwd_retry,

@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <uv.h>
 
+#include "collector/autocomplete.h"
 #include "collector/collector.h"
 #include "collector/deps.h"
 #include "collector/forward.h"
@@ -28,6 +29,7 @@ struct weft_collector_s {
     weft_host_t *host;
     col_store_t *store;
     col_deps_t *deps;
+    col_ac_t *ac; /* Zipkin's tag autocomplete (query.c) */
     char *deps_path;
     uv_timer_t deps_timer; /* control loop: saves the graph once a minute */
     uv_work_t deps_work;

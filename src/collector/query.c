@@ -1,9 +1,10 @@
 /*
  * query.c - the query APIs that existing tracing UIs speak: Zipkin v2's read API on the
  * Zipkin port (/api/v2/services, /spans, /remoteServices, /traces, /trace/{id},
- * /traceMany, /dependencies, /autocompleteKeys, /autocompleteValues) and the Jaeger query
- * service's JSON API on the API port (/api/services, /api/services/{s}/operations,
- * /api/operations, /api/traces, /api/traces/{id}, /api/dependencies).
+ * /traceMany, /dependencies, /autocompleteKeys, /autocompleteValues: autocomplete.c) and the
+ * Jaeger query service's JSON API on the API port (/api/services,
+ * /api/services/{s}/operations, /api/operations, /api/traces, /api/traces/{id},
+ * /api/dependencies).
  *
  * A handler reads and checks its parameters on the worker (400 with a JSON body naming the
  * parameter), then the store is asked on libuv's thread pool (uv_queue_work: a search may
@@ -43,6 +44,7 @@ typedef enum {
     Q_Z_TRACE,
     Q_Z_TRACE_MANY,
     Q_Z_DEPS,
+    Q_Z_AC_VALUES, /* /autocompleteValues?key= (the key in service) */
     Q_J_SERVICES,
     Q_J_OPERATIONS,     /* /api/services/{s}/operations: names */
     Q_J_OPERATIONS_ALL, /* /api/operations?service=&spanKind=: {name, spanKind} */
@@ -464,6 +466,9 @@ static void run_job(uv_work_t *w)
         }
         break;
     }
+    case Q_Z_AC_VALUES:
+        rc = col_ac_values(c->ac, c->store, j->service, b);
+        break;
     case Q_Z_TRACE_MANY: {
         size_t found;
         rc = put_traces(j, &a, false, j->ids, j->nids, &found);
@@ -749,11 +754,34 @@ static void z_deps(weft_http_request_t *req, void *arg)
     deps(req, arg, Q_Z_DEPS);
 }
 
-/* No autocomplete keys are configured (Zipkin's default): both lists are empty. */
-static void z_autocomplete(weft_http_request_t *req, void *arg)
+/* The configured keys (collector.autocomplete_keys; autocomplete.c): in memory, answered
+ * on the worker. */
+static void z_autocomplete_keys(weft_http_request_t *req, void *arg)
 {
-    (void)arg;
-    weft_http_respond(req, 200, "application/json", "[]", 2);
+    weft_collector_t *c = arg;
+    weft_buf_t b;
+    weft_buf_init(&b, 0);
+    col_ac_keys(c->ac, &b);
+    if (b.failed)
+        weft__col_error(req, 503, 8, "out of memory");
+    else
+        weft_http_respond(req, 200, "application/json", b.p, b.len);
+    weft_buf_free(&b);
+}
+
+/* key, required: the values stored spans have for it ([] for a key not configured). */
+static void z_autocomplete_values(weft_http_request_t *req, void *arg)
+{
+    job_t *j = job_new(req, arg, Q_Z_AC_VALUES);
+    if (!j) return;
+    weft_qs_t q;
+    weft_qs_parse(req->query, &q);
+    int r = param(j, &q, "key", &j->service);
+    if (r <= 0 || j->service.n == 0) {
+        bad_param(req, j, r < 0 ? "key: bad escape or too long" : "key: required, a tag key");
+        return;
+    }
+    job_start(j);
 }
 
 /* ---- Jaeger ---- */
@@ -923,8 +951,8 @@ int weft__col_query_routes(weft_collector_t *c, weft_service_t *api)
              {"/api/v2/trace/:id", z_trace},
              {"/api/v2/traceMany", z_trace_many},
              {"/api/v2/dependencies", z_deps},
-             {"/api/v2/autocompleteKeys", z_autocomplete},
-             {"/api/v2/autocompleteValues", z_autocomplete}},
+             {"/api/v2/autocompleteKeys", z_autocomplete_keys},
+             {"/api/v2/autocompleteValues", z_autocomplete_values}},
       jg[] = {{"/api/services", j_services},
               {"/api/services/:service/operations", j_service_operations},
               {"/api/operations", j_operations},

@@ -111,6 +111,21 @@ int col_store_operations(col_store_t *s, col_str_t service, weft_arena_t *a,
 int col_store_remote_services(col_store_t *s, col_str_t service, weft_arena_t *a,
                               col_str_t **names, size_t *n);
 
+/* The ids of the live blocks, [*first, *end): a block written later gets an id >= *end,
+ * and retention, deleting the oldest, raises *first. A caller that has read the blocks of
+ * one range reads only [its end, *end) next time, and all again when *first moved. */
+void col_store_blocks(col_store_t *s, uint32_t *first, uint32_t *end);
+
+/* Called for each attribute named key; false stops the walk. a and its strings are valid
+ * only during the call. */
+typedef bool (*col_store_attr_fn)(const col_attr_t *a, void *arg);
+/* Calls fn for every attribute named key of the spans, and of their resources (once per
+ * resource record), in the live blocks with ids in [from, to), newest block first (Zipkin's
+ * autocompleteValues: the tags search matches, span and resource attributes). Blocks
+ * retention deletes meanwhile are left out. 0, or WEFT_ENOMEM / WEFT_EIO. */
+int col_store_attr_values(col_store_t *s, col_str_t key, uint32_t from, uint32_t to,
+                          col_store_attr_fn fn, void *arg);
+
 /* Counters for /metrics and the dashboard. */
 typedef struct col_store_stats_s {
     uint64_t spans;        /* stored now */

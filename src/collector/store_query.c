@@ -537,6 +537,88 @@ int col_store_search(col_store_t *s, const col_query_t *q, uint8_t (*ids)[16], s
     return rc;
 }
 
+/* ---- an attribute's values (Zipkin's autocompleteValues) ---- */
+
+void col_store_blocks(col_store_t *s, uint32_t *first, uint32_t *end)
+{
+    pthread_rwlock_rdlock(&s->lock);
+    *first = s->blk_first;
+    *end = s->blk_first + s->nblk;
+    pthread_rwlock_unlock(&s->lock);
+}
+
+/* fn for the attributes named key among at[0..n); false when fn stopped. */
+static bool visit_attrs(const col_attr_t *at, uint32_t n, col_str_t key, col_store_attr_fn fn,
+                        void *arg)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        if (col_str_eq(at[i].key, key.p, key.n) && !fn(&at[i], arg)) return false;
+    }
+    return true;
+}
+
+/* 0, 1 when fn stopped, or WEFT_ENOMEM / WEFT_EIO. */
+static int values_block(const uint8_t *raw, size_t len, col_str_t key, weft_arena_t *res_a,
+                        weft_arena_t *span_a, col_store_attr_fn fn, void *arg)
+{
+    const uint8_t *p = raw, *end = raw + len, *body;
+    uint32_t blen;
+    uint8_t type;
+    bool bad, oom;
+    col_resource_t res = {0};
+    bool have_res = false;
+    while (st_next_record(&p, end, &type, &body, &blen, &bad)) {
+        if (type == ST_REC_RESOURCE) {
+            weft_arena_reset(res_a);
+            if (!st_decode_resource(body, blen, res_a, false, &res, &oom))
+                return oom ? WEFT_ENOMEM : WEFT_EIO;
+            have_res = true;
+            if (!visit_attrs(res.attrs, res.nattrs, key, fn, arg)) return 1;
+            continue;
+        }
+        if (type != ST_REC_SPAN) continue;
+        if (!have_res) return WEFT_EIO;
+        col_span_t sp = {.resource = &res};
+        weft_arena_reset(span_a);
+        if (!st_decode_span(body, blen, span_a, false, &sp, &oom))
+            return oom ? WEFT_ENOMEM : WEFT_EIO;
+        if (!visit_attrs(sp.attrs, sp.nattrs, key, fn, arg)) return 1;
+    }
+    return bad ? WEFT_EIO : 0;
+}
+
+int col_store_attr_values(col_store_t *s, col_str_t key, uint32_t from, uint32_t to,
+                          col_store_attr_fn fn, void *arg)
+{
+    weft_arena_t res_a, span_a;
+    weft_arena_init(&res_a, 16384, 64u << 20);
+    weft_arena_init(&span_a, 16384, 64u << 20);
+    uint64_t cursor = to; /* blocks below it are left */
+    int rc = 0;
+    for (;;) {
+        loc_t l;
+        bool found = false;
+        pthread_rwlock_rdlock(&s->lock);
+        if (cursor > (uint64_t)s->blk_first + s->nblk) cursor = (uint64_t)s->blk_first + s->nblk;
+        if (cursor > from && cursor > s->blk_first) {
+            cursor--;
+            l = loc_take(s, (uint32_t)cursor);
+            found = true;
+        }
+        pthread_rwlock_unlock(&s->lock);
+        if (!found) break;
+        st_cent_t *e;
+        rc = blk_fetch(s, &l, &e);
+        if (rc != 0) break;
+        rc = values_block(e->raw, e->len, key, &res_a, &span_a, fn, arg);
+        blk_release(s, e);
+        if (rc != 0) break;
+    }
+    weft_arena_free(&res_a);
+    weft_arena_free(&span_a);
+    return rc == 1 ? 0 : rc;
+}
+
 /* ---- the name lists ---- */
 
 static int cmp_str(const void *a, const void *b)
