@@ -6,11 +6,12 @@
  * A request is served on the worker that read it: the body (buffered by the engine up to
  * collector.max_body_size, else 413) is inflated when it is gzip'd (up to
  * collector.max_decoded_size, else 413), decoded into the worker's arena (decode.h), fed to
- * the dependency linker, and handed to the store, which copies it; the arena is reset at
- * once. The answer waits until the store says the spans are durable: the store's writer
- * thread posts the outcome back to the worker (weft_host_post), which answers 200 (OTLP,
- * with partial_success when spans were refused) or 202 (Zipkin). So an acknowledged span
- * survives a crash; one whose answer never came may or may not.
+ * the dependency linker, and handed to the store, which copies it (and, when
+ * collector.forward.endpoint is set, to the forwarder, which encodes it: forward.c); the
+ * arena is reset at once. The answer waits until the store says the spans are durable: the
+ * store's writer thread posts the outcome back to the worker (weft_host_post), which answers
+ * 200 (OTLP, with partial_success when spans were refused) or 202 (Zipkin). So an
+ * acknowledged span survives a crash; one whose answer never came may or may not.
  *
  * Back-pressure, never an unbounded queue: when the store's write queue is full the
  * request is answered 429 with Retry-After (OTLP/HTTP's throttling answer, which its
@@ -43,6 +44,16 @@
 static const char *check_autocomplete_keys(const void *value)
 {
     return col_ac_keys_check(*(const char *const *)value);
+}
+
+static const char *check_fwd_endpoint(const void *v)
+{
+    return col_fwd_endpoint_check(*(char *const *)v);
+}
+
+static const char *check_fwd_headers(const void *v)
+{
+    return col_fwd_headers_check(*(char *const *)v);
 }
 
 static const weft_conf_option_t options[] = {
@@ -104,6 +115,74 @@ static const weft_conf_option_t options[] = {
      .max = 1000000,
      .help = "distinct values kept per autocomplete key (and at most 1MiB of them); past it "
              "the newest blocks' values are offered"},
+    {.key = "collector.forward.endpoint",
+     .type = WEFT_CONF_STRING,
+     .offset = OFF(fwd_endpoint),
+     .def = "",
+     .max = 2048,
+     .check = check_fwd_endpoint,
+     .help = "forward every span kept to this OTLP/HTTP traces endpoint (http://host:4318"
+             "/v1/traces; the path defaults to /v1/traces) as protobuf; \"\": off"},
+    {.key = "collector.forward.headers",
+     .type = WEFT_CONF_STRING,
+     .offset = OFF(fwd_headers),
+     .def = "",
+     .max = 4096,
+     .check = check_fwd_headers,
+     .help = "headers of every forward request, name=value,... (%-encoded values, as "
+             "OTEL_EXPORTER_OTLP_HEADERS), e.g. for an API key"},
+    {.key = "collector.forward.queue_size",
+     .type = WEFT_CONF_SIZE,
+     .offset = OFF(fwd_queue_size),
+     .def = "32MiB",
+     .min = 4096,
+     .max = 16.0 * 1024 * 1024 * 1024,
+     .help = "encoded spans waiting to be forwarded (queued, in flight, retrying); spans past "
+             "it are dropped and counted, ingest never waits"},
+    {.key = "collector.forward.batch_size",
+     .type = WEFT_CONF_UINT,
+     .offset = OFF(fwd_batch_size),
+     .def = "1024",
+     .min = 1,
+     .max = 65536,
+     .help = "spans per forward request at most"},
+    {.key = "collector.forward.flush_interval",
+     .type = WEFT_CONF_DURATION,
+     .offset = OFF(fwd_flush_interval),
+     .def = "1s",
+     .min = 1,
+     .max = 60000,
+     .help = "the longest a span waits for its forward batch to fill"},
+    {.key = "collector.forward.timeout",
+     .type = WEFT_CONF_DURATION,
+     .offset = OFF(fwd_timeout),
+     .def = "10s",
+     .min = 100,
+     .max = 600000,
+     .help = "one forward request, from connecting to the answer's end"},
+    {.key = "collector.forward.max_retry_time",
+     .type = WEFT_CONF_DURATION,
+     .offset = OFF(fwd_retry),
+     .def = "5m",
+     .min = 0,
+     .max = 86400000,
+     .help = "how long a batch that failed transiently (connection, 429, 502, 503, 504) is "
+             "retried, with backoff, before it is dropped"},
+    {.key = "collector.forward.max_in_flight",
+     .type = WEFT_CONF_UINT,
+     .offset = OFF(fwd_in_flight),
+     .def = "4",
+     .min = 1,
+     .max = 64,
+     .help = "forward requests at once (in flight or waiting to be retried)"},
+    {.key = "collector.forward.shutdown_timeout",
+     .type = WEFT_CONF_DURATION,
+     .offset = OFF(fwd_shutdown),
+     .def = "5s",
+     .min = 0,
+     .max = 300000,
+     .help = "at shutdown, how long what is queued may take to be forwarded (the rest is "
+             "dropped)"},
 };
 
 weft_conf_section_t weft_collector_conf_section(weft_collector_conf_t *conf)
@@ -431,6 +510,7 @@ static void on_ingest(weft_http_request_t *req, void *arg, bool zipkin)
     snprintf(in->msg, sizeof(in->msg), "%s", b.reject_msg);
     if (c->deps) col_deps_add(c->deps, b.spans, b.n);
     rc = col_store_append(c->store, b.spans, b.n, ingest_stored, in);
+    if (rc == 0 && c->fwd) col_fwd_add(c->fwd, b.spans, b.n);
     weft_arena_reset(a);
     if (rc != 0) {
         free(in);
@@ -718,6 +798,8 @@ int weft_collector_new(weft_host_t *h, const weft_collector_options_t *o, weft_c
         return rc;
     }
     rc = weft__col_deps_open(c, o->data_dir, o->conf->retention, err, errlen);
+    if (rc == 0 && o->conf->fwd_endpoint && o->conf->fwd_endpoint[0])
+        rc = weft__col_fwd_open(c, o, err, errlen);
     if (rc == 0 && o->metrics && (rc = register_metrics(c, o->metrics)) != 0)
         snprintf(err, errlen, "collector: cannot register its metrics: %s", weft_strerror(rc));
     if (rc == 0) {
@@ -754,6 +836,7 @@ int weft_collector_new(weft_host_t *h, const weft_collector_options_t *o, weft_c
                      o->otlp_host, o->otlp_port, o->zipkin_host, o->zipkin_port, weft_strerror(rc));
     }
     if (rc != 0) {
+        col_fwd_free(c->fwd);
         weft__col_deps_close(c);
         col_store_close(c->store);
         col_ac_free(c->ac);
@@ -778,6 +861,7 @@ void weft_collector_free(weft_collector_t *c)
 {
     if (!c) return;
     col_store_close(c->store); /* the last outcomes find their workers stopped */
+    col_fwd_free(c->fwd);      /* a bounded final flush */
     weft__col_deps_close(c);
     col_ac_free(c->ac);
     free(c);

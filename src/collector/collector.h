@@ -29,6 +29,10 @@ typedef struct weft_collector_conf_s {
     /* Zipkin's AUTOCOMPLETE_KEYS, comma-separated (NULL: none); its values kept per key */
     char *autocomplete_keys;
     uint64_t autocomplete_max_values;
+    /* collector.forward.* (forward.c): NULL or "" endpoint: off */
+    char *fwd_endpoint, *fwd_headers;
+    uint64_t fwd_queue_size, fwd_batch_size, fwd_flush_interval, fwd_timeout, fwd_retry,
+        fwd_shutdown, fwd_in_flight;
 } weft_collector_conf_t;
 
 weft_conf_section_t weft_collector_conf_section(weft_collector_conf_t *conf);

@@ -1,7 +1,7 @@
 /*
  * collector_int.h - what the collector's files share (internal): the collector itself
- * (collector.c: set-up and ingest), the query APIs (query.c) and the in-process exporter
- * (exporter.c).
+ * (collector.c: set-up and ingest), the query APIs (query.c), the in-process exporter
+ * (exporter.c) and forwarding to an external OTLP receiver (forward.c).
  */
 #ifndef WEFT_COLLECTOR_INT_H
 #define WEFT_COLLECTOR_INT_H
@@ -12,6 +12,7 @@
 #include "collector/autocomplete.h"
 #include "collector/collector.h"
 #include "collector/deps.h"
+#include "collector/forward.h"
 #include "collector/store.h"
 #include "core/arena.h"
 #include "core/buf.h"
@@ -38,6 +39,7 @@ struct weft_collector_s {
     uint64_t max_body, max_decoded, queue_size;
     /* per ingest format (NULL without metrics) */
     weft_counter_t *spans_accepted[3], *spans_rejected[3], *requests_refused[3];
+    col_fwd_t *fwd; /* NULL: not forwarding (collector.forward.endpoint empty) */
 };
 
 /* The ingest formats, as counted. */
@@ -53,6 +55,10 @@ int weft__col_query_routes(weft_collector_t *c, weft_service_t *api);
 int weft__col_deps_open(weft_collector_t *c, const char *data_dir, uint64_t retention_ms, char *err,
                         size_t errlen);
 void weft__col_deps_close(weft_collector_t *c);
+
+/* Starts forwarding (forward.c) as o->conf->fwd_* say, into c->fwd. */
+int weft__col_fwd_open(weft_collector_t *c, const weft_collector_options_t *o, char *err,
+                       size_t errlen);
 
 void weft__col_error(weft_http_request_t *req, int status, int code, const char *msg);
 

@@ -151,6 +151,7 @@ static int export_spans(const weft_span_data_t *const *spans, size_t n, void *ar
         if (rc == 0) {
             if (c->deps) col_deps_add(c->deps, out, m);
             rc = col_store_append(c->store, out, m, NULL, NULL);
+            if (rc == 0 && c->fwd) col_fwd_add(c->fwd, out, m);
         }
         weft_arena_reset(&a);
     }

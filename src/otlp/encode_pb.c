@@ -38,7 +38,7 @@ static void tag(weft_buf_t *b, unsigned field, unsigned wt)
     varint(b, (uint64_t)field << 3 | wt);
 }
 
-static void fixed64(weft_buf_t *b, unsigned field, uint64_t v)
+void weft__pb_fixed64(weft_buf_t *b, unsigned field, uint64_t v)
 {
     uint8_t t[8];
     for (int i = 0; i < 8; i++) t[i] = (uint8_t)(v >> (8 * i));
@@ -46,7 +46,7 @@ static void fixed64(weft_buf_t *b, unsigned field, uint64_t v)
     weft_buf_put(b, t, 8);
 }
 
-static void fixed32(weft_buf_t *b, unsigned field, uint32_t v)
+void weft__pb_fixed32(weft_buf_t *b, unsigned field, uint32_t v)
 {
     uint8_t t[4];
     for (int i = 0; i < 4; i++) t[i] = (uint8_t)(v >> (8 * i));
@@ -117,7 +117,7 @@ static void any_value(weft_buf_t *b, unsigned field, const weft_attr_t *a)
     case WEFT_ATTR_DOUBLE: {
         uint64_t u;
         memcpy(&u, &a->v.d, 8);
-        fixed64(b, 4, u);
+        weft__pb_fixed64(b, 4, u);
         break;
     }
     default: /* an unknown type: an empty AnyValue */
@@ -158,14 +158,14 @@ void weft__otlp_pb_span(weft_buf_t *b, const item_t *d)
     if (memcmp(d->parent_span_id, zero, 8) != 0) weft__pb_bytes(b, 4, d->parent_span_id, 8);
     string(b, 5, d->name);
     weft__pb_varint_field(b, 6, (uint64_t)d->kind + 1); /* SPAN_KIND_*, as in JSON */
-    fixed64(b, 7, d->start_ns);
-    fixed64(b, 8, d->end_ns);
+    weft__pb_fixed64(b, 7, d->start_ns);
+    weft__pb_fixed64(b, 8, d->end_ns);
     attributes(b, 9, d->attrs, d->nattrs);
     if (d->dropped_attrs) weft__pb_varint_field(b, 10, d->dropped_attrs);
     for (unsigned i = 0; i < d->nevents; i++) {
         const weft_span_event_t *e = &d->events[i];
         size_t ev = weft__pb_open(b, 11);
-        fixed64(b, 1, e->time_ns);
+        weft__pb_fixed64(b, 1, e->time_ns);
         string(b, 2, e->name);
         attributes(b, 3, e->attrs, e->attrs ? e->nattrs : 0);
         if (e->dropped_attrs) weft__pb_varint_field(b, 4, e->dropped_attrs);
@@ -179,7 +179,7 @@ void weft__otlp_pb_span(weft_buf_t *b, const item_t *d)
         weft__pb_close(b, st);
     }
     /* SpanFlags, as in JSON: W3C flags, bit 8 "bit 9 is known", bit 9 parent is remote */
-    fixed32(b, 16, (d->flags & 0xffu) | 0x100u | (d->parent_remote ? 0x200u : 0));
+    weft__pb_fixed32(b, 16, (d->flags & 0xffu) | 0x100u | (d->parent_remote ? 0x200u : 0));
     weft__pb_close(b, span);
 }
 

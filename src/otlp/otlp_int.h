@@ -62,6 +62,9 @@ size_t weft__pb_open(weft_buf_t *b, unsigned field);
 void weft__pb_close(weft_buf_t *b, size_t start);
 void weft__pb_bytes(weft_buf_t *b, unsigned field, const void *p, size_t n);
 void weft__pb_varint_field(weft_buf_t *b, unsigned field, uint64_t v);
+/* fixed64 (double's bits, times) and fixed32 (flags) fields, little-endian. */
+void weft__pb_fixed64(weft_buf_t *b, unsigned field, uint64_t v);
+void weft__pb_fixed32(weft_buf_t *b, unsigned field, uint32_t v);
 /* A KeyValue (field `field`) with a string AnyValue. */
 void weft__pb_string_kv(weft_buf_t *b, unsigned field, const char *key, const char *value);
 /* A Span message as field 2 of ScopeSpans. */
