@@ -127,6 +127,8 @@ typedef struct weft_conf_option_s {
      * NULL, or what is wrong as a constant phrase, which the load reports like any other
      * bad value: "weft.yaml:3:7: name: <phrase>, got \"a b\"". Must not keep value. */
     const char *(*check)(const void *value);
+    bool secret; /* the value may hold a credential (an API key in headers): a check's
+                    error names the key and what is wrong, never quotes the value */
 } weft_conf_option_t;
 
 /** A module's table and the struct its offsets refer to. */

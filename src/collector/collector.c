@@ -129,6 +129,7 @@ static const weft_conf_option_t options[] = {
      .def = "",
      .max = 4096,
      .check = check_fwd_headers,
+     .secret = true,
      .help = "headers of every forward request, name=value,... (%-encoded values, as "
              "OTEL_EXPORTER_OTLP_HEADERS), e.g. for an API key"},
     {.key = "collector.forward.queue_size",

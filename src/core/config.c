@@ -170,6 +170,7 @@ static int set_value(loader_t *l, size_t g, const char *text, size_t len, const 
     }
     const char *why = o->check ? o->check(dst) : NULL;
     if (why) { /* the load fails: what was stored goes with it */
+        if (o->secret) return fail(l, "%s: %s", where, why);
         weft__conf_escape(w, sizeof(w), text, len, WEFT__CONF_SHOW);
         return fail(l, "%s: %s, got \"%s\"", where, why, w);
     }

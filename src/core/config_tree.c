@@ -246,6 +246,7 @@ int weft_conf_node_value(const weft_conf_node_t *n, const weft_conf_option_t *op
     if (!weft__conf_store(opt, &v, &stored)) stored.s = n->text;
     const char *why = opt->check ? opt->check(&stored) : NULL;
     if (why) {
+        if (opt->secret) return node_err(n, false, err, errlen, "%s", why);
         weft__conf_escape(w, sizeof(w), n->text, n->len, WEFT__CONF_SHOW);
         return node_err(n, false, err, errlen, "%s, got \"%s\"", why, w);
     }

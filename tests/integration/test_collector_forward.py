@@ -294,6 +294,16 @@ def test_forward_bad_endpoint_is_a_config_error(tmp_path):
         line = r.stderr.strip().splitlines()[-1]
         assert re.match(rf"weft: {re.escape(str(cfg))}:3:15: collector\.forward\.endpoint: ", line), line
         assert words in line, line
+    # a bad headers value is refused the same way, and never quoted: it may hold a key
+    cfg.write_text("collector:\n  forward:\n    endpoint: \"http://127.0.0.1:1\"\n"
+                   "    headers: \"Authorization=Bearer%zz-s3cret\"\n")
+    r = run_cli(WEFT, "serve", "--config", cfg, "--api", f"127.0.0.1:{free_port()}",
+                "--data-dir", tmp_path / "data")
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line == (f"weft: {cfg}:4:14: collector.forward.headers: "
+                    "'%' must start an escape of two hex digits"), line
+    assert "s3cret" not in r.stderr
 
 
 def test_forward_retry_after_headers_and_refusals(spawn, tmp_path, faulty):
