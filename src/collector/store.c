@@ -1150,11 +1150,16 @@ int col_store_append(col_store_t *s, const col_span_t *spans, size_t n, col_stor
     }
     st_item_t *it = calloc(1, sizeof *it);
     if (!it) return WEFT_ENOMEM;
+    size_t hint16 = atomic_load_explicit(&s->rec_hint16, memory_order_relaxed);
+    if (n && hint16 && n <= COL_MAX_BATCH_SPANS) /* 1/8 more than the last append's rate */
+        (void)st_buf_reserve(&it->rec, n * (hint16 / 16 + hint16 / 128) + 256);
     if (!st_encode_spans(&it->rec, spans, n)) {
         st_buf_free(&it->rec);
         free(it);
         return WEFT_ENOMEM;
     }
+    if (n)
+        atomic_store_explicit(&s->rec_hint16, it->rec.n * 16 / n, memory_order_relaxed);
     it->nspans = n;
     it->done = done;
     it->arg = arg;

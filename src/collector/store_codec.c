@@ -33,7 +33,7 @@ void st_buf_free(st_buf_t *b)
     b->n = b->cap = 0;
 }
 
-bool st_buf_reserve(st_buf_t *b, size_t more)
+bool st_buf_grow(st_buf_t *b, size_t more)
 {
     if (b->oom) return false;
     if (b->cap - b->n >= more) return true;
