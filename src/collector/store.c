@@ -14,7 +14,7 @@
  *
  *     block = header (48 bytes, little-endian)  { magic "WTB1", compressed length,
  *             raw length, span count, min start, max start, max end, crc32, 0 }
- *           + payload: zstd (level -1, a fast level) of the records (store_codec.c)
+ *           + payload: zstd (level -3, a fast level) of the records (store_codec.c)
  *
  * Beside each segment, seg-<same digits>.wti is its index sidecar (below). The CRC covers
  * the header's first 40 bytes and the compressed payload. A segment is
@@ -124,7 +124,13 @@
  * ingest profiled (callgrind, OTLP protobuf through weft serve: zstd took 22% of its
  * instructions), zstd's fast level -1 against 1 (store_bench 300000, same session, 128 KiB
  * blocks): 1.29 against 1.85 us/span of store CPU, 63.2 against 61.2 bytes/span; -3 gave
- * 73.7 bytes/span for no further gain. Level -1 it is.
+ * 73.7 bytes/span for no further gain. Level -1 it was. Measured again by instructions
+ * (callgrind, 200,000 OTLP protobuf spans through weft serve, zstd's own instructions a
+ * span; store_bench 300000 for bytes): -1 4,682 and 63.2 bytes/span, -3 4,315 and 73.7,
+ * -5 4,012 and 81.2, -7 3,967 and 84.9 (literals are stored raw at every negative level
+ * already: turning their compression off changed nothing). bench/collector/bench stored
+ * 82 bytes/span at -1, so about 96 at -3 and 105 at -5 against the goal of 150: level -3,
+ * 2.4% fewer instructions a span, keeps room under the goal for what spans will carry.
  *
  * Why not SQLite (issue 20 asked for the design to be chosen by measurement). The weft
  * daemon already links SQLite (the registry), so it was the alternative to beat:
@@ -189,7 +195,7 @@
 #include "weft/common.h"
 
 #ifndef ST_ZSTD_LEVEL
-#define ST_ZSTD_LEVEL (-1)
+#define ST_ZSTD_LEVEL (-3)
 #endif
 #define ST_SEG_MIN            (64u * 1024u)
 #define ST_SEG_MAX            (64u * 1024u * 1024u)
