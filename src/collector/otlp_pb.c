@@ -600,10 +600,13 @@ static inline bool key_value_fast(pb_t r, col_attr_t *a)
     switch (v[0]) {
     case 0x0a: /* stringValue */
         if (v[1] >= 0x80 || v + 2 + v[1] != end) return false;
-        if (!weft_jr_utf8_valid((const char *)v + 2, v[1])) return false;
+        /* the key, the 4 ASCII bytes of tags and lengths, the value: one check. No UTF-8
+         * sequence spans an ASCII byte, so the whole is valid when both are. */
+        if (!weft_jr_utf8_valid((const char *)p + 2, (size_t)(end - p - 2))) return false;
         a->type = COL_V_STRING;
         a->v.s = (col_str_t){(const char *)v + 2, v[1]};
-        break;
+        a->key = (col_str_t){(const char *)p + 2, (uint32_t)kn};
+        return true;
     case 0x10: /* boolValue */
         if (!varint(&vr, &u) || vr.p != end) return false;
         a->type = COL_V_BOOL;
