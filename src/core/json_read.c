@@ -615,6 +615,33 @@ bool weft_jr_next(weft_jr_t *r)
 
 /* ---- scalars ---- */
 
+bool weft_jr_lit(weft_jr_t *r, const char *lit, size_t n)
+{
+    if (r->err || (size_t)(r->end - r->p) < n || memcmp(r->p, lit, n) != 0) return false;
+    r->p += n;
+    return true;
+}
+
+bool weft_jr_plain_string(weft_jr_t *r, weft_jr_str_t *s)
+{
+    if (r->err || r->p == r->end || *r->p != '"') return false;
+    const char *body = r->p + 1, *end = r->end, *p = body;
+    for (;;) {
+        p = scan_plain(p, end);
+        if (p == end) return false;
+        unsigned char c = (unsigned char)*p;
+        if (c == '"') break;
+        if (c < 0x80) return false; /* an escape or a control byte */
+        size_t k = utf8_seq((const unsigned char *)p, (const unsigned char *)end);
+        if (!k) return false;
+        p += k;
+    }
+    s->p = body;
+    s->n = (size_t)(p - body);
+    r->p = p + 1;
+    return true;
+}
+
 bool weft_jr_string(weft_jr_t *r, weft_jr_str_t *s)
 {
     if (!at_value(r)) return false;
