@@ -74,8 +74,8 @@ typedef struct {
     weft_buf_t jb;   /* ARRAY and KVLIST values' text while it is written */
     const char *why; /* the span being read: why it is refused (the first reason) */
     char why_buf[96];
-    size_t cap;   /* b->spans' length */
-    size_t index; /* the request's span number (refusals name it) */
+    size_t cap;                        /* b->spans' length */
+    size_t index;                      /* the request's span number (refusals name it) */
     scratch_t sattrs, sevents, slinks; /* the span being read's */
 } ctx_t;
 

@@ -1164,8 +1164,7 @@ int col_store_append(col_store_t *s, const col_span_t *spans, size_t n, col_stor
         free(it);
         return WEFT_ENOMEM;
     }
-    if (n)
-        atomic_store_explicit(&s->rec_hint16, it->rec.n * 16 / n, memory_order_relaxed);
+    if (n) atomic_store_explicit(&s->rec_hint16, it->rec.n * 16 / n, memory_order_relaxed);
     it->nspans = n;
     it->done = done;
     it->arg = arg;

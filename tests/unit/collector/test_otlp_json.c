@@ -362,18 +362,19 @@ static void test_kv_shapes(void **state)
         "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{"
         "\"traceId\":\"0102030405060708090a0b0c0d0e0f10\",\"spanId\":\"0102030405060708\","
         "\"name\":\"x\",\"attributes\":["
-        "{\"key\":\"s\",\"value\":{\"stringValue\":\"v\"}},"                  /* 0 */
-        "{\"key\":\"i\",\"value\":{\"intValue\":\"200\"}},"                   /* 1 */
-        "{\"key\":\"z\",\"value\":{\"intValue\":\"0\"}},"                     /* 2 */
-        "{\"key\":\"neg\",\"value\":{\"intValue\":\"-5\"}},"                  /* 3 */
-        "{\"key\":\"big\",\"value\":{\"intValue\":\"9223372036854775807\"}}," /* 4 */
-        "{\"key\":\"esc\",\"value\":{\"stringValue\":\"a\\\"b\"}},"           /* 5 */
-        "{ \"key\":\"sp\",\"value\":{\"stringValue\":\"x\"}},"                /* 6 */
-        "{\"key\":\"n\",\"value\":{\"intValue\":5}},"                         /* 7 */
-        "{\"key\":\"e\\u0041\",\"value\":{\"stringValue\":\"y\"}},"           /* 8 */
-        "{\"value\":{\"stringValue\":\"late\"},\"key\":\"order\"},"           /* 9 */
+        "{\"key\":\"s\",\"value\":{\"stringValue\":\"v\"}},"                      /* 0 */
+        "{\"key\":\"i\",\"value\":{\"intValue\":\"200\"}},"                       /* 1 */
+        "{\"key\":\"z\",\"value\":{\"intValue\":\"0\"}},"                         /* 2 */
+        "{\"key\":\"neg\",\"value\":{\"intValue\":\"-5\"}},"                      /* 3 */
+        "{\"key\":\"big\",\"value\":{\"intValue\":\"9223372036854775807\"}},"     /* 4 */
+        "{\"key\":\"esc\",\"value\":{\"stringValue\":\"a\\\"b\"}},"               /* 5 */
+        "{ \"key\":\"sp\",\"value\":{\"stringValue\":\"x\"}},"                    /* 6 */
+        "{\"key\":\"n\",\"value\":{\"intValue\":5}},"                             /* 7 */
+        "{\"key\":\"e\\u0041\",\"value\":{\"stringValue\":\"y\"}},"               /* 8 */
+        "{\"value\":{\"stringValue\":\"late\"},\"key\":\"order\"},"               /* 9 */
         "{\"key\":\"caf\xc3\xa9\",\"value\":{\"stringValue\":\"\xe2\x82\xac\"}}," /* 10 */
-        "{\"key\":\"two\",\"value\":{\"stringValue\":\"a\"},\"value\":{\"intValue\":\"9\"}}" /* 11 */
+        /* 11: the value twice */
+        "{\"key\":\"two\",\"value\":{\"stringValue\":\"a\"},\"value\":{\"intValue\":\"9\"}}"
         "]}]}]}]}";
     col_batch_t out;
     char err[256] = "";

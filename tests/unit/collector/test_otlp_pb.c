@@ -573,7 +573,7 @@ static void kv_shapes(weft_buf_t *b)
     size_t kv, v;
     kv_open(b, "s", &kv, &v), str(b, 1, "v"), kv_close(b, kv, v);                 /* 0 */
     kv_open(b, "b", &kv, &v), weft__pb_varint_field(b, 2, 1), kv_close(b, kv, v); /* 1 */
-    kv_open(b, "i", &kv, &v), weft__pb_varint_field(b, 3, (uint64_t)-1);        /* 2 */
+    kv_open(b, "i", &kv, &v), weft__pb_varint_field(b, 3, (uint64_t)-1);          /* 2 */
     kv_close(b, kv, v);
     kv_open(b, "d", &kv, &v), fx64(b, 4, 0x4004000000000000ull), kv_close(b, kv, v); /* 3 */
     /* 4: the value before the key */
@@ -591,13 +591,13 @@ static void kv_shapes(weft_buf_t *b)
     v = weft__pb_open(b, 2);
     weft__pb_varint_field(b, 3, 5);
     kv_close(b, kv, v);
-    kv_open(b, "long", &kv, &v), str(b, 1, long_str), kv_close(b, kv, v);           /* 7 */
-    kv_open(b, "unk", &kv, &v), str(b, 1, "u"), weft__pb_varint_field(b, 99, 1);   /* 8 */
+    kv_open(b, "long", &kv, &v), str(b, 1, long_str), kv_close(b, kv, v);        /* 7 */
+    kv_open(b, "unk", &kv, &v), str(b, 1, "u"), weft__pb_varint_field(b, 99, 1); /* 8 */
     kv_close(b, kv, v);
-    kv_open(b, "empty", &kv, &v), kv_close(b, kv, v);                               /* 9 */
-    kv_open(b, "f", &kv, &v), weft__pb_varint_field(b, 2, 0), kv_close(b, kv, v);  /* 10 */
+    kv_open(b, "empty", &kv, &v), kv_close(b, kv, v);                                  /* 9 */
+    kv_open(b, "f", &kv, &v), weft__pb_varint_field(b, 2, 0), kv_close(b, kv, v);      /* 10 */
     kv_open(b, long_key, &kv, &v), weft__pb_varint_field(b, 3, 7), kv_close(b, kv, v); /* 11 */
-    kv_open(b, "bool2", &kv, &v), weft__pb_varint_field(b, 2, 2), kv_close(b, kv, v); /* 12 */
+    kv_open(b, "bool2", &kv, &v), weft__pb_varint_field(b, 2, 2), kv_close(b, kv, v);  /* 12 */
 }
 
 static void test_kv_shapes(void **state)

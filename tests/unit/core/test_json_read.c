@@ -621,11 +621,16 @@ static void test_skip_raw_and_misuse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_values),       cmocka_unit_test(test_syntax_errors),
-        cmocka_unit_test(test_strings),      cmocka_unit_test(test_string_blocks),
-        cmocka_unit_test(test_string_views), cmocka_unit_test(test_arena_limit),
-        cmocka_unit_test(test_depth),        cmocka_unit_test(test_integers),
-        cmocka_unit_test(test_doubles),      cmocka_unit_test(test_skip_raw_and_misuse),
+        cmocka_unit_test(test_values),
+        cmocka_unit_test(test_syntax_errors),
+        cmocka_unit_test(test_strings),
+        cmocka_unit_test(test_string_blocks),
+        cmocka_unit_test(test_string_views),
+        cmocka_unit_test(test_arena_limit),
+        cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_integers),
+        cmocka_unit_test(test_doubles),
+        cmocka_unit_test(test_skip_raw_and_misuse),
         cmocka_unit_test(test_utf8_valid_lengths),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
