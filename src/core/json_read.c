@@ -615,13 +615,6 @@ bool weft_jr_next(weft_jr_t *r)
 
 /* ---- scalars ---- */
 
-bool weft_jr_lit(weft_jr_t *r, const char *lit, size_t n)
-{
-    if (r->err || (size_t)(r->end - r->p) < n || memcmp(r->p, lit, n) != 0) return false;
-    r->p += n;
-    return true;
-}
-
 bool weft_jr_plain_string(weft_jr_t *r, weft_jr_str_t *s)
 {
     if (r->err || r->p == r->end || *r->p != '"') return false;

@@ -109,7 +109,13 @@ bool weft_jr_utf8_valid(const char *s, size_t n);
  * weft_jr_lit: the n bytes of lit are next: stepped over, true. weft_jr_plain_string: a
  * string with no escapes, no control bytes and well-formed UTF-8 is next: *s views it, it
  * is stepped over, true; false for anything else (nothing read). */
-bool weft_jr_lit(weft_jr_t *r, const char *lit, size_t n);
+static inline bool weft_jr_lit(weft_jr_t *r, const char *lit, size_t n)
+{
+    /* inline: with n a constant the comparison is a few instructions, not a call */
+    if (r->err || (size_t)(r->end - r->p) < n || __builtin_memcmp(r->p, lit, n) != 0) return false;
+    r->p += n;
+    return true;
+}
 bool weft_jr_plain_string(weft_jr_t *r, weft_jr_str_t *s);
 
 static inline bool weft_jr_key_is(weft_jr_str_t k, const char *lit)
