@@ -128,9 +128,11 @@
  * (callgrind, 200,000 OTLP protobuf spans through weft serve, zstd's own instructions a
  * span; store_bench 300000 for bytes): -1 4,682 and 63.2 bytes/span, -3 4,315 and 73.7,
  * -5 4,012 and 81.2, -7 3,967 and 84.9 (literals are stored raw at every negative level
- * already: turning their compression off changed nothing). bench/collector/bench stored
- * 82 bytes/span at -1, so about 96 at -3 and 105 at -5 against the goal of 150: level -3,
- * 2.4% fewer instructions a span, keeps room under the goal for what spans will carry.
+ * already: turning their compression off changed nothing). In bench/collector/bench's
+ * fill (--only b --spans 2000000, same session): -1 88.7, -3 92.0, -5 105.3 bytes/span
+ * against the goal of 150. Level -3: 2.4% fewer instructions a span for 4% more disk; -5
+ * would take 3% more instructions off for 14% more, too close to the 110 we keep as room
+ * under the goal for what spans will carry.
  *
  * Why not SQLite (issue 20 asked for the design to be chosen by measurement). The weft
  * daemon already links SQLite (the registry), so it was the alternative to beat:
