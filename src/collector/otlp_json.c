@@ -561,6 +561,46 @@ static bool any_value(ctx_t *c, col_attr_t *a)
     return ok(c);
 }
 
+/* A KeyValue as senders write it, {"key":"k","value":{"stringValue":"v"}} with no blanks
+ * and no escapes, read straight into a: true. Anything else leaves the reader where it was
+ * (false) for the member loop below, which reads and judges it (the same result, the same
+ * messages). The loop cost about 1,000 instructions an attribute, 45% of OTLP/JSON ingest. */
+static bool kv_fast(ctx_t *c, col_attr_t *a)
+{
+#define LIT(s) weft_jr_lit(&c->r, s, sizeof(s) - 1)
+    const char *at = c->r.p;
+    weft_jr_str_t k, v;
+    if (!LIT("{\"key\":") || !weft_jr_plain_string(&c->r, &k) || k.n > UINT32_MAX ||
+        !LIT(",\"value\":{\""))
+        goto miss;
+    if (LIT("stringValue\":")) {
+        if (!weft_jr_plain_string(&c->r, &v) || v.n > UINT32_MAX || !LIT("}}")) goto miss;
+        a->type = COL_V_STRING;
+        a->v.s = (col_str_t){v.p, (uint32_t)v.n};
+    } else if (LIT("intValue\":\"")) {
+        /* as OTLP/JSON writes an int64: a string of decimal digits; here only 1 to 18 of
+         * them without a leading zero (no overflow, one spelling), else the long way */
+        const char *p = c->r.p, *end = c->r.end;
+        int64_t x = 0;
+        size_t nd = 0;
+        while (p < end && *p >= '0' && *p <= '9' && nd < 19) x = x * 10 + (*p++ - '0'), nd++;
+        if (nd == 0 || nd > 18 || (nd > 1 && c->r.p[0] == '0')) goto miss;
+        c->r.p = p;
+        if (!LIT("\"}}")) goto miss;
+        a->type = COL_V_INT;
+        a->v.i = x;
+    } else {
+        goto miss;
+    }
+    a->key = (col_str_t){k.p, (uint32_t)k.n};
+    return true;
+miss:
+    c->r.p = at;
+    a->type = COL_V_EMPTY;
+    return false;
+#undef LIT
+}
+
 /* "attributes": [KeyValue...] into *out (arena), *n. */
 static bool attributes(ctx_t *c, const char *field, col_attr_t **out, uint32_t *n)
 {
@@ -580,6 +620,7 @@ static bool attributes(ctx_t *c, const char *field, col_attr_t **out, uint32_t *
         }
         a->key = (col_str_t){"", 0};
         a->type = COL_V_EMPTY;
+        if (kv_fast(c, a)) continue;
         push(c, field, i);
         bool good = want_type(c, NULL, WEFT_JR_OBJECT, "must be an object");
         if (good) {

@@ -14,7 +14,7 @@
  *
  *     block = header (48 bytes, little-endian)  { magic "WTB1", compressed length,
  *             raw length, span count, min start, max start, max end, crc32, 0 }
- *           + payload: zstd (level -1, a fast level) of the records (store_codec.c)
+ *           + payload: zstd (level -3, a fast level) of the records (store_codec.c)
  *
  * Beside each segment, seg-<same digits>.wti is its index sidecar (below). The CRC covers
  * the header's first 40 bytes and the compressed payload. A segment is
@@ -124,7 +124,15 @@
  * ingest profiled (callgrind, OTLP protobuf through weft serve: zstd took 22% of its
  * instructions), zstd's fast level -1 against 1 (store_bench 300000, same session, 128 KiB
  * blocks): 1.29 against 1.85 us/span of store CPU, 63.2 against 61.2 bytes/span; -3 gave
- * 73.7 bytes/span for no further gain. Level -1 it is.
+ * 73.7 bytes/span for no further gain. Level -1 it was. Measured again by instructions
+ * (callgrind, 200,000 OTLP protobuf spans through weft serve, zstd's own instructions a
+ * span; store_bench 300000 for bytes): -1 4,682 and 63.2 bytes/span, -3 4,315 and 73.7,
+ * -5 4,012 and 81.2, -7 3,967 and 84.9 (literals are stored raw at every negative level
+ * already: turning their compression off changed nothing). In bench/collector/bench's
+ * fill (--only b --spans 2000000, same session): -1 88.7, -3 92.0, -5 105.3 bytes/span
+ * against the goal of 150. Level -3: 2.4% fewer instructions a span for 4% more disk; -5
+ * would take 3% more instructions off for 14% more, too close to the 110 we keep as room
+ * under the goal for what spans will carry.
  *
  * Why not SQLite (issue 20 asked for the design to be chosen by measurement). The weft
  * daemon already links SQLite (the registry), so it was the alternative to beat:
@@ -189,7 +197,7 @@
 #include "weft/common.h"
 
 #ifndef ST_ZSTD_LEVEL
-#define ST_ZSTD_LEVEL (-1)
+#define ST_ZSTD_LEVEL (-3)
 #endif
 #define ST_SEG_MIN            (64u * 1024u)
 #define ST_SEG_MAX            (64u * 1024u * 1024u)
@@ -1150,11 +1158,15 @@ int col_store_append(col_store_t *s, const col_span_t *spans, size_t n, col_stor
     }
     st_item_t *it = calloc(1, sizeof *it);
     if (!it) return WEFT_ENOMEM;
+    size_t hint16 = atomic_load_explicit(&s->rec_hint16, memory_order_relaxed);
+    if (n && hint16 && n <= COL_MAX_BATCH_SPANS) /* 1/8 more than the last append's rate */
+        (void)st_buf_reserve(&it->rec, n * (hint16 / 16 + hint16 / 128) + 256);
     if (!st_encode_spans(&it->rec, spans, n)) {
         st_buf_free(&it->rec);
         free(it);
         return WEFT_ENOMEM;
     }
+    if (n) atomic_store_explicit(&s->rec_hint16, it->rec.n * 16 / n, memory_order_relaxed);
     it->nspans = n;
     it->done = done;
     it->arg = arg;

@@ -33,7 +33,7 @@ void st_buf_free(st_buf_t *b)
     b->n = b->cap = 0;
 }
 
-bool st_buf_reserve(st_buf_t *b, size_t more)
+bool st_buf_grow(st_buf_t *b, size_t more)
 {
     if (b->oom) return false;
     if (b->cap - b->n >= more) return true;
@@ -64,6 +64,10 @@ static inline void put_u8(st_buf_t *b, uint8_t v)
 
 static inline void put_varint(st_buf_t *b, uint64_t v)
 {
+    if (v < 0x80) { /* most: lengths of names and values, counts */
+        b->p[b->n++] = (uint8_t)v;
+        return;
+    }
     while (v >= 0x80) {
         b->p[b->n++] = (uint8_t)(v | 0x80);
         v >>= 7;
@@ -85,11 +89,17 @@ static inline void put_raw(st_buf_t *b, const void *p, size_t n)
 /* Worst-case bytes of a string: its varint length and the bytes. */
 #define STR_ROOM(s) ((size_t)(s).n + 5)
 
-static bool put_str(st_buf_t *b, col_str_t s)
+/* A string, its room reserved by the caller. */
+static inline void put_str_nr(st_buf_t *b, col_str_t s)
 {
-    if (!st_buf_reserve(b, STR_ROOM(s))) return false;
     put_varint(b, s.n);
     put_raw(b, s.p, s.n);
+}
+
+static inline bool put_str(st_buf_t *b, col_str_t s)
+{
+    if (!st_buf_reserve(b, STR_ROOM(s))) return false;
+    put_str_nr(b, s);
     return true;
 }
 
@@ -99,7 +109,10 @@ static bool put_attrs(st_buf_t *b, const col_attr_t *a, uint32_t n, uint32_t dro
     put_varint(b, dropped);
     put_varint(b, n);
     for (uint32_t i = 0; i < n; i++) {
-        if (!put_str(b, a[i].key) || !st_buf_reserve(b, 11)) return false;
+        /* one reservation an attribute: its key, type and a scalar, or its key and a
+         * string value (the value's own below) */
+        if (!st_buf_reserve(b, STR_ROOM(a[i].key) + 11)) return false;
+        put_str_nr(b, a[i].key);
         uint8_t t = a[i].type <= COL_V_EMPTY ? a[i].type : COL_V_EMPTY;
         put_u8(b, t);
         switch (t) {

@@ -43,7 +43,15 @@ typedef struct st_buf_s {
 } st_buf_t;
 
 void st_buf_free(st_buf_t *b);
-bool st_buf_reserve(st_buf_t *b, size_t more);
+/* st_buf_reserve's slow path: grows b (doubling) to hold `more` bytes past b->n. */
+bool st_buf_grow(st_buf_t *b, size_t more);
+/* Room for `more` bytes past b->n; false (b->oom) when memory is out. Inline: the codec
+ * calls it before every string. */
+static inline bool st_buf_reserve(st_buf_t *b, size_t more)
+{
+    if (!b->oom && b->cap - b->n >= more) return true;
+    return st_buf_grow(b, more);
+}
 
 /* ---- codec (store_codec.c) ---- */
 
@@ -232,6 +240,10 @@ struct col_store_s {
     /* counters */
     atomic_uint_fast64_t appended, refused_full, write_errors, expired;
     atomic_size_t queued_pub; /* queued_bytes, readable without mu */
+    /* record bytes per span of the last append (x16): the next append's buffer is sized
+     * from it, so that encoding does not grow it by doubling (each doubling copied the
+     * records so far: 3.5% of ingest's instructions) */
+    atomic_size_t rec_hint16;
 };
 
 /* store_index.c: the summary of a block's payload (raw, rlen bytes): b's time range,

@@ -149,9 +149,24 @@ static inline size_t utf8_seq(const unsigned char *p, const unsigned char *end)
 bool weft_jr_utf8_valid(const char *s, size_t n)
 {
     const char *end = s + n;
-    /* Only bytes >= 0x80 need a look ('"', '\\' and controls are fine here): ASCII is
-     * passed 8 bytes at a time (protobuf ingest checks every key and value, most of them
-     * short and plain: scan_plain's byte loop cost 10% of it) */
+    /* Only bytes >= 0x80 need a look ('"', '\\' and controls are fine here). First the
+     * common case, all ASCII, in whole words with no byte loop: the last word overlaps
+     * the one before it (protobuf ingest checks every key and value, most of them short
+     * and plain; the byte loop over their tails was 4.6% of it). */
+    if (n >= 8) {
+        uint64_t acc = 0, x;
+        for (const char *p = s; p < end - 8; p += 8) {
+            memcpy(&x, p, 8);
+            acc |= x;
+        }
+        memcpy(&x, end - 8, 8);
+        if (!((acc | x) & 0x8080808080808080ull)) return true;
+    } else if (n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, s, 4);
+        memcpy(&y, end - 4, 4);
+        if (!((x | y) & 0x80808080u)) return true;
+    }
     while (s < end) {
         while (end - s >= 8) {
             uint64_t x;
@@ -599,6 +614,26 @@ bool weft_jr_next(weft_jr_t *r)
 }
 
 /* ---- scalars ---- */
+
+bool weft_jr_plain_string(weft_jr_t *r, weft_jr_str_t *s)
+{
+    if (r->err || r->p == r->end || *r->p != '"') return false;
+    const char *body = r->p + 1, *end = r->end, *p = body;
+    for (;;) {
+        p = scan_plain(p, end);
+        if (p == end) return false;
+        unsigned char c = (unsigned char)*p;
+        if (c == '"') break;
+        if (c < 0x80) return false; /* an escape or a control byte */
+        size_t k = utf8_seq((const unsigned char *)p, (const unsigned char *)end);
+        if (!k) return false;
+        p += k;
+    }
+    s->p = body;
+    s->n = (size_t)(p - body);
+    r->p = p + 1;
+    return true;
+}
 
 bool weft_jr_string(weft_jr_t *r, weft_jr_str_t *s)
 {

@@ -101,6 +101,23 @@ bool weft_jr_fail(weft_jr_t *r, const char *msg);
  * above U+10FFFF), with the strings' fast scan: for protobuf's string fields. */
 bool weft_jr_utf8_valid(const char *s, size_t n);
 
+/* Raw steps, for a decoder's fast path over text that senders write in one exact form
+ * (OTLP/JSON's {"key":"k","value":{"stringValue":"v"}}): they read r->p as it is (no blanks
+ * skipped), never set an error and leave the reader's nesting alone, so the caller must
+ * step over whole values only, and on a miss put r->p back where its fast path began and
+ * read that text the ordinary way (which then judges it).
+ * weft_jr_lit: the n bytes of lit are next: stepped over, true. weft_jr_plain_string: a
+ * string with no escapes, no control bytes and well-formed UTF-8 is next: *s views it, it
+ * is stepped over, true; false for anything else (nothing read). */
+static inline bool weft_jr_lit(weft_jr_t *r, const char *lit, size_t n)
+{
+    /* inline: with n a constant the comparison is a few instructions, not a call */
+    if (r->err || (size_t)(r->end - r->p) < n || __builtin_memcmp(r->p, lit, n) != 0) return false;
+    r->p += n;
+    return true;
+}
+bool weft_jr_plain_string(weft_jr_t *r, weft_jr_str_t *s);
+
 static inline bool weft_jr_key_is(weft_jr_str_t k, const char *lit)
 {
     size_t n = __builtin_strlen(lit);

@@ -174,6 +174,10 @@ static void test_malformed(void **state)
         {SPAN("\"name\":5"), P "name: must be a string"},
         {SPAN("\"name\":\"caf\xc3\""), P "name: invalid UTF-8 in a string"},
         {SPAN("\"attributes\":{}"), P "attributes: must be an array"},
+        {SPAN("\"attributes\":[{\"key\":\"k\",\"value\":{\"stringValue\":\"caf\xc3\"}}]"),
+         P "attributes[0].value.stringValue: invalid UTF-8 in a string"},
+        {SPAN("\"attributes\":[{\"key\":\"k\",\"value\":{\"intValue\":\"12x\"}}]"),
+         P "attributes[0].value.intValue: expected an integer"},
         {SPAN("\"attributes\":[{\"key\":\"k\",\"value\":{\"intValue\":\"x\"}}]"),
          P "attributes[0].value.intValue: expected an integer"},
         {SPAN("\"attributes\":[{\"key\":\"k\",\"value\":{\"bytesValue\":\"!!\"}}]"),
@@ -350,6 +354,62 @@ static void test_limits(void **state)
 }
 
 /* Every prefix of a request: an error or a batch, never a read past the end. */
+/* KeyValues in the shape otlp_json.c reads straight and near it (the member loop reads
+ * those): the same values either way. */
+static void test_kv_shapes(void **state)
+{
+    static const char text[] =
+        "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{"
+        "\"traceId\":\"0102030405060708090a0b0c0d0e0f10\",\"spanId\":\"0102030405060708\","
+        "\"name\":\"x\",\"attributes\":["
+        "{\"key\":\"s\",\"value\":{\"stringValue\":\"v\"}},"                      /* 0 */
+        "{\"key\":\"i\",\"value\":{\"intValue\":\"200\"}},"                       /* 1 */
+        "{\"key\":\"z\",\"value\":{\"intValue\":\"0\"}},"                         /* 2 */
+        "{\"key\":\"neg\",\"value\":{\"intValue\":\"-5\"}},"                      /* 3 */
+        "{\"key\":\"big\",\"value\":{\"intValue\":\"9223372036854775807\"}},"     /* 4 */
+        "{\"key\":\"esc\",\"value\":{\"stringValue\":\"a\\\"b\"}},"               /* 5 */
+        "{ \"key\":\"sp\",\"value\":{\"stringValue\":\"x\"}},"                    /* 6 */
+        "{\"key\":\"n\",\"value\":{\"intValue\":5}},"                             /* 7 */
+        "{\"key\":\"e\\u0041\",\"value\":{\"stringValue\":\"y\"}},"               /* 8 */
+        "{\"value\":{\"stringValue\":\"late\"},\"key\":\"order\"},"               /* 9 */
+        "{\"key\":\"caf\xc3\xa9\",\"value\":{\"stringValue\":\"\xe2\x82\xac\"}}," /* 10 */
+        /* 11: the value twice */
+        "{\"key\":\"two\",\"value\":{\"stringValue\":\"a\"},\"value\":{\"intValue\":\"9\"}}"
+        "]}]}]}]}";
+    col_batch_t out;
+    char err[256] = "";
+    assert_int_equal(decode_z(text, &out, err, sizeof(err)), 0);
+    assert_string_equal(err, "");
+    assert_int_equal(out.n, 1);
+    const col_attr_t *a = out.spans[0].attrs;
+    assert_int_equal(out.spans[0].nattrs, 12);
+    assert_true(req_str_is(a[0].key, "s"));
+    assert_int_equal(a[0].type, COL_V_STRING);
+    assert_true(req_str_is(a[0].v.s, "v"));
+    assert_true(req_str_is(a[1].key, "i"));
+    assert_int_equal(a[1].type, COL_V_INT);
+    assert_int_equal(a[1].v.i, 200);
+    assert_int_equal(a[2].type, COL_V_INT);
+    assert_int_equal(a[2].v.i, 0);
+    assert_int_equal(a[3].type, COL_V_INT);
+    assert_int_equal(a[3].v.i, -5);
+    assert_int_equal(a[4].type, COL_V_INT);
+    assert_true(a[4].v.i == INT64_MAX);
+    assert_true(req_str_is(a[5].v.s, "a\"b"));
+    assert_true(req_str_is(a[6].key, "sp"));
+    assert_true(req_str_is(a[6].v.s, "x"));
+    assert_int_equal(a[7].type, COL_V_INT);
+    assert_int_equal(a[7].v.i, 5);
+    assert_true(req_str_is(a[8].key, "eA"));
+    assert_true(req_str_is(a[9].key, "order"));
+    assert_true(req_str_is(a[9].v.s, "late"));
+    assert_true(req_str_is(a[10].key, "caf\xc3\xa9"));
+    assert_true(req_str_is(a[10].v.s, "\xe2\x82\xac"));
+    assert_true(req_str_is(a[11].key, "two"));
+    assert_int_equal(a[11].type, COL_V_INT); /* the last value given */
+    assert_int_equal(a[11].v.i, 9);
+}
+
 static void test_prefixes(void **state)
 {
     size_t n = sizeof(everything_json) - 1;
@@ -372,6 +432,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_resource_after_spans),
         cmocka_unit_test(test_prefixes),
+        cmocka_unit_test(test_kv_shapes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -552,6 +552,103 @@ static void test_limits(void **state)
 
 /* Every prefix of a valid request: an error or a batch, never a read past the end (the
  * prefix is copied to an exactly sized block). */
+/* ---- KeyValues in and out of the common shape (otlp_pb.c reads that one straight) ---- */
+
+static void kv_open(weft_buf_t *b, const char *key, size_t *kv, size_t *v)
+{
+    *kv = weft__pb_open(b, 9);
+    if (key) str(b, 1, key);
+    *v = weft__pb_open(b, 2);
+}
+static void kv_close(weft_buf_t *b, size_t kv, size_t v)
+{
+    weft__pb_close(b, v);
+    weft__pb_close(b, kv);
+}
+static char long_str[201], long_key[151];
+
+static void kv_shapes(weft_buf_t *b)
+{
+    span_min(b, "x");
+    size_t kv, v;
+    kv_open(b, "s", &kv, &v), str(b, 1, "v"), kv_close(b, kv, v);                 /* 0 */
+    kv_open(b, "b", &kv, &v), weft__pb_varint_field(b, 2, 1), kv_close(b, kv, v); /* 1 */
+    kv_open(b, "i", &kv, &v), weft__pb_varint_field(b, 3, (uint64_t)-1);          /* 2 */
+    kv_close(b, kv, v);
+    kv_open(b, "d", &kv, &v), fx64(b, 4, 0x4004000000000000ull), kv_close(b, kv, v); /* 3 */
+    /* 4: the value before the key */
+    kv = weft__pb_open(b, 9);
+    v = weft__pb_open(b, 2);
+    str(b, 1, "late");
+    weft__pb_close(b, v);
+    str(b, 1, "order");
+    weft__pb_close(b, kv);
+    kv_open(b, "two", &kv, &v), str(b, 1, "a"), str(b, 1, "b"), kv_close(b, kv, v); /* 5 */
+    /* 6: the key twice */
+    kv = weft__pb_open(b, 9);
+    str(b, 1, "k1");
+    str(b, 1, "k2");
+    v = weft__pb_open(b, 2);
+    weft__pb_varint_field(b, 3, 5);
+    kv_close(b, kv, v);
+    kv_open(b, "long", &kv, &v), str(b, 1, long_str), kv_close(b, kv, v);        /* 7 */
+    kv_open(b, "unk", &kv, &v), str(b, 1, "u"), weft__pb_varint_field(b, 99, 1); /* 8 */
+    kv_close(b, kv, v);
+    kv_open(b, "empty", &kv, &v), kv_close(b, kv, v);                                  /* 9 */
+    kv_open(b, "f", &kv, &v), weft__pb_varint_field(b, 2, 0), kv_close(b, kv, v);      /* 10 */
+    kv_open(b, long_key, &kv, &v), weft__pb_varint_field(b, 3, 7), kv_close(b, kv, v); /* 11 */
+    kv_open(b, "bool2", &kv, &v), weft__pb_varint_field(b, 2, 2), kv_close(b, kv, v);  /* 12 */
+}
+
+static void test_kv_shapes(void **state)
+{
+    memset(long_str, 'x', 200);
+    memset(long_key, 'k', 150);
+    weft_buf_t b;
+    weft_buf_init(&b, 0);
+    request(&b, kv_shapes);
+    col_batch_t out;
+    char err[256] = "";
+    assert_int_equal(decode(&b, &out, err, sizeof(err)), 0);
+    assert_string_equal(err, "");
+    assert_int_equal(out.n, 1);
+    const col_attr_t *a = out.spans[0].attrs;
+    assert_int_equal(out.spans[0].nattrs, 13);
+    assert_true(req_str_is(a[0].key, "s"));
+    assert_int_equal(a[0].type, COL_V_STRING);
+    assert_true(req_str_is(a[0].v.s, "v"));
+    assert_true(req_str_is(a[1].key, "b"));
+    assert_int_equal(a[1].type, COL_V_BOOL);
+    assert_true(a[1].v.b);
+    assert_true(req_str_is(a[2].key, "i"));
+    assert_int_equal(a[2].type, COL_V_INT);
+    assert_true(a[2].v.i == -1);
+    assert_true(req_str_is(a[3].key, "d"));
+    assert_int_equal(a[3].type, COL_V_DOUBLE);
+    assert_true(a[3].v.d == 2.5);
+    assert_true(req_str_is(a[4].key, "order"));
+    assert_int_equal(a[4].type, COL_V_STRING);
+    assert_true(req_str_is(a[4].v.s, "late"));
+    assert_true(req_str_is(a[5].key, "two"));
+    assert_true(req_str_is(a[5].v.s, "b")); /* the last value given */
+    assert_true(req_str_is(a[6].key, "k2"));
+    assert_int_equal(a[6].type, COL_V_INT);
+    assert_int_equal(a[6].v.i, 5);
+    assert_int_equal(a[7].type, COL_V_STRING);
+    assert_true(req_str_is(a[7].v.s, long_str));
+    assert_int_equal(a[8].type, COL_V_STRING);
+    assert_true(req_str_is(a[8].v.s, "u"));
+    assert_true(req_str_is(a[9].key, "empty"));
+    assert_int_equal(a[9].type, COL_V_EMPTY);
+    assert_int_equal(a[10].type, COL_V_BOOL);
+    assert_false(a[10].v.b);
+    assert_true(req_str_is(a[11].key, long_key));
+    assert_int_equal(a[11].v.i, 7);
+    assert_int_equal(a[12].type, COL_V_BOOL);
+    assert_true(a[12].v.b);
+    weft_buf_free(&b);
+}
+
 static void test_prefixes(void **state)
 {
     weft_buf_t b;
@@ -577,7 +674,7 @@ int main(void)
         cmocka_unit_test(test_exporter_request), cmocka_unit_test(test_every_field),
         cmocka_unit_test(test_malformed),        cmocka_unit_test(test_rejected_spans),
         cmocka_unit_test(test_limits),           cmocka_unit_test(test_resource_after_spans),
-        cmocka_unit_test(test_prefixes),
+        cmocka_unit_test(test_prefixes),         cmocka_unit_test(test_kv_shapes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -802,6 +802,10 @@ static void test_request_refusals(void **state)
          "offset 22: invalid JSON: invalid "
          "UTF-8 in a string"},
         {"[{\"tags\":{\"a\":1,}}]", WEFT_EINVAL, "offset 16: invalid JSON: trailing comma"},
+        /* tags in the shape read straight up to the trailing comma */
+        {"[{\"tags\":{\"a\":\"1\",}}]", WEFT_EINVAL, "offset 18: invalid JSON: trailing comma"},
+        {"[{\"tags\":{\"a\":\"1\"", WEFT_EINVAL,
+         "offset 17: invalid JSON: unexpected end of text in an object"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int rc = decode(cases[i].body);

@@ -295,6 +295,34 @@ static void test_string_blocks(void **state)
     }
 }
 
+/* weft_jr_utf8_valid at every length up to 40 with one byte >= 0x80 at every place: the
+ * all-ASCII case is checked in words (the last overlapping the one before it), so a bad
+ * or a good sequence must be seen wherever it falls, first word or last. */
+static void test_utf8_valid_lengths(void **state)
+{
+    (void)state;
+    char s[48];
+    for (size_t n = 0; n <= 40; n++) {
+        memset(s, 'a', sizeof(s));
+        if (!weft_jr_utf8_valid(s, n)) fail_msg("n %zu: plain ASCII refused", n);
+        for (size_t at = 0; at < n; at++) {
+            memset(s, 'a', sizeof(s));
+            s[at] = '\xff'; /* never in UTF-8 */
+            if (weft_jr_utf8_valid(s, n)) fail_msg("n %zu: 0xff at %zu taken", n, at);
+            s[at] = '\xc3'; /* a lead byte cut off at the end, or followed by 'a' */
+            if (weft_jr_utf8_valid(s, n)) fail_msg("n %zu: lone 0xc3 at %zu taken", n, at);
+            if (at + 1 < n) {
+                s[at + 1] = '\xa9'; /* e-acute: valid */
+                if (!weft_jr_utf8_valid(s, n)) fail_msg("n %zu: U+00E9 at %zu refused", n, at);
+            }
+            /* a byte past n is not looked at */
+            memset(s, 'a', sizeof(s));
+            s[n] = '\xff';
+            if (!weft_jr_utf8_valid(s, n)) fail_msg("n %zu: a byte past the end was read", n);
+        }
+    }
+}
+
 static void test_string_views(void **state)
 {
     const char *text = "[\"plain\", \"esc\\naped\"]";
@@ -593,11 +621,17 @@ static void test_skip_raw_and_misuse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_values),       cmocka_unit_test(test_syntax_errors),
-        cmocka_unit_test(test_strings),      cmocka_unit_test(test_string_blocks),
-        cmocka_unit_test(test_string_views), cmocka_unit_test(test_arena_limit),
-        cmocka_unit_test(test_depth),        cmocka_unit_test(test_integers),
-        cmocka_unit_test(test_doubles),      cmocka_unit_test(test_skip_raw_and_misuse),
+        cmocka_unit_test(test_values),
+        cmocka_unit_test(test_syntax_errors),
+        cmocka_unit_test(test_strings),
+        cmocka_unit_test(test_string_blocks),
+        cmocka_unit_test(test_string_views),
+        cmocka_unit_test(test_arena_limit),
+        cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_integers),
+        cmocka_unit_test(test_doubles),
+        cmocka_unit_test(test_skip_raw_and_misuse),
+        cmocka_unit_test(test_utf8_valid_lengths),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
