@@ -574,32 +574,6 @@ static void slot_done(slot_t *s, bool sent, const char *why)
     f->nbusy--;
 }
 
-static bool transient(int err, int status)
-{
-    if (err == 0) return status == 429 || status == 502 || status == 503 || status == 504;
-    return err != WEFT_EPARSE && err != WEFT_ELIMIT && err != WEFT_ECANCELED &&
-           err != WEFT_ENOMEM && err != WEFT_EINVAL && err != WEFT_ECLOSED;
-}
-
-static bool unreachable(int err)
-{
-    return err == -ECONNREFUSED || err == -ENETUNREACH || err == -EHOSTUNREACH ||
-           err == WEFT_ENOENT;
-}
-
-/* BACKOFF_INITIAL_MS * 1.5^(attempts - 1), at most BACKOFF_MAX_MS, then ±20%. */
-static uint64_t backoff_ms(unsigned attempts)
-{
-    double b = BACKOFF_INITIAL_MS;
-    for (unsigned i = 1; i < attempts && b < BACKOFF_MAX_MS; i++) b *= 1.5;
-    if (b > BACKOFF_MAX_MS) b = BACKOFF_MAX_MS;
-    uint8_t r[8];
-    weft_trace_random_span_id(r);
-    uint32_t u = (uint32_t)r[0] | (uint32_t)r[1] << 8 | (uint32_t)r[2] << 16 | (uint32_t)r[3] << 24;
-    b *= 0.8 + 0.4 * ((double)u / 4294967296.0);
-    return b < 1 ? 1 : (uint64_t)b;
-}
-
 static void on_retry(uv_timer_t *t)
 {
     slot_t *s = t->data;
@@ -612,23 +586,22 @@ static void attempt_failed(slot_t *s, int err, int status, int64_t retry_after)
 {
     col_fwd_t *f = s->f;
     char why[32];
-    if (err == 0)
-        snprintf(why, sizeof(why), "http_%d", status);
-    else
-        snprintf(why, sizeof(why), "%s", weft_err_name(err));
+    weft__otlp_failure_name(why, sizeof(why), err, status);
     uint64_t now = uv_now(&f->loop);
-    if (f->closing || !transient(err, status)) {
+    if (f->closing || !weft__otlp_transient(err, status)) {
         slot_done(s, false, why);
         return;
     }
-    uint64_t wait = retry_after >= 0 ? (uint64_t)retry_after : backoff_ms(s->attempts);
+    uint64_t wait = retry_after >= 0
+                        ? (uint64_t)retry_after
+                        : weft__otlp_backoff_ms(BACKOFF_INITIAL_MS, BACKOFF_MAX_MS, s->attempts);
     if (now + wait > s->first_ms + f->conf.retry_ms) {
         slot_done(s, false, retry_after >= 0 ? "retry_after_too_long" : why);
         return;
     }
     /* shutting down: a retry after the deadline would only delay the exit, and a receiver
      * that refuses connections is not coming back within it */
-    if (f->draining && (now + wait >= f->deadline || unreachable(err))) {
+    if (f->draining && (now + wait >= f->deadline || weft__otlp_unreachable(err))) {
         slot_done(s, false, why);
         return;
     }
@@ -648,15 +621,7 @@ static void on_head(weft_http_client_call_t *call, int status, const weft_http_h
     slot_t *s = arg;
     (void)call;
     s->status = status;
-    s->retry_after = -1;
-    if (status < 300) return;
-    for (size_t i = 0; i < n; i++)
-        if (h[i].name.len == 11 && strncasecmp(h[i].name.base, "retry-after", 11) == 0) {
-            uint64_t ms;
-            if (weft_http_retry_after_parse(h[i].value.base, h[i].value.len, time(NULL), &ms) == 0)
-                s->retry_after = ms > INT64_MAX ? INT64_MAX : (int64_t)ms;
-            break;
-        }
+    s->retry_after = weft__otlp_retry_after(status, h, n);
 }
 
 static void on_done(weft_http_client_call_t *call, int err, void *arg)

@@ -224,36 +224,6 @@ static void batch_sent(otlp_t *x)
     x->burst_failed = 0;
 }
 
-/* Failures OTLP/HTTP calls transient: worth the same request again later. */
-static bool transient(int err, int status)
-{
-    if (err == 0) return status == 429 || status == 502 || status == 503 || status == 504;
-    return err != WEFT_EPARSE && err != WEFT_ELIMIT && err != WEFT_ECANCELED &&
-           err != WEFT_ENOMEM && err != WEFT_EINVAL && err != WEFT_ECLOSED;
-}
-
-/* Connection failures that mean nothing listens there (or no such host). */
-static bool unreachable(int err)
-{
-    return err == -ECONNREFUSED || err == -ENETUNREACH || err == -EHOSTUNREACH ||
-           err == WEFT_ENOENT;
-}
-
-/* The wait before the next attempt of the current batch (attempts made so far >= 1):
- * initial * 1.5^(attempts - 1), at most max, then within ±20% of that (at most max). */
-static uint64_t backoff_ms(const otlp_t *x)
-{
-    double b = (double)x->backoff_initial_ms;
-    for (unsigned i = 1; i < x->attempts && b < (double)x->backoff_max_ms; i++) b *= 1.5;
-    if (b > (double)x->backoff_max_ms) b = (double)x->backoff_max_ms;
-    uint8_t r[8];
-    weft_trace_random_span_id(r); /* any 8 random bytes */
-    uint32_t u = (uint32_t)r[0] | (uint32_t)r[1] << 8 | (uint32_t)r[2] << 16 | (uint32_t)r[3] << 24;
-    b *= 0.8 + 0.4 * ((double)u / 4294967296.0);
-    if (b > (double)x->backoff_max_ms) b = (double)x->backoff_max_ms;
-    return b < 1 ? 1 : (uint64_t)b;
-}
-
 static void send_body(otlp_t *x);
 
 static void on_retry(uv_timer_t *t)
@@ -269,15 +239,12 @@ static void on_retry(uv_timer_t *t)
 static void attempt_failed(otlp_t *x, int err, int status, int64_t retry_after)
 {
     char why[32];
-    if (err == 0)
-        snprintf(why, sizeof(why), "http_%d", status);
-    else
-        snprintf(why, sizeof(why), "%s", weft_err_name(err));
-    if (x->closing || !transient(err, status) || x->attempts >= x->max_attempts) {
+    weft__otlp_failure_name(why, sizeof(why), err, status);
+    if (x->closing || !weft__otlp_transient(err, status) || x->attempts >= x->max_attempts) {
         batch_failed(x, why);
         return;
     }
-    uint64_t wait = backoff_ms(x);
+    uint64_t wait = weft__otlp_backoff_ms(x->backoff_initial_ms, x->backoff_max_ms, x->attempts);
     if (retry_after >= 0) {
         if ((uint64_t)retry_after > x->backoff_max_ms) {
             batch_failed(x, "retry_after_too_long");
@@ -287,7 +254,7 @@ static void attempt_failed(otlp_t *x, int err, int status, int64_t retry_after)
     }
     /* Shutting down: a wait that outlasts the deadline would only delay the exit, and a
      * receiver that nothing answers for is not coming back within it. */
-    if (x->draining && (uv_now(&x->loop) + wait >= x->deadline || unreachable(err))) {
+    if (x->draining && (uv_now(&x->loop) + wait >= x->deadline || weft__otlp_unreachable(err))) {
         batch_failed(x, why);
         return;
     }
@@ -302,15 +269,7 @@ static void on_head(weft_http_client_call_t *call, int status, const weft_http_h
 {
     otlp_t *x = arg;
     x->inflight_status = status;
-    x->retry_after = -1;
-    if (status < 300) return;
-    for (size_t i = 0; i < n; i++)
-        if (h[i].name.len == 11 && strncasecmp(h[i].name.base, "retry-after", 11) == 0) {
-            uint64_t ms;
-            if (weft_http_retry_after_parse(h[i].value.base, h[i].value.len, time(NULL), &ms) == 0)
-                x->retry_after = ms > INT64_MAX ? INT64_MAX : (int64_t)ms;
-            break;
-        }
+    x->retry_after = weft__otlp_retry_after(status, h, n);
 }
 
 static void on_done(weft_http_client_call_t *call, int err, void *arg)

@@ -12,6 +12,7 @@
 
 #include "core/buf.h"
 #include "core/mpsc.h"
+#include "weft/http.h"
 #include "weft/otlp.h"
 #include "weft/trace.h"
 
@@ -131,5 +132,21 @@ int weft__otlp_env_extras(weft_otlp_env_t *e, char *err, size_t errlen);
  * service.name is service_name's; the telemetry.sdk.* defaults and service.version give way
  * to the same keys in resource_attributes. */
 char *weft__otlp_resource_encode(const weft_otlp_options_t *o, kvlist_t *r, bool pb, size_t *len);
+
+/*
+ * Retrying an export (retry.c), as OTLP/HTTP asks of an exporter; the SDK's exporter and
+ * the collector's forwarder both follow it. weft__otlp_transient: a failure worth the same
+ * request again later (429, 502, 503, 504, a connection or timeout error; err 0 means an
+ * answer with status). weft__otlp_unreachable: nothing listens there, or no such host.
+ * weft__otlp_backoff_ms: initial * 1.5^(attempts - 1), at most max, then within +-20% of
+ * that and still at most max (attempts made so far, >= 1). weft__otlp_retry_after: the
+ * answer's Retry-After in ms for a status >= 300, -1 when there is none or it is malformed.
+ * weft__otlp_failure_name: "http_503" or the error's name, for logs and counters.
+ */
+bool weft__otlp_transient(int err, int status);
+bool weft__otlp_unreachable(int err);
+uint64_t weft__otlp_backoff_ms(uint64_t initial_ms, uint64_t max_ms, unsigned attempts);
+int64_t weft__otlp_retry_after(int status, const weft_http_header_t *h, size_t n);
+void weft__otlp_failure_name(char *out, size_t cap, int err, int status);
 
 #endif
