@@ -171,6 +171,7 @@ static void test_openmetrics_eof(void **state)
 
 static weft_histogram_t *race_h;
 static atomic_int race_done;
+static atomic_int race_started; /* writers past their first exemplar */
 static uint32_t race_count[WRITERS];
 
 /* Exemplar k: the trace id, span id and value all derive from k, so a scrape that mixed
@@ -193,6 +194,7 @@ static void *race_writer(void *arg)
         ids_of(k, trace, span);
         /* all in the first bucket (<= 1): value k / 2^32 */
         weft_histogram_observe_exemplar(race_h, (double)k / 4294967296.0, trace, span);
+        if (r == 1) atomic_fetch_add(&race_started, 1);
     }
     race_count[id] = r;
     return NULL;
@@ -229,9 +231,17 @@ static void test_threads_no_torn_exemplar(void **state)
     assert_int_equal(weft_metrics_histogram_new(reg, "race", "r", NULL, 0, b, 1, &f), 0);
     race_h = weft_metrics_histogram_child(f, NULL);
     atomic_store(&race_done, 0);
+    atomic_store(&race_started, 0);
     pthread_t t[WRITERS];
     for (intptr_t i = 0; i < WRITERS; i++)
         assert_int_equal(pthread_create(&t[i], NULL, race_writer, (void *)i), 0);
+    /* the scrapes start once every writer writes (on a busy machine a writer may not have
+     * run at all before 500 quick scrapes are over: nothing would be raced, nor shown) */
+    for (int i = 0; atomic_load(&race_started) < WRITERS; i++) {
+        assert_true(i < 10000); /* 10 s */
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
     for (int k = 0; k < 500; k++) {
         char *om = write_fmt(reg, WEFT_METRICS_OPENMETRICS);
         check_exemplars(om);
