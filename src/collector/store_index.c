@@ -250,9 +250,43 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* v's distinct values in the order they first come, moved to its front; their count. A
+ * block's keys repeat (a span per (service, operation) pair, ten spans a trace): dropping
+ * the repeats through a small hash set first leaves the sort a fraction of the values, and
+ * a set costs a multiply and a probe a value where qsort's merge sort costs ~90
+ * instructions (callgrind: 2.8% of a protobuf span's ingest went to sorting). n when the
+ * set cannot be allocated (the caller's sort then does all the work). */
+static size_t drop_repeats(uint64_t *v, size_t n)
+{
+    unsigned bits = 6;
+    while (((size_t)1 << bits) < 2 * n) bits++;
+    size_t mask = ((size_t)1 << bits) - 1;
+    uint64_t *set = calloc(mask + 1, sizeof *set); /* 0: an empty slot */
+    if (!set) return n;
+    bool zero = false;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t x = v[i];
+        if (x == 0) {
+            if (!zero) v[k++] = 0;
+            zero = true;
+            continue;
+        }
+        size_t h = (size_t)((x * 0x9e3779b97f4a7c15ull) >> (64 - bits));
+        while (set[h] && set[h] != x) h = (h + 1) & mask;
+        if (!set[h]) {
+            set[h] = x;
+            v[k++] = x;
+        }
+    }
+    free(set);
+    return k;
+}
+
 static size_t sort_unique(uint64_t *v, size_t n)
 {
     if (n < 2) return n;
+    if (n >= 32) n = drop_repeats(v, n);
     qsort(v, n, sizeof *v, cmp_u64);
     size_t k = 1;
     for (size_t i = 1; i < n; i++) {
