@@ -342,6 +342,7 @@ static void test_retention(void **state)
 typedef struct reader_s {
     fix_t *f;
     atomic_bool *stop;
+    atomic_int *started; /* readers past their first answer */
     size_t answers, bad;
 } reader_t;
 
@@ -361,7 +362,7 @@ static void *reader_main(void *arg)
         size_t n = count_values(b.p);
         if (b.p[0] != '[' || b.p[b.len - 2] != ']' || n < last) r->bad++;
         last = n;
-        r->answers++;
+        if (r->answers++ == 0) atomic_fetch_add(r->started, 1);
     }
     weft_buf_free(&b);
     return NULL;
@@ -373,10 +374,19 @@ static void test_concurrent(void **state)
     open_store(f);
     assert_int_equal(col_ac_new("env", 10000, &f->ac), 0);
     atomic_bool stop = false;
-    reader_t rs[2] = {{.f = f, .stop = &stop}, {.f = f, .stop = &stop}};
+    atomic_int started = 0;
+    reader_t rs[2] = {{.f = f, .stop = &stop, .started = &started},
+                      {.f = f, .stop = &stop, .started = &started}};
     pthread_t th[2];
     for (int i = 0; i < 2; i++)
         assert_int_equal(pthread_create(&th[i], NULL, reader_main, &rs[i]), 0);
+    /* the writes start once both readers ask (on a busy machine a reader may not have run
+     * at all before the 200 appends are over) */
+    for (int i = 0; atomic_load(&started) < 2; i++) {
+        assert_true(i < 10000); /* 10 s */
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
     static char vals[200][8];
     static col_attr_t at[200];
     for (int i = 0; i < 200; i++) {
