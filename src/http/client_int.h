@@ -34,6 +34,7 @@
 #include <llhttp.h>
 
 #include "core/buf.h"
+#include "http/head.h"
 #include "http/reader.h"
 #include "weft/client.h"
 
@@ -130,9 +131,7 @@ typedef enum {
     CONN_CLOSED      /* closed; freed by the pending callback */
 } weft__conn_state_t;
 
-typedef struct hoff_s {
-    uint32_t noff, nlen, voff, vlen; /* offsets into rbuf of a header's name and value */
-} hoff_t;
+typedef weft__hspan_t hoff_t; /* offsets into rbuf of a header's name and value (head.h) */
 
 struct weft__client_conn_s {
     uv_tcp_t tcp;
@@ -161,6 +160,10 @@ struct weft__client_conn_s {
     weft__conn_state_t state;
     bool reused, got_bytes, writing, in_value, interim;
     bool parser_paused; /* llhttp returned HPE_PAUSED from a callback: llhttp_resume first */
+    bool parsed;        /* llhttp has seen bytes of this response */
+    bool fast;          /* this response's head was read by head.c: llhttp sees none of it */
+    bool fast_keep;     /* then: the connection may serve another call */
+    uint64_t fast_left; /* then: body bytes still to come */
     bool held;          /* a pause stopped parsing: run the parser before reading again */
     bool kicked;        /* on c->kick_conns */
     weft__addr_t addrs[CLIENT_MAX_ADDRS];

@@ -43,6 +43,7 @@ static const llhttp_settings_t settings;
 void weft__read_reset(conn_t *k)
 {
     k->got_bytes = k->interim = k->in_value = k->parser_paused = k->held = false;
+    k->parsed = k->fast = false;
     k->nh = 0;
     k->hsize = 0;
     k->perr = 0;
@@ -70,6 +71,20 @@ static uint32_t offset_of(const conn_t *k, const char *at)
     return (uint32_t)(at - k->rbuf.p); /* rbuf's limit keeps it below 4 GiB */
 }
 
+/* The head's offsets and views, max_headers of each, at the connection's first head. */
+static int hoffs_alloc(conn_t *k)
+{
+    unsigned max = k->client->o.max_headers;
+    k->hoffs = malloc(sizeof(*k->hoffs) * max);
+    k->harr = malloc(sizeof(*k->harr) * max);
+    if (k->hoffs && k->harr) return 0;
+    free(k->hoffs);
+    free(k->harr);
+    k->hoffs = NULL;
+    k->harr = NULL;
+    return WEFT_ENOMEM;
+}
+
 static int r_header_field(llhttp_t *p, const char *at, size_t len)
 {
     conn_t *k = p->data;
@@ -80,17 +95,9 @@ static int r_header_field(llhttp_t *p, const char *at, size_t len)
             k->perr = WEFT_ELIMIT;
             return -1;
         }
-        if (!k->hoffs) {
-            k->hoffs = malloc(sizeof(*k->hoffs) * c->o.max_headers);
-            k->harr = malloc(sizeof(*k->harr) * c->o.max_headers);
-            if (!k->hoffs || !k->harr) {
-                free(k->hoffs);
-                free(k->harr);
-                k->hoffs = NULL;
-                k->harr = NULL;
-                k->perr = WEFT_ENOMEM;
-                return -1;
-            }
+        if (!k->hoffs && hoffs_alloc(k) != 0) {
+            k->perr = WEFT_ENOMEM;
+            return -1;
         }
         hoff_t *h = &k->hoffs[k->nh++];
         h->noff = offset_of(k, at);
@@ -122,6 +129,8 @@ static int r_header_value_complete(llhttp_t *p)
     return 0;
 }
 
+static int head_done(conn_t *k, call_t *call, int status, bool checked);
+
 static int r_headers_complete(llhttp_t *p)
 {
     conn_t *k = p->data;
@@ -137,12 +146,20 @@ static int r_headers_complete(llhttp_t *p)
      * as a response, the bytes after it would be the "new protocol" to a client, or to a
      * proxy in front, while this connection's next bytes are parsed as HTTP again */
     if (status == 101 && !call->upgrade) return -1;
+    return head_done(k, call, status, false);
+}
+
+/* The final head is all there (hoffs, nh): on_head gets it, as views into rbuf. Checked:
+ * head.c read it, so no value holds a CR or LF. Returns llhttp's answer to the head: -1
+ * (failed, or the call ended), 0 (a body follows), 1 (no body), HPE_PAUSED. */
+static int head_done(conn_t *k, call_t *call, int status, bool checked)
+{
     char *rb = k->rbuf.p;
     for (unsigned i = 0; i < k->nh; i++) { /* views into rbuf: the head is all there */
         const hoff_t *h = &k->hoffs[i];
         /* RFC 9112 5.2: a user agent replaces each obs-fold of a response with spaces
          * (looked for only in a value that has a CR, LF or NUL: one pass, a word at a time) */
-        if (!weft__http_value_clean(rb + h->voff, h->vlen))
+        if (!checked && !weft__http_value_clean(rb + h->voff, h->vlen))
             for (char *v = rb + h->voff, *e = v + h->vlen; v < e; v++)
                 if (*v == '\r' || *v == '\n') *v = ' ';
         k->harr[i].name = (weft_str_t){h->nlen ? rb + h->noff : "", h->nlen};
@@ -154,7 +171,8 @@ static int r_headers_complete(llhttp_t *p)
      * read yet, which delays nothing past the call's end. */
     if (k->nh) {
         const hoff_t *last = &k->hoffs[k->nh - 1];
-        size_t head_end = (size_t)(last->vlen ? last->voff + last->vlen : last->noff + last->nlen + 1) + 4;
+        size_t head_end =
+            (size_t)(last->vlen ? last->voff + last->vlen : last->noff + last->nlen + 1) + 4;
         call->more_read = k->rbuf.len > head_end;
     } else {
         call->more_read = false;
@@ -249,8 +267,8 @@ void weft__read_complete(conn_t *k, call_t *call, bool all_used)
         upgrade_complete(k, call);
         return;
     }
-    bool keep = all_used && llhttp_should_keep_alive(&k->parser) && weft__conn_body_sent(k, call) &&
-                !k->client->closing;
+    bool keep = all_used && (k->fast ? k->fast_keep : llhttp_should_keep_alive(&k->parser) != 0) &&
+                weft__conn_body_sent(k, call) && !k->client->closing;
     k->call = NULL;
     call->conn = NULL;
     k->rpos = 0;
@@ -262,10 +280,78 @@ void weft__read_complete(conn_t *k, call_t *call, bool all_used)
     weft__call_finish(call, 0);
 }
 
+/* The call ended (cancelled, failed, the connection closed) in a callback. */
+static bool ended(const conn_t *k, uint64_t seq)
+{
+    return k->state == CONN_CLOSED || !k->call || k->call->seq != seq;
+}
+
+/* A response whose whole head is in the first bytes read, in the plain shape head.c takes:
+ * the head read in one pass, and its Content-Length body counted here, with llhttp never
+ * seeing a byte of it (it stands at a message's start for the next response). As llhttp's
+ * path would: on_head, body pieces as they come, pauses held, completion. False: not such
+ * a head (or no memory for its offsets): llhttp parses this response. */
+static bool fast_parse(conn_t *k, call_t *call)
+{
+    uint64_t seq = call->seq;
+    if (!k->fast) {
+        weft_http_client_t *c = k->client;
+        if (!k->rbuf.p || (!k->hoffs && hoffs_alloc(k) != 0)) return false;
+        weft__head_t o;
+        const char *base = k->rbuf.p + k->rpos;
+        if (!weft__head_scan(true, base, k->rbuf.len - k->rpos, SIZE_MAX, k->hoffs,
+                             c->o.max_headers, &o))
+            return false;
+        size_t hsize = 0;
+        for (uint32_t i = 0; i < o.nhdr; i++) hsize += k->hoffs[i].nlen + k->hoffs[i].vlen;
+        if (hsize > c->o.max_response_head) return false; /* llhttp's path: WEFT_ELIMIT */
+        uint32_t at = (uint32_t)k->rpos;
+        for (uint32_t i = 0; i < o.nhdr; i++) {
+            k->hoffs[i].noff += at;
+            if (k->hoffs[i].vlen) k->hoffs[i].voff += at;
+        }
+        k->nh = o.nhdr;
+        k->hsize = hsize;
+        k->fast = true;
+        k->fast_keep = !o.close;
+        k->fast_left = o.length;
+        k->rpos += o.len;
+        int r = head_done(k, call, o.status, true);
+        if (ended(k, seq)) return true;
+        if (r < 0) {
+            weft__call_fail(call, k->perr ? k->perr : WEFT_EPARSE);
+            return true;
+        }
+        if (r == 1) k->fast_left = 0;
+    }
+    while (!call->paused) {
+        size_t avail = k->rbuf.len - k->rpos;
+        if (k->fast_left == 0) {
+            weft__call_to(call, CALL_COMPLETE);
+            weft__read_complete(k, call, avail == 0);
+            return true;
+        }
+        if (avail == 0) return true; /* the rest comes with the next reads */
+        size_t take = avail < k->fast_left ? avail : (size_t)k->fast_left;
+        const char *at = k->rbuf.p + k->rpos;
+        k->rpos += take;
+        k->fast_left -= take;
+        if (call->cbs.on_body) call->cbs.on_body(call, at, take, call->arg);
+        if (ended(k, seq)) return true;
+    }
+    k->held = true; /* paused: the client's kick comes back here once resumed */
+    weft__conn_read_stop(k);
+    return true;
+}
+
 void weft__read_parse(conn_t *k)
 {
     call_t *call = k->call;
     uint64_t seq = call->seq;
+    if ((k->fast || (!k->parsed && call->state == CALL_HEAD && !call->is_head)) &&
+        fast_parse(k, call))
+        return;
+    k->parsed = true;
     const char *base = k->rbuf.p ? k->rbuf.p + k->rpos : "";
     llhttp_errno_t e = llhttp_execute(&k->parser, base, k->rbuf.len - k->rpos);
     if (k->state == CONN_CLOSED || !k->call || k->call->seq != seq) return; /* ended */

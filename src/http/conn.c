@@ -181,6 +181,18 @@ void weft__http_conn_process(conn_t *c)
         if (c->olen > OBUF_HIGH_WATER || c->writing) break;
         const char *data = c->rbuf + c->rpos;
         size_t n = c->rlen - c->rpos;
+        if (c->state == C_IDLE) { /* llhttp stands at a message's start */
+            long got = weft__http_fast_head(c, data, n);
+            if (got > 0) {
+                c->exec_off += (uint64_t)got;
+                c->rpos += (size_t)got;
+                continue;
+            }
+            if (got < 0) {
+                weft__http_send_error(c, c->err_status, c->err_msg);
+                break;
+            }
+        }
         c->exec_base = data;
         llhttp_errno_t e = llhttp_execute(&c->x->parser, data, n);
         if (e == HPE_OK) {
@@ -285,7 +297,7 @@ static void on_read(weft__rfd_t *f, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
     if (nread == UV_ENOBUFS) {
         if (!c->x || !c->rbuf) return; /* no memory for it: reading stays on, on_timer kicks */
-        weft__reader_stop(&c->rf); /* rbuf is full behind a request in progress */
+        weft__reader_stop(&c->rf);     /* rbuf is full behind a request in progress */
         return;
     }
     if (nread < 0) {

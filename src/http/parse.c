@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/head.h"
 #include "http/server_int.h"
 #include "http/syntax.h"
 #include "weft/router.h"
@@ -283,11 +284,22 @@ static int check_transfer_encoding(conn_t *c, const weft_http_header_t *hs, size
     return 0;
 }
 
+/* What a request head says about its message: from llhttp's parser, or from head.c. */
+typedef struct {
+    const char *mname; /* the method's name, mlen bytes */
+    size_t mlen;
+    uint8_t method; /* llhttp_method_t */
+    uint8_t minor;  /* HTTP/1.minor */
+    bool chunked, keep_alive, upgrade;
+    bool checked;            /* head.c read it: target and header bytes are plain already */
+    uint64_t content_length; /* UINT64_MAX: none */
+} head_facts_t;
+
+static int head_complete(conn_t *c, const head_facts_t *f);
+
 static int p_headers_complete(llhttp_t *p)
 {
     conn_t *c = p->data;
-    weft_http_server_t *s = c->l->srv;
-    weft_http_request_t *req = &c->x->req;
     const char *base = c->rbuf + c->msg_start;
 
     /* Request line: exactly "METHOD SP target SP HTTP/x.y" (llhttp lets extra spaces by). */
@@ -318,13 +330,33 @@ static int p_headers_complete(llhttp_t *p)
         if ((size_t)(q - base) > c->l->srv->o.max_head)
             return reject(c, 431, "request head larger than the limit (http.max_head_size)");
         c->data_end = pos_of(c, q);
-        c->chunk_start = true;
-        c->chunk_ext = c->chunk_ext_now = 0;
     }
     if (p->http_major != 1 || p->http_minor > 1)
         return reject(c, 505, "HTTP version not supported");
-    req->version_minor = (uint8_t)p->http_minor;
-    req->method = (weft_str_t){mname, mlen};
+    head_facts_t f = {
+        .mname = mname,
+        .mlen = mlen,
+        .method = p->method,
+        .minor = p->http_minor,
+        .chunked = (p->flags & F_CHUNKED) != 0,
+        .keep_alive = llhttp_should_keep_alive(p) != 0 && !p->upgrade, /* no upgrades: close */
+        .upgrade = p->upgrade,
+        .content_length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : UINT64_MAX,
+    };
+    return head_complete(c, &f);
+}
+
+/* The rest of a head's checks, the request built, routed, and its body's reading decided:
+ * for llhttp's heads and head.c's alike. c->data_end is the head's end already. */
+static int head_complete(conn_t *c, const head_facts_t *f)
+{
+    weft_http_server_t *s = c->l->srv;
+    weft_http_request_t *req = &c->x->req;
+    const char *base = c->rbuf + c->msg_start;
+    c->chunk_start = true;
+    c->chunk_ext = c->chunk_ext_now = 0;
+    req->version_minor = f->minor;
+    req->method = (weft_str_t){f->mname, f->mlen};
     req->target = (weft_str_t){base + c->url_off, c->url_len};
     if (req->target.len == 0) return reject(c, 400, "empty request target");
     const char *q = memchr(req->target.base, '?', req->target.len);
@@ -335,11 +367,11 @@ static int p_headers_complete(llhttp_t *p)
         req->path = req->target;
         req->query = (weft_str_t){req->target.base + req->target.len, 0};
     }
-    if (!weft__http_target_clean(req->target.base, req->target.len))
+    if (!f->checked && !weft__http_target_clean(req->target.base, req->target.len))
         return reject(c, 400, "control character in the target");
     req->authority = (weft_str_t){base, 0};
     if (req->target.base[0] != '/') {
-        const char *why = other_target_form(req, p->method);
+        const char *why = other_target_form(req, f->method);
         if (why) return reject(c, 400, why);
     }
 
@@ -356,13 +388,15 @@ static int p_headers_complete(llhttp_t *p)
         size_t vl = h->vlen;
         /* llhttp hands over the raw value: trim trailing whitespace; reject folds/CR/NUL. */
         while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) vl--;
-        if (!weft__http_value_clean(v, vl))
-            return reject(c, 400, "line folding or control character in a header value");
+        if (!f->checked) {
+            if (!weft__http_value_clean(v, vl))
+                return reject(c, 400, "line folding or control character in a header value");
+            if (h->nlen == 0) return reject(c, 400, "empty header name");
+            if (!weft__http_tchars(hs[i].name.base, h->nlen))
+                return reject(c, 400, "invalid character in a header name");
+        }
         if (h->vlen == 0) v = base;
         hs[i].value = (weft_str_t){v, vl};
-        if (h->nlen == 0) return reject(c, 400, "empty header name");
-        if (!weft__http_tchars(hs[i].name.base, h->nlen))
-            return reject(c, 400, "invalid character in a header name");
         switch (h->nlen) {
         case 4:
             if (WEFT__HTTP_IEQ_LIT(hs[i].name.base, 4, "host")) {
@@ -394,10 +428,10 @@ static int p_headers_complete(llhttp_t *p)
         return reject(c, 400, "Transfer-Encoding in an HTTP/1.0 request");
     if (has_te && check_transfer_encoding(c, hs, c->nhdr) != 0) return -1;
 
-    bool chunked = (p->flags & F_CHUNKED) != 0;
-    req->content_length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : UINT64_MAX;
-    req->keep_alive = llhttp_should_keep_alive(p) != 0 && !p->upgrade; /* no upgrades: close */
-    req->is_head = p->method == HTTP_HEAD;
+    bool chunked = f->chunked;
+    req->content_length = f->content_length;
+    req->keep_alive = f->keep_alive;
+    req->is_head = f->method == HTTP_HEAD;
     req->start_ns = weft_now_ns();
     req->loop = c->l->loop;
 
@@ -416,7 +450,7 @@ static int p_headers_complete(llhttp_t *p)
     bool has_body = chunked || (req->content_length != UINT64_MAX && req->content_length > 0);
     /* An upgrade with a body is answered as a plain request (the body would come before the
      * switch); CONNECT is routed as usual (no route takes it: 404). */
-    req->upgrade = p->upgrade && p->method != HTTP_CONNECT && !has_body;
+    req->upgrade = f->upgrade && f->method != HTTP_CONNECT && !has_body;
     if (req->content_length != UINT64_MAX && req->content_length > c->body_limit)
         return reject(c, 413, "request body larger than the limit (http.max_body_size)");
     if (has_body) {
@@ -500,9 +534,9 @@ static int p_chunk_ext(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
-static int p_message_complete(llhttp_t *p)
+/* The whole message is read: its handler runs next, outside the parser. */
+static void message_complete(conn_t *c)
 {
-    conn_t *c = p->data;
     weft_http_request_t *req = &c->x->req;
     c->message_done = true;
     c->deadline = 0;
@@ -510,7 +544,49 @@ static int p_message_complete(llhttp_t *p)
     if (c->hstate == H_NONE) weft__http_handler_to(c, H_PENDING); /* not streamed */
     if (req->route && req->route->stream_body) c->stream_end_pending = true;
     weft__http_conn_to(c, C_HANDLER);
+}
+
+static int p_message_complete(llhttp_t *p)
+{
+    message_complete(p->data);
     return HPE_PAUSED;
+}
+
+long weft__http_fast_head(conn_t *c, const char *data, size_t n)
+{
+    weft_http_server_t *s = c->l->srv;
+    uint32_t cap = s->o.max_headers < INLINE_HEADERS ? s->o.max_headers : INLINE_HEADERS;
+    weft__head_t o;
+    if (!weft__head_scan(false, data, n, s->o.max_head, c->x->hoff_inline, cap, &o) ||
+        o.url_len > s->o.max_target) /* llhttp's path answers 414 */
+        return 0;
+    /* what p_message_begin, p_method, p_url and the header callbacks would have left */
+    weft__http_conn_to(c, C_HEAD);
+    c->deadline = weft__http_loop_now(c) + s->o.head_timeout_ms;
+    c->msg_begun = true;
+    c->msg_start = (size_t)(data - c->rbuf);
+    c->url_off = o.url_off;
+    c->url_len = o.url_len;
+    c->hoff = c->x->hoff_inline;
+    c->nhdr = o.nhdr;
+    c->in_value = true;
+    c->exec_base = data;
+    c->data_end = c->exec_off + o.len;
+    size_t mlen = o.url_off - 1;
+    head_facts_t f = {
+        .mname = llhttp_method_name((llhttp_method_t)o.method),
+        .mlen = mlen,
+        .method = o.method,
+        .minor = 1,
+        .keep_alive = !o.close,
+        .checked = true,
+        .content_length = UINT64_MAX,
+    };
+    int rc = head_complete(c, &f);
+    WEFT_ASSERT(rc <= 0); /* no body: nothing to pause for */
+    if (rc < 0) return -1;
+    message_complete(c);
+    return (long)o.len;
 }
 
 const llhttp_settings_t weft__http_parser_settings = {

@@ -46,6 +46,7 @@
 
 #include "core/arena.h"
 #include "core/assert.h"
+#include "http/head.h"
 #include "http/reader.h"
 #include "weft/http.h"
 
@@ -115,9 +116,7 @@ typedef enum __attribute__((packed)) {
     L_CLOSED,  /* the handle is closed, but a handler holds the request: its call frees it */
 } conn_life_t;
 
-typedef struct hdr_off_s {
-    uint32_t noff, nlen, voff, vlen;
-} hdr_off_t;
+typedef weft__hspan_t hdr_off_t; /* a header's offsets from msg_start (head.h) */
 
 typedef struct listener_s listener_t;
 typedef struct conn_s conn_t;
@@ -404,6 +403,11 @@ extern const llhttp_settings_t weft__http_parser_settings;
 
 /* Status and message for a parse error e (the one a callback chose, else from e). */
 int weft__http_error_status(conn_t *c, llhttp_errno_t e, const char **msg);
+/* A C_IDLE connection's next request, when data[0..n) begins with a whole plain head
+ * (head.h), read in one pass instead of by llhttp: its length (the request is then ready,
+ * as after llhttp's end of message; rpos and exec_off are the caller's to move), 0 to
+ * leave it to llhttp, or -1 when it is refused (c->err_status, c->err_msg). parse.c. */
+long weft__http_fast_head(conn_t *c, const char *data, size_t n);
 /* How many bytes from msg_start the complete head's strings reach in rbuf. */
 size_t weft__http_head_extent(const conn_t *c);
 /* The request's strings within those n bytes of rbuf point into copy (a copy of them). */
