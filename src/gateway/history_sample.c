@@ -219,7 +219,7 @@ static void respond_error(weft_http_request_t *req, int status, const char *para
     int n = snprintf(s, sizeof(s), "%s%s%s", param ? param : "", param ? ": " : "", msg);
     weft_json_put_str(&b, s, n > 0 && (size_t)n < sizeof(s) ? (size_t)n : strlen(msg));
     if (param) {
-        weft_buf_puts(&b, ",\"parameter\":");
+        weft_buf_puts(&b, ",\"field\":"); /* as the registry's API names it */
         weft_json_put_str(&b, param, strlen(param));
     }
     weft_buf_puts(&b, "}\n");

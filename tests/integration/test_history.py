@@ -179,4 +179,39 @@ def test_bad_parameters(weft, path, params, name):
     r = requests.get(f"{weft.url}{path}?{q}", timeout=WAIT)
     assert r.status_code == 400, r.text
     body = r.json()
-    assert body["parameter"] == name and body["error"].startswith(name + ": "), body
+    assert body["field"] == name and body["error"].startswith(name + ": "), body
+
+
+def test_check_history_with_output(weft, faulty):
+    """A health check's transitions with the output it had at each: registered (critical,
+    as Consul starts a check), passing at its first run against a healthy upstream, then
+    critical when the upstream answers 503, with that answer in the output; ?since= keeps
+    what is newer; an unknown check is a 404, a bad since a 400 naming it."""
+    up = faulty("web")
+    r = requests.put(weft.url + "/v1/agent/service/register", timeout=WAIT, json={
+        "Name": "web", "ID": "web-1", "Port": up.port,
+        "Check": {"HTTP": f"{up.url}/health", "Interval": "1s"}})
+    assert r.status_code == 200, r.text
+    url = weft.url + "/v1/weft/checks/service:web-1/history"
+
+    def moves():
+        r = get(url)
+        assert r.status_code == 200, r.text
+        return [(t["from"], t["to"]) for t in r.json()["transitions"]]
+    wait_for(lambda: ("critical", "passing") in moves(), "the check to pass", timeout=5)
+    up.set_fault("status", status=503, count=100000)
+    wait_for(lambda: ("passing", "critical") in moves(), "the check to fail", timeout=5)
+    h = get(url).json()
+    assert h["check_id"] == "service:web-1" and h["kept_max"] == 32 and h["dropped"] == 0
+    ts = h["transitions"]
+    assert [(t["from"], t["to"]) for t in ts] == [
+        ("critical", "critical"), ("critical", "passing"), ("passing", "critical")], ts
+    assert "200" in ts[1]["output"] and "503" in ts[2]["output"], ts
+    assert [t["time_ms"] for t in ts] == sorted(t["time_ms"] for t in ts)
+    assert abs(ts[2]["time_ms"] - time.time() * 1000) < 10_000
+    newer = get(url, params={"since": ts[1]["time_ms"]}).json()["transitions"]
+    assert [(t["from"], t["to"]) for t in newer] == [("passing", "critical")]
+    r = get(weft.url + "/v1/weft/checks/service:nope/history")
+    assert r.status_code == 404 and "service:nope" in r.json()["error"]
+    r = get(url, params={"since": "soon"})
+    assert r.status_code == 400 and r.json()["field"] == "since"
