@@ -84,9 +84,12 @@ def test_route_traffic_shows_within_two_seconds(spawn, tmp_path, faulty):
     h = first[0]
     assert all(t > since for t in h["times"]) and h["times"] == sorted(h["times"])
     # every request of the burst is in the samples after since, half of them 5xx
-    wait_for(lambda: sum(v or 0 for v in series_of(history(w, since=since), "requests_per_s",
-                                                    "api")) >= 79,
-             "all 80 requests counted", timeout=4)
+    def counted():
+        h = history(w, since=since)
+        prev = [since] + h["times"][:-1]
+        reqs = series_of(h, "requests_per_s", "api")
+        return sum((v or 0) * (t - p) / 1000 for v, t, p in zip(reqs, h["times"], prev)) > 79.5
+    wait_for(counted, "all 80 requests counted", timeout=4)
     h = history(w, since=since)
     reqs = series_of(h, "requests_per_s", "api")
     errs = series_of(h, "error_ratio", "api")
@@ -94,10 +97,14 @@ def test_route_traffic_shows_within_two_seconds(spawn, tmp_path, faulty):
     p99 = series_of(h, "p99_ms", "api")
     busy = [i for i, v in enumerate(reqs) if v]
     assert busy
-    total = sum(reqs[i] for i in busy)
-    assert 79 <= total <= 81, reqs  # 80 requests; a sample's seconds may be 1 +- a little
-    bad = sum(reqs[i] * errs[i] for i in busy)
-    assert abs(bad / total - 0.5) < 0.05, (reqs, errs)
+    # a rate is per second of the time since the sample before (since is the one before the
+    # first): rate x that time gives back the 80 requests
+    prev = [since] + h["times"][:-1]
+    secs = [(t - p) / 1000 for t, p in zip(h["times"], prev)]
+    total = sum(reqs[i] * secs[i] for i in busy)
+    assert abs(total - 80) < 0.5, (reqs, secs)
+    bad = sum(reqs[i] * secs[i] * errs[i] for i in busy)
+    assert abs(bad / total - 0.5) < 0.02, (reqs, errs)
     for i in busy:
         assert p50[i] is not None and 0 < p50[i] <= p99[i] <= 10000, (p50, p99)
     idle = series_of(h, "requests_per_s", "idle")
@@ -108,7 +115,10 @@ def test_route_traffic_shows_within_two_seconds(spawn, tmp_path, faulty):
     hu = history(w, series="upstreams", since=since)
     assert hu["series"] == "upstreams"
     ureq = series_of(hu, "requests_per_s", "api", f"127.0.0.1:{up.port}")
-    assert ureq is not None and sum(v or 0 for v in ureq) >= 79
+    uprev = [since] + hu["times"][:-1]
+    assert ureq is not None
+    assert abs(sum((v or 0) * (t - p) / 1000 for v, t, p in zip(ureq, hu["times"], uprev))
+               - 80) < 0.5, ureq
     # nothing newer than the last sample: empty arrays, same shape
     last = history(w)
     later = history(w, since=last["now_ms"] + 10_000)
@@ -151,7 +161,8 @@ def test_breaker_trip_and_its_reason(spawn, tmp_path, faulty):
     assert adm[-1]["detail"] == t["detail"]
     # after open_for, a request is the half-open probe; the upstream recovered: it closes
     up.set_fault("off")
-    time.sleep(2.1)
+    wait_for(lambda: get(w.api + "/v1/gateway/routes").json()[0]["breaker"]["ms_until_half_open"]
+             == 0, "open_for to pass", timeout=5)
     assert get(w.gw + "/flaky/x").status_code == 200
     later = get(w.api + "/v1/weft/history/transitions",
                 params={"route": "flaky", "since": t["time_ms"]}).json()["routes"][0]
