@@ -184,12 +184,12 @@ static const weft_conf_option_t serve_options[] = {
     {.key = "history.max_upstreams",
      .type = WEFT_CONF_UINT,
      .offset = offsetof(serve_conf_t, history_upstreams),
-     .def = "64",
+     .def = "128",
      .min = 1,
      .max = 4096,
      .env = "WEFT_HISTORY_MAX_UPSTREAMS",
-     .help = "upstreams (a route's breaker, its instances) the history tracks at once (18 KB "
-             "each); more are left out and counted"},
+     .help = "upstreams (a route's own breaker, each instance) the history tracks at once "
+             "(18 KB each); more are left out and counted"},
 };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
