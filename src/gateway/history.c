@@ -45,6 +45,7 @@ struct gw_hist_s {
     double bounds[WEFT_METRICS_MAX_BOUNDS];
     size_t nbounds;
     uint64_t last_ms;       /* the last sample's time */
+    uint64_t last_mono;     /* ... on the monotonic clock */
     gw_hist_slot_t *slots;  /* max_routes route slots, then max_upstreams upstream slots */
     size_t max[2];          /* per pool: 0 routes, 1 upstreams */
     size_t left_out[2];     /* keys left out of the last sample, per pool */
@@ -69,12 +70,17 @@ static gw_hist_slot_t *pool_slots(gw_hist_t *h, int pool)
     return pool ? h->slots + h->max[0] : h->slots;
 }
 
+/* Over the bytes a slot keeps of each name (a longer name is cut, and found by its cut). */
 static uint64_t key_hash(const char *route, const char *up)
 {
     uint64_t x = 1469598103934665603ull ^ (up ? 0x5bd1e995u : 0);
-    for (const char *c = route; *c; c++) x = (x ^ (unsigned char)*c) * 1099511628211ull;
+    size_t n = 0;
+    for (const char *c = route; *c && n < GW_HIST_ROUTE_MAX - 1; c++, n++)
+        x = (x ^ (unsigned char)*c) * 1099511628211ull;
     x = (x ^ 0xff) * 1099511628211ull;
-    for (const char *c = up ? up : ""; *c; c++) x = (x ^ (unsigned char)*c) * 1099511628211ull;
+    n = 0;
+    for (const char *c = up ? up : ""; *c && n < GW_HIST_UP_MAX - 1; c++, n++)
+        x = (x ^ (unsigned char)*c) * 1099511628211ull;
     return x ^ (x >> 31);
 }
 
@@ -321,12 +327,13 @@ static void column(gw_hist_t *h, gw_hist_slot_t *s, int pool, size_t col, double
     if (moved || s->listed) s->last_active = h->n;
 }
 
-void gw_hist_commit(gw_hist_t *h, uint64_t unix_ms, double budget_active, double budget_limit)
+void gw_hist_commit(gw_hist_t *h, uint64_t unix_ms, uint64_t mono_ms, double budget_active,
+                    double budget_limit)
 {
     if (h->n && unix_ms <= h->last_ms) unix_ms = h->last_ms + 1; /* times strictly increase */
-    /* rates per second of the time that passed (a late timer does not inflate them) */
-    double secs = h->n ? (double)(unix_ms - h->last_ms) / 1000.0 : 1.0;
-    if (secs <= 0) secs = 1.0;
+    /* rates per second of the time that passed, on the monotonic clock (a late timer does
+     * not inflate them, a step of the wall clock does not either) */
+    double secs = h->n && mono_ms > h->last_mono ? (double)(mono_ms - h->last_mono) / 1000.0 : 1.0;
     size_t col = (size_t)(h->n % h->cap);
     h->times[col] = unix_ms;
     h->budget[col] = (float)budget_active;
@@ -338,6 +345,7 @@ void gw_hist_commit(gw_hist_t *h, uint64_t unix_ms, double budget_active, double
     h->left_out[0] = h->left_now[0];
     h->left_out[1] = h->left_now[1];
     h->last_ms = unix_ms;
+    h->last_mono = mono_ms;
     h->n++;
 }
 

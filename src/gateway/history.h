@@ -100,13 +100,16 @@ void gw_hist_begin(gw_hist_t *h);
  * listed: the key is in the gateway's table now (a route, a breaker), so it stays while it
  * is, moving or not. */
 gw_hist_slot_t *gw_hist_key(gw_hist_t *h, const char *route, const char *upstream, bool listed);
-/* The sample is complete at unix_ms (wall clock, larger than the last): each seen slot's
+/* The sample is complete at unix_ms (wall clock; one not later than the last is taken as
+ * the last + 1, so times strictly increase) and mono_ms (a monotonic clock: rates are per
+ * second of its time since the last sample): each seen slot's
  * column gets the rates from its counters' change since the last sample (the first time:
  * from 0 when every counter is 0, or when the key is new since the last sample as far as
  * the history can tell (it has left out or evicted no key of its pool yet); else null), the
  * quantiles from its buckets' change; a slot not seen gets nulls. budget_*: the gateway's
  * retry budget now (retries in flight, and its limit). */
-void gw_hist_commit(gw_hist_t *h, uint64_t unix_ms, double budget_active, double budget_limit);
+void gw_hist_commit(gw_hist_t *h, uint64_t unix_ms, uint64_t mono_ms, double budget_active,
+                    double budget_limit);
 
 /* The q-quantile (0..1) of observations spread over buckets (non-cumulative counts, nbounds
  * + 1 of them, the last +Inf) by linear interpolation inside the bucket the rank falls in

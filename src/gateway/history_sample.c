@@ -163,7 +163,7 @@ static void sample(gw_history_t *hs, uint64_t loop_ms)
     weft_retry_budget_options_init(&bo);
     uint64_t limit = bs.requests_active * bo.ratio / 100;
     if (limit < bo.min_retries) limit = bo.min_retries;
-    gw_hist_commit(h, wall_ms(), (double)bs.retries_active, (double)limit);
+    gw_hist_commit(h, wall_ms(), loop_ms, (double)bs.retries_active, (double)limit);
     pthread_mutex_unlock(&hs->mu);
 }
 

@@ -63,7 +63,7 @@ static void tick(gw_hist_t *h, uint64_t t, const char *r, double req, double err
     s->cum[GW_HC_REQ] = req;
     s->cum[GW_HC_ERR] = err;
     if (buckets) memcpy(s->buckets, buckets, 5 * sizeof(uint64_t));
-    gw_hist_commit(h, t, 0, 3);
+    gw_hist_commit(h, t, t, 0, 3);
 }
 
 static void test_quantile(void **state)
@@ -119,7 +119,7 @@ static void test_first_sample_of_a_new_key(void **state)
     gw_hist_key(h, "a", NULL, true);
     gw_hist_slot_t *s = gw_hist_key(h, "b", NULL, false);
     s->cum[GW_HC_REQ] = 7;
-    gw_hist_commit(h, 2000, 0, 3);
+    gw_hist_commit(h, 2000, 2000, 0, 3);
     json_t *j = answer(h, false, 0, "b");
     assert_int_equal(json_array_size(json_object_get(j, "routes")), 1);
     assert_float_equal(val(j, "routes", 0, "requests_per_s", 1), 7, 1e-6);
@@ -164,10 +164,14 @@ static void test_wrap_around_and_since(void **state)
     j = answer(h, false, 1, NULL); /* older than the ring: all of it */
     assert_int_equal(json_array_size(json_object_get(j, "times")), 5);
     json_decref(j);
-    /* a clock that does not move on: times still increase */
-    tick(h, 13000, "r", 130, 0, NULL);
+    /* a wall clock stepped back: times still increase, and the rate is per second of the
+     * monotonic clock */
+    gw_hist_begin(h);
+    gw_hist_key(h, "r", NULL, true)->cum[GW_HC_REQ] = 140;
+    gw_hist_commit(h, 5000, 15000, 0, 3);
     j = answer(h, false, 13000, NULL);
     assert_int_equal(json_integer_value(json_array_get(json_object_get(j, "times"), 0)), 13001);
+    assert_float_equal(val(j, "routes", 0, "requests_per_s", 0), 10, 1e-6); /* 20 in 2 s */
     json_decref(j);
     gw_hist_free(h);
 }
@@ -185,7 +189,7 @@ static void test_bounds_left_out_and_eviction(void **state)
     assert_null(gw_hist_key(h, "d", NULL, false));
     assert_non_null(gw_hist_key(h, "x", "1.2.3.4:80", true));
     assert_null(gw_hist_key(h, "x", "1.2.3.4:81", true));
-    gw_hist_commit(h, 1000, 0, 3);
+    gw_hist_commit(h, 1000, 1000, 0, 3);
     assert_int_equal(gw_hist_left_out(h, false), 2);
     assert_int_equal(gw_hist_left_out(h, true), 1);
     json_t *j = answer(h, false, 0, NULL);
@@ -199,14 +203,14 @@ static void test_bounds_left_out_and_eviction(void **state)
         gw_hist_begin(h);
         gw_hist_key(h, "a", NULL, true);
         gw_hist_key(h, "b", NULL, false);
-        gw_hist_commit(h, t, 0, 3);
+        gw_hist_commit(h, t, t, 0, 3);
     }
     gw_hist_begin(h);
     gw_hist_key(h, "a", NULL, true);
     gw_hist_slot_t *c = gw_hist_key(h, "c", NULL, false);
     assert_non_null(c);
     c->cum[GW_HC_REQ] = 4;
-    gw_hist_commit(h, 5000, 0, 3);
+    gw_hist_commit(h, 5000, 5000, 0, 3);
     assert_int_equal(gw_hist_left_out(h, false), 0);
     j = answer(h, false, 0, NULL);
     json_t *routes = json_object_get(j, "routes");
@@ -219,6 +223,22 @@ static void test_bounds_left_out_and_eviction(void **state)
     size_t ci = strcmp(n0, "c") == 0 ? 0 : 1;
     for (size_t k = 0; k < 3; k++) assert_true(isnan(val(j, "routes", ci, "requests_per_s", k)));
     json_decref(j);
+    /* a name longer than a slot keeps is found again by its cut */
+    char longname[300];
+    for (size_t k = 0; k < sizeof(longname) - 1; k++) longname[k] = (char)('a' + k % 26);
+    longname[sizeof(longname) - 1] = 0;
+    gw_hist_t *h2 = mk(3, 100, 1);
+    gw_hist_slot_t *first = NULL;
+    for (uint64_t t = 1000; t <= 3000; t += 1000) {
+        gw_hist_begin(h2);
+        gw_hist_slot_t *s = gw_hist_key(h2, longname, NULL, false);
+        assert_non_null(s);
+        if (!first) first = s;
+        assert_ptr_equal(s, first); /* the same slot, not one more each time */
+        assert_int_equal(strlen(s->route), GW_HIST_ROUTE_MAX - 1);
+        gw_hist_commit(h2, t, t, 0, 3);
+    }
+    gw_hist_free(h2);
     /* the memory never changed */
     assert_int_equal(gw_hist_bytes(h), bytes);
     gw_hist_free(h);
@@ -246,9 +266,9 @@ static void test_upstream_gauges_and_unseen_keys(void **state)
     u->gauge[1] = 0.62;
     u->gauge[2] = 4500;
     u->cum[GW_HC_REQ] = 0;
-    gw_hist_commit(h, 1000, 0, 3);
+    gw_hist_commit(h, 1000, 1000, 0, 3);
     gw_hist_begin(h); /* not seen this time: nulls, not the last values */
-    gw_hist_commit(h, 2000, 0, 3);
+    gw_hist_commit(h, 2000, 2000, 0, 3);
     json_t *j = answer(h, true, 0, NULL);
     assert_string_equal(json_string_value(json_object_get(j, "series")), "upstreams");
     json_t *e = json_array_get(json_object_get(j, "upstreams"), 0);
