@@ -167,10 +167,17 @@ static void sample(gw_history_t *hs, uint64_t loop_ms)
     pthread_mutex_unlock(&hs->mu);
 }
 
+/* The monotonic clock now, in ms: the workers' loop clock (uv_now) is uv_hrtime's, cached at
+ * each loop iteration; the control loop's cached one may be old by a long callback, and a
+ * rate is per second of this clock. */
+static uint64_t mono_ms(void)
+{
+    return uv_hrtime() / 1000000;
+}
+
 static void on_tick(uv_timer_t *t)
 {
-    gw_history_t *hs = t->data;
-    sample(hs, uv_now(t->loop));
+    sample(t->data, mono_ms());
 }
 
 static void part_start(weft_host_t *h, void *arg)
@@ -182,7 +189,7 @@ static void part_start(weft_host_t *h, void *arg)
     hs->timer.data = hs;
     hs->timer_on = true;
     /* the first sample at once: it sets every counter's base, so the next is a rate */
-    sample(hs, uv_now(loop));
+    sample(hs, mono_ms());
     uv_timer_start(&hs->timer, on_tick, 1000, 1000);
 }
 
