@@ -81,6 +81,10 @@ typedef struct weft_breaker_stats_s {
     uint64_t transitions;          /* state changes since creation */
     uint64_t opens;                /* of them, into OPEN */
     uint64_t rejected;             /* allow() calls that returned 0 */
+    /* the window and the run of failures as they were when CLOSED last went OPEN (the
+     * numbers behind its reason; 0 before any such trip) */
+    uint64_t trip_calls, trip_failures, trip_slow;
+    unsigned trip_consecutive;
 } weft_breaker_stats_t;
 
 /** Fills o with the defaults above. */

@@ -39,6 +39,8 @@ typedef struct serve_conf_s {
     bool tracing;
     double sample_ratio;
     double sample_rate;
+    bool history;
+    uint64_t history_routes, history_upstreams;
 } serve_conf_t;
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -163,6 +165,31 @@ static const weft_conf_option_t serve_options[] = {
              "sample_ratio, parent-based; the gateway's routes with a tracing block each "
              "count their own): a gateway at 50,000 requests/s stores 100 traces a second, "
              "not 50,000; 0: no cap"},
+    {.key = "history.enabled",
+     .type = WEFT_CONF_BOOL,
+     .offset = offsetof(serve_conf_t, history),
+     .def = "true",
+     .env = "WEFT_HISTORY",
+     .help = "keep the gateway's last 15 minutes per route and upstream at one sample a "
+             "second in memory, for the dashboard (GET /v1/weft/history)"},
+    {.key = "history.max_routes",
+     .type = WEFT_CONF_UINT,
+     .offset = offsetof(serve_conf_t, history_routes),
+     .def = "64",
+     .min = 1,
+     .max = 4096,
+     .env = "WEFT_HISTORY_MAX_ROUTES",
+     .help = "routes the history tracks at once (28.8 KB each); more are left out and "
+             "counted"},
+    {.key = "history.max_upstreams",
+     .type = WEFT_CONF_UINT,
+     .offset = offsetof(serve_conf_t, history_upstreams),
+     .def = "128",
+     .min = 1,
+     .max = 4096,
+     .env = "WEFT_HISTORY_MAX_UPSTREAMS",
+     .help = "upstreams (a route's own breaker, each instance) the history tracks at once "
+             "(18 KB each); more are left out and counted"},
 };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -378,7 +405,11 @@ static int serve(int argc, char **argv)
     }
     weft_gateway_t *gw;
     rc = weft_gateway_new(weft_service_host(svc), &go, &gw, err, sizeof(err));
-    if (rc == 0 && (rc = weft_gateway_admin(gw, svc, cf.rc.acl_token, err, sizeof(err))) != 0)
+    gw_history_options_t ho = {.enabled = sc->history,
+                               .max_routes = (size_t)sc->history_routes,
+                               .max_upstreams = (size_t)sc->history_upstreams};
+    if (rc == 0 && ((rc = weft_gateway_admin(gw, svc, cf.rc.acl_token, err, sizeof(err))) != 0 ||
+                    (rc = weft_gateway_history(gw, svc, &ho, err, sizeof(err))) != 0))
         weft_gateway_free(gw);
     weft_collector_t *col = NULL;
     if (rc == 0) {

@@ -686,7 +686,7 @@ static void put_instance(weft_buf_t *b, const collect_t *c, const gw_route_t *r,
 static void put_transitions(weft_buf_t *b, gw_policy_t *p)
 {
     gw_transition_t t[GW_TRANSITIONS_KEPT];
-    size_t n = gw_policy_transitions(p, t, GW_TRANSITIONS_KEPT);
+    size_t n = gw_policy_transitions(p, t, GW_TRANSITIONS_KEPT, NULL);
     weft_buf_puts(b, ",\"transitions\":[");
     for (size_t k = 0; k < n; k++) {
         char when[40];
@@ -705,6 +705,8 @@ static void put_transitions(weft_buf_t *b, gw_policy_t *p)
         put_strkey(b, "to", weft_breaker_state_name((weft_breaker_state_t)t[k].to));
         weft_buf_putc(b, ',');
         put_strkey(b, "reason", weft_breaker_reason_name((weft_breaker_reason_t)t[k].reason));
+        weft_buf_putc(b, ',');
+        put_strkey(b, "detail", t[k].detail);
         weft_buf_putc(b, '}');
     }
     weft_buf_putc(b, ']');

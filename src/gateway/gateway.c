@@ -358,5 +358,6 @@ void weft_gateway_free(weft_gateway_t *g)
     weft_retry_budget_free(g->budget);
     free(g->acl_token);
     gw_alog_free(g->alog); /* writes what is left */
+    weft__gw_history_free(g->history);
     free(g);
 }

@@ -6,6 +6,8 @@
 #ifndef WEFT_GATEWAY_H
 #define WEFT_GATEWAY_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "gateway/route.h"
@@ -68,6 +70,19 @@ int weft_gateway_new(weft_host_t *h, const weft_gateway_options_t *o, weft_gatew
  * a WEFT_E* code with err set. */
 int weft_gateway_admin(weft_gateway_t *g, weft_service_t *svc, const char *acl_token, char *err,
                        size_t errlen);
+
+/* The history (GET /v1/weft/history, docs/gateway.md "History"): history.* settings. */
+typedef struct gw_history_options_s {
+    bool enabled;         /* false: no ring, no sampler (the API answers 404) */
+    size_t max_routes;    /* routes tracked at once, 1..4096 */
+    size_t max_upstreams; /* upstreams (breakers and instances) tracked at once, 1..4096 */
+} gw_history_options_t;
+
+/* Adds the history to g: a ring sampled every second on the host's control loop, and
+ * GET /v1/weft/history and /v1/weft/history/transitions on svc's API server (before it
+ * runs). Returns 0 or a WEFT_E* code with err set. */
+int weft_gateway_history(weft_gateway_t *g, weft_service_t *svc, const gw_history_options_t *o,
+                         char *err, size_t errlen);
 
 /* Replaces the route table with routes[0..n) (moved in: the gateway owns them, also on
  * failure). A route whose name and policy settings (rate_limit, circuit_breaker) are those

@@ -68,7 +68,12 @@ struct weft_gateway_s {
     weft_metrics_family_t *fam_tun_active, *fam_tun_total;
     weft_tracer_t *tracer;       /* the host's; NULL: no spans, traceparent passed through */
     gw_alog_t *alog;             /* the JSON access log; NULL: off */
+    struct gw_history_s *history; /* history_sample.c; NULL: none */
 };
+
+typedef struct gw_history_s gw_history_t;
+/* history_sample.c: frees the history (after the host stopped). NULL: nothing. */
+void weft__gw_history_free(gw_history_t *hs);
 
 /* gateway.c: reads the configuration again and publishes its routes (the control loop).
  * Returns 0 with summary filled (may be NULL), or a WEFT_E* code with err set; logs the

@@ -68,12 +68,60 @@ static double state_value(weft_breaker_state_t s)
     return s == WEFT_BREAKER_CLOSED ? 0 : s == WEFT_BREAKER_OPEN ? 1 : 2;
 }
 
-/* A transition of the route's breaker (upstream "") or of an instance's: counted, logged. */
-static void transition_seen(gw_policy_t *p, const char *upstream, weft_breaker_state_t from,
-                            weft_breaker_state_t to, weft_breaker_reason_t reason)
+/* The reason of a transition with its numbers, from the breaker that moved (inside its
+ * callback: its stats are as of the transition; the window it tripped on is kept in trip_*,
+ * as the window itself is cleared when it opens). */
+static void transition_detail(const weft_breaker_t *b, const gw_breaker_conf_t *c,
+                              weft_breaker_reason_t reason, uint64_t now_ms, char *out, size_t cap)
+{
+    weft_breaker_stats_t st;
+    weft_breaker_stats(b, now_ms, &st);
+    double calls = st.trip_calls ? (double)st.trip_calls : 1;
+    switch (reason) {
+    case WEFT_BREAKER_CONSECUTIVE_FAILURES:
+        snprintf(out, cap, "%u consecutive failures >= %llu", st.trip_consecutive,
+                 (unsigned long long)c->consecutive_failures);
+        break;
+    case WEFT_BREAKER_FAILURE_RATE:
+        snprintf(out, cap, "failure rate %.2f >= %.2f over %llu requests",
+                 (double)st.trip_failures / calls, c->failure_rate / 100,
+                 (unsigned long long)st.trip_calls);
+        break;
+    case WEFT_BREAKER_SLOW_CALL_RATE:
+        snprintf(out, cap, "slow call rate %.2f >= %.2f over %llu requests (slow: >= %llu ms)",
+                 (double)st.trip_slow / calls, c->slow_call_rate / 100,
+                 (unsigned long long)st.trip_calls,
+                 (unsigned long long)(c->slow_call_ms ? c->slow_call_ms : 1000));
+        break;
+    case WEFT_BREAKER_HALF_OPEN_FAILURE:
+        snprintf(out, cap, "half-open probe failed; open again for %llu ms",
+                 (unsigned long long)st.open_for_ms);
+        break;
+    case WEFT_BREAKER_HALF_OPEN_SUCCESS:
+        snprintf(out, cap, "half-open probes succeeded (%llu of %llu)",
+                 (unsigned long long)c->half_open_requests,
+                 (unsigned long long)c->half_open_requests);
+        break;
+    case WEFT_BREAKER_OPEN_TIMEOUT:
+        snprintf(out, cap, "open for %llu ms; letting %llu probe requests through",
+                 (unsigned long long)st.open_for_ms, (unsigned long long)c->half_open_requests);
+        break;
+    case WEFT_BREAKER_NONE:
+        snprintf(out, cap, "none");
+        break;
+    }
+}
+
+/* A transition of the route's breaker (upstream "") or of an instance's (b: the breaker
+ * that moved, inside its callback): kept with its reason in words, counted, logged. */
+static void transition_seen(gw_policy_t *p, const weft_breaker_t *b, const char *upstream,
+                            weft_breaker_state_t from, weft_breaker_state_t to,
+                            weft_breaker_reason_t reason, uint64_t now_ms)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    char detail[GW_TRANSITION_DETAIL];
+    transition_detail(b, &p->route->breaker, reason, now_ms, detail, sizeof(detail));
     pthread_mutex_lock(&p->hist_mu);
     gw_transition_t *t = &p->hist[p->nhist++ % GW_TRANSITIONS_KEPT];
     t->unix_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
@@ -81,32 +129,35 @@ static void transition_seen(gw_policy_t *p, const char *upstream, weft_breaker_s
     t->from = (uint8_t)from;
     t->to = (uint8_t)to;
     t->reason = (uint8_t)reason;
+    memcpy(t->detail, detail, sizeof(detail));
     pthread_mutex_unlock(&p->hist_mu);
     if (p->fam_transitions) {
         const char *v[5] = {p->route->name, upstream, weft_breaker_state_name(from),
                             weft_breaker_state_name(to), weft_breaker_reason_name(reason)};
         weft_counter_inc(weft_metrics_counter_child(p->fam_transitions, v));
     }
+    char q[GW_TRANSITION_DETAIL + 8];
     if (to == WEFT_BREAKER_OPEN)
-        weft_warn("gateway", "circuit breaker opened", "route=%s upstream=%s from=%s reason=%s",
-                  p->route->name, upstream, weft_breaker_state_name(from),
-                  weft_breaker_reason_name(reason));
+        weft_warn("gateway", "circuit breaker opened",
+                  "route=%s upstream=%s from=%s reason=%s detail=%s", p->route->name, upstream,
+                  weft_breaker_state_name(from), weft_breaker_reason_name(reason),
+                  weft_log_quote(q, sizeof(q), detail, strlen(detail)));
     else
         weft_info("gateway", "circuit breaker moved",
-                  "route=%s upstream=%s from=%s to=%s reason=%s", p->route->name, upstream,
-                  weft_breaker_state_name(from), weft_breaker_state_name(to),
-                  weft_breaker_reason_name(reason));
+                  "route=%s upstream=%s from=%s to=%s reason=%s detail=%s", p->route->name,
+                  upstream, weft_breaker_state_name(from), weft_breaker_state_name(to),
+                  weft_breaker_reason_name(reason),
+                  weft_log_quote(q, sizeof(q), detail, strlen(detail)));
 }
 
 static void on_transition(void *data, weft_breaker_state_t from, weft_breaker_state_t to,
                           weft_breaker_reason_t reason, uint64_t now_ms)
 {
     gw_policy_t *p = data;
-    (void)now_ms;
     p->state = to;
     atomic_store_explicit(&p->fast_state, (int)to, memory_order_release);
     weft_gauge_set(p->state_gauge, state_value(to));
-    transition_seen(p, "", from, to, reason);
+    transition_seen(p, p->breaker, "", from, to, reason, now_ms);
 }
 
 static unsigned pct(double v)
@@ -276,10 +327,12 @@ void gw_policy_free(gw_policy_t *p)
     free(p);
 }
 
-size_t gw_policy_transitions(gw_policy_t *p, gw_transition_t *out, size_t cap)
+size_t gw_policy_transitions(gw_policy_t *p, gw_transition_t *out, size_t cap, uint64_t *seen)
 {
+    if (seen) *seen = 0;
     if (!p) return 0;
     pthread_mutex_lock(&p->hist_mu);
+    if (seen) *seen = p->nhist;
     uint64_t n = p->nhist < GW_TRANSITIONS_KEPT ? p->nhist : GW_TRANSITIONS_KEPT;
     if (n > cap) n = cap;
     for (uint64_t k = 0; k < n; k++) out[k] = p->hist[(p->nhist - n + k) % GW_TRANSITIONS_KEPT];
@@ -429,10 +482,9 @@ static void on_inst_transition(void *data, weft_breaker_state_t from, weft_break
                                weft_breaker_reason_t reason, uint64_t now_ms)
 {
     gw_inst_t *i = data;
-    (void)now_ms;
     atomic_store_explicit(&i->state, (int)to, memory_order_release);
     weft_gauge_set(i->gauge, state_value(to));
-    transition_seen(i->p, i->id, from, to, reason);
+    transition_seen(i->p, i->breaker, i->id, from, to, reason, now_ms);
 }
 
 static gw_inst_t *inst_new(gw_policy_t *p, const char *host, uint16_t port, uint64_t h,
@@ -715,4 +767,48 @@ const weft_ring_t *gw_policy_ring_put(gw_policy_t *p, uint64_t version, size_t n
     *c = (ring_cache_t){version, n, ring};
     weft_snap_publish(&p->ring_cache, c);
     return ring;
+}
+
+/* ---- the history's sampler ---- */
+
+/* b's numbers if its mutex is free now; else only the state. */
+static void sample_one(weft_breaker_t *b, pthread_mutex_t *mu, int state, const gw_breaker_conf_t *c,
+                       uint64_t now_ms, gw_breaker_sample_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->state = (weft_breaker_state_t)state;
+    s->rate_rule = c->failure_rate > 0;
+    if (pthread_mutex_trylock(mu) != 0) return;
+    weft_breaker_stats_t st;
+    weft_breaker_stats(b, now_ms, &st);
+    pthread_mutex_unlock(mu);
+    s->stats = true;
+    s->state = st.state;
+    s->failure_rate = st.window_calls ? (double)st.window_failures / (double)st.window_calls : 0;
+    s->window_calls = st.window_calls;
+    s->ms_until_half_open = st.ms_until_half_open;
+}
+
+void gw_policy_sample(gw_policy_t *p, uint64_t now_ms,
+                      void (*fn)(const char *upstream, const gw_breaker_sample_t *s, void *arg),
+                      void *arg)
+{
+    if (!p) return;
+    gw_breaker_sample_t s;
+    if (p->breaker) {
+        sample_one(p->breaker, &p->mu, atomic_load_explicit(&p->fast_state, memory_order_acquire),
+                   &p->route->breaker, now_ms, &s);
+        fn("", &s, arg);
+    }
+    if (!p->track) return;
+    weft_snap_read_lock();
+    const inst_index_t *ix = weft_snap_get(&p->insts);
+    for (size_t k = 0; ix && k < ix->n; k++) {
+        gw_inst_t *i = ix->all[k];
+        if (!i->breaker) continue;
+        sample_one(i->breaker, &i->mu, atomic_load_explicit(&i->state, memory_order_acquire),
+                   &p->route->breaker, now_ms, &s);
+        fn(i->id, &s, arg);
+    }
+    weft_snap_read_unlock();
 }

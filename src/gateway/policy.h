@@ -24,13 +24,16 @@ struct gw_route_s;
 
 /* The last transitions of a route's breakers (its own and its instances'), for the admin API:
  * "every transition with its reason" beside the counters and the log. */
-#define GW_TRANSITIONS_KEPT 32
+#define GW_TRANSITIONS_KEPT 64
+#define GW_TRANSITION_DETAIL 112 /* bytes of a transition's reason in words, its NUL included */
 
 typedef struct gw_transition_s {
     uint64_t unix_ms;   /* when (wall clock) */
     char upstream[72];  /* "HOST:PORT" of an instance's breaker; "" for the route's own */
     uint8_t from, to;   /* weft_breaker_state_t */
     uint8_t reason;     /* weft_breaker_reason_t */
+    /* the reason with its numbers: "failure rate 0.62 >= 0.50 over 21 requests" */
+    char detail[GW_TRANSITION_DETAIL];
 } gw_transition_t;
 
 typedef struct gw_policy_s {
@@ -68,8 +71,29 @@ typedef struct gw_policy_s {
     uint64_t nhist; /* transitions ever seen: hist[(nhist - 1) % KEPT] is the newest */
 } gw_policy_t;
 
-/* Copies p's kept transitions, oldest first, into out[0..cap); returns how many (0 for NULL). */
-size_t gw_policy_transitions(gw_policy_t *p, gw_transition_t *out, size_t cap);
+/* Copies p's kept transitions, oldest first, into out[0..cap); returns how many (0 for NULL).
+ * *seen (may be NULL): transitions p has seen since it was made (so those not kept are
+ * *seen minus GW_TRANSITIONS_KEPT, when more). */
+size_t gw_policy_transitions(gw_policy_t *p, gw_transition_t *out, size_t cap, uint64_t *seen);
+
+/* A breaker's state as the history's sampler reads it (gw_policy_sample). */
+typedef struct gw_breaker_sample_s {
+    weft_breaker_state_t state; /* as of its last transition (an atomic: exact) */
+    bool stats;                 /* the fields below were read (else its mutex was busy) */
+    bool rate_rule;             /* the breaker has a failure-rate rule: failure_rate means it */
+    double failure_rate;        /* 0..1, its window's failures over its calls */
+    uint64_t window_calls;
+    uint64_t ms_until_half_open; /* 0 unless OPEN */
+} gw_breaker_sample_t;
+
+/* Calls fn for the route's own breaker (upstream "") and for every instance with a breaker
+ * that p keeps, in no order (nothing when p is NULL). Never waits: a breaker's mutex is
+ * tried once (pthread_mutex_trylock), and when a request holds it, only the state (an
+ * atomic) is filled in and stats is false. Any thread registered with
+ * weft_snap_thread_register, holding the route's table. now_ms: the loop clock. */
+void gw_policy_sample(gw_policy_t *p, uint64_t now_ms,
+                      void (*fn)(const char *upstream, const gw_breaker_sample_t *s, void *arg),
+                      void *arg);
 
 typedef struct gw_policy_metrics_s {
     weft_metrics_family_t *state;       /* weft_breaker_state{route,upstream} */

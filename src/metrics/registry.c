@@ -44,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics/each.h"
 #include "metrics/metrics_int.h"
 
 /* ---- thread slots ---- */
@@ -847,4 +848,27 @@ size_t weft__child_exemplars(const struct weft_metric_child_s *c, weft__exemplar
         }
     }
     return n;
+}
+
+void weft__metrics_each(weft_metrics_family_t *fam,
+                        void (*fn)(const char *const *values, double value,
+                                   const uint64_t *buckets, void *arg),
+                        void *arg)
+{
+    if (!fam || fam->fn) return;
+    uint64_t b[WEFT_METRICS_MAX_BOUNDS + 1];
+    bool hist = fam->type == WEFT__HISTOGRAM;
+    /* the list is newest first and a child's next is fixed before it is published: a
+     * snapshot of the head is a list no writer changes */
+    for (struct weft_metric_child_s *c = atomic_load_explicit(&fam->children, memory_order_acquire);
+         c; c = c->next) {
+        double v = weft__child_sum(c, hist ? b : NULL);
+        fn((const char *const *)c->values, v, hist ? b : NULL, arg);
+    }
+}
+
+size_t weft__metrics_bounds(const weft_metrics_family_t *fam, const double **bounds)
+{
+    *bounds = fam ? fam->bounds : NULL;
+    return fam && fam->type == WEFT__HISTOGRAM ? fam->nbounds : 0;
 }

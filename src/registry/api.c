@@ -39,6 +39,7 @@
 #include "core/json_write.h"
 #include "core/qs.h"
 #include "registry/acl.h"
+#include "registry/cklog.h"
 #include "registry/reg_int.h"
 #include "weft/log.h"
 #include "weft/weft.h"
@@ -1142,6 +1143,46 @@ static const struct {
 #define NREADS  (sizeof(reads) / sizeof(reads[0]))
 #define NWRITES (sizeof(writes) / sizeof(writes[0]))
 
+/* GET /v1/weft/checks/:id/history[?since=MS]: the check's last transitions with their
+ * outputs (cklog.c), for the dashboard. */
+static void on_check_history(weft_http_request_t *req, void *arg)
+{
+    weft_registry_t *r = arg;
+    weft_str_t id = weft_http_request_param(req, "id");
+    weft_qs_t q;
+    weft_qs_parse(req->query, &q);
+    weft_str_t v;
+    uint64_t since = 0;
+    if (weft_qs_get(&q, "since", &v)) {
+        bool ok = v.len > 0 && v.len <= 19;
+        for (size_t i = 0; ok && i < v.len; i++) {
+            ok = v.base[i] >= '0' && v.base[i] <= '9';
+            since = since * 10 + (uint64_t)(v.base[i] - '0');
+        }
+        if (!ok)
+            return respond_error(req, 400,
+                                 "since: must be a time in unix milliseconds (digits, at most 19)");
+    }
+    char cid[REG_MAX_ID + 1];
+    if (!id.base || id.len == 0 || id.len > REG_MAX_ID) {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "id: must be 1 to %d bytes", REG_MAX_ID);
+        return respond_error(req, 400, msg);
+    }
+    memcpy(cid, id.base, id.len);
+    cid[id.len] = 0;
+    weft_buf_t b;
+    weft_buf_init(&b, 1 << 20);
+    if (weft__cklog_json(r->cklog, cid, since, &b) != 0) {
+        weft_buf_free(&b);
+        char msg[REG_MAX_ID + 64];
+        snprintf(msg, sizeof(msg), "no transition of check \"%s\" is known", cid);
+        return respond_error(req, 404, msg);
+    }
+    weft_http_respond(req, 200, "application/json", b.p ? b.p : "{}", b.p ? b.len : 2);
+    weft_buf_free(&b);
+}
+
 int weft__reg_routes(weft_registry_t *r, char *err, size_t errlen)
 {
     /* Each route's argument: the registry and what the route does (freed with r). */
@@ -1175,6 +1216,11 @@ int weft__reg_routes(weft_registry_t *r, char *err, size_t errlen)
     int rc = weft_service_route(r->svc, "GET", "/v1/weft/events", on_events, r);
     if (rc != 0) {
         snprintf(err, errlen, "route GET /v1/weft/events: %s", weft_strerror(rc));
+        return rc;
+    }
+    rc = weft_service_route(r->svc, "GET", "/v1/weft/checks/:id/history", on_check_history, r);
+    if (rc != 0) {
+        snprintf(err, errlen, "route GET /v1/weft/checks/:id/history: %s", weft_strerror(rc));
         return rc;
     }
     return 0;

@@ -36,6 +36,7 @@
 
 #include "core/json_write.h"
 #include "registry/catalog.h"
+#include "registry/cklog.h"
 #include "registry/strmap.h"
 #include "weft/log.h"
 
@@ -117,6 +118,15 @@ static uint64_t now_ms(void)
 static uint64_t wall_ms(void)
 {
     return weft_wall_ns() / 1000000;
+}
+
+/* A check's transition (from == to: registered with that status), in its History and in
+ * the dashboard's log with its output then (cklog.h). */
+static void check_hist(weft_catalog_t *c, reg_check_t *k, weft_health_t from, weft_health_t to,
+                       uint64_t at_ms)
+{
+    weft__check_hist(k, from, to, at_ms);
+    weft__cklog_add(c->o.cklog, k->id, (int)from, (int)to, at_ms, k->output);
 }
 
 static const char *inst_key(const void *p)
@@ -725,7 +735,7 @@ void weft__cat_register(weft_catalog_t *c, reg_inst_t *in, bool replace_checks, 
             k->nhist = was->nhist;
             memcpy(k->hist, was->hist, sizeof(k->hist));
         } else {
-            weft__check_hist(k, k->status, k->status, wall_ms());
+            check_hist(c, k, k->status, k->status, wall_ms());
         }
     }
     if (old) {
@@ -819,7 +829,7 @@ void weft__cat_check_register(weft_catalog_t *c, reg_check_t *k, reg_done_t *d)
         c->index++;
         k->create_index = was ? was->create_index : c->index;
         k->modify_index = c->index;
-        weft__check_hist(k, k->status, k->status, wall_ms());
+        check_hist(c, k, k->status, k->status, wall_ms());
         if (!in || weft__inst_put_check(in, k) != 0) {
             weft_snap_release(in);
             weft__check_free(k);
@@ -837,7 +847,7 @@ void weft__cat_check_register(weft_catalog_t *c, reg_check_t *k, reg_done_t *d)
     }
     c->index++;
     k->create_index = k->modify_index = c->index;
-    weft__check_hist(k, k->status, k->status, wall_ms());
+    check_hist(c, k, k->status, k->status, wall_ms());
     uint32_t i = 0;
     while (i < c->nnode_checks && strcmp(c->node_checks[i]->id, k->id) != 0) i++;
     if (i == c->nnode_checks) {
@@ -969,7 +979,7 @@ static void set_status(weft_catalog_t *c, cat_rt_t *rt, weft_health_t st, const 
         }
         k->status = st;
         k->modify_index = c->index;
-        weft__check_hist(k, from, st, wall_ms());
+        check_hist(c, k, from, st, wall_ms());
         if (inst_put(c, in) != 0) return fail(d, 500, "out of memory");
         c->st.writes += 0;
         event(c, "health", in, in->id, in->name, k, from);
@@ -984,7 +994,7 @@ static void set_status(weft_catalog_t *c, cat_rt_t *rt, weft_health_t st, const 
     }
     cur->status = st;
     cur->modify_index = c->index;
-    weft__check_hist(cur, from, st, wall_ms());
+    check_hist(c, cur, from, st, wall_ms());
     node_changed(c);
     event(c, "health", NULL, "", "", cur, from);
     persist(c, 'c', cur->id, NULL, cur, d);
@@ -1061,7 +1071,7 @@ void weft__cat_maintenance(weft_catalog_t *c, const char *id, bool enable, const
             weft_snap_release(in);
             return fail(d, 500, "out of memory");
         }
-        weft__check_hist(k, WEFT_HEALTH_PASSING, WEFT_HEALTH_CRITICAL, wall_ms());
+        check_hist(c, k, WEFT_HEALTH_PASSING, WEFT_HEALTH_CRITICAL, wall_ms());
     } else {
         weft__inst_del_check(in, cid);
     }

@@ -100,6 +100,7 @@ typedef struct weft_catalog_options_s {
     void (*published)(void *arg, const reg_snap_t *snap, reg_events_t *events);
     void *arg;
     size_t max_instances; /* default 100000 */
+    struct reg_cklog_s *cklog; /* each check's transitions with outputs (cklog.h); NULL: none */
 } weft_catalog_options_t;
 
 /* A write's completion: status 0 (done and durable) or an HTTP status with a message. */

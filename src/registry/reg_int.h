@@ -60,6 +60,7 @@ struct weft_registry_s {
     reg_node_t node;
     weft_snap_cell_t cell;
     weft_catalog_t *cat;
+    struct reg_cklog_s *cklog; /* the checks' transitions with outputs (cklog.h) */
     weft_store_t *store;
     weft_checker_t *checker;
     weft_dns_server_t *dns;

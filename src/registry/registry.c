@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "registry/cklog.h"
 #include "registry/reg_int.h"
 #include "weft/log.h"
 
@@ -424,6 +425,7 @@ static int part_init(weft_host_t *h, void *arg)
         .published = on_published,
         .arg = r,
         .max_instances = r->conf.max_instances,
+        .cklog = r->cklog,
     };
     weft_checker_options_t ko;
     weft_checker_options_init(&ko);
@@ -507,7 +509,9 @@ int weft_registry_new(weft_service_t *svc, const weft_registry_options_t *o, wef
     r->svc = svc;
     r->host = weft_service_host(svc);
     r->conf = *o->conf;
-    if (o->data_dir && !(r->data_dir = strdup(o->data_dir))) {
+    if (!(r->cklog = weft__cklog_new()) ||
+        (o->data_dir && !(r->data_dir = strdup(o->data_dir)))) {
+        weft__cklog_free(r->cklog);
         free(r);
         snprintf(err, errlen, "out of memory");
         return WEFT_ENOMEM;
@@ -593,6 +597,7 @@ void weft_registry_free(weft_registry_t *r)
 {
     if (!r) return;
     weft_catalog_free(r->cat);
+    weft__cklog_free(r->cklog);
     weft_snap_cell_destroy(&r->cell);
     weft_dns_server_free(r->dns);
     free(r->route_args);

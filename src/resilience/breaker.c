@@ -51,6 +51,9 @@ struct weft_breaker_s {
     unsigned consecutive;
     unsigned trials_admitted, trials_recorded, trials_ok;
     uint64_t transitions, opens, rejected;
+    /* what the window held when CLOSED last opened (it is cleared then): for the reason */
+    uint64_t trip_calls, trip_failures, trip_slow;
+    unsigned trip_consecutive;
     bucket_t b[BUCKETS];
 };
 
@@ -178,6 +181,10 @@ static void transition(weft_breaker_t *b, weft_breaker_state_t to, weft_breaker_
         WEFT_ASSERT(0);
         return;
     }
+    if (from == WEFT_BREAKER_CLOSED && to == WEFT_BREAKER_OPEN) {
+        window_sum(b, now, &b->trip_calls, &b->trip_failures, &b->trip_slow);
+        b->trip_consecutive = b->consecutive;
+    }
     if (to == WEFT_BREAKER_OPEN) {
         b->opened_at = now;
         b->opens++;
@@ -303,6 +310,10 @@ void weft_breaker_stats(const weft_breaker_t *b, uint64_t now, weft_breaker_stat
     st->transitions = b->transitions;
     st->opens = b->opens;
     st->rejected = b->rejected;
+    st->trip_calls = b->trip_calls;
+    st->trip_failures = b->trip_failures;
+    st->trip_slow = b->trip_slow;
+    st->trip_consecutive = b->trip_consecutive;
 }
 
 const char *weft_breaker_state_name(weft_breaker_state_t s)

@@ -87,6 +87,10 @@ static void test_consecutive(void **state)
     assert_int_equal(st.ms_until_half_open, 4000);
     assert_string_equal(weft_breaker_reason_name(st.last_reason), "consecutive_failures");
     assert_string_equal(weft_breaker_state_name(st.state), "open");
+    /* the numbers behind the reason: the run that tripped it */
+    assert_int_equal(st.trip_consecutive, 3);
+    assert_int_equal(st.trip_calls, 6);
+    assert_int_equal(st.trip_failures, 5);
     weft_breaker_free(b);
 }
 
@@ -113,6 +117,12 @@ static void test_failure_rate_min_volume(void **state)
     call(b, 300, 1, 1);
     assert_int_equal(weft_breaker_state(b), WEFT_BREAKER_OPEN);
     assert_int_equal(l.why[0], WEFT_BREAKER_FAILURE_RATE);
+    /* the window it tripped on is kept (the window itself is cleared on opening) */
+    weft_breaker_stats(b, 300, &st);
+    assert_int_equal(st.window_calls, 0);
+    assert_int_equal(st.trip_calls, 10);
+    assert_int_equal(st.trip_failures, 9);
+    assert_int_equal(st.trip_slow, 0);
     weft_breaker_free(b);
 
     /* exactly below the rate stays closed: 4 failures of 10 is 40% */
