@@ -89,6 +89,16 @@ async function services(page) {
   })));
   await survey(page, 'services');
 
+  log('filter');
+  // The filter is part of the URL: a link to it opens the list filtered.
+  await page.fill('#svc-filter', 'no-such-thing');
+  await page.waitForSelector('text=No service matches the filter.', { timeout: WAIT });
+  out.filter_url = page.url();
+  await page.goto(`${base}/ui/#/services?q=${encodeURIComponent(cfg.service)}`);
+  await page.reload();
+  await page.waitForSelector(`#services tr[data-service="${cfg.service}"]`, { timeout: WAIT });
+  out.filter_value = await page.inputValue('#svc-filter');
+
   log('keyboard');
   // The service's link is reached with the keyboard and opens the service's own URL.
   await page.locator(`#services tr[data-service="${cfg.service}"] a`).focus();

@@ -267,6 +267,8 @@ def test_ui_services_live(spawn, tmp_path, e2e):
     # the list: the one service, its two instances, both passing
     assert out["list"] == [{"service": "hello", "health": "passing", "instances": 2,
                             "badges": ["2 passing"], "tags": []}], out["list"]
+    assert out["filter_url"].endswith("/ui/#/services?q=no-such-thing"), out["filter_url"]
+    assert out["filter_value"] == "hello"
     assert out["keyboard_url"].endswith("/ui/#/services/hello")
     assert out["focus_after_nav"] == "H1"
     # the service: each instance with its address, meta and checks as the API has them
