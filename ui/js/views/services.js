@@ -85,6 +85,35 @@ function listView(params, outlet, query) {
       h('label', { for: 'svc-health' }, 'Instances that are', hSelect)),
     body);
 
+  // Rows are kept by service and built again only when what they show changed, and the
+  // table is kept: a check's change redraws one row, not a thousand (the browser's style
+  // and layout of a long table, not the script, is what costs).
+  const kept = new Map(); // service name -> {sig, tr}
+  const tbody = h('tbody');
+  const table = h('div', { class: 'scroll' }, h('table', { id: 'services' },
+    h('caption', { class: 'sr-only' }, 'Services'),
+    h('colgroup', {}, h('col', { class: 'c-name' }), h('col', { class: 'c-num' }),
+      h('col', { class: 'c-health' }), h('col', { class: 'c-tags hide-narrow' })),
+    h('thead', {}, h('tr', {},
+      h('th', { scope: 'col' }, 'Service'), h('th', { scope: 'col', class: 'num' }, 'Instances'),
+      h('th', { scope: 'col' }, 'Health'), h('th', { scope: 'col', class: 'hide-narrow' }, 'Tags'))),
+    tbody));
+
+  function row(svc, n, tags, hl) {
+    const sig = JSON.stringify([svc.instances.size, n, tags]);
+    const k = kept.get(svc.name);
+    if (k && k.sig === sig) return k.tr;
+    const tr = h('tr', { 'data-service': svc.name, 'data-health': hl },
+      h('th', { scope: 'row' }, h('a', { href: href('services', svc.name),
+        'data-key': `svc:${svc.name}` }, svc.name)),
+      h('td', { class: 'num' }, svc.instances.size),
+      h('td', {}, h('div', { class: 'counts' },
+        HEALTHS.filter((x) => n[x]).map((x) => badge(x, n[x])))),
+      h('td', { class: 'hide-narrow' }, tagList(tags, `tags of ${svc.name}`)));
+    kept.set(svc.name, { sig, tr });
+    return tr;
+  }
+
   function draw(st) {
     last = st;
     if (!status(body, st)) return;
@@ -102,14 +131,9 @@ function listView(params, outlet, query) {
       if (filter.health && !n[filter.health]) continue;
       let hl = 'passing';
       for (const k of HEALTHS) if (n[k]) hl = worst(hl, k);
-      rows.push(h('tr', { 'data-service': svc.name, 'data-health': hl },
-        h('th', { scope: 'row' }, h('a', { href: href('services', svc.name),
-          'data-key': `svc:${svc.name}` }, svc.name)),
-        h('td', { class: 'num' }, svc.instances.size),
-        h('td', {}, h('div', { class: 'counts' },
-          HEALTHS.filter((k) => n[k]).map((k) => badge(k, n[k])))),
-        h('td', { class: 'hide-narrow' }, tagList(tags, `tags of ${svc.name}`))));
+      rows.push(row(svc, n, tags, hl));
     }
+    for (const name of kept.keys()) if (!st.services.has(name)) kept.delete(name);
     summary.textContent = `${plural(st.services.size, 'service')}, ${plural(ninst, 'instance')}: ` +
       HEALTHS.map((k) => `${total[k]} ${k}`).join(', ') + '.';
     if (!st.services.size) {
@@ -117,14 +141,17 @@ function listView(params, outlet, query) {
         'PUT /v1/agent/service/register, `weft register FILE`, or the SDK (--registry).'));
       return;
     }
-    replace(body, rows.length
-      ? h('div', { class: 'scroll' }, h('table', { id: 'services' },
-          h('caption', { class: 'sr-only' }, 'Services'),
-          h('thead', {}, h('tr', {},
-            h('th', { scope: 'col' }, 'Service'), h('th', { scope: 'col', class: 'num' }, 'Instances'),
-            h('th', { scope: 'col' }, 'Health'), h('th', { scope: 'col', class: 'hide-narrow' }, 'Tags'))),
-          h('tbody', {}, rows)))
-      : h('p', { class: 'empty' }, 'No service matches the filter.'));
+    if (!rows.length) {
+      replace(body, h('p', { class: 'empty' }, 'No service matches the filter.'));
+      return;
+    }
+    if (body.firstChild !== table) replace(body, table);
+    const cur = tbody.children;
+    if (cur.length === rows.length && rows.every((tr, i) => cur[i].dataset.service === tr.dataset.service)) {
+      for (let i = 0; i < rows.length; i++) if (cur[i] !== rows[i]) cur[i].replaceWith(rows[i]);
+    } else {
+      replace(tbody, rows);
+    }
   }
   return subscribe(draw);
 }
