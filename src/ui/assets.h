@@ -8,9 +8,9 @@
 #include <stddef.h>
 
 typedef struct weft_ui_asset_s {
-    const char *name;        /* path under ui/: "index.html", "js/app.js" */
-    const char *type;        /* Content-Type */
-    const char *etag;        /* strong, quoted: "\"<XXH3-128 hex>\"" of the bytes */
+    const char *name; /* path under ui/: "index.html", "js/app.js" */
+    const char *type; /* Content-Type */
+    const char *etag; /* strong, quoted: "\"<XXH3-128 hex>\"" of the bytes */
     const unsigned char *data;
     size_t len;
     const unsigned char *gz; /* gzip of data; NULL when it would not be smaller */

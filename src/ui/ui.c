@@ -30,9 +30,9 @@
 #include "ui/ui.h"
 #include "weft/weft.h"
 
-#define UI_CSP                                                                                 \
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "          \
-    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "                \
+#define UI_CSP                                                                                     \
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "                    \
     "form-action 'self'; frame-ancestors 'none'"
 
 static void common_headers(weft_http_request_t *req)

@@ -9,7 +9,8 @@
 // time it took is reported); maintenance on and off and deregister from the page; axe
 // scans (light and dark) and screenshots (laptop and phone widths) of each view.
 // SCENARIO "token": with acl.token set, a write from the page asks for the token in a form,
-// a wrong one is refused with the API's message, the right one is kept for the tab.
+// a wrong one is refused with the API's message, the right one is kept for the tab; then
+// weft is killed (CONFIG.weft_pid): the page says the stream is down and why a write failed.
 //
 // It prints one JSON object (what it saw: the test asserts on it) and exits 0; any step
 // that fails prints the step and the error on stderr, saves a screenshot, and exits 1.
@@ -212,6 +213,17 @@ async function token(page) {
   await page.keyboard.press('Escape');
   await page.waitForSelector('#token-dialog', { state: 'detached', timeout: WAIT });
   out.cancel_api = await api(`/v1/agent/checks`);
+  out.cancel_notice_hidden = await page.$eval('#notice', (n) => n.hidden);
+
+  log('weft-gone');
+  // weft killed: the header says the stream is down, and a write says why it failed.
+  process.kill(cfg.weft_pid, 'SIGKILL');
+  await page.waitForSelector('#live[data-state="down"]', { timeout: WAIT });
+  out.live_text = await page.textContent('#live');
+  await page.click('[data-action="maintenance"]');
+  await page.waitForSelector('#notice:not([hidden]) p', { timeout: WAIT });
+  out.gone_notice = await page.textContent('#notice p');
+  out.gone_notice_kind = await page.$eval('#notice', (n) => n.dataset.kind);
 }
 
 const launchArgs = process.getuid && process.getuid() === 0 ? ['--no-sandbox'] : [];
@@ -230,7 +242,7 @@ try {
     if (m.type() !== 'error') return;
     // Chromium logs every answer >= 400 to a fetch; those the test expects (403 without
     // the token) are told apart from the page's own errors.
-    if (m.text().startsWith('Failed to load resource')) out.http_errors.push(m.text());
+    if (m.text().startsWith('Failed to load resource')) out.http_errors.push({ step, text: m.text() });
     else out.errors.push(`console: ${m.text()}`);
   });
   const t = Date.now();

@@ -213,9 +213,9 @@ def start_fleet(spawn, tmp_path, n=2, token=None):
     """weft serve and n examples/hello instances registered with it (HTTP check every
     CHECK_INTERVAL), all passing. Returns (api port, [hello Procs], [their IDs])."""
     port = free_port()
-    spawn([WEFT, "serve", "--api", f"127.0.0.1:{port}", "--data-dir", tmp_path / "data",
-           "--workers", "2", "--log-level", "warn"], port, name="weft",
-          env={"WEFT_ACL_TOKEN": token} if token else None)
+    weft = spawn([WEFT, "serve", "--api", f"127.0.0.1:{port}", "--data-dir", tmp_path / "data",
+                  "--workers", "2", "--log-level", "warn"], port, name="weft",
+                 env={"WEFT_ACL_TOKEN": token} if token else None)
     hellos, ids = [], []
     for i in range(n):
         hp = free_port()
@@ -232,14 +232,17 @@ def start_fleet(spawn, tmp_path, n=2, token=None):
         return r.status_code == 200 and sorted(e["Service"]["ID"] for e in r.json()) == sorted(ids) \
             and all(k["Output"] for e in r.json() for k in e["Checks"])
     wait_for(all_passing, "every hello instance registered, probed and passing")
-    return port, hellos, ids
+    return port, hellos, ids, weft
 
 
 def assert_clean_run(out, allowed_http=()):
     assert out["foreign"] == [], f"requests left the page's origin: {out['foreign']}"
     assert out["errors"] == [], f"the page logged errors: {out['errors']}"
     for e in out["http_errors"]:
-        assert any(f"status of {s}" in e for s in allowed_http), e
+        if e["step"] == "weft-gone":  # weft was killed: its stream breaks, writes find no one
+            assert "net::ERR_" in e["text"], e
+        else:
+            assert any(f"status of {s}" in e["text"] for s in allowed_http), e
     for view, violations in out["axe"].items():
         bad = [v for v in violations if v["impact"] in ("serious", "critical")]
         assert not bad, f"axe-core, {view}: {json.dumps(bad, indent=1)}"
@@ -256,7 +259,7 @@ def test_ui_services_live(spawn, tmp_path, e2e):
     with SIGKILL turns critical on the page within its check interval plus 1 s;
     maintenance on and off and deregister work from the page; axe-core finds no serious or
     critical violation (light and dark); screenshots at laptop and phone widths."""
-    port, hellos, ids = start_fleet(spawn, tmp_path)
+    port, hellos, ids, _ = start_fleet(spawn, tmp_path)
     a, b = ids
     hellos[0].expect_exit = -9  # the page's test kills it
     before = {k["CheckID"]: k for k in get(f"http://127.0.0.1:{port}/v1/health/checks/hello").json()}
@@ -303,13 +306,16 @@ def test_ui_services_live(spawn, tmp_path, e2e):
 def test_ui_token(spawn, tmp_path, e2e):
     """With acl.token set, a write from the page is answered 403; the page asks for the
     token in a form (the API's message shown when a wrong one is refused), keeps it in
-    sessionStorage only, and the write succeeds; a cancelled form changes nothing."""
+    sessionStorage only, and the write succeeds; a cancelled form changes nothing. With
+    weft gone, the page says its stream is down and why a write failed."""
     secret = "s3cret-token"
-    port, hellos, ids = start_fleet(spawn, tmp_path, token=secret)
+    port, hellos, ids, weft = start_fleet(spawn, tmp_path, token=secret)
+    weft.expect_exit = -9  # the page's test kills it last
     out = e2e("token", {"url": f"http://127.0.0.1:{port}", "service": "hello",
-                        "instances": ids, "token": secret})
+                        "instances": ids, "token": secret, "weft_pid": weft.proc.pid})
     assert_clean_run(out, allowed_http=(403,))
-    assert len(out["http_errors"]) >= 2, out["http_errors"]  # without, then the wrong token
+    # 403s: without the token, then with the wrong one
+    assert sum("status of 403" in e["text"] for e in out["http_errors"]) >= 2, out["http_errors"]
     assert out["dialog_focus"] == "token-input"
     assert "permission denied" in out["refused_text"], out["refused_text"]
     assert f"_service_maintenance:{ids[0]}" not in checks_of(out["after_refused_api"]["body"])
@@ -319,3 +325,11 @@ def test_ui_token(spawn, tmp_path, e2e):
     assert out["dereg_api"]["status"] == 404, out["dereg_api"]
     assert "not registered" in out["gone_text"], out["gone_text"]
     assert f"_service_maintenance:{ids[1]}" not in checks_of(out["cancel_api"]["body"])
+    assert out["cancel_notice_hidden"] is True
+    # weft gone: the stream's state and the failed write are shown
+    assert weft.proc.wait(timeout=10) == -9
+    assert out["live_text"] == "reconnecting…", out["live_text"]
+    assert out["gone_notice_kind"] == "error"
+    assert out["gone_notice"] == (f"PUT /v1/agent/service/maintenance/{ids[1]}?enable=true&reason="
+                                  "set%20from%20the%20dashboard: no answer: weft cannot be reached"), \
+        out["gone_notice"]

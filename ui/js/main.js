@@ -6,6 +6,7 @@
 import { h } from './dom.js';
 import { start, onNavigate } from './router.js';
 import { onLive } from './registry.js';
+import { clearNotice } from './notice.js';
 import * as services from './views/services.js';
 
 const views = [services];
@@ -17,6 +18,7 @@ const links = views.map((v) => {
   return { a, segment: v.nav.segment };
 });
 onNavigate((segment) => {
+  clearNotice(); // a message is about the view it was given in
   for (const l of links) {
     if (l.segment === segment) l.a.setAttribute('aria-current', 'page');
     else l.a.removeAttribute('aria-current');

@@ -1,5 +1,6 @@
 // notice.js - the page's one message line (role="alert"): errors from the API, written as
-// it wrote them, and short confirmations. It stays until dismissed or replaced.
+// it wrote them, and short confirmations. It stays until dismissed, replaced, or the page
+// goes to another view.
 import { h, replace } from './dom.js';
 
 const el = () => document.getElementById('notice');

@@ -71,7 +71,9 @@ static int read_file(const char *path, unsigned char **out, size_t *len)
     fclose(f);
     if (bad) {
         fprintf(stderr, "ui_embed: %s: %s\n", path,
-                !p ? "out of memory" : n > MAX_FILE ? "larger than 4 MiB" : "read error");
+                !p             ? "out of memory"
+                : n > MAX_FILE ? "larger than 4 MiB"
+                               : "read error");
         free(p);
         return -1;
     }
@@ -147,8 +149,10 @@ int main(int argc, char **argv)
         a[i].name = name;
         for (const char *c = name; *c; c++)
             if (*c < 0x21 || *c > 0x7e || *c == '"' || *c == '\\' || *c == '?' || *c == '#') {
-                fprintf(stderr, "ui_embed: %s: a name must be printable ASCII without quotes, "
-                        "'?' or '#'\n", name);
+                fprintf(stderr,
+                        "ui_embed: %s: a name must be printable ASCII without quotes, "
+                        "'?' or '#'\n",
+                        name);
                 goto out;
             }
         if (name[0] == '/' || strstr(name, "..")) {
@@ -156,8 +160,10 @@ int main(int argc, char **argv)
             goto out;
         }
         if (!(a[i].type = type_of(name))) {
-            fprintf(stderr, "ui_embed: %s: unknown file type (add its extension to "
-                    "src/ui/embed/ui_embed.c)\n", name);
+            fprintf(stderr,
+                    "ui_embed: %s: unknown file type (add its extension to "
+                    "src/ui/embed/ui_embed.c)\n",
+                    name);
             goto out;
         }
         char path[4096];

@@ -25,14 +25,24 @@ static weft_str_t S(const char *s)
 static void test_accepts_gzip(void **state)
 {
     (void)state;
-    static const char *yes[] = {"gzip", "GZIP", "x-gzip", "gzip, deflate, br", "br;q=1, gzip;q=0.5",
-                                "*", "deflate, *", "gzip;q=0.001", " gzip ; q=1 ", "gzip;Q=1",
-                                "identity;q=0, gzip", "*;q=0, gzip", "gzip;level=9"};
+    static const char *yes[] = {"gzip",
+                                "GZIP",
+                                "x-gzip",
+                                "gzip, deflate, br",
+                                "br;q=1, gzip;q=0.5",
+                                "*",
+                                "deflate, *",
+                                "gzip;q=0.001",
+                                " gzip ; q=1 ",
+                                "gzip;Q=1",
+                                "identity;q=0, gzip",
+                                "*;q=0, gzip",
+                                "gzip;level=9"};
     for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
         assert_true(weft__ui_accepts_gzip(S(yes[i])));
-    static const char *no[] = {"", "identity", "br", "deflate", "gzip;q=0", "gzip;q=0.000",
-                               "*;q=0", "gzip;q=0, *", "gzipx", "xgzip", "gzi", ",,,", ";q=1",
-                               "*;q=0.0"};
+    static const char *no[] = {
+        "",      "identity", "br",  "deflate", "gzip;q=0", "gzip;q=0.000", "*;q=0", "gzip;q=0, *",
+        "gzipx", "xgzip",    "gzi", ",,,",     ";q=1",     "*;q=0.0"};
     for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
         assert_false(weft__ui_accepts_gzip(S(no[i])));
     assert_false(weft__ui_accepts_gzip((weft_str_t){NULL, 0})); /* no header */
@@ -42,12 +52,17 @@ static void test_etag_matches(void **state)
 {
     (void)state;
     const char *e = "\"abc\"";
-    static const char *yes[] = {"\"abc\"", "W/\"abc\"", "*", "\"x\", \"abc\"", "\"x\",W/\"abc\"",
-                                "  \"abc\"  ", "\"x\" , \"abc\" , \"y\""};
+    static const char *yes[] = {"\"abc\"",
+                                "W/\"abc\"",
+                                "*",
+                                "\"x\", \"abc\"",
+                                "\"x\",W/\"abc\"",
+                                "  \"abc\"  ",
+                                "\"x\" , \"abc\" , \"y\""};
     for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
         assert_true(weft__ui_etag_matches(S(yes[i]), e));
-    static const char *no[] = {"", "\"ab\"", "\"abcd\"", "abc", "\"abc", "W/abc", "\"x\", abc",
-                               "\"ABC\"", "w/\"abc\"", ","};
+    static const char *no[] = {"",      "\"ab\"",     "\"abcd\"", "abc",       "\"abc",
+                               "W/abc", "\"x\", abc", "\"ABC\"",  "w/\"abc\"", ","};
     for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
         assert_false(weft__ui_etag_matches(S(no[i]), e));
 }
