@@ -25,6 +25,7 @@
 #include "collector/collector.h"
 #include "gateway/gateway.h"
 #include "registry/registry.h"
+#include "ui/ui.h"
 #include "weft/weft.h"
 
 typedef struct serve_conf_s {
@@ -411,6 +412,7 @@ static int serve(int argc, char **argv)
     if (rc == 0 && ((rc = weft_gateway_admin(gw, svc, cf.rc.acl_token, err, sizeof(err))) != 0 ||
                     (rc = weft_gateway_history(gw, svc, &ho, err, sizeof(err))) != 0))
         weft_gateway_free(gw);
+    if (rc == 0 && (rc = weft_ui_register(svc, err, sizeof(err))) != 0) weft_gateway_free(gw);
     weft_collector_t *col = NULL;
     if (rc == 0) {
         weft_collector_options_t ko = {.conf = &cf.kc,

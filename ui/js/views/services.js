@@ -1,0 +1,309 @@
+// views/services.js - the Services view: every service and instance the registry holds,
+// each check with its status, output and recent transitions, tags and meta, live; and the
+// writes a user of the Consul UI expects from there: maintenance on and off, deregister.
+//
+//   #/services                    every service: instances, health counts, tags
+//   #/services?q=web&health=critical   the same, filtered (the filter is part of the URL)
+//   #/services/<name>             its instances, each with its checks, tags, meta, actions
+//   #/services/<name>/<id>        one instance, with each check's history of transitions
+import { h, replace, ago } from '../dom.js';
+import { href, route, setQuery } from '../router.js';
+import { write } from '../api.js';
+import { withToken, Cancelled } from '../auth.js';
+import { notify } from '../notice.js';
+import { subscribe, health, inMaintenance, refresh, worst } from '../registry.js';
+
+export const nav = { label: 'Services', href: '#/services', segment: 'services' };
+
+const HEALTHS = ['passing', 'warning', 'critical', 'maintenance'];
+
+function plural(n, word) { return `${n} ${word}${n === 1 ? '' : 's'}`; }
+
+function badge(status, extra) {
+  return h('span', { class: 'badge', 'data-health': status }, extra ? `${extra} ${status}` : status);
+}
+
+function tagList(tags, label) {
+  if (!tags.length) return h('span', { class: 'empty' }, 'none');
+  return h('ul', { class: 'tags', 'aria-label': label }, tags.map((t) => h('li', {}, t)));
+}
+
+function metaList(meta) {
+  const keys = Object.keys(meta).sort();
+  if (!keys.length) return h('p', { class: 'empty' }, 'No meta.');
+  return h('dl', { class: 'meta' }, keys.map((k) => [h('dt', {}, k), h('dd', {}, meta[k])]));
+}
+
+function status(root, st) {
+  if (st.error && !st.loaded) {
+    replace(root, h('p', { class: 'empty' }, `Cannot read the registry: ${st.error.message}`));
+    return false;
+  }
+  if (!st.loaded) {
+    replace(root, h('p', { class: 'empty' }, 'Loading…'));
+    return false;
+  }
+  return true;
+}
+
+// ---- #/services ----
+
+function counts(svc) {
+  const n = { passing: 0, warning: 0, critical: 0, maintenance: 0 };
+  for (const inst of svc.instances.values()) n[health(inst)]++;
+  return n;
+}
+
+function serviceTags(svc) {
+  const seen = new Set();
+  for (const inst of svc.instances.values()) for (const t of inst.tags) seen.add(t);
+  return [...seen];
+}
+
+function listView(params, outlet, query) {
+  const filter = { q: query.get('q') || '', health: query.get('health') || '' };
+  const summary = h('p', { class: 'sub', 'aria-live': 'polite' });
+  const body = h('div');
+  let last = null;
+  const onFilter = () => {
+    filter.q = qInput.value.trim();
+    filter.health = hSelect.value;
+    const qs = new URLSearchParams();
+    if (filter.q) qs.set('q', filter.q);
+    if (filter.health) qs.set('health', filter.health);
+    setQuery(qs);
+    if (last) draw(last);
+  };
+  const qInput = h('input', { id: 'svc-filter', type: 'search', value: filter.q,
+    placeholder: 'name or tag', oninput: onFilter, autocomplete: 'off' });
+  const hSelect = h('select', { id: 'svc-health', onchange: onFilter },
+    h('option', { value: '' }, 'any'),
+    HEALTHS.map((s) => h('option', { value: s, selected: s === filter.health }, s)));
+  outlet.append(h('h1', {}, 'Services'), summary,
+    h('div', { class: 'toolbar' },
+      h('label', { for: 'svc-filter' }, 'Filter', qInput),
+      h('label', { for: 'svc-health' }, 'Instances that are', hSelect)),
+    body);
+
+  // Rows are kept by service and built again only when what they show changed, and the
+  // table is kept: a check's change redraws one row, not a thousand (the browser's style
+  // and layout of a long table, not the script, is what costs).
+  const kept = new Map(); // service name -> {sig, tr}
+  const tbody = h('tbody');
+  const table = h('div', { class: 'scroll' }, h('table', { id: 'services' },
+    h('caption', { class: 'sr-only' }, 'Services'),
+    h('colgroup', {}, h('col', { class: 'c-name' }), h('col', { class: 'c-num' }),
+      h('col', { class: 'c-health' }), h('col', { class: 'c-tags hide-narrow' })),
+    h('thead', {}, h('tr', {},
+      h('th', { scope: 'col' }, 'Service'), h('th', { scope: 'col', class: 'num' }, 'Instances'),
+      h('th', { scope: 'col' }, 'Health'), h('th', { scope: 'col', class: 'hide-narrow' }, 'Tags'))),
+    tbody));
+
+  function row(svc, n, tags, hl) {
+    const sig = JSON.stringify([svc.instances.size, n, tags]);
+    const k = kept.get(svc.name);
+    if (k && k.sig === sig) return k.tr;
+    const tr = h('tr', { 'data-service': svc.name, 'data-health': hl },
+      h('th', { scope: 'row' }, h('a', { href: href('services', svc.name),
+        'data-key': `svc:${svc.name}` }, svc.name)),
+      h('td', { class: 'num' }, svc.instances.size),
+      h('td', {}, h('div', { class: 'counts' },
+        HEALTHS.filter((x) => n[x]).map((x) => badge(x, n[x])))),
+      h('td', { class: 'hide-narrow' }, tagList(tags, `tags of ${svc.name}`)));
+    kept.set(svc.name, { sig, tr });
+    return tr;
+  }
+
+  function draw(st) {
+    last = st;
+    if (!status(body, st)) return;
+    let ninst = 0;
+    const total = { passing: 0, warning: 0, critical: 0, maintenance: 0 };
+    const rows = [];
+    const q = filter.q.toLowerCase();
+    for (const svc of st.services.values()) {
+      const n = counts(svc);
+      const tags = serviceTags(svc);
+      ninst += svc.instances.size;
+      for (const k of HEALTHS) total[k] += n[k];
+      if (q && !svc.name.toLowerCase().includes(q) && !tags.some((t) => t.toLowerCase().includes(q)))
+        continue;
+      if (filter.health && !n[filter.health]) continue;
+      let hl = 'passing';
+      for (const k of HEALTHS) if (n[k]) hl = worst(hl, k);
+      rows.push(row(svc, n, tags, hl));
+    }
+    for (const name of kept.keys()) if (!st.services.has(name)) kept.delete(name);
+    summary.textContent = `${plural(st.services.size, 'service')}, ${plural(ninst, 'instance')}: ` +
+      HEALTHS.map((k) => `${total[k]} ${k}`).join(', ') + '.';
+    if (!st.services.size) {
+      replace(body, h('p', { class: 'empty' }, 'No service is registered. Services register with ' +
+        'PUT /v1/agent/service/register, `weft register FILE`, or the SDK (--registry).'));
+      return;
+    }
+    if (!rows.length) {
+      replace(body, h('p', { class: 'empty' }, 'No service matches the filter.'));
+      return;
+    }
+    if (body.firstChild !== table) replace(body, table);
+    const cur = tbody.children;
+    if (cur.length === rows.length && rows.every((tr, i) => cur[i].dataset.service === tr.dataset.service)) {
+      for (let i = 0; i < rows.length; i++) if (cur[i] !== rows[i]) cur[i].replaceWith(rows[i]);
+    } else {
+      replace(tbody, rows);
+    }
+  }
+  return subscribe(draw);
+}
+
+// ---- actions ----
+
+// Runs a write for instance id with the token when needed; says what happened.
+async function act(button, what, method, path) {
+  button.disabled = true;
+  try {
+    await withToken(() => write(method, path));
+    notify(what, 'info');
+    await refresh();
+  } catch (e) {
+    if (!(e instanceof Cancelled)) notify(e.message);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function actions(inst, confirming, redraw) {
+  const id = inst.id;
+  const enc = encodeURIComponent(id);
+  const maint = inMaintenance(inst);
+  const toggle = h('button', { type: 'button', 'data-key': `maint:${id}`, 'data-action': 'maintenance',
+    onclick: (e) => act(e.currentTarget, `${id}: maintenance ${maint ? 'off' : 'on'}`, 'PUT',
+      `/v1/agent/service/maintenance/${enc}?enable=${maint ? 'false' : 'true'}` +
+      (maint ? '' : `&reason=${encodeURIComponent('set from the dashboard')}`)) },
+  maint ? 'End maintenance' : 'Start maintenance');
+  if (!confirming.has(id)) {
+    return h('div', { class: 'actions' }, toggle,
+      h('button', { type: 'button', class: 'danger', 'data-key': `dereg:${id}`, 'data-action': 'deregister',
+        onclick: () => { confirming.add(id); redraw(`confirm:${id}`); } }, 'Deregister…'));
+  }
+  return h('div', { class: 'actions', role: 'group', 'aria-label': `Deregister ${id}?` },
+    h('span', {}, `Deregister ${id}?`),
+    h('button', { type: 'button', class: 'danger', 'data-key': `confirm:${id}`, 'data-action': 'confirm-deregister',
+      onclick: (e) => {
+        confirming.delete(id);
+        act(e.currentTarget, `${id}: deregistered`, 'PUT', `/v1/agent/service/deregister/${enc}`);
+      } }, 'Deregister'),
+    h('button', { type: 'button', 'data-key': `cancel:${id}`,
+      onclick: () => { confirming.delete(id); redraw(`dereg:${id}`); } }, 'Cancel'));
+}
+
+function checkItem(c, withHistory) {
+  return h('li', { 'data-check': c.id, 'data-status': c.status },
+    h('div', { class: 'check-head' }, badge(c.type === 'maintenance' ? 'maintenance' : c.status),
+      h('strong', {}, c.name || c.id), h('code', {}, c.id),
+      c.type ? h('span', { class: 'kind' }, [c.type, c.interval && `every ${c.interval}`,
+        c.ttl && `TTL ${c.ttl}`].filter(Boolean).join(', ')) : null),
+    c.notes ? h('p', { class: 'output' }, c.notes) : null,
+    c.output ? h('p', { class: 'output' }, c.output) : null,
+    withHistory && c.history.length
+      ? h('ol', { class: 'history', reversed: true, 'aria-label': `transitions of ${c.id}, newest first` },
+        [...c.history].reverse().map((t) => h('li', {},
+          `${t.From} → ${t.To}, `, h('time', { datetime: new Date(t.At).toISOString(),
+            title: new Date(t.At).toLocaleString() }, ago(t.At)))))
+      : null);
+}
+
+function instanceCard(inst, st, confirming, redraw) {
+  const hl = health(inst);
+  const titleId = `inst-${inst.id}`;
+  return h('article', { class: 'card', 'data-instance': inst.id, 'data-health': hl, 'aria-labelledby': titleId },
+    h('header', {},
+      h('h2', { id: titleId }, h('a', { href: href('services', inst.service, inst.id),
+        'data-key': `inst:${inst.id}` }, inst.id)),
+      badge(hl)),
+    h('p', { class: 'addr mono' }, `${inst.address || '(node address)'}:${inst.port}`),
+    inst.tags.length ? tagList(inst.tags, `tags of ${inst.id}`) : null,
+    Object.keys(inst.meta).length ? metaList(inst.meta) : null,
+    h('ul', { class: 'checks', 'aria-label': `checks of ${inst.id}` },
+      [...inst.checks.values()].map((c) => checkItem(c, false)),
+      [...st.nodeChecks.values()].map((c) => checkItem(c, false))),
+    actions(inst, confirming, redraw));
+}
+
+function crumbs(...items) {
+  return h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' },
+    h('ol', {}, items.map(([label, link]) => h('li', {}, link ? h('a', { href: link }, label)
+      : h('span', { 'aria-current': 'page' }, label)))));
+}
+
+// ---- #/services/<name> ----
+
+function serviceView({ name }, outlet) {
+  const sub = h('p', { class: 'sub' });
+  const body = h('div');
+  const confirming = new Set();
+  let last = null;
+  const redraw = (focusKey) => {
+    draw(last);
+    const el = focusKey && body.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
+    if (el) el.focus();
+  };
+  outlet.append(crumbs(['Services', '#/services'], [name]), h('h1', {}, name), sub, body);
+  function draw(st) {
+    last = st;
+    if (!status(body, st)) return;
+    const svc = st.services.get(name);
+    if (!svc) {
+      sub.textContent = '';
+      replace(body, h('p', { class: 'empty' }, `No instance of ${name} is registered.`));
+      return;
+    }
+    const n = counts(svc);
+    sub.textContent = `${plural(svc.instances.size, 'instance')}: ` +
+      HEALTHS.map((k) => `${n[k]} ${k}`).join(', ') + '.';
+    replace(body, h('div', { class: 'cards' },
+      [...svc.instances.values()].map((inst) => instanceCard(inst, st, confirming, redraw))));
+  }
+  return subscribe(draw);
+}
+
+// ---- #/services/<name>/<id> ----
+
+function instanceView({ name, id }, outlet) {
+  const body = h('div');
+  const confirming = new Set();
+  let last = null;
+  const redraw = (focusKey) => {
+    draw(last);
+    const el = focusKey && body.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
+    if (el) el.focus();
+  };
+  outlet.append(crumbs(['Services', '#/services'], [name, href('services', name)], [id]),
+    h('h1', {}, id), body);
+  function draw(st) {
+    last = st;
+    if (!status(body, st)) return;
+    const inst = st.byId.get(id);
+    if (!inst || inst.service !== name) {
+      replace(body, h('p', { class: 'empty' }, `${id} is not registered (any more). `,
+        h('a', { href: href('services', name) }, `Back to ${name}`)));
+      return;
+    }
+    const hl = health(inst);
+    replace(body, h('section', { class: 'card', 'data-instance': inst.id, 'data-health': hl,
+      'aria-label': `instance ${inst.id}` },
+      h('header', {}, h('p', { class: 'addr mono' }, `${inst.address || '(node address)'}:${inst.port}`),
+        badge(hl)),
+      h('h2', {}, 'Tags'), tagList(inst.tags, `tags of ${inst.id}`),
+      h('h2', {}, 'Meta'), metaList(inst.meta),
+      h('h2', {}, 'Checks'),
+      h('ul', { class: 'checks' }, [...inst.checks.values()].map((c) => checkItem(c, true)),
+        [...st.nodeChecks.values()].map((c) => checkItem(c, true))),
+      actions(inst, confirming, redraw)));
+  }
+  return subscribe(draw);
+}
+
+route('services', listView);
+route('services/:name', serviceView);
+route('services/:name/:id', instanceView);
