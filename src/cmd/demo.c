@@ -375,14 +375,15 @@ static int write_config(const demo_t *d, char *path, size_t cap)
                "# services; edit and `kill -HUP` weft serve to reload them.\n"
                "gateway:\n"
                "  routes:\n"
-               "    # straight to inventory, whose instances' breakers see inventory-2 fail\n"
+               "    # straight to inventory; its instances' breakers see inventory-2 fail, and\n"
+               "    # two failures in a row (now and then) open inventory-2's for 10 s\n"
                "    - name: inventory\n"
                "      match: { path_prefix: /inventory }\n"
                "      strip_prefix: true\n"
                "      service: inventory\n"
                "      timeout: 5s\n"
-               "      circuit_breaker: { failure_rate: 50%%, window: 10s, min_requests: 10, "
-               "open_for: 10s, scope: instance }\n"
+               "      circuit_breaker: { consecutive_failures: 2, open_for: 10s, "
+               "scope: instance }\n"
                "    # everything else to frontend, which calls orders, which calls inventory\n"
                "    - name: frontend\n"
                "      match: { path_prefix: / }\n"
@@ -680,8 +681,9 @@ static void print_summary(const demo_t *d)
         else
             snprintf(extra, sizeof(extra), "%s", hellos[i].role);
         snprintf(hp, sizeof(hp), "127.0.0.1:%u", c->port);
-        printf("  %-12s pid %-7d service %-10s http://%-16s%s%s\n", c->name, (int)c->pid,
-               hellos[i].service, hp, *extra ? " " : "", extra);
+        printf(*extra ? "  %-12s pid %-7d service %-10s http://%-16s %s\n"
+                      : "  %-12s pid %-7d service %-10s http://%s%s\n",
+               c->name, (int)c->pid, hellos[i].service, hp, extra);
     }
     if (d->rate > 0)
         printf("  %-12s %g requests/s through the gateway: http://%s%s, %s, %s\n", "traffic",

@@ -175,11 +175,12 @@ def gateway_counts(d):
     return out
 
 
-def assert_all_gone(d):
+def assert_all_gone(d, timeout=5):
     """Every process the demo said it started has ended, and its group is empty."""
     def gone():
         return not pgroup_members(d.pgid) and not any(alive(p) for p in d.pids.values())
-    wait_for(gone, f"the demo's processes ({d.pids}, group {d.pgid}) to be gone", timeout=5)
+    wait_for(gone, f"the demo's processes ({d.pids}, group {d.pgid}) to be gone",
+             timeout=timeout)
 
 
 def test_demo_runs_everything_and_sigint_stops_it(demo):
@@ -264,6 +265,16 @@ def test_sigterm_stops_everything_and_removes_its_temporary_directory(demo, tmp_
     assert "Terminated: stopping" in d.out()
     assert_all_gone(d)
     assert not data.exists(), "the temporary data directory outlives the demo"
+
+
+def test_children_stop_when_the_demo_is_killed_outright(demo):
+    """kill -9 of the demo leaves no orphan: each child asked for SIGTERM when its parent
+    dies (PR_SET_PDEATHSIG), and stops on it."""
+    d = demo("--rate", "1")
+    d.wait_started()
+    d.proc.kill()
+    d.proc.wait(timeout=WAIT)
+    assert_all_gone(d, timeout=20)
 
 
 def test_a_child_that_fails_at_start_stops_the_demo(tmp_path):
