@@ -373,6 +373,11 @@ static int write_config(const demo_t *d, char *path, size_t cap)
     }
     fprintf(f, "# written by `weft demo` (docs/demo.md): the gateway's routes to the demo's\n"
                "# services; edit and `kill -HUP` weft serve to reload them.\n"
+               "# on SIGTERM, 1 s of serving on before stopping: when the demo is killed\n"
+               "# outright every process gets SIGTERM at once, and the hellos' deregistrations\n"
+               "# must still find the registry\n"
+               "http:\n"
+               "  shutdown_delay: 1s\n"
                "gateway:\n"
                "  routes:\n"
                "    # straight to inventory; its instances' breakers see inventory-2 fail, and\n"
@@ -494,19 +499,21 @@ static void describe_status(const child_t *c, char *out, size_t cap)
         snprintf(out, cap, "exit status %d", WEXITSTATUS(c->status));
 }
 
-/* Whether every child still runs; one that ended is reported with its log's end. */
+/* Whether every child still runs; one found ended is reported (once) with its log's end. */
 static bool all_running(demo_t *d)
 {
     child_t *all[1 + NHELLO] = {&d->serve};
     for (int i = 0; i < NHELLO; i++) all[1 + i] = &d->hello_procs[i];
     bool ok = true;
     for (int i = 0; i < 1 + NHELLO; i++) {
+        bool known = all[i]->reaped;
         if (all[i]->pid <= 0 || !reap(all[i], false)) continue;
+        ok = false;
+        if (known) continue;
         char how[96];
         describe_status(all[i], how, sizeof(how));
         fprintf(stderr, "weft demo: %s (pid %d) ended: %s\n", all[i]->name, (int)all[i]->pid, how);
         print_log_tail(all[i]);
-        ok = false;
     }
     return ok;
 }

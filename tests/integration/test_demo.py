@@ -250,7 +250,9 @@ def test_demo_runs_everything_and_sigint_stops_it(demo):
     assert_all_gone(d)
     for name in ("frontend-1", "orders-1", "inventory-1", "inventory-2"):
         assert "msg=deregistered" in (d.data / f"{name}.log").read_text(), name
-    assert 'msg="shutting down" host=weft reason=SIGTERM' in (d.data / "weft.log").read_text()
+    # weft serve last, on SIGTERM, draining 1 s (weft.yaml's http.shutdown_delay)
+    assert re.search(r'msg="draining: .* host=weft reason=SIGTERM shutdown_delay_ms=1000',
+                     (d.data / "weft.log").read_text())
 
 
 def test_sigterm_stops_everything_and_removes_its_temporary_directory(demo, tmp_path):
