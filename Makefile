@@ -3,6 +3,9 @@
 #   make build   release build in build/: build/weft, build/libweft.so, build/examples/*
 #                (no unit tests unless BUILD_TESTS=ON: building needs no cmocka)
 #   make run     install what is missing, build, start `weft serve` on embedded defaults
+#   make demo    the same, then `weft demo`: weft serve with example services calling each
+#                other, traffic and a failing instance; prints the dashboard's URL
+#                (docs/demo.md; flags in DEMO_ARGS)
 #   make test    install what is missing; the release build (gcc, -Werror) with its unit
 #                tests, run there; build with ASan+UBSan (clang, with fuzzers) in
 #                build-asan/, run unit tests, fuzz smoke runs, integration tests; then
@@ -20,11 +23,12 @@ TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc)
 PYTHON     ?= /usr/bin/python3
 WEFT_ARGS  ?=
+DEMO_ARGS  ?=
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 BUILD_TESTS ?= OFF
 
-.PHONY: all build install release run test unit integration deps asan tsan tsan-unit \
+.PHONY: all build install release run demo test unit integration deps asan tsan tsan-unit \
         tsan-integration \
         bench format clean
 
@@ -51,6 +55,9 @@ release:
 
 run: deps build
 	$(BUILD)/weft serve $(WEFT_ARGS)
+
+demo: deps build
+	$(BUILD)/weft demo $(DEMO_ARGS)
 
 asan:
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \

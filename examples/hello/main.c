@@ -4,6 +4,7 @@
  *   hello [--name hello] [--port 8081] [--host 127.0.0.1] [--workers N] [--log-level info]
  *         [--access-log] [--access-log-file FILE] [--otlp 127.0.0.1:4318] [--config FILE]
  *         [--registry http://127.0.0.1:8500] [--registry-check-interval 10s] ...
+ *         [--fail-rate 0.2]
  *
  * GET /hello          200 "hello, world\n"
  * GET /hello/:name    200 "hello, NAME\n"
@@ -22,6 +23,12 @@
  *                     "status", "body"}, or "error" (ECONNREFUSED, ETIMEDOUT, ...) in place
  *                     of status and body; 503 {"error"} when there is no instance at all
  * GET /health, GET /metrics: from the SDK. Every request is counted, timed and traced.
+ * --fail-rate R (0 to 1, default 0) makes hello flaky on purpose, for demos and tests of
+ * what watches it (`weft demo` starts one such instance): each request to the routes above
+ * is answered 500 {"error":"injected failure","fail_rate":R} with probability R, before its
+ * handler runs; /health and /metrics never fail, so the registry's check keeps it passing
+ * and only the callers see the failures. It is hello's own flag (not the SDK's): it is
+ * taken out of argv before the SDK reads the rest, and --help lists it after the SDK's.
  * With --registry URL, hello registers itself with that registry (weft serve's API) once it
  * listens, with an HTTP check of its /health, and deregisters on SIGTERM before it exits.
  * The flags, their HELLO_* variables, the YAML file (http.* limits too) and --help all come
@@ -32,7 +39,10 @@
  * alone may set an exporter up (weft_otlp_options_from_env), else spans go nowhere.
  * Handlers run on the worker threads and share nothing, so they need no locks.
  */
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -40,14 +50,39 @@
 
 static weft_service_t *svc;
 
+/* --fail-rate: the share of requests answered 500 on purpose; set before the workers
+ * start, only read afterwards. */
+static double fail_rate;
+
+/* Whether this request fails on purpose (then it has been answered 500). Each worker
+ * thread draws from its own xorshift generator, seeded from the clock and its stack's
+ * address, so workers need no lock and no two draw the same sequence. */
+static bool injected_failure(weft_http_request_t *req)
+{
+    static _Thread_local uint64_t x;
+    if (fail_rate <= 0) return false;
+    if (x == 0) x = (weft_now_ns() ^ (uint64_t)(uintptr_t)&x) | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    if ((double)(x >> 11) / 9007199254740992.0 >= fail_rate) return false; /* [0, 1) */
+    char body[80];
+    int n = snprintf(body, sizeof(body), "{\"error\":\"injected failure\",\"fail_rate\":%g}\n",
+                     fail_rate);
+    weft_http_respond(req, 500, "application/json", body, (size_t)n);
+    return true;
+}
+
 static void hello(weft_http_request_t *req, void *arg)
 {
+    if (injected_failure(req)) return;
     static const char body[] = "hello, world\n";
     weft_http_respond(req, 200, "text/plain", body, sizeof(body) - 1);
 }
 
 static void hello_name(weft_http_request_t *req, void *arg)
 {
+    if (injected_failure(req)) return;
     weft_str_t name = weft_http_request_param(req, "name");
     size_t cap = name.len + 16;
     char *out = weft_http_request_alloc(req, cap);
@@ -63,6 +98,7 @@ static void hello_name(weft_http_request_t *req, void *arg)
 
 static void echo(weft_http_request_t *req, void *arg)
 {
+    if (injected_failure(req)) return;
     weft_str_t ct = weft_http_request_header(req, "content-type");
     char type[128] = "application/octet-stream";
     if (ct.base && ct.len < sizeof(type)) {
@@ -214,6 +250,7 @@ static void by_name(weft_http_request_t *req, bool all)
 
 static void call_by_name(weft_http_request_t *req, void *arg)
 {
+    if (injected_failure(req)) return;
     (void)arg;
     by_name(req, false);
 }
@@ -261,8 +298,48 @@ static void on_broadcast(int err, const weft_discovery_result_t *r, size_t n, vo
 
 static void broadcast(weft_http_request_t *req, void *arg)
 {
+    if (injected_failure(req)) return;
     (void)arg;
     by_name(req, true);
+}
+
+/* Takes --fail-rate R (or --fail-rate=R) out of argv (argc updated), into fail_rate.
+ * Returns 0, or -1 with a line in err (a bad value: the caller exits with status 2). */
+static int take_fail_rate(int *argc, char **argv, char *err, size_t errlen)
+{
+    static const char flag[] = "--fail-rate";
+    int out = 1;
+    for (int i = 1; i < *argc; i++) {
+        const char *v = NULL;
+        if (strcmp(argv[i], "--") == 0) { /* the SDK's: the rest is not flags */
+            while (i < *argc) argv[out++] = argv[i++];
+            break;
+        }
+        if (strcmp(argv[i], flag) == 0) {
+            if (i + 1 >= *argc) {
+                snprintf(err, errlen, "%s: expected a value", flag);
+                return -1;
+            }
+            v = argv[++i];
+        } else if (strncmp(argv[i], flag, sizeof(flag) - 1) == 0 &&
+                   argv[i][sizeof(flag) - 1] == '=') {
+            v = argv[i] + sizeof(flag);
+        } else {
+            argv[out++] = argv[i];
+            continue;
+        }
+        char *end;
+        errno = 0;
+        double r = strtod(v, &end);
+        if (!*v || *end || errno || !(r >= 0 && r <= 1)) {
+            snprintf(err, errlen, "%s: expected a number from 0 to 1, got \"%.64s\"", flag, v);
+            return -1;
+        }
+        fail_rate = r;
+    }
+    argv[out] = NULL;
+    *argc = out;
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -274,9 +351,20 @@ int main(int argc, char **argv)
     o.port = 8081;
     weft_service_settings_t *settings;
     char err[512];
+    if (take_fail_rate(&argc, argv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "hello: %s\n", err);
+        return 2;
+    }
     int rc = weft_service_options_from_args(&o, argc, argv, &settings, err, sizeof(err));
     if (rc != 0) { /* 1: --help was printed */
-        if (rc < 0) fprintf(stderr, "hello: %s\n", err);
+        if (rc < 0)
+            fprintf(stderr, "hello: %s\n", err);
+        else
+            printf("\nhello's own flag (not from the SDK; no key or variable):\n"
+                   "  --fail-rate number           answer this share of the requests to /hello,\n"
+                   "                               /echo, /call and /broadcast 500 on purpose\n"
+                   "                               (/health and /metrics never fail)\n"
+                   "                                 default 0, range 0..1\n");
         return rc < 0 ? 2 : 0;
     }
     if ((rc = weft_service_new(&o, &svc)) != 0) {

@@ -2,7 +2,8 @@
  * main.c - the weft command: `weft serve`, `weft version`, `weft config-docs`, help, and
  * the client commands of the API that `weft serve` runs: the registry's (`weft services`,
  * `instances`, `register`, `deregister`, `checks`: cli_registry.c) and the trace store's
- * (`weft traces`, `trace`: cli_traces.c), both through cli.c's frame.
+ * (`weft traces`, `trace`: cli_traces.c), both through cli.c's frame; and `weft demo`
+ * (demo.c), which runs `weft serve` with example services and traffic.
  *
  * `weft serve` runs the parts of the platform in one process. Today that is the HTTP API
  * (`/health`, `/metrics`, `/v1/status/leader`), built on the SDK's service so that weft's
@@ -22,6 +23,7 @@
 #include <sys/stat.h>
 
 #include "cmd/cli.h"
+#include "cmd/demo.h"
 #include "collector/collector.h"
 #include "gateway/gateway.h"
 #include "registry/registry.h"
@@ -202,6 +204,7 @@ static void usage(FILE *f)
             "usage: weft <command> [flags]\n\n"
             "commands:\n"
             "  serve                     run the platform (see `weft serve --help`)\n"
+            "  demo                      weft serve with example services and traffic\n"
             "  version                   print the version\n"
             "  config-docs               print the configuration reference (Markdown)\n"
             "  help [COMMAND]            this text, or a command's (as COMMAND --help)\n",
@@ -454,6 +457,16 @@ static int serve(int argc, char **argv)
     return rc == 0 && !failed ? 0 : 1;
 }
 
+const char *weft__serve_default(const char *key)
+{
+    serve_confs_t cf;
+    serve_confs_init(&cf);
+    for (size_t i = 0; i < N(cf.secs); i++)
+        for (size_t k = 0; k < cf.secs[i].n; k++)
+            if (strcmp(cf.secs[i].opts[k].key, key) == 0) return cf.secs[i].opts[k].def;
+    return NULL;
+}
+
 static int config_docs(void)
 {
     serve_confs_t cf;
@@ -475,6 +488,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0) return serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "demo") == 0) return weft__demo_run(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("weft %s\n", WEFT_VERSION);
         return 0;
@@ -483,7 +497,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         if (argc > 2 && strcmp(cmd, "help") == 0) { /* weft help CMD: weft CMD --help */
             char *args[] = {argv[2], "--help", NULL};
-            int rc = strcmp(argv[2], "serve") == 0 ? serve(2, args) : weft__cli_run(2, args);
+            int rc = strcmp(argv[2], "serve") == 0  ? serve(2, args)
+                     : strcmp(argv[2], "demo") == 0 ? weft__demo_run(2, args)
+                                                    : weft__cli_run(2, args);
             if (rc >= 0) return rc;
             fprintf(stderr, "weft: unknown command \"%s\"\n\n", argv[2]);
             usage(stderr);
