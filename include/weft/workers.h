@@ -74,6 +74,19 @@ WEFT_EXTERN int weft_workers_post(weft_workers_t *w, unsigned index, weft_worker
  */
 WEFT_EXTERN void weft_workers_stop(weft_workers_t *w, weft_worker_fn fn, void *arg);
 
+/**
+ * As weft_workers_stop, but each worker keeps taking posts after fn ran, until its own
+ * thread calls weft_workers_release: for a worker whose shutdown waits on answers that other
+ * threads post to it (a request held by a handler whose answer comes from the control loop).
+ */
+WEFT_EXTERN void weft_workers_stop_held(weft_workers_t *w, weft_worker_fn fn, void *arg);
+
+/**
+ * On worker index's own thread, after weft_workers_stop_held: no more posts are taken, the
+ * ones already queued run now, and the worker's loop may end. Calling it again does nothing.
+ */
+WEFT_EXTERN void weft_workers_release(weft_workers_t *w, unsigned index);
+
 /** Waits for every worker thread to end. Call after weft_workers_stop. */
 WEFT_EXTERN void weft_workers_join(weft_workers_t *w);
 

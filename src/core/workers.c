@@ -67,6 +67,7 @@ typedef struct worker_s {
     post_t *head, *tail;
     unsigned npost;
     int closed; /* no more posts are taken */
+    int held;   /* weft_workers_stop_held: posts are taken until weft_workers_release */
 } worker_t;
 
 struct weft_workers_s {
@@ -136,7 +137,10 @@ static void on_async(uv_async_t *a)
         free(p);
         p = next;
     }
-    if (stop && !uv_is_closing((uv_handle_t *)&wk->async))
+    uv_mutex_lock(&wk->mu);
+    int held = wk->held;
+    uv_mutex_unlock(&wk->mu);
+    if (stop && !held && !uv_is_closing((uv_handle_t *)&wk->async))
         uv_close((uv_handle_t *)&wk->async, NULL);
 }
 
@@ -259,8 +263,7 @@ int weft_workers_start(weft_workers_t *w, weft_worker_fn init, void *arg)
         uv_mutex_unlock(&wk->mu);
     }
     for (i = 0; err == 0 && i < w->n; i++)
-        if ((err = uv_thread_create(&w->workers[i].thread, worker_run, &w->workers[i])) != 0)
-            break;
+        if ((err = uv_thread_create(&w->workers[i].thread, worker_run, &w->workers[i])) != 0) break;
     for (unsigned j = i; j < prepared; j++) unprepare(&w->workers[j]);
     uv_mutex_lock(&w->mu);
     while (w->ready < i) uv_cond_wait(&w->cond, &w->mu);
@@ -301,7 +304,7 @@ static int post(worker_t *wk, weft_worker_fn fn, void *arg, int is_stop)
             wk->head = p;
         wk->tail = p;
         wk->npost++;
-        if (is_stop) wk->closed = 1;
+        if (is_stop) wk->closed = !wk->held;
         uv_async_send(&wk->async); /* under the lock: the handle is not closed yet */
     }
     uv_mutex_unlock(&wk->mu);
@@ -315,7 +318,7 @@ int weft_workers_post(weft_workers_t *w, unsigned index, weft_worker_fn fn, void
     return post(&w->workers[index], fn, arg, 0);
 }
 
-void weft_workers_stop(weft_workers_t *w, weft_worker_fn fn, void *arg)
+static void stop(weft_workers_t *w, weft_worker_fn fn, void *arg, int held)
 {
     uv_mutex_lock(&w->mu);
     int already = w->stopping;
@@ -323,6 +326,9 @@ void weft_workers_stop(weft_workers_t *w, weft_worker_fn fn, void *arg)
     uv_mutex_unlock(&w->mu);
     if (already) return;
     for (unsigned i = 0; i < w->n; i++) {
+        uv_mutex_lock(&w->workers[i].mu);
+        w->workers[i].held = held;
+        uv_mutex_unlock(&w->workers[i].mu);
         /* A stop post can only fail on allocation; retry briefly rather than hang a join. */
         for (int tries = 0; tries < 100; tries++) {
             int err = post(&w->workers[i], fn, arg, 1);
@@ -330,6 +336,30 @@ void weft_workers_stop(weft_workers_t *w, weft_worker_fn fn, void *arg)
             uv_sleep(10);
         }
     }
+}
+
+void weft_workers_stop(weft_workers_t *w, weft_worker_fn fn, void *arg)
+{
+    stop(w, fn, arg, 0);
+}
+
+void weft_workers_stop_held(weft_workers_t *w, weft_worker_fn fn, void *arg)
+{
+    stop(w, fn, arg, 1);
+}
+
+void weft_workers_release(weft_workers_t *w, unsigned index)
+{
+    if (index >= w->n) return;
+    worker_t *wk = &w->workers[index];
+    uv_mutex_lock(&wk->mu);
+    int was = wk->held;
+    wk->held = 0;
+    wk->closed = 1; /* no post can follow: the handle closes below */
+    uv_mutex_unlock(&wk->mu);
+    if (!was) return;
+    on_async(&wk->async); /* what was queued before the close runs now */
+    if (!uv_is_closing((uv_handle_t *)&wk->async)) uv_close((uv_handle_t *)&wk->async, NULL);
 }
 
 void weft_workers_join(weft_workers_t *w)

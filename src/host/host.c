@@ -320,6 +320,9 @@ static void worker_done(hworker_t *hw)
             pt->p.worker_stop(h, hw->loop, hw->index, pt->p.state_size ? hw->state + pt->off : NULL,
                               pt->p.arg);
     }
+    /* Answers posted to this worker until now (a registry write held over the shutdown)
+     * have run; none is taken after this. */
+    weft_workers_release(h->workers, hw->index);
     /* Only the last worker wakes the control loop, which then closes done_async: a send
      * from an earlier worker could otherwise come after that close. */
     if (atomic_fetch_add(&h->workers_done, 1) + 1 == h->n) uv_async_send(&h->done_async);
@@ -388,7 +391,10 @@ static void shut_down(weft_host_t *h, const char *why)
     for (unsigned i = h->nparts; i-- > 0;)
         if (h->parts[i].p.stop) h->parts[i].p.stop(h, h->parts[i].p.arg);
     close_signals(h);
-    weft_workers_stop(h->workers, worker_stop, h);
+    /* held: a worker takes posts until its listeners are shut down (worker_done), so that
+     * the answer to a request held over the shutdown (a registry write, decided on this
+     * loop) can still reach the worker that holds it */
+    weft_workers_stop_held(h->workers, worker_stop, h);
 }
 
 static void on_delay_over(uv_timer_t *t)
@@ -540,8 +546,7 @@ int weft_host_run(weft_host_t *h)
     }
     if ((err = control_init(h)) != 0) goto out;
     for (unsigned i = 0; i < h->nparts; i++) {
-        if (!h->parts[i].p.init || (err = h->parts[i].p.init(h, h->parts[i].p.arg)) == 0)
-            continue;
+        if (!h->parts[i].p.init || (err = h->parts[i].p.init(h, h->parts[i].p.arg)) == 0) continue;
         weft_error("host", "a part could not start", "host=%s part=%s err=%s", h->name,
                    h->parts[i].p.name, weft_strerror(err));
         h->shut = true;

@@ -229,3 +229,22 @@ def test_registers_once_the_registry_comes_and_again_after_it_lost_it(spawn, tmp
     wait_for(lambda: parked(w2) >= 1, "the watch parked at the new registry")
     r = get(h.url + "/call/hello/hello/two")
     assert r.status_code == 200 and r.text == "hello, two\n"
+
+
+def test_everything_stopped_at_once(spawn, reg):
+    """weft serve and its registered instances get SIGTERM together (docker compose down):
+    the instances' deregistrations arrive while weft serve shuts down. Each is answered (a
+    503 once the registry has stopped, or 200), and weft serve exits at once: before, the
+    answers could not reach the worker that held the request (its post queue closed at the
+    stop), so weft serve waited its whole 10 s shutdown timeout and leaked the requests."""
+    hellos = [start_hello(spawn, reg.registry) for _ in range(4)]
+    wait_for(lambda: passing_ids(reg) == sorted(h.id for h in hellos), "four hellos passing")
+    for p in [reg, *hellos]:
+        p.proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    for p in [reg, *hellos]:
+        assert p.stop(timeout=15) == 0
+    took = time.monotonic() - t0
+    log = tail(reg.log, 1 << 20)
+    assert "worker is gone" not in log, log
+    assert took < 5, f"weft serve and the hellos took {took:.1f}s to stop: {log}"

@@ -186,6 +186,46 @@ static void test_workers(void **state)
     weft_workers_free(w);
 }
 
+/* weft_workers_stop_held: a stopping worker still takes posts (an answer to a request its
+ * shutdown waits on) until its own thread releases it, here from a timer 50 ms after its
+ * stop function ran; after the release, posts are refused. */
+static weft_workers_t *held_w;
+static uv_timer_t held_timers[2];
+static atomic_int held_posts, held_released;
+
+static void on_held_timer(uv_timer_t *t)
+{
+    unsigned i = (unsigned)(t - held_timers);
+    atomic_fetch_add(&held_released, 1);
+    weft_workers_release(held_w, i);
+    weft_workers_release(held_w, i); /* twice: nothing more */
+    uv_close((uv_handle_t *)t, NULL);
+}
+static void on_held_stop(uv_loop_t *loop, unsigned i, void *arg)
+{
+    uv_timer_init(loop, &held_timers[i]);
+    uv_timer_start(&held_timers[i], on_held_timer, 50, 0);
+}
+static void on_held_post(uv_loop_t *loop, unsigned i, void *arg)
+{
+    assert_int_equal(atomic_load(&held_released), 0); /* it ran before the release */
+    atomic_fetch_add(&held_posts, 1);
+}
+
+static void test_workers_held(void **state)
+{
+    assert_int_equal(weft_workers_new(2, &held_w), 0);
+    assert_int_equal(weft_workers_start(held_w, NULL, NULL), 0);
+    weft_workers_stop_held(held_w, on_held_stop, NULL);
+    for (unsigned i = 0; i < 2; i++)
+        assert_int_equal(weft_workers_post(held_w, i, on_held_post, NULL), 0);
+    weft_workers_join(held_w);
+    assert_int_equal(atomic_load(&held_posts), 2);
+    assert_int_equal(atomic_load(&held_released), 2);
+    assert_int_equal(weft_workers_post(held_w, 0, on_held_post, NULL), WEFT_ECLOSED);
+    weft_workers_free(held_w);
+}
+
 /* Busy polling. Another thread wakes the worker every 2 ms (uv_async_send at absolute
  * times, so the period does not depend on how the worker sleeps); each wake-up works
  * (busy-waits) for a set time. Wake-ups 25 to 225 are measured with the thread's CPU clock
@@ -347,10 +387,14 @@ static void test_errf(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_arena),      cmocka_unit_test(test_log_quote_and_levels),
-        cmocka_unit_test(test_log_always), cmocka_unit_test(test_workers),
+        cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_log_quote_and_levels),
+        cmocka_unit_test(test_log_always),
+        cmocka_unit_test(test_workers),
         cmocka_unit_test(test_workers_post_while_starting),
-        cmocka_unit_test(test_errf),       cmocka_unit_test(test_workers_busy_poll),
+        cmocka_unit_test(test_workers_held),
+        cmocka_unit_test(test_errf),
+        cmocka_unit_test(test_workers_busy_poll),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
