@@ -18,7 +18,11 @@
 /* ---- on disk ---- */
 
 #define ST_BLOCK_MAGIC 0x31425457u /* "WTB1" little-endian */
-#define ST_HDR_LEN     48u
+/* A block header's last word (byte 44): flags. ST_BLK_CRC32C: its CRC is CRC-32C (written
+ * since 2026-12-06; hardware-computed, core/crc32c.h); without it, zlib's crc32 (older
+ * blocks, still read). */
+#define ST_BLK_CRC32C 1u
+#define ST_HDR_LEN    48u
 /* A block's payload before compression: appends are packed into blocks up to this; one
  * append larger than it is cut at span boundaries. 128 KiB: measured against 32, 64 and
  * 256 in store.c's essay (bytes per span fall as blocks grow; a trace read decompresses
@@ -274,6 +278,10 @@ static inline uint64_t st_le64(const uint8_t *p)
 {
     return (uint64_t)st_le32(p) | (uint64_t)st_le32(p + 4) << 32;
 }
+
+/* The CRC a block's header h (its first 40 bytes) and compressed payload should carry, by
+ * the kind its flags (byte 44) name. store.c. */
+uint32_t st_block_crc(const uint8_t *h, const uint8_t *payload, uint32_t clen);
 static inline void st_put32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)v;

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 #include <zstd.h>
 
 #include "collector/store_int.h"
@@ -74,9 +73,7 @@ static int blk_read(const loc_t *l, st_cent_t *e)
     if (got != (ssize_t)want)
         rc = WEFT_EIO;
     else {
-        uLong crc = crc32(0, buf, 40);
-        crc = crc32(crc, buf + ST_HDR_LEN, l->clen);
-        if ((uint32_t)crc != st_le32(buf + 40)) rc = WEFT_EIO;
+        if (st_block_crc(buf, buf + ST_HDR_LEN, l->clen) != st_le32(buf + 40)) rc = WEFT_EIO;
     }
     if (rc == 0) {
         size_t n = ZSTD_decompress(e->raw, l->rlen, buf + ST_HDR_LEN, l->clen);

@@ -28,8 +28,11 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <zlib.h>
 
 #include "collector/store.h"
+#include "collector/store_int.h"
+#include "core/crc32c.h"
 #include "weft/common.h"
 
 /* ---- fixture ---- */
@@ -988,6 +991,130 @@ static void test_sidecar(void **state)
     reopen_expect(f, 30, 0, 0, 30);
 }
 
+/* Blocks are written with CRC-32C (flags ST_BLK_CRC32C); blocks written before, with zlib's
+ * crc32 and flags 0, are still read: a store from an older weft opens whole. A block whose
+ * flags say crc32 while it carries a CRC-32C is damage (recovery ends the segment there). */
+static void rewrite_blocks(const char *path, bool old_crc_right)
+{
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    off_t size = lseek(fd, 0, SEEK_END), off = 0;
+    int blocks = 0;
+    while (off + ST_HDR_LEN <= size) {
+        uint8_t h[ST_HDR_LEN];
+        assert_int_equal(pread(fd, h, ST_HDR_LEN, off), ST_HDR_LEN);
+        assert_int_equal(st_le32(h), ST_BLOCK_MAGIC);
+        assert_int_equal(st_le32(h + 44), ST_BLK_CRC32C);
+        uint32_t clen = st_le32(h + 4);
+        uint8_t *pl = malloc(clen);
+        assert_non_null(pl);
+        assert_int_equal(pread(fd, pl, clen, off + ST_HDR_LEN), (ssize_t)clen);
+        uint32_t want = weft_crc32c(weft_crc32c(0, h, 40), pl, clen);
+        assert_int_equal(st_le32(h + 40), want);
+        memset(h + 44, 0, 4);
+        if (old_crc_right) {
+            uLong crc = crc32(0, h, 40);
+            crc = crc32(crc, pl, clen);
+            for (int i = 0; i < 4; i++) h[40 + i] = (uint8_t)(crc >> (8 * i));
+        }
+        assert_int_equal(pwrite(fd, h, ST_HDR_LEN, off), ST_HDR_LEN);
+        free(pl);
+        off += ST_HDR_LEN + clen;
+        blocks++;
+    }
+    assert_int_equal(off, size);
+    assert_true(blocks >= 3);
+    close(fd);
+}
+
+static void test_old_crc(void **state)
+{
+    fix_t *f = *state;
+    open_store(f);
+    waiter_reset();
+    uint64_t t = now_ns() - 60 * SEC;
+    char paths[8][256];
+    for (int b = 0; b < 3; b++) {
+        col_span_t sp[30];
+        for (int j = 0; j < 30; j++)
+            sp[j] = rich_span(400 + (uint64_t)b, (uint64_t)j + 1, t + (uint64_t)b);
+        append_ok(f, sp, 30);
+        wait_done(b + 1);
+    }
+    col_store_close(f->s);
+    f->s = NULL;
+    assert_int_equal(seg_files(f, paths, 8), 1);
+    char wti[300];
+    snprintf(wti, sizeof wti, "%.*s.wti", (int)strlen(paths[0]) - 4, paths[0]);
+    /* the segment as written, to restore after the damage */
+    off_t size = file_size(paths[0]);
+    uint8_t *orig = malloc((size_t)size);
+    assert_non_null(orig);
+    int fd = open(paths[0], O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, orig, (size_t)size, 0), size);
+    close(fd);
+    /* the sidecar as an older weft wrote it (records "WTI1" with zlib's crc32) is trusted
+     * too: seen by a damaged middle block, which only a query finds then (without the
+     * sidecar, recovery would end the segment there) */
+    fd = open(wti, O_RDWR);
+    assert_true(fd >= 0);
+    off_t wsize = lseek(fd, 0, SEEK_END), at = 0;
+    int records = 0;
+    while (at + 12 <= wsize) {
+        uint8_t h[12];
+        assert_int_equal(pread(fd, h, 12, at), 12);
+        assert_int_equal(st_le32(h), 0x32495457u); /* "WTI2" */
+        uint32_t len = st_le32(h + 4);
+        uint8_t *pl = malloc(len ? len : 1);
+        assert_non_null(pl);
+        assert_int_equal(pread(fd, pl, len, at + 12), (ssize_t)len);
+        uLong crc = crc32(0, pl, len);
+        memcpy(h, "WTI1", 4);
+        for (int i = 0; i < 4; i++) h[8 + i] = (uint8_t)(crc >> (8 * i));
+        assert_int_equal(pwrite(fd, h, 12, at), 12);
+        free(pl);
+        at += 12 + len;
+        records++;
+    }
+    close(fd);
+    assert_true(records >= 1);
+    off_t ends[2] = {0, 0};
+    {
+        fd = open(paths[0], O_RDONLY);
+        assert_true(fd >= 0);
+        uint8_t h[ST_HDR_LEN];
+        assert_int_equal(pread(fd, h, ST_HDR_LEN, 0), ST_HDR_LEN);
+        ends[0] = ST_HDR_LEN + (off_t)st_le32(h + 4);
+        assert_int_equal(pread(fd, h, ST_HDR_LEN, ends[0]), ST_HDR_LEN);
+        ends[1] = ends[0] + ST_HDR_LEN + (off_t)st_le32(h + 4);
+        close(fd);
+    }
+    flip_byte(paths[0], ends[0] + (ends[1] - ends[0]) / 2); /* the middle block's payload */
+    reopen_expect(f, 30, -1, 30, 90);
+    fd = open(paths[0], O_RDWR); /* the segment whole again */
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, orig, (size_t)size, 0), size);
+    close(fd);
+
+    /* flags 0 over a CRC-32C: damage; without the sidecar, recovery ends the segment at the
+     * first block */
+    rewrite_blocks(paths[0], false);
+    assert_int_equal(unlink(wti), 0);
+    reopen_expect(f, 0, 0, 0, 0);
+
+    /* the blocks as an older weft wrote them: flags 0 and zlib's crc32 */
+    fd = open(paths[0], O_RDWR | O_CREAT | O_TRUNC, 0644); /* recovery removed it, empty */
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, orig, (size_t)size, 0), size);
+    close(fd);
+    free(orig);
+    unlink(wti);
+    rewrite_blocks(paths[0], true);
+    reopen_expect(f, 30, 30, 30, 90); /* every block read and checked by recovery */
+    reopen_expect(f, 30, 30, 30, 90); /* again */
+}
+
 /* A child appends batches with sync on and writes each batch's number to a pipe from its
  * done(0); the parent kills it with SIGKILL after 30 acknowledgements (while it is still
  * appending); every acknowledged batch is there whole after a reopen. */
@@ -1316,6 +1443,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_zeroed_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sidecar, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_crc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_age, setup, teardown),
