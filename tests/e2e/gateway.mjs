@@ -107,9 +107,10 @@ async function gatewayViews(page) {
   await page.keyboard.press('ArrowLeft');
   out.readout = await page.textContent('figure.chart .readout');
   out.readout_focus = await page.evaluate(() => document.activeElement.className);
-  // the chart keeps its focus across the next poll's redraw
+  // the chart keeps its focus, and the readout its sample, across the next polls' redraws
   await page.waitForTimeout(1500);
   out.readout_focus_later = await page.evaluate(() => document.activeElement.className);
+  out.readout_later = await page.textContent('figure.chart .readout');
   await survey(page, 'gateway-route');
 }
 

@@ -133,6 +133,7 @@ def test_ui_gateway_and_breakers(spawn, tmp_path, faulty, e2e_gateway):
                                     for x in out["exemplars"]), out["exemplars"]
     assert "requests/s" in out["readout"] and ":" in out["readout"], out["readout"]
     assert out["readout_focus"] == out["readout_focus_later"] == "chart-box"
+    assert out["readout_later"] == out["readout"], (out["readout"], out["readout_later"])
 
     # Breakers: open, with its reason, counting down; then half-open after one probe
     assert out["trip_codes"][:10] == [503] * 10, out["trip_codes"]

@@ -92,10 +92,15 @@ export class Chart {
     }).observe(this.box);
   }
 
+  // times and data may be the same arrays as before, changed in place (history.js): the
+  // sample chosen is kept by its time, so that the readout stays on it as samples arrive
+  // (and says nothing new to a screen reader until a key moves it).
   update(times, data) {
-    const wasLast = this.cursor !== null && this.cursor === this.times.length - 1;
-    const shift = this.times.length && times.length ? times.indexOf(this.times[this.cursor ?? 0]) : -1;
-    if (this.cursor !== null) this.cursor = wasLast ? times.length - 1 : (shift >= 0 ? shift : null);
+    if (this.cursor !== null) {
+      const i = times.indexOf(this.cursorT);
+      this.cursor = i >= 0 ? i : (times.length ? 0 : null);
+      if (this.cursor !== null) this.cursorT = times[this.cursor];
+    }
     this.times = times;
     this.data = data;
     this.draw();
@@ -113,6 +118,7 @@ export class Chart {
     else return;
     e.preventDefault();
     this.cursor = c;
+    this.cursorT = this.times[c];
     this.draw();
   }
 
@@ -125,6 +131,7 @@ export class Chart {
     let best = 0;
     for (let i = 1; i < n; i++) if (Math.abs(this.times[i] - t) < Math.abs(this.times[best] - t)) best = i;
     this.cursor = best;
+    this.cursorT = this.times[best];
     this.draw();
   }
 

@@ -213,7 +213,8 @@ function view(params, outlet) {
     countdowns = t.countdowns;
     replace(grid, t.els);
     if (upstream !== null && entries[0]) {
-      replace(stripBox, h('h2', {}, 'State, last 15 minutes'), strip(hist.times, entries[0].series.state || []));
+      replace(stripBox, h('h2', {}, 'State, last 15 minutes'), strip(hist.times, entries[0].series.state || []),
+        h('p', { class: 'strip-axis', 'aria-hidden': 'true' }, h('span', {}, '15 min ago'), h('span', {}, 'now')));
     }
     const list = [];
     for (const [r, kept] of trans) {
