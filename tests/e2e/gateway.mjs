@@ -102,7 +102,12 @@ async function gatewayViews(page) {
   await page.waitForSelector('.exemplars a', { timeout: WAIT });
   out.exemplars = await page.$$eval('.exemplars a', (a) => a.map((x) => x.getAttribute('href')));
   out.breakers_links = await page.$$eval('main a[href^="#/breakers"]', (a) => a.map((x) => x.getAttribute('href')));
-  // the readout: the arrow keys walk the samples
+  // the readout: under the pointer (near the chart's right end: the newest samples)...
+  const box = await page.locator('figure.chart .chart-box').first().boundingBox();
+  await page.mouse.move(box.x + box.width - 12, box.y + box.height / 2);
+  out.hover_readout = await page.textContent('figure.chart .readout');
+  await page.mouse.move(0, 0);
+  // ... and the arrow keys walk the samples
   await page.locator('figure.chart .chart-box').first().focus();
   await page.keyboard.press('ArrowLeft');
   out.readout = await page.textContent('figure.chart .readout');

@@ -131,7 +131,8 @@ def test_ui_gateway_and_breakers(spawn, tmp_path, faulty, e2e_gateway):
     # name traces, and the latency chart links to them
     assert out["exemplars"] and all(re.fullmatch(r"#/traces/[0-9a-f]{32}", x)
                                     for x in out["exemplars"]), out["exemplars"]
-    assert "requests/s" in out["readout"] and ":" in out["readout"], out["readout"]
+    assert re.fullmatch(r"\d\d:\d\d:\d\d: requests/s [0-9.]+", out["hover_readout"]), out["hover_readout"]
+    assert re.fullmatch(r"\d\d:\d\d:\d\d: requests/s [0-9.]+", out["readout"]), out["readout"]
     assert out["readout_focus"] == out["readout_focus_later"] == "chart-box"
     assert out["readout_later"] == out["readout"], (out["readout"], out["readout_later"])
 

@@ -87,6 +87,14 @@ export function last(vals) {
   return null;
 }
 
+// The value of the last sample (null when that second had none: no request for a ratio
+// or a quantile), for "now" numbers that must not show an old second as current.
+export function now(vals) {
+  if (!vals || !vals.length) return null;
+  const v = vals[vals.length - 1];
+  return v === undefined ? null : v;
+}
+
 // Formatting shared by the gateway and breakers views.
 export function fmtRate(v) { return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2); }
 export function fmtPct(v) { return `${(v * 100).toFixed(v > 0 && v < 0.1 ? 1 : 0)}%`; }

@@ -13,7 +13,7 @@ import { h, replace } from '../dom.js';
 import { href, route } from '../router.js';
 import { get } from '../api.js';
 import { subscribe } from '../registry.js';
-import { pollHistory, last, fmtRate, fmtPct } from '../history.js';
+import { pollHistory, last, now, fmtRate, fmtPct } from '../history.js';
 
 export const nav = { label: 'Breakers', href: '#/breakers', segment: 'breakers' };
 
@@ -84,14 +84,14 @@ function countdownText(left, state) {
 // Draws the tiles of entries into grid; returns the countdowns to tick.
 function tiles(entries, hist, trans, big) {
   let maxRps = 0;
-  for (const e of entries) maxRps = Math.max(maxRps, last(e.series.requests_per_s) || 0);
+  for (const e of entries) maxRps = Math.max(maxRps, now(e.series.requests_per_s) || 0);
   const countdowns = [];
   const els = entries.map((e) => {
     const sr = e.series;
     const state = stateOf(sr);
-    const rps = last(sr.requests_per_s) || 0;
+    const rps = now(sr.requests_per_s) || 0;
     const fr = last(sr.failure_rate);
-    const er = last(sr.error_ratio);
+    const er = now(sr.error_ratio);
     const until = last(sr.ms_until_half_open) || 0;
     const r = maxRps > 0 ? 8 + 22 * Math.sqrt(rps / maxRps) : 8;
     const lastT = ((trans.get(e.route) || { list: [] }).list.filter((t) => t.upstream === e.upstream)).at(-1);
@@ -109,7 +109,7 @@ function tiles(entries, hist, trans, big) {
       h('dl', { class: 'meta' },
         h('dt', {}, 'Requests/s'), h('dd', {}, fmtRate(rps)),
         h('dt', {}, 'Failure rate (window)'), h('dd', {}, fr === null ? '–' : fmtPct(fr)),
-        h('dt', {}, 'Errors'), h('dd', {}, er === null ? '–' : fmtPct(er))),
+        h('dt', {}, 'Errors (last second)'), h('dd', {}, er === null ? '–' : fmtPct(er))),
       lastT ? h('p', { class: 'reason' }, `${TEXT[lastT.to] || lastT.to}: ${lastT.reason} (${lastT.detail})`) : null));
   });
   return { els, countdowns };

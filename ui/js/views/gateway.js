@@ -11,7 +11,7 @@ import { href, route } from '../router.js';
 import { get } from '../api.js';
 import { subscribe } from '../registry.js';
 import { Chart } from '../chart.js';
-import { pollHistory, last, fmtRate, fmtPct, fmtMs } from '../history.js';
+import { pollHistory, now, fmtRate, fmtPct, fmtMs } from '../history.js';
 
 export const nav = { label: 'Gateway', href: '#/gateway', segment: 'gateway' };
 
@@ -76,18 +76,18 @@ function listView(params, outlet) {
     const rows = [...names].sort((a, b) => (a === '-') - (b === '-') || a.localeCompare(b)).map((name) => {
       const sr = (hist.keys.get(name) || { series: {} }).series;
       const conf = routes.find((r) => r.name === name);
-      const rps = last(sr.requests_per_s);
+      const rps = now(sr.requests_per_s);
       total += rps || 0;
       return h('tr', { 'data-route': name, 'data-rps': rps ?? '' },
         h('th', { scope: 'row' }, name === '-' ? routeLabel(name)
           : h('a', { href: href('gateway', name), 'data-key': `route:${name}` }, name)),
         h('td', { class: 'num' }, dash(rps, fmtRate)),
-        h('td', { class: 'num' }, dash(last(sr.error_ratio), fmtPct)),
-        h('td', { class: 'num' }, dash(last(sr.p50_ms), fmtMs)),
-        h('td', { class: 'num hide-narrow' }, dash(last(sr.p95_ms), fmtMs)),
-        h('td', { class: 'num' }, dash(last(sr.p99_ms), fmtMs)),
-        h('td', { class: 'num hide-narrow' }, dash(last(sr.rate_limited_per_s), fmtRate)),
-        h('td', { class: 'num hide-narrow' }, dash(last(sr.retries_per_s), fmtRate)),
+        h('td', { class: 'num' }, dash(now(sr.error_ratio), fmtPct)),
+        h('td', { class: 'num' }, dash(now(sr.p50_ms), fmtMs)),
+        h('td', { class: 'num hide-narrow' }, dash(now(sr.p95_ms), fmtMs)),
+        h('td', { class: 'num' }, dash(now(sr.p99_ms), fmtMs)),
+        h('td', { class: 'num hide-narrow' }, dash(now(sr.rate_limited_per_s), fmtRate)),
+        h('td', { class: 'num hide-narrow' }, dash(now(sr.retries_per_s), fmtRate)),
         h('td', {}, conf ? breakerBadge(name, conf.breaker) : h('span', { class: 'empty' }, '–')));
     });
     summary.textContent = `${names.size} route${names.size === 1 ? '' : 's'}, ` +
@@ -188,16 +188,16 @@ function routeView(params, outlet) {
       return;
     }
     const sr = kept.series;
-    const rps = last(sr.requests_per_s);
-    status.textContent = `Now ${dash(rps, fmtRate)} requests/s, ${dash(last(sr.error_ratio), fmtPct)} errors, ` +
-      `p99 ${dash(last(sr.p99_ms), fmtMs)}.`;
+    const rps = now(sr.requests_per_s);
+    status.textContent = `Now ${dash(rps, fmtRate)} requests/s, ${dash(now(sr.error_ratio), fmtPct)} errors, ` +
+      `p99 ${dash(now(sr.p99_ms), fmtMs)}.`;
     status.dataset.rps = rps ?? '';
     charts.rps.update(hist.times, sr);
     charts.err.update(hist.times, sr);
     charts.lat.update(hist.times, sr);
     charts.pol.update(hist.times, sr);
     charts.budget.update(hist.times, hist.retry_budget);
-    const p95 = last(sr.p95_ms);
+    const p95 = now(sr.p95_ms);
     traces.href = tracesLink(name, p95);
     traces.textContent = p95 ? `Traces slower than ${fmtMs(p95)} (p95)` : 'Traces of this route';
   }
