@@ -8,8 +8,10 @@ import { start, onNavigate } from './router.js';
 import { onLive } from './registry.js';
 import { clearNotice } from './notice.js';
 import * as services from './views/services.js';
+import * as gateway from './views/gateway.js';
+import * as breakers from './views/breakers.js';
 
-const views = [services];
+const views = [services, gateway, breakers];
 
 const navList = document.getElementById('nav');
 const links = views.map((v) => {
