@@ -106,6 +106,9 @@ async function services(page) {
   await page.keyboard.press('Enter');
   await page.waitForURL(`**/ui/#/services/${encodeURIComponent(cfg.service)}`, { timeout: WAIT });
   out.keyboard_url = page.url();
+  // the router moves the focus once the view is drawn, which may be after the URL changed
+  await page.waitForFunction(() => document.activeElement && document.activeElement.tagName === 'H1',
+    null, { timeout: WAIT }).catch(() => {});
   out.focus_after_nav = await page.evaluate(() => document.activeElement.tagName);
 
   log('service');
