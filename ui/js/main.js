@@ -8,8 +8,10 @@ import { start, onNavigate } from './router.js';
 import { onLive } from './registry.js';
 import { clearNotice } from './notice.js';
 import * as services from './views/services.js';
+import * as traces from './views/traces.js';
+import * as map from './views/map.js';
 
-const views = [services];
+const views = [services, traces, map];
 
 const navList = document.getElementById('nav');
 const links = views.map((v) => {
