@@ -200,6 +200,8 @@ def test_ui_traces_and_map(collector, spawn, tmp_path, e2e_traces):
     assert out["known"]["span_url"].endswith(f"/ui/#/traces/{known}?span=0000000000000001"), out["known"]
     assert out["known"]["route_link"] == "#/gateway/shop"
     assert out["known"]["collapsed_rows"] == 3, out["known"]  # root, A, B with A and B closed
+    assert out["known"]["focus"] == "0000000000000001", out["known"]  # Tab lands on the root's row
+    assert out["known"]["deep_link_title"] == "cart: load cart", out["known"]
     # the service map: the API's edges, each with its calls
     assert sorted(out["map"]["edges"]) == edges, (out["map"]["edges"], edges)
     for d in deps:

@@ -23,7 +23,7 @@ const LOOKBACKS = [['5m', 'last 5 minutes', 300e3], ['15m', 'last 15 minutes', 9
 const SVG = 'http://www.w3.org/2000/svg';
 const NODE_W = 150;
 const NODE_H = 44;
-const GAP_X = 150; // between layers (room for the edge labels)
+const GAP_X = 210; // between layers (room for the edge labels)
 const GAP_Y = 36;
 const REFRESH_MS = 10000;
 
@@ -98,7 +98,9 @@ export function layout(names, edges) {
 function pct(x) { return `${(x * 100).toFixed(x > 0 && x < 0.1 ? 1 : 0)}%`; }
 function rate(calls, ms) {
   const r = calls / (ms / 1000);
-  return r >= 10 ? `${r.toFixed(0)}/s` : r >= 0.1 ? `${r.toFixed(2)}/s` : `${(r * 60).toFixed(1)}/min`;
+  if (r >= 10) return `${r.toFixed(0)}/s`;
+  if (r >= 0.1) return `${r.toFixed(2)}/s`;
+  return r * 60 >= 0.1 ? `${(r * 60).toFixed(1)}/min` : '<0.1/min';
 }
 
 // The worst breaker state among the gateway routes that send to service (null: none).
@@ -198,7 +200,13 @@ function mapView(params, outlet, query) {
         const y2 = b.y + NODE_H / 2 + (back ? 8 : 0);
         const cx = back ? Math.min(x1, x2) - 60 : (x1 + x2) / 2;
         d = `M${x1},${y1} C${cx},${y1} ${cx},${y2} ${x2},${y2}`;
-        lx = back ? cx : (x1 + x2) / 2; ly = (y1 + y2) / 2 - 6;
+        // the label at 70% of the curve, nearer the callee: edges that fan out of one
+        // caller have parted there, so their labels do not overlap
+        const t = 0.7;
+        const f = 3 * (1 - t) * t * t + t * t * t;
+        const g = 3 * (1 - t) * (1 - t) * t;
+        lx = back ? cx : (1 - t) ** 3 * x1 + g * cx + 3 * (1 - t) * t * t * cx + t ** 3 * x2;
+        ly = y1 + (y2 - y1) * f - 6;
       }
       edgeG.append(s('path', { d, class: cls, 'marker-end': 'url(#arrow)',
         'data-edge': `${l.parent}->${l.child}` }));
