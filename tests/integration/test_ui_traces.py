@@ -138,6 +138,7 @@ def test_ui_traces_and_map(collector, spawn, tmp_path, e2e_traces):
       match: { path_prefix: /shop }
       strip_prefix: true
       service: front
+      circuit_breaker: { consecutive_failures: 50 }
 """)
     w = collector("weft", "--config", cfg, "--gateway", f"127.0.0.1:{gw}")
     otlp_addr = w.otlp.split("//")[1].split("/")[0]
@@ -208,6 +209,9 @@ def test_ui_traces_and_map(collector, spawn, tmp_path, e2e_traces):
         row = out["map"]["rows"][f"{d['parent']}->{d['child']}"]
         assert row[2] == str(d["callCount"]), (row, d)
     assert set(out["map"]["nodes"]) >= {"weft", "front", "back"}, out["map"]
+    # the gateway route to front has a breaker (closed): its state is on the edge to front
+    assert out["map"]["rows"]["weft->front"][6] == "closed (shop)", out["map"]["rows"]
+    assert out["map"]["rows"]["front->back"][6] == "—", out["map"]["rows"]
     # 10,000 spans: drawn virtually, and no long task over 200 ms
     assert out["big"]["facts"].startswith(f"{BIG} spans"), out["big"]
     assert 0 < out["big"]["rows_in_dom"] < 200, out["big"]

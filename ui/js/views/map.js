@@ -26,6 +26,8 @@ const NODE_H = 44;
 const GAP_X = 210; // between layers (room for the edge labels)
 const GAP_Y = 36;
 const REFRESH_MS = 10000;
+const LABEL_W = 140; // an edge's label, two lines (px, about)
+const LABEL_H = 36;
 
 function s(tag, attrs, ...children) {
   const el = document.createElementNS(SVG, tag);
@@ -167,7 +169,7 @@ function mapView(params, outlet, query) {
     }
     const L = layout(names, links.map((l) => [l.parent, l.child]));
     const W = L.layers * NODE_W + (L.layers - 1) * GAP_X + 40;
-    const H = L.widest * NODE_H + (L.widest - 1) * GAP_Y + 40;
+    const H = L.widest * NODE_H + (L.widest - 1) * GAP_Y + 60;
     const at = (n) => {
       const p = L.nodes.get(n);
       const colH = p.of * NODE_H + (p.of - 1) * GAP_Y;
@@ -179,6 +181,7 @@ function mapView(params, outlet, query) {
       markerHeight: 7, orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrowhead' }))));
     const edgeG = s('g', { 'aria-hidden': 'true' });
     const labelG = s('g', { 'aria-hidden': 'true' });
+    const placed = [];
     for (const l of links) {
       const a = at(l.parent);
       const b = at(l.child);
@@ -210,8 +213,18 @@ function mapView(params, outlet, query) {
       }
       edgeG.append(s('path', { d, class: cls, 'marker-end': 'url(#arrow)',
         'data-edge': `${l.parent}->${l.child}` }));
-      const t1 = `${l.callCount} calls · ${rate(l.callCount, span)}`;
+      const t1 = `${l.callCount} call${l.callCount === 1 ? '' : 's'} · ${rate(l.callCount, span)}`;
       const t2 = `${pct(ratio)} errors${brk ? ` · breaker ${brk.state.replace('_', '-')}` : ''}`;
+      // moved down past the labels placed already that it would overlap (edges into one
+      // callee meet there); kept inside the drawing
+      for (let moved = true, n = 0; moved && n < 50; n++) {
+        moved = false;
+        for (const p of placed) {
+          if (Math.abs(p.x - lx) < LABEL_W && Math.abs(p.y - ly) < LABEL_H) { ly = p.y + LABEL_H; moved = true; }
+        }
+      }
+      ly = Math.min(ly, H - 12);
+      placed.push({ x: lx, y: ly });
       labelG.append(s('text', { x: lx, y: ly - 7, class: 'elabel', 'text-anchor': 'middle' }, t1),
         s('text', { x: lx, y: ly + 9, class: `elabel${ratio >= 0.05 || (brk && brk.state !== 'closed') ? ' bad' : ''}`,
           'text-anchor': 'middle' }, t2));
