@@ -79,10 +79,26 @@ async function traces(page) {
   await page.click('#tr-find');
   await page.waitForSelector(`#trace-results li[data-trace="${cfg.real.id}"]`);
   out.search_url = page.url();
-  out.results = await page.$$eval('#trace-results li', (li) => li.map((x) => x.dataset.trace));
+  out.results = await page.$$eval('#trace-results > li', (li) => li.map((x) => x.dataset.trace));
   await survey(page, 'traces');
 
+  log('search-links');
+  // searches named by their URL (as another view links to one): tags, durations
+  out.linked = {};
+  for (const [name, qs] of Object.entries(cfg.linked || {})) {
+    await page.goto(`${base}/ui/#/traces?${qs}`);
+    await page.waitForSelector('#trace-results > li, main p.empty:not(:empty)');
+    await page.waitForFunction(() => !/Searching/.test(document.querySelector('main .sub')?.textContent || ''));
+    out.linked[name] = {
+      traces: await page.$$eval('#trace-results > li', (li) => li.map((x) => [x.dataset.trace, Number(x.dataset.errors)])),
+      tags_field: await page.inputValue('#tr-tags'),
+      text: await page.textContent('main'),
+    };
+  }
+
   log('open-real');
+  await page.goto(out.search_url);
+  await page.waitForSelector(`#trace-results li[data-trace="${cfg.real.id}"]`);
   // reached with the keyboard: the result's link, Enter
   await page.locator(`#trace-results li[data-trace="${cfg.real.id}"] a.res-title`).focus();
   await page.keyboard.press('Enter');

@@ -95,7 +95,8 @@ def known_trace(w, now):
     c = sp(tid, ids["C"], "SELECT stock", now + 15 * ms, 10_000, ids["A"], kind=3)
     b1 = sp(tid, ids["B1"], "load cart", now + 20 * ms, 25_000, ids["B"], kind=1)
     b2 = sp(tid, ids["B2"], "price cart", now + 50 * ms, 35_000, ids["B"], kind=1,
-            status={"code": 2, "message": "price service slow"})
+            status={"code": 2, "message": "price service slow"},
+            attributes=[attr("cart.id", "c-42"), attr("cart.items", 3)])
     post(w, otlp({"weft": [root], "stock": [a, c], "cart": [b, b1, b2]}))
     critical = sorted(ids[n] for n in ("root", "B", "B1", "B2"))
     return tid, critical
@@ -180,10 +181,26 @@ def test_ui_traces_and_map(collector, spawn, tmp_path, e2e_traces):
     t0 = time.monotonic()
     out = e2e_traces({"url": w.api, "search": {"service": "back", "operation": "GET /hello"},
                       "real": {"id": real_id, "spans": len(real["spans"])},
-                      "known": {"id": known, "spans": 6}, "big": {"id": big, "spans": BIG}})
+                      "known": {"id": known, "spans": 6}, "big": {"id": big, "spans": BIG},
+                      "linked": {"tags": "service=cart&tags=cart.id%3Dc-42+cart.items%3D3",
+                                 "json": "service=cart&tags=" + requests.utils.quote('{"cart.id": "c-42"}'),
+                                 "miss": "service=cart&tags=cart.id%3D%22c 43%22",
+                                 "slow": "service=weft&operation=GET+shop&minDuration=50ms&lookback=1h",
+                                 "none": "service=weft&operation=GET+shop&minDuration=50ms&maxDuration=60ms",
+                                 "bad": "service=weft&minDuration=soon"}})
     print(f"traces.mjs: {time.monotonic() - t0:.1f} s, big trace: {out['big']}")
-    assert_clean_run(out)
+    assert_clean_run(out, allowed_http=(400,))
+    # the one answer >= 400: the API's to the search with a bad minDuration
+    assert [e["step"] for e in out["http_errors"]] == ["search-links"], out["http_errors"]
 
+    # searches from links: tags (logfmt and JSON) and durations reach the API as it takes them
+    assert out["linked"]["tags"]["traces"] == [[known, 1]], out["linked"]["tags"]
+    assert out["linked"]["tags"]["tags_field"] == "cart.id=c-42 cart.items=3"
+    assert out["linked"]["miss"]["traces"] == [], out["linked"]["miss"]
+    assert out["linked"]["json"]["traces"] == [[known, 1]], out["linked"]["json"]
+    assert [t for t, _ in out["linked"]["slow"]["traces"]] == [known], out["linked"]["slow"]
+    assert out["linked"]["none"]["traces"] == [] and "No trace matches" in out["linked"]["none"]["text"]
+    assert "minDuration: a duration such as 100ms" in out["linked"]["bad"]["text"], out["linked"]["bad"]
     # the search found the trace, and it opens as a waterfall of its spans
     assert real_id in out["results"], (real_id, out["results"])
     assert out["real"]["rows"] == len(real["spans"]), out["real"]
