@@ -112,6 +112,10 @@ async function traces(page) {
   };
   await survey(page, 'trace');
 
+  // opened on these views, the header still tells the registry stream's state
+  await page.waitForSelector('#live[data-state="live"]');
+  out.real.live = await page.textContent('#live');
+
   log('known');
   await page.goto(`${base}/ui/#/traces/${cfg.known.id}`);
   await page.waitForSelector('#waterfall .wf-row');

@@ -207,6 +207,7 @@ def test_ui_traces_and_map(collector, spawn, tmp_path, e2e_traces):
     assert out["real"]["facts"].startswith(f"{len(real['spans'])} spans"), out["real"]
     assert sorted(out["real"]["services"]) == [f"#/services/{s}" for s in real_services], out["real"]
     assert out["real"]["routes"] == ["#/gateway/shop"], out["real"]
+    assert out["real"]["live"] == "live", out["real"]
     # each span has one child at most here (gateway, front's server span, its call, back's
     # server span): a chain, so every span is on the critical path
     parents = [r["spanID"] for s in real["spans"] for r in s["references"] if r["refType"] == "CHILD_OF"]

@@ -2,6 +2,7 @@
 // a service's colour chip (the colour helps tell services apart; the text names them).
 import { h } from './dom.js';
 import { serviceColour } from './trace_model.js';
+import { subscribe } from './registry.js';
 
 export const PALETTE = 8; // service colours in traces.css: .svc-0 ... .svc-7
 
@@ -17,3 +18,8 @@ export function serviceChip(name, n) {
   return h('span', { class: `chip svc-${serviceColour(name, PALETTE)}` },
     h('span', { class: 'swatch', 'aria-hidden': 'true' }), n === undefined ? name : `${name} (${n})`);
 }
+
+// The header's state (live, reconnecting) is the registry's event stream, which starts
+// with its first subscriber: these views take part so that a page opened on them says it
+// truly; returns the unsubscriber.
+export function keepLive() { return subscribe(() => {}); }

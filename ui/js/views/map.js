@@ -13,7 +13,7 @@
 import { h, replace } from '../dom.js';
 import { route, setQuery } from '../router.js';
 import { get } from '../api.js';
-import { searchHref } from '../trace_ui.js';
+import { searchHref, keepLive } from '../trace_ui.js';
 
 export const nav = { label: 'Service map', href: '#/map', segment: 'map' };
 
@@ -124,6 +124,7 @@ function mapView(params, outlet, query) {
   const lb = LOOKBACKS.find((l) => l[0] === query.get('lookback')) || LOOKBACKS[2];
   let alive = true;
   let timer = 0;
+  const unlive = keepLive();
   const sel = h('select', { id: 'map-lookback', onchange: () => {
     const qs = new URLSearchParams();
     if (sel.value !== '1h') qs.set('lookback', sel.value);
@@ -260,7 +261,7 @@ function mapView(params, outlet, query) {
   }
 
   load();
-  return () => { alive = false; clearTimeout(timer); };
+  return () => { alive = false; clearTimeout(timer); unlive(); };
 }
 
 route('map', mapView);

@@ -11,7 +11,7 @@ import { h, replace } from '../dom.js';
 import { route, setQuery } from '../router.js';
 import { get } from '../api.js';
 import { buildModel, criticalPath, fmtDuration } from '../trace_model.js';
-import { PALETTE, searchHref } from '../trace_ui.js';
+import { PALETTE, searchHref, keepLive } from '../trace_ui.js';
 
 const ROW = 28;      // px, one row (traces.css: .wf-row)
 const OVERSCAN = 10; // rows drawn above and below what shows
@@ -43,6 +43,7 @@ function kvTable(rows, caption) {
 
 function traceView({ id }, outlet, query) {
   let alive = true;
+  const unlive = keepLive();
   outlet.append(crumbs(id), h('h1', {}, `Trace ${id}`));
   const body = h('div', {}, h('p', { class: 'empty' }, 'Loading…'));
   outlet.append(body);
@@ -71,6 +72,7 @@ function traceView({ id }, outlet, query) {
   })();
   return () => {
     alive = false;
+    unlive();
     if (teardown) teardown();
   };
 }

@@ -14,7 +14,7 @@ import { h, replace, ago } from '../dom.js';
 import { route } from '../router.js';
 import { get } from '../api.js';
 import { buildModel, fmtDuration } from '../trace_model.js';
-import { searchHref, serviceChip } from '../trace_ui.js';
+import { searchHref, serviceChip, keepLive } from '../trace_ui.js';
 import './trace.js';
 
 export const nav = { label: 'Traces', href: '#/traces', segment: 'traces' };
@@ -80,6 +80,7 @@ function field(id, label, control) {
 function searchView(params, outlet, query) {
   const q = Object.fromEntries(FIELDS.map((k) => [k, query.get(k) || '']));
   let alive = true;
+  const unlive = keepLive();
   const svcSel = h('select', { name: 'service', required: true },
     h('option', { value: '' }, 'choose…'));
   const opSel = h('select', { name: 'operation' }, h('option', { value: '' }, 'all'));
@@ -156,12 +157,12 @@ function searchView(params, outlet, query) {
 
   if (!q.service) {
     sub.textContent = 'Choose a service to search its traces.';
-    return () => { alive = false; };
+    return () => { alive = false; unlive(); };
   }
   let tagsJson = '';
   try { tagsJson = tagsToJson(q.tags); } catch (e) {
     sub.textContent = e.message;
-    return () => { alive = false; };
+    return () => { alive = false; unlive(); };
   }
   const api = new URLSearchParams({ service: q.service });
   if (q.operation) api.set('operation', q.operation);
@@ -198,7 +199,7 @@ function searchView(params, outlet, query) {
     const longest = Math.max(1, ...models.map((m) => m.duration));
     replace(body, h('ol', { id: 'trace-results', class: 'results' }, models.map((m) => summary(m, longest))));
   })();
-  return () => { alive = false; };
+  return () => { alive = false; unlive(); };
 }
 
 function summary(m, longest) {
