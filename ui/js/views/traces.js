@@ -84,7 +84,7 @@ function searchView(params, outlet, query) {
   const svcSel = h('select', { name: 'service', required: true },
     h('option', { value: '' }, 'choose…'));
   const opSel = h('select', { name: 'operation' }, h('option', { value: '' }, 'all'));
-  const tagsIn = h('input', { type: 'text', value: q.tags, placeholder: 'error=true http.route=/x',
+  const tagsIn = h('input', { type: 'text', value: q.tags, placeholder: 'http.route=/cart user.id=42',
     autocomplete: 'off', spellcheck: 'false' });
   const minIn = h('input', { type: 'text', value: q.minDuration, placeholder: '100ms', size: 8 });
   const maxIn = h('input', { type: 'text', value: q.maxDuration, placeholder: '2s', size: 8 });
