@@ -490,7 +490,9 @@ static void run_job(uv_work_t *w)
             weft_json_put_str(b, links[i].child.p, links[i].child.n);
             weft_buf_puts(b, ",\"callCount\":");
             weft_buf_put_u64(b, links[i].calls);
-            if (j->kind == Q_Z_DEPS && links[i].errors) {
+            /* Zipkin's field; Jaeger's model has none, but the dashboard's service map
+             * labels edges with their error rate and reads this API (its own origin) */
+            if (links[i].errors) {
                 weft_buf_puts(b, ",\"errorCount\":");
                 weft_buf_put_u64(b, links[i].errors);
             }

@@ -358,7 +358,7 @@ def test_dependencies(collector):
     z = get(f"{w.zipkin}/api/v2/dependencies", params={"endTs": end, "lookback": 3600_000}).json()
     assert z == [{"parent": "front", "child": "back", "callCount": 3, "errorCount": 1}]
     j = get(f"{w.api}/api/dependencies", params={"endTs": end, "lookback": 3600_000}).json()
-    assert j["data"] == [{"parent": "front", "child": "back", "callCount": 3}]
+    assert j["data"] == [{"parent": "front", "child": "back", "callCount": 3, "errorCount": 1}]
 
 
 def test_gateway_to_services_one_trace(collector, spawn, tmp_path):

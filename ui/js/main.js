@@ -10,8 +10,10 @@ import { clearNotice } from './notice.js';
 import * as services from './views/services.js';
 import * as gateway from './views/gateway.js';
 import * as breakers from './views/breakers.js';
+import * as traces from './views/traces.js';
+import * as map from './views/map.js';
 
-const views = [services, gateway, breakers];
+const views = [services, gateway, breakers, traces, map];
 
 const navList = document.getElementById('nav');
 const links = views.map((v) => {

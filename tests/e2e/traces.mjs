@@ -1,0 +1,244 @@
+// traces.mjs - drives the dashboard's Traces and Service map views in Debian's headless
+// Chromium (playwright-core) and scans them with axe-core; started by
+// tests/integration/test_ui_traces.py against a real `weft serve`:
+//
+//     node traces.mjs traces CONFIG_JSON
+//
+// CONFIG: url (the API port), search {service, operation}, real {id, spans} (a trace through
+// the gateway and two hello instances), known {id} (a posted trace with a known critical
+// path and a gateway span's events), big {id, spans} (10,000 spans).
+// It searches from the form, opens the trace found, reads what the waterfall marks, opens a
+// span's details with the keyboard, reads the service map, then opens the big trace with a
+// PerformanceObserver('longtask') running and scrolls, jumps and collapses it. It prints one
+// JSON object (what it saw) and exits 0; a failed step prints it on stderr, saves a
+// screenshot and exits 1. Every wait is bounded. Requests that leave the origin and the
+// page's errors are recorded (the test requires none).
+import { readFileSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const [scenario, cfgText] = process.argv.slice(2);
+const cfg = JSON.parse(cfgText);
+const base = cfg.url;
+const artifacts = cfg.artifacts || join(here, 'artifacts');
+mkdirSync(artifacts, { recursive: true });
+const WAIT = cfg.wait_ms || 15000;
+const axeSource = readFileSync(join(here, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+
+const out = { scenario, foreign: [], errors: [], http_errors: [], axe: {}, screenshots: [], steps: [] };
+let step = 'start';
+function log(s) { step = s; out.steps.push(s); }
+
+async function axeScan(page, name) {
+  await page.evaluate(axeSource);
+  out.axe[name] = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+      nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ')) }));
+  });
+}
+
+async function shot(page, name) {
+  const path = join(artifacts, `${name}.png`);
+  await page.screenshot({ path, fullPage: true });
+  out.screenshots.push(path);
+}
+
+// axe in light and dark; screenshots at laptop width (light) and phone width (dark).
+async function survey(page, name) {
+  for (const scheme of ['light', 'dark']) {
+    await page.emulateMedia({ colorScheme: scheme });
+    await axeScan(page, `${name}-${scheme}`);
+  }
+  await page.emulateMedia({ colorScheme: 'light' });
+  await shot(page, `${name}-laptop`);
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await shot(page, `${name}-phone-dark`);
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.emulateMedia({ colorScheme: 'light' });
+}
+
+async function waterfall(page) {
+  return page.$$eval('#waterfall .wf-row', (rows) => rows.map((r) => ({
+    span: r.dataset.span, critical: r.dataset.critical === 'true', error: r.dataset.error === 'true',
+    level: Number(r.getAttribute('aria-level')) })));
+}
+
+async function traces(page) {
+  log('search');
+  await page.goto(`${base}/ui/#/traces`);
+  await page.waitForSelector(`#tr-service option[value="${cfg.search.service}"]`, { state: 'attached' });
+  await page.selectOption('#tr-service', cfg.search.service);
+  await page.waitForSelector(`#tr-operation option[value="${cfg.search.operation}"]`, { state: 'attached' });
+  await page.selectOption('#tr-operation', cfg.search.operation);
+  await page.fill('#tr-limit', '50');
+  await page.click('#tr-find');
+  await page.waitForSelector(`#trace-results li[data-trace="${cfg.real.id}"]`);
+  out.search_url = page.url();
+  out.results = await page.$$eval('#trace-results > li', (li) => li.map((x) => x.dataset.trace));
+  await survey(page, 'traces');
+
+  log('search-links');
+  // searches named by their URL (as another view links to one): tags, durations
+  out.linked = {};
+  for (const [name, qs] of Object.entries(cfg.linked || {})) {
+    await page.goto(`${base}/ui/#/traces?${qs}`);
+    await page.waitForSelector('#trace-results > li, main p.empty:not(:empty)');
+    await page.waitForFunction(() => !/Searching/.test(document.querySelector('main .sub')?.textContent || ''));
+    out.linked[name] = {
+      traces: await page.$$eval('#trace-results > li', (li) => li.map((x) => [x.dataset.trace, Number(x.dataset.errors)])),
+      tags_field: await page.inputValue('#tr-tags'),
+      text: await page.textContent('main'),
+    };
+  }
+
+  log('open-real');
+  await page.goto(out.search_url);
+  await page.waitForSelector(`#trace-results li[data-trace="${cfg.real.id}"]`);
+  // reached with the keyboard: the result's link, Enter
+  await page.locator(`#trace-results li[data-trace="${cfg.real.id}"] a.res-title`).focus();
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#waterfall .wf-row');
+  const rows = await waterfall(page);
+  out.real = {
+    rows: rows.length, critical: rows.filter((r) => r.critical).map((r) => r.span),
+    facts: await page.textContent('#trace-facts'),
+    services: await page.$$eval('#trace-services a', (a) => a.map((x) => x.getAttribute('href'))),
+    routes: await page.$$eval('#trace-routes a', (a) => a.map((x) => x.getAttribute('href'))),
+  };
+  await survey(page, 'trace');
+
+  // opened on these views, the header still tells the registry stream's state
+  await page.waitForSelector('#live[data-state="live"]');
+  out.real.live = await page.textContent('#live');
+
+  log('known');
+  await page.goto(`${base}/ui/#/traces/${cfg.known.id}`);
+  await page.waitForSelector('#waterfall .wf-row');
+  let k = await waterfall(page);
+  out.known = { rows: k.length, critical: k.filter((r) => r.critical).map((r) => r.span),
+    errors: k.filter((r) => r.error).map((r) => r.span) };
+  // keyboard: Tab into the tree lands on its first row (the root); Enter shows its details
+  await page.locator('#wf-more').focus();
+  await page.keyboard.press('Tab');
+  out.known.focus = await page.evaluate(() => document.activeElement.dataset.span || document.activeElement.id);
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#span-events li');
+  out.known.span_url = page.url();
+  out.known.events = await page.$$eval('#span-events li', (li) => li.map((x) => x.dataset.event));
+  out.known.event_text = await page.textContent('#span-events');
+  out.known.decisions = Object.fromEntries(await page.$$eval('#span-detail table.kv', (tables) =>
+    [...tables[0].querySelectorAll('tbody tr')].map((tr) =>
+      [tr.querySelector('th').textContent, tr.querySelector('td').textContent])));
+  out.known.route_link = await page.getAttribute('#span-facts a[href^="#/gateway/"]', 'href');
+  await survey(page, 'trace-detail');
+  // the tree from the keyboard: Down to A, Left closes it; Down to B, Left closes it
+  await page.locator('#waterfall .wf-row[data-span="0000000000000001"]').focus();
+  for (const key of ['ArrowDown', 'ArrowLeft', 'ArrowDown', 'ArrowLeft']) await page.keyboard.press(key);
+  out.known.collapsed_rows = (await waterfall(page)).length;
+  // a link with ?span= opens with that span's details
+  await page.goto(`${base}/ui/#/traces/${cfg.known.id}?span=0000000000000005`);
+  await page.reload();
+  await page.waitForSelector('#span-title');
+  out.known.deep_link_title = await page.textContent('#span-title');
+
+  log('map');
+  await page.goto(`${base}/ui/#/map`);
+  await page.waitForSelector('#map-edges tbody tr');
+  out.map = {
+    edges: await page.$$eval('#map-edges tbody tr', (tr) => tr.map((x) => x.dataset.edge)),
+    rows: Object.fromEntries(await page.$$eval('#map-edges tbody tr', (tr) => tr.map((x) =>
+      [x.dataset.edge, [...x.children].map((c) => c.textContent)]))),
+    nodes: await page.$$eval('svg.map g.node', (g) => g.map((x) => x.dataset.node)),
+    svg_edges: await page.$$eval('svg.map path[data-edge]', (p) => p.map((x) => x.dataset.edge)),
+  };
+  await survey(page, 'map');
+
+  log('big');
+  // the long-task observer runs from the page's start (addInitScript); it is emptied just
+  // before the big trace is asked for, so what it holds is that trace's opening and use
+  await page.goto(`${base}/ui/#/traces`);
+  await page.waitForSelector('h1');
+  // first, that the observer works here: a task made 250 ms long on purpose is reported
+  await page.evaluate(() => setTimeout(() => {
+    const t = performance.now();
+    while (performance.now() - t < 250);
+  }, 0));
+  await page.waitForTimeout(600);
+  out.observer_saw = await page.evaluate(() => window.__long.slice());
+  await page.evaluate(() => { window.__long.length = 0; });
+  const t0 = Date.now();
+  await page.evaluate((id) => { location.hash = `#/traces/${id}`; }, cfg.big.id);
+  await page.waitForSelector('#waterfall .wf-row', { timeout: 60000 });
+  const opened = Date.now() - t0;
+  // use it: scroll through, jump to the end with the keyboard, collapse, expand
+  await page.evaluate(() => new Promise((done) => {
+    const tree = document.getElementById('waterfall');
+    let n = 0;
+    const tick = () => {
+      tree.scrollTop += 4000;
+      if (++n < 20) requestAnimationFrame(tick); else done();
+    };
+    requestAnimationFrame(tick);
+  }));
+  await page.locator('#waterfall .wf-row').first().focus();
+  await page.keyboard.press('End');
+  const endSpan = await page.evaluate(() => document.activeElement.dataset.span || '');
+  await page.click('#wf-collapse');
+  const collapsedRows = await page.$$eval('#waterfall .wf-row', (r) => r.length);
+  await page.click('#wf-expand');
+  await page.waitForTimeout(500); // let a long task, if any, be reported
+  out.big = {
+    opened_ms: opened, facts: await page.textContent('#trace-facts'),
+    rows_in_dom: await page.$$eval('#waterfall .wf-row', (r) => r.length),
+    end_span: endSpan, collapsed_rows: collapsedRows,
+    long_tasks: await page.evaluate(() => window.__long.slice()),
+  };
+  await survey(page, 'big-trace');
+}
+
+const launchArgs = process.getuid && process.getuid() === 0 ? ['--no-sandbox'] : [];
+const browser = await chromium.launch({ executablePath: cfg.chromium || '/usr/bin/chromium',
+  headless: true, args: launchArgs, timeout: 30000 });
+let code = 0;
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await context.addInitScript(() => {
+    window.__long = [];
+    try {
+      new PerformanceObserver((l) => {
+        for (const e of l.getEntries()) window.__long.push(Math.round(e.duration));
+      }).observe({ type: 'longtask' });
+    } catch { /* no longtask support: the list stays empty, and the test says so */ }
+  });
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT);
+  page.on('request', (r) => {
+    if (!r.url().startsWith(base + '/') && !r.url().startsWith('data:')) out.foreign.push(r.url());
+  });
+  page.on('pageerror', (e) => out.errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    if (m.text().startsWith('Failed to load resource')) out.http_errors.push({ step, text: m.text() });
+    else out.errors.push(`console: ${m.text()}`);
+  });
+  const t = Date.now();
+  if (scenario === 'traces') await traces(page);
+  else throw new Error(`unknown scenario ${scenario}`);
+  out.ms = Date.now() - t;
+} catch (e) {
+  code = 1;
+  process.stderr.write(`traces.mjs ${scenario}: step ${step}: ${e.stack || e}\n`);
+  try {
+    const pages = browser.contexts().flatMap((c) => c.pages());
+    if (pages[0]) await pages[0].screenshot({ path: join(artifacts, `${scenario}-failed.png`) });
+  } catch { /* the browser is gone */ }
+} finally {
+  await browser.close();
+}
+process.stdout.write(JSON.stringify(out) + '\n');
+process.exit(code);
