@@ -99,7 +99,6 @@ function listView(params, outlet, query) {
   const tbody = h('tbody');
   const before = h('tr', { class: 'spacer', 'aria-hidden': 'true' }, h('td', { colspan: 4 }));
   const after = h('tr', { class: 'spacer', 'aria-hidden': 'true' }, h('td', { colspan: 4 }));
-  before.hidden = after.hidden = true;
   const tableEl = h('table', { id: 'services', 'aria-rowcount': 1 },
     h('caption', { class: 'sr-only' }, 'Services'),
     h('colgroup', {}, h('col', { class: 'c-name' }), h('col', { class: 'c-num' }),
@@ -174,14 +173,12 @@ function listView(params, outlet, query) {
     if (alone && fi >= to) want.push([fi, row(rows[fi])]);
     const wanted = new Set(want.map(([, tr]) => tr));
     for (const tr of [...tbody.children]) if (tr !== before && tr !== after && !wanted.has(tr)) tr.remove();
-    if (tbody.firstChild !== before) tbody.prepend(before);
-    let cur = before.nextSibling;
+    let cur = before.parentNode === tbody ? before.nextSibling : tbody.firstChild;
     for (const [i, tr] of want) {
       tr.setAttribute('aria-rowindex', i + 2); // the header row is 1
       if (cur === tr) cur = cur.nextSibling;
       else tbody.insertBefore(tr, cur);
     }
-    if (tbody.lastChild !== after) tbody.append(after);
     if (!rowH) {
       rowH = want[want.length - 1][1].getBoundingClientRect().height;
       remeasure = rowH > 0;
@@ -189,10 +186,13 @@ function listView(params, outlet, query) {
     }
     const gapBefore = from - (alone && fi < from ? 1 : 0);
     const gapAfter = rows.length - to - (alone && fi >= to ? 1 : 0);
+    // a spacer is there only when it holds the place of rows (a list that fits has none)
     before.firstChild.style.height = `${gapBefore * rowH}px`;
     after.firstChild.style.height = `${gapAfter * rowH}px`;
-    before.hidden = gapBefore <= 0;
-    after.hidden = gapAfter <= 0;
+    if (gapBefore > 0 && before.parentNode !== tbody) tbody.prepend(before);
+    if (gapBefore <= 0) before.remove();
+    if (gapAfter > 0 && after.parentNode !== tbody) tbody.append(after);
+    if (gapAfter <= 0) after.remove();
   }
 
   function draw(st) {
