@@ -10,7 +10,8 @@
 // CONFIG: url, n, query (a filter matching CONFIG.matching services), burst (instance IDs
 // whose checks are failed, then passed again, all at once through the agent API), focus
 // (a service in the burst whose link has the focus meanwhile), last (the last service in
-// the list's order), chromium, artifacts.
+// the list's order), big ({name, n, burst}: a service of n instances registered at the
+// end, whose view is opened and burst checks of which are failed), chromium, artifacts.
 //
 // It prints one JSON object (what it measured: the test asserts on it) and exits 0; a step
 // that fails prints the step and the error on stderr, saves a screenshot, and exits 1.
@@ -156,6 +157,40 @@ async function scale(page) {
   await setChecks(cfg.burst, 'pass');
   await phase(page, 'burst_pass', t0, summaryHas, `${cfg.n} passing`);
   out.loaded_at_ms = Math.round(loaded);
+
+  log('instances');
+  // one service with CONFIG.big.n instances: its view, and a burst of check changes in it
+  const big = cfg.big;
+  const ids = Array.from({ length: big.n }, (_, i) => `${big.name}-${String(i).padStart(4, '0')}`);
+  for (let i = 0; i < ids.length; i += 50) {
+    const res = await Promise.all(ids.slice(i, i + 50).map((id, j) => fetch(
+      `${base}/v1/agent/service/register`, { method: 'PUT', body: JSON.stringify({ ID: id,
+        Name: big.name, Port: 20000 + i + j, Address: '127.0.0.1', Tags: ['big'],
+        Meta: { version: '1.0.0' }, Check: { TTL: '10m', Status: 'passing' } }) })));
+    const bad = res.filter((r) => r.status !== 200).map((r) => r.status);
+    if (bad.length) throw new Error(`register: answers ${bad}`);
+  }
+  await page.waitForFunction(summaryHas, `${cfg.n + 1} services`, { timeout: WAIT, polling: 20 });
+  t0 = await now(page);
+  await page.evaluate((n) => { location.hash = `#/services/${n}`; }, big.name);
+  t1 = await phase(page, 'instances', t0, (n) => document.querySelectorAll('article[data-instance]').length === n,
+    big.n);
+  out.instances_first_card = await page.$eval('article[data-instance]', (a) => a.dataset.instance);
+  const focusId = ids[10]; // in the burst
+  await page.locator(`article[data-instance="${focusId}"] [data-action="maintenance"]`).focus();
+  const burstIds = ids.filter((_, i) => i % Math.round(big.n / big.burst) === 0);
+  t0 = t1;
+  await setChecks(burstIds, 'fail');
+  await phase(page, 'instances_burst', t0, (n) => document.querySelectorAll(
+    'article[data-instance][data-health="critical"]').length === n, burstIds.length);
+  out.instances_focus = await page.evaluate(() => {
+    const a = document.activeElement;
+    const card = a && a.closest('article[data-instance]');
+    return { action: a && a.dataset.action, instance: card && card.dataset.instance,
+      health: card && card.dataset.health };
+  });
+  out.instances_burst = burstIds.length;
+  out.instances_focus_id = focusId;
 }
 
 const launchArgs = process.getuid && process.getuid() === 0 ? ['--no-sandbox'] : [];

@@ -22,6 +22,8 @@ MATCHING = 500          # services named pay-*, the filter's; the others are web
 BURST = 100             # checks failed at once, then passed again
 TASK_BUDGET_MS = 200    # issue 21: no task over 200 ms
 FIRST_RENDER_MS = 1000  # issue 21: first render within 1 s
+BIG = 500               # then one service with this many instances (its own view)
+BIG_BURST = 50          # of which the checks of this many fail at once
 
 
 def name_of(i):
@@ -68,6 +70,7 @@ def test_ui_scale(spawn, tmp_path, e2e):  # noqa: F811
     burst = [f"{name_of(i)}-1" for i in range(0, N, N // BURST)]  # pay-* and web-* alike
     cfg = {"url": f"http://127.0.0.1:{port}", "n": N, "query": "pay", "matching": MATCHING,
            "burst": burst, "focus": name_of(N // BURST * 3), "last": names[-1], "tabs": 80,
+           "big": {"name": "big", "n": BIG, "burst": BIG_BURST},
            "chromium": need_tool("chromium"), "artifacts": str(ARTIFACTS)}
     r = subprocess.run([need_tool("node"), E2E / "scale.mjs", json.dumps(cfg)],
                        capture_output=True, text=True, timeout=120)
@@ -99,3 +102,8 @@ def test_ui_scale(spawn, tmp_path, e2e):  # noqa: F811
     # the focused row changed with the burst and kept the focus
     assert out["focus_after_burst"] == {"tag": "A", "service": cfg["focus"], "health": "critical"}, \
         out["focus_after_burst"]
+    # the service of BIG instances: every card, in order; the focused control kept
+    assert out["instances_first_card"] == "big-0000", out
+    assert out["instances_burst"] == BIG_BURST, out
+    assert out["instances_focus"] == {"action": "maintenance", "instance": out["instances_focus_id"],
+                                      "health": "critical"}, out["instances_focus"]

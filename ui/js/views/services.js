@@ -347,33 +347,101 @@ function crumbs(...items) {
 
 // ---- #/services/<name> ----
 
+// A service may have hundreds of instances: its cards are kept by instance and built again
+// only when what they show changed, and they are built and placed in slices of at most
+// SLICE_MS, yielding to the browser between slices (the first slice, the cards at the top,
+// shows at once), so that no task runs long; the cards out of view are not laid out
+// (content-visibility in app.css).
+const SLICE_MS = 25;
+
 function serviceView({ name }, outlet) {
   const sub = h('p', { class: 'sub' });
   const body = h('div');
+  const cards = h('div', { class: 'cards' });
   const confirming = new Set();
+  const kept = new Map(); // instance ID -> {sig, el}
   let last = null;
-  const redraw = (focusKey) => {
+  let todo = [];       // the instances in their order, cards placed up to `placed`
+  let placed = 0;
+  let timer = null;
+  let focusKey = null; // a control to focus once its card is placed
+  const redraw = (key) => {
+    focusKey = key;
     draw(last);
-    const el = focusKey && body.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
-    if (el) el.focus();
   };
   outlet.append(crumbs(['Services', '#/services'], [name]), h('h1', {}, name), sub, body);
+
+  function card(inst, st) {
+    const sig = JSON.stringify([health(inst), inst.address, inst.port, inst.tags, inst.meta,
+      confirming.has(inst.id), [...inst.checks.values(), ...st.nodeChecks.values()]
+        .map((c) => [c.id, c.status, c.output, c.notes, c.type, c.name])]);
+    const k = kept.get(inst.id);
+    if (k && k.sig === sig) return k.el;
+    const el = instanceCard(inst, st, confirming, redraw);
+    kept.set(inst.id, { sig, el });
+    // a card that had the focus gives it to the same control in its new version
+    const active = document.activeElement;
+    if (k && k.el.contains(active) && active.dataset.key && !focusKey) focusKey = active.dataset.key;
+    if (k && k.el.parentNode === cards) k.el.replaceWith(el);
+    return el;
+  }
+
+  function slice() {
+    timer = null;
+    const st = last;
+    const t0 = performance.now();
+    while (placed < todo.length && performance.now() - t0 < SLICE_MS) {
+      const el = card(todo[placed], st);
+      const at = cards.children[placed];
+      if (at !== el) cards.insertBefore(el, at || null);
+      placed++;
+    }
+    if (focusKey) {
+      const el = cards.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
+      if (el) {
+        el.focus();
+        focusKey = null;
+      }
+    }
+    if (placed < todo.length) {
+      timer = setTimeout(slice, 0);
+      return;
+    }
+    while (cards.children.length > placed) cards.lastChild.remove();
+    focusKey = null; // its card is gone
+  }
+
   function draw(st) {
     last = st;
+    if (timer) clearTimeout(timer);
+    timer = null;
     if (!status(body, st)) return;
     const svc = st.services.get(name);
     if (!svc) {
       sub.textContent = '';
+      kept.clear();
       replace(body, h('p', { class: 'empty' }, `No instance of ${name} is registered.`));
       return;
     }
     const n = counts(svc);
     sub.textContent = `${plural(svc.instances.size, 'instance')}: ` +
       HEALTHS.map((k) => `${n[k]} ${k}`).join(', ') + '.';
-    replace(body, h('div', { class: 'cards' },
-      [...svc.instances.values()].map((inst) => instanceCard(inst, st, confirming, redraw))));
+    // the cards of instances gone go at once; the others are placed again from the top
+    for (const [id, k] of kept) {
+      if (svc.instances.has(id)) continue;
+      k.el.remove();
+      kept.delete(id);
+    }
+    if (body.firstChild !== cards) replace(body, cards);
+    todo = [...svc.instances.values()];
+    placed = 0;
+    slice();
   }
-  return subscribe(draw);
+  const unsubscribe = subscribe(draw);
+  return () => {
+    unsubscribe();
+    if (timer) clearTimeout(timer);
+  };
 }
 
 // ---- #/services/<name>/<id> ----
