@@ -160,6 +160,13 @@ function listView(params, outlet, query) {
       const top = tbody.getBoundingClientRect().top; // row 0's top (the spacer's)
       from = Math.min(rows.length, Math.max(0, Math.floor(-top / rowH) - OVERSCAN));
       to = Math.min(rows.length, Math.max(from, Math.ceil((window.innerHeight - top) / rowH) + OVERSCAN));
+      // a list made shorter (a filter) while scrolled far down: its last rows, until the
+      // browser scrolls back within the shorter page
+      const screen = Math.ceil(window.innerHeight / rowH) + OVERSCAN;
+      if (to - from < screen) {
+        from = Math.max(0, Math.min(from, rows.length - screen));
+        to = Math.min(rows.length, from + screen);
+      }
     }
     const fi = focusName === null ? -1 : rows.findIndex((r) => r.svc.name === focusName);
     if (fi >= 0 && fi >= from - OVERSCAN && fi < to + OVERSCAN) {
