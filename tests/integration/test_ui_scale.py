@@ -7,14 +7,15 @@ The services are registered with the real `weft serve` through its Consul API, o
 instance and one TTL check each; tests/e2e/scale.mjs drives Debian's headless Chromium
 (playwright-core, as run.mjs does) and reads Chromium's long tasks (PerformanceObserver
 'longtask', those over 50 ms) in the page. The times are the page's own: under a sanitizer
-the server answers later, the page's tasks are the same.
+the server answers later, the page's tasks are the same; there the first render is bounded
+from the reads' answers (the page's part), on a release build from the navigation's start.
 """
 import concurrent.futures
 import http.client
 import json
 import subprocess
 
-from conftest import WEFT, free_port, need_tool
+from conftest import BUILD, WEFT, free_port, need_tool
 from test_ui import ARTIFACTS, E2E, WEIGHT_BUDGET, e2e, fetch, ui_files  # noqa: F401 (e2e: fixture)
 
 N = 1000
@@ -24,6 +25,14 @@ TASK_BUDGET_MS = 200    # issue 21: no task over 200 ms
 FIRST_RENDER_MS = 1000  # issue 21: first render within 1 s
 BIG = 500               # then one service with this many instances (its own view)
 BIG_BURST = 50          # of which the checks of this many fail at once
+
+
+def sanitized():
+    """Whether WEFT_BUILD is a sanitizer's build (its CMake cache says so): its server
+    answers later, so the first render is bounded from the reads' answers only."""
+    cache = BUILD / "CMakeCache.txt"
+    text = cache.read_text() if cache.exists() else ""
+    return any(f"{opt}:BOOL=ON" in text for opt in ("WEFT_SANITIZE", "WEFT_TSAN"))
 
 
 def name_of(i):
@@ -87,7 +96,11 @@ def test_ui_scale(spawn, tmp_path, e2e):  # noqa: F811
     assert out["foreign"] == [], out["foreign"]
     assert out["errors"] == [], out["errors"]
     assert weight <= WEIGHT_BUDGET, f"{weight} bytes gzipped, over {WEIGHT_BUDGET}"
-    assert out["first_render_ms"] <= FIRST_RENDER_MS, out
+    # the page's own part always; from the navigation's start (the server's answers
+    # included) on a release build
+    assert out["first_render_page_ms"] <= FIRST_RENDER_MS, out
+    if not sanitized():
+        assert out["first_render_ms"] <= FIRST_RENDER_MS, out
     for name, p in out["phases"].items():
         assert max(p["long_tasks"], default=0) <= TASK_BUDGET_MS, (name, p)
     # the list holds every service, draws those in view
