@@ -17,7 +17,7 @@
 // that fails prints the step and the error on stderr, saves a screenshot, and exits 1.
 // Every wait is bounded. Times are the page's own (performance.now(), from the start of the
 // navigation), so a slower server (a sanitizer's build) lengthens the waits, not the tasks.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -128,18 +128,38 @@ async function scale(page) {
     visible: tr.getBoundingClientRect().bottom <= window.innerHeight + 1 && tr.getBoundingClientRect().top >= 0,
   }));
   out.rows_in_dom_scrolled = await page.$$eval('#services tbody tr[data-service]', (r) => r.length);
+
+  log('axe');
+  // in the middle of the list, both spacers drawn: axe-core finds no serious violation
+  await page.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight / 2));
+  await page.waitForFunction(() => document.querySelectorAll('#services tr.spacer').length === 2,
+    null, { timeout: WAIT });
+  await page.evaluate(readFileSync(join(here, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8'));
+  out.axe = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+      nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ')) }));
+  });
   await page.evaluate(() => window.scrollTo(0, 0));
+  await page.waitForSelector('#services tbody tr[aria-rowindex="2"]', { timeout: WAIT });
 
   log('keyboard');
   // Tab goes from link to link through rows that were not drawn when it started
   await page.locator('#services tbody tr[data-service] a').first().focus();
-  for (let i = 0; i < cfg.tabs; i++) await page.keyboard.press('Tab');
-  out.tabbed_to = await page.evaluate(() => {
+  const focused = () => page.evaluate(() => {
     const a = document.activeElement;
     const tr = a && a.closest('tr[data-service]');
     return tr ? { tag: a.tagName, service: tr.dataset.service,
       rowindex: Number(tr.getAttribute('aria-rowindex')) } : { tag: a && a.tagName };
   });
+  for (let i = 0; i < cfg.tabs; i++) await page.keyboard.press('Tab');
+  out.tabbed_to = await focused();
+  // and back with Shift+Tab, after scrolling far away (the focused row drawn alone)
+  await page.evaluate(() => window.scrollBy(0, 10000));
+  await page.waitForTimeout(100);
+  for (let i = 0; i < cfg.tabs / 2; i++) await page.keyboard.press('Shift+Tab');
+  out.shift_tabbed_to = await focused();
 
   log('burst');
   await page.evaluate(() => window.scrollTo(0, 0));

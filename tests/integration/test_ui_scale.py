@@ -110,8 +110,12 @@ def test_ui_scale(spawn, tmp_path, e2e):  # noqa: F811
     assert out["filter_services"] and all(s.startswith("pay-") for s in out["filter_services"])
     assert out["last_row"] == {"rowindex": N + 1, "visible": True}, out["last_row"]
     assert out["rows_in_dom_scrolled"] < 150, out
+    bad = [v for v in out["axe"] if v["impact"] in ("serious", "critical")]
+    assert not bad, f"axe-core, the list scrolled to its middle: {json.dumps(bad, indent=1)}"
     # Tab reached a row that was not drawn when it started, through its link
     assert out["tabbed_to"] == {"tag": "A", "service": names[80], "rowindex": 82}, out["tabbed_to"]
+    assert out["shift_tabbed_to"] == {"tag": "A", "service": names[40], "rowindex": 42}, \
+        out["shift_tabbed_to"]
     # the focused row changed with the burst and kept the focus
     assert out["focus_after_burst"] == {"tag": "A", "service": cfg["focus"], "health": "critical"}, \
         out["focus_after_burst"]

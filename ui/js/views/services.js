@@ -260,7 +260,19 @@ function listView(params, outlet, query) {
     focusName = tr ? tr.dataset.service : null;
     if (tr) windowRows(); // at once (unless drawing): the next Tab must find the next row drawn
   };
+  // Tab from a focused row scrolled far away (drawn alone): back to its place first, so
+  // that the next link is its neighbour's
+  const onKey = (e) => {
+    if (e.key !== 'Tab' || focusName === null || !rowH) return;
+    const fi = rows.findIndex((r) => r.svc.name === focusName);
+    if (fi < 0) return;
+    const y = tbody.getBoundingClientRect().top + fi * rowH;
+    if (y >= 0 && y < window.innerHeight) return;
+    window.scrollBy(0, y - window.innerHeight / 2);
+    windowRows();
+  };
   window.addEventListener('scroll', onView, { passive: true });
+  tbody.addEventListener('keydown', onKey);
   window.addEventListener('resize', onResize);
   tbody.addEventListener('focusin', onFocus);
   tbody.addEventListener('focusout', () => setTimeout(onFocus));
