@@ -321,7 +321,8 @@ const overlap = (r, q, m) => r.x < q.x + q.w + m && q.x < r.x + r.w + m && r.y <
 // clear of every box (4 px), of the labels placed already (3 px) and of its own edge (so the
 // text never covers it); of those, the first that no other edge crosses. With none clear,
 // the first place is nudged down and up a step at a time, then down until it is clear
-// (below everything, at worst). Returns the rects.
+// (below everything, at worst). Returns the rects, each with crossed: how many other
+// edges pass under it (1 for a place found by nudging).
 function placeLabels(geo, sizes, boxes) {
   // the edges' segments in cells of 64 px, so that what crosses a place is found quickly
   const cells = new Map();
@@ -399,7 +400,7 @@ function placeLabels(geo, sizes, boxes) {
     }
     const r = { x: Math.round(best.x), y: Math.round(best.y), w, h };
     placed.push(r);
-    return r;
+    return { ...r, crossed: Number.isFinite(bestN) ? bestN : 1 };
   });
 }
 
@@ -543,37 +544,54 @@ function mapView(params, outlet, query) {
       for (let n = full.length - 1; n > 1 && width(name) > NODE_W - 20; n--) name.textContent = `${full.slice(0, n)}…`;
     }
     const sizes = labels.map(({ t1, t2 }) => ({ w: Math.ceil(Math.max(width(t1), width(t2))) + 2 * PAD, h: LABEL_H }));
-    const gapX = Math.max(MIN_GAP_X, ...sizes.map((z) => z.w + 20));
-    const colX = (layer) => layer * (NODE_W + gapX);
-
     const L = layout(names, links.map((l) => [l.parent, l.child]));
-    const pos = (n) => ({ ...L.nodes.get(n), x: colX(L.nodes.get(n).layer), top: L.nodes.get(n).y - NODE_H / 2 });
     const pairs = new Set(links.map((l) => `${l.parent}\n${l.child}`));
-    const geo = links.map((l, i) => {
-      const r = L.routes[i];
-      const a = pos(l.parent);
-      if (r.self) { // a loop over the box's top right corner, back into it
-        const x = a.x + NODE_W - 44;
-        return shape([[[x, a.top], [x - 4, a.top - 30], [x + 34, a.top - 30], [x + 30, a.top]]]);
-      }
-      // an edge whose reverse is drawn too: each a few px off the middle, so both show
-      const nudge = pairs.has(`${l.child}\n${l.parent}`) ? (r.rev ? 5 : -5) : 0;
-      return edgeRoute(r, a, pos(l.child), colX, nudge);
-    });
+    // the drawing with the gaps between layers as given: the edges' shapes, the boxes, the labels
+    const draft = (gaps) => {
+      const colX = (layer) => { let x = 0; for (let i = 0; i < layer; i++) x += NODE_W + gaps[i]; return x; };
+      const pos = (n) => ({ ...L.nodes.get(n), x: colX(L.nodes.get(n).layer), top: L.nodes.get(n).y - NODE_H / 2 });
+      const geo = links.map((l, i) => {
+        const r = L.routes[i];
+        const a = pos(l.parent);
+        if (r.self) { // a loop over the box's top right corner, back into it
+          const x = a.x + NODE_W - 44;
+          return shape([[[x, a.top], [x - 4, a.top - 30], [x + 34, a.top - 30], [x + 30, a.top]]]);
+        }
+        // an edge whose reverse is drawn too: each a few px off the middle, so both show
+        const nudge = pairs.has(`${l.child}\n${l.parent}`) ? (r.rev ? 5 : -5) : 0;
+        return edgeRoute(r, a, pos(l.child), colX, nudge);
+      });
+      const boxes = names.map((n) => { const p = pos(n); return { x: p.x, y: p.top, w: NODE_W, h: NODE_H }; });
+      return { colX, geo, boxes, rects: placeLabels(geo, sizes, boxes) };
+    };
+    // a gap where a label could find no place that no other edge crosses (edges fanning out
+    // of one box, or into one) is made wider, up to three times: its edges part sooner
+    const gaps = Array.from({ length: Math.max(0, L.layers - 1) },
+      () => Math.max(MIN_GAP_X, ...sizes.map((z) => z.w + 20)));
+    let d = draft(gaps);
+    for (let round = 0; round < 3; round++) {
+      const wider = new Set();
+      d.rects.forEach((r) => {
+        if (!r.crossed) return;
+        const mid = r.x + r.w / 2;
+        for (let i = 0; i < gaps.length; i++) if (mid > d.colX(i) && mid < d.colX(i + 1) + NODE_W) wider.add(i);
+      });
+      if (!wider.size) break;
+      for (const i of wider) gaps[i] = Math.round(gaps[i] * 1.3);
+      d = draft(gaps);
+    }
+    const { geo, boxes, rects } = d;
     geo.forEach((g, i) => edgeG.append(s('path', { d: g.d, class: labels[i].cls, 'marker-end': 'url(#arrow)',
       'data-edge': `${links[i].parent}->${links[i].child}` })));
-    const boxes = names.map((n, i) => {
-      const p = pos(n);
+    boxes.forEach((b, i) => {
       const { rect, name, trc } = nodeEls[i];
-      rect.setAttribute('x', p.x);
-      rect.setAttribute('y', p.top);
-      name.setAttribute('x', p.x + 10);
-      name.setAttribute('y', p.top + 18);
-      trc.setAttribute('x', p.x + 10);
-      trc.setAttribute('y', p.top + 36);
-      return { x: p.x, y: p.top, w: NODE_W, h: NODE_H };
+      rect.setAttribute('x', b.x);
+      rect.setAttribute('y', b.y);
+      name.setAttribute('x', b.x + 10);
+      name.setAttribute('y', b.y + 18);
+      trc.setAttribute('x', b.x + 10);
+      trc.setAttribute('y', b.y + 36);
     });
-    const rects = placeLabels(geo, sizes, boxes);
     rects.forEach((r, i) => {
       const { bg, t1, t2 } = labels[i];
       for (const [k, v] of [['x', r.x], ['y', r.y], ['width', r.w], ['height', r.h]]) bg.setAttribute(k, v);
