@@ -419,10 +419,14 @@ function breakers(upstreams) {
     : (upstreams && (upstreams.routes || upstreams.upstreams)) || [];
   const by = new Map();
   for (const r of list) {
-    const st = r && r.breaker && r.breaker.state;
-    if (!r || !r.service || !st) continue;
-    const cur = by.get(r.service);
-    if (!cur || (RANK[st] ?? 0) > (RANK[cur.state] ?? 0)) by.set(r.service, { state: st, route: r.route });
+    if (!r || !r.service) continue;
+    // the route's own breaker and its instances' (a route with `scope: instance` has only those)
+    const states = [r.breaker, ...(Array.isArray(r.instances) ? r.instances.map((i) => i && i.breaker) : [])]
+      .map((b) => b && b.state).filter(Boolean);
+    for (const st of states) {
+      const cur = by.get(r.service);
+      if (!cur || (RANK[st] ?? 0) > (RANK[cur.state] ?? 0)) by.set(r.service, { state: st, route: r.route });
+    }
   }
   return by;
 }
