@@ -6,10 +6,11 @@
 // (GET /v1/gateway/upstreams; left out when there is no gateway). A table of the edges says
 // the same in text.
 //
-// Layout: layers by longest path from the callers nobody calls (a cycle is broken at the
-// edge that closes it, found by depth-first search); in each layer nodes are ordered by the
-// mean position of their neighbours in the layer before, then after (a few sweeps, the
-// barycentre heuristic), which keeps crossings few for graphs of the size a platform has.
+// Layout: Sugiyama's layered drawing, made small (layout() says how): an edge that skips
+// layers goes round the boxes between through lanes of its own, an edge between layers
+// next to each other is a straight line, and each label is placed beside its edge on a
+// background of the map's colour, clear of the boxes and of the other labels
+// (placeLabels()). A refresh that reads the same edges redraws nothing.
 import { h, replace } from '../dom.js';
 import { route, setQuery } from '../router.js';
 import { get } from '../api.js';
