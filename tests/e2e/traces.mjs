@@ -8,8 +8,10 @@
 // the gateway and two hello instances), known {id} (a posted trace with a known critical
 // path and a gateway span's events), big {id, spans} (10,000 spans).
 // It searches from the form, opens the trace found, reads what the waterfall marks, opens a
-// span's details with the keyboard, reads the service map, then opens the big trace with a
-// PerformanceObserver('longtask') running and scrolls, jumps and collapses it. It prints one
+// span's details with the keyboard, reads the service map and measures its drawing (labels
+// clear of boxes and of each other, edges clear of boxes; a refresh moves nothing), then
+// opens the big trace with a PerformanceObserver('longtask') running and scrolls, jumps
+// and collapses it. It prints one
 // JSON object (what it saw) and exits 0; a failed step prints it on stderr, saves a
 // screenshot and exits 1. Every wait is bounded. Requests that leave the origin and the
 // page's errors are recorded (the test requires none).
@@ -155,6 +157,20 @@ async function traces(page) {
       [x.dataset.edge, [...x.children].map((c) => c.textContent)]))),
     nodes: await page.$$eval('svg.map g.node', (g) => g.map((x) => x.dataset.node)),
     svg_edges: await page.$$eval('svg.map path[data-edge]', (p) => p.map((x) => x.dataset.edge)),
+    geometry: await mapGeometry(page),
+  };
+  await shot(page, 'map-geometry');
+  // the refresh (every 10 s) with nothing new moves nothing and keeps the focus on a node
+  await page.locator('svg.map g.node a').first().focus();
+  const focused = await page.evaluate(() => document.activeElement.getAttribute('href'));
+  await page.waitForResponse((r) => r.url().includes('/api/dependencies'), { timeout: 15000 });
+  await page.waitForTimeout(500);
+  const again = await mapGeometry(page);
+  out.map.refresh = {
+    rows_same: JSON.stringify(out.map.rows) === JSON.stringify(Object.fromEntries(await page.$$eval('#map-edges tbody tr',
+      (tr) => tr.map((x) => [x.dataset.edge, [...x.children].map((c) => c.textContent)])))),
+    same: JSON.stringify([again.nodes, again.labels]) === JSON.stringify([out.map.geometry.nodes, out.map.geometry.labels]),
+    focus: [focused, await page.evaluate(() => document.activeElement.getAttribute('href'))],
   };
   await survey(page, 'map');
 
@@ -199,6 +215,57 @@ async function traces(page) {
     long_tasks: await page.evaluate(() => window.__long.slice()),
   };
   await survey(page, 'big-trace');
+}
+
+// The service map's drawing, measured in the page: each node's box and each edge label's
+// box (getBBox, the SVG's own units), each edge's path sampled every 2 px
+// (getPointAtLength). problems lists what should never be: a label over a node's box or
+// over another label, a path inside a node's box (1 px in from its border), a path under
+// its own label; covered: the paths under another edge's label (hidden there by the
+// label's background, so that its text never runs over a line). For each edge: the columns of its two ends
+// (the nodes' x, in order), and how far its path strays from the straight line between its
+// ends. label_bg: the labels' background fills, map_bg the map's.
+async function mapGeometry(page) {
+  return page.evaluate(() => {
+    const svg = document.querySelector('svg.map');
+    const box = (el) => { const b = el.getBBox(); return { x: b.x, y: b.y, w: b.width, h: b.height }; };
+    const nodes = Object.fromEntries([...svg.querySelectorAll('g.node')].map((g) => [g.dataset.node, box(g.querySelector('rect'))]));
+    const labels = Object.fromEntries([...svg.querySelectorAll('g.elabel-g')].map((g) => [g.dataset.edge, box(g)]));
+    const hit = (a, b) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+    const inside = (p, b, m) => p.x > b.x + m && p.x < b.x + b.w - m && p.y > b.y + m && p.y < b.y + b.h - m;
+    const problems = [];
+    const covered = []; // an edge under another's label: hidden there by its background
+    for (const [e, l] of Object.entries(labels)) {
+      for (const [n, b] of Object.entries(nodes)) if (hit(l, b)) problems.push(`label ${e} over node ${n}`);
+      for (const [e2, l2] of Object.entries(labels)) if (e < e2 && hit(l, l2)) problems.push(`label ${e} over label ${e2}`);
+    }
+    const columns = [...new Set(Object.values(nodes).map((b) => Math.round(b.x)))].sort((a, b) => a - b);
+    const edges = {};
+    for (const path of svg.querySelectorAll('path[data-edge]')) {
+      const e = path.dataset.edge;
+      const [from, to] = e.split('->');
+      const len = path.getTotalLength();
+      const pts = [];
+      for (let d = 0; d <= len; d += 2) pts.push(path.getPointAtLength(d));
+      pts.push(path.getPointAtLength(len));
+      for (const [n, b] of Object.entries(nodes)) {
+        const q = pts.find((p) => inside(p, b, 1));
+        if (q) problems.push(`edge ${e} through node ${n} at ${q.x.toFixed(1)},${q.y.toFixed(1)}`);
+      }
+      for (const [e2, l] of Object.entries(labels)) {
+        if (!pts.some((p) => inside(p, l, 0))) continue;
+        if (e2 === e) problems.push(`edge ${e} under its own label`);
+        else covered.push(`${e} under ${e2}`);
+      }
+      const [a, z] = [pts[0], pts[pts.length - 1]];
+      const chord = Math.hypot(z.x - a.x, z.y - a.y) || 1;
+      const stray = Math.max(...pts.map((p) => Math.abs((z.x - a.x) * (a.y - p.y) - (a.x - p.x) * (z.y - a.y)) / chord));
+      edges[e] = { columns: [from, to].map((n) => columns.indexOf(Math.round(nodes[n].x))), stray, samples: pts.length };
+    }
+    return { nodes, labels, edges, problems, covered,
+      label_bg: [...new Set([...svg.querySelectorAll('g.elabel-g > rect')].map((r) => getComputedStyle(r).fill))],
+      map_bg: getComputedStyle(document.querySelector('.map-box')).backgroundColor };
+  });
 }
 
 const launchArgs = process.getuid && process.getuid() === 0 ? ['--no-sandbox'] : [];

@@ -124,11 +124,42 @@ def big_trace(w, now):
     return tid
 
 
+def map_traces(w, now):
+    """Calls that make the service map a graph whose drawing is hard: portal -> basket ->
+    pricing -> catalog, and portal -> catalog straight, an edge that skips two layers (as
+    `weft demo`'s weft -> inventory does). Each call is a client span and its server child
+    in the callee (docs/tracing.md); one call in four to catalog fails."""
+    chain = ["portal", "basket", "pricing", "catalog"]
+    by = {s: [] for s in chain}
+    ms = 1_000_000
+    for t in range(8):
+        tid = f"3a9{t:05x}" + "0" * 24
+        n = iter(range(1, 100))
+        sid = lambda: f"{next(n):016x}"  # noqa: E731
+        root = sid()
+        by["portal"].append(sp(tid, root, "GET /", now + t * 50 * ms, 40_000))
+        parent, start = root, now + t * 50 * ms + ms
+        for caller, callee in zip(chain, chain[1:]):
+            cl, sv = sid(), sid()
+            bad = callee == "catalog" and t % 4 == 0
+            by[caller].append(sp(tid, cl, f"call {callee}", start, 20_000, parent, kind=3))
+            by[callee].append(sp(tid, sv, f"GET /{callee}", start + 100_000, 19_000, cl,
+                                 **({"status": {"code": 2, "message": "boom"}} if bad else {})))
+            parent, start = sv, start + 200_000
+        if t % 2 == 0:  # portal -> catalog straight
+            cl, sv = sid(), sid()
+            by["portal"].append(sp(tid, cl, "call catalog", now + t * 50 * ms + 25 * ms, 5_000, root, kind=3))
+            by["catalog"].append(sp(tid, sv, "GET /catalog", now + t * 50 * ms + 25 * ms + 100_000, 4_000, cl))
+    post(w, otlp(by))
+
+
 def test_ui_traces_and_map(collector, spawn, tmp_path, e2e_traces):
     """A trace through the gateway to hello `front`, which calls hello `back`, found with the
     page's search, opens as a waterfall of its spans, linking the services and the route it
     crossed; a posted trace's critical path is the one computed by hand, its gateway span
-    shows its decisions and retry event; the service map shows the dependency API's edges;
+    shows its decisions and retry event; the service map shows the dependency API's edges,
+    drawn with no label over a box or another label and the edge that skips two layers
+    around the boxes between;
     a 10,000-span trace opens with no long task over 200 ms; axe-core finds no serious or
     critical violation in either scheme."""
     gw = free_port()
@@ -158,6 +189,7 @@ def test_ui_traces_and_map(collector, spawn, tmp_path, e2e_traces):
     now = time.time_ns() - 5_000_000_000
     known, critical = known_trace(w, now)
     big = big_trace(w, now - 3_000_000_000)
+    map_traces(w, now - 6_000_000_000)
 
     found = {}
 
@@ -178,6 +210,7 @@ def test_ui_traces_and_map(collector, spawn, tmp_path, e2e_traces):
     deps = get(f"{w.api}/api/dependencies", params={"endTs": end, "lookback": 3600_000}).json()["data"]
     edges = sorted(f"{d['parent']}->{d['child']}" for d in deps)
     assert "weft->front" in edges and "front->back" in edges, edges
+    assert {"portal->basket", "basket->pricing", "pricing->catalog", "portal->catalog"} <= set(edges), edges
     t0 = time.monotonic()
     out = e2e_traces({"url": w.api, "search": {"service": "back", "operation": "GET /hello"},
                       "real": {"id": real_id, "spans": len(real["spans"])},
@@ -234,6 +267,34 @@ def test_ui_traces_and_map(collector, spawn, tmp_path, e2e_traces):
     # the gateway route to front has a breaker (closed): its state is on the edge to front
     assert out["map"]["rows"]["weft->front"][6] == "closed (shop)", out["map"]["rows"]
     assert out["map"]["rows"]["front->back"][6] == "—", out["map"]["rows"]
+    assert out["map"]["rows"]["portal->catalog"][2:6] == ["4", "<0.1/min", "0", "0%"], out["map"]["rows"]
+    assert out["map"]["rows"]["pricing->catalog"][2:6] == ["8", "0.1/min", "2", "25%"], out["map"]["rows"]
+    # its drawing (getBBox and getPointAtLength in the page): no label over a node's box or
+    # another label, no edge through a node's box or under its own label, the labels on the
+    # map's own background (an edge that passes under another's label is hidden there, so
+    # the text never runs over a line)
+    geo = out["map"]["geometry"]
+    assert geo["problems"] == [], geo["problems"]
+    assert set(geo["labels"]) == set(edges) and set(geo["edges"]) == set(edges), geo["labels"].keys()
+    assert geo["label_bg"] == [geo["map_bg"]], (geo["label_bg"], geo["map_bg"])
+    # portal, basket, pricing, catalog in four columns in that order: portal -> catalog skips
+    # two, and went round their boxes (it is not the straight line through them)
+    cols = {n: geo["edges"][f"{a}->{n}"]["columns"][1]
+            for a, n in [("portal", "basket"), ("basket", "pricing"), ("pricing", "catalog")]}
+    cols["portal"] = geo["edges"]["portal->basket"]["columns"][0]
+    assert [cols[n] for n in ("portal", "basket", "pricing", "catalog")] == [cols["portal"] + i for i in range(4)], cols
+    long_edge = geo["edges"]["portal->catalog"]
+    assert long_edge["columns"] == [cols["portal"], cols["catalog"]] and long_edge["stray"] > 30, long_edge
+    # an edge between columns next to each other is a straight line
+    straight = [e for e, g in geo["edges"].items() if g["columns"][1] - g["columns"][0] == 1]
+    assert {"portal->basket", "basket->pricing", "pricing->catalog"} <= set(straight), geo["edges"]
+    for e in straight:
+        assert geo["edges"][e]["stray"] < 0.5, (e, geo["edges"][e])
+    # the refresh 10 s later: the same calls are drawn in the same places, the focus kept
+    if out["map"]["refresh"]["rows_same"]:
+        assert out["map"]["refresh"]["same"], out["map"]["refresh"]
+    focus = out["map"]["refresh"]["focus"]
+    assert focus[0] and focus[0] == focus[1], focus
     # 10,000 spans: drawn virtually, and no long task over 200 ms
     assert out["big"]["facts"].startswith(f"{BIG} spans"), out["big"]
     assert 0 < out["big"]["rows_in_dom"] < 200, out["big"]
