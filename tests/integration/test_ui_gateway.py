@@ -6,17 +6,14 @@ breaker tests/e2e/gateway.mjs trips (faulty answering 503) and then lets go half
 page reads weft's own history (GET /v1/weft/history, .../transitions), so what it shows is
 checked against those numbers: the route's requests/s, the breaker's state, its reason.
 Chromium, playwright-core and axe-core as in test_ui.py (its `npm ci` and skips)."""
-import json
 import re
-import subprocess
 import threading
-import time
 
 import pytest
 import requests
 
-from conftest import HELLO, WEFT, free_port, get, need_tool, wait_for
-from test_ui import ARTIFACTS, E2E, assert_clean_run
+from conftest import HELLO, WEFT, free_port, get, wait_for
+from test_ui import assert_clean_run, e2e_script
 
 OPEN_FOR_MS = 8000   # long enough to scan and photograph the open breaker's views
 TRIP = 12            # requests that trip it: failure_rate 50% over min_requests 10
@@ -24,24 +21,8 @@ TRIP = 12            # requests that trip it: failure_rate 50% over min_requests
 
 @pytest.fixture
 def e2e_gateway():
-    """run(config) -> what tests/e2e/gateway.mjs saw (its JSON); `npm ci` as test_ui.py's
-    fixture does when node_modules is missing or older than the lock file."""
-    node, npm, chromium = need_tool("node"), need_tool("npm"), need_tool("chromium")
-    stamp = E2E / "node_modules" / ".package-lock.json"
-    if not stamp.exists() or stamp.stat().st_mtime < (E2E / "package-lock.json").stat().st_mtime:
-        r = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                           cwd=E2E, capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, f"npm ci in {E2E} failed:\n{r.stdout}\n{r.stderr}"
-    ARTIFACTS.mkdir(exist_ok=True)
-
-    def run(cfg):
-        cfg = dict(cfg, chromium=chromium, artifacts=str(ARTIFACTS))
-        r = subprocess.run([node, E2E / "gateway.mjs", json.dumps(cfg)],
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, f"gateway.mjs failed ({r.returncode}):\n{r.stderr}\n{r.stdout[-3000:]}"
-        return json.loads(r.stdout)
-
-    return run
+    """run(config) -> what tests/e2e/gateway.mjs saw (test_ui.e2e_script)."""
+    return e2e_script("gateway.mjs")
 
 
 class Trickle:

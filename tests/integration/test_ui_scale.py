@@ -13,10 +13,9 @@ from the reads' answers (the page's part), on a release build from the navigatio
 import concurrent.futures
 import http.client
 import json
-import subprocess
 
-from conftest import BUILD, WEFT, free_port, need_tool
-from test_ui import ARTIFACTS, E2E, WEIGHT_BUDGET, e2e, fetch, ui_files  # noqa: F401 (e2e: fixture)
+from conftest import BUILD, WEFT, free_port
+from test_ui import WEIGHT_BUDGET, e2e_script, fetch, ui_files
 
 N = 1000
 MATCHING = 500          # services named pay-*, the filter's; the others are web-*
@@ -59,7 +58,7 @@ def register_all(port):
             f.result()
 
 
-def test_ui_scale(spawn, tmp_path, e2e):  # noqa: F811
+def test_ui_scale(spawn, tmp_path):
     port = free_port()
     spawn([WEFT, "serve", "--api", f"127.0.0.1:{port}", "--data-dir", tmp_path / "data",
            "--workers", "2", "--log-level", "warn"], port, name="weft")
@@ -79,12 +78,8 @@ def test_ui_scale(spawn, tmp_path, e2e):  # noqa: F811
     burst = [f"{name_of(i)}-1" for i in range(0, N, N // BURST)]  # pay-* and web-* alike
     cfg = {"url": f"http://127.0.0.1:{port}", "n": N, "query": "pay", "matching": MATCHING,
            "burst": burst, "focus": name_of(N // BURST * 3), "last": names[-1], "tabs": 80,
-           "big": {"name": "big", "n": BIG, "burst": BIG_BURST},
-           "chromium": need_tool("chromium"), "artifacts": str(ARTIFACTS)}
-    r = subprocess.run([need_tool("node"), E2E / "scale.mjs", json.dumps(cfg)],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, f"scale.mjs failed ({r.returncode}):\n{r.stderr}\n{r.stdout[-3000:]}"
-    out = json.loads(r.stdout)
+           "big": {"name": "big", "n": BIG, "burst": BIG_BURST}}
+    out = e2e_script("scale.mjs")(cfg)
 
     print(f"\nui scale, {N} services: page weight {weight} bytes gzipped; first rows "
           f"{out['first_rows_ms']} ms, first render {out['first_render_ms']} ms after the "

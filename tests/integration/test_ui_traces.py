@@ -9,14 +9,13 @@ tests/e2e/traces.mjs drives Chromium (the setup is test_ui.py's); screenshots go
 tests/e2e/artifacts/.
 """
 import json
-import subprocess
 import time
 
 import pytest
 import requests
 
-from conftest import HELLO, free_port, get, need_tool, wait_for
-from test_ui import ARTIFACTS, E2E, assert_clean_run
+from conftest import HELLO, free_port, get, wait_for
+from test_ui import assert_clean_run, e2e_script
 
 LONG_TASK_MS = 200  # issue 21: no task over 200 ms with a 10,000-span trace
 BIG = 10_000
@@ -24,24 +23,9 @@ BIG = 10_000
 
 @pytest.fixture(scope="module")
 def e2e_traces():
-    """run(config) -> what tests/e2e/traces.mjs saw (test_ui.py's e2e fixture, for this
-    script)."""
-    node, npm, chromium = need_tool("node"), need_tool("npm"), need_tool("chromium")
-    stamp = E2E / "node_modules" / ".package-lock.json"
-    if not stamp.exists() or stamp.stat().st_mtime < (E2E / "package-lock.json").stat().st_mtime:
-        r = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                           cwd=E2E, capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, f"npm ci in {E2E} failed:\n{r.stdout}\n{r.stderr}"
-    ARTIFACTS.mkdir(exist_ok=True)
-
-    def run(cfg):
-        cfg = dict(cfg, chromium=chromium, artifacts=str(ARTIFACTS))
-        r = subprocess.run([node, E2E / "traces.mjs", "traces", json.dumps(cfg)],
-                           capture_output=True, text=True, timeout=150)
-        assert r.returncode == 0, f"traces.mjs failed ({r.returncode}):\n{r.stderr}\n{r.stdout[-3000:]}"
-        return json.loads(r.stdout)
-
-    return run
+    """run(config) -> what tests/e2e/traces.mjs saw (test_ui.e2e_script)."""
+    run = e2e_script("traces.mjs", timeout=150)
+    return lambda cfg: run("traces", cfg)
 
 
 def attr(k, v):
