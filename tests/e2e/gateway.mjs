@@ -18,54 +18,15 @@
 // Prints one JSON object (what it saw: the test asserts on it) and exits 0; a failing step
 // prints the step and the error on stderr, saves a screenshot and exits 1. Every wait is
 // bounded.
-import { readFileSync, mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { begin, run, shot as shotOf, survey as surveyOf } from './lib.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const cfg = JSON.parse(process.argv[2]);
-const base = cfg.url;
-const artifacts = cfg.artifacts || join(here, 'artifacts');
-mkdirSync(artifacts, { recursive: true });
-const WAIT = cfg.wait_ms || 10000;
-const axeSource = readFileSync(join(here, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+const S = begin('gateway.mjs', process.argv[2]);
+const { cfg, base, WAIT, out, log } = S;
 
-const out = { foreign: [], errors: [], http_errors: [], axe: {}, screenshots: [], steps: [] };
-let step = 'start';
-function log(s) { step = s; out.steps.push(s); }
-
-async function axeScan(page, name) {
-  await page.evaluate(axeSource);
-  out.axe[name] = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const r = await axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
-      nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ')) }));
-  });
-}
-
-async function shot(page, name) {
-  const path = join(artifacts, `${name}.png`);
-  await page.screenshot({ path, fullPage: true });
-  out.screenshots.push(path);
-}
-
-async function survey(page, name) {
-  for (const scheme of ['light', 'dark']) {
-    await page.emulateMedia({ colorScheme: scheme });
-    await axeScan(page, `${name}-${scheme}`);
-  }
-  await page.emulateMedia({ colorScheme: 'light' });
-  await shot(page, `${name}-laptop`);
-  await page.setViewportSize({ width: 390, height: 844 });
-  await page.emulateMedia({ colorScheme: 'dark' });
-  await shot(page, `${name}-phone-dark`);
-  out[`${name}_overflow`] = await page.evaluate(() => document.documentElement.scrollWidth -
-    document.documentElement.clientWidth);
-  await page.setViewportSize({ width: 1280, height: 800 });
-  await page.emulateMedia({ colorScheme: 'light' });
-}
+const shot = (page, name) => shotOf(S, page, name);
+// axe in light and dark, screenshots at laptop and phone widths, and how much wider than a
+// phone's screen the view is (out.NAME_overflow)
+const survey = (page, name) => surveyOf(S, page, name, { overflow: true });
 
 const tile = (route, up) => `.tile[data-route="${route}"][data-upstream="${up}"]`;
 
@@ -171,36 +132,7 @@ async function breakerViews(page) {
   await shot(page, 'breaker-half-open');
 }
 
-const launchArgs = process.getuid && process.getuid() === 0 ? ['--no-sandbox'] : [];
-const browser = await chromium.launch({ executablePath: cfg.chromium || '/usr/bin/chromium',
-  headless: true, args: launchArgs, timeout: 30000 });
-let code = 0;
-try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT);
-  page.on('request', (r) => {
-    if (!r.url().startsWith(base + '/') && !r.url().startsWith('data:')) out.foreign.push(r.url());
-  });
-  page.on('pageerror', (e) => out.errors.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    if (m.text().startsWith('Failed to load resource')) out.http_errors.push({ step, text: m.text() });
-    else out.errors.push(`console: ${m.text()}`);
-  });
-  const t = Date.now();
+await run(S, async (page) => {
   await gatewayViews(page);
   await breakerViews(page);
-  out.ms = Date.now() - t;
-} catch (e) {
-  code = 1;
-  process.stderr.write(`gateway.mjs: step ${step}: ${e.stack || e}\n`);
-  try {
-    const pages = browser.contexts().flatMap((c) => c.pages());
-    if (pages[0]) await pages[0].screenshot({ path: join(artifacts, 'gateway-failed.png') });
-  } catch { /* the browser is gone */ }
-} finally {
-  await browser.close();
-}
-process.stdout.write(JSON.stringify(out) + '\n');
-process.exit(code);
+}, { failed: 'gateway-failed' });

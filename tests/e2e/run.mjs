@@ -16,27 +16,11 @@
 // that fails prints the step and the error on stderr, saves a screenshot, and exits 1.
 // Every wait is bounded. Requests that leave the page's origin are recorded (and must not
 // happen), and so are the page's errors and console errors (a CSP violation is one).
-import { readFileSync, mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { axeViolations, begin, run, shot as shotOf, survey as surveyOf } from './lib.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
 const [scenario, cfgText] = process.argv.slice(2);
-const cfg = JSON.parse(cfgText);
-const base = cfg.url; // http://127.0.0.1:PORT
-const artifacts = cfg.artifacts || join(here, 'artifacts');
-mkdirSync(artifacts, { recursive: true });
-const WAIT = cfg.wait_ms || 10000;
-const axeSource = readFileSync(join(here, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
-
-const out = { scenario, foreign: [], errors: [], http_errors: [], axe: {}, screenshots: [], steps: [] };
-let step = 'start';
-
-function log(s) {
-  step = s;
-  out.steps.push(s);
-}
+const S = begin(`run.mjs ${scenario}`, cfgText, { out: { scenario } });
+const { cfg, base, WAIT, out, log } = S;
 
 async function api(path, init) {
   const r = await fetch(base + path, init);
@@ -44,36 +28,12 @@ async function api(path, init) {
 }
 
 async function axeScan(page, name) {
-  await page.evaluate(axeSource);
-  const res = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const r = await axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
-      nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ')) }));
-  });
-  out.axe[name] = res;
+  out.axe[name] = await axeViolations(page);
 }
 
-async function shot(page, name) {
-  const path = join(artifacts, `${name}.png`);
-  await page.screenshot({ path, fullPage: true });
-  out.screenshots.push(path);
-}
-
+const shot = (page, name) => shotOf(S, page, name);
 // Scans and photographs the current view in light and dark, at laptop and phone widths.
-async function survey(page, name) {
-  for (const scheme of ['light', 'dark']) {
-    await page.emulateMedia({ colorScheme: scheme });
-    await axeScan(page, `${name}-${scheme}`);
-  }
-  await page.emulateMedia({ colorScheme: 'light' });
-  await shot(page, `${name}-laptop`);
-  await page.setViewportSize({ width: 390, height: 844 });
-  await page.emulateMedia({ colorScheme: 'dark' });
-  await shot(page, `${name}-phone-dark`);
-  await page.setViewportSize({ width: 1280, height: 800 });
-  await page.emulateMedia({ colorScheme: 'light' });
-}
+const survey = (page, name) => surveyOf(S, page, name);
 
 const card = (id) => `article[data-instance="${id}"]`;
 
@@ -229,39 +189,8 @@ async function token(page) {
   out.gone_notice_kind = await page.$eval('#notice', (n) => n.dataset.kind);
 }
 
-const launchArgs = process.getuid && process.getuid() === 0 ? ['--no-sandbox'] : [];
-const browser = await chromium.launch({ executablePath: cfg.chromium || '/usr/bin/chromium',
-  headless: true, args: launchArgs, timeout: 30000 });
-let code = 0;
-try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT);
-  page.on('request', (r) => {
-    if (!r.url().startsWith(base + '/') && !r.url().startsWith('data:')) out.foreign.push(r.url());
-  });
-  page.on('pageerror', (e) => out.errors.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    // Chromium logs every answer >= 400 to a fetch; those the test expects (403 without
-    // the token) are told apart from the page's own errors.
-    if (m.text().startsWith('Failed to load resource')) out.http_errors.push({ step, text: m.text() });
-    else out.errors.push(`console: ${m.text()}`);
-  });
-  const t = Date.now();
+await run(S, async (page) => {
   if (scenario === 'services') await services(page);
   else if (scenario === 'token') await token(page);
   else throw new Error(`unknown scenario ${scenario}`);
-  out.ms = Date.now() - t;
-} catch (e) {
-  code = 1;
-  process.stderr.write(`run.mjs ${scenario}: step ${step}: ${e.stack || e}\n`);
-  try {
-    const pages = browser.contexts().flatMap((c) => c.pages());
-    if (pages[0]) await pages[0].screenshot({ path: join(artifacts, `${scenario}-failed.png`) });
-  } catch { /* the browser is gone */ }
-} finally {
-  await browser.close();
-}
-process.stdout.write(JSON.stringify(out) + '\n');
-process.exit(code);
+}, { failed: `${scenario}-failed` });

@@ -17,25 +17,12 @@
 // that fails prints the step and the error on stderr, saves a screenshot, and exits 1.
 // Every wait is bounded. Times are the page's own (performance.now(), from the start of the
 // navigation), so a slower server (a sanitizer's build) lengthens the waits, not the tasks.
-import { mkdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { join } from 'node:path';
+import { axeViolations, begin, run } from './lib.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const cfg = JSON.parse(process.argv[2]);
-const base = cfg.url;
-const artifacts = cfg.artifacts || join(here, 'artifacts');
-mkdirSync(artifacts, { recursive: true });
-const WAIT = cfg.wait_ms || 20000;
+const S = begin('scale.mjs', process.argv[2], { wait: 20000, out: { phases: {} } });
+const { cfg, base, artifacts, WAIT, out, log } = S;
 const SETTLE = 600; // ms without a change after a phase before its long tasks are read
-
-const out = { foreign: [], errors: [], steps: [], phases: {} };
-let step = 'start';
-function log(s) {
-  step = s;
-  out.steps.push(s);
-}
 
 // Runs in the page before its scripts: records each long task, and when the first row of
 // the list is in the DOM and when the frame after it (its paint) has been drawn.
@@ -134,13 +121,7 @@ async function scale(page) {
   await page.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight / 2));
   await page.waitForFunction(() => document.querySelectorAll('#services tr.spacer').length === 2,
     null, { timeout: WAIT });
-  await page.evaluate(readFileSync(join(here, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8'));
-  out.axe = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const r = await axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
-      nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ')) }));
-  });
+  out.axe = await axeViolations(page);
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.waitForSelector('#services tbody tr[aria-rowindex="2"]', { timeout: WAIT });
 
@@ -213,29 +194,4 @@ async function scale(page) {
   out.instances_focus_id = focusId;
 }
 
-const launchArgs = process.getuid && process.getuid() === 0 ? ['--no-sandbox'] : [];
-const browser = await chromium.launch({ executablePath: cfg.chromium || '/usr/bin/chromium',
-  headless: true, args: launchArgs, timeout: 30000 });
-let code = 0;
-try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT);
-  page.on('request', (r) => {
-    if (!r.url().startsWith(base + '/') && !r.url().startsWith('data:')) out.foreign.push(r.url());
-  });
-  page.on('pageerror', (e) => out.errors.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') out.errors.push(`console: ${m.text()}`); });
-  await scale(page);
-} catch (e) {
-  code = 1;
-  process.stderr.write(`scale.mjs: step ${step}: ${e.stack || e}\n`);
-  try {
-    const pages = browser.contexts().flatMap((c) => c.pages());
-    if (pages[0]) await pages[0].screenshot({ path: join(artifacts, 'scale-failed.png') });
-  } catch { /* the browser is gone */ }
-} finally {
-  await browser.close();
-}
-process.stdout.write(JSON.stringify(out) + '\n');
-process.exit(code);
+await run(S, scale, { failed: 'scale-failed', httpErrorsApart: false });

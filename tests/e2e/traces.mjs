@@ -15,54 +15,15 @@
 // JSON object (what it saw) and exits 0; a failed step prints it on stderr, saves a
 // screenshot and exits 1. Every wait is bounded. Requests that leave the origin and the
 // page's errors are recorded (the test requires none).
-import { readFileSync, mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { begin, run, shot as shotOf, survey as surveyOf } from './lib.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
 const [scenario, cfgText] = process.argv.slice(2);
-const cfg = JSON.parse(cfgText);
-const base = cfg.url;
-const artifacts = cfg.artifacts || join(here, 'artifacts');
-mkdirSync(artifacts, { recursive: true });
-const WAIT = cfg.wait_ms || 15000;
-const axeSource = readFileSync(join(here, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+const S = begin(`traces.mjs ${scenario}`, cfgText, { wait: 15000, out: { scenario } });
+const { cfg, base, WAIT, out, log } = S;
 
-const out = { scenario, foreign: [], errors: [], http_errors: [], axe: {}, screenshots: [], steps: [] };
-let step = 'start';
-function log(s) { step = s; out.steps.push(s); }
-
-async function axeScan(page, name) {
-  await page.evaluate(axeSource);
-  out.axe[name] = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const r = await axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
-      nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ')) }));
-  });
-}
-
-async function shot(page, name) {
-  const path = join(artifacts, `${name}.png`);
-  await page.screenshot({ path, fullPage: true });
-  out.screenshots.push(path);
-}
-
+const shot = (page, name) => shotOf(S, page, name);
 // axe in light and dark; screenshots at laptop width (light) and phone width (dark).
-async function survey(page, name) {
-  for (const scheme of ['light', 'dark']) {
-    await page.emulateMedia({ colorScheme: scheme });
-    await axeScan(page, `${name}-${scheme}`);
-  }
-  await page.emulateMedia({ colorScheme: 'light' });
-  await shot(page, `${name}-laptop`);
-  await page.setViewportSize({ width: 390, height: 844 });
-  await page.emulateMedia({ colorScheme: 'dark' });
-  await shot(page, `${name}-phone-dark`);
-  await page.setViewportSize({ width: 1280, height: 800 });
-  await page.emulateMedia({ colorScheme: 'light' });
-}
+const survey = (page, name) => surveyOf(S, page, name);
 
 async function waterfall(page) {
   return page.$$eval('#waterfall .wf-row', (rows) => rows.map((r) => ({
@@ -268,44 +229,17 @@ async function mapGeometry(page) {
   });
 }
 
-const launchArgs = process.getuid && process.getuid() === 0 ? ['--no-sandbox'] : [];
-const browser = await chromium.launch({ executablePath: cfg.chromium || '/usr/bin/chromium',
-  headless: true, args: launchArgs, timeout: 30000 });
-let code = 0;
-try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  await context.addInitScript(() => {
+await run(S, async (page) => {
+  if (scenario === 'traces') await traces(page);
+  else throw new Error(`unknown scenario ${scenario}`);
+}, {
+  failed: `${scenario}-failed`,
+  initScript: () => {
     window.__long = [];
     try {
       new PerformanceObserver((l) => {
         for (const e of l.getEntries()) window.__long.push(Math.round(e.duration));
       }).observe({ type: 'longtask' });
     } catch { /* no longtask support: the list stays empty, and the test says so */ }
-  });
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT);
-  page.on('request', (r) => {
-    if (!r.url().startsWith(base + '/') && !r.url().startsWith('data:')) out.foreign.push(r.url());
-  });
-  page.on('pageerror', (e) => out.errors.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    if (m.text().startsWith('Failed to load resource')) out.http_errors.push({ step, text: m.text() });
-    else out.errors.push(`console: ${m.text()}`);
-  });
-  const t = Date.now();
-  if (scenario === 'traces') await traces(page);
-  else throw new Error(`unknown scenario ${scenario}`);
-  out.ms = Date.now() - t;
-} catch (e) {
-  code = 1;
-  process.stderr.write(`traces.mjs ${scenario}: step ${step}: ${e.stack || e}\n`);
-  try {
-    const pages = browser.contexts().flatMap((c) => c.pages());
-    if (pages[0]) await pages[0].screenshot({ path: join(artifacts, `${scenario}-failed.png`) });
-  } catch { /* the browser is gone */ }
-} finally {
-  await browser.close();
-}
-process.stdout.write(JSON.stringify(out) + '\n');
-process.exit(code);
+  },
+});

@@ -8,28 +8,8 @@ import time
 import pytest
 import requests
 
-from conftest import WAIT, WEFT, free_port, get, wait_for
-
-
-def start_weft(spawn, tmp_path, config, name="weft"):
-    api, gw = free_port(), free_port()
-    cfg = tmp_path / f"{name}.yaml"
-    cfg.write_text(config)
-    p = spawn([WEFT, "serve", "--config", cfg, "--api", f"127.0.0.1:{api}",
-               "--gateway", f"127.0.0.1:{gw}", "--data-dir", tmp_path / f"{name}-data",
-               "--workers", "2", "--log-level", "warn"], api, name=name)
-    p.api = f"http://127.0.0.1:{api}"
-    p.gw = f"http://127.0.0.1:{gw}"
-    wait_for(lambda: _answers(p.gw), "the gateway to listen")
-    return p
-
-
-def _answers(url):
-    try:
-        requests.get(url + "/", timeout=1)
-        return True
-    except requests.RequestException:
-        return False
+from conftest import WAIT, get, wait_for
+from test_gateway_upstreams import start_weft  # weft serve with a gateway config
 
 
 def history(w, **params):
