@@ -102,6 +102,8 @@ typedef struct gw_req_s {
     uint64_t tried[GW_RETRY_MAX_ATTEMPTS + 1];
     uint64_t deadline; /* loop time (ms) when the route's timeout ends every try */
     int last_err;      /* the last try's error, for the answer when no try is left */
+    uint64_t end_ns;   /* weft_now_ns() when record() counted the answer (0 before): the
+                          breaker's slow-call duration that follows reads no clock again */
     char method[32];
     char *target; /* in the request's arena */
     const weft_http_header_t *hs;
@@ -170,7 +172,7 @@ static void breaker_done(gw_req_t *x, int result)
     inst_done(x, ok ? 1 : 0);
     if (!x->breaker) return;
     x->breaker = false;
-    uint64_t now = weft_now_ns(), start = x->req->start_ns;
+    uint64_t now = x->end_ns ? x->end_ns : weft_now_ns(), start = x->req->start_ns;
     uint64_t ms = now > start ? (now - start) / 1000000 : 0;
     gw_policy_record(x->route->policy, uv_now(x->req->loop), ok, ms);
 }
@@ -253,7 +255,7 @@ static void record(gw_req_t *x, int status)
     gw_mslot_t *s = mslot(x, status);
     if (!s) return;
     weft_counter_inc(s->requests);
-    uint64_t now = weft_now_ns(), start = x->req->start_ns;
+    uint64_t now = x->end_ns = weft_now_ns(), start = x->req->start_ns;
     double d = now > start ? (double)(now - start) / 1e9 : 0;
     /* a sampled request's span is the bucket's exemplar; others leave the last one */
     const weft_trace_context_t *c = x->obs.recording ? weft_span_context(x->obs.span) : NULL;
