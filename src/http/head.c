@@ -12,6 +12,74 @@
 
 #include "http/syntax.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* With SSE2 (every x86-64 has it) the scanners go sixteen bytes a step: one compare answers
+ * for all sixteen bytes, and pmovmskb turns the answers into a 16-bit mask (bit k: byte k)
+ * whose lowest set bit is the first byte that stops the scan. A range lo..hi of unsigned
+ * bytes is one add and one signed compare: adding 0x80 - lo moves lo to -128 and keeps the
+ * bytes in order up to lo + 255, so the range becomes -128..hi - lo - 128 and every byte
+ * outside it lies above. */
+
+/* The bytes of v in lo..0x7e (not a control byte, not DEL, below 0x80), as bits. */
+static inline unsigned plain16(__m128i v, unsigned lo)
+{
+    __m128i x = _mm_add_epi8(v, _mm_set1_epi8((char)(0x80 - lo)));
+    return (unsigned)_mm_movemask_epi8(_mm_cmplt_epi8(x, _mm_set1_epi8((char)(-1 - (int)lo))));
+}
+
+/* The bytes of v that are a letter, a digit or '-' (all the bytes of nearly every header
+ * name), as bits. ORing 0x20 first folds 'A'..'Z' onto 'a'..'z' and no other byte onto
+ * them. */
+static inline unsigned namely16(__m128i v)
+{
+    __m128i lower = _mm_or_si128(v, _mm_set1_epi8(0x20));
+    __m128i letter = _mm_cmplt_epi8(_mm_add_epi8(lower, _mm_set1_epi8((char)(0x80 - 'a'))),
+                                    _mm_set1_epi8((char)(-128 + 26)));
+    __m128i digit = _mm_cmplt_epi8(_mm_add_epi8(v, _mm_set1_epi8((char)(0x80 - '0'))),
+                                   _mm_set1_epi8((char)(-128 + 10)));
+    __m128i dash = _mm_cmpeq_epi8(v, _mm_set1_epi8('-'));
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letter, digit), dash));
+}
+
+/* What a scan goes on over: SP..'~' (a value, a reason phrase), '!'..'~' (a target), a
+ * letter, digit or '-' (a name). */
+enum scan { SCAN_VALUE, SCAN_TARGET, SCAN_NAME };
+
+/* The bytes of the sixteen at p that stop a k scan, as bits. */
+static inline unsigned stops16(const char *p, enum scan k)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    switch (k) {
+    case SCAN_VALUE:
+        return plain16(v, 0x20) ^ 0xffffu;
+    case SCAN_TARGET:
+        return plain16(v, 0x21) ^ 0xffffu;
+    default:
+        return namely16(v) ^ 0xffffu;
+    }
+}
+
+/* The index of the first byte of p[i..n) that stops a k scan; n if none (i if i >= n). Needs
+ * n >= 16: the last step, when fewer than sixteen bytes are left, loads the last sixteen of
+ * p[0..n) instead, so no load reaches past n, and shifts off the bits of those before i
+ * (the bits past n are not there: the mask has sixteen). */
+static inline size_t first_stop(const char *p, size_t i, size_t n, enum scan k)
+{
+    for (; i + 16 <= n; i += 16) {
+        unsigned m = stops16(p + i, k);
+        if (m) return i + (unsigned)__builtin_ctz(m);
+    }
+    if (i >= n) return i;
+    unsigned m = stops16(p + n - 16, k) >> (i - (n - 16));
+    return m ? i + (unsigned)__builtin_ctz(m) : n;
+}
+#elif defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* Elsewhere eight bytes a step, in a uint64_t (SWAR), on little-endian machines (the first
+ * byte's index from the mask needs the first byte in the low bits); byte by byte otherwise. */
+#define HEAD_SWAR 1
+
 /* The bytes of v below lo (lo <= 0x80) or at or above 0x7f, as their high bits. Exact for
  * every byte (no carry crosses a byte: each sum stays below 0x100), so the lowest set bit
  * finds the first such byte. */
@@ -22,12 +90,15 @@ static inline uint64_t unplain(uint64_t v, unsigned lo)
     uint64_t at_least_7f = low7 + WEFT__HTTP_ONES;               /* high bit: low7 >= 0x7f */
     return (~at_least_lo | at_least_7f | v) & WEFT__HTTP_HIGHS;
 }
+#endif
 
-/* The index of the first byte of p[i..n) below lo or at or above 0x7f; n if none. Eight
- * bytes at a time (the first such byte's index from the mask, on little-endian machines). */
+/* The index of the first byte of p[i..n) below lo or at or above 0x7f; n if none. lo: 0x20 (a
+ * value or reason phrase: SP goes on) or 0x21 (a target: SP ends it). */
 static inline size_t skip_plain(const char *p, size_t i, size_t n, unsigned lo)
 {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#if defined(__SSE2__)
+    if (n >= 16) return first_stop(p, i, n, lo == 0x20 ? SCAN_VALUE : SCAN_TARGET);
+#elif defined(HEAD_SWAR)
     for (; i + 8 <= n; i += 8) {
         uint64_t m = unplain(weft__http_load8(p + i), lo);
         if (m) return i + ((size_t)__builtin_ctzll(m) >> 3);
@@ -43,7 +114,7 @@ static inline size_t skip_plain(const char *p, size_t i, size_t n, unsigned lo)
 /* The index of the first ':' in p[i..n), n if none. */
 static inline size_t find_colon(const char *p, size_t i, size_t n)
 {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#if defined(HEAD_SWAR)
     for (; i + 8 <= n; i += 8) {
         /* a zero byte of t is a ':' of v; the lowest set bit of m marks the first one
          * exactly (a borrow only runs past a byte that is zero) */
@@ -70,18 +141,39 @@ static inline bool all_tchars(const char *p, size_t n)
     return ok != 0;
 }
 
-/* The end of a value or reason phrase from i: the index of its CR, which LF follows. Bytes
- * before it: SP to '~' and HTAB. SIZE_MAX for anything else, or no CRLF before n. */
-static inline size_t line_end(const char *p, size_t i, size_t n)
+/* The end of a header name that starts at i: the index of the ':' after it when every byte
+ * before that is a tchar. Otherwise n, or the index of a byte that is not a ':'. */
+static inline size_t name_end(const char *p, size_t i, size_t n)
 {
-    for (;;) {
-        i = skip_plain(p, i, n, 0x20);
-        if (i >= n) return SIZE_MAX;
-        if (p[i] != '\t') break;
-        i++;
+#if defined(__SSE2__)
+    if (n >= 16) {
+        /* the first byte that is not a letter, digit or '-' is nearly always the ':'; a
+         * rarer tchar ('_', '.', ...) is stepped over and the scan goes on after it */
+        for (;;) {
+            i = first_stop(p, i, n, SCAN_NAME);
+            if (i >= n || p[i] == ':' || !weft__http_is_tchar((unsigned char)p[i])) return i;
+            i++;
+        }
     }
-    if (p[i] != '\r' || i + 1 >= n || p[i + 1] != '\n') return SIZE_MAX;
-    return i;
+#endif
+    size_t c = find_colon(p, i, n);
+    return c < n && all_tchars(p + i, c - i) ? c : n;
+}
+
+/* The end of a value or reason phrase from *i: true with *i at its CR, which LF follows. Bytes
+ * before it: SP to '~' and HTAB. False for anything else, or no CRLF before n. */
+static inline bool line_end(const char *p, size_t *i, size_t n)
+{
+    size_t k = *i;
+    for (;;) {
+        k = skip_plain(p, k, n, 0x20);
+        if (k + 1 >= n) return false; /* no room for a CRLF */
+        if (memcmp(p + k, "\r\n", 2) == 0) break;
+        if (p[k] != '\t') return false;
+        k++;
+    }
+    *i = k;
+    return true;
 }
 
 /* The method at p, with its SP: its length with the SP, and *m; 0 if not one of these. */
@@ -137,6 +229,9 @@ bool weft__head_scan(bool response, const char *p, size_t n, size_t max_head, we
                      uint32_t hcap, weft__head_t *o)
 {
     if (n > max_head) n = max_head; /* a head must end within max_head */
+    /* the shortest head taken is 18 bytes ("GET / HTTP/1.1\r\n\r\n"); from here on the
+     * scanners above always find sixteen bytes to load */
+    if (n < 18) return false;
     size_t i;
     o->close = false;
     o->length = 0;
@@ -158,8 +253,8 @@ bool weft__head_scan(bool response, const char *p, size_t n, size_t max_head, we
         if (d0 > 9 || d1 > 9 || d2 > 9 || d0 < 2) return false;
         o->status = (uint16_t)(d0 * 100 + d1 * 10 + d2);
         if (o->status == 204 || o->status == 304) return false; /* framing of their own */
-        i = line_end(p, 13, n);
-        if (i == SIZE_MAX) return false;
+        i = 13;
+        if (!line_end(p, &i, n)) return false;
         i += 2;
     }
     uint32_t nh = 0;
@@ -171,14 +266,16 @@ bool weft__head_scan(bool response, const char *p, size_t n, size_t max_head, we
             break;
         }
         size_t name = i;
-        i = find_colon(p, i, n);
-        if (i == name || i >= n || nh == hcap || !all_tchars(p + name, i - name)) return false;
+        i = name_end(p, i, n);
+        if (i == name || i >= n || p[i] != ':' || nh == hcap) return false;
         size_t nlen = i - name;
         i++;
-        while (i < n && (p[i] == ' ' || p[i] == '\t')) i++;
+        if (i + 1 < n && p[i] == ' ' && (unsigned char)p[i + 1] > ' ')
+            i++; /* the usual: one SP, then the value */
+        else
+            while (i < n && (p[i] == ' ' || p[i] == '\t')) i++;
         size_t v = i;
-        i = line_end(p, i, n);
-        if (i == SIZE_MAX) return false;
+        if (!line_end(p, &i, n)) return false;
         size_t vlen = i - v;
         weft__hspan_t *h = &hs[nh++];
         h->noff = (uint32_t)name;

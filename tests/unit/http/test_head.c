@@ -1,9 +1,11 @@
 /*
  * test_head.c - weft__head_scan (src/http/head.c): the heads it takes, with their offsets,
  * and each kind it leaves to llhttp. Every head is put at the end of an allocation of
- * exactly its size, so that ASan sees a read past it; the eight-bytes-at-a-time scanners
- * are run with a header value of every length up to 40 and a control byte at each offset.
- * The differential check against llhttp itself is tests/fuzz/http/fuzz_head.c.
+ * exactly its size, so that ASan sees a read past it. The scanners go sixteen bytes a step
+ * (SSE2; eight elsewhere) and load the last sixteen bytes of the head for a shorter rest: a
+ * target, a header name and a header value of every length to 72, with a byte that stops
+ * them at each offset, and with 0 to 17 bytes after the head, cross every step boundary
+ * both ways. The differential check against llhttp itself is tests/fuzz/http/fuzz_head.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,6 +34,17 @@ static bool scan(bool response, const char *s)
     assert_non_null(p);
     memcpy(p, s, n);
     memset(&o, 0xa5, sizeof(o));
+    bool ok = weft__head_scan(response, p, n, 8192, hs, HCAP, &o);
+    free(p);
+    return ok;
+}
+
+/* Scans a copy of exactly n bytes of s (NUL is a byte here). */
+static bool scan_n(bool response, const char *s, size_t n)
+{
+    char *p = malloc(n ? n : 1);
+    assert_non_null(p);
+    memcpy(p, s, n);
     bool ok = weft__head_scan(response, p, n, 8192, hs, HCAP, &o);
     free(p);
     return ok;
@@ -161,34 +174,123 @@ static void test_declined(void **state)
         if (scan(true, responses[i])) fail_msg("response %zu was taken", i);
 }
 
-/* A value of every length to 40: taken plain; with a control byte (or DEL, or a byte at or
- * above 0x80) at any offset, declined; a tab anywhere taken. So every word boundary of the
- * scanners is crossed, and the bytes past the end are never read (the copy ends there). */
+/* Bytes after a head (the next request's, pipelined): 0 to 17 of them move the head's end
+ * against the end of the bytes, so that its last line is read both in a whole step and in
+ * the shorter last one. */
+#define MAX_PAD 17
+static const char pad[MAX_PAD + 1] = "GET /next HTTP/1.";
+
+/* A value of every length to 72: taken plain; with a control byte (or DEL, or a byte at or
+ * above 0x80) at any offset, declined; a tab anywhere taken. So every step boundary of the
+ * scanners is crossed, and no byte past n is read (the copy ends there). */
 static void test_value_lengths(void **state)
 {
     (void)state;
     static const unsigned char bad[] = {0x00, 0x01, 0x0a, 0x0d, 0x1f, 0x7f, 0x80, 0xff};
-    for (size_t len = 0; len <= 40; len++) {
-        char b[128];
-        int pre = snprintf(b, sizeof(b), "GET / HTTP/1.1\r\nX-Value: ");
-        memset(b + pre, 'v', len);
-        strcpy(b + pre + len, "\r\n\r\n");
-        assert_true(scan(false, b));
-        assert_int_equal(hs[0].vlen, len);
-        for (size_t at = 0; at < len; at++) {
-            char c[128];
-            memcpy(c, b, sizeof(c));
-            c[pre + at] = '\t';
-            if (at > 0) assert_true(scan(false, c)); /* a leading tab is blank before it */
-            for (size_t k = 0; k < sizeof(bad); k++) {
-                c[pre + at] = (char)bad[k];
-                size_t n = strlen(b); /* the same length: NUL is a byte here */
-                char *p = malloc(n);
-                assert_non_null(p);
-                memcpy(p, c, n);
-                if (weft__head_scan(false, p, n, 8192, hs, HCAP, &o))
-                    fail_msg("len %zu, byte %02x at %zu taken", len, bad[k], at);
-                free(p);
+    for (size_t len = 0; len <= 72; len++) {
+        for (size_t np = 0; np <= MAX_PAD; np++) {
+            char b[160];
+            int pre = snprintf(b, sizeof(b), "GET / HTTP/1.1\r\nX-Value: ");
+            memset(b + pre, 'v', len);
+            memcpy(b + pre + len, "\r\n\r\n", 4);
+            memcpy(b + pre + len + 4, pad, np);
+            size_t n = (size_t)pre + len + 4 + np;
+            assert_true(scan_n(false, b, n));
+            assert_int_equal(o.len, n - np);
+            assert_int_equal(hs[0].voff, len ? (size_t)pre : 0);
+            assert_int_equal(hs[0].vlen, len);
+            for (size_t at = 0; at < len; at++) {
+                char c[160];
+                memcpy(c, b, sizeof(c));
+                c[pre + at] = '\t';
+                if (at > 0) { /* a leading tab is blank before it */
+                    assert_true(scan_n(false, c, n));
+                    assert_int_equal(hs[0].vlen, len);
+                }
+                for (size_t k = 0; k < sizeof(bad); k++) {
+                    c[pre + at] = (char)bad[k];
+                    if (scan_n(false, c, n))
+                        fail_msg("len %zu, pad %zu, byte %02x at %zu taken", len, np, bad[k], at);
+                }
+            }
+        }
+    }
+}
+
+/* A header name of every length to 72: taken when every byte is a tchar, the rarer ones
+ * (not a letter, digit or '-') at any offset too; declined with a byte that is not a tchar
+ * at any offset. */
+static void test_name_lengths(void **state)
+{
+    (void)state;
+    static const char rare[] = "!#$%&'*+.^_`|~";
+    static const unsigned char bad[] = {0x00, 0x09, 0x0d, ' ', '"',  '(',  ')', ',',
+                                        '/',  ';',  '<',  '=', '>',  '?',  '@', '[',
+                                        '\\', ']',  '{',  '}', 0x7f, 0x80, 0xff};
+    for (size_t len = 1; len <= 72; len++) {
+        for (size_t np = 0; np <= MAX_PAD; np++) {
+            char b[160];
+            int pre = snprintf(b, sizeof(b), "GET / HTTP/1.1\r\n");
+            for (size_t j = 0; j < len; j++) b[pre + j] = "aZ9-"[j % 4];
+            memcpy(b + pre + len, ": v\r\n\r\n", 8);
+            memcpy(b + pre + len + 8, pad, np);
+            size_t n = (size_t)pre + len + 8 + np;
+            assert_true(scan_n(false, b, n));
+            assert_int_equal(hs[0].noff, pre);
+            assert_int_equal(hs[0].nlen, len);
+            for (size_t at = 0; at < len; at++) {
+                char c[160];
+                memcpy(c, b, sizeof(c));
+                for (size_t k = 0; rare[k]; k++) {
+                    c[pre + at] = rare[k];
+                    if (!scan_n(false, c, n))
+                        fail_msg("len %zu, pad %zu, '%c' at %zu declined", len, np, rare[k], at);
+                    assert_int_equal(hs[0].nlen, len);
+                }
+                c[pre + at] = '_';
+                c[pre + (at * 7 + 3) % len] = '.'; /* two rare ones */
+                assert_true(scan_n(false, c, n));
+                assert_int_equal(hs[0].nlen, len);
+                memcpy(c, b, sizeof(c));
+                for (size_t k = 0; k < sizeof(bad); k++) {
+                    c[pre + at] = (char)bad[k];
+                    if (scan_n(false, c, n))
+                        fail_msg("len %zu, pad %zu, byte %02x at %zu taken", len, np, bad[k], at);
+                }
+                c[pre + at] = ':'; /* an earlier ':': a shorter name, with a value with ':' */
+                assert_true(scan_n(false, c, n) == (at > 0));
+                if (at > 0) assert_int_equal(hs[0].nlen, at);
+            }
+        }
+    }
+}
+
+/* A request target of every length to 72: taken; with SP, a control byte, DEL or a byte at or
+ * above 0x80 at any offset past its '/', declined. */
+static void test_target_lengths(void **state)
+{
+    (void)state;
+    static const unsigned char bad[] = {0x00, 0x09, 0x0d, ' ', 0x7f, 0x80, 0xff};
+    for (size_t len = 1; len <= 72; len++) {
+        for (size_t np = 0; np <= MAX_PAD; np++) {
+            char b[160];
+            b[0] = 'G', b[1] = 'E', b[2] = 'T', b[3] = ' ', b[4] = '/';
+            memset(b + 5, 't', len - 1);
+            memcpy(b + 4 + len, " HTTP/1.1\r\n\r\n", 13);
+            memcpy(b + 4 + len + 13, pad, np);
+            size_t n = 4 + len + 13 + np;
+            assert_true(scan_n(false, b, n));
+            assert_int_equal(o.url_off, 4);
+            assert_int_equal(o.url_len, len);
+            assert_int_equal(o.len, n - np);
+            for (size_t at = 1; at < len; at++) {
+                char c[160];
+                memcpy(c, b, sizeof(c));
+                for (size_t k = 0; k < sizeof(bad); k++) {
+                    c[4 + at] = (char)bad[k];
+                    if (scan_n(false, c, n))
+                        fail_msg("len %zu, pad %zu, byte %02x at %zu taken", len, np, bad[k], at);
+                }
             }
         }
     }
@@ -207,8 +309,9 @@ static void test_max_head(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_request),  cmocka_unit_test(test_response),
-        cmocka_unit_test(test_declined), cmocka_unit_test(test_value_lengths),
+        cmocka_unit_test(test_request),      cmocka_unit_test(test_response),
+        cmocka_unit_test(test_declined),     cmocka_unit_test(test_value_lengths),
+        cmocka_unit_test(test_name_lengths), cmocka_unit_test(test_target_lengths),
         cmocka_unit_test(test_max_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
