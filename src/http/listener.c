@@ -153,6 +153,7 @@ static void on_timer(uv_timer_t *t)
     bool force = l->shutting_down && now >= l->shutdown_deadline;
     bool stalled = l->mem_stalled; /* connections whose bytes found no memory: try again */
     l->mem_stalled = false;
+    weft__http_xfree_trim(l);
     conn_t *c = l->conns;
     while (c) {
         conn_t *next = c->next;

@@ -56,7 +56,7 @@
 #define OBUF_HIGH_WATER (64 * 1024)  /* stop pipelining / ask producers to wait */
 #define OBUF_MAX        (256u << 20) /* a response never buffers more than this */
 #define INLINE_HEADERS  24
-#define XFREE_MAX       64 /* exchanges (and their buffers) a listener keeps for reuse */
+#define XFREE_MAX       1024 /* exchanges (and their buffers) a listener keeps for reuse */
 #define XKEEP_MAX       64 /* idle connections of a listener that keep theirs for a while */
 #define ARENA_BLOCK     4096
 #define ARENA_LIMIT     (8u << 20)
@@ -217,6 +217,7 @@ struct listener_s {
     conn_t *conns;
     exch_t *xfree;    /* exchanges for connections that get bytes, with their buffers */
     unsigned nxfree;  /* on xfree: at most XFREE_MAX */
+    unsigned xfree_low; /* the fewest on xfree since the last sweep: that many sat unused */
     unsigned nkept;   /* connections kept (conn_t.kept): at most XKEEP_MAX */
     bool mem_stalled; /* a connection found no memory for the bytes waiting: on_timer kicks */
     _Atomic unsigned nconns;
@@ -423,6 +424,7 @@ void weft__http_exch_free(exch_t *x);
 void weft__http_exch_reset(exch_t *x, listener_t *l);
 /* Frees l's freelist. */
 void weft__http_xfree_drain(listener_t *l);
+void weft__http_xfree_trim(listener_t *l);
 /* c gives its exchange and buffers back (to l's freelist, or to malloc); c->x was between
  * two messages (request_reset ran) or was reset. */
 void weft__http_conn_release(conn_t *c);
@@ -465,7 +467,7 @@ static inline int weft__http_conn_take(conn_t *c)
     exch_t *x = l->xfree;
     if (x) {
         l->xfree = x->next;
-        l->nxfree--;
+        if (--l->nxfree < l->xfree_low) l->xfree_low = l->nxfree;
     } else if (!(x = weft__http_exch_new(l))) {
         return WEFT_ENOMEM;
     }
