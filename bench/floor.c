@@ -20,6 +20,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "floor_listen.h"
+
 #define MAX_FD 65536
 
 static const char RESP[] = "HTTP/1.1 200 OK\r\n"
@@ -39,20 +41,9 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    int one = 1, l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 511) != 0) {
-        perror("floor: listen");
-        return 1;
-    }
-    int ep = epoll_create1(0);
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = l}, evs[512];
-    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, l, &ev) != 0) {
-        perror("floor: epoll");
-        return 1;
-    }
+    int one = 1, l, ep = floor_listen("floor", port, &l);
+    if (ep < 0) return 1;
+    struct epoll_event evs[512];
     static char in[16384], out[16384];
     for (;;) {
         int n = epoll_wait(ep, evs, 512, -1);

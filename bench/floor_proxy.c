@@ -26,6 +26,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "floor_listen.h"
+
 #define MAX_FD 65536
 
 static int peer[MAX_FD]; /* the other end of each descriptor's pair; -1 for none */
@@ -61,21 +63,11 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     for (int i = 0; i < MAX_FD; i++) peer[i] = -1;
-    int one = 1, l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int l, ep = floor_listen("floor_proxy", port, &l);
+    if (ep < 0) return 1;
     struct sockaddr_in u = {.sin_family = AF_INET, .sin_port = htons((uint16_t)uport)};
-    a.sin_addr.s_addr = u.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 511) != 0) {
-        perror("floor_proxy: listen");
-        return 1;
-    }
-    int ep = epoll_create1(0);
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = l}, evs[512];
-    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, l, &ev) != 0) {
-        perror("floor_proxy: epoll");
-        return 1;
-    }
+    u.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct epoll_event evs[512];
     static char buf[16384];
     for (;;) {
         int n = epoll_wait(ep, evs, 512, -1);
