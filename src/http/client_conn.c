@@ -14,7 +14,8 @@
  *
  * Once connected, the socket joins the client's reader (src/http/reader.h: edge-triggered,
  * read in order of arrival); reads and response parsing are client_read.c's. Writes stay
- * libuv's: a FIXED request is one uv_write; a streamed body alternates two buffers (`out`
+ * libuv's, except the first write of a FIXED request (weft__sys_try_send, the rest by one
+ * uv_write when the socket did not take it all); a streamed body alternates two buffers (`out`
  * collects what weft_http_client_write gives while `flight` is written), at most one write
  * in flight per connection. When the last byte of the request has reached the kernel the
  * call's head timeout starts.
@@ -33,6 +34,7 @@
 #include <string.h>
 
 #include "core/assert.h"
+#include "core/sysio.h"
 #include "http/client_int.h"
 
 static void conn_to(conn_t *k, weft__conn_state_t to)
@@ -149,7 +151,20 @@ void weft__conn_flush(conn_t *k)
     if (call->bmode == WEFT_HTTP_CLIENT_BODY_FIXED) {
         if (call->flushed) return;
         call->flushed = true;
-        b = uv_buf_init(call->out.p, (unsigned)call->out.len);
+        /* What the socket takes at once goes now, without a uv_write and its callback on
+         * the next turn (a whole GET, almost always). An error is left to the uv_write
+         * below, which reports it from on_written (outside the caller's
+         * weft_http_client_request) as this first one, the one the peer caused. */
+        ssize_t n = k->rf.added && k->tcp.write_queue_size == 0
+                        ? weft__sys_try_send(k->rf.fd, call->out.p, call->out.len)
+                        : 0;
+        k->send_err = n < 0 ? (int)n : 0; /* the retry may meet another (EPIPE after a reset) */
+        if (n > 0 && (size_t)n == call->out.len) {
+            if (!call->sent) request_sent(call);
+            return;
+        }
+        size_t done = n > 0 ? (size_t)n : 0;
+        b = uv_buf_init(call->out.p + done, (unsigned)(call->out.len - done));
     } else {
         if (call->out.len == 0) return;
         weft_buf_t t = call->flight;
@@ -164,7 +179,8 @@ void weft__conn_flush(conn_t *k)
     int err = uv_write(&k->wreq, (uv_stream_t *)&k->tcp, &b, 1, on_written);
     if (err) {
         k->writing = false;
-        weft__call_fail_soon(call, err);
+        weft__call_fail_soon(call, k->send_err ? k->send_err : err);
+        k->send_err = 0;
         return;
     }
     /* libuv wrote what the kernel took at once: nothing queued means all of it */
@@ -175,6 +191,8 @@ static void on_written(uv_write_t *w, int status)
 {
     conn_t *k = w->data;
     k->writing = false;
+    if (status < 0 && k->send_err) status = k->send_err;
+    k->send_err = 0;
     if (k->state == CONN_CLOSED) return;
     call_t *call = k->call;
     if (status < 0) {

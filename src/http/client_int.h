@@ -157,6 +157,7 @@ struct weft__client_conn_s {
     unsigned nh;
     unsigned ai, naddr; /* the address being tried, of addrs */
     int perr;           /* error a parser callback wants reported (limits, memory) */
+    int send_err;       /* the failed first write's error, which on_written reports (flush) */
     weft__conn_state_t state;
     bool reused, got_bytes, writing, in_value, interim;
     bool parser_paused; /* llhttp returned HPE_PAUSED from a callback: llhttp_resume first */

@@ -7,7 +7,7 @@
  * handled one at a time: the parser pauses at the end of each message and parsing of
  * pipelined bytes resumes only when the response is finished, so responses go out in order
  * and a handler never runs inside llhttp. Responses produced while a read is being processed
- * are written with one uv_try_write when the read's bytes are used up, so a pipelined batch
+ * are written with one send when the read's bytes are used up, so a pipelined batch
  * costs one syscall; what the socket does not take goes to uv_write from wbuf while obuf
  * collects what follows.
  *
@@ -25,8 +25,9 @@
  * place, and when requests queue up at a worker some wait two rounds of the others: the p98
  * and p99 of bench/http). The reader calls on_alloc and on_read as libuv would; its drained
  * hook lets an idle connection give its buffers back once the socket is read to EAGAIN, and
- * its hup hook tells a handler that its client is going while reading is off. Writes,
- * shutdown and close stay libuv's.
+ * its hup hook tells a handler that its client is going while reading is off. A flush's
+ * first write is weft__sys_try_send (src/core/sysio.h); the rest of a write the socket did
+ * not take, shutdown and close stay libuv's.
  *
  * Errors. Any malformed request is answered (response.c, send_error) with `Connection:
  * close`, then the write side is shut down and the connection lingers (reading and
@@ -47,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/sysio.h"
 #include "http/server_int.h"
 #include "weft/log.h"
 
@@ -67,7 +69,10 @@ int weft__http_out_grow(conn_t *c, size_t n)
     return 0;
 }
 
-/* Writes obuf: first with uv_try_write, the rest with uv_write from wbuf. */
+/* Writes obuf: first what the socket takes at once, the rest with uv_write from wbuf.
+ * While the socket is in the reader and libuv has nothing queued (no uv_write in flight:
+ * c->writing), the first write is weft__sys_try_send, without uv_try_write's steps and
+ * glibc's cancellation point (src/core/sysio.h). */
 void weft__http_flush(conn_t *c)
 {
     if (c->writing || weft__http_closing(c)) return;
@@ -75,9 +80,14 @@ void weft__http_flush(conn_t *c)
         after_flush(c);
         return;
     }
-    uv_buf_t b = {.base = c->obuf, .len = c->olen}; /* not uv_buf_init: a call */
-    int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
+    ssize_t r;
+    if (c->rf.added && c->tcp.write_queue_size == 0) {
+        r = weft__sys_try_send(c->rf.fd, c->obuf, c->olen);
+    } else {
+        uv_buf_t b = {.base = c->obuf, .len = c->olen}; /* not uv_buf_init: a call */
+        r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
+    }
     if (r < 0) {
         weft__http_conn_close(c);
         return;

@@ -39,7 +39,9 @@
  * then), and that a FIN or an error came while an fd's reading is off (hup: the server tells
  * a handler holding a request at once, though the bytes before the FIN wait unread).
  *
- * Errors. read(2) errors other than EINTR and EAGAIN go to the callback as libuv errors. An
+ * Reads are weft__sys_recv (src/core/sysio.h: recv(2) without glibc's cancellation point).
+ *
+ * Errors. recv(2) errors other than EINTR and EAGAIN go to the callback as libuv errors. An
  * epoll_ctl failure at add is returned; at remove it is ignored (the owner closes the
  * descriptor next, which removes it from the epoll anyway).
  *
@@ -51,6 +53,7 @@
 #include <unistd.h>
 
 #include "core/assert.h"
+#include "core/sysio.h"
 #include "http/reader.h"
 
 static void kick(weft__rfd_t *f);
@@ -73,7 +76,7 @@ static void do_read(weft__rfd_t *f)
             f->read_cb(f, UV_ENOBUFS, &b);
             break;
         }
-        ssize_t n = read(f->fd, b.base, b.len);
+        ssize_t n = weft__sys_recv(f->fd, b.base, b.len);
         int err = n < 0 ? errno : 0;
         if (err == EINTR) continue;
         if (err == EAGAIN || err == EWOULDBLOCK) {

@@ -57,7 +57,7 @@
 #define OBUF_MAX        (256u << 20) /* a response never buffers more than this */
 #define INLINE_HEADERS  24
 #define XFREE_MAX       1024 /* exchanges (and their buffers) a listener keeps for reuse */
-#define XKEEP_MAX       64 /* idle connections of a listener that keep theirs for a while */
+#define XKEEP_MAX       64   /* idle connections of a listener that keep theirs for a while */
 #define ARENA_BLOCK     4096
 #define ARENA_LIMIT     (8u << 20)
 #define LINGER_MS       2000
@@ -215,11 +215,11 @@ struct listener_s {
     void (*on_done)(void *);
     void *done_arg;
     conn_t *conns;
-    exch_t *xfree;    /* exchanges for connections that get bytes, with their buffers */
-    unsigned nxfree;  /* on xfree: at most XFREE_MAX */
+    exch_t *xfree;      /* exchanges for connections that get bytes, with their buffers */
+    unsigned nxfree;    /* on xfree: at most XFREE_MAX */
     unsigned xfree_low; /* the fewest on xfree since the last sweep: that many sat unused */
-    unsigned nkept;   /* connections kept (conn_t.kept): at most XKEEP_MAX */
-    bool mem_stalled; /* a connection found no memory for the bytes waiting: on_timer kicks */
+    unsigned nkept;     /* connections kept (conn_t.kept): at most XKEEP_MAX */
+    bool mem_stalled;   /* a connection found no memory for the bytes waiting: on_timer kicks */
     _Atomic unsigned nconns;
     _Atomic uint64_t rejected; /* connections refused at the cap (written by this loop only) */
     bool accept_stalled;       /* a connection is pending: memory for it ran out (on_timer) */
@@ -489,8 +489,8 @@ static inline int weft__http_conn_take(conn_t *c)
  * up, a handler holds a request or the output backs up; then flushes. Not reentrant: a call
  * from inside it (request_finish) returns at once and the running one goes on. */
 void weft__http_conn_process(conn_t *c);
-/* Writes obuf (uv_try_write, the rest by uv_write); none left: closes or lingers if asked,
- * tells a streaming producer it may go on (on_drain). */
+/* Writes obuf (what the socket takes at once, the rest by uv_write); none left: closes or
+ * lingers if asked, tells a streaming producer it may go on (on_drain). */
 void weft__http_flush(conn_t *c);
 /* Reading on or off, from the room in rbuf, the request in progress and pause/resume. */
 void weft__http_update_reading(conn_t *c);
