@@ -12,7 +12,20 @@
 
 #include "http/syntax.h"
 
+/* How far the scanners go a step: 16 bytes with SSE2, 8 (SWAR) on other little-endian
+ * machines, 1 otherwise. A build may choose a narrower one: tests/unit/http/test_head_swar.c
+ * and test_head_bytes.c run test_head.c's cases on the other two. */
+#ifndef WEFT__HEAD_STEP
 #if defined(__SSE2__)
+#define WEFT__HEAD_STEP 16
+#elif defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define WEFT__HEAD_STEP 8
+#else
+#define WEFT__HEAD_STEP 1
+#endif
+#endif
+
+#if WEFT__HEAD_STEP == 16
 #include <emmintrin.h>
 
 /* With SSE2 (every x86-64 has it) the scanners go sixteen bytes a step: one compare answers
@@ -75,10 +88,9 @@ static inline size_t first_stop(const char *p, size_t i, size_t n, enum scan k)
     unsigned m = stops16(p + n - 16, k) >> (i - (n - 16));
     return m ? i + (unsigned)__builtin_ctz(m) : n;
 }
-#elif defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#elif WEFT__HEAD_STEP == 8
 /* Elsewhere eight bytes a step, in a uint64_t (SWAR), on little-endian machines (the first
  * byte's index from the mask needs the first byte in the low bits); byte by byte otherwise. */
-#define HEAD_SWAR 1
 
 /* The bytes of v below lo (lo <= 0x80) or at or above 0x7f, as their high bits. Exact for
  * every byte (no carry crosses a byte: each sum stays below 0x100), so the lowest set bit
@@ -96,9 +108,9 @@ static inline uint64_t unplain(uint64_t v, unsigned lo)
  * value or reason phrase: SP goes on) or 0x21 (a target: SP ends it). */
 static inline size_t skip_plain(const char *p, size_t i, size_t n, unsigned lo)
 {
-#if defined(__SSE2__)
+#if WEFT__HEAD_STEP == 16
     if (n >= 16) return first_stop(p, i, n, lo == 0x20 ? SCAN_VALUE : SCAN_TARGET);
-#elif defined(HEAD_SWAR)
+#elif WEFT__HEAD_STEP == 8
     for (; i + 8 <= n; i += 8) {
         uint64_t m = unplain(weft__http_load8(p + i), lo);
         if (m) return i + ((size_t)__builtin_ctzll(m) >> 3);
@@ -114,7 +126,7 @@ static inline size_t skip_plain(const char *p, size_t i, size_t n, unsigned lo)
 /* The index of the first ':' in p[i..n), n if none. */
 static inline size_t find_colon(const char *p, size_t i, size_t n)
 {
-#if defined(HEAD_SWAR)
+#if WEFT__HEAD_STEP == 8
     for (; i + 8 <= n; i += 8) {
         /* a zero byte of t is a ':' of v; the lowest set bit of m marks the first one
          * exactly (a borrow only runs past a byte that is zero) */
@@ -145,7 +157,7 @@ static inline bool all_tchars(const char *p, size_t n)
  * before that is a tchar. Otherwise n, or the index of a byte that is not a ':'. */
 static inline size_t name_end(const char *p, size_t i, size_t n)
 {
-#if defined(__SSE2__)
+#if WEFT__HEAD_STEP == 16
     if (n >= 16) {
         /* the first byte that is not a letter, digit or '-' is nearly always the ':'; a
          * rarer tchar ('_', '.', ...) is stepped over and the scan goes on after it */

@@ -6,6 +6,8 @@
  * target, a header name and a header value of every length to 72, with a byte that stops
  * them at each offset, and with 0 to 17 bytes after the head, cross every step boundary
  * both ways. The differential check against llhttp itself is tests/fuzz/http/fuzz_head.c.
+ * test_head_swar.c and test_head_bytes.c run these cases on the eight-byte and the
+ * byte-by-byte scanners too.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -180,13 +182,15 @@ static void test_declined(void **state)
 #define MAX_PAD 17
 static const char pad[MAX_PAD + 1] = "GET /next HTTP/1.";
 
-/* A value of every length to 72: taken plain; with a control byte (or DEL, or a byte at or
- * above 0x80) at any offset, declined; a tab anywhere taken. So every step boundary of the
+/* A value of every length to 72: taken plain, and with '!' or '~' at any offset; with a
+ * control byte (or DEL, or a byte at or above 0x80) at any offset, declined; a tab anywhere
+ * taken. So every step boundary of the
  * scanners is crossed, and no byte past n is read (the copy ends there). */
 static void test_value_lengths(void **state)
 {
     (void)state;
     static const unsigned char bad[] = {0x00, 0x01, 0x0a, 0x0d, 0x1f, 0x7f, 0x80, 0xff};
+    static const unsigned char edge[] = {'!', '~'}; /* the ends of the visible bytes */
     for (size_t len = 0; len <= 72; len++) {
         for (size_t np = 0; np <= MAX_PAD; np++) {
             char b[160];
@@ -205,6 +209,13 @@ static void test_value_lengths(void **state)
                 c[pre + at] = '\t';
                 if (at > 0) { /* a leading tab is blank before it */
                     assert_true(scan_n(false, c, n));
+                    assert_int_equal(hs[0].vlen, len);
+                }
+                for (size_t k = 0; k < sizeof(edge); k++) {
+                    c[pre + at] = (char)edge[k];
+                    if (!scan_n(false, c, n))
+                        fail_msg("len %zu, pad %zu, byte %02x at %zu declined", len, np, edge[k],
+                                 at);
                     assert_int_equal(hs[0].vlen, len);
                 }
                 for (size_t k = 0; k < sizeof(bad); k++) {
@@ -265,12 +276,13 @@ static void test_name_lengths(void **state)
     }
 }
 
-/* A request target of every length to 72: taken; with SP, a control byte, DEL or a byte at or
- * above 0x80 at any offset past its '/', declined. */
+/* A request target of every length to 72: taken, and with '!' or '~' at any offset; with SP, a
+ * control byte, DEL or a byte at or above 0x80 at any offset past its '/', declined. */
 static void test_target_lengths(void **state)
 {
     (void)state;
     static const unsigned char bad[] = {0x00, 0x09, 0x0d, ' ', 0x7f, 0x80, 0xff};
+    static const unsigned char edge[] = {'!', '~'}; /* the ends of the visible bytes */
     for (size_t len = 1; len <= 72; len++) {
         for (size_t np = 0; np <= MAX_PAD; np++) {
             char b[160];
@@ -286,6 +298,13 @@ static void test_target_lengths(void **state)
             for (size_t at = 1; at < len; at++) {
                 char c[160];
                 memcpy(c, b, sizeof(c));
+                for (size_t k = 0; k < sizeof(edge); k++) {
+                    c[4 + at] = (char)edge[k];
+                    if (!scan_n(false, c, n))
+                        fail_msg("len %zu, pad %zu, byte %02x at %zu declined", len, np, edge[k],
+                                 at);
+                    assert_int_equal(o.url_len, len);
+                }
                 for (size_t k = 0; k < sizeof(bad); k++) {
                     c[4 + at] = (char)bad[k];
                     if (scan_n(false, c, n))
