@@ -120,7 +120,7 @@ int weft_http_client_request(weft_http_client_t *c, const weft_http_client_req_t
     weft__req_facts_t f;
     if (weft__req_check(r, &f) != 0) return WEFT_EINVAL;
     int err = 0;
-    pool_t *p = weft__pool_get(c, r->host, r->port, &err);
+    pool_t *p = weft__pool_get(c, r->host, f.host_len, r->port, &err);
     if (!p) {
         if (err == WEFT_ELIMIT) c->st.rejected++;
         return err;
@@ -154,7 +154,7 @@ int weft_http_client_request(weft_http_client_t *c, const weft_http_client_req_t
     call->ended = r->body_mode == WEFT_HTTP_CLIENT_BODY_FIXED;
     if (!call->ended) call->head_left = call->out.len;
     call->is_head = f.method_len == 4 && memcmp(r->method, "HEAD", 4) == 0;
-    call->idempotent = weft__req_idempotent(r->method);
+    call->idempotent = weft__req_idempotent(r->method, f.method_len);
     call->upgrade = f.upgrade;
     uint64_t now = uv_now(c->loop);
     uint64_t timeout = pick_ms(r->timeout_ms, c->o.request_timeout_ms);

@@ -242,9 +242,10 @@ static inline uint64_t weft__add_ms(uint64_t now, uint64_t ms)
 
 /* ---- client_pool.c ---- */
 
-/* The pool of host:port, created if needed (an unused pool may be freed to make room under
- * max_hosts). Returns NULL with *err set (WEFT_ELIMIT, WEFT_ENOMEM). */
-pool_t *weft__pool_get(weft_http_client_t *c, const char *host, uint16_t port, int *err);
+/* The pool of host:port (host: hl bytes), created if needed: only for a valid host
+ * (weft__req_host_valid), and an unused pool may be freed to make room under max_hosts.
+ * Returns NULL with *err set (WEFT_EINVAL, WEFT_ELIMIT, WEFT_ENOMEM). */
+pool_t *weft__pool_get(weft_http_client_t *c, const char *host, size_t hl, uint16_t port, int *err);
 /* The pool of host:port if there is one. */
 pool_t *weft__pool_find(const weft_http_client_t *c, const char *host, uint16_t port);
 /* Frees pools unused for host_keep_ms (every one when force); run from the sweep. */
@@ -318,8 +319,13 @@ typedef struct weft__req_facts_s {
     bool upgrade;   /* an Upgrade header among them: a 101 may answer */
 } weft__req_facts_t;
 
-/* Checks r against the rules of weft/client.h and fills *f. Returns 0 or WEFT_EINVAL. */
+/* Checks r against the rules of weft/client.h and fills *f. Returns 0 or WEFT_EINVAL. The
+ * host is checked only by its length here: weft__pool_get checks the rest of it once, when
+ * it makes the host's pool (a pool is never made for a host that is not valid, so a host
+ * that has one is). */
 int weft__req_check(const weft_http_client_req_t *r, weft__req_facts_t *f);
+/* A host of n bytes the client may send: 1 to 255 visible ASCII bytes, none of "/?#@[]". */
+bool weft__req_host_valid(const char *host, size_t n);
 /* Writes the request head (and a FIXED body) into out. Returns 0 or WEFT_ENOMEM. */
 int weft__req_serialize(weft_buf_t *out, const weft_http_client_req_t *r,
                         const weft__req_facts_t *f);
@@ -329,7 +335,7 @@ int weft__req_body_piece(weft_buf_t *out, bool chunked, const void *data, size_t
 /* Appends the last chunk ("0\r\n\r\n"). Returns 0 or WEFT_ENOMEM (nothing appended). */
 int weft__req_body_end(weft_buf_t *out);
 /* GET, HEAD, PUT, DELETE, OPTIONS, TRACE. */
-bool weft__req_idempotent(const char *method);
+bool weft__req_idempotent(const char *method, size_t len);
 
 /* ---- tests ---- */
 

@@ -62,12 +62,17 @@ static bool pool_unused(const pool_t *p)
     return !p->ncalls && !p->nconns && !p->kicked;
 }
 
-pool_t *weft__pool_find(const weft_http_client_t *c, const char *host, uint16_t port)
+static pool_t *find_n(const weft_http_client_t *c, const char *host, size_t hl, uint16_t port)
 {
-    uint32_t h = pool_hash(host, strlen(host), port);
+    uint32_t h = pool_hash(host, hl, port);
     for (pool_t *p = c->buckets[h & (c->nbuckets - 1)]; p; p = p->hnext)
         if (p->hash == h && p->port == port && strcmp(p->host, host) == 0) return p;
     return NULL;
+}
+
+pool_t *weft__pool_find(const weft_http_client_t *c, const char *host, uint16_t port)
+{
+    return find_n(c, host, strlen(host), port);
 }
 
 /* Frees one unused pool, if there is one. */
@@ -86,18 +91,21 @@ static bool pools_evict_one(weft_http_client_t *c)
     return false;
 }
 
-pool_t *weft__pool_get(weft_http_client_t *c, const char *host, uint16_t port, int *err)
+pool_t *weft__pool_get(weft_http_client_t *c, const char *host, size_t hl, uint16_t port, int *err)
 {
-    pool_t *p = weft__pool_find(c, host, port);
+    pool_t *p = find_n(c, host, hl, port);
     if (p) {
         p->unused_since = 0;
         return p;
+    }
+    if (!weft__req_host_valid(host, hl)) {
+        *err = WEFT_EINVAL;
+        return NULL;
     }
     if (c->npools >= c->o.max_hosts && !pools_evict_one(c)) {
         *err = WEFT_ELIMIT;
         return NULL;
     }
-    size_t hl = strlen(host);
     p = calloc(1, sizeof(*p) + hl + 1);
     if (!p) {
         *err = WEFT_ENOMEM;

@@ -3,11 +3,12 @@
  * head (and a FIXED body) into the call's output buffer; chunk framing of streamed bodies.
  *
  * Design. weft_http_client_request checks the request against the rules of weft/client.h
- * first (weft__req_check), so a request that cannot be sent costs nothing and runs no
- * callback. The head is then written into the call's weft_buf_t with one reservation sized
- * from the parts, so the puts after it cannot fail: header names and values go from the
- * caller's weft_http_header_t array straight into that buffer, which is the only copy a
- * header ever gets on its way out (a proxy hands the server request's array over as is).
+ * first (weft__req_check; the host's bytes once, when its pool is made), so a request that
+ * cannot be sent costs nothing and runs no callback. The head is then written into the call's
+ * weft_buf_t with one reservation sized from the parts, so the puts after it cannot fail: header
+ * names and values go from the caller's weft_http_header_t array straight into that buffer, which
+ * is the only copy a header ever gets on its way out (a proxy hands the server request's array over
+ * as is).
  *
  * Invariants. Nothing written here can inject a header or a request: methods and header
  * names are tokens, header values hold no CR, LF or NUL, targets and hosts hold no space or
@@ -41,15 +42,16 @@ static bool valid_target(const char *s, size_t n)
     return true;
 }
 
-/* Hosts: a valid target without the bytes that would end or change the authority. */
-static bool valid_host(const char *s, size_t n)
+/* Hosts: a valid target without the bytes that would end or change the authority. Checked
+ * once per host, when its pool is made (weft__pool_get). */
+bool weft__req_host_valid(const char *s, size_t n)
 {
-    if (!valid_target(s, n)) return false;
-    for (size_t i = 0; i < n; i++)
-        switch (s[i]) {
-        case '/': case '?': case '#': case '@': case '[': case ']':
+    if (n > 255 || !valid_target(s, n)) return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == '/' || ch == '?' || ch == '#' || ch == '@' || ch == '[' || ch == ']')
             return false;
-        }
+    }
     return true;
 }
 
@@ -57,8 +59,8 @@ int weft__req_check(const weft_http_client_req_t *r, weft__req_facts_t *f)
 {
     if (!r->method || !r->host || !r->target) return WEFT_EINVAL;
     size_t ml = strlen(r->method), hl = strlen(r->host), tl = strlen(r->target);
-    if (!weft__http_token(r->method, ml) || hl > 255 || !valid_host(r->host, hl) ||
-        !valid_target(r->target, tl) || (r->body_len && !r->body) || r->body_len > (1u << 30) ||
+    if (!weft__http_token(r->method, ml) || hl == 0 || hl > 255 || !valid_target(r->target, tl) ||
+        (r->body_len && !r->body) || r->body_len > (1u << 30) ||
         (unsigned)r->body_mode > WEFT_HTTP_CLIENT_BODY_CHUNKED ||
         (r->body_mode != WEFT_HTTP_CLIENT_BODY_FIXED && r->body_len) ||
         (r->nheaders && !r->headers))
@@ -83,10 +85,22 @@ int weft__req_check(const weft_http_client_req_t *r, weft__req_facts_t *f)
     return 0;
 }
 
-bool weft__req_idempotent(const char *m)
+bool weft__req_idempotent(const char *m, size_t n)
 {
-    return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "PUT") == 0 ||
-           strcmp(m, "DELETE") == 0 || strcmp(m, "OPTIONS") == 0 || strcmp(m, "TRACE") == 0;
+    switch (n) {
+    case 3:
+        return memcmp(m, "GET", 3) == 0 || memcmp(m, "PUT", 3) == 0;
+    case 4:
+        return memcmp(m, "HEAD", 4) == 0;
+    case 5:
+        return memcmp(m, "TRACE", 5) == 0;
+    case 6:
+        return memcmp(m, "DELETE", 6) == 0;
+    case 7:
+        return memcmp(m, "OPTIONS", 7) == 0;
+    default:
+        return false;
+    }
 }
 
 /* Appends n bytes at o: the serializer below writes into space reserved once. Most
@@ -139,7 +153,9 @@ int weft__req_serialize(weft_buf_t *b, const weft_http_client_req_t *r, const we
             char d[8];
             size_t k = sizeof(d);
             unsigned v = r->port;
-            do d[--k] = (char)('0' + v % 10); while ((v /= 10) != 0);
+            do {
+                d[--k] = (char)('0' + v % 10);
+            } while ((v /= 10) != 0);
             *o++ = ':';
             o = put(o, d + k, sizeof(d) - k);
         }
