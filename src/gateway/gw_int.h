@@ -23,8 +23,9 @@
 typedef struct gw_mslot_s {
     char route[64]; /* the route's name (a longer one is looked up every time) */
     uint16_t port;
+    uint16_t host_len; /* UINT16_MAX: a host too long for host[] (it matches none) */
     int status;
-    char host[64];
+    char host[64]; /* host_len bytes, no NUL */
     weft_counter_t *requests;
     weft_histogram_t *duration;
 } gw_mslot_t;
@@ -66,8 +67,8 @@ struct weft_gateway_s {
     atomic_uint tunnel_slots;
     unsigned max_tunnels;
     weft_metrics_family_t *fam_tun_active, *fam_tun_total;
-    weft_tracer_t *tracer;       /* the host's; NULL: no spans, traceparent passed through */
-    gw_alog_t *alog;             /* the JSON access log; NULL: off */
+    weft_tracer_t *tracer;        /* the host's; NULL: no spans, traceparent passed through */
+    gw_alog_t *alog;              /* the JSON access log; NULL: off */
     struct gw_history_s *history; /* history_sample.c; NULL: none */
 };
 

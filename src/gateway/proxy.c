@@ -22,8 +22,8 @@
  * forwarded either way;
  * framing is each side's own (Content-Length or chunked, chosen again). Host is kept as the
  * client sent it (as Envoy does), except that an absolute-form target's host replaces it
- * (RFC 9110 7.2: the route matched on that host). Added upstream: X-Forwarded-For (the client's address
- * appended), X-Forwarded-Proto, X-Forwarded-Host, and X-Request-Id when the client sent
+ * (RFC 9110 7.2: the route matched on that host). Added upstream: X-Forwarded-For (the client's
+ * address appended), X-Forwarded-Proto, X-Forwarded-Host, and X-Request-Id when the client sent
  * none (16 random hex digits). With a tracer, the client's traceparent and tracestate are
  * replaced by the gateway span's (observe.c, which also keeps what the access log says).
  *
@@ -80,6 +80,8 @@ typedef struct gw_req_s {
     weft_http_client_call_t *call;
     char host[GW_HOST_MAX + 1];
     uint16_t port;
+    size_t host_len;
+    uint64_t host_key;   /* host_key(host, port), from pick: the tried list's, mslot's */
     bool head_sent;      /* the response head went to the client */
     bool req_paused;     /* reading the request body waits for the client's on_drain */
     bool up_paused;      /* the upstream call waits for the request's on_drain */
@@ -109,7 +111,7 @@ typedef struct gw_req_s {
     const weft_http_header_t *hs;
     size_t nh;
     weft_http_client_body_t body_mode;
-    bool te_in; /* the request came with Transfer-Encoding: its body is chunked */
+    bool te_in;     /* the request came with Transfer-Encoding: its body is chunked */
     weft_str_t cip; /* the client's address (client_ip); base NULL until asked */
     /* upgrades (tunnel.c) */
     bool upgrade;   /* forwarded with its Upgrade headers: a 101 opens a tunnel */
@@ -121,8 +123,6 @@ typedef struct gw_req_s {
     size_t tlen;
     gw_obs_t obs; /* the span and the access log's facts (observe.c) */
 } gw_req_t;
-
-_Static_assert(sizeof(((gw_req_t *)0)->host) % 8 == 0, "mslot reads the host a word at a time");
 
 /* The client's address without port: looked up once a request (the rate limit's key, the
  * ring's, X-Forwarded-For). */
@@ -212,21 +212,14 @@ static gw_mslot_t *mslot(gw_req_t *x, int status)
     if (!g->fam_requests) return NULL;
     const char *route = x->route ? x->route->name : "-";
     /* the slot: from the route (its address: one table's routes live as long as it does,
-     * and a slot is checked by name anyway), the port, the status and the host's bytes a
-     * word at a time (x->host is an array of whole words; bytes past the NUL are masked) */
-    uint64_t h = ((uint64_t)(uintptr_t)x->route >> 4) * 0x9e3779b97f4a7c15ull ^
-                 ((uint64_t)x->port << 16 | (unsigned)status);
-    size_t hl = strlen(x->host);
-    for (size_t i = 0; i < hl; i += 8) {
-        uint64_t v;
-        memcpy(&v, x->host + i, 8);
-        if (hl - i < 8) v &= (1ull << 8 * (hl - i)) - 1;
-        h = (h ^ v) * 0x9e3779b97f4a7c15ull;
-    }
+     * and a slot is checked by name anyway), the status and the upstream's key */
+    uint64_t h = ((uint64_t)(uintptr_t)x->route >> 4) * 0x9e3779b97f4a7c15ull ^ (unsigned)status;
+    h = (h ^ x->host_key) * 0x9e3779b97f4a7c15ull;
     h ^= h >> 29;
+    size_t hl = x->host_len;
     gw_mslot_t *s = &x->w->mslots[h % GW_METRIC_SLOTS];
-    if (s->requests && s->port == x->port && s->status == status && strcmp(s->host, x->host) == 0 &&
-        strcmp(s->route, route) == 0)
+    if (s->requests && s->port == x->port && s->status == status && s->host_len == hl &&
+        memcmp(s->host, x->host, hl) == 0 && strcmp(s->route, route) == 0)
         return s;
     char up[GW_HOST_MAX + 8], code[8];
     if (x->port)
@@ -242,8 +235,12 @@ static gw_mslot_t *mslot(gw_req_t *x, int status)
     /* a name too long for the slot is kept as "": it never matches, so it is looked up
      * every time rather than mixed up with another */
     size_t rl = strlen(route);
-    s->host[0] = s->route[0] = 0;
-    if (hl < sizeof(s->host)) memcpy(s->host, x->host, hl + 1);
+    s->route[0] = 0;
+    s->host_len = UINT16_MAX; /* matches no host: none is that long */
+    if (hl < sizeof(s->host)) {
+        memcpy(s->host, x->host, hl);
+        s->host_len = (uint16_t)hl;
+    }
     if (rl < sizeof(s->route)) memcpy(s->route, route, rl + 1);
     return s;
 }
@@ -350,8 +347,8 @@ static void fail(gw_req_t *x, int status, const char *error, const char *detail)
  * passes here (names are tokens: both parsers check). */
 typedef enum {
     H_OTHER,
-    H_HOP, /* hop-by-hop (RFC 9110 7.6.1): never forwarded */
-    H_TE,  /* Transfer-Encoding: hop-by-hop too; in a request, the body is chunked */
+    H_HOP,    /* hop-by-hop (RFC 9110 7.6.1): never forwarded */
+    H_TE,     /* Transfer-Encoding: hop-by-hop too; in a request, the body is chunked */
     H_EXPECT, /* Expect: the listener answered 100-continue itself; not sent upstream */
     H_CONNECTION,
     H_CONTENT_LENGTH,
@@ -609,8 +606,7 @@ static void up_head(weft_http_client_call_t *call, int status, const weft_http_h
     if (status == 204 || status == 304) length = 0;
     /* the body's first bytes are here: head and body go to the client in one write */
     if (length != 0 && weft_http_client_more_read(call)) weft_http_response_cork(req);
-    if (weft_http_response_start(req, status, NULL, length) == 0)
-        x->head_sent = true;
+    if (weft_http_response_start(req, status, NULL, length) == 0) x->head_sent = true;
 }
 
 static void up_body(weft_http_client_call_t *call, const char *data, size_t len, void *arg)
@@ -743,16 +739,24 @@ typedef gw_endpoint_t cand_t;
 
 #define MAX_CANDS 256
 
-static uint64_t host_key(const char *host, uint16_t port)
+/* An upstream's key: its host's bytes a word at a time, and its port. Computed once a try
+ * (pick) for the tried list and the metrics slot; for no upstream ("", 0) it is 0. */
+static uint64_t host_key(const char *host, size_t hl, uint16_t port)
 {
-    uint64_t h = port;
-    for (const char *p = host; *p; p++) h = h * 131 + (unsigned char)*p;
-    return h;
+    uint64_t h = port, v;
+    size_t i = 0;
+    for (; i + 8 <= hl; i += 8) {
+        memcpy(&v, host + i, 8);
+        h = (h ^ v) * 0x9e3779b97f4a7c15ull;
+    }
+    if (i == hl) return h;
+    for (v = 0; i < hl; i++) v = v << 8 | (unsigned char)host[i]; /* no call to memcpy */
+    return (h ^ v) * 0x9e3779b97f4a7c15ull;
 }
 
 static bool tried(const gw_req_t *x, const cand_t *c)
 {
-    uint64_t k = host_key(c->host, c->port);
+    uint64_t k = host_key(c->host, strnlen(c->host, GW_HOST_MAX), c->port);
     for (unsigned i = 0; i < x->ntried; i++)
         if (x->tried[i] == k) return true;
     return false;
@@ -905,7 +909,9 @@ static pick_t admit_among(gw_req_t *x, const cand_t *c, unsigned n, const weft_r
             size_t hl = strnlen(c[k].host, sizeof(x->host) - 1);
             memcpy(x->host, c[k].host, hl);
             x->host[hl] = 0;
+            x->host_len = hl;
             x->port = c[k].port;
+            x->host_key = host_key(x->host, hl, x->port);
             return PICK_OK;
         }
         out.bits[k >> 6] |= 1ull << (k & 63);
@@ -931,6 +937,8 @@ static pick_t pick(gw_req_t *x)
     pick_t rc = PICK_NONE;
     x->port = 0; /* no upstream named in an answer until one is chosen */
     x->host[0] = 0;
+    x->host_len = 0;
+    x->host_key = 0; /* host_key("", 0, 0) */
     if (x->ntried == 0 && r->lb == GW_LB_RING_HASH) x->key_hash = ring_key(x);
     weft_snap_read_lock(); /* the instances' index, the catalog, a service's ring */
     if (!r->service) {
@@ -1271,8 +1279,7 @@ static void overflow_pending(gw_req_t *x, const weft_http_client_req_t *r)
 static void start_try(gw_req_t *x)
 {
     weft_http_request_t *req = x->req;
-    if (x->ntried < sizeof(x->tried) / sizeof(x->tried[0]))
-        x->tried[x->ntried++] = host_key(x->host, x->port);
+    if (x->ntried < sizeof(x->tried) / sizeof(x->tried[0])) x->tried[x->ntried++] = x->host_key;
     gw_obs_try(&x->obs, x->host, x->port, x->attempt);
     uint64_t now = uv_now(req->loop);
     /* UINT64_MAX: a route without a timeout of its own (the client's request_timeout_ms) */
