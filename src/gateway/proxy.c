@@ -87,6 +87,9 @@ typedef struct gw_req_s {
     bool up_paused;      /* the upstream call waits for the request's on_drain */
     bool finished;       /* the request was finished (or released) */
     int status;          /* the upstream's, once its head came */
+    uint64_t body_left;  /* Content-Length bytes of the upstream's answer still to come;
+                            UINT64_MAX: chunked, till close, or none for a HEAD */
+    bool settled;        /* counted and told to the breakers (settle): at most once */
     bool breaker;        /* admitted by the route's breaker: its result is still to be recorded */
     gw_inst_t *inst;     /* this try's upstream instance state (held), its result still due */
     bool inst_sent;      /* the try went out to it (else its end says nothing about it) */
@@ -260,6 +263,19 @@ static void record(gw_req_t *x, int status)
         weft_histogram_observe_exemplar(s->duration, d, c->trace_id, c->span_id);
     else
         weft_histogram_observe(s->duration, d);
+}
+
+/* The upstream's answer came whole (x->status): counted, and the breakers told how it went
+ * (once). Runs before its last bytes go to the client (up_body, or up_done for an answer
+ * without a body, whose head waits corked): a client that has seen the answer end and
+ * sends its next request finds the breakers told, whichever worker takes that request
+ * (a half-open breaker's trials have closed it, a concurrency slot is free). */
+static void settle(gw_req_t *x)
+{
+    if (x->settled) return;
+    x->settled = true;
+    record(x, x->status);
+    breaker_done(x, status_outcome(x, x->status));
 }
 
 static const char *err_kind(int err)
@@ -604,8 +620,12 @@ static void up_head(weft_http_client_call_t *call, int status, const weft_http_h
     }
     x->status = status;
     if (status == 204 || status == 304) length = 0;
-    /* the body's first bytes are here: head and body go to the client in one write */
-    if (length != 0 && weft_http_client_more_read(call)) weft_http_response_cork(req);
+    x->body_left = length >= 0 && !req->is_head ? (uint64_t)length : UINT64_MAX;
+    /* the body's first bytes are here: head and body go to the client in one write. An
+     * answer that is whole with its head (no body) waits for up_done, which settles it
+     * first: a client that has seen it end finds the breakers told (settle) */
+    if (length == 0 || req->is_head || weft_http_client_more_read(call))
+        weft_http_response_cork(req);
     if (weft_http_response_start(req, status, NULL, length) == 0) x->head_sent = true;
 }
 
@@ -613,6 +633,10 @@ static void up_body(weft_http_client_call_t *call, const char *data, size_t len,
 {
     gw_req_t *x = arg;
     if (x->finished || !x->head_sent) return;
+    if (x->body_left != UINT64_MAX) {
+        x->body_left -= len < x->body_left ? len : x->body_left;
+        if (x->body_left == 0) settle(x); /* before the client can see the answer end */
+    }
     int rc = weft_http_response_write(x->req, data, len);
     if (rc == 0 || rc == WEFT_EAGAIN) x->obs.bytes_out += len;
     if (rc == WEFT_EAGAIN) {
@@ -657,8 +681,7 @@ static void up_done(weft_http_client_call_t *call, int err, void *arg)
     weft_http_request_t *req = x->req;
     weft_gateway_t *g = x->g;
     if (err == 0) {
-        record(x, x->status);
-        breaker_done(x, status_outcome(x, x->status));
+        settle(x);
         finish(x);
         weft_http_response_end(req);
         return;
@@ -671,8 +694,11 @@ static void up_done(weft_http_client_call_t *call, int err, void *arg)
     weft_debug("gateway", "upstream failed", "route=%s upstream=%s:%u err=%s",
                x->route ? x->route->name : "-", x->host, x->port, weft_strerror(err));
     if (x->head_sent) {
-        record(x, x->status);
-        breaker_done(x, err_outcome(x, err));
+        if (!x->settled) { /* else the whole body came: the client went away at its end */
+            x->settled = true;
+            record(x, x->status);
+            breaker_done(x, err_outcome(x, err));
+        }
         finish(x);
         weft_http_response_abort(req);
         return;

@@ -214,6 +214,35 @@ def test_breaker_opens_fails_fast_half_opens_closes(spawn, tmp_path, faulty):
     assert 'weft_breaker_rejected_total{route="flaky"} 1' in m
 
 
+def test_answers_without_a_body(spawn, tmp_path, faulty):
+    """HEAD, 204 and 304 go through with their heads alone, and the connection stays
+    usable. Such an answer's head waits (corked) until the breakers have been told how it
+    went, so a half-open breaker that two of them close lets the next request through at
+    once, whichever worker takes it."""
+    up = faulty("up")
+    w = start_weft(spawn, tmp_path, f"""gateway:
+  routes:
+    - name: nobody
+      match: {{ path_prefix: / }}
+      upstream: {{ targets: [127.0.0.1:{up.port}] }}
+      circuit_breaker: {{ consecutive_failures: 2, open_for: 1s, half_open_requests: 2 }}
+""")
+    s = requests.Session()
+    g = s.get(w.gw + "/x", timeout=WAIT)
+    h = s.head(w.gw + "/x", timeout=WAIT)
+    assert h.status_code == 200 and h.content == b""
+    assert h.headers["Content-Length"] == g.headers["Content-Length"]
+    for code in (204, 304):
+        r = s.get(w.gw + f"/status/{code}", timeout=WAIT)
+        assert r.status_code == code and r.content == b""
+    assert s.get(w.gw + "/x", timeout=WAIT).json()["path"] == "/x"  # framing intact
+    assert [get(w.gw + "/status/503").status_code for _ in range(2)] == [503, 503]
+    assert get(w.gw + "/status/204").headers.get("X-Weft-Breaker") == "open"
+    time.sleep(1.1)
+    for _ in range(3):  # two trials close it; each answer ends only after that is known
+        assert [get(w.gw + "/status/204").status_code for _ in range(3)] == [204] * 3
+
+
 def test_retries_go_elsewhere_within_the_budget(spawn, tmp_path, faulty):
     a, b = faulty("a"), faulty("b")
     dead = free_port()  # nothing listens there
