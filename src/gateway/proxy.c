@@ -265,17 +265,18 @@ static void record(gw_req_t *x, int status)
         weft_histogram_observe(s->duration, d);
 }
 
-/* The upstream's answer came whole (x->status): counted, and the breakers told how it went
- * (once). Runs before its last bytes go to the client (up_body, or up_done for an answer
- * without a body, whose head waits corked): a client that has seen the answer end and
- * sends its next request finds the breakers told, whichever worker takes that request
- * (a half-open breaker's trials have closed it, a concurrency slot is free). */
-static void settle(gw_req_t *x)
+/* The upstream's answer (x->status) is counted and the breakers told its outcome
+ * (breaker_done's result), once. For an answer that came whole this runs before its last
+ * bytes go to the client (up_body, or up_done for an answer without a body, whose head
+ * waits corked): a client that has seen the answer end and sends its next request finds
+ * the breakers told, whichever worker takes that request (a half-open breaker's trials
+ * have closed it, a concurrency slot is free). */
+static void settle(gw_req_t *x, int outcome)
 {
     if (x->settled) return;
     x->settled = true;
     record(x, x->status);
-    breaker_done(x, status_outcome(x, x->status));
+    breaker_done(x, outcome);
 }
 
 static const char *err_kind(int err)
@@ -635,7 +636,8 @@ static void up_body(weft_http_client_call_t *call, const char *data, size_t len,
     if (x->finished || !x->head_sent) return;
     if (x->body_left != UINT64_MAX) {
         x->body_left -= len < x->body_left ? len : x->body_left;
-        if (x->body_left == 0) settle(x); /* before the client can see the answer end */
+        if (x->body_left == 0) /* before the client can see the answer end */
+            settle(x, status_outcome(x, x->status));
     }
     int rc = weft_http_response_write(x->req, data, len);
     if (rc == 0 || rc == WEFT_EAGAIN) x->obs.bytes_out += len;
@@ -681,7 +683,7 @@ static void up_done(weft_http_client_call_t *call, int err, void *arg)
     weft_http_request_t *req = x->req;
     weft_gateway_t *g = x->g;
     if (err == 0) {
-        settle(x);
+        settle(x, status_outcome(x, x->status));
         finish(x);
         weft_http_response_end(req);
         return;
@@ -694,11 +696,7 @@ static void up_done(weft_http_client_call_t *call, int err, void *arg)
     weft_debug("gateway", "upstream failed", "route=%s upstream=%s:%u err=%s",
                x->route ? x->route->name : "-", x->host, x->port, weft_strerror(err));
     if (x->head_sent) {
-        if (!x->settled) { /* else the whole body came: the client went away at its end */
-            x->settled = true;
-            record(x, x->status);
-            breaker_done(x, err_outcome(x, err));
-        }
+        settle(x, err_outcome(x, err)); /* unless settled: the client left at the body's end */
         finish(x);
         weft_http_response_abort(req);
         return;

@@ -14,7 +14,7 @@
  *
  * Once connected, the socket joins the client's reader (src/http/reader.h: edge-triggered,
  * read in order of arrival); reads and response parsing are client_read.c's. Writes stay
- * libuv's, except the first write of a FIXED request (weft__sys_try_send, the rest by one
+ * libuv's, except the first write of a FIXED request (weft__rfd_try_send, the rest by one
  * uv_write when the socket did not take it all); a streamed body alternates two buffers (`out`
  * collects what weft_http_client_write gives while `flight` is written), at most one write
  * in flight per connection. When the last byte of the request has reached the kernel the
@@ -34,7 +34,6 @@
 #include <string.h>
 
 #include "core/assert.h"
-#include "core/sysio.h"
 #include "http/client_int.h"
 
 static void conn_to(conn_t *k, weft__conn_state_t to)
@@ -155,9 +154,7 @@ void weft__conn_flush(conn_t *k)
          * the next turn (a whole GET, almost always). An error is left to the uv_write
          * below, which reports it from on_written (outside the caller's
          * weft_http_client_request) as this first one, the one the peer caused. */
-        ssize_t n = k->rf.added && k->tcp.write_queue_size == 0
-                        ? weft__sys_try_send(k->rf.fd, call->out.p, call->out.len)
-                        : 0;
+        ssize_t n = weft__rfd_try_send(&k->rf, (uv_stream_t *)&k->tcp, call->out.p, call->out.len);
         k->send_err = n < 0 ? (int)n : 0; /* the retry may meet another (EPIPE after a reset) */
         if (n > 0 && (size_t)n == call->out.len) {
             if (!call->sent) request_sent(call);

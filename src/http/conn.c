@@ -26,8 +26,8 @@
  * and p99 of bench/http). The reader calls on_alloc and on_read as libuv would; its drained
  * hook lets an idle connection give its buffers back once the socket is read to EAGAIN, and
  * its hup hook tells a handler that its client is going while reading is off. A flush's
- * first write is weft__sys_try_send (src/core/sysio.h); the rest of a write the socket did
- * not take, shutdown and close stay libuv's.
+ * first write is weft__rfd_try_send (reader.h); the rest of a write the socket did not take,
+ * shutdown and close stay libuv's.
  *
  * Errors. Any malformed request is answered (response.c, send_error) with `Connection:
  * close`, then the write side is shut down and the connection lingers (reading and
@@ -48,7 +48,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/sysio.h"
 #include "http/server_int.h"
 #include "weft/log.h"
 
@@ -69,10 +68,8 @@ int weft__http_out_grow(conn_t *c, size_t n)
     return 0;
 }
 
-/* Writes obuf: first what the socket takes at once, the rest with uv_write from wbuf.
- * While the socket is in the reader and libuv has nothing queued (no uv_write in flight:
- * c->writing), the first write is weft__sys_try_send, without uv_try_write's steps and
- * glibc's cancellation point (src/core/sysio.h). */
+/* Writes obuf: first what the socket takes at once (weft__rfd_try_send), the rest with
+ * uv_write from wbuf. */
 void weft__http_flush(conn_t *c)
 {
     if (c->writing || weft__http_closing(c)) return;
@@ -80,14 +77,7 @@ void weft__http_flush(conn_t *c)
         after_flush(c);
         return;
     }
-    ssize_t r;
-    if (c->rf.added && c->tcp.write_queue_size == 0) {
-        r = weft__sys_try_send(c->rf.fd, c->obuf, c->olen);
-    } else {
-        uv_buf_t b = {.base = c->obuf, .len = c->olen}; /* not uv_buf_init: a call */
-        r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
-    }
+    ssize_t r = weft__rfd_try_send(&c->rf, (uv_stream_t *)&c->tcp, c->obuf, c->olen);
     if (r < 0) {
         weft__http_conn_close(c);
         return;

@@ -53,7 +53,6 @@
 #include <unistd.h>
 
 #include "core/assert.h"
-#include "core/sysio.h"
 #include "http/reader.h"
 
 static void kick(weft__rfd_t *f);

@@ -43,6 +43,8 @@
 
 #include <uv.h>
 
+#include "core/sysio.h"
+
 #define WEFT__READER_BATCH     128 /* events taken from the epoll per wakeup */
 #define WEFT__READS_PER_TURN   32  /* reads of one fd before the others get their turn, as libuv */
 #define WEFT__READER_SUGGESTED 65536 /* the size hint given to alloc callbacks */
@@ -188,5 +190,17 @@ static inline int weft__dup_cloexec(int fd)
     return d >= 0 ? d : -errno;
 }
 #endif
+
+/* The first write of what an owner has for s, whose socket is f: what the socket takes at
+ * once (weft__sys_try_send: no uv_try_write steps, no glibc cancellation point), as the
+ * number of bytes sent, or a negative errno. 0 when it takes none, and when f is not in the
+ * reader or libuv still has bytes of s queued: then the caller's uv_write sends it all,
+ * after what is queued. */
+static inline ssize_t weft__rfd_try_send(const weft__rfd_t *f, const uv_stream_t *s,
+                                         const void *buf, size_t len)
+{
+    if (!f->added || s->write_queue_size != 0) return 0;
+    return weft__sys_try_send(f->fd, buf, len);
+}
 
 #endif
